@@ -1,0 +1,3 @@
+module github.com/safe-run/safe-run
+
+go 1.26.8
