@@ -1,0 +1,127 @@
+// Command safe-run runs a service described by a TOML manifest as a
+// hardened container, in the foreground, and exits with its status.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// Exit codes of safe-run's own failures, as docker run's.
+const (
+	exitFailed        = 125 // safe-run itself failed: bad manifest, host cannot enforce, usage
+	exitCannotInvoke  = 126
+	exitCommandAbsent = 127
+)
+
+// exitStatus carries the container's own exit status out of a command.
+type exitStatus int
+
+func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	quiet  bool
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	defer stop()
+	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := rootCommand(g)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	return exitCode(err, stderr)
+}
+
+func rootCommand(g *globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "safe-run [flags] SERVICE.toml",
+		Short: "Run a service from a TOML manifest as a hardened container",
+		Long: `safe-run runs the service a manifest describes as a container that is
+hardened by default: its own user namespace, a read-only root filesystem, no
+capabilities but the declared ones, no_new_privs, a seccomp filter, cgroup
+limits, and a private network with only loopback. It stays in the foreground,
+forwards signals, and exits with the service's exit code.
+
+Anything looser than that must be named in the manifest's [insecure] table,
+with a reason.`,
+		Example: `  safe-run web.toml                  run the service (same as: safe-run run web.toml)
+  safe-run spec web.toml             print the OCI runtime spec it would run
+  ExecStart=/usr/bin/safe-run /etc/safe-run/web.toml   in a systemd unit`,
+		Args:          cobra.ExactArgs(1),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runService(cmd.Context(), g, args[0])
+		},
+	}
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no start report on stderr")
+	root.AddCommand(runCommand(g), specCommand(g), versionCommand(g))
+	root.CompletionOptions.HiddenDefaultCmd = true
+	return root
+}
+
+// exitCode prints err and turns it into safe-run's exit status.
+func exitCode(err error, stderr io.Writer) int {
+	var status exitStatus
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &status):
+		return int(status)
+	}
+	if fields := manifest.FieldErrors(err); len(fields) > 0 {
+		for _, f := range fields {
+			fmt.Fprintln(stderr, f)
+		}
+	} else {
+		fmt.Fprintf(stderr, "safe-run: %v\n", err)
+	}
+	switch {
+	case errors.Is(err, launcher.ErrCommandNotFound):
+		return exitCommandAbsent
+	case errors.Is(err, launcher.ErrCommandNotExecutable):
+		return exitCannotInvoke
+	}
+	return exitFailed
+}
+
+// initPath finds safe-run-init beside the safe-run binary, or in the
+// lib directory of a packaged install.
+func initPath() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "safe-run-init"
+	}
+	dir := filepath.Dir(exe)
+	for _, p := range []string{
+		filepath.Join(dir, "safe-run-init"),
+		filepath.Join(dir, "..", "lib", "safe-run", "safe-run-init"),
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return filepath.Clean(p)
+		}
+	}
+	return filepath.Join(dir, "safe-run-init")
+}

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+)
+
+func runCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "run SERVICE.toml",
+		Short: "Run the service in the foreground (the default command)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runService(cmd.Context(), g, args[0])
+		},
+	}
+}
+
+func runService(ctx context.Context, g *globals, path string) error {
+	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
+		Dirs:     launcher.DefaultDirs(),
+		InitPath: initPath(),
+		Allocate: true,
+	})
+	if err != nil {
+		return err
+	}
+	opts := launcher.Options{
+		Name:                 p.Service.Name,
+		StateRoot:            launcher.DefaultDirs().State,
+		DataDir:              launcher.DefaultDirs().Data,
+		StopSignal:           unix.Signal(p.Service.Process.StopSignal.Number),
+		StopTimeout:          time.Duration(p.Service.Process.StopTimeout),
+		AllowSensitiveMounts: p.Service.Allows(manifest.AllowSensitiveMounts),
+		Stdio:                launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr},
+		Notes:                p.Notes,
+	}
+	if !g.quiet {
+		opts.Report = g.stderr
+	}
+	code, err := launcher.Run(ctx, p.Spec, p.Host, opts)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitStatus(code)
+	}
+	return nil
+}

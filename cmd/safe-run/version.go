@@ -1,0 +1,37 @@
+package main
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+func versionCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print safe-run's version and that of its runtime library",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			v, runc := version, "unknown"
+			if info, ok := debug.ReadBuildInfo(); ok {
+				if v == "" {
+					v = info.Main.Version
+				}
+				for _, d := range info.Deps {
+					if d.Path == "github.com/opencontainers/runc" {
+						runc = d.Version
+					}
+				}
+			}
+			if v == "" || v == "(devel)" {
+				v = "dev"
+			}
+			fmt.Fprintf(g.stdout, "safe-run %s\nlibcontainer (runc) %s\n", v, runc)
+			return nil
+		},
+	}
+}

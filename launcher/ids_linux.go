@@ -1,0 +1,195 @@
+package launcher
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// IDUser is the system user whose /etc/subuid and /etc/subgid ranges safe-run
+// carves the services' user namespaces from. Owning the ranges through a
+// dedicated user keeps them out of every login user's ranges, which
+// useradd hands out from 100000 up.
+const IDUser = "safe-run"
+
+// IDRangeSize is the size of every service's user namespace: the 16-bit
+// uid space images are built for.
+const IDRangeSize = 65536
+
+// SetupHint is the one-time set-up that gives IDUser its ranges.
+const SetupHint = "useradd --system --no-create-home --shell /usr/sbin/nologin safe-run && " +
+	"usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 safe-run"
+
+type subIDRange struct {
+	owner        string // name or uid, as written
+	start, count uint64
+}
+
+func readSubIDs(path string) ([]subIDRange, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []subIDRange
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
+		if len(fields) != 3 || strings.HasPrefix(fields[0], "#") {
+			continue
+		}
+		start, err1 := strconv.ParseUint(fields[1], 10, 32)
+		count, err2 := strconv.ParseUint(fields[2], 10, 32)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out = append(out, subIDRange{owner: fields[0], start: start, count: count})
+	}
+	return out, sc.Err()
+}
+
+// idSlots lists the 65536-id slots in owner's ranges that overlap no other
+// user's range.
+func idSlots(ranges []subIDRange, owner, ownerUID string) []uint32 {
+	var slots []uint32
+	for _, r := range ranges {
+		if r.owner != owner && r.owner != ownerUID {
+			continue
+		}
+	next:
+		for s := r.start; s+IDRangeSize <= r.start+r.count; s += IDRangeSize {
+			for _, o := range ranges {
+				if o.owner != owner && o.owner != ownerUID && s < o.start+o.count && o.start < s+IDRangeSize {
+					continue next
+				}
+			}
+			slots = append(slots, uint32(s))
+		}
+	}
+	return slots
+}
+
+// idAllocations is the record of which service owns which slot; it keeps a
+// service's ids stable across restarts, so its volumes stay its own.
+type idAllocations map[string]IDMap
+
+// AllocateIDs returns the user namespace of service name, allocating one
+// from IDUser's ranges and recording it under dataDir when record is set.
+// Without record (safe-run spec) it shows what a start would allocate.
+func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
+	u, err := user.Lookup(IDUser)
+	if err != nil {
+		return IDMap{}, fmt.Errorf("%w: no user %q (create it once as root: %s)", ErrNoSubIDs, IDUser, SetupHint)
+	}
+	subuids, err := readSubIDs("/etc/subuid")
+	if err != nil {
+		return IDMap{}, fmt.Errorf("reading /etc/subuid: %w", err)
+	}
+	subgids, err := readSubIDs("/etc/subgid")
+	if err != nil {
+		return IDMap{}, fmt.Errorf("reading /etc/subgid: %w", err)
+	}
+	uidSlots, gidSlots := idSlots(subuids, IDUser, u.Uid), idSlots(subgids, IDUser, u.Uid)
+	if len(uidSlots) == 0 || len(gidSlots) == 0 {
+		return IDMap{}, fmt.Errorf("%w: user %s has no range of %d ids in /etc/subuid and /etc/subgid that no other user shares (add one as root: usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 %s)",
+			ErrNoSubIDs, IDUser, IDRangeSize, IDUser)
+	}
+	n := min(len(uidSlots), len(gidSlots))
+
+	path := filepath.Join(dataDir, "ids.json")
+	if record {
+		if err := os.MkdirAll(dataDir, 0o711); err != nil {
+			return IDMap{}, err
+		}
+		// The directory itself is the lock: ids.json is replaced by
+		// rename, so a lock on it would be on the old file.
+		lock, err := os.Open(dataDir)
+		if err != nil {
+			return IDMap{}, err
+		}
+		defer lock.Close()
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+			return IDMap{}, fmt.Errorf("locking %s: %w", dataDir, err)
+		}
+	}
+	allocs := idAllocations{}
+	if data, err := os.ReadFile(path); err == nil {
+		if err := json.Unmarshal(data, &allocs); err != nil {
+			return IDMap{}, fmt.Errorf("reading %s: %w (it records which service owns which ids; restore it from a backup rather than deleting it)", path, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return IDMap{}, err
+	}
+	valid := func(m IDMap) bool {
+		for i := range n {
+			if uidSlots[i] == m.UID && gidSlots[i] == m.GID {
+				return true
+			}
+		}
+		return false
+	}
+	if m, ok := allocs[name]; ok && valid(m) {
+		return m, nil
+	}
+	used := map[uint32]bool{}
+	for other, m := range allocs {
+		if other != name {
+			used[m.UID] = true
+		}
+	}
+	for i := range n {
+		if used[uidSlots[i]] {
+			continue
+		}
+		m := IDMap{UID: uidSlots[i], GID: gidSlots[i], Size: IDRangeSize}
+		if !record {
+			return m, nil
+		}
+		allocs[name] = m
+		if err := writeFileAtomic(path, allocs); err != nil {
+			return IDMap{}, err
+		}
+		return m, nil
+	}
+	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", ErrNoSubIDs, n, IDUser, IDUser)
+}
+
+func writeFileAtomic(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

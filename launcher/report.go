@@ -1,0 +1,115 @@
+package launcher
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// report writes the start report: what is enforced, and what is not.
+func report(opts Options, spec *specs.Spec, host Host) {
+	if opts.Report == nil {
+		return
+	}
+	p := spec.Process
+	args := p.Args
+	if len(args) > 2 && args[0] == InitPath {
+		args = args[2:]
+	}
+	line := func(format string, a ...any) {
+		fmt.Fprintf(opts.Report, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, a...)...)
+	}
+	cmd := strings.Join(args, " ")
+	if len(cmd) > 60 {
+		cmd = cmd[:57] + "..."
+	}
+	line("starting %s as %d:%d, user namespace %s", cmd, p.User.UID, p.User.GID, host.IDs)
+	line("%s", strings.Join(confinement(spec), ", "))
+	line("%s", strings.Join(limits(spec, host), ", "))
+	for _, n := range opts.Notes {
+		line("%s", n)
+	}
+}
+
+func confinement(spec *specs.Spec) []string {
+	var out []string
+	if spec.Root.Readonly {
+		out = append(out, "read-only rootfs")
+	} else {
+		out = append(out, "WRITABLE rootfs")
+	}
+	caps := "no capabilities"
+	if c := spec.Process.Capabilities; c != nil && len(c.Effective) > 0 {
+		caps = "capabilities " + strings.Join(c.Effective, " ")
+	}
+	out = append(out, caps)
+	if spec.Process.NoNewPrivileges {
+		out = append(out, "no_new_privs")
+	} else {
+		out = append(out, "NEW PRIVILEGES allowed")
+	}
+	switch sc := spec.Linux.Seccomp; {
+	case sc == nil:
+		out = append(out, "seccomp UNCONFINED")
+	default:
+		s := "seccomp filter"
+		if slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog) {
+			s += " (denials logged)"
+		}
+		out = append(out, s)
+	}
+	if spec.Process.ApparmorProfile != "" {
+		out = append(out, "AppArmor "+spec.Process.ApparmorProfile)
+	}
+	net := "network none (loopback only)"
+	if !hasNamespace(spec, specs.NetworkNamespace) {
+		net = "HOST network"
+	}
+	out = append(out, net)
+	for _, ns := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace} {
+		if !hasNamespace(spec, ns) {
+			out = append(out, "HOST "+string(ns)+" namespace")
+		}
+	}
+	return out
+}
+
+func limits(spec *specs.Spec, host Host) []string {
+	r := spec.Linux.Resources
+	var out []string
+	if r.Memory != nil && r.Memory.Limit != nil {
+		out = append(out, "memory "+manifest.Size(*r.Memory.Limit).String()+" (no swap)")
+	} else {
+		out = append(out, "NO memory limit")
+	}
+	if r.Memory != nil && r.Memory.Reservation != nil {
+		out = append(out, "reservation "+manifest.Size(*r.Memory.Reservation).String())
+	}
+	if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil {
+		out = append(out, fmt.Sprintf("cpus %g", float64(*r.CPU.Quota)/float64(*r.CPU.Period)))
+	} else {
+		out = append(out, "NO cpu limit")
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		out = append(out, fmt.Sprintf("pids %d", *r.Pids.Limit))
+	}
+	version := "cgroup v1"
+	if host.CgroupV2 {
+		version = "cgroup v2"
+	}
+	out = append(out, version+" "+spec.Linux.CgroupsPath)
+	return out
+}
+
+func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == t {
+			return true
+		}
+	}
+	return false
+}

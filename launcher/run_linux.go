@@ -1,0 +1,474 @@
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/console"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// Options configure one run of a spec.
+type Options struct {
+	Name                 string
+	StateRoot            string // runtime state of all services; this one's is StateRoot/NAME
+	DataDir              string // persistent data: the writable layer of a writable rootfs
+	StopSignal           unix.Signal
+	StopTimeout          time.Duration
+	AllowSensitiveMounts bool // [insecure] allows sensitive_mounts: skip the real-path check
+	Stdio                Stdio
+	Report               io.Writer // start report and exit reason; nil for none
+	Notes                []string  // what earlier stages could not enforce, for the report
+	Logger               *slog.Logger
+}
+
+// Run starts spec as a container, supervises it in the foreground and
+// returns its exit status: its own code, or 128+N when signal N killed it.
+// A cancelled ctx stops it: StopSignal, then SIGKILL after StopTimeout.
+// Whatever happens, Run removes every cgroup, mount and file it created.
+func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(opts.StateRoot, 0o711); err != nil {
+		return 0, fmt.Errorf("creating state directory: %w", err)
+	}
+	lock, err := lockName(opts.StateRoot, opts.Name)
+	if err != nil {
+		return 0, err
+	}
+	defer lock.release()
+	upperDir := filepath.Join(opts.DataDir, "containers", opts.Name)
+	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir); err != nil {
+		return 0, err
+	} else if cleaned {
+		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
+	}
+	if err := preflightCommand(spec); err != nil {
+		return 0, err
+	}
+	if host.CgroupV2 {
+		if err := enterSupervisorLeaf(); err != nil {
+			return 0, err
+		}
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: opts.Name, Spec: spec})
+	if err != nil {
+		return 0, fmt.Errorf("converting the spec: %w", err)
+	}
+	config.ParentDeathSignal = int(unix.SIGKILL)
+	cgroupDirs, err := cgroupDirsOf(config)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Mkdir(host.StateDir, 0o711); err != nil {
+		return 0, fmt.Errorf("creating state directory: %w", err)
+	}
+	removeDirs := []string{host.StateDir, upperDir}
+	j, err := startJanitor(host.InitPath, lock, cgroupDirs, removeDirs)
+	if err != nil {
+		os.RemoveAll(host.StateDir)
+		return 0, fmt.Errorf("starting the janitor (%s): %w", host.InitPath, err)
+	}
+	defer j.dismiss()
+	defer func() {
+		for _, d := range removeDirs {
+			if err := os.RemoveAll(d); err != nil {
+				opts.Logger.Warn("removing state", "dir", d, "err", err)
+			}
+		}
+	}()
+
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// The container is started from this OS thread and its
+		// parent-death signal follows the thread, not the process; Go
+		// retires idle threads, so the thread is locked for the whole
+		// run. It is never unlocked: it carries the private mount
+		// namespace and dies with this goroutine.
+		runtime.LockOSThread()
+		code, err := runLocked(ctx, spec, config, host, opts, upperDir)
+		done <- result{code, err}
+	}()
+	r := <-done
+	return r.code, r.err
+}
+
+// cgroupDirsOf lists the container's cgroup directories, one per
+// hierarchy, before they exist: the janitor's to remove if safe-run dies.
+func cgroupDirsOf(config *configs.Config) ([]string, error) {
+	m, err := manager.New(config.Cgroups)
+	if err != nil {
+		return nil, fmt.Errorf("placing the container's cgroup: %w", err)
+	}
+	var dirs []string
+	for _, p := range m.GetPaths() {
+		dirs = append(dirs, p)
+	}
+	return dirs, nil
+}
+
+// cleanLeftovers removes what a previous run of the same name left when it
+// died before its janitor could act (the host crashed, or the janitor was
+// killed too).
+func cleanLeftovers(host Host, name, upperDir string) (cleaned bool, err error) {
+	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if c, err := libcontainer.Load(host.StateDir, name); err == nil {
+		_ = c.Destroy()
+	}
+	if err := removeCgroup(host.CgroupPath); err != nil {
+		return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+	}
+	for _, d := range []string{host.StateDir, upperDir} {
+		if err := os.RemoveAll(d); err != nil {
+			return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+		}
+	}
+	return true, nil
+}
+
+// preflightCommand fails early, with docker's exit codes, for a command
+// that is not in the image, when no init stands in front of it to report
+// that itself. A command under a mount target is left to the runtime.
+func preflightCommand(spec *specs.Spec) error {
+	args := spec.Process.Args
+	if len(args) >= 3 && args[0] == InitPath && args[1] == "--" {
+		args = args[2:]
+	}
+	rootfs := spec.Annotations[AnnotationRootfs]
+	if rootfs == "" || len(args) == 0 {
+		return nil
+	}
+	name := args[0]
+	candidates := []string{name}
+	if !strings.Contains(name, "/") {
+		candidates = nil
+		for _, e := range spec.Process.Env {
+			if p, ok := strings.CutPrefix(e, "PATH="); ok {
+				for _, dir := range filepath.SplitList(p) {
+					candidates = append(candidates, path.Join(dir, name))
+				}
+			}
+		}
+	} else if !path.IsAbs(name) {
+		candidates = []string{path.Join(spec.Process.Cwd, name)}
+	}
+	for _, c := range candidates {
+		for _, m := range spec.Mounts {
+			if c == m.Destination || strings.HasPrefix(c, m.Destination+"/") {
+				return nil
+			}
+		}
+		f, err := pathrs.OpenInRoot(rootfs, c)
+		if err != nil {
+			continue
+		}
+		st, err := f.Stat()
+		f.Close()
+		if err != nil || st.IsDir() {
+			continue
+		}
+		if st.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("%w: %s is not executable in the image (chmod +x it, or name another program)", ErrCommandNotExecutable, c)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: %s is not in the image %s (check process.command and the image's PATH)", ErrCommandNotFound, name, rootfs)
+}
+
+// runLocked does everything that needs the private mount namespace: it
+// runs on one locked OS thread.
+func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, host Host, opts Options, upperDir string) (int, error) {
+	if err := enterPrivateMountNamespace(); err != nil {
+		return 0, err
+	}
+	note, err := rootfsView(spec, host, spec.Annotations[AnnotationRootfs], upperDir)
+	if err != nil {
+		return 0, err
+	}
+	if note != "" {
+		opts.Notes = append(opts.Notes, note)
+	}
+	config.Rootfs = host.RootfsView()
+	uid, gid := int(host.IDs.UID+spec.Process.User.UID), int(host.IDs.GID+spec.Process.User.GID)
+	if secrets := SecretFiles(spec); len(secrets) > 0 {
+		if err := fillSecrets(host.SecretsDir(), secrets, uid, gid, opts.AllowSensitiveMounts); err != nil {
+			return 0, err
+		}
+	}
+	if err := pinMounts(config, host, opts, uid, gid); err != nil {
+		return 0, err
+	}
+
+	container, err := libcontainer.Create(host.StateDir, opts.Name, config)
+	if err != nil {
+		return 0, fmt.Errorf("creating the container: %w", err)
+	}
+	defer func() {
+		if err := container.Destroy(); err != nil {
+			opts.Logger.Warn("destroying the container", "err", err)
+		}
+	}()
+	process, err := newProcess(spec.Process)
+	if err != nil {
+		return 0, err
+	}
+
+	var io *streams
+	var hostTTY console.Console
+	if spec.Process.Terminal {
+		if hostTTY, err = console.ConsoleFromFile(os.Stdin); err != nil {
+			opts.Notes = append(opts.Notes, "tty requested but stdin is not a terminal: using pipes")
+			hostTTY = nil
+		}
+	}
+	if hostTTY != nil {
+		io, err = ttyStreams(process)
+	} else {
+		io, err = pipeStreams(process, opts.Stdio, uid, gid)
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer io.finish()
+
+	// Subscribe before the start: a signal in between must not be lost.
+	signals := make(chan os.Signal, 32)
+	signal.Notify(signals)
+	defer signal.Stop(signals)
+
+	// The report goes out before the service can write a line of its own.
+	report(opts, spec, host)
+	if err := container.Run(process); err != nil {
+		io.started()
+		return 0, fmt.Errorf("starting %s: %w", opts.Name, err)
+	}
+	io.started()
+	if hostTTY != nil {
+		if err := io.attachTTY(opts.Stdio, hostTTY); err != nil {
+			_ = container.Signal(unix.SIGKILL)
+			_, _ = process.Wait()
+			return 0, err
+		}
+	}
+	cg, _ := manager.New(config.Cgroups)
+	return supervise(ctx, container, process, signals, cg, opts)
+}
+
+// pinMounts replaces the host path of every bind with a mount of the object
+// it names, checked and pinned now (see pinMount); the container then binds
+// what was checked, whatever the path points at by the time it mounts.
+func pinMounts(config *configs.Config, host Host, opts Options, uid, gid int) error {
+	stages := filepath.Join(host.StateDir, "mounts")
+	if err := os.Mkdir(stages, 0o711); err != nil {
+		return err
+	}
+	for i, m := range config.Mounts {
+		if !m.IsBind() || m.Source == host.SecretsDir() {
+			continue
+		}
+		allowSensitive := opts.AllowSensitiveMounts
+		switch {
+		case m.Source == host.InitPath:
+			if err := checkInit(m.Source); err != nil {
+				return err
+			}
+		case strings.HasPrefix(m.Source, host.VolumeDir+"/"):
+			if err := ensureVolume(m.Source, host.IDs, uid, gid); err != nil {
+				return err
+			}
+			allowSensitive = true // safe-run's own directory
+		case m.Source == "/proc" || m.Source == "/sys" || m.Source == "/dev/mqueue":
+			continue // a shared host namespace's file system, acknowledged in [insecure]
+		}
+		stage := filepath.Join(stages, strconv.Itoa(i))
+		if err := pinMount(m.Source, stage, m.Flags&unix.MS_RDONLY != 0, allowSensitive); err != nil {
+			return fmt.Errorf("bind mount of %s at %s: %w", m.Source, m.Destination, err)
+		}
+		m.Source = stage
+	}
+	return nil
+}
+
+// checkInit refuses an init binary that someone other than root could
+// have replaced: it runs as PID 1 of every container.
+func checkInit(p string) error {
+	st, err := os.Stat(p)
+	if err != nil {
+		return fmt.Errorf("the init binary: %w (install safe-run-init beside safe-run, or set init = false)", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("the init binary %s is not a regular file", p)
+	}
+	if st.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("the init binary %s is writable by group or others (chmod go-w %s)", p, p)
+	}
+	return nil
+}
+
+// ensureVolume creates a named volume owned by the process user as mapped,
+// and refuses one that belongs to another service's ids.
+func ensureVolume(dir string, ids IDMap, uid, gid int) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return err
+	}
+	err := os.Mkdir(dir, 0o700)
+	if err == nil {
+		return os.Lchown(dir, uid, gid)
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("volume %s is not a directory", dir)
+	}
+	owner := st.Sys().(*syscall.Stat_t).Uid
+	if owner < ids.UID || owner >= ids.UID+ids.Size {
+		return fmt.Errorf("volume %s belongs to uid %d, outside this service's ids %s: a volume belongs to one service (use another volume name)", dir, owner, ids)
+	}
+	return nil
+}
+
+var rlimitTypes = map[string]int{"RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE}
+
+func newProcess(p *specs.Process) (*libcontainer.Process, error) {
+	lp := &libcontainer.Process{
+		Args:            p.Args,
+		Env:             p.Env,
+		UID:             int(p.User.UID),
+		GID:             int(p.User.GID),
+		Cwd:             p.Cwd,
+		NoNewPrivileges: &p.NoNewPrivileges,
+		AppArmorProfile: p.ApparmorProfile,
+		Init:            true,
+	}
+	if c := p.Capabilities; c != nil {
+		lp.Capabilities = &configs.Capabilities{Bounding: c.Bounding, Effective: c.Effective,
+			Inheritable: c.Inheritable, Permitted: c.Permitted, Ambient: c.Ambient}
+	}
+	for _, g := range p.User.AdditionalGids {
+		lp.AdditionalGroups = append(lp.AdditionalGroups, int(g))
+	}
+	for _, r := range p.Rlimits {
+		t, ok := rlimitTypes[r.Type]
+		if !ok {
+			return nil, fmt.Errorf("unsupported rlimit %s", r.Type)
+		}
+		lp.Rlimits = append(lp.Rlimits, configs.Rlimit{Type: t, Hard: r.Hard, Soft: r.Soft})
+	}
+	return lp, nil
+}
+
+// supervise forwards signals until the container exits, and returns its
+// status. The first SIGINT or SIGTERM (or ctx) stops the service gently,
+// a second one kills it.
+func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, cg cgroups.Manager, opts Options) (int, error) {
+	exited := make(chan *os.ProcessState, 1)
+	go func() {
+		st, _ := p.Wait()
+		exited <- st
+	}()
+	var (
+		stopping bool
+		killed   bool
+		timeout  <-chan time.Time
+	)
+	stop := func() {
+		if stopping {
+			killed = true
+			_ = c.Signal(unix.SIGKILL)
+			return
+		}
+		stopping = true
+		_ = p.Signal(opts.StopSignal)
+		timeout = time.After(opts.StopTimeout)
+	}
+	ctxDone := ctx.Done()
+	for {
+		select {
+		case st := <-exited:
+			return exitStatus(st, stopping, killed, cg, opts), nil
+		case <-ctxDone:
+			ctxDone = nil
+			stop()
+		case <-timeout:
+			killed = true
+			_ = c.Signal(unix.SIGKILL)
+		case sig := <-signals:
+			switch sig {
+			case unix.SIGINT, unix.SIGTERM:
+				stop()
+			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGWINCH:
+				// Go's own, or handled by the terminal code.
+			default:
+				_ = p.Signal(sig)
+			}
+		}
+	}
+}
+
+// exitStatus turns the container's end into safe-run's exit code and, when
+// the end was not clean, one line saying why.
+func exitStatus(st *os.ProcessState, stopping, killed bool, cg cgroups.Manager, opts Options) int {
+	code := 0
+	if st != nil {
+		code = st.ExitCode()
+		if ws, ok := st.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal())
+		}
+	}
+	say := func(format string, args ...any) {
+		if opts.Report != nil {
+			fmt.Fprintf(opts.Report, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, args...)...)
+		}
+	}
+	switch {
+	case cg != nil && oomKills(cg) > 0:
+		limit := "unknown"
+		if c, err := cg.GetCgroups(); err == nil && c.Resources != nil && c.Resources.Memory > 0 {
+			limit = manifest.Size(c.Resources.Memory).String()
+		}
+		say("OOM-killed (memory limit %s; raise resources.memory or find the leak)", limit)
+	case killed:
+		say("killed with SIGKILL: it did not stop within %s of %s (stop_timeout)", opts.StopTimeout, unix.SignalName(opts.StopSignal))
+	case stopping:
+		say("stopped with %s (exit code %d)", unix.SignalName(opts.StopSignal), code)
+	case code > 128 && code <= 128+64:
+		say("killed by %s (exit code %d)", unix.SignalName(unix.Signal(code-128)), code)
+	case code != 0:
+		say("exited with code %d", code)
+	}
+	return code
+}

@@ -1,0 +1,328 @@
+package launcher
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// Inputs are what the stages before the launcher decided.
+type Inputs struct {
+	Service  *manifest.Service
+	Image    *image.Image
+	Seccomp  *specs.LinuxSeccomp // nil: unconfined, which policy only lets through when acknowledged
+	AppArmor string              // profile to apply; "" when none applies on this host
+}
+
+// Host holds the facts about this host and this run that the spec depends
+// on. Keeping them apart from the manifest lets tests pin the spec with fixed
+// facts, and lets `safe-run spec` show what would run without root.
+type Host struct {
+	StateDir   string // this service's runtime state, e.g. /run/safe-run/web
+	VolumeDir  string // where named volumes live, e.g. /var/lib/safe-run/volumes
+	InitPath   string // host path of safe-run-init
+	IDs        IDMap  // the service's user namespace
+	CgroupPath string // OCI cgroupsPath: relative on cgroup v1 (nests per hierarchy), absolute on v2
+	CgroupV2   bool
+}
+
+// IDMap maps container ids 0..Size-1 onto host ids starting at UID and GID.
+type IDMap struct {
+	UID, GID uint32
+	Size     uint32
+}
+
+// Annotation keys safe-run adds besides the manifest's labels.
+const (
+	AnnotationManifest       = "run.safe-run.manifest"
+	AnnotationManifestDigest = "run.safe-run.manifest.digest"
+	AnnotationImageDigest    = "run.safe-run.image.digest"
+	AnnotationRootfs         = "run.safe-run.rootfs" // the directory the read-only view presents
+	AnnotationSecretPrefix   = "run.safe-run.secret."
+)
+
+// Paths inside the container that safe-run owns.
+const (
+	InitPath    = "/dev/init"
+	SecretsPath = "/run/secrets"
+)
+
+const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// RootfsView is where the launcher presents the image's root filesystem,
+// id-mapped and read-only, for the container.
+func (h Host) RootfsView() string { return filepath.Join(h.StateDir, "rootfs") }
+
+// SecretsDir is where the launcher fills the private tmpfs of secrets.
+func (h Host) SecretsDir() string { return filepath.Join(h.StateDir, "secrets") }
+
+// Spec turns everything decided so far into one OCI runtime spec. It reads
+// the image's /etc/passwd and /etc/group to resolve a user name, and nothing
+// else from the host.
+func Spec(in Inputs, host Host) (*specs.Spec, error) {
+	s, img := in.Service, in.Image
+	user, err := resolveUser(s, img)
+	if err != nil {
+		return nil, err
+	}
+	args := s.Process.Command
+	if len(args) == 0 {
+		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
+	}
+	if len(args) == 0 {
+		return nil, s.Errorf("process.command", "missing, and the image names no entrypoint or cmd (set command = [\"/bin/server\"])")
+	}
+	if s.Process.Init {
+		args = append([]string{InitPath, "--"}, args...)
+	}
+	cwd := s.Process.Workdir
+	if cwd == "" {
+		cwd = img.Config.WorkingDir
+	}
+	if cwd == "" {
+		cwd = "/"
+	}
+
+	spec := &specs.Spec{
+		Version: specs.Version,
+		Root:    &specs.Root{Path: host.RootfsView(), Readonly: s.Security.ReadOnlyRootfs},
+		Process: &specs.Process{
+			Terminal:        s.Process.TTY,
+			User:            user.spec,
+			Args:            args,
+			Env:             environment(s, img, user.home),
+			Cwd:             cwd,
+			Capabilities:    capabilities(s.Security.Capabilities, user.spec.UID != 0),
+			Rlimits:         rlimits,
+			NoNewPrivileges: s.Security.NoNewPrivileges,
+			ApparmorProfile: in.AppArmor,
+		},
+		Mounts:      mounts(s, host),
+		Annotations: annotations(s, img),
+		Linux: &specs.Linux{
+			UIDMappings:   []specs.LinuxIDMapping{{ContainerID: 0, HostID: host.IDs.UID, Size: host.IDs.Size}},
+			GIDMappings:   []specs.LinuxIDMapping{{ContainerID: 0, HostID: host.IDs.GID, Size: host.IDs.Size}},
+			Namespaces:    namespaces(s),
+			Resources:     resources(s, host.CgroupV2),
+			CgroupsPath:   host.CgroupPath,
+			Seccomp:       in.Seccomp,
+			MaskedPaths:   maskedPaths,
+			ReadonlyPaths: readonlyPaths,
+		},
+	}
+	if s.Namespaces.UTS != "host" {
+		spec.Hostname = s.Name
+	}
+	return spec, nil
+}
+
+type resolvedUser struct {
+	spec specs.User
+	home string
+}
+
+func environment(s *manifest.Service, img *image.Image, home string) []string {
+	env := []string{defaultPath, "HOSTNAME=" + s.Name, "HOME=" + home}
+	if s.Process.TTY {
+		env = append(env, "TERM=xterm")
+	}
+	set := func(kv string) {
+		k, _, _ := strings.Cut(kv, "=")
+		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+		env = append(env, kv)
+	}
+	for _, kv := range img.Config.Env {
+		set(kv)
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
+		set(k + "=" + s.Process.Env[k])
+	}
+	return env
+}
+
+// capabilities grants exactly the declared set. Inheritable stays empty
+// (CVE-2022-29162: an inheritable set wider than intended let file
+// capabilities raise privileges), except that the kernel only keeps ambient
+// capabilities that are also inheritable; a non-root user, who would
+// otherwise lose every capability at execve, gets the declared set in both,
+// which is no more than it already holds.
+func capabilities(caps []manifest.Capability, nonRoot bool) *specs.LinuxCapabilities {
+	names := make([]string, len(caps))
+	for i, c := range caps {
+		names[i] = string(c)
+	}
+	slices.Sort(names)
+	c := &specs.LinuxCapabilities{Bounding: names, Effective: names, Permitted: names}
+	if nonRoot && len(names) > 0 {
+		c.Ambient, c.Inheritable = names, names
+	}
+	return c
+}
+
+var rlimits = []specs.POSIXRlimit{
+	{Type: "RLIMIT_CORE", Hard: 0, Soft: 0}, // a core dump of the service could hold its secrets
+	{Type: "RLIMIT_NOFILE", Hard: 65536, Soft: 1024},
+}
+
+// maskedPaths and readonlyPaths are runc's and docker's defaults.
+var maskedPaths = []string{
+	"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+	"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+	"/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+}
+
+var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+
+func namespaces(s *manifest.Service) []specs.LinuxNamespace {
+	ns := []specs.LinuxNamespace{{Type: specs.UserNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace}}
+	if s.Namespaces.PID != "host" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
+	}
+	if s.Namespaces.IPC != "host" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.IPCNamespace})
+	}
+	if s.Namespaces.UTS != "host" {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
+	}
+	if s.Network.Mode != manifest.NetworkHost {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	return ns
+}
+
+// cpuPeriod is the CFS period the cpus limit is a quota of, as docker uses.
+const cpuPeriod = 100000
+
+func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
+	r := &specs.LinuxResources{
+		Devices: []specs.LinuxDeviceCgroup{{Allow: false, Access: "rwm"}},
+		Pids:    &specs.LinuxPids{Limit: &s.Resources.Pids},
+	}
+	if m := int64(s.Resources.Memory); m > 0 {
+		// Swap equal to the limit: no swap on top of it.
+		r.Memory = &specs.LinuxMemory{Limit: &m, Swap: &m}
+	}
+	if res := int64(s.Resources.MemoryReservation); res > 0 {
+		if r.Memory == nil {
+			r.Memory = &specs.LinuxMemory{}
+		}
+		r.Memory.Reservation = &res
+	}
+	if s.Resources.CPUs > 0 {
+		quota, period := int64(s.Resources.CPUs*cpuPeriod), uint64(cpuPeriod)
+		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+	}
+	if v2 && r.Memory != nil {
+		// Kill the whole service on OOM, not one random process of it.
+		r.Unified = map[string]string{"memory.oom.group": "1"}
+	}
+	return r
+}
+
+func mounts(s *manifest.Service, host Host) []specs.Mount {
+	ms := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	// A shared host namespace cannot get a fresh instance of its file
+	// system from inside a user namespace; it gets the host's, read-only
+	// where the service has no business writing.
+	if s.Namespaces.PID == "host" {
+		ms[0] = specs.Mount{Destination: "/proc", Type: "bind", Source: "/proc", Options: []string{"rbind", "nosuid", "noexec", "nodev"}}
+	}
+	if s.Namespaces.IPC == "host" {
+		ms[4] = specs.Mount{Destination: "/dev/mqueue", Type: "bind", Source: "/dev/mqueue", Options: []string{"bind", "nosuid", "noexec", "nodev"}}
+	}
+	if s.Network.Mode == manifest.NetworkHost {
+		ms[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+	}
+	for _, m := range s.Mounts {
+		ms = append(ms, userMount(m, host))
+	}
+	if len(s.Secrets) > 0 {
+		ms = append(ms, specs.Mount{Destination: SecretsPath, Type: "bind", Source: host.SecretsDir(),
+			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
+	}
+	if s.Process.Init {
+		ms = append(ms, specs.Mount{Destination: InitPath, Type: "bind", Source: host.InitPath,
+			Options: []string{"bind", "ro", "nosuid", "nodev"}})
+	}
+	return ms
+}
+
+func userMount(m manifest.Mount, host Host) specs.Mount {
+	switch m.Type {
+	case manifest.MountTmpfs:
+		opts := []string{"nosuid", "nodev"}
+		if !slices.Contains(m.Options, "exec") {
+			opts = append(opts, "noexec")
+		}
+		for _, o := range m.Options {
+			if o != "exec" && o != "noexec" {
+				opts = append(opts, o)
+			}
+		}
+		opts = append(opts, "mode="+strconv.FormatUint(uint64(m.Mode), 8), "size="+strconv.FormatInt(int64(m.Size), 10))
+		return specs.Mount{Destination: m.Target, Type: "tmpfs", Source: "tmpfs", Options: opts}
+	case manifest.MountVolume:
+		return specs.Mount{Destination: m.Target, Type: "bind", Source: filepath.Join(host.VolumeDir, m.Source),
+			Options: []string{"bind", rwOption(m), "nosuid", "nodev"}}
+	default:
+		// Not rbind: mounts below the source on the host stay out, so a
+		// bind of /srv cannot carry a later mount of /var/lib/docker at
+		// /srv/x into the container.
+		return specs.Mount{Destination: m.Target, Type: "bind", Source: m.Source,
+			Options: []string{"bind", rwOption(m), "nosuid", "nodev"}}
+	}
+}
+
+func rwOption(m manifest.Mount) string {
+	if m.Writable() {
+		return "rw"
+	}
+	return "ro"
+}
+
+func annotations(s *manifest.Service, img *image.Image) map[string]string {
+	a := map[string]string{}
+	maps.Copy(a, img.Config.Labels)
+	maps.Copy(a, s.Labels)
+	a[AnnotationManifest] = s.File
+	a[AnnotationManifestDigest] = s.Digest
+	a[AnnotationRootfs] = img.Rootfs
+	if img.Digest != "" {
+		a[AnnotationImageDigest] = img.Digest
+	}
+	for name, sec := range s.Secrets {
+		a[AnnotationSecretPrefix+name] = sec.File
+	}
+	return a
+}
+
+// SecretFiles returns the secrets a spec asks for: name -> host file.
+func SecretFiles(spec *specs.Spec) map[string]string {
+	out := map[string]string{}
+	for k, v := range spec.Annotations {
+		if name, ok := strings.CutPrefix(k, AnnotationSecretPrefix); ok {
+			out[name] = v
+		}
+	}
+	return out
+}
+
+func (m IDMap) String() string {
+	return fmt.Sprintf("0-%d -> %d-%d", m.Size-1, m.UID, m.UID+m.Size-1)
+}

@@ -1,0 +1,82 @@
+package manifest
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// maxManifestSize bounds what Load reads: a manifest is a few hundred lines,
+// and a hostile path (a FIFO, /dev/zero) must not make safe-run read forever.
+const maxManifestSize = 1 << 20
+
+// Load reads and validates the manifest at path.
+func Load(path string) (*Service, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading manifest %s: not a regular file (pass the path of a .toml file)", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxManifestSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	if len(data) > maxManifestSize {
+		return nil, fmt.Errorf("reading manifest %s: larger than %d bytes (a manifest is a short TOML file)", path, maxManifestSize)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("reading manifest: %w", err)
+	}
+	return Parse(path, dir, data)
+}
+
+// Parse validates manifest text. file names it in errors; dir is the
+// absolute directory that relative paths in it start from.
+func Parse(file, dir string, data []byte) (*Service, error) {
+	var raw map[string]any
+	if _, err := toml.Decode(string(data), &raw); err != nil {
+		return nil, syntaxError(file, err)
+	}
+	fe := &fieldErrors{file: file, lines: indexLines(string(data))}
+	svc := defaults()
+	decodeValue(fe, "", raw, reflect.ValueOf(&svc).Elem())
+	sum := sha256.Sum256(data)
+	svc.File, svc.Dir, svc.Digest = file, dir, "sha256:"+hex.EncodeToString(sum[:])
+	svc.lines = fe.lines
+	validate(&svc, fe)
+	if err := fe.err(); err != nil {
+		return nil, err
+	}
+	return &svc, nil
+}
+
+func syntaxError(file string, err error) error {
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		msg := strings.TrimSuffix(pe.Message, ".")
+		return &FieldError{File: file, Line: pe.Position.Line, Msg: msg + " (TOML syntax; see https://toml.io)"}
+	}
+	return &FieldError{File: file, Msg: err.Error()}
+}
+
+// Line returns the line of the manifest that sets path (or the nearest
+// enclosing key), 0 if none does.
+func (s *Service) Line(path string) int { return s.lines.lineOf(path) }
+
+// Errorf returns a FieldError at path for later stages (policy, image,
+// launcher) that find a problem with what the manifest says.
+func (s *Service) Errorf(path, format string, args ...any) *FieldError {
+	return &FieldError{File: s.File, Line: s.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+}

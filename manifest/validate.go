@@ -1,0 +1,329 @@
+package manifest
+
+import (
+	"maps"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+var (
+	namePattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+	volumePattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	secretPattern     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	userPattern       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+	profileNamePatten = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
+	envKeyPattern     = regexp.MustCompile(`^[^=\x00]+$`)
+)
+
+// MinMemory is the smallest memory limit accepted, as docker's -m: below it
+// the runtime's own set-up does not fit.
+const MinMemory Size = 6 << 20
+
+// DefaultTmpfsSize bounds a tmpfs that does not say its size. Its pages are
+// charged to the service's memory limit either way; the bound makes the
+// limit visible in the spec instead of "half the host's RAM".
+const DefaultTmpfsSize Size = 64 << 20
+
+// ReservedTargets are paths safe-run mounts itself; a [[mounts]] target may
+// not be one of them or lie below them.
+var ReservedTargets = []string{"/proc", "/sys", "/dev", "/run/secrets"}
+
+// validate checks what single values cannot: required keys, choices,
+// combinations, and resolves relative paths against the manifest's
+// directory. Security judgements (is this capability dangerous) belong to
+// package policy.
+func validate(s *Service, fe *fieldErrors) {
+	switch {
+	case s.Version == 0:
+		fe.add("version", "missing (add version = 1 at the top of the file)")
+	case s.Version != 1:
+		fe.add("version", "%d is not supported (this safe-run reads manifest version 1)", s.Version)
+	}
+	switch {
+	case s.Name == "":
+		fe.add("name", `missing (add name = "web": lowercase letters, digits, '_', '.', '-')`)
+	case !namePattern.MatchString(s.Name):
+		fe.add("name", "%q is not a valid name (use 1-63 lowercase letters, digits, '_', '.', '-', starting with a letter or digit)", s.Name)
+	}
+	validateImage(s, fe)
+	validateProcess(s, fe)
+	validateSecurity(s, fe)
+	validateResources(s, fe)
+	validateMounts(s, fe)
+	validateNetwork(s, fe)
+	validateSecrets(s, fe)
+	for k := range s.Labels {
+		if strings.TrimSpace(k) == "" {
+			fe.add("labels", "a label has an empty key (name it, e.g. \"org.opencontainers.image.source\")")
+		}
+	}
+	validateInsecure(s, fe)
+}
+
+func (s *Service) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return filepath.Clean(p)
+	}
+	return filepath.Join(s.Dir, p)
+}
+
+func validateImage(s *Service, fe *fieldErrors) {
+	var set []string
+	for _, src := range []struct{ key, val string }{
+		{"rootfs", s.Image.Rootfs}, {"oci", s.Image.OCI}, {"archive", s.Image.Archive}, {"ref", s.Image.Ref},
+	} {
+		if src.val != "" {
+			set = append(set, src.key)
+		}
+	}
+	switch {
+	case len(set) == 0:
+		fe.add("image", "no image source (set exactly one of image.rootfs, image.oci, image.archive or image.ref)")
+		return
+	case len(set) > 1:
+		fe.add("image."+set[1], "image.%s and image.%s are both set (keep exactly one image source)", set[0], set[1])
+		return
+	}
+	switch set[0] {
+	case "rootfs":
+		s.Image.Rootfs = s.abs(s.Image.Rootfs)
+	default:
+		fe.add("image."+set[0], "not supported yet (this release runs a rootfs directory: set image.rootfs)")
+	}
+}
+
+func validateProcess(s *Service, fe *fieldErrors) {
+	p := &s.Process
+	if len(p.Command) == 0 && s.Image.Rootfs != "" {
+		fe.add("process.command", `missing (a rootfs directory has no entrypoint: set command = ["/bin/server", "--flag"])`)
+	}
+	for i, arg := range p.Command {
+		if i == 0 && arg == "" {
+			fe.add(indexPath("process.command", 0), "the program is empty (name the executable, e.g. \"/bin/server\")")
+		}
+		if strings.ContainsRune(arg, 0) {
+			fe.add(indexPath("process.command", i), "contains a NUL byte (remove it)")
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
+		v := p.Env[k]
+		if !envKeyPattern.MatchString(k) {
+			fe.add(joinKey("process.env", k), "%q is not a valid variable name (no '=' or NUL)", k)
+		}
+		if strings.ContainsRune(v, 0) {
+			fe.add(joinKey("process.env", k), "value contains a NUL byte (remove it)")
+		}
+	}
+	if p.User != "" {
+		if !userPattern.MatchString(p.User) {
+			fe.add("process.user", "%q is not a user (use \"uid[:gid]\" such as \"1000:1000\", or a name from the image's /etc/passwd)", p.User)
+		} else {
+			for _, part := range strings.Split(p.User, ":") {
+				if n, err := strconv.ParseUint(part, 10, 64); err == nil && n > 65535 {
+					fe.add("process.user", "%d is outside the container's ids 0-65535 (the user namespace maps 65536 ids)", n)
+				}
+			}
+		}
+	}
+	if p.Workdir != "" && !path.IsAbs(p.Workdir) {
+		fe.add("process.workdir", "%q is relative (use an absolute path inside the container, e.g. \"/srv\")", p.Workdir)
+	}
+	switch p.StopSignal.Number {
+	case 9:
+		fe.add("process.stop_signal", "SIGKILL gives the service no chance to stop cleanly (use SIGTERM; safe-run sends SIGKILL itself after stop_timeout)")
+	case 19:
+		fe.add("process.stop_signal", "SIGSTOP does not stop a service, it pauses it (use SIGTERM)")
+	}
+	if p.StopTimeout <= 0 {
+		fe.add("process.stop_timeout", "must be longer than zero (use e.g. \"10s\")")
+	}
+	if !slices.Contains([]string{"no", "on-failure", "always"}, p.Restart) {
+		fe.add("process.restart", "%q is not a restart policy (use \"no\", \"on-failure\" or \"always\")", p.Restart)
+	}
+}
+
+func validateSecurity(s *Service, fe *fieldErrors) {
+	sec := &s.Security
+	seen := map[Capability]bool{}
+	for i, c := range sec.Capabilities {
+		if seen[c] {
+			fe.add(indexPath("security.capabilities", i), "%s is listed twice (keep one)", c.Short())
+		}
+		seen[c] = true
+	}
+	switch sec.Seccomp {
+	case "default", "strict", "unconfined":
+	case "":
+		fe.add("security.seccomp", `is empty (use "default", "strict", a path to a profile.json, or "unconfined" with [insecure])`)
+	default:
+		if !strings.HasSuffix(sec.Seccomp, ".json") {
+			fe.add("security.seccomp", `%q is not a profile (use "default", "strict", a path to a .json profile in docker's format, or "unconfined")`, sec.Seccomp)
+		} else {
+			sec.Seccomp = s.abs(sec.Seccomp)
+		}
+	}
+	if sec.AppArmor == "" || !profileNamePatten.MatchString(sec.AppArmor) {
+		fe.add("security.apparmor", `%q is not a profile (use "generated", the name of a loaded profile, or "unconfined" with [insecure])`, sec.AppArmor)
+	}
+	if sec.AppArmorMode != "enforce" && sec.AppArmorMode != "complain" {
+		fe.add("security.apparmor_mode", `%q is not a mode (use "enforce", or "complain" while staging a new service)`, sec.AppArmorMode)
+	}
+	if sec.AppArmorRequired && sec.AppArmor == "unconfined" {
+		fe.add("security.apparmor_required", `contradicts apparmor = "unconfined" (drop one of them)`)
+	}
+}
+
+func validateResources(s *Service, fe *fieldErrors) {
+	r := &s.Resources
+	if r.Memory != 0 && r.Memory < MinMemory {
+		fe.add("resources.memory", "%s is below the minimum %s (the runtime itself needs a few MiB)", r.Memory, MinMemory)
+	}
+	if r.MemoryReservation != 0 && r.Memory != 0 && r.MemoryReservation > r.Memory {
+		fe.add("resources.memory_reservation", "%s is above the hard limit memory = %s (a soft limit must be lower)", r.MemoryReservation, r.Memory)
+	}
+	if r.CPUs < 0 || (r.CPUs > 0 && r.CPUs < 0.01) {
+		fe.add("resources.cpus", "%v is too small (use at least 0.01, e.g. 0.5 for half a CPU)", r.CPUs)
+	}
+	if r.CPUs > 1024 {
+		fe.add("resources.cpus", "%v is more CPUs than any host has (use e.g. 2.0)", r.CPUs)
+	}
+	if r.Pids < 1 {
+		fe.add("resources.pids", "%d allows no process at all (use e.g. 256; the default is 1024)", r.Pids)
+	}
+}
+
+var tmpfsOption = regexp.MustCompile(`^(ro|rw|exec|noexec|(uid|gid|nr_inodes)=[0-9]+)$`)
+
+func validateMounts(s *Service, fe *fieldErrors) {
+	targets := map[string]int{}
+	for i := range s.Mounts {
+		m := &s.Mounts[i]
+		at := func(key string) string { return joinKey(indexPath("mounts", i), key) }
+		switch m.Type {
+		case MountTmpfs, MountVolume, MountBind:
+		case "":
+			fe.add(at("type"), `missing (use "tmpfs", "volume" or "bind")`)
+		default:
+			fe.add(at("type"), `%q is not a mount type (use "tmpfs", "volume" or "bind")`, m.Type)
+		}
+		switch {
+		case m.Target == "":
+			fe.add(at("target"), `missing (the absolute path inside the container, e.g. "/tmp")`)
+		case !path.IsAbs(m.Target):
+			fe.add(at("target"), "%q is relative (use an absolute path inside the container)", m.Target)
+		case path.Clean(m.Target) != m.Target:
+			fe.add(at("target"), "%q is not a clean path (write %q)", m.Target, path.Clean(m.Target))
+		case m.Target == "/":
+			fe.add(at("target"), `cannot replace the root filesystem (mount below it, e.g. "/data")`)
+		default:
+			for _, r := range ReservedTargets {
+				if m.Target == r || strings.HasPrefix(m.Target, r+"/") {
+					fe.add(at("target"), "%s is set up by safe-run itself (choose another target)", r)
+				}
+			}
+			if j, dup := targets[m.Target]; dup {
+				fe.add(at("target"), "%s is already the target of mounts[%d] (each target once)", m.Target, j)
+			}
+			targets[m.Target] = i
+		}
+		if m.Type == MountTmpfs {
+			validateTmpfs(m, at, fe)
+			continue
+		}
+		for _, f := range []struct {
+			key string
+			set bool
+		}{{"size", m.Size != 0}, {"mode", m.Mode != 0}, {"options", m.Options != nil}} {
+			if f.set {
+				fe.add(at(f.key), "applies only to tmpfs mounts (remove it)")
+			}
+		}
+		if m.ReadOnly == nil {
+			ro := m.Type == MountBind // binds are read-only unless the manifest says otherwise
+			m.ReadOnly = &ro
+		}
+		switch m.Type {
+		case MountVolume:
+			if m.Source == "" {
+				fe.add(at("source"), `missing (name the volume, e.g. source = "data")`)
+			} else if !volumePattern.MatchString(m.Source) {
+				fe.add(at("source"), "%q is not a volume name (letters, digits, '_', '.', '-'; for a host path use type = \"bind\")", m.Source)
+			}
+		case MountBind:
+			if m.Source == "" {
+				fe.add(at("source"), `missing (the host path to bind, e.g. source = "./config")`)
+			} else {
+				m.Source = s.abs(m.Source)
+			}
+		}
+	}
+}
+
+func validateTmpfs(m *Mount, at func(string) string, fe *fieldErrors) {
+	if m.Source != "" {
+		fe.add(at("source"), "a tmpfs has no source (remove it)")
+	}
+	if m.ReadOnly != nil {
+		fe.add(at("read_only"), `not used for tmpfs (an empty read-only tmpfs is useless; use options = ["ro"] if you mean it)`)
+	}
+	if m.Size == 0 {
+		m.Size = DefaultTmpfsSize
+	}
+	if m.Mode == 0 {
+		m.Mode = 0o1777
+	}
+	for j, o := range m.Options {
+		if !tmpfsOption.MatchString(o) {
+			fe.add(indexPath(at("options"), j), "%q is not a tmpfs option safe-run accepts (use ro, rw, exec, noexec, uid=N, gid=N, nr_inodes=N; nosuid and nodev are always set)", o)
+		}
+	}
+}
+
+func validateNetwork(s *Service, fe *fieldErrors) {
+	switch s.Network.Mode {
+	case NetworkNone, NetworkHost:
+	case NetworkBridge:
+		fe.add("network.mode", `"bridge" is planned, not supported yet (use "none", or "host" with [insecure] allow = ["host_network"])`)
+	default:
+		fe.add("network.mode", `%q is not a network mode (use "none", or "host" with [insecure] allow = ["host_network"])`, s.Network.Mode)
+	}
+	if len(s.Network.Ports) > 0 {
+		fe.add("network.ports", `published ports are planned, not supported yet (they need mode = "bridge"; remove ports for now)`)
+	}
+	for _, ns := range []struct{ key, mode string }{{"pid", s.Namespaces.PID}, {"ipc", s.Namespaces.IPC}, {"uts", s.Namespaces.UTS}} {
+		if ns.mode != "" && ns.mode != "private" && ns.mode != "host" {
+			fe.add("namespaces."+ns.key, `%q is not a namespace mode (use "private", the default, or "host" with [insecure])`, ns.mode)
+		}
+	}
+}
+
+func validateSecrets(s *Service, fe *fieldErrors) {
+	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
+		sec := s.Secrets[name]
+		at := joinKey("secrets", name)
+		if !secretPattern.MatchString(name) {
+			fe.add(at, "%q is not a secret name (it becomes a file name under /run/secrets: letters, digits, '_', '.', '-')", name)
+		}
+		if sec.File == "" {
+			fe.add(at+".file", `missing (the host file holding the secret, e.g. %s = { file = "/etc/safe-run/secrets/%s" })`, at, name)
+			continue
+		}
+		sec.File = s.abs(sec.File)
+		s.Secrets[name] = sec
+	}
+}
+
+func validateInsecure(s *Service, fe *fieldErrors) {
+	for i, a := range s.Insecure.Allow {
+		if !slices.Contains(AllowItems, a) {
+			fe.add(indexPath("insecure.allow", i), "%q is not an [insecure] allow item (use one of: %s)", a, strings.Join(AllowItems, ", "))
+		}
+	}
+	if len(s.Insecure.Allow) > 0 && strings.TrimSpace(s.Insecure.Reason) == "" {
+		fe.add("insecure.reason", "missing (say in one sentence why this service needs what [insecure] allows)")
+	}
+}

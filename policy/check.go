@@ -1,0 +1,136 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// Finding is one rule that a manifest trips.
+type Finding struct {
+	Rule     *Rule
+	Path     string // manifest key path
+	Line     int
+	Msg      string
+	Accepted bool // acknowledged in [insecure]
+}
+
+// Refused reports whether the finding stops the service from starting.
+func (f Finding) Refused() bool { return f.Rule.Allow != "" && !f.Accepted }
+
+// DangerousCapabilities are refused unless [insecure] allows
+// dangerous_capabilities: each is close to full control of the host or the
+// kernel even from inside a user namespace.
+var DangerousCapabilities = map[manifest.Capability]string{
+	"CAP_SYS_ADMIN":       "mount, namespaces, BPF, and most of the kernel's admin interface",
+	"CAP_SYS_MODULE":      "loads kernel modules",
+	"CAP_SYS_PTRACE":      "traces and injects code into other processes",
+	"CAP_SYS_RAWIO":       "raw I/O ports and device memory",
+	"CAP_NET_ADMIN":       "reconfigures interfaces, routes and firewalls",
+	"CAP_BPF":             "loads BPF programs into the kernel",
+	"CAP_PERFMON":         "kernel performance monitoring, a side channel",
+	"CAP_DAC_READ_SEARCH": "open_by_handle_at, the shocker escape",
+	"CAP_SYS_BOOT":        "reboots the host or loads a new kernel",
+	"CAP_MAC_ADMIN":       "reconfigures AppArmor/SELinux",
+}
+
+// Findings evaluates every rule against the manifest.
+func Findings(s *manifest.Service) []Finding {
+	var out []Finding
+	add := func(r *Rule, path, format string, args ...any) {
+		out = append(out, Finding{
+			Rule: r, Path: path, Line: s.Line(path),
+			Msg:      fmt.Sprintf(format, args...),
+			Accepted: r.Allow != "" && s.Allows(r.Allow),
+		})
+	}
+	if s.Resources.Memory == 0 {
+		add(ruleMemory, "resources.memory", "missing: the service may use all of the host's memory")
+	}
+	if s.Resources.CPUs == 0 {
+		add(ruleCPU, "resources.cpus", "missing: the service may use every CPU of the host")
+	}
+	if s.Resources.Pids > 4096 {
+		add(rulePids, "resources.pids", "%d processes is enough for a fork bomb to hurt the host", s.Resources.Pids)
+	}
+	for i, c := range s.Security.Capabilities {
+		if why, bad := DangerousCapabilities[c]; bad {
+			add(ruleDangerousCap, fmt.Sprintf("security.capabilities[%d]", i), "%s is refused: %s", c.Short(), why)
+		}
+	}
+	for i, m := range s.Mounts {
+		if m.Type != manifest.MountBind {
+			continue
+		}
+		at := fmt.Sprintf("mounts[%d]", i)
+		if why, bad := SensitivePath(m.Source); bad {
+			add(ruleSensitiveMount, at+".source", "%s is refused: %s", m.Source, why)
+		}
+		if m.Writable() {
+			add(ruleWritableBind, at+".read_only", "%s is writable from the container", m.Source)
+		}
+	}
+	if s.Network.Mode == manifest.NetworkHost {
+		add(ruleHostNetwork, "network.mode", "the host network namespace is shared")
+	}
+	for _, ns := range []struct {
+		mode, key string
+		rule      *Rule
+	}{{s.Namespaces.PID, "pid", ruleHostPID}, {s.Namespaces.IPC, "ipc", ruleHostIPC}, {s.Namespaces.UTS, "uts", ruleHostUTS}} {
+		if ns.mode == "host" {
+			add(ns.rule, "namespaces."+ns.key, "the host %s namespace is shared", strings.ToUpper(ns.key))
+		}
+	}
+	if !s.Security.NoNewPrivileges {
+		add(ruleNewPrivileges, "security.no_new_privileges", "setuid binaries and file capabilities can raise privileges")
+	}
+	if !s.Security.ReadOnlyRootfs {
+		add(ruleWritableRootfs, "security.read_only_rootfs", "the service can change its own binaries and configuration")
+	}
+	if s.Security.Seccomp == "unconfined" {
+		add(ruleSeccompUnconfined, "security.seccomp", "every system call is allowed")
+	}
+	if s.Security.AppArmor == "unconfined" {
+		add(ruleAppArmorUnconfined, "security.apparmor", "no AppArmor profile confines the service")
+	} else if s.Security.AppArmorMode == "complain" {
+		add(ruleAppArmorComplain, "security.apparmor_mode", "denials are logged, not enforced")
+	}
+	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
+		if SecretLooking(k) {
+			add(ruleSecretEnv, "process.env."+k, "%s looks like a secret; environment variables leak into logs, /proc and child processes", k)
+		}
+	}
+	switch u, _, _ := strings.Cut(s.Process.User, ":"); u {
+	case "0", "root":
+		add(ruleRootUser, "process.user", "the service runs as root inside its user namespace")
+	case "":
+		add(ruleRootUser, "process", "no process.user: the service runs as the image's user, or root")
+	}
+	return out
+}
+
+// Enforce returns an error naming every refused finding, or nil.
+func Enforce(s *manifest.Service) error {
+	findings := Findings(s)
+	slices.SortStableFunc(findings, func(a, b Finding) int { return a.Line - b.Line })
+	var errs []error
+	for _, f := range findings {
+		if !f.Refused() {
+			continue
+		}
+		errs = append(errs, s.Errorf(f.Path, "%s [%s %s] (%s, or acknowledge it: [insecure] allow = [%q] with a reason)",
+			f.Msg, f.Rule.ID, f.Rule.Name, f.Rule.Fix, f.Rule.Allow))
+	}
+	return errors.Join(errs...)
+}
+
+var secretKey = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY$|CREDENTIAL|PRIVATE)`)
+
+// SecretLooking reports whether an environment variable name suggests it
+// holds a secret: *PASSWORD*, *TOKEN*, *SECRET*, *_KEY.
+func SecretLooking(name string) bool { return secretKey.MatchString(name) }
