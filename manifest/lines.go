@@ -172,7 +172,7 @@ func (s *lineScanner) keys() []string {
 			keys = append(keys, s.str())
 		default:
 			start := s.pos
-			for s.pos < len(s.src) && (bareKey.MatchString(s.src[s.pos:s.pos+1])) {
+			for s.pos < len(s.src) && (bareKey.MatchString(s.src[s.pos : s.pos+1])) {
 				s.pos++
 			}
 			keys = append(keys, s.src[start:s.pos])
