@@ -9,6 +9,7 @@ import (
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/sys/user"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
@@ -27,16 +28,16 @@ func resolveUser(s *manifest.Service, img *image.Image) (resolvedUser, error) {
 	}
 	var readers []io.Reader
 	for _, name := range []string{"/etc/passwd", "/etc/group"} {
-		f, err := pathrs.OpenInRoot(img.Rootfs, name)
-		if err != nil {
-			if !errors.Is(err, fs.ErrNotExist) {
-				return resolvedUser{}, s.Errorf("process.user", "reading the image's %s: %v", name, err)
-			}
+		f, err := openInRoot(img.Rootfs, name)
+		if errors.Is(err, fs.ErrNotExist) {
 			readers = append(readers, nil)
 			continue
 		}
+		if err != nil {
+			return resolvedUser{}, s.Errorf("process.user", "reading the image's %s: %v", name, err)
+		}
 		defer f.Close()
-		readers = append(readers, regularOnly(f))
+		readers = append(readers, io.LimitReader(f, 16<<20))
 	}
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
 	if err != nil {
@@ -54,11 +55,17 @@ func resolveUser(s *manifest.Service, img *image.Image) (resolvedUser, error) {
 	return r, nil
 }
 
-// regularOnly refuses to read anything but a regular file (a FIFO or a
-// device planted as /etc/passwd would block or never end) and bounds it.
-func regularOnly(f *os.File) io.Reader {
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil
+// openInRoot opens a regular file of the image for reading, resolving
+// its path inside root. Anything else (a FIFO or a device planted as
+// /etc/passwd would block or never end) counts as absent.
+func openInRoot(root, name string) (*os.File, error) {
+	h, err := pathrs.OpenInRoot(root, name)
+	if err != nil {
+		return nil, err
 	}
-	return io.LimitReader(f, 16<<20)
+	defer h.Close()
+	if st, err := h.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fs.ErrNotExist
+	}
+	return pathrs.Reopen(h, unix.O_RDONLY|unix.O_CLOEXEC)
 }

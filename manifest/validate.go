@@ -11,9 +11,12 @@ import (
 )
 
 var (
-	namePattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
-	volumePattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	secretPattern     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	// Lengths are checked apart: a counted repetition such as {0,62}
+	// compiles into a large program, and package init runs on every
+	// container start (libcontainer re-executes this binary).
+	namePattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
+	volumePattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	secretPattern     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 	userPattern       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
 	profileNamePatten = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
 	envKeyPattern     = regexp.MustCompile(`^[^=\x00]+$`)
@@ -46,7 +49,7 @@ func validate(s *Service, fe *fieldErrors) {
 	switch {
 	case s.Name == "":
 		fe.add("name", `missing (add name = "web": lowercase letters, digits, '_', '.', '-')`)
-	case !namePattern.MatchString(s.Name):
+	case len(s.Name) > 63 || !namePattern.MatchString(s.Name):
 		fe.add("name", "%q is not a valid name (use 1-63 lowercase letters, digits, '_', '.', '-', starting with a letter or digit)", s.Name)
 	}
 	validateImage(s, fe)
@@ -250,7 +253,7 @@ func validateMounts(s *Service, fe *fieldErrors) {
 		case MountVolume:
 			if m.Source == "" {
 				fe.add(at("source"), `missing (name the volume, e.g. source = "data")`)
-			} else if !volumePattern.MatchString(m.Source) {
+			} else if len(m.Source) > 128 || !volumePattern.MatchString(m.Source) {
 				fe.add(at("source"), "%q is not a volume name (letters, digits, '_', '.', '-'; for a host path use type = \"bind\")", m.Source)
 			}
 		case MountBind:
@@ -305,7 +308,7 @@ func validateSecrets(s *Service, fe *fieldErrors) {
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 		sec := s.Secrets[name]
 		at := joinKey("secrets", name)
-		if !secretPattern.MatchString(name) {
+		if len(name) > 128 || !secretPattern.MatchString(name) {
 			fe.add(at, "%q is not a secret name (it becomes a file name under /run/secrets: letters, digits, '_', '.', '-')", name)
 		}
 		if sec.File == "" {

@@ -1,0 +1,60 @@
+# safe-run: `make run` and `make test` set everything up on a fresh Debian
+# machine, as root, with nothing preinstalled but Go.
+
+GO        ?= go
+BIN       := bin
+TAGS      := seccomp
+# cgo is required: libcontainer's nsenter is C, and seccomp uses libseccomp.
+export CGO_ENABLED := 1
+
+# Debian packages each target needs, installed only when missing.
+BUILD_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static uidmap
+TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 cpio apparmor systemd skopeo umoci
+BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine
+
+# The id ranges services' user namespaces come from (see launcher.IDUser).
+SUBIDS := 1073741824-1140850687
+
+.PHONY: build run test bench example deps-build deps-test deps-bench setup-user fuzz clean
+
+build: deps-build
+	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run ./cmd/safe-run
+	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/safe-run-init ./cmd/safe-run-init
+
+example: build
+	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/confinement ./example/confinement
+	./example/mkrootfs.sh example/rootfs $(BIN)/confinement
+
+run: build example setup-user
+	$(BIN)/safe-run example/service.toml
+
+test: build deps-test setup-user
+	$(GO) vet -tags '$(TAGS)' ./...
+	$(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
+	$(MAKE) fuzz
+
+# A short fuzz run of the manifest loader on every test run; longer ones by hand:
+#   go test ./manifest -run '^$$' -fuzz FuzzLoad -fuzztime 10m
+fuzz:
+	$(GO) test ./manifest -run '^$$' -fuzz FuzzParse -fuzztime 20s
+
+bench: build example deps-bench setup-user
+	$(GO) run -tags '$(TAGS)' ./bench
+
+# The system user whose subordinate id ranges the services' user namespaces
+# come from. Done once; the README shows it as an install step.
+setup-user:
+	@id safe-run >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin safe-run
+	@grep -q '^safe-run:' /etc/subuid 2>/dev/null || usermod --add-subuids $(SUBIDS) safe-run
+	@grep -q '^safe-run:' /etc/subgid 2>/dev/null || usermod --add-subgids $(SUBIDS) safe-run
+
+deps-build deps-test deps-bench: deps-%:
+	@pkgs="$($(shell echo $* | tr a-z A-Z)_PKGS)"; \
+	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+clean:
+	rm -rf $(BIN) example/rootfs

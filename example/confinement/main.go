@@ -1,0 +1,146 @@
+// Command confinement is the example service: it reports, from inside the
+// container, the confinement it runs under. `make run` starts it with
+// safe-run, and the integration tests use its -json output as their probe.
+//
+// It is built static (CGO_ENABLED=0) into the example image.
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Report is what the probe found. Field names are the JSON the tests read.
+type Report struct {
+	UID, GID      int
+	UIDMap        string
+	CapEff        string
+	CapPrm        string
+	CapBnd        string
+	CapInh        string
+	CapAmb        string
+	NoNewPrivs    string
+	Seccomp       string
+	AppArmor      string
+	Hostname      string
+	RootWritable  bool
+	Interfaces    []string
+	OpenFDs       []string
+	MemoryLimit   string
+	MemorySoft    string
+	CPUQuota      string
+	PidsLimit     string
+	CgroupVersion int
+	PID1          string
+}
+
+func main() {
+	asJSON := flag.Bool("json", false, "print the report as JSON")
+	flag.Parse()
+	r := probe()
+	if *asJSON {
+		_ = json.NewEncoder(os.Stdout).Encode(r)
+		return
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(w, "%s\t%s\n", k, v) }
+	fmt.Fprintln(w, "confinement, as seen from inside the container:")
+	row("user", fmt.Sprintf("uid %d gid %d", r.UID, r.GID))
+	row("uid_map", r.UIDMap)
+	row("capabilities", fmt.Sprintf("effective %s, bounding %s, inheritable %s, ambient %s", r.CapEff, r.CapBnd, r.CapInh, r.CapAmb))
+	row("no_new_privs", r.NoNewPrivs)
+	row("seccomp", map[string]string{"0": "disabled", "1": "strict", "2": "filter"}[r.Seccomp]+" (mode "+r.Seccomp+")")
+	row("apparmor", r.AppArmor)
+	row("root filesystem", map[bool]string{true: "WRITABLE", false: "read-only"}[r.RootWritable])
+	row("network", strings.Join(r.Interfaces, ", "))
+	row("memory limit", r.MemoryLimit+" (soft "+r.MemorySoft+")")
+	row("cpu quota", r.CPUQuota)
+	row("pids limit", r.PidsLimit)
+	row("cgroup", fmt.Sprintf("v%d", r.CgroupVersion))
+	row("PID 1", r.PID1)
+	row("open fds", strings.Join(r.OpenFDs, " "))
+	w.Flush()
+}
+
+func probe() Report {
+	r := Report{UID: os.Getuid(), GID: os.Getgid()}
+	r.UIDMap = strings.Join(strings.Fields(read("/proc/self/uid_map")), " ")
+	status := read("/proc/self/status")
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		v = strings.TrimSpace(v)
+		switch k {
+		case "CapEff":
+			r.CapEff = v
+		case "CapPrm":
+			r.CapPrm = v
+		case "CapBnd":
+			r.CapBnd = v
+		case "CapInh":
+			r.CapInh = v
+		case "CapAmb":
+			r.CapAmb = v
+		case "NoNewPrivs":
+			r.NoNewPrivs = v
+		case "Seccomp":
+			r.Seccomp = v
+		}
+	}
+	r.AppArmor = strings.TrimSpace(strings.TrimRight(read("/proc/self/attr/current"), "\x00"))
+	if r.AppArmor == "" {
+		r.AppArmor = "none"
+	}
+	r.Hostname, _ = os.Hostname()
+	if f, err := os.CreateTemp("/", ".probe"); err == nil {
+		r.RootWritable = true
+		f.Close()
+		os.Remove(f.Name())
+	}
+	ifs, _ := net.Interfaces()
+	for _, i := range ifs {
+		r.Interfaces = append(r.Interfaces, i.Name)
+	}
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		r.OpenFDs = append(r.OpenFDs, e.Name()+"="+target)
+	}
+	sort.Slice(r.OpenFDs, func(i, j int) bool {
+		a, _ := strconv.Atoi(strings.Split(r.OpenFDs[i], "=")[0])
+		b, _ := strconv.Atoi(strings.Split(r.OpenFDs[j], "=")[0])
+		return a < b
+	})
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		r.CgroupVersion = 2
+		r.MemoryLimit = read("/sys/fs/cgroup/memory.max")
+		r.MemorySoft = read("/sys/fs/cgroup/memory.low")
+		r.CPUQuota = read("/sys/fs/cgroup/cpu.max")
+		r.PidsLimit = read("/sys/fs/cgroup/pids.max")
+	} else {
+		r.CgroupVersion = 1
+		r.MemoryLimit = read("/sys/fs/cgroup/memory/memory.limit_in_bytes")
+		r.MemorySoft = read("/sys/fs/cgroup/memory/memory.soft_limit_in_bytes")
+		r.CPUQuota = read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") + " " + read("/sys/fs/cgroup/cpu/cpu.cfs_period_us")
+		r.PidsLimit = read("/sys/fs/cgroup/pids/pids.max")
+	}
+	r.PID1 = strings.ReplaceAll(strings.TrimRight(read("/proc/1/cmdline"), "\x00"), "\x00", " ")
+	return r
+}
+
+func read(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "unreadable: " + err.Error()
+	}
+	return strings.TrimSpace(string(data))
+}
