@@ -55,10 +55,13 @@ const (
 
 // cmdline is the guest kernel's command line.
 //
-//   - lsm= lists AppArmor explicitly, so the guest does not depend on the
-//     kernel's CONFIG_LSM default (Debian's already picks AppArmor, since
-//     it comes before SELinux there). security=apparmor is not used: lsm=
-//     supersedes it and the kernel says so on the console.
+//   - No lsm= or security=: Debian's kernel enables AppArmor by default
+//     (CONFIG_DEFAULT_SECURITY_APPARMOR, and apparmor before selinux in
+//     CONFIG_LSM), so the guest runs the LSM stack a stock Debian 12 server
+//     runs: lockdown,capability,landlock,yama,apparmor,tomoyo,bpf (TOMOYO
+//     is inert without its policy). apparmor=1 is the default too; it is
+//     spelled out because the guest exists for it. TestGuest checks that
+//     AppArmor is active rather than trusting these defaults.
 //   - cgroup_no_v1=all leaves every controller to the cgroup2 hierarchy
 //     init.sh mounts, as on a systemd host with the unified hierarchy;
 //     systemd.unified_cgroup_hierarchy=1 would mean nothing without systemd.
@@ -66,7 +69,7 @@ const (
 //     that into QEMU exiting, so a dead init is seen at once.
 var cmdline = []string{
 	"console=ttyS0", "quiet", "panic=-1",
-	"apparmor=1", "lsm=landlock,lockdown,yama,apparmor,bpf",
+	"apparmor=1",
 	"cgroup_no_v1=all",
 }
 
