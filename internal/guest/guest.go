@@ -170,9 +170,13 @@ func Run(ctx context.Context, opts Options) (status int, err error) {
 		log.Info("guest finished", "status", con.status, "boot", con.ready.Round(time.Millisecond), "total", time.Since(con.start).Round(time.Millisecond))
 		return con.status, nil
 	}
-	tail := strings.Join(con.tail, "\n")
+	tail := strings.TrimSpace(strings.Join(con.tail, "\n"))
 	if msg := strings.TrimSpace(stderr.String()); msg != "" {
 		tail += "\nqemu: " + msg
+	}
+	exit := "QEMU exited"
+	if qerr != nil {
+		exit = "QEMU: " + qerr.Error()
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return 0, fmt.Errorf("guest did not finish within %s (raise Options.Timeout if it is merely slow); console tail:\n%s", opts.Timeout, tail)
@@ -180,7 +184,7 @@ func Run(ctx context.Context, opts Options) (status int, err error) {
 	if ctx.Err() != nil {
 		return 0, fmt.Errorf("guest stopped: %w", context.Cause(ctx))
 	}
-	return 0, fmt.Errorf("guest stopped without reporting an exit status (%v); console tail:\n%s", qerr, tail)
+	return 0, fmt.Errorf("guest stopped without reporting an exit status (%s); console tail:\n%s", exit, tail)
 }
 
 // console receives QEMU's stdout, the guest's serial console: it forwards

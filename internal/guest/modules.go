@@ -93,7 +93,7 @@ func (ix *moduleIndex) resolve(ctx context.Context, busybox string, names []stri
 				state[name] = 2
 				return nil
 			}
-			return fmt.Errorf("kernel module %q is neither built into the kernel nor under %s (check the name with `ls %s/kernel`)", name, ix.dir, ix.dir)
+			return fmt.Errorf("kernel module %q is neither built into the kernel nor under %s (look for its name with `find %s -name '*.ko*'`)", name, ix.dir, ix.dir)
 		}
 		state[name] = 1
 		data, err := readModule(ctx, busybox, p)
