@@ -1,0 +1,7 @@
+//go:build !linux
+
+package guest
+
+import "errors"
+
+func mkfifo(p string) error { return errors.ErrUnsupported }
