@@ -141,7 +141,7 @@ func cleanLeftovers(host Host, name, upperDir string) (cleaned bool, err error) 
 	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	if c, err := libcontainer.Load(host.StateDir, name); err == nil {
+	if c, err := libcontainer.Load(host.runtimeDir(), name); err == nil {
 		_ = c.Destroy()
 	}
 	if err := removeCgroup(host.CgroupPath); err != nil {
@@ -228,7 +228,7 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 		return 0, err
 	}
 
-	container, err := libcontainer.Create(host.StateDir, opts.Name, config)
+	container, err := libcontainer.Create(host.runtimeDir(), opts.Name, config)
 	if err != nil {
 		return 0, fmt.Errorf("creating the container: %w", err)
 	}
@@ -401,19 +401,25 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 		exited <- st
 	}()
 	var (
-		stopping bool
-		killed   bool
-		timeout  <-chan time.Time
+		stopping    bool
+		killed      bool
+		stopSignals int // SIGINT and SIGTERM received
+		timeout     <-chan time.Time
 	)
+	// ctx and the signal channel both see the first SIGINT or SIGTERM (cmd
+	// cancels ctx on them): stopping is idempotent, and only a second
+	// signal escalates.
 	stop := func() {
 		if stopping {
-			killed = true
-			_ = c.Signal(unix.SIGKILL)
 			return
 		}
 		stopping = true
 		_ = p.Signal(opts.StopSignal)
 		timeout = time.After(opts.StopTimeout)
+	}
+	kill := func() {
+		killed = true
+		_ = c.Signal(unix.SIGKILL)
 	}
 	ctxDone := ctx.Done()
 	for {
@@ -424,11 +430,13 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			ctxDone = nil
 			stop()
 		case <-timeout:
-			killed = true
-			_ = c.Signal(unix.SIGKILL)
+			kill()
 		case sig := <-signals:
 			switch sig {
 			case unix.SIGINT, unix.SIGTERM:
+				if stopSignals++; stopSignals > 1 {
+					kill()
+				}
 				stop()
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGWINCH:
 				// Go's own, or handled by the terminal code.
@@ -445,7 +453,7 @@ func exitStatus(st *os.ProcessState, stopping, killed bool, cg cgroups.Manager, 
 	code := 0
 	if st != nil {
 		code = st.ExitCode()
-		if ws, ok := st.Sys().(unix.WaitStatus); ok && ws.Signaled() {
+		if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			code = 128 + int(ws.Signal())
 		}
 	}

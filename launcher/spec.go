@@ -61,6 +61,9 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // id-mapped and read-only, for the container.
 func (h Host) RootfsView() string { return filepath.Join(h.StateDir, "rootfs") }
 
+// runtimeDir is libcontainer's state root; its state is runtimeDir()/NAME.
+func (h Host) runtimeDir() string { return filepath.Join(h.StateDir, "runtime") }
+
 // SecretsDir is where the launcher fills the private tmpfs of secrets.
 func (h Host) SecretsDir() string { return filepath.Join(h.StateDir, "secrets") }
 

@@ -1,0 +1,584 @@
+package launcher_test
+
+// Integration tests: real containers, started through the safe-run binary as
+// a user would, as root on this host. They check from inside the container
+// (the example's confinement probe, or busybox) and from the host (cgroups,
+// mounts, state left behind).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+)
+
+// env is what every integration test shares: the binaries and an example
+// rootfs built once, and state and data directories of its own.
+var env struct {
+	once              sync.Once
+	err               error
+	dir               string
+	bin               string
+	rootfs            string
+	stateDir, dataDir string
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if env.dir != "" {
+		os.RemoveAll(env.dir)
+	}
+	os.Exit(code)
+}
+
+// setup builds safe-run, safe-run-init and the example rootfs once.
+func setup(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.Long(t)
+	env.once.Do(func() { env.err = build() })
+	if env.err != nil {
+		t.Fatal(env.err)
+	}
+}
+
+func build() error {
+	dir, err := os.MkdirTemp("", "safe-run-it-")
+	if err != nil {
+		return err
+	}
+	env.dir = dir
+	// Every component must be traversable by the container's mapped root.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
+	env.bin = filepath.Join(dir, "bin", "safe-run")
+	env.stateDir, env.dataDir = filepath.Join(dir, "state"), filepath.Join(dir, "data")
+	env.rootfs = filepath.Join(dir, "rootfs")
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	steps := []*exec.Cmd{
+		exec.Command("go", "build", "-tags", "seccomp", "-o", env.bin, "./cmd/safe-run"),
+		exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "safe-run-init"), "./cmd/safe-run-init"),
+		exec.Command("go", "build", "-o", filepath.Join(dir, "confinement"), "./example/confinement"),
+		exec.Command("./example/mkrootfs.sh", env.rootfs, filepath.Join(dir, "confinement")),
+	}
+	for _, c := range steps {
+		c.Dir = root
+		c.Env = append(os.Environ(), "CGO_ENABLED=1")
+		if strings.HasSuffix(c.Args[len(c.Args)-1], "safe-run-init") || strings.HasSuffix(c.Args[len(c.Args)-1], "confinement") {
+			c.Env = append(c.Env, "CGO_ENABLED=0")
+		}
+		if out, err := c.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
+		}
+	}
+	for _, d := range []string{env.stateDir, env.dataDir, filepath.Join(dir, "bin")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// manifestFor writes a manifest for service name with the example rootfs
+// and the given extra TOML, into a directory of its own.
+func manifestFor(t *testing.T, name, body string) string {
+	t.Helper()
+	dir := filepath.Join(env.dir, "manifests", name)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	text := fmt.Sprintf("version = 1\nname = %q\n\n[image]\nrootfs = %q\n\n%s\n", name, env.rootfs, body)
+	if !strings.Contains(body, "[resources]") {
+		text += "\n[resources]\nmemory = \"64M\"\ncpus = 1.0\npids = 64\n"
+	}
+	p := filepath.Join(dir, "service.toml")
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func safeRun(t *testing.T, ctx context.Context, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, env.bin, args...)
+	c.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir, "SAFE_RUN_DATA_DIR="+env.dataDir)
+	return c
+}
+
+// run starts safe-run on a manifest and waits for it.
+func run(t *testing.T, manifest string, stdin string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, manifest)
+	var out, errOut bytes.Buffer
+	c.Stdin, c.Stdout, c.Stderr = strings.NewReader(stdin), &out, &errOut
+	err := c.Run()
+	code := c.ProcessState.ExitCode()
+	if err != nil && code < 0 {
+		t.Fatalf("safe-run: %v\n%s", err, errOut.String())
+	}
+	return result{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+// probe runs the example's confinement probe as the service.
+func probe(t *testing.T, name, body string) map[string]any {
+	t.Helper()
+	r := run(t, manifestFor(t, name, "[process]\ncommand = [\"/bin/confinement\", \"-json\"]\n"+body), "")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
+	}
+	var p map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatalf("probe output: %v\n%s", err, r.stdout)
+	}
+	assertNothingLeft(t, name)
+	return p
+}
+
+// shell runs a busybox script as the service and returns the result.
+func shell(t *testing.T, name, script, extra string) result {
+	t.Helper()
+	body := fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s", script, extra)
+	return run(t, manifestFor(t, name, body), "")
+}
+
+// assertNothingLeft checks the host for anything of service name: a cgroup
+// in any hierarchy, a mount, a state directory.
+func assertNothingLeft(t *testing.T, name string) {
+	t.Helper()
+	var left []string
+	_ = filepath.WalkDir("/sys/fs/cgroup", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		if d.Name() == "safe-run-"+name {
+			left = append(left, "cgroup "+p)
+			return filepath.SkipDir
+		}
+		if strings.Count(p, "/") > 7 {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, line := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(line, env.stateDir) {
+			left = append(left, "mount "+line)
+		}
+	}
+	for _, p := range []string{filepath.Join(env.stateDir, name), filepath.Join(env.stateDir, name+".lock"), filepath.Join(env.dataDir, "containers", name)} {
+		if _, err := os.Lstat(p); err == nil {
+			left = append(left, "file "+p)
+		}
+	}
+	if len(left) > 0 {
+		t.Errorf("left behind by %s:\n%s", name, strings.Join(left, "\n"))
+	}
+}
+
+func TestConfinementProbe(t *testing.T) {
+	setup(t)
+	p := probe(t, "probe", `user = "1000:1000"`)
+	want := map[string]any{
+		"UID": 1000.0, "GID": 1000.0,
+		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
+		"CapInh": "0000000000000000", "CapAmb": "0000000000000000",
+		"NoNewPrivs": "1", "RootWritable": false, "Hostname": "probe",
+		"MemoryLimit": "67108864", "PidsLimit": "64", "CPUQuota": "100000 100000",
+		"PID1": "/dev/init -- /bin/confinement -json",
+	}
+	for k, v := range want {
+		if p[k] != v {
+			t.Errorf("%s = %v, want %v", k, p[k], v)
+		}
+	}
+	if m := p["UIDMap"].(string); m == "0 0 4294967295" || !strings.HasPrefix(m, "0 ") || !strings.HasSuffix(m, " 65536") {
+		t.Errorf("uid_map %q: want container 0..65535 mapped onto an unprivileged host range", m)
+	}
+	if ifs := fmt.Sprint(p["Interfaces"]); ifs != "[lo]" {
+		t.Errorf("network interfaces %s, want only lo", ifs)
+	}
+}
+
+func TestDeclaredCapabilityOnly(t *testing.T) {
+	setup(t)
+	const netBindService = 1 << 10
+	for _, tc := range []struct{ name, user string }{{"capsroot", "0:0"}, {"capsuser", "1000:1000"}} {
+		t.Run(tc.user, func(t *testing.T) {
+			p := probe(t, tc.name, fmt.Sprintf("user = %q\n[security]\ncapabilities = [\"NET_BIND_SERVICE\"]\n", tc.user))
+			want := fmt.Sprintf("%016x", netBindService)
+			for _, k := range []string{"CapEff", "CapPrm", "CapBnd"} {
+				if p[k] != want {
+					t.Errorf("%s = %v, want %s (NET_BIND_SERVICE only)", k, p[k], want)
+				}
+			}
+			// Inheritable stays empty for root (CVE-2022-29162); a
+			// non-root user needs the declared set inheritable for ambient.
+			wantInh := "0000000000000000"
+			if tc.user != "0:0" {
+				wantInh = want
+			}
+			if p["CapInh"] != wantInh {
+				t.Errorf("CapInh = %v, want %s", p["CapInh"], wantInh)
+			}
+		})
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	setup(t)
+	for _, tc := range []struct {
+		name, command string
+		code          int
+		stderr        string
+	}{
+		{"exit3", `["/bin/sh", "-c", "exit 3"]`, 3, "safe-run: exit3: exited with code 3"},
+		{"notfound", `["/bin/nope"]`, 127, "command not found: /bin/nope is not in the image"},
+		{"notexec", `["/etc/passwd"]`, 126, "command cannot be executed: /etc/passwd is not executable"},
+		{"selfkill", `["/bin/sh", "-c", "kill -SEGV $$"]`, 139, "killed by SIGSEGV"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, manifestFor(t, tc.name, "[process]\ncommand = "+tc.command+"\n"), "")
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.stderr) {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit %d and %q", r.code, r.stderr, tc.code, tc.stderr)
+			}
+			assertNothingLeft(t, tc.name)
+		})
+	}
+}
+
+func TestOnlyStdioReachesTheService(t *testing.T) {
+	setup(t)
+	// CVE-2024-21626 leaked a host fd into the container. ls opens the
+	// directory itself as fd 3; anything else is a leak.
+	r := shell(t, "fds", "ls /proc/self/fd", "")
+	if r.code != 0 || strings.TrimSpace(r.stdout) != "0\n1\n2\n3" {
+		t.Errorf("fds in the container:\n%s (exit %d, %s)", r.stdout, r.code, r.stderr)
+	}
+}
+
+func TestStdinAndOutput(t *testing.T) {
+	setup(t)
+	r := run(t, manifestFor(t, "cat", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"cat; echo err >&2; echo out >/dev/stdout\"]\n"), "hello\n")
+	if r.code != 0 || r.stdout != "hello\nout\n" || !strings.Contains(r.stderr, "err\n") {
+		t.Errorf("exit %d stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestReadOnlyRootAndWritableMounts(t *testing.T) {
+	setup(t)
+	r := shell(t, "writes", `
+touch /x 2>/dev/null && echo root-writable
+touch /tmp/x && echo tmp-ok
+touch /data/x && echo volume-ok
+touch /cfg/x 2>/dev/null && echo bind-writable
+cat /cfg/hello
+mount | grep -E ' /(tmp|data|cfg) ' | sed 's/ (.*//;s/^[^ ]* on //'
+grep -E ' /(tmp|data|cfg) ' /proc/mounts | awk '{print $2, $4}'
+`, `
+[[mounts]]
+type = "tmpfs"
+target = "/tmp"
+size = "8M"
+
+[[mounts]]
+type = "volume"
+source = "writes-data"
+target = "/data"
+
+[[mounts]]
+type = "bind"
+source = "cfg"
+target = "/cfg"
+`)
+	if r.code != 0 {
+		// The bind source does not exist yet: this run must fail cleanly.
+		if !strings.Contains(r.stderr, "cfg") {
+			t.Fatalf("exit %d: %s", r.code, r.stderr)
+		}
+	}
+	assertNothingLeft(t, "writes")
+	cfg := filepath.Join(env.dir, "manifests", "writes", "cfg")
+	os.MkdirAll(cfg, 0o755)
+	os.WriteFile(filepath.Join(cfg, "hello"), []byte("from the host\n"), 0o644)
+	r = run(t, filepath.Join(env.dir, "manifests", "writes", "service.toml"), "")
+	out := r.stdout
+	for _, want := range []string{"tmp-ok", "volume-ok", "from the host"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s\n%s", want, out, r.stderr)
+		}
+	}
+	for _, bad := range []string{"root-writable", "bind-writable"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("%s:\n%s", bad, out)
+		}
+	}
+	for _, re := range []string{`/tmp rw,nosuid,nodev,noexec`, `/data rw,nosuid,nodev`, `/cfg ro,nosuid,nodev`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("mount options: want %q in:\n%s", re, out)
+		}
+	}
+	// The volume persists, owned by the process user as mapped.
+	st, err := os.Stat(filepath.Join(env.dataDir, "volumes", "writes-data", "x"))
+	if err != nil {
+		t.Fatalf("volume file: %v", err)
+	}
+	if uid := st.Sys().(*syscall.Stat_t).Uid; uid < 1<<30 {
+		t.Errorf("volume file owned by host uid %d, want one in safe-run's range", uid)
+	}
+	assertNothingLeft(t, "writes")
+}
+
+func TestSecrets(t *testing.T) {
+	setup(t)
+	dir := filepath.Join(env.dir, "manifests", "secrets")
+	os.MkdirAll(dir, 0o711)
+	os.WriteFile(filepath.Join(dir, "db.txt"), []byte("hunter2"), 0o600)
+	r := shell(t, "secrets", `
+cat /run/secrets/db; echo
+stat -c '%a %u:%g %n' /run/secrets /run/secrets/db
+touch /run/secrets/x 2>/dev/null && echo secrets-writable
+grep ' /run/secrets ' /proc/mounts | awk '{print $3, $4}'
+`, "user = \"1000:1000\"\n[secrets]\ndb = { file = \"db.txt\" }\n")
+	for _, want := range []string{"hunter2", "500 1000:1000 /run/secrets", "400 1000:1000 /run/secrets/db", "tmpfs ro,nosuid,nodev,noexec"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("missing %q in:\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+	if strings.Contains(r.stdout, "secrets-writable") {
+		t.Error("the secrets tmpfs is writable")
+	}
+	assertNothingLeft(t, "secrets")
+}
+
+func TestSensitiveBindRefusedThroughSymlink(t *testing.T) {
+	setup(t)
+	dir := filepath.Join(env.dir, "manifests", "symlinked")
+	os.MkdirAll(dir, 0o711)
+	os.Remove(filepath.Join(dir, "innocent"))
+	if err := os.Symlink("/etc", filepath.Join(dir, "innocent")); err != nil {
+		t.Fatal(err)
+	}
+	r := shell(t, "symlinked", "true", "[[mounts]]\ntype = \"bind\"\nsource = \"innocent\"\ntarget = \"/cfg\"\n")
+	if r.code != 125 || !strings.Contains(r.stderr, "is refused (through a symlink, it is /etc)") || !strings.Contains(r.stderr, "SR005") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, "symlinked")
+}
+
+func TestSymlinksResolveInsideTheRoot(t *testing.T) {
+	setup(t)
+	// An image that plants symlinks pointing out of its root, as a mount
+	// target and as the workdir (CVE-2021-30465 class): both resolve inside
+	// the container root, and the host is not touched.
+	rootfs := filepath.Join(env.dir, "rootfs-evil")
+	os.RemoveAll(rootfs)
+	if out, err := exec.Command("cp", "-a", env.rootfs, rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	escape := filepath.Join(env.dir, "escape-target")
+	for link, target := range map[string]string{"evil": "../../../../../../.." + escape, "evilwd": "/../../../tmp"} {
+		if err := os.Symlink(target, filepath.Join(rootfs, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	manifest := manifestFor(t, "evil", `[process]
+command = ["/bin/sh", "-c", "touch /evil/x && echo wrote; pwd -P"]
+workdir = "/evilwd"
+
+[[mounts]]
+type = "tmpfs"
+target = "/evil"
+`)
+	text, _ := os.ReadFile(manifest)
+	os.WriteFile(manifest, []byte(strings.Replace(string(text), env.rootfs, rootfs, 1)), 0o644)
+	r := run(t, manifest, "")
+	if r.code != 0 || r.stdout != "wrote\n/tmp\n" {
+		t.Errorf("exit %d stdout %q stderr %s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Lstat(escape); err == nil {
+		t.Errorf("a mount target resolved outside the container root: %s exists", escape)
+	}
+	assertNothingLeft(t, "evil")
+}
+
+func TestCgroupFilesNotWritable(t *testing.T) {
+	setup(t)
+	// CVE-2022-0492: release_agent. The cgroup file system is read-only
+	// and the cgroup namespace private.
+	r := shell(t, "cgroupro", `
+for f in /sys/fs/cgroup/*/release_agent /sys/fs/cgroup/release_agent; do [ -e "$f" ] && (echo x > "$f") 2>/dev/null && echo "writable $f"; done
+cat /proc/self/cgroup
+`, "")
+	if strings.Contains(r.stdout, "writable") {
+		t.Errorf("cgroup file writable:\n%s", r.stdout)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		if !strings.HasSuffix(line, ":/") {
+			t.Errorf("cgroup namespace not private: %q", line)
+		}
+	}
+}
+
+func TestSafeRunBinaryNotReachable(t *testing.T) {
+	setup(t)
+	// CVE-2019-5736: the service must not reach the runtime binary, and
+	// PID 1 is safe-run-init, non-dumpable, so its /proc/1/exe is closed.
+	r := shell(t, "noexe", `
+readlink /proc/1/exe 2>&1
+grep -c safe-run /proc/self/mountinfo
+ls /proc/1/root 2>&1 | head -1
+`, "")
+	if !strings.Contains(r.stdout, "Permission denied") {
+		t.Errorf("PID 1's exe readable from the service:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stdout, env.bin) {
+		t.Errorf("safe-run binary visible:\n%s", r.stdout)
+	}
+}
+
+func TestOOMKilledIsReported(t *testing.T) {
+	setup(t)
+	r := shell(t, "hog", `x=$(head -c 200000000 /dev/zero | tr '\0' x); echo survived`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n")
+	if r.code != 137 || !strings.Contains(r.stderr, "OOM-killed (memory limit 32M") {
+		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	}
+	assertNothingLeft(t, "hog")
+}
+
+func TestForkBombHitsPidsLimit(t *testing.T) {
+	setup(t)
+	// The bomb runs in a child shell, which dies when fork fails; the
+	// count uses only builtins, which need no fork.
+	r := shell(t, "forks", `
+sh -c 'i=0; while [ $i -lt 100 ]; do sleep 5 & i=$((i+1)); done' 2>/dev/null
+set -- /proc/[0-9]*
+echo started $#
+`, "[resources]\nmemory = \"64M\"\ncpus = 1.0\npids = 20\n")
+	var n int
+	fmt.Sscanf(strings.TrimSpace(r.stdout), "started %d", &n)
+	t.Logf("processes in the container after the fork bomb: %d", n)
+	if n == 0 || n > 20 {
+		t.Errorf("processes in the container: %d, want at most the pids limit 20\n%s\n%s", n, r.stdout, r.stderr)
+	}
+	assertNothingLeft(t, "forks")
+}
+
+func TestStopSignalAndTimeout(t *testing.T) {
+	setup(t)
+	for _, tc := range []struct {
+		name, init string
+		code       int
+		stderr     string
+		within     time.Duration
+	}{
+		// With init, a shell script gets SIGTERM as an ordinary process
+		// and stops at once.
+		{"stopinit", "true", 143, "stopped with SIGTERM (exit code 143)", 1500 * time.Millisecond},
+		// As PID 1 the shell ignores SIGTERM: killed after stop_timeout.
+		{"stopnoinit", "false", 137, "killed with SIGKILL: it did not stop within 1s of SIGTERM", 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := manifestFor(t, tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]\ninit = %s\nstop_timeout = \"1s\"\n", tc.init))
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := safeRun(t, ctx, m)
+			var errOut bytes.Buffer
+			c.Stderr = &errOut
+			out, _ := c.StdoutPipe()
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 3)
+			if _, err := out.Read(buf); err != nil {
+				t.Fatalf("service did not start: %v %s", err, errOut.String())
+			}
+			start := time.Now()
+			c.Process.Signal(syscall.SIGTERM)
+			c.Wait()
+			took := time.Since(start)
+			if code := c.ProcessState.ExitCode(); code != tc.code || !strings.Contains(errOut.String(), tc.stderr) {
+				t.Errorf("exit %d, stderr:\n%s\nwant %d and %q", code, errOut.String(), tc.code, tc.stderr)
+			}
+			if took > tc.within {
+				t.Errorf("stopping took %v, want under %v", took, tc.within)
+			}
+			assertNothingLeft(t, tc.name)
+		})
+	}
+}
+
+func TestZombiesAreReaped(t *testing.T) {
+	setup(t)
+	// Orphans are re-parented to PID 1, which must reap them.
+	r := shell(t, "zombies", `
+for i in 1 2 3 4 5; do sh -c 'sleep 0.1 & exit 0'; done
+sleep 0.5
+ps -o stat,comm | grep -c '^Z' || true
+`, "")
+	if strings.TrimSpace(r.stdout) != "0" {
+		t.Errorf("zombies left: %q (%s)", r.stdout, r.stderr)
+	}
+}
+
+func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
+	setup(t)
+	m := manifestFor(t, "twice", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 30\"]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := safeRun(t, ctx, m)
+	out, _ := first.StdoutPipe()
+	first.Stderr = os.Stderr
+	if err := first.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 3)
+	if _, err := out.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	second := run(t, m, "")
+	if second.code != 125 || !strings.Contains(second.stderr, fmt.Sprintf("twice is already running (safe-run pid %d)", first.Process.Pid)) {
+		t.Errorf("second start: exit %d, stderr:\n%s", second.code, second.stderr)
+	}
+	// SIGKILL safe-run: the container dies with it, and the janitor
+	// removes everything.
+	first.Process.Signal(syscall.SIGKILL)
+	first.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, err := os.Stat(filepath.Join(env.stateDir, "twice.lock")); err != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, _ := exec.Command("pgrep", "-f", "sleep 30").Output(); len(out) > 0 {
+		t.Errorf("container processes outlived a SIGKILLed safe-run: %s", out)
+	}
+	assertNothingLeft(t, "twice")
+	m = manifestFor(t, "twice", "[process]\ncommand = [\"/bin/echo\", \"again\"]\n")
+	if r := run(t, m, ""); r.code != 0 || r.stdout != "again\n" {
+		t.Errorf("start after crash: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	assertNothingLeft(t, "twice")
+}
