@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 )
@@ -581,4 +584,79 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 		t.Errorf("start after crash: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	assertNothingLeft(t, "twice")
+}
+
+func TestTTYRestoresTerminal(t *testing.T) {
+	setup(t)
+	master, slave := openPTY(t)
+	defer master.Close()
+	defer slave.Close()
+	before, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := manifestFor(t, "tty", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"test -t 0 && tty && stty size && sleep 1\"]\ntty = true\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, "-q", m)
+	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
+	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 99}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, master); close(done) }()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// While the service runs, the host terminal is raw: keys go to the
+	// service's own terminal unprocessed.
+	sawRaw := false
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline) && !sawRaw; time.Sleep(20 * time.Millisecond) {
+		if tio, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS); err == nil && tio.Lflag&unix.ICANON == 0 {
+			sawRaw = true
+		}
+	}
+	if err := c.Wait(); err != nil {
+		t.Fatalf("safe-run: %v\n%s", err, out.String())
+	}
+	if !sawRaw {
+		t.Error("the host terminal was never put in raw mode")
+	}
+	after, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *before != *after {
+		t.Errorf("terminal not restored:\nbefore %+v\nafter  %+v", before, after)
+	}
+	slave.Close()
+	<-done
+	if got := out.String(); !strings.Contains(got, "/dev/pts/0") || !strings.Contains(got, "33 99") {
+		t.Errorf("the service did not get its own terminal of the host's size:\n%q", got)
+	}
+	assertNothingLeft(t, "tty")
+}
+
+// openPTY opens a pseudo-terminal pair for a test to play the user's
+// terminal.
+func openPTY(t *testing.T) (master, slave *os.File) {
+	t.Helper()
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, s
 }
