@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -659,4 +660,71 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 		t.Fatal(err)
 	}
 	return m, s
+}
+
+func TestNotify(t *testing.T) {
+	setup(t)
+	for _, tc := range []struct {
+		name, body string
+		// READY must come no sooner than this after the start.
+		readyAfter time.Duration
+		want       []string
+	}{
+		// safe-run reports READY itself once the process runs.
+		{"notifyself", "[process]\ncommand = [\"/bin/sleep\", \"1\"]\n", 0, []string{"READY=1\nSTATUS=running notifyself"}},
+		// The service reports it, through safe-run, after its own set-up;
+		// MAINPID is not relayed.
+		{"notifyrelay", "[process]\ncommand = [\"/bin/confinement\", \"-notify\", \"1s\"]\nnotify = true\n", time.Second,
+			[]string{"STATUS=started notifyrelay, waiting for it to report ready", "READY=1\nSTATUS=confined"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sock := filepath.Join(env.dir, tc.name+".sock")
+			l, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			type message struct {
+				text string
+				at   time.Time
+			}
+			messages := make(chan message, 16)
+			go func() {
+				buf := make([]byte, 4096)
+				for {
+					n, err := l.Read(buf)
+					if err != nil {
+						close(messages)
+						return
+					}
+					messages <- message{string(buf[:n]), time.Now()}
+				}
+			}()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			c := safeRun(t, ctx, "-q", manifestFor(t, tc.name, tc.body))
+			c.Env = append(c.Env, "NOTIFY_SOCKET="+sock)
+			var errOut bytes.Buffer
+			c.Stderr = &errOut
+			start := time.Now()
+			if err := c.Run(); err != nil {
+				t.Fatalf("%v: %s", err, errOut.String())
+			}
+			l.Close()
+			var got []string
+			for m := range messages {
+				got = append(got, m.text)
+				if strings.HasPrefix(m.text, "READY=1") && m.at.Sub(start) < tc.readyAfter {
+					t.Errorf("READY after %v, before the service was ready (%v)", m.at.Sub(start), tc.readyAfter)
+				}
+				if strings.Contains(m.text, "MAINPID") {
+					t.Errorf("relayed MAINPID: %q", m.text)
+				}
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("notifications %q, want %q", got, tc.want)
+			}
+			assertNothingLeft(t, tc.name)
+		})
+	}
 }

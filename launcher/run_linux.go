@@ -224,6 +224,13 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 			return 0, err
 		}
 	}
+	notify := newNotifier()
+	defer notify.close()
+	if hasMountSource(spec, host.notifyDir()) {
+		if err := notify.listen(host.notifyDir(), uid, gid); err != nil {
+			return 0, err
+		}
+	}
 	if err := pinMounts(config, host, opts, uid, gid); err != nil {
 		return 0, err
 	}
@@ -240,6 +247,11 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 	process, err := newProcess(spec.Process)
 	if err != nil {
 		return 0, err
+	}
+	if notify.relay != nil && notify.watchdog > 0 {
+		// The service answers for the watchdog; it cannot match
+		// WATCHDOG_PID from its PID namespace, so that is left unset.
+		process.Env = append(process.Env, "WATCHDOG_USEC="+strconv.FormatInt(notify.watchdog.Microseconds(), 10))
 	}
 
 	var io *streams
@@ -279,8 +291,26 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 			return 0, err
 		}
 	}
+	if notify.relay == nil {
+		notify.send("READY=1\nSTATUS=running " + opts.Name)
+	} else {
+		notify.send("STATUS=started " + opts.Name + ", waiting for it to report ready")
+	}
+	stopWatchdog := make(chan struct{})
+	defer close(stopWatchdog)
+	notify.keepAlive(stopWatchdog)
+
 	cg, _ := manager.New(config.Cgroups)
-	return supervise(ctx, container, process, signals, cg, opts)
+	return supervise(ctx, container, process, signals, cg, notify, opts)
+}
+
+func hasMountSource(spec *specs.Spec, source string) bool {
+	for _, m := range spec.Mounts {
+		if m.Source == source {
+			return true
+		}
+	}
+	return false
 }
 
 // pinMounts replaces the host path of every bind with a mount of the object
@@ -292,8 +322,8 @@ func pinMounts(config *configs.Config, host Host, opts Options, uid, gid int) er
 		return err
 	}
 	for i, m := range config.Mounts {
-		if !m.IsBind() || m.Source == host.SecretsDir() {
-			continue
+		if !m.IsBind() || strings.HasPrefix(m.Source, host.StateDir+"/") {
+			continue // not a bind, or made by safe-run (secrets, notify socket)
 		}
 		allowSensitive := opts.AllowSensitiveMounts
 		switch {
@@ -394,7 +424,7 @@ func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 // supervise forwards signals until the container exits, and returns its
 // status. The first SIGINT or SIGTERM (or ctx) stops the service gently,
 // a second one kills it.
-func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, cg cgroups.Manager, opts Options) (int, error) {
+func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, cg cgroups.Manager, notify *notifier, opts Options) (int, error) {
 	exited := make(chan *os.ProcessState, 1)
 	go func() {
 		st, _ := p.Wait()
@@ -414,6 +444,7 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			return
 		}
 		stopping = true
+		notify.send("STOPPING=1\nSTATUS=stopping " + opts.Name)
 		_ = p.Signal(opts.StopSignal)
 		timeout = time.After(opts.StopTimeout)
 	}

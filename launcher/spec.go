@@ -137,6 +137,9 @@ func environment(s *manifest.Service, img *image.Image, home string) []string {
 	if s.Process.TTY {
 		env = append(env, "TERM=xterm")
 	}
+	if s.Process.Notify {
+		env = append(env, "NOTIFY_SOCKET="+NotifyPath)
+	}
 	set := func(kv string) {
 		k, _, _ := strings.Cut(kv, "=")
 		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
@@ -257,6 +260,10 @@ func mounts(s *manifest.Service, host Host) []specs.Mount {
 	}
 	if len(s.Secrets) > 0 {
 		ms = append(ms, specs.Mount{Destination: SecretsPath, Type: "bind", Source: host.SecretsDir(),
+			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
+	}
+	if s.Process.Notify {
+		ms = append(ms, specs.Mount{Destination: notifyDirInContainer, Type: "bind", Source: host.notifyDir(),
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
 	if s.Process.Init {

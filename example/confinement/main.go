@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Report is what the probe found. Field names are the JSON the tests read.
@@ -43,8 +44,10 @@ type Report struct {
 
 func main() {
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	ready := flag.Duration("notify", -1, "after printing, wait this long, then tell $NOTIFY_SOCKET READY=1 (sd_notify), and wait as long again")
 	flag.Parse()
 	r := probe()
+	defer notifyReady(*ready)
 	if *asJSON {
 		_ = json.NewEncoder(os.Stdout).Encode(r)
 		return
@@ -67,6 +70,24 @@ func main() {
 	row("PID 1", r.PID1)
 	row("open fds", strings.Join(r.OpenFDs, " "))
 	w.Flush()
+}
+
+// notifyReady plays a service that speaks sd_notify itself. It also
+// tries MAINPID, which safe-run must not relay.
+func notifyReady(after time.Duration) {
+	sock := os.Getenv("NOTIFY_SOCKET")
+	if after < 0 || sock == "" {
+		return
+	}
+	time.Sleep(after)
+	c, err := net.Dial("unixgram", sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "notify:", err)
+		os.Exit(1)
+	}
+	fmt.Fprintf(c, "READY=1\nSTATUS=confined\nMAINPID=%d", os.Getpid())
+	c.Close()
+	time.Sleep(after)
 }
 
 func probe() Report {
