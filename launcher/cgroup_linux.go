@@ -131,3 +131,35 @@ func oomKills(m cgroups.Manager) uint64 {
 	}
 	return n
 }
+
+// undelegatedControllers lists the controllers of need that this user may
+// not use in its own cgroup, and names the cgroup.
+func undelegatedControllers(v2 bool, need []string) (missing []string, where string) {
+	if !v2 {
+		return need, "cgroup v1, which cannot be delegated to a user"
+	}
+	own, err := ownCgroupV2()
+	if err != nil {
+		return need, "an unknown cgroup"
+	}
+	dir := filepath.Join(fs2.UnifiedMountpoint, own)
+	avail, _ := cgroups.ReadFile(dir, "cgroup.controllers")
+	writable := unix.Access(filepath.Join(dir, "cgroup.subtree_control"), unix.W_OK) == nil &&
+		unix.Access(filepath.Join(dir, "cgroup.procs"), unix.W_OK) == nil
+	for _, c := range need {
+		if !writable || !strings.Contains(" "+strings.TrimSpace(avail)+" ", " "+c+" ") {
+			missing = append(missing, c)
+		}
+	}
+	return missing, own
+}
+
+// delegationHint is the fix for undelegated controllers.
+func delegationHint(v2 bool) string {
+	if !v2 {
+		return "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1), or run as root"
+	}
+	return "as root: mkdir -p /etc/systemd/system/user@.service.d && " +
+		"printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' > /etc/systemd/system/user@.service.d/delegate.conf && " +
+		"systemctl daemon-reload; then start safe-run in a delegated scope: systemd-run --user --scope -p Delegate=yes safe-run ..."
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/opencontainers/runc/libcontainer/apparmor"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -87,10 +88,6 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 	if in.AppArmor, err = p.appArmor(); err != nil {
 		return nil, err
 	}
-	ids, err := AllocateIDs(opts.Dirs.Data, svc.Name, opts.Allocate)
-	if err != nil {
-		return nil, err
-	}
 	cgroupPath, v2, err := CgroupPlacement(svc.Name)
 	if err != nil {
 		return nil, err
@@ -99,15 +96,59 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 		StateDir:   filepath.Join(opts.Dirs.State, svc.Name),
 		VolumeDir:  filepath.Join(opts.Dirs.Data, "volumes"),
 		InitPath:   opts.InitPath,
-		IDs:        ids,
 		CgroupPath: cgroupPath,
 		CgroupV2:   v2,
+		Rootless:   os.Geteuid() != 0 || RootlessIDs() > 0,
+	}
+	if p.Host.Rootless {
+		// Inside its own user namespace safe-run maps the container
+		// onto the same ids; the namespace itself maps them onto the
+		// user's uid and subordinate ids.
+		p.Host.IDs = IDMap{Size: rootlessIDs()}
+		if err := p.rootlessCgroups(); err != nil {
+			return nil, err
+		}
+	} else if p.Host.IDs, err = AllocateIDs(opts.Dirs.Data, svc.Name, opts.Allocate); err != nil {
+		return nil, err
 	}
 	if p.Spec, err = Spec(in, p.Host); err != nil {
 		return nil, err
 	}
-	p.Notes = append(p.Notes, fitRlimits(p.Spec)...)
+	if p.Host.CgroupsWaived {
+		// What runs has no limits and no cgroup of its own; the spec
+		// says so rather than listing limits nobody enforces.
+		p.Spec.Linux.Resources, p.Spec.Linux.CgroupsPath = nil, ""
+	}
+	p.Notes = append(p.Notes, fitRlimits(p.Spec, p.Host.Rootless)...)
 	return p, nil
+}
+
+// rootlessCgroups checks that the limits can be enforced without root: a
+// cgroup v2 subtree delegated to the user with the controllers the limits
+// need. Without it libcontainer would run the container with no cgroup at
+// all, silently; safe-run refuses unless [insecure] waives the limits.
+func (p *Prepared) rootlessCgroups() error {
+	r := p.Service.Resources
+	var need []string
+	if r.CPUs > 0 {
+		need = append(need, "cpu")
+	}
+	if r.Memory > 0 || r.MemoryReservation > 0 {
+		need = append(need, "memory")
+	}
+	need = append(need, "pids")
+	missing, where := undelegatedControllers(p.Host.CgroupV2, need)
+	if len(missing) == 0 {
+		return nil
+	}
+	why := fmt.Sprintf("the controllers %s are not delegated to you in %s", strings.Join(missing, ", "), where)
+	if !p.Service.Allows(manifest.AllowNoResourceLimits) {
+		return fmt.Errorf("%w: rootless limits: %s (fix: %s; or acknowledge it: [insecure] allow = [\"no_resource_limits\"] with a reason)",
+			ErrHostCannotEnforce, why, delegationHint(p.Host.CgroupV2))
+	}
+	p.Host.CgroupsWaived = true
+	p.Notes = append(p.Notes, "limits NOT enforced ([insecure] no_resource_limits): "+why)
+	return nil
 }
 
 // appArmor names the profile to apply, or notes that the kernel has none.

@@ -80,6 +80,9 @@ func confinement(spec *specs.Spec) []string {
 
 func limits(spec *specs.Spec, host Host) []string {
 	r := spec.Linux.Resources
+	if r == nil {
+		return []string{"NO limits, no cgroup"}
+	}
 	var out []string
 	if r.Memory != nil && r.Memory.Limit != nil {
 		out = append(out, "memory "+manifest.Size(*r.Memory.Limit).String()+" (no swap)")

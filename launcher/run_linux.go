@@ -74,10 +74,13 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 			return 0, err
 		}
 	}
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: opts.Name, Spec: spec})
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: opts.Name, Spec: spec, RootlessCgroups: host.CgroupsWaived})
 	if err != nil {
 		return 0, fmt.Errorf("converting the spec: %w", err)
 	}
+	// Create does not carry RootlessCgroups over into the cgroup
+	// configuration, where the manager reads it.
+	config.Cgroups.Rootless = host.CgroupsWaived
 	config.ParentDeathSignal = int(unix.SIGKILL)
 	cgroupDirs, err := cgroupDirsOf(config)
 	if err != nil {

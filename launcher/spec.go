@@ -32,6 +32,12 @@ type Host struct {
 	IDs        IDMap  // the service's user namespace
 	CgroupPath string // OCI cgroupsPath: relative on cgroup v1 (nests per hierarchy), absolute on v2
 	CgroupV2   bool
+	// Rootless: safe-run runs in a user namespace of its own user (see
+	// rootless_linux.go); the rootfs cannot be id-mapped.
+	Rootless bool
+	// CgroupsWaived: the limits cannot be enforced here and [insecure]
+	// acknowledges it; the container runs without its own cgroup.
+	CgroupsWaived bool
 }
 
 // IDMap maps container ids 0..Size-1 onto host ids starting at UID and GID.
@@ -111,8 +117,8 @@ func Spec(in Inputs, host Host) (*specs.Spec, error) {
 		Mounts:      mounts(s, host),
 		Annotations: annotations(s, img),
 		Linux: &specs.Linux{
-			UIDMappings:   []specs.LinuxIDMapping{{ContainerID: 0, HostID: host.IDs.UID, Size: host.IDs.Size}},
-			GIDMappings:   []specs.LinuxIDMapping{{ContainerID: 0, HostID: host.IDs.GID, Size: host.IDs.Size}},
+			UIDMappings:   host.idMappings(host.IDs.UID),
+			GIDMappings:   host.idMappings(host.IDs.GID),
 			Namespaces:    namespaces(s),
 			Resources:     resources(s, host.CgroupV2),
 			CgroupsPath:   host.CgroupPath,
@@ -331,6 +337,17 @@ func SecretFiles(spec *specs.Spec) map[string]string {
 		}
 	}
 	return out
+}
+
+// idMappings maps container ids 0..Size-1 from base. Rootless, safe-run's
+// own user namespace maps 0 to the user and 1.. to their subordinate ids;
+// the kernel only accepts a nested extent that lies within one extent of
+// its parent's map, so the container's map mirrors that split.
+func (h Host) idMappings(base uint32) []specs.LinuxIDMapping {
+	if h.Rootless && h.IDs.Size > 1 {
+		return []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: 1}, {ContainerID: 1, HostID: base + 1, Size: h.IDs.Size - 1}}
+	}
+	return []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: h.IDs.Size}}
 }
 
 func (m IDMap) String() string {

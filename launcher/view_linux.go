@@ -76,24 +76,8 @@ func rootfsView(spec *specs.Spec, host Host, source, upperDir string) (note stri
 	if spec.Process.NoNewPrivileges {
 		attr.Attr_set |= unix.MOUNT_ATTR_NOSUID
 	}
-	userns, err := usernsFD(host.IDs)
-	if err != nil {
+	if note, err = idmapTree(tree, host, source, attr); err != nil {
 		return "", err
-	}
-	defer userns.Close()
-	idmapped := *attr
-	idmapped.Attr_set |= unix.MOUNT_ATTR_IDMAP
-	idmapped.Userns_fd = uint64(userns.Fd())
-	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &idmapped); err != nil {
-		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EPERM) {
-			return "", fmt.Errorf("id-mapping rootfs %s: %w", source, err)
-		}
-		// The file system of source cannot be id-mapped: present it as
-		// is, and say so.
-		note = fmt.Sprintf("rootfs not id-mapped (the file system of %s does not support idmapped mounts): files owned by host users outside the service's ids appear as nobody", source)
-		if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
-			return "", fmt.Errorf("making rootfs %s read-only: %w", source, err)
-		}
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return "", fmt.Errorf("mounting rootfs view: %w", err)
@@ -134,6 +118,36 @@ func rootfsView(spec *specs.Spec, host Host, source, upperDir string) (note stri
 	}
 	if err := unix.Mount("overlay", view, "overlay", flags, opts); err != nil {
 		return "", fmt.Errorf("mounting the rootfs overlay: %w", err)
+	}
+	return note, nil
+}
+
+// idmapTree maps the rootfs tree into the service's ids. Where it cannot
+// (rootless, or a file system without idmapped mounts), the tree is shown
+// as it is, and the note says so.
+func idmapTree(tree int, host Host, source string, attr *unix.MountAttr) (note string, err error) {
+	if host.Rootless {
+		note = "rootfs not id-mapped (rootless): your files appear as root's, others' as nobody"
+	} else {
+		userns, err := usernsFD(host.IDs)
+		if err != nil {
+			return "", err
+		}
+		defer userns.Close()
+		idmapped := *attr
+		idmapped.Attr_set |= unix.MOUNT_ATTR_IDMAP
+		idmapped.Userns_fd = uint64(userns.Fd())
+		err = unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &idmapped)
+		if err == nil {
+			return "", nil
+		}
+		if !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.EPERM) {
+			return "", fmt.Errorf("id-mapping rootfs %s: %w", source, err)
+		}
+		note = fmt.Sprintf("rootfs not id-mapped (the file system of %s does not support idmapped mounts): files owned by host users outside the service's ids appear as nobody", source)
+	}
+	if err := unix.MountSetattr(tree, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, attr); err != nil {
+		return "", fmt.Errorf("making rootfs %s read-only: %w", source, err)
 	}
 	return note, nil
 }

@@ -4,6 +4,8 @@ import (
 	"os"
 
 	"github.com/opencontainers/runc/libcontainer"
+
+	"github.com/safe-run/safe-run/launcher"
 	// nsexec: the C constructor that sets up namespaces for "init" before
 	// the Go runtime starts.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
@@ -21,4 +23,7 @@ func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init() // never returns
 	}
+	// The rootless entry re-executes safe-run once the user namespace is
+	// mapped (see launcher/rootless_linux.go); that too comes first.
+	launcher.FinishRootlessEntry()
 }

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 
+	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
@@ -19,6 +20,9 @@ import (
 )
 
 func main() {
+	// libcontainer logs through logrus, as lines of its own on stderr;
+	// what matters reaches safe-run as errors, which it reports itself.
+	logrus.SetOutput(io.Discard)
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
@@ -36,6 +40,7 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 
 // globals are the flags every subcommand shares.
 type globals struct {
+	args   []string // as given, for the rootless re-execution
 	quiet  bool
 	stdin  io.Reader
 	stdout io.Writer
@@ -45,7 +50,7 @@ type globals struct {
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	g := &globals{stdin: stdin, stdout: stdout, stderr: stderr}
+	g := &globals{args: args, stdin: stdin, stdout: stdout, stderr: stderr}
 	root := rootCommand(g)
 	root.SetArgs(args)
 	root.SetOut(stdout)

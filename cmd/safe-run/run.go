@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +25,17 @@ func runCommand(g *globals) *cobra.Command {
 }
 
 func runService(ctx context.Context, g *globals, path string) error {
+	if os.Geteuid() != 0 && launcher.RootlessIDs() == 0 {
+		var report func(string)
+		if !g.quiet {
+			report = func(s string) { fmt.Fprintln(g.stderr, "safe-run: "+s) }
+		}
+		code, err := launcher.RunRootless(g.args, launcher.DefaultDirs(), report)
+		if err == nil && code != 0 {
+			err = exitStatus(code)
+		}
+		return err
+	}
 	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
 		Dirs:     launcher.DefaultDirs(),
 		InitPath: initPath(),
