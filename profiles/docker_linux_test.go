@@ -1,8 +1,11 @@
 package profiles
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -158,6 +161,48 @@ func ruleDiff(ours, docker string) string {
 		}
 	}
 	return fmt.Sprintf("only ours: %s; only Docker's: %s", strings.Join(onlyOurs, " | "), strings.Join(onlyDocker, " | "))
+}
+
+// TestDockerDefaultLoads loads Docker's own default profile, as the JSON
+// file Docker ships, through our custom-profile loader, and checks that it
+// decides as Docker does.
+func TestDockerDefaultLoads(t *testing.T) {
+	b, err := json.MarshalIndent(mobyseccomp.DefaultProfile(), "", "\t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "docker-default.json")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	kernel := fmt.Sprintf("%d.%d.0-test", dockerKernel.Kernel, dockerKernel.Major)
+	for _, arch := range []string{"amd64", "arm64"} {
+		for _, caps := range capSets() {
+			t.Run(arch+"/"+capsName(caps), func(t *testing.T) {
+				got, err := Seccomp(Options{Profile: path, Arch: arch, Capabilities: caps, Kernel: kernel})
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := resolveDocker(t, mobyseccomp.DefaultProfile(), arch, caps)
+				if !slices.Equal(got.Architectures, want.Architectures) {
+					t.Errorf("architectures: got %v, want %v", got.Architectures, want.Architectures)
+				}
+				g, w := decisions(got, nil), decisions(want, nil)
+				if !maps.Equal(g, w) {
+					for _, n := range slices.Sorted(maps.Keys(w)) {
+						if g[n] != w[n] {
+							t.Errorf("%s: got %s, want %s", n, orDenied(g[n]), orDenied(w[n]))
+						}
+					}
+					for n := range g {
+						if _, ok := w[n]; !ok {
+							t.Errorf("%s: got %s, want denied", n, g[n])
+						}
+					}
+				}
+			})
+		}
+	}
 }
 
 // TestDockerNames checks that every call Docker's profile names is a call

@@ -3,6 +3,7 @@ package profiles
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -48,7 +49,14 @@ func Seccomp(opts Options) (*specs.LinuxSeccomp, error) {
 	case "strict":
 		s = strictProfile().resolve(t, opts.Capabilities)
 	default:
-		return nil, fmt.Errorf("seccomp: custom profile %q: custom profiles are not supported yet (use default or strict)", opts.Profile)
+		path := opts.Profile
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(opts.Dir, path)
+		}
+		s, err = loadCustom(path, t, opts.Capabilities, opts.Kernel)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if opts.Log && !slices.Contains(s.Flags, specs.LinuxSeccompFlagLog) {
 		// runc passes the flag to seccomp(2), and the kernel logs the

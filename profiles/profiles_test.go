@@ -67,6 +67,7 @@ func TestGolden(t *testing.T) {
 		{"default-amd64.golden.json", Options{Profile: "default", Arch: "amd64", Log: true}},
 		{"default-net-bind-service-arm64.golden.json", Options{Profile: "default", Arch: "arm64", Log: true, Capabilities: []string{"CAP_NET_BIND_SERVICE"}}},
 		{"strict-amd64.golden.json", Options{Profile: "strict", Arch: "amd64", Log: true}},
+		{"custom-web-amd64.golden.json", Options{Profile: "web.json", Dir: "testdata/custom", Arch: "amd64", Kernel: "6.1.0-18-amd64", Capabilities: []string{"CAP_NET_BIND_SERVICE"}}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			s, err := Seccomp(tc.opts)
@@ -118,7 +119,7 @@ func TestUnconfined(t *testing.T) {
 }
 
 func TestLogFlag(t *testing.T) {
-	for _, profile := range []string{"default", "strict"} {
+	for _, profile := range []string{"default", "strict", "testdata/custom/web.json", "testdata/custom/logged.json"} {
 		for _, log := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s log=%v", profile, log), func(t *testing.T) {
 				s, err := Seccomp(Options{Profile: profile, Arch: "amd64", Log: log, Kernel: "6.1"})
@@ -126,8 +127,8 @@ func TestLogFlag(t *testing.T) {
 					t.Fatal(err)
 				}
 				want := 0
-				if log {
-					want = 1
+				if log || strings.HasSuffix(profile, "logged.json") {
+					want = 1 // logged.json asks for it itself, and it is not repeated
 				}
 				if n := count(s.Flags, specs.LinuxSeccompFlagLog); n != want {
 					t.Errorf("flags %v: SECCOMP_FILTER_FLAG_LOG %d times, want %d", s.Flags, n, want)
