@@ -208,7 +208,7 @@ func TestConfinementProbe(t *testing.T) {
 		"UID": 1000.0, "GID": 1000.0,
 		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
 		"CapInh": "0000000000000000", "CapAmb": "0000000000000000",
-		"NoNewPrivs": "1", "RootWritable": false, "Hostname": "probe",
+		"NoNewPrivs": "1", "Seccomp": "2", "RootWritable": false, "Hostname": "probe",
 		"MemoryLimit": "67108864", "PidsLimit": "64", "CPUQuota": "100000 100000",
 		"PID1": "/dev/init -- /bin/confinement -json",
 	}

@@ -5,14 +5,17 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/opencontainers/runc/libcontainer/apparmor"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // Dirs are where safe-run keeps state (lost at reboot) and data (kept).
@@ -171,5 +174,25 @@ func (p *Prepared) appArmor() (string, error) {
 	return sec.AppArmor, nil
 }
 
-// seccompProfile is replaced by package profiles on merge.
-func seccompProfile(svc *manifest.Service) (*specs.LinuxSeccomp, error) { return nil, nil }
+// seccompProfile builds the service's filter for this host's architecture
+// and kernel.
+func seccompProfile(svc *manifest.Service) (*specs.LinuxSeccomp, error) {
+	caps := make([]string, len(svc.Security.Capabilities))
+	for i, c := range svc.Security.Capabilities {
+		caps[i] = string(c)
+	}
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	sc, err := profiles.Seccomp(profiles.Options{
+		Profile:      svc.Security.Seccomp,
+		Dir:          svc.Dir,
+		Capabilities: caps,
+		Log:          svc.Security.SeccompLog,
+		Arch:         runtime.GOARCH,
+		Kernel:       unix.ByteSliceToString(uts.Release[:]),
+	})
+	if err != nil {
+		return nil, svc.Errorf("security.seccomp", "%v", err)
+	}
+	return sc, nil
+}

@@ -56,7 +56,7 @@ func confinement(spec *specs.Spec) []string {
 	case sc == nil:
 		out = append(out, "seccomp UNCONFINED")
 	default:
-		s := "seccomp filter"
+		s := "seccomp " + spec.Annotations[AnnotationSeccomp]
 		if slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog) {
 			s += " (denials logged)"
 		}

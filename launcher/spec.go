@@ -52,6 +52,7 @@ const (
 	AnnotationManifestDigest = "run.safe-run.manifest.digest"
 	AnnotationImageDigest    = "run.safe-run.image.digest"
 	AnnotationRootfs         = "run.safe-run.rootfs" // the directory the read-only view presents
+	AnnotationSeccomp        = "run.safe-run.seccomp" // the profile the filter was built from
 	AnnotationSecretPrefix   = "run.safe-run.secret."
 )
 
@@ -319,6 +320,7 @@ func annotations(s *manifest.Service, img *image.Image) map[string]string {
 	a[AnnotationManifest] = s.File
 	a[AnnotationManifestDigest] = s.Digest
 	a[AnnotationRootfs] = img.Rootfs
+	a[AnnotationSeccomp] = s.Security.Seccomp
 	if img.Digest != "" {
 		a[AnnotationImageDigest] = img.Digest
 	}
