@@ -15,6 +15,7 @@ done
 cp "$confinement" "$tmp/bin/confinement"
 printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$tmp/etc/passwd"
 printf 'root:x:0:\napp:x:1000:\nnogroup:x:65534:\n' >"$tmp/etc/group"
+chmod 755 "$tmp"
 chmod 1777 "$tmp/tmp"
 rm -rf "$dir"
 mv "$tmp" "$dir"

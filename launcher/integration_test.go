@@ -728,3 +728,180 @@ func TestNotify(t *testing.T) {
 		})
 	}
 }
+
+// rootlessUser is the unprivileged user the rootless tests run as; the
+// test creates it, with a range of subordinate ids, when it is missing.
+const rootlessUser = "safe-run-test"
+
+func TestRootless(t *testing.T) {
+	setup(t)
+	testenv.RequireTool(t, "newuidmap")
+	u := ensureUser(t, rootlessUser)
+	home := filepath.Join(env.dir, "rootless")
+	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data")} {
+		os.MkdirAll(d, 0o700)
+		os.Chown(d, int(u.uid), int(u.gid))
+	}
+	os.WriteFile(filepath.Join(home, "db.txt"), []byte("s3cret"), 0o600)
+	os.Chown(filepath.Join(home, "db.txt"), int(u.uid), int(u.gid))
+	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
+		c := exec.CommandContext(ctx, env.bin, args...)
+		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
+		c.Dir = home
+		return c
+	}
+	// This host's controllers are cgroup v1, which cannot be delegated
+	// to a user: rootless limits are proven in the QEMU guest.
+	waiver := "\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n"
+	write := func(name, body string) string {
+		p := filepath.Join(home, name+".toml")
+		text := fmt.Sprintf("version = 1\nname = %q\n[image]\nrootfs = %q\n%s\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n%s", name, env.rootfs, body, waiver)
+		os.WriteFile(p, []byte(text), 0o644)
+		return p
+	}
+
+	t.Run("refused without the waiver", func(t *testing.T) {
+		p := write("rl-refused", "[process]\ncommand = [\"/bin/true\"]")
+		os.WriteFile(p, []byte(strings.Split(string(mustRead(t, p)), "\n[insecure]")[0]), 0o644)
+		out, err := asUser(context.Background(), p).CombinedOutput()
+		if code := exitCode(err); code != 125 || !strings.Contains(string(out), "rootless limits: the controllers cpu, memory, pids are not delegated to you") {
+			t.Errorf("exit %d:\n%s", code, out)
+		}
+	})
+
+	t.Run("probe", func(t *testing.T) {
+		c := asUser(context.Background(), write("rl-probe", "[process]\ncommand = [\"/bin/confinement\", \"-json\"]\nuser = \"1000:1000\""))
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, stderr.String())
+		}
+		var p map[string]any
+		if err := json.Unmarshal(out, &p); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		for k, v := range map[string]any{"UID": 1000.0, "CapEff": "0000000000000000", "CapBnd": "0000000000000000",
+			"CapInh": "0000000000000000", "NoNewPrivs": "1", "Seccomp": "2", "RootWritable": false} {
+			if p[k] != v {
+				t.Errorf("%s = %v, want %v", k, p[k], v)
+			}
+		}
+		if ifs := fmt.Sprint(p["Interfaces"]); ifs != "[lo]" {
+			t.Errorf("interfaces %s, want only lo", ifs)
+		}
+		for _, note := range []string{"limits NOT enforced", "rootfs not id-mapped (rootless)"} {
+			if !strings.Contains(stderr.String(), note) {
+				t.Errorf("start report lacks %q:\n%s", note, stderr.String())
+			}
+		}
+	})
+
+	t.Run("host ids", func(t *testing.T) {
+		// On the host, the service runs as the user's subordinate ids.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := asUser(ctx, "-q", write("rl-ids", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 30\"]\nuser = \"1000:1000\""))
+		out, _ := c.StdoutPipe()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 3)
+		out.Read(buf)
+		pids, _ := exec.Command("pgrep", "-f", "sleep 30").Output()
+		var owners []string
+		for _, pid := range strings.Fields(string(pids)) {
+			st, err := os.Stat("/proc/" + pid)
+			if err == nil {
+				owners = append(owners, fmt.Sprint(st.Sys().(*syscall.Stat_t).Uid))
+			}
+		}
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+		if len(owners) == 0 {
+			t.Fatal("the service was not found on the host")
+		}
+		for _, o := range owners {
+			if o == "0" || o == fmt.Sprint(u.uid) {
+				t.Errorf("service process runs as host uid %s; want a subordinate id of %s", o, rootlessUser)
+			}
+		}
+		if code := c.ProcessState.ExitCode(); code != 143 {
+			t.Errorf("SIGTERM to rootless safe-run: exit %d, want 143", code)
+		}
+	})
+
+	t.Run("secrets and volumes", func(t *testing.T) {
+		out, err := asUser(context.Background(), "-q", write("rl-files", `[process]
+command = ["/bin/sh", "-c", "cat /run/secrets/db; echo; touch /data/x && echo volume-ok; touch /x 2>/dev/null || echo root-ro"]
+user = "1000:1000"
+[secrets]
+db = { file = "db.txt" }
+[[mounts]]
+type = "volume"
+source = "rl-data"
+target = "/data"`)).CombinedOutput()
+		if err != nil || string(out) != "s3cret\nvolume-ok\nroot-ro\n" {
+			t.Errorf("%v:\n%s", err, out)
+		}
+		if _, err := os.Stat(filepath.Join(home, "data", "safe-run", "volumes", "rl-data", "x")); err != nil {
+			t.Errorf("volume not under XDG_DATA_HOME: %v", err)
+		}
+	})
+
+	t.Run("nothing left", func(t *testing.T) {
+		entries, _ := os.ReadDir(filepath.Join(home, "xdg", "safe-run"))
+		for _, e := range entries {
+			t.Errorf("left in XDG_RUNTIME_DIR/safe-run: %s", e.Name())
+		}
+	})
+}
+
+type userIDs struct{ uid, gid uint32 }
+
+// ensureUser creates a system user with a range of subordinate ids.
+func ensureUser(t *testing.T, name string) userIDs {
+	t.Helper()
+	if _, err := exec.Command("id", name).Output(); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+	}
+	if !strings.Contains(string(mustRead(t, "/etc/subuid")), name+":") {
+		if out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", name).CombinedOutput(); err != nil {
+			t.Fatalf("usermod: %v: %s", err, out)
+		}
+	}
+	var ids userIDs
+	for _, f := range []struct {
+		flag string
+		dst  *uint32
+	}{{"-u", &ids.uid}, {"-g", &ids.gid}} {
+		out, err := exec.Command("id", f.flag, name).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Sscan(string(out), f.dst)
+	}
+	return ids
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
