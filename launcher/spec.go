@@ -51,7 +51,7 @@ const (
 	AnnotationManifest       = "run.safe-run.manifest"
 	AnnotationManifestDigest = "run.safe-run.manifest.digest"
 	AnnotationImageDigest    = "run.safe-run.image.digest"
-	AnnotationRootfs         = "run.safe-run.rootfs" // the directory the read-only view presents
+	AnnotationRootfs         = "run.safe-run.rootfs"  // the directory the read-only view presents
 	AnnotationSeccomp        = "run.safe-run.seccomp" // the profile the filter was built from
 	AnnotationSecretPrefix   = "run.safe-run.secret."
 )
