@@ -29,12 +29,15 @@ const IDRangeSize = 65536
 const SetupHint = "useradd --system --no-create-home --shell /usr/sbin/nologin safe-run && " +
 	"usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 safe-run"
 
-type subIDRange struct {
-	owner        string // name or uid, as written
-	start, count uint64
+// SubIDRange is one line of /etc/subuid or /etc/subgid.
+type SubIDRange struct {
+	Owner        string // name or uid, as written
+	Start, Count uint64
 }
 
-func readSubIDs(path string) ([]subIDRange, error) {
+// ReadSubIDs parses an /etc/subuid or /etc/subgid file; a missing file has
+// no ranges.
+func ReadSubIDs(path string) ([]SubIDRange, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -43,7 +46,7 @@ func readSubIDs(path string) ([]subIDRange, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []subIDRange
+	var out []SubIDRange
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
@@ -55,23 +58,23 @@ func readSubIDs(path string) ([]subIDRange, error) {
 		if err1 != nil || err2 != nil {
 			continue
 		}
-		out = append(out, subIDRange{owner: fields[0], start: start, count: count})
+		out = append(out, SubIDRange{Owner: fields[0], Start: start, Count: count})
 	}
 	return out, sc.Err()
 }
 
 // idSlots lists the 65536-id slots in owner's ranges that overlap no other
 // user's range.
-func idSlots(ranges []subIDRange, owner, ownerUID string) []uint32 {
+func idSlots(ranges []SubIDRange, owner, ownerUID string) []uint32 {
 	var slots []uint32
 	for _, r := range ranges {
-		if r.owner != owner && r.owner != ownerUID {
+		if r.Owner != owner && r.Owner != ownerUID {
 			continue
 		}
 	next:
-		for s := r.start; s+IDRangeSize <= r.start+r.count; s += IDRangeSize {
+		for s := r.Start; s+IDRangeSize <= r.Start+r.Count; s += IDRangeSize {
 			for _, o := range ranges {
-				if o.owner != owner && o.owner != ownerUID && s < o.start+o.count && o.start < s+IDRangeSize {
+				if o.Owner != owner && o.Owner != ownerUID && s < o.Start+o.Count && o.Start < s+IDRangeSize {
 					continue next
 				}
 			}
@@ -93,11 +96,11 @@ func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
 	if err != nil {
 		return IDMap{}, fmt.Errorf("%w: no user %q (create it once as root: %s)", ErrNoSubIDs, IDUser, SetupHint)
 	}
-	subuids, err := readSubIDs("/etc/subuid")
+	subuids, err := ReadSubIDs("/etc/subuid")
 	if err != nil {
 		return IDMap{}, fmt.Errorf("reading /etc/subuid: %w", err)
 	}
-	subgids, err := readSubIDs("/etc/subgid")
+	subgids, err := ReadSubIDs("/etc/subgid")
 	if err != nil {
 		return IDMap{}, fmt.Errorf("reading /etc/subgid: %w", err)
 	}

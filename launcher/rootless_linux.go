@@ -89,13 +89,13 @@ func rootlessIDs() uint32 {
 
 // userSubIDs is the user's first range of at least 65535 subordinate ids.
 func userSubIDs(file string, u *user.User) (start, count uint64, err error) {
-	ranges, err := readSubIDs(file)
+	ranges, err := ReadSubIDs(file)
 	if err != nil {
 		return 0, 0, err
 	}
 	for _, r := range ranges {
-		if (r.owner == u.Username || r.owner == u.Uid) && r.count >= IDRangeSize-1 {
-			return r.start, IDRangeSize - 1, nil
+		if (r.Owner == u.Username || r.Owner == u.Uid) && r.Count >= IDRangeSize-1 {
+			return r.Start, IDRangeSize - 1, nil
 		}
 	}
 	return 0, 0, nil

@@ -1,0 +1,421 @@
+package doctor
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/launcher"
+)
+
+// Host is what the checks read. Paths are read below Root, so a test can
+// stage a broken host in a directory.
+type Host struct {
+	Root    string // "/" on a real host
+	UID     int
+	User    string
+	Env     func(string) string
+	Kernel  string                    // uname -r
+	Seccomp func() (log, notify bool) // which seccomp return actions the kernel has
+	// OverlayInUserns mounts an overlay inside a new user namespace, as
+	// rootless safe-run does; nil means it cannot be tried here.
+	OverlayInUserns func() error
+}
+
+// ThisHost describes the host safe-run runs on.
+func ThisHost() Host {
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	name := strconv.Itoa(os.Getuid())
+	if u, err := lookupUser(os.Getuid()); err == nil {
+		name = u
+	}
+	return Host{
+		Root: "/", UID: os.Getuid(), User: name, Env: os.Getenv,
+		Kernel:          unix.ByteSliceToString(uts.Release[:]),
+		Seccomp:         seccompActions,
+		OverlayInUserns: overlayInUserns,
+	}
+}
+
+func (h Host) path(p string) string { return filepath.Join(h.Root, p) }
+
+func (h Host) read(p string) string {
+	b, err := os.ReadFile(h.path(p))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// Diagnose runs every check.
+func Diagnose(h Host) *Report {
+	r := &Report{Rootless: h.UID != 0, User: h.User}
+	add := func(c Check) { r.Checks = append(r.Checks, c) }
+	add(h.kernel())
+	add(h.userNamespaces(r.Rootless))
+	add(h.subIDs(r.Rootless))
+	if r.Rootless {
+		add(h.mapper("newuidmap"))
+		add(h.mapper("newgidmap"))
+	}
+	add(h.cgroups(r.Rootless))
+	add(h.seccomp())
+	add(h.appArmor())
+	add(h.otherLSMs())
+	if r.Rootless {
+		add(h.overlay())
+		add(h.runtimeDir())
+		add(h.linger())
+	} else {
+		add(h.sysResource())
+	}
+	return r
+}
+
+func (h Host) kernel() Check {
+	c := Check{Name: "kernel", Found: h.Kernel}
+	var major, minor int
+	fmt.Sscanf(h.Kernel, "%d.%d", &major, &minor)
+	switch v := major*1000 + minor; {
+	case v >= 5019:
+		c.Status = OK
+	case v >= 5012:
+		c.Status, c.Found = Warn, h.Kernel+": idmapped mounts work, but not as overlay layers (5.19)"
+		c.Fix = "upgrade to a kernel of 5.19 or later (Debian 12 ships 6.1)"
+	default:
+		c.Status, c.Found = Fail, h.Kernel+": no idmapped mounts (5.12) or mount_setattr"
+		c.Fix = "upgrade to a kernel of 5.19 or later (Debian 12 ships 6.1)"
+	}
+	return c
+}
+
+func (h Host) userNamespaces(rootless bool) Check {
+	c := Check{Name: "user namespaces", Status: OK, Found: "enabled"}
+	if n := h.read("/proc/sys/user/max_user_namespaces"); n == "0" {
+		return Check{Name: c.Name, Status: Fail, Found: "disabled: user.max_user_namespaces = 0",
+			Fix: "sysctl -w user.max_user_namespaces=15000 && echo user.max_user_namespaces=15000 > /etc/sysctl.d/90-userns.conf"}
+	}
+	if !rootless {
+		return c
+	}
+	if h.read("/proc/sys/kernel/unprivileged_userns_clone") == "0" {
+		return Check{Name: c.Name, Status: Fail, Found: "unprivileged user namespaces disabled: kernel.unprivileged_userns_clone = 0",
+			Fix: "as root: sysctl -w kernel.unprivileged_userns_clone=1 && echo kernel.unprivileged_userns_clone=1 > /etc/sysctl.d/90-userns.conf"}
+	}
+	if h.read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" {
+		return Check{Name: c.Name, Status: Fail, Found: "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu 23.10+)",
+			Fix: "as root, allow safe-run alone: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile safe-run /usr/local/bin/safe-run flags=(unconfined) {\\n  userns,\\n}\\n' > /etc/apparmor.d/safe-run && apparmor_parser -r /etc/apparmor.d/safe-run"}
+	}
+	return c
+}
+
+func (h Host) subIDs(rootless bool) Check {
+	owner, uid := h.User, strconv.Itoa(h.UID)
+	c := Check{Name: "subordinate ids"}
+	if !rootless {
+		owner = "safe-run"
+		uid = ""
+		for _, line := range strings.Split(h.read("/etc/passwd"), "\n") {
+			if f := strings.Split(line, ":"); len(f) > 2 && f[0] == owner {
+				uid = f[2]
+			}
+		}
+		if uid == "" {
+			c.Status, c.Found = Fail, "no system user safe-run to own the services' id ranges"
+			c.Fix = launcher.SetupHint
+			return c
+		}
+	}
+	var missing []string
+	total := map[string]uint64{}
+	for _, file := range []string{"/etc/subuid", "/etc/subgid"} {
+		ranges, _ := launcher.ReadSubIDs(h.path(file))
+		for _, r := range ranges {
+			if r.Owner == owner || r.Owner == uid {
+				total[file] += r.Count
+			}
+		}
+		if total[file] < 65536 {
+			missing = append(missing, file)
+		}
+	}
+	if len(missing) == 0 {
+		c.Status = OK
+		c.Found = fmt.Sprintf("%s has %d subordinate uids, %d gids: %d services of 65536 ids", owner, total["/etc/subuid"], total["/etc/subgid"], min(total["/etc/subuid"], total["/etc/subgid"])/65536)
+		if rootless {
+			c.Found = fmt.Sprintf("%s has %d subordinate uids and %d gids", owner, total["/etc/subuid"], total["/etc/subgid"])
+		}
+		return c
+	}
+	c.Status = Fail
+	c.Found = fmt.Sprintf("%s has no range of 65536 ids in %s", owner, strings.Join(missing, " and "))
+	c.Fix = "as root: usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 safe-run"
+	if rootless {
+		c.Status = Warn
+		c.Found += ": only the container's root can be mapped, to your own uid"
+		c.Fix = fmt.Sprintf("as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s (pick a range no other user has)", owner)
+	}
+	return c
+}
+
+func (h Host) mapper(tool string) Check {
+	c := Check{Name: tool}
+	var p string
+	for _, dir := range []string{"/usr/bin", "/bin", "/usr/sbin", "/usr/local/bin"} {
+		if _, err := os.Stat(h.path(filepath.Join(dir, tool))); err == nil {
+			p = filepath.Join(dir, tool)
+			break
+		}
+	}
+	if p == "" {
+		c.Status, c.Found, c.Fix = Fail, "not installed", "as root: apt-get install uidmap"
+		return c
+	}
+	st, err := os.Stat(h.path(p))
+	if err != nil {
+		c.Status, c.Found = Fail, err.Error()
+		return c
+	}
+	s := st.Sys().(*syscall.Stat_t)
+	if st.Mode()&os.ModeSetuid != 0 && s.Uid == 0 {
+		c.Status, c.Found = OK, p+" is setuid root"
+		return c
+	}
+	if capXattr(h.path(p)) {
+		c.Status, c.Found = OK, p+" has file capabilities"
+		return c
+	}
+	c.Status, c.Found = Fail, p+" is neither setuid root nor has file capabilities: it cannot map your subordinate ids"
+	c.Fix = fmt.Sprintf("as root: chmod u+s %s (or setcap cap_set%sid+ep %s)", p, tool[3:4], p)
+	return c
+}
+
+func capXattr(p string) bool {
+	buf := make([]byte, 64)
+	n, err := unix.Getxattr(p, "security.capability", buf)
+	return err == nil && n > 0
+}
+
+func (h Host) cgroups(rootless bool) Check {
+	c := Check{Name: "cgroups"}
+	v2 := h.read("/sys/fs/cgroup/cgroup.controllers") != "" || fileExists(h.path("/sys/fs/cgroup/cgroup.procs"))
+	if !v2 {
+		hybrid := fileExists(h.path("/sys/fs/cgroup/unified/cgroup.procs"))
+		kind := "v1"
+		if hybrid {
+			kind = "hybrid (v1 controllers, v2 without them)"
+		}
+		if !rootless {
+			c.Status, c.Found = OK, "cgroup "+kind+": limits go through the v1 controllers"
+			return c
+		}
+		c.Status, c.Found = Fail, "cgroup "+kind+": v1 controllers cannot be delegated to a user, so rootless limits cannot be enforced"
+		c.Fix = "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1 on the kernel command line), or acknowledge [insecure] no_resource_limits per service"
+		return c
+	}
+	own := "/"
+	for _, line := range strings.Split(h.read("/proc/self/cgroup"), "\n") {
+		if p, ok := strings.CutPrefix(line, "0::"); ok {
+			own = p
+		}
+	}
+	dir := filepath.Join("/sys/fs/cgroup", own)
+	avail := strings.Fields(h.read(filepath.Join(dir, "cgroup.controllers")))
+	var missing []string
+	for _, ctl := range []string{"cpu", "memory", "pids"} {
+		if !slices.Contains(avail, ctl) {
+			missing = append(missing, ctl)
+		}
+	}
+	owned := true
+	if rootless {
+		if st, err := os.Stat(h.path(filepath.Join(dir, "cgroup.procs"))); err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != h.UID {
+			owned = false
+		}
+	}
+	switch {
+	case len(missing) == 0 && owned:
+		c.Status, c.Found = OK, "cgroup v2; "+own+" has cpu, memory and pids"
+		if rootless {
+			c.Found += ", delegated to you"
+		}
+	case rootless:
+		if !owned {
+			missing = []string{"cpu", "memory", "pids"}
+		}
+		c.Status = Fail
+		c.Found = fmt.Sprintf("cgroup v2, but %s is not delegated to you with %s", own, strings.Join(missing, ", "))
+		c.Fix = "as root: mkdir -p /etc/systemd/system/user@.service.d && printf '[Service]\\nDelegate=cpu cpuset io memory pids\\n' > /etc/systemd/system/user@.service.d/delegate.conf && systemctl daemon-reload; then run safe-run under systemd-run --user --scope -p Delegate=yes"
+	default:
+		c.Status = Fail
+		c.Found = fmt.Sprintf("cgroup v2, but %s lacks %s", own, strings.Join(missing, ", "))
+		c.Fix = "enable them for safe-run's cgroup: run it as a systemd unit with Delegate=yes"
+	}
+	return c
+}
+
+func (h Host) seccomp() Check {
+	c := Check{Name: "seccomp"}
+	if !strings.Contains(h.read("/proc/self/status"), "Seccomp:") {
+		c.Status, c.Found, c.Fix = Fail, "the kernel has no seccomp", "use a kernel built with CONFIG_SECCOMP_FILTER (every distribution kernel is)"
+		return c
+	}
+	log, notify := h.Seccomp()
+	switch {
+	case log && notify:
+		c.Status, c.Found = OK, "filters, logging of denials, and user notification"
+	case log:
+		c.Status, c.Found = Warn, "filters and logging, but no user notification: rootless runs cannot show denials"
+		c.Fix = "a kernel of 5.5 or later"
+	default:
+		c.Status, c.Found = Warn, "filters, but denials cannot be logged"
+		c.Fix = "a kernel of 4.14 or later"
+	}
+	return c
+}
+
+func (h Host) appArmor() Check {
+	if h.read("/sys/module/apparmor/parameters/enabled") == "Y" {
+		return Check{Name: "AppArmor", Status: OK, Found: "enabled: each service gets its generated profile"}
+	}
+	return Check{Name: "AppArmor", Status: Warn, Found: "not in this kernel: services run without their AppArmor profile (apparmor_required = true refuses them)",
+		Fix: "boot a kernel with AppArmor (Debian's: apparmor=1 security=apparmor), or accept it: seccomp, capabilities and namespaces still apply"}
+}
+
+func (h Host) otherLSMs() Check {
+	lsms := strings.Split(h.read("/sys/kernel/security/lsm"), ",")
+	var notes []string
+	if slices.Contains(lsms, "selinux") || fileExists(h.path("/sys/fs/selinux/enforce")) {
+		notes = append(notes, "SELinux present: safe-run sets no SELinux labels (not a goal); its AppArmor and seccomp confinement do not depend on it")
+	}
+	if slices.Contains(lsms, "landlock") {
+		notes = append(notes, "Landlock available")
+	}
+	if len(notes) == 0 {
+		notes = append(notes, "no SELinux, no Landlock")
+	}
+	return Check{Name: "other LSMs", Status: Info, Found: strings.Join(notes, "; ")}
+}
+
+func (h Host) overlay() Check {
+	c := Check{Name: "overlayfs in a user namespace"}
+	if !strings.Contains(h.read("/proc/filesystems"), "overlay") {
+		c.Status, c.Found, c.Fix = Fail, "overlay is not in /proc/filesystems", "as root: modprobe overlay && echo overlay > /etc/modules-load.d/overlay.conf"
+		return c
+	}
+	if h.OverlayInUserns == nil {
+		c.Status, c.Found = Info, "not tried here"
+		return c
+	}
+	if err := h.OverlayInUserns(); err != nil {
+		c.Status, c.Found = Fail, "mounting an overlay in a user namespace failed: "+err.Error()
+		c.Fix = "a kernel of 5.11 or later, without a sysctl or LSM that forbids unprivileged overlay mounts"
+		return c
+	}
+	c.Status, c.Found = OK, "works"
+	return c
+}
+
+func (h Host) runtimeDir() Check {
+	c := Check{Name: "XDG_RUNTIME_DIR"}
+	dir := h.Env("XDG_RUNTIME_DIR")
+	fix := fmt.Sprintf("log in through systemd-logind (ssh, a desktop or machinectl shell %s@), which creates /run/user/%d", h.User, h.UID)
+	if dir == "" {
+		c.Status, c.Found, c.Fix = Fail, "not set: safe-run keeps its state there", fix
+		return c
+	}
+	st, err := os.Stat(h.path(dir))
+	if err != nil {
+		c.Status, c.Found, c.Fix = Fail, dir+" does not exist", fix
+		return c
+	}
+	if int(st.Sys().(*syscall.Stat_t).Uid) != h.UID || st.Mode().Perm() != 0o700 {
+		c.Status, c.Found, c.Fix = Fail, fmt.Sprintf("%s is not yours with mode 0700 (it is %v)", dir, st.Mode().Perm()), fix
+		return c
+	}
+	c.Status, c.Found = OK, dir
+	return c
+}
+
+func (h Host) linger() Check {
+	if fileExists(h.path(filepath.Join("/var/lib/systemd/linger", h.User))) {
+		return Check{Name: "systemd linger", Status: OK, Found: "enabled: your services outlive your logins"}
+	}
+	return Check{Name: "systemd linger", Status: Info, Found: "off: services started from your systemd user instance stop when you log out",
+		Fix: "loginctl enable-linger " + h.User}
+}
+
+func (h Host) sysResource() Check {
+	c := Check{Name: "CAP_SYS_RESOURCE", Status: OK, Found: "held: rlimits are set as the spec says"}
+	for _, line := range strings.Split(h.read("/proc/self/status"), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if caps&(1<<unix.CAP_SYS_RESOURCE) == 0 {
+				c.Status = Warn
+				c.Found = "not held: RLIMIT_NOFILE's hard limit cannot be raised above safe-run's own"
+				c.Fix = "run safe-run with CAP_SYS_RESOURCE (a container or sandbox around it withholds it)"
+			}
+		}
+	}
+	return c
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// seccompActions asks the kernel which return actions it knows.
+func seccompActions() (log, notify bool) {
+	avail := func(action uint32) bool {
+		_, _, errno := unix.Syscall(unix.SYS_SECCOMP, 2 /* SECCOMP_GET_ACTION_AVAIL */, 0, uintptr(unsafe.Pointer(&action)))
+		return errno == 0
+	}
+	return avail(0x7ffc0000 /* SECCOMP_RET_LOG */), avail(0x7fc00000 /* SECCOMP_RET_USER_NOTIF */)
+}
+
+// overlayInUserns mounts an overlay in a fresh user and mount namespace, as
+// rootless safe-run does, through util-linux's unshare.
+func overlayInUserns() error {
+	dir, err := os.MkdirTemp("", "safe-run-doctor-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	for _, d := range []string{"lower", "upper", "work", "merged"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o700); err != nil {
+			return err
+		}
+	}
+	script := fmt.Sprintf("mount -t overlay overlay -o lowerdir=%[1]s/lower,upperdir=%[1]s/upper,workdir=%[1]s/work %[1]s/merged", dir)
+	out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func lookupUser(uid int) (string, error) {
+	f, err := os.Open("/etc/passwd")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if p := strings.Split(sc.Text(), ":"); len(p) > 2 && p[2] == strconv.Itoa(uid) {
+			return p[0], nil
+		}
+	}
+	return "", os.ErrNotExist
+}
