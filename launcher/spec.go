@@ -83,6 +83,13 @@ func Spec(in Inputs, host Host) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	if user.spec.UID >= host.IDs.Size || user.spec.GID >= host.IDs.Size {
+		fix := "it is outside the user namespace"
+		if host.IDs.Size == 1 {
+			fix = "only the container's root is mapped, since you have no range in /etc/subuid and /etc/subgid (add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER; or run as user = \"0:0\")"
+		}
+		return nil, s.Errorf("process.user", "%d:%d cannot run: %s", user.spec.UID, user.spec.GID, fix)
+	}
 	args := s.Process.Command
 	if len(args) == 0 {
 		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
