@@ -176,7 +176,7 @@ func printTable(w io.Writer, t *table, rows []row) {
 	}
 	var tab [][]string
 	if t.timed {
-		tab = append(tab, []string{"", "median ms", "p10", "p90", "runs", "vs first"})
+		tab = append(tab, []string{"", "median ms", "p10", "p90", "runs", "vs " + rows[0].name})
 		var base time.Duration
 		for i, r := range rows {
 			if r.failed != "" {

@@ -76,10 +76,10 @@ func safeRunTrial(name, extra string) func(ctx context.Context, e *env) (*trial,
 		if err != nil {
 			return nil, err
 		}
-		v := strings.ReplaceAll(version(e.safeRun(), "version"), "\n", ", ")
 		note := ""
 		if extra == "" {
-			note = v + "; manifest defaults (init, seccomp and AppArmor as the spec says), idmapped read-only rootfs view"
+			note = version(e.safeRun(), "version") + "; default manifest (safe-run-init is PID 1), " +
+				"idmapped read-only rootfs view; its spec is the one the runc and crun rows run"
 		}
 		return &trial{run: timedRun(envv, e.safeRun(), "-q", m), note: note}, nil
 	}
