@@ -2,6 +2,7 @@
 # machine, as root, with nothing preinstalled but Go.
 
 GO        ?= go
+CC        ?= gcc
 BIN       := bin
 TAGS      := seccomp
 # cgo is required: libcontainer's nsenter is C, and seccomp uses libseccomp.
@@ -19,7 +20,8 @@ SUBIDS := 1073741824-1140850687
 
 build: deps-build
 	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run ./cmd/safe-run
-	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/safe-run-init ./cmd/safe-run-init
+	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/safe-run-janitor ./cmd/safe-run-janitor
+	$(CC) -static -Os -Wall -Wextra -o $(BIN)/safe-run-init cmd/safe-run-init/safe-run-init.c
 
 example: build
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/confinement ./example/confinement

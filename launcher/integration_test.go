@@ -77,14 +77,15 @@ func build() error {
 	}
 	steps := []*exec.Cmd{
 		exec.Command("go", "build", "-tags", "seccomp", "-o", env.bin, "./cmd/safe-run"),
-		exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "safe-run-init"), "./cmd/safe-run-init"),
+		exec.Command("gcc", "-static", "-Os", "-o", filepath.Join(dir, "bin", "safe-run-init"), "cmd/safe-run-init/safe-run-init.c"),
+		exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "safe-run-janitor"), "./cmd/safe-run-janitor"),
 		exec.Command("go", "build", "-o", filepath.Join(dir, "confinement"), "./example/confinement"),
 		exec.Command("./example/mkrootfs.sh", env.rootfs, filepath.Join(dir, "confinement")),
 	}
 	for _, c := range steps {
 		c.Dir = root
 		c.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if strings.HasSuffix(c.Args[len(c.Args)-1], "safe-run-init") || strings.HasSuffix(c.Args[len(c.Args)-1], "confinement") {
+		if strings.HasSuffix(c.Args[len(c.Args)-1], "safe-run-janitor") || strings.HasSuffix(c.Args[len(c.Args)-1], "confinement") {
 			c.Env = append(c.Env, "CGO_ENABLED=0")
 		}
 		if out, err := c.CombinedOutput(); err != nil {

@@ -19,21 +19,20 @@ type janitor struct {
 	cmd *exec.Cmd
 }
 
-func startJanitor(initPath string, lock *nameLock, cgroupDirs, removeDirs []string) (*janitor, error) {
+func startJanitor(path string, lock *nameLock, cgroupDirs, removeDirs []string) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	args := []string{"janitor", "--lock", lock.path}
+	args := []string{"--lock", lock.path}
 	for _, d := range cgroupDirs {
 		args = append(args, "--cgroup", d)
 	}
 	for _, d := range removeDirs {
 		args = append(args, "--remove", d)
 	}
-	cmd := exec.Command(initPath, args...)
-	cmd.Args[0] = "safe-run-janitor"
+	cmd := exec.Command(path, args...)
 	cmd.ExtraFiles = []*os.File{r, lock.f}
 	// Its own session: ^C on safe-run's terminal must not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

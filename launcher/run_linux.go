@@ -34,6 +34,7 @@ import (
 type Options struct {
 	Name                 string
 	StateRoot            string // runtime state of all services; this one's is StateRoot/NAME
+	JanitorPath          string // safe-run-janitor
 	DataDir              string // persistent data: the writable layer of a writable rootfs
 	StopSignal           unix.Signal
 	StopTimeout          time.Duration
@@ -90,10 +91,10 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
 	removeDirs := []string{host.StateDir, upperDir}
-	j, err := startJanitor(host.InitPath, lock, cgroupDirs, removeDirs)
+	j, err := startJanitor(opts.JanitorPath, lock, cgroupDirs, removeDirs)
 	if err != nil {
 		os.RemoveAll(host.StateDir)
-		return 0, fmt.Errorf("starting the janitor (%s): %w", host.InitPath, err)
+		return 0, fmt.Errorf("starting the janitor: %w (install safe-run-janitor beside safe-run)", err)
 	}
 	defer j.dismiss()
 	defer func() {

@@ -112,21 +112,22 @@ func exitCode(err error, stderr io.Writer) int {
 	return exitFailed
 }
 
-// initPath finds safe-run-init beside the safe-run binary, or in the
-// lib directory of a packaged install.
-func initPath() string {
+// helperPath finds a binary safe-run ships (safe-run-init,
+// safe-run-janitor) beside the safe-run binary, or in the lib directory of
+// a packaged install.
+func helperPath(name string) string {
 	exe, err := os.Executable()
 	if err != nil {
-		return "safe-run-init"
+		return name
 	}
 	dir := filepath.Dir(exe)
 	for _, p := range []string{
-		filepath.Join(dir, "safe-run-init"),
-		filepath.Join(dir, "..", "lib", "safe-run", "safe-run-init"),
+		filepath.Join(dir, name),
+		filepath.Join(dir, "..", "lib", "safe-run", name),
 	} {
 		if _, err := os.Stat(p); err == nil {
 			return filepath.Clean(p)
 		}
 	}
-	return filepath.Join(dir, "safe-run-init")
+	return filepath.Join(dir, name)
 }

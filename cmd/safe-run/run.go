@@ -38,7 +38,7 @@ func runService(ctx context.Context, g *globals, path string) error {
 	}
 	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
 		Dirs:     launcher.DefaultDirs(),
-		InitPath: initPath(),
+		InitPath: helperPath("safe-run-init"),
 		Allocate: true,
 	})
 	if err != nil {
@@ -47,6 +47,7 @@ func runService(ctx context.Context, g *globals, path string) error {
 	opts := launcher.Options{
 		Name:                 p.Service.Name,
 		StateRoot:            launcher.DefaultDirs().State,
+		JanitorPath:          helperPath("safe-run-janitor"),
 		DataDir:              launcher.DefaultDirs().Data,
 		StopSignal:           unix.Signal(p.Service.Process.StopSignal.Number),
 		StopTimeout:          time.Duration(p.Service.Process.StopTimeout),

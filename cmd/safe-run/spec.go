@@ -19,7 +19,7 @@ namespace range shown is the one the service has, or would get.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := launcher.Prepare(cmd.Context(), args[0], launcher.PrepareOptions{
 				Dirs:     launcher.DefaultDirs(),
-				InitPath: initPath(),
+				InitPath: helperPath("safe-run-init"),
 			})
 			if err != nil {
 				return err

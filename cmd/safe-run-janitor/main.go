@@ -1,3 +1,14 @@
+// Command safe-run-janitor cleans up after a safe-run that died without
+// doing so itself (SIGKILL, OOM). safe-run starts it before the container
+// with a pipe on fd 3 and its name lock on fd 4: a byte on the pipe means
+// safe-run cleaned up and the janitor just exits; end-of-file means safe-run
+// is gone, and the janitor kills what is left in the container's cgroups,
+// removes them and the state directories, then drops the lock by exiting.
+//
+// It is a separate static binary, not a mode of safe-run, because it lives
+// as long as the service: about 2 MiB resident instead of safe-run's 10.
+//
+// Usage: safe-run-janitor --lock PATH [--cgroup DIR]... [--remove DIR]...
 package main
 
 import (
@@ -13,14 +24,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// janitor cleans up after a safe-run that died without doing so itself
-// (SIGKILL, OOM). safe-run starts it before the container with a pipe on
-// fd 3 and its name lock on fd 4: a byte on the pipe means safe-run cleaned
-// up and the janitor just exits; end-of-file means safe-run is gone, and the
-// janitor kills what is left in the container's cgroups, removes them and
-// the state directories, then drops the lock by exiting.
-//
-// Usage: safe-run-init janitor --lock PATH [--cgroup DIR]... [--remove DIR]...
+func main() {
+	os.Exit(janitor(os.Args[1:]))
+}
+
 func janitor(args []string) int {
 	var lock string
 	var cgroupDirs, removeDirs []string
