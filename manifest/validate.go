@@ -20,6 +20,7 @@ var (
 	userPattern       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
 	profileNamePatten = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
 	envKeyPattern     = regexp.MustCompile(`^[^=\x00]+$`)
+	portPattern       = regexp.MustCompile(`^(([0-9.]+|\[[0-9a-fA-F:]+\]):)?([0-9]*(-[0-9]+)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp|sctp))?$`)
 )
 
 // MinMemory is the smallest memory limit accepted, as docker's -m: below it
@@ -94,6 +95,12 @@ func validateImage(s *Service, fe *fieldErrors) {
 	switch set[0] {
 	case "rootfs":
 		s.Image.Rootfs = s.abs(s.Image.Rootfs)
+	case "ref":
+		// A valid part of the contract (import writes it, check judges its
+		// pinning); package image says whether this release can pull it.
+		if strings.ContainsAny(s.Image.Ref, " \t\n") || strings.HasPrefix(s.Image.Ref, "-") {
+			fe.add("image.ref", "%q is not an image reference (use e.g. \"registry.example/web@sha256:...\")", s.Image.Ref)
+		}
 	default:
 		fe.add("image."+set[0], "not supported yet (this release runs a rootfs directory: set image.rootfs)")
 	}
@@ -287,15 +294,21 @@ func validateTmpfs(m *Mount, at func(string) string, fe *fieldErrors) {
 }
 
 func validateNetwork(s *Service, fe *fieldErrors) {
+	// "bridge" and ports are part of manifest v1 (safe-run import writes
+	// them from docker run -p); the launcher refuses them until it runs
+	// them, so a manifest written today keeps its meaning.
 	switch s.Network.Mode {
-	case NetworkNone, NetworkHost:
-	case NetworkBridge:
-		fe.add("network.mode", `"bridge" is planned, not supported yet (use "none", or "host" with [insecure] allow = ["host_network"])`)
+	case NetworkNone, NetworkHost, NetworkBridge:
 	default:
-		fe.add("network.mode", `%q is not a network mode (use "none", or "host" with [insecure] allow = ["host_network"])`, s.Network.Mode)
+		fe.add("network.mode", `%q is not a network mode (use "none", "bridge", or "host" with [insecure] allow = ["host_network"])`, s.Network.Mode)
 	}
-	if len(s.Network.Ports) > 0 {
-		fe.add("network.ports", `published ports are planned, not supported yet (they need mode = "bridge"; remove ports for now)`)
+	if len(s.Network.Ports) > 0 && s.Network.Mode != NetworkBridge {
+		fe.add("network.ports", `published ports need mode = "bridge" (set it, or remove ports)`)
+	}
+	for i, p := range s.Network.Ports {
+		if !portPattern.MatchString(p) {
+			fe.add(indexPath("network.ports", i), `%q is not a port mapping (use "[host-ip:]host-port:container-port[/tcp|/udp]", e.g. "8080:80")`, p)
+		}
 	}
 	for _, ns := range []struct{ key, mode string }{{"pid", s.Namespaces.PID}, {"ipc", s.Namespaces.IPC}, {"uts", s.Namespaces.UTS}} {
 		if ns.mode != "" && ns.mode != "private" && ns.mode != "host" {

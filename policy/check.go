@@ -21,7 +21,7 @@ type Finding struct {
 }
 
 // Refused reports whether the finding stops the service from starting.
-func (f Finding) Refused() bool { return f.Rule.Allow != "" && !f.Accepted }
+func (f Finding) Refused() bool { return f.Rule.Always || (f.Rule.Allow != "" && !f.Accepted) }
 
 // DangerousCapabilities are refused unless [insecure] allows
 // dangerous_capabilities: each is close to full control of the host or the
@@ -105,6 +105,12 @@ func Findings(s *manifest.Service) []Finding {
 			add(ruleSecretEnv, "process.env."+k, "%s looks like a secret; environment variables leak into logs, /proc and child processes", k)
 		}
 	}
+	if ref := s.Image.Ref; ref != "" && !Pinned(ref) {
+		add(ruleUnpinnedImage, "image.ref", "%s names a tag, which can be moved to other content", ref)
+	}
+	if TodoReason(s.Insecure.Reason) && len(s.Insecure.Allow) > 0 {
+		add(ruleTodoReason, "insecure.reason", "%q: nobody has said yet why the service needs %s", s.Insecure.Reason, strings.Join(s.Insecure.Allow, ", "))
+	}
 	switch u, _, _ := strings.Cut(s.Process.User, ":"); u {
 	case "0", "root":
 		add(ruleRootUser, "process.user", "the service runs as root inside its user namespace")
@@ -127,6 +133,16 @@ func Enforce(s *manifest.Service) error {
 			f.Msg, f.Rule.ID, f.Rule.Name, f.Rule.Fix, f.Rule.Allow))
 	}
 	return errors.Join(errs...)
+}
+
+// Pinned reports whether an image reference names its content by digest.
+func Pinned(ref string) bool { return strings.Contains(ref, "@sha256:") }
+
+// TodoReason reports whether an [insecure] reason is a placeholder, such as
+// the "TODO: ..." that safe-run import writes.
+func TodoReason(reason string) bool {
+	r := strings.ToUpper(strings.TrimSpace(reason))
+	return strings.HasPrefix(r, "TODO") || strings.HasPrefix(r, "FIXME") || strings.HasPrefix(r, "XXX")
 }
 
 var secretKey = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY$|CREDENTIAL|PRIVATE)`)
