@@ -134,7 +134,7 @@ func TestHostFindings(t *testing.T) {
 	}{
 		{"all there", base, Host{AppArmor: true}, nil},
 		{"SR031 no AppArmor", base, Host{},
-			[]string{"0 SR031 security.apparmor: this kernel has no AppArmor: the service runs without its profile"}},
+			[]string{"0 SR031 security.apparmor: this kernel has no AppArmor: the service runs without its profile (apparmor_required = true refuses to start instead)"}},
 		{"SR031 required", edit("[resources]", "[security]\napparmor_required = true\n\n[resources]"), Host{},
 			[]string{"12 SR031 security.apparmor_required: this kernel has no AppArmor, and the manifest requires it: safe-run will refuse to start"}},
 		{"SR031 unconfined anyway", edit("[resources]", "[security]\napparmor = \"unconfined\"\n\n[resources]") +

@@ -28,7 +28,7 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 			b.WriteString("  findings:\n")
 			for _, f := range open {
 				fmt.Fprintf(&b, "    %s\n", f.line(r))
-				fix := f.Rule.Fix
+				fix := r.fix(f)
 				if r.Kind == KindManifest && f.Refused() && f.Rule.Allow != "" {
 					fix += fmt.Sprintf("; or acknowledge it: [insecure] allow = [%q] with a reason", f.Rule.Allow)
 				}
@@ -52,7 +52,7 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 			}
 		}
 		if len(ds) > 0 {
-			fmt.Fprintf(&b, "  score %d/100 = 100\n", score)
+			b.WriteString("  deductions from 100:\n")
 			for _, d := range ds {
 				fmt.Fprintf(&b, "    %s\n", d)
 			}
@@ -66,6 +66,15 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// fix is the finding's fix in the terms of the target: manifest keys, or
+// docker run flags.
+func (r *Report) fix(f Finding) string {
+	if r.Kind != KindManifest && f.Rule.FixDocker != "" {
+		return f.Rule.FixDocker
+	}
+	return f.Rule.Fix
 }
 
 // unusedAllow says why an [insecure] item has no finding to accept.
@@ -161,7 +170,7 @@ func WriteJSON(w io.Writer, reports []*Report, failures []string) error {
 		for _, f := range r.Findings {
 			t.Findings = append(t.Findings, jsonFinding{
 				Rule: f.Rule.ID, Name: f.Rule.Name, Severity: f.Rule.Severity.String(), Title: f.Rule.Title,
-				Path: f.Path, Line: f.Line, Message: f.Msg, Fix: f.Rule.Fix, Allow: f.Rule.Allow,
+				Path: f.Path, Line: f.Line, Message: f.Msg, Fix: r.fix(f), Allow: f.Rule.Allow,
 				Accepted: f.Accepted, Refused: r.Kind == KindManifest && f.Refused(),
 			})
 		}

@@ -30,7 +30,7 @@ func HostFindings(s *manifest.Service, h Host) []Finding {
 		if s.Security.AppArmorRequired {
 			add(ruleHostNoAppArmor, "security.apparmor_required", "this kernel has no AppArmor, and the manifest requires it: safe-run will refuse to start")
 		} else {
-			add(ruleHostNoAppArmor, "security.apparmor", "this kernel has no AppArmor: the service runs without its profile")
+			add(ruleHostNoAppArmor, "security.apparmor", "this kernel has no AppArmor: the service runs without its profile (apparmor_required = true refuses to start instead)")
 		}
 	}
 	if h.Cgroups != "" {

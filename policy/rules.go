@@ -28,7 +28,10 @@ type Rule struct {
 	Advice   string // the seed advice it encodes
 	CIS      string // CIS Docker Benchmark v1.6.0 control, where one matches
 	PSS      string // Kubernetes Pod Security Standard control, where one matches
-	Fix      string
+	Fix      string // in manifest terms
+	// FixDocker is the fix in docker run terms, for containers that import
+	// and audit judge; "" when Fix says it already.
+	FixDocker string
 }
 
 // Rules is the catalogue, in ID order. IDs are never reused.
@@ -52,101 +55,116 @@ var (
 		Title:  "no memory limit",
 		Advice: "set -m on every service, otherwise one runaway process kills the entire node",
 		CIS:    "5.11", Fix: `set resources.memory, e.g. memory = "512M"`,
+		FixDocker: "run with -m, e.g. -m 512m",
 	}
 	ruleCPU = &Rule{
 		ID: "SR002", Name: "cpu-limit", Severity: High, Allow: manifest.AllowNoResourceLimits,
 		Title:  "no CPU limit",
 		Advice: "set --cpus on every service, otherwise one runaway process starves the node",
 		CIS:    "5.12", Fix: "set resources.cpus, e.g. cpus = 1.0",
+		FixDocker: "run with --cpus, e.g. --cpus 1.0",
 	}
 	rulePids = &Rule{
 		ID: "SR003", Name: "pids-limit", Severity: Medium, Allow: manifest.AllowNoResourceLimits,
 		Title:  "no PIDs limit, or one above 4096",
 		Advice: "limits must be set manually: a fork bomb is a runaway process too",
 		CIS:    "5.29", Fix: "lower resources.pids to what the service needs (default 1024)",
+		FixDocker: "run with --pids-limit, e.g. --pids-limit 256",
 	}
 	ruleDangerousCap = &Rule{
 		ID: "SR004", Name: "dangerous-capability", Severity: Critical, Allow: manifest.AllowDangerousCapabilities,
 		Title:  "capability that amounts to control of the host or kernel",
 		Advice: "--cap-drop=ALL and add only what the service really does not work without",
 		CIS:    "5.4", PSS: "baseline: Capabilities; restricted: Capabilities",
-		Fix: "remove the capability; most services need at most NET_BIND_SERVICE",
+		Fix:       "remove the capability; most services need at most NET_BIND_SERVICE",
+		FixDocker: "drop the --cap-add; most services need at most NET_BIND_SERVICE",
 	}
 	ruleSensitiveMount = &Rule{
 		ID: "SR005", Name: "sensitive-mount", Severity: Critical, Allow: manifest.AllowSensitiveMounts,
 		Title:  "bind mount of a sensitive host path",
 		Advice: "never mount /var/run/docker.sock, /etc, /var/lib/docker or / into a container; use designated volumes",
 		CIS:    "5.6, 5.32", PSS: "baseline: HostPath Volumes",
-		Fix: "bind only the files the service needs, or use a volume",
+		Fix:       "bind only the files the service needs, or use a volume",
+		FixDocker: "bind only the files the service needs (read-only), or use a named volume",
 	}
 	ruleHostNetwork = &Rule{
 		ID: "SR006", Name: "host-network", Severity: High, Allow: manifest.AllowHostNetwork,
 		Title:  "shares the host network namespace",
 		Advice: "never use --network=host in regular services: an isolation anti-pattern",
 		CIS:    "5.10", PSS: "baseline: Host Namespaces",
-		Fix: `use network.mode = "none"`,
+		Fix:       `use network.mode = "none"`,
+		FixDocker: "run with --network none, or a user-defined network",
 	}
 	ruleHostPID = &Rule{
 		ID: "SR007", Name: "host-pid", Severity: High, Allow: manifest.AllowHostPID,
 		Title:  "shares the host PID namespace",
 		Advice: "never use --pid=host; debug with nsenter instead",
 		CIS:    "5.16", PSS: "baseline: Host Namespaces",
-		Fix: "remove namespaces.pid; use safe-run exec or nsenter to debug",
+		Fix:       "remove namespaces.pid; use safe-run exec or nsenter to debug",
+		FixDocker: "remove --pid host; debug with nsenter",
 	}
 	ruleHostIPC = &Rule{
 		ID: "SR008", Name: "host-ipc", Severity: High, Allow: manifest.AllowHostIPC,
 		Title:  "shares the host IPC namespace",
 		Advice: "a container is a set of private namespaces",
 		CIS:    "5.17", PSS: "baseline: Host Namespaces",
-		Fix: "remove namespaces.ipc",
+		Fix:       "remove namespaces.ipc",
+		FixDocker: "remove --ipc host",
 	}
 	ruleHostUTS = &Rule{
 		ID: "SR009", Name: "host-uts", Severity: Medium, Allow: manifest.AllowHostUTS,
 		Title:  "shares the host UTS namespace",
 		Advice: "a container is a set of private namespaces",
 		CIS:    "5.21", PSS: "baseline: Host Namespaces",
-		Fix: "remove namespaces.uts",
+		Fix:       "remove namespaces.uts",
+		FixDocker: "remove --uts host",
 	}
 	ruleNewPrivileges = &Rule{
 		ID: "SR010", Name: "new-privileges", Severity: High, Allow: manifest.AllowNewPrivileges,
 		Title:  "processes may gain privileges (no_new_privileges off)",
 		Advice: "setuid binaries and file capabilities must not raise privileges inside the container",
 		CIS:    "5.26", PSS: "restricted: Privilege Escalation",
-		Fix: "set security.no_new_privileges = true",
+		Fix:       "set security.no_new_privileges = true",
+		FixDocker: "run with --security-opt no-new-privileges",
 	}
 	ruleWritableRootfs = &Rule{
 		ID: "SR011", Name: "writable-rootfs", Severity: Medium, Allow: manifest.AllowWritableRootfs,
-		Title:  "root filesystem is writable",
-		Advice: "a read-only filesystem prevents malware deployment and configuration changes inside the container",
-		CIS:    "5.13",
-		Fix:    "set security.read_only_rootfs = true and mount a tmpfs or volume where the service writes",
+		Title:     "root filesystem is writable",
+		Advice:    "a read-only filesystem prevents malware deployment and configuration changes inside the container",
+		CIS:       "5.13",
+		Fix:       "set security.read_only_rootfs = true and mount a tmpfs or volume where the service writes",
+		FixDocker: "run with --read-only and --tmpfs or volumes where the service writes",
 	}
 	ruleSeccompUnconfined = &Rule{
 		ID: "SR012", Name: "seccomp-unconfined", Severity: High, Allow: manifest.AllowSeccompUnconfined,
 		Title:  "no seccomp filter",
 		Advice: "the kernel should refuse dangerous system calls even to an attacker inside the container",
 		CIS:    "5.22", PSS: "baseline: Seccomp; restricted: Seccomp",
-		Fix: `use seccomp = "default", or record a profile with safe-run profile record`,
+		Fix:       `use seccomp = "default", or record a profile with safe-run profile record`,
+		FixDocker: "remove --security-opt seccomp=unconfined (docker then applies its default profile)",
 	}
 	ruleAppArmorUnconfined = &Rule{
 		ID: "SR013", Name: "apparmor-unconfined", Severity: High, Allow: manifest.AllowAppArmorUnconfined,
 		Title:  "no AppArmor profile",
 		Advice: "AppArmor restricts what files and resources a program can reach",
 		CIS:    "5.2", PSS: "baseline: AppArmor",
-		Fix: `use apparmor = "generated"`,
+		Fix:       `use apparmor = "generated"`,
+		FixDocker: "remove --security-opt apparmor=unconfined (docker then applies docker-default)",
 	}
 	ruleSecretEnv = &Rule{
 		ID: "SR014", Name: "secret-in-env", Severity: Medium,
-		Title:  "secret-looking environment variable",
-		Advice: "secrets belong in runtime secrets, not in images or the environment",
-		Fix:    "move the value to [secrets] and read it from /run/secrets/NAME",
+		Title:     "secret-looking environment variable",
+		Advice:    "secrets belong in runtime secrets, not in images or the environment",
+		Fix:       "move the value to [secrets] and read it from /run/secrets/NAME",
+		FixDocker: "pass the value as a secret file (docker secrets, or a read-only bind of a 0400 file)",
 	}
 	ruleRootUser = &Rule{
 		ID: "SR015", Name: "root-user", Severity: Low,
 		Title:  "runs as root inside the container",
 		Advice: "root inside the user namespace is unprivileged on the host, but still owns the container",
 		CIS:    "4.1", PSS: "restricted: Running as Non-root",
-		Fix: `set process.user, e.g. user = "1000:1000"`,
+		Fix:       `set process.user, e.g. user = "1000:1000"`,
+		FixDocker: "run with --user, e.g. --user 1000:1000",
 	}
 	ruleAppArmorComplain = &Rule{
 		ID: "SR016", Name: "apparmor-complain", Severity: Low,
@@ -156,17 +174,19 @@ var (
 	}
 	ruleWritableBind = &Rule{
 		ID: "SR017", Name: "writable-bind", Severity: Low,
-		Title:  "writable bind mount of a host path",
-		Advice: "for stateful services use clearly designated volumes",
-		CIS:    "5.6",
-		Fix:    "use a volume, or read_only = true",
+		Title:     "writable bind mount of a host path",
+		Advice:    "for stateful services use clearly designated volumes",
+		CIS:       "5.6",
+		Fix:       "use a volume, or read_only = true",
+		FixDocker: "add :ro to the bind, or use a named volume",
 	}
 
 	ruleUnpinnedImage = &Rule{
 		ID: "SR018", Name: "unpinned-image", Severity: Medium, Allow: manifest.AllowUnpinnedImage,
-		Title:  "image reference not pinned by digest",
-		Advice: "pin images by digest (image@sha256:...) rather than tags, which can be overwritten",
-		Fix:    "pin the reference: ref = \"registry/repo@sha256:...\" (safe-run prints the digest it pulled)",
+		Title:     "image reference not pinned by digest",
+		Advice:    "pin images by digest (image@sha256:...) rather than tags, which can be overwritten",
+		Fix:       "pin the reference: ref = \"registry/repo@sha256:...\" (safe-run prints the digest it pulled)",
+		FixDocker: "run the image by digest: IMAGE@sha256:... (docker images --digests shows it)",
 	}
 
 	// Rules below apply to what docker can express and a manifest cannot
@@ -253,7 +273,7 @@ var (
 		Title:  "the kernel has no AppArmor: no profile confines the service",
 		Advice: "AppArmor per-program profiles are a second containment layer if namespace isolation is bypassed",
 		CIS:    "5.2",
-		Fix:    "boot a kernel with AppArmor enabled (apparmor=1 security=apparmor), or set apparmor_required = true to refuse to start without it",
+		Fix:    "boot a kernel with AppArmor enabled (apparmor=1 security=apparmor on the kernel command line)",
 	}
 	ruleHostNoCgroups = &Rule{
 		ID: "SR032", Name: "host-no-cgroup-limits", Severity: High, Allow: manifest.AllowNoResourceLimits,

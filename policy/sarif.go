@@ -126,7 +126,7 @@ func WriteSARIF(w io.Writer, reports []*Report, version string) error {
 		for _, f := range rep.Findings {
 			res := sarifResult{
 				RuleID: f.Rule.ID, RuleIndex: index[f.Rule], Level: sarifLevel[f.Rule.Severity],
-				Message: sarifText{Text: fmt.Sprintf("%s%s (fix: %s)", f.where(), f.Msg, f.Rule.Fix)},
+				Message: sarifText{Text: fmt.Sprintf("%s%s (fix: %s)", f.where(), f.Msg, rep.fix(f))},
 			}
 			var loc sarifLocation
 			if rep.File != "" {
