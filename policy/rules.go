@@ -290,3 +290,14 @@ var (
 		Fix:    "enable user namespaces (sysctl user.max_user_namespaces=15000) and give safe-run its id ranges (make setup-user)",
 	}
 )
+
+// Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
+// or nil.
+func Lookup(key string) *Rule {
+	for _, r := range Rules {
+		if r.ID == key || r.Name == key {
+			return r
+		}
+	}
+	return nil
+}
