@@ -148,5 +148,9 @@ func TodoReason(reason string) bool {
 var secretKey = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY$|CREDENTIAL|PRIVATE)`)
 
 // SecretLooking reports whether an environment variable name suggests it
-// holds a secret: *PASSWORD*, *TOKEN*, *SECRET*, *_KEY.
-func SecretLooking(name string) bool { return secretKey.MatchString(name) }
+// holds a secret: *PASSWORD*, *TOKEN*, *SECRET*, *_KEY. A name ending in
+// _FILE holds the path of a secret file, the convention official images
+// use to keep secrets out of the environment (POSTGRES_PASSWORD_FILE).
+func SecretLooking(name string) bool {
+	return secretKey.MatchString(name) && !strings.HasSuffix(strings.ToUpper(name), "_FILE")
+}
