@@ -135,8 +135,12 @@ func Enforce(s *manifest.Service) error {
 	return errors.Join(errs...)
 }
 
-// Pinned reports whether an image reference names its content by digest.
-func Pinned(ref string) bool { return strings.Contains(ref, "@sha256:") }
+// Pinned reports whether an image reference names its content by digest:
+// repo@sha256:..., or a bare image ID (sha256:...), which is the digest of
+// the image's config and so content-addressed too.
+func Pinned(ref string) bool {
+	return strings.Contains(ref, "@sha256:") || strings.HasPrefix(ref, "sha256:")
+}
 
 // TodoReason reports whether an [insecure] reason is a placeholder, such as
 // the "TODO: ..." that safe-run import writes.
