@@ -19,7 +19,7 @@ import (
 // loader's. Unknown keys are refused at every level, as the loader does.
 func Schema() ([]byte, error) {
 	d := defaults()
-	s := schemaOf(reflect.TypeFor[Service](), "", reflect.ValueOf(d))
+	s := schemaOf(schemaDocs(), reflect.TypeFor[Service](), "", reflect.ValueOf(d))
 	s["$schema"] = "https://json-schema.org/draft/2020-12/schema"
 	s["title"] = "safe-run service manifest, version 1"
 	s["required"] = []string{"version", "name", "image"}
@@ -64,87 +64,92 @@ func signalSchema() map[string]any {
 	}}
 }
 
-var schemaDocs = map[string]schemaDoc{
-	"version": {"manifest format version; this safe-run reads 1", map[string]any{"const": 1}},
-	"name": {"service name: 1-63 lowercase letters, digits, '_', '.', '-'",
-		map[string]any{"pattern": `^[a-z0-9][a-z0-9_.-]{0,62}$`}},
-	"image":         {"exactly one source of the root filesystem", map[string]any{"minProperties": 1, "maxProperties": 1}},
-	"image.rootfs":  {"directory holding the root filesystem, relative to the manifest; never modified", nil},
-	"image.oci":     {"OCI image layout, \"dir:tag\"", nil},
-	"image.archive": {"docker save or OCI archive file", nil},
-	"image.ref":     {"registry reference; pin it by digest (@sha256:...) or acknowledge unpinned_image", nil},
+// schemaDocs is a function, not a package variable: package init runs on
+// every container start (libcontainer re-executes safe-run), and only
+// `safe-run schema` needs the table.
+func schemaDocs() map[string]schemaDoc {
+	return map[string]schemaDoc{
+		"version": {"manifest format version; this safe-run reads 1", map[string]any{"const": 1}},
+		"name": {"service name: 1-63 lowercase letters, digits, '_', '.', '-'",
+			map[string]any{"pattern": `^[a-z0-9][a-z0-9_.-]{0,62}$`}},
+		"image":         {"exactly one source of the root filesystem", map[string]any{"minProperties": 1, "maxProperties": 1}},
+		"image.rootfs":  {"directory holding the root filesystem, relative to the manifest; never modified", nil},
+		"image.oci":     {"OCI image layout, \"dir:tag\"", nil},
+		"image.archive": {"docker save or OCI archive file", nil},
+		"image.ref":     {"registry reference; pin it by digest (@sha256:...) or acknowledge unpinned_image", nil},
 
-	"process":              {"what runs in the container and how it is stopped", nil},
-	"process.command":      {"program and arguments; replaces the image's entrypoint and cmd; required for a bare rootfs", nil},
-	"process.command[]":    {"an argument", nil},
-	"process.env":          {"environment variables; secrets belong in [secrets]", nil},
-	"process.env.*":        {"value of the variable", nil},
-	"process.user":         {"\"uid[:gid]\" or \"name[:group]\"; default: the image's user, else 0", map[string]any{"examples": []string{"1000:1000"}}},
-	"process.workdir":      {"absolute working directory inside the container", map[string]any{"pattern": "^/"}},
-	"process.init":         {"a minimal init as PID 1: forwards signals, reaps zombies", nil},
-	"process.tty":          {"a pseudo-terminal owned by safe-run", nil},
-	"process.notify":       {"the service speaks sd_notify itself", nil},
-	"process.stop_signal":  {"signal that asks the service to stop", nil},
-	"process.stop_timeout": {"time between stop_signal and SIGKILL", nil},
-	"process.restart":      {"restart policy for exports (systemd, docker, compose, Kubernetes)", map[string]any{"enum": []string{"no", "on-failure", "always"}}},
+		"process":              {"what runs in the container and how it is stopped", nil},
+		"process.command":      {"program and arguments; replaces the image's entrypoint and cmd; required for a bare rootfs", nil},
+		"process.command[]":    {"an argument", nil},
+		"process.env":          {"environment variables; secrets belong in [secrets]", nil},
+		"process.env.*":        {"value of the variable", nil},
+		"process.user":         {"\"uid[:gid]\" or \"name[:group]\"; default: the image's user, else 0", map[string]any{"examples": []string{"1000:1000"}}},
+		"process.workdir":      {"absolute working directory inside the container", map[string]any{"pattern": "^/"}},
+		"process.init":         {"a minimal init as PID 1: forwards signals, reaps zombies", nil},
+		"process.tty":          {"a pseudo-terminal owned by safe-run", nil},
+		"process.notify":       {"the service speaks sd_notify itself", nil},
+		"process.stop_signal":  {"signal that asks the service to stop", nil},
+		"process.stop_timeout": {"time between stop_signal and SIGKILL", nil},
+		"process.restart":      {"restart policy for exports (systemd, docker, compose, Kubernetes)", map[string]any{"enum": []string{"no", "on-failure", "always"}}},
 
-	"security":                   {"confinement", nil},
-	"security.capabilities":      {"capabilities added to an empty set, e.g. NET_BIND_SERVICE", nil},
-	"security.capabilities[]":    {"a Linux capability", nil},
-	"security.no_new_privileges": {"false needs [insecure] new_privileges", nil},
-	"security.read_only_rootfs":  {"false needs [insecure] writable_rootfs", nil},
-	"security.seccomp": {"default | strict | path to a docker-format profile .json | unconfined (needs [insecure])", map[string]any{"anyOf": []any{
-		map[string]any{"enum": []string{"default", "strict", "unconfined"}},
-		map[string]any{"type": "string", "pattern": `\.json$`},
-	}}},
-	"security.seccomp_log":       {"log denied system calls", nil},
-	"security.apparmor":          {"generated | name of a loaded profile | unconfined (needs [insecure])", map[string]any{"examples": []string{"generated", "unconfined"}, "pattern": `^[A-Za-z0-9_][A-Za-z0-9_./-]*$`}},
-	"security.apparmor_mode":     {"enforce, or complain while staging a new service", map[string]any{"enum": []string{"enforce", "complain"}}},
-	"security.apparmor_required": {"refuse to start where the kernel has no AppArmor", nil},
+		"security":                   {"confinement", nil},
+		"security.capabilities":      {"capabilities added to an empty set, e.g. NET_BIND_SERVICE", nil},
+		"security.capabilities[]":    {"a Linux capability", nil},
+		"security.no_new_privileges": {"false needs [insecure] new_privileges", nil},
+		"security.read_only_rootfs":  {"false needs [insecure] writable_rootfs", nil},
+		"security.seccomp": {"default | strict | path to a docker-format profile .json | unconfined (needs [insecure])", map[string]any{"anyOf": []any{
+			map[string]any{"enum": []string{"default", "strict", "unconfined"}},
+			map[string]any{"type": "string", "pattern": `\.json$`},
+		}}},
+		"security.seccomp_log":       {"log denied system calls", nil},
+		"security.apparmor":          {"generated | name of a loaded profile | unconfined (needs [insecure])", map[string]any{"examples": []string{"generated", "unconfined"}, "pattern": `^[A-Za-z0-9_][A-Za-z0-9_./-]*$`}},
+		"security.apparmor_mode":     {"enforce, or complain while staging a new service", map[string]any{"enum": []string{"enforce", "complain"}}},
+		"security.apparmor_required": {"refuse to start where the kernel has no AppArmor", nil},
 
-	"resources":                    {"cgroup limits; memory and cpus are required unless [insecure] no_resource_limits", nil},
-	"resources.memory":             {"hard memory limit; binary units as docker -m", nil},
-	"resources.memory_reservation": {"soft memory limit", nil},
-	"resources.cpus":               {"CPUs, e.g. 0.5", map[string]any{"minimum": 0.01, "maximum": 1024}},
-	"resources.pids":               {"process limit", map[string]any{"minimum": 1}},
+		"resources":                    {"cgroup limits; memory and cpus are required unless [insecure] no_resource_limits", nil},
+		"resources.memory":             {"hard memory limit; binary units as docker -m", nil},
+		"resources.memory_reservation": {"soft memory limit", nil},
+		"resources.cpus":               {"CPUs, e.g. 0.5", map[string]any{"minimum": 0.01, "maximum": 1024}},
+		"resources.pids":               {"process limit", map[string]any{"minimum": 1}},
 
-	"mounts":             {"tmpfs, volumes and binds", nil},
-	"mounts[]":           {"one mount", nil},
-	"mounts[].type":      {"tmpfs | volume | bind", map[string]any{"enum": []string{MountTmpfs, MountVolume, MountBind}}},
-	"mounts[].target":    {"absolute path inside the container", map[string]any{"pattern": "^/"}},
-	"mounts[].source":    {"volume name, or host path for a bind (relative to the manifest)", nil},
-	"mounts[].read_only": {"volume and bind only; binds default to true, volumes to false", nil},
-	"mounts[].size":      {"tmpfs size (default 64M)", nil},
-	"mounts[].mode":      {"tmpfs permissions as octal digits (default \"1777\")", nil},
-	"mounts[].options":   {"tmpfs options: ro, rw, exec, noexec, uid=N, gid=N, nr_inodes=N", nil},
-	"mounts[].options[]": {"a tmpfs option", map[string]any{"pattern": `^(ro|rw|exec|noexec|(uid|gid|nr_inodes)=[0-9]+)$`}},
+		"mounts":             {"tmpfs, volumes and binds", nil},
+		"mounts[]":           {"one mount", nil},
+		"mounts[].type":      {"tmpfs | volume | bind", map[string]any{"enum": []string{MountTmpfs, MountVolume, MountBind}}},
+		"mounts[].target":    {"absolute path inside the container", map[string]any{"pattern": "^/"}},
+		"mounts[].source":    {"volume name, or host path for a bind (relative to the manifest)", nil},
+		"mounts[].read_only": {"volume and bind only; binds default to true, volumes to false", nil},
+		"mounts[].size":      {"tmpfs size (default 64M)", nil},
+		"mounts[].mode":      {"tmpfs permissions as octal digits (default \"1777\")", nil},
+		"mounts[].options":   {"tmpfs options: ro, rw, exec, noexec, uid=N, gid=N, nr_inodes=N", nil},
+		"mounts[].options[]": {"a tmpfs option", map[string]any{"pattern": `^(ro|rw|exec|noexec|(uid|gid|nr_inodes)=[0-9]+)$`}},
 
-	"network":         {"network namespace", nil},
-	"network.mode":    {"none (loopback only) | host (needs [insecure]) | bridge (planned: not run yet)", map[string]any{"enum": []string{NetworkNone, NetworkHost, NetworkBridge}}},
-	"network.ports":   {"published ports; need mode = \"bridge\" (planned)", nil},
-	"network.ports[]": {"[host-ip:]host-port:container-port[/tcp|/udp]", map[string]any{"pattern": portPattern.String()}},
+		"network":         {"network namespace", nil},
+		"network.mode":    {"none (loopback only) | host (needs [insecure]) | bridge (planned: not run yet)", map[string]any{"enum": []string{NetworkNone, NetworkHost, NetworkBridge}}},
+		"network.ports":   {"published ports; need mode = \"bridge\" (planned)", nil},
+		"network.ports[]": {"[host-ip:]host-port:container-port[/tcp|/udp]", map[string]any{"pattern": portPattern}},
 
-	"namespaces":     {"host namespaces shared on request; each needs its [insecure] item", nil},
-	"namespaces.pid": {"private (default) or host (needs [insecure] host_pid)", map[string]any{"enum": []string{"private", "host"}}},
-	"namespaces.ipc": {"private (default) or host (needs [insecure] host_ipc)", map[string]any{"enum": []string{"private", "host"}}},
-	"namespaces.uts": {"private (default) or host (needs [insecure] host_uts)", map[string]any{"enum": []string{"private", "host"}}},
+		"namespaces":     {"host namespaces shared on request; each needs its [insecure] item", nil},
+		"namespaces.pid": {"private (default) or host (needs [insecure] host_pid)", map[string]any{"enum": []string{"private", "host"}}},
+		"namespaces.ipc": {"private (default) or host (needs [insecure] host_ipc)", map[string]any{"enum": []string{"private", "host"}}},
+		"namespaces.uts": {"private (default) or host (needs [insecure] host_uts)", map[string]any{"enum": []string{"private", "host"}}},
 
-	"secrets":        {"files the service reads at /run/secrets/NAME, 0400, on a read-only tmpfs", nil},
-	"secrets.*":      {"one secret", nil},
-	"secrets.*.file": {"host file holding the secret", nil},
+		"secrets":        {"files the service reads at /run/secrets/NAME, 0400, on a read-only tmpfs", nil},
+		"secrets.*":      {"one secret", nil},
+		"secrets.*.file": {"host file holding the secret", nil},
 
-	"labels":   {"become OCI annotations", nil},
-	"labels.*": {"label value", nil},
+		"labels":   {"become OCI annotations", nil},
+		"labels.*": {"label value", nil},
 
-	"insecure":         {"every loosening of the secure defaults, with one reason", nil},
-	"insecure.reason":  {"why the service needs what allow lists", nil},
-	"insecure.allow":   {"the loosenings", nil},
-	"insecure.allow[]": {"an [insecure] item", map[string]any{"enum": AllowItems}},
+		"insecure":         {"every loosening of the secure defaults, with one reason", nil},
+		"insecure.reason":  {"why the service needs what allow lists", nil},
+		"insecure.allow":   {"the loosenings", nil},
+		"insecure.allow[]": {"an [insecure] item", map[string]any{"enum": AllowItems}},
+	}
 }
 
 // schemaOf builds the schema of type t at key path; def holds the default
 // value there (invalid when there is none).
-func schemaOf(t reflect.Type, path string, def reflect.Value) map[string]any {
+func schemaOf(docs map[string]schemaDoc, t reflect.Type, path string, def reflect.Value) map[string]any {
 	var s map[string]any
 	switch t {
 	case reflect.TypeFor[Size]():
@@ -161,7 +166,7 @@ func schemaOf(t reflect.Type, path string, def reflect.Value) map[string]any {
 	if s == nil {
 		switch t.Kind() {
 		case reflect.Pointer:
-			return schemaOf(t.Elem(), path, reflect.Value{})
+			return schemaOf(docs, t.Elem(), path, reflect.Value{})
 		case reflect.Struct:
 			props := map[string]any{}
 			for i := range t.NumField() {
@@ -174,13 +179,13 @@ func schemaOf(t reflect.Type, path string, def reflect.Value) map[string]any {
 				if def.IsValid() {
 					fd = def.Field(i)
 				}
-				props[tag] = schemaOf(f.Type, joinKey(path, tag), fd)
+				props[tag] = schemaOf(docs, f.Type, joinKey(path, tag), fd)
 			}
 			s = map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 		case reflect.Map:
-			s = map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), path+".*", reflect.Value{})}
+			s = map[string]any{"type": "object", "additionalProperties": schemaOf(docs, t.Elem(), path+".*", reflect.Value{})}
 		case reflect.Slice:
-			s = map[string]any{"type": "array", "items": schemaOf(t.Elem(), path+"[]", reflect.Value{})}
+			s = map[string]any{"type": "array", "items": schemaOf(docs, t.Elem(), path+"[]", reflect.Value{})}
 		case reflect.String:
 			s = map[string]any{"type": "string"}
 		case reflect.Bool:
@@ -193,7 +198,7 @@ func schemaOf(t reflect.Type, path string, def reflect.Value) map[string]any {
 			panic(fmt.Sprintf("manifest schema: no JSON type for %s at %s", t, path))
 		}
 	}
-	if doc, ok := schemaDocs[path]; ok {
+	if doc, ok := docs[path]; ok {
 		s["description"] = doc.desc
 		for k, v := range doc.more {
 			if k == "anyOf" {

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -152,17 +153,29 @@ func TestSchemaRejects(t *testing.T) {
 // TestSchemaDocumented makes a new key get a description.
 func TestSchemaDocumented(t *testing.T) {
 	for _, p := range schemaPaths() {
-		if _, ok := schemaDocs[p]; !ok {
+		if _, ok := schemaDocs()[p]; !ok {
 			t.Errorf("%s: no entry in schemaDocs (describe the key)", p)
 		}
 	}
-	for p := range schemaDocs {
+	for p := range schemaDocs() {
 		found := false
 		for _, q := range schemaPaths() {
 			found = found || p == q
 		}
 		if !found {
 			t.Errorf("schemaDocs has %s, which is no key", p)
+		}
+	}
+}
+
+// TestValidPort keeps validPort and the schema's portPattern in step.
+func TestValidPort(t *testing.T) {
+	re := regexp.MustCompile(portPattern)
+	for _, p := range []string{"80", "8080:80", "8080:80/tcp", "53:53/udp", "127.0.0.1:8080:80", "127.0.0.1::80",
+		"[::1]:8080:80", "8000-8010:8000-8010", "80/sctp",
+		"", "http", "8080:", "a:80", "8080:80/icmp", "1:2:3:4", "[::1", "127.0.0.1:8080:80:1"} {
+		if got, want := validPort(p), re.MatchString(p); got != want {
+			t.Errorf("%q: validPort %v, schema pattern %v", p, got, want)
 		}
 	}
 }

@@ -20,7 +20,6 @@ var (
 	userPattern       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
 	profileNamePatten = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
 	envKeyPattern     = regexp.MustCompile(`^[^=\x00]+$`)
-	portPattern       = regexp.MustCompile(`^(([0-9.]+|\[[0-9a-fA-F:]+\]):)?([0-9]*(-[0-9]+)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp|sctp))?$`)
 )
 
 // MinMemory is the smallest memory limit accepted, as docker's -m: below it
@@ -306,7 +305,7 @@ func validateNetwork(s *Service, fe *fieldErrors) {
 		fe.add("network.ports", `published ports need mode = "bridge" (set it, or remove ports)`)
 	}
 	for i, p := range s.Network.Ports {
-		if !portPattern.MatchString(p) {
+		if !validPort(p) {
 			fe.add(indexPath("network.ports", i), `%q is not a port mapping (use "[host-ip:]host-port:container-port[/tcp|/udp]", e.g. "8080:80")`, p)
 		}
 	}
@@ -343,3 +342,49 @@ func validateInsecure(s *Service, fe *fieldErrors) {
 		fe.add("insecure.reason", "missing (say in one sentence why this service needs what [insecure] allows)")
 	}
 }
+
+// portPattern is what validPort accepts, for the JSON Schema. It is not
+// compiled here: package init runs on every container start.
+const portPattern = `^(([0-9.]+|\[[0-9a-fA-F:]+\]):)?([0-9]*(-[0-9]+)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp|sctp))?$`
+
+// validPort accepts docker's -p syntax: [ip:][host-port:]container-port[/proto],
+// ports or ranges (8000-8010), an IPv6 address in brackets.
+func validPort(p string) bool {
+	p, proto, hasProto := strings.Cut(p, "/")
+	if hasProto && proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return false
+	}
+	if strings.HasPrefix(p, "[") {
+		end := strings.Index(p, "]:")
+		if end < 0 || strings.Trim(p[1:end], "0123456789abcdefABCDEF:") != "" {
+			return false
+		}
+		p = p[end+2:]
+		if !strings.Contains(p, ":") {
+			p = ":" + p
+		}
+	}
+	parts := strings.Split(p, ":")
+	switch len(parts) {
+	case 1, 2:
+	case 3:
+		if parts[0] == "" || strings.Trim(parts[0], "0123456789.") != "" {
+			return false
+		}
+		parts = parts[1:]
+	default:
+		return false
+	}
+	for i, part := range parts {
+		if part == "" && i == 0 && len(parts) == 2 {
+			continue // ip::80, a host port chosen by the runtime
+		}
+		lo, hi, isRange := strings.Cut(part, "-")
+		if !digits(lo) || (isRange && !digits(hi)) {
+			return false
+		}
+	}
+	return true
+}
+
+func digits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
