@@ -30,6 +30,9 @@ type Config struct {
 
 // Resolve finds the root filesystem the manifest names.
 func Resolve(ctx context.Context, s *manifest.Service) (*Image, error) {
+	if s.Image.Ref != "" {
+		return nil, s.Errorf("image.ref", "registry images are not supported by this release yet (unpack the image into a directory, e.g. with skopeo and umoci, and set image.rootfs)")
+	}
 	return resolveDir(s)
 }
 

@@ -79,6 +79,12 @@ func (h Host) SecretsDir() string { return filepath.Join(h.StateDir, "secrets") 
 // else from the host.
 func Spec(in Inputs, host Host) (*specs.Spec, error) {
 	s, img := in.Service, in.Image
+	if s.Network.Mode == manifest.NetworkBridge {
+		// Valid in manifest v1 (import writes it from docker run -p), not
+		// run yet: starting it without its network would be a different
+		// service.
+		return nil, s.Errorf("network.mode", `"bridge" (and published ports) is planned, not run by this release yet (use "none", or "host" with [insecure] allow = ["host_network"])`)
+	}
 	user, err := resolveUser(s, img)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ type Finding struct {
 }
 
 // Refused reports whether the finding stops the service from starting.
-func (f Finding) Refused() bool { return f.Rule.Allow != "" && !f.Accepted }
+func (f Finding) Refused() bool { return f.Rule.Always || (f.Rule.Allow != "" && !f.Accepted) }
 
 // DangerousCapabilities are refused unless [insecure] allows
 // dangerous_capabilities: each is close to full control of the host or the
@@ -105,6 +105,12 @@ func Findings(s *manifest.Service) []Finding {
 			add(ruleSecretEnv, "process.env."+k, "%s looks like a secret; environment variables leak into logs, /proc and child processes", k)
 		}
 	}
+	if ref := s.Image.Ref; ref != "" && !Pinned(ref) {
+		add(ruleUnpinnedImage, "image.ref", "%s names a tag, which can be moved to other content", ref)
+	}
+	if TodoReason(s.Insecure.Reason) && len(s.Insecure.Allow) > 0 {
+		add(ruleTodoReason, "insecure.reason", "%q: nobody has said yet why the service needs %s", s.Insecure.Reason, strings.Join(s.Insecure.Allow, ", "))
+	}
 	switch u, _, _ := strings.Cut(s.Process.User, ":"); u {
 	case "0", "root":
 		add(ruleRootUser, "process.user", "the service runs as root inside its user namespace")
@@ -129,8 +135,26 @@ func Enforce(s *manifest.Service) error {
 	return errors.Join(errs...)
 }
 
+// Pinned reports whether an image reference names its content by digest:
+// repo@sha256:..., or a bare image ID (sha256:...), which is the digest of
+// the image's config and so content-addressed too.
+func Pinned(ref string) bool {
+	return strings.Contains(ref, "@sha256:") || strings.HasPrefix(ref, "sha256:")
+}
+
+// TodoReason reports whether an [insecure] reason is a placeholder, such as
+// the "TODO: ..." that safe-run import writes.
+func TodoReason(reason string) bool {
+	r := strings.ToUpper(strings.TrimSpace(reason))
+	return strings.HasPrefix(r, "TODO") || strings.HasPrefix(r, "FIXME") || strings.HasPrefix(r, "XXX")
+}
+
 var secretKey = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY$|CREDENTIAL|PRIVATE)`)
 
 // SecretLooking reports whether an environment variable name suggests it
-// holds a secret: *PASSWORD*, *TOKEN*, *SECRET*, *_KEY.
-func SecretLooking(name string) bool { return secretKey.MatchString(name) }
+// holds a secret: *PASSWORD*, *TOKEN*, *SECRET*, *_KEY. A name ending in
+// _FILE holds the path of a secret file, the convention official images
+// use to keep secrets out of the environment (POSTGRES_PASSWORD_FILE).
+func SecretLooking(name string) bool {
+	return secretKey.MatchString(name) && !strings.HasSuffix(strings.ToUpper(name), "_FILE")
+}

@@ -16,22 +16,28 @@ func versionCommand(g *globals) *cobra.Command {
 		Short: "Print safe-run's version and that of its runtime library",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			v, runc := version, "unknown"
+			runc := "unknown"
 			if info, ok := debug.ReadBuildInfo(); ok {
-				if v == "" {
-					v = info.Main.Version
-				}
 				for _, d := range info.Deps {
 					if d.Path == "github.com/opencontainers/runc" {
 						runc = d.Version
 					}
 				}
 			}
-			if v == "" || v == "(devel)" {
-				v = "dev"
-			}
-			fmt.Fprintf(g.stdout, "safe-run %s\nlibcontainer (runc) %s\n", v, runc)
+			fmt.Fprintf(g.stdout, "safe-run %s\nlibcontainer (runc) %s\n", buildVersion(), runc)
 			return nil
 		},
 	}
+}
+
+// buildVersion is safe-run's version: set at build time, else the module's.
+func buildVersion() string {
+	v := version
+	if info, ok := debug.ReadBuildInfo(); ok && v == "" {
+		v = info.Main.Version
+	}
+	if v == "" || v == "(devel)" {
+		v = "dev"
+	}
+	return v
 }

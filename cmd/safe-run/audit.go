@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/safe-run/safe-run/audit"
+)
+
+func auditCommand(g *globals) *cobra.Command {
+	var (
+		rf  reportFlags
+		all bool
+	)
+	cmd := &cobra.Command{
+		Use:   "audit",
+		Short: "Judge a Docker engine's containers and daemon by safe-run's rules",
+		Long: `Talk to the Docker engine at DOCKER_HOST (default unix:///var/run/docker.sock)
+and judge every running container by the rules "safe-run check" applies to
+manifests (privileged, capabilities, sensitive mounts such as docker.sock, host
+namespaces, limits, writable root, seccomp/AppArmor, image digests, secrets in
+the environment), and the daemon's own exposure: its socket's permissions and
+group members, TCP listeners that answer without TLS client authentication,
+rootless mode and user-namespace remapping.
+
+Output formats and exit status as "safe-run check": 1 when a target scores below
+--min-score or has a finding at --fail-on or worse, 125 when the engine cannot be
+reached. Run it as root on the engine's host to see the daemon's listeners.`,
+		Example: `  safe-run audit
+  DOCKER_HOST=unix:///run/user/1000/docker.sock safe-run audit --fail-on critical
+  safe-run audit --format json | jq '.targets[] | {name, score}'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			res, err := audit.Audit(cmd.Context(), audit.Options{Host: os.Getenv("DOCKER_HOST"), All: all})
+			if err != nil {
+				return err
+			}
+			for _, n := range res.Notes {
+				fmt.Fprintln(g.stderr, "safe-run audit:", n)
+			}
+			return writeReports(g, &rf, res.Reports)
+		},
+	}
+	rf.add(cmd)
+	cmd.Flags().BoolVarP(&all, "all", "a", false, "also containers that are not running")
+	return cmd
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/policy"
+)
+
+func checkCommand(g *globals) *cobra.Command {
+	var (
+		rf   reportFlags
+		host bool
+	)
+	cmd := &cobra.Command{
+		Use:   "check [flags] SERVICE.toml...",
+		Short: "Judge manifests by safe-run's rules: findings, accepted risks, a score",
+		Long: `Judge each manifest by safe-run's rules (docs/rules.md): the findings with
+their fixes, the risks its [insecure] table accepts with the reason given, and a
+score from 100 less each rule's points (critical 30, high 15, medium 8, low 3),
+one line per deduction.
+
+Exit status: 0 when every manifest passes; 1 when one scores below --min-score,
+has an open finding at --fail-on or worse, or has a finding safe-run would refuse
+to run; 125 when a manifest cannot be read.
+
+--host adds what this host cannot enforce (no AppArmor in the kernel, no cgroup
+controllers for safe-run, no user namespace ranges).`,
+		Example: `  safe-run check web.toml
+  safe-run check --min-score 80 --fail-on medium services/*.toml
+  safe-run check --format sarif services/*.toml > safe-run.sarif   # GitHub code scanning`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var reports []*policy.Report
+			for _, path := range args {
+				svc, err := manifest.Load(path)
+				if err != nil {
+					return err
+				}
+				var h *policy.Host
+				if host {
+					probed := launcher.ProbeHost(launcher.DefaultDirs(), svc.Name)
+					h = &probed
+				}
+				reports = append(reports, policy.Check(svc, h))
+			}
+			return writeReports(g, &rf, reports)
+		},
+	}
+	rf.add(cmd)
+	cmd.Flags().BoolVar(&host, "host", false, "add what this host cannot enforce")
+	return cmd
+}

@@ -1,0 +1,255 @@
+package importer
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/policy"
+)
+
+// namespaces reads --network, -p and the host namespace flags.
+func (s *spec) namespaces(network string, publish []string, pid, ipc, uts, userns string) {
+	s.c.NetworkMode, s.c.PidMode, s.c.IpcMode, s.c.UTSMode, s.c.UsernsMode = network, pid, ipc, uts, userns
+	s.network = manifest.NetworkNone
+	switch {
+	case network == "host":
+		s.network = manifest.NetworkHost
+		s.allow(manifest.AllowHostNetwork, "--network host", policy.Lookup("host-network"), "carried over with [insecure] host_network")
+		for _, p := range publish {
+			s.note(Ignored, "--publish "+p, nil, "with the host network every port the service opens is on the host already")
+		}
+		publish = nil
+	case network == "none":
+	case strings.HasPrefix(network, "container:"):
+		s.note(Unsupported, "--network "+network, nil, "a service shares no other container's network namespace")
+	case network == "" || network == "bridge" || network == "default":
+		if len(publish) == 0 {
+			s.note(Default, "--network", nil, `network mode "none" (loopback only) filled in: docker's default bridge gave the container outbound network; if the service needs it, mode "bridge" is planned`)
+		}
+	default:
+		s.network = manifest.NetworkBridge
+		s.note(Planned, "--network "+network, nil, `written as mode = "bridge": named networks are planned, and safe-run does not run bridge mode yet`)
+	}
+	for _, p := range publish {
+		s.ports = append(s.ports, p)
+		s.network = manifest.NetworkBridge
+		s.note(Planned, "--publish "+p, nil, `written to [network] ports with mode = "bridge", which safe-run does not run yet (planned); until then the manifest does not start`)
+	}
+	for _, ns := range []struct {
+		mode, flag, item, rule string
+		set                    *string
+	}{
+		{pid, "--pid", manifest.AllowHostPID, "host-pid", &s.pid},
+		{ipc, "--ipc", manifest.AllowHostIPC, "host-ipc", &s.ipc},
+		{uts, "--uts", manifest.AllowHostUTS, "host-uts", &s.uts},
+	} {
+		switch {
+		case ns.mode == "host":
+			*ns.set = "host"
+			s.allow(ns.item, ns.flag+" host", policy.Lookup(ns.rule), "carried over with [insecure] "+ns.item)
+		case ns.mode == "", ns.mode == "private", ns.mode == "shareable", ns.mode == "none":
+		default:
+			s.note(Unsupported, ns.flag+" "+ns.mode, nil, "a service shares no other container's namespaces")
+		}
+	}
+	switch userns {
+	case "":
+	case "host":
+		s.note(Refused, "--userns host", policy.Lookup("host-userns"), "not carried over: safe-run always gives the service its own user namespace, so container root is unprivileged on the host")
+	default:
+		s.note(Ignored, "--userns "+userns, nil, "safe-run always gives the service its own user namespace")
+	}
+}
+
+// security reads --privileged, capabilities and --security-opt.
+func (s *spec) security() {
+	if s.c.Privileged {
+		s.note(Refused, "--privileged", policy.Lookup("privileged"), privilegedAdvice(s))
+	}
+	for _, c := range s.c.CapAdd {
+		n := strings.ToUpper(strings.TrimPrefix(strings.ToUpper(c), "CAP_"))
+		if n == "ALL" {
+			s.note(Refused, "--cap-add ALL", policy.Lookup("dangerous-capability"), "not carried over: name the capabilities the service needs")
+			continue
+		}
+		cap, err := manifest.ParseCapability(n)
+		if err != nil {
+			s.note(Unsupported, "--cap-add "+c, nil, err.Error())
+			continue
+		}
+		if _, bad := policy.DangerousCapabilities[cap]; bad {
+			s.allow(manifest.AllowDangerousCapabilities, "--cap-add "+c, policy.Lookup("dangerous-capability"), "carried over with [insecure] dangerous_capabilities: "+policy.DangerousCapabilities[cap])
+		}
+	}
+	if !s.c.Privileged && !s.c.DropsAll() {
+		s.note(Default, "--cap-drop", policy.Lookup("default-capabilities"), "docker's default capabilities are not carried over: the service gets only those it adds. An entrypoint that switches users (gosu, su-exec) needs SETUID and SETGID; one that chowns its data, CHOWN and FOWNER; a port below 1024, NET_BIND_SERVICE")
+	}
+	for _, o := range s.c.SecurityOpt {
+		k, v, found := strings.Cut(o, "=")
+		if !found {
+			k, v, _ = strings.Cut(o, ":")
+		}
+		flag := "--security-opt " + o
+		switch k {
+		case "seccomp":
+			switch {
+			case v == "unconfined":
+				s.seccomp = "unconfined"
+				s.allow(manifest.AllowSeccompUnconfined, flag, policy.Lookup("seccomp-unconfined"), "carried over with [insecure] seccomp_unconfined")
+			case strings.HasSuffix(v, ".json"):
+				s.seccomp = v
+				if !strings.HasPrefix(v, "/") {
+					s.note(Default, flag, nil, "a relative profile path is relative to the manifest's directory: check it")
+				}
+			default:
+				s.note(Unsupported, flag, nil, "seccomp takes unconfined or a .json profile")
+			}
+		case "apparmor":
+			s.apparmor = v
+			if v == "unconfined" {
+				s.allow(manifest.AllowAppArmorUnconfined, flag, policy.Lookup("apparmor-unconfined"), "carried over with [insecure] apparmor_unconfined")
+			} else if v == "docker-default" {
+				s.apparmor = ""
+				s.note(Default, flag, nil, `written as apparmor = "generated": safe-run generates a profile per service`)
+			}
+		case "no-new-privileges":
+			if v == "false" {
+				s.note(Default, flag, policy.Lookup("new-privileges"), "not carried over: no_new_privileges = true is safe-run's default; acknowledge new_privileges if a setuid program must work")
+			}
+		case "label":
+			s.note(Unsupported, flag, nil, "SELinux labels are not in manifest v1: safe-run confines with AppArmor")
+		case "systempaths":
+			s.note(Refused, flag, nil, "not carried over: safe-run always masks the kernel's /proc and /sys knobs")
+		default:
+			s.note(Unsupported, flag, nil, "security option "+k+" is not in manifest v1")
+		}
+	}
+	if !s.c.ReadonlyRootfs {
+		s.note(Default, "--read-only", policy.Lookup("writable-rootfs"), "the root filesystem is read-only (docker's was writable): a tmpfs is mounted at /tmp; mount tmpfs or volumes wherever else the service writes")
+	}
+}
+
+// privilegedAdvice says what a privileged container may really need,
+// from the rest of its command line and what the image is known for.
+func privilegedAdvice(s *spec) string {
+	var need []string
+	if len(s.c.CapAdd) > 0 {
+		need = append(need, "the capabilities it adds ("+strings.Join(s.c.CapAdd, ", ")+")")
+	}
+	for _, d := range s.c.Devices {
+		need = append(need, "device "+d+" (safe-run passes no devices)")
+	}
+	hint := hintFor(s.c.Image)
+	if hint.privileged != "" {
+		need = append(need, hint.privileged)
+	}
+	text := "not carried over: --privileged gives every capability and host device and turns off seccomp and AppArmor"
+	if len(need) > 0 {
+		return text + ". The service may really need: " + strings.Join(need, "; ")
+	}
+	return text + ". Run the service without it and add, from its errors, only what it fails without: e.g. NET_ADMIN to configure networks, SYS_PTRACE to inspect other processes, read-only binds of the /sys or /proc paths a monitoring agent reads; host devices cannot be passed"
+}
+
+// hint is what is known about a popular image: where it writes, what its
+// entrypoint needs.
+type hint struct {
+	tmpfs      []string // runtime directories it writes
+	volumes    []string // data directories it declares as VOLUME
+	caps       []string // capabilities its entrypoint needs when docker's defaults are gone
+	why        string
+	privileged string
+}
+
+var hints = map[string]hint{
+	"nginx":    {tmpfs: []string{"/var/cache/nginx", "/run"}, caps: []string{"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"}, why: "nginx's master creates its cache as root, binds port 80 and switches its workers to user nginx"},
+	"postgres": {tmpfs: []string{"/var/run/postgresql"}, volumes: []string{"/var/lib/postgresql/data"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns the data directory and switches to user postgres (gosu)"},
+	"redis":    {volumes: []string{"/data"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint chowns /data and switches to user redis (gosu)"},
+	"mysql":    {tmpfs: []string{"/var/run/mysqld"}, volumes: []string{"/var/lib/mysql"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mysql (gosu)"},
+	"mariadb":  {tmpfs: []string{"/run/mysqld"}, volumes: []string{"/var/lib/mysql"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mysql (gosu)"},
+	"mongo":    {volumes: []string{"/data/db", "/data/configdb"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mongodb (gosu)"},
+	"grafana":  {volumes: []string{"/var/lib/grafana"}},
+	"rabbitmq": {volumes: []string{"/var/lib/rabbitmq"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint switches to user rabbitmq"},
+	"cadvisor": {privileged: "read-only binds of /sys, /var/lib/docker and /var/run (it reads cgroup statistics) and device /dev/kmsg for OOM events; none of that needs --privileged"},
+	"dind":     {privileged: "docker-in-docker really is a privileged daemon: run it on a host of its own, not as a service"},
+	"docker":   {privileged: "docker-in-docker really is a privileged daemon: run it on a host of its own, not as a service"},
+}
+
+// hintFor finds the hint for an image reference: registry/library/nginx:1.25 -> nginx.
+func hintFor(image string) hint {
+	base := imageBase(image)
+	if strings.HasSuffix(image, ":dind") || strings.Contains(image, ":dind-") || strings.Contains(image, "-dind") {
+		return hints["dind"]
+	}
+	return hints[base]
+}
+
+// imageBase is the last path component of an image reference, without tag
+// or digest.
+func imageBase(image string) string {
+	ref, _, _ := strings.Cut(image, "@")
+	if i := strings.LastIndex(ref, "/"); i >= 0 {
+		ref = ref[i+1:]
+	}
+	ref, _, _ = strings.Cut(ref, ":")
+	return ref
+}
+
+// serviceName turns --name, or else the image's name, into a manifest name.
+func serviceName(name, image string) string {
+	if name == "" {
+		name = imageBase(image)
+	}
+	n := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, strings.TrimLeft(name, "/"))
+	n = strings.TrimLeft(n, "_.-")
+	if len(n) > 63 {
+		n = n[:63]
+	}
+	if n == "" {
+		n = "service"
+	}
+	return n
+}
+
+// result judges the docker command, fills in the secure defaults and
+// writes the manifest.
+func (s *spec) result(opts Options) (*Result, error) {
+	name := serviceName(s.name, s.c.Image)
+	if s.c.Name == "" {
+		s.c.Name = name
+	}
+	docker := policy.CheckContainer(&s.c, s.c.Image)
+	if !policy.Pinned(s.c.Image) {
+		s.allow(manifest.AllowUnpinnedImage, s.c.Image, policy.Lookup("unpinned-image"), "carried over with [insecure] unpinned_image: pin the digest safe-run prints on the first pull")
+	}
+	if s.c.Memory == 0 {
+		s.note(Default, "--memory", policy.Lookup("memory-limit"), `memory = "512M" filled in as a guess: docker run set no limit; measure (docker stats) and adjust`)
+	}
+	if s.c.CPUs == 0 {
+		s.note(Default, "--cpus", policy.Lookup("cpu-limit"), "cpus = 1.0 filled in as a guess: docker run set no limit")
+	}
+	switch {
+	case s.c.PidsLimit > 4096:
+		s.allow(manifest.AllowNoResourceLimits, fmt.Sprintf("--pids-limit %d", s.c.PidsLimit), policy.Lookup("pids-limit"), "carried over with [insecure] no_resource_limits")
+	case s.c.PidsLimit <= 0 && s.c.PidsLimit != 0:
+		s.note(Default, fmt.Sprintf("--pids-limit %d", s.c.PidsLimit), policy.Lookup("pids-limit"), "unlimited is not carried over: pids = 1024, safe-run's default, applies")
+	}
+	if s.c.User == "" {
+		s.note(Default, "--user", policy.Lookup("root-user"), "no user: the service runs as the image's user, root unless the image says otherwise (root inside its user namespace only)")
+	}
+	if len(s.cmd) > 0 && !s.entrySet {
+		s.note(Default, "COMMAND", nil, "docker passes these arguments to the image's ENTRYPOINT; process.command replaces ENTRYPOINT and CMD: if the image has an entrypoint (docker inspect -f '{{json .Config.Entrypoint}}' IMAGE), put it first")
+	}
+	if s.entrySet && len(s.entrypoint) == 0 {
+		s.note(Default, "--entrypoint \"\"", nil, "the image's entrypoint is dropped: process.command is the command given")
+	}
+	return s.write(name, docker, opts)
+}

@@ -1,0 +1,186 @@
+package importer
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+type corpusCase struct{ name, source, command string }
+
+// readCorpus reads testdata/dockerrun.txt.
+func readCorpus(t *testing.T) []corpusCase {
+	t.Helper()
+	data, err := os.ReadFile("testdata/dockerrun.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []corpusCase
+	for _, block := range strings.Split(string(data), "\n## ")[1:] {
+		lines := strings.Split(block, "\n")
+		c := corpusCase{name: strings.TrimSpace(lines[0])}
+		var cmd []string
+		for _, l := range lines[1:] {
+			if src, ok := strings.CutPrefix(l, "# source: "); ok {
+				c.source = src
+			} else if strings.TrimSpace(l) != "" {
+				cmd = append(cmd, l)
+			}
+		}
+		c.command = strings.Join(cmd, "\n")
+		out = append(out, c)
+	}
+	return out
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./importer -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run go test ./importer -update and review the diff):\n%s", path, got)
+	}
+}
+
+// findings renders what the notes golden pins: the notes, the docker
+// command's rules, and `safe-run check` of the manifest.
+func findings(t *testing.T, r *Result, file string) []byte {
+	t.Helper()
+	var b strings.Builder
+	score, _ := r.Docker.Score()
+	b.WriteString("docker command: score " + itoa(score) + "/100:")
+	seen := map[string]bool{}
+	for _, f := range r.Docker.Findings {
+		if !seen[f.Rule.ID] {
+			b.WriteString(" " + f.Rule.ID)
+		}
+		seen[f.Rule.ID] = true
+	}
+	b.WriteString("\nnotes:\n")
+	WriteNotes(&b, r)
+	b.WriteString("\nsafe-run check:\n")
+	svc, err := manifest.Parse(file, "/srv", r.Manifest)
+	if err != nil {
+		t.Fatalf("manifest does not load: %v", err)
+	}
+	var out bytes.Buffer
+	if err := policy.WriteText(&out, []*policy.Report{policy.Check(svc, nil)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	b.Write(out.Bytes())
+	return []byte(b.String())
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestDockerRunCorpus converts every real-world docker run line of the
+// corpus; each manifest must load (DockerRun checks it with manifest.Parse
+// too) and manifest, notes and findings are pinned as goldens.
+func TestDockerRunCorpus(t *testing.T) {
+	cases := readCorpus(t)
+	if len(cases) < 30 {
+		t.Fatalf("the corpus has %d lines; keep at least 30", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			args, err := SplitCommand(c.command)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if args[0] == "sudo" {
+				args = args[1:]
+			}
+			if len(args) < 2 || args[0] != "docker" || args[1] != "run" {
+				t.Fatalf("not a docker run line: %q", c.command)
+			}
+			r, err := DockerRun(args[2:], Options{Source: strings.Join(args, " "), Dir: "/srv",
+				ReadFile: func(string) ([]byte, error) { return nil, os.ErrNotExist }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := manifest.Parse(c.name+".toml", "/srv", r.Manifest); err != nil {
+				t.Fatalf("manifest does not load: %v", err)
+			}
+			golden(t, filepath.Join("testdata", "golden", c.name+".toml"), r.Manifest)
+			golden(t, filepath.Join("testdata", "golden", c.name+".notes"), findings(t, r, c.name+".toml"))
+		})
+	}
+}
+
+func TestCompose(t *testing.T) {
+	data, err := os.ReadFile("testdata/compose/docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Compose(data, "docker-compose.yml", Options{Dir: "testdata/compose", ReadFile: func(p string) ([]byte, error) {
+		return os.ReadFile(p)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 {
+		t.Fatalf("%d services, want 3", len(rs))
+	}
+	for _, r := range rs {
+		golden(t, filepath.Join("testdata", "compose", r.Name+".toml"), r.Manifest)
+		golden(t, filepath.Join("testdata", "compose", r.Name+".notes"), findings(t, r, r.Name+".toml"))
+	}
+}
+
+func TestDockerRunErrors(t *testing.T) {
+	tests := []struct{ args, want string }{
+		{"", "docker run names no image (write: safe-run import -- docker run [flags] IMAGE [COMMAND...])"},
+		{"--frobnicate nginx", "reading docker run flags: unknown flag: --frobnicate (safe-run import knows docker 28's flags)"},
+		{"-m 12X nginx", `--memory: "12X" is not a size (use e.g. 512M)`},
+		{"--cpus fast nginx", `--cpus "fast" is not a number of CPUs (use e.g. 1.5)`},
+		{"--restart sometimes nginx", `--restart "sometimes" is not a restart policy (docker takes no, on-failure[:N], always, unless-stopped)`},
+		{"-v a:b:c:d nginx", `--volume "a:b:c:d" is not [SOURCE:]TARGET[:OPTIONS]`},
+		{"-v data:relative nginx", `--volume data:relative: the target "data" is not an absolute path in the container`},
+		{"--env-file missing.env nginx", "reading --env-file missing.env: file does not exist"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.args, func(t *testing.T) {
+			args, _ := SplitCommand(tc.args)
+			_, err := DockerRun(args, Options{Dir: "/srv", ReadFile: func(string) ([]byte, error) { return nil, os.ErrNotExist }})
+			if err == nil || err.Error() != tc.want {
+				t.Errorf("error %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestSplitCommand(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{`docker run -e "A=b c" -e 'D=$E' x`, `docker|run|-e|A=b c|-e|D=$E|x`},
+		{"a \\\n  b", "a|b"},
+		{`a "b\"c" d\ e`, `a|b"c|d e`},
+		{"a # comment\nb", "a|b"},
+		{`-v "$PWD":/x`, `-v|$PWD:/x`},
+	}
+	for _, tc := range tests {
+		got, err := SplitCommand(tc.in)
+		if err != nil || strings.Join(got, "|") != tc.want {
+			t.Errorf("SplitCommand(%q) = %q, %v; want %s", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := SplitCommand(`a "b`); err == nil {
+		t.Error("unterminated quote accepted")
+	}
+}

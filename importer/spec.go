@@ -1,0 +1,111 @@
+package importer
+
+import (
+	"github.com/safe-run/safe-run/policy"
+)
+
+// Note is one thing the person converting must know.
+type Note struct {
+	Flag string       // the docker flag as given: --privileged, --volume /a:/b
+	Kind string       // one of the Note kinds below
+	Rule *policy.Rule // the rule the flag breaks, if any
+	Text string
+}
+
+// Note kinds, in the order the report lists them.
+const (
+	Refused     = "refused"     // not carried over: safe-run never does it
+	Insecure    = "insecure"    // carried over with an [insecure] item and a TODO reason
+	Unsupported = "unsupported" // a manifest cannot express it: left out
+	Planned     = "planned"     // written to the manifest, not run by safe-run yet
+	Default     = "default"     // a secure default or a guess was filled in: check it
+	Ignored     = "ignored"     // safe-run does it anyway, or it has no meaning here
+)
+
+// Result is one converted service.
+type Result struct {
+	Name     string // the service name
+	Manifest []byte
+	Notes    []Note
+	// Docker is the judgement of the docker command as given, by the same
+	// rules audit applies to a running container.
+	Docker *policy.Report
+}
+
+// Options say where the command came from.
+type Options struct {
+	// Source is the command or file the manifest says it was made from.
+	Source string
+	// Dir is where relative paths (--env-file, compose files) start.
+	Dir string
+	// ReadFile reads an --env-file or compose env_file; nil refuses them.
+	ReadFile func(path string) ([]byte, error)
+}
+
+// spec is a docker container as the flags describe it: what policy judges,
+// and what only the manifest needs.
+type spec struct {
+	c            policy.Container
+	name         string
+	nameFromFlag bool
+	entrypoint   []string
+	entrySet     bool // --entrypoint given, maybe empty
+	cmd          []string
+	env          []envVar
+	workdir      string
+	tty          bool
+	restart      string
+	stopSignal   string
+	stopTimeout  string
+	labels       [][2]string
+	ports        []string
+	mounts       []mount
+	seccomp      string
+	apparmor     string
+	reservation  int64
+	network      string // none | host | bridge
+	ipc, pid     string
+	uts          string
+	secrets      [][2]string // name, file
+	notes        []Note
+	insecure     []insecureItem
+}
+
+type envVar struct {
+	key, value string
+	comment    string
+}
+
+type mount struct {
+	typ, source, target string
+	readOnly            bool
+	size                int64
+	mode                string
+	options             []string
+	comment             string
+}
+
+// insecureItem is an [insecure] allow item with what needs it.
+type insecureItem struct {
+	item, why string
+}
+
+func (s *spec) note(kind, flag string, rule *policy.Rule, text string) {
+	s.notes = append(s.notes, Note{Flag: flag, Kind: kind, Rule: rule, Text: text})
+}
+
+// allow adds an [insecure] item (once) and the note that says why.
+func (s *spec) allow(item, flag string, rule *policy.Rule, text string) {
+	s.note(Insecure, flag, rule, text)
+	why := flag
+	if rule != nil {
+		why += " breaks " + rule.ID + " " + rule.Name
+	}
+	for i, it := range s.insecure {
+		if it.item == item {
+			s.insecure[i].why += "; " + why
+			return
+		}
+	}
+	s.insecure = append(s.insecure, insecureItem{item: item, why: why})
+}

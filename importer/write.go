@@ -1,0 +1,378 @@
+package importer
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/policy"
+)
+
+// tomlWriter writes manifest text: keys in design.md's order, one comment
+// where a value needs the reader's attention.
+type tomlWriter struct {
+	b       strings.Builder
+	inTable bool
+}
+
+func (w *tomlWriter) comment(format string, args ...any) {
+	for _, l := range strings.Split(fmt.Sprintf(format, args...), "\n") {
+		w.b.WriteString(strings.TrimRight("# "+l, " ") + "\n")
+	}
+}
+
+func (w *tomlWriter) table(name string) {
+	w.b.WriteString("\n[" + name + "]\n")
+}
+
+// kv writes key = value, with a trailing comment when one is given.
+func (w *tomlWriter) kv(key, value, comment string) {
+	line := tomlKey(key) + " = " + value
+	if comment != "" {
+		line += "  # " + comment
+	}
+	w.b.WriteString(line + "\n")
+}
+
+var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func tomlKey(k string) string {
+	if bareKey.MatchString(k) {
+		return k
+	}
+	return tomlString(k)
+}
+
+// tomlString quotes s as a TOML basic string.
+func tomlString(s string) string {
+	var b strings.Builder
+	b.WriteByte('"')
+	for _, r := range s {
+		switch r {
+		case '"':
+			b.WriteString(`\"`)
+		case '\\':
+			b.WriteString(`\\`)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\t':
+			b.WriteString(`\t`)
+		case '\r':
+			b.WriteString(`\r`)
+		default:
+			if r < 0x20 || r == 0x7f {
+				fmt.Fprintf(&b, `\u%04X`, r)
+			} else {
+				b.WriteRune(r)
+			}
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+func tomlList(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = tomlString(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// write renders the manifest and checks that it loads.
+func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result, error) {
+	var w tomlWriter
+	w.comment("Imported by safe-run import from:")
+	src := opts.Source
+	if len(src) > 0 {
+		w.comment("  %s", wrap(src, 90, "    "))
+	}
+	w.comment("Review every TODO, then: safe-run check %s.toml", name)
+	w.kv("version", "1", "")
+	w.kv("name", tomlString(name), "")
+
+	w.table("image")
+	imgComment := ""
+	if !policy.Pinned(s.c.Image) {
+		r := policy.Lookup("unpinned-image")
+		imgComment = "TODO " + r.ID + " " + r.Name + ": pin it, ref = \"" + refWithoutTag(s.c.Image) + "@sha256:...\""
+	}
+	w.kv("ref", tomlString(s.c.Image), imgComment)
+
+	s.writeProcess(&w)
+	s.writeSecurity(&w)
+	s.writeResources(&w)
+	s.writeMounts(&w)
+	s.writeNetwork(&w)
+	if len(s.secrets) > 0 {
+		w.table("secrets")
+		for _, sec := range s.secrets {
+			w.kv(sec[0], "{ file = "+tomlString(sec[1])+" }", "")
+		}
+	}
+	if len(s.labels) > 0 {
+		w.table("labels")
+		seen := map[string]bool{}
+		for _, l := range s.labels {
+			if !seen[l[0]] && strings.TrimSpace(l[0]) != "" {
+				w.kv(l[0], tomlString(l[1]), "")
+			}
+			seen[l[0]] = true
+		}
+	}
+	if len(s.insecure) > 0 {
+		w.table("insecure")
+		w.kv("reason", tomlString("TODO: say in one sentence why this service needs what allow lists"), "")
+		w.b.WriteString("allow = [\n")
+		for _, it := range s.insecure {
+			w.b.WriteString("  " + tomlString(it.item) + ",  # TODO reason: " + it.why + "\n")
+		}
+		w.b.WriteString("]\n")
+	}
+	text := w.b.String()
+	dir := opts.Dir
+	if dir == "" {
+		dir = "/"
+	}
+	if _, err := manifest.Parse(name+".toml", dir, []byte(text)); err != nil {
+		return nil, fmt.Errorf("safe-run import wrote a manifest that does not load (a bug; please report it with the command): %w\n%s", err, text)
+	}
+	return &Result{Name: name, Manifest: []byte(text), Notes: orderNotes(s.notes), Docker: docker}, nil
+}
+
+func (s *spec) writeProcess(w *tomlWriter) {
+	var lines tomlWriter
+	command := append(append([]string{}, s.entrypoint...), s.cmd...)
+	if len(command) > 0 {
+		c := ""
+		if !s.entrySet {
+			c = "TODO: prepend the image's ENTRYPOINT, if it has one"
+		}
+		lines.kv("command", tomlList(command), c)
+	}
+	if s.c.User != "" {
+		lines.kv("user", tomlString(s.c.User), "")
+	}
+	if s.workdir != "" {
+		lines.kv("workdir", tomlString(s.workdir), "")
+	}
+	if s.tty {
+		lines.kv("tty", "true", "")
+	}
+	if s.stopSignal != "" {
+		lines.kv("stop_signal", tomlString(s.stopSignal), "")
+	}
+	if s.stopTimeout != "" {
+		lines.kv("stop_timeout", tomlString(s.stopTimeout), "")
+	}
+	if s.restart != "" {
+		lines.kv("restart", tomlString(s.restart), "")
+	}
+	if lines.b.Len() > 0 || len(s.env) > 0 {
+		w.table("process")
+		w.b.WriteString(lines.b.String())
+	}
+	if len(s.env) > 0 {
+		w.table("process.env")
+		for _, e := range s.env {
+			w.kv(e.key, tomlString(e.value), e.comment)
+		}
+	}
+}
+
+func (s *spec) writeSecurity(w *tomlWriter) {
+	w.table("security")
+	var caps []string
+	seen := map[string]bool{}
+	for _, c := range s.c.CapAdd {
+		cap, err := manifest.ParseCapability(c)
+		if err != nil || seen[cap.Short()] {
+			continue
+		}
+		seen[cap.Short()] = true
+		caps = append(caps, cap.Short())
+	}
+	comment := ""
+	if h := hintFor(s.c.Image); len(h.caps) > 0 && !s.c.DropsAll() && !s.c.Privileged {
+		added := false
+		for _, c := range h.caps {
+			if !seen[c] {
+				caps = append(caps, c)
+				seen[c] = true
+				added = true
+			}
+		}
+		if added {
+			comment = "of docker's defaults, what " + imageBase(s.c.Image) + " needs: " + h.why
+		}
+	}
+	if len(caps) > 0 || comment != "" {
+		w.kv("capabilities", tomlList(caps), comment)
+	}
+	if s.seccomp != "" {
+		w.kv("seccomp", tomlString(s.seccomp), "")
+	}
+	if s.apparmor != "" {
+		w.kv("apparmor", tomlString(s.apparmor), "")
+	}
+	w.comment("no_new_privileges and read_only_rootfs keep safe-run's defaults (true)")
+}
+
+func (s *spec) writeResources(w *tomlWriter) {
+	w.table("resources")
+	if s.c.Memory > 0 {
+		w.kv("memory", tomlString(sizeString(s.c.Memory)), "")
+	} else {
+		w.kv("memory", `"512M"`, "TODO: a guess (docker run set no limit): measure and adjust")
+	}
+	if s.reservation > 0 && (s.c.Memory == 0 && s.reservation <= 512<<20 || s.reservation <= s.c.Memory) {
+		w.kv("memory_reservation", tomlString(sizeString(s.reservation)), "")
+	}
+	if s.c.CPUs > 0 {
+		w.kv("cpus", strconv.FormatFloat(s.c.CPUs, 'f', -1, 64), "")
+	} else {
+		w.kv("cpus", "1.0", "TODO: a guess (docker run set no limit)")
+	}
+	if s.c.PidsLimit > 0 {
+		w.kv("pids", strconv.FormatInt(s.c.PidsLimit, 10), "")
+	}
+}
+
+func (s *spec) writeMounts(w *tomlWriter) {
+	mounts := append([]mount{}, s.mounts...)
+	h := hintFor(s.c.Image)
+	add := func(m mount) {
+		for _, o := range mounts {
+			if o.target == m.target {
+				return
+			}
+		}
+		mounts = append(mounts, m)
+	}
+	if !s.c.ReadonlyRootfs {
+		add(mount{typ: manifest.MountTmpfs, target: "/tmp", comment: "docker's writable root let the service write here"})
+		for _, t := range h.tmpfs {
+			add(mount{typ: manifest.MountTmpfs, target: t, comment: imageBase(s.c.Image) + " writes here"})
+		}
+	}
+	for _, v := range h.volumes {
+		add(mount{typ: manifest.MountVolume, source: volumeName(v), target: v, comment: "the image declares VOLUME " + v + "; docker made an anonymous volume"})
+	}
+	for _, m := range mounts {
+		w.b.WriteString("\n[[mounts]]")
+		if m.comment != "" {
+			w.b.WriteString("  # " + m.comment)
+		}
+		w.b.WriteString("\n")
+		w.kv("type", tomlString(m.typ), "")
+		if m.source != "" {
+			w.kv("source", tomlString(m.source), "")
+		}
+		w.kv("target", tomlString(m.target), "")
+		switch m.typ {
+		case manifest.MountBind:
+			if !m.readOnly {
+				w.kv("read_only", "false", "")
+			}
+		case manifest.MountVolume:
+			if m.readOnly {
+				w.kv("read_only", "true", "")
+			}
+		case manifest.MountTmpfs:
+			if m.size > 0 {
+				w.kv("size", tomlString(sizeString(m.size)), "")
+			}
+			if m.mode != "" {
+				if mode, err := modeString(m.mode); err == nil {
+					w.kv("mode", tomlString(mode), "")
+				}
+			}
+			if len(m.options) > 0 {
+				w.kv("options", tomlList(m.options), "")
+			}
+		}
+	}
+}
+
+func (s *spec) writeNetwork(w *tomlWriter) {
+	if s.network != manifest.NetworkNone || len(s.ports) > 0 {
+		w.table("network")
+		if s.network == manifest.NetworkBridge {
+			w.comment(`bridge mode and published ports are planned: this safe-run does not run them yet`)
+		}
+		w.kv("mode", tomlString(s.network), "")
+		if len(s.ports) > 0 {
+			w.kv("ports", tomlList(s.ports), "")
+		}
+	}
+	if s.pid != "" || s.ipc != "" || s.uts != "" {
+		w.table("namespaces")
+		for _, ns := range [][2]string{{"pid", s.pid}, {"ipc", s.ipc}, {"uts", s.uts}} {
+			if ns[1] != "" {
+				w.kv(ns[0], tomlString(ns[1]), "")
+			}
+		}
+	}
+}
+
+// refWithoutTag drops the tag from an image reference, keeping a registry
+// port: localhost:5000/web:1 -> localhost:5000/web.
+func refWithoutTag(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	slash := strings.LastIndex(ref, "/")
+	if colon := strings.LastIndex(ref, ":"); colon > slash {
+		return ref[:colon]
+	}
+	return ref
+}
+
+// wrap breaks a long command line into comment lines at spaces.
+func wrap(s string, width int, indent string) string {
+	var lines []string
+	cur := ""
+	for _, word := range strings.Fields(s) {
+		if cur != "" && len(cur)+1+len(word) > width {
+			lines = append(lines, cur+" \\")
+			cur = indent + word
+			continue
+		}
+		if cur == "" {
+			cur = word
+		} else {
+			cur += " " + word
+		}
+	}
+	lines = append(lines, cur)
+	return strings.Join(lines, "\n")
+}
+
+var noteOrder = map[string]int{Refused: 0, Insecure: 1, Unsupported: 2, Planned: 3, Default: 4, Ignored: 5}
+
+// orderNotes lists the notes by kind, most important first, keeping the
+// command line's order within a kind.
+func orderNotes(ns []Note) []Note {
+	out := make([]Note, 0, len(ns))
+	for k := 0; k <= 5; k++ {
+		for _, n := range ns {
+			if noteOrder[n.Kind] == k {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// WriteNotes writes the notes for a person, one per line:
+//
+//	refused      --privileged  [SR020 privileged] not carried over: ...
+func WriteNotes(w *strings.Builder, r *Result) {
+	for _, n := range r.Notes {
+		rule := ""
+		if n.Rule != nil {
+			rule = "[" + n.Rule.ID + " " + n.Rule.Name + "] "
+		}
+		fmt.Fprintf(w, "  %-11s %s: %s%s\n", n.Kind, n.Flag, rule, n.Text)
+	}
+}

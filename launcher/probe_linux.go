@@ -1,0 +1,97 @@
+package launcher
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs2"
+	"github.com/opencontainers/runc/libcontainer/apparmor"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/policy"
+)
+
+// ProbeHost finds out what this host can enforce for service name, for
+// `safe-run check --host`. It asks the same questions Prepare and Run do
+// (AppArmor through libcontainer, the cgroup placement, the id ranges), so
+// that what check reports is what a start would meet.
+func ProbeHost(dirs Dirs, name string) policy.Host {
+	h := policy.Host{AppArmor: apparmor.IsEnabled()}
+	h.Cgroups = probeCgroups(name)
+	if n, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(n)) == "0" {
+		h.Userns = "user namespaces are disabled (sysctl user.max_user_namespaces is 0)"
+	} else if _, err := AllocateIDs(dirs.Data, name, false); err != nil {
+		h.Userns = err.Error()
+	}
+	return h
+}
+
+// probeCgroups says which of the controllers safe-run needs it cannot use,
+// or "" when it can use them all.
+func probeCgroups(name string) string {
+	want := []string{"memory", "cpu", "pids"}
+	var missing []string
+	if cgroups.IsCgroup2UnifiedMode() {
+		cgPath, _, err := CgroupPlacement(name)
+		if err != nil {
+			return err.Error()
+		}
+		dir := filepath.Join(fs2.UnifiedMountpoint, filepath.Dir(cgPath))
+		avail, err := cgroups.ReadFile(dir, "cgroup.controllers")
+		if err != nil {
+			return fmt.Sprintf("reading %s/cgroup.controllers: %v", dir, err)
+		}
+		have := " " + strings.TrimSpace(avail) + " "
+		for _, c := range want {
+			if !strings.Contains(have, " "+c+" ") {
+				missing = append(missing, c)
+			}
+		}
+		if len(missing) == 0 && unix.Access(dir, unix.W_OK) != nil {
+			return fmt.Sprintf("cgroup %s is not delegated to this user: safe-run cannot create the service's cgroup (run it under systemd-run --scope -p Delegate=yes)", dir)
+		}
+	} else {
+		enabled, err := enabledControllers()
+		if err != nil {
+			return err.Error()
+		}
+		for _, c := range want {
+			mnt := filepath.Join("/sys/fs/cgroup", c)
+			if !enabled[c] {
+				missing = append(missing, c)
+			} else if unix.Access(mnt, unix.W_OK) != nil {
+				missing = append(missing, c+" (not writable: "+mnt+")")
+			}
+		}
+	}
+	if len(missing) > 0 {
+		return "the host gives safe-run no " + strings.Join(missing, ", ") + " cgroup controller: those limits would not be enforced"
+	}
+	return ""
+}
+
+// enabledControllers reads /proc/cgroups (cgroup v1 and hybrid hosts).
+func enabledControllers() (map[string]bool, error) {
+	f, err := os.Open("/proc/cgroups")
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]bool{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 4 && !strings.HasPrefix(fields[0], "#") {
+			out[fields[0]] = fields[3] == "1"
+		}
+	}
+	return out, sc.Err()
+}

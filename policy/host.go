@@ -1,0 +1,43 @@
+package policy
+
+import (
+	"fmt"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// Host is what the host safe-run runs on can enforce. The launcher probes
+// it (launcher.ProbeHost); the rules only read it, so they stay pure and
+// testable on any machine.
+type Host struct {
+	AppArmor bool   // the kernel has AppArmor enabled
+	Cgroups  string // "" when safe-run can apply memory, cpu and pids limits; otherwise what is missing
+	Userns   string // "" when the service can get its user namespace; otherwise what is missing
+}
+
+// HostFindings evaluates the host rules: facts about this host that weaken
+// a service whatever its manifest says.
+func HostFindings(s *manifest.Service, h Host) []Finding {
+	var out []Finding
+	add := func(r *Rule, path, format string, args ...any) {
+		out = append(out, Finding{
+			Rule: r, Path: path, Line: s.Line(path),
+			Msg:      fmt.Sprintf(format, args...),
+			Accepted: r.Allow != "" && s.Allows(r.Allow),
+		})
+	}
+	if !h.AppArmor && s.Security.AppArmor != "unconfined" {
+		if s.Security.AppArmorRequired {
+			add(ruleHostNoAppArmor, "security.apparmor_required", "this kernel has no AppArmor, and the manifest requires it: safe-run will refuse to start")
+		} else {
+			add(ruleHostNoAppArmor, "security.apparmor", "this kernel has no AppArmor: the service runs without its profile (apparmor_required = true refuses to start instead)")
+		}
+	}
+	if h.Cgroups != "" {
+		add(ruleHostNoCgroups, "resources", "%s", h.Cgroups)
+	}
+	if h.Userns != "" {
+		add(ruleHostNoUserns, "", "%s", h.Userns)
+	}
+	return out
+}

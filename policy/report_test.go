@@ -1,0 +1,176 @@
+package policy
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files and docs/rules.md")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./policy -update)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (run go test ./policy -update and review the diff):\n%s", path, got)
+	}
+}
+
+// reports are one target of each kind, with open, refused and accepted
+// findings.
+func reports(t *testing.T) []*Report {
+	t.Helper()
+	svc, err := manifest.Load("testdata/report/web.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := &Container{
+		Name: "bad", Image: "busybox:latest", Privileged: true, NetworkMode: "host", PidMode: "host",
+		Mounts: []ContainerMount{{Type: "bind", Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}},
+		Env:    []string{"API_TOKEN=x"},
+	}
+	good := hardened()
+	daemon := &Daemon{
+		Endpoint: "unix:///var/run/docker.sock", Version: "Docker Engine 20.10.24, API 1.41", Seccomp: true,
+		Listeners: []Listener{{Addr: "127.0.0.1:2375"}},
+		Socket:    &Socket{Path: "/var/run/docker.sock", Mode: 0o660, Owner: "root", Group: "docker", Members: []string{"alice"}},
+	}
+	return []*Report{
+		Check(svc, &Host{Cgroups: ""}),
+		CheckContainer(bad, "0123456789ab, busybox:latest"),
+		CheckContainer(good, "ba9876543210, registry.example/web@sha256:0123..."),
+		CheckDaemon(daemon),
+	}
+}
+
+func TestReportFormats(t *testing.T) {
+	rs := reports(t)
+	failures := Gate{MinScore: 50, FailOn: High}.Failures(rs)
+	for _, f := range []struct {
+		name  string
+		write func(*bytes.Buffer) error
+	}{
+		{"report.txt", func(b *bytes.Buffer) error { return WriteText(b, rs, failures) }},
+		{"report.json", func(b *bytes.Buffer) error { return WriteJSON(b, rs, failures) }},
+		{"report.sarif", func(b *bytes.Buffer) error { return WriteSARIF(b, rs, "v0.0.0-test") }},
+	} {
+		t.Run(f.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := f.write(&b); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", f.name+".golden"), b.Bytes())
+		})
+	}
+}
+
+func TestScore(t *testing.T) {
+	rs := reports(t)
+	want := []int{0, 0, 100, 43}
+	for i, r := range rs {
+		if got, _ := r.Score(); got != want[i] {
+			t.Errorf("%s: score %d, want %d", r.Name, got, want[i])
+		}
+	}
+	// One deduction per rule, however many findings: two secret keys cost
+	// as much as one.
+	c := hardened()
+	c.Env = []string{"A_TOKEN=1", "B_TOKEN=2"}
+	score, ds := CheckContainer(c, "").Score()
+	if score != 92 || len(ds) != 1 || ds[0].String() != "-8 SR014 secret-in-env (medium): --env: A_TOKEN looks like a secret; environment variables leak into logs, docker inspect and child processes (and 1 more)" {
+		t.Errorf("score %d, deductions %v", score, ds)
+	}
+}
+
+func TestGate(t *testing.T) {
+	clean := Check(parse(t, base), nil)
+	refused := Check(parse(t, edit("cpus = 0.5\n", "")), nil)
+	tests := []struct {
+		name    string
+		gate    Gate
+		reports []*Report
+		want    string
+	}{
+		{"clean passes", Gate{FailOn: High}, []*Report{clean}, ""},
+		{"refused fails whatever the gate", Gate{Never: true}, []*Report{refused},
+			"web.toml: safe-run refuses to run it: 1 finding(s) not acknowledged in [insecure]"},
+		{"fail-on high", Gate{FailOn: High}, []*Report{refused}, "web.toml: 1 finding(s) at or above --fail-on high (worst: high)\n" +
+			"web.toml: safe-run refuses to run it: 1 finding(s) not acknowledged in [insecure]"},
+		{"min-score", Gate{MinScore: 90, Never: true}, []*Report{CheckContainer(hardened(), "")}, ""},
+		{"min-score fails", Gate{MinScore: 101, Never: true}, []*Report{CheckContainer(hardened(), "")}, "good: score 100 is below --min-score 101"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := strings.Join(tc.gate.Failures(tc.reports), "\n"); got != tc.want {
+				t.Errorf("failures:\n%s\nwant:\n%s", got, tc.want)
+			}
+		})
+	}
+}
+
+func sarifSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	f, err := os.Open("testdata/sarif-2.1.0.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("sarif-2.1.0.schema.json", doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile("sarif-2.1.0.schema.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSARIFSchema validates the SARIF output against the SARIF 2.1.0
+// schema (testdata/README.md says where it comes from), and checks that the
+// schema does catch a broken log.
+func TestSARIFSchema(t *testing.T) {
+	schema := sarifSchema(t)
+	var b bytes.Buffer
+	if err := WriteSARIF(&b, reports(t), "v0.0.0-test"); err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schema.Validate(doc); err != nil {
+		t.Errorf("safe-run's SARIF does not validate: %v", err)
+	}
+	broken := strings.Replace(b.String(), `"level": "error"`, `"level": "fatal"`, 1)
+	doc, _ = jsonschema.UnmarshalJSON(strings.NewReader(broken))
+	if err := schema.Validate(doc); err == nil {
+		t.Error("a result with level \"fatal\" validates: the schema check checks nothing")
+	}
+	// GitHub code scanning also wants: a rule for every result, ruleIndex
+	// pointing at it, and a location on every result.
+	if !strings.Contains(b.String(), `"security-severity": "9.5"`) {
+		t.Error("no security-severity on the rules: GitHub could not rank the alerts")
+	}
+}
