@@ -196,6 +196,11 @@ func (s *lineScanner) str() string {
 		for s.pos < len(s.src) && !strings.HasPrefix(s.src[s.pos:], triple) {
 			if s.src[s.pos] == '\\' && q == '"' {
 				s.pos++
+				// A line-ending backslash: the newline it escapes is
+				// still a line of the file.
+				if s.pos < len(s.src) && s.src[s.pos] == '\n' {
+					s.line++
+				}
 			} else if s.src[s.pos] == '\n' {
 				s.line++
 			}
