@@ -20,6 +20,11 @@ const maxManifestSize = 1 << 20
 
 // Load reads and validates the manifest at path.
 func Load(path string) (*Service, error) {
+	// Stat before opening: opening a FIFO blocks until a writer comes,
+	// and Go catches SIGTERM, so safe-run would hang for good.
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("reading manifest %s: not a regular file (pass the path of a .toml file)", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading manifest: %w", err)
