@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -52,7 +53,7 @@ func Load(path string) (*Service, error) {
 func Parse(file, dir string, data []byte) (*Service, error) {
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
-		return nil, syntaxError(file, err)
+		return nil, syntaxError(file, data, err)
 	}
 	fe := &fieldErrors{file: file, lines: indexLines(string(data))}
 	svc := defaults()
@@ -67,11 +68,18 @@ func Parse(file, dir string, data []byte) (*Service, error) {
 	return &svc, nil
 }
 
-func syntaxError(file string, err error) error {
+func syntaxError(file string, data []byte, err error) error {
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := strings.TrimSuffix(pe.Message, ".")
-		return &FieldError{File: file, Line: pe.Position.Line, Msg: msg + " (TOML syntax; see https://toml.io)"}
+		line := pe.Position.Line
+		// BurntSushi/toml sometimes counts an offending newline as the
+		// start of the next line ("[image" reported on the line after
+		// it); the line is the one that newline ends.
+		if st := pe.Position.Start; st >= 0 && st < len(data) && data[st] == '\n' {
+			line = 1 + bytes.Count(data[:st], []byte("\n"))
+		}
+		return &FieldError{File: file, Line: line, Msg: msg + " (TOML syntax; see https://toml.io)"}
 	}
 	return &FieldError{File: file, Msg: err.Error()}
 }
