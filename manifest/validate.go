@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"maps"
+	"math"
 	"path"
 	"path/filepath"
 	"regexp"
@@ -193,6 +194,11 @@ func validateResources(s *Service, fe *fieldErrors) {
 	}
 	if r.MemoryReservation != 0 && r.Memory != 0 && r.MemoryReservation > r.Memory {
 		fe.add("resources.memory_reservation", "%s is above the hard limit memory = %s (a soft limit must be lower)", r.MemoryReservation, r.Memory)
+	}
+	if math.IsNaN(r.CPUs) {
+		// TOML's nan compares false with everything: unchecked, it
+		// passed every test below and the limit was silently dropped.
+		fe.add("resources.cpus", "nan is not a number of CPUs (use e.g. 0.5 for half a CPU)")
 	}
 	if r.CPUs < 0 || (r.CPUs > 0 && r.CPUs < 0.01) {
 		fe.add("resources.cpus", "%v is too small (use at least 0.01, e.g. 0.5 for half a CPU)", r.CPUs)
