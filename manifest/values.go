@@ -38,7 +38,7 @@ func ParseSize(text string) (Size, error) {
 	shift := map[string]uint{"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[strings.ToUpper(m[2])]
 	bytes := n * float64(uint64(1)<<shift)
 	if bytes >= math.MaxInt64 {
-		return 0, fmt.Errorf("%q is too large", text)
+		return 0, fmt.Errorf("%q is too large (use e.g. 512M or 64G)", text)
 	}
 	return Size(bytes), nil
 }
@@ -64,7 +64,7 @@ type Duration time.Duration
 
 func (d *Duration) UnmarshalText(text []byte) error {
 	s := strings.TrimSpace(string(text))
-	if _, err := strconv.ParseFloat(s, 64); err == nil {
+	if bareNumber(s) {
 		return fmt.Errorf("%q has no unit (use e.g. %ss)", s, s)
 	}
 	v, err := time.ParseDuration(s)
@@ -76,6 +76,14 @@ func (d *Duration) UnmarshalText(text []byte) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// bareNumber reports whether s is digits with at most one '.' and a sign:
+// a duration missing its unit. (strconv.ParseFloat also takes "inf" and
+// "nan", for which "use e.g. infs" was the advice.)
+func bareNumber(s string) bool {
+	s = strings.TrimLeft(s, "+-")
+	return s != "" && s != "." && strings.Count(s, ".") <= 1 && strings.Trim(s, "0123456789.") == ""
 }
 
 func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
@@ -186,6 +194,11 @@ func (m *FileMode) UnmarshalText(text []byte) error {
 	v, err := strconv.ParseUint(s, 8, 32)
 	if err != nil || v > 0o7777 {
 		return fmt.Errorf("%q is not an octal mode (use e.g. \"1777\" or \"0755\")", string(text))
+	}
+	if v == 0 {
+		// Zero means "not set" to the mounts that default it (a tmpfs
+		// gets 1777): an explicit "0" must not turn into world-writable.
+		return fmt.Errorf("%q gives no one access (use e.g. \"0700\" or \"1777\")", string(text))
 	}
 	*m = FileMode(v)
 	return nil
