@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // FieldError is one problem in a manifest, located by file, line and key
@@ -36,10 +37,11 @@ type fieldErrors struct {
 
 // add records a problem at path; the line comes from the key index, falling
 // back to the nearest enclosing key that has one. A path that already has a
-// problem (a value that did not decode) gets no second one.
+// problem (a value that did not decode), or lies below one, gets no second
+// one: mounts = ["/tmp"] is one mistake, not also a missing type and target.
 func (fe *fieldErrors) add(path, format string, args ...any) {
 	for _, e := range fe.errs {
-		if e.Path == path {
+		if e.Path == path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") {
 			return
 		}
 	}
