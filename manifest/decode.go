@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 )
 
 // decodeValue stores TOML data (as BurntSushi/toml decodes it into
@@ -28,7 +29,11 @@ func decodeValue(fe *fieldErrors, path string, data any, v reflect.Value) {
 	case reflect.Struct:
 		table, ok := data.(map[string]any)
 		if !ok {
-			fe.add(path, "%s must be a table (write [%s] with keys below it)", describe(data), path)
+			header := "[" + path + "]"
+			if i := strings.LastIndexByte(path, '['); i > 0 && strings.HasSuffix(path, "]") {
+				header = "[[" + path[:i] + "]]" // an entry of an array of tables
+			}
+			fe.add(path, "%s must be a table (write %s with keys below it)", describe(data), header)
 			return
 		}
 		decodeStruct(fe, path, table, v)
@@ -214,6 +219,8 @@ func describe(data any) string {
 		return "a table"
 	case []any, []map[string]any:
 		return "an array"
+	case time.Time:
+		return "a date" // not its Go rendering, "2024-01-01 00:00:00 +0000 date-local"
 	default:
 		return fmt.Sprint(d)
 	}
