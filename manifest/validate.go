@@ -62,7 +62,7 @@ func validate(s *Service, fe *fieldErrors) {
 	validateSecrets(s, fe)
 	for k := range s.Labels {
 		if strings.TrimSpace(k) == "" {
-			fe.add("labels", "a label has an empty key (name it, e.g. \"org.opencontainers.image.source\")")
+			fe.add(joinKey("labels", k), "a label has an empty key (name it, e.g. \"org.opencontainers.image.source\")")
 		}
 	}
 	validateInsecure(s, fe)
