@@ -84,6 +84,11 @@ func SensitivePath(p string) (why string, sensitive bool) {
 			if sub == h || strings.HasPrefix(sub, h+"/") {
 				return user + "'s credentials", true
 			}
+			// A parent of a store exposes it as much as the store
+			// itself, as /var does /var/lib/docker.
+			if strings.HasPrefix(h, sub+"/") {
+				return "it contains " + user + "'s " + h + " (" + user + "'s credentials)", true
+			}
 		}
 	}
 	return "", false
