@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 )
 
 // FieldError is one problem in a manifest, located by file, line and key
@@ -33,6 +32,7 @@ type fieldErrors struct {
 	file  string
 	lines lineIndex
 	errs  []*FieldError
+	paths map[string]bool // paths in errs: a lookup, not a scan of errs per add
 }
 
 // add records a problem at path; the line comes from the key index, falling
@@ -40,11 +40,15 @@ type fieldErrors struct {
 // problem (a value that did not decode), or lies below one, gets no second
 // one: mounts = ["/tmp"] is one mistake, not also a missing type and target.
 func (fe *fieldErrors) add(path, format string, args ...any) {
-	for _, e := range fe.errs {
-		if e.Path == path || strings.HasPrefix(path, e.Path+".") || strings.HasPrefix(path, e.Path+"[") {
+	for p := path; p != ""; p = parentPath(p) {
+		if fe.paths[p] {
 			return
 		}
 	}
+	if fe.paths == nil {
+		fe.paths = map[string]bool{}
+	}
+	fe.paths[path] = true
 	fe.errs = append(fe.errs, &FieldError{
 		File: fe.file,
 		Line: fe.lines.lineOf(path),
