@@ -60,6 +60,27 @@ func joinKey(path, key string) string {
 
 func indexPath(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
 
+// maxIndexedPath bounds the key paths the index records below: a
+// manifest's deepest key (mounts[12].options[3]) is far shorter, and
+// hostile nesting (a = [[[[...]]]] or a.a.a.a... = 1) must not cost the
+// square of its depth in time and memory. Deeper keys share the line of
+// their ancestor at the bound.
+const maxIndexedPath = 256
+
+func (s *lineScanner) join(path, key string) string {
+	if len(path) > maxIndexedPath {
+		return path
+	}
+	return joinKey(path, key)
+}
+
+func (s *lineScanner) index(path string, i int) string {
+	if len(path) > maxIndexedPath {
+		return path
+	}
+	return indexPath(path, i)
+}
+
 type lineScanner struct {
 	src    string
 	pos    int
@@ -82,11 +103,11 @@ func indexLines(src string) lineIndex {
 			keys := s.keys()
 			s.skipPast("]]")
 			path := s.resolve(keys[:len(keys)-1])
-			path = joinKey(path, keys[len(keys)-1])
+			path = s.join(path, keys[len(keys)-1])
 			n := s.arrays[path]
 			s.arrays[path] = n + 1
 			s.set(path)
-			prefix = indexPath(path, n)
+			prefix = s.index(path, n)
 			s.set(prefix)
 		case s.src[s.pos] == '[':
 			s.pos++
@@ -97,7 +118,7 @@ func indexLines(src string) lineIndex {
 		default:
 			path := prefix
 			for _, k := range s.keys() {
-				path = joinKey(path, k)
+				path = s.join(path, k)
 				s.set(path)
 			}
 			s.skipSpace(false)
@@ -114,9 +135,9 @@ func indexLines(src string) lineIndex {
 func (s *lineScanner) resolve(keys []string) string {
 	path := ""
 	for _, k := range keys {
-		path = joinKey(path, k)
+		path = s.join(path, k)
 		if n, ok := s.arrays[path]; ok {
-			path = indexPath(path, n-1)
+			path = s.index(path, n-1)
 		}
 	}
 	return path
@@ -252,7 +273,7 @@ func (s *lineScanner) value(path string) {
 			}
 			p := path
 			for _, k := range s.keys() {
-				p = joinKey(p, k)
+				p = s.join(p, k)
 				s.set(p)
 			}
 			s.skipSpace(false)
@@ -273,7 +294,7 @@ func (s *lineScanner) value(path string) {
 				s.pos++
 				continue
 			}
-			p := indexPath(path, i)
+			p := s.index(path, i)
 			s.set(p)
 			s.value(p)
 			i++

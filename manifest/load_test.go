@@ -251,3 +251,26 @@ func TestServiceLineAndErrorf(t *testing.T) {
 		t.Errorf("Errorf: %q, want %q", got, want)
 	}
 }
+
+// TestHostileShapes: input shapes that once cost the square of their size
+// in this package (a 20 KB manifest took 3 s, a nested array of 100 000
+// levels ran out of memory) stay linear. No timing assertion: a regression
+// shows as a test that does not finish. (Deeply nested inline tables and
+// long dotted keys are still quadratic inside BurntSushi/toml itself,
+// BurntSushi/toml#496; not tested here.)
+func TestHostileShapes(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		errors     int
+	}{
+		{"200000 bad elements", edit(`command = ["/bin/web"]`, "command = ["+strings.Repeat("1,", 200000)+"1]"), 200001},
+		{"nested arrays", with("x = " + strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + "\n"), 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("web.toml", "/srv/web", []byte(tc.text))
+			if n := len(FieldErrors(err)); n != tc.errors {
+				t.Errorf("%d errors, want %d", n, tc.errors)
+			}
+		})
+	}
+}
