@@ -36,7 +36,7 @@ test: build deps-test setup-user
 	$(MAKE) fuzz
 
 # A short fuzz run of the manifest loader on every test run; longer ones by hand:
-#   go test ./manifest -run '^$$' -fuzz FuzzLoad -fuzztime 10m
+#   go test ./manifest -run '^$$' -fuzz FuzzParse -fuzztime 10m
 fuzz:
 	$(GO) test ./manifest -run '^$$' -fuzz FuzzParse -fuzztime 20s
 
