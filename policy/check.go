@@ -123,7 +123,15 @@ func Findings(s *manifest.Service) []Finding {
 // Enforce returns an error naming every refused finding, or nil.
 func Enforce(s *manifest.Service) error {
 	findings := Findings(s)
-	slices.SortStableFunc(findings, func(a, b Finding) int { return a.Line - b.Line })
+	// By line, as manifest errors are: a finding tied to no line (a key
+	// the manifest lacks, in a table it lacks too) comes last.
+	last := func(l int) int {
+		if l == 0 {
+			return 1 << 30
+		}
+		return l
+	}
+	slices.SortStableFunc(findings, func(a, b Finding) int { return last(a.Line) - last(b.Line) })
 	var errs []error
 	for _, f := range findings {
 		if !f.Refused() {
