@@ -149,3 +149,17 @@ func finding(t *testing.T, s *manifest.Service, rule *Rule) Finding {
 	}
 	return found[0]
 }
+
+// TestEnforceOrder: refusals tied to no line (the [resources] table is
+// missing altogether) come after the placed ones, as manifest errors do.
+func TestEnforceOrder(t *testing.T) {
+	text := edit("[resources]\nmemory = \"256M\"\ncpus = 0.5\n", "[network]\nmode = \"host\"\n")
+	var got []string
+	for _, f := range manifest.FieldErrors(Enforce(parse(t, text))) {
+		_, id, _ := strings.Cut(f.Msg, "[")
+		got = append(got, fmt.Sprintf("%d %s", f.Line, id[:5]))
+	}
+	if want := "12 SR006, 0 SR001, 0 SR002"; strings.Join(got, ", ") != want {
+		t.Errorf("got  %s\nwant %s", strings.Join(got, ", "), want)
+	}
+}
