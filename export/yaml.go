@@ -1,0 +1,44 @@
+package export
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// toYAML writes v as YAML through its JSON encoding, so that one set of
+// json tags (the field names of the Kubernetes and compose references,
+// with their omitempty) decides the keys and their order.
+func toYAML(v any) ([]byte, error) {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(j, &doc); err != nil {
+		return nil, fmt.Errorf("converting JSON to YAML: %w", err)
+	}
+	blockStyle(&doc)
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// blockStyle drops the flow style and quoting that parsing JSON left on
+// every node; the encoder then quotes only what would otherwise read as
+// another type ("1000:1000" stays a string, "true" gets quotes).
+func blockStyle(n *yaml.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
