@@ -219,11 +219,14 @@ func Kubernetes(p *launcher.Prepared, opts Options) (*Output, error) {
 		if err != nil {
 			return nil, err
 		}
-		if nonRoot != nil {
+		switch {
+		case nonRoot != nil:
 			uid, gid = int64(nonRoot.Uid), int64(nonRoot.Gid)
-			warn("the manifest runs the process as root (uid 0, unprivileged in its user namespace); Pod Security restricted needs a non-root user, so the pod runs as %s (%d:%d) from the image's /etc/passwd: check that the service works as that user, or set [process] user", nonRoot.Name, uid, gid)
-		} else {
-			warn("Pod Security restricted: runAsNonRoot != true: the manifest runs the process as root (uid 0) and the image's /etc/passwd has no non-root user to run it as instead (add one, or set [process] user)")
+			warn("the manifest runs the process as root (uid 0, unprivileged in its user namespace); Pod Security restricted wants a non-root user, so the pod runs as %s (%d:%d) from the image's /etc/passwd: check that the service works as that user, or set [process] user", nonRoot.Name, uid, gid)
+		case hostNS:
+			warn("Pod Security restricted: runAsNonRoot != true, runAsUser=0: the manifest runs the process as root, the image's /etc/passwd has no non-root user to run it as instead, and host namespaces rule out hostUsers: false (add a user to the image, or set [process] user)")
+		default:
+			warn("Pod Security restricted: runAsNonRoot != true, runAsUser=0 before policy version 1.35: the manifest runs the process as root and the image's /etc/passwd has no non-root user to run it as instead; from 1.35 restricted accepts root in the pod's own user namespace (hostUsers: false), older policy versions refuse it (add a user to the image, or set [process] user)")
 		}
 	}
 	if uid != 0 {
@@ -265,7 +268,7 @@ func Kubernetes(p *launcher.Prepared, opts Options) (*Output, error) {
 		}
 	} else {
 		sc.AppArmorProfile = &k8sProfile{Type: "Unconfined"}
-		warn("Pod Security baseline: appArmorProfile: the manifest runs without AppArmor ([security] apparmor = \"unconfined\")")
+		warn("Pod Security baseline: forbidden AppArmor profile (Unconfined): the manifest runs without AppArmor ([security] apparmor = \"unconfined\")")
 	}
 
 	c := k8sContainer{
@@ -347,7 +350,7 @@ func Kubernetes(p *launcher.Prepared, opts Options) (*Output, error) {
 		default:
 			if m.Writable() {
 				pod.Volumes = append(pod.Volumes, k8sVolume{Name: vname, HostPath: &k8sHostPath{Path: m.Source, Type: "Directory"}})
-				warn("Pod Security baseline: hostPath volumes: the manifest binds %s writable; use a PersistentVolumeClaim where you can", m.Source)
+				warn("Pod Security restricted: restricted volume types (hostPath): the manifest binds %s writable; use a PersistentVolumeClaim where you can", m.Source)
 				break
 			}
 			cm := dnsName(s.Name+"-"+strings.Trim(strings.ReplaceAll(m.Target, "/", "-"), "-"), true)

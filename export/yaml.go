@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"regexp"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -33,11 +34,18 @@ func toYAML(v any) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// sexagesimal matches what YAML 1.1 readers (docker-compose v1, PyYAML)
+// take for a base-60 number: user: 1000:1000 would become 3601000.
+var sexagesimal = regexp.MustCompile(`^[-+]?[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?$`)
+
 // blockStyle drops the flow style and quoting that parsing JSON left on
 // every node; the encoder then quotes only what would otherwise read as
 // another type ("1000:1000" stays a string, "true" gets quotes).
 func blockStyle(n *yaml.Node) {
 	n.Style = 0
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!str" && sexagesimal.MatchString(n.Value) {
+		n.Style = yaml.DoubleQuotedStyle
+	}
 	for _, c := range n.Content {
 		blockStyle(c)
 	}
