@@ -140,7 +140,7 @@ func Docker(p *launcher.Prepared, opts Options) (*Output, error) {
 		b.WriteString("# " + l + "\n")
 	}
 	b.WriteString("set -eu\n")
-	if strings.HasPrefix(image, "$") {
+	if s.Image.Ref == "" && s.Image.Rootfs != "" {
 		fmt.Fprintf(&b, "IMAGE=${IMAGE:-$(tar -C %s -c . | docker import -)}\n", shellQuote(p.Image.Rootfs))
 	}
 	b.WriteString("exec docker run")
