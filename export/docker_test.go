@@ -59,7 +59,7 @@ func startDockerd(t *testing.T) *dockerd {
 		"--pidfile", filepath.Join(dir, "docker.pid"),
 		"--cgroup-parent", d.cgroupParent)
 	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
 		t.Fatalf("starting dockerd: %v", err)
 	}

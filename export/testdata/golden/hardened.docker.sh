@@ -16,6 +16,7 @@
 # Secrets: bound read-only from their host files, with the files' own owner
 # and mode (safe-run copies them to a tmpfs, 0400, owned by the service's user).
 set -eu
+IMAGE=${IMAGE:-$(tar -C $TESTDATA/rootfs -c . | docker import -)}
 exec docker run \
   --detach \
   --name web \
@@ -32,7 +33,7 @@ exec docker run \
   --memory-reservation 128M \
   --cpus 1.5 \
   --ulimit core=0 \
-  --ulimit nofile=1024:65536 \
+  --ulimit nofile=1024:20000 \
   --network none \
   --tmpfs /tmp:nosuid,nodev,noexec,mode=1777,size=67108864 \
   --mount type=volume,source=web-data,target=/var/lib/web \

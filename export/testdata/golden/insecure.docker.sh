@@ -10,6 +10,7 @@
 # `safe-run audit` checks it.
 # Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.
 set -eu
+IMAGE=${IMAGE:-$(tar -C $TESTDATA/rootfs-root -c . | docker import -)}
 exec docker run \
   --detach \
   --name loose \
@@ -25,7 +26,7 @@ exec docker run \
   --memory-swap 128M \
   --cpus 1 \
   --ulimit core=0 \
-  --ulimit nofile=1024:65536 \
+  --ulimit nofile=1024:20000 \
   --network host \
   --mount type=bind,source=$TESTDATA/state,target=/var/lib/agent \
   --label run.safe-run.manifest=$TESTDATA/insecure.toml \
