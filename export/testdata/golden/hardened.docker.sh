@@ -33,7 +33,7 @@ exec docker run \
   --memory-reservation 128M \
   --cpus 1.5 \
   --ulimit core=0 \
-  --ulimit nofile=1024:20000 \
+  --ulimit nofile=1024:65536 \
   --network none \
   --tmpfs /tmp:nosuid,nodev,noexec,mode=1777,size=67108864 \
   --mount type=volume,source=web-data,target=/var/lib/web \

@@ -26,7 +26,7 @@ exec docker run \
   --memory-swap 128M \
   --cpus 1 \
   --ulimit core=0 \
-  --ulimit nofile=1024:20000 \
+  --ulimit nofile=1024:65536 \
   --network host \
   --mount type=bind,source=$TESTDATA/state,target=/var/lib/agent \
   --label run.safe-run.manifest=$TESTDATA/insecure.toml \

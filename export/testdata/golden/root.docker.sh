@@ -26,7 +26,7 @@ exec docker run \
   --memory-swap 64M \
   --cpus 0.25 \
   --ulimit core=0 \
-  --ulimit nofile=1024:20000 \
+  --ulimit nofile=1024:65536 \
   --network none \
   --label run.safe-run.manifest=$TESTDATA/root.toml \
   --label run.safe-run.manifest.digest=sha256:3fc8afcbf3c9cd1b1b6e6734cf896898a740ed5391a66123bccdcd6fa67a9829 \

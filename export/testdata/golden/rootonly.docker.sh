@@ -26,7 +26,7 @@ exec docker run \
   --memory-swap 64M \
   --cpus 0.25 \
   --ulimit core=0 \
-  --ulimit nofile=1024:20000 \
+  --ulimit nofile=1024:65536 \
   --network none \
   --label run.safe-run.manifest=$TESTDATA/rootonly.toml \
   --label run.safe-run.manifest.digest=sha256:40111a84b8a23a763b1294c83e98f8d8317d35e3559d87ed899df6b3105660a9 \
