@@ -195,3 +195,24 @@ func TestTargetRefused(t *testing.T) {
 		t.Errorf("err = %v, want %s", err, want)
 	}
 }
+
+func TestSexagesimal(t *testing.T) {
+	for s, want := range map[string]bool{
+		"1000:1000": false, // :1000 is not a base-60 digit group
+		"33:33":     true,  // www-data, read as 1983
+		"10:30":     true,
+		"1:2:3":     true,
+		"-1:30.5":   true,
+		"1000":      false,
+		":30":       false,
+		"a:30":      false,
+		"10:60":     false,
+		"10:30x":    false,
+		"1_0:05":    true,
+		"10:5:":     false,
+	} {
+		if got := sexagesimal(s); got != want {
+			t.Errorf("sexagesimal(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
