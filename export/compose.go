@@ -127,6 +127,12 @@ func Compose(p *launcher.Prepared, opts Options) (*Output, error) {
 		"host range; docker does so only when the daemon runs with userns-remap",
 		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
 	)
+	if u.UID == 0 {
+		out.Warnings = append(out.Warnings, rootWarning)
+	}
+	if s.Process.Notify {
+		notes = append(notes, notifyNote)
+	}
 	if m := s.Resources.Memory; m > 0 {
 		c.MemLimit, c.MemswapLimit = composeSize(m), composeSize(m)
 	}
@@ -211,7 +217,7 @@ func Compose(p *launcher.Prepared, opts Options) (*Output, error) {
 		return nil, err
 	}
 	var b strings.Builder
-	for _, l := range append(header(p, "compose"), notes...) {
+	for _, l := range append(append(header(p, "compose"), warningLines(out)...), notes...) {
 		b.WriteString("# " + l + "\n")
 	}
 	b.Write(y)

@@ -64,6 +64,12 @@ func Docker(p *launcher.Prepared, opts Options) (*Output, error) {
 		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
 		"`safe-run audit` checks it.",
 	)
+	if spec.Process.User.UID == 0 {
+		out.Warnings = append(out.Warnings, rootWarning)
+	}
+	if s.Process.Notify {
+		note(notifyNote)
+	}
 	resourceFlags(s, spec, arg, note, out)
 	switch s.Network.Mode {
 	case manifest.NetworkHost:
@@ -136,7 +142,7 @@ func Docker(p *launcher.Prepared, opts Options) (*Output, error) {
 		b.WriteString("# " + l + "\n")
 	}
 	image, imageNotes := dockerImage(s, p)
-	for _, l := range append(imageNotes, notes...) {
+	for _, l := range append(append(warningLines(out), imageNotes...), notes...) {
 		b.WriteString("# " + l + "\n")
 	}
 	b.WriteString("set -eu\n")
@@ -164,6 +170,21 @@ func Docker(p *launcher.Prepared, opts Options) (*Output, error) {
 	out.Text = []byte(b.String())
 	return out, nil
 }
+
+// warningLines are the export's warnings as lines of its header comment.
+func warningLines(out *Output) []string {
+	lines := make([]string, len(out.Warnings))
+	for i, w := range out.Warnings {
+		lines[i] = "WARNING: " + w
+	}
+	return lines
+}
+
+// rootWarning is the weakening docker and compose cannot undo themselves.
+const rootWarning = "the process runs as root (uid 0): safe-run makes that an unprivileged host user through its user namespace, docker only when the daemon runs with userns-remap; without it this is the host's root, confined only by capabilities, seccomp and AppArmor (set [process] user, or enable userns-remap)"
+
+// notifyNote says what becomes of [process] notify where nothing listens.
+const notifyNote = "notify = true: docker does not pass NOTIFY_SOCKET; the service's readiness messages go nowhere (a HEALTHCHECK can stand in)."
 
 // resourceFlags are the cgroup limits and rlimits.
 func resourceFlags(s *manifest.Service, spec *specs.Spec, arg func(...string), note func(...string), out *Output) {

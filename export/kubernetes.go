@@ -301,6 +301,9 @@ func Kubernetes(p *launcher.Prepared, opts Options) (*Output, error) {
 			"the service is PID 1 of its container (shareProcessNamespace would put the pause",
 			"process there instead, at the cost of sharing PIDs between containers).")
 	}
+	if s.Process.Notify {
+		note("notify = true: Kubernetes does not pass NOTIFY_SOCKET; give the container a readinessProbe instead.")
+	}
 	cmd := command(p)
 	if len(s.Process.Command) > 0 {
 		c.Command = cmd
@@ -415,9 +418,7 @@ func Kubernetes(p *launcher.Prepared, opts Options) (*Output, error) {
 		lines = append(lines, "Image: the manifest names a root filesystem directory, not a registry image:",
 			"push it to your registry and replace the image below with its name@sha256:digest.")
 	}
-	for _, w := range out.Warnings {
-		lines = append(lines, "WARNING: "+w)
-	}
+	lines = append(lines, warningLines(out)...)
 	for _, l := range append(lines, notes...) {
 		b.WriteString("# " + l + "\n")
 	}
