@@ -124,7 +124,7 @@ func Spec(in Inputs, host Host) (*specs.Spec, error) {
 			Env:             environment(s, img, user.home),
 			Cwd:             cwd,
 			Capabilities:    capabilities(s.Security.Capabilities, user.spec.UID != 0),
-			Rlimits:         rlimits,
+			Rlimits:         slices.Clone(rlimits), // fitRlimits edits the spec's copy
 			NoNewPrivileges: s.Security.NoNewPrivileges,
 			ApparmorProfile: in.AppArmor,
 		},
