@@ -18,9 +18,11 @@
 //     NET_RAW;
 //   - signals and ptrace only within the service, and signals from the
 //     supervisor;
-//   - audited denials that hold even in complain mode: mount, umount,
+//   - deny rules for what container escapes are made of: mount, umount,
 //     pivot_root, /proc/sys, /proc/sysrq-trigger, /proc/kcore, /sys, and
-//     other processes' mem and attr files.
+//     the mem and attr files of processes. They are audited in enforce
+//     mode; in complain mode they are quiet, because the kernel holds
+//     only quiet denials there, and so they hold while a service is staged.
 //
 // Every profile pins the policy ABI (abi <abi/3.0>) and includes nothing
 // from /etc/apparmor.d, so what compiles on one host with apparmor_parser

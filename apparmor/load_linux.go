@@ -68,8 +68,8 @@ type LoadOptions struct {
 	Logger *slog.Logger
 }
 
-// Loaded says what Load did.
-type Loaded struct {
+// LoadResult says what Load did.
+type LoadResult struct {
 	Compiled bool          // false: the compiled policy came from the cache
 	Took     time.Duration // compiling (if it did) and loading
 }
@@ -86,12 +86,12 @@ type Loaded struct {
 // Without root nothing can be loaded: Load checks that root has installed
 // this very profile (Install) and otherwise fails with ErrNotInstalled.
 // A profile that is not generated (p.Policy empty) is left as it is.
-func Load(ctx context.Context, p *Profile, opts LoadOptions) (Loaded, error) {
+func Load(ctx context.Context, p *Profile, opts LoadOptions) (LoadResult, error) {
 	if p == nil || p.Policy == "" {
-		return Loaded{}, nil
+		return LoadResult{}, nil
 	}
 	if os.Geteuid() != 0 {
-		return Loaded{}, checkInstalled(p, InstallDir)
+		return LoadResult{}, checkInstalled(p, InstallDir)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -100,43 +100,43 @@ func Load(ctx context.Context, p *Profile, opts LoadOptions) (Loaded, error) {
 	start := time.Now()
 	parser, err := findParser(opts.Parser)
 	if err != nil {
-		return Loaded{}, err
+		return LoadResult{}, err
 	}
 	key, err := cacheKey(p.Policy, parser, securityfs+"/features")
 	if err != nil {
-		return Loaded{}, fmt.Errorf("AppArmor profile %s: %w", p.Name, err)
+		return LoadResult{}, fmt.Errorf("AppArmor profile %s: %w", p.Name, err)
 	}
 	dir := filepath.Join(opts.CacheDir, p.Name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return Loaded{}, fmt.Errorf("AppArmor cache: %w", err)
+		return LoadResult{}, fmt.Errorf("AppArmor cache: %w", err)
 	}
 	file := filepath.Join(dir, key)
-	var res Loaded
+	var res LoadResult
 	policy, err := os.ReadFile(file)
 	if err != nil {
 		if policy, err = compileInto(ctx, parser, p, file); err != nil {
-			return Loaded{}, err
+			return LoadResult{}, err
 		}
 		res.Compiled = true
 	}
 	if err := replace(policy); err != nil {
 		if res.Compiled {
-			return Loaded{}, fmt.Errorf("loading AppArmor profile %s: %w", p.Name, err)
+			return LoadResult{}, fmt.Errorf("loading AppArmor profile %s: %w", p.Name, err)
 		}
 		// The kernel refuses what it accepted before from this cache:
 		// the entry is damaged, or the key missed a change. Compile
 		// again, once.
 		log.Warn("the kernel refused a cached AppArmor profile; compiling it again", "profile", p.Name, "cache", file, "err", err)
 		if policy, err = compileInto(ctx, parser, p, file); err != nil {
-			return Loaded{}, err
+			return LoadResult{}, err
 		}
 		res.Compiled = true
 		if err := replace(policy); err != nil {
-			return Loaded{}, fmt.Errorf("loading AppArmor profile %s: %w", p.Name, err)
+			return LoadResult{}, fmt.Errorf("loading AppArmor profile %s: %w", p.Name, err)
 		}
 	}
 	if err := checkLoaded(p); err != nil {
-		return Loaded{}, err
+		return LoadResult{}, err
 	}
 	res.Took = time.Since(start)
 	// Only the current entry of this profile is worth keeping.

@@ -22,18 +22,18 @@ type LoadOptions struct {
 	Logger   *slog.Logger
 }
 
-// Loaded says what Load did.
-type Loaded struct {
+// LoadResult says what Load did.
+type LoadResult struct {
 	Compiled bool
 	Took     time.Duration
 }
 
 // Load fails for a generated profile: only Linux has AppArmor.
-func Load(ctx context.Context, p *Profile, opts LoadOptions) (Loaded, error) {
+func Load(ctx context.Context, p *Profile, opts LoadOptions) (LoadResult, error) {
 	if p == nil || p.Policy == "" {
-		return Loaded{}, nil
+		return LoadResult{}, nil
 	}
-	return Loaded{}, errors.ErrUnsupported
+	return LoadResult{}, errors.ErrUnsupported
 }
 
 // InstallOptions say where Install puts a profile.

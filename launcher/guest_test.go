@@ -96,7 +96,7 @@ set -e
 ls -la / /etc /dev /proc/self >/dev/null
 ps >/dev/null; id; hostname; date >/dev/null; uname -a >/dev/null
 cat /etc/passwd /proc/self/status /sys/fs/cgroup/memory.max >/dev/null
-echo x >/dev/null; head -c 16 /dev/urandom | od >/dev/null
+echo x >/dev/null; echo out >/dev/stdout; echo err >/dev/stderr; head -c 16 /dev/urandom | od >/dev/null
 mkdir -p /tmp/a/b; echo hi >/tmp/a/b/f; mv /tmp/a/b/f /tmp/a/g; ln /tmp/a/g /tmp/a/h; ln -s g /tmp/a/s; rm -r /tmp/a
 echo shm >/dev/shm/x; cat /dev/shm/x; rm /dev/shm/x
 sh -c 'sleep 0.1 & wait; kill -0 $$'
