@@ -281,6 +281,10 @@ profile {{.Name}} flags=({{.Flags}}) {
 {{- end}}
   /dev/shm/** rwlk,
   {{.Deny}} /dev/shm/** mx,
+  # Its own open files, reopened through /proc/self/fd, /dev/stdout or
+  # /dev/stderr: a shell's ">/dev/stderr" asks to create the link itself,
+  # and the file it reaches is checked under its own name.
+  owner /proc/*/fd/* w,
 
   # Network: TCP and UDP over IPv4 and IPv6, local sockets, and netlink to
   # list interfaces and addresses.
