@@ -120,7 +120,7 @@ func Load(ctx context.Context, p *Profile, opts LoadOptions) (LoadResult, error)
 		res.Compiled = true
 	}
 	if err := replace(policy); err != nil {
-		if res.Compiled {
+		if res.Compiled || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 			return LoadResult{}, fmt.Errorf("loading AppArmor profile %s: %w", p.Name, err)
 		}
 		// The kernel refuses what it accepted before from this cache:

@@ -112,10 +112,10 @@ func Generate(svc *manifest.Service) (string, error) {
 	}
 	if r.Complain {
 		r.Flags += ",complain"
-		// The kernel holds a denial in complain mode only when the rule
-		// is quiet: an audited deny rule is logged as ALLOWED and lets
-		// the access through (aa_audit_file returns early only for
-		// quiet requests; seen on Debian 12's 6.1 kernel).
+		// The kernel holds a deny rule in complain mode only when the
+		// rule is quiet: an audited one is logged as ALLOWED and lets
+		// the access through (seen on Debian 12's 6.1 kernel, in the
+		// guest of launcher's TestInGuest).
 		r.Deny = "deny"
 	}
 	for _, c := range svc.Security.Capabilities {
