@@ -10,7 +10,7 @@ export CGO_ENABLED := 1
 
 # Debian packages each target needs, installed only when missing.
 BUILD_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static uidmap
-TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 cpio apparmor systemd skopeo umoci docker.io
+TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 xz-utils apparmor systemd skopeo umoci docker.io
 BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine
 
 # The id ranges services' user namespaces come from (see launcher.IDUser).

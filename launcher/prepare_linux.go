@@ -2,16 +2,17 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 
-	"github.com/opencontainers/runc/libcontainer/apparmor"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
@@ -52,11 +53,12 @@ func DefaultDirs() Dirs {
 // Prepared is a service ready to run: what every stage decided, and the
 // spec they add up to.
 type Prepared struct {
-	Service *manifest.Service
-	Image   *image.Image
-	Spec    *specs.Spec
-	Host    Host
-	Notes   []string // what this host does not enforce, for the start report
+	Service  *manifest.Service
+	Image    *image.Image
+	AppArmor *apparmor.Profile // nil: none applies; Run loads a generated one
+	Spec     *specs.Spec
+	Host     Host
+	Notes    []string // what this host does not enforce, for the start report
 }
 
 // PrepareOptions say where safe-run lives on this host.
@@ -88,8 +90,11 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 	if in.Seccomp, err = seccompProfile(svc); err != nil {
 		return nil, err
 	}
-	if in.AppArmor, err = p.appArmor(); err != nil {
+	if p.AppArmor, err = p.appArmor(); err != nil {
 		return nil, err
+	}
+	if p.AppArmor != nil {
+		in.AppArmor = p.AppArmor.Name
 	}
 	cgroupPath, v2, err := CgroupPlacement(svc.Name)
 	if err != nil {
@@ -154,24 +159,17 @@ func (p *Prepared) rootlessCgroups() error {
 	return nil
 }
 
-// appArmor names the profile to apply, or notes that the kernel has none.
-func (p *Prepared) appArmor() (string, error) {
-	sec := p.Service.Security
-	if sec.AppArmor == "unconfined" {
-		return "", nil
+// appArmor decides the service's AppArmor profile from what the kernel
+// offers; generating it needs no root, loading it is left to Run.
+func (p *Prepared) appArmor() (*apparmor.Profile, error) {
+	prof, note, err := apparmor.ForService(p.Service, apparmor.Probe())
+	if errors.Is(err, apparmor.ErrNotEnabled) {
+		err = fmt.Errorf("%w: %w", ErrHostCannotEnforce, err)
 	}
-	if !apparmor.IsEnabled() {
-		if sec.AppArmorRequired {
-			return "", fmt.Errorf("%w: %w", ErrHostCannotEnforce, p.Service.Errorf("security.apparmor_required",
-				"this kernel has no AppArmor (run on a kernel with AppArmor enabled, or set apparmor_required = false)"))
-		}
-		p.Notes = append(p.Notes, "AppArmor not enforced: this kernel has no AppArmor")
-		return "", nil
+	if note != "" {
+		p.Notes = append(p.Notes, note)
 	}
-	if sec.AppArmor == "generated" {
-		return "safe-run-" + p.Service.Name, nil
-	}
-	return sec.AppArmor, nil
+	return prof, err
 }
 
 // seccompProfile builds the service's filter for this host's architecture

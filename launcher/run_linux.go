@@ -26,6 +26,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/manifest"
 )
 
@@ -37,7 +38,8 @@ type Options struct {
 	DataDir              string // persistent data: the writable layer of a writable rootfs
 	StopSignal           unix.Signal
 	StopTimeout          time.Duration
-	AllowSensitiveMounts bool // [insecure] allows sensitive_mounts: skip the real-path check
+	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
+	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
 	Stdio                Stdio
 	Report               io.Writer // start report and exit reason; nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
@@ -69,6 +71,9 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
 	}
 	if err := preflightCommand(spec); err != nil {
+		return 0, err
+	}
+	if err := loadAppArmor(ctx, spec, host, opts); err != nil {
 		return 0, err
 	}
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: opts.Name, Spec: spec, RootlessCgroups: host.CgroupsWaived})
@@ -123,6 +128,20 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	}()
 	r := <-done
 	return r.code, r.err
+}
+
+// loadAppArmor loads the service's generated AppArmor profile, which
+// libcontainer applies when the container execs its first program.
+func loadAppArmor(ctx context.Context, spec *specs.Spec, host Host, opts Options) error {
+	p := opts.AppArmor
+	if p == nil {
+		return nil
+	}
+	if p.Name != spec.Process.ApparmorProfile {
+		return fmt.Errorf("the spec applies AppArmor profile %q, but the profile to load is %s", spec.Process.ApparmorProfile, p.Name)
+	}
+	_, err := apparmor.Load(ctx, p, apparmor.LoadOptions{CacheDir: filepath.Join(opts.DataDir, "apparmor"), Rootless: host.Rootless, Logger: opts.Logger})
+	return err
 }
 
 // cleanLeftovers removes what a previous run of the same name left when it

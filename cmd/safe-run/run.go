@@ -52,6 +52,7 @@ func runService(ctx context.Context, g *globals, path string) error {
 		StopSignal:           unix.Signal(p.Service.Process.StopSignal.Number),
 		StopTimeout:          time.Duration(p.Service.Process.StopTimeout),
 		AllowSensitiveMounts: p.Service.Allows(manifest.AllowSensitiveMounts),
+		AppArmor:             p.AppArmor,
 		Stdio:                launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr},
 		Notes:                p.Notes,
 	}

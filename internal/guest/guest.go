@@ -26,6 +26,11 @@ type Options struct {
 	// (a container rootfs). They are writable in the guest and may
 	// replace what the harness puts there.
 	Files map[string]string
+	// Programs maps guest paths to dynamically linked host programs,
+	// copied with the shared libraries ldd lists for them (e.g. the
+	// setuid newuidmap of package uidmap). Modes, set-id bits included,
+	// are kept.
+	Programs map[string]string
 	// Script is a busybox sh script run as root in the guest once it is
 	// set up; its exit status is the run's.
 	Script string
