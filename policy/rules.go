@@ -36,6 +36,7 @@ var Rules = []*Rule{
 	ruleHostNetwork, ruleHostPID, ruleHostIPC, ruleHostUTS, ruleNewPrivileges,
 	ruleWritableRootfs, ruleSeccompUnconfined, ruleAppArmorUnconfined,
 	ruleSecretEnv, ruleRootUser, ruleAppArmorComplain, ruleWritableBind,
+	ruleUnpinnedImage, ruleInsecureRegistry,
 }
 
 var (
@@ -152,5 +153,20 @@ var (
 		Advice: "for stateful services use clearly designated volumes",
 		CIS:    "5.5",
 		Fix:    "use a volume, or read_only = true",
+	}
+	ruleUnpinnedImage = &Rule{
+		ID: "SR018", Name: "unpinned-image", Severity: High, Allow: manifest.AllowUnpinnedImage,
+		Title:  "registry image referenced by tag, not pinned by digest",
+		Advice: "pin images by digest rather than tags: a tag can be moved to other content",
+		Fix:    `pin it: ref = "registry.example/web@sha256:<digest>" (with the allowance, safe-run prints the digest a tag resolves to)`,
+	}
+	// ruleInsecureRegistry is enforced when safe-run pulls: only the
+	// registry's answer shows that it speaks plain HTTP. Plain HTTP is
+	// never used for a registry that is not on loopback.
+	ruleInsecureRegistry = &Rule{
+		ID: "SR019", Name: "insecure-registry", Severity: High, Allow: manifest.AllowInsecureRegistry,
+		Title:  "registry over plain HTTP (loopback registries only)",
+		Advice: "pull images over an authenticated, encrypted channel",
+		Fix:    "serve the registry over HTTPS",
 	}
 )
