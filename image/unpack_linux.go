@@ -1,0 +1,715 @@
+package image
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"maps"
+	"math"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
+	"github.com/klauspost/compress/zstd"
+	"golang.org/x/sys/unix"
+)
+
+// Bounds on one image, all layers together. They sit well above what
+// services ship (the largest common images, CUDA and ML stacks, are around
+// 10-20 GiB and a few hundred thousand files) and stop a decompression
+// bomb long before it fills the disk or the inode table.
+const (
+	defaultMaxBytes   = 32 << 30
+	defaultMaxEntries = 2_000_000
+)
+
+// limits bound what one image may unpack to.
+type limits struct {
+	bytes   int64 // file content
+	entries int64 // tar entries
+}
+
+func (l limits) orDefault() limits {
+	if l.bytes == 0 {
+		l.bytes = defaultMaxBytes
+	}
+	if l.entries == 0 {
+		l.entries = defaultMaxEntries
+	}
+	return l
+}
+
+// streamLimit bounds the uncompressed bytes read: file content plus at
+// most 1 KiB of tar headers and padding per entry. Draining a layer to
+// check its digest reads no further than this either.
+func (l limits) streamLimit() int64 { return l.bytes + l.entries*1024 + 1<<20 }
+
+// unpackStats say what an unpack did.
+type unpackStats struct {
+	files int64 // entries applied
+	bytes int64 // file content written
+	notes []string
+}
+
+// Whiteouts, as the OCI image spec defines them (layer.md, "Whiteouts").
+const (
+	whiteoutPrefix = ".wh."
+	whiteoutOpaque = ".wh..wh..opq"
+	whiteoutMeta   = ".wh..wh." // aufs's own bookkeeping (.wh..wh.plnk): not content
+)
+
+// unpacker applies layers to the tree under root, never outside it.
+//
+// Every path of a layer is resolved inside the tree with
+// openat2(RESOLVE_IN_ROOT): a symlink the image planted (etc -> /etc, or
+// ../../..) is followed as the container would follow it, inside the
+// tree, never to the host. The last component is never followed: what is
+// there is removed and created anew with O_EXCL and O_NOFOLLOW, so no
+// write ever goes through a symlink or a hardlink the image made.
+type unpacker struct {
+	root       *os.File // O_PATH handle on the tree
+	keepSetuid bool
+	chown      bool // root: keep the image's owners; otherwise files are the caller's
+	lim        limits
+	entries    int64
+	bytes      int64
+	stream     int64 // uncompressed bytes read, all layers
+	buf        []byte
+
+	layer string          // "layer 2/5 sha256:...", for errors
+	added map[string]bool // what this layer created, and its parents: whiteouts spare them
+
+	// One resolved parent directory, reused while entries stay in it.
+	parentPath string
+	parentFD   int
+
+	dirTimes map[string]tar.Header // directories get their times last: adding to them changes them
+
+	dropped  []string // device nodes and FIFOs
+	dropSet  map[string]bool
+	stripped []string // setuid/setgid bits removed
+	xattrs   map[string]bool
+	skipped  []string // entries of types that have no place in a rootfs
+}
+
+func newUnpacker(dir string, keepSetuid bool, lim limits) (*unpacker, error) {
+	root, err := os.OpenFile(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &unpacker{
+		root: root, keepSetuid: keepSetuid, chown: os.Geteuid() == 0, lim: lim.orDefault(),
+		buf: make([]byte, 1<<20), parentFD: -1,
+		dirTimes: map[string]tar.Header{}, dropSet: map[string]bool{}, xattrs: map[string]bool{},
+	}, nil
+}
+
+func (u *unpacker) close() {
+	u.forgetParent()
+	u.root.Close()
+}
+
+// applyLayer unpacks one layer blob, then checks the blob's digest and
+// the digest of its uncompressed tar (the config's diff_id), which tie
+// the tree to the config digest the cache is keyed by. A layer that fails
+// either check fails the whole unpack: the tree is thrown away.
+func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) error {
+	u.layer = fmt.Sprintf("layer %d %s", n, l.diffID)
+	rc, err := l.open(ctx)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u.layer, err)
+	}
+	defer rc.Close()
+	blobSum := sha256.New()
+	blob := bufio.NewReaderSize(io.TeeReader(countingReader{rc, p}, blobSum), 1<<20)
+	tarStream, closeDec, err := decompress(blob)
+	if err != nil {
+		return fmt.Errorf("%s: %w", u.layer, err)
+	}
+	defer closeDec()
+	diffSum := sha256.New()
+	stream := &limitedStream{r: tarStream, u: u}
+	tr := io.TeeReader(stream, diffSum)
+	if err := u.apply(ctx, tr); err != nil {
+		return err
+	}
+	// A tar ends with zero blocks and may be padded; the digests cover
+	// every byte.
+	if _, err := io.CopyBuffer(io.Discard, tr, u.buf); err != nil {
+		return fmt.Errorf("%s: %w", u.layer, err)
+	}
+	if _, err := io.CopyBuffer(io.Discard, blob, u.buf); err != nil {
+		return fmt.Errorf("%s: %w", u.layer, err)
+	}
+	if l.digest.Hex != "" && sumHex(blobSum) != l.digest.Hex {
+		return fmt.Errorf("%s: %w: the blob has digest sha256:%s, the manifest says %s (tampered with or corrupt; pull it again from a source you trust)",
+			u.layer, ErrDigestMismatch, sumHex(blobSum), l.digest)
+	}
+	if got := sumHex(diffSum); got != l.diffID.Hex {
+		return fmt.Errorf("%s: %w: the uncompressed layer has digest sha256:%s, the config says %s (tampered with or corrupt)",
+			u.layer, ErrDigestMismatch, got, l.diffID)
+	}
+	return nil
+}
+
+func sumHex(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
+
+// decompress recognises a layer's compression by its magic number, as
+// docker and containerd do, rather than trusting its media type.
+func decompress(r *bufio.Reader) (io.Reader, func(), error) {
+	magic, _ := r.Peek(4)
+	switch {
+	case bytes.HasPrefix(magic, []byte{0x1f, 0x8b}):
+		z, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, nil, err
+		}
+		return z, func() { z.Close() }, nil
+	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
+		// A window above 128 MiB is no layer's, only a memory bomb's.
+		z, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
+		if err != nil {
+			return nil, nil, err
+		}
+		return z, z.Close, nil
+	}
+	return r, func() {}, nil
+}
+
+// limitedStream bounds the uncompressed bytes of all layers together.
+type limitedStream struct {
+	r io.Reader
+	u *unpacker
+}
+
+func (s *limitedStream) Read(b []byte) (int, error) {
+	n, err := s.r.Read(b)
+	s.u.stream += int64(n)
+	if s.u.stream > s.u.lim.streamLimit() {
+		return n, fmt.Errorf("%s: %w: more than %s of uncompressed data (a decompression bomb?)", s.u.layer, ErrTooLarge, humanSize(s.u.lim.streamLimit()))
+	}
+	return n, err
+}
+
+func (u *unpacker) apply(ctx context.Context, r io.Reader) error {
+	u.added = map[string]bool{}
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: reading the tar: %w", u.layer, err)
+		}
+		u.entries++
+		if u.entries > u.lim.entries {
+			return fmt.Errorf("%s: %w: more than %d files (a tar bomb?)", u.layer, ErrTooLarge, u.lim.entries)
+		}
+		if err := u.entry(tr, hdr); err != nil {
+			return fmt.Errorf("%s: %s: %w", u.layer, strconv.Quote(hdr.Name), err)
+		}
+	}
+}
+
+// entryPath turns a tar name into a path relative to the root; "" is the
+// root itself. A ".." anywhere is refused: no tool that builds images
+// writes one, and it only ever serves to climb out. A leading "/" is
+// dropped, as tar -x does.
+func entryPath(name string) (string, error) {
+	if strings.IndexByte(name, 0) >= 0 {
+		return "", fmt.Errorf("%w: the name holds a NUL byte", ErrUnsafeLayer)
+	}
+	for _, c := range strings.Split(name, "/") {
+		if c == ".." {
+			return "", fmt.Errorf("%w: the name climbs out of the root filesystem with \"..\"", ErrUnsafeLayer)
+		}
+	}
+	p := path.Clean("/" + name)[1:]
+	return p, nil
+}
+
+func splitPath(p string) (dir, base string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}
+
+func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
+	p, err := entryPath(hdr.Name)
+	if err != nil {
+		return err
+	}
+	if p == "" {
+		return nil // the root: safe-run makes it
+	}
+	dir, base := splitPath(p)
+	if strings.HasPrefix(base, whiteoutPrefix) {
+		return u.whiteout(dir, base)
+	}
+	if hdr.Uid < 0 || hdr.Gid < 0 || hdr.Uid >= math.MaxUint32 || hdr.Gid >= math.MaxUint32 {
+		return fmt.Errorf("%w: owner %d:%d is not a valid id", ErrUnsafeLayer, hdr.Uid, hdr.Gid)
+	}
+	pfd, err := u.parent(dir, true)
+	if err != nil {
+		return err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeReg, tar.TypeGNUSparse:
+		err = u.file(pfd, p, base, hdr, tr)
+	case tar.TypeDir:
+		err = u.dir(pfd, p, base, hdr)
+	case tar.TypeSymlink:
+		err = u.symlink(pfd, p, base, hdr)
+	case tar.TypeLink:
+		err = u.hardlink(pfd, p, base, hdr)
+	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
+		// A container gets its devices from safe-run (a fresh /dev), never
+		// from its image: a device node is a door to host hardware, and a
+		// FIFO nobody opens only hangs. What the path held before is gone,
+		// as it would be had the node been made.
+		if err = u.clear(pfd, base, false); err == nil {
+			u.dropped = append(u.dropped, "/"+p)
+			u.dropSet[p] = true
+		}
+		return err
+	default:
+		u.skipped = append(u.skipped, fmt.Sprintf("/%s (tar type %q)", p, hdr.Typeflag))
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	delete(u.dropSet, p)
+	for q := p; q != "" && !u.added[q]; q, _ = splitPath(q) {
+		u.added[q] = true
+	}
+	return nil
+}
+
+// parent returns a handle on the directory dir of the tree, resolved
+// inside the tree; create makes what is missing (tar files may omit the
+// entries of parent directories), as docker does, 0755 and owned by root.
+func (u *unpacker) parent(dir string, create bool) (int, error) {
+	if dir == "" {
+		return int(u.root.Fd()), nil
+	}
+	if u.parentFD >= 0 && u.parentPath == dir {
+		return u.parentFD, nil
+	}
+	fd, err := u.openInRoot(dir)
+	if errors.Is(err, unix.ENOENT) && create {
+		var h *os.File
+		h, err = pathrs.MkdirAllHandle(u.root, dir, 0o755)
+		if err == nil {
+			h.Close()
+			fd, err = u.openInRoot(dir)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) {
+			return -1, fmt.Errorf("a parent of it is not a directory (%s)", dir)
+		}
+		return -1, fmt.Errorf("resolving %s in the image: %w", dir, err)
+	}
+	u.forgetParent()
+	u.parentPath, u.parentFD = dir, fd
+	return fd, nil
+}
+
+// openInRoot opens the directory p of the tree as an O_PATH handle,
+// following symlinks as if the tree were /, never above it.
+func (u *unpacker) openInRoot(p string) (int, error) {
+	fd, err := unix.Openat2(int(u.root.Fd()), p, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+	})
+	for errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+		fd, err = unix.Openat2(int(u.root.Fd()), p, &unix.OpenHow{
+			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
+		})
+	}
+	if errors.Is(err, unix.ENOSYS) { // before Linux 5.6: pathrs emulates it
+		h, err := pathrs.OpenatInRoot(u.root, p)
+		if err != nil {
+			return -1, err
+		}
+		defer h.Close()
+		return unix.Openat(int(h.Fd()), ".", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	}
+	return fd, err
+}
+
+func (u *unpacker) forgetParent() {
+	if u.parentFD >= 0 {
+		unix.Close(u.parentFD)
+	}
+	u.parentFD, u.parentPath = -1, ""
+}
+
+// clear makes room for a new entry at base in pfd: whatever is there goes,
+// unless it is a directory and keepDir is set (a directory entry over a
+// directory only changes its metadata, as in docker); then it returns
+// errKeepDir.
+func (u *unpacker) clear(pfd int, base string, keepDir bool) error {
+	var st unix.Stat_t
+	err := unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		if keepDir {
+			return errKeepDir
+		}
+		u.forgetParent()
+	}
+	return removeAllAt(pfd, base)
+}
+
+var errKeepDir = errors.New("keep the directory")
+
+// removeAllAt removes name in dirfd and, for a directory, everything in
+// it, never following a symlink.
+func removeAllAt(dirfd int, name string) error {
+	err := unix.Unlinkat(dirfd, name, 0)
+	if err == nil || errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if !errors.Is(err, unix.EISDIR) {
+		return err
+	}
+	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(fd), name)
+	names, err := d.Readdirnames(-1)
+	if err == nil {
+		for _, n := range names {
+			if err = removeAllAt(fd, n); err != nil {
+				break
+			}
+		}
+	}
+	d.Close()
+	if err != nil {
+		return err
+	}
+	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
+}
+
+// mode is the entry's permission bits, setuid and setgid removed from
+// files unless [insecure] allows setuid_binaries. A directory's setgid bit
+// (new files take its group) grants nothing and stays.
+func (u *unpacker) mode(p string, hdr *tar.Header, isDir bool) uint32 {
+	m := uint32(hdr.Mode) & 0o7777
+	switch {
+	case isDir:
+		m &^= unix.S_ISUID
+	case !u.keepSetuid && m&(unix.S_ISUID|unix.S_ISGID) != 0:
+		m &^= unix.S_ISUID | unix.S_ISGID
+		u.stripped = append(u.stripped, "/"+p)
+	}
+	return m
+}
+
+// attrs sets the owner, mode and extended attributes of the open fd. The
+// owner goes first: chown clears setuid bits.
+func (u *unpacker) attrs(fd int, p string, hdr *tar.Header, isDir bool) error {
+	if u.chown {
+		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
+	}
+	if err := unix.Fchmod(fd, u.mode(p, hdr, isDir)); err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(hdr.PAXRecords)) {
+		name, ok := strings.CutPrefix(k, "SCHILY.xattr.")
+		if !ok {
+			if strings.HasPrefix(k, "LIBARCHIVE.xattr.") {
+				u.xattrs[k] = true
+			}
+			continue
+		}
+		// Only the unprivileged user namespace: security.capability
+		// would grant file capabilities, trusted.overlay.* would
+		// reshape the overlay the launcher builds, security.selinux
+		// and system.* belong to the host's policy.
+		if !strings.HasPrefix(name, "user.") {
+			u.xattrs[name] = true
+			continue
+		}
+		err := unix.Fsetxattr(fd, name, []byte(hdr.PAXRecords[k]), 0)
+		if err != nil && !errors.Is(err, unix.ENOTSUP) {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// times sets the entry's times without following it.
+func times(pfd int, base string, hdr *tar.Header) error {
+	at := hdr.AccessTime
+	if at.IsZero() {
+		at = hdr.ModTime
+	}
+	ts := []unix.Timespec{unix.NsecToTimespec(at.UnixNano()), unix.NsecToTimespec(hdr.ModTime.UnixNano())}
+	return unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
+}
+
+// writerOnly hides os.File's ReadFrom, so that io.CopyBuffer uses the
+// unpacker's buffer.
+type writerOnly struct{ io.Writer }
+
+func (u *unpacker) file(pfd int, p, base string, hdr *tar.Header, tr *tar.Reader) error {
+	if hdr.Size > u.lim.bytes-u.bytes {
+		return fmt.Errorf("%w: its %s would take the image past %s of files (a decompression bomb?)", ErrTooLarge, humanSize(hdr.Size), humanSize(u.lim.bytes))
+	}
+	u.bytes += hdr.Size
+	if err := u.clear(pfd, base, false); err != nil {
+		return err
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	if _, err := io.CopyBuffer(writerOnly{f}, tr, u.buf); err != nil {
+		return err
+	}
+	if err := u.attrs(fd, p, hdr, false); err != nil {
+		return err
+	}
+	return times(pfd, base, hdr)
+}
+
+func (u *unpacker) dir(pfd int, p, base string, hdr *tar.Header) error {
+	switch err := u.clear(pfd, base, true); {
+	case errors.Is(err, errKeepDir):
+	case err != nil:
+		return err
+	default:
+		if err := unix.Mkdirat(pfd, base, 0o700); err != nil {
+			return err
+		}
+	}
+	fd, err := unix.Openat(pfd, base, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if err := u.attrs(fd, p, hdr, true); err != nil {
+		return err
+	}
+	u.dirTimes[p] = *hdr
+	return nil
+}
+
+func (u *unpacker) symlink(pfd int, p, base string, hdr *tar.Header) error {
+	if strings.IndexByte(hdr.Linkname, 0) >= 0 || hdr.Linkname == "" {
+		return fmt.Errorf("%w: the symlink has no valid target", ErrUnsafeLayer)
+	}
+	if err := u.clear(pfd, base, false); err != nil {
+		return err
+	}
+	// The target is data: it is resolved inside the container, or inside
+	// the tree by this unpacker, never on the host.
+	if err := unix.Symlinkat(hdr.Linkname, pfd, base); err != nil {
+		return err
+	}
+	if u.chown {
+		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+	}
+	return times(pfd, base, hdr)
+}
+
+// hardlink links p to another entry of the tree. Both ends are resolved
+// inside the tree, so a hardlink can never reach a host file; and since
+// no file is ever written in place, a link cannot be written through.
+func (u *unpacker) hardlink(pfd int, p, base string, hdr *tar.Header) error {
+	target, err := entryPath(hdr.Linkname)
+	if err != nil {
+		return fmt.Errorf("hardlink target: %w", err)
+	}
+	if target == "" {
+		return fmt.Errorf("%w: a hardlink to the root directory", ErrUnsafeLayer)
+	}
+	if target == p {
+		return nil
+	}
+	if u.dropSet[target] {
+		u.dropped = append(u.dropped, "/"+p)
+		u.dropSet[p] = true
+		return u.clear(pfd, base, false)
+	}
+	tdir, tbase := splitPath(target)
+	var tfd int
+	if tdir == "" {
+		tfd, err = unix.FcntlInt(u.root.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	} else {
+		tfd, err = u.openInRoot(tdir)
+	}
+	if err != nil {
+		return fmt.Errorf("hardlink target %s: %w", hdr.Linkname, err)
+	}
+	defer unix.Close(tfd)
+	var st unix.Stat_t
+	if err := unix.Fstatat(tfd, tbase, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("hardlink target %s: %w", hdr.Linkname, err)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		return fmt.Errorf("%w: a hardlink to the directory %s", ErrUnsafeLayer, hdr.Linkname)
+	}
+	if err := u.clear(pfd, base, false); err != nil {
+		return err
+	}
+	return unix.Linkat(tfd, tbase, pfd, base, 0)
+}
+
+// whiteout applies a whiteout entry: .wh.NAME deletes NAME, .wh..wh..opq
+// empties its directory, of what earlier layers put there only.
+func (u *unpacker) whiteout(dir, base string) error {
+	if strings.HasPrefix(base, whiteoutMeta) && base != whiteoutOpaque {
+		return nil
+	}
+	name := strings.TrimPrefix(base, whiteoutPrefix)
+	if base != whiteoutOpaque && (name == "" || name == "." || name == "..") {
+		return fmt.Errorf("%w: a whiteout that names no file", ErrUnsafeLayer)
+	}
+	pfd, err := u.parent(dir, false)
+	if errors.Is(err, unix.ENOENT) {
+		return nil // nothing there to hide
+	}
+	if err != nil {
+		return err
+	}
+	if base == whiteoutOpaque {
+		err := u.opaque(pfd, dir)
+		u.forgetParent()
+		return err
+	}
+	target := path.Join(dir, name)
+	if u.added[target] {
+		return nil // whiteouts hide lower layers only
+	}
+	u.forgetDirTimes(target)
+	err = removeAllAt(pfd, name)
+	u.forgetParent() // it may have held what was removed
+	return err
+}
+
+// opaque removes from dir everything earlier layers put there, keeping
+// what this layer added, at every depth.
+func (u *unpacker) opaque(pfd int, dir string) error {
+	fd, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	d := os.NewFile(uintptr(fd), dir)
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		child := path.Join(dir, n)
+		if !u.added[child] {
+			u.forgetDirTimes(child)
+			if err := removeAllAt(fd, n); err != nil {
+				return err
+			}
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return err
+		}
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			sub, err := unix.Openat(fd, n, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			err = u.opaque(sub, child)
+			unix.Close(sub)
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (u *unpacker) forgetDirTimes(p string) {
+	for d := range u.dirTimes {
+		if d == p || strings.HasPrefix(d, p+"/") {
+			delete(u.dirTimes, d)
+		}
+	}
+}
+
+// finish sets the directories' times, now that nothing more is added to
+// them, and says what was dropped.
+func (u *unpacker) finish() (unpackStats, error) {
+	u.layer = "setting directory times"
+	for _, p := range slices.Sorted(maps.Keys(u.dirTimes)) {
+		hdr := u.dirTimes[p]
+		dir, base := splitPath(p)
+		pfd, err := u.parent(dir, false)
+		if err != nil {
+			continue // gone, or no longer a directory: a later layer's doing
+		}
+		if err := times(pfd, base, &hdr); err != nil && !errors.Is(err, unix.ENOENT) {
+			return unpackStats{}, fmt.Errorf("setting the times of /%s: %w", p, err)
+		}
+	}
+	s := unpackStats{files: u.entries, bytes: u.bytes}
+	if len(u.dropped) > 0 {
+		s.notes = append(s.notes, fmt.Sprintf("dropped %d device nodes and FIFOs from the image (safe-run gives the container its /dev): %s", len(u.dropped), listSome(u.dropped)))
+	}
+	if len(u.stripped) > 0 {
+		s.notes = append(s.notes, fmt.Sprintf("removed setuid/setgid bits from %d files: %s ([insecure] allow = [\"setuid_binaries\"] keeps them)", len(u.stripped), listSome(u.stripped)))
+	}
+	if len(u.xattrs) > 0 {
+		s.notes = append(s.notes, fmt.Sprintf("dropped extended attributes an image may not set: %s", listSome(slices.Sorted(maps.Keys(u.xattrs)))))
+	}
+	if len(u.skipped) > 0 {
+		s.notes = append(s.notes, fmt.Sprintf("skipped %d entries of types that have no place in a root filesystem: %s", len(u.skipped), listSome(u.skipped)))
+	}
+	if !u.chown {
+		s.notes = append(s.notes, "image unpacked without its file owners (safe-run is not root): every file belongs to the user who unpacked it")
+	}
+	return s, nil
+}
+
+// listSome lists the first few of names, for a note that stays one line.
+func listSome(names []string) string {
+	const some = 5
+	if len(names) <= some {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:some], ", "), len(names)-some)
+}
