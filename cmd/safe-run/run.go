@@ -23,11 +23,15 @@ func runCommand(g *globals) *cobra.Command {
 }
 
 func runService(ctx context.Context, g *globals, path string) error {
-	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
+	popts := launcher.PrepareOptions{
 		Dirs:     launcher.DefaultDirs(),
 		InitPath: initPath(),
 		Allocate: true,
-	})
+	}
+	if !g.quiet {
+		popts.Progress = g.stderr
+	}
+	p, err := launcher.Prepare(ctx, path, popts)
 	if err != nil {
 		return err
 	}
