@@ -181,7 +181,9 @@ func (a *archive) image(ctx context.Context) (*found, error) {
 		}
 		f.layers = append(f.layers, layer{
 			diffID: f.config.RootFS.DiffIDs[i], size: r.Size(),
-			open: func(context.Context) (io.ReadCloser, error) { return io.NopCloser(io.NewSectionReader(r, 0, r.Size())), nil },
+			open: func(context.Context) (io.ReadCloser, error) {
+				return io.NopCloser(io.NewSectionReader(r, 0, r.Size())), nil
+			},
 		})
 	}
 	return f, nil
