@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -326,4 +327,200 @@ func diskUsage(p string) int64 {
 		return nil
 	})
 	return n
+}
+
+// Cached is one image in the cache, as image ls shows it.
+type Cached struct {
+	ID      string    // sha256:<config digest>, the image ID
+	Setuid  bool      // unpacked with its setuid/setgid bits ([insecure] setuid_binaries)
+	Digests []string  // manifest digests it was resolved from
+	Sources []string  // sources that resolve to it: "oci /srv/web/oci:latest"
+	Files   int64     // entries unpacked
+	Bytes   int64     // bytes of file content
+	Created time.Time // when it was unpacked
+	InUse   bool      // a running safe-run holds it
+	entry   string
+}
+
+// Name is what image rm takes: the ID's first 12 hex digits, and the
+// variant.
+func (c Cached) Name() string {
+	n := strings.TrimPrefix(c.ID, "sha256:")[:12]
+	if c.Setuid {
+		n += ".setuid"
+	}
+	return n
+}
+
+// List returns the images cached in dir, oldest first.
+func List(dir string) ([]Cached, error) {
+	c := &cache{dir: dir}
+	names, err := readDirNames(c.path("entries"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the image cache: %w", err)
+	}
+	refs := c.refs()
+	var out []Cached
+	for _, n := range names {
+		var e entryRecord
+		if !validEntryName(n) || readJSON(c.path("entries", n, "image.json"), &e) != nil {
+			continue
+		}
+		ci := Cached{ID: e.ID, Setuid: e.Setuid, Files: e.Files, Bytes: e.Bytes, Created: e.Created, entry: n}
+		for _, r := range refs {
+			if r.rec.Entry != n {
+				continue
+			}
+			ci.Sources = append(ci.Sources, r.rec.Source)
+			if r.rec.Digest != "" && !slices.Contains(ci.Digests, r.rec.Digest) {
+				ci.Digests = append(ci.Digests, r.rec.Digest)
+			}
+		}
+		slices.Sort(ci.Sources)
+		ci.InUse = c.inUse(n)
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b Cached) int { return a.Created.Compare(b.Created) })
+	return out, nil
+}
+
+type namedRef struct {
+	file string
+	rec  refRecord
+}
+
+func (c *cache) refs() []namedRef {
+	names, _ := readDirNames(c.path("refs"))
+	var out []namedRef
+	for _, n := range names {
+		var r refRecord
+		if strings.HasSuffix(n, ".json") && readJSON(c.path("refs", n), &r) == nil {
+			out = append(out, namedRef{n, r})
+		}
+	}
+	return out
+}
+
+func (c *cache) inUse(entry string) bool {
+	fd, err := unix.Open(c.path("entries", entry), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil
+}
+
+// Remove removes the cached image that id names: an image ID or a
+// manifest digest, or a prefix of either (as image ls shows it). An image
+// a running service uses is not removed (ErrInUse).
+func Remove(dir, id string) (Cached, error) {
+	all, err := List(dir)
+	if err != nil {
+		return Cached{}, err
+	}
+	want, setuidOnly := strings.CutSuffix(strings.TrimPrefix(id, "sha256:"), ".setuid")
+	var match []Cached
+	for _, ci := range all {
+		if ci.Name() == id || ci.entry == id || ci.ID == id { // exact: one variant of an image
+			match = []Cached{ci}
+			break
+		}
+		hit := strings.HasPrefix(ci.entry, want)
+		for _, d := range ci.Digests {
+			hit = hit || strings.HasPrefix(strings.TrimPrefix(d, "sha256:"), want)
+		}
+		if hit && want != "" && (ci.Setuid || !setuidOnly) {
+			match = append(match, ci)
+		}
+	}
+	switch {
+	case len(match) == 0:
+		return Cached{}, fmt.Errorf("%w: %s (see safe-run image ls)", ErrNotCached, id)
+	case len(match) > 1:
+		var names []string
+		for _, m := range match {
+			names = append(names, m.Name())
+		}
+		return Cached{}, fmt.Errorf("%s names %d cached images (%s): give more of the ID", id, len(match), strings.Join(names, ", "))
+	}
+	c := &cache{dir: dir}
+	if err := c.remove(match[0].entry); err != nil {
+		return Cached{}, err
+	}
+	return match[0], nil
+}
+
+// remove takes an entry out of the cache: locked exclusively (no safe-run
+// uses it), renamed into tmp/ so that it vanishes at once, its refs
+// dropped, then deleted.
+func (c *cache) remove(entry string) error {
+	dir := c.path("entries", entry)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("removing %s: %w", entry, err)
+	}
+	defer unix.Close(fd)
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return fmt.Errorf("%w: %s is used by a running service (stop it first)", ErrInUse, entry[:12])
+	}
+	gone := c.path("tmp", "rm."+entry)
+	if err := os.Rename(dir, gone); err != nil {
+		return fmt.Errorf("removing %s: %w", entry, err)
+	}
+	for _, r := range c.refs() {
+		if r.rec.Entry == entry {
+			_ = os.Remove(c.path("refs", r.file))
+		}
+	}
+	return os.RemoveAll(gone)
+}
+
+// Prune removes every cached image no running service uses, and what
+// interrupted pulls left behind. It returns what it removed, and the
+// bytes of file content freed.
+func Prune(dir string) ([]Cached, int64, error) {
+	c := &cache{dir: dir}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil
+	}
+	freed := c.cleanTmp()
+	all, err := List(dir)
+	if err != nil {
+		return nil, freed, err
+	}
+	var removed []Cached
+	for _, ci := range all {
+		if ci.InUse {
+			continue
+		}
+		if err := c.remove(ci.entry); err != nil {
+			if errors.Is(err, ErrInUse) {
+				continue // taken since List looked
+			}
+			return removed, freed, err
+		}
+		removed = append(removed, ci)
+		freed += ci.Bytes
+	}
+	// Refs to entries that are gone, and locks nobody holds.
+	for _, r := range c.refs() {
+		if _, err := os.Stat(c.path("entries", r.rec.Entry)); errors.Is(err, fs.ErrNotExist) {
+			_ = os.Remove(c.path("refs", r.file))
+		}
+	}
+	locks, _ := readDirNames(c.path("locks"))
+	for _, n := range locks {
+		f, err := os.OpenFile(c.path("locks", n), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = os.Remove(c.path("locks", n))
+		}
+		f.Close()
+	}
+	return removed, freed, nil
 }
