@@ -1,6 +1,7 @@
 package image
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -383,7 +384,9 @@ func List(dir string) ([]Cached, error) {
 		ci.InUse = c.inUse(n)
 		out = append(out, ci)
 	}
-	slices.SortFunc(out, func(a, b Cached) int { return a.Created.Compare(b.Created) })
+	slices.SortFunc(out, func(a, b Cached) int {
+		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
 	return out, nil
 }
 

@@ -162,7 +162,7 @@ func (c *cache) unpack(ctx context.Context, f *found, entry string, keepSetuid b
 	e := entryRecord{
 		ID: f.configID.String(), Setuid: keepSetuid, Config: f.imageConfig(),
 		Notes: append(secretNotes(f.config), st.notes...),
-		Files: st.files, Bytes: st.bytes, Created: time.Now().UTC().Truncate(time.Second),
+		Files: st.files, Bytes: st.bytes, Created: time.Now().UTC(),
 	}
 	if err := writeJSON(filepath.Join(work, "image.json"), e); err != nil {
 		return st, err

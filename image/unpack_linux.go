@@ -16,10 +16,12 @@ import (
 	"math"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
+	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/klauspost/compress/zstd"
 	"golang.org/x/sys/unix"
@@ -79,6 +81,7 @@ const (
 // write ever goes through a symlink or a hardlink the image made.
 type unpacker struct {
 	root       *os.File // O_PATH handle on the tree
+	rootPath   string
 	keepSetuid bool
 	chown      bool // root: keep the image's owners; otherwise files are the caller's
 	lim        limits
@@ -109,7 +112,7 @@ func newUnpacker(dir string, keepSetuid bool, lim limits) (*unpacker, error) {
 		return nil, err
 	}
 	return &unpacker{
-		root: root, keepSetuid: keepSetuid, chown: os.Geteuid() == 0, lim: lim.orDefault(),
+		root: root, rootPath: dir, keepSetuid: keepSetuid, chown: os.Geteuid() == 0, lim: lim.orDefault(),
 		buf: make([]byte, 1<<20), parentFD: -1,
 		dirTimes: map[string]tar.Header{}, dropSet: map[string]bool{}, xattrs: map[string]bool{},
 	}, nil
@@ -142,6 +145,14 @@ func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) 
 	stream := &limitedStream{r: tarStream, u: u}
 	tr := io.TeeReader(stream, diffSum)
 	if err := u.apply(ctx, tr); err != nil {
+		// A layer that cannot be read may be one that was tampered with:
+		// then say so, rather than what the damage looked like.
+		if l.digest.Hex != "" && l.size > 0 && !errors.Is(err, ErrTooLarge) && ctx.Err() == nil {
+			if _, derr := io.CopyBuffer(io.Discard, io.LimitReader(blob, l.size), u.buf); derr == nil && sumHex(blobSum) != l.digest.Hex {
+				return fmt.Errorf("%s: %w: the blob has digest sha256:%s, the manifest says %s (tampered with or corrupt; pull it again from a source you trust)",
+					u.layer, ErrDigestMismatch, sumHex(blobSum), l.digest)
+			}
+		}
 		return err
 	}
 	// A tar ends with zero blocks and may be padded; the digests cover
@@ -315,10 +326,8 @@ func (u *unpacker) parent(dir string, create bool) (int, error) {
 	}
 	fd, err := u.openInRoot(dir)
 	if errors.Is(err, unix.ENOENT) && create {
-		var h *os.File
-		h, err = pathrs.MkdirAllHandle(u.root, dir, 0o755)
+		err = u.mkdirAll(dir)
 		if err == nil {
-			h.Close()
 			fd, err = u.openInRoot(dir)
 		}
 	}
@@ -331,6 +340,26 @@ func (u *unpacker) parent(dir string, create bool) (int, error) {
 	u.forgetParent()
 	u.parentPath, u.parentFD = dir, fd
 	return fd, nil
+}
+
+// mkdirAll creates the directory dir and its missing parents inside the
+// tree. A symlink on the way is followed inside the tree, a dangling one
+// included: "etc -> /host/etc" then "etc/passwd" makes /host/etc in the
+// tree, as containerd does.
+func (u *unpacker) mkdirAll(dir string) error {
+	real, err := securejoin.SecureJoin(u.rootPath, dir)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(u.rootPath, real)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("%w: %s resolves outside the tree", ErrUnsafeLayer, dir)
+	}
+	h, err := pathrs.MkdirAllHandle(u.root, rel, 0o755)
+	if err != nil {
+		return err
+	}
+	return h.Close()
 }
 
 // openInRoot opens the directory p of the tree as an O_PATH handle,
