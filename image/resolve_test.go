@@ -551,7 +551,9 @@ func TestResolveIndex(t *testing.T) {
 		for arch, img := range imgs {
 			adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 		}
-		slices.SortFunc(adds, func(a, b mutate.IndexAddendum) int { return strings.Compare(a.Descriptor.Platform.Architecture, b.Descriptor.Platform.Architecture) })
+		slices.SortFunc(adds, func(a, b mutate.IndexAddendum) int {
+			return strings.Compare(a.Descriptor.Platform.Architecture, b.Descriptor.Platform.Architecture)
+		})
 		return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
 	}
 	both := idx(map[string]v1.Image{runtime.GOARCH: host, "s390x": foreign})
