@@ -84,12 +84,19 @@ func (r *registry) explain(what string, err error) error {
 		return fmt.Errorf("pulling %s: %w", what, err)
 	}
 	if !policy.LoopbackHost(*host) {
-		return fmt.Errorf("%w: %s answers only over plain HTTP, which safe-run uses for loopback registries only [SR019 insecure-registry] (serve the registry over HTTPS)", errPlainHTTP, *host)
+		return &plainHTTPError{*host + " answers only over plain HTTP, which safe-run uses for loopback registries only [SR019 insecure-registry] (serve the registry over HTTPS)"}
 	}
-	return fmt.Errorf("%w: %s answers only over plain HTTP, which anyone on the path can read and tamper with [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge it for this loopback registry: [insecure] allow = [\"insecure_registry\"] with a reason)", errPlainHTTP, *host)
+	return &plainHTTPError{*host + ` answers only over plain HTTP, which anyone on the path can read and tamper with [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge it for this loopback registry: [insecure] allow = ["insecure_registry"] with a reason)`}
 }
 
 var errPlainHTTP = errors.New("plain HTTP refused")
+
+// plainHTTPError is the whole story of a refused registry: resolving
+// reports it alone, without the steps that led to it.
+type plainHTTPError struct{ msg string }
+
+func (e *plainHTTPError) Error() string { return errPlainHTTP.Error() + ": " + e.msg }
+func (e *plainHTTPError) Unwrap() error { return errPlainHTTP }
 
 // httpGuard refuses every plain HTTP request but those to a loopback
 // registry that [insecure] allows. It sits below go-containerregistry,

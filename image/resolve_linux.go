@@ -55,6 +55,10 @@ func resolveImage(ctx context.Context, s *manifest.Service, opts Options) (*Imag
 	}
 	defer src.close()
 	img, err := resolveFrom(ctx, src, s.Allows(manifest.AllowSetuidBinaries), opts)
+	var plain *plainHTTPError
+	if errors.As(err, &plain) {
+		err = plain
+	}
 	if err != nil {
 		return nil, &sourceError{s.Errorf(field, "%v", err), err}
 	}

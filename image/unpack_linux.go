@@ -134,33 +134,46 @@ func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) 
 		return fmt.Errorf("%s: %w", u.layer, err)
 	}
 	defer rc.Close()
-	blobSum := sha256.New()
+	blobSum := &countingHash{Hash: sha256.New()}
 	blob := bufio.NewReaderSize(io.TeeReader(countingReader{rc, p}, blobSum), 1<<20)
+	// tampered tells whether the whole blob was read and does not have
+	// its digest. A store may check the digest too (a registry's does)
+	// and fail first: the digest, not that failure, is what to report.
+	tampered := func() error {
+		if l.digest.Hex == "" || (l.size > 0 && blobSum.n != l.size) || sumHex(blobSum) == l.digest.Hex {
+			return nil
+		}
+		return fmt.Errorf("%s: %w: the blob has digest sha256:%s, the manifest says %s (tampered with or corrupt; pull it again from a source you trust)",
+			u.layer, ErrDigestMismatch, sumHex(blobSum), l.digest)
+	}
 	tarStream, closeDec, err := decompress(blob)
 	if err != nil {
 		return fmt.Errorf("%s: %w", u.layer, err)
 	}
 	defer closeDec()
 	diffSum := sha256.New()
-	stream := &limitedStream{r: tarStream, u: u}
-	tr := io.TeeReader(stream, diffSum)
+	tr := io.TeeReader(&limitedStream{r: tarStream, u: u}, diffSum)
 	if err := u.apply(ctx, tr); err != nil {
 		// A layer that cannot be read may be one that was tampered with:
 		// then say so, rather than what the damage looked like.
-		if l.digest.Hex != "" && l.size > 0 && !errors.Is(err, ErrTooLarge) && ctx.Err() == nil {
-			if _, derr := io.CopyBuffer(io.Discard, io.LimitReader(blob, l.size), u.buf); derr == nil && sumHex(blobSum) != l.digest.Hex {
-				return fmt.Errorf("%s: %w: the blob has digest sha256:%s, the manifest says %s (tampered with or corrupt; pull it again from a source you trust)",
-					u.layer, ErrDigestMismatch, sumHex(blobSum), l.digest)
+		if l.size > 0 && !errors.Is(err, ErrTooLarge) && ctx.Err() == nil {
+			_, _ = io.CopyBuffer(io.Discard, io.LimitReader(blob, l.size), u.buf)
+			if terr := tampered(); terr != nil {
+				return terr
 			}
 		}
 		return err
 	}
 	// A tar ends with zero blocks and may be padded; the digests cover
 	// every byte.
-	if _, err := io.CopyBuffer(io.Discard, tr, u.buf); err != nil {
-		return fmt.Errorf("%s: %w", u.layer, err)
+	_, err = io.CopyBuffer(io.Discard, tr, u.buf)
+	if err == nil {
+		_, err = io.CopyBuffer(io.Discard, blob, u.buf)
 	}
-	if _, err := io.CopyBuffer(io.Discard, blob, u.buf); err != nil {
+	if terr := tampered(); terr != nil {
+		return terr
+	}
+	if err != nil {
 		return fmt.Errorf("%s: %w", u.layer, err)
 	}
 	if l.digest.Hex != "" && sumHex(blobSum) != l.digest.Hex {
@@ -172,6 +185,17 @@ func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) 
 			u.layer, ErrDigestMismatch, got, l.diffID)
 	}
 	return nil
+}
+
+// countingHash is a hash that counts what it was fed.
+type countingHash struct {
+	hash.Hash
+	n int64
+}
+
+func (c *countingHash) Write(b []byte) (int, error) {
+	c.n += int64(len(b))
+	return c.Hash.Write(b)
 }
 
 func sumHex(h hash.Hash) string { return hex.EncodeToString(h.Sum(nil)) }
