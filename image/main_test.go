@@ -2,6 +2,7 @@ package image_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -18,11 +19,15 @@ import (
 )
 
 // TestMain is also the test binary's other lives: libcontainer re-executes
-// it as "init" inside a new container, and TestResolveKilled runs it as a
-// pull to kill.
+// it as "init" inside a new container, TestRunExampleImage runs it to
+// start one container, and TestResolveKilled runs it as a pull to kill.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init() // never returns
+	}
+	if v := os.Getenv("SAFE_RUN_TEST_RUN"); v != "" {
+		_ = json.NewEncoder(os.Stdout).Encode(childRun(v))
+		os.Exit(0)
 	}
 	if v := os.Getenv("SAFE_RUN_TEST_RESOLVE"); v != "" {
 		path, cacheDir, _ := strings.Cut(v, ":")
