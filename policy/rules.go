@@ -158,7 +158,9 @@ var (
 		ID: "SR018", Name: "unpinned-image", Severity: High, Allow: manifest.AllowUnpinnedImage,
 		Title:  "registry image referenced by tag, not pinned by digest",
 		Advice: "pin images by digest rather than tags: a tag can be moved to other content",
-		Fix:    `pin it: ref = "registry.example/web@sha256:<digest>" (with the allowance, safe-run prints the digest a tag resolves to)`,
+		// With the allowance, every start prints the digest the tag
+		// resolves to, ready to pin.
+		Fix: `pin it by digest: ref = "registry.example/web@sha256:<digest>"`,
 	}
 	// ruleInsecureRegistry is enforced when safe-run pulls: only the
 	// registry's answer shows that it speaks plain HTTP. Plain HTTP is
