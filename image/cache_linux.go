@@ -330,29 +330,6 @@ func diskUsage(p string) int64 {
 	return n
 }
 
-// Cached is one image in the cache, as image ls shows it.
-type Cached struct {
-	ID      string    // sha256:<config digest>, the image ID
-	Setuid  bool      // unpacked with its setuid/setgid bits ([insecure] setuid_binaries)
-	Digests []string  // manifest digests it was resolved from
-	Sources []string  // sources that resolve to it: "oci /srv/web/oci:latest"
-	Files   int64     // entries unpacked
-	Bytes   int64     // bytes of file content
-	Created time.Time // when it was unpacked
-	InUse   bool      // a running safe-run holds it
-	entry   string
-}
-
-// Name is what image rm takes: the ID's first 12 hex digits, and the
-// variant.
-func (c Cached) Name() string {
-	n := strings.TrimPrefix(c.ID, "sha256:")[:12]
-	if c.Setuid {
-		n += ".setuid"
-	}
-	return n
-}
-
 // List returns the images cached in dir, oldest first.
 func List(dir string) ([]Cached, error) {
 	c := &cache{dir: dir}

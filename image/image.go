@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"strings"
+	"time"
 
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
@@ -77,3 +79,56 @@ func resolveDir(s *manifest.Service) (*Image, error) {
 	}
 	return &Image{Rootfs: dir}, nil
 }
+
+// Cached is one image in the cache, as image ls shows it.
+type Cached struct {
+	ID      string    // sha256:<config digest>, the image ID
+	Setuid  bool      // unpacked with its setuid/setgid bits ([insecure] setuid_binaries)
+	Digests []string  // manifest digests it was resolved from
+	Sources []string  // sources that resolve to it: "oci /srv/web/oci:latest"
+	Files   int64     // entries unpacked
+	Bytes   int64     // bytes of file content
+	Created time.Time // when it was unpacked
+	InUse   bool      // a running safe-run holds it
+	entry   string
+}
+
+// Name is what image rm takes: the ID's first 12 hex digits, and the
+// variant.
+func (c Cached) Name() string {
+	n := strings.TrimPrefix(c.ID, "sha256:")[:12]
+	if c.Setuid {
+		n += ".setuid"
+	}
+	return n
+}
+
+// Bounds on one image, all layers together. They sit well above what
+// services ship (the largest common images, CUDA and ML stacks, are around
+// 10-20 GiB and a few hundred thousand files) and stop a decompression
+// bomb long before it fills the disk or the inode table.
+const (
+	defaultMaxBytes   = 32 << 30
+	defaultMaxEntries = 2_000_000
+)
+
+// limits bound what one image may unpack to.
+type limits struct {
+	bytes   int64 // file content
+	entries int64 // tar entries
+}
+
+func (l limits) orDefault() limits {
+	if l.bytes == 0 {
+		l.bytes = defaultMaxBytes
+	}
+	if l.entries == 0 {
+		l.entries = defaultMaxEntries
+	}
+	return l
+}
+
+// streamLimit bounds the uncompressed bytes read: file content plus at
+// most 1 KiB of tar headers and padding per entry. Draining a layer to
+// check its digest reads no further than this either.
+func (l limits) streamLimit() int64 { return l.bytes + l.entries*1024 + 1<<20 }

@@ -33,7 +33,11 @@ func newProgress(w io.Writer, f *found) *progress {
 		if p.total > 0 {
 			size = ", " + humanSize(p.total)
 		}
-		fmt.Fprintf(w, "safe-run: unpacking %s: %d layers%s\n", f.source, p.layers, size)
+		layers := "layers"
+		if p.layers == 1 {
+			layers = "layer"
+		}
+		fmt.Fprintf(w, "safe-run: unpacking %s: %d %s%s\n", f.source, p.layers, layers, size)
 	}
 	return p
 }

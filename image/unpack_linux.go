@@ -27,36 +27,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bounds on one image, all layers together. They sit well above what
-// services ship (the largest common images, CUDA and ML stacks, are around
-// 10-20 GiB and a few hundred thousand files) and stop a decompression
-// bomb long before it fills the disk or the inode table.
-const (
-	defaultMaxBytes   = 32 << 30
-	defaultMaxEntries = 2_000_000
-)
-
-// limits bound what one image may unpack to.
-type limits struct {
-	bytes   int64 // file content
-	entries int64 // tar entries
-}
-
-func (l limits) orDefault() limits {
-	if l.bytes == 0 {
-		l.bytes = defaultMaxBytes
-	}
-	if l.entries == 0 {
-		l.entries = defaultMaxEntries
-	}
-	return l
-}
-
-// streamLimit bounds the uncompressed bytes read: file content plus at
-// most 1 KiB of tar headers and padding per entry. Draining a layer to
-// check its digest reads no further than this either.
-func (l limits) streamLimit() int64 { return l.bytes + l.entries*1024 + 1<<20 }
-
 // unpackStats say what an unpack did.
 type unpackStats struct {
 	files int64 // entries applied
