@@ -30,3 +30,8 @@ func Remove(string, string) (Cached, error) { return Cached{}, errors.ErrUnsuppo
 
 // Prune is Linux only.
 func Prune(string) ([]Cached, int64, error) { return nil, 0, errors.ErrUnsupported }
+
+// UnpackLayout is Linux only.
+func UnpackLayout(context.Context, string, string) (int64, int64, error) {
+	return 0, 0, errors.ErrUnsupported
+}

@@ -122,8 +122,11 @@ func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) 
 	}
 	defer closeDec()
 	diffSum := sha256.New()
-	tr := io.TeeReader(&limitedStream{r: tarStream, u: u}, diffSum)
+	// Decompressing and hashing run a few MiB ahead of writing the files.
+	tr := newReadAhead(io.TeeReader(&limitedStream{r: tarStream, u: u}, diffSum))
+	defer tr.stop()
 	if err := u.apply(ctx, tr); err != nil {
+		tr.stop()
 		// A layer that cannot be read may be one that was tampered with:
 		// then say so, rather than what the damage looked like.
 		if l.size > 0 && !errors.Is(err, ErrTooLarge) && ctx.Err() == nil {
@@ -137,6 +140,7 @@ func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) 
 	// A tar ends with zero blocks and may be padded; the digests cover
 	// every byte.
 	_, err = io.CopyBuffer(io.Discard, tr, u.buf)
+	tr.stop()
 	if err == nil {
 		_, err = io.CopyBuffer(io.Discard, blob, u.buf)
 	}
@@ -155,6 +159,85 @@ func (u *unpacker) applyLayer(ctx context.Context, n int, l layer, p *progress) 
 			u.layer, ErrDigestMismatch, got, l.diffID)
 	}
 	return nil
+}
+
+// readAhead reads r in another goroutine, up to a few MiB ahead of its
+// reader, so that inflating and hashing a layer (user time) overlaps with
+// creating its files (system time).
+type readAhead struct {
+	bufs    chan []byte // read, in order; closed at the end of r
+	free    chan []byte
+	quit    chan struct{}
+	exited  chan struct{}
+	err     error // r's error; read after bufs is closed
+	cur     []byte
+	full    []byte
+	stopped bool
+}
+
+func newReadAhead(r io.Reader) *readAhead {
+	const n, size = 4, 1 << 20
+	ra := &readAhead{bufs: make(chan []byte, n), free: make(chan []byte, n+1), quit: make(chan struct{}), exited: make(chan struct{})}
+	for range n + 1 {
+		ra.free <- make([]byte, size)
+	}
+	go func() {
+		defer close(ra.exited)
+		defer close(ra.bufs)
+		for {
+			var b []byte
+			select {
+			case b = <-ra.free:
+			case <-ra.quit:
+				return
+			}
+			n, err := io.ReadFull(r, b)
+			if n > 0 {
+				select {
+				case ra.bufs <- b[:n]:
+				case <-ra.quit:
+					return
+				}
+			}
+			if err != nil {
+				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+					ra.err = err
+				}
+				return
+			}
+		}
+	}()
+	return ra
+}
+
+func (ra *readAhead) Read(p []byte) (int, error) {
+	for len(ra.cur) == 0 {
+		if ra.full != nil {
+			ra.free <- ra.full[:cap(ra.full)]
+			ra.full = nil
+		}
+		b, ok := <-ra.bufs
+		if !ok {
+			if ra.err != nil {
+				return 0, ra.err
+			}
+			return 0, io.EOF
+		}
+		ra.cur, ra.full = b, b
+	}
+	n := copy(p, ra.cur)
+	ra.cur = ra.cur[n:]
+	return n, nil
+}
+
+// stop ends the reading goroutine and waits for it: after stop, what it
+// read from is the caller's again.
+func (ra *readAhead) stop() {
+	if !ra.stopped {
+		ra.stopped = true
+		close(ra.quit)
+		<-ra.exited
+	}
 }
 
 // countingHash is a hash that counts what it was fed.
