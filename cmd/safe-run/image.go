@@ -37,13 +37,20 @@ func imageLsCommand(g *globals) *cobra.Command {
 				return err
 			}
 			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "ID\tSIZE\tFILES\tUNPACKED\tIN USE\tSOURCES")
+			fmt.Fprintln(w, "ID\tDIGEST\tSIZE\tFILES\tUNPACKED\tIN USE\tSOURCES")
 			for _, c := range all {
 				inUse := "no"
 				if c.InUse {
 					inUse = "yes"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", c.Name(), size(c.Bytes), c.Files,
+				var digests []string
+				for _, d := range c.Digests {
+					digests = append(digests, strings.TrimPrefix(d, "sha256:")[:12])
+				}
+				if len(digests) == 0 {
+					digests = []string{"-"}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Name(), strings.Join(digests, ","), size(c.Bytes), c.Files,
 					c.Created.Local().Format("2006-01-02 15:04"), inUse, strings.Join(c.Sources, ", "))
 			}
 			return w.Flush()
