@@ -364,7 +364,7 @@ func TestResolveSetuidVariant(t *testing.T) {
 			t.Errorf("%s/bin/su: %v %v, want %v", rootfs, fi.Mode(), err, want)
 		}
 	}
-	if !hasNote(plain.Notes, "removed setuid/setgid bits from 1 files: /bin/su") || hasNote(kept.Notes, "setuid") {
+	if !hasNote(plain.Notes, "removed setuid/setgid bits from 1 file: /bin/su") || hasNote(kept.Notes, "setuid") {
 		t.Errorf("notes %q and %q", plain.Notes, kept.Notes)
 	}
 }

@@ -794,21 +794,28 @@ func (u *unpacker) finish() (unpackStats, error) {
 	}
 	s := unpackStats{files: u.entries, bytes: u.bytes}
 	if len(u.dropped) > 0 {
-		s.notes = append(s.notes, fmt.Sprintf("dropped %d device nodes and FIFOs from the image (safe-run gives the container its /dev): %s", len(u.dropped), listSome(u.dropped)))
+		s.notes = append(s.notes, fmt.Sprintf("dropped %s from the image (safe-run gives the container its /dev): %s", count(len(u.dropped), "device node or FIFO", "device nodes and FIFOs"), listSome(u.dropped)))
 	}
 	if len(u.stripped) > 0 {
-		s.notes = append(s.notes, fmt.Sprintf("removed setuid/setgid bits from %d files: %s ([insecure] allow = [\"setuid_binaries\"] keeps them)", len(u.stripped), listSome(u.stripped)))
+		s.notes = append(s.notes, fmt.Sprintf("removed setuid/setgid bits from %s: %s ([insecure] allow = [\"setuid_binaries\"] keeps them)", count(len(u.stripped), "file", "files"), listSome(u.stripped)))
 	}
 	if len(u.xattrs) > 0 {
 		s.notes = append(s.notes, fmt.Sprintf("dropped extended attributes an image may not set: %s", listSome(slices.Sorted(maps.Keys(u.xattrs)))))
 	}
 	if len(u.skipped) > 0 {
-		s.notes = append(s.notes, fmt.Sprintf("skipped %d entries of types that have no place in a root filesystem: %s", len(u.skipped), listSome(u.skipped)))
+		s.notes = append(s.notes, fmt.Sprintf("skipped %s of types that have no place in a root filesystem: %s", count(len(u.skipped), "entry", "entries"), listSome(u.skipped)))
 	}
 	if !u.chown {
 		s.notes = append(s.notes, "image unpacked without its file owners (safe-run is not root): every file belongs to the user who unpacked it")
 	}
 	return s, nil
+}
+
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // listSome lists the first few of names, for a note that stays one line.
