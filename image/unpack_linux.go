@@ -51,6 +51,7 @@ const (
 // write ever goes through a symlink or a hardlink the image made.
 type unpacker struct {
 	root       *os.File // O_PATH handle on the tree
+	rootFD     int
 	rootPath   string
 	keepSetuid bool
 	chown      bool // root: keep the image's owners; otherwise files are the caller's
@@ -82,7 +83,7 @@ func newUnpacker(dir string, keepSetuid bool, lim limits) (*unpacker, error) {
 		return nil, err
 	}
 	return &unpacker{
-		root: root, rootPath: dir, keepSetuid: keepSetuid, chown: os.Geteuid() == 0, lim: lim.orDefault(),
+		root: root, rootFD: int(root.Fd()), rootPath: dir, keepSetuid: keepSetuid, chown: os.Geteuid() == 0, lim: lim.orDefault(),
 		buf: make([]byte, 1<<20), parentFD: -1,
 		dirTimes: map[string]tar.Header{}, dropSet: map[string]bool{}, xattrs: map[string]bool{},
 	}, nil
@@ -285,7 +286,7 @@ func (s *limitedStream) Read(b []byte) (int, error) {
 	n, err := s.r.Read(b)
 	s.u.stream += int64(n)
 	if s.u.stream > s.u.lim.streamLimit() {
-		return n, fmt.Errorf("%s: %w: more than %s of uncompressed data (a decompression bomb?)", s.u.layer, ErrTooLarge, humanSize(s.u.lim.streamLimit()))
+		return n, fmt.Errorf("%w: more than %s of uncompressed data (a decompression bomb?)", ErrTooLarge, humanSize(s.u.lim.streamLimit()))
 	}
 	return n, err
 }
@@ -396,7 +397,7 @@ func (u *unpacker) entry(tr *tar.Reader, hdr *tar.Header) error {
 // entries of parent directories), as docker does, 0755 and owned by root.
 func (u *unpacker) parent(dir string, create bool) (int, error) {
 	if dir == "" {
-		return int(u.root.Fd()), nil
+		return u.rootFD, nil
 	}
 	if u.parentFD >= 0 && u.parentPath == dir {
 		return u.parentFD, nil
@@ -442,15 +443,13 @@ func (u *unpacker) mkdirAll(dir string) error {
 // openInRoot opens the directory p of the tree as an O_PATH handle,
 // following symlinks as if the tree were /, never above it.
 func (u *unpacker) openInRoot(p string) (int, error) {
-	fd, err := unix.Openat2(int(u.root.Fd()), p, &unix.OpenHow{
+	how := &unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-	})
-	for errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
-		fd, err = unix.Openat2(int(u.root.Fd()), p, &unix.OpenHow{
-			Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
-			Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
-		})
+	}
+	fd, err := unix.Openat2(u.rootFD, p, how)
+	for errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) { // a rename elsewhere on the file system
+		fd, err = unix.Openat2(u.rootFD, p, how)
 	}
 	if errors.Is(err, unix.ENOSYS) { // before Linux 5.6: pathrs emulates it
 		h, err := pathrs.OpenatInRoot(u.root, p)
@@ -584,9 +583,24 @@ func times(pfd int, base string, hdr *tar.Header) error {
 	return unix.UtimesNanoAt(pfd, base, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// writerOnly hides os.File's ReadFrom, so that io.CopyBuffer uses the
-// unpacker's buffer.
-type writerOnly struct{ io.Writer }
+// fdWriter writes to a file descriptor: no os.File (whose NewFile costs
+// a system call), no ReadFrom (io.CopyBuffer uses the unpacker's buffer).
+type fdWriter int
+
+func (w fdWriter) Write(b []byte) (int, error) {
+	n := 0
+	for n < len(b) {
+		m, err := unix.Write(int(w), b[n:])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		n += m
+	}
+	return n, nil
+}
 
 func (u *unpacker) file(pfd int, p, base string, hdr *tar.Header, tr *tar.Reader) error {
 	if hdr.Size > u.lim.bytes-u.bytes {
@@ -600,9 +614,8 @@ func (u *unpacker) file(pfd int, p, base string, hdr *tar.Header, tr *tar.Reader
 	if err != nil {
 		return err
 	}
-	f := os.NewFile(uintptr(fd), p)
-	defer f.Close()
-	if _, err := io.CopyBuffer(writerOnly{f}, tr, u.buf); err != nil {
+	defer unix.Close(fd)
+	if _, err := io.CopyBuffer(fdWriter(fd), tr, u.buf); err != nil {
 		return err
 	}
 	if err := u.attrs(fd, p, hdr, false); err != nil {
@@ -675,7 +688,7 @@ func (u *unpacker) hardlink(pfd int, p, base string, hdr *tar.Header) error {
 	tdir, tbase := splitPath(target)
 	var tfd int
 	if tdir == "" {
-		tfd, err = unix.FcntlInt(u.root.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+		tfd, err = unix.FcntlInt(uintptr(u.rootFD), unix.F_DUPFD_CLOEXEC, 0)
 	} else {
 		tfd, err = u.openInRoot(tdir)
 	}

@@ -548,3 +548,20 @@ func TestEntryPath(t *testing.T) {
 		}
 	}
 }
+
+// TestUnpackStreamBomb: zeros after the end of the tar, which no file
+// holds, are bounded too: the digest check reads no further than the bound.
+func TestUnpackStreamBomb(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	zw.Write(layerTar(t, file("a", "1", 0o644)))
+	io.Copy(zw, io.LimitReader(zeroReader{}, 64<<20))
+	zw.Close()
+	data := gz.Bytes()
+	f := &found{layers: []layer{{digest: digestOf(data), diffID: digestOf(data), size: int64(len(data)),
+		open: func(context.Context) (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil }}}}
+	_, err := unpackInto(t.Context(), f, filepath.Join(t.TempDir(), "rootfs"), false, Options{limits: limits{bytes: 1 << 20, entries: 10}})
+	if !errors.Is(err, ErrTooLarge) || !strings.HasSuffix(err.Error(), "image too large: more than 2.0 MiB of uncompressed data (a decompression bomb?)") {
+		t.Errorf("error %v", err)
+	}
+}
