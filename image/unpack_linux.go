@@ -421,9 +421,10 @@ func (u *unpacker) parent(dir string, create bool) (int, error) {
 }
 
 // mkdirAll creates the directory dir and its missing parents inside the
-// tree. A symlink on the way is followed inside the tree, a dangling one
-// included: "etc -> /host/etc" then "etc/passwd" makes /host/etc in the
-// tree, as containerd does.
+// tree, 0755 whatever the umask, as docker makes them. A symlink on the
+// way is followed inside the tree, a dangling one included: "etc ->
+// /host/etc" then "etc/passwd" makes /host/etc in the tree, as containerd
+// does.
 func (u *unpacker) mkdirAll(dir string) error {
 	real, err := securejoin.SecureJoin(u.rootPath, dir)
 	if err != nil {
@@ -433,11 +434,32 @@ func (u *unpacker) mkdirAll(dir string) error {
 	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
 		return fmt.Errorf("%w: %s resolves outside the tree", ErrUnsafeLayer, dir)
 	}
-	h, err := pathrs.MkdirAllHandle(u.root, rel, 0o755)
+	pfd, err := unix.FcntlInt(uintptr(u.rootFD), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	return h.Close()
+	defer func() { unix.Close(pfd) }()
+	for _, c := range strings.Split(rel, "/") {
+		made := unix.Mkdirat(pfd, c, 0o755)
+		if made != nil && !errors.Is(made, unix.EEXIST) {
+			return made
+		}
+		// SecureJoin resolved every symlink that exists; one that appears
+		// now is not followed.
+		fd, err := unix.Openat(pfd, c, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return err
+		}
+		if made == nil {
+			err = unix.Fchmod(fd, 0o755) // past the umask
+		}
+		unix.Close(pfd)
+		pfd = fd
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // openInRoot opens the directory p of the tree as an O_PATH handle,

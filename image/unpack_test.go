@@ -565,3 +565,19 @@ func TestUnpackStreamBomb(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestUnpackUmask: directories a layer implies are 0755, whatever the
+// umask of the process that unpacks.
+func TestUnpackUmask(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	sb := newSandbox(t)
+	if _, err := unpackInto(t.Context(), rawLayers(layerTar(t, file("a/b/f", "x", 0o644))), sb.root, false, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]os.FileMode{".": 0o755, "a": 0o755, "a/b": 0o755, "a/b/f": 0o644} {
+		if fi := mustExist(t, sb, p); fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+	}
+}
