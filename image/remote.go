@@ -83,10 +83,14 @@ func (r *registry) explain(what string, err error) error {
 	if host == nil || r.guard.httpsAnswered.Load() {
 		return fmt.Errorf("pulling %s: %w", what, err)
 	}
-	if !policy.LoopbackHost(*host) {
-		return &plainHTTPError{*host + " answers only over plain HTTP, which safe-run uses for loopback registries only [SR019 insecure-registry] (serve the registry over HTTPS)"}
+	why := "it answers only over plain HTTP"
+	if e := r.guard.httpsErr.Load(); e != nil {
+		why = fmt.Sprintf("over HTTPS: %v", *e)
 	}
-	return &plainHTTPError{*host + ` answers only over plain HTTP, which anyone on the path can read and tamper with [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge it for this loopback registry: [insecure] allow = ["insecure_registry"] with a reason)`}
+	if !policy.LoopbackHost(*host) {
+		return &plainHTTPError{fmt.Sprintf("cannot pull from %s (%s), and plain HTTP is only ever used for loopback registries [SR019 insecure-registry] (serve the registry over HTTPS)", *host, why)}
+	}
+	return &plainHTTPError{fmt.Sprintf(`cannot pull from %s (%s), and plain HTTP, which anyone on the path can read and tamper with, is refused [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge plain HTTP to this loopback registry: [insecure] allow = ["insecure_registry"] with a reason)`, *host, why)}
 }
 
 var errPlainHTTP = errors.New("plain HTTP refused")
@@ -110,6 +114,7 @@ type httpGuard struct {
 	// httpsAnswered: a request over HTTPS got an answer, so a refusal
 	// was only go-containerregistry trying HTTP in parallel.
 	httpsAnswered atomic.Bool
+	httpsErr      atomic.Pointer[error] // why HTTPS failed, for the message
 }
 
 func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -119,8 +124,12 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, fmt.Errorf("%w: %s", errPlainHTTP, req.URL.Redacted())
 	}
 	resp, err := g.base.RoundTrip(req)
-	if err == nil && req.URL.Scheme == "https" {
-		g.httpsAnswered.Store(true)
+	if req.URL.Scheme == "https" {
+		if err == nil {
+			g.httpsAnswered.Store(true)
+		} else {
+			g.httpsErr.Store(&err)
+		}
 	}
 	return resp, err
 }
