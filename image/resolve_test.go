@@ -3,10 +3,13 @@ package image
 import (
 	"archive/tar"
 	"compress/gzip"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,16 +409,46 @@ func TestResolveConcurrent(t *testing.T) {
 }
 
 // TestResolveKilled: a pull killed in the middle leaves nothing usable,
-// and the next one cleans up after it.
+// and the next one cleans up after it. The registry stalls halfway
+// through the layer, so the pull is killed mid-unpack every time.
 func TestResolveKilled(t *testing.T) {
 	requireRoot(t)
-	dir, cacheDir := t.TempDir(), t.TempDir()
 	var many []entry
-	for i := range 5000 { // a second or so of unpacking
-		many = append(many, file(fmt.Sprintf("d%d/f%d", i%100, i), "x", 0o644))
+	noise := make([]byte, 1024)
+	for i := range 2000 {
+		rand.Read(noise)
+		many = append(many, file(fmt.Sprintf("d%d/f%d", i%50, i), string(noise), 0o644))
 	}
-	writeLayout(t, filepath.Join(dir, "oci"), testImage(t, nil, layerTar(t, many...)), "latest")
-	if err := os.WriteFile(filepath.Join(dir, "service.toml"), []byte("version = 1\nname = \"test\"\n[image]\noci = \"oci:latest\"\n[process]\ncommand = [\"/x\"]\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n"), 0o644); err != nil {
+	img := testImage(t, nil, layerTar(t, many...))
+	m, _ := img.Manifest()
+	layerPath := "/v2/web/blobs/" + m.Layers[0].Digest.String()
+	var stall atomic.Bool
+	released := make(chan struct{})
+	defer close(released)
+	reg := startRegistry(t, false, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !stall.Load() || r.URL.Path != layerPath || r.Method != http.MethodGet {
+				h.ServeHTTP(w, r)
+				return
+			}
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, r)
+			w.Header().Set("Content-Length", fmt.Sprint(rec.Body.Len()))
+			w.WriteHeader(rec.Code)
+			w.Write(rec.Body.Bytes()[:rec.Body.Len()/2])
+			w.(http.Flusher).Flush()
+			select {
+			case <-released:
+			case <-r.Context().Done():
+			}
+		})
+	})
+	d := reg.push(t, "web:v1", img)
+	stall.Store(true)
+	dir, cacheDir := t.TempDir(), t.TempDir()
+	svc := "version = 1\nname = \"test\"\n[image]\nref = \"" + reg.host + "/web@" + d + "\"\n[process]\ncommand = [\"/x\"]\n" +
+		"[resources]\nmemory = \"64M\"\ncpus = 1.0\n[insecure]\nreason = \"test registry\"\nallow = [\"insecure_registry\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "service.toml"), []byte(svc), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
@@ -422,30 +456,36 @@ func TestResolveKilled(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	// Kill it once it is unpacking: its work directory has files.
-	for {
-		work, _ := filepath.Glob(filepath.Join(cacheDir, "tmp", "*", "rootfs", "d*"))
-		if len(work) > 0 {
+	for deadline := time.Now().Add(time.Minute); ; {
+		if work, _ := filepath.Glob(filepath.Join(cacheDir, "tmp", "*", "rootfs", "d*", "f*")); len(work) > 0 {
 			break
 		}
-		if cmd.ProcessState != nil {
-			t.Fatal("the pull finished before it could be killed")
+		select {
+		case err := <-exited:
+			t.Fatalf("the pull ended before it stalled: %v", err)
+		case <-time.After(5 * time.Millisecond):
 		}
-		time.Sleep(2 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatal("the pull wrote nothing in a minute")
+		}
 	}
 	cmd.Process.Kill()
-	cmd.Wait()
+	<-exited
 	if n := entryCount(t, cacheDir); n != 0 {
 		t.Fatalf("%d entries after a killed pull", n)
 	}
 	if left, _ := readDirNames(filepath.Join(cacheDir, "tmp")); len(left) == 0 {
 		t.Fatal("the killed pull left nothing to clean up: the test did not kill it mid-pull")
 	}
-	img, err := Resolve(t.Context(), service(t, dir, `oci = "oci:latest"`), Options{Dir: cacheDir})
+	stall.Store(false)
+	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir})
 	if err != nil {
 		t.Fatal(err)
 	}
-	img.Release()
+	got.Release()
 	assertCacheClean(t, cacheDir)
 }
 

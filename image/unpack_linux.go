@@ -192,7 +192,7 @@ func newReadAhead(r io.Reader) *readAhead {
 			case <-ra.quit:
 				return
 			}
-			n, err := io.ReadFull(r, b)
+			n, err := r.Read(b) // what there is: a slow registry's bytes go on at once
 			if n > 0 {
 				select {
 				case ra.bufs <- b[:n]:
@@ -200,8 +200,11 @@ func newReadAhead(r io.Reader) *readAhead {
 					return
 				}
 			}
+			if n == 0 {
+				ra.free <- b
+			}
 			if err != nil {
-				if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+				if !errors.Is(err, io.EOF) {
 					ra.err = err
 				}
 				return
