@@ -53,7 +53,7 @@ func prepare(t testing.TB, name string) *launcher.Prepared {
 	if err := policy.Enforce(svc); err != nil {
 		t.Fatal(err)
 	}
-	img, err := image.Resolve(context.Background(), svc)
+	img, err := image.Resolve(context.Background(), svc, image.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

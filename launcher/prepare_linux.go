@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -68,6 +69,8 @@ type PrepareOptions struct {
 	// Allocate records the service's user namespace range; without it
 	// (safe-run spec) the range is only looked up.
 	Allocate bool
+	// Progress receives image pull and unpack progress; nil: none.
+	Progress io.Writer
 }
 
 // Prepare runs every stage before the launcher on the manifest at path:
@@ -81,11 +84,11 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 	if err := policy.Enforce(svc); err != nil {
 		return nil, err
 	}
-	img, err := image.Resolve(ctx, svc)
+	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress})
 	if err != nil {
 		return nil, err
 	}
-	p := &Prepared{Service: svc, Image: img}
+	p := &Prepared{Service: svc, Image: img, Notes: img.Notes}
 	in := Inputs{Service: svc, Image: img}
 	if in.Seccomp, err = seccompProfile(svc); err != nil {
 		return nil, err

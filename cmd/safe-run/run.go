@@ -36,11 +36,15 @@ func runService(ctx context.Context, g *globals, path string) error {
 		}
 		return err
 	}
-	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
+	popts := launcher.PrepareOptions{
 		Dirs:     launcher.DefaultDirs(),
 		InitPath: helperPath("safe-run-init"),
 		Allocate: true,
-	})
+	}
+	if !g.quiet {
+		popts.Progress = g.stderr
+	}
+	p, err := launcher.Prepare(ctx, path, popts)
 	if err != nil {
 		return err
 	}
