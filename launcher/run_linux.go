@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // Options configure one run of a spec.
@@ -40,8 +42,11 @@ type Options struct {
 	AllowSensitiveMounts bool // [insecure] allows sensitive_mounts: skip the real-path check
 	Stdio                Stdio
 	Report               io.Writer // start report and exit reason; nil for none
+	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
+
+	record *profiles.Recording // set by Record
 }
 
 // Run starts spec as a container, supervises it in the foreground and
@@ -280,6 +285,11 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 	signal.Notify(signals)
 	defer signal.Stop(signals)
 
+	stopWatch, err := watchSeccomp(spec, host, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer stopWatch()
 	// The report goes out before the service can write a line of its own.
 	report(opts, spec, host)
 	if err := container.Run(process); err != nil {
@@ -305,6 +315,25 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 
 	cg, _ := manager.New(config.Cgroups)
 	return supervise(ctx, container, process, signals, cg, notify, opts)
+}
+
+// watchSeccomp reports the service's seccomp denials while it runs
+// (seccomp_log), serves the filter's notifications where safe-run added
+// them, and feeds a recording. The returned function stops it once the
+// service has exited.
+func watchSeccomp(spec *specs.Spec, host Host, opts Options) (func(), error) {
+	sc := spec.Linux.Seccomp
+	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless}
+	if sc != nil && sc.ListenerPath == host.seccompAgent() {
+		t.Listener = sc.ListenerPath
+	}
+	switch {
+	case opts.record != nil:
+		return opts.record.Watch(t, opts.Violations)
+	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
+		return func() {}, nil
+	}
+	return profiles.WatchViolations(t, opts.Violations)
 }
 
 func hasMountSource(spec *specs.Spec, source string) bool {
