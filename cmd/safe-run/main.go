@@ -82,7 +82,7 @@ with a reason.`,
 		},
 	}
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no start report on stderr")
-	root.AddCommand(runCommand(g), specCommand(g), versionCommand(g))
+	root.AddCommand(runCommand(g), specCommand(g), profileCommand(g), versionCommand(g))
 	root.CompletionOptions.HiddenDefaultCmd = true
 	return root
 }
