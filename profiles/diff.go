@@ -94,13 +94,24 @@ func words[T ~string](list []T) string {
 
 // decisions maps every call s names to what the loaded filter does with
 // it, as a string that compares equal when the outcome is the same:
-// "SCMP_ACT_ALLOW", "SCMP_ACT_ALLOW if 0 SCMP_CMP_EQ 0x8 0x0 | ...",
-// "SCMP_ACT_ERRNO(38)". Rules that repeat the default action are left out,
-// as runc skips them, and so are conditional allows of a call that is
-// allowed outright. Calls not in only, if only is not nil, are skipped.
+// "SCMP_ACT_ALLOW", "SCMP_ACT_ALLOW if 0 SCMP_CMP_MASKED_EQ 0x7e020000 0x0",
+// "SCMP_ACT_ALLOW if arg0 in [0 1 2 7]", "SCMP_ACT_ERRNO(38)". Rules that
+// repeat the default action are left out, as runc skips them, and so are
+// conditional allows of a call that is allowed outright. A call whose
+// rules each test one argument, the same one, for values few enough to
+// list, is described by the values they let through, whatever the tests
+// (see mergeValueTests). Calls not in only, if only is not nil, are
+// skipped.
 func decisions(s *specs.LinuxSeccomp, only map[string]bool) map[string]string {
 	def := effectiveAction(s.DefaultAction, s.DefaultErrnoRet)
 	rules := map[string]map[string]bool{}
+	type valueTests struct {
+		action string
+		index  uint
+		values map[uint64]bool
+		ok     bool
+	}
+	tests := map[string]*valueTests{}
 	for _, sc := range s.Syscalls {
 		action := effectiveAction(sc.Action, sc.ErrnoRet)
 		if action == def {
@@ -121,16 +132,48 @@ func decisions(s *specs.LinuxSeccomp, only map[string]bool) map[string]string {
 					rules[n][action+" if "+test] = true
 				}
 			}
+			if len(sc.Args) == 0 {
+				continue
+			}
+			vt := tests[n]
+			if vt == nil {
+				vt = &valueTests{action: action, index: sc.Args[0].Index, values: map[uint64]bool{}, ok: true}
+				tests[n] = vt
+			}
+			values, ok := valueSet(sc.Args[0])
+			vt.ok = vt.ok && ok && len(sc.Args) == 1 && vt.action == action && vt.index == sc.Args[0].Index
+			for _, v := range values {
+				vt.values[v] = true
+			}
 		}
 	}
 	out := map[string]string{}
 	for n, set := range rules {
 		var list []string
-		for r := range set {
-			if strings.HasPrefix(r, string(specs.ActAllow)+" if ") && set[string(specs.ActAllow)] {
-				continue
+		if vt := tests[n]; vt != nil && vt.ok {
+			for r := range set {
+				if !strings.Contains(r, " if ") {
+					list = append(list, r)
+				}
 			}
-			list = append(list, r)
+			if !set[vt.action] {
+				var vs []string
+				for _, v := range slices.Sorted(maps.Keys(vt.values)) {
+					if v < 4096 {
+						vs = append(vs, fmt.Sprint(v))
+					} else {
+						vs = append(vs, fmt.Sprintf("%#x", v))
+					}
+				}
+				list = append(list, fmt.Sprintf("%s if arg%d in [%s]", vt.action, vt.index, strings.Join(vs, " ")))
+			}
+		} else {
+			for r := range set {
+				if strings.HasPrefix(r, string(specs.ActAllow)+" if ") && set[string(specs.ActAllow)] {
+					continue
+				}
+				list = append(list, r)
+			}
 		}
 		slices.Sort(list)
 		out[n] = strings.Join(list, " | ")
