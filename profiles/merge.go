@@ -174,3 +174,48 @@ func mergeValueTests(rules []specs.LinuxSyscall) []specs.LinuxSyscall {
 	}
 	return out
 }
+
+// splitValueTests undoes mergeValueTests for a profile written out: the
+// rules that allow a call for a few values of one argument become one
+// SCMP_CMP_EQ rule per value, in order, in the place of the first of
+// them, as in Docker's own profile. A person reads "value": 10 more easily
+// than a 64-bit mask, and tools that parse JSON numbers as doubles (jq
+// 1.6, JavaScript) would round the mask. Loading the profile merges them
+// again.
+func splitValueTests(rules []specs.LinuxSyscall) []specs.LinuxSyscall {
+	type key struct {
+		name  string
+		index uint
+	}
+	splittable := func(sc specs.LinuxSyscall) (key, []uint64, bool) {
+		if sc.Action != specs.ActAllow || len(sc.Names) != 1 || len(sc.Args) != 1 {
+			return key{}, nil, false
+		}
+		if op := sc.Args[0].Op; op != specs.OpMaskedEqual && op != specs.OpEqualTo {
+			return key{}, nil, false
+		}
+		vs, ok := valueSet(sc.Args[0])
+		return key{sc.Names[0], sc.Args[0].Index}, vs, ok
+	}
+	values := map[key][]uint64{}
+	for _, sc := range rules {
+		if k, vs, ok := splittable(sc); ok {
+			values[k] = append(values[k], vs...)
+		}
+	}
+	var out []specs.LinuxSyscall
+	done := map[key]bool{}
+	for _, sc := range rules {
+		k, _, ok := splittable(sc)
+		switch {
+		case !ok:
+			out = append(out, sc)
+		case !done[k]:
+			done[k] = true
+			for _, v := range slices.Compact(slices.Sorted(slices.Values(values[k]))) {
+				out = append(out, specs.LinuxSyscall{Names: []string{k.name}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{argEq(k.index, v)}})
+			}
+		}
+	}
+	return out
+}
