@@ -196,10 +196,10 @@ func (r *Recording) variant(listener string) *specs.LinuxSeccomp {
 	}
 	s.Syscalls = rules
 	if r.notify {
-		// Denials of the watched calls are reported too, as they are
-		// when the service runs rootless with seccomp_log.
+		// Denials are reported too, as they are when the service runs
+		// rootless with seccomp_log (NotifyDenials).
 		if s.DefaultAction == specs.ActErrno {
-			if names := notifiable(s, watchedCalls); len(names) > 0 {
+			if names := notifiable(s); len(names) > 0 {
 				s.Syscalls = append(s.Syscalls, specs.LinuxSyscall{Names: names, Action: specs.ActNotify})
 			}
 		}

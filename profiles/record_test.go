@@ -67,7 +67,7 @@ func TestRecordingVariant(t *testing.T) {
 			} {
 				got := actionsFor(v, n)
 				if n == "unshare" && tc.listener != "" {
-					want = []string{string(specs.ActNotify)} // watched denial
+					want = []string{string(specs.ActNotify)} // a denial, reported
 				}
 				if !slices.Equal(got, want) {
 					t.Errorf("%s: actions %v, want %v", n, got, want)
@@ -85,7 +85,7 @@ func TestRecordingVariant(t *testing.T) {
 				}
 			}
 			// Notifications: the base's allowed calls continue, the
-			// watched denials do not.
+			// a denial, reporteds do not.
 			if !r.saw("openat") || r.saw("unshare") || r.saw("bogus") {
 				t.Error("saw: openat must continue, unshare and unknown calls must not")
 			}

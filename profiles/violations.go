@@ -22,7 +22,7 @@ import (
 // naming the call, its number, the process in the container's PID
 // namespace and its command. As root the reports come from the kernel's
 // audit records of the filter's SECCOMP_FILTER_FLAG_LOG; rootless from
-// notifications for the calls in watchedCalls (see NotifyDenials).
+// notifications for the calls its default action denies (NotifyDenials).
 
 // Target is the container whose denials are reported.
 type Target struct {
