@@ -410,6 +410,32 @@ func TestRecordEnforceBreak(t *testing.T) {
 	recordEnforceBreak(t, nil, "screcord", "")
 }
 
+// TestRecordDuration: a service that does not exit is stopped at the end
+// of --duration, and its profile written; that it then dies of the stop
+// signal is no failure.
+func TestRecordDuration(t *testing.T) {
+	setup(t)
+	m := service(t, "scduration", "strict", []string{"/bin/sh", "-c", "sysprobe getpid; exec sleep 60"}, "")
+	out := filepath.Join(filepath.Dir(m), "long.json")
+	start := time.Now()
+	r := safeRun(t, nil, "profile", "record", m, "-o", out, "--duration", "1s")
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("recording took %v, want it stopped after 1s", took)
+	}
+	if r.code != 0 || strings.Contains(r.stderr, "exited with code") || !strings.Contains(r.stderr, "recorded ") {
+		t.Fatalf("exit %d\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(out); err != nil {
+		t.Error(err)
+	}
+	// The recording's base was strict: the profile has nothing strict
+	// denies.
+	diff := safeRun(t, nil, "profile", "diff", "strict", out)
+	if regexp.MustCompile(`(?m)^[+~] `).MatchString(diff.stdout) {
+		t.Errorf("the profile recorded under strict allows more than strict:\n%s", diff.stdout)
+	}
+}
+
 // rootlessUser is the unprivileged user the rootless tests run safe-run
 // as: one with subordinate ids in /etc/subuid and /etc/subgid.
 func rootlessUser(t *testing.T) *user.User {
