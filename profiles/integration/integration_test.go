@@ -2,8 +2,8 @@
 // binary, as root, to show what each seccomp profile allows and blocks,
 // that denials show on safe-run's stderr, and that a recorded profile
 // lets the recorded workload run and breaks, visibly, without a call it
-// needs. The rootless tests run safe-run as an unprivileged user with
-// subordinate ids (SAFE_RUN_ROOTLESS_USER, default safe-run-test).
+// needs. The rootless tests run safe-run as the unprivileged user
+// safe-run-test, with subordinate ids.
 package integration_test
 
 import (
@@ -437,24 +437,29 @@ func TestRecordDuration(t *testing.T) {
 }
 
 // rootlessUser is the unprivileged user the rootless tests run safe-run
-// as: one with subordinate ids in /etc/subuid and /etc/subgid.
+// as, with a range of subordinate ids; like the launcher's rootless test,
+// the test creates it when it is missing.
 func rootlessUser(t *testing.T) *user.User {
 	t.Helper()
 	setup(t)
-	name := os.Getenv("SAFE_RUN_ROOTLESS_USER")
-	if name == "" {
-		name = "safe-run-test"
+	testenv.RequireTool(t, "runuser")
+	testenv.RequireTool(t, "newuidmap")
+	const name = "safe-run-test"
+	if _, err := user.Lookup(name); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+	}
+	subuid, _ := os.ReadFile("/etc/subuid")
+	if !strings.Contains(string(subuid), name+":") {
+		if out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", name).CombinedOutput(); err != nil {
+			t.Fatalf("usermod: %v: %s", err, out)
+		}
 	}
 	u, err := user.Lookup(name)
 	if err != nil {
-		testenv.Skip(t, "rootless tests need the user %s with subordinate ids (useradd %s && usermod --add-subuids 300000-365535 --add-subgids 300000-365535 %s), or SAFE_RUN_ROOTLESS_USER: %v", name, name, name, err)
+		t.Fatal(err)
 	}
-	subuid, _ := os.ReadFile("/etc/subuid")
-	if !regexp.MustCompile(`(?m)^(` + regexp.QuoteMeta(u.Username) + `|` + u.Uid + `):`).Match(subuid) {
-		testenv.Skip(t, "rootless tests need subordinate ids for %s in /etc/subuid", u.Username)
-	}
-	testenv.RequireTool(t, "runuser")
-	testenv.RequireTool(t, "newuidmap")
 	for _, d := range []string{"rootless", "rootless/state", "rootless/data"} {
 		p := filepath.Join(env.dir, d)
 		if err := os.MkdirAll(p, 0o755); err != nil {
