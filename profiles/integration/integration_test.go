@@ -77,11 +77,9 @@ func build() error {
 		c.Env = append(os.Environ(), "CGO_ENABLED=0")
 		return c
 	}
-	safeRun := exec.Command("go", "build", "-tags", "seccomp", "-o", env.bin, "./cmd/safe-run")
-	safeRun.Env = append(os.Environ(), "CGO_ENABLED=1")
 	steps := []*exec.Cmd{
-		safeRun,
-		static("bin/safe-run-init", "./cmd/safe-run-init"),
+		// The Makefile knows how safe-run and its helpers are built.
+		exec.Command("make", "-s", "build", "BIN="+filepath.Join(dir, "bin")),
 		static("confinement", "./example/confinement"),
 		static("sysprobe", "./profiles/testdata/sysprobe"),
 		static("loop", "./profiles/testdata/loop"),
