@@ -47,7 +47,10 @@ type watcher struct {
 	enosys map[string]bool
 	errno  uint
 
-	stopR, stopW *os.File // closing stopW tells every reader to finish
+	// Closing stopW tells every reader to finish: they poll stopFd, the
+	// read end, for the hang-up.
+	stopR, stopW *os.File
+	stopFd       int32
 	wg           sync.WaitGroup
 }
 
@@ -77,14 +80,23 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	if wt.stopR, wt.stopW, err = os.Pipe(); err != nil {
 		return nil, err
 	}
-	var closers []func()
-	fail := func(err error) (func(), error) {
+	wt.stopFd = int32(wt.stopR.Fd())
+	// wake unblocks the readers that do not poll stopFd; release frees
+	// what the readers used, once they are done.
+	var wake, release []func()
+	finish := func() {
 		wt.stopW.Close()
-		for _, c := range closers {
-			c()
+		for _, f := range wake {
+			f()
 		}
 		wt.wg.Wait()
+		for _, f := range release {
+			f()
+		}
 		wt.stopR.Close()
+	}
+	fail := func(err error) (func(), error) {
+		finish()
 		return nil, err
 	}
 
@@ -93,7 +105,7 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 		if err != nil {
 			return fail(err)
 		}
-		closers = append(closers, a.close)
+		wake = append(wake, a.close)
 		wt.wg.Add(1)
 		go func() {
 			defer wt.wg.Done()
@@ -112,7 +124,7 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 			}
 			wt.rep.line("seccomp denials are not shown: %v", err)
 		} else {
-			closers = append(closers, src.close)
+			release = append(release, src.close)
 			wt.wg.Add(1)
 			go func() {
 				defer wt.wg.Done()
@@ -138,12 +150,7 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			wt.stopW.Close()
-			wt.wg.Wait()
-			for _, c := range closers {
-				c()
-			}
-			wt.stopR.Close()
+			finish()
 			ticker.Stop()
 			close(tickerDone)
 			wt.rep.flush(true)
@@ -276,7 +283,7 @@ func openAudit() (*auditSource, error) {
 func (wt *watcher) readAudit(src *auditSource) {
 	buf := make([]byte, 1<<16)
 	lostBefore, statusErr := auditStatus()
-	fds := []unix.PollFd{{Fd: int32(src.fd), Events: unix.POLLIN}, {Fd: int32(wt.stopR.Fd()), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(src.fd), Events: unix.POLLIN}, {Fd: wt.stopFd, Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)
 		if errors.Is(err, unix.EINTR) {
@@ -465,13 +472,8 @@ func (a *agent) close() { a.ln.Close() }
 func (a *agent) serve(wt *watcher) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	go func() {
-		// Accept returns once the listener is closed.
-		var b [1]byte
-		_, _ = wt.stopR.Read(b[:])
-		a.ln.Close()
-	}()
 	for {
+		// Accept returns an error once stop closes the listener.
 		conn, err := a.ln.AcceptUnix()
 		if err != nil {
 			return
@@ -536,7 +538,7 @@ type seccompNotifResp struct {
 // answer answers the notifications of fd until every process that uses
 // the filter has exited, or stop.
 func (wt *watcher) answer(fd int) {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: int32(wt.stopR.Fd()), Events: unix.POLLIN}}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}, {Fd: wt.stopFd, Events: unix.POLLIN}}
 	for {
 		_, err := unix.Poll(fds, -1)
 		if errors.Is(err, unix.EINTR) {
