@@ -122,6 +122,15 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 	} else if p.Host.IDs, err = AllocateIDs(opts.Dirs.Data, svc.Name, opts.Allocate); err != nil {
 		return nil, err
 	}
+	if p.Host.Rootless && svc.Security.SeccompLog {
+		// The kernel's seccomp log is out of reach from safe-run's own
+		// user namespace: the denials worth seeing come to it as
+		// notifications instead (see launcher.watchSeccomp).
+		var why string
+		if in.Seccomp, why = profiles.NotifyDenials(in.Seccomp, p.Host.seccompAgent()); why != "" {
+			p.Notes = append(p.Notes, "seccomp denials NOT shown: without root the kernel's seccomp log is out of reach, and this profile cannot report them as notifications: "+why)
+		}
+	}
 	if p.Spec, err = Spec(in, p.Host); err != nil {
 		return nil, err
 	}

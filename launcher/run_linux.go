@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // Options configure one run of a spec.
@@ -42,8 +44,11 @@ type Options struct {
 	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
 	Stdio                Stdio
 	Report               io.Writer // start report and exit reason; nil for none
+	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
+
+	record *profiles.Recording // set by Record
 }
 
 // Run starts spec as a container, supervises it in the foreground and
@@ -309,6 +314,11 @@ func (r *run) locked(ctx context.Context) (int, error) {
 	// Subscribed before the start: a signal in between must not be lost.
 	<-r.early.subscribed
 
+	stopWatch, err := watchSeccomp(spec, host, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer stopWatch()
 	// The report goes out before the service can write a line of its own.
 	report(opts, spec, host)
 	if err := container.Run(process); err != nil {
@@ -333,6 +343,25 @@ func (r *run) locked(ctx context.Context) (int, error) {
 	notify.keepAlive(stopWatchdog)
 
 	return supervise(ctx, container, process, r.early.signals, r.cg, notify, opts)
+}
+
+// watchSeccomp reports the service's seccomp denials while it runs
+// (seccomp_log), serves the filter's notifications where safe-run added
+// them, and feeds a recording. The returned function stops it once the
+// service has exited.
+func watchSeccomp(spec *specs.Spec, host Host, opts Options) (func(), error) {
+	sc := spec.Linux.Seccomp
+	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless}
+	if sc != nil && sc.ListenerPath == host.seccompAgent() {
+		t.Listener = sc.ListenerPath
+	}
+	switch {
+	case opts.record != nil:
+		return opts.record.Watch(t, opts.Violations)
+	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
+		return func() {}, nil
+	}
+	return profiles.WatchViolations(t, opts.Violations)
 }
 
 func hasMountSource(spec *specs.Spec, source string) bool {

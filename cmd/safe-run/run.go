@@ -48,6 +48,19 @@ func runService(ctx context.Context, g *globals, path string) error {
 	if err != nil {
 		return err
 	}
+	code, err := launcher.Run(ctx, p.Spec, p.Host, runOptions(g, p))
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitStatus(code)
+	}
+	return nil
+}
+
+// runOptions are the launcher's options for running p from the command
+// line: the service's stdio and safe-run's own lines on safe-run's.
+func runOptions(g *globals, p *launcher.Prepared) launcher.Options {
 	opts := launcher.Options{
 		Name:                 p.Service.Name,
 		StateRoot:            launcher.DefaultDirs().State,
@@ -59,16 +72,12 @@ func runService(ctx context.Context, g *globals, path string) error {
 		AppArmor:             p.AppArmor,
 		Stdio:                launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr},
 		Notes:                p.Notes,
+		// Denials are shown even with -q: they are what the service
+		// tried and could not do, not part of the start report.
+		Violations: g.stderr,
 	}
 	if !g.quiet {
 		opts.Report = g.stderr
 	}
-	code, err := launcher.Run(ctx, p.Spec, p.Host, opts)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return exitStatus(code)
-	}
-	return nil
+	return opts
 }
