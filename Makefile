@@ -10,7 +10,7 @@ export CGO_ENABLED := 1
 
 # Debian packages each target needs, installed only when missing.
 BUILD_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static uidmap
-TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 cpio apparmor systemd skopeo umoci docker.io
+TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 xz-utils apparmor systemd skopeo umoci docker.io
 BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine
 
 # The id ranges services' user namespaces come from (see launcher.IDUser).
@@ -26,6 +26,8 @@ build: deps-build
 example: build
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/confinement ./example/confinement
 	./example/mkrootfs.sh example/rootfs $(BIN)/confinement
+	$(GO) run ./example/mkoci -entrypoint /bin/confinement -user 1000:1000 -env LOG_LEVEL=info \
+		-label org.opencontainers.image.source=https://example.org/safe-run-example example/rootfs example/oci:latest
 
 run: build example setup-user
 	$(BIN)/safe-run example/service.toml
@@ -59,4 +61,4 @@ deps-build deps-test deps-bench: deps-%:
 	fi
 
 clean:
-	rm -rf $(BIN) example/rootfs
+	rm -rf $(BIN) example/rootfs example/oci

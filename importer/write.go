@@ -94,12 +94,18 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 	w.kv("name", tomlString(name), "")
 
 	w.table("image")
-	imgComment := ""
-	if !policy.Pinned(s.c.Image) {
-		r := policy.Lookup("unpinned-image")
-		imgComment = "TODO " + r.ID + " " + r.Name + ": pin it, ref = \"" + refWithoutTag(s.c.Image) + "@sha256:...\""
+	ref, imgComment := s.c.Image, ""
+	if !manifest.ValidRef(ref) {
+		// A line from a README often has a shell variable for the tag
+		// (IMAGE:$VERSION); the tag goes, and the TODO says so.
+		ref = refWithoutTag(ref)
+		imgComment = "TODO: the tag in " + s.c.Image + " is not a tag (a shell variable?): set it, then pin. "
 	}
-	w.kv("ref", tomlString(s.c.Image), imgComment)
+	if !policy.Pinned(ref) {
+		r := policy.Lookup("unpinned-image")
+		imgComment += "TODO " + r.ID + " " + r.Name + ": pin it, ref = \"" + refWithoutTag(ref) + "@sha256:...\""
+	}
+	w.kv("ref", tomlString(ref), imgComment)
 
 	s.writeProcess(&w)
 	s.writeSecurity(&w)

@@ -68,31 +68,16 @@ func build() error {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return err
 	}
-	env.bin = filepath.Join(dir, "bin", "safe-run")
-	env.stateDir, env.dataDir = filepath.Join(dir, "state"), filepath.Join(dir, "data")
-	env.rootfs = filepath.Join(dir, "rootfs")
-	root, err := filepath.Abs("..")
+	bins, err := testenv.Build(dir)
 	if err != nil {
 		return err
 	}
-	steps := []*exec.Cmd{
-		exec.Command("go", "build", "-tags", "seccomp", "-o", env.bin, "./cmd/safe-run"),
-		exec.Command("gcc", "-static", "-Os", "-o", filepath.Join(dir, "bin", "safe-run-init"), "cmd/safe-run-init/safe-run-init.c"),
-		exec.Command("go", "build", "-o", filepath.Join(dir, "bin", "safe-run-janitor"), "./cmd/safe-run-janitor"),
-		exec.Command("go", "build", "-o", filepath.Join(dir, "confinement"), "./example/confinement"),
-		exec.Command("./example/mkrootfs.sh", env.rootfs, filepath.Join(dir, "confinement")),
+	env.bin = bins.SafeRun
+	if env.rootfs, err = testenv.ExampleRootfs(dir); err != nil {
+		return err
 	}
-	for _, c := range steps {
-		c.Dir = root
-		c.Env = append(os.Environ(), "CGO_ENABLED=1")
-		if strings.HasSuffix(c.Args[len(c.Args)-1], "safe-run-janitor") || strings.HasSuffix(c.Args[len(c.Args)-1], "confinement") {
-			c.Env = append(c.Env, "CGO_ENABLED=0")
-		}
-		if out, err := c.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
-		}
-	}
-	for _, d := range []string{env.stateDir, env.dataDir, filepath.Join(dir, "bin")} {
+	env.stateDir, env.dataDir = filepath.Join(dir, "state"), filepath.Join(dir, "data")
+	for _, d := range []string{env.stateDir, env.dataDir} {
 		if err := os.MkdirAll(d, 0o711); err != nil {
 			return err
 		}

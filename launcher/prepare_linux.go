@@ -2,16 +2,18 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 
-	"github.com/opencontainers/runc/libcontainer/apparmor"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
@@ -52,11 +54,12 @@ func DefaultDirs() Dirs {
 // Prepared is a service ready to run: what every stage decided, and the
 // spec they add up to.
 type Prepared struct {
-	Service *manifest.Service
-	Image   *image.Image
-	Spec    *specs.Spec
-	Host    Host
-	Notes   []string // what this host does not enforce, for the start report
+	Service  *manifest.Service
+	Image    *image.Image
+	AppArmor *apparmor.Profile // nil: none applies; Run loads a generated one
+	Spec     *specs.Spec
+	Host     Host
+	Notes    []string // what this host does not enforce, for the start report
 }
 
 // PrepareOptions say where safe-run lives on this host.
@@ -66,6 +69,8 @@ type PrepareOptions struct {
 	// Allocate records the service's user namespace range; without it
 	// (safe-run spec) the range is only looked up.
 	Allocate bool
+	// Progress receives image pull and unpack progress; nil: none.
+	Progress io.Writer
 }
 
 // Prepare runs every stage before the launcher on the manifest at path:
@@ -79,17 +84,20 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 	if err := policy.Enforce(svc); err != nil {
 		return nil, err
 	}
-	img, err := image.Resolve(ctx, svc)
+	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress})
 	if err != nil {
 		return nil, err
 	}
-	p := &Prepared{Service: svc, Image: img}
+	p := &Prepared{Service: svc, Image: img, Notes: img.Notes}
 	in := Inputs{Service: svc, Image: img}
 	if in.Seccomp, err = seccompProfile(svc); err != nil {
 		return nil, err
 	}
-	if in.AppArmor, err = p.appArmor(); err != nil {
+	if p.AppArmor, err = p.appArmor(); err != nil {
 		return nil, err
+	}
+	if p.AppArmor != nil {
+		in.AppArmor = p.AppArmor.Name
 	}
 	cgroupPath, v2, err := CgroupPlacement(svc.Name)
 	if err != nil {
@@ -113,6 +121,15 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 		}
 	} else if p.Host.IDs, err = AllocateIDs(opts.Dirs.Data, svc.Name, opts.Allocate); err != nil {
 		return nil, err
+	}
+	if p.Host.Rootless && svc.Security.SeccompLog {
+		// The kernel's seccomp log is out of reach from safe-run's own
+		// user namespace: the denials worth seeing come to it as
+		// notifications instead (see launcher.watchSeccomp).
+		var why string
+		if in.Seccomp, why = profiles.NotifyDenials(in.Seccomp, p.Host.seccompAgent()); why != "" {
+			p.Notes = append(p.Notes, "seccomp denials NOT shown: without root the kernel's seccomp log is out of reach, and this profile cannot report them as notifications: "+why)
+		}
 	}
 	if p.Spec, err = Spec(in, p.Host); err != nil {
 		return nil, err
@@ -154,24 +171,17 @@ func (p *Prepared) rootlessCgroups() error {
 	return nil
 }
 
-// appArmor names the profile to apply, or notes that the kernel has none.
-func (p *Prepared) appArmor() (string, error) {
-	sec := p.Service.Security
-	if sec.AppArmor == "unconfined" {
-		return "", nil
+// appArmor decides the service's AppArmor profile from what the kernel
+// offers; generating it needs no root, loading it is left to Run.
+func (p *Prepared) appArmor() (*apparmor.Profile, error) {
+	prof, note, err := apparmor.ForService(p.Service, apparmor.Probe())
+	if errors.Is(err, apparmor.ErrNotEnabled) {
+		err = fmt.Errorf("%w: %w", ErrHostCannotEnforce, err)
 	}
-	if !apparmor.IsEnabled() {
-		if sec.AppArmorRequired {
-			return "", fmt.Errorf("%w: %w", ErrHostCannotEnforce, p.Service.Errorf("security.apparmor_required",
-				"this kernel has no AppArmor (run on a kernel with AppArmor enabled, or set apparmor_required = false)"))
-		}
-		p.Notes = append(p.Notes, "AppArmor not enforced: this kernel has no AppArmor")
-		return "", nil
+	if note != "" {
+		p.Notes = append(p.Notes, note)
 	}
-	if sec.AppArmor == "generated" {
-		return "safe-run-" + p.Service.Name, nil
-	}
-	return sec.AppArmor, nil
+	return prof, err
 }
 
 // seccompProfile builds the service's filter for this host's architecture

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
 )
 
@@ -122,6 +123,14 @@ func RunRootless(args []string, dirs Dirs, report func(string)) (int, error) {
 		size = IDRangeSize
 	} else if report != nil {
 		report(fmt.Sprintf("user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)", u.Username, IDRangeSize, u.Username))
+	}
+	// The inner safe-run moves itself into a supervisor leaf of this
+	// cgroup so that the container's cgroup can get controllers beside
+	// it; this process must not stay behind in the cgroup, or it could
+	// not delegate them. Where it cannot move (no cgroup v2 delegated
+	// here), the inner safe-run says why.
+	if cgroups.IsCgroup2UnifiedMode() {
+		_ = enterSupervisorLeaf()
 	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {

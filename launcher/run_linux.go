@@ -8,10 +8,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +27,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // Options configure one run of a spec.
@@ -38,11 +40,15 @@ type Options struct {
 	DataDir              string // persistent data: the writable layer of a writable rootfs
 	StopSignal           unix.Signal
 	StopTimeout          time.Duration
-	AllowSensitiveMounts bool // [insecure] allows sensitive_mounts: skip the real-path check
+	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
+	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
 	Stdio                Stdio
 	Report               io.Writer // start report and exit reason; nil for none
+	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
+
+	record *profiles.Recording // set by Record
 }
 
 // Run starts spec as a container, supervises it in the foreground and
@@ -53,6 +59,8 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	early := startEarly(host)
+	defer early.stop()
 	if err := os.MkdirAll(opts.StateRoot, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
@@ -70,10 +78,8 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	if err := preflightCommand(spec); err != nil {
 		return 0, err
 	}
-	if host.CgroupV2 {
-		if err := enterSupervisorLeaf(); err != nil {
-			return 0, err
-		}
+	if err := loadAppArmor(ctx, spec, host, opts); err != nil {
+		return 0, err
 	}
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: opts.Name, Spec: spec, RootlessCgroups: host.CgroupsWaived})
 	if err != nil {
@@ -83,9 +89,13 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	// configuration, where the manager reads it.
 	config.Cgroups.Rootless = host.CgroupsWaived
 	config.ParentDeathSignal = int(unix.SIGKILL)
-	cgroupDirs, err := cgroupDirsOf(config)
+	cg, err := manager.New(config.Cgroups)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("placing the container's cgroup: %w", err)
+	}
+	var cgroupDirs []string
+	for _, p := range cg.GetPaths() {
+		cgroupDirs = append(cgroupDirs, p)
 	}
 	if err := os.Mkdir(host.StateDir, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
@@ -117,25 +127,26 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		// run. It is never unlocked: it carries the private mount
 		// namespace and dies with this goroutine.
 		runtime.LockOSThread()
-		code, err := runLocked(ctx, spec, config, host, opts, upperDir)
+		r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, cg: cg, early: early}
+		code, err := r.locked(ctx)
 		done <- result{code, err}
 	}()
 	r := <-done
 	return r.code, r.err
 }
 
-// cgroupDirsOf lists the container's cgroup directories, one per
-// hierarchy, before they exist: the janitor's to remove if safe-run dies.
-func cgroupDirsOf(config *configs.Config) ([]string, error) {
-	m, err := manager.New(config.Cgroups)
-	if err != nil {
-		return nil, fmt.Errorf("placing the container's cgroup: %w", err)
+// loadAppArmor loads the service's generated AppArmor profile, which
+// libcontainer applies when the container execs its first program.
+func loadAppArmor(ctx context.Context, spec *specs.Spec, host Host, opts Options) error {
+	p := opts.AppArmor
+	if p == nil {
+		return nil
 	}
-	var dirs []string
-	for _, p := range m.GetPaths() {
-		dirs = append(dirs, p)
+	if p.Name != spec.Process.ApparmorProfile {
+		return fmt.Errorf("the spec applies AppArmor profile %q, but the profile to load is %s", spec.Process.ApparmorProfile, p.Name)
 	}
-	return dirs, nil
+	_, err := apparmor.Load(ctx, p, apparmor.LoadOptions{CacheDir: filepath.Join(opts.DataDir, "apparmor"), Rootless: host.Rootless, Logger: opts.Logger})
+	return err
 }
 
 // cleanLeftovers removes what a previous run of the same name left when it
@@ -208,13 +219,34 @@ func preflightCommand(spec *specs.Spec) error {
 	return fmt.Errorf("%w: %s is not in the image %s (check process.command and the image's PATH)", ErrCommandNotFound, name, rootfs)
 }
 
-// runLocked does everything that needs the private mount namespace: it
-// runs on one locked OS thread.
-func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, host Host, opts Options, upperDir string) (int, error) {
+// run is one start of a container, from the private mount namespace on.
+type run struct {
+	spec     *specs.Spec
+	config   *configs.Config
+	host     Host
+	opts     Options
+	upperDir string
+	cg       cgroups.Manager
+	early    *early
+}
+
+// locked does everything that needs the private mount namespace: it runs
+// on one locked OS thread.
+func (r *run) locked(ctx context.Context) (int, error) {
+	spec, config, host, opts := r.spec, r.config, r.host, r.opts
 	if err := enterPrivateMountNamespace(); err != nil {
 		return 0, err
 	}
-	note, err := rootfsView(spec, host, spec.Annotations[AnnotationRootfs], upperDir)
+	var userns *os.File
+	if !host.Rootless {
+		f, err := r.early.usernsFile()
+		if err != nil {
+			return 0, err
+		}
+		defer f.Close()
+		userns = f
+	}
+	note, err := rootfsView(spec, host, spec.Annotations[AnnotationRootfs], r.upperDir, userns)
 	if err != nil {
 		return 0, err
 	}
@@ -239,6 +271,9 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 		return 0, err
 	}
 
+	if err := <-r.early.cgroup; err != nil {
+		return 0, err
+	}
 	container, err := libcontainer.Create(host.runtimeDir(), opts.Name, config)
 	if err != nil {
 		return 0, fmt.Errorf("creating the container: %w", err)
@@ -276,11 +311,14 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 	}
 	defer io.finish()
 
-	// Subscribe before the start: a signal in between must not be lost.
-	signals := make(chan os.Signal, 32)
-	signal.Notify(signals)
-	defer signal.Stop(signals)
+	// Subscribed before the start: a signal in between must not be lost.
+	<-r.early.subscribed
 
+	stopWatch, err := watchSeccomp(spec, host, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer stopWatch()
 	// The report goes out before the service can write a line of its own.
 	report(opts, spec, host)
 	if err := container.Run(process); err != nil {
@@ -304,8 +342,26 @@ func runLocked(ctx context.Context, spec *specs.Spec, config *configs.Config, ho
 	defer close(stopWatchdog)
 	notify.keepAlive(stopWatchdog)
 
-	cg, _ := manager.New(config.Cgroups)
-	return supervise(ctx, container, process, signals, cg, notify, opts)
+	return supervise(ctx, container, process, r.early.signals, r.cg, notify, opts)
+}
+
+// watchSeccomp reports the service's seccomp denials while it runs
+// (seccomp_log), serves the filter's notifications where safe-run added
+// them, and feeds a recording. The returned function stops it once the
+// service has exited.
+func watchSeccomp(spec *specs.Spec, host Host, opts Options) (func(), error) {
+	sc := spec.Linux.Seccomp
+	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless}
+	if sc != nil && sc.ListenerPath == host.seccompAgent() {
+		t.Listener = sc.ListenerPath
+	}
+	switch {
+	case opts.record != nil:
+		return opts.record.Watch(t, opts.Violations)
+	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
+		return func() {}, nil
+	}
+	return profiles.WatchViolations(t, opts.Violations)
 }
 
 func hasMountSource(spec *specs.Spec, source string) bool {

@@ -71,6 +71,12 @@ func (h Host) RootfsView() string { return filepath.Join(h.StateDir, "rootfs") }
 // runtimeDir is libcontainer's state root; its state is runtimeDir()/NAME.
 func (h Host) runtimeDir() string { return filepath.Join(h.StateDir, "runtime") }
 
+// seccompAgent is the socket of safe-run's seccomp agent, where
+// libcontainer hands over the filter's notification descriptor when
+// safe-run added notifications to the filter (rootless seccomp_log, a
+// rootless recording).
+func (h Host) seccompAgent() string { return filepath.Join(h.StateDir, "seccomp.sock") }
+
 // SecretsDir is where the launcher fills the private tmpfs of secrets.
 func (h Host) SecretsDir() string { return filepath.Join(h.StateDir, "secrets") }
 
@@ -124,7 +130,7 @@ func Spec(in Inputs, host Host) (*specs.Spec, error) {
 			Env:             environment(s, img, user.home),
 			Cwd:             cwd,
 			Capabilities:    capabilities(s.Security.Capabilities, user.spec.UID != 0),
-			Rlimits:         rlimits,
+			Rlimits:         slices.Clone(rlimits), // fitRlimits edits the spec's copy
 			NoNewPrivileges: s.Security.NoNewPrivileges,
 			ApparmorProfile: in.AppArmor,
 		},

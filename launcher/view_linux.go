@@ -62,7 +62,7 @@ func usernsFD(ids IDMap) (*os.File, error) {
 // service's user namespace, read-only unless the spec says otherwise, with
 // a layer that adds only the mountpoints the spec needs and the image lacks.
 // It returns a note for the start report when the view falls short.
-func rootfsView(spec *specs.Spec, host Host, source, upperDir string) (note string, err error) {
+func rootfsView(spec *specs.Spec, host Host, source, upperDir string, userns *os.File) (note string, err error) {
 	lower := filepath.Join(host.StateDir, "lower")
 	if err := os.Mkdir(lower, 0o711); err != nil {
 		return "", err
@@ -76,7 +76,7 @@ func rootfsView(spec *specs.Spec, host Host, source, upperDir string) (note stri
 	if spec.Process.NoNewPrivileges {
 		attr.Attr_set |= unix.MOUNT_ATTR_NOSUID
 	}
-	if note, err = idmapTree(tree, host, source, attr); err != nil {
+	if note, err = idmapTree(tree, userns, source, attr); err != nil {
 		return "", err
 	}
 	if err := unix.MoveMount(tree, "", unix.AT_FDCWD, lower, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
@@ -122,18 +122,13 @@ func rootfsView(spec *specs.Spec, host Host, source, upperDir string) (note stri
 	return note, nil
 }
 
-// idmapTree maps the rootfs tree into the service's ids. Where it cannot
-// (rootless, or a file system without idmapped mounts), the tree is shown
-// as it is, and the note says so.
-func idmapTree(tree int, host Host, source string, attr *unix.MountAttr) (note string, err error) {
-	if host.Rootless {
+// idmapTree maps the rootfs tree into the user namespace userns. Where it
+// cannot (rootless: userns is nil, or a file system without idmapped
+// mounts), the tree is shown as it is, and the note says so.
+func idmapTree(tree int, userns *os.File, source string, attr *unix.MountAttr) (note string, err error) {
+	if userns == nil {
 		note = "rootfs not id-mapped (rootless): your files appear as root's, others' as nobody"
 	} else {
-		userns, err := usernsFD(host.IDs)
-		if err != nil {
-			return "", err
-		}
-		defer userns.Close()
 		idmapped := *attr
 		idmapped.Attr_set |= unix.MOUNT_ATTR_IDMAP
 		idmapped.Userns_fd = uint64(userns.Fd())

@@ -95,8 +95,17 @@ func checkService(t *testing.T, s *Service) {
 	if len(s.Name) == 0 || len(s.Name) > 63 || !namePattern.MatchString(s.Name) {
 		t.Errorf("name %q loaded", s.Name)
 	}
-	if s.Image.Rootfs == "" && s.Image.Ref == "" {
-		t.Errorf("no image source loaded: %+v", s.Image)
+	sources := 0
+	for _, v := range []string{s.Image.Rootfs, s.Image.OCI, s.Image.Archive, s.Image.Ref} {
+		if v != "" {
+			sources++
+		}
+	}
+	if sources != 1 {
+		t.Errorf("%d image sources loaded: %+v", sources, s.Image)
+	}
+	if s.Image.Ref != "" && !ValidRef(s.Image.Ref) {
+		t.Errorf("image.ref %q loaded", s.Image.Ref)
 	}
 	if s.Image.Rootfs != "" && (!filepath.IsAbs(s.Image.Rootfs) || len(s.Process.Command) == 0) {
 		t.Errorf("rootfs %q with command %q loaded", s.Image.Rootfs, s.Process.Command)

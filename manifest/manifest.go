@@ -28,9 +28,9 @@ type Service struct {
 // Image names exactly one source of the root filesystem.
 type Image struct {
 	Rootfs  string `toml:"rootfs"`  // directory, absolute after Load; never modified
-	OCI     string `toml:"oci"`     // OCI image layout "dir:tag"
-	Archive string `toml:"archive"` // docker save or OCI archive
-	Ref     string `toml:"ref"`     // registry reference, pinned by digest
+	OCI     string `toml:"oci"`     // OCI image layout "dir:tag" (see SplitOCI), dir absolute after Load; ":tag" optional when it holds one image
+	Archive string `toml:"archive"` // docker save or OCI archive, gzipped or not; absolute after Load
+	Ref     string `toml:"ref"`     // registry reference; policy refuses it unpinned (SR018)
 }
 
 // Process is what runs inside the container and how it is stopped.

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
 )
 
 var (
@@ -95,14 +97,69 @@ func validateImage(s *Service, fe *fieldErrors) {
 	switch set[0] {
 	case "rootfs":
 		s.Image.Rootfs = s.abs(s.Image.Rootfs)
-	case "ref":
-		// A valid part of the contract (import writes it, check judges its
-		// pinning); package image says whether this release can pull it.
-		if strings.ContainsAny(s.Image.Ref, " \t\n") || strings.HasPrefix(s.Image.Ref, "-") {
-			fe.add("image.ref", "%q is not an image reference (use e.g. \"registry.example/web@sha256:...\")", s.Image.Ref)
+	case "oci":
+		dir, tag := SplitOCI(s.Image.OCI)
+		switch {
+		case dir == "":
+			fe.add("image.oci", `%q names no directory (use oci = "layout-dir:tag", the directory relative to this file)`, s.Image.OCI)
+		case strings.HasSuffix(s.Image.OCI, ":") || (tag != "" && !validTag(tag)):
+			fe.add("image.oci", `%q: the tag after ':' is not a tag (use letters, digits, '_', '.', '-', e.g. oci = "layout-dir:latest")`, s.Image.OCI)
+		default:
+			s.Image.OCI = s.abs(dir)
+			if tag != "" {
+				s.Image.OCI += ":" + tag
+			}
 		}
-	default:
-		fe.add("image."+set[0], "not supported yet (this release runs a rootfs directory: set image.rootfs)")
+	case "archive":
+		s.Image.Archive = s.abs(s.Image.Archive)
+	case "ref":
+		validateRef(s.Image.Ref, fe)
+	}
+}
+
+// SplitOCI splits an image.oci value "layout-dir:tag" at its last ':'. A
+// last part holding a '/' belongs to the directory: "dir" alone has no tag.
+func SplitOCI(v string) (dir, tag string) {
+	i := strings.LastIndexByte(v, ':')
+	if i < 0 || strings.Contains(v[i+1:], "/") {
+		return v, ""
+	}
+	return v[:i], v[i+1:]
+}
+
+// validTag reports whether t is a tag as docker and OCI layouts write them.
+func validTag(t string) bool {
+	if len(t) > 128 || t == "" || t[0] == '.' || t[0] == '-' {
+		return false
+	}
+	for _, c := range t {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validateRef checks the syntax of image.ref. Whether it is pinned by
+// digest is a policy question (SR018 unpinned-image).
+// ValidRef reports whether ref is a registry reference safe-run can pull.
+func ValidRef(ref string) bool {
+	_, err := name.ParseReference(ref)
+	return err == nil && !strings.Contains(ref, "://")
+}
+
+func validateRef(ref string, fe *fieldErrors) {
+	const use = `use "registry.example/web@sha256:<64 hex digits>"`
+	if strings.Contains(ref, "://") {
+		fe.add("image.ref", "%q is not a registry reference: drop the URL scheme (%s)", ref, use)
+		return
+	}
+	if !ValidRef(ref) {
+		fe.add("image.ref", "%q is not a registry reference (%s)", ref, use)
+		return
+	}
+	if _, dig, ok := strings.Cut(ref, "@"); ok && !strings.HasPrefix(dig, "sha256:") {
+		fe.add("image.ref", "%q: only sha256 digests are accepted (%s)", ref, use)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -105,8 +106,13 @@ func Findings(s *manifest.Service) []Finding {
 			add(ruleSecretEnv, "process.env."+k, "%s looks like a secret; environment variables leak into logs, /proc and child processes", k)
 		}
 	}
-	if ref := s.Image.Ref; ref != "" && !Pinned(ref) {
-		add(ruleUnpinnedImage, "image.ref", "%s names a tag, which can be moved to other content", ref)
+	if ref := s.Image.Ref; ref != "" {
+		if !Pinned(ref) {
+			add(ruleUnpinnedImage, "image.ref", "%q is not pinned by digest: whoever can push that tag decides what runs", ref)
+		}
+		if host := RegistryHost(ref); LoopbackHost(host) && s.Allows(manifest.AllowInsecureRegistry) {
+			add(ruleInsecureRegistry, "image.ref", "the loopback registry %s may be reached over plain HTTP", host)
+		}
 	}
 	if TodoReason(s.Insecure.Reason) && len(s.Insecure.Allow) > 0 {
 		add(ruleTodoReason, "insecure.reason", "%q: nobody has said yet why the service needs %s", s.Insecure.Reason, strings.Join(s.Insecure.Allow, ", "))
@@ -165,4 +171,32 @@ var secretKey = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|TOKEN|SECRET|_KEY$|^KEY
 // use to keep secrets out of the environment (POSTGRES_PASSWORD_FILE).
 func SecretLooking(name string) bool {
 	return secretKey.MatchString(name) && !strings.HasSuffix(strings.ToUpper(name), "_FILE")
+}
+
+// RegistryHost returns the registry part of an image reference as docker
+// reads it: the first path component when it looks like a host (has a '.'
+// or a ':', or is localhost), else Docker Hub.
+func RegistryHost(ref string) string {
+	first, _, found := strings.Cut(ref, "/")
+	if found && (strings.ContainsAny(first, ".:[") || first == "localhost") {
+		return first
+	}
+	return "index.docker.io"
+}
+
+// LoopbackHost reports whether a registry host[:port] is on this machine's
+// loopback: localhost, 127.0.0.0/8 or ::1. Only those may be reached over
+// plain HTTP, and only with [insecure] allow = ["insecure_registry"].
+func LoopbackHost(hostport string) bool {
+	host := hostport
+	if rest, ok := strings.CutPrefix(hostport, "["); ok {
+		host, _, _ = strings.Cut(rest, "]")
+	} else if h, port, ok := strings.Cut(hostport, ":"); ok && !strings.Contains(port, ":") {
+		host = h
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }

@@ -107,7 +107,7 @@ allow = ["no_resource_limits"]
 		{"SR016 complain", edit("[resources]", "[security]\napparmor_mode = \"complain\"\n\n[resources]"),
 			[]string{"12 SR016 security.apparmor_mode: denials are logged, not enforced"}},
 		{"SR018 unpinned image", edit(`rootfs = "rootfs"`, `ref = "nginx:1.25"`),
-			[]string{"5 SR018 image.ref: nginx:1.25 names a tag, which can be moved to other content"}},
+			[]string{`5 SR018 image.ref: "nginx:1.25" is not pinned by digest: whoever can push that tag decides what runs`}},
 		{"SR018 pinned image", edit(`rootfs = "rootfs"`, `ref = "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), nil},
 		{"SR025 TODO reason", base + "\n[network]\nmode = \"host\"\n\n[insecure]\nreason = \"TODO: why does it need the host network?\"\nallow = [\"host_network\"]\n", []string{
 			"16 SR006 network.mode: the host network namespace is shared [accepted]",
@@ -228,7 +228,7 @@ func TestContainerFindings(t *testing.T) {
 		{"SR015 image user", func(c *Container) { c.User = "" },
 			[]string{"0 SR015 --user: no --user: the container runs as the image's user, root unless the image says otherwise"}},
 		{"SR018 tag", func(c *Container) { c.Image = "nginx:latest" },
-			[]string{"0 SR018 IMAGE: nginx:latest names a tag, which can be moved to other content"}},
+			[]string{"0 SR018 IMAGE: \"nginx:latest\" is not pinned by digest: whoever can push that tag decides what runs"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -182,7 +182,7 @@ func ContainerFindings(c *Container) []Finding {
 		add(ruleRootUser, "--user", "no --user: the container runs as the image's user, root unless the image says otherwise")
 	}
 	if c.Image != "" && !Pinned(c.Image) {
-		add(ruleUnpinnedImage, "IMAGE", "%s names a tag, which can be moved to other content", c.Image)
+		add(ruleUnpinnedImage, "IMAGE", "%q is not pinned by digest: whoever can push that tag decides what runs", c.Image)
 	}
 	return out
 }

@@ -40,8 +40,7 @@ var Rules = []*Rule{
 	ruleHostNetwork, ruleHostPID, ruleHostIPC, ruleHostUTS, ruleNewPrivileges,
 	ruleWritableRootfs, ruleSeccompUnconfined, ruleAppArmorUnconfined,
 	ruleSecretEnv, ruleRootUser, ruleAppArmorComplain, ruleWritableBind,
-	ruleUnpinnedImage,
-	// SR019 is kept for insecure-registry (image stage).
+	ruleUnpinnedImage, ruleInsecureRegistry,
 	rulePrivileged, ruleDefaultCaps, ruleHostDevice, ruleDefaultBridge,
 	ruleHostUserns, ruleTodoReason,
 	ruleDaemonTCP, ruleDaemonSocketMode, ruleDockerGroup, ruleDaemonRootful,
@@ -187,6 +186,15 @@ var (
 		Advice:    "pin images by digest (image@sha256:...) rather than tags, which can be overwritten",
 		Fix:       "pin the reference: ref = \"registry/repo@sha256:...\" (safe-run prints the digest it pulled)",
 		FixDocker: "run the image by digest: IMAGE@sha256:... (docker images --digests shows it)",
+	}
+	// ruleInsecureRegistry is enforced when safe-run pulls: only the
+	// registry's answer shows that it speaks plain HTTP. Plain HTTP is
+	// never used for a registry that is not on loopback.
+	ruleInsecureRegistry = &Rule{
+		ID: "SR019", Name: "insecure-registry", Severity: High, Allow: manifest.AllowInsecureRegistry,
+		Title:  "registry over plain HTTP (loopback registries only)",
+		Advice: "pull images over an authenticated, encrypted channel",
+		Fix:    "serve the registry over HTTPS",
 	}
 
 	// Rules below apply to what docker can express and a manifest cannot

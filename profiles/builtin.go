@@ -17,10 +17,18 @@ const (
 // builtin is a profile written in Go: a table of rules, resolved against
 // the process's capabilities and architecture when the spec is built.
 type builtin struct {
-	// compat also covers the target's 32-bit ABIs (i386 and x32 on amd64,
-	// arm on arm64), as Docker's default profile does. Without it a 32-bit
+	// compat also covers the target's 32-bit ABIs (i386 on amd64, arm on
+	// arm64), as Docker's default profile does. Without it a 32-bit
 	// system call gets libseccomp's bad-architecture action, which kills
 	// the thread: runc gives no way to choose another.
+	//
+	// Docker's profile covers x32 too; safe-run's does not, so an x32
+	// call is killed. The x32 ABI is not built into the kernels of most
+	// distributions, or is off unless booted with syscall.x32=y (Debian),
+	// and x32 programs are all but extinct, while its section of the
+	// filter cost runc init about 18 ms of CPU on every start, half of
+	// its time in seccomp: libseccomp takes time that grows faster than
+	// the program's length to generate it (BenchmarkInitSeccomp).
 	compat bool
 	rules  []rule
 }
@@ -64,7 +72,9 @@ func (r rule) allowsAll() bool {
 
 // resolve returns the OCI form of b for t and caps. All unconditionally
 // allowed calls become one sorted rule, which keeps the golden files
-// reviewable; the other rules follow in table order. Names the filter's
+// reviewable; the other rules follow in table order, with the rules that
+// allow one call for single values of an argument merged into fewer
+// (mergeValueTests). Names the filter's
 // architectures do not have are dropped, as runc would ignore them.
 func (b builtin) resolve(t target, caps []string) *specs.LinuxSeccomp {
 	arches := t.arches(b.compat)
@@ -117,6 +127,7 @@ func (b builtin) resolve(t target, caps []string) *specs.LinuxSeccomp {
 		}
 		s.Syscalls = append(s.Syscalls, sc)
 	}
+	s.Syscalls = mergeValueTests(s.Syscalls)
 	return s
 }
 

@@ -1,5 +1,6 @@
 // Package profiles turns the manifest's seccomp choice into the OCI seccomp
-// section of the container's runtime spec.
+// section of the container's runtime spec, shows what the filter denies
+// while the container runs, and records profiles from a service's calls.
 //
 // In safe-run's data flow it comes after image.Resolve and before
 // launcher.Spec: [Seccomp] takes the profile name or path from the manifest,
@@ -15,4 +16,14 @@
 //
 // Generating a profile needs no root, no libseccomp and no kernel support:
 // the host facts it depends on (architecture, kernel version) are passed in.
+//
+// While the container runs, the launcher calls [WatchViolations], which
+// reports each denied call on safe-run's stderr (see violations.go): as
+// root from the kernel's audit records, rootless from seccomp
+// notifications that [NotifyDenials] adds to the filter. A [Recording]
+// gives the profile to run a service under while its calls are recorded,
+// collects them, and returns the recorded profile; [Diff] compares two
+// profiles call by call. Those parts read what the kernel reports, so they
+// need Linux and libseccomp to name the calls; running the container is
+// the launcher's (launcher.Record).
 package profiles

@@ -53,7 +53,8 @@ type dockerFilter struct {
 // WriteDockerJSON writes s in Docker's JSON profile format, for
 // `docker run --security-opt seccomp=FILE` and for safe-run's own custom
 // profiles. Conditions are already resolved in s, so the file holds none:
-// it is for the capabilities and architecture s was built for.
+// it is for the capabilities and architecture s was built for. Merged
+// value tests are written one value a rule (splitValueTests).
 func WriteDockerJSON(w io.Writer, s *specs.LinuxSeccomp) error {
 	if s == nil {
 		return errors.New(`no seccomp profile to write: the service is unconfined (docker run takes --security-opt seccomp=unconfined)`)
@@ -67,7 +68,7 @@ func WriteDockerJSON(w io.Writer, s *specs.LinuxSeccomp) error {
 		ListenerMetadata: s.ListenerMetadata,
 		Syscalls:         make([]dockerSyscall, 0, len(s.Syscalls)),
 	}
-	for _, sc := range s.Syscalls {
+	for _, sc := range splitValueTests(s.Syscalls) {
 		p.Syscalls = append(p.Syscalls, dockerSyscall{
 			Names:    sc.Names,
 			Action:   sc.Action,

@@ -315,6 +315,9 @@ func runUnderFilter(t *testing.T, cs childSpec, tmp string) (string, error) {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), childEnv+"="+string(spec), "TMPDIR="+tmp)
 	cmd.Stdout, cmd.Stderr = &out, &out
+	// A grandchild that outlives the child keeps the output pipe open;
+	// Wait must not wait for it forever.
+	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Start(); err != nil {
 		return "", err
 	}

@@ -72,7 +72,8 @@ func Seccomp(opts Options) (*specs.LinuxSeccomp, error) {
 }
 
 // target is what one filter covers: the process's own ABI and, where the
-// kernel runs them too, its 32-bit ABIs (Docker's subArchitectures).
+// kernel runs them too, its 32-bit ABIs (Docker's subArchitectures, less
+// x32; see compatArches).
 type target struct {
 	goarch string
 	native specs.Arch
@@ -82,7 +83,7 @@ type target struct {
 func lookupTarget(goarch string) (target, error) {
 	switch goarch {
 	case "amd64":
-		return target{goarch, specs.ArchX86_64, []specs.Arch{specs.ArchX86, specs.ArchX32}}, nil
+		return target{goarch, specs.ArchX86_64, []specs.Arch{specs.ArchX86}}, nil
 	case "arm64":
 		return target{goarch, specs.ArchAARCH64, []specs.Arch{specs.ArchARM}}, nil
 	case "":

@@ -233,70 +233,29 @@ func capsName(caps []string) string {
 	return strings.Join(caps, "+")
 }
 
-// decisions maps every call s names to what the loaded filter does with
-// it, as a string that compares equal when the outcome is the same:
-// "SCMP_ACT_ALLOW", "SCMP_ACT_ALLOW if 0 SCMP_CMP_EQ 0x8 0x0 | ...",
-// "SCMP_ACT_ERRNO(38)". Rules that repeat the default action are left out,
-// as runc skips them, and so are conditional allows of a call that is
-// allowed outright. Calls not in only, if only is not nil, are skipped.
-func decisions(s *specs.LinuxSeccomp, only map[string]bool) map[string]string {
-	def := effectiveAction(s.DefaultAction, s.DefaultErrnoRet)
-	rules := map[string]map[string]bool{}
-	for _, sc := range s.Syscalls {
-		action := effectiveAction(sc.Action, sc.ErrnoRet)
-		if action == def {
-			continue
-		}
-		for _, n := range sc.Names {
-			if only != nil && !only[n] {
-				continue
-			}
-			if rules[n] == nil {
-				rules[n] = map[string]bool{}
-			}
-			for _, k := range ruleKeys(n, sc.Args) {
-				test := strings.TrimPrefix(k, n+": ")
-				if test == "" {
-					rules[n][action] = true
-				} else {
-					rules[n][action+" if "+test] = true
-				}
-			}
-		}
-	}
-	out := map[string]string{}
-	for n, set := range rules {
-		var list []string
-		for r := range set {
-			if strings.HasPrefix(r, string(specs.ActAllow)+" if ") && set[string(specs.ActAllow)] {
-				continue
-			}
-			list = append(list, r)
-		}
-		slices.Sort(list)
-		out[n] = strings.Join(list, " | ")
-	}
-	return out
-}
-
-// orDenied names the decision for a call no rule mentions.
-func orDenied(d string) string {
-	if d == "" {
-		return "denied (EPERM)"
-	}
-	return d
-}
-
 // TestImports keeps the package's own code free of the container runtime
-// and of Docker: it only builds specs. Tests may use them.
+// and of Docker: it builds specs, and reads what the kernel reports about
+// them (x/sys/unix for the audit socket and seccomp notifications,
+// libseccomp to name call numbers as the filter did). Tests may use them.
 func TestImports(t *testing.T) {
-	pkg, err := build.ImportDir(".", 0)
-	if err != nil {
-		t.Fatal(err)
+	allowed := []string{
+		"github.com/opencontainers/runtime-spec/specs-go",
+		"golang.org/x/sys/unix",
+		"github.com/seccomp/libseccomp-golang",
 	}
-	for _, imp := range pkg.Imports {
-		if strings.Contains(imp, ".") && imp != "github.com/opencontainers/runtime-spec/specs-go" {
-			t.Errorf("package profiles imports %s; it may import only the standard library and runtime-spec", imp)
+	ctx := build.Default
+	ctx.CgoEnabled = true
+	ctx.BuildTags = []string{"seccomp"}
+	for _, goos := range []string{"linux", "darwin"} {
+		ctx.GOOS = goos
+		pkg, err := ctx.ImportDir(".", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range pkg.Imports {
+			if strings.Contains(imp, ".") && !slices.Contains(allowed, imp) {
+				t.Errorf("package profiles imports %s on %s; it may import only the standard library and %s", imp, goos, strings.Join(allowed, ", "))
+			}
 		}
 	}
 }

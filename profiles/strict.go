@@ -41,7 +41,7 @@ const (
 // chdir and getcwd. TestStrictProfileRuns runs that sequence under it.
 //
 // Left out on purpose, beyond what the default profile denies:
-//   - the 32-bit ABIs (i386 and x32 on amd64, arm on arm64): the filter
+//   - the 32-bit ABIs (i386 on amd64, arm on arm64): the filter
 //     covers the native ABI only, and libseccomp kills a thread that makes
 //     a 32-bit call;
 //   - namespaces in any form (unshare, setns, clone with CLONE_NEW*, and

@@ -83,7 +83,7 @@ with a reason.`,
 	}
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no start report on stderr")
 	root.AddCommand(runCommand(g), specCommand(g), checkCommand(g), importCommand(g), auditCommand(g),
-		doctorCommand(g), schemaCommand(g), versionCommand(g))
+		exportCommand(g), imageCommand(g), profileCommand(g), doctorCommand(g), appArmorCommand(g), schemaCommand(g), versionCommand(g))
 	root.CompletionOptions.HiddenDefaultCmd = true
 	return root
 }

@@ -36,14 +36,31 @@ func runService(ctx context.Context, g *globals, path string) error {
 		}
 		return err
 	}
-	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
+	popts := launcher.PrepareOptions{
 		Dirs:     launcher.DefaultDirs(),
 		InitPath: helperPath("safe-run-init"),
 		Allocate: true,
-	})
+	}
+	if !g.quiet {
+		popts.Progress = g.stderr
+	}
+	p, err := launcher.Prepare(ctx, path, popts)
 	if err != nil {
 		return err
 	}
+	code, err := launcher.Run(ctx, p.Spec, p.Host, runOptions(g, p))
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitStatus(code)
+	}
+	return nil
+}
+
+// runOptions are the launcher's options for running p from the command
+// line: the service's stdio and safe-run's own lines on safe-run's.
+func runOptions(g *globals, p *launcher.Prepared) launcher.Options {
 	opts := launcher.Options{
 		Name:                 p.Service.Name,
 		StateRoot:            launcher.DefaultDirs().State,
@@ -52,18 +69,15 @@ func runService(ctx context.Context, g *globals, path string) error {
 		StopSignal:           unix.Signal(p.Service.Process.StopSignal.Number),
 		StopTimeout:          time.Duration(p.Service.Process.StopTimeout),
 		AllowSensitiveMounts: p.Service.Allows(manifest.AllowSensitiveMounts),
+		AppArmor:             p.AppArmor,
 		Stdio:                launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr},
 		Notes:                p.Notes,
+		// Denials are shown even with -q: they are what the service
+		// tried and could not do, not part of the start report.
+		Violations: g.stderr,
 	}
 	if !g.quiet {
 		opts.Report = g.stderr
 	}
-	code, err := launcher.Run(ctx, p.Spec, p.Host, opts)
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return exitStatus(code)
-	}
-	return nil
+	return opts
 }

@@ -17,10 +17,14 @@ to the container runtime. It needs no root and changes nothing: the user
 namespace range shown is the one the service has, or would get.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := launcher.Prepare(cmd.Context(), args[0], launcher.PrepareOptions{
+			popts := launcher.PrepareOptions{
 				Dirs:     launcher.DefaultDirs(),
 				InitPath: helperPath("safe-run-init"),
-			})
+			}
+			if !g.quiet {
+				popts.Progress = g.stderr
+			}
+			p, err := launcher.Prepare(cmd.Context(), args[0], popts)
 			if err != nil {
 				return err
 			}

@@ -92,6 +92,17 @@ func notifyReady(after time.Duration) {
 
 func probe() Report {
 	r := Report{UID: os.Getuid(), GID: os.Getgid()}
+	// First, before the probe opens anything of its own. Left out: the
+	// directory being read, and the cgroup CPU files the Go runtime keeps
+	// open to size GOMAXPROCS (Go 1.25+).
+	entries, _ := os.ReadDir("/proc/self/fd")
+	self, _ := os.Readlink("/proc/self/fd")
+	for _, e := range entries {
+		target, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err == nil && target != self && !strings.HasPrefix(target, "/sys/fs/cgroup/") {
+			r.OpenFDs = append(r.OpenFDs, e.Name()+"="+target)
+		}
+	}
 	r.UIDMap = strings.Join(strings.Fields(read("/proc/self/uid_map")), " ")
 	status := read("/proc/self/status")
 	for _, line := range strings.Split(status, "\n") {
@@ -117,9 +128,9 @@ func probe() Report {
 			r.Seccomp = v
 		}
 	}
-	r.AppArmor = strings.TrimSpace(strings.TrimRight(read("/proc/self/attr/current"), "\x00"))
-	if r.AppArmor == "" {
-		r.AppArmor = "none"
+	r.AppArmor = "none (no AppArmor in this kernel)"
+	if b, err := os.ReadFile("/proc/self/attr/current"); err == nil {
+		r.AppArmor = strings.TrimSpace(strings.TrimRight(string(b), "\x00"))
 	}
 	r.Hostname, _ = os.Hostname()
 	if f, err := os.CreateTemp("/", ".probe"); err == nil {
@@ -130,11 +141,6 @@ func probe() Report {
 	ifs, _ := net.Interfaces()
 	for _, i := range ifs {
 		r.Interfaces = append(r.Interfaces, i.Name)
-	}
-	entries, _ := os.ReadDir("/proc/self/fd")
-	for _, e := range entries {
-		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		r.OpenFDs = append(r.OpenFDs, e.Name()+"="+target)
 	}
 	sort.Slice(r.OpenFDs, func(i, j int) bool {
 		a, _ := strconv.Atoi(strings.Split(r.OpenFDs[i], "=")[0])

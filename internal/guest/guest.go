@@ -26,6 +26,11 @@ type Options struct {
 	// (a container rootfs). They are writable in the guest and may
 	// replace what the harness puts there.
 	Files map[string]string
+	// Programs maps guest paths to dynamically linked host programs,
+	// copied with the shared libraries ldd lists for them (e.g. the
+	// setuid newuidmap of package uidmap). Modes, set-id bits included,
+	// are kept.
+	Programs map[string]string
 	// Script is a busybox sh script run as root in the guest once it is
 	// set up; its exit status is the run's.
 	Script string
@@ -123,6 +128,17 @@ func Run(ctx context.Context, opts Options) (status int, err error) {
 		return 0, fmt.Errorf("building the guest initramfs: %w", err)
 	}
 
+	// One guest at a time on a machine: two TCG guests share the CPUs and
+	// each runs at half speed, past its timeout; queued, each gets the
+	// whole machine, and its timeout counts from its own start.
+	if err := os.MkdirAll(CacheDir(), 0o755); err != nil {
+		return 0, err
+	}
+	unlock, err := lockFile(ctx, filepath.Join(CacheDir(), "run.lock"))
+	if err != nil {
+		return 0, fmt.Errorf("waiting for the other guest to finish: %w", err)
+	}
+	defer unlock()
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
 	// TCG, never KVM: the harness must behave the same on every machine,

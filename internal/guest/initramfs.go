@@ -83,6 +83,16 @@ func buildInitramfs(ctx context.Context, file string, k Kernel, t tools, opts Op
 		}
 	}
 
+	for gp, hp := range opts.Programs {
+		p, err := cleanGuestPath(gp)
+		if err != nil {
+			return err
+		}
+		if err := addDynamic(ctx, root, p, hp); err != nil {
+			return fmt.Errorf("Options.Programs[%q]: %w", gp, err)
+		}
+	}
+
 	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err

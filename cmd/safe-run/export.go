@@ -1,0 +1,82 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/safe-run/safe-run/export"
+	"github.com/safe-run/safe-run/launcher"
+)
+
+func exportCommand(g *globals) *cobra.Command {
+	var opts export.Options
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "export {systemd|docker|compose|kubernetes} SERVICE.toml",
+		Short: "Write the service as a systemd unit, docker run line, compose service or Kubernetes workload",
+		Long: `Write the same hardening for another engine to standard output:
+
+  systemd     a unit that runs the service through safe-run (Type=notify)
+  docker      a shell script with the hardened docker run line
+  compose     a compose file with the equivalent service
+  kubernetes  a Pod, or a Deployment with --kind deployment
+
+The seccomp profile, when the export needs one, is written beside it into
+--dir. Where the target confines less than safe-run, the output says so in a
+comment, and the weakening is repeated on standard error.`,
+		Example: `  safe-run export systemd /etc/safe-run/web.toml > /etc/systemd/system/web.service
+  safe-run export docker web.toml --dir /srv/web > /srv/web/run.sh
+  safe-run export kubernetes --kind deployment web.toml | kubectl apply -f -`,
+		Args:      cobra.ExactArgs(2),
+		ValidArgs: export.Targets,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if opts.Dir, err = filepath.Abs(dir); err != nil {
+				return err
+			}
+			if opts.SafeRun == "" {
+				if opts.SafeRun, err = os.Executable(); err != nil {
+					return fmt.Errorf("finding the safe-run binary for the unit: %w (use --safe-run PATH)", err)
+				}
+				if opts.SafeRun, err = filepath.EvalSymlinks(opts.SafeRun); err != nil {
+					return fmt.Errorf("finding the safe-run binary for the unit: %w (use --safe-run PATH)", err)
+				}
+			}
+			p, err := launcher.Prepare(cmd.Context(), args[1], launcher.PrepareOptions{
+				Dirs:     launcher.DefaultDirs(),
+				InitPath: helperPath("safe-run-init"),
+			})
+			if err != nil {
+				return err
+			}
+			out, err := export.Export(args[0], p, opts)
+			if err != nil {
+				return err
+			}
+			written, err := out.WriteFiles(opts.Dir)
+			if err != nil {
+				return err
+			}
+			if _, err := g.stdout.Write(out.Text); err != nil {
+				return err
+			}
+			if !g.quiet {
+				for _, w := range written {
+					fmt.Fprintf(g.stderr, "safe-run: export: wrote %s\n", w)
+				}
+			}
+			for _, w := range out.Warnings {
+				fmt.Fprintf(g.stderr, "safe-run: export %s: warning: %s\n", args[0], w)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", ".", "directory for the files the export refers to (seccomp profile)")
+	cmd.Flags().StringVar(&opts.Kind, "kind", export.KindPod, "Kubernetes workload: "+strings.Join([]string{export.KindPod, export.KindDeployment}, " or "))
+	cmd.Flags().StringVar(&opts.SafeRun, "safe-run", "", "absolute path of safe-run in the systemd unit (default: this binary)")
+	return cmd
+}

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"os/user"
+	"strings"
+	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/launcher"
+)
+
+func TestExportCommand(t *testing.T) {
+	if _, err := user.Lookup(launcher.IDUser); err != nil {
+		testenv.Skip(t, "needs the %s user (make setup-user): %v", launcher.IDUser, err)
+	}
+	t.Setenv("SAFE_RUN_STATE_DIR", t.TempDir())
+	t.Setenv("SAFE_RUN_DATA_DIR", t.TempDir())
+	manifest := "../../export/testdata/hardened.toml"
+	for _, tc := range []struct {
+		args []string
+		want string // in standard output
+	}{
+		{[]string{"export", "systemd", manifest, "--safe-run", "/usr/bin/safe-run"}, "\nExecStart=/usr/bin/safe-run run "},
+		{[]string{"export", "docker", manifest}, "\nexec docker run \\\n"},
+		{[]string{"export", "compose", manifest}, "\nservices:\n  web:\n"},
+		{[]string{"export", "kubernetes", manifest}, "\nkind: Pod\n"},
+		{[]string{"export", "kubernetes", "--kind", "deployment", manifest}, "\nkind: Deployment\n"},
+	} {
+		t.Run(strings.Join(tc.args[1:len(tc.args)-1], " "), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := append(tc.args, "--dir", t.TempDir())
+			if code := run(args, nil, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.want) {
+				t.Errorf("output lacks %q:\n%s", tc.want, stdout.String())
+			}
+		})
+	}
+}
+
+func TestExportCommandErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"export", "podman", "../../export/testdata/hardened.toml"}, "safe-run: unknown export target \"podman\" (use one of systemd, docker, compose, kubernetes)\n"},
+		{[]string{"export", "docker"}, "safe-run: accepts 2 arg(s), received 1\n"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := run(tc.args, nil, &stdout, &stderr); code != exitFailed {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, exitFailed)
+		}
+		if stderr.String() != tc.want {
+			t.Errorf("%v: stderr %q, want %q", tc.args, stderr.String(), tc.want)
+		}
+	}
+}

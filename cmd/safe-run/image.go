@@ -1,0 +1,108 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/launcher"
+)
+
+func imageCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "List and remove the images safe-run has unpacked",
+		Long: `Images named by image.oci, image.archive or image.ref are unpacked once into
+a cache shared by every service (DATA/images: /var/lib/safe-run/images as
+root). An image a running service uses is never removed.`,
+	}
+	cmd.AddCommand(imageLsCommand(g), imageRmCommand(g), imagePruneCommand(g))
+	return cmd
+}
+
+func imageDir() string { return filepath.Join(launcher.DefaultDirs().Data, "images") }
+
+func imageLsCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List the cached images",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			all, err := image.List(imageDir())
+			if err != nil {
+				return err
+			}
+			w := tabwriter.NewWriter(g.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "ID\tDIGEST\tSIZE\tFILES\tUNPACKED\tIN USE\tSOURCES")
+			for _, c := range all {
+				inUse := "no"
+				if c.InUse {
+					inUse = "yes"
+				}
+				var digests []string
+				for _, d := range c.Digests {
+					digests = append(digests, strings.TrimPrefix(d, "sha256:")[:12])
+				}
+				if len(digests) == 0 {
+					digests = []string{"-"}
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Name(), strings.Join(digests, ","), size(c.Bytes), c.Files,
+					c.Created.Local().Format("2006-01-02 15:04"), inUse, strings.Join(c.Sources, ", "))
+			}
+			return w.Flush()
+		},
+	}
+}
+
+func imageRmCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ID...",
+		Short: "Remove cached images by ID or manifest digest (or a prefix of either)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, id := range args {
+				c, err := image.Remove(imageDir(), id)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(g.stdout, "removed %s (%s)\n", c.Name(), size(c.Bytes))
+			}
+			return nil
+		},
+	}
+}
+
+func imagePruneCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "prune",
+		Short: "Remove every cached image no running service uses, and leftovers of interrupted pulls",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			removed, freed, err := image.Prune(imageDir())
+			for _, c := range removed {
+				fmt.Fprintf(g.stdout, "removed %s %s\n", c.Name(), strings.Join(c.Sources, ", "))
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.stdout, "freed %s\n", size(freed))
+			return nil
+		},
+	}
+}
+
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

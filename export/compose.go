@@ -1,0 +1,230 @@
+package export
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// composeFile is the part of the Compose Specification the export writes;
+// the json tags are the spec's keys.
+type composeFile struct {
+	Services map[string]composeService `json:"services"`
+	Volumes  map[string]struct{}       `json:"volumes,omitempty"`
+	Secrets  map[string]composeSecret  `json:"secrets,omitempty"`
+}
+
+type composeService struct {
+	Image           string            `json:"image"`
+	Entrypoint      []string          `json:"entrypoint,omitempty"`
+	Command         []string          `json:"command,omitempty"`
+	Hostname        string            `json:"hostname,omitempty"`
+	User            string            `json:"user"`
+	GroupAdd        []string          `json:"group_add,omitempty"`
+	WorkingDir      string            `json:"working_dir,omitempty"`
+	Environment     map[string]string `json:"environment,omitempty"`
+	ReadOnly        bool              `json:"read_only,omitempty"`
+	CapDrop         []string          `json:"cap_drop"`
+	CapAdd          []string          `json:"cap_add,omitempty"`
+	SecurityOpt     []string          `json:"security_opt,omitempty"`
+	PidsLimit       int64             `json:"pids_limit,omitempty"`
+	MemLimit        string            `json:"mem_limit,omitempty"`
+	MemswapLimit    string            `json:"memswap_limit,omitempty"`
+	MemReservation  string            `json:"mem_reservation,omitempty"`
+	CPUs            float64           `json:"cpus,omitempty"`
+	Ulimits         map[string]any    `json:"ulimits,omitempty"`
+	NetworkMode     string            `json:"network_mode"`
+	Pid             string            `json:"pid,omitempty"`
+	Ipc             string            `json:"ipc,omitempty"`
+	Uts             string            `json:"uts,omitempty"`
+	Tmpfs           []string          `json:"tmpfs,omitempty"`
+	Volumes         []composeVolume   `json:"volumes,omitempty"`
+	Secrets         []string          `json:"secrets,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Init            bool              `json:"init,omitempty"`
+	TTY             bool              `json:"tty,omitempty"`
+	StopSignal      string            `json:"stop_signal"`
+	StopGracePeriod string            `json:"stop_grace_period"`
+	Restart         string            `json:"restart"`
+}
+
+type composeVolume struct {
+	Type     string       `json:"type"`
+	Source   string       `json:"source"`
+	Target   string       `json:"target"`
+	ReadOnly bool         `json:"read_only,omitempty"`
+	Bind     *composeBind `json:"bind,omitempty"`
+}
+
+type composeBind struct {
+	CreateHostPath bool `json:"create_host_path"`
+}
+
+type composeSecret struct {
+	File string `json:"file"`
+}
+
+// Compose writes the compose service equivalent to the docker run line of
+// Docker, and the seccomp profile beside it.
+func Compose(p *launcher.Prepared, opts Options) (*Output, error) {
+	s, spec := p.Service, p.Spec
+	out := &Output{}
+	notes := []string{}
+	c := composeService{
+		Hostname:        spec.Hostname,
+		ReadOnly:        s.Security.ReadOnlyRootfs,
+		CapDrop:         []string{"ALL"},
+		WorkingDir:      spec.Process.Cwd,
+		Environment:     s.Process.Env,
+		Labels:          labels(p),
+		Init:            s.Process.Init,
+		TTY:             s.Process.TTY,
+		StopSignal:      s.Process.StopSignal.Name,
+		StopGracePeriod: strconv.FormatInt(seconds(s.Process.StopTimeout), 10) + "s",
+		Restart:         s.Process.Restart,
+		NetworkMode:     "none",
+		PidsLimit:       s.Resources.Pids,
+		CPUs:            s.Resources.CPUs,
+	}
+	u := spec.Process.User
+	c.User = fmt.Sprintf("%d:%d", u.UID, u.GID)
+	for _, g := range u.AdditionalGids {
+		c.GroupAdd = append(c.GroupAdd, strconv.FormatUint(uint64(g), 10))
+	}
+	for _, cp := range s.Security.Capabilities {
+		c.CapAdd = append(c.CapAdd, cp.Short())
+	}
+	if s.Security.NoNewPrivileges {
+		c.SecurityOpt = append(c.SecurityOpt, "no-new-privileges:true")
+	}
+	seccomp, err := seccompOutput(p)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case seccomp != nil:
+		out.Files = append(out.Files, *seccomp)
+		c.SecurityOpt = append(c.SecurityOpt, "seccomp:"+filepath.Join(opts.Dir, seccomp.Name))
+	case s.Security.Seccomp == "unconfined":
+		c.SecurityOpt = append(c.SecurityOpt, "seccomp:unconfined")
+	default:
+		notes = append(notes, "seccomp: the spec holds no profile, so docker applies its default one.")
+	}
+	if name := appArmorProfile(s); name != "" {
+		c.SecurityOpt = append(c.SecurityOpt, "apparmor:"+name)
+		notes = append(notes, appArmorNote(s, name)...)
+	} else {
+		c.SecurityOpt = append(c.SecurityOpt, "apparmor:unconfined")
+	}
+	notes = append(notes,
+		"User namespace: safe-run maps the container's root to an unprivileged",
+		"host range; docker does so only when the daemon runs with userns-remap",
+		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
+	)
+	if u.UID == 0 {
+		out.Warnings = append(out.Warnings, rootWarning)
+	}
+	if s.Process.Notify {
+		notes = append(notes, notifyNote)
+	}
+	if m := s.Resources.Memory; m > 0 {
+		c.MemLimit, c.MemswapLimit = composeSize(m), composeSize(m)
+	}
+	if m := s.Resources.MemoryReservation; m > 0 {
+		c.MemReservation = composeSize(m)
+	}
+	for _, rl := range spec.Process.Rlimits {
+		name := strings.ToLower(strings.TrimPrefix(rl.Type, "RLIMIT_"))
+		if c.Ulimits == nil {
+			c.Ulimits = map[string]any{}
+		}
+		if rl.Soft == rl.Hard {
+			c.Ulimits[name] = rl.Soft
+		} else {
+			c.Ulimits[name] = map[string]uint64{"soft": rl.Soft, "hard": rl.Hard}
+		}
+	}
+	if s.Network.Mode == manifest.NetworkHost {
+		c.NetworkMode = "host"
+	}
+	if s.Namespaces.PID == "host" {
+		c.Pid = "host"
+	}
+	if s.Namespaces.IPC == "host" {
+		c.Ipc = "host"
+	}
+	if s.Namespaces.UTS == "host" {
+		c.Uts = "host"
+	}
+	f := composeFile{Services: map[string]composeService{}}
+	for _, m := range s.Mounts {
+		switch m.Type {
+		case manifest.MountTmpfs:
+			c.Tmpfs = append(c.Tmpfs, m.Target+":"+strings.Join(tmpfsOptions(p, m), ","))
+		case manifest.MountVolume:
+			c.Volumes = append(c.Volumes, composeVolume{Type: "volume", Source: m.Source, Target: m.Target, ReadOnly: !m.Writable()})
+			if f.Volumes == nil {
+				f.Volumes = map[string]struct{}{}
+			}
+			f.Volumes[m.Source] = struct{}{}
+		default:
+			c.Volumes = append(c.Volumes, composeVolume{Type: "bind", Source: m.Source, Target: m.Target, ReadOnly: !m.Writable(),
+				Bind: &composeBind{CreateHostPath: false}})
+		}
+	}
+	if hasBinds(s) {
+		notes = append(notes, "Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.")
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
+		c.Secrets = append(c.Secrets, name)
+		if f.Secrets == nil {
+			f.Secrets = map[string]composeSecret{}
+		}
+		f.Secrets[name] = composeSecret{File: s.Secrets[name].File}
+	}
+	if len(s.Secrets) > 0 {
+		notes = append(notes, "Secrets: compose binds each file read-only at /run/secrets/NAME with the",
+			"file's own owner and mode (safe-run copies it to a tmpfs, 0400, owned by the service's user).")
+	}
+	cmd := command(p)
+	if len(s.Process.Command) > 0 {
+		// The manifest's command replaces the image's entrypoint and cmd;
+		// an entrypoint set here clears the image's cmd.
+		c.Entrypoint = cmd
+	} else {
+		c.Command = cmd
+	}
+	switch {
+	case s.Image.Ref != "":
+		c.Image = s.Image.Ref
+	default:
+		c.Image = "${IMAGE:?set IMAGE to the image ID, see the comment at the top}"
+		notes = append([]string{
+			"Image: the manifest names a root filesystem directory, not a registry",
+			"image. Import it and run compose with the ID it prints, which pins it:",
+			fmt.Sprintf("  IMAGE=$(tar -C %s -c . | docker import -) docker compose up -d", shellQuote(p.Image.Rootfs)),
+		}, notes...)
+	}
+	f.Services[s.Name] = c
+	y, err := toYAML(f)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	for _, l := range append(append(header(p, "compose"), warningLines(out)...), notes...) {
+		b.WriteString("# " + l + "\n")
+	}
+	b.Write(y)
+	out.Text = []byte(b.String())
+	return out, nil
+}
+
+// composeSize writes a size in bytes: compose reads "64M" in decimal or
+// binary units depending on the implementation, a byte count never.
+func composeSize(s manifest.Size) string { return strconv.FormatInt(int64(s), 10) }

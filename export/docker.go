@@ -1,0 +1,291 @@
+package export
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// Docker writes a shell script holding the hardened `docker run` line, and
+// the seccomp profile beside it.
+func Docker(p *launcher.Prepared, opts Options) (*Output, error) {
+	s, spec := p.Service, p.Spec
+	out := &Output{}
+	var notes []string
+	note := func(lines ...string) { notes = append(notes, lines...) }
+	var args [][]string
+	arg := func(a ...string) { args = append(args, a) }
+
+	arg("--detach")
+	arg("--name", s.Name)
+	if spec.Hostname != "" {
+		arg("--hostname", spec.Hostname)
+	}
+	if s.Security.ReadOnlyRootfs {
+		arg("--read-only")
+	}
+	arg("--cap-drop", "ALL")
+	for _, c := range s.Security.Capabilities {
+		arg("--cap-add", c.Short())
+	}
+	if s.Security.NoNewPrivileges {
+		arg("--security-opt", "no-new-privileges")
+	}
+	seccomp, err := seccompOutput(p)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case seccomp != nil:
+		out.Files = append(out.Files, *seccomp)
+		arg("--security-opt", "seccomp="+filepath.Join(opts.Dir, seccomp.Name))
+	case s.Security.Seccomp == "unconfined":
+		arg("--security-opt", "seccomp=unconfined")
+	default:
+		note("seccomp: the spec holds no profile, so docker applies its default one.")
+	}
+	if name := appArmorProfile(s); name != "" {
+		arg("--security-opt", "apparmor="+name)
+		note(appArmorNote(s, name)...)
+	} else {
+		arg("--security-opt", "apparmor=unconfined")
+	}
+	note(
+		"User namespace: safe-run maps the container's root to an unprivileged",
+		"host range; docker does so only when the daemon runs with userns-remap",
+		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
+		"`safe-run audit` checks it.",
+	)
+	if spec.Process.User.UID == 0 {
+		out.Warnings = append(out.Warnings, rootWarning)
+	}
+	if s.Process.Notify {
+		note(notifyNote)
+	}
+	resourceFlags(s, spec, arg, note, out)
+	switch s.Network.Mode {
+	case manifest.NetworkHost:
+		arg("--network", "host")
+	default:
+		arg("--network", "none")
+	}
+	for _, ns := range []struct{ flag, mode string }{{"--pid", s.Namespaces.PID}, {"--ipc", s.Namespaces.IPC}, {"--uts", s.Namespaces.UTS}} {
+		if ns.mode == "host" {
+			arg(ns.flag, "host")
+		}
+	}
+	for _, m := range s.Mounts {
+		switch m.Type {
+		case manifest.MountTmpfs:
+			arg("--tmpfs", m.Target+":"+strings.Join(tmpfsOptions(p, m), ","))
+		case manifest.MountVolume:
+			arg("--mount", mountOpt("volume", m.Source, m.Target, !m.Writable()))
+			if m.Writable() && spec.Process.User.UID != 0 {
+				note(fmt.Sprintf("Volume %s: docker creates it owned by root unless the image holds %s owned", m.Source, m.Target),
+					fmt.Sprintf("by the user; give it to %d:%d once: docker run --rm --user 0 --mount type=volume,source=%s,target=/v IMAGE chown %d:%d /v",
+						spec.Process.User.UID, spec.Process.User.GID, m.Source, spec.Process.User.UID, spec.Process.User.GID))
+			}
+		default:
+			// --mount, not -v: -v creates a missing source as a directory.
+			arg("--mount", mountOpt("bind", m.Source, m.Target, !m.Writable()))
+		}
+	}
+	if hasBinds(s) {
+		note("Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.")
+	}
+	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
+		arg("--mount", mountOpt("bind", s.Secrets[name].File, launcher.SecretsPath+"/"+name, true))
+	}
+	if len(s.Secrets) > 0 {
+		note("Secrets: bound read-only from their host files, with the files' own owner",
+			"and mode (safe-run copies them to a tmpfs, 0400, owned by the service's user).")
+	}
+	l := labels(p)
+	for _, k := range slices.Sorted(maps.Keys(l)) {
+		arg("--label", k+"="+l[k])
+	}
+	u := spec.Process.User
+	arg("--user", fmt.Sprintf("%d:%d", u.UID, u.GID))
+	for _, g := range u.AdditionalGids {
+		arg("--group-add", strconv.FormatUint(uint64(g), 10))
+	}
+	arg("--workdir", spec.Process.Cwd)
+	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
+		arg("--env", k+"="+s.Process.Env[k])
+	}
+	if s.Process.Init {
+		arg("--init")
+	}
+	if s.Process.TTY {
+		arg("--tty")
+	}
+	arg("--stop-signal", s.Process.StopSignal.Name)
+	arg("--stop-timeout", strconv.FormatInt(seconds(s.Process.StopTimeout), 10))
+	arg("--restart", s.Process.Restart)
+	cmd := command(p)
+	if len(s.Process.Command) > 0 {
+		// The manifest's command replaces the image's entrypoint and cmd.
+		arg("--entrypoint", cmd[0])
+	}
+
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n")
+	for _, l := range header(p, "docker") {
+		b.WriteString("# " + l + "\n")
+	}
+	image, imageNotes := dockerImage(s, p)
+	for _, l := range append(append(warningLines(out), imageNotes...), notes...) {
+		b.WriteString("# " + l + "\n")
+	}
+	b.WriteString("set -eu\n")
+	if s.Image.Ref == "" && s.Image.Rootfs != "" {
+		fmt.Fprintf(&b, "IMAGE=${IMAGE:-$(tar -C %s -c . | docker import -)}\n", shellQuote(p.Image.Rootfs))
+	}
+	b.WriteString("exec docker run")
+	for _, a := range args {
+		b.WriteString(" \\\n  ")
+		for i, w := range a {
+			if i > 0 {
+				b.WriteString(" ")
+			}
+			b.WriteString(shellQuote(w))
+		}
+	}
+	b.WriteString(" \\\n  " + image)
+	if len(s.Process.Command) > 0 {
+		cmd = cmd[1:]
+	}
+	for _, w := range cmd {
+		b.WriteString(" " + shellQuote(w))
+	}
+	b.WriteString("\n")
+	out.Text = []byte(b.String())
+	return out, nil
+}
+
+// warningLines are the export's warnings as lines of its header comment.
+func warningLines(out *Output) []string {
+	lines := make([]string, len(out.Warnings))
+	for i, w := range out.Warnings {
+		lines[i] = "WARNING: " + w
+	}
+	return lines
+}
+
+// rootWarning is the weakening docker and compose cannot undo themselves.
+const rootWarning = "the process runs as root (uid 0): safe-run makes that an unprivileged host user through its user namespace, docker only when the daemon runs with userns-remap; without it this is the host's root, confined only by capabilities, seccomp and AppArmor (set [process] user, or enable userns-remap)"
+
+// notifyNote says what becomes of [process] notify where nothing listens.
+const notifyNote = "notify = true: docker does not pass NOTIFY_SOCKET; the service's readiness messages go nowhere (a HEALTHCHECK can stand in)."
+
+// resourceFlags are the cgroup limits and rlimits.
+func resourceFlags(s *manifest.Service, spec *specs.Spec, arg func(...string), note func(...string), out *Output) {
+	r := s.Resources
+	if r.Pids > 0 {
+		arg("--pids-limit", strconv.FormatInt(r.Pids, 10))
+	}
+	if r.Memory > 0 {
+		arg("--memory", r.Memory.String())
+		// Swap equal to the limit: no swap on top of it.
+		arg("--memory-swap", r.Memory.String())
+	}
+	if r.MemoryReservation > 0 {
+		arg("--memory-reservation", r.MemoryReservation.String())
+	}
+	if r.CPUs > 0 {
+		arg("--cpus", strconv.FormatFloat(r.CPUs, 'f', -1, 64))
+	}
+	for _, rl := range spec.Process.Rlimits {
+		name := strings.ToLower(strings.TrimPrefix(rl.Type, "RLIMIT_"))
+		if rl.Soft == rl.Hard {
+			arg("--ulimit", fmt.Sprintf("%s=%d", name, rl.Soft))
+		} else {
+			arg("--ulimit", fmt.Sprintf("%s=%d:%d", name, rl.Soft, rl.Hard))
+		}
+	}
+}
+
+// dockerImage is the image argument of docker run, and what the reader
+// must know about it.
+func dockerImage(s *manifest.Service, p *launcher.Prepared) (string, []string) {
+	switch {
+	case s.Image.Ref != "":
+		return shellQuote(s.Image.Ref), nil
+	case s.Image.Rootfs != "":
+		return `"$IMAGE"`, []string{
+			"Image: the manifest names a root filesystem directory, not a registry",
+			"image. Unless IMAGE is set, the script imports the directory and runs",
+			"the image by its ID (sha256:...), which pins its content.",
+		}
+	}
+	return `"${IMAGE:?set IMAGE to the image (docker load -i ARCHIVE prints it)}"`, []string{
+		"Image: load the manifest's image into docker first and set IMAGE to its ID.",
+	}
+}
+
+func appArmorNote(s *manifest.Service, name string) []string {
+	var n []string
+	if s.Security.AppArmor == "generated" {
+		n = append(n, fmt.Sprintf("AppArmor: %s is safe-run's generated profile; load it on the docker host", name),
+			"first (docker refuses to start a container whose profile is not loaded).")
+	}
+	if s.Security.AppArmorMode == "complain" {
+		n = append(n, "AppArmor: docker has no complain mode of its own; load the profile in complain mode.")
+	}
+	return n
+}
+
+// tmpfsOptions are the tmpfs mount options of the spec.
+func tmpfsOptions(p *launcher.Prepared, m manifest.Mount) []string {
+	for _, sm := range p.Spec.Mounts {
+		if sm.Destination == m.Target && sm.Type == "tmpfs" {
+			return sm.Options
+		}
+	}
+	return nil
+}
+
+func mountOpt(typ, source, target string, readOnly bool) string {
+	o := "type=" + typ + ",source=" + source + ",target=" + target
+	if readOnly {
+		o += ",readonly"
+	}
+	return o
+}
+
+func hasBinds(s *manifest.Service) bool {
+	for _, m := range s.Mounts {
+		if m.Type == manifest.MountBind {
+			return true
+		}
+	}
+	return false
+}
+
+// labels are the manifest's labels and safe-run's own record of where the
+// container came from.
+func labels(p *launcher.Prepared) map[string]string {
+	l := maps.Clone(p.Service.Labels)
+	if l == nil {
+		l = map[string]string{}
+	}
+	l[launcher.AnnotationManifest] = manifestPath(p.Service)
+	l[launcher.AnnotationManifestDigest] = p.Service.Digest
+	return l
+}
+
+// shellQuote quotes a word for sh when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=,+@%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}

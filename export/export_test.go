@@ -1,0 +1,218 @@
+package export
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/policy"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+
+// manifests are the testdata manifests every exporter is run on.
+var manifests = []string{"hardened", "root", "rootonly", "insecure"}
+
+// goldenOpts are fixed, so that the goldens do not depend on this machine.
+var goldenOpts = Options{SafeRun: "/usr/bin/safe-run", Dir: "/export"}
+
+// testProfile stands in for the profile package profiles builds: small,
+// with every field the Docker format carries.
+func testProfile() *specs.LinuxSeccomp {
+	errno := uint(1)
+	return &specs.LinuxSeccomp{
+		DefaultAction:   specs.ActErrno,
+		DefaultErrnoRet: &errno,
+		Architectures:   []specs.Arch{specs.ArchX86_64, specs.ArchX86, specs.ArchX32},
+		Flags:           []specs.LinuxSeccompFlag{specs.LinuxSeccompFlagLog},
+		Syscalls: []specs.LinuxSyscall{
+			{Names: []string{"accept4", "bind", "brk", "close", "execve", "exit_group", "futex", "getpid", "listen", "mmap", "read", "rt_sigaction", "write"}, Action: specs.ActAllow},
+			{Names: []string{"personality"}, Action: specs.ActAllow, Args: []specs.LinuxSeccompArg{{Index: 0, Value: 0, Op: specs.OpEqualTo}}},
+		},
+	}
+}
+
+// prepare runs the stages before export on a testdata manifest, with fixed
+// host facts instead of this host's (launcher.Prepare would look up user
+// namespace ranges and cgroups) and testProfile as its seccomp profile.
+func prepare(t testing.TB, name string) *launcher.Prepared {
+	t.Helper()
+	svc, err := manifest.Load(filepath.Join("testdata", name+".toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := policy.Enforce(svc); err != nil {
+		t.Fatal(err)
+	}
+	img, err := image.Resolve(context.Background(), svc, image.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := launcher.Inputs{Service: svc, Image: img, AppArmor: appArmorProfile(svc)}
+	if svc.Security.Seccomp != "unconfined" {
+		in.Seccomp = testProfile()
+	}
+	host := launcher.Host{
+		StateDir:   "/run/safe-run/" + svc.Name,
+		VolumeDir:  "/var/lib/safe-run/volumes",
+		InitPath:   "/usr/lib/safe-run/safe-run-init",
+		IDs:        launcher.IDMap{UID: 1 << 30, GID: 1 << 30, Size: 65536},
+		CgroupPath: "safe-run-" + svc.Name,
+	}
+	spec, err := launcher.Spec(in, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &launcher.Prepared{Service: svc, Image: img, Spec: spec, Host: host}
+}
+
+// golden compares got with testdata/golden/name, where the absolute path of
+// testdata reads $TESTDATA; -update rewrites it.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	abs, err := filepath.Abs("testdata")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got = bytes.ReplaceAll(got, []byte(abs), []byte("$TESTDATA"))
+	path := filepath.Join("testdata", "golden", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./export -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (run go test ./export -update and review the diff):\n%s", path, got)
+	}
+}
+
+// exports are the golden file suffixes of each export.
+var exports = []struct {
+	suffix string
+	run    func(*launcher.Prepared, Options) (*Output, error)
+}{
+	{"service", Systemd},
+	{"docker.sh", Docker},
+	{"compose.yaml", Compose},
+	{"pod.yaml", Kubernetes},
+	{"deployment.yaml", func(p *launcher.Prepared, o Options) (*Output, error) {
+		o.Kind = KindDeployment
+		return Kubernetes(p, o)
+	}},
+}
+
+func TestGolden(t *testing.T) {
+	for _, m := range manifests {
+		for _, e := range exports {
+			t.Run(m+"."+e.suffix, func(t *testing.T) {
+				out, err := e.run(prepare(t, m), goldenOpts)
+				if err != nil {
+					t.Fatal(err)
+				}
+				golden(t, m+"."+e.suffix, out.Text)
+				for _, f := range out.Files {
+					golden(t, f.Name, f.Data)
+				}
+				if len(out.Warnings) > 0 {
+					golden(t, m+"."+e.suffix+".warnings", []byte(strings.Join(out.Warnings, "\n")+"\n"))
+				}
+			})
+		}
+	}
+}
+
+func TestExecQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"/usr/bin/safe-run", "/usr/bin/safe-run"},
+		{"/srv/my app/web.toml", `"/srv/my app/web.toml"`},
+		{"/srv/100%/web.toml", "/srv/100%%/web.toml"},
+		{"/srv/$HOME/web.toml", "/srv/$$HOME/web.toml"},
+		{`/srv/a"b\c`, `"/srv/a\"b\\c"`},
+	} {
+		if got := execQuote(tc.in); got != tc.want {
+			t.Errorf("execQuote(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestShellQuote(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"--read-only", "--read-only"},
+		{"GREETING=hello world", "'GREETING=hello world'"},
+		{"it's", `'it'\''s'`},
+		{"", "''"},
+		{"$IMAGE", "'$IMAGE'"},
+	} {
+		if got := shellQuote(tc.in); got != tc.want {
+			t.Errorf("shellQuote(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestDNSName(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		dots bool
+		want string
+	}{
+		{"web", false, "web"},
+		{"my_app.v2", false, "my-app-v2"},
+		{"my_app.v2", true, "my-app.v2"},
+		{"app_", true, "app"},
+	} {
+		if got := dnsName(tc.in, tc.dots); got != tc.want {
+			t.Errorf("dnsName(%q, %v) = %q, want %q", tc.in, tc.dots, got, tc.want)
+		}
+	}
+}
+
+func TestKindRefused(t *testing.T) {
+	_, err := Kubernetes(prepare(t, "hardened"), Options{Kind: "statefulset"})
+	want := `kind "statefulset" is not a Kubernetes workload safe-run writes (use pod or deployment)`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
+func TestTargetRefused(t *testing.T) {
+	_, err := Export("podman", prepare(t, "hardened"), goldenOpts)
+	want := `unknown export target "podman" (use one of systemd, docker, compose, kubernetes)`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v, want %s", err, want)
+	}
+}
+
+func TestSexagesimal(t *testing.T) {
+	for s, want := range map[string]bool{
+		"1000:1000": false, // :1000 is not a base-60 digit group
+		"33:33":     true,  // www-data, read as 1983
+		"10:30":     true,
+		"1:2:3":     true,
+		"-1:30.5":   true,
+		"1000":      false,
+		":30":       false,
+		"a:30":      false,
+		"10:60":     false,
+		"10:30x":    false,
+		"1_0:05":    true,
+		"10:5:":     false,
+	} {
+		if got := sexagesimal(s); got != want {
+			t.Errorf("sexagesimal(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

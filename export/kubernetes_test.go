@@ -1,0 +1,177 @@
+package export
+
+import (
+	"bytes"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/pod-security-admission/api"
+	psa "k8s.io/pod-security-admission/policy"
+	"sigs.k8s.io/yaml"
+)
+
+// decodeStrict decodes the Kubernetes YAML into v, refusing any field the
+// k8s.io/api type does not have: a misspelt field would be dropped by the
+// API server without a word.
+func decodeStrict(t *testing.T, text []byte, v any) {
+	t.Helper()
+	j, err := yaml.YAMLToJSON(text)
+	if err != nil {
+		t.Fatalf("not YAML: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(j))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("does not decode into %T: %v\n%s", v, err, text)
+	}
+}
+
+// podSecurity evaluates a pod against Pod Security "restricted", as the
+// admission controller does, and returns "reason: detail" per violation.
+func podSecurity(t *testing.T, meta *corev1.Pod, version api.Version) []string {
+	t.Helper()
+	eval, err := psa.NewEvaluator(psa.DefaultChecks(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range eval.EvaluatePod(api.LevelVersion{Level: api.LevelRestricted, Version: version}, &meta.ObjectMeta, &meta.Spec) {
+		if !r.Allowed {
+			out = append(out, r.ForbiddenReason+": "+r.ForbiddenDetail)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestKubernetesPodSecurity(t *testing.T) {
+	insecure := []string{
+		`allowPrivilegeEscalation != false: container "loose" must set securityContext.allowPrivilegeEscalation=false`,
+		`forbidden AppArmor profile: pod must not set AppArmor profile type to "Unconfined"`,
+		`host namespaces: hostNetwork=true`,
+		`restricted volume types: volume "bind-0" uses restricted volume type "hostPath"`,
+		`runAsNonRoot != true: pod or container "loose" must set securityContext.runAsNonRoot=true`,
+		`runAsUser=0: pod must not set runAsUser=0`,
+		`seccompProfile: pod must not set securityContext.seccompProfile.type to "Unconfined"`,
+		`unrestricted capabilities: container "loose" must not include "CHOWN", "NET_ADMIN" in securityContext.capabilities.add`,
+	}
+	for _, tc := range []struct {
+		manifest string
+		// Pod Security restricted violations at the latest policy
+		// version, and at 1.34, the last before root in a user
+		// namespace became acceptable.
+		latest, v134 []string
+	}{
+		{"hardened", nil, nil},
+		// root, but the image has a non-root user to run as.
+		{"root", nil, nil},
+		// root, and the image has no other user: hostUsers: false.
+		{"rootonly", nil, []string{
+			`runAsNonRoot != true: pod or container "rootonly" must set securityContext.runAsNonRoot=true`,
+			`runAsUser=0: pod must not set runAsUser=0`,
+		}},
+		// root on the host network: no user namespace either.
+		{"insecure", insecure, insecure},
+	} {
+		t.Run(tc.manifest, func(t *testing.T) {
+			p := prepare(t, tc.manifest)
+			out, err := Kubernetes(p, goldenOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pod corev1.Pod
+			decodeStrict(t, out.Text, &pod)
+			if pod.Kind != "Pod" || pod.APIVersion != "v1" {
+				t.Errorf("kind %s/%s, want v1/Pod", pod.APIVersion, pod.Kind)
+			}
+			got := podSecurity(t, &pod, api.LatestVersion())
+			if !slices.Equal(got, tc.latest) {
+				t.Errorf("Pod Security restricted violations:\n got %q\nwant %q", got, tc.latest)
+			}
+			got134 := podSecurity(t, &pod, api.MajorMinorVersion(1, 34))
+			if !slices.Equal(got134, tc.v134) {
+				t.Errorf("Pod Security restricted v1.34 violations:\n got %q\nwant %q", got134, tc.v134)
+			}
+			// Every violation is also a warning of the export.
+			for _, v := range append(got, got134...) {
+				reason, _, _ := strings.Cut(v, ":")
+				if !slices.ContainsFunc(out.Warnings, func(w string) bool { return strings.Contains(w, reason) }) {
+					t.Errorf("violation %q has no warning among %q", v, out.Warnings)
+				}
+			}
+			if len(got)+len(got134) == 0 && slices.ContainsFunc(out.Warnings, func(w string) bool { return strings.HasPrefix(w, "Pod Security") }) {
+				t.Errorf("no violation, but warnings %q", out.Warnings)
+			}
+
+			var dep appsv1.Deployment
+			out, err = Kubernetes(p, Options{Dir: "/export", Kind: KindDeployment})
+			if err != nil {
+				t.Fatal(err)
+			}
+			decodeStrict(t, out.Text, &dep)
+			tpl := &corev1.Pod{ObjectMeta: dep.Spec.Template.ObjectMeta, Spec: dep.Spec.Template.Spec}
+			if got := podSecurity(t, tpl, api.LatestVersion()); !slices.Equal(got, tc.latest) {
+				t.Errorf("Deployment template violations:\n got %q\nwant %q", got, tc.latest)
+			}
+			if dep.Spec.Template.Spec.RestartPolicy != corev1.RestartPolicyAlways {
+				t.Errorf("Deployment restartPolicy %q, want Always", dep.Spec.Template.Spec.RestartPolicy)
+			}
+			if sel := dep.Spec.Selector.MatchLabels; len(sel) == 0 || dep.Spec.Template.Labels["app.kubernetes.io/name"] != sel["app.kubernetes.io/name"] {
+				t.Errorf("selector %v does not select the template's labels %v", sel, dep.Spec.Template.Labels)
+			}
+		})
+	}
+}
+
+// TestKubernetesHardened checks the settings of the hardened manifest field
+// by field in the k8s.io/api types.
+func TestKubernetesHardened(t *testing.T) {
+	out, err := Kubernetes(prepare(t, "hardened"), goldenOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	decodeStrict(t, out.Text, &pod)
+	s := pod.Spec
+	c := s.Containers[0]
+	check := func(what string, got, want any) {
+		t.Helper()
+		g, _ := json.Marshal(got)
+		w, _ := json.Marshal(want)
+		if !bytes.Equal(g, w) {
+			t.Errorf("%s = %s, want %s", what, g, w)
+		}
+	}
+	no, yes := false, true
+	uid := int64(1000)
+	check("hostUsers", s.HostUsers, &no)
+	check("runAsNonRoot", s.SecurityContext.RunAsNonRoot, &yes)
+	check("runAsUser", s.SecurityContext.RunAsUser, &uid)
+	check("runAsGroup", s.SecurityContext.RunAsGroup, &uid)
+	check("seccompProfile", s.SecurityContext.SeccompProfile, &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeLocalhost, LocalhostProfile: ptr("safe-run/web.json")})
+	check("appArmorProfile", s.SecurityContext.AppArmorProfile, &corev1.AppArmorProfile{Type: corev1.AppArmorProfileTypeLocalhost, LocalhostProfile: ptr("safe-run-web")})
+	check("allowPrivilegeEscalation", c.SecurityContext.AllowPrivilegeEscalation, &no)
+	check("readOnlyRootFilesystem", c.SecurityContext.ReadOnlyRootFilesystem, &yes)
+	check("capabilities", c.SecurityContext.Capabilities, &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}, Add: []corev1.Capability{"NET_BIND_SERVICE"}})
+	check("limits.memory", c.Resources.Limits.Memory().Value(), int64(256<<20))
+	check("requests.memory", c.Resources.Requests.Memory().Value(), int64(128<<20))
+	check("limits.cpu", c.Resources.Limits.Cpu().MilliValue(), int64(1500))
+	check("requests.cpu", c.Resources.Requests.Cpu().MilliValue(), int64(1500))
+	check("restartPolicy", s.RestartPolicy, corev1.RestartPolicyAlways)
+	check("terminationGracePeriodSeconds", s.TerminationGracePeriodSeconds, ptr(int64(20)))
+	check("automountServiceAccountToken", s.AutomountServiceAccountToken, &no)
+	check("command", c.Command, []string{"/bin/server", "--port", "80"})
+	check("tmpfs", s.Volumes[0].EmptyDir.Medium, corev1.StorageMediumMemory)
+	check("tmpfs size", s.Volumes[0].EmptyDir.SizeLimit.Value(), int64(64<<20))
+	check("secret mode", s.Volumes[4].Secret.DefaultMode, ptr(int32(0o400)))
+	check("annotation", pod.Annotations["org.opencontainers.image.source"], "https://example.org/web")
+	if len(out.Files) != 1 || out.Files[0].Name != "web.seccomp.json" {
+		t.Errorf("files %v, want web.seccomp.json", out.Files)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

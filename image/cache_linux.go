@@ -1,0 +1,506 @@
+package image
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+)
+
+// cache is the image cache in one directory (see the package doc).
+type cache struct{ dir string }
+
+func (c *cache) path(elem ...string) string {
+	return filepath.Join(append([]string{c.dir}, elem...)...)
+}
+
+// refRecord ties a source to an entry: refs/HASH.json.
+type refRecord struct {
+	Source string   `json:"source"`           // "oci /srv/web/oci:latest"
+	Entry  string   `json:"entry"`            // name under entries/
+	Digest string   `json:"digest,omitempty"` // manifest digest; none for a docker archive
+	Notes  []string `json:"notes,omitempty"`  // what resolving the source found (the platform chosen)
+}
+
+// entryRecord describes an unpacked image: entries/ID/image.json.
+type entryRecord struct {
+	ID      string    `json:"id"` // sha256:<config digest>
+	Setuid  bool      `json:"setuid,omitempty"`
+	Config  Config    `json:"config"`
+	Notes   []string  `json:"notes,omitempty"` // what unpacking dropped, what looks wrong
+	Files   int64     `json:"files"`
+	Bytes   int64     `json:"bytes"`
+	Created time.Time `json:"created"`
+}
+
+// maxRecordSize bounds the cache's own JSON files.
+const maxRecordSize = 1 << 20
+
+// init makes the cache's directories, 0700 (see Options.Dir).
+func (c *cache) init() error {
+	if err := os.MkdirAll(c.dir, 0o700); err != nil {
+		return fmt.Errorf("creating the image cache: %w", err)
+	}
+	if err := os.Chmod(c.dir, 0o700); err != nil {
+		return fmt.Errorf("creating the image cache: %w", err)
+	}
+	for _, d := range []string{"entries", "refs", "tmp", "locks"} {
+		if err := os.Mkdir(c.path(d), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("creating the image cache: %w", err)
+		}
+	}
+	return nil
+}
+
+// refName is the file name of a source's ref: one per source and setuid
+// variant, since the variant changes what is unpacked.
+func refName(key string, keepSetuid bool) string {
+	if keepSetuid {
+		key += "|setuid"
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}
+
+// entryName names an unpacked image: its config digest, which names the
+// digest of every layer, plus the variant.
+func entryName(configID string, keepSetuid bool) string {
+	if keepSetuid {
+		return configID + ".setuid"
+	}
+	return configID
+}
+
+// lookup is the whole cost of a cached image: two small JSON files, one
+// open, one flock, two stats. errMiss when it is not cached.
+func (c *cache) lookup(ref string) (*Image, *refRecord, *entryRecord, error) {
+	var r refRecord
+	if err := readJSON(c.path("refs", ref+".json"), &r); err != nil {
+		return nil, nil, nil, errMiss
+	}
+	img, e, err := c.use(r.Entry)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	img.Digest = r.Digest
+	if img.Digest == "" {
+		img.Digest = e.ID
+	}
+	return img, &r, e, nil
+}
+
+var errMiss = errors.New("not cached")
+
+// use takes the entry for this process: a shared flock on its directory,
+// which Remove and Prune respect, held until the process exits or
+// Release is called.
+func (c *cache) use(entry string) (*Image, *entryRecord, error) {
+	if !validEntryName(entry) {
+		return nil, nil, errMiss
+	}
+	dir := c.path("entries", entry)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, errMiss
+	}
+	if err := flock(fd, unix.LOCK_SH); err != nil {
+		unix.Close(fd)
+		return nil, nil, err
+	}
+	// Remove renames an entry away under an exclusive lock; what we
+	// locked must still be what the name shows.
+	var a, b unix.Stat_t
+	if unix.Fstat(fd, &a) != nil || unix.Stat(dir, &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev {
+		unix.Close(fd)
+		return nil, nil, errMiss
+	}
+	var e entryRecord
+	if err := readJSON(filepath.Join(dir, "image.json"), &e); err != nil {
+		unix.Close(fd)
+		return nil, nil, errMiss
+	}
+	return &Image{Rootfs: filepath.Join(dir, "rootfs"), Config: e.Config, hold: fd + 1}, &e, nil
+}
+
+// Release lets image rm and prune remove the image again. The process's
+// exit does it too; safe-run keeps its images until then.
+func (i *Image) Release() {
+	if i.hold > 0 {
+		unix.Close(i.hold - 1)
+		i.hold = 0
+	}
+}
+
+func validEntryName(name string) bool {
+	id, _ := strings.CutSuffix(name, ".setuid")
+	return validDigest(v1.Hash{Algorithm: "sha256", Hex: id})
+}
+
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
+}
+
+// lockSource serialises pulls of one source across processes: the second
+// waits, then finds the image cached. The lock file may be removed by
+// Prune meanwhile; a lock on a removed file is no lock, so it is taken again.
+func (c *cache) lockSource(ctx context.Context, ref string) (release func(), err error) {
+	p := c.path("locks", ref+".lock")
+	for {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("locking the image cache: %w", err)
+		}
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+			if !errors.Is(err, unix.EWOULDBLOCK) && !errors.Is(err, unix.EINTR) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				f.Close()
+				return nil, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("locking the image cache: %w", err)
+		}
+		a, err1 := f.Stat()
+		b, err2 := os.Lstat(p)
+		if err1 == nil && err2 == nil && os.SameFile(a, b) {
+			return func() { f.Close() }, nil
+		}
+		f.Close()
+	}
+}
+
+// cleanTmp removes what killed pulls left in tmp/: everything there is
+// locked by its maker while it lives.
+func (c *cache) cleanTmp() (freed int64) {
+	names, err := readDirNames(c.path("tmp"))
+	if err != nil {
+		return 0
+	}
+	for _, n := range names {
+		p := c.path("tmp", n)
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			if !errors.Is(err, unix.ENOENT) {
+				_ = os.RemoveAll(p) // not ours to lock (a symlink): not ours at all
+			}
+			continue
+		}
+		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			freed += diskUsage(p)
+			_ = os.RemoveAll(p)
+		}
+		unix.Close(fd)
+	}
+	return freed
+}
+
+func readDirNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// workDir is a fresh directory in tmp/, locked until done is called.
+func (c *cache) workDir(prefix string) (dir string, done func(), err error) {
+	dir, err = os.MkdirTemp(c.path("tmp"), prefix+".")
+	if err != nil {
+		return "", nil, fmt.Errorf("creating a work directory in the image cache: %w", err)
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+		if err != nil {
+			unix.Close(fd)
+		}
+	}
+	if err != nil {
+		os.Remove(dir)
+		return "", nil, fmt.Errorf("locking a work directory in the image cache: %w", err)
+	}
+	return dir, func() { unix.Close(fd) }, nil
+}
+
+// tempFile is an unnamed file in tmp/ (O_TMPFILE): whatever happens to
+// the process, nothing of it is left behind.
+func (c *cache) tempFile() (*os.File, error) {
+	fd, err := unix.Open(c.path("tmp"), unix.O_TMPFILE|unix.O_RDWR|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("creating a temporary file in the image cache: %w", err)
+	}
+	return os.NewFile(uintptr(fd), c.path("tmp", "(unnamed)")), nil
+}
+
+// writeRef records a ref atomically: written whole, synced, renamed in.
+func (c *cache) writeRef(ref string, r refRecord) error {
+	dir, done, err := c.workDir("ref")
+	if err != nil {
+		return err
+	}
+	defer done()
+	defer os.RemoveAll(dir)
+	tmp := filepath.Join(dir, "ref.json")
+	if err := writeJSON(tmp, r); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, c.path("refs", ref+".json")); err != nil {
+		return fmt.Errorf("recording the image in the cache: %w", err)
+	}
+	return syncDir(c.path("refs"))
+}
+
+func readJSON(path string, v any) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxRecordSize))
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, v)
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(append(data, '\n'))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// diskUsage adds up the sizes of the files under p, for prune's report.
+func diskUsage(p string) int64 {
+	var n int64
+	_ = filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				n += info.Size()
+			}
+		}
+		return nil
+	})
+	return n
+}
+
+// List returns the images cached in dir, oldest first.
+func List(dir string) ([]Cached, error) {
+	c := &cache{dir: dir}
+	names, err := readDirNames(c.path("entries"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the image cache: %w", err)
+	}
+	refs := c.refs()
+	var out []Cached
+	for _, n := range names {
+		var e entryRecord
+		if !validEntryName(n) || readJSON(c.path("entries", n, "image.json"), &e) != nil {
+			continue
+		}
+		ci := Cached{ID: e.ID, Setuid: e.Setuid, Files: e.Files, Bytes: e.Bytes, Created: e.Created, entry: n}
+		for _, r := range refs {
+			if r.rec.Entry != n {
+				continue
+			}
+			ci.Sources = append(ci.Sources, r.rec.Source)
+			if r.rec.Digest != "" && !slices.Contains(ci.Digests, r.rec.Digest) {
+				ci.Digests = append(ci.Digests, r.rec.Digest)
+			}
+		}
+		slices.Sort(ci.Sources)
+		ci.InUse = c.inUse(n)
+		out = append(out, ci)
+	}
+	slices.SortFunc(out, func(a, b Cached) int {
+		return cmp.Or(a.Created.Compare(b.Created), strings.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+type namedRef struct {
+	file string
+	rec  refRecord
+}
+
+func (c *cache) refs() []namedRef {
+	names, _ := readDirNames(c.path("refs"))
+	var out []namedRef
+	for _, n := range names {
+		var r refRecord
+		if strings.HasSuffix(n, ".json") && readJSON(c.path("refs", n), &r) == nil {
+			out = append(out, namedRef{n, r})
+		}
+	}
+	return out
+}
+
+func (c *cache) inUse(entry string) bool {
+	fd, err := unix.Open(c.path("entries", entry), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	return unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil
+}
+
+// Remove removes the cached image that id names: an image ID or a
+// manifest digest, or a prefix of either (as image ls shows it). An image
+// a running service uses is not removed (ErrInUse).
+func Remove(dir, id string) (Cached, error) {
+	all, err := List(dir)
+	if err != nil {
+		return Cached{}, err
+	}
+	want, setuidOnly := strings.CutSuffix(strings.TrimPrefix(id, "sha256:"), ".setuid")
+	var match []Cached
+	for _, ci := range all {
+		if ci.Name() == id || ci.entry == id || ci.ID == id { // exact: one variant of an image
+			match = []Cached{ci}
+			break
+		}
+		hit := strings.HasPrefix(ci.entry, want)
+		for _, d := range ci.Digests {
+			hit = hit || strings.HasPrefix(strings.TrimPrefix(d, "sha256:"), want)
+		}
+		if hit && want != "" && (ci.Setuid || !setuidOnly) {
+			match = append(match, ci)
+		}
+	}
+	switch {
+	case len(match) == 0:
+		return Cached{}, fmt.Errorf("%w: %s (see safe-run image ls)", ErrNotCached, id)
+	case len(match) > 1:
+		var names []string
+		for _, m := range match {
+			names = append(names, m.Name())
+		}
+		return Cached{}, fmt.Errorf("%s names %d cached images (%s): give more of the ID", id, len(match), strings.Join(names, ", "))
+	}
+	c := &cache{dir: dir}
+	if err := c.remove(match[0].entry); err != nil {
+		return Cached{}, err
+	}
+	return match[0], nil
+}
+
+// remove takes an entry out of the cache: locked exclusively (no safe-run
+// uses it), renamed into tmp/ so that it vanishes at once, its refs
+// dropped, then deleted.
+func (c *cache) remove(entry string) error {
+	dir := c.path("entries", entry)
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("removing %s: %w", entry, err)
+	}
+	defer unix.Close(fd)
+	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		return fmt.Errorf("%w: %s is used by a running service (stop it first)", ErrInUse, entry[:12])
+	}
+	gone := c.path("tmp", "rm."+entry)
+	if err := os.Rename(dir, gone); err != nil {
+		return fmt.Errorf("removing %s: %w", entry, err)
+	}
+	for _, r := range c.refs() {
+		if r.rec.Entry == entry {
+			_ = os.Remove(c.path("refs", r.file))
+		}
+	}
+	return os.RemoveAll(gone)
+}
+
+// Prune removes every cached image no running service uses, and what
+// interrupted pulls left behind. It returns what it removed, and the
+// bytes of file content freed.
+func Prune(dir string) ([]Cached, int64, error) {
+	c := &cache{dir: dir}
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil, 0, nil
+	}
+	freed := c.cleanTmp()
+	all, err := List(dir)
+	if err != nil {
+		return nil, freed, err
+	}
+	var removed []Cached
+	for _, ci := range all {
+		if ci.InUse {
+			continue
+		}
+		if err := c.remove(ci.entry); err != nil {
+			if errors.Is(err, ErrInUse) {
+				continue // taken since List looked
+			}
+			return removed, freed, err
+		}
+		removed = append(removed, ci)
+		freed += ci.Bytes
+	}
+	// Refs to entries that are gone, and locks nobody holds.
+	for _, r := range c.refs() {
+		if _, err := os.Stat(c.path("entries", r.rec.Entry)); errors.Is(err, fs.ErrNotExist) {
+			_ = os.Remove(c.path("refs", r.file))
+		}
+	}
+	locks, _ := readDirNames(c.path("locks"))
+	for _, n := range locks {
+		f, err := os.OpenFile(c.path("locks", n), os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			_ = os.Remove(c.path("locks", n))
+		}
+		f.Close()
+	}
+	return removed, freed, nil
+}

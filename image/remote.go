@@ -1,0 +1,135 @@
+package image
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/safe-run/safe-run/policy"
+)
+
+// registry pulls from one repository of a registry.
+type registry struct {
+	repo  name.Repository
+	guard *httpGuard
+	opts  []remote.Option
+}
+
+// newRegistry sets up pulls from repo. Credentials come from the docker
+// config file and its credential helpers (authn.DefaultKeychain), as
+// docker pull finds them; no cloud-specific keychain is linked in, because
+// every package of this binary is initialised on each container start.
+func newRegistry(repo name.Repository, allowHTTP bool, base http.RoundTripper) *registry {
+	if base == nil {
+		base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	g := &httpGuard{base: base, allowHTTP: allowHTTP}
+	return &registry{repo: repo, guard: g, opts: []remote.Option{
+		remote.WithTransport(g),
+		remote.WithAuthFromKeychain(authn.DefaultKeychain),
+		remote.WithUserAgent("safe-run"),
+	}}
+}
+
+func (r *registry) with(ctx context.Context) []remote.Option {
+	return append(r.opts[:len(r.opts):len(r.opts)], remote.WithContext(ctx))
+}
+
+// head resolves a tag to the digest it names now.
+func (r *registry) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+	d, err := remote.Head(ref, r.with(ctx)...)
+	if err != nil {
+		return nil, r.explain(ref.String(), err)
+	}
+	return d, nil
+}
+
+func (r *registry) manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
+	desc, err := remote.Get(r.repo.Digest(d.Digest.String()), r.with(ctx)...)
+	if err != nil {
+		return nil, r.explain(r.repo.String()+"@"+d.Digest.String(), err)
+	}
+	// ggcr checks a manifest fetched by digest; so does every other store.
+	if got := digestOf(desc.Manifest); got != d.Digest {
+		return nil, fmt.Errorf("%w: manifest %s has digest %s", ErrDigestMismatch, d.Digest, got)
+	}
+	return desc.Manifest, nil
+}
+
+func (r *registry) blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
+	ref := r.repo.Digest(d.Digest.String())
+	l, err := remote.Layer(ref, r.with(ctx)...)
+	if err != nil {
+		return nil, r.explain(ref.String(), err)
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return nil, r.explain(ref.String(), err)
+	}
+	return rc, nil
+}
+
+// explain turns a refusal of plain HTTP into the policy's words.
+func (r *registry) explain(what string, err error) error {
+	host := r.guard.refused.Load()
+	if host == nil || r.guard.httpsAnswered.Load() {
+		return fmt.Errorf("pulling %s: %w", what, err)
+	}
+	why := "it answers only over plain HTTP"
+	if e := r.guard.httpsErr.Load(); e != nil {
+		why = fmt.Sprintf("over HTTPS: %v", *e)
+	}
+	if !policy.LoopbackHost(*host) {
+		return &plainHTTPError{fmt.Sprintf("cannot pull from %s (%s), and plain HTTP is only ever used for loopback registries [SR019 insecure-registry] (serve the registry over HTTPS)", *host, why)}
+	}
+	return &plainHTTPError{fmt.Sprintf(`cannot pull from %s (%s), and plain HTTP, which anyone on the path can read and tamper with, is refused [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge plain HTTP to this loopback registry: [insecure] allow = ["insecure_registry"] with a reason)`, *host, why)}
+}
+
+var errPlainHTTP = errors.New("plain HTTP refused")
+
+// plainHTTPError is the whole story of a refused registry: resolving
+// reports it alone, without the steps that led to it.
+type plainHTTPError struct{ msg string }
+
+func (e *plainHTTPError) Error() string { return errPlainHTTP.Error() + ": " + e.msg }
+func (e *plainHTTPError) Unwrap() error { return errPlainHTTP }
+
+// httpGuard refuses every plain HTTP request but those to a loopback
+// registry that [insecure] allows. It sits below go-containerregistry,
+// which on its own falls back to HTTP for localhost and private
+// addresses, and sees every request, redirects included: a registry on
+// HTTPS cannot redirect a blob to HTTP either.
+type httpGuard struct {
+	base      http.RoundTripper
+	allowHTTP bool
+	refused   atomic.Pointer[string] // the last host refused
+	// httpsAnswered: a request over HTTPS got an answer, so a refusal
+	// was only go-containerregistry trying HTTP in parallel.
+	httpsAnswered atomic.Bool
+	httpsErr      atomic.Pointer[error] // why HTTPS failed, for the message
+}
+
+func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "https" && !(g.allowHTTP && policy.LoopbackHost(req.URL.Host)) {
+		host := req.URL.Host
+		g.refused.Store(&host)
+		return nil, fmt.Errorf("%w: %s", errPlainHTTP, req.URL.Redacted())
+	}
+	resp, err := g.base.RoundTrip(req)
+	if req.URL.Scheme == "https" {
+		if err == nil {
+			g.httpsAnswered.Store(true)
+		} else {
+			g.httpsErr.Store(&err)
+		}
+	}
+	return resp, err
+}

@@ -1,0 +1,399 @@
+package image
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+// source is an [image] source other than a plain rootfs directory.
+type source interface {
+	String() string // "oci /srv/web/oci:latest", for messages and image ls
+	// key names the image the source holds without pulling or unpacking
+	// anything: the digest it resolves to, or the archive's identity.
+	key(ctx context.Context) (key string, notes []string, err error)
+	// open reads the image's manifest and config, checked.
+	open(ctx context.Context, c *cache) (*found, error)
+	close()
+}
+
+func newSource(s *manifest.Service, opts Options) (field string, src source, err error) {
+	switch {
+	case s.Image.OCI != "":
+		dir, tag := manifest.SplitOCI(s.Image.OCI)
+		return "image.oci", &ociSource{dir: dir, tag: tag}, nil
+	case s.Image.Archive != "":
+		return "image.archive", &archiveSource{path: s.Image.Archive, lim: opts.limits.orDefault(), progress: opts.Progress}, nil
+	case s.Image.Ref != "":
+		ref, err := name.ParseReference(s.Image.Ref)
+		if err != nil {
+			return "image.ref", nil, err
+		}
+		allowHTTP := s.Allows(manifest.AllowInsecureRegistry)
+		return "image.ref", &refSource{orig: s.Image.Ref, ref: ref, reg: newRegistry(ref.Context(), allowHTTP, opts.transport)}, nil
+	}
+	return "image", nil, errors.New("no image source (set image.oci, image.archive or image.ref)")
+}
+
+func resolveImage(ctx context.Context, s *manifest.Service, opts Options) (*Image, error) {
+	field, src, err := newSource(s, opts)
+	if err != nil {
+		return nil, &sourceError{s.Errorf(field, "%v", err), err}
+	}
+	defer src.close()
+	img, err := resolveFrom(ctx, src, s.Allows(manifest.AllowSetuidBinaries), opts)
+	var plain *plainHTTPError
+	if errors.As(err, &plain) {
+		err = plain
+	}
+	if err != nil {
+		return nil, &sourceError{s.Errorf(field, "%v", err), err}
+	}
+	return img, nil
+}
+
+// sourceError places an error at the manifest key of the image source and
+// keeps it for errors.Is.
+type sourceError struct {
+	field *manifest.FieldError
+	err   error
+}
+
+func (e *sourceError) Error() string   { return e.field.Error() }
+func (e *sourceError) Unwrap() []error { return []error{e.field, e.err} }
+
+// resolveFrom returns the cached image of src, pulling and unpacking it
+// first when it is not cached.
+func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options) (*Image, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("no image cache directory (image.Options.Dir)")
+	}
+	c := &cache{dir: opts.Dir}
+	key, keyNotes, err := src.key(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ref := refName(key, keepSetuid)
+	if img, r, e, err := c.lookup(ref); err == nil {
+		img.Notes = reportNotes(r, e, keyNotes, "cached")
+		return img, nil
+	}
+	if err := c.init(); err != nil {
+		return nil, err
+	}
+	release, err := c.lockSource(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if img, r, e, err := c.lookup(ref); err == nil { // pulled by another safe-run meanwhile
+		img.Notes = reportNotes(r, e, keyNotes, "cached")
+		return img, nil
+	}
+	c.cleanTmp()
+	f, err := src.open(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	entry := entryName(f.configID.Hex, keepSetuid)
+	how := "cached"
+	if _, err := os.Stat(c.path("entries", entry, "image.json")); err != nil {
+		start := time.Now()
+		st, err := c.unpack(ctx, f, entry, keepSetuid, opts)
+		if err != nil {
+			return nil, err
+		}
+		how = fmt.Sprintf("unpacked %d files, %s in %.1fs", st.files, humanSize(st.bytes), time.Since(start).Seconds())
+	}
+	r := refRecord{Source: src.String(), Entry: entry, Notes: f.notes}
+	if f.digest.Hex != "" {
+		r.Digest = f.digest.String()
+	}
+	if err := c.writeRef(ref, r); err != nil {
+		return nil, err
+	}
+	img, rr, e, err := c.lookup(ref)
+	if err != nil {
+		return nil, fmt.Errorf("the image cache %s changed while safe-run used it (try again): %w", c.dir, err)
+	}
+	img.Notes = reportNotes(rr, e, keyNotes, how)
+	return img, nil
+}
+
+// reportNotes are the start report's lines about the image.
+func reportNotes(r *refRecord, e *entryRecord, keyNotes []string, how string) []string {
+	id := r.Digest
+	if id == "" {
+		id = "ID " + e.ID
+	}
+	notes := []string{fmt.Sprintf("image %s from %s (%s)", id, r.Source, how)}
+	notes = append(notes, keyNotes...)
+	notes = append(notes, r.Notes...)
+	return append(notes, e.Notes...)
+}
+
+// unpack builds the entry in a locked work directory and renames it into
+// place once it is complete and on disk.
+func (c *cache) unpack(ctx context.Context, f *found, entry string, keepSetuid bool, opts Options) (unpackStats, error) {
+	work, done, err := c.workDir(entry)
+	if err != nil {
+		return unpackStats{}, err
+	}
+	defer done()
+	placed := false
+	defer func() {
+		if !placed {
+			os.RemoveAll(work)
+		}
+	}()
+	st, err := unpackInto(ctx, f, filepath.Join(work, "rootfs"), keepSetuid, opts)
+	if err != nil {
+		return st, err
+	}
+	e := entryRecord{
+		ID: f.configID.String(), Setuid: keepSetuid, Config: f.imageConfig(),
+		Notes: append(secretNotes(f.config), st.notes...),
+		Files: st.files, Bytes: st.bytes, Created: time.Now().UTC(),
+	}
+	if err := writeJSON(filepath.Join(work, "image.json"), e); err != nil {
+		return st, err
+	}
+	// On disk before it appears: after a crash an entry is whole or absent.
+	if err := syncFS(work); err != nil {
+		return st, err
+	}
+	err = os.Rename(work, c.path("entries", entry))
+	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
+		return st, nil // another safe-run unpacked the same image from another source first
+	}
+	if err != nil {
+		return st, fmt.Errorf("adding the image to the cache: %w", err)
+	}
+	placed = true
+	return st, syncDir(c.path("entries"))
+}
+
+// unpackInto makes dir and applies the image's layers to it.
+func unpackInto(ctx context.Context, f *found, dir string, keepSetuid bool, opts Options) (unpackStats, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return unpackStats{}, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // past the umask
+		return unpackStats{}, err
+	}
+	u, err := newUnpacker(dir, keepSetuid, opts.limits)
+	if err != nil {
+		return unpackStats{}, err
+	}
+	defer u.close()
+	p := newProgress(opts.Progress, f)
+	defer p.finish()
+	for i, l := range f.layers {
+		p.startLayer(i, l)
+		if err := u.applyLayer(ctx, i+1, l, p); err != nil {
+			return unpackStats{}, err
+		}
+	}
+	return u.finish()
+}
+
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
+
+// contentKey names an image by the digest its source resolves to. A
+// digest names content, so the layout and the registry that hold the same
+// digest share the cached image.
+func contentKey(d v1.Hash) string {
+	return "content " + d.String() + " " + hostPlatform().String()
+}
+
+// ociSource is an OCI image layout directory.
+type ociSource struct {
+	dir, tag string
+	desc     v1.Descriptor
+}
+
+func (o *ociSource) String() string {
+	if o.tag == "" {
+		return "oci " + o.dir
+	}
+	return "oci " + o.dir + ":" + o.tag
+}
+
+func (o *ociSource) key(context.Context) (string, []string, error) {
+	idx, err := readLayoutIndex(o.dir)
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := pickTagged(idx, o.tag, o.dir)
+	if err != nil {
+		return "", nil, err
+	}
+	if !validDigest(d.Digest) {
+		return "", nil, fmt.Errorf("%s/index.json: %q is not a sha256 digest", o.dir, d.Digest)
+	}
+	o.desc = d
+	return contentKey(d.Digest), nil, nil
+}
+
+func (o *ociSource) open(ctx context.Context, _ *cache) (*found, error) {
+	return resolveDesc(ctx, layoutStore{o.dir}, o.desc, o.String())
+}
+
+func (o *ociSource) close() {}
+
+// archiveSource is a docker save or OCI archive, gzipped or not. Its key
+// is the file's identity as opened (device, inode, size, times): reading
+// a cached archive costs one open and one fstat.
+type archiveSource struct {
+	path     string
+	lim      limits
+	progress io.Writer
+	f, tmp   *os.File
+}
+
+func (a *archiveSource) String() string { return "archive " + a.path }
+
+func (a *archiveSource) key(context.Context) (string, []string, error) {
+	f, err := openRegular(a.path)
+	if err != nil {
+		return "", nil, err
+	}
+	a.f = f
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("archive %s dev=%d ino=%d size=%d mtime=%d.%d ctime=%d.%d", a.path,
+		st.Dev, st.Ino, st.Size, st.Mtim.Sec, st.Mtim.Nsec, st.Ctim.Sec, st.Ctim.Nsec), nil, nil
+}
+
+func (a *archiveSource) open(ctx context.Context, c *cache) (*found, error) {
+	tarFile := a.f
+	magic := make([]byte, 2)
+	if _, err := a.f.ReadAt(magic, 0); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", a.path, err)
+	}
+	if bytes.Equal(magic, []byte{0x1f, 0x8b}) {
+		// A gzipped tar cannot be read in place: decompress it once into
+		// an unnamed file, which disappears with safe-run.
+		if a.progress != nil {
+			fmt.Fprintf(a.progress, "safe-run: decompressing %s\n", a.path)
+		}
+		z, err := gzip.NewReader(io.NewSectionReader(a.f, 0, 1<<62))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", a.path, err)
+		}
+		if a.tmp, err = c.tempFile(); err != nil {
+			return nil, err
+		}
+		n, err := io.Copy(a.tmp, io.LimitReader(z, a.lim.streamLimit()+1))
+		if err != nil {
+			return nil, fmt.Errorf("decompressing %s: %w", a.path, err)
+		}
+		if n > a.lim.streamLimit() {
+			return nil, fmt.Errorf("decompressing %s: %w: more than %s (a decompression bomb?)", a.path, ErrTooLarge, humanSize(a.lim.streamLimit()))
+		}
+		tarFile = a.tmp
+	}
+	arc, err := indexArchive(tarFile, a.path)
+	if err != nil {
+		return nil, err
+	}
+	return arc.image(ctx)
+}
+
+func (a *archiveSource) close() {
+	for _, f := range []*os.File{a.f, a.tmp} {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
+
+// refSource is a registry reference.
+type refSource struct {
+	orig   string
+	ref    name.Reference
+	reg    *registry
+	digest v1.Hash
+}
+
+func (r *refSource) String() string { return "ref " + r.orig }
+
+func (r *refSource) key(ctx context.Context) (string, []string, error) {
+	if d, ok := r.ref.(name.Digest); ok {
+		h, err := v1.NewHash(d.DigestStr())
+		if err != nil {
+			return "", nil, err
+		}
+		r.digest = h
+		return contentKey(h), nil, nil
+	}
+	// A tag, which policy let through: [insecure] allows unpinned_image.
+	d, err := r.reg.head(ctx, r.ref)
+	if err != nil {
+		return "", nil, err
+	}
+	r.digest = d.Digest
+	repo := r.orig
+	if t, ok := r.ref.(name.Tag); ok {
+		repo = strings.TrimSuffix(repo, ":"+t.TagStr())
+	}
+	note := fmt.Sprintf("unpinned image: %s is %s today; pin it with ref = %q", r.orig, d.Digest, repo+"@"+d.Digest.String())
+	return contentKey(d.Digest), []string{note}, nil
+}
+
+func (r *refSource) open(ctx context.Context, _ *cache) (*found, error) {
+	return resolveDesc(ctx, r.reg, v1.Descriptor{Digest: r.digest}, r.String())
+}
+
+func (r *refSource) close() {}
+
+// isTerminal reports whether w is a terminal, for the progress bar.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+// UnpackLayout unpacks the image an OCI layout holds ("dir:tag", or "dir"
+// when it holds one image) into dest, which must not exist: what Resolve
+// does on a cache miss, every digest checked and every layer applied
+// safely, without the cache. `make bench` times it against umoci unpack
+// on the same image.
+func UnpackLayout(ctx context.Context, layoutRef, dest string) (files, bytes int64, err error) {
+	dir, tag := manifest.SplitOCI(layoutRef)
+	src := &ociSource{dir: dir, tag: tag}
+	if _, _, err := src.key(ctx); err != nil {
+		return 0, 0, err
+	}
+	f, err := src.open(ctx, nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := unpackInto(ctx, f, dest, false, Options{})
+	return st.files, st.bytes, err
+}

@@ -1,0 +1,78 @@
+package testenv
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// Binaries are safe-run and the helpers it ships, built for a test.
+type Binaries struct {
+	SafeRun, Init, Janitor string
+}
+
+// ModuleRoot is the directory of safe-run's go.mod.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out))), nil
+}
+
+// Build builds safe-run, safe-run-init and safe-run-janitor into dir/bin as
+// `make build` does: safe-run with cgo and the seccomp tag, the init static
+// from C, the janitor static from Go.
+func Build(dir string) (Binaries, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return Binaries{}, err
+	}
+	bin := filepath.Join(dir, "bin")
+	b := Binaries{SafeRun: filepath.Join(bin, "safe-run"), Init: filepath.Join(bin, "safe-run-init"), Janitor: filepath.Join(bin, "safe-run-janitor")}
+	steps := []struct {
+		cgo  string
+		args []string
+	}{
+		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.SafeRun, "./cmd/safe-run"}},
+		{"0", []string{"go", "build", "-ldflags", "-s -w", "-o", b.Janitor, "./cmd/safe-run-janitor"}},
+		{"", []string{"gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
+	}
+	for _, s := range steps {
+		if err := run(root, s.cgo, s.args...); err != nil {
+			return Binaries{}, err
+		}
+	}
+	// Every component must be traversable by a container's mapped root.
+	return b, os.Chmod(bin, 0o755)
+}
+
+// ExampleRootfs builds the example image's root filesystem into dir, as
+// `make example` does.
+func ExampleRootfs(dir string) (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	confinement := filepath.Join(dir, "confinement")
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := run(root, "0", "go", "build", "-o", confinement, "./example/confinement"); err != nil {
+		return "", err
+	}
+	return rootfs, run(root, "", "./example/mkrootfs.sh", rootfs, confinement)
+}
+
+func run(dir, cgo string, args ...string) error {
+	c := exec.Command(args[0], args[1:]...)
+	c.Dir = dir
+	c.Env = os.Environ()
+	if cgo != "" {
+		c.Env = append(c.Env, "CGO_ENABLED="+cgo)
+	}
+	if out, err := c.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}

@@ -1,0 +1,15 @@
+#include "textflag.h"
+
+// func int80(trap uintptr) uintptr
+TEXT ·int80(SB),NOSPLIT,$0-16
+	MOVQ	trap+0(FP), AX
+	INT	$0x80
+	MOVQ	AX, ret+8(FP)
+	RET
+
+// func syscallX32(trap uintptr) uintptr
+TEXT ·syscallX32(SB),NOSPLIT,$0-16
+	MOVQ	trap+0(FP), AX
+	SYSCALL
+	MOVQ	AX, ret+8(FP)
+	RET
