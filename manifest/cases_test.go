@@ -146,6 +146,7 @@ func TestValidationErrors(t *testing.T) {
 		{"image ref", edit(`rootfs = "rootfs"`, `ref = "registry.example/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), ""},
 		{"image ref short digest", edit(`rootfs = "rootfs"`, `ref = "registry.example/web@sha256:0123"`), `web.toml:5: image.ref: "registry.example/web@sha256:0123" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
 		{"image ref with space", edit(`rootfs = "rootfs"`, `ref = "web latest"`), `web.toml:5: image.ref: "web latest" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
+		{"image ref flag", edit(`rootfs = "rootfs"`, `ref = "--privileged"`), `web.toml:5: image.ref: "--privileged" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
 		{"image ref flag with digest", edit(`rootfs = "rootfs"`, `ref = "-v/:/host@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), `web.toml:5: image.ref: "-v/:/host@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
 		// process
 		{"command missing", edit("command = [\"/bin/web\"]\n", ""), `web.toml:7: process.command: missing (a rootfs directory has no entrypoint: set command = ["/bin/server", "--flag"])`},

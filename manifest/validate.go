@@ -145,7 +145,10 @@ func validTag(t string) bool {
 // ValidRef reports whether ref is a registry reference safe-run can pull.
 func ValidRef(ref string) bool {
 	_, err := name.ParseReference(ref)
-	return err == nil && !strings.Contains(ref, "://")
+	// go-containerregistry takes "--privileged" for a repository on
+	// docker.io; written into an exported docker run line as the image
+	// argument, it would be read as an option.
+	return err == nil && !strings.Contains(ref, "://") && !strings.HasPrefix(ref, "-")
 }
 
 func validateRef(ref string, fe *fieldErrors) {
