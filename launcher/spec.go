@@ -159,7 +159,11 @@ type resolvedUser struct {
 }
 
 func environment(s *manifest.Service, img *image.Image, home string) []string {
-	env := []string{defaultPath, "HOSTNAME=" + s.Name, "HOME=" + home}
+	env := []string{defaultPath}
+	if s.Namespaces.UTS != "host" {
+		env = append(env, "HOSTNAME="+s.Name)
+	}
+	env = append(env, "HOME="+home)
 	if s.Process.TTY {
 		env = append(env, "TERM=xterm")
 	}

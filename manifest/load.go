@@ -51,6 +51,9 @@ func Load(path string) (*Service, error) {
 // Parse validates manifest text. file names it in errors; dir is the
 // absolute directory that relative paths in it start from.
 func Parse(file, dir string, data []byte) (*Service, error) {
+	if line := tooDeep(data); line > 0 {
+		return nil, &FieldError{File: file, Line: line, Msg: fmt.Sprintf("nested more than %d levels deep (a manifest's arrays and inline tables are shallow)", maxNesting)}
+	}
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		return nil, syntaxError(file, data, err)
@@ -92,4 +95,40 @@ func (s *Service) Line(path string) int { return s.lines.lineOf(path) }
 // launcher) that find a problem with what the manifest says.
 func (s *Service) Errorf(path, format string, args ...any) *FieldError {
 	return &FieldError{File: s.File, Line: s.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+}
+
+// maxNesting bounds the nesting of arrays and inline tables. The TOML
+// parser's time grows with the square of the depth (BurntSushi/toml#496),
+// and `safe-run check` may be handed hostile files.
+const maxNesting = 32
+
+// tooDeep returns the line where data nests arrays or inline tables deeper
+// than maxNesting, or 0. Strings and comments are skipped; the count is
+// rough but never low.
+func tooDeep(data []byte) int {
+	depth, line := 0, 1
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '\n':
+			line++
+		case '#':
+			for i < len(data) && data[i] != '\n' {
+				i++
+			}
+			i--
+		case '"', '\'':
+			for i++; i < len(data) && data[i] != c && data[i] != '\n'; i++ {
+				if c == '"' && data[i] == '\\' {
+					i++
+				}
+			}
+		case '[', '{':
+			if depth++; depth > maxNesting {
+				return line
+			}
+		case ']', '}':
+			depth = max(depth-1, 0)
+		}
+	}
+	return 0
 }

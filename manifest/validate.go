@@ -36,7 +36,7 @@ const DefaultTmpfsSize Size = 64 << 20
 
 // ReservedTargets are paths safe-run mounts itself; a [[mounts]] target may
 // not be one of them or lie below them.
-var ReservedTargets = []string{"/proc", "/sys", "/dev", "/run/secrets"}
+var ReservedTargets = []string{"/proc", "/sys", "/dev", "/run/secrets", "/run/notify"}
 
 // validate checks what single values cannot: required keys, choices,
 // combinations, and resolves relative paths against the manifest's
@@ -249,6 +249,14 @@ func validateSecurity(s *Service, fe *fieldErrors) {
 
 func validateResources(s *Service, fe *fieldErrors) {
 	r := &s.Resources
+	// Zero is what an absent limit decodes to; written out, it is a
+	// mistake worth its own message rather than "missing".
+	if _, set := fe.lines["resources.memory"]; set && r.Memory == 0 {
+		fe.add("resources.memory", `0 sets no limit (use e.g. "512M"; to run without one, remove the key and acknowledge [insecure] allow = ["no_resource_limits"])`)
+	}
+	if _, set := fe.lines["resources.cpus"]; set && r.CPUs == 0 {
+		fe.add("resources.cpus", `0 sets no limit (use e.g. 0.5; to run without one, remove the key and acknowledge [insecure] allow = ["no_resource_limits"])`)
+	}
 	if r.Memory != 0 && r.Memory < MinMemory {
 		fe.add("resources.memory", "%s is below the minimum %s (the runtime itself needs a few MiB)", r.Memory, MinMemory)
 	}

@@ -14,7 +14,7 @@ import (
 // mean 512 MiB; K, G and T likewise, an optional trailing B is accepted.
 type Size int64
 
-var sizePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*([kKmMgGtT]?)(?:[iI]?[bB]?)$`)
+var sizePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*(?:([kKmMgGtT])[iI]?)?[bB]?$`)
 
 func (s *Size) UnmarshalText(text []byte) error {
 	v, err := ParseSize(string(text))

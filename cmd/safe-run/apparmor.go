@@ -23,7 +23,7 @@ manifest changes.`,
 	cmd.AddCommand(&cobra.Command{
 		Use:   "show SERVICE.toml",
 		Short: "Print the service's AppArmor profile",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := generatedProfile(args[0])
 			if err != nil {
@@ -35,7 +35,7 @@ manifest changes.`,
 	}, &cobra.Command{
 		Use:   "install SERVICE.toml",
 		Short: "Install the service's AppArmor profile in /etc/apparmor.d and load it (as root)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			p, err := generatedProfile(args[0])
 			if err != nil {

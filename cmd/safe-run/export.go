@@ -31,7 +31,7 @@ comment, and the weakening is repeated on standard error.`,
 		Example: `  safe-run export systemd /etc/safe-run/web.toml > /etc/systemd/system/web.service
   safe-run export docker web.toml --dir /srv/web > /srv/web/run.sh
   safe-run export kubernetes --kind deployment web.toml | kubectl apply -f -`,
-		Args:      cobra.ExactArgs(2),
+		Args:      exactArgs(2),
 		ValidArgs: export.Targets,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error

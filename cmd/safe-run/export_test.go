@@ -46,7 +46,7 @@ func TestExportCommandErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"export", "podman", "../../export/testdata/hardened.toml"}, "safe-run: unknown export target \"podman\" (use one of systemd, docker, compose, kubernetes)\n"},
-		{[]string{"export", "docker"}, "safe-run: accepts 2 arg(s), received 1\n"},
+		{[]string{"export", "docker"}, "safe-run: missing arguments (usage: safe-run export {systemd|docker|compose|kubernetes} SERVICE.toml [flags]; see safe-run export --help)\n"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := run(tc.args, nil, &stdout, &stderr); code != exitFailed {

@@ -74,7 +74,7 @@ with a reason.`,
 		Example: `  safe-run web.toml                  run the service (same as: safe-run run web.toml)
   safe-run spec web.toml             print the OCI runtime spec it would run
   ExecStart=/usr/bin/safe-run /etc/safe-run/web.toml   in a systemd unit`,
-		Args:          cobra.ExactArgs(1),
+		Args:          serviceArg,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -85,7 +85,39 @@ with a reason.`,
 	root.AddCommand(runCommand(g), specCommand(g), checkCommand(g), importCommand(g), auditCommand(g),
 		exportCommand(g), imageCommand(g), profileCommand(g), doctorCommand(g), appArmorCommand(g), schemaCommand(g), versionCommand(g))
 	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SuggestionsMinimumDistance = 2
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
+	})
 	return root
+}
+
+// serviceArg takes the root command's one SERVICE.toml, and tells a
+// mistyped subcommand from a manifest.
+func serviceArg(cmd *cobra.Command, args []string) error {
+	if len(args) == 1 {
+		return nil
+	}
+	if len(args) > 1 {
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			return fmt.Errorf("unknown command %q (did you mean %s?)", args[0], s[0])
+		}
+	}
+	return exactArgs(1)(cmd, args)
+}
+
+// exactArgs is cobra.ExactArgs with the usage line in the error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == n:
+			return nil
+		case len(args) < n:
+			return fmt.Errorf("missing arguments (usage: %s; see %s --help)", cmd.UseLine(), cmd.CommandPath())
+		default:
+			return fmt.Errorf("too many arguments: %d, want %d (usage: %s)", len(args), n, cmd.UseLine())
+		}
+	}
 }
 
 // exitCode prints err and turns it into safe-run's exit status.

@@ -47,7 +47,7 @@ from seccomp notifications, which safe-run answers. Either way each call is
 reported as it is made, so the service runs slower while it is recorded.`,
 		Example: `  safe-run profile record web.toml -o web.json --duration 30s
   safe-run profile diff default web.json`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if out == "" {
 				return errors.New("profile record: no output file (use -o web.json)")
@@ -158,7 +158,7 @@ a Docker-format JSON profile, resolved for this host's architecture and kernel
 with no capabilities.`,
 		Example: `  safe-run profile diff default web.json
   safe-run profile diff web.json web-new.json`,
-		Args: cobra.ExactArgs(2),
+		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var ps [2]*specs.LinuxSeccomp
 			for i, arg := range args {

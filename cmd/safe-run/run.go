@@ -17,7 +17,7 @@ func runCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "run SERVICE.toml",
 		Short: "Run the service in the foreground (the default command)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runService(cmd.Context(), g, args[0])
 		},

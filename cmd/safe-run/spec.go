@@ -15,7 +15,7 @@ func specCommand(g *globals) *cobra.Command {
 		Long: `Print, as JSON, the OCI runtime spec that "safe-run SERVICE.toml" would hand
 to the container runtime. It needs no root and changes nothing: the user
 namespace range shown is the one the service has, or would get.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			popts := launcher.PrepareOptions{
 				Dirs:     launcher.DefaultDirs(),
