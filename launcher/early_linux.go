@@ -43,30 +43,46 @@ func startEarly(host Host) *early {
 	// later find it passed. On v2 the move into the supervisor leaf is such
 	// a write; on v1, moving safe-run into its own cgroup is a no-op that
 	// pays it.
-	go func() {
-		if host.CgroupV2 && !host.CgroupsWaived {
-			e.cgroup <- enterSupervisorLeaf()
-			return
-		}
-		e.cgroup <- nil
-		if !host.CgroupV2 {
+	if !host.Rootless {
+		e.userns = make(chan usernsResult, 1)
+	}
+	if host.CgroupV2 && !host.CgroupsWaived {
+		go func() {
+			err := enterSupervisorLeaf()
+			e.cgroup <- err
+			// The idmap helper only after the move: a process of
+			// safe-run's left in its cgroup would keep it from
+			// delegating controllers.
+			e.startUserns(host)
+		}()
+		return e
+	}
+	e.cgroup <- nil
+	if !host.CgroupV2 {
+		go func() {
 			if p, err := cgroups.GetOwnCgroupPath("pids"); err == nil {
 				_ = cgroups.WriteFile(p, "cgroup.procs", strconv.Itoa(os.Getpid()))
 			}
-		}
-	}()
-	if !host.Rootless {
-		e.userns = make(chan usernsResult, 1)
-		go func() {
-			// The traced helper must be waited for by its tracer's
-			// thread group; lock the thread so it stays the tracer.
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			f, err := usernsFD(host.IDs)
-			e.userns <- usernsResult{f, err}
 		}()
 	}
+	e.startUserns(host)
 	return e
+}
+
+// startUserns creates, in the background, the user namespace handle for
+// idmapped mounts (not rootless: the rootfs is not id-mapped there).
+func (e *early) startUserns(host Host) {
+	if e.userns == nil {
+		return
+	}
+	go func() {
+		// The traced helper must be waited for by its tracer's thread
+		// group; lock the thread so it stays the tracer.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		f, err := usernsFD(host.IDs)
+		e.userns <- usernsResult{f, err}
+	}()
 }
 
 // usernsFile waits for the user namespace handle for idmapped mounts.

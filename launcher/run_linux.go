@@ -78,6 +78,13 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	if err := preflightCommand(spec); err != nil {
 		return 0, err
 	}
+	// Every process safe-run starts (apparmor_parser, the janitor) is born
+	// in its cgroup: on v2, only once safe-run has moved into its
+	// supervisor leaf, or one could be there when the cgroup, which must
+	// hold no process to delegate controllers, enables them.
+	if err := <-early.cgroup; err != nil {
+		return 0, err
+	}
 	if err := loadAppArmor(ctx, spec, host, opts); err != nil {
 		return 0, err
 	}
@@ -271,9 +278,6 @@ func (r *run) locked(ctx context.Context) (int, error) {
 		return 0, err
 	}
 
-	if err := <-r.early.cgroup; err != nil {
-		return 0, err
-	}
 	container, err := libcontainer.Create(host.runtimeDir(), opts.Name, config)
 	if err != nil {
 		return 0, fmt.Errorf("creating the container: %w", err)
