@@ -2,17 +2,15 @@ package apparmor
 
 import (
 	"errors"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden profiles in testdata")
+	"github.com/safe-run/safe-run/internal/testenv"
+)
 
 // goldens are the manifests in testdata whose profiles are pinned in
 // testdata/NAME.aa.
@@ -45,19 +43,7 @@ func TestGenerateGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden := filepath.Join("testdata", name+".aa")
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test ./apparmor -update, then review the diff)", err)
-			}
-			if got != string(want) {
-				t.Errorf("profile of %s differs from %s (run go test ./apparmor -update, then review the diff):\n%s", file, golden, got)
-			}
+			testenv.Golden(t, filepath.Join("testdata", name+".aa"), []byte(got))
 		})
 	}
 }

@@ -3,8 +3,6 @@ package export
 import (
 	"bytes"
 	"context"
-	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,9 +13,9 @@ import (
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/golden")
+	"github.com/safe-run/safe-run/internal/testenv"
+)
 
 // manifests are the testdata manifests every exporter is run on.
 var manifests = []string{"hardened", "root", "rootonly", "insecure"}
@@ -84,20 +82,7 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Fatal(err)
 	}
 	got = bytes.ReplaceAll(got, []byte(abs), []byte("$TESTDATA"))
-	path := filepath.Join("testdata", "golden", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./export -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the golden file (run go test ./export -update and review the diff):\n%s", path, got)
-	}
+	testenv.Golden(t, filepath.Join("testdata", "golden", name), got)
 }
 
 // exports are the golden file suffixes of each export.

@@ -2,7 +2,6 @@ package importer
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,9 +10,9 @@ import (
 
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
-)
 
-var update = flag.Bool("update", false, "rewrite golden files")
+	"github.com/safe-run/safe-run/internal/testenv"
+)
 
 type corpusCase struct{ name, source, command string }
 
@@ -40,23 +39,6 @@ func readCorpus(t *testing.T) []corpusCase {
 		out = append(out, c)
 	}
 	return out
-}
-
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./importer -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test ./importer -update and review the diff):\n%s", path, got)
-	}
 }
 
 // findings renders what the notes golden pins: the notes, the docker
@@ -118,8 +100,8 @@ func TestDockerRunCorpus(t *testing.T) {
 			if _, err := manifest.Parse(c.name+".toml", "/srv", r.Manifest); err != nil {
 				t.Fatalf("manifest does not load: %v", err)
 			}
-			golden(t, filepath.Join("testdata", "golden", c.name+".toml"), r.Manifest)
-			golden(t, filepath.Join("testdata", "golden", c.name+".notes"), findings(t, r, c.name+".toml"))
+			testenv.Golden(t, filepath.Join("testdata", "golden", c.name+".toml"), r.Manifest)
+			testenv.Golden(t, filepath.Join("testdata", "golden", c.name+".notes"), findings(t, r, c.name+".toml"))
 		})
 	}
 }
@@ -139,8 +121,8 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("%d services, want 3", len(rs))
 	}
 	for _, r := range rs {
-		golden(t, filepath.Join("testdata", "compose", r.Name+".toml"), r.Manifest)
-		golden(t, filepath.Join("testdata", "compose", r.Name+".notes"), findings(t, r, r.Name+".toml"))
+		testenv.Golden(t, filepath.Join("testdata", "compose", r.Name+".toml"), r.Manifest)
+		testenv.Golden(t, filepath.Join("testdata", "compose", r.Name+".notes"), findings(t, r, r.Name+".toml"))
 	}
 }
 

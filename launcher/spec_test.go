@@ -9,7 +9,6 @@ package launcher_test
 import (
 	"bytes"
 	"encoding/json"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,9 +21,9 @@ import (
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
-)
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+	"github.com/safe-run/safe-run/internal/testenv"
+)
 
 // hostFor returns the fixed host facts of a root run on a cgroup v1 (or
 // hybrid) host, as Prepare would find them.
@@ -127,20 +126,7 @@ func TestSpecGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			got = append(bytes.ReplaceAll(got, []byte(testRootfs(t)), []byte("$ROOTFS")), '\n')
-			path := filepath.Join("testdata", "spec", tc.golden+".json")
-			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run go test ./launcher -run TestSpecGolden -update)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs (run go test ./launcher -run TestSpecGolden -update and review the diff):\n%s", path, got)
-			}
+			testenv.Golden(t, filepath.Join("testdata", "spec", tc.golden+".json"), got)
 		})
 	}
 }

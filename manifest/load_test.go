@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,27 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// golden compares got with the file at path, or rewrites it with -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./manifest -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test ./manifest -update and review the diff):\n%s", path, got)
-	}
-}
 
 func manifests(t *testing.T, kind string) []string {
 	t.Helper()
@@ -66,7 +47,7 @@ func TestGoodManifests(t *testing.T) {
 				t.Fatal(err)
 			}
 			data = bytes.ReplaceAll(data, []byte(dir), []byte("$DIR"))
-			golden(t, strings.TrimSuffix(path, ".toml")+".json", append(data, '\n'))
+			testenv.Golden(t, strings.TrimSuffix(path, ".toml")+".json", append(data, '\n'))
 		})
 	}
 }
@@ -94,7 +75,7 @@ func TestBadManifests(t *testing.T) {
 			if got := strings.Join(lines, "\n"); got != err.Error() {
 				t.Errorf("FieldErrors and Error() disagree:\n%s\n---\n%s", got, err)
 			}
-			golden(t, strings.TrimSuffix(path, ".toml")+".err", []byte(err.Error()+"\n"))
+			testenv.Golden(t, strings.TrimSuffix(path, ".toml")+".err", []byte(err.Error()+"\n"))
 		})
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // seedAdvice is every piece of advice in the seeds (design.md: shared/seeds),
@@ -136,7 +138,7 @@ CIS: CIS Docker Benchmark v1.6.0 control. PSS: Kubernetes Pod Security Standards
 		rules := slices.Clone(a.rules)
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", a.seed, md(a.advice), strings.Join(rules, ", "), md(a.dflt), a.nonGoal)
 	}
-	golden(t, filepath.Join("..", "docs", "rules.md"), []byte(b.String()))
+	testenv.Golden(t, filepath.Join("..", "docs", "rules.md"), []byte(b.String()))
 }
 
 func md(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

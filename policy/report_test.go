@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,27 +10,9 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/safe-run/safe-run/manifest"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files and docs/rules.md")
-
-// golden compares got with testdata/name, or rewrites it with -update.
-func golden(t *testing.T, path string, got []byte) {
-	t.Helper()
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./policy -update)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs (run go test ./policy -update and review the diff):\n%s", path, got)
-	}
-}
 
 // reports are one target of each kind, with open, refused and accepted
 // findings.
@@ -76,7 +57,7 @@ func TestReportFormats(t *testing.T) {
 			if err := f.write(&b); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, filepath.Join("testdata", f.name+".golden"), b.Bytes())
+			testenv.Golden(t, filepath.Join("testdata", f.name+".golden"), b.Bytes())
 		})
 	}
 }

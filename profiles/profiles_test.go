@@ -2,62 +2,17 @@ package profiles
 
 import (
 	"bytes"
-	"flag"
 	"fmt"
 	"go/build"
-	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata")
-
-// golden compares got with testdata/name, or rewrites the file with -update.
-func golden(t *testing.T, name string, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./profiles -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s differs from the generated profile (run go test ./profiles -update and review the diff)\n%s", path, lineDiff(string(want), string(got)))
-	}
-}
-
-// lineDiff lists the lines only in want (-) or only in got (+); enough to
-// see what changed in a sorted profile.
-func lineDiff(want, got string) string {
-	count := map[string]int{}
-	for _, l := range strings.Split(want, "\n") {
-		count[l]--
-	}
-	for _, l := range strings.Split(got, "\n") {
-		count[l]++
-	}
-	var out []string
-	for l, n := range count {
-		for ; n < 0; n++ {
-			out = append(out, "-"+l)
-		}
-		for ; n > 0; n-- {
-			out = append(out, "+"+l)
-		}
-	}
-	sort.Strings(out)
-	return strings.Join(out, "\n")
-}
 
 func TestGolden(t *testing.T) {
 	for _, tc := range []struct {
@@ -78,7 +33,7 @@ func TestGolden(t *testing.T) {
 			if err := WriteDockerJSON(&buf, s); err != nil {
 				t.Fatal(err)
 			}
-			golden(t, tc.golden, buf.Bytes())
+			testenv.Golden(t, filepath.Join("testdata", tc.golden), buf.Bytes())
 		})
 	}
 }

@@ -7,7 +7,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,8 +20,6 @@ import (
 
 	"github.com/safe-run/safe-run/internal/testenv"
 )
-
-var update = flag.Bool("update", false, "rewrite the files testscripts compare against")
 
 // TestMain registers main as the "safe-run" command of the scripts. The
 // libcontainer init re-exec ("safe-run init") never gets here: the init()
@@ -51,7 +48,7 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata/script",
 		WorkdirRoot:         root,
 		RequireExplicitExec: true,
-		UpdateScripts:       *update,
+		UpdateScripts:       testenv.Update(),
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("REPO", repo)
 			// State and data of their own: a script never sees or
