@@ -32,6 +32,14 @@ var (
 		title:   "supervisor memory while the service sleeps",
 		columns: []string{"VmRSS", "VmHWM"},
 	}
+	unpackTable = &table{
+		title:   "unpacking the example OCI image (example/oci:latest) onto tmpfs, median of 5",
+		columns: []string{"time", "MiB/s"},
+	}
+	seccompTable = &table{
+		title:   "seccomp filter cost per system call (getpid/read loop, profiles/integration BenchmarkSyscallLoop)",
+		columns: []string{"ns/call", "over none", "over allow-all"},
+	}
 )
 
 // A benchmark is one entry of the bench. A timed one prepares a trial (one

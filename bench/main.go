@@ -34,8 +34,12 @@ var benchmarks = []benchmark{
 	{table: startTable, name: "crun run + unshare/tmpfs wrapper", prepare: crunWrappedTrial},
 	{table: startTable, name: "bwrap", prepare: bwrapTrial},
 	{table: startTable, name: "docker run --rm", prepare: dockerTrial},
+	{table: startTable, name: "safe-run, example OCI image (cached)", prepare: safeRunImageTrial},
 	{table: memoryTable, name: "safe-run", measure: safeRunMemory},
 	{table: memoryTable, name: "runc run", measure: runcMemory},
+	{table: unpackTable, name: "safe-run (image.UnpackLayout)", measure: safeRunUnpack},
+	{table: unpackTable, name: "umoci unpack", measure: umociUnpack},
+	{table: seccompTable, name: "getpid/read loop in a container", measure: seccompLoop},
 }
 
 func main() {

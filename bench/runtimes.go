@@ -40,6 +40,11 @@ func (e *env) safeRunEnv() ([]string, error) {
 // manifest writes a manifest for service name running command and returns
 // its path.
 func (e *env) manifest(name string, command []string, extra string) (string, error) {
+	return e.manifestFrom(name, fmt.Sprintf("rootfs = %q", e.rootfs), command, extra)
+}
+
+// manifestFrom is manifest with another [image] source.
+func (e *env) manifestFrom(name, image string, command []string, extra string) (string, error) {
 	dir, err := e.dir("safe-run", "manifests")
 	if err != nil {
 		return "", err
@@ -52,7 +57,7 @@ func (e *env) manifest(name string, command []string, extra string) (string, err
 name = %q
 
 [image]
-rootfs = %q
+%s
 
 [process]
 command = [%s]
@@ -61,7 +66,7 @@ command = [%s]
 memory = %q
 cpus = %s
 pids = %d
-`, name, e.rootfs, strings.Join(q, ", "), extra, benchMemory, benchCPUs, benchPids)
+`, name, image, strings.Join(q, ", "), extra, benchMemory, benchCPUs, benchPids)
 	p := filepath.Join(dir, name+".toml")
 	return p, os.WriteFile(p, []byte(text), 0o644)
 }
