@@ -30,7 +30,7 @@ var (
 	}
 	memoryTable = &table{
 		title:   "supervisor memory while the service sleeps",
-		columns: []string{"VmRSS", "VmHWM"},
+		columns: []string{"VmRSS", "VmHWM", "RssAnon", "RssFile"},
 	}
 	unpackTable = &table{
 		title:   "unpacking the example OCI image (example/oci:latest) onto tmpfs, median of 5",

@@ -111,7 +111,9 @@ var bundleOnce struct {
 //   - the rootfs is a copy with every owner shifted into the service's id
 //     range, as the idmapped view shows it to the user namespace (neither
 //     runc 1.1 nor crun 1.8 id-maps a rootfs);
-//   - ociVersion 1.0.2, which crun 1.8 accepts (it refuses newer ones).
+//   - ociVersion 1.0.2, which crun 1.8 accepts (it refuses newer ones);
+//   - no seccomp flags (runc 1.1 refuses them): the same filter, without
+//     logging its denials.
 func (e *env) bundle(ctx context.Context) (*ociBundle, error) {
 	bundleOnce.Do(func() {
 		bundleOnce.b, bundleOnce.err = e.makeBundle(ctx)
@@ -139,6 +141,11 @@ func (e *env) makeBundle(ctx context.Context) (*ociBundle, error) {
 	b := &ociBundle{spec: &s}
 	s.Version = "1.0.2"
 	s.Annotations = nil
+	if s.Linux.Seccomp != nil {
+		// Debian's runc 1.1 refuses any seccomp flag; the filter is the
+		// same without SECCOMP_FILTER_FLAG_LOG, which only logs denials.
+		s.Linux.Seccomp.Flags = nil
+	}
 	if a := s.Process.Args; len(a) > 2 && a[0] == "/dev/init" && a[1] == "--" {
 		s.Process.Args = a[2:]
 	}
