@@ -280,7 +280,10 @@ var guestSteps = []struct{ name, sh string }{
 		echo "not installed: exit $?"
 		as_dev /srv/m/probe.toml
 		echo "installed: exit $?"
-		echo "cgroups left: $(find /sys/fs/cgroup/dev -name 'safe-run-*' | tr '\n' ' ')"`},
+		echo "cgroups left: $(find /sys/fs/cgroup/dev -name 'safe-run-*' | tr '\n' ' ')"
+		as_dev doctor
+		echo "rootless doctor: exit $?"`},
+	{"doctor", `safe-run doctor; echo "doctor: exit $?"`},
 	{"dmesg", `dmesg | grep 'apparmor="' | grep -v 'apparmor="STATUS"'`},
 }
 
@@ -576,6 +579,12 @@ var guestChecks = []struct {
 		}
 		return s.wrap(errors.Join(errs...))
 	}},
+	{"doctor: everything a service needs, as root and rootless", func(st map[string]guestStep) error {
+		if err := st["doctor"].contains("OK    cgroups", "OK    AppArmor", "OK    subordinate ids", "doctor: exit 0"); err != nil {
+			return err
+		}
+		return st["rootless"].contains("safe-run doctor (rootless, as dev)", "delegated to you", "OK    newuidmap", "rootless doctor: exit")
+	}},
 	{"denials are in the kernel log", func(st map[string]guestStep) error {
 		s := st["dmesg"]
 		var errs []error
@@ -612,6 +621,10 @@ func logGuestNumbers(t *testing.T, st map[string]guestStep) {
 		a, _ := strconv.ParseFloat(f[0], 64)
 		b, _ := strconv.ParseFloat(f[1], 64)
 		return (time.Duration((b - a) * float64(time.Second))).Round(10 * time.Millisecond).String()
+	}
+	t.Logf("safe-run doctor in the guest, as root:\n%s", st["doctor"].out)
+	if _, rootless, ok := strings.Cut(st["rootless"].out, "safe-run doctor (rootless"); ok {
+		t.Logf("safe-run doctor in the guest, rootless:\nsafe-run doctor (rootless%s", rootless)
 	}
 	t.Logf("in the guest (TCG): first start %s, second start (cached profile) %s; compiling the probe's profile %s, loading it %s (uptime has 10ms steps)",
 		took(st["probe"], "start took"), took(st["probe again"], "start took"),
