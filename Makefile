@@ -20,6 +20,7 @@ SUBIDS := 1073741824-1140850687
 
 build: deps-build
 	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run ./cmd/safe-run
+	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run-supervisor ./cmd/safe-run-supervisor
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/safe-run-janitor ./cmd/safe-run-janitor
 	$(CC) -static -Os -Wall -Wextra -o $(BIN)/safe-run-init cmd/safe-run-init/safe-run-init.c
 

@@ -8,8 +8,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // composeFile is the part of the Compose Specification the export writes;
@@ -72,7 +72,7 @@ type composeSecret struct {
 
 // Compose writes the compose service equivalent to the docker run line of
 // Docker, and the seccomp profile beside it.
-func Compose(p *launcher.Prepared, opts Options) (*Output, error) {
+func Compose(p *plan.Prepared, opts Options) (*Output, error) {
 	s, spec := p.Service, p.Spec
 	out := &Output{}
 	notes := []string{}

@@ -12,11 +12,12 @@ import (
 
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // Docker writes a shell script holding the hardened `docker run` line, and
 // the seccomp profile beside it.
-func Docker(p *launcher.Prepared, opts Options) (*Output, error) {
+func Docker(p *plan.Prepared, opts Options) (*Output, error) {
 	s, spec := p.Service, p.Spec
 	out := &Output{}
 	var notes []string
@@ -215,7 +216,7 @@ func resourceFlags(s *manifest.Service, spec *specs.Spec, arg func(...string), n
 
 // dockerImage is the image argument of docker run, and what the reader
 // must know about it.
-func dockerImage(s *manifest.Service, p *launcher.Prepared) (string, []string) {
+func dockerImage(s *manifest.Service, p *plan.Prepared) (string, []string) {
 	switch {
 	case s.Image.Ref != "":
 		return shellQuote(s.Image.Ref), nil
@@ -244,7 +245,7 @@ func appArmorNote(s *manifest.Service, name string) []string {
 }
 
 // tmpfsOptions are the tmpfs mount options of the spec.
-func tmpfsOptions(p *launcher.Prepared, m manifest.Mount) []string {
+func tmpfsOptions(p *plan.Prepared, m manifest.Mount) []string {
 	for _, sm := range p.Spec.Mounts {
 		if sm.Destination == m.Target && sm.Type == "tmpfs" {
 			return sm.Options
@@ -272,7 +273,7 @@ func hasBinds(s *manifest.Service) bool {
 
 // labels are the manifest's labels and safe-run's own record of where the
 // container came from.
-func labels(p *launcher.Prepared) map[string]string {
+func labels(p *plan.Prepared) map[string]string {
 	l := maps.Clone(p.Service.Labels)
 	if l == nil {
 		l = map[string]string{}

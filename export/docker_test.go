@@ -21,6 +21,7 @@ import (
 
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // dockerd is a Docker daemon of the test's own: private socket, data root,
@@ -269,10 +270,10 @@ db = { file = "db" }
 
 // prepareForRun prepares a manifest as `safe-run export` does, with state
 // of t's own.
-func prepareForRun(t *testing.T, path string) *launcher.Prepared {
+func prepareForRun(t *testing.T, path string) *plan.Prepared {
 	t.Helper()
 	state := t.TempDir()
-	p, err := launcher.Prepare(context.Background(), path, launcher.PrepareOptions{
+	p, err := plan.Prepare(context.Background(), path, plan.Options{
 		Dirs:     launcher.Dirs{State: filepath.Join(state, "run"), Data: filepath.Join(state, "data")},
 		InitPath: "/usr/lib/safe-run/safe-run-init",
 	})

@@ -12,6 +12,7 @@ import (
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
 
 	"github.com/safe-run/safe-run/internal/testenv"
@@ -42,7 +43,7 @@ func testProfile() *specs.LinuxSeccomp {
 // prepare runs the stages before export on a testdata manifest, with fixed
 // host facts instead of this host's (launcher.Prepare would look up user
 // namespace ranges and cgroups) and testProfile as its seccomp profile.
-func prepare(t testing.TB, name string) *launcher.Prepared {
+func prepare(t testing.TB, name string) *plan.Prepared {
 	t.Helper()
 	svc, err := manifest.Load(filepath.Join("testdata", name+".toml"))
 	if err != nil {
@@ -55,7 +56,7 @@ func prepare(t testing.TB, name string) *launcher.Prepared {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := launcher.Inputs{Service: svc, Image: img, AppArmor: appArmorProfile(svc)}
+	in := plan.Inputs{Service: svc, Image: img, AppArmor: appArmorProfile(svc)}
 	if svc.Security.Seccomp != "unconfined" {
 		in.Seccomp = testProfile()
 	}
@@ -66,11 +67,11 @@ func prepare(t testing.TB, name string) *launcher.Prepared {
 		IDs:        launcher.IDMap{UID: 1 << 30, GID: 1 << 30, Size: 65536},
 		CgroupPath: "safe-run-" + svc.Name,
 	}
-	spec, err := launcher.Spec(in, host)
+	spec, err := plan.Spec(in, host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &launcher.Prepared{Service: svc, Image: img, Spec: spec, Host: host}
+	return &plan.Prepared{Service: svc, Image: img, Spec: spec, Host: host}
 }
 
 // golden compares got with testdata/golden/name, where the absolute path of
@@ -88,13 +89,13 @@ func golden(t *testing.T, name string, got []byte) {
 // exports are the golden file suffixes of each export.
 var exports = []struct {
 	suffix string
-	run    func(*launcher.Prepared, Options) (*Output, error)
+	run    func(*plan.Prepared, Options) (*Output, error)
 }{
 	{"service", Systemd},
 	{"docker.sh", Docker},
 	{"compose.yaml", Compose},
 	{"pod.yaml", Kubernetes},
-	{"deployment.yaml", func(p *launcher.Prepared, o Options) (*Output, error) {
+	{"deployment.yaml", func(p *plan.Prepared, o Options) (*Output, error) {
 		o.Kind = KindDeployment
 		return Kubernetes(p, o)
 	}},

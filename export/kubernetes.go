@@ -18,6 +18,7 @@ import (
 
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // The Kubernetes objects, as k8s.io/api/core/v1 and apps/v1 name their
@@ -152,7 +153,7 @@ type (
 // Kubernetes writes a Pod or Deployment with the service's confinement,
 // the seccomp profile beside it when it is not the runtime's default, and
 // warnings for what Pod Security "restricted" will refuse.
-func Kubernetes(p *launcher.Prepared, opts Options) (*Output, error) {
+func Kubernetes(p *plan.Prepared, opts Options) (*Output, error) {
 	kind := opts.Kind
 	if kind == "" {
 		kind = KindPod

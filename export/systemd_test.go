@@ -17,6 +17,7 @@ import (
 
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // verifyUnit runs systemd-analyze verify on a unit; any word from it is a
@@ -378,7 +379,7 @@ db = { file = "db" }
 
 	// The exported unit, as `safe-run export systemd` writes it; a
 	// drop-in sends its output to files, as there is no journal here.
-	p, err := launcher.Prepare(t.Context(), manifestPath, launcher.PrepareOptions{
+	p, err := plan.Prepare(t.Context(), manifestPath, plan.Options{
 		Dirs: launcher.Dirs{State: filepath.Join(state, "run"), Data: filepath.Join(state, "data")}, InitPath: filepath.Join(filepath.Dir(safeRun), "safe-run-init")})
 	if err != nil {
 		t.Fatal(err)

@@ -1,10 +1,12 @@
 package image_test
 
 import (
-	"github.com/safe-run/safe-run/internal/testenv"
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/plan"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
@@ -29,20 +31,20 @@ func TestSpecFromImageConfig(t *testing.T) {
 	d, _ := img.Digest()
 	host := launcher.Host{StateDir: "/run/safe-run/test", IDs: launcher.IDMap{UID: 100000, GID: 100000, Size: 65536}}
 
-	spec := func(extra string) *launcher.Inputs {
+	spec := func(extra string) *plan.Inputs {
 		svc := image.TestService(t, dir, "oci = \"oci:latest\"\n"+extra)
 		got, err := image.Resolve(t.Context(), svc, image.Options{Dir: cacheDir})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(got.Release)
-		return &launcher.Inputs{Service: svc, Image: got}
+		return &plan.Inputs{Service: svc, Image: got}
 	}
 
 	// The image alone: its entrypoint and cmd, user, workdir, env, labels.
 	in := spec("")
 	in.Service.Process.Command = nil // the helper's manifest names one
-	s, err := launcher.Spec(*in, host)
+	s, err := plan.Spec(*in, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func TestSpecFromImageConfig(t *testing.T) {
 	in.Service.Process.Env = map[string]string{"MODE": "manifest"}
 	in.Service.Process.User = "0:0"
 	in.Service.Process.Workdir = "/"
-	if s, err = launcher.Spec(*in, host); err != nil {
+	if s, err = plan.Spec(*in, host); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{launcher.InitPath, "--", "/bin/other"}; !slices.Equal(s.Process.Args, want) {

@@ -132,9 +132,9 @@ func oomKills(m cgroups.Manager) uint64 {
 	return n
 }
 
-// undelegatedControllers lists the controllers of need that this user may
+// UndelegatedControllers lists the controllers of need that this user may
 // not use in its own cgroup, and names the cgroup.
-func undelegatedControllers(v2 bool, need []string) (missing []string, where string) {
+func UndelegatedControllers(v2 bool, need []string) (missing []string, where string) {
 	if !v2 {
 		return need, "cgroup v1, which cannot be delegated to a user"
 	}
@@ -154,8 +154,8 @@ func undelegatedControllers(v2 bool, need []string) (missing []string, where str
 	return missing, own
 }
 
-// delegationHint is the fix for undelegated controllers.
-func delegationHint(v2 bool) string {
+// DelegationHint is the fix for undelegated controllers.
+func DelegationHint(v2 bool) string {
 	if !v2 {
 		return "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1), or run as root"
 	}

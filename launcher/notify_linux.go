@@ -19,12 +19,12 @@ import (
 
 // NotifyPath is the socket the service sees in NOTIFY_SOCKET.
 const (
-	notifyDirInContainer = "/run/notify"
-	NotifyPath           = notifyDirInContainer + "/notify.sock"
+	NotifyDir  = "/run/notify"
+	NotifyPath = NotifyDir + "/notify.sock"
 )
 
-// notifyDir holds the socket the service writes to, on the host.
-func (h Host) notifyDir() string { return filepath.Join(h.StateDir, "notify") }
+// NotifyHostDir holds the socket the service writes to, on the host.
+func (h Host) NotifyHostDir() string { return filepath.Join(h.StateDir, "notify") }
 
 // relayedNotifyKeys are what a service may tell systemd through safe-run.
 // MAINPID and the file-descriptor store would name processes and files in

@@ -11,11 +11,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// fitRlimits lowers the spec's hard limits to safe-run's own where it may
+// FitRlimits lowers the spec's hard limits to safe-run's own where it may
 // not raise them (no CAP_SYS_RESOURCE: rootless, where capabilities in its
 // own user namespace do not count, or a host that drops it), instead of
 // failing at start. It returns a note for each one lowered.
-func fitRlimits(spec *specs.Spec, rootless bool) []string {
+func FitRlimits(spec *specs.Spec, rootless bool) []string {
 	if !rootless && hasCapability(unix.CAP_SYS_RESOURCE) {
 		return nil
 	}

@@ -70,9 +70,9 @@ func FinishRootlessEntry() {
 	os.Exit(125)
 }
 
-// rootlessIDs is the size of the user namespace a rootless run gets: the
+// RootlessIDSize is the size of the user namespace a rootless run gets: the
 // one it is in, or the one it would enter.
-func rootlessIDs() uint32 {
+func RootlessIDSize() uint32 {
 	if n := RootlessIDs(); n > 0 {
 		return n
 	}

@@ -48,7 +48,7 @@ type Options struct {
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
 
-	record *profiles.Recording // set by Record
+	Record *profiles.Recording // set by plan.Record: record the calls the service makes
 }
 
 // Run starts spec as a container, supervises it in the foreground and
@@ -269,8 +269,8 @@ func (r *run) locked(ctx context.Context) (int, error) {
 	}
 	notify := newNotifier()
 	defer notify.close()
-	if hasMountSource(spec, host.notifyDir()) {
-		if err := notify.listen(host.notifyDir(), uid, gid); err != nil {
+	if hasMountSource(spec, host.NotifyHostDir()) {
+		if err := notify.listen(host.NotifyHostDir(), uid, gid); err != nil {
 			return 0, err
 		}
 	}
@@ -356,12 +356,12 @@ func (r *run) locked(ctx context.Context) (int, error) {
 func watchSeccomp(spec *specs.Spec, host Host, opts Options) (func(), error) {
 	sc := spec.Linux.Seccomp
 	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless}
-	if sc != nil && sc.ListenerPath == host.seccompAgent() {
+	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}
 	switch {
-	case opts.record != nil:
-		return opts.record.Watch(t, opts.Violations)
+	case opts.Record != nil:
+		return opts.Record.Watch(t, opts.Violations)
 	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
 		return func() {}, nil
 	}

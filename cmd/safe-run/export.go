@@ -10,6 +10,7 @@ import (
 
 	"github.com/safe-run/safe-run/export"
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/plan"
 )
 
 func exportCommand(g *globals) *cobra.Command {
@@ -46,7 +47,7 @@ comment, and the weakening is repeated on standard error.`,
 					return fmt.Errorf("finding the safe-run binary for the unit: %w (use --safe-run PATH)", err)
 				}
 			}
-			p, err := launcher.Prepare(cmd.Context(), args[1], launcher.PrepareOptions{
+			p, err := plan.Prepare(cmd.Context(), args[1], plan.Options{
 				Dirs:     launcher.DefaultDirs(),
 				InitPath: helperPath("safe-run-init"),
 			})

@@ -49,8 +49,8 @@ func TestExportCommandErrors(t *testing.T) {
 		{[]string{"export", "docker"}, "safe-run: missing arguments (usage: safe-run export {systemd|docker|compose|kubernetes} SERVICE.toml [flags]; see safe-run export --help)\n"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(tc.args, nil, &stdout, &stderr); code != exitFailed {
-			t.Errorf("%v: exit %d, want %d", tc.args, code, exitFailed)
+		if code := run(tc.args, nil, &stdout, &stderr); code != launcher.ExitFailed {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, launcher.ExitFailed)
 		}
 		if stderr.String() != tc.want {
 			t.Errorf("%v: stderr %q, want %q", tc.args, stderr.String(), tc.want)

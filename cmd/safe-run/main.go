@@ -26,13 +26,6 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// Exit codes of safe-run's own failures, as docker run's.
-const (
-	exitFailed        = 125 // safe-run itself failed: bad manifest, host cannot enforce, usage
-	exitCannotInvoke  = 126
-	exitCommandAbsent = 127
-)
-
 // exitStatus carries the container's own exit status out of a command.
 type exitStatus int
 
@@ -136,13 +129,7 @@ func exitCode(err error, stderr io.Writer) int {
 	} else {
 		fmt.Fprintf(stderr, "safe-run: %v\n", err)
 	}
-	switch {
-	case errors.Is(err, launcher.ErrCommandNotFound):
-		return exitCommandAbsent
-	case errors.Is(err, launcher.ErrCommandNotExecutable):
-		return exitCannotInvoke
-	}
-	return exitFailed
+	return launcher.ExitCode(err)
 }
 
 // helperPath finds a binary safe-run ships (safe-run-init,

@@ -127,9 +127,10 @@ var helpers struct {
 	err  error
 }
 
-// helpersCmd builds safe-run-init and safe-run-janitor beside the
-// safe-run command of the scripts, where safe-run looks for them, once per
-// test run. Only scripts that start containers need them.
+// helpersCmd builds the binaries safe-run ships (supervisor, init,
+// janitor) beside the safe-run command of the scripts, where safe-run looks
+// for them, once per test run. Only scripts that start containers need
+// them.
 func helpersCmd(ts *testscript.TestScript, neg bool, args []string) {
 	helpers.once.Do(func() {
 		bin, err := exec.LookPath("safe-run")
@@ -138,13 +139,14 @@ func helpersCmd(ts *testscript.TestScript, neg bool, args []string) {
 			return
 		}
 		dir := filepath.Dir(bin)
-		for _, c := range []*exec.Cmd{
-			exec.Command("gcc", "-static", "-Os", "-o", filepath.Join(dir, "safe-run-init"), "../safe-run-init/safe-run-init.c"),
-			exec.Command("go", "build", "-o", filepath.Join(dir, "safe-run-janitor"), "../safe-run-janitor"),
-		} {
-			c.Env = append(os.Environ(), "CGO_ENABLED=0")
-			if out, err := c.CombinedOutput(); err != nil {
-				helpers.err = fmt.Errorf("%v: %v\n%s", c.Args, err, out)
+		built, err := testenv.Build(filepath.Join(dir, "build"))
+		if err != nil {
+			helpers.err = err
+			return
+		}
+		for _, b := range []string{built.Supervisor, built.Init, built.Janitor} {
+			if err := os.Rename(b, filepath.Join(dir, filepath.Base(b))); err != nil {
+				helpers.err = err
 				return
 			}
 		}

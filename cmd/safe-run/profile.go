@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
 )
 
@@ -68,7 +69,7 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		}
 		return err
 	}
-	p, err := launcher.Prepare(ctx, path, launcher.PrepareOptions{
+	p, err := plan.Prepare(ctx, path, plan.Options{
 		Dirs:     launcher.DefaultDirs(),
 		InitPath: helperPath("safe-run-init"),
 		Allocate: true,
@@ -82,7 +83,7 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		runCtx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	prof, code, err := launcher.Record(runCtx, p, runOptions(g, p))
+	prof, code, err := plan.Record(runCtx, p, p.Job(launcher.DefaultDirs(), helperPath("safe-run-janitor"), g.quiet).Options(launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr}))
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/plan"
 )
 
 func specCommand(g *globals) *cobra.Command {
@@ -17,14 +18,14 @@ to the container runtime. It needs no root and changes nothing: the user
 namespace range shown is the one the service has, or would get.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			popts := launcher.PrepareOptions{
+			popts := plan.Options{
 				Dirs:     launcher.DefaultDirs(),
 				InitPath: helperPath("safe-run-init"),
 			}
 			if !g.quiet {
 				popts.Progress = g.stderr
 			}
-			p, err := launcher.Prepare(cmd.Context(), args[0], popts)
+			p, err := plan.Prepare(cmd.Context(), args[0], popts)
 			if err != nil {
 				return err
 			}

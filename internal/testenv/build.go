@@ -10,7 +10,7 @@ import (
 
 // Binaries are safe-run and the helpers it ships, built for a test.
 type Binaries struct {
-	SafeRun, Init, Janitor string
+	SafeRun, Supervisor, Init, Janitor string
 }
 
 // ModuleRoot is the directory of safe-run's go.mod.
@@ -22,21 +22,23 @@ func ModuleRoot() (string, error) {
 	return filepath.Dir(strings.TrimSpace(string(out))), nil
 }
 
-// Build builds safe-run, safe-run-init and safe-run-janitor into dir/bin as
-// `make build` does: safe-run with cgo and the seccomp tag, the init static
-// from C, the janitor static from Go.
+// Build builds safe-run and the binaries it ships into dir/bin as `make
+// build` does: safe-run and safe-run-supervisor with cgo and the seccomp
+// tag, the init static from C, the janitor static from Go.
 func Build(dir string) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return Binaries{}, err
 	}
 	bin := filepath.Join(dir, "bin")
-	b := Binaries{SafeRun: filepath.Join(bin, "safe-run"), Init: filepath.Join(bin, "safe-run-init"), Janitor: filepath.Join(bin, "safe-run-janitor")}
+	b := Binaries{SafeRun: filepath.Join(bin, "safe-run"), Supervisor: filepath.Join(bin, "safe-run-supervisor"),
+		Init: filepath.Join(bin, "safe-run-init"), Janitor: filepath.Join(bin, "safe-run-janitor")}
 	steps := []struct {
 		cgo  string
 		args []string
 	}{
 		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.SafeRun, "./cmd/safe-run"}},
+		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.Supervisor, "./cmd/safe-run-supervisor"}},
 		{"0", []string{"go", "build", "-ldflags", "-s -w", "-o", b.Janitor, "./cmd/safe-run-janitor"}},
 		{"", []string{"gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
 	}

@@ -1,7 +1,6 @@
-package launcher
+package plan
 
 import (
-	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
@@ -11,10 +10,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 )
 
-// Inputs are what the stages before the launcher decided.
+// Inputs are what the stages before the spec decided.
 type Inputs struct {
 	Service  *manifest.Service
 	Image    *image.Image
@@ -22,68 +22,12 @@ type Inputs struct {
 	AppArmor string              // profile to apply; "" when none applies on this host
 }
 
-// Host holds the facts about this host and this run that the spec depends
-// on. Keeping them apart from the manifest lets tests pin the spec with fixed
-// facts, and lets `safe-run spec` show what would run without root.
-type Host struct {
-	StateDir   string // this service's runtime state, e.g. /run/safe-run/web
-	VolumeDir  string // where named volumes live, e.g. /var/lib/safe-run/volumes
-	InitPath   string // host path of safe-run-init
-	IDs        IDMap  // the service's user namespace
-	CgroupPath string // OCI cgroupsPath: relative on cgroup v1 (nests per hierarchy), absolute on v2
-	CgroupV2   bool
-	// Rootless: safe-run runs in a user namespace of its own user (see
-	// rootless_linux.go); the rootfs cannot be id-mapped.
-	Rootless bool
-	// CgroupsWaived: the limits cannot be enforced here and [insecure]
-	// acknowledges it; the container runs without its own cgroup.
-	CgroupsWaived bool
-}
-
-// IDMap maps container ids 0..Size-1 onto host ids starting at UID and GID.
-type IDMap struct {
-	UID, GID uint32
-	Size     uint32
-}
-
-// Annotation keys safe-run adds besides the manifest's labels.
-const (
-	AnnotationManifest       = "run.safe-run.manifest"
-	AnnotationManifestDigest = "run.safe-run.manifest.digest"
-	AnnotationImageDigest    = "run.safe-run.image.digest"
-	AnnotationRootfs         = "run.safe-run.rootfs"  // the directory the read-only view presents
-	AnnotationSeccomp        = "run.safe-run.seccomp" // the profile the filter was built from
-	AnnotationSecretPrefix   = "run.safe-run.secret."
-)
-
-// Paths inside the container that safe-run owns.
-const (
-	InitPath    = "/dev/init"
-	SecretsPath = "/run/secrets"
-)
-
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-// RootfsView is where the launcher presents the image's root filesystem,
-// id-mapped and read-only, for the container.
-func (h Host) RootfsView() string { return filepath.Join(h.StateDir, "rootfs") }
-
-// runtimeDir is libcontainer's state root; its state is runtimeDir()/NAME.
-func (h Host) runtimeDir() string { return filepath.Join(h.StateDir, "runtime") }
-
-// seccompAgent is the socket of safe-run's seccomp agent, where
-// libcontainer hands over the filter's notification descriptor when
-// safe-run added notifications to the filter (rootless seccomp_log, a
-// rootless recording).
-func (h Host) seccompAgent() string { return filepath.Join(h.StateDir, "seccomp.sock") }
-
-// SecretsDir is where the launcher fills the private tmpfs of secrets.
-func (h Host) SecretsDir() string { return filepath.Join(h.StateDir, "secrets") }
 
 // Spec turns everything decided so far into one OCI runtime spec. It reads
 // the image's /etc/passwd and /etc/group to resolve a user name, and nothing
 // else from the host.
-func Spec(in Inputs, host Host) (*specs.Spec, error) {
+func Spec(in Inputs, host launcher.Host) (*specs.Spec, error) {
 	s, img := in.Service, in.Image
 	if s.Network.Mode == manifest.NetworkBridge {
 		// Valid in manifest v1 (import writes it from docker run -p), not
@@ -110,7 +54,7 @@ func Spec(in Inputs, host Host) (*specs.Spec, error) {
 		return nil, s.Errorf("process.command", "missing, and the image names no entrypoint or cmd (set command = [\"/bin/server\"])")
 	}
 	if s.Process.Init {
-		args = append([]string{InitPath, "--"}, args...)
+		args = append([]string{launcher.InitPath, "--"}, args...)
 	}
 	cwd := s.Process.Workdir
 	if cwd == "" {
@@ -137,8 +81,8 @@ func Spec(in Inputs, host Host) (*specs.Spec, error) {
 		Mounts:      mounts(s, host),
 		Annotations: annotations(s, img),
 		Linux: &specs.Linux{
-			UIDMappings:   host.idMappings(host.IDs.UID),
-			GIDMappings:   host.idMappings(host.IDs.GID),
+			UIDMappings:   host.IDMappings(host.IDs.UID),
+			GIDMappings:   host.IDMappings(host.IDs.GID),
 			Namespaces:    namespaces(s),
 			Resources:     resources(s, host.CgroupV2),
 			CgroupsPath:   host.CgroupPath,
@@ -168,7 +112,7 @@ func environment(s *manifest.Service, img *image.Image, home string) []string {
 		env = append(env, "TERM=xterm")
 	}
 	if s.Process.Notify {
-		env = append(env, "NOTIFY_SOCKET="+NotifyPath)
+		env = append(env, "NOTIFY_SOCKET="+launcher.NotifyPath)
 	}
 	set := func(kv string) {
 		k, _, _ := strings.Cut(kv, "=")
@@ -263,7 +207,7 @@ func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
 	return r
 }
 
-func mounts(s *manifest.Service, host Host) []specs.Mount {
+func mounts(s *manifest.Service, host launcher.Host) []specs.Mount {
 	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -289,21 +233,21 @@ func mounts(s *manifest.Service, host Host) []specs.Mount {
 		ms = append(ms, userMount(m, host))
 	}
 	if len(s.Secrets) > 0 {
-		ms = append(ms, specs.Mount{Destination: SecretsPath, Type: "bind", Source: host.SecretsDir(),
+		ms = append(ms, specs.Mount{Destination: launcher.SecretsPath, Type: "bind", Source: host.SecretsDir(),
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
 	if s.Process.Notify {
-		ms = append(ms, specs.Mount{Destination: notifyDirInContainer, Type: "bind", Source: host.notifyDir(),
+		ms = append(ms, specs.Mount{Destination: launcher.NotifyDir, Type: "bind", Source: host.NotifyHostDir(),
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
 	if s.Process.Init {
-		ms = append(ms, specs.Mount{Destination: InitPath, Type: "bind", Source: host.InitPath,
+		ms = append(ms, specs.Mount{Destination: launcher.InitPath, Type: "bind", Source: host.InitPath,
 			Options: []string{"bind", "ro", "nosuid", "nodev"}})
 	}
 	return ms
 }
 
-func userMount(m manifest.Mount, host Host) specs.Mount {
+func userMount(m manifest.Mount, host launcher.Host) specs.Mount {
 	switch m.Type {
 	case manifest.MountTmpfs:
 		opts := []string{"nosuid", "nodev"}
@@ -340,41 +284,15 @@ func annotations(s *manifest.Service, img *image.Image) map[string]string {
 	a := map[string]string{}
 	maps.Copy(a, img.Config.Labels)
 	maps.Copy(a, s.Labels)
-	a[AnnotationManifest] = s.File
-	a[AnnotationManifestDigest] = s.Digest
-	a[AnnotationRootfs] = img.Rootfs
-	a[AnnotationSeccomp] = s.Security.Seccomp
+	a[launcher.AnnotationManifest] = s.File
+	a[launcher.AnnotationManifestDigest] = s.Digest
+	a[launcher.AnnotationRootfs] = img.Rootfs
+	a[launcher.AnnotationSeccomp] = s.Security.Seccomp
 	if img.Digest != "" {
-		a[AnnotationImageDigest] = img.Digest
+		a[launcher.AnnotationImageDigest] = img.Digest
 	}
 	for name, sec := range s.Secrets {
-		a[AnnotationSecretPrefix+name] = sec.File
+		a[launcher.AnnotationSecretPrefix+name] = sec.File
 	}
 	return a
-}
-
-// SecretFiles returns the secrets a spec asks for: name -> host file.
-func SecretFiles(spec *specs.Spec) map[string]string {
-	out := map[string]string{}
-	for k, v := range spec.Annotations {
-		if name, ok := strings.CutPrefix(k, AnnotationSecretPrefix); ok {
-			out[name] = v
-		}
-	}
-	return out
-}
-
-// idMappings maps container ids 0..Size-1 from base. Rootless, safe-run's
-// own user namespace maps 0 to the user and 1.. to their subordinate ids;
-// the kernel only accepts a nested extent that lies within one extent of
-// its parent's map, so the container's map mirrors that split.
-func (h Host) idMappings(base uint32) []specs.LinuxIDMapping {
-	if h.Rootless && h.IDs.Size > 1 {
-		return []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: 1}, {ContainerID: 1, HostID: base + 1, Size: h.IDs.Size - 1}}
-	}
-	return []specs.LinuxIDMapping{{ContainerID: 0, HostID: base, Size: h.IDs.Size}}
-}
-
-func (m IDMap) String() string {
-	return fmt.Sprintf("0-%d -> %d-%d", m.Size-1, m.UID, m.UID+m.Size-1)
 }

@@ -1,4 +1,4 @@
-package launcher
+package plan
 
 import (
 	"context"
@@ -9,47 +9,18 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
 	"github.com/safe-run/safe-run/profiles"
 )
-
-// Dirs are where safe-run keeps state (lost at reboot) and data (kept).
-type Dirs struct {
-	State string // /run/safe-run as root, $XDG_RUNTIME_DIR/safe-run rootless
-	Data  string // /var/lib/safe-run as root, $XDG_DATA_HOME/safe-run rootless
-}
-
-// DefaultDirs returns the directories for the current user;
-// SAFE_RUN_STATE_DIR and SAFE_RUN_DATA_DIR override them (tests, and
-// several independent instances on one host).
-func DefaultDirs() Dirs {
-	d := Dirs{State: "/run/safe-run", Data: "/var/lib/safe-run"}
-	if os.Geteuid() != 0 {
-		if x := os.Getenv("XDG_RUNTIME_DIR"); x != "" {
-			d.State = filepath.Join(x, "safe-run")
-		}
-		data := os.Getenv("XDG_DATA_HOME")
-		if data == "" {
-			home, _ := os.UserHomeDir()
-			data = filepath.Join(home, ".local", "share")
-		}
-		d.Data = filepath.Join(data, "safe-run")
-	}
-	if v := os.Getenv("SAFE_RUN_STATE_DIR"); v != "" {
-		d.State = v
-	}
-	if v := os.Getenv("SAFE_RUN_DATA_DIR"); v != "" {
-		d.Data = v
-	}
-	return d
-}
 
 // Prepared is a service ready to run: what every stage decided, and the
 // spec they add up to.
@@ -58,13 +29,13 @@ type Prepared struct {
 	Image    *image.Image
 	AppArmor *apparmor.Profile // nil: none applies; Run loads a generated one
 	Spec     *specs.Spec
-	Host     Host
+	Host     launcher.Host
 	Notes    []string // what this host does not enforce, for the start report
 }
 
-// PrepareOptions say where safe-run lives on this host.
-type PrepareOptions struct {
-	Dirs     Dirs
+// Options say where safe-run lives on this host.
+type Options struct {
+	Dirs     launcher.Dirs
 	InitPath string
 	// Allocate records the service's user namespace range; without it
 	// (safe-run spec) the range is only looked up.
@@ -76,7 +47,7 @@ type PrepareOptions struct {
 // Prepare runs every stage before the launcher on the manifest at path:
 // load and validate, enforce the policy, resolve the image, choose the
 // profiles, and build the spec.
-func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, error) {
+func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) {
 	svc, err := manifest.Load(path)
 	if err != nil {
 		return nil, err
@@ -99,35 +70,35 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 	if p.AppArmor != nil {
 		in.AppArmor = p.AppArmor.Name
 	}
-	cgroupPath, v2, err := CgroupPlacement(svc.Name)
+	cgroupPath, v2, err := launcher.CgroupPlacement(svc.Name)
 	if err != nil {
 		return nil, err
 	}
-	p.Host = Host{
+	p.Host = launcher.Host{
 		StateDir:   filepath.Join(opts.Dirs.State, svc.Name),
 		VolumeDir:  filepath.Join(opts.Dirs.Data, "volumes"),
 		InitPath:   opts.InitPath,
 		CgroupPath: cgroupPath,
 		CgroupV2:   v2,
-		Rootless:   os.Geteuid() != 0 || RootlessIDs() > 0,
+		Rootless:   os.Geteuid() != 0 || launcher.RootlessIDs() > 0,
 	}
 	if p.Host.Rootless {
 		// Inside its own user namespace safe-run maps the container
 		// onto the same ids; the namespace itself maps them onto the
 		// user's uid and subordinate ids.
-		p.Host.IDs = IDMap{Size: rootlessIDs()}
+		p.Host.IDs = launcher.IDMap{Size: launcher.RootlessIDSize()}
 		if err := p.rootlessCgroups(); err != nil {
 			return nil, err
 		}
-	} else if p.Host.IDs, err = AllocateIDs(opts.Dirs.Data, svc.Name, opts.Allocate); err != nil {
+	} else if p.Host.IDs, err = launcher.AllocateIDs(opts.Dirs.Data, svc.Name, opts.Allocate); err != nil {
 		return nil, err
 	}
 	if p.Host.Rootless && svc.Security.SeccompLog {
 		// The kernel's seccomp log is out of reach from safe-run's own
 		// user namespace: the denials worth seeing come to it as
-		// notifications instead (see launcher.watchSeccomp).
+		// notifications instead (see the launcher's watchSeccomp).
 		var why string
-		if in.Seccomp, why = profiles.NotifyDenials(in.Seccomp, p.Host.seccompAgent()); why != "" {
+		if in.Seccomp, why = profiles.NotifyDenials(in.Seccomp, p.Host.SeccompAgent()); why != "" {
 			p.Notes = append(p.Notes, "seccomp denials NOT shown: without root the kernel's seccomp log is out of reach, and this profile cannot report them as notifications: "+why)
 		}
 	}
@@ -139,7 +110,7 @@ func Prepare(ctx context.Context, path string, opts PrepareOptions) (*Prepared, 
 		// says so rather than listing limits nobody enforces.
 		p.Spec.Linux.Resources, p.Spec.Linux.CgroupsPath = nil, ""
 	}
-	p.Notes = append(p.Notes, fitRlimits(p.Spec, p.Host.Rootless)...)
+	p.Notes = append(p.Notes, launcher.FitRlimits(p.Spec, p.Host.Rootless)...)
 	return p, nil
 }
 
@@ -157,14 +128,14 @@ func (p *Prepared) rootlessCgroups() error {
 		need = append(need, "memory")
 	}
 	need = append(need, "pids")
-	missing, where := undelegatedControllers(p.Host.CgroupV2, need)
+	missing, where := launcher.UndelegatedControllers(p.Host.CgroupV2, need)
 	if len(missing) == 0 {
 		return nil
 	}
 	why := fmt.Sprintf("the controllers %s are not delegated to you in %s", strings.Join(missing, ", "), where)
 	if !p.Service.Allows(manifest.AllowNoResourceLimits) {
 		return fmt.Errorf("%w: rootless limits: %s (fix: %s; or acknowledge it: [insecure] allow = [\"no_resource_limits\"] with a reason)",
-			ErrHostCannotEnforce, why, delegationHint(p.Host.CgroupV2))
+			launcher.ErrHostCannotEnforce, why, launcher.DelegationHint(p.Host.CgroupV2))
 	}
 	p.Host.CgroupsWaived = true
 	p.Notes = append(p.Notes, "limits NOT enforced ([insecure] no_resource_limits): "+why)
@@ -176,7 +147,7 @@ func (p *Prepared) rootlessCgroups() error {
 func (p *Prepared) appArmor() (*apparmor.Profile, error) {
 	prof, note, err := apparmor.ForService(p.Service, apparmor.Probe())
 	if errors.Is(err, apparmor.ErrNotEnabled) {
-		err = fmt.Errorf("%w: %w", ErrHostCannotEnforce, err)
+		err = fmt.Errorf("%w: %w", launcher.ErrHostCannotEnforce, err)
 	}
 	if note != "" {
 		p.Notes = append(p.Notes, note)
@@ -205,4 +176,23 @@ func seccompProfile(svc *manifest.Service) (*specs.LinuxSeccomp, error) {
 		return nil, svc.Errorf("security.seccomp", "%v", err)
 	}
 	return sc, nil
+}
+
+// Job is how the launcher runs p: with the state and data of dirs, the
+// janitor at janitorPath, and no start report when quiet.
+func (p *Prepared) Job(dirs launcher.Dirs, janitorPath string, quiet bool) *launcher.Job {
+	return &launcher.Job{
+		Spec:                 p.Spec,
+		Host:                 p.Host,
+		Name:                 p.Service.Name,
+		StateRoot:            dirs.State,
+		DataDir:              dirs.Data,
+		JanitorPath:          janitorPath,
+		StopSignal:           p.Service.Process.StopSignal.Number,
+		StopTimeout:          time.Duration(p.Service.Process.StopTimeout),
+		AllowSensitiveMounts: p.Service.Allows(manifest.AllowSensitiveMounts),
+		AppArmor:             p.AppArmor,
+		Notes:                p.Notes,
+		Quiet:                quiet,
+	}
 }

@@ -1,4 +1,4 @@
-package launcher
+package plan
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/profiles"
 )
 
@@ -16,7 +17,7 @@ import (
 // recorded profile and the service's exit status. Recording lives here
 // rather than in package profiles because it runs the container; the
 // profile logic is profiles'.
-func Record(ctx context.Context, p *Prepared, opts Options) (*specs.LinuxSeccomp, int, error) {
+func Record(ctx context.Context, p *Prepared, opts launcher.Options) (*specs.LinuxSeccomp, int, error) {
 	// The service's own profile, without the notifications Prepare may
 	// have added for a rootless seccomp_log: the recording adds its own.
 	base, err := seccompProfile(p.Service)
@@ -25,7 +26,7 @@ func Record(ctx context.Context, p *Prepared, opts Options) (*specs.LinuxSeccomp
 	}
 	ro := profiles.RecordOptions{Arch: runtime.GOARCH}
 	if p.Host.Rootless {
-		ro.Listener = p.Host.seccompAgent()
+		ro.Listener = p.Host.SeccompAgent()
 	}
 	rec, err := profiles.NewRecording(base, ro)
 	if err != nil {
@@ -36,9 +37,9 @@ func Record(ctx context.Context, p *Prepared, opts Options) (*specs.LinuxSeccomp
 	linux.Seccomp = rec.Spec()
 	spec.Linux = &linux
 	spec.Annotations = maps.Clone(spec.Annotations)
-	spec.Annotations[AnnotationSeccomp] = p.Service.Security.Seccomp + ", recording"
-	opts.record = rec
-	code, err := Run(ctx, &spec, p.Host, opts)
+	spec.Annotations[launcher.AnnotationSeccomp] = p.Service.Security.Seccomp + ", recording"
+	opts.Record = rec
+	code, err := launcher.Run(ctx, &spec, p.Host, opts)
 	if err != nil {
 		return nil, code, err
 	}

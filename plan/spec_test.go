@@ -1,4 +1,4 @@
-package launcher_test
+package plan_test
 
 // Spec tests: no root, no kernel features. Each manifest under
 // testdata/spec is turned into an OCI runtime spec with fixed host facts
@@ -20,6 +20,7 @@ import (
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
 
 	"github.com/safe-run/safe-run/internal/testenv"
@@ -90,7 +91,7 @@ func load(t *testing.T, name string) *manifest.Service {
 
 func buildSpec(t *testing.T, svc *manifest.Service, host launcher.Host) *specs.Spec {
 	t.Helper()
-	spec, err := launcher.Spec(launcher.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}}, host)
+	spec, err := plan.Spec(plan.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}}, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +392,7 @@ func TestSpecErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = launcher.Spec(launcher.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}}, tc.host)
+			_, err = plan.Spec(plan.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}}, tc.host)
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("got  %v\nwant %s", err, tc.want)
 			}
@@ -426,7 +427,7 @@ owner = "manifest"
 		Env: []string{"PATH=/image/bin", "MODE=image", "IMAGE=1"}, WorkingDir: "/work",
 		Labels: map[string]string{"owner": "image", "vendor": "image"},
 	}}
-	s, err := launcher.Spec(launcher.Inputs{Service: svc, Image: img}, hostFor("i"))
+	s, err := plan.Spec(plan.Inputs{Service: svc, Image: img}, hostFor("i"))
 	if err != nil {
 		t.Fatal(err)
 	}
