@@ -1,0 +1,36 @@
+package main
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// TestLean keeps the supervisor to the launcher: it is every container's
+// init (libcontainer re-executes it, initialising every package it links
+// each time) and stays resident for the service's life. Preparing a
+// service (the registry client, the command line, exports, audit) belongs
+// to safe-run, which hands over before the container starts.
+func TestLean(t *testing.T) {
+	out, err := exec.Command("go", "list", "-tags", "seccomp", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	forbidden := []string{
+		"github.com/safe-run/safe-run/plan", "github.com/safe-run/safe-run/image",
+		"github.com/safe-run/safe-run/export", "github.com/safe-run/safe-run/audit",
+		"github.com/safe-run/safe-run/importer", "github.com/spf13/cobra",
+		"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "k8s.io/",
+	}
+	var bad []string
+	for _, pkg := range strings.Fields(string(out)) {
+		for _, f := range forbidden {
+			if pkg == f || strings.HasPrefix(pkg, f+"/") || (strings.HasSuffix(f, "/") && strings.HasPrefix(pkg, f)) {
+				bad = append(bad, pkg)
+			}
+		}
+	}
+	if len(bad) > 0 {
+		t.Errorf("cmd/safe-run-supervisor links what only preparing a service needs:\n%s", strings.Join(bad, "\n"))
+	}
+}
