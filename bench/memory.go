@@ -38,7 +38,7 @@ func safeRunMemory(ctx context.Context, e *env) ([]row, error) {
 		return nil, err
 	}
 	rows := []row{statusRow("safe-run (supervisor)", cmd.Process.Pid,
-		"goal: VmRSS under 15 MiB; RssFile is clean pages of the 16 MiB binary, shared by every safe-run and the kernel's to reclaim; RssAnon is safe-run's own")}
+		"safe-run-supervisor, which safe-run hands the process over to; goal: VmRSS under 15 MiB. RssFile is clean pages of its binary, shared by every supervisor; RssAnon is its own")}
 	for _, child := range children(cmd.Process.Pid) {
 		argv0 := cmdline0(child)
 		switch {
