@@ -3,6 +3,9 @@ package export
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -45,7 +48,7 @@ func testProfile() *specs.LinuxSeccomp {
 // namespace ranges and cgroups) and testProfile as its seccomp profile.
 func prepare(t testing.TB, name string) *plan.Prepared {
 	t.Helper()
-	svc, err := manifest.Load(filepath.Join("testdata", name+".toml"))
+	svc, err := manifest.Load(filepath.Join(testdata, name+".toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,15 +77,54 @@ func prepare(t testing.TB, name string) *plan.Prepared {
 	return &plan.Prepared{Service: svc, Image: img, Spec: spec, Host: host}
 }
 
+// testdata is the absolute directory the manifests are exported from.
+var testdata string
+
+// TestMain sets testdata. A systemd unit leaves out PrivateTmp when the
+// service's files are under /tmp, so a checkout there (as CI's may be)
+// would change the goldens: the manifests are then exported from a copy
+// outside /tmp, in /var/lib for root (whose own cache directory is a
+// sensitive path that manifests may not name) or the user's cache.
+func TestMain(m *testing.M) {
+	abs, err := filepath.Abs("testdata")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	testdata = abs
+	if strings.HasPrefix(abs, "/tmp/") || strings.HasPrefix(abs, "/var/tmp/") {
+		parent := "/var/lib"
+		if os.Geteuid() != 0 {
+			if parent, err = os.UserCacheDir(); err == nil {
+				err = os.MkdirAll(parent, 0o700)
+			}
+		}
+		if err == nil {
+			testdata, err = os.MkdirTemp(parent, "safe-run-export-test-")
+		}
+		if err == nil {
+			var out []byte
+			if out, err = exec.Command("cp", "-a", abs+"/.", testdata).CombinedOutput(); err != nil {
+				err = fmt.Errorf("copying testdata outside /tmp: %v: %s", err, out)
+			}
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	if testdata != abs {
+		_ = os.RemoveAll(testdata)
+	}
+	os.Exit(code)
+}
+
 // golden compares got with testdata/golden/name, where the absolute path of
 // testdata reads $TESTDATA; -update rewrites it.
 func golden(t *testing.T, name string, got []byte) {
 	t.Helper()
-	abs, err := filepath.Abs("testdata")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got = bytes.ReplaceAll(got, []byte(abs), []byte("$TESTDATA"))
+	got = bytes.ReplaceAll(got, []byte(testdata), []byte("$TESTDATA"))
 	testenv.Golden(t, filepath.Join("testdata", "golden", name), got)
 }
 
