@@ -31,7 +31,7 @@ func newProgress(w io.Writer, f *found) *progress {
 	if w != nil {
 		size := ""
 		if p.total > 0 {
-			size = ", " + humanSize(p.total)
+			size = ", " + HumanSize(p.total)
 		}
 		layers := "layers"
 		if p.layers == 1 {
@@ -57,7 +57,7 @@ func (p *progress) startLayer(i int, l layer) {
 	}
 	size := ""
 	if l.size >= 0 {
-		size = " " + humanSize(l.size)
+		size = " " + HumanSize(l.size)
 	}
 	fmt.Fprintf(p.w, "safe-run: layer %d/%d %s%s\n", p.layer, p.layers, short(id.String()), size)
 }
@@ -77,9 +77,9 @@ func (p *progress) draw() {
 		frac := min(float64(p.done)/float64(p.total), 1)
 		full := int(frac * width)
 		line += fmt.Sprintf(" [%s%s] %3.0f%% %s/%s", strings.Repeat("#", full), strings.Repeat("-", width-full),
-			frac*100, humanSize(p.done), humanSize(p.total))
+			frac*100, HumanSize(p.done), HumanSize(p.total))
 	} else {
-		line += " " + humanSize(p.done)
+		line += " " + HumanSize(p.done)
 	}
 	fmt.Fprintf(p.w, "\r\x1b[K%s", line)
 }
@@ -104,7 +104,8 @@ func (c countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-func humanSize(n int64) string {
+// HumanSize is n bytes in binary units, as progress and image ls show it.
+func HumanSize(n int64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))

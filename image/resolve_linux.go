@@ -116,7 +116,7 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 		if err != nil {
 			return nil, err
 		}
-		how = fmt.Sprintf("unpacked %d files, %s in %.1fs", st.files, humanSize(st.bytes), time.Since(start).Seconds())
+		how = fmt.Sprintf("unpacked %d files, %s in %.1fs", st.files, HumanSize(st.bytes), time.Since(start).Seconds())
 	}
 	r := refRecord{Source: src.String(), Entry: entry, Notes: f.notes}
 	if f.digest.Hex != "" {
@@ -311,7 +311,7 @@ func (a *archiveSource) open(ctx context.Context, c *cache) (*found, error) {
 			return nil, fmt.Errorf("decompressing %s: %w", a.path, err)
 		}
 		if n > a.lim.streamLimit() {
-			return nil, fmt.Errorf("decompressing %s: %w: more than %s (a decompression bomb?)", a.path, ErrTooLarge, humanSize(a.lim.streamLimit()))
+			return nil, fmt.Errorf("decompressing %s: %w: more than %s (a decompression bomb?)", a.path, ErrTooLarge, HumanSize(a.lim.streamLimit()))
 		}
 		tarFile = a.tmp
 	}

@@ -289,7 +289,7 @@ func (s *limitedStream) Read(b []byte) (int, error) {
 	n, err := s.r.Read(b)
 	s.u.stream += int64(n)
 	if s.u.stream > s.u.lim.streamLimit() {
-		return n, fmt.Errorf("%w: more than %s of uncompressed data (a decompression bomb?)", ErrTooLarge, humanSize(s.u.lim.streamLimit()))
+		return n, fmt.Errorf("%w: more than %s of uncompressed data (a decompression bomb?)", ErrTooLarge, HumanSize(s.u.lim.streamLimit()))
 	}
 	return n, err
 }
@@ -629,7 +629,7 @@ func (w fdWriter) Write(b []byte) (int, error) {
 
 func (u *unpacker) file(pfd int, p, base string, hdr *tar.Header, tr *tar.Reader) error {
 	if hdr.Size > u.lim.bytes-u.bytes {
-		return fmt.Errorf("%w: its %s would take the image past %s of files (a decompression bomb?)", ErrTooLarge, humanSize(hdr.Size), humanSize(u.lim.bytes))
+		return fmt.Errorf("%w: its %s would take the image past %s of files (a decompression bomb?)", ErrTooLarge, HumanSize(hdr.Size), HumanSize(u.lim.bytes))
 	}
 	u.bytes += hdr.Size
 	if err := u.clear(pfd, base, false); err != nil {

@@ -50,7 +50,7 @@ func imageLsCommand(g *globals) *cobra.Command {
 				if len(digests) == 0 {
 					digests = []string{"-"}
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Name(), strings.Join(digests, ","), size(c.Bytes), c.Files,
+				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Name(), strings.Join(digests, ","), image.HumanSize(c.Bytes), c.Files,
 					c.Created.Local().Format("2006-01-02 15:04"), inUse, strings.Join(c.Sources, ", "))
 			}
 			return w.Flush()
@@ -69,7 +69,7 @@ func imageRmCommand(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(g.stdout, "removed %s (%s)\n", c.Name(), size(c.Bytes))
+				fmt.Fprintf(g.stdout, "removed %s (%s)\n", c.Name(), image.HumanSize(c.Bytes))
 			}
 			return nil
 		},
@@ -89,20 +89,8 @@ func imagePruneCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.stdout, "freed %s\n", size(freed))
+			fmt.Fprintf(g.stdout, "freed %s\n", image.HumanSize(freed))
 			return nil
 		},
 	}
-}
-
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

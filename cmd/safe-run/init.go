@@ -14,11 +14,11 @@ import (
 	_ "github.com/opencontainers/cgroups/devices"
 )
 
-// libcontainer starts a container by re-executing this binary (a sealed
-// copy of it) as "safe-run init" inside the new namespaces. That must
-// happen before anything else, hence init() rather than a subcommand.
-// Everything this binary imports is initialised on every container start:
-// heavy packages (Kubernetes types, registry clients) stay out of it.
+// "safe-run run" hands the container to safe-run-supervisor, but "safe-run
+// profile record" runs it in this process, so libcontainer may start a
+// container by re-executing this binary (a sealed copy of it) as
+// "safe-run init" inside the new namespaces. That must happen before
+// anything else, hence init() rather than a subcommand.
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init() // never returns
