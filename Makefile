@@ -43,8 +43,14 @@ test: build deps-test setup-user
 fuzz:
 	$(GO) test ./manifest -run '^$$' -fuzz FuzzParse -fuzztime 20s
 
-bench: build example deps-bench setup-user
+bench: build example deps-bench setup-user bin/runc-libcontainer
 	$(GO) run -tags '$(TAGS)' ./bench
+
+# The runc CLI of the very runc module safe-run links: the bench's
+# comparison of like with like, beside the distribution's older runc.
+bin/runc-libcontainer: go.mod
+	dir=$$($(GO) list -m -f '{{.Dir}}' github.com/opencontainers/runc) && \
+	cd "$$dir" && GOFLAGS=-mod=mod $(GO) build -trimpath -tags seccomp -o $(CURDIR)/$@ .
 
 # The system user whose subordinate id ranges the services' user namespaces
 # come from. Done once; the README shows it as an install step.

@@ -29,7 +29,8 @@ import (
 var benchmarks = []benchmark{
 	{table: startTable, name: "safe-run", prepare: safeRunTrial("bench", "")},
 	{table: startTable, name: "safe-run, init = false", prepare: safeRunTrial("bench-noinit", "init = false\n")},
-	{table: startTable, name: "runc run", prepare: runcTrial},
+	{table: startTable, name: "runc run", prepare: runcTrial(installedRunc)},
+	{table: startTable, name: "runc run, safe-run's libcontainer version", prepare: runcTrial(moduleRunc)},
 	{table: startTable, name: "crun run", prepare: crunTrial},
 	{table: startTable, name: "crun run + unshare/tmpfs wrapper", prepare: crunWrappedTrial},
 	{table: startTable, name: "bwrap", prepare: bwrapTrial},

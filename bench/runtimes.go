@@ -193,27 +193,43 @@ func (b *ociBundle) note(v string) string {
 	return strings.Join(append([]string{v, "safe-run's spec without init, rootfs copy shifted into the same id range"}, b.notes...), "; ")
 }
 
-func runcTrial(ctx context.Context, e *env) (*trial, error) {
-	runc, err := lookPath("runc")
-	if err != nil {
-		return nil, err
+// installedRunc is the distribution's runc.
+func installedRunc(*env) (string, error) { return lookPath("runc") }
+
+// moduleRunc is the runc CLI that make bench builds from the runc module
+// in go.mod: the same libcontainer as safe-run, so what differs is only
+// what each puts around it.
+func moduleRunc(e *env) (string, error) {
+	p := filepath.Join(e.repo, "bin", "runc-libcontainer")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s: %w (make bin/runc-libcontainer builds it)", p, errNotInstalled)
 	}
-	b, err := e.bundle(ctx)
-	if err != nil {
-		return nil, err
+	return p, nil
+}
+
+func runcTrial(find func(*env) (string, error)) func(context.Context, *env) (*trial, error) {
+	return func(ctx context.Context, e *env) (*trial, error) {
+		runc, err := find(e)
+		if err != nil {
+			return nil, err
+		}
+		b, err := e.bundle(ctx)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := b.write(e, "runc")
+		if err != nil {
+			return nil, err
+		}
+		state, err := e.dir("runc-state")
+		if err != nil {
+			return nil, err
+		}
+		return &trial{
+			run:  timedRun(nil, runc, "--root", state, "run", "--bundle", dir, "safe-run-bench-runc"),
+			note: b.note(version(runc, "--version")),
+		}, nil
 	}
-	dir, err := b.write(e, "runc")
-	if err != nil {
-		return nil, err
-	}
-	state, err := e.dir("runc-state")
-	if err != nil {
-		return nil, err
-	}
-	return &trial{
-		run:  timedRun(nil, runc, "--root", state, "run", "--bundle", dir, "safe-run-bench-runc"),
-		note: b.note(version(runc, "--version")),
-	}, nil
 }
 
 // hybridCgroups says whether this host mounts cgroup v1 controllers with a
