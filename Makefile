@@ -11,7 +11,7 @@ export CGO_ENABLED := 1
 # Debian packages each target needs, installed only when missing.
 BUILD_PKGS := gcc libc6-dev libseccomp-dev pkg-config busybox-static uidmap
 TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 xz-utils apparmor systemd skopeo umoci docker.io
-BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine
+BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine umoci
 
 # The id ranges services' user namespaces come from (see launcher.IDUser).
 SUBIDS := 1073741824-1140850687
