@@ -31,7 +31,7 @@ reached. Run it as root on the engine's host to see the daemon's listeners.`,
 		Example: `  safe-run audit
   DOCKER_HOST=unix:///run/user/1000/docker.sock safe-run audit --fail-on critical
   safe-run audit --format json | jq '.targets[] | {name, score}'`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			res, err := audit.Audit(cmd.Context(), audit.Options{Host: os.Getenv("DOCKER_HOST"), All: all})
 			if err != nil {

@@ -30,7 +30,7 @@ controllers for safe-run, no user namespace ranges).`,
 		Example: `  safe-run check web.toml
   safe-run check --min-score 80 --fail-on medium services/*.toml
   safe-run check --format sarif services/*.toml > safe-run.sarif   # GitHub code scanning`,
-		Args: cobra.MinimumNArgs(1),
+		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var reports []*policy.Report
 			for _, path := range args {

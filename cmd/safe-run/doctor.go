@@ -19,7 +19,7 @@ newgidmap, cgroup version and delegation, seccomp, AppArmor and other LSMs,
 overlayfs in a user namespace, XDG_RUNTIME_DIR and systemd linger. Each
 problem comes with the command that fixes it. The exit status is 1 when a
 service could not run here with full hardening.`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r := doctor.Diagnose(doctor.ThisHost())
 			var err error

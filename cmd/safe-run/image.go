@@ -30,7 +30,7 @@ func imageLsCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "ls",
 		Short: "List the cached images",
-		Args:  cobra.NoArgs,
+		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			all, err := image.List(imageDir())
 			if err != nil {
@@ -62,7 +62,7 @@ func imageRmCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm ID...",
 		Short: "Remove cached images by ID or manifest digest (or a prefix of either)",
-		Args:  cobra.MinimumNArgs(1),
+		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, id := range args {
 				c, err := image.Remove(imageDir(), id)
@@ -80,7 +80,7 @@ func imagePruneCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "prune",
 		Short: "Remove every cached image no running service uses, and leftovers of interrupted pulls",
-		Args:  cobra.NoArgs,
+		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			removed, freed, err := image.Prune(imageDir())
 			for _, c := range removed {

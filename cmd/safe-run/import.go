@@ -26,7 +26,7 @@ are listed. The notes go to stderr, the manifest to stdout or -o.`,
 		Example: `  safe-run import -- docker run -d --name web -p 8080:80 nginx:1.25 > web.toml
   safe-run import -o services/ compose docker-compose.yml
   pbpaste | safe-run import -o web.toml -`,
-		Args: cobra.MinimumNArgs(1),
+		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cwd, _ := os.Getwd()
 			opts := importer.Options{Dir: cwd, ReadFile: os.ReadFile}

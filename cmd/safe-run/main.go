@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -77,6 +78,7 @@ with a reason.`,
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no start report on stderr")
 	root.AddCommand(runCommand(g), specCommand(g), checkCommand(g), importCommand(g), auditCommand(g),
 		exportCommand(g), imageCommand(g), profileCommand(g), doctorCommand(g), appArmorCommand(g), schemaCommand(g), versionCommand(g))
+	refuseUnknownSubcommands(root)
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.SuggestionsMinimumDistance = 2
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
@@ -100,17 +102,50 @@ func serviceArg(cmd *cobra.Command, args []string) error {
 }
 
 // exactArgs is cobra.ExactArgs with the usage line in the error.
-func exactArgs(n int) cobra.PositionalArgs {
+func exactArgs(n int) cobra.PositionalArgs { return argsBetween(n, n) }
+
+// minArgs is cobra.MinimumNArgs with the usage line in the error.
+func minArgs(n int) cobra.PositionalArgs { return argsBetween(n, -1) }
+
+// argsBetween takes min to max positional arguments (max < 0: no bound).
+func argsBetween(min, max int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		switch {
-		case len(args) == n:
-			return nil
-		case len(args) < n:
+		case len(args) < min:
 			return fmt.Errorf("missing arguments (usage: %s; see %s --help)", cmd.UseLine(), cmd.CommandPath())
-		default:
-			return fmt.Errorf("too many arguments: %d, want %d (usage: %s)", len(args), n, cmd.UseLine())
+		case max >= 0 && len(args) > max:
+			want := strconv.Itoa(max)
+			if min < max {
+				want = "at most " + want
+			}
+			return fmt.Errorf("too many arguments: %d, want %s (usage: %s)", len(args), want, cmd.UseLine())
 		}
+		return nil
 	}
+}
+
+// refuseUnknownSubcommands makes each command that only groups others
+// (safe-run image, profile, apparmor) fail on an argument that names none
+// of them, where cobra would print the help and exit 0.
+func refuseUnknownSubcommands(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		refuseUnknownSubcommands(c)
+	}
+	if !cmd.HasParent() || !cmd.HasSubCommands() || cmd.Runnable() {
+		return
+	}
+	cmd.SuggestionsMinimumDistance = 2
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return nil
+		}
+		hint := "see " + c.CommandPath() + " --help"
+		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
+			hint = "did you mean " + s[0] + "?"
+		}
+		return fmt.Errorf("unknown command %q for %q (%s)", args[0], c.CommandPath(), hint)
+	}
+	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 }
 
 // exitCode prints err and turns it into safe-run's exit status.

@@ -14,7 +14,7 @@ func schemaCommand(g *globals) *cobra.Command {
 server completes and checks manifests with it, e.g. taplo / Even Better TOML:
 write "#:schema ./safe-run.schema.json" as a manifest's first line.`,
 		Example: `  safe-run schema > safe-run.schema.json`,
-		Args:    cobra.NoArgs,
+		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, err := manifest.Schema()
 			if err != nil {

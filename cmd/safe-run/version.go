@@ -14,7 +14,7 @@ func versionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print safe-run's version and that of its runtime library",
-		Args:  cobra.NoArgs,
+		Args:  exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			runc := "unknown"
 			if info, ok := debug.ReadBuildInfo(); ok {
