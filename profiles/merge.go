@@ -103,27 +103,65 @@ func cover(values []uint64) []cube {
 	slices.SortStableFunc(primes, func(a, b cube) int {
 		return cmp.Compare(bits.OnesCount64(b.free), bits.OnesCount64(a.free))
 	})
-	var best []cube
-	var search func(left []uint64, chosen []cube)
-	search = func(left []uint64, chosen []cube) {
-		if best != nil && len(chosen) >= len(best) {
-			return
+	// Which values each prime holds, as bit sets over values' indices:
+	// the search below runs on every start, and cloning the values left
+	// at each step cost a few milliseconds for the socket families.
+	words := (len(values) + 63) / 64
+	holds := make([][]uint64, len(primes))
+	for i, c := range primes {
+		holds[i] = make([]uint64, words)
+		for j, v := range values {
+			if c.contains(v) {
+				holds[i][j/64] |= 1 << (j % 64)
+			}
 		}
-		if len(left) == 0 {
+	}
+	var best, chosen []int
+	var search func(left []uint64)
+	search = func(left []uint64) {
+		first := firstSet(left)
+		if first < 0 {
 			best = slices.Clone(chosen)
 			return
 		}
-		for _, c := range primes {
-			if !c.contains(left[0]) {
+		// At least one more cube is needed: no better than best.
+		if best != nil && len(chosen)+1 >= len(best) {
+			return
+		}
+		rest := make([]uint64, words)
+		for i, h := range holds {
+			if h[first/64]&(1<<(first%64)) == 0 {
 				continue
 			}
-			rest := slices.DeleteFunc(slices.Clone(left), c.contains)
-			search(rest, append(chosen, c))
+			for w := range rest {
+				rest[w] = left[w] &^ h[w]
+			}
+			chosen = append(chosen, i)
+			search(rest)
+			chosen = chosen[:len(chosen)-1]
 		}
 	}
-	search(values, nil)
-	slices.SortFunc(best, compareCubes)
-	return best
+	all := make([]uint64, words)
+	for j := range values {
+		all[j/64] |= 1 << (j % 64)
+	}
+	search(all)
+	cubes := make([]cube, len(best))
+	for i, p := range best {
+		cubes[i] = primes[p]
+	}
+	slices.SortFunc(cubes, compareCubes)
+	return cubes
+}
+
+// firstSet is the index of the lowest bit set in s, or -1.
+func firstSet(s []uint64) int {
+	for w, x := range s {
+		if x != 0 {
+			return w*64 + bits.TrailingZeros64(x)
+		}
+	}
+	return -1
 }
 
 func compareCubes(a, b cube) int {
