@@ -49,6 +49,10 @@ func runChild(specJSON string) int {
 }
 
 func child(specJSON string) error {
+	// The filter and no_new_privs are the calling thread's, and exec
+	// keeps the thread that calls it: all of it on one thread, as runc
+	// init's is (a busy host moved the goroutine between them).
+	runtime.LockOSThread()
 	var cs childSpec
 	if err := json.Unmarshal([]byte(specJSON), &cs); err != nil {
 		return err

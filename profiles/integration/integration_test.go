@@ -279,12 +279,27 @@ func TestThirtyTwoBitABIs(t *testing.T) {
 	if runtime.GOARCH != "amd64" {
 		t.Skipf("the probe makes i386 and x32 calls, which only amd64 has (GOARCH %s)", runtime.GOARCH)
 	}
-	for _, tc := range []struct {
+	// Some kernels do not run i386 calls at all (this one's hypervisor,
+	// PVM, faults on int $0x80): the probe says so outside any filter, and
+	// inside the container the call faults the same, before seccomp sees it.
+	hostI386, err := exec.Command(filepath.Join(env.dir, "abiprobe"), "i386").Output()
+	if err != nil {
+		t.Fatalf("abiprobe i386 on the host: %v", err)
+	}
+	const noI386 = "i386 getpid: not run by this kernel"
+	cases := []struct {
 		profile, i386, x32 string
 	}{
 		{"default", "i386 getpid: pid ", "x32 getpid: no answer, the thread was killed"},
 		{"strict", "i386 getpid: no answer, the thread was killed", "x32 getpid: no answer, the thread was killed"},
-	} {
+	}
+	if strings.HasPrefix(string(hostI386), noI386) {
+		t.Logf("only x32 is checked: this kernel does not run i386 calls, even unconfined (%s)", strings.TrimSpace(string(hostI386)))
+		for i := range cases {
+			cases[i].i386 = noI386
+		}
+	}
+	for _, tc := range cases {
 		t.Run(tc.profile, func(t *testing.T) {
 			m := service(t, "scabi-"+tc.profile, tc.profile, []string{"/bin/sh", "-c", "abiprobe i386; abiprobe x32"}, "")
 			r := safeRun(t, nil, m)

@@ -10,6 +10,9 @@
 // calling thread with SIGSYS (libseccomp's bad-architecture action). A Go
 // program whose thread is killed hangs rather than exits, so the call is
 // made in a child process, which the probe gives up on after a second.
+// A kernel that does not run the ABI at all (built without it, or a
+// hypervisor that does not route int $0x80) makes the call fault instead:
+// "abiprobe i386" then prints "i386 getpid: not run by this kernel".
 package main
 
 import (
@@ -45,7 +48,11 @@ func main() {
 	go func() { done <- c.Wait() }()
 	select {
 	case err := <-done:
-		if err != nil {
+		switch {
+		case err != nil && bytes.Contains(out.Bytes(), []byte("signal SIGSEGV")):
+			fmt.Printf("%s getpid: not run by this kernel (the call faulted)\n", abi)
+			return
+		case err != nil:
 			fmt.Printf("%s getpid: %v\n", abi, err)
 			return
 		}
