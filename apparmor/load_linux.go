@@ -31,6 +31,10 @@ const InstallDir = "/etc/apparmor.d"
 // AppArmor, so that safe-run and libcontainer never disagree about it.
 func Probe() Host {
 	h := Host{Enabled: runcapparmor.IsEnabled()}
+	if !h.Enabled {
+		enabled, _ := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+		h.NoSecurityfs = strings.TrimSpace(string(enabled)) == "Y"
+	}
 	if h.Enabled {
 		if loaded, err := loadedProfiles(); err == nil {
 			h.Loaded = loaded

@@ -36,6 +36,9 @@ type Profile struct {
 type Host struct {
 	// Enabled: the kernel has AppArmor, enabled, with securityfs mounted.
 	Enabled bool
+	// NoSecurityfs: the kernel has AppArmor enabled, but securityfs, its
+	// interface, is not mounted, so no profile can be loaded or applied.
+	NoSecurityfs bool
 	// Loaded maps the name of every loaded profile to its mode; nil when
 	// unknown (the list is readable by root only).
 	Loaded map[string]string
@@ -56,11 +59,19 @@ func ForService(svc *manifest.Service, host Host) (p *Profile, note string, err 
 		return nil, note, nil
 	}
 	if !host.Enabled {
+		why, fix := "this kernel has no AppArmor", "run on a kernel with AppArmor enabled"
+		if host.NoSecurityfs {
+			why, fix = "AppArmor is in this kernel, but securityfs is not mounted", "as root: mount -t securityfs securityfs /sys/kernel/security"
+		}
 		if sec.AppArmorRequired {
 			return nil, "", fmt.Errorf("%w: %w", ErrNotEnabled, svc.Errorf("security.apparmor_required",
-				"this kernel has no AppArmor (run on a kernel with AppArmor enabled, or set apparmor_required = false)"))
+				"%s (%s, or set apparmor_required = false)", why, fix))
 		}
-		return nil, "AppArmor not enforced: this kernel has no AppArmor", nil
+		note := "AppArmor not enforced: " + why
+		if host.NoSecurityfs {
+			note += " (" + fix + ")"
+		}
+		return nil, note, nil
 	}
 	if sec.AppArmor != "generated" {
 		if sec.AppArmorMode == "complain" {

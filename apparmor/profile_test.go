@@ -156,7 +156,11 @@ func TestForService(t *testing.T) {
 		{name: "unconfined, no AppArmor", body: "[security]\napparmor = \"unconfined\"\n[insecure]\nreason = \"x\"\nallow = [\"apparmor_unconfined\"]\n"},
 		{name: "no AppArmor", note: "AppArmor not enforced: this kernel has no AppArmor"},
 		{name: "no AppArmor, required", body: "[security]\napparmor_required = true\n", sentinel: ErrNotEnabled,
-			err: "this kernel has no AppArmor: web.toml:11: security.apparmor_required: this kernel has no AppArmor (run on a kernel with AppArmor enabled, or set apparmor_required = false)"},
+			err: "AppArmor is not enabled: web.toml:11: security.apparmor_required: this kernel has no AppArmor (run on a kernel with AppArmor enabled, or set apparmor_required = false)"},
+		{name: "securityfs not mounted", host: Host{NoSecurityfs: true},
+			note: "AppArmor not enforced: AppArmor is in this kernel, but securityfs is not mounted (as root: mount -t securityfs securityfs /sys/kernel/security)"},
+		{name: "securityfs not mounted, required", body: "[security]\napparmor_required = true\n", host: Host{NoSecurityfs: true}, sentinel: ErrNotEnabled,
+			err: "AppArmor is not enabled: web.toml:11: security.apparmor_required: AppArmor is in this kernel, but securityfs is not mounted (as root: mount -t securityfs securityfs /sys/kernel/security, or set apparmor_required = false)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, note, err := ForService(parse(t, tc.body), tc.host)

@@ -285,7 +285,12 @@ func (h Host) seccomp() Check {
 }
 
 func (h Host) appArmor() Check {
-	if h.read("/sys/module/apparmor/parameters/enabled") == "Y" {
+	switch {
+	case h.read("/sys/module/apparmor/parameters/enabled") != "Y":
+	case !fileExists(h.path("/sys/kernel/security/apparmor")):
+		return Check{Name: "AppArmor", Status: Warn, Found: "in this kernel, but securityfs is not mounted: profiles can be neither loaded nor applied, so services run without theirs",
+			Fix: "as root: mount -t securityfs securityfs /sys/kernel/security (systemd mounts it at boot)"}
+	default:
 		return Check{Name: "AppArmor", Status: OK, Found: "enabled: each service gets its generated profile"}
 	}
 	return Check{Name: "AppArmor", Status: Warn, Found: "not in this kernel: services run without their AppArmor profile (apparmor_required = true refuses them)",
@@ -293,7 +298,11 @@ func (h Host) appArmor() Check {
 }
 
 func (h Host) otherLSMs() Check {
-	lsms := strings.Split(h.read("/sys/kernel/security/lsm"), ",")
+	list := h.read("/sys/kernel/security/lsm")
+	if list == "" {
+		return Check{Name: "other LSMs", Status: Info, Found: "unknown: securityfs is not mounted, so /sys/kernel/security/lsm cannot be read"}
+	}
+	lsms := strings.Split(list, ",")
 	var notes []string
 	if slices.Contains(lsms, "selinux") || fileExists(h.path("/sys/fs/selinux/enforce")) {
 		notes = append(notes, "SELinux present: safe-run sets no SELinux labels (not a goal); its AppArmor and seccomp confinement do not depend on it")

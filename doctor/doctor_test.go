@@ -29,6 +29,7 @@ func fakeHost(t *testing.T) Host {
 		"sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/cgroup.procs":       "",
 		"sys/module/apparmor/parameters/enabled":                                                  "Y",
 		"sys/kernel/security/lsm":                                                                 "lockdown,capability,landlock,yama,apparmor,bpf",
+		"sys/kernel/security/apparmor/profiles":                                                   "",
 		"usr/bin/newuidmap":                                                                       "",
 		"usr/bin/newgidmap":                                                                       "",
 		"var/lib/systemd/linger/alice":                                                            "",
@@ -177,6 +178,14 @@ func TestBrokenConditions(t *testing.T) {
 			want: Check{Name: "AppArmor", Status: Warn,
 				Found: "not in this kernel: services run without their AppArmor profile (apparmor_required = true refuses them)",
 				Fix:   "boot a kernel with AppArmor (Debian's: apparmor=1 security=apparmor), or accept it: seccomp, capabilities and namespaces still apply"},
+		},
+		{
+			name:   "securityfs not mounted",
+			break_: func(h *Host) { os.RemoveAll(filepath.Join(h.Root, "sys/kernel/security")) },
+			check:  "AppArmor",
+			want: Check{Name: "AppArmor", Status: Warn,
+				Found: "in this kernel, but securityfs is not mounted: profiles can be neither loaded nor applied, so services run without theirs",
+				Fix:   "as root: mount -t securityfs securityfs /sys/kernel/security (systemd mounts it at boot)"},
 		},
 		{
 			name:   "no seccomp user notification",
