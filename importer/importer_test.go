@@ -166,3 +166,20 @@ func TestSplitCommand(t *testing.T) {
 		t.Error("unterminated quote accepted")
 	}
 }
+
+// TestOutputHint: the manifest's first lines name the file it was written
+// to, which may differ from the service's name.
+func TestOutputHint(t *testing.T) {
+	for output, want := range map[string]string{
+		"":              "# Review every TODO, then: safe-run check web.toml\n",
+		"deploy/x.toml": "# Review every TODO, then: safe-run check deploy/x.toml\n",
+	} {
+		r, err := DockerRun([]string{"--name", "web", "-m", "64m", "--cpus", "1", "nginx@sha256:" + strings.Repeat("a", 64)}, Options{Output: output})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(r.Manifest), want) {
+			t.Errorf("output %q: manifest lacks %q:\n%s", output, want, r.Manifest)
+		}
+	}
+}

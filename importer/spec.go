@@ -40,6 +40,9 @@ type Options struct {
 	Dir string
 	// ReadFile reads an --env-file or compose env_file; nil refuses them.
 	ReadFile func(path string) ([]byte, error)
+	// Output is the file the manifest goes to, for the hint at its top;
+	// "" when not known (NAME.toml).
+	Output string
 }
 
 // spec is a docker container as the flags describe it: what policy judges,

@@ -89,7 +89,11 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 	if len(src) > 0 {
 		w.comment("  %s", wrap(src, 90, "    "))
 	}
-	w.comment("Review every TODO, then: safe-run check %s.toml", name)
+	file := opts.Output
+	if file == "" {
+		file = name + ".toml"
+	}
+	w.comment("Review every TODO, then: safe-run check %s", file)
 	w.kv("version", "1", "")
 	w.kv("name", tomlString(name), "")
 

@@ -60,6 +60,7 @@ are listed. The notes go to stderr, the manifest to stdout or -o.`,
 				return fmt.Errorf("%q is not a docker run command (write: safe-run import -- docker run [flags] IMAGE)", strings.Join(args, " "))
 			}
 			opts.Source = "docker run " + strings.Join(args, " ")
+			opts.Output = out
 			r, err := importer.DockerRun(args, opts)
 			if err != nil {
 				return err
