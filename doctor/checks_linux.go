@@ -285,16 +285,18 @@ func (h Host) seccomp() Check {
 }
 
 func (h Host) appArmor() Check {
+	c := Check{Name: "AppArmor"}
 	switch {
 	case h.read("/sys/module/apparmor/parameters/enabled") != "Y":
+		c.Status, c.Found = Warn, "not in this kernel: services run without their AppArmor profile (apparmor_required = true refuses them)"
+		c.Fix = "boot a kernel with AppArmor (Debian's: apparmor=1 security=apparmor), or accept it: seccomp, capabilities and namespaces still apply"
 	case !fileExists(h.path("/sys/kernel/security/apparmor")):
-		return Check{Name: "AppArmor", Status: Warn, Found: "in this kernel, but securityfs is not mounted: profiles can be neither loaded nor applied, so services run without theirs",
-			Fix: "as root: mount -t securityfs securityfs /sys/kernel/security (systemd mounts it at boot)"}
+		c.Status, c.Found = Warn, "in this kernel, but securityfs is not mounted: profiles can be neither loaded nor applied, so services run without theirs"
+		c.Fix = "as root: mount -t securityfs securityfs /sys/kernel/security (systemd mounts it at boot)"
 	default:
-		return Check{Name: "AppArmor", Status: OK, Found: "enabled: each service gets its generated profile"}
+		c.Status, c.Found = OK, "enabled: each service gets its generated profile"
 	}
-	return Check{Name: "AppArmor", Status: Warn, Found: "not in this kernel: services run without their AppArmor profile (apparmor_required = true refuses them)",
-		Fix: "boot a kernel with AppArmor (Debian's: apparmor=1 security=apparmor), or accept it: seccomp, capabilities and namespaces still apply"}
+	return c
 }
 
 func (h Host) otherLSMs() Check {
