@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -74,10 +75,22 @@ func resolveDir(s *manifest.Service) (*Image, error) {
 	case !st.IsDir():
 		return nil, s.Errorf("image.rootfs", "%s is not a directory (point rootfs at a directory holding the service's root filesystem)", dir)
 	}
-	if why, bad := policy.SensitivePath(dir); bad && !s.Allows(manifest.AllowSensitiveMounts) {
-		return nil, s.Errorf("image.rootfs", "%s is refused as a root filesystem: %s (use a directory made for the service)", dir, why)
+	// The directory as the kernel will find it: a symlink to /etc is /etc.
+	// The launcher is handed the real path, so the link cannot be changed
+	// to point elsewhere after this check.
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, s.Errorf("image.rootfs", "%v", err)
 	}
-	return &Image{Rootfs: dir}, nil
+	if !s.Allows(manifest.AllowSensitiveMounts) {
+		if why, bad := policy.SensitivePath(dir); bad {
+			return nil, s.Errorf("image.rootfs", "%s is refused as a root filesystem: %s (use a directory made for the service)", dir, why)
+		}
+		if why, bad := policy.SensitivePath(real); bad {
+			return nil, s.Errorf("image.rootfs", "%s is refused as a root filesystem (through a symlink, it is %s): %s (use a directory made for the service)", dir, real, why)
+		}
+	}
+	return &Image{Rootfs: real}, nil
 }
 
 // Cached is one image in the cache, as image ls shows it.

@@ -629,3 +629,42 @@ func TestResolveIndex(t *testing.T) {
 		t.Errorf("error %v, want %s/%s", err, dir, want)
 	}
 }
+
+// TestResolveRootfsDir: a rootfs directory is judged by its real path, and
+// the launcher gets that path, so a symlink to /etc does not make /etc the
+// container's root.
+func TestResolveRootfsDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"tree": "rootfs", "etc": "/etc", "host": "/"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct{ rootfs, want, err string }{
+		{rootfs: "rootfs", want: filepath.Join(dir, "rootfs")},
+		{rootfs: "tree", want: filepath.Join(dir, "rootfs")},
+		{rootfs: "/etc", err: "%s/service.toml:4: image.rootfs: /etc is refused as a root filesystem: the host's configuration (use a directory made for the service)"},
+		{rootfs: "etc", err: "%s/service.toml:4: image.rootfs: %s/etc is refused as a root filesystem (through a symlink, it is /etc): the host's configuration (use a directory made for the service)"},
+		{rootfs: "host", err: "%s/service.toml:4: image.rootfs: %s/host is refused as a root filesystem (through a symlink, it is /): the whole host filesystem (use a directory made for the service)"},
+	} {
+		t.Run(tc.rootfs, func(t *testing.T) {
+			img, err := Resolve(t.Context(), service(t, dir, `rootfs = "`+tc.rootfs+`"`), Options{Dir: t.TempDir()})
+			if tc.err != "" {
+				want := strings.ReplaceAll(tc.err, "%s", dir)
+				if err == nil || err.Error() != want {
+					t.Fatalf("error %v\nwant %s", err, want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.Rootfs != tc.want {
+				t.Errorf("rootfs %s, want %s", img.Rootfs, tc.want)
+			}
+		})
+	}
+}
