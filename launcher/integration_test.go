@@ -777,6 +777,9 @@ func TestRootless(t *testing.T) {
 		if ifs := fmt.Sprint(p["Interfaces"]); ifs != "[lo]" {
 			t.Errorf("interfaces %s, want only lo", ifs)
 		}
+		if !regexp.MustCompile(`user namespace 0-65535 -> host ids \d+, \d+-\d+ \(your uid, then your subordinate ids\)`).MatchString(stderr.String()) {
+			t.Errorf("start report does not name the host ids:\n%s", stderr.String())
+		}
 		for _, note := range []string{"limits NOT enforced", "rootfs not id-mapped (rootless)"} {
 			if !strings.Contains(stderr.String(), note) {
 				t.Errorf("start report lacks %q:\n%s", note, stderr.String())

@@ -2,7 +2,9 @@ package launcher
 
 import (
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -27,12 +29,43 @@ func report(opts Options, spec *specs.Spec, host Host) {
 	if len(cmd) > 60 {
 		cmd = cmd[:57] + "..."
 	}
-	line("starting %s as %d:%d, user namespace %s", cmd, p.User.UID, p.User.GID, host.IDs)
+	ids := host.IDs.String()
+	if host.Rootless {
+		ids = rootlessHostIDs(host.IDs)
+	}
+	line("starting %s as %d:%d, user namespace %s", cmd, p.User.UID, p.User.GID, ids)
 	line("%s", strings.Join(confinement(spec), ", "))
 	line("%s", strings.Join(limits(spec, host), ", "))
 	for _, n := range opts.Notes {
 		line("%s", n)
 	}
+}
+
+// rootlessHostIDs says which host ids a rootless container runs as. Its ids
+// map one to one onto those of safe-run's own user namespace, and
+// /proc/self/uid_map, read from inside that namespace, says which host ids
+// those are: the user's own uid for 0, subordinate ids for the rest.
+func rootlessHostIDs(ids IDMap) string {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return ids.String()
+	}
+	var host []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		var inside, outside, count uint64
+		if n, _ := fmt.Sscan(l, &inside, &outside, &count); n != 3 || inside >= uint64(ids.Size) {
+			continue
+		}
+		if count == 1 {
+			host = append(host, strconv.FormatUint(outside, 10))
+		} else {
+			host = append(host, fmt.Sprintf("%d-%d", outside, outside+count-1))
+		}
+	}
+	if len(host) == 1 {
+		return "0 -> host id " + host[0] + " (your uid)"
+	}
+	return fmt.Sprintf("0-%d -> host ids %s (your uid, then your subordinate ids)", ids.Size-1, strings.Join(host, ", "))
 }
 
 func confinement(spec *specs.Spec) []string {
