@@ -159,8 +159,10 @@ func flock(fd, how int) error {
 }
 
 // lockSource serialises pulls of one source across processes: the second
-// waits, then finds the image cached. The lock file may be removed by
-// Prune meanwhile; a lock on a removed file is no lock, so it is taken again.
+// waits, then finds the image cached. Release removes the lock file, so
+// that a pull leaves nothing behind but what it cached (and a failed one
+// nothing at all); a waiter whose lock is then on a removed file holds no
+// lock, so it takes it again, as after Prune.
 func (c *cache) lockSource(ctx context.Context, ref string) (release func(), err error) {
 	p := c.path("locks", ref+".lock")
 	for {
@@ -187,7 +189,10 @@ func (c *cache) lockSource(ctx context.Context, ref string) (release func(), err
 		a, err1 := f.Stat()
 		b, err2 := os.Lstat(p)
 		if err1 == nil && err2 == nil && os.SameFile(a, b) {
-			return func() { f.Close() }, nil
+			return func() {
+				_ = os.Remove(p)
+				f.Close()
+			}, nil
 		}
 		f.Close()
 	}

@@ -16,7 +16,7 @@
 //	entries/ID[.setuid]/image.json  its config and what unpacking dropped
 //	refs/HASH.json                  a source (a digest, an archive as stat'ed) -> entry
 //	tmp/                            pulls in progress, each locked; what a killed pull left is removed by the next
-//	locks/HASH.lock                 one pull of a source at a time
+//	locks/HASH.lock                 one pull of a source at a time, removed when it is done
 //
 // An entry appears by rename(2) only once it is complete and synced. A
 // process using an entry holds a shared flock on its directory until it

@@ -116,12 +116,14 @@ func TestResolveLayout(t *testing.T) {
 	assertCacheClean(t, cacheDir)
 }
 
-// assertCacheClean: nothing is left in tmp/, and every entry is whole.
+// assertCacheClean: nothing is left in tmp/ or locks/, and every entry is
+// whole.
 func assertCacheClean(t *testing.T, cacheDir string) {
 	t.Helper()
-	left, _ := readDirNames(filepath.Join(cacheDir, "tmp"))
-	if len(left) > 0 {
-		t.Errorf("tmp/ holds %q", left)
+	for _, dir := range []string{"tmp", "locks"} {
+		if left, _ := readDirNames(filepath.Join(cacheDir, dir)); len(left) > 0 {
+			t.Errorf("%s/ holds %q", dir, left)
+		}
 	}
 	entries, _ := readDirNames(filepath.Join(cacheDir, "entries"))
 	for _, e := range entries {
