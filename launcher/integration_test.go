@@ -370,9 +370,19 @@ func TestSensitiveBindRefusedThroughSymlink(t *testing.T) {
 	if err := os.Symlink("/etc", filepath.Join(dir, "innocent")); err != nil {
 		t.Fatal(err)
 	}
-	r := shell(t, "symlinked", "true", "[[mounts]]\ntype = \"bind\"\nsource = \"innocent\"\ntarget = \"/cfg\"\n")
-	if r.code != 125 || !strings.Contains(r.stderr, "is refused (through a symlink, it is /etc)") || !strings.Contains(r.stderr, "SR005") {
-		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
+	r := shell(t, "symlinked", "true", "[[mounts]]\ntype = \"bind\"\nsource = \"innocent\"\ntarget = \"/cfg\"\n[secrets]\nkey = { file = \"missing.key\" }\n")
+	// Both refused at once, each at its line, before the start records
+	// anything: not even the service's id range.
+	for _, want := range []string{
+		`symlinked/service.toml:\d+: mounts\[0\]\.source: \S+/innocent is refused \(through a symlink, it is /etc\): the host's configuration \[SR005 sensitive-mount\] \(bind only what the service needs, or acknowledge it: \[insecure\] allow = \["sensitive_mounts"\] with a reason\)`,
+		`symlinked/service.toml:\d+: secrets\.key\.file: \S+/missing.key does not exist \(create it, or correct the path\)`,
+	} {
+		if r.code != 125 || !regexp.MustCompile(want).MatchString(r.stderr) {
+			t.Errorf("exit %d, stderr lacks %s:\n%s", r.code, want, r.stderr)
+		}
+	}
+	if ids, _ := os.ReadFile(filepath.Join(env.dataDir, "ids.json")); strings.Contains(string(ids), `"symlinked"`) {
+		t.Errorf("a refused start recorded an id range:\n%s", ids)
 	}
 	assertNothingLeft(t, "symlinked")
 }

@@ -299,6 +299,24 @@ func readSecret(src string, allowSensitive bool) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxSecretSize))
 }
 
+// CheckBindSource and CheckSecretFile refuse, before a start sets anything
+// up, what the start itself would refuse of a bind or secret source: a
+// missing path, a sensitive one once its symlinks are resolved, a secret
+// that is not a small regular file. The start checks again, on the very
+// inode it mounts or reads.
+func CheckBindSource(src string, allowSensitive bool) error {
+	f, err := openChecked(src, allowSensitive)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func CheckSecretFile(src string, allowSensitive bool) error {
+	_, err := readSecret(src, allowSensitive)
+	return err
+}
+
 // openChecked returns an O_PATH handle on a host path for a bind or a
 // secret: every symlink is
 // resolved first and the real path is checked against the sensitive paths,
@@ -306,6 +324,9 @@ func readSecret(src string, allowSensitive bool) ([]byte, error) {
 // between the two steps fails instead of being followed.
 func openChecked(src string, allowSensitive bool) (*os.File, error) {
 	real, err := filepath.EvalSymlinks(src)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist (create it, or correct the path)", src)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -315,7 +336,7 @@ func openChecked(src string, allowSensitive bool) (*os.File, error) {
 			if real != src {
 				via = " (through a symlink, it is " + real + ")"
 			}
-			return nil, fmt.Errorf("%s is refused%s: %s [SR005 sensitive-mount]", src, via, why)
+			return nil, fmt.Errorf("%s is refused%s: %s [SR005 sensitive-mount] (%s)", src, via, why, sensitiveFix)
 		}
 	}
 	fd, err := unix.Openat2(unix.AT_FDCWD, real, &unix.OpenHow{
@@ -338,6 +359,9 @@ func openChecked(src string, allowSensitive bool) (*os.File, error) {
 	return f, nil
 }
 
+// sensitiveFix is what to do about a refused bind or secret source.
+const sensitiveFix = `bind only what the service needs, or acknowledge it: [insecure] allow = ["sensitive_mounts"] with a reason`
+
 // engineSocketPaths are where container engines put their control sockets.
 // A socket hard-linked elsewhere keeps its inode, which is what is compared.
 var engineSocketPaths = []string{
@@ -352,7 +376,7 @@ func refuseEngineSocket(f *os.File, src string) error {
 	}
 	for _, p := range engineSocketPaths {
 		if other, err := os.Stat(p); err == nil && os.SameFile(st, other) {
-			return fmt.Errorf("%s is %s, a container engine socket, which is root on the host [SR005 sensitive-mount]", src, p)
+			return fmt.Errorf("%s is %s, a container engine socket, which is root on the host [SR005 sensitive-mount] (%s)", src, p, sensitiveFix)
 		}
 	}
 	return nil

@@ -126,6 +126,9 @@ type Secret struct {
 	File string `toml:"file"` // absolute after Load
 }
 
+// SecretFileKey is the key path of secret name's file, for errors about it.
+func SecretFileKey(name string) string { return joinKey("secrets", name) + ".file" }
+
 // Insecure names every loosening of the secure defaults, with one reason.
 type Insecure struct {
 	Reason string   `toml:"reason"`

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -58,6 +60,11 @@ func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) 
 	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress})
 	if err != nil {
 		return nil, err
+	}
+	if opts.Allocate {
+		if err := checkHostPaths(svc); err != nil {
+			return nil, err
+		}
 	}
 	p := &Prepared{Service: svc, Image: img, Notes: img.Notes}
 	in := Inputs{Service: svc, Image: img}
@@ -195,4 +202,26 @@ func (p *Prepared) Job(dirs launcher.Dirs, janitorPath string, quiet bool) *laun
 		Notes:                p.Notes,
 		Quiet:                quiet,
 	}
+}
+
+// checkHostPaths refuses, before a start records anything (its id range,
+// its state), the bind and secret sources the launcher would refuse when
+// it mounts them, each error at its line of the manifest.
+func checkHostPaths(svc *manifest.Service) error {
+	allow := svc.Allows(manifest.AllowSensitiveMounts)
+	var errs []error
+	for i, m := range svc.Mounts {
+		if m.Type != manifest.MountBind {
+			continue
+		}
+		if err := launcher.CheckBindSource(m.Source, allow); err != nil {
+			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%v", err))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {
+		if err := launcher.CheckSecretFile(svc.Secrets[name].File, allow); err != nil {
+			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))
+		}
+	}
+	return errors.Join(errs...)
 }
