@@ -2,11 +2,13 @@ package importer
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 
+	"github.com/compose-spec/compose-go/v2/interpolation"
 	"gopkg.in/yaml.v3"
 )
 
@@ -15,14 +17,9 @@ import (
 // the equivalent docker run line convert alike; keys that have no flag, or
 // no place in a manifest, become notes.
 func Compose(data []byte, file string, opts Options) ([]*Result, error) {
-	var doc struct {
-		Services map[string]map[string]any `yaml:"services"`
-		Secrets  map[string]struct {
-			File string `yaml:"file"`
-		} `yaml:"secrets"`
-	}
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("reading %s: %w", file, err)
+	doc, unset, err := readCompose(data, file, opts.LookupEnv)
+	if err != nil {
+		return nil, err
 	}
 	if len(doc.Services) == 0 {
 		return nil, fmt.Errorf("reading %s: no services (a compose file lists them under services:)", file)
@@ -43,6 +40,9 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 		o.Source = fmt.Sprintf("service %q of %s, read as: docker run %s", name, file, strings.Join(quoteArgs(args), " "))
 		r, err := dockerRunWith(args, o, func(s *spec) {
 			s.notes = append(notes, s.notes...)
+			if len(unset) > 0 {
+				s.note(Default, "${"+strings.Join(unset, "}, ${")+"}", nil, "not set when the compose file was read: compose's defaults (or empty strings) were used; set them in the environment or in the .env file beside the compose file, and import again")
+			}
 			for _, sec := range secrets {
 				f := doc.Secrets[sec].File
 				if f == "" {
@@ -58,6 +58,48 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// composeDoc is what the importer reads of a compose file.
+type composeDoc struct {
+	Services map[string]map[string]any `yaml:"services"`
+	Secrets  map[string]struct {
+		File string `yaml:"file"`
+	} `yaml:"secrets"`
+}
+
+// readCompose parses a compose file and interpolates its ${VAR}, ${VAR:-default}
+// and friends as compose does (compose-go's own interpolation, on the
+// parsed values, so a value cannot inject YAML), and says which variables
+// were not set.
+func readCompose(data []byte, file string, lookup func(string) (string, bool)) (*composeDoc, []string, error) {
+	var raw map[string]any
+	if err := yaml.Unmarshal(data, &raw); err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	unsetSeen := map[string]bool{}
+	raw, err := interpolation.Interpolate(raw, interpolation.Options{LookupValue: func(name string) (string, bool) {
+		if lookup != nil {
+			if v, ok := lookup(name); ok {
+				return v, true
+			}
+		}
+		unsetSeen[name] = true
+		return "", false
+	}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	// Back through YAML into the typed view.
+	text, err := yaml.Marshal(raw)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	var doc composeDoc
+	if err := yaml.Unmarshal(text, &doc); err != nil {
+		return nil, nil, fmt.Errorf("reading %s: %w", file, err)
+	}
+	return &doc, slices.Sorted(maps.Keys(unsetSeen)), nil
 }
 
 func quoteArgs(args []string) []string {

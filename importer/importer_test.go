@@ -183,3 +183,42 @@ func TestOutputHint(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeInterpolation: ${VAR} and its default forms are read as
+// compose reads them, and the variables that were not set are named.
+func TestComposeInterpolation(t *testing.T) {
+	compose := []byte(`services:
+  web:
+    image: "nginx@sha256:${DIGEST}"
+    mem_limit: ${MEM:-64m}
+    cpus: 0.5
+    environment:
+      GREETING: "$${literal} ${WHO-world}"
+    ports: ["${PORT:-8080}:80"]
+`)
+	env := map[string]string{"DIGEST": strings.Repeat("a", 64), "WHO": "safe-run"}
+	rs, err := Compose(compose, "docker-compose.yml", Options{LookupEnv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := string(rs[0].Manifest)
+	for _, want := range []string{`ref = "nginx@sha256:` + env["DIGEST"] + `"`, `memory = "64M"`, `GREETING = "${literal} safe-run"`, `ports = ["8080:80"]`} {
+		if !strings.Contains(m, want) {
+			t.Errorf("manifest lacks %s:\n%s", want, m)
+		}
+	}
+	var note *Note
+	for i, n := range rs[0].Notes {
+		if strings.HasPrefix(n.Flag, "${") {
+			note = &rs[0].Notes[i]
+		}
+	}
+	if note == nil || note.Flag != "${MEM}, ${PORT}" {
+		t.Errorf("note on unset variables: %+v, want one for ${MEM}, ${PORT}", note)
+	}
+
+	_, err = Compose([]byte("services:\n  web:\n    image: ${IMAGE:?set IMAGE to the image}\n"), "docker-compose.yml", Options{})
+	if err == nil || !strings.Contains(err.Error(), "set IMAGE to the image") {
+		t.Errorf("a required variable that is not set: %v", err)
+	}
+}

@@ -43,6 +43,10 @@ type Options struct {
 	// Output is the file the manifest goes to, for the hint at its top;
 	// "" when not known (NAME.toml).
 	Output string
+	// LookupEnv gives the variables a compose file's ${VAR} refers to (the
+	// environment, then the .env file beside it, as compose reads them);
+	// nil: none is set, and only defaults apply.
+	LookupEnv func(name string) (string, bool)
 }
 
 // spec is a docker container as the flags describe it: what policy judges,

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/importer"
@@ -87,6 +89,20 @@ func importCompose(g *globals, file, dir string, opts importer.Options) error {
 		return fmt.Errorf("reading compose file: %w", err)
 	}
 	opts.Dir, _ = filepath.Abs(filepath.Dir(file))
+	// As compose: the environment first, then the .env file beside the
+	// compose file (whose own ${VAR}s see the environment).
+	envFile := filepath.Join(opts.Dir, ".env")
+	dotEnv, err := dotenv.ReadWithLookup(os.LookupEnv, envFile)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading %s: %w", envFile, err)
+	}
+	opts.LookupEnv = func(name string) (string, bool) {
+		if v, ok := os.LookupEnv(name); ok {
+			return v, true
+		}
+		v, ok := dotEnv[name]
+		return v, ok
+	}
 	rs, err := importer.Compose(data, file, opts)
 	if err != nil {
 		return err
