@@ -57,14 +57,14 @@ func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) 
 	if err := policy.Enforce(svc); err != nil {
 		return nil, err
 	}
-	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress})
-	if err != nil {
-		return nil, err
-	}
 	if opts.Allocate {
 		if err := checkHostPaths(svc); err != nil {
 			return nil, err
 		}
+	}
+	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress})
+	if err != nil {
+		return nil, err
 	}
 	p := &Prepared{Service: svc, Image: img, Notes: img.Notes}
 	in := Inputs{Service: svc, Image: img}
