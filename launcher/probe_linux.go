@@ -10,9 +10,9 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/fs2"
-	"github.com/opencontainers/runc/libcontainer/apparmor"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/policy"
 )
 
@@ -21,7 +21,8 @@ import (
 // (AppArmor through libcontainer, the cgroup placement, the id ranges), so
 // that what check reports is what a start would meet.
 func ProbeHost(dirs Dirs, name string) policy.Host {
-	h := policy.Host{AppArmor: apparmor.IsEnabled()}
+	aa := apparmor.Probe()
+	h := policy.Host{AppArmor: aa.Enabled, NoSecurityfs: aa.NoSecurityfs}
 	h.Cgroups = probeCgroups(name)
 	if n, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(n)) == "0" {
 		h.Userns = "user namespaces are disabled (sysctl user.max_user_namespaces is 0)"

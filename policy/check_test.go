@@ -137,6 +137,8 @@ func TestHostFindings(t *testing.T) {
 			[]string{"0 SR031 security.apparmor: this kernel has no AppArmor: the service runs without its profile (apparmor_required = true refuses to start instead)"}},
 		{"SR031 required", edit("[resources]", "[security]\napparmor_required = true\n\n[resources]"), Host{},
 			[]string{"12 SR031 security.apparmor_required: this kernel has no AppArmor, and the manifest requires it: safe-run will refuse to start"}},
+		{"SR031 securityfs not mounted", base, Host{NoSecurityfs: true},
+			[]string{"0 SR031 security.apparmor: securityfs is not mounted, so AppArmor, which this kernel has, cannot be used (mount -t securityfs securityfs /sys/kernel/security): the service runs without its profile (apparmor_required = true refuses to start instead)"}},
 		{"SR031 unconfined anyway", edit("[resources]", "[security]\napparmor = \"unconfined\"\n\n[resources]") +
 			"\n[insecure]\nreason = \"r\"\nallow = [\"apparmor_unconfined\"]\n", Host{}, nil},
 		{"SR032 no cgroups", base, Host{AppArmor: true, Cgroups: "no memory controller"},

@@ -10,9 +10,12 @@ import (
 // it (launcher.ProbeHost); the rules only read it, so they stay pure and
 // testable on any machine.
 type Host struct {
-	AppArmor bool   // the kernel has AppArmor enabled
-	Cgroups  string // "" when safe-run can apply memory, cpu and pids limits; otherwise what is missing
-	Userns   string // "" when the service can get its user namespace; otherwise what is missing
+	AppArmor bool // the kernel has AppArmor enabled
+	// NoSecurityfs: AppArmor is in the kernel, but securityfs, its
+	// interface, is not mounted (AppArmor is false then).
+	NoSecurityfs bool
+	Cgroups      string // "" when safe-run can apply memory, cpu and pids limits; otherwise what is missing
+	Userns       string // "" when the service can get its user namespace; otherwise what is missing
 }
 
 // HostFindings evaluates the host rules: facts about this host that weaken
@@ -27,10 +30,14 @@ func HostFindings(s *manifest.Service, h Host) []Finding {
 		})
 	}
 	if !h.AppArmor && s.Security.AppArmor != "unconfined" {
+		why := "this kernel has no AppArmor"
+		if h.NoSecurityfs {
+			why = "securityfs is not mounted, so AppArmor, which this kernel has, cannot be used (mount -t securityfs securityfs /sys/kernel/security)"
+		}
 		if s.Security.AppArmorRequired {
-			add(ruleHostNoAppArmor, "security.apparmor_required", "this kernel has no AppArmor, and the manifest requires it: safe-run will refuse to start")
+			add(ruleHostNoAppArmor, "security.apparmor_required", "%s, and the manifest requires it: safe-run will refuse to start", why)
 		} else {
-			add(ruleHostNoAppArmor, "security.apparmor", "this kernel has no AppArmor: the service runs without its profile (apparmor_required = true refuses to start instead)")
+			add(ruleHostNoAppArmor, "security.apparmor", "%s: the service runs without its profile (apparmor_required = true refuses to start instead)", why)
 		}
 	}
 	if h.Cgroups != "" {
