@@ -7,7 +7,8 @@
  * SIGKILL, and nobody reaps the zombies of its orphaned children. This init
  * starts the service as its only child, forwards every signal it receives
  * to it, reaps every zombie, and exits with the service's status (128+N
- * when the service was killed by signal N). Exit 127: the command does not
+ * when the service was killed by signal N). A service that asks its parent
+ * to trace it (PTRACE_TRACEME) is let go on untraced. Exit 127: the command does not
  * exist; 126: it cannot be executed (docker run's codes).
  *
  * It is C, built static, because it starts before every service: a Go
@@ -25,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +87,15 @@ int main(int argc, char **argv)
 			pid_t pid = waitpid(-1, &status, WNOHANG);
 			if (pid <= 0)
 				break;
+			if (WIFSTOPPED(status)) {
+				/* A process that made its parent, this init, its
+				 * tracer (PTRACE_TRACEME) stops at each signal, and
+				 * the stop is reported here. It is not an exit: let
+				 * it go on with its signal, untraced, as no debugger
+				 * is here to trace it. */
+				ptrace(PTRACE_DETACH, pid, 0, WSTOPSIG(status));
+				continue;
+			}
 			if (pid != child)
 				continue; /* an orphan, reaped */
 			if (WIFSIGNALED(status))

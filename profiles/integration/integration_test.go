@@ -270,6 +270,20 @@ func TestProfilesAllowAndBlock(t *testing.T) {
 	}
 }
 
+// TestTracedServiceKeepsRunning: a service that asks to be traced
+// (PTRACE_TRACEME) makes the container's init its tracer, and every signal
+// it then takes stops it and is reported to the init. The init let the
+// first such stop pass as the service's exit (status 23, SIGURG, under
+// load, from the Go runtime's preemption); it must let the service go on.
+func TestTracedServiceKeepsRunning(t *testing.T) {
+	setup(t)
+	m := service(t, "sctraced", "default", []string{"/bin/sysprobe", "traced-signal", "getpid"}, "")
+	r := safeRun(t, nil, m)
+	if r.code != 0 || r.stdout != "traced-signal: ok\ngetpid: ok\n" {
+		t.Errorf("exit %d, stdout %q, want both probes ok\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 // TestThirtyTwoBitABIs: the default profile lets i386 programs run, as
 // Docker's does; the strict one, covering the native ABI only, kills a
 // thread that makes an i386 call. Neither covers x32, which the kernels
