@@ -188,16 +188,9 @@ func lastLines(b []byte, n int) string {
 func exampleRootfs(t *testing.T) string {
 	t.Helper()
 	testenv.RequireTool(t, "busybox")
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "confinement")
-	build := exec.Command("go", "build", "-o", bin, "../example/confinement")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building example/confinement: %v\n%s", err, out)
-	}
-	rootfs := filepath.Join(dir, "rootfs")
-	if out, err := exec.Command("../example/mkrootfs.sh", rootfs, bin).CombinedOutput(); err != nil {
-		t.Fatalf("example/mkrootfs.sh: %v\n%s", err, out)
+	rootfs, err := testenv.ExampleRootfs(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
 	}
 	return rootfs
 }

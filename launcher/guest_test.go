@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -716,19 +715,8 @@ func buildGuestFiles(t *testing.T) string {
 	if _, err := testenv.ExampleRootfs(dir); err != nil {
 		t.Fatal(err)
 	}
-	root, err := filepath.Abs("..")
-	if err != nil {
+	if err := testenv.StaticGo(filepath.Join(dir, "rootfs", "bin", "attempt"), "./launcher/testdata/attempt"); err != nil {
 		t.Fatal(err)
-	}
-	for _, c := range []*exec.Cmd{
-		exec.Command("go", "build", "-o", filepath.Join(dir, "attempt"), "./launcher/testdata/attempt"),
-		exec.Command("cp", filepath.Join(dir, "attempt"), filepath.Join(dir, "rootfs", "bin", "attempt")),
-	} {
-		c.Dir = root
-		c.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
-		}
 	}
 	m := filepath.Join(dir, "m")
 	if err := os.Mkdir(m, 0o755); err != nil {

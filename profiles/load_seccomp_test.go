@@ -25,6 +25,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/utils"
 	"github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // childSpec tells the child what to load and run.
@@ -218,16 +220,10 @@ func TestStrictProfileRuns(t *testing.T) {
 	if err != nil {
 		skipOrFail(t, "needs busybox in PATH")
 	}
-	gocmd, err := exec.LookPath("go")
-	if err != nil {
-		t.Fatalf("needs the go command to build testdata/goserver: %v", err)
-	}
 	dir := t.TempDir()
 	goserver := filepath.Join(dir, "goserver")
-	build := exec.Command(gocmd, "build", "-o", goserver, "./testdata/goserver")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building testdata/goserver: %v\n%s", err, out)
+	if err := testenv.StaticGo(goserver, "./profiles/testdata/goserver"); err != nil {
+		t.Fatal(err)
 	}
 	// The unprivileged user must reach the programs and write a
 	// temporary directory; t.TempDir makes both levels 0700.

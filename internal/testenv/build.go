@@ -60,10 +60,20 @@ func ExampleRootfs(dir string) (string, error) {
 	}
 	confinement := filepath.Join(dir, "confinement")
 	rootfs := filepath.Join(dir, "rootfs")
-	if err := run(root, "0", "go", "build", "-o", confinement, "./example/confinement"); err != nil {
+	if err := StaticGo(confinement, "./example/confinement"); err != nil {
 		return "", err
 	}
 	return rootfs, run(root, "", "./example/mkrootfs.sh", rootfs, confinement)
+}
+
+// StaticGo builds the module's package pkg ("./profiles/testdata/sysprobe")
+// into out without cgo: a static program that runs in any container.
+func StaticGo(out, pkg string) error {
+	root, err := ModuleRoot()
+	if err != nil {
+		return err
+	}
+	return run(root, "0", "go", "build", "-o", out, pkg)
 }
 
 func run(dir, cgo string, args ...string) error {

@@ -66,47 +66,26 @@ func build() error {
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return err
 	}
-	env.bin = filepath.Join(dir, "bin", "safe-run")
-	env.rootfs = filepath.Join(dir, "rootfs")
-	root, err := filepath.Abs("../..")
+	bins, err := testenv.Build(dir)
 	if err != nil {
 		return err
 	}
-	static := func(out, pkg string) *exec.Cmd {
-		c := exec.Command("go", "build", "-o", filepath.Join(dir, out), pkg)
-		c.Env = append(os.Environ(), "CGO_ENABLED=0")
-		return c
+	env.bin = bins.SafeRun
+	if env.rootfs, err = testenv.ExampleRootfs(dir); err != nil {
+		return err
 	}
-	steps := []*exec.Cmd{
-		// The Makefile knows how safe-run and its helpers are built.
-		exec.Command("make", "-s", "build", "BIN="+filepath.Join(dir, "bin")),
-		static("confinement", "./example/confinement"),
-		static("sysprobe", "./profiles/testdata/sysprobe"),
-		static("loop", "./profiles/testdata/loop"),
-		exec.Command("./example/mkrootfs.sh", env.rootfs, filepath.Join(dir, "confinement")),
-	}
+	probes := []string{"sysprobe", "loop"}
 	if runtime.GOARCH == "amd64" {
-		steps = append(steps, static("abiprobe", "./profiles/testdata/abiprobe"))
+		probes = append(probes, "abiprobe")
 	}
-	for _, c := range steps {
-		c.Dir = root
-		if out, err := c.CombinedOutput(); err != nil {
-			return fmt.Errorf("%s: %v\n%s", strings.Join(c.Args, " "), err, out)
-		}
-	}
-	for _, p := range []string{"sysprobe", "loop", "abiprobe"} {
-		if data, err := os.ReadFile(filepath.Join(dir, p)); err == nil {
-			if err := os.WriteFile(filepath.Join(env.rootfs, "bin", p), data, 0o755); err != nil {
-				return err
-			}
+	for _, p := range probes {
+		if err := testenv.StaticGo(filepath.Join(env.rootfs, "bin", p), "./profiles/testdata/"+p); err != nil {
+			return err
 		}
 	}
 	// Readable by a rootless user's container too, where the rootfs is
 	// not id-mapped.
-	if err := os.Chmod(env.rootfs, 0o755); err != nil {
-		return err
-	}
-	return os.Chmod(filepath.Join(dir, "bin"), 0o711)
+	return os.Chmod(env.rootfs, 0o755)
 }
 
 type result struct {
@@ -296,7 +275,7 @@ func TestThirtyTwoBitABIs(t *testing.T) {
 	// Some kernels do not run i386 calls at all (this one's hypervisor,
 	// PVM, faults on int $0x80): the probe says so outside any filter, and
 	// inside the container the call faults the same, before seccomp sees it.
-	hostI386, err := exec.Command(filepath.Join(env.dir, "abiprobe"), "i386").Output()
+	hostI386, err := exec.Command(filepath.Join(env.rootfs, "bin", "abiprobe"), "i386").Output()
 	if err != nil {
 		t.Fatalf("abiprobe i386 on the host: %v", err)
 	}
