@@ -4,172 +4,42 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/policy"
 )
 
-// engine is a dockerd of the test's own: private socket, data and exec
-// roots, no iptables and no bridge, plus a TCP listener without TLS on
-// loopback. Everything it made is removed on cleanup, even when the test
-// fails.
+// engine is a dockerd of the test's own (testenv.Dockerd) that also
+// listens on loopback TCP without TLS.
 type engine struct {
-	t       *testing.T
-	dir     string
-	socket  string
-	tcp     string
-	host    string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	logPath string
+	*testenv.Dockerd
+	t   *testing.T
+	tcp string
 }
 
 func startEngine(t *testing.T) *engine {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.Long(t)
-	dockerd := testenv.RequireTool(t, "dockerd")
-	testenv.RequireTool(t, "docker")
 	testenv.RequireTool(t, "busybox")
-	// A short path: a unix socket's path must fit in 108 bytes.
-	dir, err := os.MkdirTemp("/tmp", "srau-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &engine{t: t, dir: dir, socket: filepath.Join(dir, "docker.sock"), logPath: filepath.Join(dir, "dockerd.log"), exited: make(chan struct{})}
-	e.host = "unix://" + e.socket
-	t.Cleanup(e.cleanup)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.tcp = l.Addr().String()
+	tcp := l.Addr().String()
 	l.Close()
-	log, err := os.Create(e.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	e.cmd = exec.Command(dockerd,
-		"--iptables=false", "--ip-masq=false", "--ip-forward=false", "--bridge=none", "--userland-proxy=false",
-		"--host", e.host, "--host", "tcp://"+e.tcp,
-		"--data-root", filepath.Join(dir, "data"), "--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "docker.pid"), "--storage-driver", "vfs")
-	e.cmd.Stdout, e.cmd.Stderr = log, log
-	// Its own process group, so that cleanup reaches containerd too.
-	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := e.cmd.Start(); err != nil {
-		testenv.Skip(t, "dockerd cannot start here: %v", err)
-	}
-	go func() { e.cmd.Wait(); close(e.exited) }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if _, err := e.docker("version", "--format", "{{.Server.Version}}"); err == nil {
-			break
-		}
-		select {
-		case <-e.exited:
-			logText, _ := os.ReadFile(e.logPath)
-			testenv.Skip(t, "dockerd exited at start-up here:\n%s", tail(string(logText), 20))
-		default:
-		}
-		if time.Now().After(deadline) {
-			logText, _ := os.ReadFile(e.logPath)
-			t.Fatalf("dockerd did not answer within 60s:\n%s", tail(string(logText), 20))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	return e
-}
-
-func (e *engine) docker(args ...string) (string, error) {
-	cmd := exec.Command("docker", append([]string{"-H", e.host}, args...)...)
-	cmd.Env = append(os.Environ(), "DOCKER_CONFIG="+filepath.Join(e.dir, "cli"))
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, errb.String())
-	}
-	return strings.TrimSpace(out.String()), nil
+	d := testenv.StartDockerd(t, "--host", "tcp://"+tcp, "--storage-driver", "vfs")
+	return &engine{Dockerd: d, t: t, tcp: tcp}
 }
 
 func (e *engine) mustDocker(args ...string) string {
 	e.t.Helper()
-	out, err := e.docker(args...)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return out
-}
-
-// cleanup removes every container, stops the daemon (and its containerd),
-// unmounts what is left under the test's directory and removes it.
-func (e *engine) cleanup() {
-	if e.cmd != nil && e.cmd.Process != nil {
-		select {
-		case <-e.exited:
-		default:
-			if ids, err := e.docker("ps", "-aq"); err == nil && ids != "" {
-				e.docker(append([]string{"rm", "-f"}, strings.Fields(ids)...)...)
-			}
-			e.cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-e.exited:
-			case <-time.After(30 * time.Second):
-				e.t.Log("dockerd did not stop within 30s: killing its process group")
-			}
-		}
-		// containerd and shims are in dockerd's process group.
-		syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-e.exited:
-		case <-time.After(10 * time.Second):
-		}
-	}
-	unmountUnder(e.t, e.dir)
-	if err := os.RemoveAll(e.dir); err != nil {
-		e.t.Errorf("removing %s: %v", e.dir, err)
-	}
-}
-
-// unmountUnder detaches every mount below dir, deepest first.
-func unmountUnder(t *testing.T, dir string) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	var mounts []string
-	for _, l := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
-			mounts = append(mounts, f[4])
-		}
-	}
-	slices.SortFunc(mounts, func(a, b string) int { return len(b) - len(a) })
-	for _, m := range mounts {
-		if err := unix.Unmount(m, unix.MNT_DETACH); err != nil {
-			t.Logf("unmounting %s: %v", m, err)
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return e.MustDocker(e.t, args...)
 }
 
 // importBusybox builds a one-binary image with docker import: no registry.
@@ -187,7 +57,7 @@ func (e *engine) importBusybox() string {
 	tw.WriteHeader(&tar.Header{Name: "bin/sh", Typeflag: tar.TypeSymlink, Linkname: "busybox"})
 	tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777})
 	tw.Close()
-	tarPath := filepath.Join(e.dir, "busybox.tar")
+	tarPath := filepath.Join(e.Dir, "busybox.tar")
 	if err := os.WriteFile(tarPath, buf.Bytes(), 0o644); err != nil {
 		e.t.Fatal(err)
 	}
@@ -217,7 +87,7 @@ func TestAuditDockerd(t *testing.T) {
 	// What the seeds warn about, as far as this sandbox lets a container
 	// start (it lacks capabilities --privileged would need).
 	e.mustDocker("run", "-d", "--name", "bad", "--network", "host", "--pid", "host", "--ipc", "host", "--uts", "host",
-		"-v", e.socket+":/var/run/docker.sock", "-v", "/etc:/host-etc:ro", "-e", "API_TOKEN=hunter2",
+		"-v", e.Socket+":/var/run/docker.sock", "-v", "/etc:/host-etc:ro", "-e", "API_TOKEN=hunter2",
 		"--cap-add", "SYS_ADMIN", "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
 		"sr-busybox:test", "/bin/busybox", "sleep", "3600")
 	// --privileged cannot start in this sandbox: created, not run.
@@ -225,7 +95,7 @@ func TestAuditDockerd(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	res, err := Audit(ctx, Options{Host: e.host})
+	res, err := Audit(ctx, Options{Host: e.Host})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +107,7 @@ func TestAuditDockerd(t *testing.T) {
 		byName[r.Name] = r
 	}
 	want := map[string]string{
-		e.host: "SR026 SR029 SR030 SR031",
+		e.Host: "SR026 SR029 SR030 SR031",
 		"good": "",
 		"bad":  "SR001 SR002 SR003 SR004 SR005 SR006 SR007 SR008 SR009 SR010 SR011 SR012 SR013 SR014 SR015 SR017 SR018 SR021",
 	}
@@ -257,14 +127,14 @@ func TestAuditDockerd(t *testing.T) {
 	if score, _ := byName["good"].Score(); score != 100 {
 		t.Errorf("hardened container scores %d", score)
 	}
-	for _, f := range byName[e.host].Findings {
+	for _, f := range byName[e.Host].Findings {
 		if f.Rule.ID == "SR026" && f.Path != "tcp://"+e.tcp {
 			t.Errorf("SR026 at %s, want the test's listener tcp://%s", f.Path, e.tcp)
 		}
 	}
 
 	// --all adds the created, privileged one.
-	res, err = Audit(ctx, Options{Host: e.host, All: true})
+	res, err = Audit(ctx, Options{Host: e.Host, All: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,10 +150,10 @@ func TestAuditDockerd(t *testing.T) {
 
 	// A socket every user may write to is SR027; members of its group,
 	// SR028 (the group is docker where it exists, root otherwise).
-	if err := os.Chmod(e.socket, 0o666); err != nil {
+	if err := os.Chmod(e.Socket, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	res, err = Audit(ctx, Options{Host: e.host})
+	res, err = Audit(ctx, Options{Host: e.Host})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package export
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,178 +9,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
-
-// dockerd is a Docker daemon of the test's own: private socket, data root,
-// exec root, pid file and cgroup parent, no iptables and no bridge.
-type dockerd struct {
-	dir          string
-	cgroupParent string
-	cmd          *exec.Cmd
-	env          []string
-}
-
-// startDockerd starts a daemon for t and stops it, and removes everything
-// it made, when t ends, whether t passed or not.
-func startDockerd(t *testing.T) *dockerd {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.Long(t)
-	bin := testenv.RequireTool(t, "dockerd")
-	testenv.RequireTool(t, "docker")
-	dir, err := os.MkdirTemp("", "safe-run-dockerd-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dockerd{dir: dir, cgroupParent: filepath.Base(dir)}
-	sock := filepath.Join(dir, "docker.sock")
-	d.env = append(os.Environ(), "DOCKER_HOST=unix://"+sock, "DOCKER_CONFIG="+filepath.Join(dir, "config"))
-	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(bin,
-		"--iptables=false", "--ip6tables=false", "--bridge=none", "--ip-masq=false",
-		"--host", "unix://"+sock,
-		"--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "exec"),
-		"--pidfile", filepath.Join(dir, "docker.pid"),
-		"--cgroup-parent", d.cgroupParent)
-	d.cmd.Stdout, d.cmd.Stderr = log, log
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting dockerd: %v", err)
-	}
-	t.Cleanup(func() { d.stop(t); log.Close(); _ = os.RemoveAll(dir) })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if err := d.docker(t, "version").Run(); err == nil {
-			return d
-		}
-		if time.Now().After(deadline) || d.cmd.ProcessState != nil {
-			logText, _ := os.ReadFile(log.Name())
-			testenv.Skip(t, "dockerd does not start on this kernel: %s", lastLines(logText, 10))
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// docker is a docker CLI command against d.
-func (d *dockerd) docker(t *testing.T, args ...string) *exec.Cmd {
-	cmd := exec.Command("docker", args...)
-	cmd.Env = d.env
-	return cmd
-}
-
-// run runs docker and returns its standard output.
-func (d *dockerd) run(t *testing.T, args ...string) []byte {
-	t.Helper()
-	var stderr bytes.Buffer
-	cmd := d.docker(t, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("docker %s: %v: %s", strings.Join(args, " "), err, stderr.String())
-	}
-	return out
-}
-
-// stop ends the daemon (and the containerd it manages), unmounts what
-// they left, and removes their cgroups.
-func (d *dockerd) stop(t *testing.T) {
-	if d.cmd.Process != nil && d.cmd.ProcessState == nil {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = d.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			t.Logf("dockerd did not stop within 20s of SIGTERM: killing it")
-			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
-			<-done
-		}
-	}
-	if b, err := os.ReadFile(filepath.Join(d.dir, "exec", "containerd", "containerd.pid")); err == nil {
-		var pid int
-		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	unmountUnder(t, d.dir)
-	removeCgroups(t, d.cgroupParent)
-}
-
-// unmountUnder detaches every mount below dir, deepest first.
-func unmountUnder(t *testing.T, dir string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Errorf("reading mountinfo: %v", err)
-		return
-	}
-	var points []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			points = append(points, f[4])
-		}
-	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	for _, p := range points {
-		if err := unix.Unmount(p, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
-			t.Errorf("unmounting %s: %v", p, err)
-		}
-	}
-}
-
-// removeCgroups removes the cgroup name, and the cgroups below it, in
-// every hierarchy.
-func removeCgroups(t *testing.T, name string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Errorf("reading mountinfo: %v", err)
-		return
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		_, after, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(line), strings.Fields(after)
-		if !ok || len(g) == 0 || (g[0] != "cgroup" && g[0] != "cgroup2") {
-			continue
-		}
-		root := filepath.Join(f[4], name)
-		var dirs []string
-		_ = filepath.WalkDir(root, func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := os.Remove(dirs[i]); err != nil {
-				t.Errorf("removing cgroup %s: %v", dirs[i], err)
-			}
-		}
-	}
-}
-
-func lastLines(b []byte, n int) string {
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
 
 // exampleRootfs builds the example service's root filesystem as `make
 // example` does, into a directory of t's.
@@ -326,7 +162,7 @@ type inspected struct {
 // TestDockerRun runs the exported docker run line against a real dockerd
 // and checks every setting in docker inspect.
 func TestDockerRun(t *testing.T) {
-	d := startDockerd(t)
+	d := testenv.StartDockerd(t)
 	rootfs := exampleRootfs(t)
 	name := "safe-run-export-test"
 	p := prepareForRun(t, writeManifest(t, name, rootfs))
@@ -343,17 +179,17 @@ func TestDockerRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = d.docker(t, "rm", "--force", "--volumes", name).Run()
-		_ = d.docker(t, "volume", "rm", name+"-data").Run()
+		_, _ = d.Docker("rm", "--force", "--volumes", name)
+		_, _ = d.Docker("volume", "rm", name+"-data")
 	})
 	run := exec.Command("sh", script)
-	run.Env = d.env
+	run.Env = d.Env
 	if b, err := run.CombinedOutput(); err != nil {
 		t.Fatalf("the exported script: %v\n%s\n%s", err, b, out.Text)
 	}
 
 	var got []inspected
-	if err := json.Unmarshal(d.run(t, "inspect", name), &got); err != nil || len(got) != 1 {
+	if err := json.Unmarshal([]byte(d.MustDocker(t, "inspect", name)), &got); err != nil || len(got) != 1 {
 		t.Fatalf("docker inspect: %v", err)
 	}
 	c := got[0]
@@ -455,7 +291,7 @@ func TestDockerRun(t *testing.T) {
 	})
 
 	// The container runs confined: a write to its root fails.
-	if err := d.docker(t, "exec", name, "touch", "/x").Run(); err == nil {
+	if _, err := d.Docker("exec", name, "touch", "/x"); err == nil {
 		t.Error("docker exec touch /x succeeded on a read-only root filesystem")
 	}
 }

@@ -236,7 +236,7 @@ func (s *nestedSystemd) stop(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	removeCgroups(t, s.cgroup)
+	testenv.RemoveCgroups(t, s.cgroup)
 }
 
 func tryRemoveCgroups(name string) error {
