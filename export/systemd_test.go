@@ -231,40 +231,12 @@ func (s *nestedSystemd) stop(t *testing.T) {
 	_ = s.cmd.Wait()
 	// The cgroups empty as the killed processes are reaped.
 	for i := 0; i < 50; i++ {
-		if tryRemoveCgroups(s.cgroup) == nil {
+		if testenv.TryRemoveCgroups(s.cgroup) == nil {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	testenv.RemoveCgroups(t, s.cgroup)
-}
-
-func tryRemoveCgroups(name string) error {
-	var errs []error
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		_, after, ok := strings.Cut(line, " - ")
-		f, g := strings.Fields(line), strings.Fields(after)
-		if !ok || len(g) == 0 || (g[0] != "cgroup" && g[0] != "cgroup2") {
-			continue
-		}
-		var dirs []string
-		_ = filepath.WalkDir(filepath.Join(f[4], name), func(p string, e os.DirEntry, err error) error {
-			if err == nil && e.IsDir() {
-				dirs = append(dirs, p)
-			}
-			return nil
-		})
-		for i := len(dirs) - 1; i >= 0; i-- {
-			if err := os.Remove(dirs[i]); err != nil {
-				errs = append(errs, err)
-			}
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // confinementKeys are the fields of example/confinement's report that must

@@ -180,13 +180,21 @@ func UnmountUnder(t *testing.T, dir string) {
 }
 
 // RemoveCgroups removes the cgroup name, and the cgroups below it, in
-// every hierarchy.
+// every hierarchy, and fails t on what it cannot remove.
 func RemoveCgroups(t *testing.T, name string) {
+	if err := TryRemoveCgroups(name); err != nil {
+		t.Errorf("removing cgroup %s: %v", name, err)
+	}
+}
+
+// TryRemoveCgroups is RemoveCgroups for a caller that retries: a cgroup
+// is busy until the processes killed in it are reaped.
+func TryRemoveCgroups(name string) error {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		t.Errorf("reading mountinfo: %v", err)
-		return
+		return err
 	}
+	var errs []error
 	for _, line := range strings.Split(string(b), "\n") {
 		_, after, ok := strings.Cut(line, " - ")
 		f, g := strings.Fields(line), strings.Fields(after)
@@ -202,10 +210,11 @@ func RemoveCgroups(t *testing.T, name string) {
 		})
 		for i := len(dirs) - 1; i >= 0; i-- {
 			if err := os.Remove(dirs[i]); err != nil {
-				t.Errorf("removing cgroup %s: %v", dirs[i], err)
+				errs = append(errs, err)
 			}
 		}
 	}
+	return errors.Join(errs...)
 }
 
 // LastLines is the last n lines of s, for a log in a failure message.
