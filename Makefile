@@ -20,9 +20,9 @@ SUBIDS := 1073741824-1140850687
 
 build: deps-build
 	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run ./cmd/safe-run
-	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run-supervisor ./cmd/safe-run-supervisor
-	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/safe-run-janitor ./cmd/safe-run-janitor
+	$(GO) build -tags '$(TAGS)' -o $(BIN)/safe-run-tools ./cmd/safe-run-tools
 	$(CC) -static -Os -Wall -Wextra -o $(BIN)/safe-run-init cmd/safe-run-init/safe-run-init.c
+	$(CC) -static -Os -Wall -Wextra -o $(BIN)/safe-run-janitor cmd/safe-run-janitor/safe-run-janitor.c
 
 example: build
 	CGO_ENABLED=0 $(GO) build -ldflags '-s -w' -o $(BIN)/confinement ./example/confinement

@@ -37,13 +37,13 @@ func safeRunMemory(ctx context.Context, e *env) ([]row, error) {
 	if err := waitFor(cmd.Process.Pid, "sleep", 5*time.Second); err != nil {
 		return nil, err
 	}
-	rows := []row{statusRow("safe-run (supervisor)", cmd.Process.Pid,
-		"safe-run-supervisor, which safe-run hands the process over to; goal: VmRSS under 15 MiB. RssFile is clean pages of its binary, shared by every supervisor; RssAnon is its own")}
+	rows := []row{statusRow("safe-run (supervising)", cmd.Process.Pid,
+		"safe-run, which prepared the service and supervises it; goal: VmRSS under 15 MiB. RssFile is clean pages of its binary, shared by every safe-run; RssAnon is its own")}
 	for _, child := range children(cmd.Process.Pid) {
 		argv0 := cmdline0(child)
 		switch {
 		case filepath.Base(argv0) == "safe-run-janitor":
-			rows = append(rows, statusRow("safe-run-janitor", child, "static Go binary, waiting on a pipe"))
+			rows = append(rows, statusRow("safe-run-janitor", child, "static C program, waiting on a pipe"))
 		case argv0 == "/dev/init":
 			rows = append(rows, statusRow("init in the container (safe-run-init)", child, "PID 1 of the container, in front of sleep"))
 		}

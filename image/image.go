@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,9 +47,12 @@ type Options struct {
 	// Progress receives pull and unpack progress: a bar on a terminal,
 	// plain lines otherwise. nil: none.
 	Progress io.Writer
+	// Registry connects to the registry of an image.ref (package
+	// image/registry). nil: only a ref pinned by digest and already cached
+	// resolves; others fail with ErrRegistryNeeded.
+	Registry Connect
 
-	limits    limits            // zero: the defaults; tests set small ones
-	transport http.RoundTripper // nil: Go's default; tests trust their own TLS registry
+	limits limits // zero: the defaults; tests set small ones
 }
 
 // Resolve finds the root filesystem the manifest names: a directory as it

@@ -3,7 +3,9 @@ package image_test
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/safe-run/safe-run/internal/testenv"
+	"io"
+	"log"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,14 +14,19 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	regserver "github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // buildExample builds safe-run and what `make example` builds: the example
 // rootfs packed as an OCI layout by example/mkoci, and a docker archive of
-// the same image.
-func buildExample(t *testing.T, work string) testenv.Binaries {
+// the same image, which it returns.
+func buildExample(t *testing.T, work string) (testenv.Binaries, v1.Image) {
 	t.Helper()
 	bins, err := testenv.Build(work)
 	if err != nil {
@@ -55,7 +62,7 @@ func buildExample(t *testing.T, work string) testenv.Binaries {
 	if err := tarball.WriteToFile(filepath.Join(work, "example.tar"), tag, img); err != nil {
 		t.Fatal(err)
 	}
-	return bins
+	return bins, img
 }
 
 // TestRunExampleImage runs the example service from an OCI layout and from
@@ -74,10 +81,11 @@ func TestRunExampleImage(t *testing.T) {
 	if err := os.Chmod(work, 0o711); err != nil {
 		t.Fatal(err)
 	}
-	bins := buildExample(t, work)
+	bins, img := buildExample(t, work)
+	data := filepath.Join(work, "data")
 	safeRun := func(args ...string) (stdout, stderr string, code int) {
 		c := exec.Command(bins.SafeRun, args...)
-		c.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+filepath.Join(work, "state"), "SAFE_RUN_DATA_DIR="+filepath.Join(work, "data"))
+		c.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+filepath.Join(work, "state"), "SAFE_RUN_DATA_DIR="+data)
 		var out, errOut bytes.Buffer
 		c.Stdout, c.Stderr = &out, &errOut
 		_ = c.Run()
@@ -135,4 +143,50 @@ pids = 64
 			t.Logf("start report:\n%s", report)
 		})
 	}
+
+	// From a registry, safe-run hands the start to safe-run-tools, which
+	// pulls and hands the prepared service back. Pinned and cached, the
+	// next start needs neither the registry nor safe-run-tools.
+	t.Run("ref", func(t *testing.T) {
+		data = filepath.Join(work, "data-ref") // an empty cache: the oci run cached the same image
+		srv := httptest.NewServer(regserver.New(regserver.Logger(log.New(io.Discard, "", 0))))
+		defer srv.Close()
+		host := srv.Listener.Addr().String()
+		ref, _ := name.ParseReference(host + "/example:v1")
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		path := filepath.Join(work, "ref.toml")
+		text := `version = 1
+name = "image-probe-ref"
+[image]
+ref = "` + host + `/example@` + d.String() + `"
+[process]
+command = ["/bin/confinement", "-json"]
+[resources]
+memory = "64M"
+cpus = 0.5
+pids = 64
+[insecure]
+reason = "the test's registry, on loopback"
+allow = ["insecure_registry"]
+`
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stdout, report, code := safeRun(path)
+		if code != 0 || !strings.Contains(stdout, `"UID":1000`) || !strings.Contains(report, "from ref "+host) || !strings.Contains(report, "(unpacked ") {
+			t.Fatalf("first start: exit %d\n%s\n%s", code, stdout, report)
+		}
+		srv.Close()
+		if err := os.Rename(bins.Tools, bins.Tools+".away"); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Rename(bins.Tools+".away", bins.Tools)
+		stdout, report, code = safeRun(path)
+		if code != 0 || !strings.Contains(stdout, `"UID":1000`) || !strings.Contains(report, "(cached)") {
+			t.Fatalf("cached start, registry down, no safe-run-tools: exit %d\n%s\n%s", code, stdout, report)
+		}
+	})
 }

@@ -7,7 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+
 	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/image/registry"
 	"github.com/safe-run/safe-run/manifest"
 )
 
@@ -18,7 +21,8 @@ func TestMain(m *testing.M) {
 		path, cacheDir, _ := strings.Cut(v, ":")
 		svc, err := manifest.Load(path)
 		if err == nil {
-			_, err = image.Resolve(context.Background(), svc, image.Options{Dir: cacheDir})
+			pull := func(repo name.Repository, allowHTTP bool) image.Registry { return registry.New(repo, allowHTTP, nil) }
+			_, err = image.Resolve(context.Background(), svc, image.Options{Dir: cacheDir, Registry: pull})
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)

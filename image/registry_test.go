@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/safe-run/safe-run/image/registry"
 )
 
 // testRegistry is go-containerregistry's registry, in process, on
@@ -74,7 +76,10 @@ func TestRegistryPinned(t *testing.T) {
 	d := reg.push(t, "team/web:v1", img)
 	dir, cacheDir := t.TempDir(), t.TempDir()
 	svc := service(t, dir, `ref = "`+reg.host+`/team/web@`+d+`"`, "insecure_registry")
-	got, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	if _, err := Resolve(t.Context(), svc, Options{Dir: cacheDir}); !errors.Is(err, ErrRegistryNeeded) {
+		t.Fatalf("an uncached ref without a registry client: %v, want ErrRegistryNeeded", err)
+	}
+	got, err := Resolve(t.Context(), svc, Options{Dir: cacheDir, Registry: pulls(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,7 +90,8 @@ func TestRegistryPinned(t *testing.T) {
 	if !strings.HasPrefix(got.Notes[0], "image "+d+" from ref "+reg.host+"/team/web@"+d+" (unpacked 4 files, ") {
 		t.Errorf("note %q", got.Notes[0])
 	}
-	// Pinned and cached: starting again needs no registry.
+	// Pinned and cached: starting again needs no registry, nor the
+	// client (safe-run's fast path runs it without one).
 	reg.close()
 	again, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
 	if err != nil {
@@ -104,38 +110,27 @@ func TestRegistryPlainHTTP(t *testing.T) {
 	reg := startRegistry(t, false, nil)
 	d := reg.push(t, "web:v1", configuredImage(t, "x"))
 	dir := t.TempDir()
-	_, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`), Options{Dir: t.TempDir()})
+	_, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`), Options{Dir: t.TempDir(), Registry: pulls(nil)})
 	// Why HTTPS failed is Go's to say, in words that depend on timing.
 	want := regexp.QuoteMeta(dir+"/service.toml:4: image.ref: plain HTTP refused: cannot pull from "+reg.host+" (over HTTPS: ") + "[^()]+" +
 		regexp.QuoteMeta(`), and plain HTTP, which anyone on the path can read and tamper with, is refused [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge plain HTTP to this loopback registry: [insecure] allow = ["insecure_registry"] with a reason)`)
-	if !errors.Is(err, errPlainHTTP) || !regexp.MustCompile("^"+want+"$").MatchString(err.Error()) {
+	if !errors.Is(err, registry.ErrPlainHTTP) || !regexp.MustCompile("^"+want+"$").MatchString(err.Error()) {
 		t.Errorf("error\n%v\nwant\n%s", err, want)
-	}
-
-	// Not on loopback: never, whatever [insecure] says. The guard is what
-	// refuses; no request leaves.
-	g := &httpGuard{base: roundTripFunc(func(*http.Request) (*http.Response, error) {
-		t.Fatal("a plain HTTP request to a non-loopback registry was sent")
-		return nil, nil
-	}), allowHTTP: true}
-	for _, u := range []string{"http://10.1.2.3:5000/v2/", "http://registry.example/v2/", "http://[fe80::1]:5000/v2/"} {
-		req, _ := http.NewRequest(http.MethodGet, u, nil)
-		if _, err := g.RoundTrip(req); !errors.Is(err, errPlainHTTP) {
-			t.Errorf("%s: %v", u, err)
-		}
 	}
 }
 
-type roundTripFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+// pulls connects as safe-run-tools does: image/registry's client, over
+// transport (nil: Go's default).
+func pulls(transport http.RoundTripper) Connect {
+	return func(repo name.Repository, allowHTTP bool) Registry { return registry.New(repo, allowHTTP, transport) }
+}
 
 func TestRegistryTLS(t *testing.T) {
 	testenv.RequireRoot(t)
 	reg := startRegistry(t, true, nil)
 	d := reg.push(t, "web:v1", configuredImage(t, "tls"))
 	dir := t.TempDir()
-	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`), Options{Dir: t.TempDir(), transport: reg.transport})
+	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`), Options{Dir: t.TempDir(), Registry: pulls(reg.transport)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +145,7 @@ func TestRegistryTag(t *testing.T) {
 	d := reg.push(t, "web:v1", configuredImage(t, "v1"))
 	dir, cacheDir := t.TempDir(), t.TempDir()
 	svc := service(t, dir, `ref = "`+reg.host+`/web:v1"`, "unpinned_image", "insecure_registry")
-	got, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	got, err := Resolve(t.Context(), svc, Options{Dir: cacheDir, Registry: pulls(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,13 +156,18 @@ func TestRegistryTag(t *testing.T) {
 	}
 	// The tag moves: the next start follows it, and says so.
 	d2 := reg.push(t, "web:v1", configuredImage(t, "v2"))
-	again, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	again, err := Resolve(t.Context(), svc, Options{Dir: cacheDir, Registry: pulls(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer again.Release()
 	if data, _ := os.ReadFile(filepath.Join(again.Rootfs, "etc/marker")); string(data) != "v2" || again.Digest != d2 {
 		t.Errorf("after the tag moved: %s %q", again.Digest, data)
+	}
+	// Cached or not, a tag is looked up on every start: never without
+	// the client.
+	if _, err := Resolve(t.Context(), svc, Options{Dir: cacheDir}); !errors.Is(err, ErrRegistryNeeded) {
+		t.Errorf("a cached tag without a registry client: %v, want ErrRegistryNeeded", err)
 	}
 }
 
@@ -204,7 +204,7 @@ func TestRegistryTampered(t *testing.T) {
 			d := reg.push(t, "web:v1", img)
 			tamper.Store(true)
 			cacheDir := t.TempDir()
-			_, err := Resolve(t.Context(), service(t, t.TempDir(), `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir})
+			_, err := Resolve(t.Context(), service(t, t.TempDir(), `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir, Registry: pulls(nil)})
 			if err == nil {
 				t.Fatal("a tampered image was accepted")
 			}
@@ -235,7 +235,7 @@ func TestRegistryIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, _ := idx.Digest()
-	got, err := Resolve(t.Context(), service(t, t.TempDir(), `ref = "`+reg.host+`/multi@`+id.String()+`"`, "insecure_registry"), Options{Dir: t.TempDir()})
+	got, err := Resolve(t.Context(), service(t, t.TempDir(), `ref = "`+reg.host+`/multi@`+id.String()+`"`, "insecure_registry"), Options{Dir: t.TempDir(), Registry: pulls(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -265,7 +265,7 @@ func TestRegistryCredentials(t *testing.T) {
 	svc := service(t, t.TempDir(), `ref = "`+reg.host+`/private@`+d+`"`, "insecure_registry")
 
 	t.Setenv("DOCKER_CONFIG", t.TempDir())
-	if _, err := Resolve(t.Context(), svc, Options{Dir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "401 Unauthorized") {
+	if _, err := Resolve(t.Context(), svc, Options{Dir: t.TempDir(), Registry: pulls(nil)}); err == nil || !strings.Contains(err.Error(), "401 Unauthorized") {
 		t.Errorf("without credentials: %v", err)
 	}
 	cfg := t.TempDir()
@@ -274,7 +274,7 @@ func TestRegistryCredentials(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("DOCKER_CONFIG", cfg)
-	got, err := Resolve(t.Context(), svc, Options{Dir: t.TempDir()})
+	got, err := Resolve(t.Context(), svc, Options{Dir: t.TempDir(), Registry: pulls(nil)})
 	if err != nil {
 		t.Fatalf("with credentials in $DOCKER_CONFIG/config.json: %v", err)
 	}

@@ -42,8 +42,11 @@ func newSource(s *manifest.Service, opts Options) (field string, src source, err
 		if err != nil {
 			return "image.ref", nil, err
 		}
-		allowHTTP := s.Allows(manifest.AllowInsecureRegistry)
-		return "image.ref", &refSource{orig: s.Image.Ref, ref: ref, reg: newRegistry(ref.Context(), allowHTTP, opts.transport)}, nil
+		src := &refSource{orig: s.Image.Ref, ref: ref}
+		if opts.Registry != nil {
+			src.reg = &registryStore{opts.Registry(ref.Context(), s.Allows(manifest.AllowInsecureRegistry))}
+		}
+		return "image.ref", src, nil
 	}
 	return "image", nil, errors.New("no image source (set image.oci, image.archive or image.ref)")
 }
@@ -55,9 +58,9 @@ func resolveImage(ctx context.Context, s *manifest.Service, opts Options) (*Imag
 	}
 	defer src.close()
 	img, err := resolveFrom(ctx, src, s.Allows(manifest.AllowSetuidBinaries), opts)
-	var plain *plainHTTPError
-	if errors.As(err, &plain) {
-		err = plain
+	var whole wholeStory
+	if errors.As(err, &whole) {
+		err = whole
 	}
 	if err != nil {
 		return nil, &sourceError{s.Errorf(field, "%v", err), err}
@@ -334,7 +337,7 @@ func (a *archiveSource) close() {
 type refSource struct {
 	orig   string
 	ref    name.Reference
-	reg    *registry
+	reg    *registryStore // nil: no registry client (Options.Registry)
 	digest v1.Hash
 }
 
@@ -350,7 +353,10 @@ func (r *refSource) key(ctx context.Context) (string, []string, error) {
 		return contentKey(h), nil, nil
 	}
 	// A tag, which policy let through: [insecure] allows unpinned_image.
-	d, err := r.reg.head(ctx, r.ref)
+	if r.reg == nil {
+		return "", nil, fmt.Errorf("%w: %s is a tag, looked up on every start", ErrRegistryNeeded, r.orig)
+	}
+	d, err := r.reg.Head(ctx, r.ref)
 	if err != nil {
 		return "", nil, err
 	}
@@ -364,6 +370,9 @@ func (r *refSource) key(ctx context.Context) (string, []string, error) {
 }
 
 func (r *refSource) open(ctx context.Context, _ *cache) (*found, error) {
+	if r.reg == nil {
+		return nil, fmt.Errorf("%w: %s is not cached", ErrRegistryNeeded, r.orig)
+	}
 	return resolveDesc(ctx, r.reg, v1.Descriptor{Digest: r.digest}, r.String())
 }
 

@@ -484,7 +484,7 @@ func TestResolveKilled(t *testing.T) {
 		t.Fatal("the killed pull left nothing to clean up: the test did not kill it mid-pull")
 	}
 	stall.Store(false)
-	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir})
+	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir, Registry: pulls(nil)})
 	if err != nil {
 		t.Fatal(err)
 	}

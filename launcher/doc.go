@@ -8,5 +8,5 @@
 //
 // It also owns the host facts a spec depends on (Host: state directories,
 // user namespace ranges, cgroup placement, rootless) and the Job that
-// safe-run hands to safe-run-supervisor, the small binary that runs it.
+// safe-run-tools hands to safe-run when it prepared a service itself.
 package launcher

@@ -341,12 +341,12 @@ func TestInGuest(t *testing.T) {
 	start := time.Now()
 	status, err := guest.Run(t.Context(), guest.Options{
 		Files: map[string]string{
-			"/usr/bin/safe-run":            filepath.Join(dir, "safe-run"),
-			"/usr/bin/safe-run-supervisor": filepath.Join(dir, "safe-run-supervisor"),
-			"/usr/bin/safe-run-init":       filepath.Join(dir, "bin", "safe-run-init"),
-			"/usr/bin/safe-run-janitor":    filepath.Join(dir, "bin", "safe-run-janitor"),
-			"/srv/rootfs":                  filepath.Join(dir, "rootfs"),
-			"/srv/m":                       filepath.Join(dir, "m"),
+			"/usr/bin/safe-run":         filepath.Join(dir, "safe-run"),
+			"/usr/bin/safe-run-tools":   filepath.Join(dir, "safe-run-tools"),
+			"/usr/bin/safe-run-init":    filepath.Join(dir, "bin", "safe-run-init"),
+			"/usr/bin/safe-run-janitor": filepath.Join(dir, "bin", "safe-run-janitor"),
+			"/srv/rootfs":               filepath.Join(dir, "rootfs"),
+			"/srv/m":                    filepath.Join(dir, "m"),
 		},
 		// newuidmap and newgidmap, setuid, for the rootless run.
 		Programs: map[string]string{"/usr/bin/newuidmap": "/usr/bin/newuidmap", "/usr/bin/newgidmap": "/usr/bin/newgidmap"},
@@ -699,15 +699,15 @@ func parseSteps(console string) map[string]guestStep {
 }
 
 // buildGuestFiles builds what the guest needs into a directory: static
-// safe-run and safe-run-supervisor (the helpers are static already), the example rootfs with
-// /bin/attempt, and the manifests.
+// safe-run and safe-run-tools (the helpers are static already), the
+// example rootfs with /bin/attempt, and the manifests.
 func buildGuestFiles(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := testenv.Build(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"safe-run", "safe-run-supervisor"} {
+	for _, cmd := range []string{"safe-run", "safe-run-tools"} {
 		if err := guest.BuildStatic(t.Context(), "github.com/safe-run/safe-run/cmd/"+cmd, filepath.Join(dir, cmd), "seccomp"); err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 	"time"
@@ -14,11 +15,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/apparmor"
+	"github.com/safe-run/safe-run/manifest"
 )
 
-// Job is one run as `safe-run run` hands it, as JSON, to
-// safe-run-supervisor, which runs it: the spec, the host facts, and the
-// options that can travel between processes.
+// Job is one run as safe-run-tools hands it, as JSON, to safe-run, which
+// runs it: the spec, the host facts, and the options that can travel
+// between processes.
 type Job struct {
 	Spec                 *specs.Spec
 	Host                 Host
@@ -62,6 +64,19 @@ const (
 	ExitCommandMissing = 127 // the command does not exist
 )
 
+// Fail prints err as safe-run reports its own failures (each manifest error
+// on its own line, FILE:LINE first) and returns the exit status for it.
+func Fail(w io.Writer, err error) int {
+	if fields := manifest.FieldErrors(err); len(fields) > 0 {
+		for _, f := range fields {
+			fmt.Fprintln(w, f)
+		}
+	} else {
+		fmt.Fprintf(w, "safe-run: %v\n", err)
+	}
+	return ExitCode(err)
+}
+
 // ExitCode is the exit status for an error of Run's.
 func ExitCode(err error) int {
 	switch {
@@ -73,10 +88,30 @@ func ExitCode(err error) int {
 	return ExitFailed
 }
 
-// Supervise replaces this process with safe-run-supervisor at path, which
-// runs job. The job travels in a memfd the supervisor inherits; the
-// process keeps its pid, so a systemd unit's main process stays the same,
-// and its stdio.
+// HelperPath finds a binary safe-run ships (safe-run, safe-run-tools,
+// safe-run-init, safe-run-janitor) beside the running one, or in the lib
+// directory of a packaged install.
+func HelperPath(name string) string {
+	exe, err := os.Executable()
+	if err != nil {
+		return name
+	}
+	dir := filepath.Dir(exe)
+	for _, p := range []string{
+		filepath.Join(dir, name),
+		filepath.Join(dir, "..", "lib", "safe-run", name),
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return filepath.Clean(p)
+		}
+	}
+	return filepath.Join(dir, name)
+}
+
+// Supervise replaces this process with the safe-run binary at path, which
+// runs job (ReadJob). The job travels in a memfd it inherits; the process
+// keeps its pid, so a systemd unit's main process stays the same, and its
+// stdio.
 func Supervise(job *Job, path string) error {
 	data, err := json.Marshal(job)
 	if err != nil {
@@ -91,21 +126,27 @@ func Supervise(job *Job, path string) error {
 	if _, err := f.Write(data); err != nil {
 		return fmt.Errorf("handing the job to the supervisor: %w", err)
 	}
-	argv := []string{"safe-run-supervisor", "--job-fd", strconv.Itoa(fd)}
+	argv := []string{"safe-run", SuperviseCommand, "--job-fd", strconv.Itoa(fd)}
 	err = syscall.Exec(path, argv, os.Environ())
-	return fmt.Errorf("starting the supervisor %s: %w (install safe-run-supervisor beside safe-run)", path, err)
+	return fmt.Errorf("handing the service to %s: %w (install safe-run beside safe-run-tools)", path, err)
 }
 
-// ReadJob reads the job safe-run-supervisor was handed: its arguments are
-// --job-fd N.
-func ReadJob(args []string) (*Job, error) {
-	if len(args) != 2 || args[0] != "--job-fd" {
-		return nil, errors.New("usage: safe-run-supervisor --job-fd N (safe-run run starts it; run safe-run instead)")
+// SuperviseCommand is the first argument of safe-run when it is handed a
+// job: safe-run supervise --job-fd N.
+const SuperviseCommand = "supervise"
+
+// JobFD is the descriptor of the job safe-run was handed, when its
+// arguments are those of Supervise.
+func JobFD(args []string) (fd int, ok bool) {
+	if len(args) != 3 || args[0] != SuperviseCommand || args[1] != "--job-fd" {
+		return 0, false
 	}
-	fd, err := strconv.Atoi(args[1])
-	if err != nil {
-		return nil, fmt.Errorf("--job-fd %q: %w", args[1], err)
-	}
+	fd, err := strconv.Atoi(args[2])
+	return fd, err == nil && fd > 2
+}
+
+// ReadJob reads the job safe-run was handed in the memfd fd.
+func ReadJob(fd int) (*Job, error) {
 	f := os.NewFile(uintptr(fd), "safe-run-job")
 	defer f.Close()
 	var job Job

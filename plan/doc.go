@@ -4,9 +4,9 @@
 // and build the one OCI runtime spec they add up to (Spec), with the host
 // facts the launcher provides.
 //
-// It is apart from package launcher so that what runs containers stays
-// small: libcontainer re-executes the running binary as every container's
-// init, and the supervisor stays resident for the service's life; the
-// image stage's registry client and the rest of the command line need not
-// be part of either (see cmd/safe-run-supervisor).
+// Both binaries use it: safe-run, which runs what it prepares in the same
+// process, passes no registry client (Options.Registry), so that nothing
+// of it is linked into what libcontainer re-executes as every container's
+// init; safe-run-tools passes one, pulls, and hands the prepared service
+// to safe-run (see cmd/safe-run).
 package plan

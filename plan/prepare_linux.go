@@ -44,6 +44,9 @@ type Options struct {
 	Allocate bool
 	// Progress receives image pull and unpack progress; nil: none.
 	Progress io.Writer
+	// Registry pulls images from registries (image.Options.Registry);
+	// nil: an image.ref must be pinned and cached.
+	Registry image.Connect
 }
 
 // Prepare runs every stage before the launcher on the manifest at path:
@@ -62,7 +65,7 @@ func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) 
 			return nil, err
 		}
 	}
-	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress})
+	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry})
 	if err != nil {
 		return nil, err
 	}

@@ -6,23 +6,31 @@ import (
 	"testing"
 )
 
-// TestNoHeavyDeps keeps Kubernetes' packages out of the binary:
-// libcontainer re-executes safe-run for every container start, so every
-// package it links is initialised again each time (k8s.io/api/core and
-// apps alone cost about 2 ms and 9 MB there). package export writes the
-// Kubernetes objects through local types; only its tests use k8s.io.
-func TestNoHeavyDeps(t *testing.T) {
+// TestLean keeps safe-run to running services: it is every container's
+// init (libcontainer re-executes it, initialising every package it links
+// each time) and stays resident for the service's life. Pulling from
+// registries, the command line's other commands, exports and audit belong
+// to safe-run-tools.
+func TestLean(t *testing.T) {
 	out, err := exec.Command("go", "list", "-tags", "seccomp", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
+	forbidden := []string{
+		"github.com/safe-run/safe-run/image/registry", "github.com/safe-run/safe-run/export",
+		"github.com/safe-run/safe-run/audit", "github.com/safe-run/safe-run/importer",
+		"github.com/safe-run/safe-run/doctor", "github.com/spf13/cobra",
+		"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "crypto/tls", "k8s.io/",
+	}
 	var bad []string
 	for _, pkg := range strings.Fields(string(out)) {
-		if strings.HasPrefix(pkg, "k8s.io/") || strings.Contains(pkg, ".k8s.io/") {
-			bad = append(bad, pkg)
+		for _, f := range forbidden {
+			if pkg == f || strings.HasPrefix(pkg, f+"/") || (strings.HasSuffix(f, "/") && strings.HasPrefix(pkg, f)) {
+				bad = append(bad, pkg)
+			}
 		}
 	}
 	if len(bad) > 0 {
-		t.Errorf("cmd/safe-run links Kubernetes packages (keep them in tests):\n%s", strings.Join(bad, "\n"))
+		t.Errorf("cmd/safe-run links what only safe-run-tools needs:\n%s", strings.Join(bad, "\n"))
 	}
 }

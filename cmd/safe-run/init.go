@@ -4,21 +4,19 @@ import (
 	"os"
 
 	"github.com/opencontainers/runc/libcontainer"
-
-	"github.com/safe-run/safe-run/launcher"
 	// nsexec: the C constructor that sets up namespaces for "init" before
 	// the Go runtime starts.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 	// Device rules for the cgroup manager; without it every container
 	// with device rules fails to start.
 	_ "github.com/opencontainers/cgroups/devices"
+
+	"github.com/safe-run/safe-run/launcher"
 )
 
-// "safe-run run" hands the container to safe-run-supervisor, but "safe-run
-// profile record" runs it in this process, so libcontainer may start a
-// container by re-executing this binary (a sealed copy of it) as
-// "safe-run init" inside the new namespaces. That must happen before
-// anything else, hence init() rather than a subcommand.
+// libcontainer starts a container by re-executing this binary (a sealed
+// copy of it) as "safe-run init" inside the new namespaces, before anything
+// else: hence init() rather than a command.
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		libcontainer.Init() // never returns

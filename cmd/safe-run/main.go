@@ -1,5 +1,19 @@
 // Command safe-run runs a service described by a TOML manifest as a
 // hardened container, in the foreground, and exits with its status.
+//
+// This binary is the fast path of `safe-run SERVICE.toml`: it prepares the
+// service, starts the container and supervises it, all in one process.
+// Everything else is safe-run-tools's, which safe-run replaces itself with,
+// arguments unchanged: every other command (spec, check, import, export,
+// audit, image, profile, doctor...), help, and a start whose image must
+// come from a registry (safe-run-tools pulls it, then hands the prepared
+// service back: safe-run supervise --job-fd N).
+//
+// The split keeps this binary small, and with it every container start:
+// libcontainer re-executes it as the init of every container, initialising
+// every package it links each time, and it stays resident for the
+// service's life. The registry client, the command-line framework,
+// exports and audit are linked only into safe-run-tools (see TestLean).
 package main
 
 import (
@@ -9,180 +23,112 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
+	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
-	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/launcher"
-	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 )
 
 func main() {
-	// libcontainer logs through logrus, as lines of its own on stderr;
-	// what matters reaches safe-run as errors, which it reports itself.
+	// libcontainer logs through logrus; what matters reaches safe-run as
+	// errors, which it reports itself.
 	logrus.SetOutput(io.Discard)
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if fd, ok := launcher.JobFD(args); ok {
+		os.Exit(superviseJob(fd))
+	}
+	if path, quiet, ok := runArgs(args); ok {
+		os.Exit(runService(args, path, quiet))
+	}
+	os.Exit(execTools(args))
 }
 
-// exitStatus carries the container's own exit status out of a command.
-type exitStatus int
-
-func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
-
-// globals are the flags every subcommand shares.
-type globals struct {
-	args   []string // as given, for the rootless re-execution
-	quiet  bool
-	stdin  io.Reader
-	stdout io.Writer
-	stderr io.Writer
+// runArgs recognises the starts this binary runs itself: `[run] [-q|--quiet]
+// PATH` in any order of the flag, where without `run` PATH must look like a
+// file (a dot or a slash in it), never like a command name. Anything else,
+// a mistyped command included, is safe-run-tools's to run or to explain.
+func runArgs(args []string) (path string, quiet, ok bool) {
+	explicit := len(args) > 0 && args[0] == "run"
+	if explicit {
+		args = args[1:]
+	}
+	var paths []string
+	for _, a := range args {
+		switch {
+		case a == "-q" || a == "--quiet":
+			quiet = true
+		case strings.HasPrefix(a, "-"):
+			return "", false, false
+		default:
+			paths = append(paths, a)
+		}
+	}
+	if len(paths) != 1 || !explicit && !strings.ContainsAny(paths[0], "./") {
+		return "", false, false
+	}
+	return paths[0], quiet, true
 }
 
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// runService prepares the service at path and runs it in this process.
+func runService(args []string, path string, quiet bool) int {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	g := &globals{args: args, stdin: stdin, stdout: stdout, stderr: stderr}
-	root := rootCommand(g)
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
-	err := root.ExecuteContext(ctx)
-	return exitCode(err, stderr)
-}
-
-func rootCommand(g *globals) *cobra.Command {
-	root := &cobra.Command{
-		Use:   "safe-run [flags] SERVICE.toml",
-		Short: "Run a service from a TOML manifest as a hardened container",
-		Long: `safe-run runs the service a manifest describes as a container that is
-hardened by default: its own user namespace, a read-only root filesystem, no
-capabilities but the declared ones, no_new_privs, a seccomp filter, cgroup
-limits, and a private network with only loopback. It stays in the foreground,
-forwards signals, and exits with the service's exit code.
-
-Anything looser than that must be named in the manifest's [insecure] table,
-with a reason.`,
-		Example: `  safe-run web.toml                  run the service (same as: safe-run run web.toml)
-  safe-run spec web.toml             print the OCI runtime spec it would run
-  ExecStart=/usr/bin/safe-run /etc/safe-run/web.toml   in a systemd unit`,
-		Args:          serviceArg,
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runService(cmd.Context(), g, args[0])
-		},
-	}
-	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no start report on stderr")
-	root.AddCommand(runCommand(g), specCommand(g), checkCommand(g), importCommand(g), auditCommand(g),
-		exportCommand(g), imageCommand(g), profileCommand(g), doctorCommand(g), appArmorCommand(g), schemaCommand(g), versionCommand(g))
-	refuseUnknownSubcommands(root)
-	root.CompletionOptions.HiddenDefaultCmd = true
-	root.SuggestionsMinimumDistance = 2
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return fmt.Errorf("%w (see %s --help)", err, c.CommandPath())
-	})
-	return root
-}
-
-// serviceArg takes the root command's one SERVICE.toml, and tells a
-// mistyped subcommand from a manifest.
-func serviceArg(cmd *cobra.Command, args []string) error {
-	if len(args) == 1 {
-		return nil
-	}
-	if len(args) > 1 {
-		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-			return fmt.Errorf("unknown command %q (did you mean %s?)", args[0], s[0])
+	dirs := launcher.DefaultDirs()
+	if os.Geteuid() != 0 && launcher.RootlessIDs() == 0 {
+		var report func(string)
+		if !quiet {
+			report = func(s string) { fmt.Fprintln(os.Stderr, "safe-run: "+s) }
 		}
-	}
-	return exactArgs(1)(cmd, args)
-}
-
-// exactArgs is cobra.ExactArgs with the usage line in the error.
-func exactArgs(n int) cobra.PositionalArgs { return argsBetween(n, n) }
-
-// minArgs is cobra.MinimumNArgs with the usage line in the error.
-func minArgs(n int) cobra.PositionalArgs { return argsBetween(n, -1) }
-
-// argsBetween takes min to max positional arguments (max < 0: no bound).
-func argsBetween(min, max int) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		switch {
-		case len(args) < min:
-			return fmt.Errorf("missing arguments (usage: %s; see %s --help)", cmd.UseLine(), cmd.CommandPath())
-		case max >= 0 && len(args) > max:
-			want := strconv.Itoa(max)
-			if min < max {
-				want = "at most " + want
-			}
-			return fmt.Errorf("too many arguments: %d, want %s (usage: %s)", len(args), want, cmd.UseLine())
+		code, err := launcher.RunRootless(args, dirs, report)
+		if err != nil {
+			return launcher.Fail(os.Stderr, err)
 		}
-		return nil
+		return code
 	}
-}
-
-// refuseUnknownSubcommands makes each command that only groups others
-// (safe-run image, profile, apparmor) fail on an argument that names none
-// of them, where cobra would print the help and exit 0.
-func refuseUnknownSubcommands(cmd *cobra.Command) {
-	for _, c := range cmd.Commands() {
-		refuseUnknownSubcommands(c)
+	popts := plan.Options{Dirs: dirs, InitPath: launcher.HelperPath("safe-run-init"), Allocate: true}
+	if !quiet {
+		popts.Progress = os.Stderr
 	}
-	if !cmd.HasParent() || !cmd.HasSubCommands() || cmd.Runnable() {
-		return
+	p, err := plan.Prepare(ctx, path, popts)
+	if errors.Is(err, image.ErrRegistryNeeded) {
+		// Nothing is recorded before the image is resolved:
+		// safe-run-tools starts over with the registry client.
+		return execTools(args)
 	}
-	cmd.SuggestionsMinimumDistance = 2
-	cmd.Args = func(c *cobra.Command, args []string) error {
-		if len(args) == 0 {
-			return nil
-		}
-		hint := "see " + c.CommandPath() + " --help"
-		if s := c.SuggestionsFor(args[0]); len(s) > 0 {
-			hint = "did you mean " + s[0] + "?"
-		}
-		return fmt.Errorf("unknown command %q for %q (%s)", args[0], c.CommandPath(), hint)
-	}
-	cmd.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
-}
-
-// exitCode prints err and turns it into safe-run's exit status.
-func exitCode(err error, stderr io.Writer) int {
-	var status exitStatus
-	switch {
-	case err == nil:
-		return 0
-	case errors.As(err, &status):
-		return int(status)
-	}
-	if fields := manifest.FieldErrors(err); len(fields) > 0 {
-		for _, f := range fields {
-			fmt.Fprintln(stderr, f)
-		}
-	} else {
-		fmt.Fprintf(stderr, "safe-run: %v\n", err)
-	}
-	return launcher.ExitCode(err)
-}
-
-// helperPath finds a binary safe-run ships (safe-run-init,
-// safe-run-janitor) beside the safe-run binary, or in the lib directory of
-// a packaged install.
-func helperPath(name string) string {
-	exe, err := os.Executable()
 	if err != nil {
-		return name
+		return launcher.Fail(os.Stderr, err)
 	}
-	dir := filepath.Dir(exe)
-	for _, p := range []string{
-		filepath.Join(dir, name),
-		filepath.Join(dir, "..", "lib", "safe-run", name),
-	} {
-		if _, err := os.Stat(p); err == nil {
-			return filepath.Clean(p)
-		}
+	return supervise(ctx, p.Job(dirs, launcher.HelperPath("safe-run-janitor"), quiet))
+}
+
+// superviseJob runs the service safe-run-tools prepared and handed over.
+func superviseJob(fd int) int {
+	job, err := launcher.ReadJob(fd)
+	if err != nil {
+		return launcher.Fail(os.Stderr, err)
 	}
-	return filepath.Join(dir, name)
+	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	defer stop()
+	return supervise(ctx, job)
+}
+
+func supervise(ctx context.Context, job *launcher.Job) int {
+	code, err := launcher.Run(ctx, job.Spec, job.Host, job.Options(launcher.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+	if err != nil {
+		return launcher.Fail(os.Stderr, err)
+	}
+	return code
+}
+
+// execTools replaces this process with safe-run-tools, same arguments.
+func execTools(args []string) int {
+	path := launcher.HelperPath("safe-run-tools")
+	err := syscall.Exec(path, append([]string{"safe-run-tools"}, args...), os.Environ())
+	fmt.Fprintf(os.Stderr, "safe-run: running %s: %v (install safe-run-tools beside safe-run)\n", path, err)
+	return launcher.ExitFailed
 }

@@ -10,7 +10,7 @@ import (
 
 // Binaries are safe-run and the helpers it ships, built for a test.
 type Binaries struct {
-	SafeRun, Supervisor, Init, Janitor string
+	SafeRun, Tools, Init, Janitor string
 }
 
 // ModuleRoot is the directory of safe-run's go.mod.
@@ -23,24 +23,24 @@ func ModuleRoot() (string, error) {
 }
 
 // Build builds safe-run and the binaries it ships into dir/bin as `make
-// build` does: safe-run and safe-run-supervisor with cgo and the seccomp
-// tag, the init static from C, the janitor static from Go.
+// build` does: safe-run and safe-run-tools with cgo and the seccomp tag,
+// the init and the janitor static from C.
 func Build(dir string) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
 		return Binaries{}, err
 	}
 	bin := filepath.Join(dir, "bin")
-	b := Binaries{SafeRun: filepath.Join(bin, "safe-run"), Supervisor: filepath.Join(bin, "safe-run-supervisor"),
+	b := Binaries{SafeRun: filepath.Join(bin, "safe-run"), Tools: filepath.Join(bin, "safe-run-tools"),
 		Init: filepath.Join(bin, "safe-run-init"), Janitor: filepath.Join(bin, "safe-run-janitor")}
 	steps := []struct {
 		cgo  string
 		args []string
 	}{
 		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.SafeRun, "./cmd/safe-run"}},
-		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.Supervisor, "./cmd/safe-run-supervisor"}},
-		{"0", []string{"go", "build", "-ldflags", "-s -w", "-o", b.Janitor, "./cmd/safe-run-janitor"}},
+		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.Tools, "./cmd/safe-run-tools"}},
 		{"", []string{"gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
+		{"", []string{"gcc", "-static", "-Os", "-o", b.Janitor, "cmd/safe-run-janitor/safe-run-janitor.c"}},
 	}
 	for _, s := range steps {
 		if err := run(root, s.cgo, s.args...); err != nil {

@@ -1,4 +1,10 @@
-package image
+// Package registry is the client package image pulls from a registry with:
+// go-containerregistry's remote and Go's HTTP and TLS stacks. It is apart
+// so that the binary that runs and supervises containers, which
+// libcontainer re-executes as every container's init, links none of it:
+// that binary runs images already in the cache, and leaves pulls to
+// safe-run-tools (see cmd/safe-run).
+package registry
 
 import (
 	"context"
@@ -16,35 +22,37 @@ import (
 	"github.com/safe-run/safe-run/policy"
 )
 
-// registry pulls from one repository of a registry.
-type registry struct {
+// Client pulls from one repository of a registry; it is what image.Options
+// Registry connects.
+type Client struct {
 	repo  name.Repository
 	guard *httpGuard
 	opts  []remote.Option
 }
 
-// newRegistry sets up pulls from repo. Credentials come from the docker
-// config file and its credential helpers (authn.DefaultKeychain), as
-// docker pull finds them; no cloud-specific keychain is linked in, because
-// every package of this binary is initialised on each container start.
-func newRegistry(repo name.Repository, allowHTTP bool, base http.RoundTripper) *registry {
+// New sets up pulls from repo over base (nil: Go's default transport);
+// plain HTTP only when allowHTTP and the registry is on loopback.
+// Credentials come from the docker config file and its credential helpers
+// (authn.DefaultKeychain), as docker pull finds them; no cloud-specific
+// keychain is linked in.
+func New(repo name.Repository, allowHTTP bool, base http.RoundTripper) *Client {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	g := &httpGuard{base: base, allowHTTP: allowHTTP}
-	return &registry{repo: repo, guard: g, opts: []remote.Option{
+	return &Client{repo: repo, guard: g, opts: []remote.Option{
 		remote.WithTransport(g),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
 		remote.WithUserAgent("safe-run"),
 	}}
 }
 
-func (r *registry) with(ctx context.Context) []remote.Option {
+func (r *Client) with(ctx context.Context) []remote.Option {
 	return append(r.opts[:len(r.opts):len(r.opts)], remote.WithContext(ctx))
 }
 
-// head resolves a tag to the digest it names now.
-func (r *registry) head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
+// Head resolves a tag to the digest it names now.
+func (r *Client) Head(ctx context.Context, ref name.Reference) (*v1.Descriptor, error) {
 	d, err := remote.Head(ref, r.with(ctx)...)
 	if err != nil {
 		return nil, r.explain(ref.String(), err)
@@ -52,19 +60,18 @@ func (r *registry) head(ctx context.Context, ref name.Reference) (*v1.Descriptor
 	return d, nil
 }
 
-func (r *registry) manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
+// Manifest fetches the manifest or index d names; the caller checks its
+// digest.
+func (r *Client) Manifest(ctx context.Context, d v1.Descriptor) ([]byte, error) {
 	desc, err := remote.Get(r.repo.Digest(d.Digest.String()), r.with(ctx)...)
 	if err != nil {
 		return nil, r.explain(r.repo.String()+"@"+d.Digest.String(), err)
 	}
-	// ggcr checks a manifest fetched by digest; so does every other store.
-	if got := digestOf(desc.Manifest); got != d.Digest {
-		return nil, fmt.Errorf("%w: manifest %s has digest %s", ErrDigestMismatch, d.Digest, got)
-	}
 	return desc.Manifest, nil
 }
 
-func (r *registry) blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
+// Blob opens the compressed blob d names; the caller checks its digest.
+func (r *Client) Blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
 	ref := r.repo.Digest(d.Digest.String())
 	l, err := remote.Layer(ref, r.with(ctx)...)
 	if err != nil {
@@ -78,7 +85,7 @@ func (r *registry) blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, er
 }
 
 // explain turns a refusal of plain HTTP into the policy's words.
-func (r *registry) explain(what string, err error) error {
+func (r *Client) explain(what string, err error) error {
 	host := r.guard.refused.Load()
 	if host == nil || r.guard.httpsAnswered.Load() {
 		return fmt.Errorf("pulling %s: %w", what, err)
@@ -93,14 +100,17 @@ func (r *registry) explain(what string, err error) error {
 	return &plainHTTPError{fmt.Sprintf(`cannot pull from %s (%s), and plain HTTP, which anyone on the path can read and tamper with, is refused [SR019 insecure-registry] (serve the registry over HTTPS, or acknowledge plain HTTP to this loopback registry: [insecure] allow = ["insecure_registry"] with a reason)`, *host, why)}
 }
 
-var errPlainHTTP = errors.New("plain HTTP refused")
+// ErrPlainHTTP: a registry was refused because it answers only over plain
+// HTTP.
+var ErrPlainHTTP = errors.New("plain HTTP refused")
 
-// plainHTTPError is the whole story of a refused registry: resolving
+// plainHTTPError is the whole story of a refused registry: package image
 // reports it alone, without the steps that led to it.
 type plainHTTPError struct{ msg string }
 
-func (e *plainHTTPError) Error() string { return errPlainHTTP.Error() + ": " + e.msg }
-func (e *plainHTTPError) Unwrap() error { return errPlainHTTP }
+func (e *plainHTTPError) Error() string { return ErrPlainHTTP.Error() + ": " + e.msg }
+func (e *plainHTTPError) Unwrap() error { return ErrPlainHTTP }
+func (e *plainHTTPError) WholeStory()   {}
 
 // httpGuard refuses every plain HTTP request but those to a loopback
 // registry that [insecure] allows. It sits below go-containerregistry,
@@ -121,7 +131,7 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" && !(g.allowHTTP && policy.LoopbackHost(req.URL.Host)) {
 		host := req.URL.Host
 		g.refused.Store(&host)
-		return nil, fmt.Errorf("%w: %s", errPlainHTTP, req.URL.Redacted())
+		return nil, fmt.Errorf("%w: %s", ErrPlainHTTP, req.URL.Redacted())
 	}
 	resp, err := g.base.RoundTrip(req)
 	if req.URL.Scheme == "https" {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -39,18 +38,13 @@ comment, and the weakening is repeated on standard error.`,
 			if opts.Dir, err = filepath.Abs(dir); err != nil {
 				return err
 			}
-			if opts.SafeRun == "" {
-				if opts.SafeRun, err = os.Executable(); err != nil {
-					return fmt.Errorf("finding the safe-run binary for the unit: %w (use --safe-run PATH)", err)
-				}
-				if opts.SafeRun, err = filepath.EvalSymlinks(opts.SafeRun); err != nil {
+			if args[0] == "systemd" && opts.SafeRun == "" {
+				// The unit starts safe-run, which sits beside this binary.
+				if opts.SafeRun, err = filepath.EvalSymlinks(launcher.HelperPath("safe-run")); err != nil {
 					return fmt.Errorf("finding the safe-run binary for the unit: %w (use --safe-run PATH)", err)
 				}
 			}
-			p, err := plan.Prepare(cmd.Context(), args[1], plan.Options{
-				Dirs:     launcher.DefaultDirs(),
-				InitPath: helperPath("safe-run-init"),
-			})
+			p, err := plan.Prepare(cmd.Context(), args[1], planOptions())
 			if err != nil {
 				return err
 			}

@@ -69,11 +69,9 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		}
 		return err
 	}
-	p, err := plan.Prepare(ctx, path, plan.Options{
-		Dirs:     launcher.DefaultDirs(),
-		InitPath: helperPath("safe-run-init"),
-		Allocate: true,
-	})
+	popts := planOptions()
+	popts.Allocate = true
+	p, err := plan.Prepare(ctx, path, popts)
 	if err != nil {
 		return err
 	}
@@ -83,7 +81,7 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		runCtx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	prof, code, err := plan.Record(runCtx, p, p.Job(launcher.DefaultDirs(), helperPath("safe-run-janitor"), g.quiet).Options(launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr}))
+	prof, code, err := plan.Record(runCtx, p, p.Job(launcher.DefaultDirs(), launcher.HelperPath("safe-run-janitor"), g.quiet).Options(launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr}))
 	if err != nil {
 		return err
 	}

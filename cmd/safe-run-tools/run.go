@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/image/registry"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -34,11 +37,8 @@ func runService(ctx context.Context, g *globals, path string) error {
 		}
 		return err
 	}
-	popts := plan.Options{
-		Dirs:     launcher.DefaultDirs(),
-		InitPath: helperPath("safe-run-init"),
-		Allocate: true,
-	}
+	popts := planOptions()
+	popts.Allocate = true
 	if !g.quiet {
 		popts.Progress = g.stderr
 	}
@@ -46,6 +46,18 @@ func runService(ctx context.Context, g *globals, path string) error {
 	if err != nil {
 		return err
 	}
-	// Only the launcher stays: safe-run-supervisor takes this process over.
-	return launcher.Supervise(p.Job(launcher.DefaultDirs(), helperPath("safe-run-janitor"), g.quiet), helperPath("safe-run-supervisor"))
+	// Only the launcher stays: safe-run takes this process over.
+	return launcher.Supervise(p.Job(launcher.DefaultDirs(), launcher.HelperPath("safe-run-janitor"), g.quiet), launcher.HelperPath("safe-run"))
+}
+
+// planOptions are the plan.Options of this install: its directories, the
+// init it ships, and the registry client.
+func planOptions() plan.Options {
+	return plan.Options{
+		Dirs:     launcher.DefaultDirs(),
+		InitPath: launcher.HelperPath("safe-run-init"),
+		Registry: func(repo name.Repository, allowHTTP bool) image.Registry {
+			return registry.New(repo, allowHTTP, nil)
+		},
+	}
 }

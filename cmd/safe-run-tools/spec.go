@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -18,10 +17,7 @@ to the container runtime. It needs no root and changes nothing: the user
 namespace range shown is the one the service has, or would get.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			popts := plan.Options{
-				Dirs:     launcher.DefaultDirs(),
-				InitPath: helperPath("safe-run-init"),
-			}
+			popts := planOptions()
 			if !g.quiet {
 				popts.Progress = g.stderr
 			}

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"os"
+
+	"github.com/opencontainers/runc/libcontainer"
+
+	"github.com/safe-run/safe-run/launcher"
+	// nsexec: the C constructor that sets up namespaces for "init" before
+	// the Go runtime starts.
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	// Device rules for the cgroup manager; without it every container
+	// with device rules fails to start.
+	_ "github.com/opencontainers/cgroups/devices"
+)
+
+// "safe-run-tools run" hands the container to safe-run, but "safe-run
+// profile record" runs it in this process, so libcontainer may start a
+// container by re-executing this binary (a sealed copy of it) as
+// "safe-run-tools init" inside the new namespaces. That must happen before
+// anything else, hence init() rather than a subcommand.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		libcontainer.Init() // never returns
+	}
+	// The rootless entry re-executes safe-run once the user namespace is
+	// mapped (see launcher/rootless_linux.go); that too comes first.
+	launcher.FinishRootlessEntry()
+}
