@@ -76,8 +76,8 @@ func (e *early) startUserns(host Host) {
 		return
 	}
 	go func() {
-		// The traced helper must be waited for by its tracer's thread
-		// group; lock the thread so it stays the tracer.
+		// The holder's parent-death signal follows the thread that
+		// created it: the thread must live until the handle is open.
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		f, err := usernsFD(host.IDs)

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"syscall"
@@ -15,16 +16,20 @@ import (
 // safe-run-init's janitor mode (a static binary of about 1 MiB resident)
 // and holds the name lock while it works, so the next start waits for it.
 type janitor struct {
-	w   *os.File
-	cmd *exec.Cmd
+	w       *os.File
+	cmd     *exec.Cmd
+	started chan struct{} // closed once the start is done, err set
+	err     error
 }
 
+// startJanitor starts the janitor in the background: forking and
+// executing it takes as long as the rest of the set-up, which goes on
+// meanwhile. The container must not start before running says it runs.
 func startJanitor(path string, lock *nameLock, cgroupDirs, removeDirs []string) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
 	args := []string{"--lock", lock.path}
 	for _, d := range cgroupDirs {
 		args = append(args, "--cgroup", d)
@@ -36,15 +41,29 @@ func startJanitor(path string, lock *nameLock, cgroupDirs, removeDirs []string) 
 	cmd.ExtraFiles = []*os.File{r, lock.f}
 	// Its own session: ^C on safe-run's terminal must not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		w.Close()
-		return nil, err
-	}
-	return &janitor{w: w, cmd: cmd}, nil
+	j := &janitor{w: w, cmd: cmd, started: make(chan struct{})}
+	go func() {
+		defer close(j.started)
+		defer r.Close()
+		if j.err = cmd.Start(); j.err != nil {
+			j.err = fmt.Errorf("starting the janitor: %w (install safe-run-janitor beside safe-run)", j.err)
+		}
+	}()
+	return j, nil
+}
+
+// running waits for the janitor's start and says whether it failed.
+func (j *janitor) running() error {
+	<-j.started
+	return j.err
 }
 
 // dismiss tells the janitor that safe-run cleaned up itself.
 func (j *janitor) dismiss() {
+	if j.running() != nil {
+		j.w.Close()
+		return
+	}
 	_, _ = j.w.Write([]byte{1})
 	j.w.Close()
 	done := make(chan struct{})

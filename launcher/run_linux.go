@@ -111,7 +111,7 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	j, err := startJanitor(opts.JanitorPath, lock, cgroupDirs, removeDirs)
 	if err != nil {
 		os.RemoveAll(host.StateDir)
-		return 0, fmt.Errorf("starting the janitor: %w (install safe-run-janitor beside safe-run)", err)
+		return 0, fmt.Errorf("starting the janitor: %w", err)
 	}
 	defer j.dismiss()
 	defer func() {
@@ -134,7 +134,7 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		// run. It is never unlocked: it carries the private mount
 		// namespace and dies with this goroutine.
 		runtime.LockOSThread()
-		r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, cg: cg, early: early}
+		r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, cg: cg, early: early, janitor: j}
 		code, err := r.locked(ctx)
 		done <- result{code, err}
 	}()
@@ -235,6 +235,7 @@ type run struct {
 	upperDir string
 	cg       cgroups.Manager
 	early    *early
+	janitor  *janitor
 }
 
 // locked does everything that needs the private mount namespace: it runs
@@ -323,6 +324,11 @@ func (r *run) locked(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer stopWatch()
+	// Whatever the container leaves, once it runs, the janitor removes
+	// should safe-run die.
+	if err := r.janitor.running(); err != nil {
+		return 0, err
+	}
 	// The report goes out before the service can write a line of its own.
 	report(opts, spec, host)
 	if err := container.Run(process); err != nil {

@@ -1,5 +1,8 @@
 package launcher
 
+// int safe_run_userns_holder(void);
+import "C"
+
 import (
 	"errors"
 	"fmt"
@@ -35,27 +38,28 @@ func enterPrivateMountNamespace() error {
 }
 
 // usernsFD returns a handle on a user namespace with the service's id
-// mapping, for idmapped mounts. The process holding it is traced, so it
-// stops at its first instruction and never runs (as libcontainer does).
+// mapping, for idmapped mounts: that of a child that never runs anything
+// (see userns_linux.c), killed once the handle is open.
 func usernsFD(ids IDMap) (*os.File, error) {
-	m := func(host uint32) []syscall.SysProcIDMap {
-		return []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(host), Size: int(ids.Size)}}
-	}
-	p, err := os.StartProcess("/proc/self/exe", []string{"safe-run-userns"}, &os.ProcAttr{Sys: &syscall.SysProcAttr{
-		Cloneflags:  unix.CLONE_NEWUSER,
-		UidMappings: m(ids.UID),
-		GidMappings: m(ids.GID),
-		Ptrace:      true,
-		Pdeathsig:   unix.SIGKILL,
-	}})
-	if err != nil {
+	pid, err := C.safe_run_userns_holder()
+	if pid < 0 {
 		return nil, fmt.Errorf("creating a user namespace for the id mapping: %w", err)
 	}
 	defer func() {
-		_ = p.Kill()
-		_, _ = p.Wait()
+		_ = unix.Kill(int(pid), unix.SIGKILL)
+		_, _ = unix.Wait4(int(pid), nil, 0, nil)
 	}()
-	return os.Open("/proc/" + strconv.Itoa(p.Pid) + "/ns/user")
+	proc := "/proc/" + strconv.Itoa(int(pid))
+	for _, m := range []struct {
+		file string
+		host uint32
+	}{{"uid_map", ids.UID}, {"gid_map", ids.GID}} {
+		line := fmt.Sprintf("0 %d %d\n", m.host, ids.Size)
+		if err := os.WriteFile(proc+"/"+m.file, []byte(line), 0); err != nil {
+			return nil, fmt.Errorf("mapping the user namespace for the id mapping: %w", err)
+		}
+	}
+	return os.Open(proc + "/ns/user")
 }
 
 // rootfsView presents source at host.RootfsView(): id-mapped into the

@@ -1,0 +1,135 @@
+/*
+ * safe-run-janitor cleans up after a safe-run that died without doing so
+ * itself (SIGKILL, OOM). safe-run starts it before the container with a
+ * pipe on fd 3 and its name lock on fd 4: a byte on the pipe means
+ * safe-run cleaned up and the janitor just exits; end-of-file means
+ * safe-run is gone, and the janitor kills what is left in the container's
+ * cgroups, removes them and the state directories, then drops the lock by
+ * exiting.
+ *
+ * It is a separate static C program, not a mode of safe-run, because it
+ * starts with every service and lives as long as it: a Go janitor cost
+ * about 5 ms of each start and 2 MiB resident, this one a fraction of a
+ * millisecond and a few hundred KiB.
+ *
+ * Usage: safe-run-janitor --lock PATH [--cgroup DIR]... [--remove DIR]...
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a cgroup may keep processes that were sent SIGKILL. */
+#define CGROUP_DEADLINE_SECONDS 10
+
+static time_t deadline;
+static int failed;
+
+static void fail(const char *what, const char *path)
+{
+	fprintf(stderr, "safe-run-janitor: %s %s: %s\n", what, path, strerror(errno));
+	failed = 1;
+}
+
+/* kill_procs sends SIGKILL to every process listed in dir/cgroup.procs. */
+static void kill_procs(const char *dir)
+{
+	char path[4096];
+	if (snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= (int)sizeof path)
+		return;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return;
+	int pid;
+	while (fscanf(f, "%d", &pid) == 1)
+		if (pid > 0)
+			kill(pid, SIGKILL);
+	fclose(f);
+}
+
+/* remove_cgroup_dir is called for each directory of a cgroup tree, deepest
+ * first: it kills what the cgroup holds and removes it, waiting for the
+ * killed processes to be gone. */
+static int remove_cgroup_dir(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type != FTW_DP)
+		return 0; /* a cgroup's files go with it */
+	for (;;) {
+		kill_procs(path);
+		if (rmdir(path) == 0 || errno == ENOENT)
+			return 0;
+		if (time(NULL) > deadline) {
+			fail("removing cgroup", path);
+			return 0;
+		}
+		nanosleep(&(struct timespec){ .tv_nsec = 10 * 1000 * 1000 }, NULL);
+	}
+}
+
+/* remove_entry removes one entry of a state directory, deepest first. */
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DNR || type == FTW_NS) {
+		fail("reading", path);
+		return 0;
+	}
+	if (remove(path) != 0 && errno != ENOENT)
+		fail("removing", path);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *lock = NULL;
+	char **cgroups = calloc(argc, sizeof *cgroups), **removes = calloc(argc, sizeof *removes);
+	int ncgroups = 0, nremoves = 0;
+
+	if (!cgroups || !removes)
+		return 2;
+	for (int i = 1; i + 1 < argc; i += 2) {
+		if (strcmp(argv[i], "--lock") == 0)
+			lock = argv[i + 1];
+		else if (strcmp(argv[i], "--cgroup") == 0)
+			cgroups[ncgroups++] = argv[i + 1];
+		else if (strcmp(argv[i], "--remove") == 0)
+			removes[nremoves++] = argv[i + 1];
+		else {
+			fprintf(stderr, "safe-run-janitor: unknown argument %s\n", argv[i]);
+			return 2;
+		}
+	}
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	signal(SIGPIPE, SIG_IGN);
+
+	char byte;
+	ssize_t n;
+	do
+		n = read(3, &byte, 1);
+	while (n < 0 && errno == EINTR);
+	if (n == 1)
+		return 0; /* safe-run cleaned up itself */
+
+	deadline = time(NULL) + CGROUP_DEADLINE_SECONDS;
+	for (int i = 0; i < ncgroups; i++)
+		if (nftw(cgroups[i], remove_cgroup_dir, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 && errno != ENOENT)
+			fail("walking cgroup", cgroups[i]);
+	/* FTW_PHYS: never through a symlink; FTW_MOUNT: never into another
+	 * file system mounted below. */
+	for (int i = 0; i < nremoves; i++)
+		if (nftw(removes[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 && errno != ENOENT)
+			fail("walking", removes[i]);
+	if (lock && !failed)
+		unlink(lock);
+	return 0;
+}
