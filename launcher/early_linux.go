@@ -31,6 +31,17 @@ func startEarly(host Host) *early {
 		subscribed: make(chan struct{}),
 		cgroup:     make(chan error, 1),
 	}
+	if !host.Rootless {
+		e.userns = make(chan usernsResult, 1)
+	}
+	// On v2 the idmap holder waits for the move into the supervisor leaf:
+	// a process of safe-run's left in its cgroup would keep it from
+	// delegating controllers. Elsewhere it goes first: the start waits
+	// for it, and for nothing else here.
+	leaf := host.CgroupV2 && !host.CgroupsWaived
+	if !leaf {
+		e.startUserns(host)
+	}
 	// Subscribing to every signal is a hand-off with the runtime's signal
 	// thread per signal, about a millisecond in all.
 	go func() {
@@ -43,16 +54,10 @@ func startEarly(host Host) *early {
 	// later find it passed. On v2 the move into the supervisor leaf is such
 	// a write; on v1, moving safe-run into its own cgroup is a no-op that
 	// pays it.
-	if !host.Rootless {
-		e.userns = make(chan usernsResult, 1)
-	}
-	if host.CgroupV2 && !host.CgroupsWaived {
+	if leaf {
 		go func() {
 			err := enterSupervisorLeaf()
 			e.cgroup <- err
-			// The idmap helper only after the move: a process of
-			// safe-run's left in its cgroup would keep it from
-			// delegating controllers.
 			e.startUserns(host)
 		}()
 		return e
@@ -65,7 +70,6 @@ func startEarly(host Host) *early {
 			}
 		}()
 	}
-	e.startUserns(host)
 	return e
 }
 

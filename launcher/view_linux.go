@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -39,15 +40,20 @@ func enterPrivateMountNamespace() error {
 
 // usernsFD returns a handle on a user namespace with the service's id
 // mapping, for idmapped mounts: that of a child that never runs anything
-// (see userns_linux.c), killed once the handle is open.
+// (see userns_linux.c), killed in the background once the handle is open.
 func usernsFD(ids IDMap) (*os.File, error) {
+	holderMu.Lock()
 	pid, err := C.safe_run_userns_holder()
 	if pid < 0 {
+		holderMu.Unlock()
 		return nil, fmt.Errorf("creating a user namespace for the id mapping: %w", err)
 	}
 	defer func() {
-		_ = unix.Kill(int(pid), unix.SIGKILL)
-		_, _ = unix.Wait4(int(pid), nil, 0, nil)
+		go func() {
+			_ = unix.Kill(int(pid), unix.SIGKILL)
+			_, _ = unix.Wait4(int(pid), nil, 0, nil)
+			holderMu.Unlock()
+		}()
 	}()
 	proc := "/proc/" + strconv.Itoa(int(pid))
 	for _, m := range []struct {
@@ -61,6 +67,10 @@ func usernsFD(ids IDMap) (*os.File, error) {
 	}
 	return os.Open(proc + "/ns/user")
 }
+
+// holderMu serialises usernsFD until its holder is reaped: the holders
+// share one stack.
+var holderMu sync.Mutex
 
 // rootfsView presents source at host.RootfsView(): id-mapped into the
 // service's user namespace, read-only unless the spec says otherwise, with
