@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"text/template"
 
 	"github.com/safe-run/safe-run/manifest"
@@ -145,7 +146,7 @@ func Generate(svc *manifest.Service) (string, error) {
 		r.Mounts = append(r.Mounts, mr)
 	}
 	var b strings.Builder
-	if err := profileTemplate.Execute(&b, r); err != nil {
+	if err := profileTemplate().Execute(&b, r); err != nil {
 		return "", err
 	}
 	return b.String(), nil
@@ -233,7 +234,14 @@ func quotePath(p, suffix string) (string, error) {
 //     "audit deny umount," into a rule that lets every mount and umount
 //     through, where "audit deny umount /{,**}," denies them (seen in the
 //     guest, see launcher's TestInGuest).
-var profileTemplate = template.Must(template.New("profile").Parse(`# AppArmor profile of the safe-run service "{{.Service}}".
+//
+// It is parsed on first use: this package is linked into what libcontainer
+// re-executes as every container's init, where it is never used.
+var profileTemplate = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("profile").Parse(profileText))
+})
+
+const profileText = `# AppArmor profile of the safe-run service "{{.Service}}".
 #
 # safe-run generates it from the service's manifest on every start and loads
 # it before the service runs; "safe-run apparmor install" installs it for
@@ -349,4 +357,4 @@ profile {{.Name}} flags=({{.Flags}}) {
   {{.Deny}} /sys/firmware/** rwl,
   {{.Deny}} /sys/kernel/security/** rwl,
 }
-`))
+`

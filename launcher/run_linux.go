@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -96,26 +97,14 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	// configuration, where the manager reads it.
 	config.Cgroups.Rootless = host.CgroupsWaived
 	config.ParentDeathSignal = int(unix.SIGKILL)
-	cg, err := manager.New(config.Cgroups)
-	if err != nil {
-		return 0, fmt.Errorf("placing the container's cgroup: %w", err)
-	}
-	var cgroupDirs []string
-	for _, p := range cg.GetPaths() {
-		cgroupDirs = append(cgroupDirs, p)
-	}
 	if err := os.Mkdir(host.StateDir, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
-	removeDirs := []string{host.StateDir, upperDir}
-	j, err := startJanitor(opts.JanitorPath, lock, cgroupDirs, removeDirs)
-	if err != nil {
-		os.RemoveAll(host.StateDir)
-		return 0, fmt.Errorf("starting the janitor: %w", err)
-	}
-	defer j.dismiss()
+	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock}
+	// The janitor goes last, once everything it would remove is gone.
+	defer r.dismissJanitor()
 	defer func() {
-		for _, d := range removeDirs {
+		for _, d := range r.removeDirs() {
 			if err := os.RemoveAll(d); err != nil {
 				opts.Logger.Warn("removing state", "dir", d, "err", err)
 			}
@@ -134,12 +123,11 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		// run. It is never unlocked: it carries the private mount
 		// namespace and dies with this goroutine.
 		runtime.LockOSThread()
-		r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, cg: cg, early: early, janitor: j}
 		code, err := r.locked(ctx)
 		done <- result{code, err}
 	}()
-	r := <-done
-	return r.code, r.err
+	res := <-done
+	return res.code, res.err
 }
 
 // loadAppArmor loads the service's generated AppArmor profile, which
@@ -233,9 +221,21 @@ type run struct {
 	host     Host
 	opts     Options
 	upperDir string
-	cg       cgroups.Manager
 	early    *early
-	janitor  *janitor
+	lock     *nameLock
+	cg       cgroups.Manager // the container's cgroup, once created
+	janitor  *janitor        // started once the cgroup's paths are known
+}
+
+// removeDirs are the directories of the run, removed when it ends.
+func (r *run) removeDirs() []string { return []string{r.host.StateDir, r.upperDir} }
+
+// dismissJanitor tells the janitor, if it was started, that safe-run
+// cleaned up itself.
+func (r *run) dismissJanitor() {
+	if r.janitor != nil {
+		r.janitor.dismiss()
+	}
 }
 
 // locked does everything that needs the private mount namespace: it runs
@@ -288,6 +288,18 @@ func (r *run) locked(ctx context.Context) (int, error) {
 			opts.Logger.Warn("destroying the container", "err", err)
 		}
 	}()
+	// The container's cgroup manager, from the paths Create worked out
+	// (working them out is most of what making a manager costs on v1).
+	state, err := container.State()
+	if err != nil {
+		return 0, err
+	}
+	if r.cg, err = manager.NewWithPaths(config.Cgroups, state.CgroupPaths); err != nil {
+		return 0, fmt.Errorf("placing the container's cgroup: %w", err)
+	}
+	if r.janitor, err = startJanitor(opts.JanitorPath, r.lock, slices.Collect(maps.Values(state.CgroupPaths)), r.removeDirs()); err != nil {
+		return 0, fmt.Errorf("starting the janitor: %w", err)
+	}
 	process, err := newProcess(spec.Process)
 	if err != nil {
 		return 0, err
