@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -242,6 +243,32 @@ func (r *run) dismissJanitor() {
 // on one locked OS thread.
 func (r *run) locked(ctx context.Context) (int, error) {
 	spec, config, host, opts := r.spec, r.config, r.host, r.opts
+	// What finishes in the background while the container is destroyed
+	// is waited for last.
+	var ending sync.WaitGroup
+	defer ending.Wait()
+	// The seccomp watcher starts beside the rest of the set-up; the
+	// container starts once it watches.
+	var watch struct {
+		stop func()
+		err  error
+	}
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		watch.stop, watch.err = watchSeccomp(spec, host, opts)
+	}()
+	joined := false
+	defer func() {
+		// The set-up failed before the container started.
+		if joined {
+			return
+		}
+		<-watched
+		if watch.err == nil {
+			watch.stop()
+		}
+	}()
 	if err := enterPrivateMountNamespace(); err != nil {
 		return 0, err
 	}
@@ -331,11 +358,13 @@ func (r *run) locked(ctx context.Context) (int, error) {
 	// Subscribed before the start: a signal in between must not be lost.
 	<-r.early.subscribed
 
-	stopWatch, err := watchSeccomp(spec, host, opts)
-	if err != nil {
-		return 0, err
+	<-watched
+	joined = true
+	if watch.err != nil {
+		return 0, watch.err
 	}
-	defer stopWatch()
+	// Its last records settle while the container is destroyed.
+	defer ending.Go(watch.stop)
 	// Whatever the container leaves, once it runs, the janitor removes
 	// should safe-run die.
 	if err := r.janitor.running(); err != nil {

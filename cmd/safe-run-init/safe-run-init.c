@@ -11,9 +11,10 @@
  * to trace it (PTRACE_TRACEME) is let go on untraced. Exit 127: the command does not
  * exist; 126: it cannot be executed (docker run's codes).
  *
- * It is C, built static, because it starts before every service: a Go
- * init costs about 4 ms more per start (runtime start-up, and subscribing
- * to each signal through the runtime). It is mounted read-only into the
+ * It is C, built static against musl, because it starts before every
+ * service: a Go init costs about 4 ms more per start (runtime start-up, and
+ * subscribing to each signal through the runtime), glibc's static start-up
+ * about 1 ms more than musl's. It is mounted read-only into the
  * container (never the safe-run binary itself) and makes itself
  * non-dumpable, so the service can neither read its memory nor ptrace it.
  *
@@ -93,7 +94,7 @@ int main(int argc, char **argv)
 				 * the stop is reported here. It is not an exit: let
 				 * it go on with its signal, untraced, as no debugger
 				 * is here to trace it. */
-				ptrace(PTRACE_DETACH, pid, 0, WSTOPSIG(status));
+				ptrace(PTRACE_DETACH, pid, (void *)0, (void *)(long)WSTOPSIG(status));
 				continue;
 			}
 			if (pid != child)

@@ -7,10 +7,10 @@
  * cgroups, removes them and the state directories, then drops the lock by
  * exiting.
  *
- * It is a separate static C program, not a mode of safe-run, because it
- * starts with every service and lives as long as it: a Go janitor cost
- * about 5 ms of each start and 2 MiB resident, this one a fraction of a
- * millisecond and a few hundred KiB.
+ * It is a separate static C program (against musl), not a mode of
+ * safe-run, because it starts with every service and lives as long as it:
+ * a Go janitor cost about 5 ms of each start and 2 MiB resident, this one a
+ * fraction of a millisecond and a few hundred KiB.
  *
  * Usage: safe-run-janitor --lock PATH [--cgroup DIR]... [--remove DIR]...
  */

@@ -24,7 +24,7 @@ func ModuleRoot() (string, error) {
 
 // Build builds safe-run and the binaries it ships into dir/bin as `make
 // build` does: safe-run and safe-run-tools with cgo and the seccomp tag,
-// the init and the janitor static from C.
+// the init and the janitor static from C against musl.
 func Build(dir string) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
@@ -39,8 +39,8 @@ func Build(dir string) (Binaries, error) {
 	}{
 		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.SafeRun, "./cmd/safe-run"}},
 		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.Tools, "./cmd/safe-run-tools"}},
-		{"", []string{"gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
-		{"", []string{"gcc", "-static", "-Os", "-o", b.Janitor, "cmd/safe-run-janitor/safe-run-janitor.c"}},
+		{"", []string{"musl-gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
+		{"", []string{"musl-gcc", "-static", "-Os", "-o", b.Janitor, "cmd/safe-run-janitor/safe-run-janitor.c"}},
 	}
 	for _, s := range steps {
 		if err := run(root, s.cgo, s.args...); err != nil {
