@@ -23,8 +23,8 @@ func ModuleRoot() (string, error) {
 }
 
 // Build builds safe-run and the binaries it ships into dir/bin as `make
-// build` does: safe-run and safe-run-tools with cgo and the seccomp tag,
-// the init and the janitor static from C against musl.
+// build` does: safe-run (static) and safe-run-tools with cgo and the
+// seccomp tag, the init and the janitor static from C against musl.
 func Build(dir string) (Binaries, error) {
 	root, err := ModuleRoot()
 	if err != nil {
@@ -37,7 +37,7 @@ func Build(dir string) (Binaries, error) {
 		cgo  string
 		args []string
 	}{
-		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.SafeRun, "./cmd/safe-run"}},
+		{"1", []string{"go", "build", "-tags", "seccomp netgo osusergo", "-ldflags", "-extldflags -static", "-o", b.SafeRun, "./cmd/safe-run"}},
 		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.Tools, "./cmd/safe-run-tools"}},
 		{"", []string{"musl-gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
 		{"", []string{"musl-gcc", "-static", "-Os", "-o", b.Janitor, "cmd/safe-run-janitor/safe-run-janitor.c"}},
