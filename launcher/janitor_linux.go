@@ -13,8 +13,8 @@ import (
 // cgroup and the state directory need someone alive to remove them; a
 // SIGKILLed safe-run cannot. The janitor waits on a pipe: a byte means
 // safe-run cleaned up itself, end-of-file means safe-run died. It runs
-// safe-run-init's janitor mode (a static binary of about 1 MiB resident)
-// and holds the name lock while it works, so the next start waits for it.
+// safe-run-janitor (a static C program, well under 1 MiB resident) and
+// holds the name lock while it works, so the next start waits for it.
 type janitor struct {
 	w       *os.File
 	cmd     *exec.Cmd
@@ -22,9 +22,9 @@ type janitor struct {
 	err     error
 }
 
-// startJanitor starts the janitor in the background: forking and
-// executing it takes as long as the rest of the set-up, which goes on
-// meanwhile. The container must not start before running says it runs.
+// startJanitor starts the janitor in the background: its fork and exec
+// overlap the rest of the set-up. The container must not start before
+// running says it runs.
 func startJanitor(path string, lock *nameLock, cgroupDirs, removeDirs []string) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -260,7 +260,7 @@ func (r *run) locked(ctx context.Context) (int, error) {
 	}()
 	joined := false
 	defer func() {
-		// The set-up failed before the container started.
+		// A watcher the start never joined: the set-up failed first.
 		if joined {
 			return
 		}
