@@ -58,7 +58,9 @@ func (j *janitor) running() error {
 	return j.err
 }
 
-// dismiss tells the janitor that safe-run cleaned up itself.
+// dismiss tells the janitor that safe-run cleaned up itself. It must come
+// before the name lock is released: a janitor that saw safe-run die after
+// that could clean up after the next run of the same name.
 func (j *janitor) dismiss() {
 	if j.running() != nil {
 		j.w.Close()
@@ -66,6 +68,13 @@ func (j *janitor) dismiss() {
 	}
 	_, _ = j.w.Write([]byte{1})
 	j.w.Close()
+}
+
+// reap waits, a second at most, for the dismissed janitor to exit.
+func (j *janitor) reap() {
+	if j.running() != nil {
+		return
+	}
 	done := make(chan struct{})
 	go func() {
 		_ = j.cmd.Wait()

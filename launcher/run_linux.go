@@ -61,6 +61,11 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	// What finishes in the background once the container has exited
+	// (the seccomp watcher's last records, the janitor's exit) is waited
+	// for last, while the rest of the clean-up goes on.
+	var ending sync.WaitGroup
+	defer ending.Wait()
 	early := startEarly(host)
 	defer early.stop()
 	if err := os.MkdirAll(opts.StateRoot, 0o711); err != nil {
@@ -101,7 +106,7 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	if err := os.Mkdir(host.StateDir, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
-	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock}
+	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock, ending: &ending}
 	// The janitor goes last, once everything it would remove is gone.
 	defer r.dismissJanitor()
 	defer func() {
@@ -226,16 +231,18 @@ type run struct {
 	lock     *nameLock
 	cg       cgroups.Manager // the container's cgroup, once created
 	janitor  *janitor        // started once the cgroup's paths are known
+	ending   *sync.WaitGroup // what Run waits for last
 }
 
 // removeDirs are the directories of the run, removed when it ends.
 func (r *run) removeDirs() []string { return []string{r.host.StateDir, r.upperDir} }
 
 // dismissJanitor tells the janitor, if it was started, that safe-run
-// cleaned up itself.
+// cleaned up itself; its exit is waited for last.
 func (r *run) dismissJanitor() {
 	if r.janitor != nil {
 		r.janitor.dismiss()
+		r.ending.Go(r.janitor.reap)
 	}
 }
 
@@ -243,10 +250,6 @@ func (r *run) dismissJanitor() {
 // on one locked OS thread.
 func (r *run) locked(ctx context.Context) (int, error) {
 	spec, config, host, opts := r.spec, r.config, r.host, r.opts
-	// What finishes in the background while the container is destroyed
-	// is waited for last.
-	var ending sync.WaitGroup
-	defer ending.Wait()
 	// The seccomp watcher starts beside the rest of the set-up; the
 	// container starts once it watches.
 	var watch struct {
@@ -364,7 +367,7 @@ func (r *run) locked(ctx context.Context) (int, error) {
 		return 0, watch.err
 	}
 	// Its last records settle while the container is destroyed.
-	defer ending.Go(watch.stop)
+	defer r.ending.Go(watch.stop)
 	// Whatever the container leaves, once it runs, the janitor removes
 	// should safe-run die.
 	if err := r.janitor.running(); err != nil {
