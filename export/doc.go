@@ -8,10 +8,10 @@
 // Output.Warnings repeats what weakens the confinement.
 //
 // The Kubernetes objects are written through small local types with the
-// field names of k8s.io/api: libcontainer re-executes the safe-run binary for
-// every container start, so every package it links is initialised on each
-// start, and k8s.io/api alone costs milliseconds and megabytes there
-// (cmd/safe-run/depcheck_test.go keeps it out). The tests decode the output
+// field names of k8s.io/api: libcontainer re-executes safe-run-tools for
+// every container start of profile record, so every package it links is
+// initialised on each start, and k8s.io/api alone costs milliseconds and
+// megabytes there (cmd/safe-run-tools/depcheck_test.go keeps it out). The tests decode the output
 // strictly into the k8s.io/api types and check it with the Pod Security
 // admission library.
 package export
