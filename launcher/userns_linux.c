@@ -1,6 +1,8 @@
 //go:build linux
 
 #define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -15,20 +17,19 @@
  * program; this clone shares the parent's memory (CLONE_VM: no page tables
  * to copy) and runs on a stack of its own, a fraction of the cost.
  *
- * The child makes raw system calls only and touches nothing but its stack:
- * every signal is blocked, so no handler of the parent's ever runs in it,
- * and SIGKILL, which ends it, cannot be. One holder at a time: the caller
- * serialises calls until the holder is reaped, since the stack is shared.
+ * The child makes raw system calls only and touches nothing but its stack.
+ * It is born with every signal blocked (the parent's thread blocks them
+ * around the clone), so no handler of the parent's ever runs in it, not
+ * even for an instant; SIGKILL, which ends it, cannot be blocked. One
+ * holder at a time: the caller serialises calls until the holder is
+ * reaped, since the stack is shared.
  */
 static char holder_stack[64 * 1024] __attribute__((aligned(16)));
 
 static int hold(void *arg)
 {
 	pid_t parent = (pid_t)(intptr_t)arg;
-	sigset_t all;
 
-	sigfillset(&all);
-	syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, _NSIG / 8);
 	syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (syscall(SYS_getppid) != parent)
 		syscall(SYS_exit, 0);
@@ -39,6 +40,15 @@ static int hold(void *arg)
 
 int safe_run_userns_holder(void)
 {
-	return clone(hold, holder_stack + sizeof holder_stack, CLONE_VM | CLONE_NEWUSER | SIGCHLD,
-		     (void *)(intptr_t)getpid());
+	sigset_t all, old;
+	int pid, err;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	pid = clone(hold, holder_stack + sizeof holder_stack, CLONE_VM | CLONE_NEWUSER | SIGCHLD,
+		    (void *)(intptr_t)getpid());
+	err = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	errno = err;
+	return pid;
 }
