@@ -92,7 +92,7 @@ func checkService(t *testing.T, s *Service) {
 	if s.Version != 1 {
 		t.Errorf("version %d loaded", s.Version)
 	}
-	if len(s.Name) == 0 || len(s.Name) > 63 || !namePattern.MatchString(s.Name) {
+	if len(s.Name) == 0 || len(s.Name) > 63 || !namePattern().MatchString(s.Name) {
 		t.Errorf("name %q loaded", s.Name)
 	}
 	sources := 0

@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 )
@@ -45,11 +44,11 @@ func parentPath(path string) string {
 	return ""
 }
 
-var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+var bareKey = compileLater(`^[A-Za-z0-9_-]+$`)
 
 // joinKey appends a key to a path, quoting it when it is not a bare key.
 func joinKey(path, key string) string {
-	if !bareKey.MatchString(key) {
+	if !bareKey().MatchString(key) {
 		key = strconv.Quote(key)
 	}
 	if path == "" {
@@ -193,7 +192,7 @@ func (s *lineScanner) keys() []string {
 			keys = append(keys, s.str())
 		default:
 			start := s.pos
-			for s.pos < len(s.src) && (bareKey.MatchString(s.src[s.pos : s.pos+1])) {
+			for s.pos < len(s.src) && (bareKey().MatchString(s.src[s.pos : s.pos+1])) {
 				s.pos++
 			}
 			keys = append(keys, s.src[start:s.pos])

@@ -35,7 +35,7 @@ func TestGoodManifests(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !namePattern.MatchString(svc.Name) {
+			if !namePattern().MatchString(svc.Name) {
 				t.Errorf("name %q", svc.Name)
 			}
 			data, err := json.MarshalIndent(svc, "", "  ")

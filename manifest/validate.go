@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -17,12 +18,12 @@ var (
 	// Lengths are checked apart: a counted repetition such as {0,62}
 	// compiles into a large program, and package init runs on every
 	// container start (libcontainer re-executes this binary).
-	namePattern       = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
-	volumePattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	secretPattern     = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
-	userPattern       = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
-	profileNamePatten = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
-	envKeyPattern     = regexp.MustCompile(`^[^=\x00]+$`)
+	namePattern       = compileLater(`^[a-z0-9][a-z0-9_.-]*$`)
+	volumePattern     = compileLater(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	secretPattern     = compileLater(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	userPattern       = compileLater(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
+	profileNamePatten = compileLater(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
+	envKeyPattern     = compileLater(`^[^=\x00]+$`)
 )
 
 // MinMemory is the smallest memory limit accepted, as docker's -m: below it
@@ -36,6 +37,14 @@ const DefaultTmpfsSize Size = 64 << 20
 
 // ReservedTargets are paths safe-run mounts itself; a [[mounts]] target may
 // not be one of them or lie below them.
+// compileLater returns pattern's regexp, compiled on first use. Package
+// manifest is linked into what libcontainer re-executes as every
+// container's init, which never validates a manifest: compiling every
+// pattern at package init cost about 1 ms there on each start.
+func compileLater(pattern string) func() *regexp.Regexp {
+	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })
+}
+
 var ReservedTargets = []string{"/proc", "/sys", "/dev", "/run/secrets", "/run/notify"}
 
 // validate checks what single values cannot: required keys, choices,
@@ -52,7 +61,7 @@ func validate(s *Service, fe *fieldErrors) {
 	switch {
 	case s.Name == "":
 		fe.add("name", `missing (add name = "web": lowercase letters, digits, '_', '.', '-')`)
-	case len(s.Name) > 63 || !namePattern.MatchString(s.Name):
+	case len(s.Name) > 63 || !namePattern().MatchString(s.Name):
 		fe.add("name", "%q is not a valid name (use 1-63 lowercase letters, digits, '_', '.', '-', starting with a letter or digit)", s.Name)
 	}
 	validateImage(s, fe)
@@ -181,7 +190,7 @@ func validateProcess(s *Service, fe *fieldErrors) {
 	}
 	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		v := p.Env[k]
-		if !envKeyPattern.MatchString(k) {
+		if !envKeyPattern().MatchString(k) {
 			fe.add(joinKey("process.env", k), "%q is not a valid variable name (no '=' or NUL)", k)
 		}
 		if strings.ContainsRune(v, 0) {
@@ -189,7 +198,7 @@ func validateProcess(s *Service, fe *fieldErrors) {
 		}
 	}
 	if p.User != "" {
-		if !userPattern.MatchString(p.User) {
+		if !userPattern().MatchString(p.User) {
 			fe.add("process.user", "%q is not a user (use \"uid[:gid]\" such as \"1000:1000\", or a name from the image's /etc/passwd)", p.User)
 		} else {
 			for _, part := range strings.Split(p.User, ":") {
@@ -236,7 +245,7 @@ func validateSecurity(s *Service, fe *fieldErrors) {
 			sec.Seccomp = s.abs(sec.Seccomp)
 		}
 	}
-	if sec.AppArmor == "" || !profileNamePatten.MatchString(sec.AppArmor) {
+	if sec.AppArmor == "" || !profileNamePatten().MatchString(sec.AppArmor) {
 		fe.add("security.apparmor", `%q is not a profile (use "generated", the name of a loaded profile, or "unconfined" with [insecure])`, sec.AppArmor)
 	}
 	if sec.AppArmorMode != "enforce" && sec.AppArmorMode != "complain" {
@@ -279,7 +288,7 @@ func validateResources(s *Service, fe *fieldErrors) {
 	}
 }
 
-var tmpfsOption = regexp.MustCompile(`^(ro|rw|exec|noexec|(uid|gid|nr_inodes)=[0-9]+)$`)
+var tmpfsOption = compileLater(`^(ro|rw|exec|noexec|(uid|gid|nr_inodes)=[0-9]+)$`)
 
 func validateMounts(s *Service, fe *fieldErrors) {
 	targets := map[string]int{}
@@ -333,7 +342,7 @@ func validateMounts(s *Service, fe *fieldErrors) {
 		case MountVolume:
 			if m.Source == "" {
 				fe.add(at("source"), `missing (name the volume, e.g. source = "data")`)
-			} else if len(m.Source) > 128 || !volumePattern.MatchString(m.Source) {
+			} else if len(m.Source) > 128 || !volumePattern().MatchString(m.Source) {
 				fe.add(at("source"), "%q is not a volume name (letters, digits, '_', '.', '-'; for a host path use type = \"bind\")", m.Source)
 			}
 		case MountBind:
@@ -360,7 +369,7 @@ func validateTmpfs(m *Mount, at func(string) string, fe *fieldErrors) {
 		m.Mode = 0o1777
 	}
 	for j, o := range m.Options {
-		if !tmpfsOption.MatchString(o) {
+		if !tmpfsOption().MatchString(o) {
 			fe.add(indexPath(at("options"), j), "%q is not a tmpfs option safe-run accepts (use ro, rw, exec, noexec, uid=N, gid=N, nr_inodes=N; nosuid and nodev are always set)", o)
 		}
 	}
@@ -394,7 +403,7 @@ func validateSecrets(s *Service, fe *fieldErrors) {
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 		sec := s.Secrets[name]
 		at := joinKey("secrets", name)
-		if len(name) > 128 || !secretPattern.MatchString(name) {
+		if len(name) > 128 || !secretPattern().MatchString(name) {
 			fe.add(at, "%q is not a secret name (it becomes a file name under /run/secrets: letters, digits, '_', '.', '-')", name)
 		}
 		if sec.File == "" {

@@ -3,7 +3,6 @@ package manifest
 import (
 	"fmt"
 	"math"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,7 +13,7 @@ import (
 // mean 512 MiB; K, G and T likewise, an optional trailing B is accepted.
 type Size int64
 
-var sizePattern = regexp.MustCompile(`^([0-9]+(?:\.[0-9]+)?)\s*(?:([kKmMgGtT])[iI]?)?[bB]?$`)
+var sizePattern = compileLater(`^([0-9]+(?:\.[0-9]+)?)\s*(?:([kKmMgGtT])[iI]?)?[bB]?$`)
 
 func (s *Size) UnmarshalText(text []byte) error {
 	v, err := ParseSize(string(text))
@@ -27,7 +26,7 @@ func (s *Size) UnmarshalText(text []byte) error {
 
 // ParseSize parses a size such as 512M, 1Gi or 1048576.
 func ParseSize(text string) (Size, error) {
-	m := sizePattern.FindStringSubmatch(strings.TrimSpace(text))
+	m := sizePattern().FindStringSubmatch(strings.TrimSpace(text))
 	if m == nil {
 		return 0, fmt.Errorf("%q is not a size (use e.g. 512M)", text)
 	}
