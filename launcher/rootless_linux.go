@@ -3,6 +3,7 @@ package launcher
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -102,10 +103,18 @@ func userSubIDs(file string, u *user.User) (start, count uint64, err error) {
 	return 0, 0, nil
 }
 
+// MustEnterRootless reports whether safe-run runs without root and outside
+// its own user namespace: a start must go through RunRootless first.
+func MustEnterRootless() bool {
+	return os.Geteuid() != 0 && RootlessIDs() == 0
+}
+
 // RunRootless re-executes safe-run with args in a new user namespace and
 // waits for it. dirs are passed on, since inside, safe-run is root and
-// would otherwise pick root's directories.
-func RunRootless(args []string, dirs Dirs, report func(string)) (int, error) {
+// would otherwise pick root's directories. What the user should know
+// about the namespace goes to report as "safe-run: ..." lines (nil: not
+// at all).
+func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
 	u, err := user.Current()
 	if err != nil {
 		return 0, err
@@ -122,7 +131,7 @@ func RunRootless(args []string, dirs Dirs, report func(string)) (int, error) {
 	if uidCount > 0 && gidCount > 0 {
 		size = IDRangeSize
 	} else if report != nil {
-		report(fmt.Sprintf("user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)", u.Username, IDRangeSize, u.Username))
+		fmt.Fprintf(report, "safe-run: user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)\n", u.Username, IDRangeSize, u.Username)
 	}
 	// The inner safe-run moves itself into a supervisor leaf of this
 	// cgroup so that the container's cgroup can get controllers beside

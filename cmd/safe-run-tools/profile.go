@@ -62,7 +62,7 @@ reported as it is made, so the service runs slower while it is recorded.`,
 }
 
 func recordProfile(ctx context.Context, g *globals, path, out string, duration time.Duration) error {
-	if os.Geteuid() != 0 && launcher.RootlessIDs() == 0 {
+	if launcher.MustEnterRootless() {
 		code, err := launcher.RunRootless(g.args, launcher.DefaultDirs(), nil)
 		if err == nil && code != 0 {
 			err = exitStatus(code)

@@ -2,8 +2,7 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"os"
+	"io"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
@@ -26,10 +25,10 @@ func runCommand(g *globals) *cobra.Command {
 }
 
 func runService(ctx context.Context, g *globals, path string) error {
-	if os.Geteuid() != 0 && launcher.RootlessIDs() == 0 {
-		var report func(string)
+	if launcher.MustEnterRootless() {
+		var report io.Writer
 		if !g.quiet {
-			report = func(s string) { fmt.Fprintln(g.stderr, "safe-run: "+s) }
+			report = g.stderr
 		}
 		code, err := launcher.RunRootless(g.args, launcher.DefaultDirs(), report)
 		if err == nil && code != 0 {

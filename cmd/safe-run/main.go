@@ -79,10 +79,10 @@ func runService(args []string, path string, quiet bool) int {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
 	dirs := launcher.DefaultDirs()
-	if os.Geteuid() != 0 && launcher.RootlessIDs() == 0 {
-		var report func(string)
+	if launcher.MustEnterRootless() {
+		var report io.Writer
 		if !quiet {
-			report = func(s string) { fmt.Fprintln(os.Stderr, "safe-run: "+s) }
+			report = os.Stderr
 		}
 		code, err := launcher.RunRootless(args, dirs, report)
 		if err != nil {
