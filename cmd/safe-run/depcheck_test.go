@@ -1,9 +1,10 @@
 package main
 
 import (
-	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // TestLean keeps safe-run to running services: it is every container's
@@ -12,10 +13,6 @@ import (
 // registries, the command line's other commands, exports and audit belong
 // to safe-run-tools.
 func TestLean(t *testing.T) {
-	out, err := exec.Command("go", "list", "-tags", "seccomp", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list -deps: %v\n%s", err, out)
-	}
 	forbidden := []string{
 		"github.com/safe-run/safe-run/image/registry", "github.com/safe-run/safe-run/export",
 		"github.com/safe-run/safe-run/audit", "github.com/safe-run/safe-run/importer",
@@ -23,7 +20,7 @@ func TestLean(t *testing.T) {
 		"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "crypto/tls", "k8s.io/",
 	}
 	var bad []string
-	for _, pkg := range strings.Fields(string(out)) {
+	for _, pkg := range testenv.LinkedPackages(t) {
 		for _, f := range forbidden {
 			if pkg == f || strings.HasPrefix(pkg, f+"/") || (strings.HasSuffix(f, "/") && strings.HasPrefix(pkg, f)) {
 				bad = append(bad, pkg)

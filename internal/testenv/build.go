@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 )
 
 // Binaries are safe-run and the helpers it ships, built for a test.
@@ -87,4 +88,15 @@ func run(dir, cgo string, args ...string) error {
 		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
+}
+
+// LinkedPackages lists every package the package in the current directory
+// links, as `make build` builds it (the seccomp tag).
+func LinkedPackages(t testing.TB) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-tags", "seccomp", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	return strings.Fields(string(out))
 }
