@@ -341,7 +341,7 @@ func TestInGuest(t *testing.T) {
 	start := time.Now()
 	status, err := guest.Run(t.Context(), guest.Options{
 		Files: map[string]string{
-			"/usr/bin/safe-run":         filepath.Join(dir, "safe-run"),
+			"/usr/bin/safe-run":         filepath.Join(dir, "bin", "safe-run"),
 			"/usr/bin/safe-run-tools":   filepath.Join(dir, "safe-run-tools"),
 			"/usr/bin/safe-run-init":    filepath.Join(dir, "bin", "safe-run-init"),
 			"/usr/bin/safe-run-janitor": filepath.Join(dir, "bin", "safe-run-janitor"),
@@ -699,18 +699,16 @@ func parseSteps(console string) map[string]guestStep {
 }
 
 // buildGuestFiles builds what the guest needs into a directory: static
-// safe-run and safe-run-tools (the helpers are static already), the
-// example rootfs with /bin/attempt, and the manifests.
+// safe-run-tools (safe-run and the helpers are static already), the example
+// rootfs with /bin/attempt, and the manifests.
 func buildGuestFiles(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
 	if _, err := testenv.Build(dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, cmd := range []string{"safe-run", "safe-run-tools"} {
-		if err := guest.BuildStatic(t.Context(), "github.com/safe-run/safe-run/cmd/"+cmd, filepath.Join(dir, cmd), "seccomp"); err != nil {
-			t.Fatal(err)
-		}
+	if err := guest.BuildStatic(t.Context(), "github.com/safe-run/safe-run/cmd/safe-run-tools", filepath.Join(dir, "safe-run-tools"), "seccomp"); err != nil {
+		t.Fatal(err)
 	}
 	if _, err := testenv.ExampleRootfs(dir); err != nil {
 		t.Fatal(err)
