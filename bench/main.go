@@ -28,7 +28,7 @@ import (
 // baseline of its ratio column.
 var benchmarks = []benchmark{
 	{table: startTable, name: "safe-run", prepare: safeRunTrial("bench", "")},
-	{table: startTable, name: "safe-run, init = false", prepare: safeRunTrial("bench-noinit", "init = false\n")},
+	{table: startTable, name: "safe-run, init = false (libcontainer compiles seccomp)", prepare: safeRunTrial("bench-noinit", "init = false\n")},
 	{table: startTable, name: "runc run", prepare: runcTrial(installedRunc)},
 	{table: startTable, name: "runc run, safe-run's libcontainer version", prepare: runcTrial(moduleRunc)},
 	{table: startTable, name: "crun run", prepare: crunTrial},

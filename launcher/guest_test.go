@@ -397,22 +397,19 @@ var guestChecks = []struct {
 		if err := json.Unmarshal([]byte(st["spec"].out), &spec); err != nil {
 			return fmt.Errorf("safe-run spec in the guest: %v\n%s", err, st["spec"].out)
 		}
-		// TODO(profiles branch): until package profiles is merged the
-		// launcher sets no seccomp filter and Seccomp is 0; then the
-		// spec has one and the probe must see mode 2.
-		seccomp := "0"
-		if spec.Linux != nil && spec.Linux.Seccomp != nil {
-			seccomp = "2"
+		if spec.Linux == nil || spec.Linux.Seccomp == nil {
+			return fmt.Errorf("safe-run spec in the guest has no seccomp filter")
 		}
 		want := map[string]any{
 			"AppArmor": "safe-run-probe (enforce)",
 			"UID":      1000.0, "GID": 1000.0,
 			"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
 			"CapInh": "0000000000000000", "CapAmb": "0000000000000000",
-			"NoNewPrivs": "1", "Seccomp": seccomp, "RootWritable": false,
+			"NoNewPrivs": "1", "Seccomp": "2", "RootWritable": false,
 			"CgroupVersion": 2.0, "MemoryLimit": "67108864", "MemorySoft": "33554432",
 			"CPUQuota": "50000 100000", "PidsLimit": "64",
-			"PID1": "/dev/init -- /bin/confinement -json",
+			// safe-run-init loads the seccomp filter (seccomp_linux.go).
+			"PID1": "/dev/init --seccomp-fd 3 -- /bin/confinement -json",
 		}
 		var errs []error
 		for k, v := range want {

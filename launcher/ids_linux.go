@@ -161,7 +161,11 @@ func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
 			return m, nil
 		}
 		allocs[name] = m
-		if err := writeFileAtomic(path, allocs); err != nil {
+		data, err := json.MarshalIndent(allocs, "", "  ")
+		if err != nil {
+			return IDMap{}, err
+		}
+		if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
 			return IDMap{}, err
 		}
 		return m, nil
@@ -169,29 +173,25 @@ func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
 	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", ErrNoSubIDs, n, IDUser, IDUser)
 }
 
-func writeFileAtomic(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
+// writeFileAtomic replaces path with data: a reader sees the old file or
+// the new one, never part of it, even after a crash.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(append(data, '\n')); err != nil {
-		tmp.Close()
-		return err
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(perm)
 	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
+	if err != nil {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)

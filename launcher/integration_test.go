@@ -8,6 +8,7 @@ package launcher_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -196,7 +197,8 @@ func TestConfinementProbe(t *testing.T) {
 		"CapInh": "0000000000000000", "CapAmb": "0000000000000000",
 		"NoNewPrivs": "1", "Seccomp": "2", "RootWritable": false, "Hostname": "probe",
 		"MemoryLimit": "67108864", "PidsLimit": "64", "CPUQuota": "100000 100000",
-		"PID1": "/dev/init -- /bin/confinement -json",
+		// safe-run-init loads the seccomp filter (seccomp_linux.go).
+		"PID1": "/dev/init --seccomp-fd 3 -- /bin/confinement -json",
 	}
 	for k, v := range want {
 		if p[k] != v {
@@ -255,6 +257,41 @@ func TestExitCodes(t *testing.T) {
 			}
 			assertNothingLeft(t, tc.name)
 		})
+	}
+}
+
+// TestSeccompCompiledOnce: the first start compiles the filter and keeps
+// it in DataDir/seccomp; a damaged copy is compiled again, never loaded.
+func TestSeccompCompiledOnce(t *testing.T) {
+	setup(t)
+	kept := func() (whole, all int) {
+		files, _ := filepath.Glob(filepath.Join(env.dataDir, "seccomp", "*"))
+		for _, f := range files {
+			// Whole: a header of flags and count, count instructions.
+			if b, err := os.ReadFile(f); err == nil && len(b) > 8 && len(b) == 8+8*int(binary.NativeEndian.Uint32(b[4:])) {
+				whole++
+			}
+		}
+		return whole, len(files)
+	}
+	if p := probe(t, "sccache", ""); p["Seccomp"] != "2" {
+		t.Fatalf("Seccomp = %v, want 2", p["Seccomp"])
+	}
+	whole, all := kept()
+	if whole == 0 || whole != all {
+		t.Fatalf("%d whole programs kept of %d files, want at least one and all whole", whole, all)
+	}
+	files, _ := filepath.Glob(filepath.Join(env.dataDir, "seccomp", "*"))
+	for _, f := range files {
+		if err := os.Truncate(f, 100); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p := probe(t, "sccache", ""); p["Seccomp"] != "2" {
+		t.Fatalf("after damage: Seccomp = %v, want 2", p["Seccomp"])
+	}
+	if whole, _ := kept(); whole == 0 {
+		t.Errorf("the damaged program was not compiled again")
 	}
 }
 

@@ -107,6 +107,9 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
 	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock, ending: &ending}
+	if r.seccomp, err = takeOverSeccomp(spec, config, opts); err != nil {
+		return 0, err
+	}
 	// The janitor goes last, once everything it would remove is gone.
 	defer r.dismissJanitor()
 	defer func() {
@@ -231,6 +234,7 @@ type run struct {
 	lock     *nameLock
 	cg       cgroups.Manager // the container's cgroup, once created
 	janitor  *janitor        // started once the cgroup's paths are known
+	seccomp  *initSeccomp    // the filter, when safe-run-init loads it
 	ending   *sync.WaitGroup // what Run waits for last
 }
 
@@ -248,8 +252,18 @@ func (r *run) dismissJanitor() {
 
 // locked does everything that needs the private mount namespace: it runs
 // on one locked OS thread.
-func (r *run) locked(ctx context.Context) (int, error) {
+func (r *run) locked(ctx context.Context) (code int, err error) {
 	spec, config, host, opts := r.spec, r.config, r.host, r.opts
+	if r.seccomp != nil {
+		// A filter that could not be compiled never reached
+		// safe-run-init, which then refused to start the service:
+		// this says why.
+		defer func() {
+			if serr := r.seccomp.wait(); serr != nil && err == nil {
+				code, err = 0, serr
+			}
+		}()
+	}
 	// The seccomp watcher starts beside the rest of the set-up; the
 	// container starts once it watches.
 	var watch struct {
@@ -333,6 +347,9 @@ func (r *run) locked(ctx context.Context) (int, error) {
 	process, err := newProcess(spec.Process)
 	if err != nil {
 		return 0, err
+	}
+	if r.seccomp != nil {
+		r.seccomp.attach(process)
 	}
 	if notify.relay != nil && notify.watchdog > 0 {
 		// The service answers for the watchdog; it cannot match

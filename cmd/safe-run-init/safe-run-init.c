@@ -18,18 +18,83 @@
  * container (never the safe-run binary itself) and makes itself
  * non-dumpable, so the service can neither read its memory nor ptrace it.
  *
- * Usage: safe-run-init -- COMMAND [ARG...]
+ * With --seccomp-fd, it first loads the container's seccomp filter, which
+ * safe-run compiled (launcher/seccomp_linux.go) and sends on that pipe:
+ * the SECCOMP_SET_MODE_FILTER flags, 0 for prctl(PR_SET_SECCOMP), and the
+ * number of instructions, each a native 32-bit word, then the
+ * instructions. It loads it before the fork, so the service and this init
+ * both run under it, and closes the pipe. Anything short of a whole
+ * program, and the service does not start: it never runs unfiltered.
+ *
+ * Usage: safe-run-init [--seccomp-fd N] -- COMMAND [ARG...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+/* From <linux/filter.h> and <linux/seccomp.h>, which musl does not ship. */
+#define MAX_INSNS 4096 /* BPF_MAXINSNS */
+#define SECCOMP_MODE_FILTER 2
+#define SECCOMP_SET_MODE_FILTER 1
+struct sock_filter {
+	uint16_t code;
+	uint8_t jt, jf;
+	uint32_t k;
+};
+struct sock_fprog {
+	unsigned short len;
+	struct sock_filter *filter;
+};
+
+static int read_full(int fd, void *buf, size_t n)
+{
+	char *p = buf;
+	while (n > 0) {
+		ssize_t r = read(fd, p, n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int load_seccomp(int fd)
+{
+	static struct sock_filter insns[MAX_INSNS];
+	uint32_t head[2]; /* flags, instruction count */
+	struct sock_fprog prog;
+	long r;
+
+	if (read_full(fd, head, sizeof head) < 0 || head[1] == 0 || head[1] > MAX_INSNS ||
+	    read_full(fd, insns, head[1] * sizeof *insns) < 0) {
+		fprintf(stderr, "safe-run-init: the seccomp filter did not arrive whole: not starting the service\n");
+		return -1;
+	}
+	close(fd);
+	prog.len = (unsigned short)head[1];
+	prog.filter = insns;
+	if (head[0] == 0)
+		r = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
+	else
+		r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, head[0], &prog);
+	if (r < 0) {
+		perror("safe-run-init: loading the seccomp filter");
+		return -1;
+	}
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -37,14 +102,19 @@ int main(int argc, char **argv)
 	sigset_t all, old;
 	pid_t child;
 
-	if (argc > 1 && strcmp(argv[1], "--") == 0)
-		first = 2;
-	if (first >= argc) {
-		fprintf(stderr, "safe-run-init: usage: safe-run-init -- COMMAND [ARG...]\n");
-		return 125;
-	}
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
 		perror("safe-run-init: making itself non-dumpable");
+		return 125;
+	}
+	if (argc > 2 && strcmp(argv[1], "--seccomp-fd") == 0) {
+		if (load_seccomp(atoi(argv[2])) < 0)
+			return 125;
+		first = 3;
+	}
+	if (first < argc && strcmp(argv[first], "--") == 0)
+		first++;
+	if (first >= argc) {
+		fprintf(stderr, "safe-run-init: usage: safe-run-init [--seccomp-fd N] -- COMMAND [ARG...]\n");
 		return 125;
 	}
 	/* Every signal is blocked and taken with sigwaitinfo, so none is lost

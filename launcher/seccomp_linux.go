@@ -1,0 +1,294 @@
+package launcher
+
+// #include <stdlib.h>
+// #include "seccomp_linux.h"
+import "C"
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"unsafe"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// The container's seccomp filter is compiled by safe-run, once per
+// content, and loaded by safe-run-init, not compiled inside every
+// container by libcontainer's init. Compiling is libseccomp building the
+// rules and its BPF, then runc's -ENOSYS patch: about 9 ms of CPU for the
+// default profile, the largest single cost of a start. The program is
+// kept in DataDir/seccomp under a hash of everything it depends on, and
+// reaches safe-run-init through a pipe; loading it is one system call. It
+// is libcontainer's own program, byte for byte (see compileSeccomp),
+// loaded with the same flags and before the service's first instruction,
+// as before; only safe-run-init, which safe-run checked and mounts
+// read-only, runs unfiltered for a moment longer.
+//
+// libcontainer keeps the job where safe-run-init cannot take it over: no
+// init (init = false), a filter that notifies an agent (libcontainer hands
+// its listener over), and a service allowed new privileges (without
+// no_new_privs, only a privileged process may load a filter).
+
+// initSeccomp feeds a container's compiled filter to safe-run-init.
+type initSeccomp struct {
+	r    *os.File      // the pipe's reading end, for the container
+	done chan struct{} // closed once the program is in the pipe, or err set
+	err  error
+}
+
+// takeOverSeccomp takes config's filter out of config and has it fed to
+// safe-run-init in the background, while the container is set up, when
+// safe-run-init can load it; else it returns nil and leaves config alone.
+func takeOverSeccomp(spec *specs.Spec, config *configs.Config, opts Options) (*initSeccomp, error) {
+	sc := config.Seccomp
+	if sc == nil || !config.NoNewPrivileges || !startsWithInit(spec.Process.Args) || !captureSupported() ||
+		slices.ContainsFunc(sc.Syscalls, func(s *configs.Syscall) bool { return s.Action == configs.Notify }) {
+		return nil, nil
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	config.Seccomp = nil
+	s := &initSeccomp{r: r, done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer w.Close()
+		s.err = feedSeccomp(w, sc, opts)
+	}()
+	return s, nil
+}
+
+// feedSeccomp writes sc's program to w: the one kept in DataDir/seccomp,
+// else compiled now and kept there. The pipe holds 64 KiB, a program 32
+// KiB at most: the writes never wait.
+func feedSeccomp(w *os.File, sc *configs.Seccomp, opts Options) error {
+	file, err := seccompCacheFile(filepath.Join(opts.DataDir, "seccomp"), sc)
+	if err != nil {
+		return err
+	}
+	if prog, err := os.ReadFile(file); err == nil && validProgram(prog) {
+		_, err = w.Write(prog)
+		return err
+	}
+	prog, err := compileSeccomp(sc)
+	if err != nil {
+		return fmt.Errorf("compiling the seccomp filter: %w", err)
+	}
+	if _, err := w.Write(prog); err != nil {
+		return err
+	}
+	if err := writeFileAtomic(file, prog, 0o600); err != nil {
+		opts.Logger.Warn("keeping the compiled seccomp filter", "file", file, "err", err)
+	}
+	return nil
+}
+
+// seccompCacheFile is where the program compiled from sc is kept: its name
+// hashes sc and what else the program depends on (libseccomp, runc's
+// patch, the kernel's seccomp features, the architecture).
+func seccompCacheFile(dir string, sc *configs.Seccomp) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("seccomp cache: %w", err)
+	}
+	cfg, err := json.Marshal(sc)
+	if err != nil {
+		return "", err
+	}
+	var uts unix.Utsname
+	if err := unix.Uname(&uts); err != nil {
+		return "", err
+	}
+	runc := "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, m := range bi.Deps {
+			if m.Path == "github.com/opencontainers/runc" {
+				runc = m.Version
+			}
+		}
+	}
+	major, minor, micro := seccomp.Version()
+	h := sha256.New()
+	fmt.Fprintf(h, "safe-run seccomp cache 1\n%s\nlibseccomp %d.%d.%d\nrunc %s\nkernel %s\n%s",
+		runtime.GOARCH, major, minor, micro, runc, unix.ByteSliceToString(uts.Release[:]), cfg)
+	return filepath.Join(dir, hex.EncodeToString(h.Sum(nil))), nil
+}
+
+// validProgram says whether prog is whole, as compileSeccomp makes it.
+func validProgram(prog []byte) bool {
+	if len(prog) < 8 {
+		return false
+	}
+	n := int(binary.NativeEndian.Uint32(prog[4:]))
+	return n > 0 && n <= C.BPF_MAXINSNS && len(prog) == 8+8*n
+}
+
+func startsWithInit(args []string) bool {
+	return len(args) >= 3 && args[0] == InitPath && args[1] == "--"
+}
+
+// attach has the process's first program, safe-run-init, read the filter
+// from the pipe, which the process inherits as its first extra file.
+func (s *initSeccomp) attach(p *libcontainer.Process) {
+	p.ExtraFiles = append(p.ExtraFiles, s.r)
+	fd := 2 + len(p.ExtraFiles)
+	p.Args = slices.Insert(slices.Clone(p.Args), 1, "--seccomp-fd", strconv.Itoa(fd))
+}
+
+// wait closes safe-run's copy of the reading end, once the container has
+// its own, and returns once the program is in the pipe, with why not if
+// it is not.
+func (s *initSeccomp) wait() error {
+	s.r.Close()
+	<-s.done
+	return s.err
+}
+
+// compileSeccomp returns the program libcontainer's init would load for
+// cfg, with its header for safe-run-init (the SECCOMP_SET_MODE_FILTER
+// flags, 0 for prctl(PR_SET_SECCOMP), then the instruction count, each a
+// native 32-bit word).
+//
+// libcontainer exports no compiler, only seccomp.InitSeccomp, which builds
+// the program and loads it into the calling thread. So compileSeccomp runs
+// it on a thread of its own that first gets a filter of its own: the call
+// that would load the program becomes a user notification, which a C
+// thread answers (seccomp_linux.c) by copying the program and refusing the
+// call. Nothing is loaded, and the thread, filter and all, ends with its
+// goroutine.
+func compileSeccomp(cfg *configs.Seccomp) ([]byte, error) {
+	type result struct {
+		prog []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		// Never unlocked: the thread carries the capturing filter and
+		// must not run anything else.
+		runtime.LockOSThread()
+		prog, err := captureSeccomp(cfg)
+		done <- result{prog, err}
+	}()
+	r := <-done
+	return r.prog, r.err
+}
+
+func captureSeccomp(cfg *configs.Seccomp) ([]byte, error) {
+	// For this thread only, as its filter: both are per thread.
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return nil, fmt.Errorf("setting no_new_privs: %w", err)
+	}
+	listener, err := loadCaptureFilter()
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(listener)
+	cancelR, cancelW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer cancelR.Close()
+	c := (*C.struct_safe_run_capture)(C.calloc(1, C.sizeof_struct_safe_run_capture))
+	defer C.free(unsafe.Pointer(c))
+	c.listener = C.int(listener)
+	c.cancel = C.int(cancelR.Fd())
+	var t C.pthread_t
+	if rc := C.safe_run_capture_start(c, &t); rc != 0 {
+		cancelW.Close()
+		return nil, fmt.Errorf("starting the capturing thread: %w", unix.Errno(rc))
+	}
+	_, loadErr := seccomp.InitSeccomp(cfg)
+	cancelW.Close()
+	C.safe_run_capture_wait(t)
+	if c.err != 0 {
+		if errno := unix.Errno(c.err); errno != unix.ECANCELED || loadErr == nil {
+			return nil, fmt.Errorf("capturing the program: %w", errno)
+		}
+		return nil, loadErr // the set-up failed before it loaded anything
+	}
+	insns := unsafe.Slice((*byte)(unsafe.Pointer(&c.insns[0])), int(c.len)*int(unsafe.Sizeof(c.insns[0])))
+	prog := binary.NativeEndian.AppendUint32(nil, uint32(c.flags))
+	prog = binary.NativeEndian.AppendUint32(prog, uint32(c.len))
+	return append(prog, insns...), nil
+}
+
+// captureSupported says whether this kernel and architecture can run
+// compileSeccomp: user notifications came with Linux 5.0.
+func captureSupported() bool {
+	if _, ok := auditArch[runtime.GOARCH]; !ok {
+		return false
+	}
+	action := uint32(unix.SECCOMP_RET_USER_NOTIF)
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&action)))
+	return errno == 0
+}
+
+// auditArch is the AUDIT_ARCH of each architecture safe-run is built for,
+// all little-endian (captureFilter reads the low words of arguments).
+var auditArch = map[string]uint32{"amd64": unix.AUDIT_ARCH_X86_64, "arm64": unix.AUDIT_ARCH_AARCH64}
+
+// loadCaptureFilter loads, into this thread, a filter that notifies the
+// calls that load a filter program, seccomp(SECCOMP_SET_MODE_FILTER, flags,
+// prog) and prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, prog), and lets
+// everything else through, libseccomp's probes with a NULL program
+// included. It returns the notifications' listener.
+func loadCaptureFilter() (int, error) {
+	const (
+		nr     = 0 // offsets in struct seccomp_data
+		arch   = 4
+		arg0   = 16
+		arg1   = 24
+		arg2   = 32 // low word; high word at 36
+		check2 = 11 // instruction indexes
+		allow  = 15
+		notify = 16
+	)
+	skip := func(from, to int) uint8 { return uint8(to - from - 1) }
+	insns, err := bpf.Assemble([]bpf.Instruction{
+		/* 0 */ bpf.LoadAbsolute{Off: arch, Size: 4},
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: auditArch[runtime.GOARCH], SkipTrue: skip(1, allow)},
+		/* 2 */ bpf.LoadAbsolute{Off: nr, Size: 4},
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.SYS_SECCOMP, SkipTrue: skip(3, 6)},
+		/* 4 */ bpf.LoadAbsolute{Off: arg0, Size: 4},
+		/* 5 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.SECCOMP_SET_MODE_FILTER, SkipTrue: skip(5, check2), SkipFalse: skip(5, allow)},
+		/* 6 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.SYS_PRCTL, SkipTrue: skip(6, allow)},
+		/* 7 */ bpf.LoadAbsolute{Off: arg0, Size: 4},
+		/* 8 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.PR_SET_SECCOMP, SkipTrue: skip(8, allow)},
+		/* 9 */ bpf.LoadAbsolute{Off: arg1, Size: 4},
+		/* 10 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: unix.SECCOMP_MODE_FILTER, SkipTrue: skip(10, allow)},
+		/* 11 */ bpf.LoadAbsolute{Off: arg2, Size: 4},
+		/* 12 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipTrue: skip(12, notify)},
+		/* 13 */ bpf.LoadAbsolute{Off: arg2 + 4, Size: 4},
+		/* 14 */ bpf.JumpIf{Cond: bpf.JumpNotEqual, Val: 0, SkipTrue: skip(14, notify)},
+		/* 15 */ bpf.RetConstant{Val: unix.SECCOMP_RET_ALLOW},
+		/* 16 */ bpf.RetConstant{Val: unix.SECCOMP_RET_USER_NOTIF},
+	})
+	if err != nil {
+		return -1, err
+	}
+	filter := make([]unix.SockFilter, len(insns))
+	for i, in := range insns {
+		filter[i] = unix.SockFilter{Code: in.Op, Jt: in.Jt, Jf: in.Jf, K: in.K}
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	fd, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_NEW_LISTENER, uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(filter)
+	if errno != 0 {
+		return -1, fmt.Errorf("loading the capturing filter: %w", errno)
+	}
+	return int(fd), nil
+}
