@@ -35,7 +35,7 @@ var env struct {
 	once              sync.Once
 	err               error
 	dir               string
-	bin               string
+	bin, init         string
 	rootfs            string
 	stateDir, dataDir string
 }
@@ -73,7 +73,7 @@ func build() error {
 	if err != nil {
 		return err
 	}
-	env.bin = bins.SafeRun
+	env.bin, env.init = bins.SafeRun, bins.Init
 	if env.rootfs, err = testenv.ExampleRootfs(dir); err != nil {
 		return err
 	}
@@ -292,6 +292,50 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	}
 	if whole, _ := kept(); whole == 0 {
 		t.Errorf("the damaged program was not compiled again")
+	}
+}
+
+// TestInitLoadsOnlyWholeFilters runs safe-run-init on the host with the
+// program the last start kept: whole, it filters the command; cut short or
+// missing, the command never runs.
+func TestInitLoadsOnlyWholeFilters(t *testing.T) {
+	setup(t)
+	probe(t, "scinit", "")
+	files, _ := filepath.Glob(filepath.Join(env.dataDir, "seccomp", "*"))
+	if len(files) == 0 {
+		t.Fatal("no compiled program kept")
+	}
+	prog, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sent []byte
+		code int
+		out  string
+	}{
+		{"whole", prog, 0, "Seccomp:\t2\n"},
+		{"cut short", prog[:len(prog)-8], 125, ""},
+		{"nothing", nil, 125, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = w.Write(tc.sent)
+			w.Close()
+			c := exec.Command(env.init, "--seccomp-fd", "3", "--", "grep", "^Seccomp:", "/proc/self/status")
+			c.ExtraFiles = []*os.File{r}
+			var out, errOut bytes.Buffer
+			c.Stdout, c.Stderr = &out, &errOut
+			_ = c.Run()
+			r.Close()
+			if code := c.ProcessState.ExitCode(); code != tc.code || out.String() != tc.out {
+				t.Errorf("exit %d, output %q, want %d and %q\n%s", code, out.String(), tc.code, tc.out, errOut.String())
+			}
+		})
 	}
 }
 

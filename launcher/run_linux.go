@@ -179,7 +179,7 @@ func cleanLeftovers(host Host, name, upperDir string) (cleaned bool, err error) 
 // that itself. A command under a mount target is left to the runtime.
 func preflightCommand(spec *specs.Spec) error {
 	args := spec.Process.Args
-	if len(args) >= 3 && args[0] == InitPath && args[1] == "--" {
+	if startsWithInit(args) {
 		args = args[2:]
 	}
 	rootfs := spec.Annotations[AnnotationRootfs]

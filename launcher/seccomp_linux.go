@@ -100,7 +100,9 @@ func feedSeccomp(w *os.File, sc *configs.Seccomp, opts Options) error {
 
 // seccompCacheFile is where the program compiled from sc is kept: its name
 // hashes sc and what else the program depends on (libseccomp, runc's
-// patch, the kernel's seccomp features, the architecture).
+// patch, the kernel's seccomp features, the architecture). The directory
+// is root's (the rootless user's own without root), as the image cache
+// beside it, whose files the containers run.
 func seccompCacheFile(dir string, sc *configs.Seccomp) (string, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("seccomp cache: %w", err)
@@ -137,6 +139,7 @@ func validProgram(prog []byte) bool {
 	return n > 0 && n <= C.BPF_MAXINSNS && len(prog) == 8+8*n
 }
 
+// startsWithInit says whether the process args start safe-run-init.
 func startsWithInit(args []string) bool {
 	return len(args) >= 3 && args[0] == InitPath && args[1] == "--"
 }
