@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"os/signal"
 	"runtime"
 	"strconv"
 
@@ -17,8 +16,7 @@ import (
 // while Run does the rest of its set-up; make bench measured it at a
 // quarter of safe-run's start-to-exit.
 type early struct {
-	signals    chan os.Signal
-	subscribed chan struct{}
+	signals    *Signals
 	cgroup     chan error // v2: the move into the supervisor leaf
 	userns     chan usernsResult
 	usernsUsed bool
@@ -29,12 +27,11 @@ type usernsResult struct {
 	err error
 }
 
-func startEarly(host Host) *early {
-	e := &early{
-		signals:    make(chan os.Signal, 32),
-		subscribed: make(chan struct{}),
-		cgroup:     make(chan error, 1),
+func startEarly(host Host, signals *Signals) *early {
+	if signals == nil {
+		signals = SubscribeSignals()
 	}
+	e := &early{signals: signals, cgroup: make(chan error, 1)}
 	if !host.Rootless {
 		e.userns = make(chan usernsResult, 1)
 	}
@@ -51,12 +48,6 @@ func startEarly(host Host) *early {
 	// its types on first use, about 2 ms in a fresh process. Built here,
 	// on the CPU the set-up leaves idle, they are ready by then.
 	go func() { _ = json.NewEncoder(io.Discard).Encode(&libcontainer.State{}) }()
-	// Subscribing to every signal is a hand-off with the runtime's signal
-	// thread per signal, about a millisecond in all.
-	go func() {
-		signal.Notify(e.signals)
-		close(e.subscribed)
-	}()
 	// The first write to any cgroup.procs after a quiet spell waits for an
 	// RCU grace period (the kernel's cgroup_threadgroup_rwsem leaving its
 	// fast path), about 10 ms: paid here, libcontainer's writes moments
@@ -108,10 +99,7 @@ func (e *early) usernsFile() (*os.File, error) {
 // stop unsubscribes from signals without waiting for the runtime, and
 // closes what a start that failed early did not use.
 func (e *early) stop() {
-	go func() {
-		<-e.subscribed
-		signal.Stop(e.signals)
-	}()
+	e.signals.stop()
 	if e.userns != nil && !e.usernsUsed {
 		go func() {
 			if r := <-e.userns; r.f != nil {

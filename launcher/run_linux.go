@@ -49,6 +49,7 @@ type Options struct {
 	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
+	Signals              *Signals // subscribed by the caller beforehand; nil: Run subscribes
 
 	Record *profiles.Recording // set by plan.Record: record the calls the service makes
 }
@@ -66,7 +67,7 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 	// for last, while the rest of the clean-up goes on.
 	var ending sync.WaitGroup
 	defer ending.Wait()
-	early := startEarly(host)
+	early := startEarly(host, opts.Signals)
 	defer early.stop()
 	if err := os.MkdirAll(opts.StateRoot, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
@@ -376,7 +377,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer io.finish()
 
 	// Subscribed before the start: a signal in between must not be lost.
-	<-r.early.subscribed
+	signals := r.early.signals.wait()
 
 	<-watched
 	joined = true
@@ -413,7 +414,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer close(stopWatchdog)
 	notify.keepAlive(stopWatchdog)
 
-	return supervise(ctx, container, process, r.early.signals, r.cg, notify, opts)
+	return supervise(ctx, container, process, signals, r.cg, notify, opts)
 }
 
 // watchSeccomp reports the service's seccomp denials while it runs

@@ -90,6 +90,8 @@ func runService(args []string, path string, quiet bool) int {
 		}
 		return code
 	}
+	// Subscribing takes milliseconds of hand-offs: done while preparing.
+	signals := launcher.SubscribeSignals()
 	popts := plan.Options{Dirs: dirs, InitPath: launcher.HelperPath("safe-run-init"), Allocate: true}
 	if !quiet {
 		popts.Progress = os.Stderr
@@ -103,7 +105,7 @@ func runService(args []string, path string, quiet bool) int {
 	if err != nil {
 		return launcher.Fail(os.Stderr, err)
 	}
-	return supervise(ctx, p.Job(dirs, launcher.HelperPath("safe-run-janitor"), quiet))
+	return supervise(ctx, p.Job(dirs, launcher.HelperPath("safe-run-janitor"), quiet), signals)
 }
 
 // superviseJob runs the service safe-run-tools prepared and handed over.
@@ -114,11 +116,13 @@ func superviseJob(fd int) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	return supervise(ctx, job)
+	return supervise(ctx, job, nil)
 }
 
-func supervise(ctx context.Context, job *launcher.Job) int {
-	code, err := launcher.Run(ctx, job.Spec, job.Host, job.Options(launcher.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}))
+func supervise(ctx context.Context, job *launcher.Job, signals *launcher.Signals) int {
+	opts := job.Options(launcher.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	opts.Signals = signals
+	code, err := launcher.Run(ctx, job.Spec, job.Host, opts)
 	if err != nil {
 		return launcher.Fail(os.Stderr, err)
 	}
