@@ -39,5 +39,5 @@ func (s *Signals) wait() chan os.Signal {
 
 // stop ends the subscription without waiting for the runtime.
 func (s *Signals) stop() {
-	go signal.Stop(s.wait())
+	go func() { signal.Stop(s.wait()) }()
 }
