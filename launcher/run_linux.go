@@ -49,7 +49,7 @@ type Options struct {
 	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
-	Signals              *Signals // subscribed by the caller beforehand; nil: Run subscribes
+	Signals              *Signals // subscribed by the caller beforehand, ended by Run; nil: Run subscribes
 
 	Record *profiles.Recording // set by plan.Record: record the calls the service makes
 }
