@@ -11,10 +11,12 @@ import (
 // janitor is a small process that outlives safe-run to clean up after it.
 // The container dies with safe-run (parent-death signal), but an empty
 // cgroup and the state directory need someone alive to remove them; a
-// SIGKILLed safe-run cannot. The janitor waits on a pipe: a byte means
-// safe-run cleaned up itself, end-of-file means safe-run died. It runs
-// safe-run-janitor (a static C program, well under 1 MiB resident) and
-// holds the name lock while it works, so the next start waits for it.
+// SIGKILLed safe-run cannot. The janitor reads a pipe: first the
+// container's cgroup directories ("c" PATH NUL each), which safe-run sends
+// once it knows them and before they exist; then "d" if safe-run cleaned
+// up itself, or end-of-file if it died. It runs safe-run-janitor (a static
+// C program, well under 1 MiB resident) and holds the name lock while it
+// works, so the next start waits for it.
 type janitor struct {
 	w       *os.File
 	cmd     *exec.Cmd
@@ -25,15 +27,12 @@ type janitor struct {
 // startJanitor starts the janitor in the background: its fork and exec
 // overlap the rest of the set-up. The container must not start before
 // running says it runs.
-func startJanitor(path string, lock *nameLock, cgroupDirs, removeDirs []string) (*janitor, error) {
+func startJanitor(path string, lock *nameLock, removeDirs []string) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"--lock", lock.path}
-	for _, d := range cgroupDirs {
-		args = append(args, "--cgroup", d)
-	}
 	for _, d := range removeDirs {
 		args = append(args, "--remove", d)
 	}
@@ -52,6 +51,18 @@ func startJanitor(path string, lock *nameLock, cgroupDirs, removeDirs []string) 
 	return j, nil
 }
 
+// watchCgroups has the janitor remove dirs too should safe-run die: the
+// container's cgroups. A pipe write of a few hundred bytes: it never
+// waits.
+func (j *janitor) watchCgroups(dirs []string) error {
+	var b []byte
+	for _, d := range dirs {
+		b = append(append(append(b, 'c'), d...), 0)
+	}
+	_, err := j.w.Write(b)
+	return err
+}
+
 // running waits for the janitor's start and says whether it failed.
 func (j *janitor) running() error {
 	<-j.started
@@ -66,7 +77,7 @@ func (j *janitor) dismiss() {
 		j.w.Close()
 		return
 	}
-	_, _ = j.w.Write([]byte{1})
+	_, _ = j.w.Write([]byte{'d'})
 	j.w.Close()
 }
 

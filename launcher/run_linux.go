@@ -112,7 +112,11 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		return 0, err
 	}
 	// The janitor goes last, once everything it would remove is gone.
+	// It starts now: its fork and exec overlap the rest of the set-up.
 	defer r.dismissJanitor()
+	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs()); err != nil {
+		return 0, fmt.Errorf("starting the janitor: %w", err)
+	}
 	defer func() {
 		for _, d := range r.removeDirs() {
 			if err := os.RemoveAll(d); err != nil {
@@ -234,7 +238,7 @@ type run struct {
 	early    *early
 	lock     *nameLock
 	cg       cgroups.Manager // the container's cgroup, once created
-	janitor  *janitor        // started once the cgroup's paths are known
+	janitor  *janitor        // started with the set-up, told the cgroups once known
 	seccomp  *initSeccomp    // the filter, when safe-run-init loads it
 	ending   *sync.WaitGroup // what Run waits for last
 }
@@ -342,8 +346,9 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	if r.cg, err = manager.NewWithPaths(config.Cgroups, state.CgroupPaths); err != nil {
 		return 0, fmt.Errorf("placing the container's cgroup: %w", err)
 	}
-	if r.janitor, err = startJanitor(opts.JanitorPath, r.lock, slices.Collect(maps.Values(state.CgroupPaths)), r.removeDirs()); err != nil {
-		return 0, fmt.Errorf("starting the janitor: %w", err)
+	// Before they exist: container.Run creates them.
+	if err := r.janitor.watchCgroups(slices.Collect(maps.Values(state.CgroupPaths))); err != nil {
+		return 0, fmt.Errorf("telling the janitor the container's cgroups: %w", err)
 	}
 	process, err := newProcess(spec.Process)
 	if err != nil {

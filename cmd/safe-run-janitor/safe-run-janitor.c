@@ -1,18 +1,19 @@
 /*
  * safe-run-janitor cleans up after a safe-run that died without doing so
- * itself (SIGKILL, OOM). safe-run starts it before the container with a
- * pipe on fd 3 and its name lock on fd 4: a byte on the pipe means
- * safe-run cleaned up and the janitor just exits; end-of-file means
- * safe-run is gone, and the janitor kills what is left in the container's
- * cgroups, removes them and the state directories, then drops the lock by
- * exiting.
+ * itself (SIGKILL, OOM). safe-run starts it early in a start with a pipe
+ * on fd 3 and its name lock on fd 4. On the pipe come the container's
+ * cgroup directories, "c" PATH NUL each, once safe-run knows them; then
+ * "d" means safe-run cleaned up and the janitor just exits, and
+ * end-of-file without it means safe-run is gone: the janitor kills what is
+ * left in the cgroups it was told, removes them and the state directories,
+ * then drops the lock by exiting.
  *
  * It is a separate static C program (against musl), not a mode of
  * safe-run, because it starts with every service and lives as long as it:
  * a Go janitor cost about 5 ms of each start and 2 MiB resident, this one a
  * fraction of a millisecond and a few hundred KiB.
  *
- * Usage: safe-run-janitor --lock PATH [--cgroup DIR]... [--remove DIR]...
+ * Usage: safe-run-janitor --lock PATH [--remove DIR]...
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -87,19 +88,20 @@ static int remove_entry(const char *path, const struct stat *st, int type, struc
 	return 0;
 }
 
+/* What safe-run sent: "c" PATH NUL records, and "d" last if dismissed. */
+static char sent[64 * 1024];
+
 int main(int argc, char **argv)
 {
 	const char *lock = NULL;
-	char **cgroups = calloc(argc, sizeof *cgroups), **removes = calloc(argc, sizeof *removes);
-	int ncgroups = 0, nremoves = 0;
+	char **removes = calloc(argc, sizeof *removes);
+	int nremoves = 0;
 
-	if (!cgroups || !removes)
+	if (!removes)
 		return 2;
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--lock") == 0)
 			lock = argv[i + 1];
-		else if (strcmp(argv[i], "--cgroup") == 0)
-			cgroups[ncgroups++] = argv[i + 1];
 		else if (strcmp(argv[i], "--remove") == 0)
 			removes[nremoves++] = argv[i + 1];
 		else {
@@ -112,18 +114,29 @@ int main(int argc, char **argv)
 	signal(SIGHUP, SIG_IGN);
 	signal(SIGPIPE, SIG_IGN);
 
-	char byte;
-	ssize_t n;
-	do
-		n = read(3, &byte, 1);
-	while (n < 0 && errno == EINTR);
-	if (n == 1)
+	/* Until end-of-file: safe-run closes the pipe right after "d", or
+	 * the kernel does when safe-run dies. */
+	size_t len = 0;
+	for (;;) {
+		ssize_t n = read(3, sent + len, sizeof sent - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > 0 && sent[len - 1] == 'd')
 		return 0; /* safe-run cleaned up itself */
 
 	deadline = time(NULL) + CGROUP_DEADLINE_SECONDS;
-	for (int i = 0; i < ncgroups; i++)
-		if (nftw(cgroups[i], remove_cgroup_dir, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 && errno != ENOENT)
-			fail("walking cgroup", cgroups[i]);
+	for (size_t i = 0; i < len; i += strlen(sent + i) + 1) {
+		/* sent[len] is 0: a record cut short still ends. */
+		const char *dir = sent + i + 1;
+		if (sent[i] != 'c' || *dir == '\0')
+			continue;
+		if (nftw(dir, remove_cgroup_dir, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) != 0 && errno != ENOENT)
+			fail("walking cgroup", dir);
+	}
 	/* FTW_PHYS: never through a symlink; FTW_MOUNT: never into another
 	 * file system mounted below. */
 	for (int i = 0; i < nremoves; i++)
