@@ -118,10 +118,8 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		return 0, fmt.Errorf("starting the janitor: %w", err)
 	}
 	defer func() {
-		for _, d := range r.removeDirs() {
-			if err := os.RemoveAll(d); err != nil {
-				opts.Logger.Warn("removing state", "dir", d, "err", err)
-			}
+		if !r.removed {
+			r.removeState()
 		}
 	}()
 
@@ -240,11 +238,22 @@ type run struct {
 	cg       cgroups.Manager // the container's cgroup, once created
 	janitor  *janitor        // started with the set-up, told the cgroups once known
 	seccomp  *initSeccomp    // the filter, when safe-run-init loads it
+	removed  bool            // removeState has run
 	ending   *sync.WaitGroup // what Run waits for last
 }
 
 // removeDirs are the directories of the run, removed when it ends.
 func (r *run) removeDirs() []string { return []string{r.host.StateDir, r.upperDir} }
+
+// removeState removes the run's directories.
+func (r *run) removeState() {
+	for _, d := range r.removeDirs() {
+		if err := os.RemoveAll(d); err != nil {
+			r.opts.Logger.Warn("removing state", "dir", d, "err", err)
+		}
+	}
+	r.removed = true
+}
 
 // dismissJanitor tells the janitor, if it was started, that safe-run
 // cleaned up itself; its exit is waited for last.
@@ -333,9 +342,18 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		return 0, fmt.Errorf("creating the container: %w", err)
 	}
 	defer func() {
+		// The state goes while libcontainer removes the cgroups:
+		// neither needs the other, and each is a millisecond of
+		// system calls.
+		removed := make(chan struct{})
+		go func() {
+			defer close(removed)
+			r.removeState()
+		}()
 		if err := container.Destroy(); err != nil {
 			opts.Logger.Warn("destroying the container", "err", err)
 		}
+		<-removed
 	}()
 	// The container's cgroup manager, from the paths Create worked out
 	// (working them out is most of what making a manager costs on v1).
