@@ -339,6 +339,32 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 	}
 }
 
+// TestMissingJanitor: without safe-run-janitor beside it, safe-run starts
+// nothing, says what to install, and leaves nothing behind.
+func TestMissingJanitor(t *testing.T) {
+	setup(t)
+	dir := filepath.Join(env.dir, "nojanitor")
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range []string{env.bin, env.init} {
+		data, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(bin)), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := exec.Command(filepath.Join(dir, "safe-run"), manifestFor(t, "nojanitor", "[process]\ncommand = [\"/bin/echo\", \"ran\"]\n"))
+	c.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir, "SAFE_RUN_DATA_DIR="+env.dataDir)
+	out, _ := c.CombinedOutput()
+	if code := c.ProcessState.ExitCode(); code != 125 || strings.Contains(string(out), "ran\n") || !strings.Contains(string(out), "install safe-run-janitor beside safe-run") {
+		t.Errorf("exit %d, want 125 and the janitor's absence explained:\n%s", code, out)
+	}
+	assertNothingLeft(t, "nojanitor")
+}
+
 func TestOnlyStdioReachesTheService(t *testing.T) {
 	setup(t)
 	// CVE-2024-21626 leaked a host fd into the container. ls opens the

@@ -51,16 +51,21 @@ func startJanitor(path string, lock *nameLock, removeDirs []string) (*janitor, e
 	return j, nil
 }
 
-// watchCgroups has the janitor remove dirs too should safe-run die: the
-// container's cgroups. A pipe write of a few hundred bytes: it never
-// waits.
+// watchCgroups tells the janitor the container's cgroups, which it
+// removes too should safe-run die. A pipe write of a few hundred bytes: it
+// never waits. A janitor that could not start says so.
 func (j *janitor) watchCgroups(dirs []string) error {
 	var b []byte
 	for _, d := range dirs {
 		b = append(append(append(b, 'c'), d...), 0)
 	}
-	_, err := j.w.Write(b)
-	return err
+	if _, err := j.w.Write(b); err != nil {
+		if serr := j.running(); serr != nil {
+			return serr
+		}
+		return fmt.Errorf("telling the janitor the container's cgroups: %w", err)
+	}
+	return nil
 }
 
 // running waits for the janitor's start and says whether it failed.

@@ -366,7 +366,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	}
 	// Before they exist: container.Run creates them.
 	if err := r.janitor.watchCgroups(slices.Collect(maps.Values(state.CgroupPaths))); err != nil {
-		return 0, fmt.Errorf("telling the janitor the container's cgroups: %w", err)
+		return 0, err
 	}
 	process, err := newProcess(spec.Process)
 	if err != nil {
