@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <unistd.h>
 
 #include "seccomp_linux.h"
 
@@ -59,6 +60,8 @@ static void *answer(void *arg)
 		c->flags = req.data.nr == SYS_seccomp ? (unsigned int)req.data.args[1] : 0;
 		c->len = prog->len <= BPF_MAXINSNS ? prog->len : 0;
 		memcpy(c->insns, prog->filter, c->len * sizeof *prog->filter);
+		if (c->answer_delay_us)
+			usleep(c->answer_delay_us);
 		memset(&resp, 0, sizeof resp);
 		resp.id = req.id;
 		resp.error = -ECANCELED;

@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"time"
 	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -209,10 +210,23 @@ func captureSeccomp(cfg *configs.Seccomp) ([]byte, error) {
 	defer C.free(unsafe.Pointer(c))
 	c.listener = C.int(listener)
 	c.cancel = C.int(cancelR.Fd())
+	c.answer_delay_us = C.uint(captureAnswerDelay.Microseconds())
 	var t C.pthread_t
 	if rc := C.safe_run_capture_start(c, &t); rc != 0 {
 		cancelW.Close()
 		return nil, fmt.Errorf("starting the capturing thread: %w", unix.Errno(rc))
+	}
+	// Every signal that reaches this thread while the load waits for its
+	// answer withdraws the notification, and the kernel makes the call
+	// again as a new one. The load is a raw system call that keeps its P,
+	// so Go's scheduler sends its preemption signal every 10 ms: on a
+	// slow machine (a guest under emulation) before every answer, and the
+	// capture never ended. Signals stay pending here instead (the thread
+	// ends with the capture); the process's own go to its other threads.
+	if err := blockSignals(); err != nil {
+		cancelW.Close()
+		C.safe_run_capture_wait(t)
+		return nil, err
 	}
 	_, loadErr := seccomp.InitSeccomp(cfg)
 	cancelW.Close()
@@ -227,6 +241,22 @@ func captureSeccomp(cfg *configs.Seccomp) ([]byte, error) {
 	prog := binary.NativeEndian.AppendUint32(nil, uint32(c.flags))
 	prog = binary.NativeEndian.AppendUint32(prog, uint32(c.len))
 	return append(prog, insns...), nil
+}
+
+// captureAnswerDelay slows each answer of the capturing thread down, for
+// tests only: a slow machine's answer, which signals could always beat.
+var captureAnswerDelay time.Duration
+
+// blockSignals blocks every signal that can be blocked on this thread.
+func blockSignals() error {
+	var all unix.Sigset_t
+	for i := range all.Val {
+		all.Val[i] = ^uint64(0)
+	}
+	if err := unix.PthreadSigmask(unix.SIG_BLOCK, &all, nil); err != nil {
+		return fmt.Errorf("blocking signals on the capturing thread: %w", err)
+	}
+	return nil
 }
 
 // captureSupported says whether this kernel and architecture can run

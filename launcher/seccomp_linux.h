@@ -7,6 +7,7 @@ struct safe_run_capture {
 	int listener; /* user notifications of the capturing thread's filter */
 	int cancel;   /* readable once the set-up has returned */
 	int err;      /* 0 once the program is here, else an errno */
+	unsigned int answer_delay_us; /* tests: how long each answer takes */
 	unsigned int flags;
 	unsigned short len;
 	struct sock_filter insns[BPF_MAXINSNS];

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 	"unsafe"
 
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -116,5 +117,32 @@ func TestCompileSeccompRefused(t *testing.T) {
 	_, err := compileSeccomp(&configs.Seccomp{DefaultAction: configs.Notify})
 	if err == nil || errors.Is(err, unix.ECANCELED) || !strings.Contains(err.Error(), "default action") {
 		t.Fatalf("err = %v, want libcontainer's refusal of a notifying default action", err)
+	}
+}
+
+// TestCompileSeccompSlowAnswer: a slow answer still ends the capture. The
+// load that is captured waits in a raw system call, so Go's scheduler
+// signals its thread every 10 ms to preempt it; each signal withdraws the
+// notification being answered. Without the signals blocked there, the
+// capture never ended on a slow machine (CI's QEMU guest).
+func TestCompileSeccompSlowAnswer(t *testing.T) {
+	if !captureSupported() {
+		t.Skip("this kernel has no seccomp user notification (Linux 5.0)")
+	}
+	cfg := defaultSeccomp(t)
+	defer func(d time.Duration) { captureAnswerDelay = d }(captureAnswerDelay)
+	captureAnswerDelay = 50 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := compileSeccomp(cfg)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("compileSeccomp did not end: signals withdrew every notification before its answer")
 	}
 }
