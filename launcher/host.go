@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/manifest"
 )
 
 // Host holds the facts about this host and this run that the spec depends
@@ -34,12 +36,12 @@ type IDMap struct {
 
 // Annotation keys safe-run adds besides the manifest's labels.
 const (
-	AnnotationManifest       = "run.safe-run.manifest"
-	AnnotationManifestDigest = "run.safe-run.manifest.digest"
-	AnnotationImageDigest    = "run.safe-run.image.digest"
-	AnnotationRootfs         = "run.safe-run.rootfs"  // the directory the read-only view presents
-	AnnotationSeccomp        = "run.safe-run.seccomp" // the profile the filter was built from
-	AnnotationSecretPrefix   = "run.safe-run.secret."
+	AnnotationManifest       = manifest.ReservedLabelPrefix + "manifest"
+	AnnotationManifestDigest = manifest.ReservedLabelPrefix + "manifest.digest"
+	AnnotationImageDigest    = manifest.ReservedLabelPrefix + "image.digest"
+	AnnotationRootfs         = manifest.ReservedLabelPrefix + "rootfs"  // the directory the read-only view presents
+	AnnotationSeccomp        = manifest.ReservedLabelPrefix + "seccomp" // the profile the filter was built from
+	AnnotationSecretPrefix   = manifest.ReservedLabelPrefix + "secret."
 )
 
 // Paths inside the container that safe-run owns.

@@ -185,6 +185,7 @@ func TestValidationErrors(t *testing.T) {
 		{"cpus integer", edit("cpus = 0.5", "cpus = 2"), ""},
 		{"pids zero", with("pids = 0\n"), `web.toml:13: resources.pids: 0 allows no process at all (use e.g. 256; the default is 1024)`},
 		{"pids negative", with("pids = -5\n"), `web.toml:13: resources.pids: -5 allows no process at all (use e.g. 256; the default is 1024)`},
+		{"pids one beside init", with("pids = 1\n"), `web.toml:13: resources.pids: 1 leaves no process for the service beside its init (use at least 2, or set process.init = false)`},
 		// mounts
 		{"mount type missing", mount("target = \"/data\"\n"), `web.toml:14: mounts[0].type: missing (use "tmpfs", "volume" or "bind")`},
 		{"mount type bad", mount("type = \"overlay\"\ntarget = \"/data\"\n"), `web.toml:15: mounts[0].type: "overlay" is not a mount type (use "tmpfs", "volume" or "bind")`},
@@ -192,6 +193,8 @@ func TestValidationErrors(t *testing.T) {
 		{"mount target relative", mount("type = \"tmpfs\"\ntarget = \"tmp\"\n"), `web.toml:16: mounts[0].target: "tmp" is relative (use an absolute path inside the container)`},
 		{"mount target unclean", mount("type = \"tmpfs\"\ntarget = \"/var//tmp/\"\n"), `web.toml:16: mounts[0].target: "/var//tmp/" is not a clean path (write "/var/tmp")`},
 		{"mount target dotdot", mount("type = \"tmpfs\"\ntarget = \"/var/../tmp\"\n"), `web.toml:16: mounts[0].target: "/var/../tmp" is not a clean path (write "/tmp")`},
+		{"tmpfs size zero", mount("type = \"tmpfs\"\ntarget = \"/tmp\"\nsize = \"0\"\n"), `web.toml:17: mounts[0].size: 0 sets no limit (use e.g. "64M", or remove the key for the default 64M)`},
+		{"pids one without init", proc("init = false\n") + "pids = 1\n", ""},
 		{"mount target root", mount("type = \"tmpfs\"\ntarget = \"/\"\n"), `web.toml:16: mounts[0].target: cannot replace the root filesystem (mount below it, e.g. "/data")`},
 		{"mount target /proc", mount("type = \"tmpfs\"\ntarget = \"/proc\"\n"), `web.toml:16: mounts[0].target: /proc is set up by safe-run itself (choose another target)`},
 		{"mount target below /sys", mount("type = \"tmpfs\"\ntarget = \"/sys/fs\"\n"), `web.toml:16: mounts[0].target: /sys is set up by safe-run itself (choose another target)`},
@@ -224,6 +227,8 @@ func TestValidationErrors(t *testing.T) {
 		{"label empty key", with("\n[labels]\n\"\" = \"x\"\n"), `web.toml:15: labels."": a label has an empty key (name it, e.g. "org.opencontainers.image.source")`},
 		{"label blank key", with("\n[labels]\na = \"1\"\n\" \" = \"x\"\n"), `web.toml:16: labels." ": a label has an empty key (name it, e.g. "org.opencontainers.image.source")`},
 		{"label number", with("\n[labels]\nversion = 2\n"), `web.toml:15: labels.version: 2 must be a string (put it in double quotes)`},
+		{"label reserved", with("\n[labels]\n\"run.safe-run.manifest.digest\" = \"sha256:fake\"\n"), `web.toml:15: labels."run.safe-run.manifest.digest": run.safe-run.* is reserved for what safe-run records about the service (choose another key)`},
+		{"insecure item twice", with("\n[insecure]\nreason = \"r\"\nallow = [\"host_network\", \"host_network\"]\n"), `web.toml:16: insecure.allow[1]: "host_network" is listed twice (keep one)`},
 		// insecure
 		{"insecure unknown item", with("\n[insecure]\nreason = \"r\"\nallow = [\"host_network\", \"privileged\"]\n"), `web.toml:16: insecure.allow[1]: "privileged" is not an [insecure] allow item (use one of: host_network, host_pid, host_ipc, host_uts, dangerous_capabilities, new_privileges, writable_rootfs, no_resource_limits, seccomp_unconfined, apparmor_unconfined, sensitive_mounts, unpinned_image, insecure_registry, setuid_binaries)`},
 		{"insecure reason missing", with("\n[insecure]\nallow = [\"host_network\"]\n"), `web.toml:14: insecure.reason: missing (say in one sentence why this service needs what [insecure] allows)`},

@@ -14,7 +14,7 @@ type Service struct {
 	Network    Network           `toml:"network"`
 	Namespaces Namespaces        `toml:"namespaces"`
 	Secrets    map[string]Secret `toml:"secrets"`
-	Labels     map[string]string `toml:"labels"`
+	Labels     map[string]string `toml:"labels"` // keys under ReservedLabelPrefix are refused
 	Insecure   Insecure          `toml:"insecure"`
 
 	// Where the manifest came from; not TOML keys.
@@ -194,3 +194,7 @@ func defaults() Service {
 		Network:   Network{Mode: NetworkNone},
 	}
 }
+
+// ReservedLabelPrefix starts the annotations safe-run adds itself (the
+// manifest's digest, the image's): a label may not pass for one of them.
+const ReservedLabelPrefix = "run.safe-run."

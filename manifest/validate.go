@@ -71,9 +71,12 @@ func validate(s *Service, fe *fieldErrors) {
 	validateMounts(s, fe)
 	validateNetwork(s, fe)
 	validateSecrets(s, fe)
-	for k := range s.Labels {
-		if strings.TrimSpace(k) == "" {
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+		switch {
+		case strings.TrimSpace(k) == "":
 			fe.add(joinKey("labels", k), "a label has an empty key (name it, e.g. \"org.opencontainers.image.source\")")
+		case strings.HasPrefix(k, ReservedLabelPrefix):
+			fe.add(joinKey("labels", k), "%s* is reserved for what safe-run records about the service (choose another key)", ReservedLabelPrefix)
 		}
 	}
 	validateInsecure(s, fe)
@@ -283,8 +286,11 @@ func validateResources(s *Service, fe *fieldErrors) {
 	if r.CPUs > 1024 {
 		fe.add("resources.cpus", "%v is more CPUs than any host has (use e.g. 2.0)", r.CPUs)
 	}
-	if r.Pids < 1 {
+	switch {
+	case r.Pids < 1:
 		fe.add("resources.pids", "%d allows no process at all (use e.g. 256; the default is 1024)", r.Pids)
+	case r.Pids < 2 && s.Process.Init:
+		fe.add("resources.pids", "%d leaves no process for the service beside its init (use at least 2, or set process.init = false)", r.Pids)
 	}
 }
 
@@ -362,6 +368,10 @@ func validateTmpfs(m *Mount, at func(string) string, fe *fieldErrors) {
 	if m.ReadOnly != nil {
 		fe.add(at("read_only"), `not used for tmpfs (an empty read-only tmpfs is useless; use options = ["ro"] if you mean it)`)
 	}
+	if _, set := fe.lines[at("size")]; set && m.Size == 0 {
+		// To the kernel size=0 is no limit at all.
+		fe.add(at("size"), `0 sets no limit (use e.g. "64M", or remove the key for the default %s)`, DefaultTmpfsSize)
+	}
 	if m.Size == 0 {
 		m.Size = DefaultTmpfsSize
 	}
@@ -417,8 +427,11 @@ func validateSecrets(s *Service, fe *fieldErrors) {
 
 func validateInsecure(s *Service, fe *fieldErrors) {
 	for i, a := range s.Insecure.Allow {
-		if !slices.Contains(AllowItems, a) {
+		switch {
+		case !slices.Contains(AllowItems, a):
 			fe.add(indexPath("insecure.allow", i), "%q is not an [insecure] allow item (use one of: %s)", a, strings.Join(AllowItems, ", "))
+		case slices.Index(s.Insecure.Allow, a) < i:
+			fe.add(indexPath("insecure.allow", i), "%q is listed twice (keep one)", a)
 		}
 	}
 	if len(s.Insecure.Allow) > 0 && strings.TrimSpace(s.Insecure.Reason) == "" {

@@ -143,8 +143,11 @@ func Enforce(s *manifest.Service) error {
 		if !f.Refused() {
 			continue
 		}
-		errs = append(errs, s.Errorf(f.Path, "%s [%s %s] (%s, or acknowledge it: [insecure] allow = [%q] with a reason)",
-			f.Msg, f.Rule.ID, f.Rule.Name, f.Rule.Fix, f.Rule.Allow))
+		fix := f.Rule.Fix
+		if f.Rule.Allow != "" {
+			fix += fmt.Sprintf(", or acknowledge it: [insecure] allow = [%q] with a reason", f.Rule.Allow)
+		}
+		errs = append(errs, s.Errorf(f.Path, "%s [%s %s] (%s)", f.Msg, f.Rule.ID, f.Rule.Name, fix))
 	}
 	return errors.Join(errs...)
 }

@@ -163,3 +163,13 @@ func TestEnforceOrder(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", strings.Join(got, ", "), want)
 	}
 }
+
+// TestEnforceTodoReason: the placeholder reason safe-run import writes
+// acknowledges nothing; the service does not run until someone replaces it.
+func TestEnforceTodoReason(t *testing.T) {
+	svc := parse(t, base+"\n[network]\nmode = \"host\"\n\n[insecure]\nreason = \"TODO: say in one sentence why this service needs what allow lists\"\nallow = [\"host_network\"]\n")
+	want := `web.toml:19: insecure.reason: "TODO: say in one sentence why this service needs what allow lists": nobody has said yet why the service needs host_network [SR025 unreviewed-acknowledgement] (replace the TODO with one sentence saying why the service needs what [insecure] allows, or remove the loosening)`
+	if err := Enforce(svc); err == nil || err.Error() != want {
+		t.Errorf("Enforce:\n%v\nwant:\n%s", err, want)
+	}
+}

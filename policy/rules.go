@@ -236,7 +236,7 @@ var (
 		Fix:    "remove --userns=host; safe-run always gives a service its own user namespace",
 	}
 	ruleTodoReason = &Rule{
-		ID: "SR025", Name: "unreviewed-acknowledgement", Severity: Medium,
+		ID: "SR025", Name: "unreviewed-acknowledgement", Severity: High, Always: true,
 		Title:  "[insecure] reason still a TODO",
 		Advice: "every loosening is named, with a reason someone reviewed",
 		Fix:    "replace the TODO with one sentence saying why the service needs what [insecure] allows, or remove the loosening",
