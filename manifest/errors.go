@@ -40,7 +40,17 @@ type fieldErrors struct {
 // problem (a value that did not decode), or lies below one, gets no second
 // one: mounts = ["/tmp"] is one mistake, not also a missing type and target.
 func (fe *fieldErrors) add(path, format string, args ...any) {
-	for p := path; p != ""; p = parentPath(p) {
+	fe.push(&FieldError{
+		File: fe.file,
+		Line: fe.lines.lineOf(path),
+		Path: path,
+		Msg:  fmt.Sprintf(format, args...),
+	})
+}
+
+// push records e unless its path, or a path above it, has a problem.
+func (fe *fieldErrors) push(e *FieldError) {
+	for p := e.Path; p != ""; p = parentPath(p) {
 		if fe.paths[p] {
 			return
 		}
@@ -48,13 +58,38 @@ func (fe *fieldErrors) add(path, format string, args ...any) {
 	if fe.paths == nil {
 		fe.paths = map[string]bool{}
 	}
-	fe.paths[path] = true
-	fe.errs = append(fe.errs, &FieldError{
-		File: fe.file,
-		Line: fe.lines.lineOf(path),
-		Path: path,
-		Msg:  fmt.Sprintf(format, args...),
-	})
+	if e.Path != "" {
+		fe.paths[e.Path] = true
+	}
+	fe.errs = append(fe.errs, e)
+}
+
+// Merge joins the problems of one manifest found by several stages (its
+// own validation, the policy, the host paths), so that a run reports them
+// all at once: a key that already has a problem, or lies below one, gets
+// no second one (a memory that did not parse is not also "missing"), and
+// all come sorted by line. Errors without a key follow, as they are.
+func Merge(errs ...error) error {
+	fe := &fieldErrors{}
+	var other []error
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *FieldError:
+			fe.push(e)
+		case interface{ Unwrap() []error }:
+			for _, inner := range e.Unwrap() {
+				walk(inner)
+			}
+		default:
+			other = append(other, err)
+		}
+	}
+	for _, err := range errs {
+		walk(err)
+	}
+	return errors.Join(fe.err(), errors.Join(other...))
 }
 
 // err returns all problems sorted by line (missing keys, line 0, last), or nil.

@@ -19,7 +19,8 @@ import (
 // and a hostile path (a FIFO, /dev/zero) must not make safe-run read forever.
 const maxManifestSize = 1 << 20
 
-// Load reads and validates the manifest at path.
+// Load reads and validates the manifest at path; see Parse for what it
+// returns beside an error.
 func Load(path string) (*Service, error) {
 	// Stat before opening: opening a FIFO blocks until a writer comes,
 	// and Go catches SIGTERM, so safe-run would hang for good.
@@ -50,6 +51,11 @@ func Load(path string) (*Service, error) {
 
 // Parse validates manifest text. file names it in errors; dir is the
 // absolute directory that relative paths in it start from.
+//
+// When the text is TOML but some values are wrong, Parse returns the
+// Service too, those values left at their defaults, beside the error:
+// later stages (the policy) can then report their problems in the same
+// run (see Merge). Nothing may run from it.
 func Parse(file, dir string, data []byte) (*Service, error) {
 	if line := tooDeep(data); line > 0 {
 		return nil, &FieldError{File: file, Line: line, Msg: fmt.Sprintf("nested more than %d levels deep (a manifest's arrays and inline tables are shallow)", maxNesting)}
@@ -65,10 +71,7 @@ func Parse(file, dir string, data []byte) (*Service, error) {
 	svc.File, svc.Dir, svc.Digest = file, dir, "sha256:"+hex.EncodeToString(sum[:])
 	svc.lines = fe.lines
 	validate(&svc, fe)
-	if err := fe.err(); err != nil {
-		return nil, err
-	}
-	return &svc, nil
+	return &svc, fe.err()
 }
 
 func syntaxError(file string, data []byte, err error) error {

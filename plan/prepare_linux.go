@@ -53,11 +53,8 @@ type Options struct {
 // load and validate, enforce the policy, resolve the image, choose the
 // profiles, and build the spec.
 func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) {
-	svc, err := manifest.Load(path)
+	svc, err := Load(path)
 	if err != nil {
-		return nil, err
-	}
-	if err := policy.Enforce(svc); err != nil {
 		return nil, err
 	}
 	if opts.Allocate {
@@ -207,12 +204,32 @@ func (p *Prepared) Job(dirs launcher.Dirs, janitorPath string, quiet bool) *laun
 	}
 }
 
+// Load loads the manifest at path and enforces the policy on it,
+// reporting the problems of both at once.
+func Load(path string) (*manifest.Service, error) {
+	svc, err := manifest.Load(path)
+	if svc == nil {
+		return nil, err
+	}
+	if err := manifest.Merge(err, policy.Enforce(svc)); err != nil {
+		return nil, err
+	}
+	return svc, nil
+}
+
 // checkHostPaths refuses, before a start records anything (its id range,
-// its state), the bind and secret sources the launcher would refuse when
-// it mounts them, each error at its line of the manifest.
+// its state), a root directory, bind and secret sources the launcher
+// would refuse when it mounts them, each error at its line of the
+// manifest, all at once.
 func checkHostPaths(svc *manifest.Service) error {
 	allow := svc.Allows(manifest.AllowSensitiveMounts)
 	var errs []error
+	if svc.Image.Rootfs != "" {
+		// Only a stat and the policy's path check: nothing is unpacked.
+		if _, err := image.Resolve(context.Background(), svc, image.Options{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i, m := range svc.Mounts {
 		if m.Type != manifest.MountBind {
 			continue
@@ -226,5 +243,5 @@ func checkHostPaths(svc *manifest.Service) error {
 			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))
 		}
 	}
-	return errors.Join(errs...)
+	return manifest.Merge(errs...)
 }

@@ -145,6 +145,11 @@ func TestHostFindings(t *testing.T) {
 			[]string{"11 SR032 resources: no memory controller"}},
 		{"SR033 no userns", base, Host{AppArmor: true, Userns: "user.max_user_namespaces is 0"},
 			[]string{"0 SR033 : user.max_user_namespaces is 0"}},
+		{"SR005 through a symlink", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"/srv/link\"\ntarget = \"/x\"\n",
+			Host{AppArmor: true, RealPaths: map[string]string{"/srv/link": "/etc/shadow"}},
+			[]string{"17 SR005 mounts[0].source: /srv/link is refused (through a symlink, it is /etc/shadow): the host's password hashes"}},
+		{"SR005 symlink to a harmless path", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"/srv/link\"\ntarget = \"/x\"\n",
+			Host{AppArmor: true, RealPaths: map[string]string{"/srv/link": "/srv/data"}}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

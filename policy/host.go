@@ -16,6 +16,10 @@ type Host struct {
 	NoSecurityfs bool
 	Cgroups      string // "" when safe-run can apply memory, cpu and pids limits; otherwise what is missing
 	Userns       string // "" when the service can get its user namespace; otherwise what is missing
+	// RealPaths holds each bind source's path with its symlinks
+	// resolved, as the launcher will find it; a source missing here
+	// was not found.
+	RealPaths map[string]string
 }
 
 // HostFindings evaluates the host rules: facts about this host that weaken
@@ -38,6 +42,18 @@ func HostFindings(s *manifest.Service, h Host) []Finding {
 			add(ruleHostNoAppArmor, "security.apparmor_required", "%s, and the manifest requires it: safe-run will refuse to start", why)
 		} else {
 			add(ruleHostNoAppArmor, "security.apparmor", "%s: the service runs without its profile (apparmor_required = true refuses to start instead)", why)
+		}
+	}
+	for i, m := range s.Mounts {
+		real, ok := h.RealPaths[m.Source]
+		if m.Type != manifest.MountBind || !ok || real == m.Source {
+			continue
+		}
+		if _, direct := SensitivePath(m.Source); direct {
+			continue // Findings has it already
+		}
+		if why, bad := SensitivePath(real); bad {
+			add(ruleSensitiveMount, fmt.Sprintf("mounts[%d].source", i), "%s is refused (through a symlink, it is %s): %s", m.Source, real, why)
 		}
 	}
 	if h.Cgroups != "" {

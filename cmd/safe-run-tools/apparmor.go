@@ -6,8 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/apparmor"
-	"github.com/safe-run/safe-run/manifest"
-	"github.com/safe-run/safe-run/policy"
+	"github.com/safe-run/safe-run/plan"
 )
 
 func appArmorCommand(g *globals) *cobra.Command {
@@ -54,11 +53,8 @@ manifest changes.`,
 
 // generatedProfile is the profile of a manifest the policy accepts.
 func generatedProfile(path string) (*apparmor.Profile, error) {
-	svc, err := manifest.Load(path)
+	svc, err := plan.Load(path)
 	if err != nil {
-		return nil, err
-	}
-	if err := policy.Enforce(svc); err != nil {
 		return nil, err
 	}
 	return apparmor.Generated(svc)

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"path/filepath"
+
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/launcher"
@@ -33,22 +36,48 @@ controllers for safe-run, no user namespace ranges).`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var reports []*policy.Report
+			var unreadable []error
 			for _, path := range args {
 				svc, err := manifest.Load(path)
 				if err != nil {
-					return err
+					// The others are still judged: one broken file
+					// in a directory must not hide every report.
+					unreadable = append(unreadable, err)
+					continue
 				}
 				var h *policy.Host
 				if host {
 					probed := launcher.ProbeHost(launcher.DefaultDirs(), svc.Name)
+					probed.RealPaths = realPaths(svc)
 					h = &probed
 				}
 				reports = append(reports, policy.Check(svc, h))
 			}
-			return writeReports(g, &rf, reports)
+			if len(reports) == 0 {
+				return errors.Join(unreadable...)
+			}
+			if err := writeReports(g, &rf, reports); err != nil && len(unreadable) == 0 {
+				return err
+			}
+			return errors.Join(unreadable...)
 		},
 	}
 	rf.add(cmd)
 	cmd.Flags().BoolVar(&host, "host", false, "add what this host cannot enforce")
 	return cmd
+}
+
+// realPaths resolves the symlinks in the manifest's bind sources, as the
+// launcher does when it mounts them, for --host.
+func realPaths(svc *manifest.Service) map[string]string {
+	real := map[string]string{}
+	for _, m := range svc.Mounts {
+		if m.Type != manifest.MountBind {
+			continue
+		}
+		if p, err := filepath.EvalSymlinks(m.Source); err == nil {
+			real[m.Source] = p
+		}
+	}
+	return real
 }
