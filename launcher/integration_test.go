@@ -595,22 +595,26 @@ echo started $#
 func TestStopSignalAndTimeout(t *testing.T) {
 	setup(t)
 	for _, tc := range []struct {
-		name, init string
-		code       int
-		stderr     string
-		within     time.Duration
+		name, init, timeout string
+		signals             int // SIGTERMs sent
+		code                int
+		stderr              string
+		within              time.Duration
 	}{
 		// With init, a shell script gets SIGTERM as an ordinary process
 		// and stops at once.
-		{"stopinit", "true", 143, "stopped with SIGTERM (exit code 143)", 1500 * time.Millisecond},
+		{"stopinit", "true", "1s", 1, 143, "stopped with SIGTERM (exit code 143)", 1500 * time.Millisecond},
 		// As PID 1 the shell ignores SIGTERM: killed after stop_timeout.
-		{"stopnoinit", "false", 137, "killed with SIGKILL: it did not stop within 1s of SIGTERM", 3 * time.Second},
+		{"stopnoinit", "false", "1s", 1, 137, "killed with SIGKILL: it did not stop within 1s of SIGTERM", 3 * time.Second},
+		// A second SIGTERM kills at once, and the reason says so. -q
+		// drops the start report, never the reason.
+		{"stoptwice", "false", "100s", 2, 137, "killed with SIGKILL: safe-run got a second SIGTERM", 3 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := manifestFor(t, tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]\ninit = %s\nstop_timeout = \"1s\"\n", tc.init))
+			m := manifestFor(t, tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]\ninit = %s\nstop_timeout = %q\n", tc.init, tc.timeout))
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			c := safeRun(t, ctx, m)
+			c := safeRun(t, ctx, "-q", m)
 			var errOut bytes.Buffer
 			c.Stderr = &errOut
 			out, _ := c.StdoutPipe()
@@ -622,7 +626,10 @@ func TestStopSignalAndTimeout(t *testing.T) {
 				t.Fatalf("service did not start: %v %s", err, errOut.String())
 			}
 			start := time.Now()
-			c.Process.Signal(syscall.SIGTERM)
+			for range tc.signals {
+				c.Process.Signal(syscall.SIGTERM)
+				time.Sleep(100 * time.Millisecond)
+			}
 			c.Wait()
 			took := time.Since(start)
 			if code := c.ProcessState.ExitCode(); code != tc.code || !strings.Contains(errOut.String(), tc.stderr) {
@@ -630,6 +637,9 @@ func TestStopSignalAndTimeout(t *testing.T) {
 			}
 			if took > tc.within {
 				t.Errorf("stopping took %v, want under %v", took, tc.within)
+			}
+			if strings.Contains(errOut.String(), "starting") {
+				t.Errorf("-q kept the start report:\n%s", errOut.String())
 			}
 			assertNothingLeft(t, tc.name)
 		})

@@ -50,6 +50,7 @@ func (j *Job) Options(stdio Stdio) Options {
 		Stdio:                stdio,
 		Notes:                j.Notes,
 		Violations:           stdio.Err,
+		Ending:               stdio.Err,
 	}
 	if !j.Quiet {
 		o.Report = stdio.Err

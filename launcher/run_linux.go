@@ -45,7 +45,8 @@ type Options struct {
 	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
 	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
 	Stdio                Stdio
-	Report               io.Writer // start report and exit reason; nil for none
+	Report               io.Writer // start report; nil for none
+	Ending               io.Writer // the one line saying why the service did not end cleanly; nil for none
 	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
@@ -587,8 +588,8 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 	}()
 	var (
 		stopping    bool
-		killed      bool
-		stopSignals int // SIGINT and SIGTERM received
+		killed      string // why safe-run sent SIGKILL
+		stopSignals int    // SIGINT and SIGTERM received
 		timeout     <-chan time.Time
 	)
 	// ctx and the signal channel both see the first SIGINT or SIGTERM (cmd
@@ -603,8 +604,8 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 		_ = p.Signal(opts.StopSignal)
 		timeout = time.After(opts.StopTimeout)
 	}
-	kill := func() {
-		killed = true
+	kill := func(why string) {
+		killed = why
 		_ = c.Signal(unix.SIGKILL)
 	}
 	ctxDone := ctx.Done()
@@ -616,12 +617,12 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			ctxDone = nil
 			stop()
 		case <-timeout:
-			kill()
+			kill(fmt.Sprintf("it did not stop within %s of %s (stop_timeout)", opts.StopTimeout, unix.SignalName(opts.StopSignal)))
 		case sig := <-signals:
 			switch sig {
 			case unix.SIGINT, unix.SIGTERM:
 				if stopSignals++; stopSignals > 1 {
-					kill()
+					kill("safe-run got a second " + unix.SignalName(sig.(unix.Signal)))
 				}
 				stop()
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGWINCH:
@@ -634,8 +635,9 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 }
 
 // exitStatus turns the container's end into safe-run's exit code and, when
-// the end was not clean, one line saying why.
-func exitStatus(st *os.ProcessState, stopping, killed bool, cg cgroups.Manager, opts Options) int {
+// the end was not clean, one line saying why; killed says why safe-run
+// killed it, if it did.
+func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Manager, opts Options) int {
 	code := 0
 	if st != nil {
 		code = st.ExitCode()
@@ -644,8 +646,8 @@ func exitStatus(st *os.ProcessState, stopping, killed bool, cg cgroups.Manager, 
 		}
 	}
 	say := func(format string, args ...any) {
-		if opts.Report != nil {
-			fmt.Fprintf(opts.Report, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, args...)...)
+		if opts.Ending != nil {
+			fmt.Fprintf(opts.Ending, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, args...)...)
 		}
 	}
 	switch {
@@ -655,8 +657,8 @@ func exitStatus(st *os.ProcessState, stopping, killed bool, cg cgroups.Manager, 
 			limit = manifest.Size(c.Resources.Memory).String()
 		}
 		say("OOM-killed (memory limit %s; raise resources.memory or find the leak)", limit)
-	case killed:
-		say("killed with SIGKILL: it did not stop within %s of %s (stop_timeout)", opts.StopTimeout, unix.SignalName(opts.StopSignal))
+	case killed != "":
+		say("killed with SIGKILL: %s", killed)
 	case stopping:
 		say("stopped with %s (exit code %d)", unix.SignalName(opts.StopSignal), code)
 	case code > 128 && code <= 128+64:
