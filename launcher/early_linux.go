@@ -20,6 +20,7 @@ type early struct {
 	cgroup     chan error // v2: the move into the supervisor leaf
 	userns     chan usernsResult
 	usernsUsed bool
+	ownSignals bool // subscribed by Run, not by its caller
 }
 
 type usernsResult struct {
@@ -28,10 +29,10 @@ type usernsResult struct {
 }
 
 func startEarly(host Host, signals *Signals) *early {
-	if signals == nil {
-		signals = SubscribeSignals()
-	}
 	e := &early{signals: signals, cgroup: make(chan error, 1)}
+	if signals == nil {
+		e.signals, e.ownSignals = SubscribeSignals(), true
+	}
 	if !host.Rootless {
 		e.userns = make(chan usernsResult, 1)
 	}
@@ -96,10 +97,12 @@ func (e *early) usernsFile() (*os.File, error) {
 	return r.f, r.err
 }
 
-// stop unsubscribes from signals without waiting for the runtime, and
-// closes what a start that failed early did not use.
+// stop unsubscribes from the signals Run subscribed to, without waiting
+// for the runtime, and closes what a start that failed early did not use.
 func (e *early) stop() {
-	e.signals.stop()
+	if e.ownSignals {
+		e.signals.stop()
+	}
 	if e.userns != nil && !e.usernsUsed {
 		go func() {
 			if r := <-e.userns; r.f != nil {

@@ -409,7 +409,7 @@ var guestChecks = []struct {
 			"CgroupVersion": 2.0, "MemoryLimit": "67108864", "MemorySoft": "33554432",
 			"CPUQuota": "50000 100000", "PidsLimit": "64",
 			// safe-run-init loads the seccomp filter (seccomp_linux.go).
-			"PID1": "/dev/init --seccomp-fd 3 -- /bin/confinement -json",
+			"PID1": "/dev/init --control-fd 3 -- /bin/confinement -json",
 		}
 		var errs []error
 		for k, v := range want {

@@ -6,6 +6,7 @@ package launcher_test
 // mounts, state left behind).
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -18,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -198,7 +200,7 @@ func TestConfinementProbe(t *testing.T) {
 		"NoNewPrivs": "1", "Seccomp": "2", "RootWritable": false, "Hostname": "probe",
 		"MemoryLimit": "67108864", "PidsLimit": "64", "CPUQuota": "100000 100000",
 		// safe-run-init loads the seccomp filter (seccomp_linux.go).
-		"PID1": "/dev/init --seccomp-fd 3 -- /bin/confinement -json",
+		"PID1": "/dev/init --control-fd 3 -- /bin/confinement -json",
 	}
 	for k, v := range want {
 		if p[k] != v {
@@ -295,9 +297,33 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	}
 }
 
+// initLink starts safe-run-init on the host as the container's first
+// program, with sent on its control socket, and returns safe-run's end.
+func initLink(t *testing.T, sent []byte, args ...string) (*exec.Cmd, *os.File, *bytes.Buffer) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, peer := os.NewFile(uintptr(fds[0]), "own"), os.NewFile(uintptr(fds[1]), "peer")
+	defer peer.Close()
+	if _, err := own.Write(sent); err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(env.init, append([]string{"--control-fd", "3", "--"}, args...)...)
+	c.ExtraFiles = []*os.File{peer}
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return c, own, &out
+}
+
 // TestInitLoadsOnlyWholeFilters runs safe-run-init on the host with the
 // program the last start kept: whole, it filters the command; cut short or
-// missing, the command never runs.
+// missing, the command never runs; empty (libcontainer loaded the filter),
+// the command runs as it is.
 func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 	setup(t)
 	probe(t, "scinit", "")
@@ -318,25 +344,47 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 		{"whole", prog, 0, "Seccomp:\t2\n"},
 		{"cut short", prog[:len(prog)-8], 125, ""},
 		{"nothing", nil, 125, ""},
+		{"empty", make([]byte, 8), 0, "Seccomp:\t0\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, w, err := os.Pipe()
-			if err != nil {
-				t.Fatal(err)
+			c, own, out := initLink(t, tc.sent, "grep", "^Seccomp:", "/proc/self/status")
+			if tc.code != 0 {
+				own.Close() // safe-run-init waits for the rest: none comes
 			}
-			_, _ = w.Write(tc.sent)
-			w.Close()
-			c := exec.Command(env.init, "--seccomp-fd", "3", "--", "grep", "^Seccomp:", "/proc/self/status")
-			c.ExtraFiles = []*os.File{r}
-			var out, errOut bytes.Buffer
-			c.Stdout, c.Stderr = &out, &errOut
-			_ = c.Run()
-			r.Close()
-			if code := c.ProcessState.ExitCode(); code != tc.code || out.String() != tc.out {
-				t.Errorf("exit %d, output %q, want %d and %q\n%s", code, out.String(), tc.code, tc.out, errOut.String())
+			_ = c.Wait()
+			own.Close()
+			if code := c.ProcessState.ExitCode(); code != tc.code || (tc.code == 0 && !strings.HasSuffix(out.String(), tc.out)) {
+				t.Errorf("exit %d, output %q, want %d and %q", code, out.String(), tc.code, tc.out)
 			}
 		})
 	}
+}
+
+// TestInitEndsWithSafeRun: safe-run-init says when it takes signals, and
+// kills the service once safe-run's end of the socket closes, as when
+// safe-run is killed.
+func TestInitEndsWithSafeRun(t *testing.T) {
+	setup(t)
+	c, own, out := initLink(t, make([]byte, 8), "sleep", "30")
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(own, buf); err != nil || buf[0] != 'r' {
+		t.Fatalf("safe-run-init did not say it takes signals: %q %v %s", buf, err, out)
+	}
+	start := time.Now()
+	own.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		c.Process.Kill()
+		<-done
+		t.Fatal("the service outlived safe-run's end of the socket")
+	}
+	if code := c.ProcessState.ExitCode(); code != 137 {
+		t.Errorf("exit %d, want 137 (killed with the service)\n%s", code, out)
+	}
+	t.Logf("ended %v after the socket closed", time.Since(start))
 }
 
 // TestMissingJanitor: without safe-run-janitor beside it, safe-run starts
@@ -707,6 +755,119 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 		t.Errorf("start after crash: exit %d %s %s", r.code, r.stdout, r.stderr)
 	}
 	assertNothingLeft(t, "twice")
+}
+
+// TestServiceEndsWithSafeRun: a SIGKILLed safe-run takes its service with
+// it even when the janitor cannot act (stopped here; killed with safe-run
+// by a `pkill -9 safe-run`). The janitor, once it goes on, cleans up.
+func TestServiceEndsWithSafeRun(t *testing.T) {
+	setup(t)
+	m := manifestFor(t, "lifeline", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 31\"]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, "-q", m)
+	out, _ := c.StdoutPipe()
+	c.Stderr = os.Stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Read(make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	janitor := 0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", c.Process.Pid))
+	for _, f := range tasks {
+		for _, pid := range strings.Fields(string(mustRead(t, f))) {
+			if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.HasPrefix(string(comm), "safe-run-jan") {
+				janitor, _ = strconv.Atoi(pid)
+			}
+		}
+	}
+	if janitor == 0 {
+		t.Fatal("no janitor among safe-run's children")
+	}
+	unix.Kill(janitor, unix.SIGSTOP)
+	defer unix.Kill(janitor, unix.SIGCONT)
+	c.Process.Signal(syscall.SIGKILL)
+	c.Wait()
+	var survivors []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if survivors, _ = exec.Command("pgrep", "-f", "sleep 31").Output(); len(survivors) == 0 {
+			break
+		}
+	}
+	if len(survivors) > 0 {
+		t.Errorf("the service outlived a SIGKILLed safe-run while the janitor was stopped: %s", survivors)
+	}
+	unix.Kill(janitor, unix.SIGCONT)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(env.stateDir, "lifeline.lock")); err != nil {
+			break
+		}
+	}
+	assertNothingLeft(t, "lifeline")
+}
+
+// TestSignalsWhileStarting: signals that reach safe-run while the
+// container starts wait for the service to take them. Sent earlier, to
+// libcontainer's init, they ended the start with its exit status 2. The
+// service may get one before its shell sets its trap, and die of it: 129.
+func TestSignalsWhileStarting(t *testing.T) {
+	setup(t)
+	m := manifestFor(t, "early", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo hup' HUP; echo up; sleep 0.2; echo done\"]\n")
+	for i := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		c := safeRun(t, ctx, m)
+		stdout, _ := c.StdoutPipe()
+		stderr, _ := c.StderrPipe()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// From the start report on, safe-run takes signals itself.
+		var report strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() && !strings.Contains(sc.Text(), "starting") {
+		}
+		ended := make(chan struct{})
+		go func() {
+			defer close(ended)
+			io.Copy(&report, stderr)
+		}()
+		var out strings.Builder
+		up := make(chan struct{})
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				if sc.Text() == "up" {
+					close(up)
+				}
+				out.WriteString(sc.Text() + "\n")
+			}
+		}()
+		// SIGHUP every millisecond until the service is up, or over.
+	storm:
+		for {
+			select {
+			case <-up:
+				break storm
+			case <-ended:
+				break storm
+			default:
+				c.Process.Signal(syscall.SIGHUP)
+				time.Sleep(time.Millisecond)
+			}
+		}
+		<-ended
+		err := c.Wait()
+		cancel()
+		switch code := exitCode(err); {
+		case code == 0 && strings.HasSuffix(out.String(), "done\n"):
+		case code == 129 && strings.Contains(report.String(), "killed by SIGHUP"):
+		default:
+			t.Fatalf("start %d: exit %d, output %q, stderr:\n%s\nwant 0 (trapped) or 129 (killed by SIGHUP)", i, code, out.String(), report.String())
+		}
+	}
+	assertNothingLeft(t, "early")
 }
 
 func TestTTYRestoresTerminal(t *testing.T) {

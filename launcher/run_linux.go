@@ -50,7 +50,7 @@ type Options struct {
 	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
 	Notes                []string  // what earlier stages could not enforce, for the report
 	Logger               *slog.Logger
-	Signals              *Signals // subscribed by the caller beforehand, ended by Run; nil: Run subscribes
+	Signals              *Signals // subscribed by the caller beforehand, and not ended by Run; nil: Run subscribes, and ends it
 
 	Record *profiles.Recording // set by plan.Record: record the calls the service makes
 }
@@ -109,7 +109,7 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
 	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock, ending: &ending}
-	if r.seccomp, err = takeOverSeccomp(spec, config, opts); err != nil {
+	if r.init, err = newInitLink(spec, config, opts); err != nil {
 		return 0, err
 	}
 	// The janitor goes last, once everything it would remove is gone.
@@ -238,7 +238,7 @@ type run struct {
 	lock     *nameLock
 	cg       cgroups.Manager // the container's cgroup, once created
 	janitor  *janitor        // started with the set-up, told the cgroups once known
-	seccomp  *initSeccomp    // the filter, when safe-run-init loads it
+	init     *initLink       // safe-run-init's socket, when it runs first
 	removed  bool            // removeState has run
 	ending   *sync.WaitGroup // what Run waits for last
 }
@@ -269,14 +269,15 @@ func (r *run) dismissJanitor() {
 // on one locked OS thread.
 func (r *run) locked(ctx context.Context) (code int, err error) {
 	spec, config, host, opts := r.spec, r.config, r.host, r.opts
-	if r.seccomp != nil {
+	if r.init != nil {
 		// A filter that could not be compiled never reached
 		// safe-run-init, which then refused to start the service:
 		// this says why.
 		defer func() {
-			if serr := r.seccomp.wait(); serr != nil && err == nil {
+			if serr := r.init.sent(); serr != nil && err == nil {
 				code, err = 0, serr
 			}
+			r.init.close()
 		}()
 	}
 	// The seccomp watcher starts beside the rest of the set-up; the
@@ -373,8 +374,8 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	if r.seccomp != nil {
-		r.seccomp.attach(process)
+	if r.init != nil {
+		r.init.attach(process)
 	}
 	if notify.relay != nil && notify.watchdog > 0 {
 		// The service answers for the watchdog; it cannot match
@@ -438,7 +439,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer close(stopWatchdog)
 	notify.keepAlive(stopWatchdog)
 
-	return supervise(ctx, container, process, signals, r.cg, notify, opts)
+	return supervise(ctx, container, process, signals, r.init.readyChan(), r.cg, notify, opts)
 }
 
 // watchSeccomp reports the service's seccomp denials while it runs
@@ -579,8 +580,9 @@ func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 
 // supervise forwards signals until the container exits, and returns its
 // status. The first SIGINT or SIGTERM (or ctx) stops the service gently,
-// a second one kills it.
-func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, cg cgroups.Manager, notify *notifier, opts Options) (int, error) {
+// a second one kills it. Signals for the service are held until ready is
+// closed (see initLink).
+func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, ready <-chan struct{}, cg cgroups.Manager, notify *notifier, opts Options) (int, error) {
 	exited := make(chan *os.ProcessState, 1)
 	go func() {
 		st, _ := p.Wait()
@@ -592,6 +594,14 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 		stopSignals int    // SIGINT and SIGTERM received
 		timeout     <-chan time.Time
 	)
+	var held []os.Signal
+	send := func(sig os.Signal) {
+		if ready != nil {
+			held = append(held, sig)
+			return
+		}
+		_ = p.Signal(sig)
+	}
 	// ctx and the signal channel both see the first SIGINT or SIGTERM (cmd
 	// cancels ctx on them): stopping is idempotent, and only a second
 	// signal escalates.
@@ -601,7 +611,7 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 		}
 		stopping = true
 		notify.send("STOPPING=1\nSTATUS=stopping " + opts.Name)
-		_ = p.Signal(opts.StopSignal)
+		send(opts.StopSignal)
 		timeout = time.After(opts.StopTimeout)
 	}
 	kill := func(why string) {
@@ -611,6 +621,12 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 	ctxDone := ctx.Done()
 	for {
 		select {
+		case <-ready:
+			ready = nil
+			for _, sig := range held {
+				_ = p.Signal(sig)
+			}
+			held = nil
 		case st := <-exited:
 			return exitStatus(st, stopping, killed, cg, opts), nil
 		case <-ctxDone:
@@ -628,7 +644,7 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGWINCH:
 				// Go's own, or handled by the terminal code.
 			default:
-				_ = p.Signal(sig)
+				send(sig)
 			}
 		}
 	}

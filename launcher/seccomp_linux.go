@@ -15,14 +15,11 @@ import (
 	"runtime"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"time"
 	"unsafe"
 
-	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/seccomp"
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 )
@@ -33,7 +30,7 @@ import (
 // rules and its BPF, then runc's -ENOSYS patch: about 9 ms of CPU for the
 // default profile, the largest single cost of a start. The program is
 // kept in DataDir/seccomp under a hash of everything it depends on, and
-// reaches safe-run-init through a pipe; loading it is one system call. It
+// reaches safe-run-init on its socket (initLink); loading it is one system call. It
 // is libcontainer's own program, byte for byte (see compileSeccomp),
 // loaded with the same flags and before the service's first instruction,
 // as before; only safe-run-init, which safe-run checked and mounts
@@ -44,39 +41,21 @@ import (
 // its listener over), and a service allowed new privileges (without
 // no_new_privs, only a privileged process may load a filter).
 
-// initSeccomp feeds a container's compiled filter to safe-run-init.
-type initSeccomp struct {
-	r    *os.File      // the pipe's reading end, for the container
-	done chan struct{} // closed once the program is in the pipe, or err set
-	err  error
-}
-
-// takeOverSeccomp takes config's filter out of config and has it fed to
-// safe-run-init in the background, while the container is set up, when
-// safe-run-init can load it; else it returns nil and leaves config alone.
-func takeOverSeccomp(spec *specs.Spec, config *configs.Config, opts Options) (*initSeccomp, error) {
+// takeSeccomp takes config's filter out of config, for safe-run-init to
+// load, when safe-run-init can; else it returns nil and leaves config
+// alone.
+func takeSeccomp(config *configs.Config) *configs.Seccomp {
 	sc := config.Seccomp
-	if sc == nil || !config.NoNewPrivileges || !startsWithInit(spec.Process.Args) || !captureSupported() ||
+	if sc == nil || !config.NoNewPrivileges || !captureSupported() ||
 		slices.ContainsFunc(sc.Syscalls, func(s *configs.Syscall) bool { return s.Action == configs.Notify }) {
-		return nil, nil
-	}
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
+		return nil
 	}
 	config.Seccomp = nil
-	s := &initSeccomp{r: r, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		defer w.Close()
-		s.err = feedSeccomp(w, sc, opts)
-	}()
-	return s, nil
+	return sc
 }
 
 // feedSeccomp writes sc's program to w: the one kept in DataDir/seccomp,
-// else compiled now and kept there. The pipe holds 64 KiB, a program 32
-// KiB at most: the writes never wait.
+// else compiled now and kept there.
 func feedSeccomp(w *os.File, sc *configs.Seccomp, opts Options) error {
 	file, err := seccompCacheFile(filepath.Join(opts.DataDir, "seccomp"), sc)
 	if err != nil {
@@ -138,28 +117,6 @@ func validProgram(prog []byte) bool {
 	}
 	n := int(binary.NativeEndian.Uint32(prog[4:]))
 	return n > 0 && n <= C.BPF_MAXINSNS && len(prog) == 8+8*n
-}
-
-// startsWithInit says whether the process args start safe-run-init.
-func startsWithInit(args []string) bool {
-	return len(args) >= 3 && args[0] == InitPath && args[1] == "--"
-}
-
-// attach has the process's first program, safe-run-init, read the filter
-// from the pipe, which the process inherits as its first extra file.
-func (s *initSeccomp) attach(p *libcontainer.Process) {
-	p.ExtraFiles = append(p.ExtraFiles, s.r)
-	fd := 2 + len(p.ExtraFiles)
-	p.Args = slices.Insert(slices.Clone(p.Args), 1, "--seccomp-fd", strconv.Itoa(fd))
-}
-
-// wait closes safe-run's copy of the reading end, once the container has
-// its own, and returns once the program is in the pipe, with why not if
-// it is not.
-func (s *initSeccomp) wait() error {
-	s.r.Close()
-	<-s.done
-	return s.err
 }
 
 // compileSeccomp returns the program libcontainer's init would load for

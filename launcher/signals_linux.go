@@ -20,7 +20,9 @@ type Signals struct {
 }
 
 // SubscribeSignals starts subscribing to every signal. Signals received
-// before the service starts are forwarded to it once it runs.
+// before the service starts are forwarded to it once it takes them. The
+// subscription lasts: a command that exits once Run returns is not killed
+// by a signal in between, with a status that is not the service's.
 func SubscribeSignals() *Signals {
 	s := &Signals{c: make(chan os.Signal, 32), subscribed: make(chan struct{})}
 	go func() {

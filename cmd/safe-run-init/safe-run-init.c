@@ -18,18 +18,29 @@
  * container (never the safe-run binary itself) and makes itself
  * non-dumpable, so the service can neither read its memory nor ptrace it.
  *
- * With --seccomp-fd, it first loads the container's seccomp filter, which
- * safe-run compiled (launcher/seccomp_linux.go) and sends on that pipe:
- * the SECCOMP_SET_MODE_FILTER flags, 0 for prctl(PR_SET_SECCOMP), and the
- * number of instructions, each a native 32-bit word, then the
- * instructions. It loads it before the fork, so the service and this init
- * both run under it, and closes the pipe. Anything short of a whole
- * program, and the service does not start: it never runs unfiltered.
+ * With --control-fd, a socket to safe-run (launcher/initlink_linux.go):
+ *  - it first reads the container's seccomp filter, which safe-run
+ *    compiled (launcher/seccomp_linux.go): the SECCOMP_SET_MODE_FILTER
+ *    flags, 0 for prctl(PR_SET_SECCOMP), and the number of instructions,
+ *    each a native 32-bit word, then the instructions; no instructions
+ *    when libcontainer loaded the filter itself. It loads it before the
+ *    fork, so the service and this init both run under it. Anything short
+ *    of a whole program, and the service does not start: it never runs
+ *    unfiltered.
+ *  - it answers one byte once it takes signals: safe-run holds the
+ *    service's signals until then, as libcontainer's init, which runs
+ *    before this one, dies of most.
+ *  - it keeps the socket (close-on-exec: the service never has it), and
+ *    when safe-run's end closes, safe-run is gone, killed: the service is
+ *    killed too. A parent-death signal cannot do that job: the container's
+ *    parent is whichever of safe-run's threads started it, and that
+ *    thread may end long before safe-run does.
  *
- * Usage: safe-run-init [--seccomp-fd N] -- COMMAND [ARG...]
+ * Usage: safe-run-init [--control-fd N] -- COMMAND [ARG...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -77,12 +88,13 @@ static int load_seccomp(int fd)
 	struct sock_fprog prog;
 	long r;
 
-	if (read_full(fd, head, sizeof head) < 0 || head[1] == 0 || head[1] > MAX_INSNS ||
+	if (read_full(fd, head, sizeof head) < 0 || head[1] > MAX_INSNS ||
 	    read_full(fd, insns, head[1] * sizeof *insns) < 0) {
 		fprintf(stderr, "safe-run-init: the seccomp filter did not arrive whole: not starting the service\n");
 		return -1;
 	}
-	close(fd);
+	if (head[1] == 0)
+		return 0; /* libcontainer loaded it, or there is none */
 	prog.len = (unsigned short)head[1];
 	prog.filter = insns;
 	if (head[0] == 0)
@@ -96,31 +108,58 @@ static int load_seccomp(int fd)
 	return 0;
 }
 
+/* watch_control has safe-run's end of the socket closing come as SIGIO,
+ * to the signal loop, and tells safe-run that signals are taken. */
+static int watch_control(int fd)
+{
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 || fcntl(fd, F_SETOWN, getpid()) < 0 ||
+	    fcntl(fd, F_SETSIG, SIGIO) < 0 || fcntl(fd, F_SETFL, O_NONBLOCK | O_ASYNC) < 0) {
+		perror("safe-run-init: watching the socket to safe-run");
+		return -1;
+	}
+	/* Fails if safe-run is gone already: then nothing starts. */
+	if (write(fd, "r", 1) != 1) {
+		perror("safe-run-init: telling safe-run it takes signals");
+		return -1;
+	}
+	return 0;
+}
+
+/* safe_run_gone says whether safe-run's end of the socket has closed. */
+static int safe_run_gone(int fd)
+{
+	char c;
+	ssize_t n = read(fd, &c, 1);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
+}
+
 int main(int argc, char **argv)
 {
-	int first = 1;
+	int first = 1, control = -1;
 	sigset_t all, old;
 	pid_t child;
+
+	/* Every signal is blocked and taken with sigwaitinfo, so none is lost
+	 * before the loop, and none interrupts it. */
+	sigfillset(&all);
+	sigprocmask(SIG_SETMASK, &all, &old);
 
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
 		perror("safe-run-init: making itself non-dumpable");
 		return 125;
 	}
-	if (argc > 2 && strcmp(argv[1], "--seccomp-fd") == 0) {
-		if (load_seccomp(atoi(argv[2])) < 0)
+	if (argc > 2 && strcmp(argv[1], "--control-fd") == 0) {
+		control = atoi(argv[2]);
+		if (load_seccomp(control) < 0 || watch_control(control) < 0)
 			return 125;
 		first = 3;
 	}
 	if (first < argc && strcmp(argv[first], "--") == 0)
 		first++;
 	if (first >= argc) {
-		fprintf(stderr, "safe-run-init: usage: safe-run-init [--seccomp-fd N] -- COMMAND [ARG...]\n");
+		fprintf(stderr, "safe-run-init: usage: safe-run-init [--control-fd N] -- COMMAND [ARG...]\n");
 		return 125;
 	}
-	/* Every signal is blocked and taken with sigwaitinfo, so none is lost
-	 * between the fork and the loop, and none interrupts it. */
-	sigfillset(&all);
-	sigprocmask(SIG_SETMASK, &all, &old);
 
 	child = fork();
 	if (child < 0) {
@@ -147,6 +186,16 @@ int main(int argc, char **argv)
 		int sig = sigwaitinfo(&all, &info);
 		if (sig < 0)
 			continue; /* EINTR */
+		if (sig == SIGIO && info.si_code > 0 && info.si_fd == control) {
+			/* From the kernel, about the socket (a forwarded SIGIO
+			 * comes from a process: si_code <= 0). */
+			if (safe_run_gone(control)) {
+				/* The PID namespace ends with this init. */
+				kill(child, SIGKILL);
+				return 128 + SIGKILL;
+			}
+			continue;
+		}
 		if (sig != SIGCHLD) {
 			/* To the service only: it decides what its own children
 			 * get, as it would outside a container. */
