@@ -250,6 +250,7 @@ func TestExitCodes(t *testing.T) {
 		{"exit3", `["/bin/sh", "-c", "exit 3"]`, 3, "safe-run: exit3: exited with code 3"},
 		{"notfound", `["/bin/nope"]`, 127, "command not found: /bin/nope is not in the image"},
 		{"notexec", `["/etc/passwd"]`, 126, "command cannot be executed: /etc/passwd is not executable"},
+		{"dir", `["/bin"]`, 126, "command cannot be executed: /bin is a directory in the image"},
 		{"selfkill", `["/bin/sh", "-c", "kill -SEGV $$"]`, 139, "killed by SIGSEGV"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

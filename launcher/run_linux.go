@@ -216,15 +216,21 @@ func preflightCommand(spec *specs.Spec) error {
 		}
 		st, err := f.Stat()
 		f.Close()
-		if err != nil || st.IsDir() {
+		if err != nil {
 			continue
+		}
+		if st.IsDir() {
+			if strings.Contains(name, "/") {
+				return fmt.Errorf("%w: %s is a directory in the image (name the program in it)", ErrCommandNotExecutable, c)
+			}
+			continue // execvp goes on down PATH
 		}
 		if st.Mode().Perm()&0o111 == 0 {
 			return fmt.Errorf("%w: %s is not executable in the image (chmod +x it, or name another program)", ErrCommandNotExecutable, c)
 		}
 		return nil
 	}
-	return fmt.Errorf("%w: %s is not in the image %s (check process.command and the image's PATH)", ErrCommandNotFound, name, rootfs)
+	return fmt.Errorf("%w: %s is not in the image %s (check process.command, or the image's entrypoint, and its PATH)", ErrCommandNotFound, name, rootfs)
 }
 
 // run is one start of a container, from the private mount namespace on.

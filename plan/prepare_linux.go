@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -65,6 +66,11 @@ func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) 
 	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry})
 	if err != nil {
 		return nil, err
+	}
+	if opts.Allocate {
+		if err := checkWorkdir(svc, img); err != nil {
+			return nil, err
+		}
 	}
 	p := &Prepared{Service: svc, Image: img, Notes: img.Notes}
 	in := Inputs{Service: svc, Image: img}
@@ -244,4 +250,34 @@ func checkHostPaths(svc *manifest.Service) error {
 		}
 	}
 	return manifest.Merge(errs...)
+}
+
+// checkWorkdir refuses a working directory that is not in a read-only
+// image, before libcontainer's init tries to create it there and fails in
+// its own words. One under a mount is left to the mount.
+func checkWorkdir(svc *manifest.Service, img *image.Image) error {
+	cwd := workdir(svc, img)
+	if !svc.Security.ReadOnlyRootfs || cwd == "/" {
+		return nil
+	}
+	targets := slices.Clone(manifest.ReservedTargets)
+	for _, m := range svc.Mounts {
+		targets = append(targets, m.Target)
+	}
+	for _, t := range targets {
+		if cwd == t || strings.HasPrefix(cwd, t+"/") {
+			return nil
+		}
+	}
+	if h, err := pathrs.OpenInRoot(img.Rootfs, cwd); err == nil {
+		st, err := h.Stat()
+		h.Close()
+		if err == nil && st.IsDir() {
+			return nil
+		}
+	}
+	if svc.Process.Workdir == "" {
+		return svc.Errorf("image", "the image's working directory %s is not a directory in it (set process.workdir, or mount a tmpfs or volume there)", cwd)
+	}
+	return svc.Errorf("process.workdir", "%s is not a directory in the image (the root is read-only: create it in the image, or mount a tmpfs or volume there)", cwd)
 }

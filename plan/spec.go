@@ -50,19 +50,13 @@ func Spec(in Inputs, host launcher.Host) (*specs.Spec, error) {
 	if len(args) == 0 {
 		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
 	}
-	if len(args) == 0 {
-		return nil, s.Errorf("process.command", "missing, and the image names no entrypoint or cmd (set command = [\"/bin/server\"])")
+	if len(args) == 0 || args[0] == "" {
+		return nil, s.Errorf("process.command", "missing, and the image names no program in its entrypoint or cmd (set command = [\"/bin/server\"])")
 	}
 	if s.Process.Init {
 		args = append([]string{launcher.InitPath, "--"}, args...)
 	}
-	cwd := s.Process.Workdir
-	if cwd == "" {
-		cwd = img.Config.WorkingDir
-	}
-	if cwd == "" {
-		cwd = "/"
-	}
+	cwd := workdir(s, img)
 
 	spec := &specs.Spec{
 		Version: specs.Version,
@@ -95,6 +89,18 @@ func Spec(in Inputs, host launcher.Host) (*specs.Spec, error) {
 		spec.Hostname = s.Name
 	}
 	return spec, nil
+}
+
+// workdir is the service's working directory: the manifest's, else the
+// image's, else /.
+func workdir(s *manifest.Service, img *image.Image) string {
+	switch {
+	case s.Process.Workdir != "":
+		return s.Process.Workdir
+	case img.Config.WorkingDir != "":
+		return img.Config.WorkingDir
+	}
+	return "/"
 }
 
 type resolvedUser struct {
