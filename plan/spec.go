@@ -256,9 +256,11 @@ func mounts(s *manifest.Service, host launcher.Host) []specs.Mount {
 func userMount(m manifest.Mount, host launcher.Host) specs.Mount {
 	switch m.Type {
 	case manifest.MountTmpfs:
-		opts := []string{"nosuid", "nodev"}
-		if !slices.Contains(m.Options, "exec") {
-			opts = append(opts, "noexec")
+		// exec said out loud: docker's --tmpfs is noexec unless told
+		// (the exports copy these options).
+		opts := []string{"nosuid", "nodev", "noexec"}
+		if slices.Contains(m.Options, "exec") {
+			opts[2] = "exec"
 		}
 		for _, o := range m.Options {
 			if o != "exec" && o != "noexec" {

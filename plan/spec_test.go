@@ -303,7 +303,7 @@ func TestSpecMounts(t *testing.T) {
 		dst, typ, src string
 		opts          []string
 	}{
-		{"/tmp", "tmpfs", "tmpfs", []string{"nosuid", "nodev", "uid=1000", "mode=700", "size=16777216"}},
+		{"/tmp", "tmpfs", "tmpfs", []string{"nosuid", "nodev", "exec", "uid=1000", "mode=700", "size=16777216"}},
 		{"/var/lib/app", "bind", "/var/lib/safe-run/volumes/data", []string{"bind", "rw", "nosuid", "nodev"}},
 		{"/etc/app", "bind", "/srv/full/config", []string{"bind", "ro", "nosuid", "nodev"}},
 		{"/run/secrets", "bind", "/run/safe-run/web/secrets", []string{"bind", "ro", "nosuid", "nodev", "noexec"}},
