@@ -139,7 +139,7 @@ func (a *archive) image(ctx context.Context) (*found, error) {
 		if err != nil {
 			return nil, err
 		}
-		d, err := pickTagged(idx, "", a.name)
+		d, err := pickTagged(idx, "", a.name, "an archive names no tag: copy one image out, e.g. skopeo copy oci-archive:FILE:TAG oci:DIR:TAG, and use oci = \"DIR:TAG\"")
 		if err != nil {
 			return nil, err
 		}
@@ -161,7 +161,7 @@ func (a *archive) image(ctx context.Context) (*found, error) {
 		for _, d := range m {
 			tags = append(tags, d.RepoTags...)
 		}
-		return nil, fmt.Errorf("%s holds %d images (%s): save one image per archive", a.name, len(m), strings.Join(tags, ", "))
+		return nil, fmt.Errorf("%s holds %d images%s: save one image per archive (docker save IMAGE)", a.name, len(m), tagList(tags))
 	}
 	cfg, err := a.readSmall(m[0].Config, maxConfigSize)
 	if err != nil {
@@ -187,4 +187,12 @@ func (a *archive) image(ctx context.Context) (*found, error) {
 		})
 	}
 	return f, nil
+}
+
+// tagList is ", tagged a, b" for tags, or nothing.
+func tagList(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return ", tagged " + strings.Join(tags, ", ")
 }

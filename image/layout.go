@@ -35,7 +35,9 @@ func (l layoutStore) blob(_ context.Context, d v1.Descriptor) (io.ReadCloser, er
 func readLayoutIndex(dir string) (*v1.IndexManifest, error) {
 	f, err := openRegular(filepath.Join(dir, "index.json"))
 	if errors.Is(err, fs.ErrNotExist) {
-		if _, err := os.Stat(dir); err != nil {
+		if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%s does not exist (point oci at an OCI image layout directory, as \"DIR:TAG\")", dir)
+		} else if err != nil {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%s is not an OCI image layout: it has no index.json (make one with skopeo copy ... oci:%s:TAG, or umoci)", dir, dir)

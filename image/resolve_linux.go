@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -247,7 +248,7 @@ func (o *ociSource) key(context.Context) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	d, err := pickTagged(idx, o.tag, o.dir)
+	d, err := pickTagged(idx, o.tag, o.dir, "name one: oci = \"DIR:TAG\"")
 	if err != nil {
 		return "", nil, err
 	}
@@ -278,6 +279,9 @@ func (a *archiveSource) String() string { return "archive " + a.path }
 
 func (a *archiveSource) key(context.Context) (string, []string, error) {
 	f, err := openRegular(a.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil, fmt.Errorf("%s does not exist (point archive at the output of docker save, or an OCI archive)", a.path)
+	}
 	if err != nil {
 		return "", nil, err
 	}
@@ -293,7 +297,9 @@ func (a *archiveSource) key(context.Context) (string, []string, error) {
 func (a *archiveSource) open(ctx context.Context, c *cache) (*found, error) {
 	tarFile := a.f
 	magic := make([]byte, 2)
-	if _, err := a.f.ReadAt(magic, 0); err != nil {
+	if _, err := a.f.ReadAt(magic, 0); errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s is empty or cut short (make it with docker save, or skopeo copy ... oci-archive:FILE)", a.path)
+	} else if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", a.path, err)
 	}
 	if bytes.Equal(magic, []byte{0x1f, 0x8b}) {

@@ -156,7 +156,7 @@ func TestResolveLayoutErrors(t *testing.T) {
 		msg       string // the error, %s the layout dir
 	}{
 		{name: "unknown tag", oci: "oci:v2", msg: `service.toml:4: image.oci: %s/oci has no tag "v2" (it has: v1)`},
-		{name: "missing layout", oci: "nothere:v1", msg: `service.toml:4: image.oci: stat %s/nothere: no such file or directory`},
+		{name: "missing layout", oci: "nothere:v1", msg: `service.toml:4: image.oci: %s/nothere does not exist (point oci at an OCI image layout directory, as "DIR:TAG")`},
 		{name: "not a layout", oci: ".:v1", msg: `service.toml:4: image.oci: %s is not an OCI image layout: it has no index.json (make one with skopeo copy ... oci:%s:TAG, or umoci)`},
 		{name: "tampered layer", oci: "oci:v1", tamper: layerBlob, wantErr: ErrDigestMismatch,
 			msg: "service.toml:4: image.oci: layer 1 " + mustConfig(t, img).RootFS.DiffIDs[0].String() + ": digest mismatch: the blob has digest sha256:"},
@@ -271,6 +271,9 @@ func TestResolveArchives(t *testing.T) {
 	tarDir(t, filepath.Join(dir, "oci"), filepath.Join(dir, "oci.tar"), false)
 	tarDir(t, filepath.Join(dir, "oci"), filepath.Join(dir, "oci.tar.gz"), true)
 	writeDockerArchive(t, filepath.Join(dir, "two.tar"), map[string]v1.Image{"example.org/web:1": img, "example.org/web:2": configuredImage(t, "2")})
+	if err := os.WriteFile(filepath.Join(dir, "empty.tar"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
 
 	manifestDigest, id := digest(t, img), "sha256:"+configID(t, img)
 	for _, tc := range []struct {
@@ -280,9 +283,10 @@ func TestResolveArchives(t *testing.T) {
 		{file: "docker.tar.gz", digest: "ID " + id},
 		{file: "oci.tar", digest: manifestDigest},
 		{file: "oci.tar.gz", digest: manifestDigest},
-		{file: "two.tar", err: "service.toml:4: image.archive: " + dir + "/two.tar holds 2 images ("},
+		{file: "two.tar", err: "service.toml:4: image.archive: " + dir + "/two.tar holds 2 images, tagged example.org/web:1, example.org/web:2: save one image per archive (docker save IMAGE)"},
 		{file: "oci", err: "service.toml:4: image.archive: " + dir + "/oci is not a regular file"},
-		{file: "missing.tar", err: "service.toml:4: image.archive: open " + dir + "/missing.tar: no such file or directory"},
+		{file: "missing.tar", err: "service.toml:4: image.archive: " + dir + "/missing.tar does not exist (point archive at the output of docker save, or an OCI archive)"},
+		{file: "empty.tar", err: "service.toml:4: image.archive: " + dir + "/empty.tar is empty or cut short (make it with docker save, or skopeo copy ... oci-archive:FILE)"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			cacheDir := t.TempDir()

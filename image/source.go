@@ -62,8 +62,9 @@ func hostPlatform() v1.Platform {
 const refNameAnnotation = "org.opencontainers.image.ref.name"
 
 // pickTagged chooses the descriptor of an OCI layout's index.json that tag
-// names, or its only descriptor when tag is "".
-func pickTagged(idx *v1.IndexManifest, tag, what string) (v1.Descriptor, error) {
+// names, or its only descriptor when tag is "". choose says how a user
+// names one of several.
+func pickTagged(idx *v1.IndexManifest, tag, what, choose string) (v1.Descriptor, error) {
 	var tags []string
 	for _, d := range idx.Manifests {
 		if t := d.Annotations[refNameAnnotation]; t != "" {
@@ -85,7 +86,7 @@ func pickTagged(idx *v1.IndexManifest, tag, what string) (v1.Descriptor, error) 
 	case len(idx.Manifests) == 0:
 		return v1.Descriptor{}, fmt.Errorf("%s holds no image", what)
 	case len(tags) > 0:
-		return v1.Descriptor{}, fmt.Errorf("%s holds %d images (name one by its tag: %s)", what, len(idx.Manifests), strings.Join(tags, ", "))
+		return v1.Descriptor{}, fmt.Errorf("%s holds %d images, tagged %s (%s)", what, len(idx.Manifests), strings.Join(tags, ", "), choose)
 	default:
 		return v1.Descriptor{}, fmt.Errorf("%s holds %d untagged images (keep one image in it)", what, len(idx.Manifests))
 	}
