@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
@@ -39,7 +40,7 @@ func New(repo name.Repository, allowHTTP bool, base http.RoundTripper) *Client {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	g := &httpGuard{base: base, allowHTTP: allowHTTP}
+	g := &httpGuard{base: base, allowHTTP: allowHTTP, stall: stallTimeout}
 	return &Client{repo: repo, guard: g, opts: []remote.Option{
 		remote.WithTransport(g),
 		remote.WithAuthFromKeychain(authn.DefaultKeychain),
@@ -117,9 +118,13 @@ func (e *plainHTTPError) WholeStory()   {}
 // which on its own falls back to HTTP for localhost and private
 // addresses, and sees every request, redirects included: a registry on
 // HTTPS cannot redirect a blob to HTTP either.
+//
+// It also gives up on a registry that stalls: no answer, or no byte of a
+// body, for stall.
 type httpGuard struct {
 	base      http.RoundTripper
 	allowHTTP bool
+	stall     time.Duration
 	refused   atomic.Pointer[string] // the last host refused
 	// httpsAnswered: a request over HTTPS got an answer, so a refusal
 	// was only go-containerregistry trying HTTP in parallel.
@@ -133,7 +138,16 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		g.refused.Store(&host)
 		return nil, fmt.Errorf("%w: %s", ErrPlainHTTP, req.URL.Redacted())
 	}
-	resp, err := g.base.RoundTrip(req)
+	ctx, cancel := context.WithCancelCause(req.Context())
+	stalled := time.AfterFunc(g.stall, func() { cancel(&stallError{g.stall, req.URL.Host}) })
+	resp, err := g.base.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		stalled.Stop()
+		err = stallCause(ctx, err)
+		cancel(nil)
+	} else {
+		resp.Body = &stallReader{ReadCloser: resp.Body, ctx: ctx, cancel: cancel, timer: stalled, stall: g.stall}
+	}
 	if req.URL.Scheme == "https" {
 		if err == nil {
 			g.httpsAnswered.Store(true)
@@ -142,4 +156,55 @@ func (g *httpGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, err
+}
+
+// stallTimeout is how long a registry may keep a pull waiting without a
+// byte. A registry that hangs (a half-open connection, a stuck proxy)
+// would otherwise hang the start for good; a slow one that still sends
+// goes on.
+const stallTimeout = 60 * time.Second
+
+type stallError struct {
+	after time.Duration
+	host  string
+}
+
+func (e *stallError) Error() string {
+	return fmt.Sprintf("%s sent nothing for %s: gave up (check that the registry is up and reachable)", e.host, e.after)
+}
+
+// stallReader is a response body whose every read restarts the stall
+// timer; the timer cancels the request, and so the read waiting on it.
+type stallReader struct {
+	io.ReadCloser
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+	stall  time.Duration
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.ReadCloser.Read(p)
+	if n > 0 {
+		s.timer.Reset(s.stall)
+	}
+	if err != nil && err != io.EOF {
+		err = stallCause(s.ctx, err)
+	}
+	return n, err
+}
+
+// stallCause is the stall that cancelled ctx, if one did, else err.
+func stallCause(ctx context.Context, err error) error {
+	var stalled *stallError
+	if errors.As(context.Cause(ctx), &stalled) {
+		return stalled
+	}
+	return err
+}
+
+func (s *stallReader) Close() error {
+	s.timer.Stop()
+	s.cancel(nil)
+	return s.ReadCloser.Close()
 }
