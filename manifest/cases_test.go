@@ -150,6 +150,8 @@ func TestValidationErrors(t *testing.T) {
 		{"image ref", edit(`rootfs = "rootfs"`, `ref = "registry.example/web@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), ""},
 		{"image ref short digest", edit(`rootfs = "rootfs"`, `ref = "registry.example/web@sha256:0123"`), `web.toml:5: image.ref: "registry.example/web@sha256:0123" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
 		{"image ref with space", edit(`rootfs = "rootfs"`, `ref = "web latest"`), `web.toml:5: image.ref: "web latest" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
+		{"image ref climbing", edit(`rootfs = "rootfs"`, `ref = "127.0.0.1:5000/../../etc@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), `web.toml:5: image.ref: "127.0.0.1:5000/../../etc@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
+		{"image ref nested", edit(`rootfs = "rootfs"`, `ref = "registry.example/team/web-app_1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), ""},
 		{"image ref flag", edit(`rootfs = "rootfs"`, `ref = "--privileged"`), `web.toml:5: image.ref: "--privileged" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
 		{"image ref flag with digest", edit(`rootfs = "rootfs"`, `ref = "-v/:/host@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), `web.toml:5: image.ref: "-v/:/host@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" is not a registry reference (use "registry.example/web@sha256:<64 hex digits>")`},
 		// process

@@ -152,17 +152,30 @@ func validTag(t string) bool {
 	return true
 }
 
-// validateRef checks the syntax of image.ref. Whether it is pinned by
-// digest is a policy question (SR018 unpinned-image).
 // ValidRef reports whether ref is a registry reference safe-run can pull.
 func ValidRef(ref string) bool {
-	_, err := name.ParseReference(ref)
+	r, err := name.ParseReference(ref)
 	// go-containerregistry takes "--privileged" for a repository on
 	// docker.io; written into an exported docker run line as the image
 	// argument, it would be read as an option.
-	return err == nil && !strings.Contains(ref, "://") && !strings.HasPrefix(ref, "-")
+	if err != nil || strings.Contains(ref, "://") || strings.HasPrefix(ref, "-") {
+		return false
+	}
+	// It also takes any of [a-z0-9_.-/] as a repository path, "../.."
+	// included, which would reach the registry as /v2/../../...: the
+	// distribution spec's components only.
+	for _, c := range strings.Split(r.Context().RepositoryStr(), "/") {
+		if !pathComponent().MatchString(c) {
+			return false
+		}
+	}
+	return true
 }
 
+var pathComponent = compileLater(`^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*$`)
+
+// validateRef checks the syntax of image.ref. Whether it is pinned by
+// digest is a policy question (SR018 unpinned-image).
 func validateRef(ref string, fe *fieldErrors) {
 	const use = `use "registry.example/web@sha256:<64 hex digits>"`
 	if strings.Contains(ref, "://") {
