@@ -348,11 +348,22 @@ func List(dir string) ([]Cached, error) {
 	refs := c.refs()
 	var out []Cached
 	for _, n := range names {
-		var e entryRecord
-		if !validEntryName(n) || readJSON(c.path("entries", n, "image.json"), &e) != nil {
+		if !validEntryName(n) {
 			continue
 		}
-		ci := Cached{ID: e.ID, Setuid: e.Setuid, Files: e.Files, Bytes: e.Bytes, Created: e.Created, entry: n}
+		var ci Cached
+		var e entryRecord
+		if readJSON(c.path("entries", n, "image.json"), &e) == nil {
+			ci = Cached{ID: e.ID, Setuid: e.Setuid, Files: e.Files, Bytes: e.Bytes, Created: e.Created, entry: n}
+		} else {
+			// Listed, so that rm and prune can take it away; a start
+			// unpacks the image again (see resolveFrom).
+			id, setuid := strings.CutSuffix(n, ".setuid")
+			ci = Cached{ID: "sha256:" + id, Setuid: setuid, Damaged: true, Bytes: diskUsage(c.path("entries", n)), entry: n}
+			if st, err := os.Stat(c.path("entries", n)); err == nil {
+				ci.Created = st.ModTime()
+			}
+		}
 		for _, r := range refs {
 			if r.rec.Entry != n {
 				continue

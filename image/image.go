@@ -105,6 +105,7 @@ type Cached struct {
 	Bytes   int64     // bytes of file content
 	Created time.Time // when it was unpacked
 	InUse   bool      // a running safe-run holds it
+	Damaged bool      // its record is unreadable: only its ID and size are known
 	entry   string
 }
 

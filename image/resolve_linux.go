@@ -114,7 +114,10 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 	}
 	entry := entryName(f.configID.Hex, keepSetuid)
 	how := "cached"
-	if _, err := os.Stat(c.path("entries", entry, "image.json")); err != nil {
+	if err := readJSON(c.path("entries", entry, "image.json"), &entryRecord{}); err != nil {
+		if err := c.removeDamaged(entry); err != nil {
+			return nil, err
+		}
 		start := time.Now()
 		st, err := c.unpack(ctx, f, entry, keepSetuid, opts)
 		if err != nil {
@@ -147,6 +150,19 @@ func reportNotes(r *refRecord, e *entryRecord, keyNotes []string, how string) []
 	notes = append(notes, keyNotes...)
 	notes = append(notes, r.Notes...)
 	return append(notes, e.Notes...)
+}
+
+// removeDamaged takes away an entry whose record cannot be read (a crash
+// cannot leave one: entries appear whole; a disk or a hand can), so that
+// the image is unpacked again rather than refused for good.
+func (c *cache) removeDamaged(entry string) error {
+	if _, err := os.Lstat(c.path("entries", entry)); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := c.remove(entry); err != nil {
+		return fmt.Errorf("the cached image %s is damaged and cannot be unpacked again: %w", entry, err)
+	}
+	return nil
 }
 
 // unpack builds the entry in a locked work directory and renames it into

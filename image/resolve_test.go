@@ -674,3 +674,45 @@ func TestResolveRootfsDir(t *testing.T) {
 		})
 	}
 }
+
+// TestDamagedEntry: an entry whose record cannot be read is listed as
+// damaged, unpacked again by the next start, and removed by prune.
+func TestDamagedEntry(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir, cacheDir := t.TempDir(), t.TempDir()
+	writeLayout(t, filepath.Join(dir, "oci"), configuredImage(t, "damaged"), "v1")
+	svc := service(t, dir, `oci = "oci:v1"`)
+	damage := func() {
+		t.Helper()
+		entries, _ := filepath.Glob(filepath.Join(cacheDir, "entries", "*", "image.json"))
+		if len(entries) != 1 {
+			t.Fatalf("entries %v", entries)
+		}
+		if err := os.WriteFile(entries[0], []byte(`{"id":`), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	img, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	img.Release()
+	damage()
+	if all, err := List(cacheDir); err != nil || len(all) != 1 || !all[0].Damaged {
+		t.Fatalf("List: %+v %v, want one damaged entry", all, err)
+	}
+	img, err = Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatalf("a damaged entry is not unpacked again: %v", err)
+	}
+	if !strings.Contains(img.Notes[0], "(unpacked ") {
+		t.Errorf("note %q, want it unpacked again", img.Notes[0])
+	}
+	img.Release()
+	damage()
+	removed, _, err := Prune(cacheDir)
+	if err != nil || len(removed) != 1 || entryCount(t, cacheDir) != 0 {
+		t.Errorf("prune removed %+v (%v), %d entries left", removed, err, entryCount(t, cacheDir))
+	}
+	assertCacheClean(t, cacheDir)
+}

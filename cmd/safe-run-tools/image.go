@@ -43,6 +43,11 @@ func imageLsCommand(g *globals) *cobra.Command {
 				if c.InUse {
 					inUse = "yes"
 				}
+				if c.Damaged {
+					// Its record is unreadable: said where its
+					// sources would be.
+					c.Sources = []string{"DAMAGED: remove it (safe-run image rm " + c.Name() + "), or start a service that uses it"}
+				}
 				var digests []string
 				for _, d := range c.Digests {
 					digests = append(digests, strings.TrimPrefix(d, "sha256:")[:12])
