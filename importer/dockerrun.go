@@ -336,7 +336,7 @@ func (s *spec) resources(last func(string) string, changed func(string) bool) er
 		}
 		s.reservation = int64(v)
 	}
-	if c := last("cpus"); c != "" {
+	if c := last("cpus"); c != "" && c != "0" {
 		v, err := strconv.ParseFloat(c, 64)
 		if err != nil || v <= 0 {
 			return fmt.Errorf("--cpus %q is not a number of CPUs (use e.g. 1.5)", c)

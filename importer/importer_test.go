@@ -134,8 +134,13 @@ func TestDockerRunErrors(t *testing.T) {
 		{"--cpus fast nginx", `--cpus "fast" is not a number of CPUs (use e.g. 1.5)`},
 		{"--restart sometimes nginx", `--restart "sometimes" is not a restart policy (docker takes no, on-failure[:N], always, unless-stopped)`},
 		{"-v a:b:c:d nginx", `--volume "a:b:c:d" is not [SOURCE:]TARGET[:OPTIONS]`},
-		{"-v data:relative nginx", `--volume data:relative: the target "data" is not an absolute path in the container`},
+		{"-v data:relative nginx", `--volume data:relative: the target "relative" is not an absolute path in the container`},
 		{"--env-file missing.env nginx", "reading --env-file missing.env: file does not exist"},
+		// Options docker refuses too: the manifest cannot take them.
+		{"-m 1b nginx", "the line cannot become a manifest:\n  --memory: resources.memory: 1 is below the minimum 6M (the runtime itself needs a few MiB)"},
+		{"-w relative -e =x nginx", "the line cannot become a manifest:\n" +
+			`  --workdir: process.workdir: "relative" is relative (use an absolute path inside the container, e.g. "/srv")` + "\n" +
+			`  --env: process.env."": "" is not a valid variable name (no '=' or NUL)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {

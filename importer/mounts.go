@@ -41,11 +41,8 @@ func (s *spec) volumeFlag(v string) error {
 	case 1:
 		m.target = parts[0]
 	case 2:
-		if strings.HasPrefix(parts[1], "/") {
-			m.source, m.target = parts[0], parts[1]
-		} else {
-			m.target, opts = parts[0], strings.Split(parts[1], ",")
-		}
+		// As docker reads it: SOURCE:TARGET, never TARGET:OPTIONS.
+		m.source, m.target = parts[0], parts[1]
 	case 3:
 		m.source, m.target, opts = parts[0], parts[1], strings.Split(parts[2], ",")
 	default:

@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -147,7 +148,7 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 		dir = "/"
 	}
 	if _, err := manifest.Parse(name+".toml", dir, []byte(text)); err != nil {
-		return nil, fmt.Errorf("safe-run import wrote a manifest that does not load (a bug; please report it with the command): %w\n%s", err, text)
+		return nil, cannotImport(err, text)
 	}
 	return &Result{Name: name, Manifest: []byte(text), Notes: orderNotes(s.notes), Docker: docker}, nil
 }
@@ -385,4 +386,46 @@ func WriteNotes(w *strings.Builder, r *Result) {
 		}
 		fmt.Fprintf(w, "  %-11s %s: %s%s\n", n.Kind, n.Flag, rule, n.Text)
 	}
+}
+
+// dockerOptions names the docker run option behind each manifest key the
+// importer writes, longest key first.
+var dockerOptions = []struct{ key, option string }{
+	{"resources.memory_reservation", "--memory-reservation"},
+	{"resources.memory", "--memory"},
+	{"resources.cpus", "--cpus"},
+	{"resources.pids", "--pids-limit"},
+	{"process.command", "the command"},
+	{"process.env", "--env"},
+	{"process.user", "--user"},
+	{"process.workdir", "--workdir"},
+	{"process.stop_signal", "--stop-signal"},
+	{"process.stop_timeout", "--stop-timeout"},
+	{"process.restart", "--restart"},
+	{"security.capabilities", "--cap-add"},
+	{"mounts", "--volume, --mount or --tmpfs"},
+	{"network", "--network or --publish"},
+	{"namespaces", "--pid, --ipc or --uts"},
+	{"labels", "--label"},
+	{"secrets", "secrets"},
+	{"image", "the image"},
+	{"name", "--name"},
+}
+
+// cannotImport explains why the manifest written from a docker run line
+// does not load: each problem under the option that set its key. Options
+// docker itself refuses (--memory 1b, --workdir relative) come this way. A
+// problem no option explains is the importer's own.
+func cannotImport(err error, text string) error {
+	var lines []string
+	for _, f := range manifest.FieldErrors(err) {
+		i := slices.IndexFunc(dockerOptions, func(o struct{ key, option string }) bool {
+			return f.Path == o.key || strings.HasPrefix(f.Path, o.key+".") || strings.HasPrefix(f.Path, o.key+"[")
+		})
+		if i < 0 {
+			return fmt.Errorf("safe-run import wrote a manifest that does not load (a bug; please report it with the command): %w\n%s", err, text)
+		}
+		lines = append(lines, dockerOptions[i].option+": "+f.Path+": "+f.Msg)
+	}
+	return fmt.Errorf("the line cannot become a manifest:\n  %s", strings.Join(lines, "\n  "))
 }
