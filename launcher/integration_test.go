@@ -871,6 +871,38 @@ func TestSignalsWhileStarting(t *testing.T) {
 	assertNothingLeft(t, "early")
 }
 
+// TestSignalsGoLeaves: the signals Go's runtime leaves to the C library
+// do not end safe-run: 34 (SIGRTMIN) reaches the service, which traps it,
+// 32 and 33 are ignored.
+func TestSignalsGoLeaves(t *testing.T) {
+	setup(t)
+	m := manifestFor(t, "rtmin", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo got34' 34; echo up; sleep 1; echo done\"]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, "-q", m)
+	stdout, _ := c.StdoutPipe()
+	var errOut bytes.Buffer
+	c.Stderr = &errOut
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stdout)
+	var out []string
+	for sc.Scan() {
+		out = append(out, sc.Text())
+		if sc.Text() == "up" {
+			for _, sig := range []syscall.Signal{34, 32, 33} {
+				c.Process.Signal(sig)
+			}
+		}
+	}
+	err := c.Wait()
+	if code := exitCode(err); code != 0 || strings.Join(out, " ") != "up got34 done" {
+		t.Errorf("exit %d, output %q, want 0 and up got34 done\n%s", code, out, errOut.String())
+	}
+	assertNothingLeft(t, "rtmin")
+}
+
 func TestTTYRestoresTerminal(t *testing.T) {
 	setup(t)
 	master, slave := openPTY(t)

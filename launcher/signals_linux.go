@@ -27,6 +27,7 @@ func SubscribeSignals() *Signals {
 	s := &Signals{c: make(chan os.Signal, 32), subscribed: make(chan struct{})}
 	go func() {
 		signal.Notify(s.c)
+		catchUnhandled(s.c)
 		close(s.subscribed)
 	}()
 	return s
