@@ -124,6 +124,11 @@ func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) 
 		p.Spec.Linux.Resources, p.Spec.Linux.CgroupsPath = nil, ""
 	}
 	p.Notes = append(p.Notes, launcher.FitRlimits(p.Spec, p.Host.Rootless)...)
+	if cpus, host := svc.Resources.CPUs, runtime.NumCPU(); cpus > float64(host) {
+		// Docker refuses such a limit; a manifest may be written for a
+		// bigger host, so safe-run only says it.
+		p.Notes = append(p.Notes, fmt.Sprintf("cpus %g is more than this host's %d: the CPU limit never binds here", cpus, host))
+	}
 	return p, nil
 }
 
