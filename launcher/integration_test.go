@@ -623,6 +623,13 @@ func TestOOMKilledIsReported(t *testing.T) {
 		t.Errorf("exit %d, stderr:\n%s", r.code, r.stderr)
 	}
 	assertNothingLeft(t, "hog")
+	// A child killed, the service itself going on to a clean end: its
+	// code, and a line that says what happened on the way.
+	r = shell(t, "childhog", `(x=$(head -c 200000000 /dev/zero | tr '\0' x)); echo survived`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n")
+	if r.code != 0 || r.stdout != "survived\n" || !strings.Contains(r.stderr, "exited with code 0, but the kernel OOM-killed a process of it (memory limit 32M") {
+		t.Errorf("exit %d, stdout %q, stderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	assertNothingLeft(t, "childhog")
 }
 
 func TestForkBombHitsPidsLimit(t *testing.T) {

@@ -678,7 +678,13 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 		if c, err := cg.GetCgroups(); err == nil && c.Resources != nil && c.Resources.Memory > 0 {
 			limit = manifest.Size(c.Resources.Memory).String()
 		}
-		say("OOM-killed (memory limit %s; raise resources.memory or find the leak)", limit)
+		if code == 0 {
+			// A child of the service was killed; the service
+			// carried on and ended well.
+			say("exited with code 0, but the kernel OOM-killed a process of it (memory limit %s; raise resources.memory or find the leak)", limit)
+		} else {
+			say("OOM-killed (memory limit %s; raise resources.memory or find the leak)", limit)
+		}
 	case killed != "":
 		say("killed with SIGKILL: %s", killed)
 	case stopping:
