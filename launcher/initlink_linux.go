@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -98,13 +99,29 @@ func (l *initLink) sent() error {
 // close ends the link, once the service has ended.
 func (l *initLink) close() { l.own.Close() }
 
-// readyChan is closed once safe-run-init takes signals; without a link,
-// the service takes them as it starts.
-func (l *initLink) readyChan() <-chan struct{} {
-	if l == nil {
-		c := make(chan struct{})
-		close(c)
-		return c
+// signalsTaken is closed once the container's first process takes
+// signals as the service would: safe-run-init's word on the link, else
+// (init = false) the service's exec, seen as pid's name ceasing to be
+// that of libcontainer's init. Nothing else tells when that exec
+// happens; the watch polls for at most two seconds, about a millisecond
+// in all on a start.
+func (l *initLink) signalsTaken(pid int) <-chan struct{} {
+	if l != nil {
+		return l.ready
 	}
-	return l.ready
+	c := make(chan struct{})
+	go func() {
+		defer close(c)
+		comm := fmt.Sprintf("/proc/%d/comm", pid)
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Microsecond) {
+			if name, err := os.ReadFile(comm); err != nil || string(name) != libcontainerInitName {
+				return
+			}
+		}
+	}()
+	return c
 }
+
+// libcontainerInitName is the name of libcontainer's init until it execs
+// the service (nsexec.c).
+const libcontainerInitName = "runc:[2:INIT]\n"

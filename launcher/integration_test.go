@@ -819,13 +819,14 @@ func TestServiceEndsWithSafeRun(t *testing.T) {
 }
 
 // TestSignalsWhileStarting: signals that reach safe-run while the
-// container starts wait for the service to take them. Sent earlier, to
-// libcontainer's init, they ended the start with its exit status 2. The
-// service may get one before its shell sets its trap, and die of it: 129.
+// container starts wait for the service to take them, with or without
+// safe-run-init. Sent earlier, to libcontainer's init, they ended the
+// start with its exit status 2. The service may get one before its shell
+// sets its trap, and die of it: 129.
 func TestSignalsWhileStarting(t *testing.T) {
 	setup(t)
-	m := manifestFor(t, "early", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo hup' HUP; echo up; sleep 0.2; echo done\"]\n")
 	for i := range 10 {
+		m := manifestFor(t, "early", fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo hup' HUP; echo up; sleep 0.2; echo done\"]\ninit = %v\n", i%2 == 0))
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		c := safeRun(t, ctx, m)
 		stdout, _ := c.StdoutPipe()

@@ -445,7 +445,11 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer close(stopWatchdog)
 	notify.keepAlive(stopWatchdog)
 
-	return supervise(ctx, container, process, signals, r.init.readyChan(), r.cg, notify, opts)
+	pid, err := process.Pid()
+	if err != nil {
+		return 0, err
+	}
+	return supervise(ctx, container, process, signals, r.init.signalsTaken(pid), r.cg, notify, opts)
 }
 
 // watchSeccomp reports the service's seccomp denials while it runs
