@@ -252,6 +252,7 @@ func TestExitCodes(t *testing.T) {
 		{"notexec", `["/etc/passwd"]`, 126, "command cannot be executed: /etc/passwd is not executable"},
 		{"dir", `["/bin"]`, 126, "command cannot be executed: /bin is a directory in the image"},
 		{"selfkill", `["/bin/sh", "-c", "kill -SEGV $$"]`, 139, "killed by SIGSEGV"},
+		{"rtkill", `["/bin/sh", "-c", "kill -35 $$"]`, 163, "killed by SIGRTMIN+1 (exit code 163)"},
 		// The start report says what a limit cannot do here.
 		{"bigcpus", `["/bin/true"]` + "\n[resources]\nmemory = \"64M\"\ncpus = 1000.0", 0, "cpus 1000 is more than this host's"},
 	} {

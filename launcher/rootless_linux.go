@@ -157,6 +157,7 @@ func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
 	// them as it would as root.
 	signals := make(chan os.Signal, 32)
 	signal.Notify(signals)
+	catchUnhandled(signals)
 	defer signal.Stop(signals)
 	if err := cmd.Start(); err != nil {
 		syncR.Close()

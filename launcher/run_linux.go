@@ -643,12 +643,12 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			ctxDone = nil
 			stop()
 		case <-timeout:
-			kill(fmt.Sprintf("it did not stop within %s of %s (stop_timeout)", opts.StopTimeout, unix.SignalName(opts.StopSignal)))
+			kill(fmt.Sprintf("it did not stop within %s of %s (stop_timeout)", opts.StopTimeout, signalName(opts.StopSignal)))
 		case sig := <-signals:
 			switch sig {
 			case unix.SIGINT, unix.SIGTERM:
 				if stopSignals++; stopSignals > 1 {
-					kill("safe-run got a second " + unix.SignalName(sig.(unix.Signal)))
+					kill("safe-run got a second " + signalName(sig.(unix.Signal)))
 				}
 				stop()
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGWINCH:
@@ -692,9 +692,9 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 	case killed != "":
 		say("killed with SIGKILL: %s", killed)
 	case stopping:
-		say("stopped with %s (exit code %d)", unix.SignalName(opts.StopSignal), code)
+		say("stopped with %s (exit code %d)", signalName(opts.StopSignal), code)
 	case code > 128 && code <= 128+64:
-		say("killed by %s (exit code %d)", unix.SignalName(unix.Signal(code-128)), code)
+		say("killed by %s (exit code %d)", signalName(unix.Signal(code-128)), code)
 	case code != 0:
 		say("exited with code %d", code)
 	}

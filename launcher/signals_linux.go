@@ -1,8 +1,11 @@
 package launcher
 
 import (
+	"fmt"
 	"os"
 	"os/signal"
+
+	"golang.org/x/sys/unix"
 )
 
 // Signals is a subscription to every signal, which Run forwards to the
@@ -44,3 +47,19 @@ func (s *Signals) wait() chan os.Signal {
 func (s *Signals) stop() {
 	go func() { signal.Stop(s.wait()) }()
 }
+
+// signalName names sig as kill -l does, real-time signals included
+// (SIGRTMIN+2), which unix.SignalName leaves unnamed.
+func signalName(sig unix.Signal) string {
+	if name := unix.SignalName(sig); name != "" {
+		return name
+	}
+	if sig >= sigRTMIN && sig <= 64 {
+		return fmt.Sprintf("SIGRTMIN+%d", sig-sigRTMIN)
+	}
+	return fmt.Sprintf("signal %d", int(sig))
+}
+
+// sigRTMIN is the C library's first real-time signal, glibc's and musl's
+// alike: 32 and 33 are its own.
+const sigRTMIN = unix.Signal(34)

@@ -44,7 +44,7 @@ import (
 //   - 32 (glibc's SIGCANCEL, which nothing in safe-run uses): glibc lets no
 //     handler be set for it; it is ignored.
 //   - 33 (glibc's SIGSETXID) is glibc's, which ignores it from others.
-const forwardedRT, ignoredRT = 34, 32
+const ignoredRT = 32
 
 var (
 	unhandledOnce sync.Once
@@ -66,7 +66,7 @@ func catchUnhandled(c chan os.Signal) {
 			unix.Close(p[1])
 			return
 		}
-		C.catch_unhandled(forwardedRT, C.int(p[1]))
+		C.catch_unhandled(C.int(sigRTMIN), C.int(p[1]))
 		// Raw: glibc's sigaction refuses its own signals. SIG_IGN needs
 		// no handler, and so no restorer.
 		ignore := [4]uintptr{1} // struct kernel_sigaction {handler SIG_IGN, flags, restorer, mask}
