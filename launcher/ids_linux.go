@@ -126,6 +126,12 @@ func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
 		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
 			return IDMap{}, fmt.Errorf("locking %s: %w", dataDir, err)
 		}
+		// Only written under this lock: a temporary file here was left
+		// by a safe-run killed while it wrote.
+		stale, _ := filepath.Glob(filepath.Join(dataDir, ".tmp-ids.json*"))
+		for _, f := range stale {
+			os.Remove(f)
+		}
 	}
 	allocs := idAllocations{}
 	if data, err := os.ReadFile(path); err == nil {
