@@ -1196,6 +1196,30 @@ target = "/data"`)).CombinedOutput()
 		}
 	})
 
+	t.Run("killed with the outer safe-run", func(t *testing.T) {
+		// The inner safe-run, root in its namespace, follows the
+		// outer one: killed, it takes the service with it.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := asUser(ctx, "-q", write("rl-kill", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 32\"]"))
+		out, _ := c.StdoutPipe()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out.Read(make([]byte, 3))
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		var left []byte
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if left, _ = exec.Command("pgrep", "-f", "sleep 32|rl-kill").Output(); len(left) == 0 {
+				break
+			}
+		}
+		if len(left) > 0 {
+			t.Errorf("outlived the outer safe-run: %s", left)
+		}
+	})
+
 	t.Run("nothing left", func(t *testing.T) {
 		entries, _ := os.ReadDir(filepath.Join(home, "xdg", "safe-run"))
 		for _, e := range entries {

@@ -51,24 +51,57 @@ func RootlessIDs() uint32 {
 // FinishRootlessEntry runs first in a re-executed safe-run: it waits until
 // the parent has mapped the user namespace, then executes itself again,
 // because the first exec happened before the maps existed and so dropped
-// every capability. It returns only when safe-run was not re-executed.
+// every capability. Executed again, it follows the parent (see
+// followParent). It returns only when safe-run was not re-executed, or
+// was executed again.
 func FinishRootlessEntry() {
 	v := os.Getenv(rootlessEnv)
+	if size, ok := strings.CutSuffix(v, lifelineMark); ok {
+		// Children started later (safe-run-tools) do not have fd 3.
+		os.Setenv(rootlessEnv, size)
+		followParent(os.NewFile(lifelineFD, "rootless lifeline"))
+		return
+	}
 	size, ok := strings.CutPrefix(v, "wait:")
 	if !ok {
 		return
 	}
-	sync := os.NewFile(3, "rootless-sync")
+	sync := os.NewFile(lifelineFD, "rootless-sync")
 	buf := make([]byte, 1)
 	if n, _ := sync.Read(buf); n != 1 {
 		fmt.Fprintln(os.Stderr, "safe-run: entering the user namespace: the parent did not map it")
 		os.Exit(125)
 	}
-	sync.Close()
-	os.Setenv(rootlessEnv, "ready:"+size)
+	// Kept open across the exec: the parent closes its end only when it
+	// ends.
+	os.Setenv(rootlessEnv, "ready:"+size+lifelineMark)
 	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "safe-run: entering the user namespace: %v\n", err)
 	os.Exit(125)
+}
+
+// The outer safe-run's sync pipe, fd 3 of the inner one, stays open for
+// the outer's life; the mark on rootlessEnv says the inner has it.
+const (
+	lifelineFD   = 3
+	lifelineMark = ":lifeline"
+)
+
+// followParent ends this inner safe-run as the outer one ended: killed.
+// Its janitor and safe-run-init then clean up as after any SIGKILL. (The
+// parent-death signal set for it cannot: the kernel clears it when the
+// process becomes root in its namespace.)
+func followParent(f *os.File) {
+	syscall.CloseOnExec(lifelineFD) // neither the janitor nor a container has it
+	go func() {
+		buf := make([]byte, 1)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				_ = unix.Kill(os.Getpid(), unix.SIGKILL)
+				return
+			}
+		}
+	}()
 }
 
 // RootlessIDSize is the size of the user namespace a rootless run gets: the
@@ -178,8 +211,9 @@ func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
 		_ = cmd.Wait()
 		return 0, mapErr
 	}
+	// The pipe stays open: its end tells the inner safe-run this one
+	// is gone (followParent).
 	syncW.Write([]byte{1})
-	syncW.Close()
 	go func() {
 		for sig := range signals {
 			if sig != unix.SIGCHLD && sig != unix.SIGURG {
