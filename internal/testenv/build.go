@@ -38,8 +38,8 @@ func Build(dir string) (Binaries, error) {
 		cgo  string
 		args []string
 	}{
-		{"1", []string{"go", "build", "-tags", "seccomp netgo osusergo", "-ldflags", "-extldflags -static", "-o", b.SafeRun, "./cmd/safe-run"}},
-		{"1", []string{"go", "build", "-tags", "seccomp", "-o", b.Tools, "./cmd/safe-run-tools"}},
+		{"1", []string{"go", "build", "-trimpath", "-tags", "seccomp netgo osusergo", "-ldflags", "-extldflags -static", "-o", b.SafeRun, "./cmd/safe-run"}},
+		{"1", []string{"go", "build", "-trimpath", "-tags", "seccomp", "-o", b.Tools, "./cmd/safe-run-tools"}},
 		{"", []string{"musl-gcc", "-static", "-Os", "-o", b.Init, "cmd/safe-run-init/safe-run-init.c"}},
 		{"", []string{"musl-gcc", "-static", "-Os", "-o", b.Janitor, "cmd/safe-run-janitor/safe-run-janitor.c"}},
 	}
