@@ -27,8 +27,9 @@ SUBIDS := 1073741824-1140850687
 
 .PHONY: build run test bench example deps-build deps-test deps-bench setup-user fuzz clean
 
-# -trimpath: the binaries hold no path of this checkout, and are the same
-# wherever it is (their start time was not: up to 10% apart, by layout).
+# -trimpath: the binaries hold no path of this checkout (the build host's
+# layout is none of a container's business), and are the same wherever it
+# is.
 build: deps-build
 	$(GO) build -trimpath -tags '$(STATIC_TAGS)' -ldflags '-extldflags -static' -o $(BIN)/safe-run ./cmd/safe-run
 	$(GO) build -trimpath -tags '$(TAGS)' -o $(BIN)/safe-run-tools ./cmd/safe-run-tools
