@@ -61,7 +61,9 @@ func catchUnhandled(c chan os.Signal) {
 			return
 		}
 		// The handler must never block: a full pipe drops the signal.
-		if unix.SetNonblock(p[1], true) != nil {
+		// The reading end waits in the runtime's poller, not on a
+		// thread of its own.
+		if unix.SetNonblock(p[1], true) != nil || unix.SetNonblock(p[0], true) != nil {
 			unix.Close(p[0])
 			unix.Close(p[1])
 			return
