@@ -301,6 +301,28 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	}
 }
 
+// survivors returns what pgrep -f pattern still finds after up to 5 s:
+// processes that outlived what should have ended them.
+func survivors(pattern string) []byte {
+	var out []byte
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if out, _ = exec.Command("pgrep", "-f", pattern).Output(); len(out) == 0 {
+			break
+		}
+	}
+	return out
+}
+
+// waitUnlocked waits up to 5 s for the janitor to release name's lock,
+// its last act.
+func waitUnlocked(name string) {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(filepath.Join(env.stateDir, name+".lock")); err != nil {
+			return
+		}
+	}
+}
+
 // initLink starts safe-run-init on the host as the container's first
 // program, with sent on its control socket, and returns safe-run's end.
 func initLink(t *testing.T, sent []byte, args ...string) (*exec.Cmd, *os.File, *bytes.Buffer) {
@@ -741,23 +763,11 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	// removes everything.
 	first.Process.Signal(syscall.SIGKILL)
 	first.Wait()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if _, err := os.Stat(filepath.Join(env.stateDir, "twice.lock")); err != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitUnlocked("twice")
 	// The kernel tears the container's PID namespace down on its own
 	// time: a process still exiting when the janitor is done is not one
 	// that outlived safe-run.
-	var survivors []byte
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if survivors, _ = exec.Command("pgrep", "-f", "sleep 30").Output(); len(survivors) == 0 {
-			break
-		}
-	}
-	if len(survivors) > 0 {
+	if survivors := survivors("sleep 30"); len(survivors) > 0 {
 		t.Errorf("container processes outlived a SIGKILLed safe-run: %s", survivors)
 	}
 	assertNothingLeft(t, "twice")
@@ -801,21 +811,11 @@ func TestServiceEndsWithSafeRun(t *testing.T) {
 	defer unix.Kill(janitor, unix.SIGCONT)
 	c.Process.Signal(syscall.SIGKILL)
 	c.Wait()
-	var survivors []byte
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if survivors, _ = exec.Command("pgrep", "-f", "sleep 31").Output(); len(survivors) == 0 {
-			break
-		}
-	}
-	if len(survivors) > 0 {
+	if survivors := survivors("sleep 31"); len(survivors) > 0 {
 		t.Errorf("the service outlived a SIGKILLed safe-run while the janitor was stopped: %s", survivors)
 	}
 	unix.Kill(janitor, unix.SIGCONT)
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if _, err := os.Stat(filepath.Join(env.stateDir, "lifeline.lock")); err != nil {
-			break
-		}
-	}
+	waitUnlocked("lifeline")
 	assertNothingLeft(t, "lifeline")
 }
 
@@ -1209,13 +1209,7 @@ target = "/data"`)).CombinedOutput()
 		out.Read(make([]byte, 3))
 		c.Process.Signal(syscall.SIGKILL)
 		c.Wait()
-		var left []byte
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if left, _ = exec.Command("pgrep", "-f", "sleep 32|rl-kill").Output(); len(left) == 0 {
-				break
-			}
-		}
-		if len(left) > 0 {
+		if left := survivors("sleep 32|rl-kill"); len(left) > 0 {
 			t.Errorf("outlived the outer safe-run: %s", left)
 		}
 	})

@@ -9,9 +9,10 @@ import (
 )
 
 // janitor is a small process that outlives safe-run to clean up after it.
-// The container dies with safe-run (parent-death signal), but an empty
-// cgroup and the state directory need someone alive to remove them; a
-// SIGKILLed safe-run cannot. The janitor reads a pipe: first the
+// safe-run-init kills the service when safe-run dies (initLink), but the
+// container's cgroups and the state directory need someone alive to
+// remove them, and the processes of an init = false container someone to
+// kill them; a SIGKILLed safe-run cannot. The janitor reads a pipe: first the
 // container's cgroup directories ("c" PATH NUL each), which safe-run sends
 // once it knows them and before they exist; then "d" if safe-run cleaned
 // up itself, or end-of-file if it died. It runs safe-run-janitor (a static

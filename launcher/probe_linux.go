@@ -13,21 +13,31 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/apparmor"
+	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
 )
 
-// ProbeHost finds out what this host can enforce for service name, for
-// `safe-run check --host`. It asks the same questions Prepare and Run do
-// (AppArmor through libcontainer, the cgroup placement, the id ranges), so
-// that what check reports is what a start would meet.
-func ProbeHost(dirs Dirs, name string) policy.Host {
+// ProbeHost finds out what this host can enforce for svc, for `safe-run
+// check --host`. It asks the same questions Prepare and Run do (AppArmor
+// through libcontainer, the cgroup placement, the id ranges, where bind
+// sources lead), so that what check reports is what a start would meet.
+func ProbeHost(dirs Dirs, svc *manifest.Service) policy.Host {
 	aa := apparmor.Probe()
-	h := policy.Host{AppArmor: aa.Enabled, NoSecurityfs: aa.NoSecurityfs}
-	h.Cgroups = probeCgroups(name)
+	h := policy.Host{AppArmor: aa.Enabled, NoSecurityfs: aa.NoSecurityfs, RealPaths: map[string]string{}}
+	h.Cgroups = probeCgroups(svc.Name)
 	if n, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(n)) == "0" {
 		h.Userns = "user namespaces are disabled (sysctl user.max_user_namespaces is 0)"
-	} else if _, err := AllocateIDs(dirs.Data, name, false); err != nil {
+	} else if _, err := AllocateIDs(dirs.Data, svc.Name, false); err != nil {
 		h.Userns = err.Error()
+	}
+	for _, m := range svc.Mounts {
+		if m.Type != manifest.MountBind {
+			continue
+		}
+		// As openChecked resolves them when it mounts them.
+		if real, err := filepath.EvalSymlinks(m.Source); err == nil {
+			h.RealPaths[m.Source] = real
+		}
 	}
 	return h
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"os/user"
 	"strconv"
 	"strings"
@@ -188,10 +187,9 @@ func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, Pdeathsig: unix.SIGKILL}
 	// Signals for the service go to the inner safe-run, which handles
 	// them as it would as root.
-	signals := make(chan os.Signal, 32)
-	signal.Notify(signals)
-	catchUnhandled(signals)
-	defer signal.Stop(signals)
+	subscribed := SubscribeSignals()
+	defer subscribed.stop()
+	signals := subscribed.wait()
 	if err := cmd.Start(); err != nil {
 		syncR.Close()
 		return 0, fmt.Errorf("entering a user namespace: %w (check that user namespaces are enabled: sysctl user.max_user_namespaces)", err)

@@ -69,7 +69,8 @@ static void *answer(void *arg)
 			c->err = c->len ? 0 : E2BIG;
 			return NULL;
 		}
-		/* ENOENT: a signal interrupted the call, which is made again. */
+		/* ENOENT: a signal interrupted the call, which is made again
+		 * (compileSeccomp blocks them on that thread; kept in case). */
 		if (errno != ENOENT) {
 			c->err = errno;
 			return NULL;

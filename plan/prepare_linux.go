@@ -59,7 +59,7 @@ func Prepare(ctx context.Context, path string, opts Options) (*Prepared, error) 
 		return nil, err
 	}
 	if opts.Allocate {
-		if err := checkHostPaths(svc); err != nil {
+		if err := checkHostPaths(ctx, svc); err != nil {
 			return nil, err
 		}
 	}
@@ -232,12 +232,12 @@ func Load(path string) (*manifest.Service, error) {
 // its state), a root directory, bind and secret sources the launcher
 // would refuse when it mounts them, each error at its line of the
 // manifest, all at once.
-func checkHostPaths(svc *manifest.Service) error {
+func checkHostPaths(ctx context.Context, svc *manifest.Service) error {
 	allow := svc.Allows(manifest.AllowSensitiveMounts)
 	var errs []error
 	if svc.Image.Rootfs != "" {
 		// Only a stat and the policy's path check: nothing is unpacked.
-		if _, err := image.Resolve(context.Background(), svc, image.Options{}); err != nil {
+		if _, err := image.Resolve(ctx, svc, image.Options{}); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -47,8 +46,7 @@ controllers for safe-run, no user namespace ranges).`,
 				}
 				var h *policy.Host
 				if host {
-					probed := launcher.ProbeHost(launcher.DefaultDirs(), svc.Name)
-					probed.RealPaths = realPaths(svc)
+					probed := launcher.ProbeHost(launcher.DefaultDirs(), svc)
 					h = &probed
 				}
 				reports = append(reports, policy.Check(svc, h))
@@ -65,19 +63,4 @@ controllers for safe-run, no user namespace ranges).`,
 	rf.add(cmd)
 	cmd.Flags().BoolVar(&host, "host", false, "add what this host cannot enforce")
 	return cmd
-}
-
-// realPaths resolves the symlinks in the manifest's bind sources, as the
-// launcher does when it mounts them, for --host.
-func realPaths(svc *manifest.Service) map[string]string {
-	real := map[string]string{}
-	for _, m := range svc.Mounts {
-		if m.Type != manifest.MountBind {
-			continue
-		}
-		if p, err := filepath.EvalSymlinks(m.Source); err == nil {
-			real[m.Source] = p
-		}
-	}
-	return real
 }
