@@ -10,7 +10,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/image"
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 )
 
@@ -27,7 +26,7 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // Spec turns everything decided so far into one OCI runtime spec. It reads
 // the image's /etc/passwd and /etc/group to resolve a user name, and nothing
 // else from the host.
-func Spec(in Inputs, host launcher.Host) (*specs.Spec, error) {
+func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 	s, img := in.Service, in.Image
 	if s.Network.Mode == manifest.NetworkBridge {
 		// Valid in manifest v1 (import writes it from docker run -p), not
@@ -54,7 +53,7 @@ func Spec(in Inputs, host launcher.Host) (*specs.Spec, error) {
 		return nil, s.Errorf("process.command", "missing, and the image names no program in its entrypoint or cmd (set command = [\"/bin/server\"])")
 	}
 	if s.Process.Init {
-		args = append([]string{launcher.InitPath, "--"}, args...)
+		args = append([]string{InitPath, "--"}, args...)
 	}
 	cwd := workdir(s, img)
 
@@ -118,7 +117,7 @@ func environment(s *manifest.Service, img *image.Image, home string) []string {
 		env = append(env, "TERM=xterm")
 	}
 	if s.Process.Notify {
-		env = append(env, "NOTIFY_SOCKET="+launcher.NotifyPath)
+		env = append(env, "NOTIFY_SOCKET="+NotifyPath)
 	}
 	set := func(kv string) {
 		k, _, _ := strings.Cut(kv, "=")
@@ -213,7 +212,7 @@ func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
 	return r
 }
 
-func mounts(s *manifest.Service, host launcher.Host) []specs.Mount {
+func mounts(s *manifest.Service, host Placement) []specs.Mount {
 	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -239,21 +238,21 @@ func mounts(s *manifest.Service, host launcher.Host) []specs.Mount {
 		ms = append(ms, userMount(m, host))
 	}
 	if len(s.Secrets) > 0 {
-		ms = append(ms, specs.Mount{Destination: launcher.SecretsPath, Type: "bind", Source: host.SecretsDir(),
+		ms = append(ms, specs.Mount{Destination: SecretsPath, Type: "bind", Source: host.SecretsDir(),
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
 	if s.Process.Notify {
-		ms = append(ms, specs.Mount{Destination: launcher.NotifyDir, Type: "bind", Source: host.NotifyHostDir(),
+		ms = append(ms, specs.Mount{Destination: NotifyDir, Type: "bind", Source: host.NotifyHostDir(),
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
 	if s.Process.Init {
-		ms = append(ms, specs.Mount{Destination: launcher.InitPath, Type: "bind", Source: host.InitPath,
+		ms = append(ms, specs.Mount{Destination: InitPath, Type: "bind", Source: host.InitPath,
 			Options: []string{"bind", "ro", "nosuid", "nodev"}})
 	}
 	return ms
 }
 
-func userMount(m manifest.Mount, host launcher.Host) specs.Mount {
+func userMount(m manifest.Mount, host Placement) specs.Mount {
 	switch m.Type {
 	case manifest.MountTmpfs:
 		// exec said out loud: docker's --tmpfs is noexec unless told
@@ -292,15 +291,15 @@ func annotations(s *manifest.Service, img *image.Image) map[string]string {
 	a := map[string]string{}
 	maps.Copy(a, img.Config.Labels)
 	maps.Copy(a, s.Labels)
-	a[launcher.AnnotationManifest] = s.File
-	a[launcher.AnnotationManifestDigest] = s.Digest
-	a[launcher.AnnotationRootfs] = img.Rootfs
-	a[launcher.AnnotationSeccomp] = s.Security.Seccomp
+	a[AnnotationManifest] = s.File
+	a[AnnotationManifestDigest] = s.Digest
+	a[AnnotationRootfs] = img.Rootfs
+	a[AnnotationSeccomp] = s.Security.Seccomp
 	if img.Digest != "" {
-		a[launcher.AnnotationImageDigest] = img.Digest
+		a[AnnotationImageDigest] = img.Digest
 	}
 	for name, sec := range s.Secrets {
-		a[launcher.AnnotationSecretPrefix+name] = sec.File
+		a[AnnotationSecretPrefix+name] = sec.File
 	}
 	return a
 }

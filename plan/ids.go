@@ -1,80 +1,30 @@
-package launcher
+package plan
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/host"
 )
-
-// IDUser is the system user whose /etc/subuid and /etc/subgid ranges safe-run
-// carves the services' user namespaces from. Owning the ranges through a
-// dedicated user keeps them out of every login user's ranges, which
-// useradd hands out from 100000 up.
-const IDUser = "safe-run"
-
-// IDRangeSize is the size of every service's user namespace: the 16-bit
-// uid space images are built for.
-const IDRangeSize = 65536
-
-// SetupHint is the one-time set-up that gives IDUser its ranges.
-const SetupHint = "useradd --system --no-create-home --shell /usr/sbin/nologin safe-run && " +
-	"usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 safe-run"
-
-// SubIDRange is one line of /etc/subuid or /etc/subgid.
-type SubIDRange struct {
-	Owner        string // name or uid, as written
-	Start, Count uint64
-}
-
-// ReadSubIDs parses an /etc/subuid or /etc/subgid file; a missing file has
-// no ranges.
-func ReadSubIDs(path string) ([]SubIDRange, error) {
-	f, err := os.Open(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out []SubIDRange
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Split(strings.TrimSpace(sc.Text()), ":")
-		if len(fields) != 3 || strings.HasPrefix(fields[0], "#") {
-			continue
-		}
-		start, err1 := strconv.ParseUint(fields[1], 10, 32)
-		count, err2 := strconv.ParseUint(fields[2], 10, 32)
-		if err1 != nil || err2 != nil {
-			continue
-		}
-		out = append(out, SubIDRange{Owner: fields[0], Start: start, Count: count})
-	}
-	return out, sc.Err()
-}
 
 // idSlots lists the 65536-id slots in owner's ranges that overlap no other
 // user's range.
-func idSlots(ranges []SubIDRange, owner, ownerUID string) []uint32 {
+func idSlots(ranges []host.SubIDRange, owner, ownerUID string) []uint32 {
 	var slots []uint32
 	for _, r := range ranges {
 		if r.Owner != owner && r.Owner != ownerUID {
 			continue
 		}
 	next:
-		for s := r.Start; s+IDRangeSize <= r.Start+r.Count; s += IDRangeSize {
+		for s := r.Start; s+host.IDRangeSize <= r.Start+r.Count; s += host.IDRangeSize {
 			for _, o := range ranges {
-				if o.Owner != owner && o.Owner != ownerUID && s < o.Start+o.Count && o.Start < s+IDRangeSize {
+				if o.Owner != owner && o.Owner != ownerUID && s < o.Start+o.Count && o.Start < s+host.IDRangeSize {
 					continue next
 				}
 			}
@@ -89,25 +39,17 @@ func idSlots(ranges []SubIDRange, owner, ownerUID string) []uint32 {
 type idAllocations map[string]IDMap
 
 // AllocateIDs returns the user namespace of service name, allocating one
-// from IDUser's ranges and recording it under dataDir when record is set.
-// Without record (safe-run spec) it shows what a start would allocate.
-func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
-	u, err := user.Lookup(IDUser)
-	if err != nil {
-		return IDMap{}, fmt.Errorf("%w: no user %q (create it once as root: %s)", ErrNoSubIDs, IDUser, SetupHint)
+// from IDUser's ranges (in f) and recording it under dataDir when record is
+// set: launcher.Enforce does, before a start. Without record (Build) it
+// only reads the record, and shows what a start would allocate.
+func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error) {
+	if f.IDUserUID == "" {
+		return IDMap{}, fmt.Errorf("%w: no user %q (create it once as root: %s)", host.ErrNoSubIDs, host.IDUser, host.SetupHint)
 	}
-	subuids, err := ReadSubIDs("/etc/subuid")
-	if err != nil {
-		return IDMap{}, fmt.Errorf("reading /etc/subuid: %w", err)
-	}
-	subgids, err := ReadSubIDs("/etc/subgid")
-	if err != nil {
-		return IDMap{}, fmt.Errorf("reading /etc/subgid: %w", err)
-	}
-	uidSlots, gidSlots := idSlots(subuids, IDUser, u.Uid), idSlots(subgids, IDUser, u.Uid)
+	uidSlots, gidSlots := idSlots(f.SubUIDs, host.IDUser, f.IDUserUID), idSlots(f.SubGIDs, host.IDUser, f.IDUserUID)
 	if len(uidSlots) == 0 || len(gidSlots) == 0 {
 		return IDMap{}, fmt.Errorf("%w: user %s has no range of %d ids in /etc/subuid and /etc/subgid that no other user shares (add one as root: usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 %s)",
-			ErrNoSubIDs, IDUser, IDRangeSize, IDUser)
+			host.ErrNoSubIDs, host.IDUser, host.IDRangeSize, host.IDUser)
 	}
 	n := min(len(uidSlots), len(gidSlots))
 
@@ -162,7 +104,7 @@ func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
 		if used[uidSlots[i]] {
 			continue
 		}
-		m := IDMap{UID: uidSlots[i], GID: gidSlots[i], Size: IDRangeSize}
+		m := IDMap{UID: uidSlots[i], GID: gidSlots[i], Size: host.IDRangeSize}
 		if !record {
 			return m, nil
 		}
@@ -176,7 +118,7 @@ func AllocateIDs(dataDir, name string, record bool) (IDMap, error) {
 		}
 		return m, nil
 	}
-	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", ErrNoSubIDs, n, IDUser, IDUser)
+	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", host.ErrNoSubIDs, n, host.IDUser, host.IDUser)
 }
 
 // writeFileAtomic replaces path with data: a reader sees the old file or

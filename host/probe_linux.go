@@ -1,0 +1,60 @@
+package host
+
+import (
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Probe returns the facts of this host, read once per process: every
+// command and stage that asks gets the same answer.
+func Probe() Facts { return probed() }
+
+var probed = sync.OnceValue(probe)
+
+func probe() Facts {
+	f := Read("/", os.Getuid(), os.Geteuid())
+	var uts unix.Utsname
+	_ = unix.Uname(&uts)
+	f.Kernel = unix.ByteSliceToString(uts.Release[:])
+	f.Arch = runtime.GOARCH
+	f.CPUs = runtime.NumCPU()
+	if v, ok := strings.CutPrefix(os.Getenv(RootlessEnv), "ready:"); ok {
+		v, _, _ = strings.Cut(v, ":") // the lifeline mark, until the inner safe-run clears it
+		n, _ := strconv.ParseUint(v, 10, 32)
+		f.InnerIDs = uint32(n)
+	}
+	for name, res := range map[string]int{"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_CORE": unix.RLIMIT_CORE} {
+		var l unix.Rlimit
+		if unix.Getrlimit(res, &l) == nil {
+			f.RlimitMax[name] = l.Max
+		}
+	}
+	f.LandlockABI = landlockABI()
+	if f.Seccomp.Present {
+		f.Seccomp.Log = seccompAction(0x7ffc0000 /* SECCOMP_RET_LOG */)
+		f.Seccomp.Notify = seccompAction(0x7fc00000 /* SECCOMP_RET_USER_NOTIF */)
+	}
+	return f
+}
+
+// landlockABI asks the kernel for its Landlock ABI version:
+// landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION).
+func landlockABI() int {
+	v, _, errno := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET, 0, 0, 1 /* LANDLOCK_CREATE_RULESET_VERSION */)
+	if errno != 0 {
+		return 0
+	}
+	return int(v)
+}
+
+// seccompAction asks the kernel whether it knows a seccomp return action.
+func seccompAction(action uint32) bool {
+	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, 2 /* SECCOMP_GET_ACTION_AVAIL */, 0, uintptr(unsafe.Pointer(&action)))
+	return errno == 0
+}
