@@ -1,7 +1,6 @@
 package doctor
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,22 +9,21 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/host"
 )
 
-// Host is what the checks read. Paths are read below Root, so a test can
-// stage a broken host in a directory.
+// Host is what the checks read: the host's facts (package host, the
+// same value check --host, plan and the launcher read), and the few things
+// only doctor looks at (the uid mappers, XDG_RUNTIME_DIR, linger, an
+// overlay mount), read below Root, so that a test can stage a broken host
+// in a directory.
 type Host struct {
-	Root    string // "/" on a real host
-	UID     int
-	User    string
-	Env     func(string) string
-	Kernel  string                    // uname -r
-	Seccomp func() (log, notify bool) // which seccomp return actions the kernel has
+	Root  string // "/" on a real host
+	Facts host.Facts
+	Env   func(string) string
 	// OverlayInUserns mounts an overlay inside a new user namespace, as
 	// rootless safe-run does; nil means it cannot be tried here.
 	OverlayInUserns func() error
@@ -33,18 +31,7 @@ type Host struct {
 
 // ThisHost describes the host safe-run runs on.
 func ThisHost() Host {
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
-	name := strconv.Itoa(os.Getuid())
-	if u, err := lookupUser(os.Getuid()); err == nil {
-		name = u
-	}
-	return Host{
-		Root: "/", UID: os.Getuid(), User: name, Env: os.Getenv,
-		Kernel:          unix.ByteSliceToString(uts.Release[:]),
-		Seccomp:         seccompActions,
-		OverlayInUserns: overlayInUserns,
-	}
+	return Host{Root: "/", Facts: host.Probe(), Env: os.Getenv, OverlayInUserns: overlayInUserns}
 }
 
 func (h Host) path(p string) string { return filepath.Join(h.Root, p) }
@@ -59,7 +46,7 @@ func (h Host) read(p string) string {
 
 // Diagnose runs every check.
 func Diagnose(h Host) *Report {
-	r := &Report{Rootless: h.UID != 0, User: h.User}
+	r := &Report{Rootless: h.Facts.UID != 0, User: h.Facts.User}
 	add := func(c Check) { r.Checks = append(r.Checks, c) }
 	add(h.kernel())
 	add(h.userNamespaces(r.Rootless))
@@ -83,17 +70,18 @@ func Diagnose(h Host) *Report {
 }
 
 func (h Host) kernel() Check {
-	c := Check{Name: "kernel", Found: h.Kernel}
+	kernel := h.Facts.Kernel
+	c := Check{Name: "kernel", Found: kernel}
 	var major, minor int
-	fmt.Sscanf(h.Kernel, "%d.%d", &major, &minor)
+	fmt.Sscanf(kernel, "%d.%d", &major, &minor)
 	switch v := major*1000 + minor; {
 	case v >= 5019:
 		c.Status = OK
 	case v >= 5012:
-		c.Status, c.Found = Warn, h.Kernel+": idmapped mounts work, but not as overlay layers (5.19)"
+		c.Status, c.Found = Warn, kernel+": idmapped mounts work, but not as overlay layers (5.19)"
 		c.Fix = "upgrade to a kernel of 5.19 or later (Debian 12 ships 6.1)"
 	default:
-		c.Status, c.Found = Fail, h.Kernel+": no idmapped mounts (5.12) or mount_setattr"
+		c.Status, c.Found = Fail, kernel+": no idmapped mounts (5.12) or mount_setattr"
 		c.Fix = "upgrade to a kernel of 5.19 or later (Debian 12 ships 6.1)"
 	}
 	return c
@@ -101,18 +89,18 @@ func (h Host) kernel() Check {
 
 func (h Host) userNamespaces(rootless bool) Check {
 	c := Check{Name: "user namespaces", Status: OK, Found: "enabled"}
-	if n := h.read("/proc/sys/user/max_user_namespaces"); n == "0" {
+	if h.Facts.Userns.Disabled {
 		return Check{Name: c.Name, Status: Fail, Found: "disabled: user.max_user_namespaces = 0",
 			Fix: "sysctl -w user.max_user_namespaces=15000 && echo user.max_user_namespaces=15000 > /etc/sysctl.d/90-userns.conf"}
 	}
 	if !rootless {
 		return c
 	}
-	if h.read("/proc/sys/kernel/unprivileged_userns_clone") == "0" {
+	if h.Facts.Userns.UnprivilegedDisabled {
 		return Check{Name: c.Name, Status: Fail, Found: "unprivileged user namespaces disabled: kernel.unprivileged_userns_clone = 0",
 			Fix: "as root: sysctl -w kernel.unprivileged_userns_clone=1 && echo kernel.unprivileged_userns_clone=1 > /etc/sysctl.d/90-userns.conf"}
 	}
-	if h.read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1" {
+	if h.Facts.AppArmor.RestrictsUserns {
 		return Check{Name: c.Name, Status: Fail, Found: "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns = 1, Ubuntu 23.10+)",
 			Fix: "as root, allow safe-run alone: printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile safe-run /usr/local/bin/safe-run flags=(unconfined) {\\n  userns,\\n}\\n' > /etc/apparmor.d/safe-run && apparmor_parser -r /etc/apparmor.d/safe-run"}
 	}
@@ -120,31 +108,26 @@ func (h Host) userNamespaces(rootless bool) Check {
 }
 
 func (h Host) subIDs(rootless bool) Check {
-	owner, uid := h.User, strconv.Itoa(h.UID)
+	owner, uid := h.Facts.User, strconv.Itoa(h.Facts.UID)
 	c := Check{Name: "subordinate ids"}
 	if !rootless {
-		owner = "safe-run"
-		uid = ""
-		for _, line := range strings.Split(h.read("/etc/passwd"), "\n") {
-			if f := strings.Split(line, ":"); len(f) > 2 && f[0] == owner {
-				uid = f[2]
-			}
-		}
+		owner, uid = host.IDUser, h.Facts.IDUserUID
 		if uid == "" {
 			c.Status, c.Found = Fail, "no system user safe-run to own the services' id ranges"
-			c.Fix = launcher.SetupHint
+			c.Fix = host.SetupHint
 			return c
 		}
 	}
 	var missing []string
 	total := map[string]uint64{}
-	for _, file := range []string{"/etc/subuid", "/etc/subgid"} {
-		ranges, _ := launcher.ReadSubIDs(h.path(file))
+	for file, ranges := range map[string][]host.SubIDRange{"/etc/subuid": h.Facts.SubUIDs, "/etc/subgid": h.Facts.SubGIDs} {
 		for _, r := range ranges {
 			if r.Owner == owner || r.Owner == uid {
 				total[file] += r.Count
 			}
 		}
+	}
+	for _, file := range []string{"/etc/subuid", "/etc/subgid"} {
 		if total[file] < 65536 {
 			missing = append(missing, file)
 		}
@@ -208,11 +191,10 @@ func capXattr(p string) bool {
 
 func (h Host) cgroups(rootless bool) Check {
 	c := Check{Name: "cgroups"}
-	v2 := h.read("/sys/fs/cgroup/cgroup.controllers") != "" || fileExists(h.path("/sys/fs/cgroup/cgroup.procs"))
-	if !v2 {
-		hybrid := fileExists(h.path("/sys/fs/cgroup/unified/cgroup.procs"))
+	cg := h.Facts.Cgroup
+	if cg.Mode != host.CgroupV2 {
 		kind := "v1"
-		if hybrid {
+		if cg.Mode == host.CgroupHybrid {
 			kind = "hybrid (v1 controllers, v2 without them)"
 		}
 		if !rootless {
@@ -223,26 +205,17 @@ func (h Host) cgroups(rootless bool) Check {
 		c.Fix = "boot with cgroup v2 only (systemd.unified_cgroup_hierarchy=1 on the kernel command line), or acknowledge [insecure] no_resource_limits per service"
 		return c
 	}
-	own := "/"
-	for _, line := range strings.Split(h.read("/proc/self/cgroup"), "\n") {
-		if p, ok := strings.CutPrefix(line, "0::"); ok {
-			own = p
-		}
+	own := cg.Own
+	if own == "" {
+		own = "/"
 	}
-	dir := filepath.Join("/sys/fs/cgroup", own)
-	avail := strings.Fields(h.read(filepath.Join(dir, "cgroup.controllers")))
 	var missing []string
 	for _, ctl := range []string{"cpu", "memory", "pids"} {
-		if !slices.Contains(avail, ctl) {
+		if !cg.HasController(ctl) {
 			missing = append(missing, ctl)
 		}
 	}
-	owned := true
-	if rootless {
-		if st, err := os.Stat(h.path(filepath.Join(dir, "cgroup.procs"))); err != nil || int(st.Sys().(*syscall.Stat_t).Uid) != h.UID {
-			owned = false
-		}
-	}
+	owned := !rootless || cg.Delegated
 	switch {
 	case len(missing) == 0 && owned:
 		c.Status, c.Found = OK, "cgroup v2; "+own+" has cpu, memory and pids"
@@ -266,11 +239,12 @@ func (h Host) cgroups(rootless bool) Check {
 
 func (h Host) seccomp() Check {
 	c := Check{Name: "seccomp"}
-	if !strings.Contains(h.read("/proc/self/status"), "Seccomp:") {
+	sc := h.Facts.Seccomp
+	if !sc.Present {
 		c.Status, c.Found, c.Fix = Fail, "the kernel has no seccomp", "use a kernel built with CONFIG_SECCOMP_FILTER (every distribution kernel is)"
 		return c
 	}
-	log, notify := h.Seccomp()
+	log, notify := sc.Log, sc.Notify
 	switch {
 	case log && notify:
 		c.Status, c.Found = OK, "filters, logging of denials, and user notification"
@@ -286,11 +260,11 @@ func (h Host) seccomp() Check {
 
 func (h Host) appArmor() Check {
 	c := Check{Name: "AppArmor"}
-	switch {
-	case h.read("/sys/module/apparmor/parameters/enabled") != "Y":
+	switch aa := h.Facts.AppArmor; {
+	case !aa.Enabled && !aa.NoSecurityfs:
 		c.Status, c.Found = Warn, "not in this kernel: services run without their AppArmor profile (apparmor_required = true refuses them)"
 		c.Fix = "boot a kernel with AppArmor (Debian's: apparmor=1 security=apparmor), or accept it: seccomp, capabilities and namespaces still apply"
-	case !fileExists(h.path("/sys/kernel/security/apparmor")):
+	case aa.NoSecurityfs:
 		c.Status, c.Found = Warn, "in this kernel, but securityfs is not mounted: profiles can be neither loaded nor applied, so services run without theirs"
 		c.Fix = "as root: mount -t securityfs securityfs /sys/kernel/security (systemd mounts it at boot)"
 	default:
@@ -300,17 +274,16 @@ func (h Host) appArmor() Check {
 }
 
 func (h Host) otherLSMs() Check {
-	list := h.read("/sys/kernel/security/lsm")
-	if list == "" {
+	lsms := h.Facts.LSMs
+	if lsms == nil {
 		return Check{Name: "other LSMs", Status: Info, Found: "unknown: securityfs is not mounted, so /sys/kernel/security/lsm cannot be read"}
 	}
-	lsms := strings.Split(list, ",")
 	var notes []string
 	if slices.Contains(lsms, "selinux") || fileExists(h.path("/sys/fs/selinux/enforce")) {
 		notes = append(notes, "SELinux present: safe-run sets no SELinux labels (not a goal); its AppArmor and seccomp confinement do not depend on it")
 	}
 	if slices.Contains(lsms, "landlock") {
-		notes = append(notes, "Landlock available")
+		notes = append(notes, fmt.Sprintf("Landlock available (ABI %d)", h.Facts.LandlockABI))
 	}
 	if len(notes) == 0 {
 		notes = append(notes, "no SELinux, no Landlock")
@@ -340,7 +313,7 @@ func (h Host) overlay() Check {
 func (h Host) runtimeDir() Check {
 	c := Check{Name: "XDG_RUNTIME_DIR"}
 	dir := h.Env("XDG_RUNTIME_DIR")
-	fix := fmt.Sprintf("log in through systemd-logind (ssh, a desktop or machinectl shell %s@), which creates /run/user/%d", h.User, h.UID)
+	fix := fmt.Sprintf("log in through systemd-logind (ssh, a desktop or machinectl shell %s@), which creates /run/user/%d", h.Facts.User, h.Facts.UID)
 	if dir == "" {
 		c.Status, c.Found, c.Fix = Fail, "not set: safe-run keeps its state there", fix
 		return c
@@ -350,7 +323,7 @@ func (h Host) runtimeDir() Check {
 		c.Status, c.Found, c.Fix = Fail, dir+" does not exist", fix
 		return c
 	}
-	if int(st.Sys().(*syscall.Stat_t).Uid) != h.UID || st.Mode().Perm() != 0o700 {
+	if int(st.Sys().(*syscall.Stat_t).Uid) != h.Facts.UID || st.Mode().Perm() != 0o700 {
 		c.Status, c.Found, c.Fix = Fail, fmt.Sprintf("%s is not yours with mode 0700 (it is %v)", dir, st.Mode().Perm()), fix
 		return c
 	}
@@ -359,24 +332,19 @@ func (h Host) runtimeDir() Check {
 }
 
 func (h Host) linger() Check {
-	if fileExists(h.path(filepath.Join("/var/lib/systemd/linger", h.User))) {
+	if fileExists(h.path(filepath.Join("/var/lib/systemd/linger", h.Facts.User))) {
 		return Check{Name: "systemd linger", Status: OK, Found: "enabled: your services outlive your logins"}
 	}
 	return Check{Name: "systemd linger", Status: Info, Found: "off: services started from your systemd user instance stop when you log out",
-		Fix: "loginctl enable-linger " + h.User}
+		Fix: "loginctl enable-linger " + h.Facts.User}
 }
 
 func (h Host) sysResource() Check {
 	c := Check{Name: "CAP_SYS_RESOURCE", Status: OK, Found: "held: rlimits are set as the spec says"}
-	for _, line := range strings.Split(h.read("/proc/self/status"), "\n") {
-		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-			caps, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-			if caps&(1<<unix.CAP_SYS_RESOURCE) == 0 {
-				c.Status = Warn
-				c.Found = "not held: RLIMIT_NOFILE's hard limit cannot be raised above safe-run's own"
-				c.Fix = "run safe-run with CAP_SYS_RESOURCE (a container or sandbox around it withholds it)"
-			}
-		}
+	if !h.Facts.CapSysResource {
+		c.Status = Warn
+		c.Found = "not held: RLIMIT_NOFILE's hard limit cannot be raised above safe-run's own"
+		c.Fix = "run safe-run with CAP_SYS_RESOURCE (a container or sandbox around it withholds it)"
 	}
 	return c
 }
@@ -384,15 +352,6 @@ func (h Host) sysResource() Check {
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
-}
-
-// seccompActions asks the kernel which return actions it knows.
-func seccompActions() (log, notify bool) {
-	avail := func(action uint32) bool {
-		_, _, errno := unix.Syscall(unix.SYS_SECCOMP, 2 /* SECCOMP_GET_ACTION_AVAIL */, 0, uintptr(unsafe.Pointer(&action)))
-		return errno == 0
-	}
-	return avail(0x7ffc0000 /* SECCOMP_RET_LOG */), avail(0x7fc00000 /* SECCOMP_RET_USER_NOTIF */)
 }
 
 // overlayInUserns mounts an overlay in a fresh user and mount namespace, as
@@ -416,17 +375,3 @@ func overlayInUserns() error {
 	return nil
 }
 
-func lookupUser(uid int) (string, error) {
-	f, err := os.Open("/etc/passwd")
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if p := strings.Split(sc.Text(), ":"); len(p) > 2 && p[2] == strconv.Itoa(uid) {
-			return p[0], nil
-		}
-	}
-	return "", os.ErrNotExist
-}

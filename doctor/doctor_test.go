@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/testenv"
 )
 
@@ -49,25 +50,37 @@ func fakeHost(t *testing.T) Host {
 	xdg := filepath.Join(root, "run/user/1000")
 	os.MkdirAll(xdg, 0o700)
 	os.Chmod(xdg, 0o700)
-	return Host{
-		Root: root, UID: 1000, User: "alice",
+	h := Host{
+		Root:            root,
 		Env:             func(k string) string { return map[string]string{"XDG_RUNTIME_DIR": "/run/user/1000"}[k] },
-		Kernel:          "6.1.0-18-amd64",
-		Seccomp:         func() (bool, bool) { return true, true },
 		OverlayInUserns: func() error { return nil },
 	}
+	h.Facts = host.Read(root, 1000, 1000)
+	h.Facts.Kernel = "6.1.0-18-amd64"
+	h.Facts.Seccomp.Log, h.Facts.Seccomp.Notify = true, true
+	h.Facts.LandlockABI = 6
+	return h
+}
+
+// reread reads h's files again, after a case changed them, keeping the
+// facts that come from system calls (as Probe does).
+func reread(h Host) Host {
+	f := host.Read(h.Root, h.Facts.UID, h.Facts.EUID)
+	f.Kernel, f.LandlockABI = h.Facts.Kernel, h.Facts.LandlockABI
+	f.Seccomp.Log, f.Seccomp.Notify = h.Facts.Seccomp.Log, h.Facts.Seccomp.Notify
+	h.Facts = f
+	return h
 }
 
 // rootlessHost is the staged host as user alice (uid 1000) sees it.
 func rootlessHost(t *testing.T) Host {
 	h := fakeHost(t)
-	h.UID = 1000
 	for _, p := range []string{"sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice/cgroup.procs", "run/user/1000"} {
 		if err := os.Chown(filepath.Join(h.Root, p), 1000, 1000); err != nil {
 			t.Fatal(err)
 		}
 	}
-	return h
+	return reread(h)
 }
 
 func find(r *Report, name string) Check {
@@ -189,14 +202,14 @@ func TestBrokenConditions(t *testing.T) {
 		},
 		{
 			name:   "no seccomp user notification",
-			break_: func(h *Host) { h.Seccomp = func() (bool, bool) { return true, false } },
+			break_: func(h *Host) { h.Facts.Seccomp.Notify = false },
 			check:  "seccomp",
 			want: Check{Name: "seccomp", Status: Warn, Found: "filters and logging, but no user notification: rootless runs cannot show denials",
 				Fix: "a kernel of 5.5 or later"},
 		},
 		{
 			name:   "old kernel",
-			break_: func(h *Host) { h.Kernel = "5.10.0-28-amd64" },
+			break_: func(h *Host) { h.Facts.Kernel = "5.10.0-28-amd64" },
 			check:  "kernel",
 			want: Check{Name: "kernel", Status: Fail, Found: "5.10.0-28-amd64: no idmapped mounts (5.12) or mount_setattr",
 				Fix: "upgrade to a kernel of 5.19 or later (Debian 12 ships 6.1)"},
@@ -205,7 +218,7 @@ func TestBrokenConditions(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			h := rootlessHost(t)
 			tc.break_(&h)
-			r := Diagnose(h)
+			r := Diagnose(reread(h))
 			if got := find(r, tc.check); got != tc.want {
 				t.Errorf("got  %+v\nwant %+v", got, tc.want)
 			}

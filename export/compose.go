@@ -72,7 +72,7 @@ type composeSecret struct {
 
 // Compose writes the compose service equivalent to the docker run line of
 // Docker, and the seccomp profile beside it.
-func Compose(p *plan.Prepared, opts Options) (*Output, error) {
+func Compose(p *plan.Job, opts Options) (*Output, error) {
 	s, spec := p.Service, p.Spec
 	out := &Output{}
 	notes := []string{}

@@ -2,7 +2,7 @@
 // engines: a systemd unit that runs safe-run itself, a `docker run` line, a
 // compose service and a Kubernetes Pod or Deployment.
 //
-// It is the last stage: it takes what launcher.Prepare decided (the validated
+// It is the last stage: it takes what plan.Build decided (the validated
 // manifest, the resolved image and the OCI spec) and writes text. Where a
 // target cannot express a setting, the output says so in a comment, and
 // Output.Warnings repeats what weakens the confinement.

@@ -10,14 +10,13 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 )
 
 // Docker writes a shell script holding the hardened `docker run` line, and
 // the seccomp profile beside it.
-func Docker(p *plan.Prepared, opts Options) (*Output, error) {
+func Docker(p *plan.Job, opts Options) (*Output, error) {
 	s, spec := p.Service, p.Spec
 	out := &Output{}
 	var notes []string
@@ -103,7 +102,7 @@ func Docker(p *plan.Prepared, opts Options) (*Output, error) {
 		note("Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.")
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
-		arg("--mount", mountOpt("bind", s.Secrets[name].File, launcher.SecretsPath+"/"+name, true))
+		arg("--mount", mountOpt("bind", s.Secrets[name].File, plan.SecretsPath+"/"+name, true))
 	}
 	if len(s.Secrets) > 0 {
 		note("Secrets: bound read-only from their host files, with the files' own owner",
@@ -216,7 +215,7 @@ func resourceFlags(s *manifest.Service, spec *specs.Spec, arg func(...string), n
 
 // dockerImage is the image argument of docker run, and what the reader
 // must know about it.
-func dockerImage(s *manifest.Service, p *plan.Prepared) (string, []string) {
+func dockerImage(s *manifest.Service, p *plan.Job) (string, []string) {
 	switch {
 	case s.Image.Ref != "":
 		return shellQuote(s.Image.Ref), nil
@@ -245,7 +244,7 @@ func appArmorNote(s *manifest.Service, name string) []string {
 }
 
 // tmpfsOptions are the tmpfs mount options of the spec.
-func tmpfsOptions(p *plan.Prepared, m manifest.Mount) []string {
+func tmpfsOptions(p *plan.Job, m manifest.Mount) []string {
 	for _, sm := range p.Spec.Mounts {
 		if sm.Destination == m.Target && sm.Type == "tmpfs" {
 			return sm.Options
@@ -273,13 +272,13 @@ func hasBinds(s *manifest.Service) bool {
 
 // labels are the manifest's labels and safe-run's own record of where the
 // container came from.
-func labels(p *plan.Prepared) map[string]string {
+func labels(p *plan.Job) map[string]string {
 	l := maps.Clone(p.Service.Labels)
 	if l == nil {
 		l = map[string]string{}
 	}
-	l[launcher.AnnotationManifest] = manifestPath(p.Service)
-	l[launcher.AnnotationManifestDigest] = p.Service.Digest
+	l[plan.AnnotationManifest] = manifestPath(p.Service)
+	l[plan.AnnotationManifestDigest] = p.Service.Digest
 	return l
 }
 

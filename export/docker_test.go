@@ -3,7 +3,6 @@ package export
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,8 +13,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/testenv"
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -99,17 +98,14 @@ db = { file = "db" }
 
 // prepareForRun prepares a manifest as `safe-run export` does, with state
 // of t's own.
-func prepareForRun(t *testing.T, path string) *plan.Prepared {
+func prepareForRun(t *testing.T, path string) *plan.Job {
 	t.Helper()
 	state := t.TempDir()
-	p, err := plan.Prepare(context.Background(), path, plan.Options{
-		Dirs:     launcher.Dirs{State: filepath.Join(state, "run"), Data: filepath.Join(state, "data")},
+	p, err := plan.Build(context.Background(), path, host.Probe(), plan.Options{
+		Dirs:     plan.Dirs{State: filepath.Join(state, "run"), Data: filepath.Join(state, "data")},
 		InitPath: "/usr/lib/safe-run/safe-run-init",
 	})
 	if err != nil {
-		if errors.Is(err, launcher.ErrNoSubIDs) {
-			testenv.Skip(t, "%v", err)
-		}
 		t.Fatal(err)
 	}
 	return p
@@ -226,7 +222,7 @@ func TestDockerRun(t *testing.T) {
 	check("StopSignal", c.Config.StopSignal, "SIGINT")
 	check("StopTimeout", c.Config.StopTimeout, 3)
 	check("Label", c.Config.Labels["org.example.test"], "yes")
-	check("Label digest", c.Config.Labels[launcher.AnnotationManifestDigest], p.Service.Digest)
+	check("Label digest", c.Config.Labels[plan.AnnotationManifestDigest], p.Service.Digest)
 	if !slices.Contains(c.Config.Env, "LOG_LEVEL=info") {
 		t.Errorf("Env %q lacks LOG_LEVEL=info", c.Config.Env)
 	}

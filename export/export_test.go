@@ -13,7 +13,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/image"
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
@@ -44,9 +43,9 @@ func testProfile() *specs.LinuxSeccomp {
 }
 
 // prepare runs the stages before export on a testdata manifest, with fixed
-// host facts instead of this host's (launcher.Prepare would look up user
+// host facts instead of this host's (plan.Build would look up user
 // namespace ranges and cgroups) and testProfile as its seccomp profile.
-func prepare(t testing.TB, name string) *plan.Prepared {
+func prepare(t testing.TB, name string) *plan.Job {
 	t.Helper()
 	svc, err := manifest.Load(filepath.Join(testdata, name+".toml"))
 	if err != nil {
@@ -63,18 +62,18 @@ func prepare(t testing.TB, name string) *plan.Prepared {
 	if svc.Security.Seccomp != "unconfined" {
 		in.Seccomp = testProfile()
 	}
-	host := launcher.Host{
+	host := plan.Placement{
 		StateDir:   "/run/safe-run/" + svc.Name,
 		VolumeDir:  "/var/lib/safe-run/volumes",
 		InitPath:   "/usr/lib/safe-run/safe-run-init",
-		IDs:        launcher.IDMap{UID: 1 << 30, GID: 1 << 30, Size: 65536},
+		IDs:        plan.IDMap{UID: 1 << 30, GID: 1 << 30, Size: 65536},
 		CgroupPath: "safe-run-" + svc.Name,
 	}
 	spec, err := plan.Spec(in, host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &plan.Prepared{Service: svc, Image: img, Spec: spec, Host: host}
+	return &plan.Job{Service: svc, Image: img, Spec: spec, Placement: host}
 }
 
 // testdata is the absolute directory the manifests are exported from.
@@ -131,13 +130,13 @@ func golden(t *testing.T, name string, got []byte) {
 // exports are the golden file suffixes of each export.
 var exports = []struct {
 	suffix string
-	run    func(*plan.Prepared, Options) (*Output, error)
+	run    func(*plan.Job, Options) (*Output, error)
 }{
 	{"service", Systemd},
 	{"docker.sh", Docker},
 	{"compose.yaml", Compose},
 	{"pod.yaml", Kubernetes},
-	{"deployment.yaml", func(p *plan.Prepared, o Options) (*Output, error) {
+	{"deployment.yaml", func(p *plan.Job, o Options) (*Output, error) {
 		o.Kind = KindDeployment
 		return Kubernetes(p, o)
 	}},

@@ -16,7 +16,6 @@ import (
 	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -153,7 +152,7 @@ type (
 // Kubernetes writes a Pod or Deployment with the service's confinement,
 // the seccomp profile beside it when it is not the runtime's default, and
 // warnings for what Pod Security "restricted" will refuse.
-func Kubernetes(p *plan.Prepared, opts Options) (*Output, error) {
+func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	kind := opts.Kind
 	if kind == "" {
 		kind = KindPod
@@ -382,7 +381,7 @@ func Kubernetes(p *plan.Prepared, opts Options) (*Output, error) {
 			from += " --from-file=" + k + "=" + shellQuote(s.Secrets[k].File)
 		}
 		pod.Volumes = append(pod.Volumes, vol)
-		c.VolumeMounts = append(c.VolumeMounts, k8sVolumeMount{Name: "secrets", MountPath: launcher.SecretsPath, ReadOnly: true})
+		c.VolumeMounts = append(c.VolumeMounts, k8sVolumeMount{Name: "secrets", MountPath: plan.SecretsPath, ReadOnly: true})
 		note("secrets: from the Secret "+secret+":", "  kubectl create secret generic "+secret+from)
 	}
 	if uid != 0 && (hasWritableVolume || len(s.Secrets) > 0) {

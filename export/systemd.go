@@ -43,7 +43,7 @@ var supervisorCaps = []string{
 // export/systemd_test.go); none of them installs a seccomp filter, since a
 // filter on safe-run would be inherited by the container and confine it
 // beyond what the manifest says.
-func Systemd(p *plan.Prepared, opts Options) (*Output, error) {
+func Systemd(p *plan.Job, opts Options) (*Output, error) {
 	s := p.Service
 	if !filepath.IsAbs(opts.SafeRun) {
 		return nil, fmt.Errorf("the unit needs the absolute path of safe-run, not %q", opts.SafeRun)

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/testenv"
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -340,7 +340,7 @@ db = { file = "db" }
 	direct.Stderr = &directErr
 	want, err := direct.Output()
 	if err != nil {
-		if strings.Contains(directErr.String(), launcher.SetupHint) {
+		if strings.Contains(directErr.String(), host.SetupHint) {
 			testenv.Skip(t, "%s", directErr.String())
 		}
 		t.Fatalf("safe-run alone: %v\n%s", err, directErr.String())
@@ -351,8 +351,8 @@ db = { file = "db" }
 
 	// The exported unit, as `safe-run export systemd` writes it; a
 	// drop-in sends its output to files, as there is no journal here.
-	p, err := plan.Prepare(t.Context(), manifestPath, plan.Options{
-		Dirs: launcher.Dirs{State: filepath.Join(state, "run"), Data: filepath.Join(state, "data")}, InitPath: filepath.Join(filepath.Dir(safeRun), "safe-run-init")})
+	p, err := plan.Build(t.Context(), manifestPath, host.Probe(), plan.Options{
+		Dirs: plan.Dirs{State: filepath.Join(state, "run"), Data: filepath.Join(state, "data")}, InitPath: filepath.Join(filepath.Dir(safeRun), "safe-run-init")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/safe-run/safe-run/image"
-	"github.com/safe-run/safe-run/launcher"
 )
 
 // TestSpecFromImageConfig: the image's config reaches the OCI spec as
@@ -29,7 +28,7 @@ func TestSpecFromImageConfig(t *testing.T) {
 	}, image.LayerTar(t, image.TestFile("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n", 0o644)))
 	image.WriteLayout(t, filepath.Join(dir, "oci"), img, "latest")
 	d, _ := img.Digest()
-	host := launcher.Host{StateDir: "/run/safe-run/test", IDs: launcher.IDMap{UID: 100000, GID: 100000, Size: 65536}}
+	host := plan.Placement{StateDir: "/run/safe-run/test", IDs: plan.IDMap{UID: 100000, GID: 100000, Size: 65536}}
 
 	spec := func(extra string) *plan.Inputs {
 		svc := image.TestService(t, dir, "oci = \"oci:latest\"\n"+extra)
@@ -48,7 +47,7 @@ func TestSpecFromImageConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{launcher.InitPath, "--", "/bin/server", "--port", "8080"}; !slices.Equal(s.Process.Args, want) {
+	if want := []string{plan.InitPath, "--", "/bin/server", "--port", "8080"}; !slices.Equal(s.Process.Args, want) {
 		t.Errorf("args %q, want %q", s.Process.Args, want)
 	}
 	if s.Process.User.UID != 1000 || s.Process.User.GID != 1001 || s.Process.Cwd != "/srv" {
@@ -59,7 +58,7 @@ func TestSpecFromImageConfig(t *testing.T) {
 			t.Errorf("env %q lacks %s", s.Process.Env, kv)
 		}
 	}
-	if s.Annotations["tier"] != "image" || s.Annotations["org.opencontainers.image.version"] != "1.2" || s.Annotations[launcher.AnnotationImageDigest] != d.String() {
+	if s.Annotations["tier"] != "image" || s.Annotations["org.opencontainers.image.version"] != "1.2" || s.Annotations[plan.AnnotationImageDigest] != d.String() {
 		t.Errorf("annotations %v", s.Annotations)
 	}
 
@@ -72,7 +71,7 @@ func TestSpecFromImageConfig(t *testing.T) {
 	if s, err = plan.Spec(*in, host); err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{launcher.InitPath, "--", "/bin/other"}; !slices.Equal(s.Process.Args, want) {
+	if want := []string{plan.InitPath, "--", "/bin/other"}; !slices.Equal(s.Process.Args, want) {
 		t.Errorf("args %q, want %q", s.Process.Args, want)
 	}
 	if !slices.Contains(s.Process.Env, "MODE=manifest") || slices.Contains(s.Process.Env, "MODE=image") || !slices.Contains(s.Process.Env, "KEEP=1") {

@@ -9,6 +9,8 @@ import (
 
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
+
+	"github.com/safe-run/safe-run/plan"
 )
 
 // early is the part of a start that does not depend on the rest of the
@@ -28,7 +30,7 @@ type usernsResult struct {
 	err error
 }
 
-func startEarly(host Host, signals *Signals) *early {
+func startEarly(host plan.Placement, signals *Signals) *early {
 	e := &early{signals: signals, cgroup: make(chan error, 1)}
 	if signals == nil {
 		e.signals, e.ownSignals = SubscribeSignals(), true
@@ -57,7 +59,7 @@ func startEarly(host Host, signals *Signals) *early {
 	// pays it.
 	if leaf {
 		go func() {
-			err := enterSupervisorLeaf()
+			err := EnterSupervisorLeaf()
 			e.cgroup <- err
 			e.startUserns(host)
 		}()
@@ -76,7 +78,7 @@ func startEarly(host Host, signals *Signals) *early {
 
 // startUserns creates, in the background, the user namespace handle for
 // idmapped mounts (not rootless: the rootfs is not id-mapped there).
-func (e *early) startUserns(host Host) {
+func (e *early) startUserns(host plan.Placement) {
 	if e.userns == nil {
 		return
 	}
@@ -101,7 +103,7 @@ func (e *early) usernsFile() (*os.File, error) {
 // for the runtime, and closes what a start that failed early did not use.
 func (e *early) stop() {
 	if e.ownSignals {
-		e.signals.stop()
+		e.signals.Stop()
 	}
 	if e.userns != nil && !e.usernsUsed {
 		go func() {

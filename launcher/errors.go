@@ -10,9 +10,4 @@ var (
 	ErrCommandNotFound = errors.New("command not found")
 	// ErrCommandNotExecutable: the command exists but cannot be run (126).
 	ErrCommandNotExecutable = errors.New("command cannot be executed")
-	// ErrNoSubIDs: the host has no user namespace range for services.
-	ErrNoSubIDs = errors.New("no subordinate ids for services")
-	// ErrHostCannotEnforce: the host lacks what the manifest requires
-	// (cgroup controllers, AppArmor) and [insecure] does not waive it.
-	ErrHostCannotEnforce = errors.New("host cannot enforce the manifest")
 )

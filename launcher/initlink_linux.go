@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/plan"
 )
 
 // initLink is safe-run's line to safe-run-init: a socket pair whose
@@ -35,7 +37,7 @@ type initLink struct {
 
 // newInitLink starts the link when the process starts with safe-run-init,
 // taking config's seccomp filter over when it can; else it returns nil.
-func newInitLink(spec *specs.Spec, config *configs.Config, opts Options) (*initLink, error) {
+func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initLink, error) {
 	if !startsWithInit(spec.Process.Args) {
 		return nil, nil
 	}
@@ -76,7 +78,7 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts Options) (*initL
 
 // startsWithInit says whether the process args start safe-run-init.
 func startsWithInit(args []string) bool {
-	return len(args) >= 3 && args[0] == InitPath && args[1] == "--"
+	return len(args) >= 3 && args[0] == plan.InitPath && args[1] == "--"
 }
 
 // attach has the process's first program, safe-run-init, take the link,

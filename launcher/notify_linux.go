@@ -17,15 +17,6 @@ import (
 // the protocol itself, to a socket safe-run owns, and safe-run relays what
 // the service may say.
 
-// NotifyPath is the socket the service sees in NOTIFY_SOCKET.
-const (
-	NotifyDir  = "/run/notify"
-	NotifyPath = NotifyDir + "/notify.sock"
-)
-
-// NotifyHostDir holds the socket the service writes to, on the host.
-func (h Host) NotifyHostDir() string { return filepath.Join(h.StateDir, "notify") }
-
 // relayedNotifyKeys are what a service may tell systemd through safe-run.
 // MAINPID and the file-descriptor store would name processes and files in
 // namespaces systemd cannot see, or let the service act as the unit.

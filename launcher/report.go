@@ -10,16 +10,17 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // report writes the start report: what is enforced, and what is not.
-func report(opts Options, spec *specs.Spec, host Host) {
+func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 	if opts.Report == nil {
 		return
 	}
 	p := spec.Process
 	args := p.Args
-	if len(args) > 2 && args[0] == InitPath {
+	if len(args) > 2 && args[0] == plan.InitPath {
 		args = args[2:]
 	}
 	line := func(format string, a ...any) {
@@ -45,7 +46,7 @@ func report(opts Options, spec *specs.Spec, host Host) {
 // map one to one onto those of safe-run's own user namespace, and
 // /proc/self/uid_map, read from inside that namespace, says which host ids
 // those are: the user's own uid for 0, subordinate ids for the rest.
-func rootlessHostIDs(ids IDMap) string {
+func rootlessHostIDs(ids plan.IDMap) string {
 	data, err := os.ReadFile("/proc/self/uid_map")
 	if err != nil {
 		return ids.String()
@@ -89,7 +90,7 @@ func confinement(spec *specs.Spec) []string {
 	case sc == nil:
 		out = append(out, "seccomp UNCONFINED")
 	default:
-		s := "seccomp " + spec.Annotations[AnnotationSeccomp]
+		s := "seccomp " + spec.Annotations[plan.AnnotationSeccomp]
 		if slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog) {
 			s += " (denials logged)"
 		}
@@ -111,7 +112,7 @@ func confinement(spec *specs.Spec) []string {
 	return out
 }
 
-func limits(spec *specs.Spec, host Host) []string {
+func limits(spec *specs.Spec, host plan.Placement) []string {
 	r := spec.Linux.Resources
 	if r == nil {
 		return []string{"NO limits, no cgroup"}

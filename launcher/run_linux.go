@@ -31,11 +31,28 @@ import (
 
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
 )
 
-// Options configure one run of a spec.
+// Options are what one run needs besides its job: where its output goes,
+// and what the caller set up beforehand.
 type Options struct {
+	Stdio      Stdio
+	Report     io.Writer // start report; nil for none
+	Ending     io.Writer // the one line saying why the service did not end cleanly; nil for none
+	Violations io.Writer // seccomp denials as they happen (seccomp_log); nil for none
+	// Logger receives what goes wrong without failing the run (a
+	// clean-up, a cache write); nil: discarded.
+	Logger  *slog.Logger
+	Signals *Signals // subscribed by the caller beforehand, and not ended by Run; nil: Run subscribes, and ends it
+
+	Record *profiles.Recording // set by Record: record the calls the service makes
+}
+
+// runOpts are one run's options: its job's and the caller's.
+type runOpts struct {
+	Options
 	Name                 string
 	StateRoot            string // runtime state of all services; this one's is StateRoot/NAME
 	JanitorPath          string // safe-run-janitor
@@ -44,24 +61,30 @@ type Options struct {
 	StopTimeout          time.Duration
 	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
 	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
-	Stdio                Stdio
-	Report               io.Writer // start report; nil for none
-	Ending               io.Writer // the one line saying why the service did not end cleanly; nil for none
-	Violations           io.Writer // seccomp denials as they happen (seccomp_log); nil for none
-	Notes                []string  // what earlier stages could not enforce, for the report
-	Logger               *slog.Logger
-	Signals              *Signals // subscribed by the caller beforehand, and not ended by Run; nil: Run subscribes, and ends it
-
-	Record *profiles.Recording // set by plan.Record: record the calls the service makes
+	Notes                []string          // what earlier stages could not enforce, for the report
 }
 
-// Run starts spec as a container, supervises it in the foreground and
-// returns its exit status: its own code, or 128+N when signal N killed it.
-// A cancelled ctx stops it: StopSignal, then SIGKILL after StopTimeout.
-// Whatever happens, Run removes every cgroup, mount and file it created.
-func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, error) {
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+// Run starts job's spec as a container, supervises it in the foreground
+// and returns its exit status: its own code, or 128+N when signal N killed
+// it. A cancelled ctx stops it: the stop signal, then SIGKILL after the
+// stop timeout. Whatever happens, Run removes every cgroup, mount and file
+// it created. The job must have passed Enforce.
+func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	spec, host := job.Spec, job.Placement
+	opts := runOpts{
+		Options:              o,
+		Name:                 job.Name,
+		StateRoot:            job.Dirs.State,
+		JanitorPath:          job.JanitorPath,
+		DataDir:              job.Dirs.Data,
+		StopSignal:           unix.Signal(job.StopSignal),
+		StopTimeout:          job.StopTimeout,
+		AllowSensitiveMounts: job.AllowSensitiveMounts,
+		AppArmor:             job.AppArmor,
+		Notes:                slices.Clone(job.Notes),
 	}
 	// What finishes in the background once the container has exited
 	// (the seccomp watcher's last records, the janitor's exit) is waited
@@ -145,7 +168,7 @@ func Run(ctx context.Context, spec *specs.Spec, host Host, opts Options) (int, e
 
 // loadAppArmor loads the service's generated AppArmor profile, which
 // libcontainer applies when the container execs its first program.
-func loadAppArmor(ctx context.Context, spec *specs.Spec, host Host, opts Options) error {
+func loadAppArmor(ctx context.Context, spec *specs.Spec, host plan.Placement, opts runOpts) error {
 	p := opts.AppArmor
 	if p == nil {
 		return nil
@@ -160,11 +183,11 @@ func loadAppArmor(ctx context.Context, spec *specs.Spec, host Host, opts Options
 // cleanLeftovers removes what a previous run of the same name left when it
 // died before its janitor could act (the host crashed, or the janitor was
 // killed too).
-func cleanLeftovers(host Host, name, upperDir string) (cleaned bool, err error) {
+func cleanLeftovers(host plan.Placement, name, upperDir string) (cleaned bool, err error) {
 	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
-	if c, err := libcontainer.Load(host.runtimeDir(), name); err == nil {
+	if c, err := libcontainer.Load(host.RuntimeDir(), name); err == nil {
 		_ = c.Destroy()
 	}
 	if err := removeCgroup(host.CgroupPath); err != nil {
@@ -186,7 +209,7 @@ func preflightCommand(spec *specs.Spec) error {
 	if startsWithInit(args) {
 		args = args[2:]
 	}
-	rootfs := spec.Annotations[AnnotationRootfs]
+	rootfs := spec.Annotations[plan.AnnotationRootfs]
 	if rootfs == "" || len(args) == 0 {
 		return nil
 	}
@@ -237,8 +260,8 @@ func preflightCommand(spec *specs.Spec) error {
 type run struct {
 	spec     *specs.Spec
 	config   *configs.Config
-	host     Host
-	opts     Options
+	host     plan.Placement
+	opts     runOpts
 	upperDir string
 	early    *early
 	lock     *nameLock
@@ -320,7 +343,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		defer f.Close()
 		userns = f
 	}
-	note, err := rootfsView(spec, host, spec.Annotations[AnnotationRootfs], r.upperDir, userns)
+	note, err := rootfsView(spec, host, spec.Annotations[plan.AnnotationRootfs], r.upperDir, userns)
 	if err != nil {
 		return 0, err
 	}
@@ -329,7 +352,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	}
 	config.Rootfs = host.RootfsView()
 	uid, gid := int(host.IDs.UID+spec.Process.User.UID), int(host.IDs.GID+spec.Process.User.GID)
-	if secrets := SecretFiles(spec); len(secrets) > 0 {
+	if secrets := plan.SecretFiles(spec); len(secrets) > 0 {
 		if err := fillSecrets(host.SecretsDir(), secrets, uid, gid, opts.AllowSensitiveMounts); err != nil {
 			return 0, err
 		}
@@ -345,7 +368,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		return 0, err
 	}
 
-	container, err := libcontainer.Create(host.runtimeDir(), opts.Name, config)
+	container, err := libcontainer.Create(host.RuntimeDir(), opts.Name, config)
 	if err != nil {
 		return 0, fmt.Errorf("creating the container: %w", err)
 	}
@@ -408,7 +431,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer io.finish()
 
 	// Subscribed before the start: a signal in between must not be lost.
-	signals := r.early.signals.wait()
+	signals := r.early.signals.Wait()
 
 	<-watched
 	joined = true
@@ -456,7 +479,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 // (seccomp_log), serves the filter's notifications where safe-run added
 // them, and feeds a recording. The returned function stops it once the
 // service has exited.
-func watchSeccomp(spec *specs.Spec, host Host, opts Options) (func(), error) {
+func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), error) {
 	sc := spec.Linux.Seccomp
 	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless}
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
@@ -483,7 +506,7 @@ func hasMountSource(spec *specs.Spec, source string) bool {
 // pinMounts replaces the host path of every bind with a mount of the object
 // it names, checked and pinned now (see pinMount); the container then binds
 // what was checked, whatever the path points at by the time it mounts.
-func pinMounts(config *configs.Config, host Host, opts Options, uid, gid int) error {
+func pinMounts(config *configs.Config, host plan.Placement, opts runOpts, uid, gid int) error {
 	stages := filepath.Join(host.StateDir, "mounts")
 	if err := os.Mkdir(stages, 0o711); err != nil {
 		return err
@@ -533,7 +556,7 @@ func checkInit(p string) error {
 
 // ensureVolume creates a named volume owned by the process user as mapped,
 // and refuses one that belongs to another service's ids.
-func ensureVolume(dir string, ids IDMap, uid, gid int) error {
+func ensureVolume(dir string, ids plan.IDMap, uid, gid int) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return err
 	}
@@ -592,7 +615,7 @@ func newProcess(p *specs.Process) (*libcontainer.Process, error) {
 // status. The first SIGINT or SIGTERM (or ctx) stops the service gently,
 // a second one kills it. Signals for the service are held until ready is
 // closed (see initLink).
-func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, ready <-chan struct{}, cg cgroups.Manager, notify *notifier, opts Options) (int, error) {
+func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.Process, signals chan os.Signal, ready <-chan struct{}, cg cgroups.Manager, notify *notifier, opts runOpts) (int, error) {
 	exited := make(chan *os.ProcessState, 1)
 	go func() {
 		st, _ := p.Wait()
@@ -663,7 +686,7 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 // exitStatus turns the container's end into safe-run's exit code and, when
 // the end was not clean, one line saying why; killed says why safe-run
 // killed it, if it did.
-func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Manager, opts Options) int {
+func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Manager, opts runOpts) int {
 	code := 0
 	if st != nil {
 		code = st.ExitCode()

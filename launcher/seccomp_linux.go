@@ -56,7 +56,7 @@ func takeSeccomp(config *configs.Config) *configs.Seccomp {
 
 // feedSeccomp writes sc's program to w: the one kept in DataDir/seccomp,
 // else compiled now and kept there.
-func feedSeccomp(w *os.File, sc *configs.Seccomp, opts Options) error {
+func feedSeccomp(w *os.File, sc *configs.Seccomp, opts runOpts) error {
 	file, err := seccompCacheFile(filepath.Join(opts.DataDir, "seccomp"), sc)
 	if err != nil {
 		return err
@@ -281,4 +281,28 @@ func loadCaptureFilter() (int, error) {
 		return -1, fmt.Errorf("loading the capturing filter: %w", errno)
 	}
 	return int(fd), nil
+}
+
+// writeFileAtomic replaces path with data: a reader sees the old file or
+// the new one, never part of it, even after a crash.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(data)
+	if err == nil {
+		err = tmp.Chmod(perm)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }

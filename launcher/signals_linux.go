@@ -36,16 +36,16 @@ func SubscribeSignals() *Signals {
 	return s
 }
 
-// wait returns the signals once the subscription is complete: none sent
+// Wait returns the signals once the subscription is complete: none sent
 // after that is lost.
-func (s *Signals) wait() chan os.Signal {
+func (s *Signals) Wait() chan os.Signal {
 	<-s.subscribed
 	return s.c
 }
 
-// stop ends the subscription without waiting for the runtime.
-func (s *Signals) stop() {
-	go func() { signal.Stop(s.wait()) }()
+// Stop ends the subscription without waiting for the runtime.
+func (s *Signals) Stop() {
+	go func() { signal.Stop(s.Wait()) }()
 }
 
 // signalName names sig as kill -l does, real-time signals included

@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
 )
 
@@ -41,7 +42,7 @@ func enterPrivateMountNamespace() error {
 // usernsFD returns a handle on a user namespace with the service's id
 // mapping, for idmapped mounts: that of a child that never runs anything
 // (see userns_linux.c), killed in the background once the handle is open.
-func usernsFD(ids IDMap) (*os.File, error) {
+func usernsFD(ids plan.IDMap) (*os.File, error) {
 	holderMu.Lock()
 	pid, err := C.safe_run_userns_holder()
 	if pid < 0 {
@@ -76,7 +77,7 @@ var holderMu sync.Mutex
 // service's user namespace, read-only unless the spec says otherwise, with
 // a layer that adds only the mountpoints the spec needs and the image lacks.
 // It returns a note for the start report when the view falls short.
-func rootfsView(spec *specs.Spec, host Host, source, upperDir string, userns *os.File) (note string, err error) {
+func rootfsView(spec *specs.Spec, host plan.Placement, source, upperDir string, userns *os.File) (note string, err error) {
 	lower := filepath.Join(host.StateDir, "lower")
 	if err := os.Mkdir(lower, 0o711); err != nil {
 		return "", err

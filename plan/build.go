@@ -66,7 +66,7 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		Image:                img,
 	}
 	in := Inputs{Service: svc, Image: img}
-	if in.Seccomp, err = seccompProfile(svc, f); err != nil {
+	if in.Seccomp, err = SeccompProfile(svc, f); err != nil {
 		return nil, err
 	}
 	if err := j.appArmor(f); err != nil {
@@ -167,9 +167,9 @@ func (j *Job) appArmor(f host.Facts) error {
 	return err
 }
 
-// seccompProfile builds the service's filter for this host's architecture
+// SeccompProfile builds the service's filter for this host's architecture
 // and kernel.
-func seccompProfile(svc *manifest.Service, f host.Facts) (*specs.LinuxSeccomp, error) {
+func SeccompProfile(svc *manifest.Service, f host.Facts) (*specs.LinuxSeccomp, error) {
 	caps := make([]string, len(svc.Security.Capabilities))
 	for i, c := range svc.Security.Capabilities {
 		caps[i] = string(c)

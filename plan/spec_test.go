@@ -18,7 +18,6 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/image"
-	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
@@ -28,19 +27,19 @@ import (
 
 // hostFor returns the fixed host facts of a root run on a cgroup v1 (or
 // hybrid) host, as Prepare would find them.
-func hostFor(name string) launcher.Host {
-	return launcher.Host{
+func hostFor(name string) plan.Placement {
+	return plan.Placement{
 		StateDir:   "/run/safe-run/" + name,
 		VolumeDir:  "/var/lib/safe-run/volumes",
 		InitPath:   "/usr/lib/safe-run/safe-run-init",
-		IDs:        launcher.IDMap{UID: 1 << 30, GID: 1 << 30, Size: 65536},
+		IDs:        plan.IDMap{UID: 1 << 30, GID: 1 << 30, Size: 65536},
 		CgroupPath: "safe-run-" + name,
 	}
 }
 
 // hostV2 is the same on a pure cgroup v2 host, safe-run started by a
 // systemd unit with Delegate=yes.
-func hostV2(name string) launcher.Host {
+func hostV2(name string) plan.Placement {
 	h := hostFor(name)
 	h.CgroupV2 = true
 	h.CgroupPath = "/system.slice/safe-run-" + name + ".service/safe-run-" + name
@@ -49,10 +48,10 @@ func hostV2(name string) launcher.Host {
 
 // hostRootless is a rootless run: safe-run in its own user namespace maps
 // the container onto the same 65536 ids (0 = the user, 1.. = subordinate ids).
-func hostRootless(name string) launcher.Host {
+func hostRootless(name string) plan.Placement {
 	h := hostV2(name)
 	h.Rootless = true
-	h.IDs = launcher.IDMap{Size: 65536}
+	h.IDs = plan.IDMap{Size: 65536}
 	h.StateDir = "/run/user/1000/safe-run/" + name
 	h.VolumeDir = "/home/alice/.local/share/safe-run/volumes"
 	return h
@@ -89,7 +88,7 @@ func load(t *testing.T, name string) *manifest.Service {
 	return svc
 }
 
-func buildSpec(t *testing.T, svc *manifest.Service, host launcher.Host) *specs.Spec {
+func buildSpec(t *testing.T, svc *manifest.Service, host plan.Placement) *specs.Spec {
 	t.Helper()
 	spec, err := plan.Spec(plan.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}}, host)
 	if err != nil {
@@ -100,7 +99,7 @@ func buildSpec(t *testing.T, svc *manifest.Service, host launcher.Host) *specs.S
 
 var specCases = []struct {
 	golden, manifest string
-	host             func(string) launcher.Host
+	host             func(string) plan.Placement
 }{
 	{"minimal", "minimal", hostFor},
 	{"minimal-v2", "minimal", hostV2},
@@ -247,8 +246,8 @@ func TestSpecHardening(t *testing.T) {
 			if want := svc.Name; svc.Namespaces.UTS != "host" && s.Hostname != want {
 				t.Errorf("hostname %q, want %q", s.Hostname, want)
 			}
-			if s.Annotations[launcher.AnnotationManifestDigest] != svc.Digest || !strings.HasPrefix(svc.Digest, "sha256:") {
-				t.Errorf("manifest digest annotation %q", s.Annotations[launcher.AnnotationManifestDigest])
+			if s.Annotations[plan.AnnotationManifestDigest] != svc.Digest || !strings.HasPrefix(svc.Digest, "sha256:") {
+				t.Errorf("manifest digest annotation %q", s.Annotations[plan.AnnotationManifestDigest])
 			}
 			for k, v := range svc.Labels {
 				if s.Annotations[k] != v {
@@ -275,7 +274,7 @@ func TestSpecHardening(t *testing.T) {
 					t.Error("/sys/fs/cgroup is writable (CVE-2022-0492)")
 				}
 			}
-			if svc.Process.Init != (p.Args[0] == launcher.InitPath) {
+			if svc.Process.Init != (p.Args[0] == plan.InitPath) {
 				t.Errorf("init %v, args %v", svc.Process.Init, p.Args)
 			}
 			if p.Terminal != svc.Process.TTY {
@@ -307,14 +306,14 @@ func TestSpecMounts(t *testing.T) {
 		{"/var/lib/app", "bind", "/var/lib/safe-run/volumes/data", []string{"bind", "rw", "nosuid", "nodev"}},
 		{"/etc/app", "bind", "/srv/full/config", []string{"bind", "ro", "nosuid", "nodev"}},
 		{"/run/secrets", "bind", "/run/safe-run/web/secrets", []string{"bind", "ro", "nosuid", "nodev", "noexec"}},
-		{launcher.InitPath, "bind", "/usr/lib/safe-run/safe-run-init", []string{"bind", "ro", "nosuid", "nodev"}},
+		{plan.InitPath, "bind", "/usr/lib/safe-run/safe-run-init", []string{"bind", "ro", "nosuid", "nodev"}},
 	} {
 		m := find(tc.dst)
 		if m.Type != tc.typ || m.Source != tc.src || !slices.Equal(m.Options, tc.opts) {
 			t.Errorf("%s: %s %s %v\nwant %s %s %v", tc.dst, m.Type, m.Source, m.Options, tc.typ, tc.src, tc.opts)
 		}
 	}
-	if got := launcher.SecretFiles(s); len(got) != 1 || got["db_password"] != "/etc/safe-run/secrets/db" {
+	if got := plan.SecretFiles(s); len(got) != 1 || got["db_password"] != "/etc/safe-run/secrets/db" {
 		t.Errorf("SecretFiles %v", got)
 	}
 	// A tmpfs without exec is noexec.
@@ -370,10 +369,10 @@ func TestSpecErrors(t *testing.T) {
 	base := "version = 1\nname = \"e\"\n[image]\nrootfs = \"r\"\n[process]\ncommand = [\"/x\"]\n"
 	limits := "[resources]\nmemory = \"64M\"\ncpus = 1\n"
 	rootless1 := hostFor("e")
-	rootless1.Rootless, rootless1.IDs = true, launcher.IDMap{Size: 1}
+	rootless1.Rootless, rootless1.IDs = true, plan.IDMap{Size: 1}
 	for _, tc := range []struct {
 		name, text string
-		host       launcher.Host
+		host       plan.Placement
 		want       string
 	}{
 		{"unknown user", base + "user = \"nobody2\"\n" + limits, hostFor("e"),
@@ -437,7 +436,7 @@ owner = "manifest"
 	if s.Process.Cwd != "/work" {
 		t.Errorf("cwd %q, want the image's /work", s.Process.Cwd)
 	}
-	if s.Annotations["owner"] != "manifest" || s.Annotations["vendor"] != "image" || s.Annotations[launcher.AnnotationImageDigest] != "sha256:abc" {
+	if s.Annotations["owner"] != "manifest" || s.Annotations["vendor"] != "image" || s.Annotations[plan.AnnotationImageDigest] != "sha256:abc" {
 		t.Errorf("annotations %v", s.Annotations)
 	}
 }

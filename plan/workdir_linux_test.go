@@ -38,7 +38,7 @@ func TestCheckWorkdir(t *testing.T) {
 				t.Fatal(err)
 			}
 			img := &image.Image{Rootfs: rootfs, Config: image.Config{WorkingDir: tc.imageWorkdir}}
-			err = checkWorkdir(svc, img)
+			err = CheckWorkdir(svc, img)
 			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
 				t.Errorf("got  %v\nwant %q", err, tc.want)
 			}

@@ -5,15 +5,17 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/internal/cli"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
 )
 
 func checkCommand(g *globals) *cobra.Command {
 	var (
-		rf   reportFlags
-		host bool
+		rf     reportFlags
+		onHost bool
 	)
 	cmd := &cobra.Command{
 		Use:   "check [flags] SERVICE.toml...",
@@ -45,8 +47,8 @@ controllers for safe-run, no user namespace ranges).`,
 					continue
 				}
 				var h *policy.Host
-				if host {
-					probed := launcher.ProbeHost(launcher.DefaultDirs(), svc)
+				if onHost {
+					probed := plan.PolicyHost(host.Probe(), cli.DefaultDirs(), svc)
 					h = &probed
 				}
 				reports = append(reports, policy.Check(svc, h))
@@ -61,6 +63,6 @@ controllers for safe-run, no user namespace ranges).`,
 		},
 	}
 	rf.add(cmd)
-	cmd.Flags().BoolVar(&host, "host", false, "add what this host cannot enforce")
+	cmd.Flags().BoolVar(&onHost, "host", false, "add what this host cannot enforce")
 	return cmd
 }

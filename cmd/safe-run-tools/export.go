@@ -8,7 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/export"
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/internal/cli"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -40,15 +41,17 @@ comment, and the weakening is repeated on standard error.`,
 			}
 			if args[0] == "systemd" && opts.SafeRun == "" {
 				// The unit starts safe-run, which sits beside this binary.
-				if opts.SafeRun, err = filepath.EvalSymlinks(launcher.HelperPath("safe-run")); err != nil {
+				if opts.SafeRun, err = filepath.EvalSymlinks(cli.HelperPath("safe-run")); err != nil {
 					return fmt.Errorf("finding the safe-run binary for the unit: %w (use --safe-run PATH)", err)
 				}
 			}
-			p, err := plan.Prepare(cmd.Context(), args[1], planOptions())
+			// For another machine: what this host could not enforce
+			// (job.Refused) is none of the export's business.
+			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), planOptions())
 			if err != nil {
 				return err
 			}
-			out, err := export.Export(args[0], p, opts)
+			out, err := export.Export(args[0], job, opts)
 			if err != nil {
 				return err
 			}

@@ -2,18 +2,13 @@ package main
 
 import (
 	"bytes"
-	"os/user"
 	"strings"
 	"testing"
 
-	"github.com/safe-run/safe-run/internal/testenv"
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/internal/cli"
 )
 
 func TestExportCommand(t *testing.T) {
-	if _, err := user.Lookup(launcher.IDUser); err != nil {
-		testenv.Skip(t, "needs the %s user (make setup-user): %v", launcher.IDUser, err)
-	}
 	t.Setenv("SAFE_RUN_STATE_DIR", t.TempDir())
 	t.Setenv("SAFE_RUN_DATA_DIR", t.TempDir())
 	manifest := "../../export/testdata/hardened.toml"
@@ -49,8 +44,8 @@ func TestExportCommandErrors(t *testing.T) {
 		{[]string{"export", "docker"}, "safe-run: missing arguments (usage: safe-run export {systemd|docker|compose|kubernetes} SERVICE.toml [flags]; see safe-run export --help)\n"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(tc.args, nil, &stdout, &stderr); code != launcher.ExitFailed {
-			t.Errorf("%v: exit %d, want %d", tc.args, code, launcher.ExitFailed)
+		if code := run(tc.args, nil, &stdout, &stderr); code != cli.ExitFailed {
+			t.Errorf("%v: exit %d, want %d", tc.args, code, cli.ExitFailed)
 		}
 		if stderr.String() != tc.want {
 			t.Errorf("%v: stderr %q, want %q", tc.args, stderr.String(), tc.want)

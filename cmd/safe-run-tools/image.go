@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/image"
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/internal/cli"
 )
 
 func imageCommand(g *globals) *cobra.Command {
@@ -24,7 +24,7 @@ root). An image a running service uses is never removed.`,
 	return cmd
 }
 
-func imageDir() string { return filepath.Join(launcher.DefaultDirs().Data, "images") }
+func imageDir() string { return filepath.Join(cli.DefaultDirs().Data, "images") }
 
 func imageLsCommand(g *globals) *cobra.Command {
 	return &cobra.Command{

@@ -5,7 +5,7 @@ import (
 
 	"github.com/opencontainers/runc/libcontainer"
 
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/internal/rootless"
 	// nsexec: the C constructor that sets up namespaces for "init" before
 	// the Go runtime starts.
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
@@ -24,6 +24,6 @@ func init() {
 		libcontainer.Init() // never returns
 	}
 	// The rootless entry re-executes safe-run once the user namespace is
-	// mapped (see launcher/rootless_linux.go); that too comes first.
-	launcher.FinishRootlessEntry()
+	// mapped (see internal/rootless); that too comes first.
+	rootless.FinishEntry()
 }

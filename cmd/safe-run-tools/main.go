@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,7 +22,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/internal/cli"
 )
 
 func main() {
@@ -40,6 +41,7 @@ func (e exitStatus) Error() string { return fmt.Sprintf("exit status %d", int(e)
 type globals struct {
 	args   []string // as given, for the rootless re-execution
 	quiet  bool
+	debug  bool
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -80,6 +82,7 @@ with a reason.`,
 		},
 	}
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no start report on stderr")
+	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log everything on stderr, not only warnings")
 	root.AddCommand(runCommand(g), specCommand(g), checkCommand(g), importCommand(g), auditCommand(g),
 		exportCommand(g), imageCommand(g), profileCommand(g), doctorCommand(g), appArmorCommand(g), schemaCommand(g), versionCommand(g))
 	refuseUnknownSubcommands(root)
@@ -161,5 +164,16 @@ func exitCode(err error, stderr io.Writer) int {
 	case errors.As(err, &status):
 		return int(status)
 	}
-	return launcher.Fail(stderr, err)
+	return cli.Fail(stderr, err)
+}
+
+// log is the logger of the command line's flags, on stderr.
+func (g *globals) log() *slog.Logger { return cli.Logger(g.stderr, g.debug) }
+
+// report is where a start's notes and progress go: stderr, unless quiet.
+func (g *globals) report() io.Writer {
+	if g.quiet {
+		return nil
+	}
+	return g.stderr
 }

@@ -14,8 +14,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/internal/cli"
 	"github.com/safe-run/safe-run/launcher"
-	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
 )
 
@@ -62,17 +63,8 @@ reported as it is made, so the service runs slower while it is recorded.`,
 }
 
 func recordProfile(ctx context.Context, g *globals, path, out string, duration time.Duration) error {
-	if launcher.MustEnterRootless() {
-		code, err := launcher.RunRootless(g.args, launcher.DefaultDirs(), nil)
-		if err == nil && code != 0 {
-			err = exitStatus(code)
-		}
-		return err
-	}
-	popts := planOptions()
-	popts.Allocate = true
-	p, err := plan.Prepare(ctx, path, popts)
-	if err != nil {
+	job, entered, err := planRun(ctx, g, path, nil)
+	if entered || err != nil {
 		return err
 	}
 	runCtx := ctx
@@ -81,7 +73,8 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		runCtx, cancel = context.WithTimeout(ctx, duration)
 		defer cancel()
 	}
-	prof, code, err := plan.Record(runCtx, p, p.Job(launcher.DefaultDirs(), launcher.HelperPath("safe-run-janitor"), g.quiet).Options(launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr}))
+	opts := cli.RunOptions(launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr}, g.quiet, g.log())
+	prof, code, err := launcher.Record(runCtx, job, host.Probe(), opts)
 	if err != nil {
 		return err
 	}
@@ -93,7 +86,7 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		return fmt.Errorf("writing the profile: %w", err)
 	}
 	say := func(format string, args ...any) {
-		fmt.Fprintf(g.stderr, "safe-run: %s: "+format+"\n", append([]any{p.Service.Name}, args...)...)
+		fmt.Fprintf(g.stderr, "safe-run: %s: "+format+"\n", append([]any{job.Name}, args...)...)
 	}
 	// Stopped at the end of --duration, or by SIGINT or SIGTERM, the
 	// service has done what it was recorded for; that it then exits
@@ -103,7 +96,7 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 	}
 	rel := out
 	if abs, err := filepath.Abs(out); err == nil {
-		if r, err := filepath.Rel(p.Service.Dir, abs); err == nil {
+		if r, err := filepath.Rel(job.Service.Dir, abs); err == nil {
 			rel = r
 		}
 	}

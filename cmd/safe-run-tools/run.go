@@ -7,8 +7,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/image/registry"
+	"github.com/safe-run/safe-run/internal/cli"
+	"github.com/safe-run/safe-run/internal/handoff"
+	"github.com/safe-run/safe-run/internal/rootless"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -25,36 +29,43 @@ func runCommand(g *globals) *cobra.Command {
 }
 
 func runService(ctx context.Context, g *globals, path string) error {
-	if launcher.MustEnterRootless() {
-		var report io.Writer
-		if !g.quiet {
-			report = g.stderr
-		}
-		code, err := launcher.RunRootless(g.args, launcher.DefaultDirs(), report)
-		if err == nil && code != 0 {
-			err = exitStatus(code)
-		}
-		return err
-	}
-	popts := planOptions()
-	popts.Allocate = true
-	if !g.quiet {
-		popts.Progress = g.stderr
-	}
-	p, err := plan.Prepare(ctx, path, popts)
-	if err != nil {
+	job, entered, err := planRun(ctx, g, path, g.report())
+	if entered || err != nil {
 		return err
 	}
 	// Only the launcher stays: safe-run takes this process over.
-	return launcher.Supervise(p.Job(launcher.DefaultDirs(), launcher.HelperPath("safe-run-janitor"), g.quiet), launcher.HelperPath("safe-run"))
+	return handoff.Exec(handoff.Handoff{Job: job, Quiet: g.quiet, Debug: g.debug}, cli.HelperPath("safe-run"))
+}
+
+// planRun is how run and profile record begin: without root, re-executed
+// in a user namespace of the user's own (entered: it ran there, and its
+// status is in the error); otherwise the service planned and enforced on
+// this host, ready for the launcher. report gets the rootless notes and
+// the image progress (nil: none).
+func planRun(ctx context.Context, g *globals, path string, report io.Writer) (job *plan.Job, entered bool, err error) {
+	facts := host.Probe()
+	code, entered, err := rootless.Enter(facts, g.args, cli.DefaultDirs(), report)
+	if entered {
+		if err == nil && code != 0 {
+			err = exitStatus(code)
+		}
+		return nil, true, err
+	}
+	popts := planOptions()
+	popts.Progress = report
+	if job, err = plan.Build(ctx, path, facts, popts); err != nil {
+		return nil, false, err
+	}
+	return job, false, launcher.Enforce(ctx, job, facts)
 }
 
 // planOptions are the plan.Options of this install: its directories, the
-// init it ships, and the registry client.
+// helpers it ships, and the registry client.
 func planOptions() plan.Options {
 	return plan.Options{
-		Dirs:     launcher.DefaultDirs(),
-		InitPath: launcher.HelperPath("safe-run-init"),
+		Dirs:        cli.DefaultDirs(),
+		InitPath:    cli.HelperPath("safe-run-init"),
+		JanitorPath: cli.HelperPath("safe-run-janitor"),
 		Registry: func(repo name.Repository, allowHTTP bool) image.Registry {
 			return registry.New(repo, allowHTTP, nil)
 		},

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/spf13/cobra"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -13,21 +15,29 @@ func specCommand(g *globals) *cobra.Command {
 		Use:   "spec SERVICE.toml",
 		Short: "Print the OCI runtime spec the service would run with",
 		Long: `Print, as JSON, the OCI runtime spec that "safe-run SERVICE.toml" would hand
-to the container runtime. It needs no root and changes nothing: the user
-namespace range shown is the one the service has, or would get.`,
+to the container runtime, run by the same user on this host. It needs no root
+and changes nothing: the user namespace range shown is the one the service
+has, or would get.
+
+Where this host would refuse that run (limits without a delegated cgroup,
+AppArmor required and absent, no id range for services), spec still prints
+the spec, says why on standard error, and exits 0.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			popts := planOptions()
 			if !g.quiet {
 				popts.Progress = g.stderr
 			}
-			p, err := plan.Prepare(cmd.Context(), args[0], popts)
+			job, err := plan.Build(cmd.Context(), args[0], host.Probe(), popts)
 			if err != nil {
 				return err
 			}
+			if err := job.Refused(); err != nil {
+				fmt.Fprintf(g.stderr, "safe-run: spec: note: a run of %s would be refused on this host: %v\n", job.Name, err)
+			}
 			enc := json.NewEncoder(g.stdout)
 			enc.SetIndent("", "  ")
-			return enc.Encode(p.Spec)
+			return enc.Encode(job.Spec)
 		},
 	}
 }

@@ -11,7 +11,7 @@ import (
 	// with device rules fails to start.
 	_ "github.com/opencontainers/cgroups/devices"
 
-	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/internal/rootless"
 )
 
 // libcontainer starts a container by re-executing this binary (a sealed
@@ -22,6 +22,6 @@ func init() {
 		libcontainer.Init() // never returns
 	}
 	// The rootless entry re-executes safe-run once the user namespace is
-	// mapped (see launcher/rootless_linux.go); that too comes first.
-	launcher.FinishRootlessEntry()
+	// mapped (see internal/rootless); that too comes first.
+	rootless.FinishEntry()
 }

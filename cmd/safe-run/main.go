@@ -1,7 +1,7 @@
 // Command safe-run runs a service described by a TOML manifest as a
 // hardened container, in the foreground, and exits with its status.
 //
-// This binary is the fast path of `safe-run SERVICE.toml`: it prepares the
+// This binary is the fast path of `safe-run SERVICE.toml`: it plans the
 // service, starts the container and supervises it, all in one process.
 // Everything else is safe-run-tools's, which safe-run replaces itself with,
 // arguments unchanged: every other command (spec, check, import, export,
@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -29,7 +30,11 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/internal/cli"
+	"github.com/safe-run/safe-run/internal/handoff"
+	"github.com/safe-run/safe-run/internal/rootless"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -39,20 +44,27 @@ func main() {
 	// errors, which it reports itself.
 	logrus.SetOutput(io.Discard)
 	args := os.Args[1:]
-	if fd, ok := launcher.JobFD(args); ok {
+	if fd, ok := handoff.FD(args); ok {
 		os.Exit(superviseJob(fd))
 	}
-	if path, quiet, ok := runArgs(args); ok {
-		os.Exit(runService(args, path, quiet))
+	if path, f, ok := runArgs(args); ok {
+		os.Exit(runService(args, path, f))
 	}
 	os.Exit(execTools(args))
 }
 
+// runFlags are the flags of a start.
+type runFlags struct {
+	quiet bool // -q, --quiet: no start report
+	debug bool // --debug: log everything, not only warnings
+}
+
 // runArgs recognises the starts this binary runs itself: `[run] [-q|--quiet]
-// PATH` in any order of the flag, where without `run` PATH must look like a
-// file (a dot or a slash in it), never like a command name. Anything else,
-// a mistyped command included, is safe-run-tools's to run or to explain.
-func runArgs(args []string) (path string, quiet, ok bool) {
+// [--debug] PATH` in any order of the flags, where without `run` PATH must
+// look like a file (a dot or a slash in it), never like a command name.
+// Anything else, a mistyped command included, is safe-run-tools's to run or
+// to explain.
+func runArgs(args []string) (path string, f runFlags, ok bool) {
 	explicit := len(args) > 0 && args[0] == "run"
 	if explicit {
 		args = args[1:]
@@ -61,78 +73,81 @@ func runArgs(args []string) (path string, quiet, ok bool) {
 	for _, a := range args {
 		switch {
 		case a == "-q" || a == "--quiet":
-			quiet = true
+			f.quiet = true
+		case a == "--debug":
+			f.debug = true
 		case strings.HasPrefix(a, "-"):
-			return "", false, false
+			return "", f, false
 		default:
 			paths = append(paths, a)
 		}
 	}
 	if len(paths) != 1 || !explicit && !strings.ContainsAny(paths[0], "./") {
-		return "", false, false
+		return "", f, false
 	}
-	return paths[0], quiet, true
+	return paths[0], f, true
 }
 
-// runService prepares the service at path and runs it in this process.
-func runService(args []string, path string, quiet bool) int {
+// runService plans the service at path and runs it in this process.
+func runService(args []string, path string, f runFlags) int {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	dirs := launcher.DefaultDirs()
-	if launcher.MustEnterRootless() {
-		var report io.Writer
-		if !quiet {
-			report = os.Stderr
-		}
-		code, err := launcher.RunRootless(args, dirs, report)
+	log := cli.Logger(os.Stderr, f.debug)
+	facts := host.Probe()
+	dirs := cli.DefaultDirs()
+	var report io.Writer
+	if !f.quiet {
+		report = os.Stderr
+	}
+	if code, entered, err := rootless.Enter(facts, args, dirs, report); entered {
 		if err != nil {
-			return launcher.Fail(os.Stderr, err)
+			return cli.Fail(os.Stderr, err)
 		}
 		return code
 	}
-	// Subscribing takes milliseconds of hand-offs: done while preparing.
+	// Subscribing takes milliseconds of hand-offs: done while planning.
 	signals := launcher.SubscribeSignals()
-	popts := plan.Options{Dirs: dirs, InitPath: launcher.HelperPath("safe-run-init"), Allocate: true}
-	if !quiet {
-		popts.Progress = os.Stderr
-	}
-	p, err := plan.Prepare(ctx, path, popts)
+	popts := plan.Options{Dirs: dirs, InitPath: cli.HelperPath("safe-run-init"), JanitorPath: cli.HelperPath("safe-run-janitor"), Progress: report}
+	job, err := plan.Build(ctx, path, facts, popts)
 	if errors.Is(err, image.ErrRegistryNeeded) {
 		// Nothing is recorded before the image is resolved:
 		// safe-run-tools starts over with the registry client.
 		return execTools(args)
 	}
-	if err != nil {
-		return launcher.Fail(os.Stderr, err)
+	if err == nil {
+		err = launcher.Enforce(ctx, job, facts)
 	}
-	return supervise(ctx, p.Job(dirs, launcher.HelperPath("safe-run-janitor"), quiet), signals)
+	if err != nil {
+		return cli.Fail(os.Stderr, err)
+	}
+	return supervise(ctx, job, f.quiet, log, signals)
 }
 
-// superviseJob runs the service safe-run-tools prepared and handed over.
+// superviseJob runs the service safe-run-tools planned and handed over.
 func superviseJob(fd int) int {
-	job, err := launcher.ReadJob(fd)
+	h, err := handoff.Read(fd)
 	if err != nil {
-		return launcher.Fail(os.Stderr, err)
+		return cli.Fail(os.Stderr, err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
 	defer stop()
-	return supervise(ctx, job, nil)
+	return supervise(ctx, h.Job, h.Quiet, cli.Logger(os.Stderr, h.Debug), nil)
 }
 
-func supervise(ctx context.Context, job *launcher.Job, signals *launcher.Signals) int {
-	opts := job.Options(launcher.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+func supervise(ctx context.Context, job *plan.Job, quiet bool, log *slog.Logger, signals *launcher.Signals) int {
+	opts := cli.RunOptions(launcher.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, quiet, log)
 	opts.Signals = signals
-	code, err := launcher.Run(ctx, job.Spec, job.Host, opts)
+	code, err := launcher.Run(ctx, job, opts)
 	if err != nil {
-		return launcher.Fail(os.Stderr, err)
+		return cli.Fail(os.Stderr, err)
 	}
 	return code
 }
 
 // execTools replaces this process with safe-run-tools, same arguments.
 func execTools(args []string) int {
-	path := launcher.HelperPath("safe-run-tools")
+	path := cli.HelperPath("safe-run-tools")
 	err := syscall.Exec(path, append([]string{"safe-run-tools"}, args...), os.Environ())
 	fmt.Fprintf(os.Stderr, "safe-run: running %s: %v (install safe-run-tools beside safe-run)\n", path, err)
-	return launcher.ExitFailed
+	return cli.ExitFailed
 }

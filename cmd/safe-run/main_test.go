@@ -6,19 +6,20 @@ import "testing"
 // mean anything else; the rest goes to safe-run-tools unchanged.
 func TestRunArgs(t *testing.T) {
 	for _, tc := range []struct {
-		args  []string
-		path  string
-		quiet bool
+		args         []string
+		path         string
+		quiet, debug bool
 	}{
-		{[]string{"web.toml"}, "web.toml", false},
-		{[]string{"-q", "/etc/safe-run/web.toml"}, "/etc/safe-run/web.toml", true},
-		{[]string{"web.toml", "--quiet"}, "web.toml", true},
-		{[]string{"run", "web"}, "web", false},
-		{[]string{"run", "-q", "check"}, "check", true},
+		{[]string{"web.toml"}, "web.toml", false, false},
+		{[]string{"-q", "/etc/safe-run/web.toml"}, "/etc/safe-run/web.toml", true, false},
+		{[]string{"web.toml", "--quiet"}, "web.toml", true, false},
+		{[]string{"run", "web"}, "web", false, false},
+		{[]string{"run", "-q", "check"}, "check", true, false},
+		{[]string{"--debug", "web.toml"}, "web.toml", false, true},
 	} {
-		path, quiet, ok := runArgs(tc.args)
-		if !ok || path != tc.path || quiet != tc.quiet {
-			t.Errorf("%q: %q %v %v, want %q %v", tc.args, path, quiet, ok, tc.path, tc.quiet)
+		path, f, ok := runArgs(tc.args)
+		if !ok || path != tc.path || f.quiet != tc.quiet || f.debug != tc.debug {
+			t.Errorf("%q: %q %+v %v, want %q quiet %v debug %v", tc.args, path, f, ok, tc.path, tc.quiet, tc.debug)
 		}
 	}
 	for _, args := range [][]string{

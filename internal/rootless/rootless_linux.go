@@ -1,4 +1,7 @@
-package launcher
+// Package rootless runs safe-run without root: it re-executes safe-run in a
+// user namespace of the user's own first, where the inner safe-run runs the
+// service as it would as root.
+package rootless
 
 import (
 	"errors"
@@ -6,13 +9,15 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"strconv"
 	"strings"
 	"syscall"
 
-	"github.com/opencontainers/cgroups"
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // Rootless: safe-run runs the same manifest without root by first entering
@@ -31,33 +36,17 @@ import (
 // The outer safe-run stays as the parent: it forwards signals and exits
 // with the inner one's status.
 
-// rootlessEnv tells the re-executed safe-run where it is: "wait" until the
-// parent has written the id maps, then "ready:SIZE" once it is root in
-// the namespace, SIZE ids being mapped.
-const rootlessEnv = "_SAFE_RUN_ROOTLESS"
-
-// RootlessIDs returns the size of the user namespace safe-run runs in when
-// it is the rootless inner process, or 0 when it is not.
-func RootlessIDs() uint32 {
-	v, ok := strings.CutPrefix(os.Getenv(rootlessEnv), "ready:")
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.ParseUint(v, 10, 32)
-	return uint32(n)
-}
-
-// FinishRootlessEntry runs first in a re-executed safe-run: it waits until
+// FinishEntry runs first in a re-executed safe-run: it waits until
 // the parent has mapped the user namespace, then executes itself again,
 // because the first exec happened before the maps existed and so dropped
 // every capability. Executed again, it follows the parent (see
 // followParent). It returns only when safe-run was not re-executed, or
 // was executed again.
-func FinishRootlessEntry() {
-	v := os.Getenv(rootlessEnv)
+func FinishEntry() {
+	v := os.Getenv(host.RootlessEnv)
 	if size, ok := strings.CutSuffix(v, lifelineMark); ok {
 		// Children started later (safe-run-tools) do not have fd 3.
-		os.Setenv(rootlessEnv, size)
+		os.Setenv(host.RootlessEnv, size)
 		followParent(os.NewFile(lifelineFD, "rootless lifeline"))
 		return
 	}
@@ -73,14 +62,14 @@ func FinishRootlessEntry() {
 	}
 	// Kept open across the exec: the parent closes its end only when it
 	// ends.
-	os.Setenv(rootlessEnv, "ready:"+size+lifelineMark)
+	os.Setenv(host.RootlessEnv, "ready:"+size+lifelineMark)
 	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "safe-run: entering the user namespace: %v\n", err)
 	os.Exit(125)
 }
 
 // The outer safe-run's sync pipe, fd 3 of the inner one, stays open for
-// the outer's life; the mark on rootlessEnv says the inner has it.
+// the outer's life; the mark on host.RootlessEnv says the inner has it.
 const (
 	lifelineFD   = 3
 	lifelineMark = ":lifeline"
@@ -103,75 +92,41 @@ func followParent(f *os.File) {
 	}()
 }
 
-// RootlessIDSize is the size of the user namespace a rootless run gets: the
-// one it is in, or the one it would enter.
-func RootlessIDSize() uint32 {
-	if n := RootlessIDs(); n > 0 {
-		return n
+// Enter is how every command that starts a service begins without root:
+// when f says safe-run runs as a user, outside its own user namespace, it
+// re-executes safe-run with args in a new user namespace and waits for it,
+// and entered is true, code the inner safe-run's exit status. Otherwise it
+// does nothing, and the command goes on as root (or as the inner
+// safe-run).
+//
+// dirs are passed on, since inside, safe-run is root and would otherwise
+// pick root's directories. What the user should know about the namespace
+// goes to report as "safe-run: ..." lines (nil: not at all).
+func Enter(f host.Facts, args []string, dirs plan.Dirs, report io.Writer) (code int, entered bool, err error) {
+	if !f.MustEnterRootless() {
+		return 0, false, nil
 	}
-	u, err := user.Current()
-	if err != nil {
-		return 1
-	}
-	_, uids, _ := userSubIDs("/etc/subuid", u)
-	_, gids, _ := userSubIDs("/etc/subgid", u)
-	if uids > 0 && gids > 0 {
-		return IDRangeSize
-	}
-	return 1
+	code, err = run(f, args, dirs, report)
+	return code, true, err
 }
 
-// userSubIDs is the user's first range of at least 65535 subordinate ids.
-func userSubIDs(file string, u *user.User) (start, count uint64, err error) {
-	ranges, err := ReadSubIDs(file)
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, r := range ranges {
-		if (r.Owner == u.Username || r.Owner == u.Uid) && r.Count >= IDRangeSize-1 {
-			return r.Start, IDRangeSize - 1, nil
-		}
-	}
-	return 0, 0, nil
-}
-
-// MustEnterRootless reports whether safe-run runs without root and outside
-// its own user namespace: a start must go through RunRootless first.
-func MustEnterRootless() bool {
-	return os.Geteuid() != 0 && RootlessIDs() == 0
-}
-
-// RunRootless re-executes safe-run with args in a new user namespace and
-// waits for it. dirs are passed on, since inside, safe-run is root and
-// would otherwise pick root's directories. What the user should know
-// about the namespace goes to report as "safe-run: ..." lines (nil: not
-// at all).
-func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
-	u, err := user.Current()
-	if err != nil {
-		return 0, err
-	}
-	uidStart, uidCount, err := userSubIDs("/etc/subuid", u)
-	if err != nil {
-		return 0, fmt.Errorf("reading /etc/subuid: %w", err)
-	}
-	gidStart, gidCount, err := userSubIDs("/etc/subgid", u)
-	if err != nil {
-		return 0, fmt.Errorf("reading /etc/subgid: %w", err)
-	}
+func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer) (int, error) {
+	uid, gid := strconv.Itoa(f.UID), strconv.Itoa(os.Getgid())
+	uidStart, uidCount := f.UserSubIDs(f.SubUIDs)
+	gidStart, gidCount := f.UserSubIDs(f.SubGIDs)
 	size := uint64(1)
 	if uidCount > 0 && gidCount > 0 {
-		size = IDRangeSize
+		size = host.IDRangeSize
 	} else if report != nil {
-		fmt.Fprintf(report, "safe-run: user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)\n", u.Username, IDRangeSize, u.Username)
+		fmt.Fprintf(report, "safe-run: user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)\n", f.User, host.IDRangeSize, f.User)
 	}
 	// The inner safe-run moves itself into a supervisor leaf of this
 	// cgroup so that the container's cgroup can get controllers beside
 	// it; this process must not stay behind in the cgroup, or it could
 	// not delegate them. Where it cannot move (no cgroup v2 delegated
 	// here), the inner safe-run says why.
-	if cgroups.IsCgroup2UnifiedMode() {
-		_ = enterSupervisorLeaf()
+	if f.Cgroup.Mode == host.CgroupV2 {
+		_ = launcher.EnterSupervisorLeaf()
 	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
@@ -182,14 +137,14 @@ func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{syncR}
-	cmd.Env = append(os.Environ(), rootlessEnv+"=wait:"+strconv.FormatUint(size, 10),
+	cmd.Env = append(os.Environ(), host.RootlessEnv+"=wait:"+strconv.FormatUint(size, 10),
 		"SAFE_RUN_STATE_DIR="+dirs.State, "SAFE_RUN_DATA_DIR="+dirs.Data)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, Pdeathsig: unix.SIGKILL}
 	// Signals for the service go to the inner safe-run, which handles
 	// them as it would as root.
-	subscribed := SubscribeSignals()
-	defer subscribed.stop()
-	signals := subscribed.wait()
+	subscribed := launcher.SubscribeSignals()
+	defer subscribed.Stop()
+	signals := subscribed.Wait()
 	if err := cmd.Start(); err != nil {
 		syncR.Close()
 		return 0, fmt.Errorf("entering a user namespace: %w (check that user namespaces are enabled: sysctl user.max_user_namespaces)", err)
@@ -198,11 +153,11 @@ func RunRootless(args []string, dirs Dirs, report io.Writer) (int, error) {
 	pid := strconv.Itoa(cmd.Process.Pid)
 	var mapErr error
 	if size == 1 {
-		mapErr = writeSingleMap(pid, u)
+		mapErr = writeSingleMap(pid, uid, gid)
 	} else {
 		mapErr = errors.Join(
-			runMapper("newuidmap", pid, "0", u.Uid, "1", "1", strconv.FormatUint(uidStart, 10), strconv.FormatUint(uidCount, 10)),
-			runMapper("newgidmap", pid, "0", u.Gid, "1", "1", strconv.FormatUint(gidStart, 10), strconv.FormatUint(gidCount, 10)))
+			runMapper("newuidmap", pid, "0", uid, "1", "1", strconv.FormatUint(uidStart, 10), strconv.FormatUint(uidCount, 10)),
+			runMapper("newgidmap", pid, "0", gid, "1", "1", strconv.FormatUint(gidStart, 10), strconv.FormatUint(gidCount, 10)))
 	}
 	if mapErr != nil {
 		_ = cmd.Process.Kill()
@@ -242,12 +197,12 @@ func runMapper(tool string, args ...string) error {
 }
 
 // writeSingleMap maps container root onto the user, which needs no helper.
-func writeSingleMap(pid string, u *user.User) error {
+func writeSingleMap(pid, uid, gid string) error {
 	if err := os.WriteFile("/proc/"+pid+"/setgroups", []byte("deny"), 0); err != nil {
 		return err
 	}
-	if err := os.WriteFile("/proc/"+pid+"/uid_map", []byte("0 "+u.Uid+" 1"), 0); err != nil {
+	if err := os.WriteFile("/proc/"+pid+"/uid_map", []byte("0 "+uid+" 1"), 0); err != nil {
 		return err
 	}
-	return os.WriteFile("/proc/"+pid+"/gid_map", []byte("0 "+u.Gid+" 1"), 0)
+	return os.WriteFile("/proc/"+pid+"/gid_map", []byte("0 "+gid+" 1"), 0)
 }

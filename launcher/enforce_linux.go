@@ -1,0 +1,65 @@
+package launcher
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/plan"
+)
+
+// Enforce refuses, before a start records anything, a job this host
+// cannot run (plan.Job.Refused), a bind or secret source the launcher
+// would refuse when it mounts it (all at once, each at its line of the
+// manifest) and a working directory the image lacks; then it allocates
+// and records the service's user namespace range and maps the spec onto
+// it. run and profile record call it; spec, check and export do not, so
+// that they work on any host.
+func Enforce(ctx context.Context, job *plan.Job, f host.Facts) error {
+	if err := job.Refused(); err != nil {
+		return err
+	}
+	svc := job.Service
+	if err := checkHostPaths(svc); err != nil {
+		return err
+	}
+	if err := plan.CheckWorkdir(svc, job.Image); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if job.Placement.Rootless {
+		return nil
+	}
+	ids, err := plan.AllocateIDs(f, job.Dirs.Data, job.Name, true)
+	if err != nil {
+		return err
+	}
+	job.SetIDs(ids)
+	return nil
+}
+
+// checkHostPaths refuses the bind and secret sources the launcher would
+// refuse when it mounts them (see openChecked).
+func checkHostPaths(svc *manifest.Service) error {
+	allow := svc.Allows(manifest.AllowSensitiveMounts)
+	var errs []error
+	for i, m := range svc.Mounts {
+		if m.Type != manifest.MountBind {
+			continue
+		}
+		if err := CheckBindSource(m.Source, allow); err != nil {
+			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%v", err))
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {
+		if err := CheckSecretFile(svc.Secrets[name].File, allow); err != nil {
+			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))
+		}
+	}
+	return manifest.Merge(errs...)
+}
