@@ -7,26 +7,22 @@ import (
 	"slices"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 )
 
 // Enforce refuses, before a start records anything, a job this host
-// cannot run (plan.Job.Refused), a bind or secret source the launcher
-// would refuse when it mounts it (all at once, each at its line of the
-// manifest) and a working directory the image lacks; then it allocates
-// and records the service's user namespace range and maps the spec onto
-// it. run and profile record call it; spec, check and export do not, so
-// that they work on any host.
+// cannot run (plan.Job.Refused) and a working directory the image lacks;
+// then it allocates and records the service's user namespace range and
+// maps the spec onto it. run and profile record call it, having planned
+// the job with CheckPaths; spec, check and export do neither, so that
+// they work on any host.
 func Enforce(ctx context.Context, job *plan.Job, f host.Facts) error {
 	if err := job.Refused(); err != nil {
 		return err
 	}
-	svc := job.Service
-	if err := checkHostPaths(svc); err != nil {
-		return err
-	}
-	if err := plan.CheckWorkdir(svc, job.Image); err != nil {
+	if err := plan.CheckWorkdir(job.Service, job.Image); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
@@ -43,11 +39,20 @@ func Enforce(ctx context.Context, job *plan.Job, f host.Facts) error {
 	return nil
 }
 
-// checkHostPaths refuses the bind and secret sources the launcher would
-// refuse when it mounts them (see openChecked).
-func checkHostPaths(svc *manifest.Service) error {
+// CheckPaths refuses the root directory, bind and secret sources the
+// launcher would refuse when it mounts them (see openChecked), each error
+// at its line of the manifest, all at once. A start plans its job with it
+// (plan.Options.CheckPaths): before the image is pulled or anything
+// recorded.
+func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 	allow := svc.Allows(manifest.AllowSensitiveMounts)
 	var errs []error
+	if svc.Image.Rootfs != "" {
+		// Only a stat and the policy's path check: nothing is unpacked.
+		if _, err := image.Resolve(ctx, svc, image.Options{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i, m := range svc.Mounts {
 		if m.Type != manifest.MountBind {
 			continue

@@ -31,6 +31,12 @@ type Options struct {
 	// Registry pulls images from registries (image.Options.Registry);
 	// nil: an image.ref must be pinned and cached.
 	Registry image.Connect
+	// CheckPaths, when set, checks the manifest's host paths before the
+	// image is resolved: a start passes launcher.CheckPaths, so that what
+	// the launcher would refuse is refused before anything is pulled,
+	// with the rootfs's problems, all at once. spec, export and check
+	// leave it nil: they work on any host.
+	CheckPaths func(context.Context, *manifest.Service) error
 }
 
 // Build runs every stage before the launcher on the manifest at path: load
@@ -48,6 +54,11 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 	svc, err := Load(path)
 	if err != nil {
 		return nil, err
+	}
+	if opts.CheckPaths != nil {
+		if err := opts.CheckPaths(ctx, svc); err != nil {
+			return nil, err
+		}
 	}
 	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry})
 	if err != nil {

@@ -52,7 +52,7 @@ func planRun(ctx context.Context, g *globals, path string, report io.Writer) (jo
 		return nil, true, err
 	}
 	popts := planOptions()
-	popts.Progress = report
+	popts.Progress, popts.CheckPaths = report, launcher.CheckPaths
 	if job, err = plan.Build(ctx, path, facts, popts); err != nil {
 		return nil, false, err
 	}
