@@ -374,4 +374,3 @@ func overlayInUserns() error {
 	}
 	return nil
 }
-
