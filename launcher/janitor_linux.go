@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"syscall"
@@ -78,12 +79,15 @@ func (j *janitor) running() error {
 // dismiss tells the janitor that safe-run cleaned up itself. It must come
 // before the name lock is released: a janitor that saw safe-run die after
 // that could clean up after the next run of the same name.
-func (j *janitor) dismiss() {
+func (j *janitor) dismiss(log *slog.Logger) {
 	if j.running() != nil {
 		j.w.Close()
 		return
 	}
-	_, _ = j.w.Write([]byte{'d'})
+	if _, err := j.w.Write([]byte{'d'}); err != nil {
+		// It then cleans up after safe-run, which has already.
+		log.Debug("dismissing the janitor", "err", err)
+	}
 	j.w.Close()
 }
 

@@ -3,6 +3,7 @@ package launcher
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,7 +82,9 @@ func sameFile(f *os.File, path string) bool {
 
 // release removes the lock file while still holding the lock, so that the
 // next start creates a fresh one.
-func (l *nameLock) release() {
-	_ = os.Remove(l.path)
+func (l *nameLock) release(log *slog.Logger) {
+	if err := os.Remove(l.path); err != nil {
+		log.Warn("removing the name lock", "file", l.path, "err", err)
+	}
 	l.f.Close()
 }

@@ -100,9 +100,9 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer lock.release()
+	defer lock.release(opts.Logger)
 	upperDir := filepath.Join(opts.DataDir, "containers", opts.Name)
-	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir); err != nil {
+	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger); err != nil {
 		return 0, err
 	} else if cleaned {
 		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
@@ -183,12 +183,15 @@ func loadAppArmor(ctx context.Context, spec *specs.Spec, host plan.Placement, op
 // cleanLeftovers removes what a previous run of the same name left when it
 // died before its janitor could act (the host crashed, or the janitor was
 // killed too).
-func cleanLeftovers(host plan.Placement, name, upperDir string) (cleaned bool, err error) {
+func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger) (cleaned bool, err error) {
 	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
 	if c, err := libcontainer.Load(host.RuntimeDir(), name); err == nil {
-		_ = c.Destroy()
+		if err := c.Destroy(); err != nil {
+			// What it leaves, removeCgroup and RemoveAll take next.
+			log.Warn("destroying the container a previous run left", "name", name, "err", err)
+		}
 	}
 	if err := removeCgroup(host.CgroupPath); err != nil {
 		return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
@@ -289,7 +292,7 @@ func (r *run) removeState() {
 // cleaned up itself; its exit is waited for last.
 func (r *run) dismissJanitor() {
 	if r.janitor != nil {
-		r.janitor.dismiss()
+		r.janitor.dismiss(r.opts.Logger)
 		r.ending.Go(r.janitor.reap)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -102,15 +103,15 @@ func followParent(f *os.File) {
 // dirs are passed on, since inside, safe-run is root and would otherwise
 // pick root's directories. What the user should know about the namespace
 // goes to report as "safe-run: ..." lines (nil: not at all).
-func Enter(f host.Facts, args []string, dirs plan.Dirs, report io.Writer) (code int, entered bool, err error) {
+func Enter(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (code int, entered bool, err error) {
 	if !f.MustEnterRootless() {
 		return 0, false, nil
 	}
-	code, err = run(f, args, dirs, report)
+	code, err = run(f, args, dirs, report, log)
 	return code, true, err
 }
 
-func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer) (int, error) {
+func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (int, error) {
 	uid, gid := strconv.Itoa(f.UID), strconv.Itoa(os.Getgid())
 	uidStart, uidCount := f.UserSubIDs(f.SubUIDs)
 	gidStart, gidCount := f.UserSubIDs(f.SubGIDs)
@@ -126,7 +127,9 @@ func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer) (int, er
 	// not delegate them. Where it cannot move (no cgroup v2 delegated
 	// here), the inner safe-run says why.
 	if f.Cgroup.Mode == host.CgroupV2 {
-		_ = launcher.EnterSupervisorLeaf()
+		if err := launcher.EnterSupervisorLeaf(); err != nil {
+			log.Debug("moving into the supervisor cgroup before entering the user namespace", "err", err)
+		}
 	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
