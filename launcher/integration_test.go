@@ -1113,6 +1113,33 @@ func TestRootless(t *testing.T) {
 		}
 	})
 
+	// spec and export are for reading and for another machine: they work
+	// where this user's run would be refused, spec saying so.
+	t.Run("spec and export where a run is refused", func(t *testing.T) {
+		p := write("rl-spec", "[process]\ncommand = [\"/bin/true\"]")
+		os.WriteFile(p, []byte(strings.Split(string(mustRead(t, p)), "\n[insecure]")[0]), 0o644)
+		c := asUser(context.Background(), "spec", p)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		var spec struct {
+			OCIVersion string `json:"ociVersion"`
+			Linux      struct {
+				UIDMappings []struct{ Size uint32 } `json:"uidMappings"`
+			}
+		}
+		if err != nil || json.Unmarshal(out, &spec) != nil || spec.OCIVersion == "" || len(spec.Linux.UIDMappings) == 0 {
+			t.Fatalf("spec: %v\n%s\n%s", err, out, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), "note: a run of rl-spec would be refused on this host: host cannot enforce the manifest: rootless limits") {
+			t.Errorf("spec does not say the run would be refused:\n%s", stderr.String())
+		}
+		c = asUser(context.Background(), "export", "kubernetes", p, "--dir", home)
+		if out, err := c.CombinedOutput(); err != nil || !strings.Contains(string(out), "\nkind: Pod\n") {
+			t.Errorf("export kubernetes: %v\n%s", err, out)
+		}
+	})
+
 	t.Run("probe", func(t *testing.T) {
 		c := asUser(context.Background(), write("rl-probe", "[process]\ncommand = [\"/bin/confinement\", \"-json\"]\nuser = \"1000:1000\""))
 		var stderr bytes.Buffer
