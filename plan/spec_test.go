@@ -26,7 +26,7 @@ import (
 )
 
 // hostFor returns the fixed host facts of a root run on a cgroup v1 (or
-// hybrid) host, as Prepare would find them.
+// hybrid) host, as Build would place them.
 func hostFor(name string) plan.Placement {
 	return plan.Placement{
 		StateDir:   "/run/safe-run/" + name,
@@ -70,7 +70,7 @@ func testRootfs(t *testing.T) string {
 
 // load parses testdata/spec/NAME.toml as if it lived in /srv/NAME (so the
 // goldens hold no path of this checkout) and applies the policy, as
-// Prepare does.
+// Build does.
 func load(t *testing.T, name string) *manifest.Service {
 	t.Helper()
 	path := filepath.Join("testdata", "spec", name+".toml")

@@ -7,7 +7,7 @@ import (
 )
 
 // Host is what the host safe-run runs on can enforce. The launcher probes
-// it (launcher.ProbeHost); the rules only read it, so they stay pure and
+// it (plan.PolicyHost, from host.Probe); the rules only read it, so they stay pure and
 // testable on any machine.
 type Host struct {
 	AppArmor bool // the kernel has AppArmor enabled
