@@ -27,22 +27,6 @@ const securityfs = "/sys/kernel/security/apparmor"
 // which its boot service loads.
 const InstallDir = "/etc/apparmor.d"
 
-// Probe finds what the kernel offers. It uses libcontainer's own test for
-// AppArmor, so that safe-run and libcontainer never disagree about it.
-func Probe() Host {
-	h := Host{Enabled: runcapparmor.IsEnabled()}
-	if !h.Enabled {
-		enabled, _ := os.ReadFile("/sys/module/apparmor/parameters/enabled")
-		h.NoSecurityfs = strings.TrimSpace(string(enabled)) == "Y"
-	}
-	if h.Enabled {
-		if loaded, err := loadedProfiles(); err == nil {
-			h.Loaded = loaded
-		}
-	}
-	return h
-}
-
 // loadedProfiles reads the kernel's list of profiles, lines of
 // "NAME (MODE)".
 func loadedProfiles() (map[string]string, error) {

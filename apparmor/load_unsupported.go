@@ -12,9 +12,6 @@ import (
 // InstallDir is where Install puts profiles.
 const InstallDir = "/etc/apparmor.d"
 
-// Probe reports no AppArmor: only Linux has it.
-func Probe() Host { return Host{} }
-
 // LoadOptions say where Load finds the compiler and keeps what it compiled.
 type LoadOptions struct {
 	CacheDir string

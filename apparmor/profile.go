@@ -32,7 +32,7 @@ type Profile struct {
 	Manifest string
 }
 
-// Host is what the kernel offers, as the launcher found it (Probe): the
+// Host is what the kernel offers, as package host found it (host.Probe): the
 // generator never looks at the host itself.
 type Host struct {
 	// Enabled: the kernel has AppArmor, enabled, with securityfs mounted.
