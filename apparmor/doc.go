@@ -36,7 +36,7 @@
 // # Host facts and loading
 //
 // ForService decides which profile applies on a host described by Host,
-// which the launcher probes (Probe) and passes in; generation never looks at
+// which package host probes (host.Probe) and plan passes in; generation never looks at
 // the host. Load, called by launcher.Run as root, compiles the profile with
 // apparmor_parser once per content and loads the compiled policy through
 // securityfs; an unchanged profile is not compiled again. Install puts the
