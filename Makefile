@@ -25,7 +25,7 @@ BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine umoci
 # The id ranges services' user namespaces come from (see launcher.IDUser).
 SUBIDS := 1073741824-1140850687
 
-.PHONY: build run test bench example deps-build deps-test deps-bench setup-user fuzz clean
+.PHONY: build run test bench example images deps-build deps-test deps-bench setup-user fuzz clean
 
 # -trimpath: the binaries hold no path of this checkout (the build host's
 # layout is none of a container's business), and are the same wherever it
@@ -41,6 +41,15 @@ example: build
 	./example/mkrootfs.sh example/rootfs $(BIN)/confinement
 	$(GO) run ./example/mkoci -entrypoint /bin/confinement -user 1000:1000 -env LOG_LEVEL=info \
 		-label org.opencontainers.image.source=https://example.org/safe-run-example example/rootfs example/oci:latest
+
+# The Debian services under example/ (nginx, redis): their root
+# filesystems from Debian 12 packages, built once by mmdebstrap into
+# /var/cache/safe-run/rootfs and linked beside each manifest as rootfs.
+# The packages here must match those of the tests (see example/services_test.go).
+images:
+	@command -v mmdebstrap >/dev/null || apt-get install -y -qq -o DPkg::Lock::Timeout=600 mmdebstrap >/dev/null
+	ln -sfn "$$(./example/debian/mkrootfs.sh nginx nginx busybox)" example/nginx/rootfs
+	ln -sfn "$$(./example/debian/mkrootfs.sh redis redis-server)" example/redis/rootfs
 
 run: build example setup-user
 	$(BIN)/safe-run example/service.toml
@@ -80,4 +89,4 @@ deps-build deps-test deps-bench: deps-%:
 	fi
 
 clean:
-	rm -rf $(BIN) example/rootfs example/oci
+	rm -rf $(BIN) example/rootfs example/oci example/nginx/rootfs example/redis/rootfs

@@ -25,9 +25,11 @@
 # bookworm, bookworm-updates and bookworm-security sources), so the build
 # works wherever apt does; MIRROR and SECURITY_MIRROR override them.
 # Must run as root (mmdebstrap's root mode keeps the packages' owners).
+# Exit status: 0 built or reused, 3 the archive cannot be reached, 1 or 2
+# any other failure.
 set -eu
 
-VERSION=1
+VERSION=2
 SUITE=bookworm
 
 usage() { echo "usage: $0 NAME PACKAGE..." >&2; exit 2; }
@@ -56,20 +58,9 @@ cache=${SAFE_RUN_ROOTFS_CACHE:-/var/cache/safe-run/rootfs}
 mkdir -p "$cache"
 chmod 755 "$cache"
 
-# The host's apt sources for the Debian archive: the same mirror, proxy
-# and reachability as `apt-get install` here.
-host_uri() {
-	apt-get indextargets --format '$(LABEL) $(REPO_URI)' 2>/dev/null |
-		awk -v l="$1" '$1 == l { print $2; exit }'
-}
-mirror=${MIRROR:-$(host_uri Debian)}
-mirror=${mirror:-http://deb.debian.org/debian/}
-security=${SECURITY_MIRROR:-$(host_uri Debian-Security)}
-security=${security:-http://deb.debian.org/debian-security/}
-
 publish() {
-	ln -sfn "$key" "$cache/.$name.link"
-	mv -T "$cache/.$name.link" "$cache/$name"
+	ln -sfn "$key" "$cache/.$name.link.$$"
+	mv -T "$cache/.$name.link.$$" "$cache/$name"
 	echo "$cache/$key/rootfs"
 }
 
@@ -90,9 +81,29 @@ if [ -d "$cache/$key/rootfs" ]; then # built while we waited
 fi
 rm -rf "$cache/.$key.tmp."* # what an interrupted build left
 
+# The host's apt sources for the Debian archive: the same mirror, proxy
+# and reachability as `apt-get install` here.
+host_uri() {
+	apt-get indextargets --format '$(LABEL) $(REPO_URI)' 2>/dev/null |
+		awk -v l="$1" '$1 == l { print $2; exit }'
+}
+mirror=${MIRROR:-$(host_uri Debian)}
+mirror=${mirror:-http://deb.debian.org/debian/}
+security=${SECURITY_MIRROR:-$(host_uri Debian-Security)}
+security=${security:-http://deb.debian.org/debian-security/}
+
 tmp=$(mktemp -d "$cache/.$key.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM HUP
+
+# Exit status 3 says the archive cannot be reached (the test helper skips
+# on it outside CI); apt's own downloader goes through apt's proxy settings.
+if ! /usr/lib/apt/apt-helper -o APT::Sandbox::User=root -o Acquire::Retries=1 download-file "${mirror%/}/dists/$SUITE/InRelease" "$tmp/InRelease" >"$tmp/probe.log" 2>&1; then
+	echo "$0: cannot reach the Debian archive at $mirror (set MIRROR to one this host reaches):" >&2
+	cat "$tmp/probe.log" >&2
+	exit 3
+fi
+rm -f "$tmp/InRelease" "$tmp/probe.log"
 
 sources="$tmp/sources"
 cat >"$sources" <<EOF
@@ -117,7 +128,9 @@ start=$(date +%s)
 # (copyright files are kept), and no Recommends are installed. The
 # merged-usr hook makes /bin, /lib, /sbin links into /usr as bookworm's
 # init-system-helpers wants, without the usrmerge package, which would
-# pull in perl (25 MB).
+# pull in perl (25 MB). Setuid and setgid bits are cleared: services run
+# with no_new_privileges, where they do nothing but draw safe-run's
+# setuid check.
 # shellcheck disable=SC2086 # $packages is a list of checked names
 mmdebstrap --quiet --mode=root --variant=essential --architectures="$arch" \
 	--include="$(echo $packages | tr ' ' ,)" \
@@ -132,6 +145,7 @@ mmdebstrap --quiet --mode=root --variant=essential --architectures="$arch" \
 	--dpkgopt='path-exclude=/usr/share/linda/*' \
 	--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
 	--customize-hook='rm -f "$1/etc/hostname" "$1/etc/resolv.conf"' \
+	--customize-hook='find "$1" -xdev -type f -perm /6000 -exec chmod ug-s {} +' \
 	"$SUITE" "$tmp/rootfs" "$sources" >&2
 
 chroot "$tmp/rootfs" dpkg-query -W -f '${Package} ${Version}\n' >"$tmp/packages"
