@@ -79,7 +79,14 @@ if [ -d "$cache/$key/rootfs" ]; then # built while we waited
 	publish
 	exit 0
 fi
-rm -rf "$cache/.$key.tmp."* # what an interrupted build left
+# What an interrupted build left. mmdebstrap mounts /proc, /sys and /dev
+# inside the tree while it builds: a build killed outright can leave them
+# mounted, and rm must never descend into them.
+if grep -qF " $cache/.$key.tmp." /proc/self/mountinfo; then
+	echo "$0: mounts are left under $cache/.$key.tmp.*, from a build killed outright; unmount them (umount -R) and run again" >&2
+	exit 1
+fi
+rm -rf --one-file-system "$cache/.$key.tmp."*
 
 # The host's apt sources for the Debian archive: the same mirror, proxy
 # and reachability as `apt-get install` here.
@@ -93,7 +100,7 @@ security=${SECURITY_MIRROR:-$(host_uri Debian-Security)}
 security=${security:-http://deb.debian.org/debian-security/}
 
 tmp=$(mktemp -d "$cache/.$key.tmp.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+trap 'rm -rf --one-file-system "$tmp"' EXIT
 trap 'exit 130' INT TERM HUP
 
 # Exit status 3 says the archive cannot be reached (the test helper skips
