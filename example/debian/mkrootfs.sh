@@ -19,7 +19,9 @@
 # An entry is built in a temporary directory beside the cache and renamed
 # into place only when complete: there is never a partial entry, and a
 # failed or interrupted build leaves only a temporary directory that the
-# next build of the same key removes.
+# next build of the same key removes. An entry keeps the package versions
+# of the day it was built: to take newer ones (security updates), remove
+# it (rm -rf CACHE/KEY) and build again.
 #
 # Packages come from the Debian archive the host's apt uses (its
 # bookworm, bookworm-updates and bookworm-security sources), so the build
