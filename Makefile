@@ -19,13 +19,14 @@ export CGO_ENABLED := 1
 
 # Debian packages each target needs, installed only when missing.
 BUILD_PKGS := gcc libc6-dev musl-tools libseccomp-dev pkg-config busybox-static uidmap
-TEST_PKGS  := $(BUILD_PKGS) qemu-system-x86 xz-utils apparmor systemd skopeo umoci docker.io
+TEST_PKGS  := $(BUILD_PKGS) mmdebstrap qemu-system-x86 xz-utils apparmor systemd skopeo umoci docker.io
+IMAGES_PKGS := mmdebstrap
 BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine umoci
 
 # The id ranges services' user namespaces come from (see launcher.IDUser).
 SUBIDS := 1073741824-1140850687
 
-.PHONY: build run test bench example deps-build deps-test deps-bench setup-user fuzz clean
+.PHONY: build run test bench example images deps-build deps-test deps-bench deps-images setup-user fuzz clean
 
 # -trimpath: the binaries hold no path of this checkout (the build host's
 # layout is none of a container's business), and are the same wherever it
@@ -41,6 +42,14 @@ example: build
 	./example/mkrootfs.sh example/rootfs $(BIN)/confinement
 	$(GO) run ./example/mkoci -entrypoint /bin/confinement -user 1000:1000 -env LOG_LEVEL=info \
 		-label org.opencontainers.image.source=https://example.org/safe-run-example example/rootfs example/oci:latest
+
+# The Debian services under example/ (nginx, redis): their root
+# filesystems from Debian 12 packages, built once by mmdebstrap into
+# /var/cache/safe-run/rootfs and linked beside each manifest as rootfs.
+# The packages here must match those of the tests (see example/services_test.go).
+images: deps-images
+	p=$$(./example/debian/mkrootfs.sh nginx nginx busybox) && ln -sfn "$$p" example/nginx/rootfs
+	p=$$(./example/debian/mkrootfs.sh redis redis-server) && ln -sfn "$$p" example/redis/rootfs
 
 run: build example setup-user
 	$(BIN)/safe-run example/service.toml
@@ -71,7 +80,7 @@ setup-user:
 	@grep -q '^safe-run:' /etc/subuid 2>/dev/null || usermod --add-subuids $(SUBIDS) safe-run
 	@grep -q '^safe-run:' /etc/subgid 2>/dev/null || usermod --add-subgids $(SUBIDS) safe-run
 
-deps-build deps-test deps-bench: deps-%:
+deps-build deps-test deps-bench deps-images: deps-%:
 	@pkgs="$($(shell echo $* | tr a-z A-Z)_PKGS)"; \
 	missing=$$(for p in $$pkgs; do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -80,4 +89,4 @@ deps-build deps-test deps-bench: deps-%:
 	fi
 
 clean:
-	rm -rf $(BIN) example/rootfs example/oci
+	rm -rf $(BIN) example/rootfs example/oci example/nginx/rootfs example/redis/rootfs
