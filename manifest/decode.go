@@ -16,6 +16,14 @@ import (
 // all of them at once.
 func decodeValue(fe *fieldErrors, path string, data any, v reflect.Value) {
 	if v.CanAddr() {
+		// A value of more than one TOML type (egress: a string or an
+		// array), with BurntSushi/toml's Unmarshaler signature.
+		if u, ok := v.Addr().Interface().(interface{ UnmarshalTOML(any) error }); ok {
+			if err := u.UnmarshalTOML(data); err != nil {
+				fe.add(path, "%s", err.Error())
+			}
+			return
+		}
 		if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
 			decodeText(fe, path, data, v, u)
 			return
