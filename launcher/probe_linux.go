@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +41,28 @@ func ProbeHost(dirs Dirs, svc *manifest.Service) policy.Host {
 			h.RealPaths[m.Source] = real
 		}
 	}
+	if svc.Network.Mode == manifest.NetworkBridge {
+		h.Addresses, _ = HostAddresses()
+	}
 	return h
+}
+
+// HostAddresses lists the addresses of this host's interfaces, where a
+// port may be published.
+func HostAddresses() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("listing the host's addresses: %w", err)
+	}
+	out := []netip.Addr{}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out, nil
 }
 
 // probeCgroups says which of the controllers safe-run needs it cannot use,

@@ -402,18 +402,31 @@ func parseResolver(text string) (netip.Addr, error) {
 	return a, nil
 }
 
+// OnHost reports whether the host can bind the port's address: 0.0.0.0
+// and loopback always, another address only when have (the host's
+// addresses, a host fact the caller probes) holds it.
+func (p Port) OnHost(have []netip.Addr) bool {
+	return p.HostIP.IsUnspecified() || p.HostIP.IsLoopback() ||
+		slices.ContainsFunc(have, func(h netip.Addr) bool { return h.Unmap() == p.HostIP })
+}
+
 // CheckHostAddresses refuses a published port whose host IP the host does
 // not have: binding it would fail at start, or, worse, succeed later on an
-// address added for something else. have is the host's addresses (a host
-// fact, probed by the caller); 0.0.0.0 and 127.0.0.1 need none.
+// address added for something else. have is the host's addresses, probed
+// by the caller: the manifest stays pure.
 func (s *Service) CheckHostAddresses(have []netip.Addr) error {
 	var errs []error
 	for i, p := range s.Network.Published {
-		if p.HostIP.IsUnspecified() || p.HostIP.IsLoopback() || slices.ContainsFunc(have, func(h netip.Addr) bool { return h.Unmap() == p.HostIP }) {
-			continue
+		if !p.OnHost(have) {
+			// Published follows Ports one to one once Load has succeeded.
+			errs = append(errs, s.Errorf(indexPath("network.ports", i), "%s", HostAddressMissing(p)))
 		}
-		// Published follows Ports one to one once Load has succeeded.
-		errs = append(errs, s.Errorf(indexPath("network.ports", i), "%s is not an address of this host (publish on one it has, on 127.0.0.1, or on 0.0.0.0 for every address)", p.HostIP))
 	}
 	return Merge(errs...)
+}
+
+// HostAddressMissing says what is wrong with a port whose address the
+// host does not have, and the fix.
+func HostAddressMissing(p Port) string {
+	return fmt.Sprintf("%s is not an address of this host (publish on one it has, on 127.0.0.1, or on 0.0.0.0 for every address)", p.HostIP)
 }

@@ -249,6 +249,15 @@ func checkHostPaths(ctx context.Context, svc *manifest.Service) error {
 			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%v", err))
 		}
 	}
+	if len(svc.Network.Published) > 0 {
+		addrs, err := launcher.HostAddresses()
+		if err == nil {
+			err = svc.CheckHostAddresses(addrs)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {
 		if err := launcher.CheckSecretFile(svc.Secrets[name].File, allow); err != nil {
 			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -160,6 +161,10 @@ func TestHostFindings(t *testing.T) {
 			[]string{"17 SR005 mounts[0].source: /srv/link is refused (through a symlink, it is /etc/shadow): the host's password hashes"}},
 		{"SR005 symlink to a harmless path", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"/srv/link\"\ntarget = \"/x\"\n",
 			Host{AppArmor: true, RealPaths: map[string]string{"/srv/link": "/srv/data"}}, nil},
+		{"SR037 address not on this host", base + "\n[network]\nmode = \"bridge\"\nports = [\"8080:80\", \"192.0.2.1:81:81\", \"198.51.100.1:82:82\", \"0.0.0.0:83:83\"]\n",
+			Host{AppArmor: true, Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.1")}},
+			[]string{"17 SR037 network.ports[2]: 198.51.100.1 is not an address of this host (publish on one it has, on 127.0.0.1, or on 0.0.0.0 for every address)"}},
+		{"addresses not probed", base + "\n[network]\nmode = \"bridge\"\nports = [\"198.51.100.1:82:82\"]\n", Host{AppArmor: true}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -46,7 +46,7 @@ var Rules = []*Rule{
 	ruleDaemonTCP, ruleDaemonSocketMode, ruleDockerGroup, ruleDaemonRootful,
 	ruleDaemonNoUserns,
 	ruleHostNoAppArmor, ruleHostNoCgroups, ruleHostNoUserns,
-	rulePublishAll, ruleEgressAll, ruleEgressMetadata,
+	rulePublishAll, ruleEgressAll, ruleEgressMetadata, ruleHostNoAddress,
 }
 
 var (
@@ -325,6 +325,16 @@ var (
 		Fix:    "remove the egress entry that covers 169.254.0.0/16, or narrow it to the addresses the service needs",
 	}
 )
+
+// ruleHostNoAddress is a host rule: the manifest is fine, this host is not
+// where it can run.
+var ruleHostNoAddress = &Rule{
+	ID: "SR037", Name: "host-no-address", Severity: Medium, Always: true,
+	Title:  "a port is published on an address this host does not have",
+	Advice: "bind incoming container traffic to a specific host interface, one the host has",
+	CIS:    "5.14",
+	Fix:    "publish on an address of this host (ip -brief address), on 127.0.0.1, or run the service where the address is",
+}
 
 // Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
 // or nil.
