@@ -63,10 +63,9 @@ var unsupported = map[string]string{
 	"device-read-iops":      "block I/O limits are not in manifest v1",
 	"device-write-bps":      "block I/O limits are not in manifest v1",
 	"device-write-iops":     "block I/O limits are not in manifest v1",
-	"dns":                   "a manifest has no DNS settings (network none has no DNS; bridge is planned)",
-	"dns-option":            "a manifest has no DNS settings",
-	"dns-opt":               "a manifest has no DNS settings",
-	"dns-search":            "a manifest has no DNS settings",
+	"dns-option":            "resolver options are not in manifest v1 (safe-run's resolver answers the service)",
+	"dns-opt":               "resolver options are not in manifest v1 (safe-run's resolver answers the service)",
+	"dns-search":            "search domains are not in manifest v1 (peers on the bridge answer to their service name)",
 	"domainname":            "a manifest has no domain name",
 	"expose":                "docker records --expose as documentation only; nothing to carry",
 	"gpus":                  "safe-run passes no GPUs to a service",
@@ -213,7 +212,7 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 	if err := s.readMounts(get("volume"), get("mount"), get("tmpfs")); err != nil {
 		return nil, err
 	}
-	s.namespaces(last("network"), get("publish"), last("pid"), last("ipc"), last("uts"), last("userns"))
+	s.namespaces(last("network"), get("publish"), splitLists(get("dns")), last("pid"), last("ipc"), last("uts"), last("userns"))
 	if err := s.process(last("restart"), last("stop-signal"), last("stop-timeout")); err != nil {
 		return nil, err
 	}
