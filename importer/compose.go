@@ -249,7 +249,9 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 			var ds []string
 			ds, err = strOrList(v, false)
 			flag("--dns", ds...)
-		case "dns_search", "extra_hosts", "group_add", "expose", "links", "external_links", "volumes_from", "sysctls", "ulimits", "logging", "healthcheck", "gpus", "device_cgroup_rules", "storage_opt", "oom_kill_disable", "oom_score_adj", "blkio_config":
+		case "expose":
+			notes = append(notes, Note{Flag: k, Kind: Ignored, Text: ignored["expose"]})
+		case "dns_search", "extra_hosts", "group_add", "links", "external_links", "volumes_from", "sysctls", "ulimits", "logging", "healthcheck", "gpus", "device_cgroup_rules", "storage_opt", "oom_kill_disable", "oom_score_adj", "blkio_config":
 			notes = append(notes, Note{Flag: k, Kind: Unsupported, Text: composeUnsupported(k)})
 		case "deploy":
 			args = append(args, deployArgs(v, &notes)...)

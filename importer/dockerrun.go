@@ -67,7 +67,6 @@ var unsupported = map[string]string{
 	"dns-opt":               "resolver options are not in manifest v1 (safe-run's resolver answers the service)",
 	"dns-search":            "search domains are not in manifest v1 (peers on the bridge answer to their service name)",
 	"domainname":            "a manifest has no domain name",
-	"expose":                "docker records --expose as documentation only; nothing to carry",
 	"gpus":                  "safe-run passes no GPUs to a service",
 	"group-add":             "supplementary groups are not in manifest v1",
 	"health-cmd":            "health checks are not in manifest v1 (systemd watchdogs via process.notify)",
@@ -110,6 +109,7 @@ var unsupported = map[string]string{
 
 // ignored are flags safe-run's behaviour already covers.
 var ignored = map[string]string{
+	"expose":                "docker records --expose as documentation only: the container's ports are reachable on its network anyway, published ones are in ports",
 	"detach":                "safe-run stays in the foreground; run it as a systemd service to keep it in the background",
 	"rm":                    "safe-run always removes what it made when the service ends",
 	"interactive":           "safe-run passes its stdin to the service",
