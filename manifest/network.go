@@ -115,7 +115,7 @@ func (e *Egress) UnmarshalTOML(data any) error {
 		for i, item := range d {
 			s, ok := item.(string)
 			if !ok {
-				return fmt.Errorf("entry %d, %s, must be a string (put it in double quotes)", i, describe(item))
+				return &entryError{i, describe(item) + " must be a string (put it in double quotes)"}
 			}
 			entries = append(entries, s)
 		}
@@ -124,6 +124,15 @@ func (e *Egress) UnmarshalTOML(data any) error {
 	}
 	return fmt.Errorf("%s is not an egress setting (%s)", describe(data), egressUse)
 }
+
+// entryError is a problem with one entry of a list a value's
+// UnmarshalTOML decodes: decodeValue reports it at the entry's key.
+type entryError struct {
+	index int
+	msg   string
+}
+
+func (e *entryError) Error() string { return e.msg }
 
 // bridgePattern: the bridge's name is also a DNS name's last label
 // (NAME.BRIDGE) and part of names on the host, hence short and lower case.

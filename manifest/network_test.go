@@ -49,7 +49,7 @@ func TestNetworkErrors(t *testing.T) {
 		{"egress all in a list", bridged("egress = [\"all\"]\n"), `web.toml:16: network.egress[0]: "all" is a setting, not a destination (write egress = "all", not a list)`},
 		{"egress bad word", bridged("egress = \"some\"\n"), `web.toml:16: network.egress: "some" is not an egress setting (use "none", "all", or a list such as ["10.0.0.0/8:5432/tcp", "api.example.com:443"]; a single destination is a list of one: ["some"])`},
 		{"egress number", bridged("egress = 1\n"), `web.toml:16: network.egress: 1 is not an egress setting (use "none", "all", or a list such as ["10.0.0.0/8:5432/tcp", "api.example.com:443"])`},
-		{"egress number in list", bridged("egress = [\"10.0.0.0/8\", 1]\n"), `web.toml:16: network.egress: entry 1, 1, must be a string (put it in double quotes)`},
+		{"egress number in list", bridged("egress = [\"10.0.0.0/8\", 1]\n"), `web.toml:16: network.egress[1]: 1 must be a string (put it in double quotes)`},
 		{"egress with mode host", with("\n[network]\nmode = \"host\"\negress = \"all\"\n\n[insecure]\nreason = \"r\"\nallow = [\"host_network\"]\n"), `web.toml:16: network.egress: applies only to mode = "bridge" (with mode = "host" the service shares the host's network: remove it, or set mode = "bridge")`},
 		// dns
 		{"dns not an address", bridged("dns = [\"dns.example\"]\n"), `web.toml:16: network.dns[0]: "dns.example" is not an IP address (name resolvers by address, e.g. "192.0.2.53")`},
