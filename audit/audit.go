@@ -3,6 +3,7 @@ package audit
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -135,6 +136,12 @@ func container(ins *apiContainer) *policy.Container {
 	}
 	if h.PidsLimit != nil {
 		c.PidsLimit = *h.PidsLimit
+	}
+	for _, port := range slices.Sorted(maps.Keys(h.PortBindings)) {
+		num, proto, _ := strings.Cut(port, "/")
+		for _, b := range h.PortBindings[port] {
+			c.Ports = append(c.Ports, policy.ContainerPort{HostIP: b.HostIP, HostPort: b.HostPort, ContainerPort: num, Proto: proto})
+		}
 	}
 	for _, m := range ins.Mounts {
 		c.Mounts = append(c.Mounts, policy.ContainerMount{Type: m.Type, Source: m.Source, Target: m.Destination, ReadOnly: !m.RW})

@@ -170,6 +170,11 @@ type apiContainer struct {
 		CpusetCpus     string
 		PidsLimit      *int64
 		SecurityOpt    []string
+		// PortBindings: "80/tcp" -> where it is published.
+		PortBindings map[string][]struct {
+			HostIP   string `json:"HostIp"`
+			HostPort string
+		}
 	}
 	Mounts []struct {
 		Type        string

@@ -18,6 +18,14 @@ type composeFile struct {
 	Services map[string]composeService `json:"services"`
 	Volumes  map[string]struct{}       `json:"volumes,omitempty"`
 	Secrets  map[string]composeSecret  `json:"secrets,omitempty"`
+	Networks map[string]composeNetwork `json:"networks,omitempty"`
+}
+
+// composeNetwork is named, so that services exported to separate files
+// (each its own compose project) join the same network.
+type composeNetwork struct {
+	Name     string `json:"name"`
+	Internal bool   `json:"internal,omitempty"`
 }
 
 type composeService struct {
@@ -39,7 +47,10 @@ type composeService struct {
 	MemReservation  string            `json:"mem_reservation,omitempty"`
 	CPUs            float64           `json:"cpus,omitempty"`
 	Ulimits         map[string]any    `json:"ulimits,omitempty"`
-	NetworkMode     string            `json:"network_mode"`
+	NetworkMode     string            `json:"network_mode,omitempty"`
+	Networks        []string          `json:"networks,omitempty"`
+	Ports           []composePort     `json:"ports,omitempty"`
+	DNS             []string          `json:"dns,omitempty"`
 	Pid             string            `json:"pid,omitempty"`
 	Ipc             string            `json:"ipc,omitempty"`
 	Uts             string            `json:"uts,omitempty"`
@@ -52,6 +63,15 @@ type composeService struct {
 	StopSignal      string            `json:"stop_signal"`
 	StopGracePeriod string            `json:"stop_grace_period"`
 	Restart         string            `json:"restart"`
+}
+
+// composePort is the long syntax: no YAML 1.1 reading of "22:22" as a
+// base-60 number, and the host address always written.
+type composePort struct {
+	Target    uint16 `json:"target"`
+	Published string `json:"published"`
+	HostIP    string `json:"host_ip"`
+	Protocol  string `json:"protocol"`
 }
 
 type composeVolume struct {
@@ -150,8 +170,25 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 			c.Ulimits[name] = map[string]uint64{"soft": rl.Soft, "hard": rl.Hard}
 		}
 	}
-	if s.Network.Mode == manifest.NetworkHost {
+	f := composeFile{Services: map[string]composeService{}}
+	switch s.Network.Mode {
+	case manifest.NetworkHost:
 		c.NetworkMode = "host"
+	case manifest.NetworkBridge:
+		// A network per bridge: services exported with the same bridge
+		// share it when their files are merged.
+		c.NetworkMode = ""
+		net := dockerNetwork(s)
+		c.Networks = []string{net}
+		internal, netNotes := dockerNetworkPlan(s)
+		f.Networks = map[string]composeNetwork{net: {Name: net, Internal: internal}}
+		notes = append(notes, netNotes...)
+		for _, p := range s.Network.Published {
+			c.Ports = append(c.Ports, composePort{Target: p.ContainerPort, Published: strconv.Itoa(int(p.HostPort)), HostIP: p.HostIP.String(), Protocol: p.Proto})
+		}
+		for _, a := range s.Network.Resolvers {
+			c.DNS = append(c.DNS, a.String())
+		}
 	}
 	if s.Namespaces.PID == "host" {
 		c.Pid = "host"
@@ -162,7 +199,6 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	if s.Namespaces.UTS == "host" {
 		c.Uts = "host"
 	}
-	f := composeFile{Services: map[string]composeService{}}
 	for _, m := range s.Mounts {
 		switch m.Type {
 		case manifest.MountTmpfs:
@@ -228,3 +264,4 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 // composeSize writes a size in bytes: compose reads "64M" in decimal or
 // binary units depending on the implementation, a byte count never.
 func composeSize(s manifest.Size) string { return strconv.FormatInt(int64(s), 10) }
+

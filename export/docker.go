@@ -74,6 +74,21 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 	switch s.Network.Mode {
 	case manifest.NetworkHost:
 		arg("--network", "host")
+	case manifest.NetworkBridge:
+		arg("--network", dockerNetwork(s))
+		for _, p := range s.Network.Published {
+			arg("--publish", dockerPort(p))
+		}
+		for _, a := range s.Network.Resolvers {
+			arg("--dns", a.String())
+		}
+		internal, notes := dockerNetworkPlan(s)
+		create := "docker network create " + dockerNetwork(s)
+		if internal {
+			create = "docker network create --internal " + dockerNetwork(s)
+		}
+		note("Network: create it once: " + create)
+		note(notes...)
 	default:
 		arg("--network", "none")
 	}
@@ -288,4 +303,41 @@ func shellQuote(s string) string {
 		return s
 	}
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// dockerNetwork is the docker network a bridge-mode service joins: its
+// named bridge, or one of its own, as safe-run gives it.
+func dockerNetwork(s *manifest.Service) string {
+	if s.Network.Bridge != "" {
+		return s.Network.Bridge
+	}
+	return s.Name + "-net"
+}
+
+// dockerPort writes a published port for -p and compose, the host address
+// always given: docker's own default is every address.
+func dockerPort(p manifest.Port) string {
+	return fmt.Sprintf("%s:%d:%d/%s", p.HostIP, p.HostPort, p.ContainerPort, p.Proto)
+}
+
+// dockerNetworkPlan says whether the docker network of a bridge-mode
+// service is internal (no way out: egress = "none"), and what docker does
+// not enforce of the manifest's [network].
+func dockerNetworkPlan(s *manifest.Service) (internal bool, notes []string) {
+	n := s.Network
+	switch {
+	case n.Egress.None() && len(n.Published) == 0:
+		return true, []string{"Network: internal, as egress = \"none\": the service reaches only its peers."}
+	case n.Egress.None():
+		notes = append(notes, "Egress: docker publishes no port of a container on an internal network, so",
+			"this one is not internal and the container reaches everywhere, where the",
+			"manifest allows it only its peers and DNS: firewall it on the host (DOCKER-USER chain).")
+	case len(n.Egress.Rules) > 0:
+		notes = append(notes, "Egress: docker cannot limit outbound connections to "+n.Egress.String()+";",
+			"the container reaches everywhere: firewall it on the host (DOCKER-USER chain).")
+	}
+	if len(n.Published) > 0 {
+		notes = append(notes, "Ports: docker's DNAT passes by the host's INPUT firewall; safe-run's forwarders do not.")
+	}
+	return false, notes
 }

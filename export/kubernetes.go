@@ -85,6 +85,7 @@ type (
 		Args            []string           `json:"args,omitempty"`
 		WorkingDir      string             `json:"workingDir,omitempty"`
 		Env             []k8sEnv           `json:"env,omitempty"`
+		Ports           []k8sContainerPort `json:"ports,omitempty"`
 		Resources       k8sResources       `json:"resources"`
 		VolumeMounts    []k8sVolumeMount   `json:"volumeMounts,omitempty"`
 		SecurityContext k8sSecurityContext `json:"securityContext"`
@@ -389,13 +390,19 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		// the non-root user can use them.
 		sc.FSGroup = &gid
 	}
+	netLabels, netObjs := k8sNetwork(s, &c, selector, warn, note)
 	pod.Containers = []k8sContainer{c}
+	podLabels := selector
+	if netLabels != nil {
+		podLabels = maps.Clone(selector)
+		maps.Copy(podLabels, netLabels)
+	}
 
 	annotations := labels(p)
 	var obj k8sObject
 	if kind == KindPod {
 		obj = k8sObject{APIVersion: "v1", Kind: "Pod",
-			Metadata: k8sMeta{Name: name, Labels: selector, Annotations: annotations}, Spec: pod}
+			Metadata: k8sMeta{Name: name, Labels: podLabels, Annotations: annotations}, Spec: pod}
 	} else {
 		obj = k8sObject{APIVersion: "apps/v1", Kind: "Deployment",
 			Metadata: k8sMeta{Name: name, Labels: selector, Annotations: annotations},
@@ -405,12 +412,19 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 				// One instance at a time, as safe-run runs it: its
 				// volumes are not shared between two copies.
 				Strategy: k8sStrategy{Type: "Recreate"},
-				Template: k8sPodTemplate{Metadata: k8sMeta{Labels: selector, Annotations: annotations}, Spec: pod},
+				Template: k8sPodTemplate{Metadata: k8sMeta{Labels: podLabels, Annotations: annotations}, Spec: pod},
 			}}
 	}
 	y, err := toYAML(obj)
 	if err != nil {
 		return nil, err
+	}
+	for _, o := range netObjs {
+		more, err := toYAML(o)
+		if err != nil {
+			return nil, err
+		}
+		y = append(append(y, "---\n"...), more...)
 	}
 	var b strings.Builder
 	lines := header(p, "kubernetes")

@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/pod-security-admission/api"
 	psa "k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
@@ -175,3 +176,49 @@ func TestKubernetesHardened(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestKubernetesNetwork: bridge mode writes the pod's ports, a Service
+// and a NetworkPolicy, each decoding strictly into its k8s.io/api type.
+func TestKubernetesNetwork(t *testing.T) {
+	for _, tc := range []struct {
+		manifest string
+		objects  int
+		egress   int // rules; -1: no egress policy
+	}{
+		{"bridged", 3, 4},      // DNS, peers, two ipBlocks (the host name is a warning)
+		{"bridged-own", 3, -1}, // egress = "all"
+		{"hardened", 1, -1},    // mode none: no network objects
+	} {
+		t.Run(tc.manifest, func(t *testing.T) {
+			out, err := Kubernetes(prepare(t, tc.manifest), goldenOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := strings.Split(string(out.Text), "\n---\n")
+			if len(docs) != tc.objects {
+				t.Fatalf("%d objects, want %d", len(docs), tc.objects)
+			}
+			var pod corev1.Pod
+			decodeStrict(t, []byte(docs[0]), &pod)
+			if tc.objects == 1 {
+				return
+			}
+			var svc corev1.Service
+			decodeStrict(t, []byte(docs[1]), &svc)
+			var pol networkingv1.NetworkPolicy
+			decodeStrict(t, []byte(docs[2]), &pol)
+			if got := len(pod.Spec.Containers[0].Ports); got != len(svc.Spec.Ports) {
+				t.Errorf("%d container ports, %d service ports", got, len(svc.Spec.Ports))
+			}
+			hasEgress := slices.Contains(pol.Spec.PolicyTypes, networkingv1.PolicyTypeEgress)
+			if tc.egress < 0 && hasEgress || tc.egress >= 0 && (!hasEgress || len(pol.Spec.Egress) != tc.egress) {
+				t.Errorf("policy types %v, %d egress rules, want %d", pol.Spec.PolicyTypes, len(pol.Spec.Egress), tc.egress)
+			}
+			for k, v := range pol.Spec.PodSelector.MatchLabels {
+				if pod.Labels[k] != v || svc.Spec.Selector[k] != v {
+					t.Errorf("selector %s=%s does not select the pod (%v) or is not the service's (%v)", k, v, pod.Labels, svc.Spec.Selector)
+				}
+			}
+		})
+	}
+}

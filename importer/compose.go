@@ -222,6 +222,10 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 			if len(nets) > 0 {
 				flag("--network", nets[0])
 			}
+			if len(nets) > 1 {
+				notes = append(notes, Note{Flag: "networks: " + strings.Join(nets, ", "), Kind: Unsupported,
+					Text: "a service joins one bridge: " + nets[0] + " is kept; put the services that must talk on one bridge (a service on " + strings.Join(nets[1:], ", ") + " cannot reach this one)"})
+			}
 		case "pid", "ipc", "uts", "userns_mode", "user", "working_dir", "restart", "stop_signal", "mem_limit", "mem_reservation", "cpus", "pids_limit", "hostname", "shm_size", "platform", "runtime", "cgroup_parent", "domainname", "mac_address", "cpu_shares", "cpuset", "memswap_limit", "cgroup":
 			f := map[string]string{"userns_mode": "userns", "working_dir": "workdir", "mem_limit": "memory", "mem_reservation": "memory-reservation",
 				"pids_limit": "pids-limit", "shm_size": "shm-size", "cgroup_parent": "cgroup-parent", "mac_address": "mac-address",
@@ -241,7 +245,13 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 			flag("--security-opt", strs(v)...)
 		case "devices":
 			flag("--device", strs(v)...)
-		case "dns", "dns_search", "extra_hosts", "group_add", "expose", "links", "external_links", "volumes_from", "sysctls", "ulimits", "logging", "healthcheck", "gpus", "device_cgroup_rules", "storage_opt", "oom_kill_disable", "oom_score_adj", "blkio_config":
+		case "dns":
+			var ds []string
+			ds, err = strOrList(v, false)
+			flag("--dns", ds...)
+		case "expose":
+			notes = append(notes, Note{Flag: k, Kind: Ignored, Text: ignored["expose"]})
+		case "dns_search", "extra_hosts", "group_add", "links", "external_links", "volumes_from", "sysctls", "ulimits", "logging", "healthcheck", "gpus", "device_cgroup_rules", "storage_opt", "oom_kill_disable", "oom_score_adj", "blkio_config":
 			notes = append(notes, Note{Flag: k, Kind: Unsupported, Text: composeUnsupported(k)})
 		case "deploy":
 			args = append(args, deployArgs(v, &notes)...)

@@ -2,16 +2,23 @@ package importer
 
 import (
 	"fmt"
+	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
 )
 
-// namespaces reads --network, -p and the host namespace flags.
-func (s *spec) namespaces(network string, publish []string, pid, ipc, uts, userns string) {
+// namespaces reads --network, -p, --dns and the host namespace flags.
+func (s *spec) namespaces(network string, publish, dns []string, pid, ipc, uts, userns string) {
 	s.c.NetworkMode, s.c.PidMode, s.c.IpcMode, s.c.UTSMode, s.c.UsernsMode = network, pid, ipc, uts, userns
 	s.network = manifest.NetworkNone
+	for _, p := range publish {
+		if cp, ok := dockerPort(p); ok {
+			s.c.Ports = append(s.c.Ports, cp)
+		}
+	}
 	switch {
 	case network == "host":
 		s.network = manifest.NetworkHost
@@ -21,20 +28,55 @@ func (s *spec) namespaces(network string, publish []string, pid, ipc, uts, usern
 		}
 		publish = nil
 	case network == "none":
-	case strings.HasPrefix(network, "container:"):
-		s.note(Unsupported, "--network "+network, nil, "a service shares no other container's network namespace")
+		for _, p := range publish {
+			s.note(Ignored, "--publish "+p, nil, "with --network none docker publishes nothing either")
+		}
+		publish = nil
+	case strings.HasPrefix(network, "container:"), strings.HasPrefix(network, "service:"):
+		s.note(Unsupported, "--network "+network, nil, "a service shares no other container's network namespace: give both the same bridge instead")
+		publish = nil
 	case network == "" || network == "bridge" || network == "default":
 		if len(publish) == 0 {
-			s.note(Default, "--network", nil, `network mode "none" (loopback only) filled in: docker's default bridge gave the container outbound network; if the service needs it, mode "bridge" is planned`)
+			s.note(Default, "--network", nil, `network mode "none" (loopback only) filled in: docker's default bridge gave the container outbound network; if the service needs it, set mode = "bridge" and list what it connects to in egress`)
 		}
 	default:
 		s.network = manifest.NetworkBridge
-		s.note(Planned, "--network "+network, nil, `written as mode = "bridge": named networks are planned, and safe-run does not run bridge mode yet`)
+		s.bridge = bridgeName(network)
+		text := "joins bridge " + strconv.Quote(s.bridge) + ": services on it reach each other by name"
+		if s.bridge != network {
+			text += " (docker's name, " + strconv.Quote(network) + ", is not a network name for safe-run: check that every service on it gets the same one)"
+		}
+		s.note(Default, "--network "+network, nil, text)
 	}
 	for _, p := range publish {
-		s.ports = append(s.ports, p)
+		port, err := manifest.ParsePort(p)
+		if err != nil {
+			s.note(Unsupported, "--publish "+p, nil, "not carried over: "+strings.TrimPrefix(err.Error(), strconv.Quote(p)+": "))
+			continue
+		}
 		s.network = manifest.NetworkBridge
-		s.note(Planned, "--publish "+p, nil, `written to [network] ports with mode = "bridge", which safe-run does not run yet (planned); until then the manifest does not start`)
+		body, _, _ := strings.Cut(p, "/")
+		if strings.Count(body, ":") == 1 {
+			// No host IP: docker publishes on every address. Written out,
+			// the manifest keeps that meaning instead of safe-run's
+			// 127.0.0.1, and check flags it.
+			port.HostIP = netip.IPv4Unspecified()
+			s.note(Default, "--publish "+p, policy.Lookup("publish-all-addresses"), fmt.Sprintf(`written as %q: docker publishes on every address of the host, and so does the manifest, explicitly; write %q for 127.0.0.1 only, safe-run's default`, portString(port), strings.TrimPrefix(portString(port), "0.0.0.0:")))
+		}
+		s.ports = append(s.ports, portString(port))
+	}
+	if s.network == manifest.NetworkBridge {
+		s.note(Default, "egress", nil, `egress = "none" filled in: docker let the container connect anywhere; safe-run lets it reach only its bridge's peers and DNS: list what it connects to, e.g. egress = ["10.0.0.0/8:5432/tcp", "api.example.com:443"]`)
+	}
+	for _, d := range dns {
+		switch a, err := netip.ParseAddr(d); {
+		case s.network != manifest.NetworkBridge:
+			s.note(Ignored, "--dns "+d, nil, "only a service in bridge mode has resolvers to set")
+		case err != nil || a.Is6() || a.IsLoopback():
+			s.note(Unsupported, "--dns "+d, nil, "not carried over: resolvers must be IPv4 addresses the service's network reaches (not loopback); without dns the service uses the host's")
+		default:
+			s.dns = append(s.dns, a.String())
+		}
 	}
 	for _, ns := range []struct {
 		mode, flag, item, rule string
@@ -252,4 +294,60 @@ func (s *spec) result(opts Options) (*Result, error) {
 		s.note(Default, "--entrypoint \"\"", nil, "the image's entrypoint is dropped: process.command is the command given")
 	}
 	return s.write(name, docker, opts)
+}
+
+// portString writes a port as the manifest does, the protocol only when
+// it is not the default tcp.
+func portString(p manifest.Port) string {
+	s := fmt.Sprintf("%s:%d:%d", p.HostIP, p.HostPort, p.ContainerPort)
+	if p.Proto != "tcp" {
+		s += "/" + p.Proto
+	}
+	return s
+}
+
+// dockerPort reads docker's -p as docker does, for the rules that judge
+// the command as given: ranges and random host ports included.
+func dockerPort(p string) (policy.ContainerPort, bool) {
+	body, proto, _ := strings.Cut(p, "/")
+	if proto == "" {
+		proto = "tcp"
+	}
+	var ip string
+	if strings.HasPrefix(body, "[") {
+		end := strings.Index(body, "]:")
+		if end < 0 {
+			return policy.ContainerPort{}, false
+		}
+		ip, body = body[1:end], body[end+2:]
+	} else if strings.Count(body, ":") == 2 {
+		ip, body, _ = strings.Cut(body, ":")
+	}
+	host, ctr, found := strings.Cut(body, ":")
+	if !found {
+		host, ctr = "", body
+	}
+	return policy.ContainerPort{HostIP: ip, HostPort: host, ContainerPort: ctr, Proto: proto}, true
+}
+
+// bridgeName turns a docker network's name into a bridge name: lower
+// case, '_', '.', '-' kept, anything else '-', at most 31 characters.
+func bridgeName(n string) string {
+	b := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '.', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return '-'
+	}, n)
+	b = strings.TrimLeft(b, "_.-")
+	if len(b) > 31 {
+		b = b[:31]
+	}
+	if b == "" {
+		b = "net"
+	}
+	return b
 }

@@ -63,12 +63,10 @@ var unsupported = map[string]string{
 	"device-read-iops":      "block I/O limits are not in manifest v1",
 	"device-write-bps":      "block I/O limits are not in manifest v1",
 	"device-write-iops":     "block I/O limits are not in manifest v1",
-	"dns":                   "a manifest has no DNS settings (network none has no DNS; bridge is planned)",
-	"dns-option":            "a manifest has no DNS settings",
-	"dns-opt":               "a manifest has no DNS settings",
-	"dns-search":            "a manifest has no DNS settings",
+	"dns-option":            "resolver options are not in manifest v1 (safe-run's resolver answers the service)",
+	"dns-opt":               "resolver options are not in manifest v1 (safe-run's resolver answers the service)",
+	"dns-search":            "search domains are not in manifest v1 (peers on the bridge answer to their service name)",
 	"domainname":            "a manifest has no domain name",
-	"expose":                "docker records --expose as documentation only; nothing to carry",
 	"gpus":                  "safe-run passes no GPUs to a service",
 	"group-add":             "supplementary groups are not in manifest v1",
 	"health-cmd":            "health checks are not in manifest v1 (systemd watchdogs via process.notify)",
@@ -78,23 +76,23 @@ var unsupported = map[string]string{
 	"health-start-period":   "health checks are not in manifest v1",
 	"health-timeout":        "health checks are not in manifest v1",
 	"hostname":              "a manifest has no hostname: the service's UTS namespace is named after the service",
-	"ip":                    "fixed addresses need named networks (planned)",
-	"ip6":                   "fixed addresses need named networks (planned)",
+	"ip":                    "safe-run assigns the addresses on a bridge itself (peers reach the service by name)",
+	"ip6":                   "safe-run assigns the addresses on a bridge itself (peers reach the service by name)",
 	"kernel-memory":         "kernel memory limits are gone from the kernel (cgroup v2)",
 	"label-file":            "read the labels into [labels] by hand",
-	"link":                  "links need named networks (planned)",
-	"link-local-ip":         "fixed addresses need named networks (planned)",
+	"link":                  "put both services on one bridge: peers reach each other by name",
+	"link-local-ip":         "safe-run assigns the addresses on a bridge itself (peers reach the service by name)",
 	"log-driver":            "safe-run writes the service's output to its own stdout and stderr (the journal under systemd)",
 	"log-opt":               "safe-run writes the service's output to its own stdout and stderr",
-	"mac-address":           "fixed addresses need named networks (planned)",
+	"mac-address":           "safe-run assigns the addresses on a bridge itself (peers reach the service by name)",
 	"memory-swap":           "swap is never added to the memory limit",
 	"memory-swappiness":     "swappiness is not in manifest v1",
-	"network-alias":         "aliases need named networks (planned)",
-	"net-alias":             "aliases need named networks (planned)",
+	"network-alias":         "a peer answers to its service name (and NAME.BRIDGE) only",
+	"net-alias":             "a peer answers to its service name (and NAME.BRIDGE) only",
 	"oom-kill-disable":      "safe-run keeps the kernel's OOM killer: a service without it can hang the host",
 	"oom-score-adj":         "OOM score adjustment is not in manifest v1",
 	"platform":              "the image stage picks the host's platform",
-	"publish-all":           "publish each port with -p instead (ports need the planned bridge mode)",
+	"publish-all":           "publish each port with -p instead: the manifest lists every published port",
 	"runtime":               "safe-run is the runtime",
 	"shm-size":              "/dev/shm is safe-run's own; size a tmpfs mount instead",
 	"storage-opt":           "the root filesystem is read-only; storage options do not apply",
@@ -111,6 +109,7 @@ var unsupported = map[string]string{
 
 // ignored are flags safe-run's behaviour already covers.
 var ignored = map[string]string{
+	"expose":                "docker records --expose as documentation only: the container's ports are reachable on its network anyway, published ones are in ports",
 	"detach":                "safe-run stays in the foreground; run it as a systemd service to keep it in the background",
 	"rm":                    "safe-run always removes what it made when the service ends",
 	"interactive":           "safe-run passes its stdin to the service",
@@ -213,7 +212,7 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 	if err := s.readMounts(get("volume"), get("mount"), get("tmpfs")); err != nil {
 		return nil, err
 	}
-	s.namespaces(last("network"), get("publish"), last("pid"), last("ipc"), last("uts"), last("userns"))
+	s.namespaces(last("network"), get("publish"), splitLists(get("dns")), last("pid"), last("ipc"), last("uts"), last("userns"))
 	if err := s.process(last("restart"), last("stop-signal"), last("stop-timeout")); err != nil {
 		return nil, err
 	}

@@ -207,7 +207,7 @@ func TestComposeInterpolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := string(rs[0].Manifest)
-	for _, want := range []string{`ref = "nginx@sha256:` + env["DIGEST"] + `"`, `memory = "64M"`, `GREETING = "${literal} safe-run"`, `ports = ["8080:80"]`} {
+	for _, want := range []string{`ref = "nginx@sha256:` + env["DIGEST"] + `"`, `memory = "64M"`, `GREETING = "${literal} safe-run"`, `ports = ["0.0.0.0:8080:80"]`} {
 		if !strings.Contains(m, want) {
 			t.Errorf("manifest lacks %s:\n%s", want, m)
 		}

@@ -71,6 +71,8 @@ type spec struct {
 	apparmor     string
 	reservation  int64
 	network      string // none | host | bridge
+	bridge       string // bridge mode: the named network
+	dns          []string
 	ipc, pid     string
 	uts          string
 	secrets      [][2]string // name, file

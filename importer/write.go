@@ -310,12 +310,18 @@ func (s *spec) writeMounts(w *tomlWriter) {
 func (s *spec) writeNetwork(w *tomlWriter) {
 	if s.network != manifest.NetworkNone || len(s.ports) > 0 {
 		w.table("network")
-		if s.network == manifest.NetworkBridge {
-			w.comment(`bridge mode and published ports are planned: this safe-run does not run them yet`)
-		}
 		w.kv("mode", tomlString(s.network), "")
+		if s.bridge != "" {
+			w.kv("bridge", tomlString(s.bridge), "")
+		}
 		if len(s.ports) > 0 {
 			w.kv("ports", tomlList(s.ports), "")
+		}
+		if s.network == manifest.NetworkBridge {
+			w.kv("egress", tomlString(manifest.EgressNone), "TODO: docker allowed every outbound connection: list what the service connects to")
+		}
+		if len(s.dns) > 0 {
+			w.kv("dns", tomlList(s.dns), "")
 		}
 	}
 	if s.pid != "" || s.ipc != "" || s.uts != "" {

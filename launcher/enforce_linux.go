@@ -61,6 +61,15 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%v", err))
 		}
 	}
+	if len(svc.Network.Published) > 0 {
+		addrs, err := host.Addresses()
+		if err == nil {
+			err = svc.CheckHostAddresses(addrs)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {
 		if err := CheckSecretFile(svc.Secrets[name].File, allow); err != nil {
 			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))

@@ -218,7 +218,7 @@ func TestValidationErrors(t *testing.T) {
 		{"network bridge", with("\n[network]\nmode = \"bridge\"\n"), ""},
 		{"network bad mode", with("\n[network]\nmode = \"nat\"\n"), `web.toml:15: network.mode: "nat" is not a network mode (use "none", "bridge", or "host" with [insecure] allow = ["host_network"])`},
 		{"network ports without bridge", with("\n[network]\nports = [\"8080:80\"]\n"), `web.toml:15: network.ports: published ports need mode = "bridge" (set it, or remove ports)`},
-		{"network bad port", with("\n[network]\nmode = \"bridge\"\nports = [\"8080:80\", \"http\"]\n"), `web.toml:16: network.ports[1]: "http" is not a port mapping (use "[host-ip:]host-port:container-port[/tcp|/udp]", e.g. "8080:80")`},
+		{"network bad port", with("\n[network]\nmode = \"bridge\"\nports = [\"8080:80\", \"http\"]\n"), `web.toml:16: network.ports[1]: "http" is not a port mapping (use "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]", e.g. "8080:80" or "127.0.0.1:8443:443/tcp")`},
 		{"namespaces bad", with("\n[namespaces]\npid = \"shared\"\nipc = \"private\"\nuts = \"\"\n"), `web.toml:15: namespaces.pid: "shared" is not a namespace mode (use "private", the default, or "host" with [insecure])`},
 		// secrets
 		{"secret bad name", with("\n[secrets]\n\"../x\" = { file = \"/etc/x\" }\n"), `web.toml:15: secrets."../x": "../x" is not a secret name (it becomes a file name under /run/secrets: letters, digits, '_', '.', '-')`},

@@ -2,6 +2,7 @@ package manifest
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"slices"
@@ -16,6 +17,18 @@ import (
 // all of them at once.
 func decodeValue(fe *fieldErrors, path string, data any, v reflect.Value) {
 	if v.CanAddr() {
+		// A value of more than one TOML type (egress: a string or an
+		// array), with BurntSushi/toml's Unmarshaler signature.
+		if u, ok := v.Addr().Interface().(interface{ UnmarshalTOML(any) error }); ok {
+			var entry *entryError
+			switch err := u.UnmarshalTOML(data); {
+			case errors.As(err, &entry):
+				fe.add(indexPath(path, entry.index), "%s", entry.msg)
+			case err != nil:
+				fe.add(path, "%s", err.Error())
+			}
+			return
+		}
 		if u, ok := v.Addr().Interface().(encoding.TextUnmarshaler); ok {
 			decodeText(fe, path, data, v, u)
 			return

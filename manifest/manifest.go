@@ -105,12 +105,6 @@ const (
 	NetworkBridge = "bridge"
 )
 
-// Network selects the network namespace.
-type Network struct {
-	Mode  string   `toml:"mode"`
-	Ports []string `toml:"ports"`
-}
-
 // Namespaces shares a host namespace when set to "host"; the default is a
 // private namespace. The network namespace is [network] mode, and the user
 // namespace is never shared.

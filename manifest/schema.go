@@ -124,9 +124,13 @@ func schemaDocs() map[string]schemaDoc {
 		"mounts[].options[]": {"a tmpfs option", map[string]any{"pattern": `^(ro|rw|exec|noexec|(uid|gid|nr_inodes)=[0-9]+)$`}},
 
 		"network":         {"network namespace", nil},
-		"network.mode":    {"none (loopback only) | host (needs [insecure]) | bridge (planned: not run yet)", map[string]any{"enum": []string{NetworkNone, NetworkHost, NetworkBridge}}},
-		"network.ports":   {"published ports; need mode = \"bridge\" (planned)", nil},
-		"network.ports[]": {"[host-ip:]host-port:container-port[/tcp|/udp]", map[string]any{"pattern": portPattern}},
+		"network.mode":    {"none (loopback only) | bridge | host (needs [insecure] host_network)", map[string]any{"enum": []string{NetworkNone, NetworkBridge, NetworkHost}}},
+		"network.bridge":  {"bridge mode: the named network to join; services on one bridge reach each other by name. Default: a bridge of the service's own", map[string]any{"pattern": `^[a-z0-9][a-z0-9_.-]{0,30}$`}},
+		"network.ports":   {"published ports; need mode = \"bridge\"", nil},
+		"network.ports[]": {"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]; no HOST_IP means 127.0.0.1", map[string]any{"pattern": portPattern, "examples": []string{"8080:80", "127.0.0.1:8443:443/tcp"}}},
+		"network.egress":  {"none (default): only peers on the same bridge and DNS | all | a list of \"CIDR[:PORT[/PROTO]]\" and \"HOSTNAME:PORT\"", nil},
+		"network.dns":     {"upstream resolvers (IP addresses) for outside names; default: the host's", nil},
+		"network.dns[]":   {"a resolver's IPv4 address, not loopback", map[string]any{"pattern": `^[0-9]{1,3}(\.[0-9]{1,3}){3}$`}},
 
 		"namespaces":     {"host namespaces shared on request; each needs its [insecure] item", nil},
 		"namespaces.pid": {"private (default) or host (needs [insecure] host_pid)", map[string]any{"enum": []string{"private", "host"}}},
@@ -162,6 +166,11 @@ func schemaOf(docs map[string]schemaDoc, t reflect.Type, path string, def reflec
 		s = capabilitySchema()
 	case reflect.TypeFor[Signal]():
 		s = signalSchema()
+	case reflect.TypeFor[Egress]():
+		s = map[string]any{"anyOf": []any{
+			map[string]any{"enum": []string{EgressNone, EgressAll}},
+			map[string]any{"type": "array", "items": map[string]any{"type": "string", "pattern": `^[^\s:]+(:[0-9]{1,5}(/(tcp|udp))?)?$`}},
+		}, "default": EgressNone}
 	}
 	if s == nil {
 		switch t.Kind() {
@@ -260,7 +269,7 @@ func schemaPaths() []string {
 			out = append(out, path)
 		}
 		switch t {
-		case reflect.TypeFor[Size](), reflect.TypeFor[Duration](), reflect.TypeFor[FileMode](), reflect.TypeFor[Capability](), reflect.TypeFor[Signal]():
+		case reflect.TypeFor[Size](), reflect.TypeFor[Duration](), reflect.TypeFor[FileMode](), reflect.TypeFor[Capability](), reflect.TypeFor[Signal](), reflect.TypeFor[Egress]():
 			return
 		}
 		switch t.Kind() {

@@ -168,14 +168,15 @@ func TestSchemaDocumented(t *testing.T) {
 	}
 }
 
-// TestValidPort keeps validPort and the schema's portPattern in step.
-func TestValidPort(t *testing.T) {
+// TestPortPattern keeps ParsePort and the schema's portPattern in step.
+func TestPortPattern(t *testing.T) {
 	re := regexp.MustCompile(portPattern)
-	for _, p := range []string{"80", "8080:80", "8080:80/tcp", "53:53/udp", "127.0.0.1:8080:80", "127.0.0.1::80",
-		"[::1]:8080:80", "8000-8010:8000-8010", "80/sctp",
+	for _, p := range []string{"8080:80", "8080:80/tcp", "53:53/udp", "127.0.0.1:8080:80", "0.0.0.0:5353:53/udp",
+		"80", "127.0.0.1::80", "[::1]:8080:80", "8000-8010:8000-8010", "80/sctp",
 		"", "http", "8080:", "a:80", "8080:80/icmp", "1:2:3:4", "[::1", "127.0.0.1:8080:80:1"} {
-		if got, want := validPort(p), re.MatchString(p); got != want {
-			t.Errorf("%q: validPort %v, schema pattern %v", p, got, want)
+		_, err := ParsePort(p)
+		if got, want := err == nil, re.MatchString(p); got != want {
+			t.Errorf("%q: ParsePort accepts %v, schema pattern %v", p, got, want)
 		}
 	}
 }

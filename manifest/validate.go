@@ -398,30 +398,6 @@ func validateTmpfs(m *Mount, at func(string) string, fe *fieldErrors) {
 	}
 }
 
-func validateNetwork(s *Service, fe *fieldErrors) {
-	// "bridge" and ports are part of manifest v1 (safe-run import writes
-	// them from docker run -p); the launcher refuses them until it runs
-	// them, so a manifest written today keeps its meaning.
-	switch s.Network.Mode {
-	case NetworkNone, NetworkHost, NetworkBridge:
-	default:
-		fe.add("network.mode", `%q is not a network mode (use "none", "bridge", or "host" with [insecure] allow = ["host_network"])`, s.Network.Mode)
-	}
-	if len(s.Network.Ports) > 0 && s.Network.Mode != NetworkBridge {
-		fe.add("network.ports", `published ports need mode = "bridge" (set it, or remove ports)`)
-	}
-	for i, p := range s.Network.Ports {
-		if !validPort(p) {
-			fe.add(indexPath("network.ports", i), `%q is not a port mapping (use "[host-ip:]host-port:container-port[/tcp|/udp]", e.g. "8080:80")`, p)
-		}
-	}
-	for _, ns := range []struct{ key, mode string }{{"pid", s.Namespaces.PID}, {"ipc", s.Namespaces.IPC}, {"uts", s.Namespaces.UTS}} {
-		if ns.mode != "" && ns.mode != "private" && ns.mode != "host" {
-			fe.add("namespaces."+ns.key, `%q is not a namespace mode (use "private", the default, or "host" with [insecure])`, ns.mode)
-		}
-	}
-}
-
 func validateSecrets(s *Service, fe *fieldErrors) {
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 		sec := s.Secrets[name]
@@ -450,50 +426,6 @@ func validateInsecure(s *Service, fe *fieldErrors) {
 	if len(s.Insecure.Allow) > 0 && strings.TrimSpace(s.Insecure.Reason) == "" {
 		fe.add("insecure.reason", "missing (say in one sentence why this service needs what [insecure] allows)")
 	}
-}
-
-// portPattern is what validPort accepts, for the JSON Schema. It is not
-// compiled here: package init runs on every container start.
-const portPattern = `^(([0-9.]+|\[[0-9a-fA-F:]+\]):)?([0-9]*(-[0-9]+)?:)?[0-9]+(-[0-9]+)?(/(tcp|udp|sctp))?$`
-
-// validPort accepts docker's -p syntax: [ip:][host-port:]container-port[/proto],
-// ports or ranges (8000-8010), an IPv6 address in brackets.
-func validPort(p string) bool {
-	p, proto, hasProto := strings.Cut(p, "/")
-	if hasProto && proto != "tcp" && proto != "udp" && proto != "sctp" {
-		return false
-	}
-	if strings.HasPrefix(p, "[") {
-		end := strings.Index(p, "]:")
-		if end < 0 || strings.Trim(p[1:end], "0123456789abcdefABCDEF:") != "" {
-			return false
-		}
-		p = p[end+2:]
-		if !strings.Contains(p, ":") {
-			p = ":" + p
-		}
-	}
-	parts := strings.Split(p, ":")
-	switch len(parts) {
-	case 1, 2:
-	case 3:
-		if parts[0] == "" || strings.Trim(parts[0], "0123456789.") != "" {
-			return false
-		}
-		parts = parts[1:]
-	default:
-		return false
-	}
-	for i, part := range parts {
-		if part == "" && i == 0 && len(parts) == 2 {
-			continue // ip::80, a host port chosen by the runtime
-		}
-		lo, hi, isRange := strings.Cut(part, "-")
-		if !digits(lo) || (isRange && !digits(hi)) {
-			return false
-		}
-	}
-	return true
 }
 
 func digits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }

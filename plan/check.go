@@ -37,6 +37,9 @@ func PolicyHost(f host.Facts, dirs Dirs, svc *manifest.Service) policy.Host {
 			h.RealPaths[m.Source] = real
 		}
 	}
+	if len(svc.Network.Published) > 0 {
+		h.Addresses, _ = host.Addresses()
+	}
 	return h
 }
 

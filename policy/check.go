@@ -79,6 +79,7 @@ func Findings(s *manifest.Service) []Finding {
 	if s.Network.Mode == manifest.NetworkHost {
 		add(ruleHostNetwork, "network.mode", "the host network namespace is shared")
 	}
+	networkFindings(s, add)
 	for _, ns := range []struct {
 		mode, key string
 		rule      *Rule
@@ -124,6 +125,33 @@ func Findings(s *manifest.Service) []Finding {
 		add(ruleRootUser, "process", "no process.user: the service runs as the image's user, or root")
 	}
 	return out
+}
+
+// linkLocal holds the cloud metadata address 169.254.169.254.
+var linkLocal = netip.MustParsePrefix("169.254.0.0/16")
+
+// networkFindings judges what reaches the service and what it reaches.
+func networkFindings(s *manifest.Service, add func(r *Rule, path, format string, args ...any)) {
+	n := &s.Network
+	if n.Mode != manifest.NetworkBridge {
+		return
+	}
+	for i, p := range n.Published {
+		if p.HostIP.IsUnspecified() {
+			add(rulePublishAll, fmt.Sprintf("network.ports[%d]", i), "%q publishes container port %d/%s on every address of the host, to whatever network reaches it", n.Ports[i], p.ContainerPort, p.Proto)
+		}
+	}
+	if n.Egress.All {
+		add(ruleEgressAll, "network.egress", `"all": the service may connect to any address the host reaches, its local networks and 169.254.169.254 included`)
+	}
+	for i, r := range n.Egress.Rules {
+		switch {
+		case r.Prefix.IsValid() && r.Prefix.Bits() == 0:
+			add(ruleEgressAll, fmt.Sprintf("network.egress[%d]", i), "%q is every address: the service may connect anywhere the host reaches", n.Egress.Entries[i])
+		case r.Prefix.IsValid() && r.Prefix.Overlaps(linkLocal):
+			add(ruleEgressMetadata, fmt.Sprintf("network.egress[%d]", i), "%q covers link-local addresses, the cloud metadata service 169.254.169.254 among them", n.Egress.Entries[i])
+		}
+	}
 }
 
 // Enforce returns an error naming every refused finding, or nil.

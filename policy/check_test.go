@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -109,6 +110,16 @@ allow = ["no_resource_limits"]
 		{"SR018 unpinned image", edit(`rootfs = "rootfs"`, `ref = "nginx:1.25"`),
 			[]string{`5 SR018 image.ref: "nginx:1.25" is not pinned by digest: whoever can push that tag decides what runs`}},
 		{"SR018 pinned image", edit(`rootfs = "rootfs"`, `ref = "nginx@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"`), nil},
+		{"bridge on loopback, egress none", base + "\n[network]\nmode = \"bridge\"\nports = [\"8080:80\", \"192.0.2.1:8443:443\"]\n", nil},
+		{"SR034 every address", base + "\n[network]\nmode = \"bridge\"\nports = [\"8080:80\", \"0.0.0.0:5353:53/udp\"]\n",
+			[]string{`17 SR034 network.ports[1]: "0.0.0.0:5353:53/udp" publishes container port 53/udp on every address of the host, to whatever network reaches it`}},
+		{"SR035 egress all", base + "\n[network]\nmode = \"bridge\"\negress = \"all\"\n",
+			[]string{`17 SR035 network.egress: "all": the service may connect to any address the host reaches, its local networks and 169.254.169.254 included`}},
+		{"SR035 SR036 egress list", base + "\n[network]\nmode = \"bridge\"\negress = [\"10.0.0.0/8:5432\", \"0.0.0.0/0:443\", \"169.254.169.254:80\", \"169.0.0.0/8\", \"api.example.com:443\"]\n", []string{
+			`17 SR036 network.egress[2]: "169.254.169.254:80" covers link-local addresses, the cloud metadata service 169.254.169.254 among them`,
+			`17 SR036 network.egress[3]: "169.0.0.0/8" covers link-local addresses, the cloud metadata service 169.254.169.254 among them`,
+			`17 SR035 network.egress[1]: "0.0.0.0/0:443" is every address: the service may connect anywhere the host reaches`,
+		}},
 		{"SR025 TODO reason", base + "\n[network]\nmode = \"host\"\n\n[insecure]\nreason = \"TODO: why does it need the host network?\"\nallow = [\"host_network\"]\n", []string{
 			"16 SR006 network.mode: the host network namespace is shared [accepted]",
 			`19 SR025 insecure.reason: "TODO: why does it need the host network?": nobody has said yet why the service needs host_network`,
@@ -150,6 +161,10 @@ func TestHostFindings(t *testing.T) {
 			[]string{"17 SR005 mounts[0].source: /srv/link is refused (through a symlink, it is /etc/shadow): the host's password hashes"}},
 		{"SR005 symlink to a harmless path", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"/srv/link\"\ntarget = \"/x\"\n",
 			Host{AppArmor: true, RealPaths: map[string]string{"/srv/link": "/srv/data"}}, nil},
+		{"SR037 address not on this host", base + "\n[network]\nmode = \"bridge\"\nports = [\"8080:80\", \"192.0.2.1:81:81\", \"198.51.100.1:82:82\", \"0.0.0.0:83:83\"]\n",
+			Host{AppArmor: true, Addresses: []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("192.0.2.1")}},
+			[]string{"17 SR037 network.ports[2]: 198.51.100.1 is not an address of this host (publish on one it has, on 127.0.0.1, or on 0.0.0.0 for every address)"}},
+		{"addresses not probed", base + "\n[network]\nmode = \"bridge\"\nports = [\"198.51.100.1:82:82\"]\n", Host{AppArmor: true}, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,6 +219,17 @@ func TestContainerFindings(t *testing.T) {
 		{"SR023 default bridge", func(c *Container) { c.NetworkMode = "default" },
 			[]string{"0 SR023 --network: every container on the default bridge can reach this one"}},
 		{"user-defined network", func(c *Container) { c.NetworkMode = "backend" }, nil},
+		{"SR034 published on every address", func(c *Container) {
+			c.Ports = []ContainerPort{{HostPort: "8080", ContainerPort: "80", Proto: "tcp"}, {HostIP: "127.0.0.1", HostPort: "8443", ContainerPort: "443", Proto: "tcp"}, {HostIP: "0.0.0.0", HostPort: "53", ContainerPort: "53", Proto: "udp"}}
+		}, []string{
+			"0 SR034 --publish: container port 80/tcp is published on 0.0.0.0, every address of the host, and docker's DNAT passes by the host's INPUT firewall",
+			"0 SR034 --publish: container port 53/udp is published on 0.0.0.0, every address of the host, and docker's DNAT passes by the host's INPUT firewall",
+		}},
+		{"host network publishes nothing", func(c *Container) {
+			c.NetworkMode = "host"
+			c.Ports = []ContainerPort{{HostPort: "8080", ContainerPort: "80", Proto: "tcp"}}
+		}, []string{"0 SR006 --network: the host network namespace is shared"}},
+
 		{"SR007 SR008 SR009 SR024 namespaces", func(c *Container) { c.PidMode, c.IpcMode, c.UTSMode, c.UsernsMode = "host", "host", "host", "host" }, []string{
 			"0 SR007 --pid: the host PID namespace is shared",
 			"0 SR008 --ipc: the host IPC namespace is shared",

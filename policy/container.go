@@ -24,6 +24,7 @@ type Container struct {
 	Devices        []string // host device paths
 	Mounts         []ContainerMount
 	NetworkMode    string // "" or "default" (the default bridge), bridge, host, none, container:ID, or a network name
+	Ports          []ContainerPort
 	PidMode        string
 	IpcMode        string
 	UTSMode        string
@@ -44,6 +45,20 @@ type ContainerMount struct {
 	Source   string // host path (bind) or volume name
 	Target   string
 	ReadOnly bool
+}
+
+// ContainerPort is one published port as docker has it.
+type ContainerPort struct {
+	HostIP        string // "" is docker's default: every address (0.0.0.0 and ::)
+	HostPort      string // "" or "0": a random port
+	ContainerPort string // a number, or a range as docker writes it
+	Proto         string // tcp | udp | sctp
+}
+
+// EveryAddress reports whether the port is published on every address of
+// the host.
+func (p ContainerPort) EveryAddress() bool {
+	return p.HostIP == "" || p.HostIP == "0.0.0.0" || p.HostIP == "::" || p.HostIP == "[::]"
 }
 
 // SecurityOption returns the value of docker's --security-opt key (which
@@ -127,6 +142,17 @@ func ContainerFindings(c *Container) []Finding {
 		add(ruleHostNetwork, "--network", "the host network namespace is shared")
 	case "", "default", "bridge":
 		add(ruleDefaultBridge, "--network", "every container on the default bridge can reach this one")
+	}
+	if c.NetworkMode != "host" {
+		for _, p := range c.Ports {
+			if p.EveryAddress() {
+				host := p.HostIP
+				if host == "" {
+					host = "0.0.0.0"
+				}
+				add(rulePublishAll, "--publish", "container port %s/%s is published on %s, every address of the host, and docker's DNAT passes by the host's INPUT firewall", p.ContainerPort, p.Proto, host)
+			}
+		}
 	}
 	for _, ns := range []struct {
 		mode, flag, name string

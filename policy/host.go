@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/safe-run/safe-run/manifest"
 )
@@ -20,6 +21,9 @@ type Host struct {
 	// resolved, as the launcher will find it; a source missing here
 	// was not found.
 	RealPaths map[string]string
+	// Addresses are the host's own addresses, where a port may be
+	// published; nil when not probed.
+	Addresses []netip.Addr
 }
 
 // HostFindings evaluates the host rules: facts about this host that weaken
@@ -54,6 +58,13 @@ func HostFindings(s *manifest.Service, h Host) []Finding {
 		}
 		if why, bad := SensitivePath(real); bad {
 			add(ruleSensitiveMount, fmt.Sprintf("mounts[%d].source", i), "%s is refused (through a symlink, it is %s): %s", m.Source, real, why)
+		}
+	}
+	if h.Addresses != nil {
+		for i, p := range s.Network.Published {
+			if !p.OnHost(h.Addresses) {
+				add(ruleHostNoAddress, fmt.Sprintf("network.ports[%d]", i), "%s", manifest.HostAddressMissing(p))
+			}
 		}
 	}
 	if h.Cgroups != "" {

@@ -80,6 +80,28 @@ func TestScore(t *testing.T) {
 	}
 }
 
+// TestScoreNetwork: the network findings are warnings that cost points,
+// each rule once, and refuse nothing.
+func TestScoreNetwork(t *testing.T) {
+	svc := parse(t, base+"\n[network]\nmode = \"bridge\"\nports = [\"0.0.0.0:80:80\", \"0.0.0.0:443:443\"]\negress = \"all\"\n")
+	r := Check(svc, nil)
+	score, ds := r.Score()
+	var got []string
+	for _, d := range ds {
+		got = append(got, d.String())
+	}
+	want := []string{
+		`-8 SR034 publish-all-addresses (medium): network.ports[0]: "0.0.0.0:80:80" publishes container port 80/tcp on every address of the host, to whatever network reaches it (and 1 more)`,
+		`-8 SR035 egress-all (medium): network.egress: "all": the service may connect to any address the host reaches, its local networks and 169.254.169.254 included`,
+	}
+	if score != 84 || strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("score %d, deductions:\n%s\nwant 84:\n%s", score, strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if err := Enforce(svc); err != nil {
+		t.Errorf("network findings refused the manifest: %v", err)
+	}
+}
+
 func TestGate(t *testing.T) {
 	clean := Check(parse(t, base), nil)
 	refused := Check(parse(t, edit("cpus = 0.5\n", "")), nil)

@@ -46,6 +46,7 @@ var Rules = []*Rule{
 	ruleDaemonTCP, ruleDaemonSocketMode, ruleDockerGroup, ruleDaemonRootful,
 	ruleDaemonNoUserns,
 	ruleHostNoAppArmor, ruleHostNoCgroups, ruleHostNoUserns,
+	rulePublishAll, ruleEgressAll, ruleEgressMetadata, ruleHostNoAddress,
 }
 
 var (
@@ -298,6 +299,42 @@ var (
 		Fix:    "enable user namespaces (sysctl user.max_user_namespaces=15000) and give safe-run its id ranges (make setup-user)",
 	}
 )
+
+// Networking: findings, not refusals. Each can be right for a service
+// (a public web server publishes on every address), so none needs
+// [insecure]; check and audit say what it exposes and the narrower way.
+var (
+	rulePublishAll = &Rule{
+		ID: "SR034", Name: "publish-all-addresses", Severity: Medium,
+		Title:     "port published on every address of the host",
+		Advice:    "bind incoming container traffic to a specific host interface; docker's -p publishes on 0.0.0.0 and its DNAT bypasses the host's firewall",
+		CIS:       "5.14",
+		Fix:       `publish on 127.0.0.1 (the default: "8080:80") behind a proxy, or on the one address that must serve ("192.0.2.10:8080:80")`,
+		FixDocker: "publish on one address: -p 127.0.0.1:8080:80, or -p 192.0.2.10:8080:80",
+	}
+	ruleEgressAll = &Rule{
+		ID: "SR035", Name: "egress-all", Severity: Medium,
+		Title:  "outbound connections to any address",
+		Advice: "a compromised service must not reach whatever the host reaches: allow it only the destinations it needs",
+		Fix:    `list what the service connects to: egress = ["10.0.0.0/8:5432/tcp", "api.example.com:443"]`,
+	}
+	ruleEgressMetadata = &Rule{
+		ID: "SR036", Name: "egress-link-local", Severity: High,
+		Title:  "outbound connections allowed to link-local addresses, the cloud metadata service among them",
+		Advice: "169.254.169.254 hands out the instance's cloud credentials to whoever asks: a service must not reach it",
+		Fix:    "remove the egress entry that covers 169.254.0.0/16, or narrow it to the addresses the service needs",
+	}
+)
+
+// ruleHostNoAddress is a host rule: the manifest is fine, this host is not
+// where it can run.
+var ruleHostNoAddress = &Rule{
+	ID: "SR037", Name: "host-no-address", Severity: Medium, Always: true,
+	Title:  "a port is published on an address this host does not have",
+	Advice: "bind incoming container traffic to a specific host interface, one the host has",
+	CIS:    "5.14",
+	Fix:    "publish on an address of this host (ip -brief address), on 127.0.0.1, or run the service where the address is",
+}
 
 // Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
 // or nil.
