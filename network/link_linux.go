@@ -8,6 +8,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // ensureBridge makes the bridge interface with the gateway address, or checks the one there.
@@ -48,7 +49,9 @@ func deleteLink(name string) error {
 		}
 		return fmt.Errorf("interface %s: %w", name, err)
 	}
-	if err := netlink.LinkDel(link); err != nil {
+	// ENODEV: a veth whose namespace was just dropped goes away on its own, asynchronously,
+	// between the lookup and the delete.
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
 		return fmt.Errorf("deleting interface %s: %w", name, err)
 	}
 	return nil
