@@ -54,7 +54,9 @@ func TestAttachNamespace(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if !slices.ContainsFunc(routes, func(r netlink.Route) bool { return (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == a.Gateway.String() }) {
+		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
+			return (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == a.Gateway.String()
+		}) {
 			return fmt.Errorf("no default route via %s in %v", a.Gateway, routes)
 		}
 		lo, err := netlink.LinkByName("lo")
@@ -164,7 +166,14 @@ func TestEgress(t *testing.T) {
 	}
 	t.Logf("notes: %q", all.Notes)
 	none := mk("none", Egress{})
-	list := mk("list", Egress{Rules: []EgressRule{{Prefix: netip.PrefixFrom(inet.addr, 32), Port: 8080, Proto: "tcp"}}})
+	list := mk("list", Egress{Rules: []EgressRule{
+		{Prefix: netip.PrefixFrom(inet.addr, 32), Port: 8080, Proto: "tcp"},
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Port: 9999},
+	}})
+	// A host address named by an entry is open to that service only; 0.0.0.0/0 names none.
+	onHost := serve(t, "", netip.AddrPortFrom(inet.hostSide, 0))
+	onHost9999 := serve(t, "", netip.AddrPortFrom(inet.hostSide, 9999))
+	named := mk("named", Egress{Rules: []EgressRule{{Prefix: netip.PrefixFrom(inet.hostSide, 32), Port: onHost.Port(), Proto: "tcp"}}})
 	host := mk("host", Egress{Rules: []EgressRule{{Host: "inet.test", Port: 8080}}})
 
 	for _, tc := range []struct {
@@ -183,6 +192,10 @@ func TestEgress(t *testing.T) {
 		{"list: allowed port, other protocol", list, "udp", open, false},
 		{"list: other port", list, "tcp", closed, false},
 		{"hostname resolved elsewhere", host, "tcp", open, false},
+		{"host address named by an entry", named, "tcp", onHost, true},
+		{"host address, other port", named, "tcp", onHost9999, false},
+		{"host address not named (0.0.0.0/0:9999)", list, "tcp", onHost9999, false},
+		{"host address named by another service's entry", none, "tcp", onHost, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := dial(tc.a.Netns, tc.proto, tc.to)
@@ -206,6 +219,7 @@ func TestEgress(t *testing.T) {
 			t.Errorf("denials %q lack %q", denials.String(), want)
 		}
 	}
+	t.Logf("denials:\n%s", denials.String())
 	if strings.Contains(denials.String(), "all:") {
 		t.Errorf("denials for egress=all: %q", denials.String())
 	}

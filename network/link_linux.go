@@ -3,8 +3,10 @@ package network
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -33,6 +35,11 @@ func ensureBridge(b *bridgeState) error {
 	addr := &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(b.Gateway, b.Subnet.Bits()))}
 	if err := netlink.AddrReplace(link, addr); err != nil {
 		return fmt.Errorf("bridge %s (%s) address %s: %w", b.Name, b.Ifname, b.Gateway, err)
+	}
+	// No IPv6 on the bridge either: no link-local address, no neighbour discovery towards members
+	// that have IPv6 off. A host without IPv6 has no such file, which is as good.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+b.Ifname+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("bridge %s (%s) disabling IPv6: %w", b.Name, b.Ifname, err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("bridge %s (%s) up: %w", b.Name, b.Ifname, err)

@@ -169,8 +169,9 @@ func serve(t *testing.T, path string, addr netip.AddrPort) netip.AddrPort {
 // testHost is a stand-in for a host on the internet: a namespace of the test's own behind a veth
 // from the host, on a documentation prefix, so no test packet can leave the machine.
 type testHost struct {
-	netns string
-	addr  netip.Addr
+	netns    string
+	addr     netip.Addr // the test host's
+	hostSide netip.Addr // the host's end of the veth: a host address that is not the gateway
 }
 
 func newTestHost(t *testing.T, prefix string) testHost {
@@ -221,7 +222,7 @@ func newTestHost(t *testing.T, prefix string) testHost {
 	if err := h.LinkSetUp(peer); err != nil {
 		t.Fatal(err)
 	}
-	return testHost{netns: path, addr: far}
+	return testHost{netns: path, addr: far, hostSide: hostSide}
 }
 
 // assertNothingLeft checks that no kernel object or state entry of the root remains.
@@ -296,4 +297,3 @@ func waitFor(cond func() bool) bool {
 	}
 	return cond()
 }
-

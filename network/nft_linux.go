@@ -96,6 +96,18 @@ func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeS
 			e = append(e, dport(53)...)
 			rule(in, append(e, accept)...)
 		}
+		// An egress entry that names a host address opens it (a database on the host's LAN
+		// address, say); an entry for every address (0.0.0.0/0) does not: it means "the internet".
+		for _, l := range b.Leases {
+			for _, r := range l.Egress.Rules {
+				if r.Host == "" && r.Prefix.Bits() == 0 {
+					continue
+				}
+				for _, e := range egressMatches(r) {
+					rule(in, append(append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(12, l.Address)...), e...), accept)...)
+				}
+			}
+		}
 		rule(in, append(ifname(expr.MetaKeyIIFNAME, b.Ifname), drop)...)
 	}
 
@@ -126,37 +138,47 @@ func egressRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l leas
 		return
 	}
 	for _, r := range l.Egress.Rules {
-		var dsts []netip.Prefix
-		if r.Host != "" {
-			for _, a := range r.Resolved {
-				dsts = append(dsts, netip.PrefixFrom(a, a.BitLen()))
-			}
-		} else {
-			dsts = []netip.Prefix{r.Prefix}
-		}
-		protos := []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP}
-		switch r.Proto {
-		case "tcp":
-			protos = []byte{unix.IPPROTO_TCP}
-		case "udp":
-			protos = []byte{unix.IPPROTO_UDP}
-		}
-		for _, d := range dsts {
-			if !d.Addr().Is4() {
-				continue // IPv6 is off in the service's namespace
-			}
-			for _, p := range protos {
-				e := append(ipPrefix(16, d), l4proto(p)...)
-				if r.Port != 0 {
-					e = append(e, dport(r.Port)...)
-				}
-				rule(append(e, accept)...)
-			}
+		for _, e := range egressMatches(r) {
+			rule(append(e, accept)...)
 		}
 	}
 	rule(&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 20},
 		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: l.LogGroup, Snaplen: 64})
 	rule(&expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// egressMatches turns one egress entry into the matches of the packets it allows, one per
+// destination address (or prefix) and protocol.
+func egressMatches(r storedRule) [][]expr.Any {
+	var dsts []netip.Prefix
+	if r.Host != "" {
+		for _, a := range r.Resolved {
+			dsts = append(dsts, netip.PrefixFrom(a, a.BitLen()))
+		}
+	} else {
+		dsts = []netip.Prefix{r.Prefix}
+	}
+	protos := []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP}
+	switch r.Proto {
+	case "tcp":
+		protos = []byte{unix.IPPROTO_TCP}
+	case "udp":
+		protos = []byte{unix.IPPROTO_UDP}
+	}
+	var out [][]expr.Any
+	for _, d := range dsts {
+		if !d.Addr().Is4() {
+			continue // IPv6 is off in the service's namespace
+		}
+		for _, p := range protos {
+			e := append(ipPrefix(16, d), l4proto(p)...)
+			if r.Port != 0 {
+				e = append(e, dport(r.Port)...)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func ifname(key expr.MetaKey, name string) []expr.Any {
