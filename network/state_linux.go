@@ -172,7 +172,11 @@ func pidStart(pid int) uint64 {
 
 // alive reports whether the lease's owner still runs: same pid, same start time.
 func (l lease) alive() bool {
-	return l.PID > 0 && pidStart(l.PID) == l.Start
+	if l.PID <= 0 {
+		return false
+	}
+	start := pidStart(l.PID)
+	return start != 0 && start == l.Start
 }
 
 // Members lists the live members of a bridge: service name -> address. The resolver calls it for
