@@ -305,8 +305,10 @@ func TestCloseLeavesNothing(t *testing.T) {
 	assertNothingLeft(t, dir)
 }
 
-func TestCleanupDeadOwner(t *testing.T) {
-	dir := stateDir(t)
+// killedOwner starts a process that attaches "victim" to bridge "crash" and SIGKILLs it, so that
+// it leaves all it made behind.
+func killedOwner(t *testing.T, dir string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"="+dir)
 	out, err := cmd.StdoutPipe()
@@ -317,16 +319,12 @@ func TestCleanupDeadOwner(t *testing.T) {
 		t.Fatal(err)
 	}
 	line, _ := bufio.NewReader(out).ReadString('\n')
-	if !strings.HasPrefix(line, "attached ") {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("child: %q", line)
-	}
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
-
-	root := stateRoot{dir}
-	if _, err := netlink.LinkByName(root.bridgeIfname("crash")); err != nil {
+	if !strings.HasPrefix(line, "attached ") {
+		t.Fatalf("child: %q", line)
+	}
+	if _, err := netlink.LinkByName(stateRoot{dir}.bridgeIfname("crash")); err != nil {
 		t.Fatalf("no leftovers to reclaim (bridge: %v)", err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, netnsDir))
@@ -336,8 +334,27 @@ func TestCleanupDeadOwner(t *testing.T) {
 	if m, _ := Members(dir, "crash"); len(m) != 0 {
 		t.Errorf("dead owner still listed: %v", m)
 	}
+}
+
+func TestCleanupDeadOwner(t *testing.T) {
+	dir := stateDir(t)
+	killedOwner(t, dir)
 	if err := Cleanup(dir); err != nil {
 		t.Fatal(err)
 	}
 	assertNothingLeft(t, dir)
+}
+
+func TestAttachReclaimsDeadOwner(t *testing.T) {
+	dir := stateDir(t)
+	killedOwner(t, dir)
+	a := attach(t, Options{Service: "victim", Bridge: "crash", StateDir: dir})
+	ents, _ := os.ReadDir(filepath.Join(dir, netnsDir))
+	if len(ents) != 1 || filepath.Join(dir, netnsDir, ents[0].Name()) != a.Netns {
+		t.Errorf("netns dir holds %v, want only %s", ents, a.Netns)
+	}
+	b, err := stateRoot{dir}.readBridge("crash")
+	if err != nil || len(b.Leases) != 1 || b.Leases[0].PID != os.Getpid() {
+		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
+	}
 }
