@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
 )
 
 func TestDescribePacket(t *testing.T) {
@@ -101,5 +103,35 @@ func TestPidStart(t *testing.T) {
 	}
 	if (lease{PID: 0x3fffffff}).alive() {
 		t.Error("a pid that does not exist counts as alive")
+	}
+}
+
+func TestFreeSubnet(t *testing.T) {
+	used := []netip.Prefix{netip.MustParsePrefix("10.89.0.0/24"), netip.MustParsePrefix("10.89.2.0/23")}
+	got, err := freeSubnet(used)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pool.Contains(got.Addr()) || got.Bits() != 24 {
+		t.Fatalf("subnet %s is not a /24 of %s", got, pool)
+	}
+	for _, u := range used {
+		if u.Overlaps(got) {
+			t.Errorf("subnet %s overlaps %s, in use", got, u)
+		}
+	}
+	routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue
+		}
+		if ones, _ := r.Dst.Mask.Size(); ones > 0 {
+			if a, ok := netip.AddrFromSlice(r.Dst.IP.To4()); ok && netip.PrefixFrom(a, ones).Overlaps(got) {
+				t.Errorf("subnet %s overlaps the host route %s", got, r.Dst)
+			}
+		}
 	}
 }
