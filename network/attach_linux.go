@@ -1,0 +1,438 @@
+package network
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Attachment is one service connected to its bridge. Close undoes it.
+type Attachment struct {
+	Netns   string     // path of the bind-mounted netns file, for the spec's network namespace path
+	Address netip.Addr // the service's address on its bridge
+	Gateway netip.Addr // the bridge's host-side address (also the resolver's address)
+	Bridge  string     // the bridge's network name ("" own → generated)
+	Files   Files      // generated /etc files, bind-mounted read-only into the container
+	Notes   []string   // for the start report ("ip_forward enabled for egress", ...)
+
+	root    stateRoot
+	lease   lease
+	log     *slog.Logger
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	stops   []func()
+	denials *denialReader
+	mu      sync.Mutex // guards lease.Egress against Close
+	closed  bool
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// Attach makes the service's network namespace and connects it. Everything it made is undone by
+// Close, or, after a crash, by the next Attach/Cleanup.
+func Attach(ctx context.Context, opts Options) (*Attachment, error) {
+	if !nameRE.MatchString(opts.Service) {
+		return nil, fmt.Errorf("network: service name %q is not [a-z0-9][a-z0-9_.-]{0,62}", opts.Service)
+	}
+	if opts.Bridge != "" && !nameRE.MatchString(opts.Bridge) {
+		return nil, fmt.Errorf("network.bridge: %q is not [a-z0-9][a-z0-9_.-]{0,62}", opts.Bridge)
+	}
+	if !filepath.IsAbs(opts.StateDir) {
+		return nil, fmt.Errorf("network: state directory %q is not an absolute path", opts.StateDir)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	bridge := opts.Bridge
+	if bridge == "" {
+		// "_" cannot start a manifest name, so a service's own bridge never meets a named one.
+		bridge = "_" + opts.Service
+	}
+
+	spec := egressSpec{All: opts.Egress.All}
+	for _, r := range opts.Egress.Rules {
+		spec.Rules = append(spec.Rules, storedRule{Prefix: r.Prefix, Host: r.Host, Port: r.Port, Proto: r.Proto})
+	}
+	refresh, err := opts.resolveEgress(&spec) // before the lock: a slow resolver stalls only us
+	if err != nil {
+		log.Warn("egress hostname lookup failed; retrying", "err", err)
+	}
+
+	root := stateRoot{filepath.Clean(opts.StateDir)}
+	if err := root.init(); err != nil {
+		return nil, err
+	}
+	unlock, err := root.lock()
+	if err != nil {
+		return nil, err
+	}
+	a, err := attachLocked(root, bridge, opts, spec, log)
+	unlock()
+	if err != nil {
+		return nil, err
+	}
+
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	a.cancel = cancel
+	fail := func(err error) (*Attachment, error) {
+		return nil, errors.Join(err, a.Close())
+	}
+	if refresh > 0 {
+		a.wg.Add(1)
+		go a.refreshEgress(bg, opts, refresh)
+	}
+	if opts.Denials != nil && !spec.All {
+		d, err := listenDenials(a.lease.LogGroup, opts.Service, opts.Denials)
+		if err != nil {
+			return fail(err)
+		}
+		a.denials = d
+		a.wg.Add(1)
+		go d.run(&a.wg)
+	}
+	ups, err := Upstreams(opts.DNS)
+	if err != nil {
+		return fail(err)
+	}
+	stop, err := ServeDNS(bg, a.Gateway, bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, ups, log)
+	if err != nil {
+		return fail(fmt.Errorf("DNS on %s: %w", a.Gateway, err))
+	}
+	a.stops = append(a.stops, stop)
+	if len(opts.Ports) > 0 {
+		stop, err := PublishPorts(bg, opts.Ports, a.Address, log)
+		if err != nil {
+			return fail(err)
+		}
+		a.stops = append(a.stops, stop)
+	}
+	return a, nil
+}
+
+// attachLocked does the part of Attach that needs the state lock.
+func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, log *slog.Logger) (_ *Attachment, err error) {
+	bridges, err := root.bridges()
+	if err != nil {
+		return nil, err
+	}
+	if err := reclaim(root, bridges, log); err != nil {
+		log.Warn("reclaiming dead services' network", "err", err)
+	}
+	b := bridges[bridge]
+	if b == nil {
+		var used []netip.Prefix
+		for _, o := range bridges {
+			used = append(used, o.Subnet)
+		}
+		subnet, err := freeSubnet(used)
+		if err != nil {
+			return nil, err
+		}
+		b = &bridgeState{Name: bridge, Ifname: root.bridgeIfname(bridge), Subnet: subnet, Gateway: subnet.Addr().Next()}
+		bridges[bridge] = b
+	}
+	for _, l := range b.Leases {
+		if l.Service == opts.Service {
+			return nil, fmt.Errorf("network: service %s is already on bridge %s (pid %d); stop it first or rename one", opts.Service, bridge, l.PID)
+		}
+	}
+	addr, err := freeAddress(b)
+	if err != nil {
+		return nil, err
+	}
+	pid := os.Getpid()
+	l := lease{
+		Service:  opts.Service,
+		Address:  addr,
+		PID:      pid,
+		Start:    pidStart(pid),
+		Netns:    filepath.Join(root.dir, netnsDir, opts.Service+"@"+bridge),
+		HostVeth: "sv-" + shortHash(root.dir, bridge, opts.Service, strconv.Itoa(pid), time.Now().String())[:10],
+		LogGroup: freeGroup(bridges),
+		Egress:   spec,
+	}
+	// The lease is written before anything it names is made: a crash from here on leaves a record
+	// for the next Attach or Cleanup to undo.
+	b.Leases = append(b.Leases, l)
+	if err := root.writeBridge(b); err != nil {
+		return nil, err
+	}
+	a := &Attachment{
+		Netns: l.Netns, Address: addr, Gateway: b.Gateway, Bridge: bridge,
+		root: root, lease: l, log: log, cancel: func() {},
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, detachLocked(root, bridges, bridge, l))
+		}
+	}()
+	if err := ensureBridge(b); err != nil {
+		return nil, err
+	}
+	if err := makeNetns(l.Netns); err != nil {
+		return nil, err
+	}
+	if err := connect(b, &l); err != nil {
+		return nil, err
+	}
+	if !spec.All && len(spec.Rules) == 0 {
+		// egress none: peers and DNS only, nothing is routed, so forwarding stays as it is.
+	} else if note, err := enableForwarding(); err != nil {
+		return nil, err
+	} else if note != "" {
+		a.Notes = append(a.Notes, note)
+	}
+	if err := syncTable(root, bridges); err != nil {
+		return nil, err
+	}
+	if a.Files, err = writeFiles(root, b, l); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func freeAddress(b *bridgeState) (netip.Addr, error) {
+	taken := map[netip.Addr]bool{b.Gateway: true}
+	for _, l := range b.Leases {
+		taken[l.Address] = true
+	}
+	last := netip.PrefixFrom(b.Subnet.Addr(), b.Subnet.Bits())
+	for a := b.Gateway.Next(); last.Contains(a); a = a.Next() {
+		if !taken[a] && last.Contains(a.Next()) { // the last address is the broadcast
+			return a, nil
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("network: bridge %s (%s) has no free address left", b.Name, b.Subnet)
+}
+
+// freeGroup picks an NFLOG group no lease of this root uses, at random in a high range so that
+// another state root (or another program) picking groups is unlikely to meet it.
+func freeGroup(bridges map[string]*bridgeState) uint16 {
+	used := map[uint16]bool{}
+	for _, b := range bridges {
+		for _, l := range b.Leases {
+			used[l.LogGroup] = true
+		}
+	}
+	for {
+		var buf [2]byte
+		rand.Read(buf[:])
+		g := 0x8000 | binary.BigEndian.Uint16(buf[:])
+		if !used[g] {
+			return g
+		}
+	}
+}
+
+const forwardSysctl = "/proc/sys/net/ipv4/ip_forward"
+
+// enableForwarding turns routing on for egress. It is never turned off again: other services,
+// containers or VPNs on this host may rely on it by then, so the note says it stays on.
+func enableForwarding() (string, error) {
+	v, err := os.ReadFile(forwardSysctl)
+	if err != nil {
+		return "", fmt.Errorf("reading net.ipv4.ip_forward: %w", err)
+	}
+	if strings.TrimSpace(string(v)) == "1" {
+		return "", nil
+	}
+	if err := os.WriteFile(forwardSysctl, []byte("1"), 0); err != nil {
+		return "", fmt.Errorf("setting net.ipv4.ip_forward=1 for egress: %w", err)
+	}
+	return "net.ipv4.ip_forward set to 1 for egress (left on after exit: other users may rely on it)", nil
+}
+
+// writeFiles makes the /etc files the container sees. Peers are found through the bridge's DNS,
+// not hosts, so that a member started later is found too.
+func writeFiles(root stateRoot, b *bridgeState, l lease) (Files, error) {
+	dir := filesPath(root, l)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return Files{}, fmt.Errorf("network files: %w", err)
+	}
+	f := Files{
+		ResolvConf: filepath.Join(dir, "resolv.conf"),
+		Hosts:      filepath.Join(dir, "hosts"),
+		Hostname:   filepath.Join(dir, "hostname"),
+	}
+	content := map[string]string{
+		f.ResolvConf: fmt.Sprintf("nameserver %s\noptions ndots:0 timeout:2 attempts:2\n", b.Gateway),
+		f.Hosts:      fmt.Sprintf("127.0.0.1\tlocalhost\n%s\t%s %s.%s\n", l.Address, l.Service, l.Service, b.Name),
+		f.Hostname:   l.Service + "\n",
+	}
+	for path, c := range content {
+		if err := os.WriteFile(path, []byte(c), 0o644); err != nil {
+			return Files{}, fmt.Errorf("network files: %w", err)
+		}
+	}
+	return f, nil
+}
+
+func filesPath(root stateRoot, l lease) string {
+	return filepath.Join(root.dir, filesDir, filepath.Base(l.Netns))
+}
+
+// Close stops the attachment's goroutines and removes its veth, namespace, lease, rules and, when
+// it was the last member, its bridge. It can be called more than once.
+func (a *Attachment) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return nil
+	}
+	a.closed = true
+	a.mu.Unlock()
+	for _, stop := range a.stops {
+		stop()
+	}
+	a.cancel()
+	if a.denials != nil {
+		a.denials.close()
+	}
+	a.wg.Wait()
+	unlock, err := a.root.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	bridges, err := a.root.bridges()
+	if err != nil {
+		return err
+	}
+	return detachLocked(a.root, bridges, a.Bridge, a.lease)
+}
+
+// detachLocked undoes one lease and rewrites the table; bridges is updated in place.
+func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease) error {
+	errs := []error{undoLease(root, l)}
+	if b := bridges[bridge]; b != nil {
+		b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
+		errs = append(errs, saveOrDropBridge(root, bridges, b))
+	}
+	errs = append(errs, syncTable(root, bridges))
+	return errors.Join(errs...)
+}
+
+// undoLease removes what one lease made, whatever of it exists.
+func undoLease(root stateRoot, l lease) error {
+	return errors.Join(
+		removeNetns(l.Netns),
+		// With the namespace gone the pair goes too, unless a process still sits in it.
+		deleteLink(l.HostVeth),
+		os.RemoveAll(filesPath(root, l)),
+	)
+}
+
+func saveOrDropBridge(root stateRoot, bridges map[string]*bridgeState, b *bridgeState) error {
+	if len(b.Leases) > 0 {
+		return root.writeBridge(b)
+	}
+	delete(bridges, b.Name)
+	return errors.Join(deleteLink(b.Ifname), root.removeBridge(b.Name))
+}
+
+// updateEgress stores new hostname addresses in the lease and rewrites the table.
+func (a *Attachment) updateEgress(spec egressSpec) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed || slices.EqualFunc(spec.Rules, a.lease.Egress.Rules, func(x, y storedRule) bool { return slices.Equal(x.Resolved, y.Resolved) }) {
+		return nil
+	}
+	unlock, err := a.root.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	bridges, err := a.root.bridges()
+	if err != nil {
+		return err
+	}
+	b := bridges[a.Bridge]
+	if b == nil {
+		return fmt.Errorf("bridge %s has no state file any more", a.Bridge)
+	}
+	for i := range b.Leases {
+		if b.Leases[i].Service == a.lease.Service {
+			b.Leases[i].Egress = spec
+		}
+	}
+	a.lease.Egress = spec
+	if err := a.root.writeBridge(b); err != nil {
+		return err
+	}
+	return syncTable(a.root, bridges)
+}
+
+// Cleanup reclaims what dead owners left under stateDir: their leases, veths, namespaces, files,
+// rules, and bridges with no member left.
+func Cleanup(stateDir string) error {
+	root := stateRoot{filepath.Clean(stateDir)}
+	if _, err := os.Stat(root.dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err := root.init(); err != nil {
+		return err
+	}
+	unlock, err := root.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	bridges, err := root.bridges()
+	if err != nil {
+		return err
+	}
+	return errors.Join(reclaim(root, bridges, nil), syncTable(root, bridges))
+}
+
+// reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
+// without members, and removes netns mounts and files no lease names. The caller holds the lock
+// and rewrites the table.
+func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) error {
+	var errs []error
+	keep := map[string]bool{}
+	for _, b := range bridges {
+		live := b.Leases[:0]
+		for _, l := range b.Leases {
+			if l.alive() {
+				live = append(live, l)
+				keep[filepath.Base(l.Netns)] = true
+				continue
+			}
+			if log != nil {
+				log.Info("reclaiming network of a dead service", "service", l.Service, "bridge", b.Name, "pid", l.PID)
+			}
+			errs = append(errs, undoLease(root, l))
+		}
+		b.Leases = live
+		errs = append(errs, saveOrDropBridge(root, bridges, b))
+	}
+	for _, d := range []string{netnsDir, filesDir} {
+		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
+		for _, e := range ents {
+			if keep[e.Name()] {
+				continue
+			}
+			p := filepath.Join(root.dir, d, e.Name())
+			if d == netnsDir {
+				errs = append(errs, removeNetns(p))
+			} else {
+				errs = append(errs, os.RemoveAll(p))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

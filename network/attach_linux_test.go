@@ -1,0 +1,360 @@
+package network
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/vishvananda/netlink"
+)
+
+func TestAttachNamespace(t *testing.T) {
+	dir := stateDir(t)
+	a := attach(t, Options{Service: "web", StateDir: dir})
+	if a.Bridge != "_web" || !a.Address.IsValid() || a.Gateway.Next() != a.Address {
+		t.Fatalf("attachment: bridge %q address %s gateway %s", a.Bridge, a.Address, a.Gateway)
+	}
+	if !pool.Contains(a.Address) {
+		t.Errorf("address %s outside %s", a.Address, pool)
+	}
+	err := inNetns(a.Netns, func() error {
+		for key, want := range map[string]string{
+			"net/ipv4/ip_unprivileged_port_start": "0",
+			"net/ipv6/conf/all/disable_ipv6":      "1",
+			"net/ipv6/conf/default/disable_ipv6":  "1",
+		} {
+			v, err := os.ReadFile("/proc/sys/" + key)
+			if err != nil {
+				return err
+			}
+			if strings.TrimSpace(string(v)) != want {
+				return fmt.Errorf("%s = %s, want %s", key, v, want)
+			}
+		}
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(eth0, netlink.FAMILY_V4)
+		if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(a.Address, 24).String() {
+			return fmt.Errorf("eth0 addresses %v (%v), want %s/24", addrs, err, a.Address)
+		}
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(routes, func(r netlink.Route) bool {
+			return (r.Dst == nil || r.Dst.String() == "0.0.0.0/0") && r.Gw.String() == a.Gateway.String()
+		}) {
+			return fmt.Errorf("no default route via %s in %v", a.Gateway, routes)
+		}
+		lo, err := netlink.LinkByName("lo")
+		if err != nil || lo.Attrs().Flags&(1<<0) == 0 {
+			return fmt.Errorf("lo not up (%v)", err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		a.Files.ResolvConf: "nameserver " + a.Gateway.String() + "\n",
+		a.Files.Hosts:      "127.0.0.1\tlocalhost\n" + a.Address.String() + "\tweb web._web\n",
+		a.Files.Hostname:   "web\n",
+	} {
+		got, err := os.ReadFile(path)
+		if err != nil || !strings.HasPrefix(string(got), want) {
+			t.Errorf("%s = %q (%v), want it to start with %q", path, got, err, want)
+		}
+	}
+	m, err := Members(dir, "_web")
+	if err != nil || len(m) != 1 || m["web"] != a.Address {
+		t.Errorf("Members = %v, %v", m, err)
+	}
+	if _, err := Attach(t.Context(), Options{Service: "web", StateDir: dir}); err == nil || !strings.Contains(err.Error(), "already on bridge") {
+		t.Errorf("second Attach of web: %v, want already on bridge", err)
+	}
+}
+
+func TestIsolation(t *testing.T) {
+	dir := stateDir(t)
+	a := attach(t, Options{Service: "a", Bridge: "app", StateDir: dir})
+	b := attach(t, Options{Service: "b", Bridge: "app", StateDir: dir})
+	// c may go anywhere: its egress must still not reach another bridge. It also turns forwarding
+	// on, without which routing alone would keep the bridges apart and prove nothing.
+	c := attach(t, Options{Service: "c", Bridge: "other", StateDir: dir, Egress: Egress{All: true}})
+	if a.Gateway != b.Gateway || a.Gateway == c.Gateway {
+		t.Fatalf("gateways: a %s b %s c %s", a.Gateway, b.Gateway, c.Gateway)
+	}
+	svc := serve(t, a.Netns, netip.AddrPortFrom(a.Address, 7000))
+	serve(t, c.Netns, netip.AddrPortFrom(c.Address, 7001))
+	loopback := serve(t, "", netip.MustParseAddrPort("127.0.0.1:0"))
+	onGateway := serve(t, "", netip.AddrPortFrom(a.Gateway, 0))
+	dns := serve(t, "", netip.AddrPortFrom(a.Gateway, 53))
+
+	for _, tc := range []struct {
+		name  string
+		from  string
+		proto string
+		to    netip.AddrPort
+		ok    bool
+	}{
+		{"peer on the same bridge", b.Netns, "tcp", svc, true},
+		{"peer on the same bridge, udp", b.Netns, "udp", svc, true},
+		{"service on another bridge", c.Netns, "tcp", svc, false},
+		{"service on another bridge, udp", c.Netns, "udp", svc, false},
+		{"back from the other bridge's side", b.Netns, "tcp", netip.AddrPortFrom(c.Address, 7001), false},
+		{"host loopback service", b.Netns, "tcp", loopback, false},
+		{"host loopback service's port on the gateway", b.Netns, "tcp", netip.AddrPortFrom(b.Gateway, loopback.Port()), false},
+		{"gateway, non-DNS port", b.Netns, "tcp", onGateway, false},
+		{"gateway, non-DNS port, udp", b.Netns, "udp", onGateway, false},
+		{"another bridge's gateway", c.Netns, "tcp", onGateway, false},
+		{"gateway, DNS over tcp", b.Netns, "tcp", dns, true},
+		{"gateway, DNS over udp", b.Netns, "udp", dns, true},
+		{"another bridge's gateway, DNS", c.Netns, "tcp", dns, false},
+		{"the host to a service (published ports' forwarders)", "", "tcp", svc, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := dial(tc.from, tc.proto, tc.to)
+			if tc.ok && err != nil {
+				t.Errorf("%s %s: %v, want reached", tc.proto, tc.to, err)
+			}
+			if !tc.ok && err == nil {
+				t.Errorf("%s %s reached, want blocked", tc.proto, tc.to)
+			}
+		})
+	}
+}
+
+func TestEgress(t *testing.T) {
+	testenv.Long(t)
+	dir := stateDir(t)
+	inet := newTestHost(t, "198.51.100.200/30")
+	open := serve(t, inet.netns, netip.AddrPortFrom(inet.addr, 8080))
+	closed := serve(t, inet.netns, netip.AddrPortFrom(inet.addr, 4444))
+
+	var resolveMu sync.Mutex
+	resolved := netip.MustParseAddr("192.0.2.99") // never dialled: only the rule is looked at
+	var denials syncBuffer
+	mk := func(name string, e Egress) *Attachment {
+		return attach(t, Options{Service: name, StateDir: dir, Egress: e, Denials: &denials,
+			resolve: func(host string) ([]netip.Addr, time.Duration, error) {
+				if host != "inet.test" {
+					return nil, 0, fmt.Errorf("unknown %s", host)
+				}
+				resolveMu.Lock()
+				defer resolveMu.Unlock()
+				return []netip.Addr{resolved}, time.Second, nil
+			}})
+	}
+	// "all" first: it turns forwarding on, without which "none" would be denied by the routing
+	// code before the rules saw (and reported) it.
+	all := mk("all", Egress{All: true})
+	if fwd, _ := os.ReadFile(forwardSysctl); strings.TrimSpace(string(fwd)) != "1" {
+		t.Fatalf("ip_forward = %s after an egress=all attach", fwd)
+	}
+	t.Logf("notes: %q", all.Notes)
+	none := mk("none", Egress{})
+	list := mk("list", Egress{Rules: []EgressRule{
+		{Prefix: netip.PrefixFrom(inet.addr, 32), Port: 8080, Proto: "tcp"},
+		{Prefix: netip.MustParsePrefix("0.0.0.0/0"), Port: 9999},
+	}})
+	// A host address named by an entry is open to that service only; 0.0.0.0/0 names none.
+	onHost := serve(t, "", netip.AddrPortFrom(inet.hostSide, 0))
+	onHost9999 := serve(t, "", netip.AddrPortFrom(inet.hostSide, 9999))
+	named := mk("named", Egress{Rules: []EgressRule{{Prefix: netip.PrefixFrom(inet.hostSide, 32), Port: onHost.Port(), Proto: "tcp"}}})
+	host := mk("host", Egress{Rules: []EgressRule{{Host: "inet.test", Port: 8080}}})
+
+	for _, tc := range []struct {
+		name  string
+		a     *Attachment
+		proto string
+		to    netip.AddrPort
+		ok    bool
+	}{
+		{"all: open port", all, "tcp", open, true},
+		{"all: other port", all, "tcp", closed, true},
+		{"all: udp", all, "udp", closed, true},
+		{"none", none, "tcp", open, false},
+		{"none: udp", none, "udp", open, false},
+		{"list: allowed port", list, "tcp", open, true},
+		{"list: allowed port, other protocol", list, "udp", open, false},
+		{"list: other port", list, "tcp", closed, false},
+		{"hostname resolved elsewhere", host, "tcp", open, false},
+		{"host address named by an entry", named, "tcp", onHost, true},
+		{"host address, other port", named, "tcp", onHost9999, false},
+		{"host address not named (0.0.0.0/0:9999)", list, "tcp", onHost9999, false},
+		{"host address named by another service's entry", none, "tcp", onHost, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := dial(tc.a.Netns, tc.proto, tc.to)
+			if tc.ok && err != nil {
+				t.Errorf("%s %s: %v, want reached", tc.proto, tc.to, err)
+			}
+			if !tc.ok && err == nil {
+				t.Errorf("%s %s reached, want blocked", tc.proto, tc.to)
+			}
+		})
+	}
+
+	for _, want := range []string{
+		"none: egress denied 198.51.100.202:8080/tcp\n",
+		"none: egress denied 198.51.100.202:8080/udp\n",
+		"list: egress denied 198.51.100.202:4444/tcp\n",
+		"list: egress denied 198.51.100.202:8080/udp\n",
+		"host: egress denied 198.51.100.202:8080/tcp\n",
+	} {
+		if !waitFor(func() bool { return strings.Contains(denials.String(), want) }) {
+			t.Errorf("denials %q lack %q", denials.String(), want)
+		}
+	}
+	t.Logf("denials:\n%s", denials.String())
+	if strings.Contains(denials.String(), "all:") {
+		t.Errorf("denials for egress=all: %q", denials.String())
+	}
+	// Rate limit: a second SYN to the same place within denialEvery is not reported again.
+	if n := strings.Count(denials.String(), "list: egress denied 198.51.100.202:4444/tcp"); n != 1 {
+		t.Errorf("denial reported %d times, want once: %q", n, denials.String())
+	}
+
+	// The hostname now resolves to the test host: the refresh (TTL clamped to minRefresh) opens it.
+	resolveMu.Lock()
+	resolved = inet.addr
+	resolveMu.Unlock()
+	deadline := time.Now().Add(minRefresh + 5*time.Second)
+	for dial(host.Netns, "tcp", open) != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("hostname rule not refreshed to %s within %s", inet.addr, minRefresh+5*time.Second)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if err := dial(host.Netns, "tcp", closed); err == nil {
+		t.Errorf("hostname rule for port 8080 lets 4444 through")
+	}
+}
+
+func TestConcurrentAttach(t *testing.T) {
+	dir := stateDir(t)
+	const n = 8
+	var wg sync.WaitGroup
+	atts := make([]*Attachment, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			atts[i], errs[i] = Attach(t.Context(), Options{Service: fmt.Sprintf("s%d", i), Bridge: "conc", StateDir: dir})
+		}()
+	}
+	wg.Wait()
+	seen := map[netip.Addr]string{}
+	for i, a := range atts {
+		if errs[i] != nil {
+			t.Fatalf("Attach s%d: %v", i, errs[i])
+		}
+		t.Cleanup(func() { a.Close() })
+		if other, dup := seen[a.Address]; dup {
+			t.Errorf("s%d and %s both got %s", i, other, a.Address)
+		}
+		seen[a.Address] = fmt.Sprintf("s%d", i)
+	}
+	m, err := Members(dir, "conc")
+	if err != nil || len(m) != n {
+		t.Errorf("Members = %v (%v), want %d", m, err, n)
+	}
+}
+
+func TestCloseLeavesNothing(t *testing.T) {
+	dir := stateDir(t)
+	a := attach(t, Options{Service: "a", Bridge: "app", StateDir: dir, Egress: Egress{All: true}})
+	b := attach(t, Options{Service: "b", Bridge: "app", StateDir: dir})
+	root := stateRoot{dir}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := os.Stat(a.Netns); err == nil {
+		t.Errorf("netns %s left after Close", a.Netns)
+	}
+	if _, err := netlink.LinkByName(root.bridgeIfname("app")); err != nil {
+		t.Errorf("bridge removed while b is on it: %v", err)
+	}
+	if m, _ := Members(dir, "app"); len(m) != 1 || m["b"] != b.Address {
+		t.Errorf("Members after a left = %v", m)
+	}
+	c, _ := nftables.New()
+	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyINet); err != nil || tab == nil {
+		t.Errorf("table removed while b runs: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, dir)
+}
+
+// killedOwner starts a process that attaches "victim" to bridge "crash" and SIGKILLs it, so that
+// it leaves all it made behind.
+func killedOwner(t *testing.T, dir string) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(out).ReadString('\n')
+	cmd.Process.Signal(syscall.SIGKILL)
+	cmd.Wait()
+	if !strings.HasPrefix(line, "attached ") {
+		t.Fatalf("child: %q", line)
+	}
+	if _, err := netlink.LinkByName(stateRoot{dir}.bridgeIfname("crash")); err != nil {
+		t.Fatalf("no leftovers to reclaim (bridge: %v)", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, netnsDir))
+	if len(ents) != 1 {
+		t.Fatalf("netns dir holds %d entries, want the dead owner's one", len(ents))
+	}
+	if m, _ := Members(dir, "crash"); len(m) != 0 {
+		t.Errorf("dead owner still listed: %v", m)
+	}
+}
+
+func TestCleanupDeadOwner(t *testing.T) {
+	dir := stateDir(t)
+	killedOwner(t, dir)
+	if err := Cleanup(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, dir)
+}
+
+func TestAttachReclaimsDeadOwner(t *testing.T) {
+	dir := stateDir(t)
+	killedOwner(t, dir)
+	a := attach(t, Options{Service: "victim", Bridge: "crash", StateDir: dir})
+	ents, _ := os.ReadDir(filepath.Join(dir, netnsDir))
+	if len(ents) != 1 || filepath.Join(dir, netnsDir, ents[0].Name()) != a.Netns {
+		t.Errorf("netns dir holds %v, want only %s", ents, a.Netns)
+	}
+	b, err := stateRoot{dir}.readBridge("crash")
+	if err != nil || len(b.Leases) != 1 || b.Leases[0].PID != os.Getpid() {
+		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
+	}
+}

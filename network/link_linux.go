@@ -1,0 +1,156 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// ensureBridge makes the bridge interface with the gateway address, or checks the one there.
+func ensureBridge(b *bridgeState) error {
+	link, err := netlink.LinkByName(b.Ifname)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if !errors.As(err, &nf) {
+			return fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
+		}
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Ifname}}
+		if err := netlink.LinkAdd(br); err != nil {
+			return fmt.Errorf("creating bridge %s (%s): %w", b.Name, b.Ifname, err)
+		}
+		if link, err = netlink.LinkByName(b.Ifname); err != nil {
+			return fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
+		}
+	}
+	if link.Type() != "bridge" {
+		return fmt.Errorf("bridge %s: interface %s exists and is a %s, not a bridge (remove it)", b.Name, b.Ifname, link.Type())
+	}
+	addr := &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(b.Gateway, b.Subnet.Bits()))}
+	if err := netlink.AddrReplace(link, addr); err != nil {
+		return fmt.Errorf("bridge %s (%s) address %s: %w", b.Name, b.Ifname, b.Gateway, err)
+	}
+	// No IPv6 on the bridge either: no link-local address, no neighbour discovery towards members
+	// that have IPv6 off. A host without IPv6 has no such file, which is as good.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+b.Ifname+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("bridge %s (%s) disabling IPv6: %w", b.Name, b.Ifname, err)
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("bridge %s (%s) up: %w", b.Name, b.Ifname, err)
+	}
+	return nil
+}
+
+func deleteLink(name string) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil
+		}
+		return fmt.Errorf("interface %s: %w", name, err)
+	}
+	// ENODEV: a veth whose namespace was just dropped goes away on its own, asynchronously,
+	// between the lookup and the delete.
+	if err := netlink.LinkDel(link); err != nil && !errors.Is(err, unix.ENODEV) {
+		return fmt.Errorf("deleting interface %s: %w", name, err)
+	}
+	return nil
+}
+
+// connect makes the veth pair: hostVeth on the bridge, its peer in the namespace at nsPath as eth0
+// with the lease's address and a default route via the gateway.
+func connect(b *bridgeState, l *lease) error {
+	br, err := netlink.LinkByName(b.Ifname)
+	if err != nil {
+		return fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
+	}
+	ns, err := netns.GetFromPath(l.Netns)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", l.Netns, err)
+	}
+	defer ns.Close()
+	peer := "sp" + l.HostVeth[2:]
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{Name: l.HostVeth, MasterIndex: br.Attrs().Index},
+		PeerName:  peer,
+		// Made straight in the namespace: the container end never appears on the host.
+		PeerNamespace: netlink.NsFd(ns),
+	}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("creating veth %s: %w", l.HostVeth, err)
+	}
+	host, err := netlink.LinkByName(l.HostVeth)
+	if err != nil {
+		return fmt.Errorf("veth %s: %w", l.HostVeth, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return fmt.Errorf("veth %s up: %w", l.HostVeth, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", l.Netns, err)
+	}
+	defer h.Close()
+	in, err := h.LinkByName(peer)
+	if err != nil {
+		return fmt.Errorf("veth peer in %s: %w", l.Netns, err)
+	}
+	if err := h.LinkSetName(in, "eth0"); err != nil {
+		return fmt.Errorf("naming eth0 in %s: %w", l.Netns, err)
+	}
+	if err := h.AddrAdd(in, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, b.Subnet.Bits()))}); err != nil {
+		return fmt.Errorf("address %s in %s: %w", l.Address, l.Netns, err)
+	}
+	if err := h.LinkSetUp(in); err != nil {
+		return fmt.Errorf("eth0 up in %s: %w", l.Netns, err)
+	}
+	gw := net.IP(b.Gateway.AsSlice())
+	if err := h.RouteAdd(&netlink.Route{LinkIndex: in.Attrs().Index, Gw: gw}); err != nil {
+		return fmt.Errorf("default route via %s in %s: %w", b.Gateway, l.Netns, err)
+	}
+	return nil
+}
+
+func ipnet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// freeSubnet picks the first /24 of the pool that no bridge of this root uses and that overlaps no
+// route of the host (a LAN, a VPN, another engine's bridge).
+func freeSubnet(used []netip.Prefix) (netip.Prefix, error) {
+	routes, err := netlink.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: 0}, netlink.RT_FILTER_TABLE)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("listing host routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil {
+			continue // the default route overlaps everything and says nothing
+		}
+		ones, _ := r.Dst.Mask.Size()
+		if a, ok := netip.AddrFromSlice(r.Dst.IP.To4()); ok && ones > 0 {
+			used = append(used, netip.PrefixFrom(a, ones).Masked())
+		}
+	}
+	base := pool.Addr().As4()
+	for i := 0; i < 256; i++ {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{base[0], base[1], byte(i), 0}), 24)
+		free := true
+		for _, u := range used {
+			if u.Overlaps(p) {
+				free = false
+				break
+			}
+		}
+		if free {
+			return p, nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("no free /24 left in %s (stop unused bridges' services, or free routes that overlap it)", pool)
+}

@@ -1,0 +1,79 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"runtime"
+	"strconv"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Sysctls set inside every service's namespace. The namespace belongs to the initial user
+// namespace, so the container cannot change them back.
+var netnsSysctls = []struct{ key, value string }{
+	// Ports below 1024 need no capability: the service binds :80 without NET_BIND_SERVICE.
+	{"net/ipv4/ip_unprivileged_port_start", "0"},
+	// IPv4 only: the egress rules and the isolation are written for IPv4.
+	{"net/ipv6/conf/all/disable_ipv6", "1"},
+	{"net/ipv6/conf/default/disable_ipv6", "1"},
+}
+
+// makeNetns creates a network namespace and bind-mounts it on path (created here). It runs on a
+// thread of its own that is never returned to the Go scheduler: the thread ends with the goroutine
+// rather than carry a foreign namespace into other code.
+func makeNetns(path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o400)
+	if err != nil {
+		return fmt.Errorf("netns file: %w", err)
+	}
+	f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // no Unlock: the thread dies with this goroutine
+		errc <- func() error {
+			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
+				return fmt.Errorf("unshare netns: %w", err)
+			}
+			self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
+			if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("bind-mounting netns on %s: %w", path, err)
+			}
+			// /proc/sys/net shows the namespace of the thread that opens it.
+			for _, s := range netnsSysctls {
+				if err := os.WriteFile("/proc/sys/"+s.key, []byte(s.value), 0); err != nil {
+					return fmt.Errorf("netns sysctl %s: %w", s.key, err)
+				}
+			}
+			lo, err := netlink.LinkByName("lo")
+			if err != nil {
+				return fmt.Errorf("netns lo: %w", err)
+			}
+			if err := netlink.LinkSetUp(lo); err != nil {
+				return fmt.Errorf("netns lo up: %w", err)
+			}
+			return nil
+		}()
+	}()
+	if err := <-errc; err != nil {
+		removeNetns(path)
+		return err
+	}
+	return nil
+}
+
+// removeNetns detaches the bind mount and deletes the file. The namespace itself, and the veth end
+// in it, go when the last process in it exits.
+func removeNetns(path string) error {
+	err := unix.Unmount(path, unix.MNT_DETACH)
+	if err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmounting netns %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("removing netns %s: %w", path, err)
+	}
+	return nil
+}

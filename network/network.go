@@ -1,0 +1,103 @@
+// Package network connects a service to a bridge network as root: its own network namespace made and
+// owned by safe-run (so the container's capabilities never apply to it), a veth pair to a bridge, an
+// address leased under a lock, and safe-run's nftables table, which isolates bridges from each other
+// and from the host and enforces each service's egress. It sits beside launcher: plan converts the
+// manifest's [network] into Options, launcher joins the namespace at Attachment.Netns.
+//
+// State lives under Options.StateDir: one JSON file per bridge (its subnet and leases), the netns
+// bind mounts, the generated /etc files. The nftables table is rebuilt from those files on every
+// change, so whoever holds the lock (an Attach, a Close, a Cleanup) leaves it matching the leases.
+package network
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+)
+
+// DefaultStateDir is safe-run's network state root as root. Its nftables table is `inet safe_run`;
+// any other state root (tests) gets a table of its own, named after a hash of the path, so that two
+// roots never rewrite each other's rules.
+const DefaultStateDir = "/run/safe-run/net"
+
+// Port is one published port: HostIP:HostPort on the host forwarded to ContainerPort in the service.
+type Port struct {
+	HostIP        netip.Addr // 127.0.0.1 when the manifest gives none; 0.0.0.0 = every address
+	HostPort      uint16
+	ContainerPort uint16
+	Proto         string // "tcp" | "udp"
+}
+
+// EgressRule is one entry of a service's egress list.
+type EgressRule struct {
+	Prefix netip.Prefix // set for a CIDR entry
+	Host   string       // set for a HOSTNAME:PORT entry (resolved by safe-run)
+	Port   uint16       // 0 = any port
+	Proto  string       // "" = tcp and udp
+}
+
+// Egress is what a service may reach outside its bridge. All false and no rules = "none".
+type Egress struct {
+	All   bool
+	Rules []EgressRule
+}
+
+// None reports whether nothing may leave the bridge.
+func (e Egress) None() bool { return !e.All && len(e.Rules) == 0 }
+
+// Options is everything Attach needs; plan fills it from the manifest.
+type Options struct {
+	Service  string       // service name (DNS name on the bridge)
+	Bridge   string       // named network; "" = the service's own
+	Ports    []Port       // published ports
+	Egress   Egress       // what may leave the bridge
+	DNS      []netip.Addr // upstream resolvers; empty = the host's (never a loopback stub)
+	StateDir string       // safe-run's network state root, e.g. DefaultStateDir
+	Logger   *slog.Logger // nil: discard
+	Denials  io.Writer    // egress denials as they happen; nil: none
+
+	// resolve looks a HOSTNAME egress entry up; nil: ask the upstreams. Tests set it, since they
+	// may send no query off the machine.
+	resolve func(host string) ([]netip.Addr, time.Duration, error)
+}
+
+// Files are the generated /etc files, host paths, bind-mounted read-only into the container.
+type Files struct{ ResolvConf, Hosts, Hostname string }
+
+// lease is one service's entry in its bridge's state file. Everything Cleanup needs to undo the
+// attachment after its owner died is here, written before the object it names is made.
+type lease struct {
+	Service  string     `json:"service"`
+	Address  netip.Addr `json:"address"`
+	PID      int        `json:"pid"`
+	Start    uint64     `json:"start"` // the owner's start time in clock ticks (/proc/PID/stat field 22): a reused pid differs
+	Netns    string     `json:"netns"`
+	HostVeth string     `json:"host_veth"`
+	LogGroup uint16     `json:"log_group"` // NFLOG group of its denials
+	Egress   egressSpec `json:"egress"`
+}
+
+// egressSpec is Egress as stored, with each HOSTNAME entry's current addresses, so that whoever
+// rebuilds the table writes the same rules as the owner would.
+type egressSpec struct {
+	All   bool         `json:"all,omitempty"`
+	Rules []storedRule `json:"rules,omitempty"`
+}
+
+type storedRule struct {
+	Prefix   netip.Prefix `json:"prefix,omitzero"`
+	Host     string       `json:"host,omitempty"`
+	Port     uint16       `json:"port,omitempty"`
+	Proto    string       `json:"proto,omitempty"`
+	Resolved []netip.Addr `json:"resolved,omitempty"`
+}
+
+// bridgeState is one bridge's state file.
+type bridgeState struct {
+	Name    string       `json:"name"`   // the network's name
+	Ifname  string       `json:"ifname"` // the Linux interface (at most 15 bytes)
+	Subnet  netip.Prefix `json:"subnet"`
+	Gateway netip.Addr   `json:"gateway"`
+	Leases  []lease      `json:"leases"`
+}

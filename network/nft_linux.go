@@ -1,0 +1,240 @@
+package network
+
+import (
+	"encoding/binary"
+	"fmt"
+	"net/netip"
+	"sort"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// syncTable rewrites safe-run's table from the bridge state files, in one netlink batch, so the
+// kernel switches from the old rules to the new ones atomically. It touches no other table, chain
+// policy or iptables rule: every base chain here accepts by default and only drops traffic of
+// safe-run's own bridges, and a drop in one base chain is final whatever other tables say, while
+// an accept here lets the packet go on to theirs.
+//
+// With no bridge left, the table is deleted.
+func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	table := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
+	exists := false
+	if t, err := c.ListTableOfFamily(table.Name, nftables.TableFamilyINet); err == nil && t != nil {
+		exists = true
+	}
+	if exists {
+		c.DelTable(table)
+	}
+	if len(bridges) > 0 {
+		buildTable(c, table, bridges)
+	}
+	if !exists && len(bridges) == 0 {
+		return nil
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables table inet %s: %w", table.Name, err)
+	}
+	return nil
+}
+
+func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
+	c.AddTable(t)
+	names := make([]string, 0, len(bridges))
+	for n := range bridges {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+
+	// forward: between bridges, out of bridges, into bridges.
+	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
+	rule := func(ch *nftables.Chain, e ...expr.Any) { c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
+	rule(fwd, append(ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)...)
+	for _, n := range names {
+		b := bridges[n]
+		// Members of one bridge reach each other (seen here only with br_netfilter loaded).
+		rule(fwd, append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ifname(expr.MetaKeyOIFNAME, b.Ifname)...), accept)...)
+	}
+	for _, n := range names {
+		// Nothing new enters a bridge from elsewhere: not from another bridge, not from the LAN
+		// (published ports are sockets on the host, not forwarding).
+		rule(fwd, append(ifname(expr.MetaKeyOIFNAME, bridges[n].Ifname), drop)...)
+	}
+	for _, n := range names {
+		b := bridges[n]
+		for _, l := range b.Leases {
+			ch := c.AddChain(&nftables.Chain{Name: egressChain(b, l), Table: t})
+			rule(fwd, append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(12, l.Address)...),
+				&expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})...)
+			egressRules(c, t, ch, l)
+		}
+	}
+	for _, n := range names {
+		// A source address no lease holds is a forgery.
+		rule(fwd, append(ifname(expr.MetaKeyIIFNAME, bridges[n].Ifname), drop)...)
+	}
+
+	// input: from a bridge the host answers DNS on the gateway, and established traffic (published
+	// ports' replies); its own addresses and loopback services stay closed.
+	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	for _, n := range names {
+		b := bridges[n]
+		rule(in, append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)...), accept)...)
+		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
+			e := append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(16, b.Gateway)...)
+			e = append(e, l4proto(proto)...)
+			e = append(e, dport(53)...)
+			rule(in, append(e, accept)...)
+		}
+		// An egress entry that names a host address opens it (a database on the host's LAN
+		// address, say); an entry for every address (0.0.0.0/0) does not: it means "the internet".
+		for _, l := range b.Leases {
+			for _, r := range l.Egress.Rules {
+				if r.Host == "" && r.Prefix.Bits() == 0 {
+					continue
+				}
+				for _, e := range egressMatches(r) {
+					rule(in, append(append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(12, l.Address)...), e...), accept)...)
+				}
+			}
+		}
+		rule(in, append(ifname(expr.MetaKeyIIFNAME, b.Ifname), drop)...)
+	}
+
+	// postrouting: what egress lets out leaves with the host's address.
+	nat := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
+	for _, n := range names {
+		rule(nat, append(ifname(expr.MetaKeyOIFNAME, bridges[n].Ifname), accept)...)
+	}
+	for _, n := range names {
+		b := bridges[n]
+		rule(nat, append(ipPrefix(12, b.Subnet), &expr.Masq{})...)
+	}
+}
+
+// egressChain names a lease's chain; the address is unique within the table's bridges.
+func egressChain(b *bridgeState, l lease) string {
+	return "egress-" + b.Ifname + "-" + l.Address.String()
+}
+
+// egressRules fills a service's egress chain: what its egress allows is accepted, the rest is
+// logged to its NFLOG group (rate-limited in the kernel too) and dropped.
+func egressRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease) {
+	rule := func(e ...expr.Any) { c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
+	accept := &expr.Verdict{Kind: expr.VerdictAccept}
+	if l.Egress.All {
+		rule(accept)
+		return
+	}
+	for _, r := range l.Egress.Rules {
+		for _, e := range egressMatches(r) {
+			rule(append(e, accept)...)
+		}
+	}
+	rule(&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 20},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: l.LogGroup, Snaplen: 64})
+	rule(&expr.Verdict{Kind: expr.VerdictDrop})
+}
+
+// egressMatches turns one egress entry into the matches of the packets it allows, one per
+// destination address (or prefix) and protocol.
+func egressMatches(r storedRule) [][]expr.Any {
+	var dsts []netip.Prefix
+	if r.Host != "" {
+		for _, a := range r.Resolved {
+			dsts = append(dsts, netip.PrefixFrom(a, a.BitLen()))
+		}
+	} else {
+		dsts = []netip.Prefix{r.Prefix}
+	}
+	protos := []byte{unix.IPPROTO_TCP, unix.IPPROTO_UDP}
+	switch r.Proto {
+	case "tcp":
+		protos = []byte{unix.IPPROTO_TCP}
+	case "udp":
+		protos = []byte{unix.IPPROTO_UDP}
+	}
+	var out [][]expr.Any
+	for _, d := range dsts {
+		if !d.Addr().Is4() {
+			continue // IPv6 is off in the service's namespace
+		}
+		for _, p := range protos {
+			e := append(ipPrefix(16, d), l4proto(p)...)
+			if r.Port != 0 {
+				e = append(e, dport(r.Port)...)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func ifname(key expr.MetaKey, name string) []expr.Any {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
+	}
+}
+
+func ctState(bits uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(0)},
+	}
+}
+
+func nfproto4() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+	}
+}
+
+// ipAddr matches the IPv4 source (offset 12) or destination (offset 16) address.
+func ipAddr(offset uint32, a netip.Addr) []expr.Any {
+	return ipPrefix(offset, netip.PrefixFrom(a, 32))
+}
+
+func ipPrefix(offset uint32, p netip.Prefix) []expr.Any {
+	e := nfproto4()
+	if p.Bits() == 0 {
+		return e
+	}
+	e = append(e, &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4})
+	a := p.Masked().Addr().As4()
+	if p.Bits() < 32 {
+		mask := binary.BigEndian.AppendUint32(nil, ^uint32(0)<<(32-p.Bits()))
+		e = append(e, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: make([]byte, 4)})
+	}
+	return append(e, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a[:]})
+}
+
+func l4proto(p byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{p}},
+	}
+}
+
+func dport(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}

@@ -1,0 +1,197 @@
+package network
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Layout under the state root.
+const (
+	lockFile   = "lock"    // flock: every change to bridges, leases and the nft table holds it
+	bridgesDir = "bridges" // NAME.json per bridge
+	netnsDir   = "netns"   // bind-mounted netns files
+	filesDir   = "files"   // generated /etc files per attachment
+)
+
+// pool is where bridge subnets come from, one /24 each.
+var pool = netip.MustParsePrefix("10.89.0.0/16")
+
+type stateRoot struct{ dir string }
+
+func (s stateRoot) bridgeFile(name string) string {
+	return filepath.Join(s.dir, bridgesDir, name+".json")
+}
+
+// tag is what makes this root's kernel objects its own: the nft table name and the hash salt of
+// interface names.
+func (s stateRoot) table() string {
+	if filepath.Clean(s.dir) == DefaultStateDir {
+		return "safe_run"
+	}
+	return "safe_run_" + shortHash(filepath.Clean(s.dir))[:8]
+}
+
+func shortHash(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return hex.EncodeToString(h[:])
+}
+
+// bridgeIfname derives the bridge's interface name: Linux allows 15 bytes, network names 63, so it
+// is a hash and the name lives in the state file.
+func (s stateRoot) bridgeIfname(name string) string {
+	return "sr-" + shortHash(filepath.Clean(s.dir), name)[:10]
+}
+
+func (s stateRoot) init() error {
+	for _, d := range []string{s.dir, filepath.Join(s.dir, bridgesDir), filepath.Join(s.dir, netnsDir), filepath.Join(s.dir, filesDir)} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("network state: %w", err)
+		}
+	}
+	return nil
+}
+
+// lock takes the state root's exclusive lock; the returned func releases it. flock, not a pid
+// file: the kernel drops it when a SIGKILLed owner's descriptors close.
+func (s stateRoot) lock() (func(), error) {
+	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("network state lock: %w", err)
+	}
+	for {
+		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("network state lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
+// bridges reads every bridge state file.
+func (s stateRoot) bridges() (map[string]*bridgeState, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, bridgesDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return map[string]*bridgeState{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("network state: %w", err)
+	}
+	out := map[string]*bridgeState{}
+	for _, e := range ents {
+		name, ok := strings.CutSuffix(e.Name(), ".json")
+		if !ok {
+			continue
+		}
+		b, err := s.readBridge(name)
+		if err != nil {
+			return nil, err
+		}
+		if b != nil {
+			out[name] = b
+		}
+	}
+	return out, nil
+}
+
+// readBridge returns nil, nil when the bridge has no state file.
+func (s stateRoot) readBridge(name string) (*bridgeState, error) {
+	data, err := os.ReadFile(s.bridgeFile(name))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("network state: %w", err)
+	}
+	var b bridgeState
+	if err := json.Unmarshal(data, &b); err != nil {
+		return nil, fmt.Errorf("network state %s: %w (delete the file after stopping its services)", s.bridgeFile(name), err)
+	}
+	return &b, nil
+}
+
+// writeBridge replaces the file by rename, so a reader without the lock (Members, for every DNS
+// query) sees the old or the new file, never half of one.
+func (s stateRoot) writeBridge(b *bridgeState) error {
+	data, err := json.MarshalIndent(b, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := s.bridgeFile(b.Name)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("network state: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("network state: %w", err)
+	}
+	return nil
+}
+
+func (s stateRoot) removeBridge(name string) error {
+	if err := os.Remove(s.bridgeFile(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("network state: %w", err)
+	}
+	return nil
+}
+
+// pidStart is the start time of pid in clock ticks since boot, 0 if it is not running.
+func pidStart(pid int) uint64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	// The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	// fields[0] is field 3 (state); starttime is field 22.
+	if len(fields) < 20 {
+		return 0
+	}
+	v, _ := strconv.ParseUint(fields[19], 10, 64)
+	return v
+}
+
+// alive reports whether the lease's owner still runs: same pid, same start time.
+func (l lease) alive() bool {
+	if l.PID <= 0 {
+		return false
+	}
+	start := pidStart(l.PID)
+	return start != 0 && start == l.Start
+}
+
+// Members lists the live members of a bridge: service name -> address. The resolver calls it for
+// each query; it reads the state file without the lock (writes are atomic renames) so a long
+// Attach never stalls DNS.
+func Members(stateDir, bridge string) (map[string]netip.Addr, error) {
+	b, err := stateRoot{stateDir}.readBridge(bridge)
+	if err != nil || b == nil {
+		return map[string]netip.Addr{}, err
+	}
+	out := make(map[string]netip.Addr, len(b.Leases))
+	for _, l := range b.Leases {
+		if l.alive() {
+			out[l.Service] = l.Address
+		}
+	}
+	return out, nil
+}
