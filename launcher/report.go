@@ -37,6 +37,9 @@ func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 	line("starting %s as %d:%d, user namespace %s", cmd, p.User.UID, p.User.GID, ids)
 	line("%s", strings.Join(confinement(spec), ", "))
 	line("%s", strings.Join(limits(spec, host), ", "))
+	if opts.net != nil {
+		line("%s", networkLine(opts.net, opts.Network))
+	}
 	for _, n := range opts.Notes {
 		line("%s", n)
 	}
@@ -100,8 +103,11 @@ func confinement(spec *specs.Spec) []string {
 		out = append(out, "AppArmor "+spec.Process.ApparmorProfile)
 	}
 	net := "network none (loopback only)"
-	if !hasNamespace(spec, specs.NetworkNamespace) {
+	switch {
+	case !hasNamespace(spec, specs.NetworkNamespace):
 		net = "HOST network"
+	case networkPath(spec) != "":
+		net = "network bridge"
 	}
 	out = append(out, net)
 	for _, ns := range []specs.LinuxNamespaceType{specs.PIDNamespace, specs.IPCNamespace, specs.UTSNamespace} {

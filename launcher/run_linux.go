@@ -31,6 +31,7 @@ import (
 
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
 )
@@ -62,6 +63,8 @@ type runOpts struct {
 	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
 	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
 	Notes                []string          // what earlier stages could not enforce, for the report
+	Network              *network.Options  // bridge mode: what the service's network was asked to be
+	net                  *network.Attachment
 }
 
 // Run starts job's spec as a container, supervises it in the foreground
@@ -85,6 +88,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 		AllowSensitiveMounts: job.AllowSensitiveMounts,
 		AppArmor:             job.AppArmor,
 		Notes:                slices.Clone(job.Notes),
+		Network:              job.Network,
 	}
 	// What finishes in the background once the container has exited
 	// (the seccomp watcher's last records, the janitor's exit) is waited
@@ -146,6 +150,18 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 			r.removeState()
 		}
 	}()
+	if r.opts.net, err = attachNetwork(ctx, job, opts); err != nil {
+		return 0, err
+	}
+	if r.opts.net != nil {
+		// After the container is gone: locked destroys it first.
+		defer func() {
+			if err := r.opts.net.Close(); err != nil {
+				opts.Logger.Warn("removing the service's network", "err", err)
+			}
+		}()
+		r.opts.Notes = append(r.opts.Notes, r.opts.net.Notes...)
+	}
 
 	type result struct {
 		code int
@@ -346,6 +362,9 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		defer f.Close()
 		userns = f
 	}
+	if err := mountNetnsSysfs(spec, host); err != nil {
+		return 0, err
+	}
 	note, err := rootfsView(spec, host, spec.Annotations[plan.AnnotationRootfs], r.upperDir, userns)
 	if err != nil {
 		return 0, err
@@ -531,6 +550,8 @@ func pinMounts(config *configs.Config, host plan.Placement, opts runOpts, uid, g
 			allowSensitive = true // safe-run's own directory
 		case m.Source == "/proc" || m.Source == "/sys" || m.Source == "/dev/mqueue":
 			continue // a shared host namespace's file system, acknowledged in [insecure]
+		case opts.Network != nil && strings.HasPrefix(m.Source, opts.Network.StateDir+"/"):
+			allowSensitive = true // the service's generated /etc files, safe-run's own
 		}
 		stage := filepath.Join(stages, strconv.Itoa(i))
 		if err := pinMount(m.Source, stage, m.Flags&unix.MS_RDONLY != 0, allowSensitive); err != nil {

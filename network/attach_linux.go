@@ -59,8 +59,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	}
 	bridge := opts.Bridge
 	if bridge == "" {
-		// "_" cannot start a manifest name, so a service's own bridge never meets a named one.
-		bridge = "_" + opts.Service
+		bridge = ownBridge(opts.Service)
 	}
 
 	spec := egressSpec{All: opts.Egress.All}
@@ -155,12 +154,13 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		return nil, err
 	}
 	pid := os.Getpid()
+	netnsPath, files := Paths(root.dir, opts.Service, bridge)
 	l := lease{
 		Service:  opts.Service,
 		Address:  addr,
 		PID:      pid,
 		Start:    pidStart(pid),
-		Netns:    filepath.Join(root.dir, netnsDir, opts.Service+"@"+bridge),
+		Netns:    netnsPath,
 		HostVeth: "sv-" + shortHash(root.dir, bridge, opts.Service, strconv.Itoa(pid), time.Now().String())[:10],
 		LogGroup: freeGroup(bridges),
 		Egress:   spec,
@@ -199,7 +199,8 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	if err := syncTable(root, bridges); err != nil {
 		return nil, err
 	}
-	if a.Files, err = writeFiles(root, b, l); err != nil {
+	a.Files = files
+	if err = writeFiles(files, b, l); err != nil {
 		return nil, err
 	}
 	return a, nil
@@ -258,15 +259,9 @@ func enableForwarding() (string, error) {
 
 // writeFiles makes the /etc files the container sees. Peers are found through the bridge's DNS,
 // not hosts, so that a member started later is found too.
-func writeFiles(root stateRoot, b *bridgeState, l lease) (Files, error) {
-	dir := filesPath(root, l)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return Files{}, fmt.Errorf("network files: %w", err)
-	}
-	f := Files{
-		ResolvConf: filepath.Join(dir, "resolv.conf"),
-		Hosts:      filepath.Join(dir, "hosts"),
-		Hostname:   filepath.Join(dir, "hostname"),
+func writeFiles(f Files, b *bridgeState, l lease) error {
+	if err := os.MkdirAll(filepath.Dir(f.ResolvConf), 0o755); err != nil {
+		return fmt.Errorf("network files: %w", err)
 	}
 	content := map[string]string{
 		f.ResolvConf: fmt.Sprintf("nameserver %s\noptions ndots:0 timeout:2 attempts:2\n", b.Gateway),
@@ -275,10 +270,10 @@ func writeFiles(root stateRoot, b *bridgeState, l lease) (Files, error) {
 	}
 	for path, c := range content {
 		if err := os.WriteFile(path, []byte(c), 0o644); err != nil {
-			return Files{}, fmt.Errorf("network files: %w", err)
+			return fmt.Errorf("network files: %w", err)
 		}
 	}
-	return f, nil
+	return nil
 }
 
 func filesPath(root stateRoot, l lease) string {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"time"
 )
 
@@ -54,8 +55,8 @@ type Options struct {
 	Egress   Egress       // what may leave the bridge
 	DNS      []netip.Addr // upstream resolvers; empty = the host's (never a loopback stub)
 	StateDir string       // safe-run's network state root, e.g. DefaultStateDir
-	Logger   *slog.Logger // nil: discard
-	Denials  io.Writer    // egress denials as they happen; nil: none
+	Logger   *slog.Logger `json:"-"` // nil: discard
+	Denials  io.Writer    `json:"-"` // egress denials as they happen; nil: none
 
 	// resolve looks a HOSTNAME egress entry up; nil: ask the upstreams. Tests set it, since they
 	// may send no query off the machine.
@@ -64,6 +65,32 @@ type Options struct {
 
 // Files are the generated /etc files, host paths, bind-mounted read-only into the container.
 type Files struct{ ResolvConf, Hosts, Hostname string }
+
+// State directory layout, below Options.StateDir.
+const (
+	bridgesDir = "bridges" // one JSON file per bridge: subnet, gateway, leases
+	netnsDir   = "netns"   // bind-mounted network namespaces, one per attachment
+	filesDir   = "files"   // generated /etc files per attachment
+)
+
+// Paths are where Attach puts the service's namespace and its generated files: known before it
+// runs, so that the spec can name them and `safe-run spec` shows them.
+func Paths(stateDir, service, bridge string) (netns string, files Files) {
+	if bridge == "" {
+		bridge = ownBridge(service)
+	}
+	name := service + "@" + bridge
+	dir := filepath.Join(stateDir, filesDir, name)
+	return filepath.Join(stateDir, netnsDir, name), Files{
+		ResolvConf: filepath.Join(dir, "resolv.conf"),
+		Hosts:      filepath.Join(dir, "hosts"),
+		Hostname:   filepath.Join(dir, "hostname"),
+	}
+}
+
+// ownBridge names the bridge of a service that joins none: "_" cannot start a manifest name, so
+// it never meets a named one.
+func ownBridge(service string) string { return "_" + service }
 
 // lease is one service's entry in its bridge's state file. Everything Cleanup needs to undo the
 // attachment after its owner died is here, written before the object it names is made.

@@ -17,13 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Layout under the state root.
-const (
-	lockFile   = "lock"    // flock: every change to bridges, leases and the nft table holds it
-	bridgesDir = "bridges" // NAME.json per bridge
-	netnsDir   = "netns"   // bind-mounted netns files
-	filesDir   = "files"   // generated /etc files per attachment
-)
+// lockFile is the state root's flock: every change to bridges, leases and the nft table holds it.
+const lockFile = "lock"
 
 // pool is where bridge subnets come from, one /24 each.
 var pool = netip.MustParsePrefix("10.89.0.0/16")

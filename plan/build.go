@@ -76,7 +76,8 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		Service:              svc,
 		Image:                img,
 	}
-	in := Inputs{Service: svc, Image: img}
+	j.Network = networkOptions(svc, opts.Dirs)
+	in := Inputs{Service: svc, Image: img, Network: j.Network}
 	if in.Seccomp, err = SeccompProfile(svc, f); err != nil {
 		return nil, err
 	}
@@ -100,6 +101,9 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		// user's uid and subordinate ids.
 		j.Placement.IDs = IDMap{Size: f.RootlessIDSize()}
 		j.rootlessCgroups(f.Cgroup)
+		if j.Network != nil {
+			j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: this release connects bridges as root only (run it as root, or use mode = "none" until rootless bridges land)`, host.ErrCannotEnforce))
+		}
 	} else if j.Placement.IDs, err = AllocateIDs(f, opts.Dirs.Data, svc.Name, false); err != nil {
 		// The spec shows the size of the namespace; where its ids
 		// would lie is what the host lacks.

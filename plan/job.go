@@ -12,6 +12,7 @@ import (
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/network"
 )
 
 // JobVersion is the version of Job's JSON, which crosses from
@@ -42,8 +43,9 @@ type Job struct {
 	AppArmor *apparmor.Profile
 	// Notes are what this host does not enforce, for the start report.
 	Notes []string
-	// The network section goes here: what the launcher sets up on the
-	// host around the container's start (package network).
+	// Network is what the launcher sets up on the host around the
+	// container's start (network.Attach); nil in modes none and host.
+	Network *network.Options
 
 	// Service and Image are what Build decided from; they do not cross
 	// the exec (the launcher needs neither).
@@ -84,6 +86,12 @@ type Dirs struct {
 	State string // /run/safe-run as root, $XDG_RUNTIME_DIR/safe-run rootless
 	Data  string // /var/lib/safe-run as root, $XDG_DATA_HOME/safe-run rootless
 }
+
+// SysfsDir is where the launcher mounts a sysfs of the service's own
+// network namespace, which the spec binds at /sys: the container cannot
+// mount one itself, since its user namespace does not own that network
+// namespace.
+func (h Placement) SysfsDir() string { return filepath.Join(h.StateDir, "sys") }
 
 // Placement is where one run lives on this host: the facts of the host and
 // of this run that the spec depends on. Kept apart from the manifest, they

@@ -11,6 +11,7 @@ import (
 
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/network"
 )
 
 // Inputs are what the stages before the spec decided.
@@ -19,6 +20,7 @@ type Inputs struct {
 	Image    *image.Image
 	Seccomp  *specs.LinuxSeccomp // nil: unconfined, which policy only lets through when acknowledged
 	AppArmor string              // profile to apply; "" when none applies on this host
+	Network  *network.Options    // bridge mode: the namespace and files network.Attach makes; nil otherwise
 }
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -28,12 +30,6 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // else from the host.
 func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 	s, img := in.Service, in.Image
-	if s.Network.Mode == manifest.NetworkBridge {
-		// Valid in manifest v1 (import writes it from docker run -p), not
-		// run yet: starting it without its network would be a different
-		// service.
-		return nil, s.Errorf("network.mode", `"bridge" (and published ports) is planned, not run by this release yet (use "none", or "host" with [insecure] allow = ["host_network"])`)
-	}
 	user, err := resolveUser(s, img)
 	if err != nil {
 		return nil, err
@@ -71,12 +67,12 @@ func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 			NoNewPrivileges: s.Security.NoNewPrivileges,
 			ApparmorProfile: in.AppArmor,
 		},
-		Mounts:      mounts(s, host),
+		Mounts:      mounts(s, in.Network, host),
 		Annotations: annotations(s, img),
 		Linux: &specs.Linux{
 			UIDMappings:   host.IDMappings(host.IDs.UID),
 			GIDMappings:   host.IDMappings(host.IDs.GID),
-			Namespaces:    namespaces(s),
+			Namespaces:    namespaces(s, in.Network),
 			Resources:     resources(s, host.CgroupV2),
 			CgroupsPath:   host.CgroupPath,
 			Seccomp:       in.Seccomp,
@@ -166,7 +162,7 @@ var maskedPaths = []string{
 
 var readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
 
-func namespaces(s *manifest.Service) []specs.LinuxNamespace {
+func namespaces(s *manifest.Service, net *network.Options) []specs.LinuxNamespace {
 	ns := []specs.LinuxNamespace{{Type: specs.UserNamespace}, {Type: specs.MountNamespace}, {Type: specs.CgroupNamespace}}
 	if s.Namespaces.PID != "host" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.PIDNamespace})
@@ -177,7 +173,14 @@ func namespaces(s *manifest.Service) []specs.LinuxNamespace {
 	if s.Namespaces.UTS != "host" {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UTSNamespace})
 	}
-	if s.Network.Mode != manifest.NetworkHost {
+	switch {
+	case net != nil:
+		// Made and owned by safe-run, outside the container's user
+		// namespace: what capabilities the container holds never apply
+		// to its addresses, routes or firewall.
+		path, _ := network.Paths(net.StateDir, net.Service, net.Bridge)
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: path})
+	case s.Network.Mode != manifest.NetworkHost:
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	return ns
@@ -212,7 +215,7 @@ func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
 	return r
 }
 
-func mounts(s *manifest.Service, host Placement) []specs.Mount {
+func mounts(s *manifest.Service, net *network.Options, host Placement) []specs.Mount {
 	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -233,6 +236,17 @@ func mounts(s *manifest.Service, host Placement) []specs.Mount {
 	}
 	if s.Network.Mode == manifest.NetworkHost {
 		ms[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys", Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+	}
+	if net != nil {
+		// The launcher mounts a sysfs of the service's network namespace
+		// there: one the container cannot mount (its user namespace
+		// does not own that network namespace), showing its own
+		// interfaces, not the host's.
+		ms[5] = specs.Mount{Destination: "/sys", Type: "bind", Source: host.SysfsDir(), Options: []string{"bind", "nosuid", "noexec", "nodev", "ro"}}
+		_, files := network.Paths(net.StateDir, net.Service, net.Bridge)
+		for _, f := range []struct{ dst, src string }{{"/etc/resolv.conf", files.ResolvConf}, {"/etc/hosts", files.Hosts}, {"/etc/hostname", files.Hostname}} {
+			ms = append(ms, specs.Mount{Destination: f.dst, Type: "bind", Source: f.src, Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
+		}
 	}
 	for _, m := range s.Mounts {
 		ms = append(ms, userMount(m, host))
