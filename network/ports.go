@@ -24,6 +24,11 @@ const (
 	// udpMaxSessions bounds the sockets one UDP port may hold; past it the
 	// least recently used session is ended.
 	udpMaxSessions = 1024
+	// tcpMaxConns bounds the live TCP connections of one service's ports
+	// (each holds two sockets and, while it copies, two pipes): past it new
+	// connections wait in the listen backlog, and a flood cannot take all
+	// of the supervisor's file descriptors.
+	tcpMaxConns = 4096
 	// udpMaxDatagram is the largest UDP payload (65535 - 8 - 20).
 	udpMaxDatagram = 65507
 )
@@ -45,9 +50,8 @@ const (
 //
 // What the service sees as its client's address: the connection comes
 // from the host, so the service sees the gateway (the host's address on
-// its bridge) and an ephemeral port, never the real client. Services that
-// need the client's address (access logs, rate limits by address) get it
-// only by another design (see ports_linux.go's note on DNAT).
+// its bridge) and an ephemeral port, never the real client. See
+// "Preserving the client's address" below for the ways out.
 //
 // HostIP 0.0.0.0 (or ::) listens on every address, IPv4 and IPv6 (a
 // dual-stack socket). For UDP on such a wildcard address, the reply's
@@ -71,7 +75,7 @@ func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 	if !target.IsValid() {
 		return nil, errors.New("publishing ports: the service has no address")
 	}
-	fw := &forwarders{log: log, idle: idle, conns: make(map[io.Closer]struct{})}
+	fw := &forwarders{log: log, idle: idle, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
 	fctx, cancel := context.WithCancel(ctx)
 	fw.cancel = cancel
 	for _, p := range ports {
@@ -88,6 +92,36 @@ func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 	return fw, nil
 }
 
+// Preserving the client's address (investigated, not implemented):
+//
+//   - nftables DNAT of HostIP:HostPort to the service (docker's way, for
+//     non-loopback HostIPs only, since DNAT of 127.0.0.1 needs
+//     route_localnet) keeps the address, but the packets are then
+//     forwarded, not delivered: they pass the FORWARD hook and never the
+//     host's INPUT rules, which is exactly the ufw/firewalld bypass this
+//     design avoids. safe-run would have to re-implement the host's INPUT
+//     policy in its own table, or leave published ports open whatever the
+//     host's firewall says. Rejected for that reason.
+//   - A transparent dial (what go-mmproxy does) keeps both: the client
+//     still connects to a socket of the host (INPUT applies), and the
+//     forwarder's socket to the service gets IP_TRANSPARENT (needs
+//     CAP_NET_ADMIN, which the root supervisor has) and binds to the
+//     client's address before it connects, so the service sees the real
+//     client. The replies are addressed to that client, so the host must
+//     deliver them to the forwarder rather than route them on: in
+//     safe_run's table, `iifname <bridge> socket transparent 1 meta mark
+//     set M` in prerouting, plus a policy route `ip rule fwmark M lookup T`
+//     with `local 0.0.0.0/0 dev lo table T` (both owned and removed by
+//     safe-run like its other state). Loopback clients (127.0.0.0/8) keep
+//     the gateway as their address: 127.0.0.1 inside the service's netns
+//     is its own loopback. The service's egress filter must let these
+//     replies out (they are conntrack-established). This is the way to do
+//     it if it is wanted; it needs netcore's table and a routing rule, so
+//     it is left for after the merge.
+//   - The PROXY protocol (v2) header in front of the stream: no kernel
+//     state at all, but only for services that parse it, so only as an
+//     opt-in per port.
+
 // forwarders is everything PublishPorts opened, so stop closes it all.
 type forwarders struct {
 	log    *slog.Logger
@@ -100,6 +134,7 @@ type forwarders struct {
 	mu     sync.Mutex
 	closed bool
 	conns  map[io.Closer]struct{} // live TCP connections, both sides
+	slots  chan struct{}          // one per live TCP connection, up to tcpMaxConns
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -222,8 +257,14 @@ func (fw *forwarders) acceptTCP(ctx context.Context, t tcpForward) {
 	defer fw.wg.Done()
 	var backoff time.Duration
 	for {
+		select {
+		case fw.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		c, err := t.ln.Accept()
 		if err != nil {
+			<-fw.slots
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -240,6 +281,7 @@ func (fw *forwarders) acceptTCP(ctx context.Context, t tcpForward) {
 		backoff = 0
 		if !fw.track(c) {
 			c.Close()
+			<-fw.slots
 			return
 		}
 		fw.wg.Add(1)
@@ -253,6 +295,7 @@ func (fw *forwarders) acceptTCP(ctx context.Context, t tcpForward) {
 // whole answer.
 func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCPConn) {
 	defer fw.wg.Done()
+	defer func() { <-fw.slots }()
 	defer fw.untrack(client)
 	defer client.Close()
 

@@ -26,6 +26,10 @@ const (
 	// reads the lease file under its lock; a burst of queries (a client
 	// asking A and AAAA for every search domain) reads it once.
 	lookupCacheFor = time.Second
+	// lookupMinInterval bounds the lookups that queries from unknown
+	// addresses force, so a flood of them cannot keep the lease file's
+	// lock busy.
+	lookupMinInterval = 100 * time.Millisecond
 	// upstreamTimeout is how long one upstream has to answer before the
 	// next is tried; the client's own resolver gives up after 5 s (glibc).
 	upstreamTimeout = 2 * time.Second
@@ -60,13 +64,15 @@ func newResolver(gateway netip.Addr, bridge string, lookup func() (map[string]ne
 	}
 }
 
-// table returns the member table, read at most once per lookupCacheFor.
+// table returns the member table, read at most once per lookupCacheFor,
+// or, fresh, once per lookupMinInterval.
 // A failed lookup keeps the last table (a lease file being rewritten must
 // not make every name vanish) and is logged.
 func (r *resolver) table(fresh bool) (map[string]netip.Addr, map[netip.Addr]string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !fresh && r.members != nil && time.Since(r.fetched) < lookupCacheFor {
+	age := time.Since(r.fetched)
+	if r.members != nil && (age < lookupCacheFor && !fresh || age < lookupMinInterval) {
 		return r.members, r.byAddr
 	}
 	m, err := r.lookup()
