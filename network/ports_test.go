@@ -10,9 +10,16 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // The ports tests' traffic stays on loopback, each test in its own
@@ -430,5 +437,100 @@ func BenchmarkTCPThroughput(b *testing.B) {
 				b.Fatalf("sink answered %q, %v; want %q", got, err, want)
 			}
 		})
+	}
+}
+
+// testNetns makes a network namespace joined to the host by a veth pair:
+// host side hostAddr/30, namespace side nsAddr/30, both in 10.253.N.0/30
+// (a range nothing else here uses). Everything is removed at cleanup.
+// It returns the namespace's path.
+func testNetns(t *testing.T, n byte) (ns string, hostAddr, nsAddr netip.Addr) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	ipTool := testenv.RequireTool(t, "ip")
+	name := fmt.Sprintf("nsv%d-%d", os.Getpid(), n)
+	hostLink, nsLink := fmt.Sprintf("nsv%dh%d", os.Getpid()%100000, n), fmt.Sprintf("nsv%dn%d", os.Getpid()%100000, n)
+	hostAddr, nsAddr = netip.AddrFrom4([4]byte{10, 253, n, 1}), netip.AddrFrom4([4]byte{10, 253, n, 2})
+	run := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(ipTool, args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	run("netns", "add", name)
+	t.Cleanup(func() { exec.Command(ipTool, "netns", "del", name).Run() })
+	run("link", "add", hostLink, "type", "veth", "peer", "name", nsLink, "netns", name)
+	t.Cleanup(func() { exec.Command(ipTool, "link", "del", hostLink).Run() })
+	run("addr", "add", hostAddr.String()+"/30", "dev", hostLink)
+	run("link", "set", hostLink, "up")
+	run("-n", name, "addr", "add", nsAddr.String()+"/30", "dev", nsLink)
+	run("-n", name, "link", "set", nsLink, "up")
+	run("-n", name, "link", "set", "lo", "up")
+	return "/run/netns/" + name, hostAddr, nsAddr
+}
+
+// inNetns runs f on a thread in the namespace ns. Sockets f makes stay in
+// ns when used from other goroutines. The thread is dropped afterwards
+// (never unlocked), so no goroutine runs in ns by accident.
+func inNetns(t *testing.T, ns string, f func()) {
+	t.Helper()
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		fd, err := unix.Open(ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Setns(fd, unix.CLONE_NEWNET)
+			unix.Close(fd)
+		}
+		if err != nil {
+			done <- err
+			return
+		}
+		f()
+		done <- nil
+	}()
+	if err := <-done; err != nil {
+		t.Fatalf("entering %s: %v", ns, err)
+	}
+}
+
+// The real layout: the service in its own namespace behind a veth, the
+// published port on the host's loopback. The service sees the host's
+// address on the link as its client.
+func TestPublishIntoNetns(t *testing.T) {
+	ns, hostAddr, svcAddr := testNetns(t, 1)
+	var ln net.Listener
+	inNetns(t, ns, func() {
+		var err error
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(svcAddr, 80).String())
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if ln == nil {
+		t.FailNow()
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "you are %s\n", c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr())
+			}()
+		}
+	}()
+	ip := testPorts(6)
+	publish(t, []Port{{HostIP: ip(2), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}, svcAddr)
+	c := dialTCP(t, netip.AddrPortFrom(ip(2), 8080))
+	got, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "you are " + hostAddr.String() + "\n"; string(got) != want {
+		t.Errorf("service said %q, want %q", got, want)
 	}
 }

@@ -380,3 +380,43 @@ func TestUpstreams(t *testing.T) {
 		})
 	}
 }
+
+// The real layout: a member in its own namespace asks the gateway (the
+// host's address on its link) on port 53; member names come from lookup,
+// the rest from the upstream (a fake one on loopback).
+func TestServeDNSFromNetns(t *testing.T) {
+	ns, gw, member := testNetns(t, 2)
+	ip := testNet(5)
+	fakeUpstream(t, netip.AddrPortFrom(ip(2), 53))
+	stop, err := ServeDNS(context.Background(), gw, "app", func() (map[string]netip.Addr, error) {
+		return map[string]netip.Addr{"web": member, "db": netip.MustParseAddr("10.253.2.3")}, nil
+	}, []netip.Addr{ip(2)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+
+	tests := []struct{ network, name, want string }{
+		{"udp", "db.", "10.253.2.3"},
+		{"tcp", "web.app.", member.String()},
+		{"udp", "www.example.test.", "192.0.2.80"},
+		{"tcp", "www.example.test.", "192.0.2.80"},
+	}
+	for _, tc := range tests {
+		var resp *dns.Msg
+		var err error
+		inNetns(t, ns, func() {
+			c := &dns.Client{Net: tc.network, Timeout: 3 * upstreamTimeout}
+			req := new(dns.Msg)
+			req.SetQuestion(tc.name, dns.TypeA)
+			resp, _, err = c.Exchange(req, netip.AddrPortFrom(gw, 53).String())
+		})
+		if err != nil {
+			t.Errorf("%s %s from the namespace: %v", tc.network, tc.name, err)
+			continue
+		}
+		if got := answerData(resp); got != tc.want {
+			t.Errorf("%s %s: %q (rcode %s), want %s", tc.network, tc.name, got, dns.RcodeToString[resp.Rcode], tc.want)
+		}
+	}
+}
