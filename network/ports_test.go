@@ -534,3 +534,57 @@ func TestPublishIntoNetns(t *testing.T) {
 		t.Errorf("service said %q, want %q", got, want)
 	}
 }
+
+// On a wildcard address, a UDP reply leaves from the address the client
+// sent to: a connected client (as most are) drops datagrams from any
+// other. Host port 0 (the kernel's choice), so the wildcard socket can
+// collide with no test; it listens only while the test runs, and only
+// loopback sends to it.
+func TestPublishUDPWildcard(t *testing.T) {
+	ip := testPorts(7)
+	srv, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip(1), 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	srvPort := uint16(srv.LocalAddr().(*net.UDPAddr).Port)
+	for _, any := range []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
+		t.Run(any.String(), func(t *testing.T) {
+			fw, err := publishPorts(context.Background(), []Port{{HostIP: any, HostPort: 0, ContainerPort: srvPort, Proto: "udp"}}, ip(1), nil, udpIdle)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fw.stop()
+			port := uint16(fw.udp[0].pc.LocalAddr().(*net.UDPAddr).Port)
+			// Two addresses that are not the one routing picks (127.0.0.1).
+			for _, dst := range []netip.Addr{ip(9), ip(10)} {
+				c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, port)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.Write([]byte("ping " + dst.String()))
+				c.SetReadDeadline(time.Now().Add(3 * time.Second))
+				buf := make([]byte, 64)
+				n, err := c.Read(buf)
+				if err != nil {
+					t.Errorf("no reply from %s: %v", dst, err)
+					continue
+				}
+				if got := string(buf[:n]); got != "ping "+dst.String() {
+					t.Errorf("reply %q", got)
+				}
+			}
+		})
+	}
+}
