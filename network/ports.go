@@ -52,9 +52,12 @@ const (
 //     safe-run like its other state). Loopback clients (127.0.0.0/8) keep
 //     the gateway as their address: 127.0.0.1 inside the service's netns
 //     is its own loopback. The service's egress filter must let these
-//     replies out (they are conntrack-established). This is the way to do
-//     it if it is wanted; it needs netcore's table and a routing rule, so
-//     it is left for after the merge.
+//     replies out (they are conntrack-established). Tried by hand in
+//     three namespaces (client, host, service; kernel 6.18): the service
+//     saw the client's address, and without the mark rule the connect
+//     timed out, the replies being routed away. This is the way to do it
+//     if it is wanted; it needs netcore's table and a routing rule, so it
+//     is left for after the merge.
 //   - The PROXY protocol (v2) header in front of the stream: no kernel
 //     state at all, but only for services that parse it, so only as an
 //     opt-in per port.
