@@ -187,7 +187,7 @@ func (r *resolver) local(req *dns.Msg, q dns.Question) *dns.Msg {
 		return nil
 	}
 
-	label, ours := r.memberLabel(name)
+	label, ours := r.memberLabel(name, members)
 	if !ours {
 		return nil
 	}
@@ -216,14 +216,14 @@ func (r *resolver) local(req *dns.Msg, q dns.Question) *dns.Msg {
 }
 
 // memberLabel splits a lower-cased FQDN into the member name it asks for.
-// ours is true for NAME., NAME.BRIDGE. and anything else under BRIDGE.
-// (label is then "" or has dots, and matches no member).
-func (r *resolver) memberLabel(name string) (label string, ours bool) {
+// ours is true for a member's name (service names may have dots), any
+// single label, and anything under BRIDGE.
+func (r *resolver) memberLabel(name string, members map[string]netip.Addr) (label string, ours bool) {
 	name = strings.TrimSuffix(name, ".")
 	if name == "" {
 		return "", false
 	}
-	if !strings.Contains(name, ".") {
+	if _, ok := members[name]; ok || !strings.Contains(name, ".") {
 		return name, true
 	}
 	if r.bridge != "" {

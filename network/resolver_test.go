@@ -24,7 +24,7 @@ func TestResolverAnswer(t *testing.T) {
 	web := netip.MustParseAddr("10.89.0.2")
 	db := netip.MustParseAddr("10.89.0.3")
 	lookup := func() (map[string]netip.Addr, error) {
-		return map[string]netip.Addr{"web": web, "DB": db}, nil
+		return map[string]netip.Addr{"web": web, "DB": db, "api.v2": netip.MustParseAddr("10.89.0.4")}, nil
 	}
 	// No upstream: whatever would be forwarded comes back SERVFAIL, which
 	// tells forwarding apart from a local answer.
@@ -44,6 +44,8 @@ func TestResolverAnswer(t *testing.T) {
 		{"member case", web, "Db.", dns.TypeA, dns.RcodeSuccess, "10.89.0.3"},
 		{"member.bridge", web, "db.app", dns.TypeA, dns.RcodeSuccess, "10.89.0.3"},
 		{"member.bridge fqdn case", web, "WEB.APP.", dns.TypeA, dns.RcodeSuccess, "10.89.0.2"},
+		{"member with a dot", web, "api.v2.", dns.TypeA, dns.RcodeSuccess, "10.89.0.4"},
+		{"member with a dot.bridge", web, "API.v2.app.", dns.TypeA, dns.RcodeSuccess, "10.89.0.4"},
 		{"aaaa is empty", web, "db.app.", dns.TypeAAAA, dns.RcodeSuccess, ""},
 		{"mx is empty", web, "db.app.", dns.TypeMX, dns.RcodeSuccess, ""},
 		{"unknown under bridge", web, "cache.app.", dns.TypeA, dns.RcodeNameError, ""},
