@@ -33,6 +33,8 @@ const (
 	// upstreamTimeout is how long one upstream has to answer before the
 	// next is tried; the client's own resolver gives up after 5 s (glibc).
 	upstreamTimeout = 2 * time.Second
+	// warnEvery bounds the warnings about failing upstreams.
+	warnEvery = 10 * time.Second
 )
 
 // resolver answers the queries of one bridge's members. Every member's
@@ -49,6 +51,7 @@ type resolver struct {
 	members map[string]netip.Addr // lower-cased names
 	byAddr  map[netip.Addr]string
 	fetched time.Time
+	warned  time.Time // last warning about upstreams
 }
 
 func newResolver(gateway netip.Addr, bridge string, lookup func() (map[string]netip.Addr, error), upstreams []netip.AddrPort, log *slog.Logger) *resolver {
@@ -245,6 +248,18 @@ func authoritative(req *dns.Msg, rcode int) *dns.Msg {
 	return m
 }
 
+// warnNow rate-limits the warnings about upstreams: with the upstreams
+// unreachable every query fails, and one line per warnEvery says so.
+func (r *resolver) warnNow() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if time.Since(r.warned) < warnEvery {
+		return false
+	}
+	r.warned = time.Now()
+	return true
+}
+
 // reverseAddr turns d.c.b.a.in-addr.arpa. into a.b.c.d.
 func reverseAddr(name string) (netip.Addr, error) {
 	rest, ok := strings.CutSuffix(name, ".in-addr.arpa.")
@@ -279,7 +294,9 @@ func (r *resolver) forward(ctx context.Context, req *dns.Msg) *dns.Msg {
 	if lastErr == nil {
 		lastErr = errors.New("no upstream resolver configured")
 	}
-	r.log.Warn("dns: no upstream answered", "name", req.Question[0].Name, "upstreams", r.upstreams, "err", lastErr)
+	if r.warnNow() {
+		r.log.Warn("dns: no upstream answered", "name", req.Question[0].Name, "upstreams", r.upstreams, "err", lastErr)
+	}
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)
 	m.RecursionAvailable = true
@@ -305,7 +322,9 @@ const (
 )
 
 // Upstreams returns the resolvers the bridge's resolver forwards to:
-// configured ([network] dns) when it is not empty, else the host's. A
+// configured ([network] dns) when it is not empty, as given (the resolver
+// runs on the host, so even a loopback address there is reachable), else
+// the host's. A
 // loopback nameserver in /etc/resolv.conf (systemd-resolved's 127.0.0.53,
 // a local dnsmasq) is a stub whose own upstreams, when systemd-resolved
 // runs, are in /run/systemd/resolve/resolv.conf; those replace it. When
