@@ -297,3 +297,13 @@ func waitFor(cond func() bool) bool {
 	}
 	return cond()
 }
+
+// inNetnsT runs f on a thread in the namespace ns and fails the test if it
+// cannot enter it. Sockets f makes stay in ns when used from other
+// goroutines.
+func inNetnsT(t *testing.T, ns string, f func()) {
+	t.Helper()
+	if err := inNetns(ns, func() error { f(); return nil }); err != nil {
+		t.Fatalf("entering %s: %v", ns, err)
+	}
+}

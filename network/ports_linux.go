@@ -1,0 +1,502 @@
+package network
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// PublishPorts forwards each published port to target (the service's
+// address on its bridge): it listens on HostIP:HostPort on the host and,
+// for every connection (TCP) or client address (UDP), opens its own to
+// target:ContainerPort. It returns once every port is listening, or with
+// the first error and nothing left open. stop (or the end of ctx) closes
+// the listeners and every live connection and session.
+//
+// Why sockets and not docker's DNAT: the connections arrive at a socket
+// of the host, so the host's INPUT firewall (ufw, firewalld) applies to
+// published ports as to any other service of the host; 127.0.0.1 stays
+// loopback-only with no route_localnet (CVE-2020-8558); and nothing in
+// the nat table needs to be kept in step with the host's other rules.
+// TCP is copied with splice(2) between the two sockets (io.Copy of
+// *net.TCPConn), so the data never enters user space.
+//
+// What the service sees as its client's address: the connection comes
+// from the host, so the service sees the gateway (the host's address on
+// its bridge) and an ephemeral port, never the real client. See
+// "Preserving the client's address" below for the ways out.
+//
+// HostIP 0.0.0.0 (or ::) listens on every address, IPv4 and IPv6 (a
+// dual-stack socket). UDP replies on such a wildcard socket are sent from
+// the address the client sent to (IP_PKTINFO / IPV6_PKTINFO), not from
+// whatever address the routing table would pick, which a client on a host
+// with several addresses would drop.
+func PublishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger) (stop func(), err error) {
+	fw, err := publishPorts(ctx, ports, target, log, udpIdle)
+	if err != nil {
+		return nil, err
+	}
+	return fw.stop, nil
+}
+
+// publishPorts is PublishPorts with the UDP idle time as a parameter, and
+// the forwarders returned, for the tests.
+func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger, idle time.Duration) (*forwarders, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !target.IsValid() {
+		return nil, errors.New("publishing ports: the service has no address")
+	}
+	fw := &forwarders{log: log, idle: idle, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
+	fctx, cancel := context.WithCancel(ctx)
+	fw.cancel = cancel
+	for _, p := range ports {
+		if err := fw.listen(fctx, p, target); err != nil {
+			fw.stop()
+			return nil, err
+		}
+	}
+	fw.serve(fctx)
+	go func() {
+		<-fctx.Done()
+		fw.stop()
+	}()
+	return fw, nil
+}
+
+// forwarders is everything PublishPorts opened, so stop closes it all.
+type forwarders struct {
+	log    *slog.Logger
+	idle   time.Duration // a UDP session's
+	cancel context.CancelFunc
+
+	tcp []tcpForward
+	udp []*udpForward
+
+	mu     sync.Mutex
+	closed bool
+	conns  map[io.Closer]struct{} // live TCP connections, both sides
+	slots  chan struct{}          // one per live TCP connection, up to tcpMaxConns
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+type tcpForward struct {
+	ln     net.Listener
+	target netip.AddrPort
+	name   string // 127.0.0.1:8080/tcp, for logs
+}
+
+func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) error {
+	name := portName(p)
+	if !p.HostIP.IsValid() {
+		return fmt.Errorf("publishing %s: no host address", name)
+	}
+	to := netip.AddrPortFrom(target, p.ContainerPort)
+	network := p.Proto
+	if !p.HostIP.IsUnspecified() {
+		// A specific address: its own family only. The unspecified one
+		// stays "tcp"/"udp", which Go opens dual-stack: every address.
+		if p.HostIP.Unmap().Is4() {
+			network += "4"
+		} else {
+			network += "6"
+		}
+	}
+	addr := netip.AddrPortFrom(p.HostIP.Unmap(), p.HostPort).String()
+	var lc net.ListenConfig
+	switch p.Proto {
+	case "tcp":
+		ln, err := lc.Listen(ctx, network, addr)
+		if err != nil {
+			return publishError(name, err)
+		}
+		fw.tcp = append(fw.tcp, tcpForward{ln: ln, target: to, name: name})
+	case "udp":
+		pc, err := lc.ListenPacket(ctx, network, addr)
+		if err != nil {
+			return publishError(name, err)
+		}
+		u := &udpForward{
+			pc: pc.(*net.UDPConn), target: to, name: name, log: fw.log, idle: fw.idle,
+			sessions: make(map[netip.AddrPort]*udpSession),
+		}
+		if p.HostIP.IsUnspecified() {
+			if err := u.trackDst(); err != nil {
+				pc.Close()
+				return fmt.Errorf("publishing %s: asking for the packets' destination addresses: %w", name, err)
+			}
+		}
+		fw.udp = append(fw.udp, u)
+	default:
+		return fmt.Errorf("publishing %s: protocol %q is neither tcp nor udp", name, p.Proto)
+	}
+	return nil
+}
+
+func (fw *forwarders) serve(ctx context.Context) {
+	for _, t := range fw.tcp {
+		fw.wg.Add(1)
+		go fw.acceptTCP(ctx, t)
+	}
+	for _, u := range fw.udp {
+		fw.wg.Add(1)
+		go func() {
+			defer fw.wg.Done()
+			u.run(ctx)
+		}()
+	}
+}
+
+// stop closes the listeners, then every live connection and session, and
+// waits for the goroutines.
+func (fw *forwarders) stop() {
+	fw.once.Do(func() {
+		fw.cancel()
+		for _, t := range fw.tcp {
+			t.ln.Close()
+		}
+		for _, u := range fw.udp {
+			u.close()
+		}
+		fw.mu.Lock()
+		fw.closed = true
+		for c := range fw.conns {
+			c.Close()
+		}
+		fw.mu.Unlock()
+		fw.wg.Wait()
+	})
+}
+
+// track registers c for stop; false when stop already ran.
+func (fw *forwarders) track(c io.Closer) bool {
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.closed {
+		return false
+	}
+	fw.conns[c] = struct{}{}
+	return true
+}
+
+func (fw *forwarders) untrack(c io.Closer) {
+	fw.mu.Lock()
+	delete(fw.conns, c)
+	fw.mu.Unlock()
+}
+
+func (fw *forwarders) acceptTCP(ctx context.Context, t tcpForward) {
+	defer fw.wg.Done()
+	var backoff time.Duration
+	for {
+		select {
+		case fw.slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		c, err := t.ln.Accept()
+		if err != nil {
+			<-fw.slots
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and the like: wait, as net/http does, rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			fw.log.Warn("port: accepting", "port", t.name, "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if !fw.track(c) {
+			c.Close()
+			<-fw.slots
+			return
+		}
+		fw.wg.Add(1)
+		go fw.pipeTCP(ctx, t, c.(*net.TCPConn))
+	}
+}
+
+// pipeTCP connects client to the service and copies both ways. Each
+// direction's EOF is passed on as a half-close (shutdown SHUT_WR), so a
+// client that sends its request and closes its write side still gets the
+// whole answer.
+func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCPConn) {
+	defer fw.wg.Done()
+	defer func() { <-fw.slots }()
+	defer fw.untrack(client)
+	defer client.Close()
+
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	d := net.Dialer{}
+	c, err := d.DialContext(dctx, "tcp", t.target.String())
+	cancel()
+	if err != nil {
+		fw.log.Warn("port: connecting to the service", "port", t.name, "target", t.target.String(), "client", client.RemoteAddr().String(), "err", err)
+		return
+	}
+	server := c.(*net.TCPConn)
+	if !fw.track(server) {
+		server.Close()
+		return
+	}
+	defer fw.untrack(server)
+	defer server.Close()
+
+	errc := make(chan error, 2)
+	copyHalf := func(dst, src *net.TCPConn) {
+		// io.Copy between two *net.TCPConn splices on Linux.
+		_, err := io.Copy(dst, src)
+		if err == nil {
+			err = dst.CloseWrite()
+		}
+		errc <- err
+	}
+	go copyHalf(server, client)
+	go copyHalf(client, server)
+	for i := range 2 {
+		if err := <-errc; err != nil {
+			// A reset or a closed socket on one side: end both, so the
+			// other copy does not wait for a peer that will never send.
+			client.Close()
+			server.Close()
+			if i == 0 {
+				<-errc
+			}
+			return
+		}
+	}
+}
+
+// udpForward relays one published UDP port. Each client address gets a
+// session: a connected socket to the service, whose replies are sent back
+// to the client from the listening socket (the address it sent to).
+type udpForward struct {
+	pc     *net.UDPConn
+	target netip.AddrPort
+	name   string
+	log    *slog.Logger
+	idle   time.Duration
+
+	// family is the socket's (AF_INET or AF_INET6) on a wildcard address,
+	// where each datagram's destination is read so the reply leaves from
+	// it; 0 on a specific address.
+	family int
+
+	mu       sync.Mutex
+	closed   bool
+	sessions map[netip.AddrPort]*udpSession
+	wg       sync.WaitGroup
+}
+
+type udpSession struct {
+	client netip.AddrPort
+	local  netip.Addr // the address the client sent to; invalid: the socket's own
+	conn   *net.UDPConn
+	last   time.Time // last datagram either way; under udpForward.mu
+}
+
+func (u *udpForward) run(ctx context.Context) {
+	buf := make([]byte, udpMaxDatagram)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo)+unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	for {
+		n, client, local, err := u.read(buf, oob)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			u.log.Warn("port: reading", "port", u.name, "err", err)
+			continue
+		}
+		s := u.session(ctx, client, local)
+		if s == nil {
+			continue
+		}
+		if _, err := s.conn.Write(buf[:n]); err != nil {
+			// ECONNREFUSED from an earlier datagram's ICMP: the service is
+			// not listening (yet). UDP may drop; the client retries.
+			u.log.Debug("port: sending to the service", "port", u.name, "client", client.String(), "err", err)
+		}
+	}
+}
+
+// session returns client's session, opening one (and ending the least
+// recently used if there are udpMaxSessions) when it has none.
+func (u *udpForward) session(ctx context.Context, client netip.AddrPort, local netip.Addr) *udpSession {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		return nil
+	}
+	now := time.Now()
+	if s, ok := u.sessions[client]; ok {
+		s.last = now
+		return s
+	}
+	if len(u.sessions) >= udpMaxSessions {
+		var oldest *udpSession
+		for _, s := range u.sessions {
+			if oldest == nil || s.last.Before(oldest.last) {
+				oldest = s
+			}
+		}
+		u.endLocked(oldest)
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "udp", u.target.String())
+	if err != nil {
+		u.log.Warn("port: opening a session to the service", "port", u.name, "target", u.target.String(), "err", err)
+		return nil
+	}
+	s := &udpSession{client: client, local: local, conn: c.(*net.UDPConn), last: now}
+	u.sessions[client] = s
+	u.wg.Add(1)
+	go u.replies(s)
+	return s
+}
+
+// replies sends the service's datagrams for s back to its client until the
+// session is idle for u.idle or ended.
+func (u *udpForward) replies(s *udpSession) {
+	defer u.wg.Done()
+	buf := make([]byte, udpMaxDatagram)
+	for {
+		u.mu.Lock()
+		deadline := s.last.Add(u.idle)
+		u.mu.Unlock()
+		_ = s.conn.SetReadDeadline(deadline)
+		n, err := s.conn.Read(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				continue // the service was not listening for an earlier datagram
+			}
+			u.mu.Lock()
+			idle := time.Since(s.last) >= u.idle
+			if idle || !errors.Is(err, os.ErrDeadlineExceeded) {
+				u.endLocked(s)
+				u.mu.Unlock()
+				return
+			}
+			u.mu.Unlock()
+			continue // a datagram from the client moved the deadline on
+		}
+		u.mu.Lock()
+		s.last = time.Now()
+		u.mu.Unlock()
+		if err := u.write(buf[:n], s); err != nil {
+			u.log.Debug("port: replying", "port", u.name, "client", s.client.String(), "err", err)
+		}
+	}
+}
+
+// trackDst asks the kernel for each datagram's destination address. Go
+// opens a wildcard "udp" socket as IPv6 dual-stack, where IPv4 datagrams
+// come with an IPV6_PKTINFO of their v4-mapped destination, and Linux
+// takes a v4-mapped IPV6_PKTINFO back on send (ip_cmsg_send); a host
+// without IPv6 gets an IPv4 socket and IP_PKTINFO.
+func (u *udpForward) trackDst() error {
+	rc, err := u.pc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		u.family, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_DOMAIN)
+		if serr != nil {
+			return
+		}
+		if u.family == unix.AF_INET6 {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
+		}
+	}); err != nil {
+		return err
+	}
+	return serr
+}
+
+// read reads one datagram, its sender and, on a wildcard socket, the
+// address it was sent to.
+func (u *udpForward) read(buf, oob []byte) (n int, client netip.AddrPort, local netip.Addr, err error) {
+	if u.family == 0 {
+		n, client, err = u.pc.ReadFromUDPAddrPort(buf)
+		return n, client, netip.Addr{}, err
+	}
+	n, oobn, _, client, err := u.pc.ReadMsgUDPAddrPort(buf, oob)
+	if err != nil {
+		return 0, client, local, err
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return n, client, local, nil // the socket's own address will do
+	}
+	for _, m := range msgs {
+		switch {
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
+			local = netip.AddrFrom16([16]byte(m.Data[:16])) // struct in6_pktinfo: ipi6_addr first
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
+			local = netip.AddrFrom4([4]byte(m.Data[8:12])) // struct in_pktinfo: ifindex, spec_dst, addr
+		}
+	}
+	return n, client, local, nil
+}
+
+// write sends b to s's client from the address the client sent to.
+func (u *udpForward) write(b []byte, s *udpSession) error {
+	var oob []byte
+	switch {
+	case !s.local.IsValid():
+	case u.family == unix.AF_INET6:
+		oob = unix.PktInfo6(&unix.Inet6Pktinfo{Addr: s.local.As16()})
+	case u.family == unix.AF_INET && s.local.Is4():
+		oob = unix.PktInfo4(&unix.Inet4Pktinfo{Spec_dst: s.local.As4()})
+	}
+	_, _, err := u.pc.WriteMsgUDPAddrPort(b, oob, s.client)
+	return err
+}
+
+// endLocked closes s and forgets it; u.mu is held.
+func (u *udpForward) endLocked(s *udpSession) {
+	if cur, ok := u.sessions[s.client]; ok && cur == s {
+		delete(u.sessions, s.client)
+	}
+	s.conn.Close()
+}
+
+// open counts the sessions.
+func (u *udpForward) open() int {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.sessions)
+}
+
+func (u *udpForward) close() {
+	u.pc.Close()
+	u.mu.Lock()
+	u.closed = true
+	for _, s := range u.sessions {
+		u.endLocked(s)
+	}
+	u.mu.Unlock()
+	u.wg.Wait()
+}
