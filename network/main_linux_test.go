@@ -14,9 +14,11 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/miekg/dns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // childEnv makes the test binary an owner that attaches and waits to be killed (TestCleanupDeadOwner).
@@ -306,4 +308,28 @@ func inNetnsT(t *testing.T, ns string, f func()) {
 	if err := inNetns(ns, func() error { f(); return nil }); err != nil {
 		t.Fatalf("entering %s: %v", ns, err)
 	}
+}
+
+// lookupA asks server, from the namespace at path, for name's A record:
+// the address, 0.0.0.0 for an answer without one (NXDOMAIN), or an error
+// when nothing answers.
+func lookupA(path, proto string, server netip.Addr, name string) (netip.Addr, error) {
+	var got netip.Addr
+	err := inNetns(path, func() error {
+		c := &dns.Client{Net: proto, Timeout: time.Second}
+		m := new(dns.Msg)
+		m.SetQuestion(name, dns.TypeA)
+		r, _, err := c.Exchange(m, netip.AddrPortFrom(server, 53).String())
+		if err != nil {
+			return err
+		}
+		got = netip.IPv4Unspecified()
+		for _, rr := range r.Answer {
+			if a, ok := rr.(*dns.A); ok {
+				got, _ = netip.AddrFromSlice(a.A.To4())
+			}
+		}
+		return nil
+	})
+	return got, err
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-
 	"github.com/safe-run/safe-run/internal/testenv"
 )
 
