@@ -29,7 +29,7 @@ type janitor struct {
 // startJanitor starts the janitor in the background: its fork and exec
 // overlap the rest of the set-up. The container must not start before
 // running says it runs.
-func startJanitor(path string, lock *nameLock, removeDirs []string) (*janitor, error) {
+func startJanitor(path string, lock *nameLock, removeDirs []string, then []string) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -37,6 +37,13 @@ func startJanitor(path string, lock *nameLock, removeDirs []string) (*janitor, e
 	args := []string{"--lock", lock.path}
 	for _, d := range removeDirs {
 		args = append(args, "--remove", d)
+	}
+	for i, a := range then {
+		flag := "--then-arg"
+		if i == 0 {
+			flag = "--then"
+		}
+		args = append(args, flag, a)
 	}
 	cmd := exec.Command(path, args...)
 	cmd.ExtraFiles = []*os.File{r, lock.f}

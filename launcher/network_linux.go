@@ -30,6 +30,25 @@ func attachNetwork(ctx context.Context, job *plan.Job, opts runOpts) (*network.A
 	return a, nil
 }
 
+// NetworkCleanupCommand is safe-run's hidden command that removes what
+// dead services left of their networks: safe-run network-cleanup DIR.
+const NetworkCleanupCommand = "network-cleanup"
+
+// networkCleanup is what the janitor runs last should safe-run die: this
+// very binary (safe-run) cleaning up the network state, whose leases then
+// name a dead owner. nil when the service has no network of its own.
+func networkCleanup(o *network.Options) []string {
+	if o == nil {
+		return nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		// The next start on any bridge reclaims it instead.
+		return nil
+	}
+	return []string{exe, NetworkCleanupCommand, o.StateDir}
+}
+
 // networkLine is the start report's line on the service's network.
 func networkLine(a *network.Attachment, o *network.Options) string {
 	bridge := "bridge " + o.Bridge

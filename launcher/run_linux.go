@@ -142,7 +142,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// The janitor goes last, once everything it would remove is gone.
 	// It starts now: its fork and exec overlap the rest of the set-up.
 	defer r.dismissJanitor()
-	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs()); err != nil {
+	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), networkCleanup(job.Network)); err != nil {
 		return 0, fmt.Errorf("starting the janitor: %w", err)
 	}
 	defer func() {

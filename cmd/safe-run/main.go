@@ -36,6 +36,7 @@ import (
 	"github.com/safe-run/safe-run/internal/handoff"
 	"github.com/safe-run/safe-run/internal/rootless"
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -46,6 +47,14 @@ func main() {
 	args := os.Args[1:]
 	if fd, ok := handoff.FD(args); ok {
 		os.Exit(superviseJob(fd))
+	}
+	if len(args) == 2 && args[0] == launcher.NetworkCleanupCommand {
+		// The janitor's last step after a safe-run of a bridge service
+		// died: its lease now names a dead owner.
+		if err := network.Cleanup(args[1]); err != nil {
+			os.Exit(cli.Fail(os.Stderr, err))
+		}
+		os.Exit(0)
 	}
 	if path, f, ok := runArgs(args); ok {
 		os.Exit(runService(args, path, f))
