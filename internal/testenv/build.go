@@ -100,3 +100,48 @@ func LinkedPackages(t testing.TB) []string {
 	}
 	return strings.Fields(string(out))
 }
+
+// PureImports fails t when the package in the current directory, or
+// anything it links, imports one of forbidden (a package, or a prefix
+// ending in "/"), or when its own files import one of forbiddenDirect.
+// The second list is for packages a dependency may link for parsing
+// (go-containerregistry's name uses net.ParseIP) but the package itself
+// must not call. It lists for every GOOS safe-run's pure packages promise
+// to build on, so a Linux-only import behind a build tag shows too.
+func PureImports(t testing.TB, forbidden, forbiddenDirect []string) {
+	t.Helper()
+	matches := func(pkg string, list []string) bool {
+		for _, f := range list {
+			if pkg == f || (strings.HasSuffix(f, "/") && strings.HasPrefix(pkg, f)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, goos := range []string{"linux", "darwin", "windows"} {
+		c := exec.Command("go", "list", "-tags", "seccomp", "-deps", "-f", "{{.ImportPath}}:{{join .Imports \" \"}}", ".")
+		c.Env = append(os.Environ(), "GOOS="+goos, "CGO_ENABLED=0")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("GOOS=%s go list -deps: %v\n%s", goos, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		var bad []string
+		for _, line := range lines {
+			pkg, _, _ := strings.Cut(line, ":")
+			if matches(pkg, forbidden) {
+				bad = append(bad, pkg)
+			}
+		}
+		// go list -deps prints the package itself last.
+		self, imports, _ := strings.Cut(lines[len(lines)-1], ":")
+		for _, imp := range strings.Fields(imports) {
+			if matches(imp, forbiddenDirect) {
+				bad = append(bad, self+" imports "+imp)
+			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("GOOS=%s: %s links what a pure package must not:\n%s", goos, self, strings.Join(bad, "\n"))
+		}
+	}
+}
