@@ -162,7 +162,7 @@ func (s *spec) addMount(m mount, flag string) error {
 	if m.typ != manifest.MountTmpfs {
 		s.c.Mounts = append(s.c.Mounts, policy.ContainerMount{Type: m.typ, Source: m.source, Target: m.target, ReadOnly: m.readOnly})
 	}
-	for _, r := range manifest.ReservedTargets {
+	for _, r := range manifest.ReservedTargets() {
 		if m.target == r || strings.HasPrefix(m.target, r+"/") {
 			s.note(Unsupported, flag, nil, r+" in the container is safe-run's own (it mounts a private one): mount somewhere else and point the service there")
 			return nil

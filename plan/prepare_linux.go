@@ -265,7 +265,7 @@ func checkWorkdir(svc *manifest.Service, img *image.Image) error {
 	if !svc.Security.ReadOnlyRootfs || cwd == "/" {
 		return nil
 	}
-	targets := slices.Clone(manifest.ReservedTargets)
+	targets := manifest.ReservedTargets()
 	for _, m := range svc.Mounts {
 		targets = append(targets, m.Target)
 	}
