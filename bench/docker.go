@@ -50,7 +50,7 @@ func dockerTrial(ctx context.Context, e *env) (*trial, error) {
 	if userns {
 		args = append(args, "--userns-remap=safe-run")
 	}
-	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	log, err := os.OpenFile(filepath.Join(dir, "dockerd.log"), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -221,11 +220,6 @@ func volumeName(target string) string {
 		n = "data"
 	}
 	return n
-}
-
-// mountsTarget reports whether a mount covers target.
-func (s *spec) mountsTarget(target string) bool {
-	return slices.ContainsFunc(s.mounts, func(m mount) bool { return m.target == target })
 }
 
 func sizeString(n int64) string { return manifest.Size(n).String() }

@@ -72,7 +72,7 @@ func catchUnhandled(c chan os.Signal) {
 		// Raw: glibc's sigaction refuses its own signals. SIG_IGN needs
 		// no handler, and so no restorer.
 		ignore := [4]uintptr{1} // struct kernel_sigaction {handler SIG_IGN, flags, restorer, mask}
-		unix.RawSyscall6(unix.SYS_RT_SIGACTION, ignoredRT, uintptr(unsafe.Pointer(&ignore)), 0, 8, 0, 0)
+		_, _, _ = unix.RawSyscall6(unix.SYS_RT_SIGACTION, ignoredRT, uintptr(unsafe.Pointer(&ignore)), 0, 8, 0, 0)
 		r := os.NewFile(uintptr(p[0]), "signal 34")
 		go func() {
 			b := make([]byte, 1)

@@ -132,7 +132,7 @@ func (w *walker) syntaxError(err error) error {
 		}
 		return w.doc.errorAt(off, "", "%v", se)
 	}
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return w.doc.errorAt(len(w.doc.data), "", "unexpected end of file (a bracket or brace is not closed)")
 	}
 	return w.doc.errorAt(w.last, "", "%v", err)

@@ -85,7 +85,7 @@ func run(dir, cgo string, args ...string) error {
 		c.Env = append(c.Env, "CGO_ENABLED="+cgo)
 	}
 	if out, err := c.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
