@@ -150,13 +150,26 @@ func Enforce(s *manifest.Service) error {
 		if !f.Refused() {
 			continue
 		}
-		fix := f.Rule.Fix
-		if f.Rule.Allow != "" {
-			fix += fmt.Sprintf(", or acknowledge it: [insecure] allow = [%q] with a reason", f.Rule.Allow)
-		}
-		errs = append(errs, s.Errorf(f.Path, "%s [%s %s] (%s)", f.Msg, f.Rule.ID, f.Rule.Name, fix))
+		errs = append(errs, s.Errorf(f.Path, "%s", f.Rule.refusal(f.Msg)))
 	}
 	return errors.Join(errs...)
+}
+
+// refusal is how a refusal by r reads: what is wrong, the rule, the fix.
+func (r *Rule) refusal(msg string) string {
+	fix := r.Fix
+	if r.Allow != "" {
+		fix += fmt.Sprintf(", or acknowledge it: [insecure] allow = [%q] with a reason", r.Allow)
+	}
+	return fmt.Sprintf("%s [%s %s] (%s)", msg, r.ID, r.Name, fix)
+}
+
+// SensitiveMountRefusal is the refusal of a bind or secret source that the
+// launcher finds sensitive at the moment it acts (a symlink resolved, an
+// engine socket hard-linked elsewhere): the same rule, in the same words,
+// as Enforce's on the manifest's text. what says which source and why.
+func SensitiveMountRefusal(what string) error {
+	return errors.New(ruleSensitiveMount.refusal(what))
 }
 
 // Pinned reports whether an image reference names its content by digest:
