@@ -190,8 +190,11 @@ func seccompProfile(svc *manifest.Service) (*specs.LinuxSeccomp, error) {
 		Arch:         runtime.GOARCH,
 		Kernel:       unix.ByteSliceToString(uts.Release[:]),
 	})
+	if len(manifest.FieldErrors(err)) > 0 {
+		return nil, err // at their places in the profile: one position each
+	}
 	if err != nil {
-		return nil, svc.Errorf("security.seccomp", "%v", err)
+		return nil, svc.Errorf("security.seccomp", "%w", err)
 	}
 	return sc, nil
 }
