@@ -12,7 +12,7 @@
 // cmd/safe-run/depcheck_test.go) but size and surface: that client brings
 // 54 more packages (OpenTelemetry, distribution/reference and their
 // dependencies) for five GET endpoints of a stable, versioned API, whose
-// fields audit reads into a few structs. client_test.go replays recorded
-// responses of API 1.41 and of the current API, so a field the decoding
-// misses shows without a daemon.
+// fields audit reads into a few structs. client_test.go serves answers in
+// the shape of API 1.41 and of the current API (testdata/api-*), so a
+// field the decoding misses shows without a daemon.
 package audit
