@@ -137,7 +137,7 @@ func Generate(svc *manifest.Service) (string, error) {
 	for i, m := range svc.Mounts {
 		mr, err := mountRules(m)
 		if err != nil {
-			return "", svc.Errorf(fmt.Sprintf("mounts[%d].target", i), "%v", err)
+			return "", svc.Errorf(fmt.Sprintf("mounts[%d].target", i), "%w", err)
 		}
 		r.Mounts = append(r.Mounts, mr)
 	}

@@ -249,12 +249,12 @@ func checkHostPaths(ctx context.Context, svc *manifest.Service) error {
 			continue
 		}
 		if err := launcher.CheckBindSource(m.Source, allow); err != nil {
-			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%v", err))
+			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {
 		if err := launcher.CheckSecretFile(svc.Secrets[name].File, allow); err != nil {
-			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))
+			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%w", err))
 		}
 	}
 	return manifest.Merge(errs...)
