@@ -26,7 +26,7 @@ BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine umoci
 # The id ranges services' user namespaces come from (see launcher.IDUser).
 SUBIDS := 1073741824-1140850687
 
-.PHONY: build run test bench example images deps-build deps-test deps-bench deps-images setup-user fuzz clean
+.PHONY: build run test check bench example images deps-build deps-test deps-bench deps-images setup-user fuzz clean
 
 # -trimpath: the binaries hold no path of this checkout (the build host's
 # layout is none of a container's business), and are the same wherever it
@@ -54,10 +54,29 @@ images: deps-images
 run: build example setup-user
 	$(BIN)/safe-run example/service.toml
 
-test: build deps-test setup-user
-	$(GO) vet -tags '$(TAGS)' ./...
+test: check build deps-test setup-user
 	$(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
 	$(MAKE) fuzz
+
+# The linter, at a pinned version, built by the Go toolchain from the Go
+# proxy (checksummed by sum.golang.org like any module): no binary to
+# install, the same on every machine.
+GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
+# Packages whose tests need no root, no kernel feature and no daemon:
+# under the race detector in seconds.
+RACE_PKGS := ./manifest ./policy ./importer ./image/registry
+
+# The style guide's mechanical promises, fast, before the long tests:
+# go.mod is tidy, vet and the linter (.golangci.yml says what and why)
+# pass, manifest and policy build on any OS, and the pure packages' tests
+# pass under the race detector (their depcheck tests keep them pure).
+check: deps-build
+	@t0=$$(date +%s); $(GO) mod tidy -diff && echo "check: go mod tidy -diff: $$(( $$(date +%s) - t0 ))s"
+	@t0=$$(date +%s); $(GO) vet -tags '$(TAGS)' ./... && echo "check: go vet: $$(( $$(date +%s) - t0 ))s"
+	@t0=$$(date +%s); for os in darwin windows; do CGO_ENABLED=0 GOOS=$$os $(GO) build ./manifest ./policy || exit 1; done; \
+		echo "check: manifest and policy build for darwin, windows: $$(( $$(date +%s) - t0 ))s"
+	@t0=$$(date +%s); $(GO) run $(GOLANGCI_LINT) run ./... && echo "check: golangci-lint: $$(( $$(date +%s) - t0 ))s"
+	@t0=$$(date +%s); $(GO) test -race -tags '$(TAGS)' -count=1 $(RACE_PKGS) && echo "check: go test -race: $$(( $$(date +%s) - t0 ))s"
 
 # A short fuzz run of the manifest loader on every test run; longer ones by hand:
 #   go test ./manifest -run '^$$' -fuzz FuzzParse -fuzztime 10m

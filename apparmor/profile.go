@@ -14,10 +14,6 @@ import (
 // safe-run-NAME for the service NAME.
 const NamePrefix = "safe-run-"
 
-// secretsPath is where the launcher mounts the [secrets] files
-// (launcher.SecretsPath; this stage comes first, so it cannot import it).
-const secretsPath = "/run/secrets"
-
 // Profile is the AppArmor confinement of one service.
 type Profile struct {
 	// Name is the profile the service runs under.
@@ -141,7 +137,7 @@ func Generate(svc *manifest.Service) (string, error) {
 	for i, m := range svc.Mounts {
 		mr, err := mountRules(m)
 		if err != nil {
-			return "", svc.Errorf(fmt.Sprintf("mounts[%d].target", i), "%v", err)
+			return "", svc.Errorf(fmt.Sprintf("mounts[%d].target", i), "%w", err)
 		}
 		r.Mounts = append(r.Mounts, mr)
 	}

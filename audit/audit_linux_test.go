@@ -64,17 +64,6 @@ func (e *engine) importBusybox() string {
 	return e.mustDocker("import", tarPath, "sr-busybox:test")
 }
 
-func ruleIDs(r *policy.Report) []string {
-	var ids []string
-	for _, f := range r.Findings {
-		if !slices.Contains(ids, f.Rule.ID) {
-			ids = append(ids, f.Rule.ID)
-		}
-	}
-	slices.Sort(ids)
-	return ids
-}
-
 func TestAuditDockerd(t *testing.T) {
 	e := startEngine(t)
 	id := e.importBusybox()

@@ -95,7 +95,7 @@ func (c *Client) ping(ctx context.Context) error {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/_ping", nil)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("%w at %s: %v (is dockerd running? set DOCKER_HOST to its socket)", ErrUnreachable, c.Host, err)
+		return fmt.Errorf("%w at %s: %w (is dockerd running? set DOCKER_HOST to its socket)", ErrUnreachable, c.Host, err)
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<10))

@@ -7,14 +7,12 @@
 // `safe-run check` prints for manifests.
 //
 // It talks to the Engine API with net/http over the unix socket instead of
-// github.com/moby/moby/client: that client links 54 more packages
-// (OpenTelemetry, distribution/reference with its init-time regexps) into
-// safe-run, and libcontainer re-executes the safe-run binary for every
-// container start, so every package's init runs each time. Measured with
-// GODEBUG=inittrace=1 on `safe-run version` (medians of 9 runs): package
-// inits 3.6 ms and 652 KB with the client against 1.3 ms and 130 KB
-// without it (1.5 ms and 188 KB with audit, import and check as written);
-// hyperfine put `safe-run version` at 8.7 ms against 5.0 ms. audit needs
-// five GET endpoints of a stable, versioned API; decoding the fields it
-// reads is a few structs.
+// github.com/moby/moby/client. The reason is no longer start-up cost (audit
+// lives in safe-run-tools, which the lean safe-run binary does not link, see
+// cmd/safe-run/depcheck_test.go) but size and surface: that client brings
+// 54 more packages (OpenTelemetry, distribution/reference and their
+// dependencies) for five GET endpoints of a stable, versioned API, whose
+// fields audit reads into a few structs. client_test.go serves answers in
+// the shape of API 1.41 and of the current API (testdata/api-*), so a
+// field the decoding misses shows without a daemon.
 package audit

@@ -50,7 +50,7 @@ func dockerTrial(ctx context.Context, e *env) (*trial, error) {
 	if userns {
 		args = append(args, "--userns-remap=safe-run")
 	}
-	log, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	log, err := os.OpenFile(filepath.Join(dir, "dockerd.log"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644) // the bench's own directory; a second daemon starts afresh
 	if err != nil {
 		return nil, err
 	}

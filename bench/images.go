@@ -49,7 +49,7 @@ func unpackInto(ctx context.Context, e *env, name string, unpack func(dest strin
 	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=512m"); err != nil {
 		return nil, fmt.Errorf("mounting a tmpfs for the unpack: %w", err)
 	}
-	defer unix.Unmount(dir, unix.MNT_DETACH)
+	defer func() { _ = unix.Unmount(dir, unix.MNT_DETACH) }() // a bench's scratch tmpfs: nothing to do if it stays
 	var times []time.Duration
 	var size int64
 	for i := range unpackRuns {
@@ -92,7 +92,7 @@ func umociUnpack(ctx context.Context, e *env) ([]row, error) {
 	var size int64
 	return unpackInto(ctx, e, "umoci unpack", func(dest string) (int64, error) {
 		if out, err := exec.CommandContext(ctx, umoci, "unpack", "--image", layout, dest).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("umoci unpack: %v: %s", err, out)
+			return 0, fmt.Errorf("umoci unpack: %w: %s", err, out)
 		}
 		if size == 0 {
 			size = treeSize(filepath.Join(dest, "rootfs"))
@@ -103,7 +103,7 @@ func umociUnpack(ctx context.Context, e *env) ([]row, error) {
 
 func treeSize(dir string) int64 {
 	var n int64
-	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
 		if err == nil && fi.Mode().IsRegular() {
 			n += fi.Size()
 		}
@@ -122,7 +122,7 @@ func seccompLoop(ctx context.Context, e *env) ([]row, error) {
 	cmd.Dir = e.repo
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		return nil, fmt.Errorf("go test -bench SyscallLoop: %v\n%s", err, out)
+		return nil, fmt.Errorf("go test -bench SyscallLoop: %w\n%s", err, out)
 	}
 	var rows []row
 	sc := bufio.NewScanner(bytes.NewReader(out))

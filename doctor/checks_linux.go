@@ -73,7 +73,7 @@ func (h Host) kernel() Check {
 	kernel := h.Facts.Kernel
 	c := Check{Name: "kernel", Found: kernel}
 	var major, minor int
-	fmt.Sscanf(kernel, "%d.%d", &major, &minor)
+	_, _ = fmt.Sscanf(kernel, "%d.%d", &major, &minor) // unparsed stays 0.0: too old
 	switch v := major*1000 + minor; {
 	case v >= 5019:
 		c.Status = OK
@@ -370,7 +370,7 @@ func overlayInUserns() error {
 	script := fmt.Sprintf("mount -t overlay overlay -o lowerdir=%[1]s/lower,upperdir=%[1]s/upper,workdir=%[1]s/work %[1]s/merged", dir)
 	out, err := exec.Command("unshare", "--user", "--map-root-user", "--mount", "sh", "-c", script).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

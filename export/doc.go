@@ -11,7 +11,7 @@
 // field names of k8s.io/api: libcontainer re-executes safe-run-tools for
 // every container start of profile record, so every package it links is
 // initialised on each start, and k8s.io/api alone costs milliseconds and
-// megabytes there (cmd/safe-run-tools/depcheck_test.go keeps it out). The tests decode the output
-// strictly into the k8s.io/api types and check it with the Pod Security
+// megabytes there (cmd/safe-run-tools/depcheck_test.go keeps it out). The
+// tests decode the output strictly into the k8s.io/api types and check it with the Pod Security
 // admission library.
 package export

@@ -76,8 +76,8 @@ func (out *Output) WriteFiles(dir string) ([]string, error) {
 // ErrTarget is returned for an export target that does not exist.
 var ErrTarget = errors.New("unknown export target")
 
-// Targets are the export targets, in the order help lists them.
-var Targets = []string{"systemd", "docker", "compose", "kubernetes"}
+// Targets returns the export targets, in the order help lists them.
+func Targets() []string { return []string{"systemd", "docker", "compose", "kubernetes"} }
 
 // Export writes the export to target of the prepared service.
 func Export(target string, p *plan.Job, opts Options) (*Output, error) {
@@ -91,7 +91,7 @@ func Export(target string, p *plan.Job, opts Options) (*Output, error) {
 	case "kubernetes", "k8s":
 		return Kubernetes(p, opts)
 	}
-	return nil, fmt.Errorf("%w %q (use one of %s)", ErrTarget, target, strings.Join(Targets, ", "))
+	return nil, fmt.Errorf("%w %q (use one of %s)", ErrTarget, target, strings.Join(Targets(), ", "))
 }
 
 // manifestPath is the absolute path of the manifest file.

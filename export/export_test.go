@@ -111,7 +111,7 @@ func TestMain(m *testing.M) {
 		if err == nil {
 			var out []byte
 			if out, err = exec.Command("cp", "-a", abs+"/.", testdata).CombinedOutput(); err != nil {
-				err = fmt.Errorf("copying testdata outside /tmp: %v: %s", err, out)
+				err = fmt.Errorf("copying testdata outside /tmp: %w: %s", err, out)
 			}
 		}
 		if err != nil {

@@ -73,7 +73,7 @@ func resolveDir(s *manifest.Service) (*Image, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, s.Errorf("image.rootfs", "%s does not exist (point rootfs at a directory holding the service's root filesystem)", dir)
 	case err != nil:
-		return nil, s.Errorf("image.rootfs", "%v", err)
+		return nil, s.Errorf("image.rootfs", "%w", err)
 	case !st.IsDir():
 		return nil, s.Errorf("image.rootfs", "%s is not a directory (point rootfs at a directory holding the service's root filesystem)", dir)
 	}
@@ -82,7 +82,7 @@ func resolveDir(s *manifest.Service) (*Image, error) {
 	// to point elsewhere after this check.
 	real, err := filepath.EvalSymlinks(dir)
 	if err != nil {
-		return nil, s.Errorf("image.rootfs", "%v", err)
+		return nil, s.Errorf("image.rootfs", "%w", err)
 	}
 	if !s.Allows(manifest.AllowSensitiveMounts) {
 		if why, bad := policy.SensitivePath(dir); bad {

@@ -55,7 +55,7 @@ func newSource(s *manifest.Service, opts Options) (field string, src source, err
 func resolveImage(ctx context.Context, s *manifest.Service, opts Options) (*Image, error) {
 	field, src, err := newSource(s, opts)
 	if err != nil {
-		return nil, &sourceError{s.Errorf(field, "%v", err), err}
+		return nil, &sourceError{s.Errorf(field, "%w", err), err}
 	}
 	defer src.close()
 	img, err := resolveFrom(ctx, src, s.Allows(manifest.AllowSetuidBinaries), opts)
@@ -64,7 +64,7 @@ func resolveImage(ctx context.Context, s *manifest.Service, opts Options) (*Imag
 		err = whole
 	}
 	if err != nil {
-		return nil, &sourceError{s.Errorf(field, "%v", err), err}
+		return nil, &sourceError{s.Errorf(field, "%w", err), err}
 	}
 	return img, nil
 }

@@ -208,7 +208,7 @@ func writeDockerArchive(t testing.TB, path string, imgs map[string]v1.Image) {
 		}
 		refs[ref] = img
 	}
-	f, err := os.Create(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644) // in the test's own directory
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func writeDockerArchive(t testing.TB, path string, imgs map[string]v1.Image) {
 // when dir is a layout.
 func tarDir(t testing.TB, dir, dst string, gz bool) {
 	t.Helper()
-	f, err := os.Create(dst)
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644) // in the test's own directory
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +251,7 @@ func gzipFile(t testing.TB, src, dst string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Create(dst)
+	f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644) // in the test's own directory
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/interpolation"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Compose converts every service of a compose file. Each service is read

@@ -120,8 +120,8 @@ func (s *spec) security() {
 			s.note(Unsupported, "--cap-add "+c, nil, err.Error())
 			continue
 		}
-		if _, bad := policy.DangerousCapabilities[cap]; bad {
-			s.allow(manifest.AllowDangerousCapabilities, "--cap-add "+c, policy.Lookup("dangerous-capability"), "carried over with [insecure] dangerous_capabilities: "+policy.DangerousCapabilities[cap])
+		if why, bad := policy.DangerousCapability(cap); bad {
+			s.allow(manifest.AllowDangerousCapabilities, "--cap-add "+c, policy.Lookup("dangerous-capability"), "carried over with [insecure] dangerous_capabilities: "+why)
 		}
 	}
 	if !s.c.Privileged && !s.c.DropsAll() {

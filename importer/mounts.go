@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -162,7 +161,7 @@ func (s *spec) addMount(m mount, flag string) error {
 	if m.typ != manifest.MountTmpfs {
 		s.c.Mounts = append(s.c.Mounts, policy.ContainerMount{Type: m.typ, Source: m.source, Target: m.target, ReadOnly: m.readOnly})
 	}
-	for _, r := range manifest.ReservedTargets {
+	for _, r := range manifest.ReservedTargets() {
 		if m.target == r || strings.HasPrefix(m.target, r+"/") {
 			s.note(Unsupported, flag, nil, r+" in the container is safe-run's own (it mounts a private one): mount somewhere else and point the service there")
 			return nil
@@ -221,11 +220,6 @@ func volumeName(target string) string {
 		n = "data"
 	}
 	return n
-}
-
-// mountsTarget reports whether a mount covers target.
-func (s *spec) mountsTarget(target string) bool {
-	return slices.ContainsFunc(s.mounts, func(m mount) bool { return m.target == target })
 }
 
 func sizeString(n int64) string { return manifest.Size(n).String() }

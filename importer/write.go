@@ -14,8 +14,7 @@ import (
 // tomlWriter writes manifest text: keys in design.md's order, one comment
 // where a value needs the reader's attention.
 type tomlWriter struct {
-	b       strings.Builder
-	inTable bool
+	b strings.Builder
 }
 
 func (w *tomlWriter) comment(format string, args ...any) {

@@ -86,7 +86,7 @@ func (e *early) startUserns(host plan.Placement) {
 		// The holder's parent-death signal follows the thread that
 		// created it: the thread must live until the handle is open.
 		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
+		defer runtime.UnlockOSThread() //nolint:forbidigo // no namespace or filter on this thread: the holder only needs it alive until the handle is open
 		f, err := usernsFD(host.IDs)
 		e.userns <- usernsResult{f, err}
 	}()

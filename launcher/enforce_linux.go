@@ -58,7 +58,7 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 			continue
 		}
 		if err := CheckBindSource(m.Source, allow); err != nil {
-			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%v", err))
+			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
 		}
 	}
 	if len(svc.Network.Published) > 0 {
@@ -72,7 +72,7 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {
 		if err := CheckSecretFile(svc.Secrets[name].File, allow); err != nil {
-			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%v", err))
+			errs = append(errs, svc.Errorf(manifest.SecretFileKey(name), "%w", err))
 		}
 	}
 	return manifest.Merge(errs...)

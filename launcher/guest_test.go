@@ -395,7 +395,7 @@ var guestChecks = []struct {
 		}
 		var spec specs.Spec
 		if err := json.Unmarshal([]byte(st["spec"].out), &spec); err != nil {
-			return fmt.Errorf("safe-run spec in the guest: %v\n%s", err, st["spec"].out)
+			return fmt.Errorf("safe-run spec in the guest: %w\n%s", err, st["spec"].out)
 		}
 		if spec.Linux == nil || spec.Linux.Seccomp == nil {
 			return fmt.Errorf("safe-run spec in the guest has no seccomp filter")

@@ -11,6 +11,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -555,7 +556,7 @@ func TestSensitiveBindRefusedThroughSymlink(t *testing.T) {
 	// Both refused at once, each at its line, before the start records
 	// anything: not even the service's id range.
 	for _, want := range []string{
-		`symlinked/service.toml:\d+: mounts\[0\]\.source: \S+/innocent is refused \(through a symlink, it is /etc\): the host's configuration \[SR005 sensitive-mount\] \(bind only what the service needs, or acknowledge it: \[insecure\] allow = \["sensitive_mounts"\] with a reason\)`,
+		`symlinked/service.toml:\d+: mounts\[0\]\.source: \S+/innocent is refused \(through a symlink, it is /etc\): the host's configuration \[SR005 sensitive-mount\] \(bind only the files the service needs, or use a volume, or acknowledge it: \[insecure\] allow = \["sensitive_mounts"\] with a reason\)`,
 		`symlinked/service.toml:\d+: secrets\.key\.file: \S+/missing.key does not exist \(create it, or correct the path\)`,
 	} {
 		if r.code != 125 || !regexp.MustCompile(want).MatchString(r.stderr) {
@@ -1281,7 +1282,7 @@ func ensureUser(t *testing.T, name string) userIDs {
 func mustRead(t *testing.T, p string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(p)
-	if err != nil && !os.IsNotExist(err) {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		t.Fatal(err)
 	}
 	return b

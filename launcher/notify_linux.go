@@ -6,9 +6,10 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 )
 
 // safe-run speaks systemd's notify protocol (sd_notify(3)) when it runs as a
@@ -23,38 +24,30 @@ import (
 var relayedNotifyKeys = []string{"READY", "RELOADING", "STOPPING", "STATUS", "ERRNO", "BUSERROR", "WATCHDOG", "EXTEND_TIMEOUT_USEC", "MONOTONIC_USEC"}
 
 // notifier sends safe-run's own notifications to $NOTIFY_SOCKET; without
-// one (not under systemd) it does nothing.
+// one (not under systemd) it does nothing. The sending half is
+// go-systemd's (a datagram per message, abstract sockets included); the
+// relay of what the service says, and what it may say, stays here.
 type notifier struct {
-	conn     *net.UnixConn
-	watchdog time.Duration // WatchdogSec of the unit, 0 if none
+	enabled  bool          // NOTIFY_SOCKET is set
+	watchdog time.Duration // WatchdogSec of the unit, 0 if none (or not for this pid)
 	relay    *net.UnixConn // the service's socket, with notify = true
 }
 
 func newNotifier() *notifier {
-	n := &notifier{}
-	addr := os.Getenv("NOTIFY_SOCKET")
-	if addr == "" {
-		return n
-	}
-	if addr[0] == '@' {
-		addr = "\x00" + addr[1:] // abstract namespace
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: addr, Net: "unixgram"})
-	if err != nil {
-		return n
-	}
-	n.conn = conn
-	if usec, err := strconv.ParseInt(os.Getenv("WATCHDOG_USEC"), 10, 64); err == nil && usec > 0 {
-		if pid := os.Getenv("WATCHDOG_PID"); pid == "" || pid == strconv.Itoa(os.Getpid()) {
-			n.watchdog = time.Duration(usec) * time.Microsecond
-		}
+	n := &notifier{enabled: os.Getenv("NOTIFY_SOCKET") != ""}
+	if n.enabled {
+		// A WATCHDOG_USEC that does not parse is systemd's to fix; without
+		// a watchdog, safe-run sends no pings.
+		n.watchdog, _ = daemon.SdWatchdogEnabled(false)
 	}
 	return n
 }
 
+// send tells systemd state. A lost notification is not the service's
+// failure: systemd times the unit out, and says so in its own log.
 func (n *notifier) send(state string) {
-	if n.conn != nil {
-		_, _ = n.conn.Write([]byte(state))
+	if n.enabled {
+		_, _ = daemon.SdNotify(false, state)
 	}
 }
 
@@ -129,8 +122,5 @@ func (n *notifier) keepAlive(stop <-chan struct{}) {
 func (n *notifier) close() {
 	if n.relay != nil {
 		n.relay.Close()
-	}
-	if n.conn != nil {
-		n.conn.Close()
 	}
 }

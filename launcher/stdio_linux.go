@@ -31,7 +31,6 @@ type streams struct {
 	restore         func() // puts the host terminal back
 	resize          chan os.Signal
 	consoleSocket   *os.File
-	ttyDone         chan error
 }
 
 // pipeStreams gives the process three pipes. Their container ends belong to

@@ -351,7 +351,7 @@ func openChecked(src string, allowSensitive bool) (*os.File, error) {
 			if real != src {
 				via = " (through a symlink, it is " + real + ")"
 			}
-			return nil, fmt.Errorf("%s is refused%s: %s [SR005 sensitive-mount] (%s)", src, via, why, sensitiveFix)
+			return nil, policy.SensitiveMountRefusal(fmt.Sprintf("%s is refused%s: %s", src, via, why))
 		}
 	}
 	fd, err := unix.Openat2(unix.AT_FDCWD, real, &unix.OpenHow{
@@ -374,9 +374,6 @@ func openChecked(src string, allowSensitive bool) (*os.File, error) {
 	return f, nil
 }
 
-// sensitiveFix is what to do about a refused bind or secret source.
-const sensitiveFix = `bind only what the service needs, or acknowledge it: [insecure] allow = ["sensitive_mounts"] with a reason`
-
 // engineSocketPaths are where container engines put their control sockets.
 // A socket hard-linked elsewhere keeps its inode, which is what is compared.
 var engineSocketPaths = []string{
@@ -391,7 +388,7 @@ func refuseEngineSocket(f *os.File, src string) error {
 	}
 	for _, p := range engineSocketPaths {
 		if other, err := os.Stat(p); err == nil && os.SameFile(st, other) {
-			return fmt.Errorf("%s is %s, a container engine socket, which is root on the host [SR005 sensitive-mount] (%s)", src, p, sensitiveFix)
+			return policy.SensitiveMountRefusal(fmt.Sprintf("%s is %s, a container engine socket, which is root on the host", src, p))
 		}
 	}
 	return nil

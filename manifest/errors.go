@@ -5,26 +5,60 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 )
 
-// FieldError is one problem in a manifest, located by file, line and key
-// path. Line is 0 when the problem is not tied to a line (a missing key).
+// FieldError is one problem in a file safe-run reads (a manifest, a
+// custom seccomp profile), located by file, line and key path. It prints
+// as
+//
+//	service.toml:12: resources.memory: "12X" is not a size (use e.g. 512M)
+//	web.json:12:5: syscalls[3].action: "SCMP_ACT_FOO" is not a seccomp action (use ...)
+//
+// Line is 0 when the problem is not tied to a line (a missing key); Column
+// is 0 where only the line is known (TOML, whose parser gives no columns).
 type FieldError struct {
-	File string
-	Line int
-	Path string // key path as written in TOML: resources.memory, mounts[1].target
-	Msg  string // what is wrong, then the fix in parentheses
+	File   string
+	Line   int
+	Column int    // 1-based, in bytes
+	Path   string // key path as written: resources.memory, mounts[1].target, syscalls[3].action
+	Msg    string // what is wrong, then the fix in parentheses
+	Err    error  // the cause, when Msg reports one (for errors.Is and errors.As); its text is in Msg
 }
 
 func (e *FieldError) Error() string {
 	loc := e.File
-	if e.Line > 0 {
+	switch {
+	case e.Line > 0 && e.Column > 0:
+		loc = fmt.Sprintf("%s:%d:%d", e.File, e.Line, e.Column)
+	case e.Line > 0:
 		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
 	}
 	if e.Path == "" {
 		return loc + ": " + e.Msg
 	}
 	return loc + ": " + e.Path + ": " + e.Msg
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// ParentPath strips the last key or index from a key path:
+// mounts[1].target, mounts[1], mounts; a quoted key (env."A.B") is one key.
+func ParentPath(path string) string {
+	if strings.HasSuffix(path, "]") {
+		if i := strings.LastIndexByte(path, '['); i >= 0 {
+			return path[:i]
+		}
+	}
+	if i := strings.LastIndexByte(path, '.'); i >= 0 && !strings.HasSuffix(path, `"`) {
+		return path[:i]
+	}
+	if strings.HasSuffix(path, `"`) {
+		if i := strings.LastIndex(path, `."`); i >= 0 {
+			return path[:i]
+		}
+	}
+	return ""
 }
 
 // fieldErrors collects the problems of one file.
@@ -50,7 +84,7 @@ func (fe *fieldErrors) add(path, format string, args ...any) {
 
 // push records e unless its path, or a path above it, has a problem.
 func (fe *fieldErrors) push(e *FieldError) {
-	for p := e.Path; p != ""; p = parentPath(p) {
+	for p := e.Path; p != ""; p = ParentPath(p) {
 		if fe.paths[p] {
 			return
 		}

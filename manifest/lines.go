@@ -21,27 +21,9 @@ func (ix lineIndex) lineOf(path string) int {
 		if l, ok := ix[path]; ok {
 			return l
 		}
-		path = parentPath(path)
+		path = ParentPath(path)
 	}
 	return 0
-}
-
-// parentPath strips the last key or index from a path.
-func parentPath(path string) string {
-	if strings.HasSuffix(path, "]") {
-		if i := strings.LastIndexByte(path, '['); i >= 0 {
-			return path[:i]
-		}
-	}
-	if i := strings.LastIndexByte(path, '.'); i >= 0 && !strings.HasSuffix(path, `"`) {
-		return path[:i]
-	}
-	if strings.HasSuffix(path, `"`) {
-		if i := strings.LastIndex(path, `."`); i >= 0 {
-			return path[:i]
-		}
-	}
-	return ""
 }
 
 var bareKey = compileLater(`^[A-Za-z0-9_-]+$`)

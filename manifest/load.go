@@ -95,9 +95,19 @@ func syntaxError(file string, data []byte, err error) error {
 func (s *Service) Line(path string) int { return s.lines.lineOf(path) }
 
 // Errorf returns a FieldError at path for later stages (policy, image,
-// launcher) that find a problem with what the manifest says.
+// launcher) that find a problem with what the manifest says. Like
+// fmt.Errorf, it wraps what %w formats, so errors.Is and errors.As see the
+// cause.
 func (s *Service) Errorf(path, format string, args ...any) *FieldError {
-	return &FieldError{File: s.File, Line: s.Line(path), Path: path, Msg: fmt.Sprintf(format, args...)}
+	w := fmt.Errorf(format, args...)
+	var cause error
+	switch u := w.(type) {
+	case interface{ Unwrap() error }:
+		cause = u.Unwrap()
+	case interface{ Unwrap() []error }:
+		cause = errors.Join(u.Unwrap()...)
+	}
+	return &FieldError{File: s.File, Line: s.Line(path), Path: path, Msg: w.Error(), Err: cause}
 }
 
 // maxNesting bounds the nesting of arrays and inline tables. The TOML

@@ -1,5 +1,7 @@
 package manifest
 
+import "slices"
+
 // Service is a validated manifest, version 1, with every default filled in.
 // The toml tags are the manifest's key names; the decoder refuses any key that
 // has no field here.
@@ -147,8 +149,11 @@ const (
 	AllowSetuidBinaries        = "setuid_binaries"
 )
 
-// AllowItems lists every accepted [insecure] allow item.
-var AllowItems = []string{
+// AllowItems returns every accepted [insecure] allow item, a new slice
+// each call.
+func AllowItems() []string { return slices.Clone(allowItems) }
+
+var allowItems = []string{
 	AllowHostNetwork, AllowHostPID, AllowHostIPC, AllowHostUTS,
 	AllowDangerousCapabilities, AllowNewPrivileges, AllowWritableRootfs,
 	AllowNoResourceLimits, AllowSeccompUnconfined, AllowAppArmorUnconfined,

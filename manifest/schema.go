@@ -147,7 +147,7 @@ func schemaDocs() map[string]schemaDoc {
 		"insecure":         {"every loosening of the secure defaults, with one reason", nil},
 		"insecure.reason":  {"why the service needs what allow lists", nil},
 		"insecure.allow":   {"the loosenings", nil},
-		"insecure.allow[]": {"an [insecure] item", map[string]any{"enum": AllowItems}},
+		"insecure.allow[]": {"an [insecure] item", map[string]any{"enum": AllowItems()}},
 	}
 }
 

@@ -35,8 +35,6 @@ const MinMemory Size = 6 << 20
 // limit visible in the spec instead of "half the host's RAM".
 const DefaultTmpfsSize Size = 64 << 20
 
-// ReservedTargets are paths safe-run mounts itself; a [[mounts]] target may
-// not be one of them or lie below them.
 // compileLater returns pattern's regexp, compiled on first use. Package
 // manifest is linked into what libcontainer re-executes as every
 // container's init, which never validates a manifest: compiling every
@@ -45,7 +43,12 @@ func compileLater(pattern string) func() *regexp.Regexp {
 	return sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(pattern) })
 }
 
-var ReservedTargets = []string{"/proc", "/sys", "/dev", "/run/secrets", "/run/notify"}
+// ReservedTargets returns the paths safe-run mounts itself; a [[mounts]]
+// target may not be one of them or lie below them. A function, not a
+// variable: no caller can change the list for the others.
+func ReservedTargets() []string {
+	return []string{"/proc", "/sys", "/dev", "/run/secrets", "/run/notify"}
+}
 
 // validate checks what single values cannot: required keys, choices,
 // combinations, and resolves relative paths against the manifest's
@@ -331,7 +334,7 @@ func validateMounts(s *Service, fe *fieldErrors) {
 		case m.Target == "/":
 			fe.add(at("target"), `cannot replace the root filesystem (mount below it, e.g. "/data")`)
 		default:
-			for _, r := range ReservedTargets {
+			for _, r := range ReservedTargets() {
 				if m.Target == r || strings.HasPrefix(m.Target, r+"/") {
 					fe.add(at("target"), "%s is set up by safe-run itself (choose another target)", r)
 				}
@@ -417,8 +420,8 @@ func validateSecrets(s *Service, fe *fieldErrors) {
 func validateInsecure(s *Service, fe *fieldErrors) {
 	for i, a := range s.Insecure.Allow {
 		switch {
-		case !slices.Contains(AllowItems, a):
-			fe.add(indexPath("insecure.allow", i), "%q is not an [insecure] allow item (use one of: %s)", a, strings.Join(AllowItems, ", "))
+		case !slices.Contains(allowItems, a):
+			fe.add(indexPath("insecure.allow", i), "%q is not an [insecure] allow item (use one of: %s)", a, strings.Join(allowItems, ", "))
 		case slices.Index(s.Insecure.Allow, a) < i:
 			fe.add(indexPath("insecure.allow", i), "%q is listed twice (keep one)", a)
 		}

@@ -197,8 +197,11 @@ func SeccompProfile(svc *manifest.Service, f host.Facts) (*specs.LinuxSeccomp, e
 		Arch:         f.Arch,
 		Kernel:       f.Kernel,
 	})
+	if len(manifest.FieldErrors(err)) > 0 {
+		return nil, err // at their places in the profile: one position each
+	}
 	if err != nil {
-		return nil, svc.Errorf("security.seccomp", "%v", err)
+		return nil, svc.Errorf("security.seccomp", "%w", err)
 	}
 	return sc, nil
 }
@@ -224,7 +227,7 @@ func CheckWorkdir(svc *manifest.Service, img *image.Image) error {
 	if !svc.Security.ReadOnlyRootfs || cwd == "/" {
 		return nil
 	}
-	targets := slices.Clone(manifest.ReservedTargets)
+	targets := manifest.ReservedTargets()
 	for _, m := range svc.Mounts {
 		targets = append(targets, m.Target)
 	}

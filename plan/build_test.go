@@ -51,7 +51,7 @@ func TestBuildOnAnyHost(t *testing.T) {
 	if job.Spec == nil || !job.Placement.Rootless || job.Placement.IDs.Size != host.IDRangeSize || job.Spec.Linux.Resources == nil {
 		t.Errorf("the spec of the refused run is not the rootless one: %+v", job.Placement)
 	}
-	for _, target := range export.Targets {
+	for _, target := range export.Targets() {
 		if _, err := export.Export(target, job, export.Options{Dir: t.TempDir(), SafeRun: "/usr/bin/safe-run"}); err != nil {
 			t.Errorf("export %s: %v", target, err)
 		}

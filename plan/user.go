@@ -34,14 +34,14 @@ func resolveUser(s *manifest.Service, img *image.Image) (resolvedUser, error) {
 			continue
 		}
 		if err != nil {
-			return resolvedUser{}, s.Errorf("process.user", "reading the image's %s: %v", name, err)
+			return resolvedUser{}, s.Errorf("process.user", "reading the image's %s: %w", name, err)
 		}
 		defer f.Close()
 		readers = append(readers, io.LimitReader(f, 16<<20))
 	}
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
 	if err != nil {
-		return resolvedUser{}, s.Errorf("process.user", "%q: %v (use numeric ids such as \"1000:1000\", or add the user to the image's /etc/passwd)", spec, err)
+		return resolvedUser{}, s.Errorf("process.user", "%q: %w (use numeric ids such as \"1000:1000\", or add the user to the image's /etc/passwd)", spec, err)
 	}
 	if u.Uid > 65535 || u.Gid > 65535 {
 		return resolvedUser{}, s.Errorf("process.user", "%q resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)

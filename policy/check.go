@@ -24,10 +24,17 @@ type Finding struct {
 // Refused reports whether the finding stops the service from starting.
 func (f Finding) Refused() bool { return f.Rule.Always || (f.Rule.Allow != "" && !f.Accepted) }
 
-// DangerousCapabilities are refused unless [insecure] allows
+// DangerousCapability says why c is refused unless [insecure] allows
+// dangerous_capabilities, and whether it is.
+func DangerousCapability(c manifest.Capability) (why string, dangerous bool) {
+	why, dangerous = dangerousCapabilities[c]
+	return why, dangerous
+}
+
+// dangerousCapabilities are refused unless [insecure] allows
 // dangerous_capabilities: each is close to full control of the host or the
 // kernel even from inside a user namespace.
-var DangerousCapabilities = map[manifest.Capability]string{
+var dangerousCapabilities = map[manifest.Capability]string{
 	"CAP_SYS_ADMIN":       "mount, namespaces, BPF, and most of the kernel's admin interface",
 	"CAP_SYS_MODULE":      "loads kernel modules",
 	"CAP_SYS_PTRACE":      "traces and injects code into other processes",
@@ -60,7 +67,7 @@ func Findings(s *manifest.Service) []Finding {
 		add(rulePids, "resources.pids", "%d processes is enough for a fork bomb to hurt the host", s.Resources.Pids)
 	}
 	for i, c := range s.Security.Capabilities {
-		if why, bad := DangerousCapabilities[c]; bad {
+		if why, bad := dangerousCapabilities[c]; bad {
 			add(ruleDangerousCap, fmt.Sprintf("security.capabilities[%d]", i), "%s is refused: %s", c.Short(), why)
 		}
 	}
@@ -171,13 +178,26 @@ func Enforce(s *manifest.Service) error {
 		if !f.Refused() {
 			continue
 		}
-		fix := f.Rule.Fix
-		if f.Rule.Allow != "" {
-			fix += fmt.Sprintf(", or acknowledge it: [insecure] allow = [%q] with a reason", f.Rule.Allow)
-		}
-		errs = append(errs, s.Errorf(f.Path, "%s [%s %s] (%s)", f.Msg, f.Rule.ID, f.Rule.Name, fix))
+		errs = append(errs, s.Errorf(f.Path, "%s", f.Rule.refusal(f.Msg)))
 	}
 	return errors.Join(errs...)
+}
+
+// refusal is how a refusal by r reads: what is wrong, the rule, the fix.
+func (r *Rule) refusal(msg string) string {
+	fix := r.Fix
+	if r.Allow != "" {
+		fix += fmt.Sprintf(", or acknowledge it: [insecure] allow = [%q] with a reason", r.Allow)
+	}
+	return fmt.Sprintf("%s [%s %s] (%s)", msg, r.ID, r.Name, fix)
+}
+
+// SensitiveMountRefusal is the refusal of a bind or secret source that the
+// launcher finds sensitive at the moment it acts (a symlink resolved, an
+// engine socket hard-linked elsewhere): the same rule, in the same words,
+// as Enforce's on the manifest's text. what says which source and why.
+func SensitiveMountRefusal(what string) error {
+	return errors.New(ruleSensitiveMount.refusal(what))
 }
 
 // Pinned reports whether an image reference names its content by digest:

@@ -324,18 +324,18 @@ func TestDaemonFindings(t *testing.T) {
 func TestRulesCatalogue(t *testing.T) {
 	ids := map[string]bool{}
 	names := map[string]bool{}
-	for i, r := range Rules {
+	for i, r := range rules {
 		if ids[r.ID] || names[r.Name] {
 			t.Errorf("%s %s: duplicate ID or name", r.ID, r.Name)
 		}
 		ids[r.ID], names[r.Name] = true, true
-		if i > 0 && Rules[i-1].ID >= r.ID {
-			t.Errorf("%s after %s: Rules must be in ID order", r.ID, Rules[i-1].ID)
+		if i > 0 && rules[i-1].ID >= r.ID {
+			t.Errorf("%s after %s: Rules must be in ID order", r.ID, rules[i-1].ID)
 		}
 		if r.Title == "" || r.Advice == "" || r.Fix == "" {
 			t.Errorf("%s: title, advice and fix are required", r.ID)
 		}
-		if r.Allow != "" && !containsString(manifest.AllowItems, r.Allow) {
+		if r.Allow != "" && !containsString(manifest.AllowItems(), r.Allow) {
 			t.Errorf("%s: allow item %q is not one manifest accepts", r.ID, r.Allow)
 		}
 		if r.Allow != "" && r.Always {

@@ -115,7 +115,7 @@ func ContainerFindings(c *Container) []Finding {
 		case n == "ALL":
 			add(ruleDangerousCap, "--cap-add", "ALL adds every capability, %s among them", strings.Join(dangerousShort(), ", "))
 		default:
-			if why, bad := DangerousCapabilities[manifest.Capability(n)]; bad {
+			if why, bad := dangerousCapabilities[manifest.Capability(n)]; bad {
 				add(ruleDangerousCap, "--cap-add", "%s: %s", strings.TrimPrefix(n, "CAP_"), why)
 			}
 		}
@@ -216,7 +216,7 @@ func ContainerFindings(c *Container) []Finding {
 // dangerousShort lists the dangerous capabilities without CAP_, sorted.
 func dangerousShort() []string {
 	var out []string
-	for c := range DangerousCapabilities {
+	for c := range dangerousCapabilities {
 		out = append(out, c.Short())
 	}
 	slices.Sort(out)

@@ -66,11 +66,11 @@ var seedAdvice = []struct {
 // README's rule list cannot drift from the code.
 func TestRulesDoc(t *testing.T) {
 	ids := map[string]bool{}
-	for _, r := range Rules {
+	for _, r := range rules {
 		ids[r.ID] = true
 	}
 	topics := map[string]bool{}
-	for _, n := range NonGoals {
+	for _, n := range nonGoals {
 		topics[n.Topic] = true
 	}
 	covered := map[string]bool{}
@@ -89,7 +89,7 @@ func TestRulesDoc(t *testing.T) {
 		}
 		covered[a.nonGoal] = true
 	}
-	for _, n := range NonGoals {
+	for _, n := range nonGoals {
 		if !covered[n.Topic] {
 			t.Errorf("non-goal %q answers no seed advice", n.Topic)
 		}
@@ -98,7 +98,7 @@ func TestRulesDoc(t *testing.T) {
 	var b strings.Builder
 	b.WriteString(`# safe-run rules
 
-Generated from ` + "`policy.Rules`" + ` and ` + "`policy.NonGoals`" + ` by ` + "`go test ./policy -update`" + `; do not edit.
+Generated from ` + "`policy/rules.go`" + ` and ` + "`policy/nongoals.go`" + ` by ` + "`go test ./policy -update`" + `; do not edit.
 
 ` + "`safe-run check service.toml`" + ` judges a manifest, ` + "`safe-run import`" + ` the docker run line it
 converts, and ` + "`safe-run audit`" + ` the containers and the daemon of a Docker engine, all by
@@ -112,7 +112,7 @@ CIS: CIS Docker Benchmark v1.6.0 control. PSS: Kubernetes Pod Security Standards
 | ID | name | severity | title | [insecure] | CIS | PSS |
 |---|---|---|---|---|---|---|
 `)
-	for _, r := range Rules {
+	for _, r := range rules {
 		allow := r.Allow
 		if r.Always {
 			allow = "always refused"
@@ -120,7 +120,7 @@ CIS: CIS Docker Benchmark v1.6.0 control. PSS: Kubernetes Pod Security Standards
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", r.ID, r.Name, r.Severity, md(r.Title), md(allow), r.CIS, r.PSS)
 	}
 	b.WriteString("\nSR019 is reserved for `insecure-registry` (image stage).\n\n## Rules in detail\n")
-	for _, r := range Rules {
+	for _, r := range rules {
 		fmt.Fprintf(&b, "\n### %s %s\n\n%s (%s).\n\n- advice: %s\n- fix: %s\n", r.ID, r.Name, capitalise(r.Title), r.Severity, r.Advice, r.Fix)
 		if r.FixDocker != "" {
 			fmt.Fprintf(&b, "- fix with docker run: %s\n", r.FixDocker)
@@ -130,7 +130,7 @@ CIS: CIS Docker Benchmark v1.6.0 control. PSS: Kubernetes Pod Security Standards
 		}
 	}
 	b.WriteString("\n## Non-goals\n\nSeed advice that no rule checks, and why.\n\n| topic | advice | why not a rule |\n|---|---|---|\n")
-	for _, n := range NonGoals {
+	for _, n := range nonGoals {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", n.Topic, md(n.Advice), md(n.Reason))
 	}
 	b.WriteString("\n## Seed advice, line by line\n\nEvery piece of advice in the seeds (`shared/seeds/`), and what covers it.\n\n| seed | advice | rules | default | non-goal |\n|---|---|---|---|---|\n")

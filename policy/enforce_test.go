@@ -55,7 +55,7 @@ func TestEnforce(t *testing.T) {
 		{"SR017", bind("/srv/data", "read_only = false\n"), ""},
 	}
 	byID := map[string]*Rule{}
-	for _, r := range Rules {
+	for _, r := range rules {
 		byID[r.ID] = r
 	}
 	for _, tc := range tests {
@@ -101,7 +101,7 @@ func TestEnforce(t *testing.T) {
 // TestEnforceWarningsCannotBeAcknowledged: [insecure] has no item for a
 // warning, so none marks it Accepted.
 func TestEnforceWarningsCannotBeAcknowledged(t *testing.T) {
-	svc := parse(t, edit(`user = "1000:1000"`, `user = "0"`)+"\n[insecure]\nreason = \"everything\"\nallow = [\""+strings.Join(manifest.AllowItems, `", "`)+"\"]\n")
+	svc := parse(t, edit(`user = "1000:1000"`, `user = "0"`)+"\n[insecure]\nreason = \"everything\"\nallow = [\""+strings.Join(manifest.AllowItems(), `", "`)+"\"]\n")
 	f := finding(t, svc, ruleRootUser)
 	if f.Accepted || f.Refused() {
 		t.Errorf("SR015: Accepted %v, Refused %v", f.Accepted, f.Refused())

@@ -8,8 +8,8 @@ type NonGoal struct {
 	Reason string // why no rule checks it, and what covers it instead
 }
 
-// NonGoals is every piece of seed advice that is not a rule.
-var NonGoals = []NonGoal{
+// nonGoals is every piece of seed advice that is not a rule.
+var nonGoals = []NonGoal{
 	{
 		Topic:  "image scanning",
 		Advice: "scan images for known vulnerabilities before use and before pushing; fail builds above a severity threshold (Docker Scout, Snyk)",

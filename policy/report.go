@@ -79,8 +79,8 @@ func (r *Report) filter(accepted bool) []Finding {
 	return out
 }
 
-// Points is what a rule of each severity deducts from 100.
-var Points = map[Severity]int{Critical: 30, High: 15, Medium: 8, Low: 3, Info: 0}
+// points is what a rule of each severity deducts from 100.
+var points = map[Severity]int{Critical: 30, High: 15, Medium: 8, Low: 3, Info: 0}
 
 // Deduction is one line of a score's explanation.
 type Deduction struct {
@@ -118,7 +118,7 @@ func (r *Report) Score() (int, []Deduction) {
 			continue
 		}
 		idx[f.Rule] = len(ds)
-		ds = append(ds, Deduction{Rule: f.Rule, Points: Points[f.Rule.Severity], Count: 1, Accepted: f.Accepted, Why: f.where() + f.Msg})
+		ds = append(ds, Deduction{Rule: f.Rule, Points: points[f.Rule.Severity], Count: 1, Accepted: f.Accepted, Why: f.where() + f.Msg})
 	}
 	slices.SortStableFunc(ds, func(a, b Deduction) int {
 		return cmp.Or(cmp.Compare(b.Points, a.Points), cmp.Compare(a.Rule.ID, b.Rule.ID))

@@ -34,8 +34,9 @@ type Rule struct {
 	FixDocker string
 }
 
-// Rules is the catalogue, in ID order. IDs are never reused.
-var Rules = []*Rule{
+// rules is the catalogue, in ID order. IDs are never reused. Callers
+// reach it through Lookup and the reports.
+var rules = []*Rule{
 	ruleMemory, ruleCPU, rulePids, ruleDangerousCap, ruleSensitiveMount,
 	ruleHostNetwork, ruleHostPID, ruleHostIPC, ruleHostUTS, ruleNewPrivileges,
 	ruleWritableRootfs, ruleSeccompUnconfined, ruleAppArmorUnconfined,
@@ -339,7 +340,7 @@ var ruleHostNoAddress = &Rule{
 // Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
 // or nil.
 func Lookup(key string) *Rule {
-	for _, r := range Rules {
+	for _, r := range rules {
 		if r.ID == key || r.Name == key {
 			return r
 		}

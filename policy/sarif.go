@@ -118,7 +118,7 @@ func WriteSARIF(w io.Writer, reports []*Report, version string) error {
 		Results: []sarifResult{},
 	}
 	index := map[*Rule]int{}
-	for i, r := range Rules {
+	for i, r := range rules {
 		index[r] = i
 		run.Tool.Driver.Rules = append(run.Tool.Driver.Rules, sarifRuleOf(r))
 	}

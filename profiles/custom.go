@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/safe-run/safe-run/manifest"
 )
 
 // maxProfileSize bounds what is read of a custom profile. Docker's default
@@ -66,8 +68,8 @@ func readProfile(path string) ([]byte, error) {
 }
 
 // joinSorted joins FieldErrors in file order.
-func joinSorted(errs []*FieldError) error {
-	slices.SortStableFunc(errs, func(a, b *FieldError) int {
+func joinSorted(errs []*manifest.FieldError) error {
+	slices.SortStableFunc(errs, func(a, b *manifest.FieldError) int {
 		if a.Line != b.Line {
 			return a.Line - b.Line
 		}
@@ -146,8 +148,8 @@ func wordList(words []string) string {
 const maxErrno = 4095
 
 // check collects every mistake in p that does not depend on the target.
-func (d *document) check(p *dockerProfile) []*FieldError {
-	var errs []*FieldError
+func (d *document) check(p *dockerProfile) []*manifest.FieldError {
+	var errs []*manifest.FieldError
 	add := func(path, format string, args ...any) {
 		errs = append(errs, d.errorf(path, format, args...))
 	}
@@ -215,8 +217,8 @@ func (d *document) check(p *dockerProfile) []*FieldError {
 	return errs
 }
 
-func (d *document) checkSyscall(path string, sc dockerSyscall, listener bool) []*FieldError {
-	var errs []*FieldError
+func (d *document) checkSyscall(path string, sc dockerSyscall, listener bool) []*manifest.FieldError {
+	var errs []*manifest.FieldError
 	add := func(path, format string, args ...any) {
 		errs = append(errs, d.errorf(path, format, args...))
 	}
@@ -338,8 +340,8 @@ func (v kernelVersion) atLeast(w kernelVersion) bool {
 
 // resolve returns the OCI form of a checked profile for t, caps and the
 // host kernel release, and refuses rules that would collide in libseccomp.
-func (d *document) resolve(p *dockerProfile, t target, caps []string, kernel string) (*specs.LinuxSeccomp, []*FieldError) {
-	var errs []*FieldError
+func (d *document) resolve(p *dockerProfile, t target, caps []string, kernel string) (*specs.LinuxSeccomp, []*manifest.FieldError) {
+	var errs []*manifest.FieldError
 	hostKernel, kernelErr := parseKernel(kernel)
 
 	// holds evaluates the parts of a condition; all says whether all of

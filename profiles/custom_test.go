@@ -10,6 +10,8 @@ import (
 	"reflect"
 	"slices"
 	"testing"
+
+	"github.com/safe-run/safe-run/manifest"
 )
 
 // TestCustomErrors pins the message for each kind of mistake in a custom
@@ -95,11 +97,11 @@ func TestCustomErrorValues(t *testing.T) {
 	}
 
 	_, err = Seccomp(Options{Profile: "bad/actions.json", Dir: "testdata", Arch: "amd64"})
-	fe, ok := errors.AsType[*FieldError](err)
+	fe, ok := errors.AsType[*manifest.FieldError](err)
 	if !ok {
-		t.Fatalf("got %T, want a *FieldError in the error tree", err)
+		t.Fatalf("got %T, want a *manifest.FieldError in the error tree", err)
 	}
-	want := FieldError{File: "testdata/bad/actions.json", Line: 2, Column: 2, Path: "defaultAction",
+	want := manifest.FieldError{File: "testdata/bad/actions.json", Line: 2, Column: 2, Path: "defaultAction",
 		Msg: fe.Msg} // the message is pinned in TestCustomErrors
 	if *fe != want {
 		t.Errorf("got %+v, want %+v", *fe, want)

@@ -3,7 +3,7 @@
 // while the container runs, and records profiles from a service's calls.
 //
 // In safe-run's data flow it comes after image.Resolve and before
-// launcher.Spec: [Seccomp] takes the profile name or path from the manifest,
+// plan.Spec: [Seccomp] takes the profile name or path from the manifest,
 // the capabilities the process will hold and the target architecture, and
 // returns a [specs.LinuxSeccomp] with every condition already resolved, so
 // the spec shows exactly which system calls the service may make.
@@ -25,5 +25,5 @@
 // collects them, and returns the recorded profile; [Diff] compares two
 // profiles call by call. Those parts read what the kernel reports, so they
 // need Linux and libseccomp to name the calls; running the container is
-// the launcher's (launcher.Record).
+// plan.Record's.
 package profiles

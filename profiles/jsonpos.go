@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+
+	"github.com/safe-run/safe-run/manifest"
 )
 
 // document is a JSON file decoded into a Go value, with the position of
@@ -52,19 +54,19 @@ func decodeDocument(file string, data []byte, v any) (*document, error) {
 	return d, nil
 }
 
-// errorAt returns a FieldError at byte offset off.
-func (d *document) errorAt(off int, path, format string, args ...any) *FieldError {
+// errorAt returns a manifest.FieldError at byte offset off.
+func (d *document) errorAt(off int, path, format string, args ...any) *manifest.FieldError {
 	off = min(max(off, 0), len(d.data))
 	before := d.data[:off]
 	line := bytes.Count(before, []byte("\n")) + 1
 	col := off - (bytes.LastIndexByte(before, '\n') + 1) + 1
-	return &FieldError{File: d.file, Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)}
+	return &manifest.FieldError{File: d.file, Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)}
 }
 
-// errorf returns a FieldError at path, or at the nearest enclosing path the
+// errorf returns a manifest.FieldError at path, or at the nearest enclosing path the
 // file has (a missing key is reported at its object).
-func (d *document) errorf(path, format string, args ...any) *FieldError {
-	for p := path; ; p = parentPath(p) {
+func (d *document) errorf(path, format string, args ...any) *manifest.FieldError {
+	for p := path; ; p = manifest.ParentPath(p) {
 		if off, ok := d.offsets[p]; ok {
 			return d.errorAt(off, path, format, args...)
 		}
@@ -72,15 +74,6 @@ func (d *document) errorf(path, format string, args ...any) *FieldError {
 			return d.errorAt(0, path, format, args...)
 		}
 	}
-}
-
-// parentPath strips the last key or index from a path.
-func parentPath(p string) string {
-	i := strings.LastIndexAny(p, ".[")
-	if i < 0 {
-		return ""
-	}
-	return p[:i]
 }
 
 // walker checks a token stream against a Go type.
@@ -110,7 +103,7 @@ func (w *walker) token() (json.Token, error) {
 	return tok, nil
 }
 
-// syntaxError turns a decoder error into a FieldError at its offset. A
+// syntaxError turns a decoder error into a manifest.FieldError at its offset. A
 // syntax error is the end of the walk: nothing after it can be trusted.
 func (w *walker) syntaxError(err error) error {
 	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
@@ -132,7 +125,7 @@ func (w *walker) syntaxError(err error) error {
 		}
 		return w.doc.errorAt(off, "", "%v", se)
 	}
-	if err == io.EOF || err == io.ErrUnexpectedEOF {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return w.doc.errorAt(len(w.doc.data), "", "unexpected end of file (a bracket or brace is not closed)")
 	}
 	return w.doc.errorAt(w.last, "", "%v", err)

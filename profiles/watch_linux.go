@@ -269,7 +269,7 @@ func openAudit() (*auditSource, error) {
 	netlinkErr := err
 	kfd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, fmt.Errorf("the kernel's audit records are out of reach: the audit socket: %v; /dev/kmsg: %v (safe-run needs CAP_AUDIT_READ, or CAP_SYSLOG, in the host's user namespace)", netlinkErr, err)
+		return nil, fmt.Errorf("the kernel's audit records are out of reach: the audit socket: %w; /dev/kmsg: %w (safe-run needs CAP_AUDIT_READ, or CAP_SYSLOG, in the host's user namespace)", netlinkErr, err)
 	}
 	if _, err := unix.Seek(kfd, 0, io.SeekEnd); err != nil {
 		unix.Close(kfd)

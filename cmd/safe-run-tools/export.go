@@ -33,7 +33,7 @@ comment, and the weakening is repeated on standard error.`,
   safe-run export docker web.toml --dir /srv/web > /srv/web/run.sh
   safe-run export kubernetes --kind deployment web.toml | kubectl apply -f -`,
 		Args:      exactArgs(2),
-		ValidArgs: export.Targets,
+		ValidArgs: export.Targets(),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var err error
 			if opts.Dir, err = filepath.Abs(dir); err != nil {

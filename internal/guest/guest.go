@@ -177,7 +177,7 @@ func Run(ctx context.Context, opts Options) (status int, err error) {
 		case qerr = <-waited:
 		case <-time.After(10 * time.Second):
 			cancel()
-			<-waited
+			<-waited //nolint:errcheck // killed by us: the console says how it ended
 		}
 	}
 	con.mu.Lock()

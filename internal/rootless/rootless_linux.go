@@ -169,7 +169,11 @@ func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slo
 	}
 	// The pipe stays open: its end tells the inner safe-run this one
 	// is gone (followParent).
-	syncW.Write([]byte{1})
+	if _, err := syncW.Write([]byte{1}); err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return 0, fmt.Errorf("releasing the inner safe-run: %w", err)
+	}
 	go func() {
 		for sig := range signals {
 			if sig != unix.SIGCHLD && sig != unix.SIGURG {
@@ -193,7 +197,7 @@ func runMapper(tool string, args ...string) error {
 		return fmt.Errorf("%s is not installed (apt-get install uidmap)", tool)
 	}
 	if err != nil {
-		return fmt.Errorf("%s %s: %v: %s (it must be setuid root or carry cap_setuid/cap_setgid: ls -l $(command -v %s))",
+		return fmt.Errorf("%s %s: %w: %s (it must be setuid root or carry cap_setuid/cap_setgid: ls -l $(command -v %s))",
 			tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)), tool)
 	}
 	return nil

@@ -85,7 +85,7 @@ func run(dir, cgo string, args ...string) error {
 		c.Env = append(c.Env, "CGO_ENABLED="+cgo)
 	}
 	if out, err := c.CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s: %w\n%s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -99,4 +99,49 @@ func LinkedPackages(t testing.TB) []string {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
 	}
 	return strings.Fields(string(out))
+}
+
+// PureImports fails t when the package in the current directory, or
+// anything it links, imports one of forbidden (a package, or a prefix
+// ending in "/"), or when its own files import one of forbiddenDirect.
+// The second list is for packages a dependency may link for parsing
+// (go-containerregistry's name uses net.ParseIP) but the package itself
+// must not call. It lists for every GOOS safe-run's pure packages promise
+// to build on, so a Linux-only import behind a build tag shows too.
+func PureImports(t testing.TB, forbidden, forbiddenDirect []string) {
+	t.Helper()
+	matches := func(pkg string, list []string) bool {
+		for _, f := range list {
+			if pkg == f || (strings.HasSuffix(f, "/") && strings.HasPrefix(pkg, f)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, goos := range []string{"linux", "darwin", "windows"} {
+		c := exec.Command("go", "list", "-tags", "seccomp", "-deps", "-f", "{{.ImportPath}}:{{join .Imports \" \"}}", ".")
+		c.Env = append(os.Environ(), "GOOS="+goos, "CGO_ENABLED=0")
+		out, err := c.CombinedOutput()
+		if err != nil {
+			t.Fatalf("GOOS=%s go list -deps: %v\n%s", goos, err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		var bad []string
+		for _, line := range lines {
+			pkg, _, _ := strings.Cut(line, ":")
+			if matches(pkg, forbidden) {
+				bad = append(bad, pkg)
+			}
+		}
+		// go list -deps prints the package itself last.
+		self, imports, _ := strings.Cut(lines[len(lines)-1], ":")
+		for _, imp := range strings.Fields(imports) {
+			if matches(imp, forbiddenDirect) {
+				bad = append(bad, self+" imports "+imp)
+			}
+		}
+		if len(bad) > 0 {
+			t.Errorf("GOOS=%s: %s links what a pure package must not:\n%s", goos, self, strings.Join(bad, "\n"))
+		}
+	}
 }

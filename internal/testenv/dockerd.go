@@ -52,7 +52,7 @@ func StartDockerd(t *testing.T, extra ...string) *Dockerd {
 	d.Host = "unix://" + d.Socket
 	d.Env = append(os.Environ(), "DOCKER_HOST="+d.Host, "DOCKER_CONFIG="+filepath.Join(dir, "cli"))
 	t.Cleanup(d.cleanup)
-	log, err := os.Create(d.log)
+	log, err := os.OpenFile(d.log, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func (d *Dockerd) Docker(args ...string) (string, error) {
 	cmd := d.Command(args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("docker %s: %v: %s", strings.Join(args, " "), err, errb.String())
+		return "", fmt.Errorf("docker %s: %w: %s", strings.Join(args, " "), err, errb.String())
 	}
 	return strings.TrimSpace(out.String()), nil
 }

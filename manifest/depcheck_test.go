@@ -1,0 +1,23 @@
+package manifest
+
+import (
+	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+)
+
+// TestPure keeps package manifest pure (style.md, Packages): no system calls,
+// no libcontainer, no network, on any GOOS. It judges text, so it can run
+// where the service never will (an editor, a CI lint job) and its tests
+// need no root.
+func TestPure(t *testing.T) {
+	testenv.PureImports(t, pureForbidden, []string{"syscall", "net", "unsafe", "os/exec"})
+}
+
+// pureForbidden may not be linked at all. net itself may be, for
+// go-containerregistry's reference parsing (net.ParseIP); package
+// manifest may not import it.
+var pureForbidden = []string{
+	"golang.org/x/sys/", "github.com/opencontainers/runc/", "github.com/opencontainers/cgroups/",
+	"github.com/seccomp/", "net/http", "crypto/tls", "os/exec",
+}
