@@ -284,7 +284,7 @@ func ParsePort(text string) (Port, error) {
 		}
 		n, err := parsePortNumber(part)
 		if err != nil {
-			return Port{}, fmt.Errorf("%q: %v", text, err)
+			return Port{}, fmt.Errorf("%q: %w", text, err)
 		}
 		if i == 0 {
 			p.HostPort = n
@@ -336,7 +336,7 @@ func ParseEgressRule(text string) (EgressRule, error) {
 			if !digits(num) {
 				return EgressRule{}, fmt.Errorf("%q: %q is not a port number (%s)", text, num, egressEntryUse)
 			}
-			return EgressRule{}, fmt.Errorf("%q: %v", text, err)
+			return EgressRule{}, fmt.Errorf("%q: %w", text, err)
 		}
 		r.Port = n
 	}

@@ -48,7 +48,7 @@ func TestAttachNamespace(t *testing.T) {
 		}
 		addrs, err := netlink.AddrList(eth0, netlink.FAMILY_V4)
 		if err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(a.Address, 24).String() {
-			return fmt.Errorf("eth0 addresses %v (%v), want %s/24", addrs, err, a.Address)
+			return fmt.Errorf("eth0 addresses %v (%w), want %s/24", addrs, err, a.Address)
 		}
 		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
 		if err != nil {
@@ -61,7 +61,7 @@ func TestAttachNamespace(t *testing.T) {
 		}
 		lo, err := netlink.LinkByName("lo")
 		if err != nil || lo.Attrs().Flags&(1<<0) == 0 {
-			return fmt.Errorf("lo not up (%v)", err)
+			return fmt.Errorf("lo not up (%w)", err)
 		}
 		return nil
 	})

@@ -59,8 +59,7 @@ func makeNetns(path string) error {
 		}()
 	}()
 	if err := <-errc; err != nil {
-		removeNetns(path)
-		return err
+		return errors.Join(err, removeNetns(path))
 	}
 	return nil
 }

@@ -277,7 +277,7 @@ func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCP
 			client.Close()
 			server.Close()
 			if i == 0 {
-				<-errc
+				<-errc //nolint:errcheck // the first error ended both halves; the second says the same
 			}
 			return
 		}

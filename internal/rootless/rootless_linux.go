@@ -59,14 +59,14 @@ func FinishEntry() {
 	buf := make([]byte, 1)
 	if n, _ := sync.Read(buf); n != 1 {
 		fmt.Fprintln(os.Stderr, "safe-run: entering the user namespace: the parent did not map it")
-		os.Exit(125)
+		os.Exit(125) //nolint:forbidigo // runs before main, as the program's entry (init.go): nothing to return to
 	}
 	// Kept open across the exec: the parent closes its end only when it
 	// ends.
 	os.Setenv(host.RootlessEnv, "ready:"+size+lifelineMark)
 	err := syscall.Exec("/proc/self/exe", os.Args, os.Environ())
 	fmt.Fprintf(os.Stderr, "safe-run: entering the user namespace: %v\n", err)
-	os.Exit(125)
+	os.Exit(125) //nolint:forbidigo // runs before main, as the program's entry (init.go): nothing to return to
 }
 
 // The outer safe-run's sync pipe, fd 3 of the inner one, stays open for
