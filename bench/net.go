@@ -139,7 +139,7 @@ func (e *env) makeNetLab(ctx context.Context) (*netLab, error) {
 	}
 	e.defer_(func() { _ = ipCmds(context.Background(), [][]string{{"netns", "del", l.ns}}) })
 	if err := ipCmds(ctx, [][]string{
-		{"link", "add", hostLink, "type", "veth", "peer", "name", "up", "netns", l.ns},
+		{"link", "add", hostLink, "type", "veth", "peer", "name", "vh", "netns", l.ns},
 	}); err != nil {
 		return nil, err
 	}
@@ -148,8 +148,8 @@ func (e *env) makeNetLab(ctx context.Context) (*netLab, error) {
 		{"addr", "add", l.hostIP.String() + "/30", "dev", hostLink},
 		{"link", "set", hostLink, "up"},
 		{"-n", l.ns, "link", "set", "lo", "up"},
-		{"-n", l.ns, "addr", "add", peer.String() + "/30", "dev", "up"},
-		{"-n", l.ns, "link", "set", "up", "up"},
+		{"-n", l.ns, "addr", "add", peer.String() + "/30", "dev", "vh"},
+		{"-n", l.ns, "link", "set", "vh", "up"},
 	}); err != nil {
 		return nil, err
 	}
@@ -188,7 +188,7 @@ func (e *env) makeNetLab(ctx context.Context) (*netLab, error) {
 	}
 	brLink := "srb" + tag() + "b"
 	if err := ipCmds(ctx, [][]string{
-		{"link", "add", brLink, "type", "veth", "peer", "name", "br", "netns", l.ns},
+		{"link", "add", brLink, "type", "veth", "peer", "name", "vb", "netns", l.ns},
 	}); err != nil {
 		return nil, err
 	}
@@ -197,8 +197,8 @@ func (e *env) makeNetLab(ctx context.Context) (*netLab, error) {
 	own[3] = 250
 	if err := ipCmds(ctx, [][]string{
 		{"link", "set", brLink, "master", brIf, "up"},
-		{"-n", l.ns, "addr", "add", netip.PrefixFrom(netip.AddrFrom4(own), prefix.Bits()).String(), "dev", "br"},
-		{"-n", l.ns, "link", "set", "br", "up"},
+		{"-n", l.ns, "addr", "add", netip.PrefixFrom(netip.AddrFrom4(own), prefix.Bits()).String(), "dev", "vb"},
+		{"-n", l.ns, "link", "set", "vb", "up"},
 	}); err != nil {
 		return nil, err
 	}
