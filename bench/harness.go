@@ -48,6 +48,7 @@ var (
 type benchmark struct {
 	table   *table
 	name    string
+	group   string // a name for -only to pick a set of rows by ("net")
 	prepare func(ctx context.Context, e *env) (*trial, error)
 	measure func(ctx context.Context, e *env) ([]row, error)
 }

@@ -38,3 +38,50 @@ func TestStats(t *testing.T) {
 		})
 	}
 }
+
+func TestSelected(t *testing.T) {
+	net := benchmark{name: "1 GiB transfer", group: "net"}
+	run := benchmark{name: "runc run"}
+	tests := []struct {
+		name string
+		b    benchmark
+		only string
+		want bool
+	}{
+		{"no -only picks all", run, "", true},
+		{"a part of the name", run, "run", true},
+		{"another name", run, "net", false},
+		{"the group", net, "net", true},
+		{"a part of the group is not the group", net, "ne", false},
+		{"a part of a grouped row's name", net, "GiB", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := selected(tc.b, tc.only); got != tc.want {
+				t.Errorf("selected(%q, %q) = %v, want %v", tc.b.name, tc.only, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReportAddress(t *testing.T) {
+	tests := []struct {
+		line string
+		want string
+	}{
+		{"safe-run: web: network: a bridge of its own, address 10.89.3.2, ports 127.0.0.1:8080->80/tcp, egress none (bridge peers and DNS only)", "10.89.3.2"},
+		{"safe-run: m01: network: bridge app, address 10.89.0.12, egress all", "10.89.0.12"},
+		{"safe-run: web: starting /bin/true as 0:0, user namespace 0:1073741824:65536", ""},
+		{"safe-run: web: network: bridge app, address nonsense, egress all", ""},
+	}
+	for _, tc := range tests {
+		a, ok := reportAddress(tc.line)
+		got := ""
+		if ok {
+			got = a.String()
+		}
+		if got != tc.want {
+			t.Errorf("reportAddress(%q) = %q, want %q", tc.line, got, tc.want)
+		}
+	}
+}

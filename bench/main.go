@@ -41,6 +41,17 @@ var benchmarks = []benchmark{
 	{table: unpackTable, name: "safe-run (image.UnpackLayout)", measure: safeRunUnpack},
 	{table: unpackTable, name: "umoci unpack", measure: umociUnpack},
 	{table: seccompTable, name: "getpid/read loop in a container", measure: seccompLoop},
+	{table: memoryTable, group: "net", name: "safe-run, mode = bridge", measure: safeRunBridgeMemory},
+	{table: netStartTable, group: "net", name: "safe-run, mode = none", prepare: netStartTrial("bench-netnone", "mode = \"none\"\n")},
+	{table: netStartTable, group: "net", name: "safe-run, mode = bridge (a bridge of its own, one port)", prepare: netStartTrial("bench-bridge", "mode = \"bridge\"\nports = [\"127.0.0.1:PORT:80\"]\n")},
+	{table: netThroughputTable, group: "net", name: "1 GiB transfer", measure: netThroughput},
+	{table: netConnectTable, group: "net", name: "connect + request", measure: netConnect},
+	{table: netFleetTable, group: "net", name: "50 services on one bridge", measure: netFleet},
+}
+
+// selected says whether -only picks b: a part of its name, or its group.
+func selected(b benchmark, only string) bool {
+	return only == "" || strings.Contains(b.name, only) || b.group == only
 }
 
 func main() {
@@ -54,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	runs := fl.Int("n", 30, "timed runs of each runtime")
 	warmup := fl.Int("warmup", 3, "untimed runs of each runtime first")
 	settle := fl.Duration("settle", 20*time.Millisecond, "pause before each timed run")
-	only := fl.String("only", "", "run only the benchmarks whose name contains this")
+	only := fl.String("only", "", "run only the benchmarks whose name contains this, or of this group (net: the network rows)")
 	if err := fl.Parse(args); err != nil {
 		return 2
 	}
@@ -78,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	results := map[*table][]row{}
 	var order []*table
 	for _, b := range benchmarks {
-		if *only != "" && !strings.Contains(b.name, *only) {
+		if !selected(b, *only) {
 			continue
 		}
 		if _, ok := results[b.table]; !ok {
@@ -89,7 +100,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for _, t := range order {
 		var list []benchmark
 		for _, b := range benchmarks {
-			if b.table == t && (*only == "" || strings.Contains(b.name, *only)) {
+			if b.table == t && selected(b, *only) {
 				list = append(list, b)
 			}
 		}
