@@ -9,6 +9,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -20,7 +21,9 @@ import (
 //
 // With no bridge left, the table is deleted.
 func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
-	c, err := nftables.New()
+	// The kernel answers each rule of the batch: with tens of services
+	// the default receive buffer overflows (ENOBUFS at about 33 members).
+	c, err := nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
