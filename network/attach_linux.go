@@ -39,15 +39,17 @@ type Attachment struct {
 	closed  bool
 }
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+// nameRE is compiled on first use, not at package init: safe-run is
+// re-executed as the init of every container, bridge or not.
+var nameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`) })
 
 // Attach makes the service's network namespace and connects it. Everything it made is undone by
 // Close, or, after a crash, by the next Attach/Cleanup.
 func Attach(ctx context.Context, opts Options) (*Attachment, error) {
-	if !nameRE.MatchString(opts.Service) {
+	if !nameRE().MatchString(opts.Service) {
 		return nil, fmt.Errorf("network: service name %q is not [a-z0-9][a-z0-9_.-]{0,62}", opts.Service)
 	}
-	if opts.Bridge != "" && !nameRE.MatchString(opts.Bridge) {
+	if opts.Bridge != "" && !nameRE().MatchString(opts.Bridge) {
 		return nil, fmt.Errorf("network.bridge: %q is not [a-z0-9][a-z0-9_.-]{0,62}", opts.Bridge)
 	}
 	if !filepath.IsAbs(opts.StateDir) {

@@ -80,6 +80,8 @@ func connect(b *bridgeState, l *lease) error {
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{Name: l.HostVeth, MasterIndex: br.Attrs().Index},
 		PeerName:  peer,
+		// Known to the bridge table's rules, which drop frames from any other (spoof_linux.go).
+		PeerHardwareAddr: memberMAC(l.Address),
 		// Made straight in the namespace: the container end never appears on the host.
 		PeerNamespace: netlink.NsFd(ns),
 	}

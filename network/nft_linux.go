@@ -13,13 +13,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncTable rewrites safe-run's table from the bridge state files, in one netlink batch, so the
-// kernel switches from the old rules to the new ones atomically. It touches no other table, chain
+// syncTable rewrites safe-run's tables (inet, and bridge: spoof_linux.go) from the bridge state
+// files, in one netlink batch, so the kernel switches from the old rules to the new ones
+// atomically. It touches no other table, chain
 // policy or iptables rule: every base chain here accepts by default and only drops traffic of
 // safe-run's own bridges, and a drop in one base chain is final whatever other tables say, while
 // an accept here lets the packet go on to theirs.
 //
-// With no bridge left, the table is deleted.
+// With no bridge left, the tables are deleted.
 func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 	// The kernel answers each rule of the batch: with tens of services
 	// the default receive buffer overflows (ENOBUFS at about 33 members).
@@ -27,22 +28,29 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
 	}
-	table := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
-	exists := false
-	if t, err := c.ListTableOfFamily(table.Name, nftables.TableFamilyINet); err == nil && t != nil {
-		exists = true
+	tables := []struct {
+		*nftables.Table
+		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)
+	}{
+		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, buildTable},
+		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}, buildSpoofTable},
 	}
-	if exists {
-		c.DelTable(table)
+	changed := false
+	for _, t := range tables {
+		if old, err := c.ListTableOfFamily(t.Name, t.Family); err == nil && old != nil {
+			c.DelTable(t.Table)
+			changed = true
+		}
+		if len(bridges) > 0 {
+			t.build(c, t.Table, bridges)
+			changed = true
+		}
 	}
-	if len(bridges) > 0 {
-		buildTable(c, table, bridges)
-	}
-	if !exists && len(bridges) == 0 {
+	if !changed {
 		return nil
 	}
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables table inet %s: %w", table.Name, err)
+		return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
 	}
 	return nil
 }

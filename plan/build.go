@@ -76,7 +76,7 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		Service:              svc,
 		Image:                img,
 	}
-	j.Network = networkOptions(svc, opts.Dirs)
+	j.Network = NetworkOptions(svc, opts.Dirs)
 	in := Inputs{Service: svc, Image: img, Network: j.Network}
 	if in.Seccomp, err = SeccompProfile(svc, f); err != nil {
 		return nil, err

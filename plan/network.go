@@ -7,10 +7,10 @@ import (
 	"github.com/safe-run/safe-run/network"
 )
 
-// networkOptions is what the launcher hands network.Attach for a service
+// NetworkOptions is what the launcher hands network.Attach for a service
 // in bridge mode, nil for none and host: the manifest's parsed [network],
 // under safe-run's network state in dirs.
-func networkOptions(s *manifest.Service, dirs Dirs) *network.Options {
+func NetworkOptions(s *manifest.Service, dirs Dirs) *network.Options {
 	if s.Network.Mode != manifest.NetworkBridge {
 		return nil
 	}

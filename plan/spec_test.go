@@ -90,7 +90,8 @@ func load(t *testing.T, name string) *manifest.Service {
 
 func buildSpec(t *testing.T, svc *manifest.Service, host plan.Placement) *specs.Spec {
 	t.Helper()
-	spec, err := plan.Spec(plan.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}}, host)
+	net := plan.NetworkOptions(svc, plan.Dirs{State: "/run/safe-run"})
+	spec, err := plan.Spec(plan.Inputs{Service: svc, Image: &image.Image{Rootfs: testRootfs(t)}, Network: net}, host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,6 +115,7 @@ var specCases = []struct {
 	{"secrets", "secrets", hostFor},
 	{"volumes", "volumes", hostFor},
 	{"no-init-tty", "no-init-tty", hostFor},
+	{"bridge", "bridge", hostFor},
 }
 
 func TestSpecGolden(t *testing.T) {
@@ -142,7 +144,11 @@ func TestSpecHardening(t *testing.T) {
 			p, l := s.Process, s.Linux
 
 			has := func(typ specs.LinuxNamespaceType) bool {
-				return slices.ContainsFunc(l.Namespaces, func(n specs.LinuxNamespace) bool { return n.Type == typ && n.Path == "" })
+				return slices.ContainsFunc(l.Namespaces, func(n specs.LinuxNamespace) bool {
+					// Only the network namespace may be joined: the one
+					// safe-run makes for a bridge service, under its state.
+					return n.Type == typ && (n.Path == "" || typ == specs.NetworkNamespace && strings.HasPrefix(n.Path, "/run/safe-run/net/netns/"))
+				})
 			}
 			for _, ns := range []specs.LinuxNamespaceType{specs.UserNamespace, specs.MountNamespace, specs.CgroupNamespace} {
 				if !has(ns) {
@@ -383,8 +389,6 @@ func TestSpecErrors(t *testing.T) {
 			`e.toml:7: process.user: "big" resolves to 70000:70000, outside the container's ids 0-65535`},
 		{"rootless with one id", base + "user = \"1000\"\n" + limits, rootless1,
 			`e.toml:7: process.user: 1000:1000 cannot run: only the container's root is mapped, since you have no range in /etc/subuid and /etc/subgid (add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER; or run as user = "0:0")`},
-		{"bridge network", base + limits + "[network]\nmode = \"bridge\"\nports = [\"8080:80\"]\n", hostFor("e"),
-			`e.toml:11: network.mode: "bridge" (and published ports) is planned, not run by this release yet (use "none", or "host" with [insecure] allow = ["host_network"])`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, err := manifest.Parse("e.toml", "/srv/e", []byte(tc.text))
