@@ -302,6 +302,10 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	}
 }
 
+// uniqueSleep is a sleep command line no other process on the host has
+// (other tests, other suites run beside this one): pgrep looks at them all.
+func uniqueSleep(seconds int) string { return fmt.Sprintf("sleep %d.%d", seconds, os.Getpid()) }
+
 // survivors returns what pgrep -f pattern still finds after up to 5 s:
 // processes that outlived what should have ended them.
 func survivors(pattern string) []byte {
@@ -743,7 +747,7 @@ ps -o stat,comm | grep -c '^Z' || true
 
 func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	setup(t)
-	m := manifestFor(t, "twice", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 30\"]\n")
+	m := manifestFor(t, "twice", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(30)+"\"]\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	first := safeRun(t, ctx, m)
@@ -768,7 +772,7 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	// The kernel tears the container's PID namespace down on its own
 	// time: a process still exiting when the janitor is done is not one
 	// that outlived safe-run.
-	if survivors := survivors("sleep 30"); len(survivors) > 0 {
+	if survivors := survivors(uniqueSleep(30)); len(survivors) > 0 {
 		t.Errorf("container processes outlived a SIGKILLed safe-run: %s", survivors)
 	}
 	assertNothingLeft(t, "twice")
@@ -784,7 +788,7 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 // by a `pkill -9 safe-run`). The janitor, once it goes on, cleans up.
 func TestServiceEndsWithSafeRun(t *testing.T) {
 	setup(t)
-	m := manifestFor(t, "lifeline", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 31\"]\n")
+	m := manifestFor(t, "lifeline", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(31)+"\"]\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := safeRun(t, ctx, "-q", m)
@@ -812,7 +816,7 @@ func TestServiceEndsWithSafeRun(t *testing.T) {
 	defer unix.Kill(janitor, unix.SIGCONT)
 	c.Process.Signal(syscall.SIGKILL)
 	c.Wait()
-	if survivors := survivors("sleep 31"); len(survivors) > 0 {
+	if survivors := survivors(uniqueSleep(31)); len(survivors) > 0 {
 		t.Errorf("the service outlived a SIGKILLed safe-run while the janitor was stopped: %s", survivors)
 	}
 	unix.Kill(janitor, unix.SIGCONT)
@@ -1176,14 +1180,15 @@ func TestRootless(t *testing.T) {
 		// On the host, the service runs as the user's subordinate ids.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c := asUser(ctx, "-q", write("rl-ids", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 30\"]\nuser = \"1000:1000\""))
+		sleep := uniqueSleep(30)
+		c := asUser(ctx, "-q", write("rl-ids", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+sleep+"\"]\nuser = \"1000:1000\""))
 		out, _ := c.StdoutPipe()
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
 		}
 		buf := make([]byte, 3)
 		out.Read(buf)
-		pids, _ := exec.Command("pgrep", "-f", "sleep 30").Output()
+		pids, _ := exec.Command("pgrep", "-f", sleep).Output()
 		var owners []string
 		for _, pid := range strings.Fields(string(pids)) {
 			st, err := os.Stat("/proc/" + pid)
@@ -1229,7 +1234,7 @@ target = "/data"`)).CombinedOutput()
 		// outer one: killed, it takes the service with it.
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c := asUser(ctx, "-q", write("rl-kill", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; sleep 32\"]"))
+		c := asUser(ctx, "-q", write("rl-kill", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(32)+"\"]"))
 		out, _ := c.StdoutPipe()
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -1237,7 +1242,7 @@ target = "/data"`)).CombinedOutput()
 		out.Read(make([]byte, 3))
 		c.Process.Signal(syscall.SIGKILL)
 		c.Wait()
-		if left := survivors("sleep 32|rl-kill"); len(left) > 0 {
+		if left := survivors(uniqueSleep(32)+"|rl-kill"); len(left) > 0 {
 			t.Errorf("outlived the outer safe-run: %s", left)
 		}
 	})
