@@ -67,22 +67,35 @@ func attach(t *testing.T, opts Options) *Attachment {
 }
 
 // inNetns runs f on a thread in the namespace at path, as code inside the container would. The
-// thread is never handed back to the scheduler.
+// thread returns to its namespace before it is unlocked: one that stayed would hold the namespace
+// (and the veth in it) for the rest of the test binary's life, were it the main thread, which Go
+// parks rather than ends.
 func inNetns(path string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- func() error {
-			ns, err := netns.GetFromPath(path)
-			if err != nil {
-				return err
-			}
+		home, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer home.Close()
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = func() error {
 			defer ns.Close()
 			if err := netns.Set(ns); err != nil {
 				return err
 			}
 			return f()
 		}()
+		if netns.Set(home) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
