@@ -75,15 +75,20 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if err := root.init(); err != nil {
 		return nil, err
 	}
+	began := time.Now()
 	unlock, err := root.lock()
 	if err != nil {
 		return nil, err
 	}
+	locked := time.Now()
 	a, err := attachLocked(root, bridge, opts, spec, log)
 	unlock()
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "lock_wait", locked.Sub(began), "locked", time.Since(locked))
+	}()
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -303,6 +308,7 @@ func (a *Attachment) Close() error {
 	}
 	a.closed = true
 	a.mu.Unlock()
+	began := time.Now()
 	for _, stop := range a.stops {
 		stop()
 	}
@@ -311,16 +317,21 @@ func (a *Attachment) Close() error {
 		a.denials.close()
 	}
 	a.wg.Wait()
+	stopped := time.Now()
 	unlock, err := a.root.lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	locked := time.Now()
 	bridges, err := a.root.bridges()
 	if err != nil {
 		return err
 	}
-	return detachLocked(a.root, bridges, a.Bridge, a.lease, false)
+	err = detachLocked(a.root, bridges, a.Bridge, a.lease, false)
+	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
+		"stopping", stopped.Sub(began), "lock_wait", locked.Sub(stopped), "locked", time.Since(locked))
+	return err
 }
 
 // detachLocked undoes one lease and rewrites the table; bridges is updated in place. deleteVeth
