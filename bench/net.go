@@ -171,7 +171,9 @@ func (e *env) makeNetLab(ctx context.Context) (*netLab, error) {
 	l.vethSink, l.vethEcho = netip.AddrPortFrom(l.hostIP, lo1), netip.AddrPortFrom(l.hostIP, lo2)
 	ports := fmt.Sprintf(`"%s:%d", "%s:%d", "%s:%d", "%s:%d"`, l.loSink, sinkPort, l.loEcho, echoPort,
 		l.vethSink, sinkPort, l.vethEcho, echoPort)
-	svc, err := e.startService(ctx, "bench-net", rootfs, "", ports)
+	// A named bridge: a bridge of the service's own is a routed veth pair,
+	// with no bridge device for the test host to join.
+	svc, err := e.startService(ctx, "bench-net", rootfs, "lab"+tag(), ports)
 	if err != nil {
 		return nil, err
 	}

@@ -3,8 +3,11 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
+	"strconv"
 	"strings"
+	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -13,21 +16,125 @@ import (
 	"github.com/safe-run/safe-run/plan"
 )
 
-// attachNetwork connects the service to its bridge: its network namespace,
-// address, firewall rules, resolver and published ports, at the paths the
-// spec names. nil when the job has no network of its own to set up.
-func attachNetwork(ctx context.Context, job *plan.Job, opts runOpts) (*network.Attachment, error) {
+// netStart is the service's network being attached beside the rest of the
+// set-up, and later detached beside the container's destruction. Its
+// methods do nothing for a job with no network of its own (nil).
+type netStart struct {
+	name   string
+	done   chan struct{} // closed once Attach returned
+	a      *network.Attachment
+	ns     *os.File // the namespace, opened from the host's mount namespace (see bindHere)
+	err    error
+	once   sync.Once
+	closed chan struct{} // closed once Close returned (or there was nothing to close)
+}
+
+// startNetwork starts connecting the service to its bridge: its network
+// namespace, address, firewall rules, resolver and published ports, at
+// the paths the spec names. nil when the job has no network of its own.
+func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 	if job.Network == nil {
-		return nil, nil
+		return nil
 	}
 	o := *job.Network
 	o.Logger = opts.Logger
 	o.Denials = opts.Violations
-	a, err := network.Attach(ctx, o)
-	if err != nil {
-		return nil, fmt.Errorf("connecting %s to its network: %w", job.Name, err)
+	n := &netStart{name: job.Name, done: make(chan struct{}), closed: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		// Not on the locked thread (a locked thread runs only its own
+		// goroutine): in the host's mount namespace, where Attach
+		// mounts the namespace file.
+		if n.a, n.err = network.Attach(ctx, o); n.err != nil {
+			return
+		}
+		n.ns, n.err = os.Open(n.a.Netns)
+	}()
+	return n
+}
+
+// bindHere makes the namespace file a mount of the service's network
+// namespace in the calling thread's private mount namespace, which was
+// made while Attach ran: its bind mount reaches that one only where the
+// host's mounts propagate (shared), and libcontainer, started from this
+// thread, joins the namespace by that path.
+func (n *netStart) bindHere() error {
+	if n == nil || n.a == nil {
+		return nil
 	}
-	return a, nil
+	defer func() {
+		n.ns.Close()
+		n.ns = nil
+	}()
+	var st unix.Statfs_t
+	if err := unix.Statfs(n.a.Netns, &st); err != nil {
+		return fmt.Errorf("the service's network namespace: %w", err)
+	}
+	if st.Type == unix.NSFS_MAGIC {
+		return nil // propagated
+	}
+	src := "/proc/thread-self/fd/" + strconv.Itoa(int(n.ns.Fd()))
+	if err := unix.Mount(src, n.a.Netns, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("the service's network namespace at %s: %w", n.a.Netns, err)
+	}
+	return nil
+}
+
+// wait returns the attachment once Attach is done; nil, nil without a
+// network.
+func (n *netStart) wait() (*network.Attachment, error) {
+	if n == nil {
+		return nil, nil
+	}
+	<-n.done
+	if n.err != nil {
+		return nil, fmt.Errorf("connecting %s to its network: %w", n.name, n.err)
+	}
+	return n.a, n.bindHere()
+}
+
+// startClose detaches the service in the background, once Attach is done.
+// Call it once the service's processes are gone: until then its rules
+// must stay. Later calls do nothing.
+func (n *netStart) startClose(log *slog.Logger) {
+	if n == nil {
+		return
+	}
+	n.once.Do(func() {
+		go func() {
+			defer close(n.closed)
+			<-n.done
+			if n.ns != nil {
+				n.ns.Close() // bindHere was not reached
+			}
+			if n.a == nil {
+				return
+			}
+			if err := n.a.Close(); err != nil {
+				log.Warn("removing the service's network", "err", err)
+			}
+		}()
+	})
+}
+
+// finish detaches the service, if that has not started yet, and waits
+// until it is done. Every path out of Run goes through it.
+func (n *netStart) finish(log *slog.Logger) {
+	if n == nil {
+		return
+	}
+	n.startClose(log)
+	<-n.closed
+}
+
+// networkFiles are the generated /etc files Attach writes, which may not
+// exist yet while the rootfs view is made: their mount points are files.
+func networkFiles(o *network.Options) []string {
+	if o == nil {
+		return nil
+	}
+	_, f := network.Paths(o.StateDir, o.Service, o.Bridge)
+	return []string{f.ResolvConf, f.Hosts, f.Hostname}
 }
 
 // NetworkCleanupCommand is safe-run's hidden command that removes what

@@ -145,23 +145,19 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), networkCleanup(job.Network)); err != nil {
 		return 0, fmt.Errorf("starting the janitor: %w", err)
 	}
+	// The network is attached beside the rest of the set-up (the
+	// janitor's start, the private mount namespace, the rootfs view);
+	// locked waits for it where the container first needs it. It starts
+	// after the janitor, which removes what a SIGKILLed safe-run leaves.
+	r.net = startNetwork(ctx, job, opts)
+	// Before the janitor is dismissed; locked starts it beside the
+	// container's destruction where it can.
+	defer r.net.finish(opts.Logger)
 	defer func() {
 		if !r.removed {
 			r.removeState()
 		}
 	}()
-	if r.opts.net, err = attachNetwork(ctx, job, opts); err != nil {
-		return 0, err
-	}
-	if r.opts.net != nil {
-		// After the container is gone: locked destroys it first.
-		defer func() {
-			if err := r.opts.net.Close(); err != nil {
-				opts.Logger.Warn("removing the service's network", "err", err)
-			}
-		}()
-		r.opts.Notes = append(r.opts.Notes, r.opts.net.Notes...)
-	}
 
 	type result struct {
 		code int
@@ -288,6 +284,7 @@ type run struct {
 	janitor  *janitor        // started with the set-up, told the cgroups once known
 	init     *initLink       // safe-run-init's socket, when it runs first
 	removed  bool            // removeState has run
+	net      *netStart       // the service's network, when it has one of its own
 	ending   *sync.WaitGroup // what Run waits for last
 }
 
@@ -362,10 +359,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		defer f.Close()
 		userns = f
 	}
-	if err := mountNetnsSysfs(spec, host); err != nil {
-		return 0, err
-	}
-	note, err := rootfsView(spec, host, spec.Annotations[plan.AnnotationRootfs], r.upperDir, userns)
+	note, err := rootfsView(spec, host, spec.Annotations[plan.AnnotationRootfs], r.upperDir, userns, networkFiles(opts.Network))
 	if err != nil {
 		return 0, err
 	}
@@ -385,6 +379,18 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		if err := notify.listen(host.NotifyHostDir(), uid, gid); err != nil {
 			return 0, err
 		}
+	}
+	// The network, attached meanwhile, is first needed here: pinMounts
+	// binds its generated /etc files, and the sysfs shows its namespace.
+	if opts.net, err = r.net.wait(); err != nil {
+		return 0, err
+	}
+	if opts.net != nil {
+		r.opts.net = opts.net
+		opts.Notes = append(opts.Notes, opts.net.Notes...)
+	}
+	if err := mountNetnsSysfs(spec, host); err != nil {
+		return 0, err
 	}
 	if err := pinMounts(config, host, opts, uid, gid); err != nil {
 		return 0, err
@@ -406,6 +412,9 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		if err := container.Destroy(); err != nil {
 			opts.Logger.Warn("destroying the container", "err", err)
 		}
+		// The network goes now if it has not started to already (see
+		// the end of locked): no process of the service is left.
+		r.net.startClose(opts.Logger)
 		<-removed
 	}()
 	// The container's cgroup manager, from the paths Create worked out
@@ -494,7 +503,27 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	return supervise(ctx, container, process, signals, r.init.signalsTaken(pid), r.cg, notify, opts)
+	code, err = supervise(ctx, container, process, signals, r.init.signalsTaken(pid), r.cg, notify, opts)
+	if err == nil && privatePIDs(spec) {
+		// The network goes beside the container's destruction, once
+		// no process of the service is left to use the moment its
+		// rules are gone: its init has exited, and with it, in a PID
+		// namespace of its own, every other process of it (the kernel
+		// kills them and waits for them before init's exit completes).
+		// Otherwise the deferred Destroy kills them first.
+		r.net.startClose(opts.Logger)
+	}
+	return code, err
+}
+
+// privatePIDs says whether the container has a PID namespace of its own.
+func privatePIDs(spec *specs.Spec) bool {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
 }
 
 // watchSeccomp reports the service's seccomp denials while it runs

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,7 +78,7 @@ var holderMu sync.Mutex
 // service's user namespace, read-only unless the spec says otherwise, with
 // a layer that adds only the mountpoints the spec needs and the image lacks.
 // It returns a note for the start report when the view falls short.
-func rootfsView(spec *specs.Spec, host plan.Placement, source, upperDir string, userns *os.File) (note string, err error) {
+func rootfsView(spec *specs.Spec, host plan.Placement, source, upperDir string, userns *os.File, files []string) (note string, err error) {
 	lower := filepath.Join(host.StateDir, "lower")
 	if err := os.Mkdir(lower, 0o711); err != nil {
 		return "", err
@@ -105,7 +106,7 @@ func rootfsView(spec *specs.Spec, host plan.Placement, source, upperDir string, 
 	if err := os.Lchown(points, int(host.IDs.UID), int(host.IDs.GID)); err != nil {
 		return "", err
 	}
-	if err := addMountpoints(spec, lower, points); err != nil {
+	if err := addMountpoints(spec, lower, points, files); err != nil {
 		return "", err
 	}
 	view := host.RootfsView()
@@ -166,7 +167,9 @@ func idmapTree(tree int, userns *os.File, source string, attr *unix.MountAttr) (
 // the image lacks. Destinations are resolved inside the image's root, so a
 // symlink the image planted (/var/run -> /run, or -> /etc) is followed
 // within the image only, and a directory that exists keeps its attributes.
-func addMountpoints(spec *specs.Spec, image, layer string) error {
+// A bind's mount point is a file when its source is one, or is among files:
+// sources made while the view is built (the network's /etc files).
+func addMountpoints(spec *specs.Spec, image, layer string, files []string) error {
 	var done []string
 	for _, m := range spec.Mounts {
 		under := false
@@ -192,7 +195,7 @@ func addMountpoints(spec *specs.Spec, image, layer string) error {
 		}
 		isFile := false
 		if m.Type == "bind" {
-			if st, err := os.Stat(m.Source); err == nil && !st.IsDir() {
+			if st, err := os.Stat(m.Source); err == nil && !st.IsDir() || slices.Contains(files, m.Source) {
 				isFile = true
 			}
 		}

@@ -77,15 +77,20 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if err := root.init(); err != nil {
 		return nil, err
 	}
+	began := time.Now()
 	unlock, err := root.lock()
 	if err != nil {
 		return nil, err
 	}
+	locked := time.Now()
 	a, err := attachLocked(root, bridge, opts, spec, log)
 	unlock()
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "lock_wait", locked.Sub(began), "locked", time.Since(locked))
+	}()
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	a.cancel = cancel
@@ -133,6 +138,10 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	if err := reclaim(root, bridges, log); err != nil {
 		log.Warn("reclaiming dead services' network", "err", err)
 	}
+	pid := os.Getpid()
+	// Unique to this start: a veth of the previous run of the service may still be on its way out
+	// (the kernel destroys a namespace, and the pair, asynchronously once its last user is gone).
+	hostVeth := "sv-" + shortHash(root.dir, bridge, opts.Service, strconv.Itoa(pid), time.Now().String())[:10]
 	b := bridges[bridge]
 	if b == nil {
 		var used []netip.Prefix
@@ -144,6 +153,11 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 			return nil, err
 		}
 		b = &bridgeState{Name: bridge, Ifname: root.bridgeIfname(bridge), Subnet: subnet, Gateway: subnet.Addr().Next()}
+		if opts.Bridge == "" {
+			// A bridge of its own has one member for good: a routed pair does what a bridge
+			// would, and a bridge device costs tens of milliseconds to delete.
+			b.Ifname, b.Routed = hostVeth, true
+		}
 		bridges[bridge] = b
 	}
 	for _, l := range b.Leases {
@@ -155,7 +169,6 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	if err != nil {
 		return nil, err
 	}
-	pid := os.Getpid()
 	netnsPath, files := Paths(root.dir, opts.Service, bridge)
 	l := lease{
 		Service:  opts.Service,
@@ -163,7 +176,7 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		PID:      pid,
 		Start:    pidStart(pid),
 		Netns:    netnsPath,
-		HostVeth: "sv-" + shortHash(root.dir, bridge, opts.Service, strconv.Itoa(pid), time.Now().String())[:10],
+		HostVeth: hostVeth,
 		LogGroup: freeGroup(bridges),
 		Egress:   spec,
 	}
@@ -179,16 +192,19 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, detachLocked(root, bridges, bridge, l))
+			err = errors.Join(err, detachLocked(root, bridges, bridge, l, true))
 		}
 	}()
-	if err := ensureBridge(b); err != nil {
-		return nil, err
+	master := 0
+	if !b.Routed {
+		if master, err = ensureBridge(b); err != nil {
+			return nil, err
+		}
 	}
 	if err := makeNetns(l.Netns); err != nil {
 		return nil, err
 	}
-	if err := connect(b, &l); err != nil {
+	if err := connect(b, &l, master); err != nil {
 		return nil, err
 	}
 	if !spec.All && len(spec.Rules) == 0 {
@@ -282,8 +298,10 @@ func filesPath(root stateRoot, l lease) string {
 	return filepath.Join(root.dir, filesDir, filepath.Base(l.Netns))
 }
 
-// Close stops the attachment's goroutines and removes its veth, namespace, lease, rules and, when
-// it was the last member, its bridge. It can be called more than once.
+// Close stops the attachment's goroutines and removes its namespace, lease, rules and, when it was
+// the last member, its bridge. It can be called more than once. Call it once the service's
+// processes are gone (or going: they hold the namespace): the kernel then destroys the namespace
+// and the veth pair with it, asynchronously, without Close waiting for that.
 func (a *Attachment) Close() error {
 	a.mu.Lock()
 	if a.closed {
@@ -292,6 +310,7 @@ func (a *Attachment) Close() error {
 	}
 	a.closed = true
 	a.mu.Unlock()
+	began := time.Now()
 	for _, stop := range a.stops {
 		stop()
 	}
@@ -300,21 +319,27 @@ func (a *Attachment) Close() error {
 		a.denials.close()
 	}
 	a.wg.Wait()
+	stopped := time.Now()
 	unlock, err := a.root.lock()
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	locked := time.Now()
 	bridges, err := a.root.bridges()
 	if err != nil {
 		return err
 	}
-	return detachLocked(a.root, bridges, a.Bridge, a.lease)
+	err = detachLocked(a.root, bridges, a.Bridge, a.lease, false)
+	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
+		"stopping", stopped.Sub(began), "lock_wait", locked.Sub(stopped), "locked", time.Since(locked))
+	return err
 }
 
-// detachLocked undoes one lease and rewrites the table; bridges is updated in place.
-func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease) error {
-	errs := []error{undoLease(root, l)}
+// detachLocked undoes one lease and rewrites the table; bridges is updated in place. deleteVeth
+// says whether to delete the lease's veth too (see undoLease).
+func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease, deleteVeth bool) error {
+	errs := []error{undoLease(root, l, deleteVeth)}
 	if b := bridges[bridge]; b != nil {
 		b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
 		errs = append(errs, saveOrDropBridge(root, bridges, b))
@@ -323,14 +348,18 @@ func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string
 	return errors.Join(errs...)
 }
 
-// undoLease removes what one lease made, whatever of it exists.
-func undoLease(root stateRoot, l lease) error {
-	return errors.Join(
-		removeNetns(l.Netns),
-		// With the namespace gone the pair goes too, unless a process still sits in it.
-		deleteLink(l.HostVeth),
-		os.RemoveAll(filesPath(root, l)),
-	)
+// undoLease removes what one lease made, whatever of it exists. Once the namespace is unmounted
+// and its processes are gone, the kernel destroys it, and the veth pair with it, on its own and
+// asynchronously; deleting the host end here as well would wait out that destruction (20 ms or
+// so) for nothing. Close knows its service's processes are gone (see Attachment.Close) and leaves
+// the pair to the kernel (deleteVeth false); a failed Attach and the reclaiming of a dead owner's
+// lease delete it, in case something still sits in the namespace.
+func undoLease(root stateRoot, l lease, deleteVeth bool) error {
+	errs := []error{removeNetns(l.Netns), os.RemoveAll(filesPath(root, l))}
+	if deleteVeth {
+		errs = append(errs, deleteLink(l.HostVeth))
+	}
+	return errors.Join(errs...)
 }
 
 func saveOrDropBridge(root stateRoot, bridges map[string]*bridgeState, b *bridgeState) error {
@@ -338,6 +367,10 @@ func saveOrDropBridge(root stateRoot, bridges map[string]*bridgeState, b *bridge
 		return root.writeBridge(b)
 	}
 	delete(bridges, b.Name)
+	if b.Routed {
+		// Its interface is its member's veth, which goes as undoLease says.
+		return root.removeBridge(b.Name)
+	}
 	return errors.Join(deleteLink(b.Ifname), root.removeBridge(b.Name))
 }
 
@@ -412,7 +445,7 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 			if log != nil {
 				log.Info("reclaiming network of a dead service", "service", l.Service, "bridge", b.Name, "pid", l.PID)
 			}
-			errs = append(errs, undoLease(root, l))
+			errs = append(errs, undoLease(root, l, true))
 		}
 		b.Leases = live
 		errs = append(errs, saveOrDropBridge(root, bridges, b))

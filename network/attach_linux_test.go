@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -28,7 +29,21 @@ func TestAttachNamespace(t *testing.T) {
 	if !pool.Contains(a.Address) {
 		t.Errorf("address %s outside %s", a.Address, pool)
 	}
-	err := inNetns(a.Netns, func() error {
+	// A bridge of its own is a routed veth pair: no bridge device, the gateway on the host end.
+	if _, err := netlink.LinkByName(stateRoot{dir}.bridgeIfname("_web")); err == nil {
+		t.Errorf("a bridge device for a bridge of its own")
+	}
+	host, err := netlink.LinkByName(a.lease.HostVeth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host.Type() != "veth" || host.Attrs().MasterIndex != 0 || host.Attrs().Flags&net.FlagUp == 0 {
+		t.Errorf("host end %s: type %s, master %d, flags %v; want an up veth on no bridge", a.lease.HostVeth, host.Type(), host.Attrs().MasterIndex, host.Attrs().Flags)
+	}
+	if addrs, err := netlink.AddrList(host, netlink.FAMILY_ALL); err != nil || len(addrs) != 1 || addrs[0].IPNet.String() != netip.PrefixFrom(a.Gateway, 24).String() {
+		t.Errorf("host end addresses %v (%v), want only %s/24", addrs, err, a.Gateway)
+	}
+	err = inNetns(a.Netns, func() error {
 		for key, want := range map[string]string{
 			"net/ipv4/ip_unprivileged_port_start": "0",
 			"net/ipv6/conf/all/disable_ipv6":      "1",
@@ -330,6 +345,36 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertNothingLeft(t, dir)
+	// Close leaves the pairs to the kernel, which destroys them with the namespaces.
+	waitLinkGone(t, a.lease.HostVeth)
+	waitLinkGone(t, b.lease.HostVeth)
+}
+
+// A service restarted at once, while the kernel may still be destroying its previous namespace and
+// veth, gets a veth of another name and works, on a bridge of its own and on a named one.
+func TestRestartAtOnce(t *testing.T) {
+	dir := stateDir(t)
+	for _, bridge := range []string{"", "app"} {
+		t.Run("bridge "+bridge, func(t *testing.T) {
+			opts := Options{Service: "web", Bridge: bridge, StateDir: dir}
+			first, err := Attach(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Close(); err != nil {
+				t.Fatal(err)
+			}
+			second := attach(t, opts)
+			if second.lease.HostVeth == first.lease.HostVeth {
+				t.Errorf("restart reuses veth name %s", second.lease.HostVeth)
+			}
+			to := serve(t, second.Netns, netip.AddrPortFrom(second.Address, 7000))
+			if err := dial("", "tcp", to); err != nil {
+				t.Errorf("restarted service unreachable at %s: %v", to, err)
+			}
+			waitLinkGone(t, first.lease.HostVeth)
+		})
+	}
 }
 
 // killedOwner starts a process that attaches "victim" to bridge "crash" and SIGKILLs it, so that

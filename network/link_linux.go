@@ -13,36 +13,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ensureBridge makes the bridge interface with the gateway address, or checks the one there.
-func ensureBridge(b *bridgeState) error {
+// ensureBridge makes the bridge interface with the gateway address, or checks the one there, and
+// returns its index.
+func ensureBridge(b *bridgeState) (int, error) {
 	link, err := netlink.LinkByName(b.Ifname)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
 		if !errors.As(err, &nf) {
-			return fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
+			return 0, fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
 		}
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Ifname}}
 		if err := netlink.LinkAdd(br); err != nil {
-			return fmt.Errorf("creating bridge %s (%s): %w", b.Name, b.Ifname, err)
+			return 0, fmt.Errorf("creating bridge %s (%s): %w", b.Name, b.Ifname, err)
 		}
-		if link, err = netlink.LinkByName(b.Ifname); err != nil {
-			return fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
-		}
+		link = br // LinkAdd filled in its index
 	}
 	if link.Type() != "bridge" {
-		return fmt.Errorf("bridge %s: interface %s exists and is a %s, not a bridge (remove it)", b.Name, b.Ifname, link.Type())
+		return 0, fmt.Errorf("bridge %s: interface %s exists and is a %s, not a bridge (remove it)", b.Name, b.Ifname, link.Type())
 	}
+	if err := hostSide(link, b); err != nil {
+		return 0, fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
+	}
+	return link.Attrs().Index, nil
+}
+
+// hostSide gives the host's end of a bridge, or of a routed veth, the gateway address, turns IPv6
+// off on it and sets it up.
+func hostSide(link netlink.Link, b *bridgeState) error {
 	addr := &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(b.Gateway, b.Subnet.Bits()))}
 	if err := netlink.AddrReplace(link, addr); err != nil {
-		return fmt.Errorf("bridge %s (%s) address %s: %w", b.Name, b.Ifname, b.Gateway, err)
+		return fmt.Errorf("address %s: %w", b.Gateway, err)
 	}
-	// No IPv6 on the bridge either: no link-local address, no neighbour discovery towards members
-	// that have IPv6 off. A host without IPv6 has no such file, which is as good.
-	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+b.Ifname+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("bridge %s (%s) disabling IPv6: %w", b.Name, b.Ifname, err)
+	// No IPv6 on the host side either: no link-local address, no neighbour discovery towards
+	// members that have IPv6 off. A host without IPv6 has no such file, which is as good.
+	if err := os.WriteFile("/proc/sys/net/ipv6/conf/"+link.Attrs().Name+"/disable_ipv6", []byte("1"), 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("disabling IPv6: %w", err)
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
-		return fmt.Errorf("bridge %s (%s) up: %w", b.Name, b.Ifname, err)
+		return fmt.Errorf("up: %w", err)
 	}
 	return nil
 }
@@ -64,35 +72,34 @@ func deleteLink(name string) error {
 	return nil
 }
 
-// connect makes the veth pair: hostVeth on the bridge, its peer in the namespace at nsPath as eth0
-// with the lease's address and a default route via the gateway.
-func connect(b *bridgeState, l *lease) error {
-	br, err := netlink.LinkByName(b.Ifname)
-	if err != nil {
-		return fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
-	}
+// connect makes the veth pair: hostVeth on the bridge whose index is master or, for a routed
+// bridge of the service's own (master 0), with the gateway address itself; its peer in the
+// namespace at nsPath as eth0 with the lease's address and a default route via the gateway.
+func connect(b *bridgeState, l *lease, master int) error {
 	ns, err := netns.GetFromPath(l.Netns)
 	if err != nil {
 		return fmt.Errorf("netns %s: %w", l.Netns, err)
 	}
 	defer ns.Close()
-	peer := "sp" + l.HostVeth[2:]
 	veth := &netlink.Veth{
-		LinkAttrs: netlink.LinkAttrs{Name: l.HostVeth, MasterIndex: br.Attrs().Index},
-		PeerName:  peer,
+		LinkAttrs: netlink.LinkAttrs{Name: l.HostVeth, MasterIndex: master},
+		// Made straight in the namespace, under its final name: the container end never appears
+		// on the host, and no rename is needed.
+		PeerName: "eth0",
 		// Known to the bridge table's rules, which drop frames from any other (spoof_linux.go).
 		PeerHardwareAddr: memberMAC(l.Address),
-		// Made straight in the namespace: the container end never appears on the host.
-		PeerNamespace: netlink.NsFd(ns),
+		PeerNamespace:    netlink.NsFd(ns),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return fmt.Errorf("creating veth %s: %w", l.HostVeth, err)
 	}
-	host, err := netlink.LinkByName(l.HostVeth)
-	if err != nil {
-		return fmt.Errorf("veth %s: %w", l.HostVeth, err)
-	}
-	if err := netlink.LinkSetUp(host); err != nil {
+	if master == 0 {
+		// The pair has no carrier until eth0 is up below, so IPv6 is off before it could
+		// configure anything.
+		if err := hostSide(veth, b); err != nil {
+			return fmt.Errorf("veth %s: %w", l.HostVeth, err)
+		}
+	} else if err := netlink.LinkSetUp(veth); err != nil {
 		return fmt.Errorf("veth %s up: %w", l.HostVeth, err)
 	}
 	h, err := netlink.NewHandleAt(ns)
@@ -100,12 +107,9 @@ func connect(b *bridgeState, l *lease) error {
 		return fmt.Errorf("netns %s: %w", l.Netns, err)
 	}
 	defer h.Close()
-	in, err := h.LinkByName(peer)
+	in, err := h.LinkByName("eth0")
 	if err != nil {
 		return fmt.Errorf("veth peer in %s: %w", l.Netns, err)
-	}
-	if err := h.LinkSetName(in, "eth0"); err != nil {
-		return fmt.Errorf("naming eth0 in %s: %w", l.Netns, err)
 	}
 	if err := h.AddrAdd(in, &netlink.Addr{IPNet: ipnet(netip.PrefixFrom(l.Address, b.Subnet.Bits()))}); err != nil {
 		return fmt.Errorf("address %s in %s: %w", l.Address, l.Netns, err)

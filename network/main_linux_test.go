@@ -2,6 +2,7 @@ package network
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -58,6 +59,8 @@ func attach(t *testing.T, opts Options) *Attachment {
 	if err != nil {
 		t.Fatalf("Attach %s: %v", opts.Service, err)
 	}
+	// Cleanups run last first: the veth is looked for once Close has run.
+	t.Cleanup(func() { waitLinkGone(t, a.lease.HostVeth) })
 	t.Cleanup(func() {
 		if err := a.Close(); err != nil {
 			t.Errorf("Close %s: %v", opts.Service, err)
@@ -66,23 +69,62 @@ func attach(t *testing.T, opts Options) *Attachment {
 	return a
 }
 
+// linkGoneWithin bounds the kernel's asynchronous destruction of a namespace no process holds (and
+// of the veth pair in it): milliseconds on an idle host, more on a loaded one, never this much.
+const linkGoneWithin = 10 * time.Second
+
+// waitLinkGone fails the test unless the host interface name disappears within linkGoneWithin.
+func waitLinkGone(t *testing.T, name string) {
+	t.Helper()
+	deadline := time.Now().Add(linkGoneWithin)
+	for {
+		_, err := netlink.LinkByName(name)
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return
+		}
+		if err != nil {
+			t.Errorf("looking for %s: %v", name, err)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("left behind: link %s, %s after its namespace was released", name, linkGoneWithin)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // inNetns runs f on a thread in the namespace at path, as code inside the container would. The
-// thread is never handed back to the scheduler.
+// thread returns to its namespace before it is unlocked: one that stayed would hold the namespace
+// (and the veth in it) for the rest of the test binary's life, were it the main thread, which Go
+// parks rather than ends.
 func inNetns(path string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		errc <- func() error {
-			ns, err := netns.GetFromPath(path)
-			if err != nil {
-				return err
-			}
+		home, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer home.Close()
+		ns, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		err = func() error {
 			defer ns.Close()
 			if err := netns.Set(ns); err != nil {
 				return err
 			}
 			return f()
 		}()
+		if netns.Set(home) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

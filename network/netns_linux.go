@@ -23,8 +23,9 @@ var netnsSysctls = []struct{ key, value string }{
 }
 
 // makeNetns creates a network namespace and bind-mounts it on path (created here). It runs on a
-// thread of its own that is never returned to the Go scheduler: the thread ends with the goroutine
-// rather than carry a foreign namespace into other code.
+// locked thread that returns to the host's namespace before it is unlocked. A thread left in the
+// namespace would hold it, and the veth pair in it, for as long as the thread lives: Go ends a
+// locked thread whose goroutine exits, except the main thread, which it parks for good instead.
 func makeNetns(path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o400)
 	if err != nil {
@@ -33,12 +34,19 @@ func makeNetns(path string) error {
 	f.Close()
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // no Unlock: the thread dies with this goroutine
-		errc <- func() error {
+		runtime.LockOSThread()
+		self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
+		home, err := os.Open(self)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("netns of this thread: %w", err)
+			return
+		}
+		defer home.Close()
+		err = func() error {
 			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
 				return fmt.Errorf("unshare netns: %w", err)
 			}
-			self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
 			if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
 				return fmt.Errorf("bind-mounting netns on %s: %w", path, err)
 			}
@@ -57,6 +65,14 @@ func makeNetns(path string) error {
 			}
 			return nil
 		}()
+		if serr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); serr != nil {
+			// Stays locked: the thread ends (or is parked) with this goroutine rather
+			// than carry the namespace into other code.
+			errc <- errors.Join(err, fmt.Errorf("returning from the new netns: %w", serr))
+			return
+		}
+		runtime.UnlockOSThread()
+		errc <- err
 	}()
 	if err := <-errc; err != nil {
 		return errors.Join(err, removeNetns(path))

@@ -120,10 +120,13 @@ type storedRule struct {
 	Resolved []netip.Addr `json:"resolved,omitempty"`
 }
 
-// bridgeState is one bridge's state file.
+// bridgeState is one bridge's state file. A service's bridge of its own is no bridge device: its one
+// member is connected by a routed veth pair, whose host end holds the gateway address and is the
+// Ifname the rules match (Routed); a named bridge is a Linux bridge its members' veths are ports of.
 type bridgeState struct {
-	Name    string       `json:"name"`   // the network's name
-	Ifname  string       `json:"ifname"` // the Linux interface (at most 15 bytes)
+	Name    string       `json:"name"`             // the network's name
+	Ifname  string       `json:"ifname"`           // the Linux interface (at most 15 bytes)
+	Routed  bool         `json:"routed,omitempty"` // Ifname is the one member's host veth, not a bridge
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
 	Leases  []lease      `json:"leases"`
