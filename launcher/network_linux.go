@@ -3,10 +3,13 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/network"
@@ -19,6 +22,11 @@ import (
 func attachNetwork(ctx context.Context, job *plan.Job, opts runOpts) (*network.Attachment, error) {
 	if job.Network == nil {
 		return nil, nil
+	}
+	if job.Placement.Rootless {
+		if err := waitUplink(ctx, uplinkTimeout); err != nil {
+			return nil, fmt.Errorf("connecting %s to its network: %w", job.Name, err)
+		}
 	}
 	o := *job.Network
 	o.Logger = opts.Logger
@@ -123,4 +131,34 @@ func networkPath(spec *specs.Spec) string {
 		}
 	}
 	return ""
+}
+
+// uplinkTimeout is how long a rootless start waits for pasta to connect
+// its network namespace: pasta takes milliseconds.
+const uplinkTimeout = 5 * time.Second
+
+// waitUplink waits until this network namespace has a default route: the
+// rootless inner safe-run's namespace, once pasta (started by the outer
+// safe-run as soon as this one exists) has brought its link up. The
+// service's subnet must avoid the host's, which pasta copies in, and its
+// egress needs the route.
+func waitUplink(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("reading the routes pasta sets: %w", err)
+		}
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.Mask != nil && net.IP(r.Dst.Mask).IsUnspecified() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pasta did not connect the network namespace within %v (its own error, if any, is above)", timeout)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }

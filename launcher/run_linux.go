@@ -142,8 +142,16 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// The janitor goes last, once everything it would remove is gone.
 	// It starts now: its fork and exec overlap the rest of the set-up.
 	defer r.dismissJanitor()
-	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs()); err != nil {
+	// Rootless, the service's network namespace is bind-mounted in this
+	// process's mount namespace, under the state directory the janitor
+	// removes: the janitor gets a copy of the mount namespace from before,
+	// where that file is no mount point and can go.
+	ownMounts := job.Network != nil && host.Rootless
+	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), ownMounts); err != nil {
 		return 0, fmt.Errorf("starting the janitor: %w", err)
+	}
+	if ownMounts {
+		<-r.janitor.started
 	}
 	defer func() {
 		if !r.removed {
