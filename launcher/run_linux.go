@@ -163,11 +163,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	}
 	if r.opts.net != nil {
 		// After the container is gone: locked destroys it first.
-		defer func() {
-			if err := r.opts.net.Close(); err != nil {
-				opts.Logger.Warn("removing the service's network", "err", err)
-			}
-		}()
+		defer r.closeNetwork()
 		r.opts.Notes = append(r.opts.Notes, r.opts.net.Notes...)
 	}
 
@@ -302,6 +298,13 @@ type run struct {
 // removeDirs are the directories of the run, removed when it ends.
 func (r *run) removeDirs() []string { return []string{r.host.StateDir, r.upperDir} }
 
+// closeNetwork undoes the service's network; again, it does nothing.
+func (r *run) closeNetwork() {
+	if err := r.opts.net.Close(); err != nil {
+		r.opts.Logger.Warn("removing the service's network", "err", err)
+	}
+}
+
 // removeState removes the run's directories.
 func (r *run) removeState() {
 	for _, d := range r.removeDirs() {
@@ -406,13 +409,31 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		// The state goes while libcontainer removes the cgroups:
 		// neither needs the other, and each is a millisecond of
 		// system calls.
-		removed := make(chan struct{})
-		go func() {
-			defer close(removed)
-			r.removeState()
-		}()
+		// Rootless, the network's state is under the state directory
+		// (plan's rootlessNetwork): it goes once the network is
+		// undone, after the container. Either way off this thread,
+		// whose mount namespace holds the rootfs view.
+		netState := r.opts.net != nil && host.Rootless
+		remove := func() <-chan struct{} {
+			removed := make(chan struct{})
+			go func() {
+				defer close(removed)
+				if netState {
+					r.closeNetwork()
+				}
+				r.removeState()
+			}()
+			return removed
+		}
+		var removed <-chan struct{}
+		if !netState {
+			removed = remove()
+		}
 		if err := container.Destroy(); err != nil {
 			opts.Logger.Warn("destroying the container", "err", err)
+		}
+		if netState {
+			removed = remove()
 		}
 		<-removed
 	}()
