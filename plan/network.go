@@ -67,23 +67,50 @@ func (j *Job) rootlessNetwork(f host.Facts) {
 		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.ErrCannotEnforce, host.TunDevice, f.TunProblem, host.TunDevice))
 	}
 	o.StateDir = filepath.Join(j.Placement.StateDir, "net")
-	for i, p := range o.Ports {
-		if !p.HostIP.IsLoopback() {
-			o.Ports[i].HostIP = netip.IPv4Unspecified()
-		}
-	}
+	o.Ports, _ = RootlessPorts(o.Ports)
 }
 
-// PastaPorts are pasta's options forwarding the published ports of a
-// rootless service from the host to its network namespace, where
-// rootlessNetwork has them listen: each declared (address, port,
-// protocol) and nothing else, none from the namespace to the host.
-func PastaPorts(ports []network.Port) []string {
+// RootlessPorts maps a rootless service's published ports into its
+// network namespace N, and gives pasta's options to forward them there:
+// each declared (address, port, protocol) and nothing else, none from N to
+// the host. In N a port listens on loopback for a loopback host address
+// (pasta hands local connections to N's loopback), on every address
+// otherwise (connections from other hosts arrive on N's own address), on
+// the host port unless another port of the same protocol has it in N
+// (two host addresses, one port): then on a free port from
+// firstTranslated up, which pasta translates to. The outer safe-run
+// (pasta) and the inner one (the forwarders) both call it.
+func RootlessPorts(ports []network.Port) (inN []network.Port, pasta []string) {
+	type key struct {
+		port  uint16
+		proto string
+	}
+	declared := map[key]bool{}
+	for _, p := range ports {
+		declared[key{p.HostPort, p.Proto}] = true
+	}
+	used := map[key]bool{}
+	next := uint16(firstTranslated)
 	var tcp, udp []string
 	for _, p := range ports {
+		q := p
+		if !p.HostIP.IsLoopback() {
+			q.HostIP = netip.IPv4Unspecified()
+		}
+		if used[key{q.HostPort, q.Proto}] {
+			for used[key{next, q.Proto}] || declared[key{next, q.Proto}] {
+				next++
+			}
+			q.HostPort = next
+		}
+		used[key{q.HostPort, q.Proto}] = true
+		inN = append(inN, q)
 		spec := fmt.Sprint(p.HostPort)
 		if !p.HostIP.IsUnspecified() {
 			spec = p.HostIP.String() + "/" + spec
+		}
+		if q.HostPort != p.HostPort {
+			spec += fmt.Sprintf(":%d", q.HostPort)
 		}
 		if p.Proto == "udp" {
 			udp = append(udp, "-u", spec)
@@ -98,5 +125,8 @@ func PastaPorts(ports []network.Port) []string {
 		// Without it pasta forwards UDP on every TCP port too.
 		udp = []string{"-u", "none"}
 	}
-	return append(append(tcp, udp...), "-T", "none", "-U", "none")
+	return inN, append(append(tcp, udp...), "-T", "none", "-U", "none")
 }
+
+// firstTranslated is where RootlessPorts looks for a free port in N.
+const firstTranslated = 40000

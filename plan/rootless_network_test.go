@@ -69,22 +69,38 @@ func TestRootlessBridge(t *testing.T) {
 	}
 }
 
-func TestPastaPorts(t *testing.T) {
+func TestRootlessPorts(t *testing.T) {
 	lo, any := netip.MustParseAddr("127.0.0.1"), netip.IPv4Unspecified()
+	a, b := netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("198.51.100.9")
 	for _, tc := range []struct {
 		name  string
 		ports []network.Port
-		want  string
+		inN   []network.Port
+		pasta string
 	}{
-		{"none", nil, "-t none -u none -T none -U none"},
-		{"loopback tcp", []network.Port{{HostIP: lo, HostPort: 8080, ContainerPort: 80, Proto: "tcp"}}, "-t 127.0.0.1/8080 -u none -T none -U none"},
-		{"every address, both", []network.Port{{HostIP: any, HostPort: 8443, Proto: "tcp"}, {HostIP: netip.MustParseAddr("192.0.2.7"), HostPort: 53, Proto: "udp"}},
+		{"none", nil, nil, "-t none -u none -T none -U none"},
+		{"loopback tcp", []network.Port{port(lo, 8080, 80, "tcp")}, []network.Port{port(lo, 8080, 80, "tcp")}, "-t 127.0.0.1/8080 -u none -T none -U none"},
+		{"every address, both protocols",
+			[]network.Port{port(any, 8443, 443, "tcp"), port(a, 53, 53, "udp")},
+			[]network.Port{port(any, 8443, 443, "tcp"), port(any, 53, 53, "udp")},
 			"-t 8443 -u 192.0.2.7/53 -T none -U none"},
+		{"one port on two addresses (0.0.0.0 in the namespace overlaps 127.0.0.1)",
+			[]network.Port{port(a, 80, 80, "tcp"), port(b, 80, 8080, "tcp"), port(lo, 40000, 9000, "tcp"), port(lo, 80, 81, "tcp")},
+			[]network.Port{port(any, 80, 80, "tcp"), port(any, 40001, 8080, "tcp"), port(lo, 40000, 9000, "tcp"), port(lo, 40002, 81, "tcp")},
+			"-t 192.0.2.7/80 -t 198.51.100.9/80:40001 -t 127.0.0.1/40000 -t 127.0.0.1/80:40002 -u none -T none -U none"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := strings.Join(plan.PastaPorts(tc.ports), " "); got != tc.want {
-				t.Errorf("got  %s\nwant %s", got, tc.want)
+			inN, pasta := plan.RootlessPorts(tc.ports)
+			if got := strings.Join(pasta, " "); got != tc.pasta {
+				t.Errorf("pasta got  %s\nwant %s", got, tc.pasta)
+			}
+			if !slices.Equal(inN, tc.inN) {
+				t.Errorf("in the namespace %v, want %v", inN, tc.inN)
 			}
 		})
 	}
+}
+
+func port(ip netip.Addr, host, container uint16, proto string) network.Port {
+	return network.Port{HostIP: ip, HostPort: host, ContainerPort: container, Proto: proto}
 }

@@ -46,7 +46,8 @@ type pasta struct {
 // fails says why there and here.
 func connect(path string, pid int, ports []network.Port, log *slog.Logger) (*pasta, error) {
 	args := []string{"--foreground", "--quiet", "--config-net", "--ipv4-only", "--no-map-gw"}
-	args = append(args, plan.PastaPorts(ports)...)
+	_, forward := plan.RootlessPorts(ports)
+	args = append(args, forward...)
 	args = append(args, strconv.Itoa(pid))
 	cmd := exec.Command(path, args...)
 	var stderr bytes.Buffer
