@@ -53,9 +53,14 @@ func TestRootlessBridge(t *testing.T) {
 		os.WriteFile(p, []byte(text), 0o644)
 		return p
 	}
+	var serveOn func(t *testing.T, name, addr string, port int) *exec.Cmd
 	// serve starts a web service publishing port 80 on 127.0.0.1:port
 	// (not its second server, on 81) and waits until it answers.
 	serve := func(t *testing.T, name string, port int) *exec.Cmd {
+		t.Helper()
+		return serveOn(t, name, "127.0.0.1", port)
+	}
+	serveOn = func(t *testing.T, name, addr string, port int) *exec.Cmd {
 		t.Helper()
 		p := write(name, fmt.Sprintf(`[process]
 command = ["/bin/sh", "-c", "httpd -p 81 -h /www; exec httpd -f -p 80 -h /www"]
@@ -65,7 +70,7 @@ source = "www"
 target = "/www"
 [network]
 mode = "bridge"
-ports = ["127.0.0.1:%d:80"]`, port))
+ports = ["%s:%d:80"]`, addr, port))
 		c := asUser(context.Background(), "-q", p)
 		var stderr bytes.Buffer
 		c.Stderr = &stderr
@@ -77,7 +82,7 @@ ports = ["127.0.0.1:%d:80"]`, port))
 			c.Wait()
 		})
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if body, err := get(fmt.Sprintf("http://127.0.0.1:%d/", port)); err == nil {
+			if body, err := get(fmt.Sprintf("http://%s:%d/", addr, port)); err == nil {
 				if body != "hello from a rootless bridge\n" {
 					t.Fatalf("served %q", body)
 				}
@@ -170,6 +175,20 @@ ports = ["127.0.0.1:%d:80"]`, port))
 		}
 	}()
 	loPort := lo.Addr().(*net.TCPAddr).Port
+
+	t.Run("published on a host address, from another host", func(t *testing.T) {
+		// pasta carries connections from other hosts through its
+		// tap link to the namespace's own address, not its loopback.
+		port := freePort(t)
+		c := serveOn(t, "rlnet-remote", testHost.hostAddr, port)
+		out, err := exec.Command("ip", "netns", "exec", testHost.ns, "curl", "-sS", "-m", "5", fmt.Sprintf("http://%s:%d/", testHost.hostAddr, port)).CombinedOutput()
+		if err != nil || string(out) != "hello from a rootless bridge\n" {
+			t.Errorf("from the test host: %v: %s", err, out)
+		}
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+		nothingLeft(t)
+	})
 	// busybox's wget crashes in the example rootfs (static NSS): nc.
 	script := fmt.Sprintf(`try() { if printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc $2 $3 2>/dev/null | grep -q '^HTTP/1'; then echo "$1 yes"; else echo "$1 no"; fi; }
 gw=$(ip route | awk '/^default/ {print $3}')
@@ -290,8 +309,10 @@ func get(url string) (string, error) {
 }
 
 type testHost struct {
-	addr string
-	port int
+	ns       string // its network namespace
+	addr     string // its address
+	port     int    // its web server's port
+	hostAddr string // the host's address on the link to it
 }
 
 // makeTestHost makes a network namespace with a web server, reached from
@@ -340,5 +361,5 @@ func makeTestHost(t *testing.T) testHost {
 			t.Fatal("the test host does not answer")
 		}
 	}
-	return testHost{addr: nsAddr, port: port}
+	return testHost{ns: ns, addr: nsAddr, port: port, hostAddr: hostAddr}
 }

@@ -124,6 +124,16 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 			for _, p := range svc.Network.Published {
 				ports = append(ports, network.Port(p))
 			}
+			// Inside, the host's addresses are out of sight.
+			if len(svc.Network.Published) > 0 {
+				addrs, err := host.Addresses()
+				if err == nil {
+					err = svc.CheckHostAddresses(addrs)
+				}
+				if err != nil {
+					return 0, true, err
+				}
+			}
 			if f.Pasta == "" {
 				return 0, true, fmt.Errorf(`%s: network.mode "bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`, path)
 			}
