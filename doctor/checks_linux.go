@@ -193,7 +193,7 @@ func (h Host) pasta() Check {
 	case h.Facts.Pasta == "":
 		c.Status, c.Found, c.Fix = Warn, `pasta is not installed: network.mode "bridge" is refused without root`, "as root: apt-get install passt"
 	case !h.Facts.TunUsable:
-		c.Status, c.Found = Warn, h.Facts.TunProblem+`: pasta cannot connect a service's network, network.mode "bridge" fails without root`
+		c.Status, c.Found = Warn, h.Facts.TunProblem+`: pasta cannot connect a service's network: network.mode "bridge" is refused without root`
 		c.Fix = "as root: chmod 0666 " + host.TunDevice + " (the kernel's default; a udev rule keeps it: KERNEL==\"tun\", MODE=\"0666\")"
 	default:
 		c.Status, c.Found = OK, h.Facts.Pasta+" and "+host.TunDevice+": bridge mode connects through pasta"

@@ -222,7 +222,7 @@ func TestBrokenConditions(t *testing.T) {
 			break_: func(h *Host) { os.Chmod(filepath.Join(h.Root, "dev/net/tun"), 0o600) },
 			check:  "rootless network",
 			want: Check{Name: "rootless network", Status: Warn,
-				Found: `/dev/net/tun is mode 0600, owner uid 0: you cannot open it: pasta cannot connect a service's network, network.mode "bridge" fails without root`,
+				Found: `/dev/net/tun is mode 0600, owner uid 0: you cannot open it: pasta cannot connect a service's network: network.mode "bridge" is refused without root`,
 				Fix:   `as root: chmod 0666 /dev/net/tun (the kernel's default; a udev rule keeps it: KERNEL=="tun", MODE="0666")`},
 		},
 		{

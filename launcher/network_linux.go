@@ -24,9 +24,11 @@ func attachNetwork(ctx context.Context, job *plan.Job, opts runOpts) (*network.A
 		return nil, nil
 	}
 	if job.Placement.Rootless {
+		start := time.Now()
 		if err := waitUplink(ctx, uplinkTimeout); err != nil {
 			return nil, fmt.Errorf("connecting %s to its network: %w", job.Name, err)
 		}
+		opts.Logger.Debug("pasta connected the network namespace", "waited", time.Since(start))
 	}
 	o := *job.Network
 	o.Logger = opts.Logger

@@ -135,10 +135,10 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 				}
 			}
 			if f.Pasta == "" {
-				return 0, true, fmt.Errorf(`%s: network.mode "bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`, path)
+				return 0, true, svc.Errorf("network.mode", `"bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`)
 			}
 			if !f.TunUsable {
-				return 0, true, fmt.Errorf(`%s: network.mode "bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, path, host.TunDevice, f.TunProblem, host.TunDevice)
+				return 0, true, svc.Errorf("network.mode", `"bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.TunDevice, f.TunProblem, host.TunDevice)
 			}
 		}
 	}
