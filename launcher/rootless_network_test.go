@@ -13,11 +13,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"runtime"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
@@ -223,6 +227,26 @@ try own-loopback 127.0.0.1 %d`, testHost.addr, testHost.port, loPort, loPort)
 	default:
 	}
 
+	t.Run("DNS through the bridge's resolver", func(t *testing.T) {
+		// The resolver in the inner safe-run's namespace forwards
+		// through pasta to the upstream, here the test host's.
+		upstream := serveDNS(t, testHost.ns, testHost.addr, "rootless.test.", "198.18.255.77")
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		body := fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", \"nslookup rootless.test\"]\n[network]\nmode = \"bridge\"\ndns = [%q]", testHost.addr)
+		c := asUser(ctx, "-q", write("rlnet-dns", body))
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil || !strings.Contains(string(out), "198.18.255.77") {
+			t.Errorf("%v:\n%s%s", err, out, stderr.String())
+		}
+		if upstream.Load() == 0 {
+			t.Error("the upstream got no query")
+		}
+		nothingLeft(t)
+	})
+
 	t.Run("named bridge refused", func(t *testing.T) {
 		out, err := asUser(context.Background(), write("rlnet-named", "[process]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\nbridge = \"app\"")).CombinedOutput()
 		if code := exitCode(err); code != 125 || !strings.Contains(string(out), `network.bridge "app" without root`) || !strings.Contains(string(out), "drop network.bridge") {
@@ -362,4 +386,48 @@ func makeTestHost(t *testing.T) testHost {
 		}
 	}
 	return testHost{ns: ns, addr: nsAddr, port: port, hostAddr: hostAddr}
+}
+
+// serveDNS answers name with addr (A), from addr:53 in the network
+// namespace ns, until the test ends; the count is of the queries it got.
+func serveDNS(t *testing.T, ns, listen, name, addr string) *atomic.Int64 {
+	t.Helper()
+	type result struct {
+		pc  net.PacketConn
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		// The thread ends in ns: never unlocked, it dies with this
+		// goroutine. The socket stays in ns.
+		runtime.LockOSThread()
+		h, err := netns.GetFromName(ns)
+		if err == nil {
+			err = netns.Set(h)
+			h.Close()
+		}
+		if err != nil {
+			got <- result{nil, err}
+			return
+		}
+		pc, err := net.ListenPacket("udp4", listen+":53")
+		got <- result{pc, err}
+	}()
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("DNS server in %s: %v", ns, r.err)
+	}
+	var queries atomic.Int64
+	srv := &dns.Server{PacketConn: r.pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		queries.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 && q.Question[0].Name == name && q.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(addr)})
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return &queries
 }
