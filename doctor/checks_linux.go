@@ -61,6 +61,7 @@ func Diagnose(h Host) *Report {
 	add(h.otherLSMs())
 	if r.Rootless {
 		add(h.overlay())
+		add(h.pasta())
 		add(h.runtimeDir())
 		add(h.linger())
 	} else {
@@ -180,6 +181,23 @@ func (h Host) mapper(tool string) Check {
 	}
 	c.Status, c.Found = Fail, p+" is neither setuid root nor has file capabilities: it cannot map your subordinate ids"
 	c.Fix = fmt.Sprintf("as root: chmod u+s %s (or setcap cap_set%sid+ep %s)", p, tool[3:4], p)
+	return c
+}
+
+// pasta checks what a rootless service in bridge mode needs: pasta, which
+// connects its network namespace to the host, and the tun device pasta
+// opens inside it. Without them only network.mode "bridge" is refused.
+func (h Host) pasta() Check {
+	c := Check{Name: "rootless network"}
+	switch {
+	case h.Facts.Pasta == "":
+		c.Status, c.Found, c.Fix = Warn, `pasta is not installed: network.mode "bridge" is refused without root`, "as root: apt-get install passt"
+	case !h.Facts.TunUsable:
+		c.Status, c.Found = Warn, h.Facts.TunProblem+`: pasta cannot connect a service's network: network.mode "bridge" is refused without root`
+		c.Fix = "as root: chmod 0666 " + host.TunDevice + " (the kernel's default; a udev rule keeps it: KERNEL==\"tun\", MODE=\"0666\")"
+	default:
+		c.Status, c.Found = OK, h.Facts.Pasta+" and "+host.TunDevice+": bridge mode connects through pasta"
+	}
 	return c
 }
 

@@ -33,6 +33,8 @@ func fakeHost(t *testing.T) Host {
 		"sys/kernel/security/apparmor/profiles":                                                   "",
 		"usr/bin/newuidmap":                                                                       "",
 		"usr/bin/newgidmap":                                                                       "",
+		"usr/bin/pasta":                                                                           "",
+		"dev/net/tun":                                                                             "",
 		"var/lib/systemd/linger/alice":                                                            "",
 	}
 	for p, content := range files {
@@ -44,6 +46,7 @@ func fakeHost(t *testing.T) Host {
 			t.Fatal(err)
 		}
 	}
+	os.Chmod(filepath.Join(root, "dev/net/tun"), 0o666)
 	for _, tool := range []string{"newuidmap", "newgidmap"} {
 		os.Chmod(filepath.Join(root, "usr/bin", tool), 0o755|os.ModeSetuid)
 	}
@@ -206,6 +209,21 @@ func TestBrokenConditions(t *testing.T) {
 			check:  "seccomp",
 			want: Check{Name: "seccomp", Status: Warn, Found: "filters and logging, but no user notification: rootless runs cannot show denials",
 				Fix: "a kernel of 5.5 or later"},
+		},
+		{
+			name:   "pasta missing",
+			break_: func(h *Host) { os.Remove(filepath.Join(h.Root, "usr/bin/pasta")) },
+			check:  "rootless network",
+			want: Check{Name: "rootless network", Status: Warn, Found: `pasta is not installed: network.mode "bridge" is refused without root`,
+				Fix: "as root: apt-get install passt"},
+		},
+		{
+			name:   "tun device for root only",
+			break_: func(h *Host) { os.Chmod(filepath.Join(h.Root, "dev/net/tun"), 0o600) },
+			check:  "rootless network",
+			want: Check{Name: "rootless network", Status: Warn,
+				Found: `/dev/net/tun is mode 0600, owner uid 0: you cannot open it: pasta cannot connect a service's network: network.mode "bridge" is refused without root`,
+				Fix:   `as root: chmod 0666 /dev/net/tun (the kernel's default; a udev rule keeps it: KERNEL=="tun", MODE="0666")`},
 		},
 		{
 			name:   "old kernel",

@@ -43,6 +43,17 @@ const SetupHint = "useradd --system --no-create-home --shell /usr/sbin/nologin s
 // being mapped.
 const RootlessEnv = "_SAFE_RUN_ROOTLESS"
 
+// RootlessNetEnv tells the rootless inner safe-run that the outer one put
+// it in a network namespace of its own, connected to the host by pasta
+// (see internal/rootless): there it is root over the network too, and
+// connects a service's own bridge as root does. Its value is the
+// connector, "pasta".
+const RootlessNetEnv = "_SAFE_RUN_ROOTLESS_NET"
+
+// TunDevice is the device pasta opens, inside the namespace it connects,
+// for the namespace's end of its link.
+const TunDevice = "/dev/net/tun"
+
 // SupervisorLeaf is the cgroup v2 leaf safe-run moves itself into, so that
 // its own cgroup can delegate controllers to the container's cgroup beside
 // it: a v2 cgroup with processes cannot enable controllers for children.
@@ -68,6 +79,16 @@ type Facts struct {
 	// InnerIDs is the size of the user namespace safe-run runs in when it
 	// is the rootless inner process (RootlessEnv), 0 otherwise.
 	InnerIDs uint32
+	// InnerNet: the rootless inner safe-run runs in a network namespace
+	// of its own that pasta connects to the host (RootlessNetEnv).
+	InnerNet bool
+	// Pasta is the path of pasta (Debian package passt), which connects
+	// a rootless service's network to the host; "" when not installed.
+	Pasta string
+	// TunUsable: the user may open TunDevice, as pasta must; TunProblem
+	// says why not.
+	TunUsable  bool
+	TunProblem string
 
 	Cgroup   Cgroup
 	AppArmor AppArmor
@@ -206,6 +227,13 @@ func Read(root string, uid, euid int) Facts {
 	f.SubUIDs, _ = ReadSubIDs(r.path("/etc/subuid"))
 	f.SubGIDs, _ = ReadSubIDs(r.path("/etc/subgid"))
 	f.Cgroup = r.cgroup(euid)
+	for _, dir := range []string{"/usr/bin", "/bin", "/usr/sbin", "/usr/local/bin"} {
+		if r.exists(filepath.Join(dir, "pasta")) {
+			f.Pasta = filepath.Join(dir, "pasta")
+			break
+		}
+	}
+	f.TunUsable, f.TunProblem = r.tun(uid, euid)
 	f.AppArmor = r.appArmor()
 	if list := r.read("/sys/kernel/security/lsm"); list != "" {
 		f.LSMs = strings.Split(list, ",")
@@ -224,6 +252,27 @@ func Read(root string, uid, euid int) Facts {
 		}
 	}
 	return f
+}
+
+// tun says whether the user may open TunDevice for reading and writing.
+// Permissions are judged from the mode and owner, and, where the process
+// reading is the user itself, by the kernel (access(2)), which sees ACLs
+// too.
+func (r reader) tun(uid, euid int) (bool, string) {
+	p := r.path(TunDevice)
+	st, err := os.Stat(p)
+	if err != nil {
+		return false, TunDevice + " does not exist"
+	}
+	s := st.Sys().(*syscall.Stat_t)
+	mode := st.Mode().Perm()
+	switch {
+	case euid == 0 && uid == 0, mode&0o006 == 0o006, int(s.Uid) == uid && mode&0o600 == 0o600:
+		return true, ""
+	case os.Geteuid() == euid && syscall.Access(p, 6 /* R_OK|W_OK */) == nil:
+		return true, ""
+	}
+	return false, fmt.Sprintf("%s is mode %04o, owner uid %d: you cannot open it", TunDevice, mode, s.Uid)
 }
 
 // capSysResource is CAP_SYS_RESOURCE's bit (linux/capability.h).

@@ -28,6 +28,7 @@ func probe() Facts {
 		v, _, _ = strings.Cut(v, ":") // the lifeline mark, until the inner safe-run clears it
 		n, _ := strconv.ParseUint(v, 10, 32)
 		f.InnerIDs = uint32(n)
+		f.InnerNet = os.Getenv(RootlessNetEnv) != ""
 	}
 	for name, res := range map[string]int{"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_CORE": unix.RLIMIT_CORE} {
 		var l unix.Rlimit

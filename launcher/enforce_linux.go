@@ -61,7 +61,10 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
 		}
 	}
-	if len(svc.Network.Published) > 0 {
+	// The rootless inner safe-run in a network namespace of its own sees
+	// only pasta's copy of the host's addresses: the outer one checked
+	// these on the host (internal/rootless.Enter).
+	if len(svc.Network.Published) > 0 && !host.Probe().InnerNet {
 		addrs, err := host.Addresses()
 		if err == nil {
 			err = svc.CheckHostAddresses(addrs)

@@ -29,7 +29,12 @@ type janitor struct {
 // startJanitor starts the janitor in the background: its fork and exec
 // overlap the rest of the set-up. The container must not start before
 // running says it runs.
-func startJanitor(path string, lock *nameLock, removeDirs []string, then []string) (*janitor, error) {
+//
+// ownMounts starts it in a mount namespace of its own, a copy of this
+// one's: mounts made here later are not in its way. then is what it runs
+// last after a safe-run that died (see safe-run-janitor.c), nil for
+// nothing.
+func startJanitor(path string, lock *nameLock, removeDirs []string, then []string, ownMounts bool) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -49,6 +54,9 @@ func startJanitor(path string, lock *nameLock, removeDirs []string, then []strin
 	cmd.ExtraFiles = []*os.File{r, lock.f}
 	// Its own session: ^C on safe-run's terminal must not reach it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if ownMounts {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
+	}
 	j := &janitor{w: w, cmd: cmd, started: make(chan struct{})}
 	go func() {
 		defer close(j.started)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/network"
@@ -45,6 +48,13 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 		// Not on the locked thread (a locked thread runs only its own
 		// goroutine): in the host's mount namespace, where Attach
 		// mounts the namespace file.
+		if job.Placement.Rootless {
+			start := time.Now()
+			if n.err = waitUplink(ctx, uplinkTimeout); n.err != nil {
+				return
+			}
+			opts.Logger.Debug("pasta connected the network namespace", "waited", time.Since(start))
+		}
 		if n.a, n.err = network.Attach(ctx, o); n.err != nil {
 			return
 		}
@@ -249,4 +259,34 @@ func networkPath(spec *specs.Spec) string {
 		}
 	}
 	return ""
+}
+
+// uplinkTimeout is how long a rootless start waits for pasta to connect
+// its network namespace: pasta takes milliseconds.
+const uplinkTimeout = 5 * time.Second
+
+// waitUplink waits until this network namespace has a default route: the
+// rootless inner safe-run's namespace, once pasta (started by the outer
+// safe-run as soon as this one exists) has brought its link up. The
+// service's subnet must avoid the host's, which pasta copies in, and its
+// egress needs the route.
+func waitUplink(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		routes, err := netlink.RouteList(nil, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("reading the routes pasta sets: %w", err)
+		}
+		for _, r := range routes {
+			if r.Dst == nil || r.Dst.IP.IsUnspecified() && r.Dst.Mask != nil && net.IP(r.Dst.Mask).IsUnspecified() {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("pasta did not connect the network namespace within %v (its own error, if any, is above)", timeout)
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
 }

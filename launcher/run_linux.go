@@ -142,9 +142,29 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// The janitor goes last, once everything it would remove is gone.
 	// It starts now: its fork and exec overlap the rest of the set-up.
 	defer r.dismissJanitor()
-	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), networkCleanup(job.Network)); err != nil {
+	// Rootless, the service's network namespace is bind-mounted in this
+	// process's mount namespace, under the state directory the janitor
+	// removes: the janitor gets a copy of the mount namespace from before,
+	// where that file is no mount point and can go. Its network dies with
+	// the rootless namespace: nothing for the janitor to run then.
+	ownMounts := job.Network != nil && host.Rootless
+	var then []string
+	if !host.Rootless {
+		then = networkCleanup(job.Network)
+	}
+	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), then, ownMounts); err != nil {
 		return 0, fmt.Errorf("starting the janitor: %w", err)
 	}
+	if ownMounts {
+		<-r.janitor.started
+	}
+	// After the network is detached (deferred below, so run before
+	// this): rootless, its namespace file is under the state directory.
+	defer func() {
+		if !r.removed {
+			r.removeState()
+		}
+	}()
 	// The network is attached beside the rest of the set-up (the
 	// janitor's start, the private mount namespace, the rootfs view);
 	// locked waits for it where the container first needs it. It starts
@@ -153,11 +173,6 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// Before the janitor is dismissed; locked starts it beside the
 	// container's destruction where it can.
 	defer r.net.finish(opts.Logger)
-	defer func() {
-		if !r.removed {
-			r.removeState()
-		}
-	}()
 
 	type result struct {
 		code int
@@ -404,9 +419,17 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		// The state goes while libcontainer removes the cgroups:
 		// neither needs the other, and each is a millisecond of
 		// system calls.
+		// Rootless, the network's state is under the state directory
+		// (plan's rootlessNetwork): it goes once the network is undone.
+		// Either way off this thread, whose mount namespace holds the
+		// rootfs view.
+		netState := r.net != nil && host.Rootless
 		removed := make(chan struct{})
 		go func() {
 			defer close(removed)
+			if netState {
+				<-r.net.closed
+			}
 			r.removeState()
 		}()
 		if err := container.Destroy(); err != nil {

@@ -102,7 +102,7 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		j.Placement.IDs = IDMap{Size: f.RootlessIDSize()}
 		j.rootlessCgroups(f.Cgroup)
 		if j.Network != nil {
-			j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: this release connects bridges as root only (run it as root, or use mode = "none" until rootless bridges land)`, host.ErrCannotEnforce))
+			j.rootlessNetwork(f)
 		}
 	} else if j.Placement.IDs, err = AllocateIDs(f, opts.Dirs.Data, svc.Name, false); err != nil {
 		// The spec shows the size of the namespace; where its ids

@@ -1,7 +1,11 @@
 package plan
 
 import (
+	"fmt"
+	"net/netip"
 	"path/filepath"
+
+	"github.com/safe-run/safe-run/host"
 
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/network"
@@ -33,3 +37,96 @@ func NetworkOptions(s *manifest.Service, dirs Dirs) *network.Options {
 // NetworkDir is safe-run's network state (bridges, leases, namespaces)
 // under its state directory.
 func NetworkDir(dirs Dirs) string { return filepath.Join(dirs.State, "net") }
+
+// rootlessNetwork plans bridge mode without root. The outer safe-run puts
+// the inner one in a network namespace of its own, N, which pasta connects
+// to the host (internal/rootless): in N the inner safe-run is root and
+// connects the service's own bridge as root does on the host, with its
+// state under the service's state directory, since N and all it holds end
+// with the run. pasta forwards each published port from the host to the
+// same port in N, where the service's forwarders listen: on N's loopback
+// for a loopback host address (pasta hands local connections to the
+// namespace's loopback), on every address of N otherwise (connections
+// from other hosts arrive on N's own address).
+//
+// A named bridge is refused: its members would have to share one network
+// namespace across the user's runs (podman's rootless-netns, kept by a
+// pause process), which this release does not have.
+func (j *Job) rootlessNetwork(f host.Facts) {
+	o := j.Network
+	if o.Bridge != "" {
+		j.refused = append(j.refused, fmt.Errorf(`%w: network.bridge %q without root: services share a named bridge only as root, since without root each run has a network namespace of its own (run it as root, or drop network.bridge so that the service gets a bridge of its own)`, host.ErrCannotEnforce, o.Bridge))
+		return
+	}
+	switch {
+	case f.InnerIDs > 0 && !f.InnerNet:
+		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: the outer safe-run gave this one no network namespace of its own (start it as safe-run SERVICE.toml)`, host.ErrCannotEnforce))
+	case f.InnerIDs == 0 && f.Pasta == "":
+		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`, host.ErrCannotEnforce))
+	case f.InnerIDs == 0 && !f.TunUsable:
+		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.ErrCannotEnforce, host.TunDevice, f.TunProblem, host.TunDevice))
+	}
+	o.StateDir = filepath.Join(j.Placement.StateDir, "net")
+	o.Ports, _ = RootlessPorts(o.Ports)
+}
+
+// RootlessPorts maps a rootless service's published ports into its
+// network namespace N, and gives pasta's options to forward them there:
+// each declared (address, port, protocol) and nothing else, none from N to
+// the host. In N a port listens on loopback for a loopback host address
+// (pasta hands local connections to N's loopback), on every address
+// otherwise (connections from other hosts arrive on N's own address), on
+// the host port unless another port of the same protocol has it in N
+// (two host addresses, one port): then on a free port from
+// firstTranslated up, which pasta translates to. The outer safe-run
+// (pasta) and the inner one (the forwarders) both call it.
+func RootlessPorts(ports []network.Port) (inN []network.Port, pasta []string) {
+	type key struct {
+		port  uint16
+		proto string
+	}
+	declared := map[key]bool{}
+	for _, p := range ports {
+		declared[key{p.HostPort, p.Proto}] = true
+	}
+	used := map[key]bool{}
+	next := uint16(firstTranslated)
+	var tcp, udp []string
+	for _, p := range ports {
+		q := p
+		if !p.HostIP.IsLoopback() {
+			q.HostIP = netip.IPv4Unspecified()
+		}
+		if used[key{q.HostPort, q.Proto}] {
+			for used[key{next, q.Proto}] || declared[key{next, q.Proto}] {
+				next++
+			}
+			q.HostPort = next
+		}
+		used[key{q.HostPort, q.Proto}] = true
+		inN = append(inN, q)
+		spec := fmt.Sprint(p.HostPort)
+		if !p.HostIP.IsUnspecified() {
+			spec = p.HostIP.String() + "/" + spec
+		}
+		if q.HostPort != p.HostPort {
+			spec += fmt.Sprintf(":%d", q.HostPort)
+		}
+		if p.Proto == "udp" {
+			udp = append(udp, "-u", spec)
+		} else {
+			tcp = append(tcp, "-t", spec)
+		}
+	}
+	if tcp == nil {
+		tcp = []string{"-t", "none"}
+	}
+	if udp == nil {
+		// Without it pasta forwards UDP on every TCP port too.
+		udp = []string{"-u", "none"}
+	}
+	return inN, append(append(tcp, udp...), "-T", "none", "-U", "none")
+}
+
+// firstTranslated is where RootlessPorts looks for a free port in N.
+const firstTranslated = 40000

@@ -108,7 +108,7 @@ func runService(args []string, path string, f runFlags) int {
 	if !f.quiet {
 		report = os.Stderr
 	}
-	if code, entered, err := rootless.Enter(facts, args, dirs, report, log); entered {
+	if code, entered, err := rootless.Enter(facts, args, path, dirs, report, log); entered {
 		if err != nil {
 			return cli.Fail(os.Stderr, err)
 		}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/launcher"
+	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -103,15 +105,48 @@ func followParent(f *os.File) {
 // dirs are passed on, since inside, safe-run is root and would otherwise
 // pick root's directories. What the user should know about the namespace
 // goes to report as "safe-run: ..." lines (nil: not at all).
-func Enter(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (code int, entered bool, err error) {
+//
+// path is the manifest the command runs ("" when it has none): when it
+// asks for a bridge of the service's own, the inner safe-run gets a
+// network namespace of its own too, connected to the host by pasta (see
+// connect). A manifest that does not load is left to the inner safe-run
+// to report.
+func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (code int, entered bool, err error) {
 	if !f.MustEnterRootless() {
 		return 0, false, nil
 	}
-	code, err = run(f, args, dirs, report, log)
+	var ports []network.Port
+	netns := false
+	if path != "" {
+		if svc, err := plan.Load(path); err == nil && svc.Network.Mode == manifest.NetworkBridge && svc.Network.Bridge == "" {
+			// A named bridge is refused inside, with the reason.
+			netns = true
+			for _, p := range svc.Network.Published {
+				ports = append(ports, network.Port(p))
+			}
+			// Inside, the host's addresses are out of sight.
+			if len(svc.Network.Published) > 0 {
+				addrs, err := host.Addresses()
+				if err == nil {
+					err = svc.CheckHostAddresses(addrs)
+				}
+				if err != nil {
+					return 0, true, err
+				}
+			}
+			if f.Pasta == "" {
+				return 0, true, svc.Errorf("network.mode", `"bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`)
+			}
+			if !f.TunUsable {
+				return 0, true, svc.Errorf("network.mode", `"bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.TunDevice, f.TunProblem, host.TunDevice)
+			}
+		}
+	}
+	code, err = run(f, args, dirs, netns, ports, report, log)
 	return code, true, err
 }
 
-func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (int, error) {
+func run(f host.Facts, args []string, dirs plan.Dirs, netns bool, ports []network.Port, report io.Writer, log *slog.Logger) (int, error) {
 	uid, gid := strconv.Itoa(f.UID), strconv.Itoa(os.Getgid())
 	uidStart, uidCount := f.UserSubIDs(f.SubUIDs)
 	gidStart, gidCount := f.UserSubIDs(f.SubGIDs)
@@ -143,6 +178,14 @@ func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slo
 	cmd.Env = append(os.Environ(), host.RootlessEnv+"=wait:"+strconv.FormatUint(size, 10),
 		"SAFE_RUN_STATE_DIR="+dirs.State, "SAFE_RUN_DATA_DIR="+dirs.Data)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, Pdeathsig: unix.SIGKILL}
+	if netns {
+		// The whole inner safe-run, every thread, is in the network
+		// namespace it connects the service from; and in a mount
+		// namespace its user namespace owns, where it may bind-mount
+		// the service's network namespace.
+		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWNET | unix.CLONE_NEWNS
+		cmd.Env = append(cmd.Env, host.RootlessNetEnv+"=pasta")
+	}
 	// Signals for the service go to the inner safe-run, which handles
 	// them as it would as root.
 	subscribed := launcher.SubscribeSignals()
@@ -166,6 +209,15 @@ func run(f host.Facts, args []string, dirs plan.Dirs, report io.Writer, log *slo
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		return 0, mapErr
+	}
+	if netns {
+		p, err := connect(f.Pasta, cmd.Process.Pid, ports, log)
+		if err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, err
+		}
+		defer p.stop()
 	}
 	// The pipe stays open: its end tells the inner safe-run this one
 	// is gone (followParent).

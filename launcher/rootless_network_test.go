@@ -1,0 +1,433 @@
+package launcher_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+)
+
+// TestRootlessBridge runs bridge-mode services as an unprivileged user:
+// each gets a network namespace of the inner safe-run's, connected to the
+// host by pasta. Test traffic goes only to the host's loopback and to a
+// test host in a network namespace this test makes as root.
+func TestRootlessBridge(t *testing.T) {
+	setup(t)
+	testenv.RequireTool(t, "newuidmap")
+	testenv.RequireTool(t, "pasta")
+	u := ensureUser(t, rootlessUser)
+	grantTun(t, u.uid)
+	home := filepath.Join(env.dir, "rootless-net")
+	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data"), filepath.Join(home, "www")} {
+		os.MkdirAll(d, 0o700)
+		os.Chown(d, int(u.uid), int(u.gid))
+	}
+	os.WriteFile(filepath.Join(home, "www", "index.html"), []byte("hello from a rootless bridge\n"), 0o644)
+	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
+		c := exec.CommandContext(ctx, env.bin, args...)
+		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
+		c.Dir = home
+		return c
+	}
+	waiver := "\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n"
+	write := func(name, body string) string {
+		p := filepath.Join(home, name+".toml")
+		text := fmt.Sprintf("version = 1\nname = %q\n[image]\nrootfs = %q\n%s\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n%s", name, env.rootfs, body, waiver)
+		os.WriteFile(p, []byte(text), 0o644)
+		return p
+	}
+	var serveOn func(t *testing.T, name, addr string, port int) *exec.Cmd
+	// serve starts a web service publishing port 80 on 127.0.0.1:port
+	// (not its second server, on 81) and waits until it answers.
+	serve := func(t *testing.T, name string, port int) *exec.Cmd {
+		t.Helper()
+		return serveOn(t, name, "127.0.0.1", port)
+	}
+	serveOn = func(t *testing.T, name, addr string, port int) *exec.Cmd {
+		t.Helper()
+		p := write(name, fmt.Sprintf(`[process]
+command = ["/bin/sh", "-c", "httpd -p 81 -h /www; exec httpd -f -p 80 -h /www"]
+[[mounts]]
+type = "bind"
+source = "www"
+target = "/www"
+[network]
+mode = "bridge"
+ports = ["%s:%d:80"]`, addr, port))
+		c := asUser(context.Background(), "-q", p)
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			c.Process.Kill()
+			c.Wait()
+		})
+		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if body, err := get(fmt.Sprintf("http://%s:%d/", addr, port)); err == nil {
+				if body != "hello from a rootless bridge\n" {
+					t.Fatalf("served %q", body)
+				}
+				return c
+			}
+			if time.Now().After(deadline) {
+				c.Process.Kill()
+				c.Wait()
+				t.Fatalf("the published port never answered:\n%s", stderr.String())
+			}
+		}
+	}
+	// pastaArgs are the arguments of the user's running pasta processes.
+	pastaArgs := func() []string {
+		var out []string
+		for _, pid := range userProcesses(u.uid) {
+			if args, _ := os.ReadFile("/proc/" + pid + "/cmdline"); strings.Contains(string(args), "--config-net") {
+				out = append(out, strings.ReplaceAll(string(args), "\x00", " "))
+			}
+		}
+		return out
+	}
+	nothingLeft := func(t *testing.T) {
+		t.Helper()
+		var left []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if left = userProcesses(u.uid); len(left) == 0 {
+				break
+			}
+		}
+		for _, pid := range left {
+			args, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+			t.Errorf("process %s of %s left: %s", pid, rootlessUser, strings.ReplaceAll(string(args), "\x00", " "))
+		}
+		entries, _ := os.ReadDir(filepath.Join(home, "xdg", "safe-run"))
+		for _, e := range entries {
+			t.Errorf("left in XDG_RUNTIME_DIR/safe-run: %s", e.Name())
+		}
+	}
+
+	t.Run("published port only", func(t *testing.T) {
+		port := freePort(t)
+		c := serve(t, "rlnet-web", port)
+		args := pastaArgs()
+		if len(args) != 1 {
+			t.Fatalf("pasta processes: %q, want one", args)
+		}
+		for _, want := range []string{fmt.Sprintf("-t 127.0.0.1/%d ", port), "-u none", "-T none -U none", "--no-map-gw", "--ipv4-only"} {
+			if !strings.Contains(args[0], want) {
+				t.Errorf("pasta %s: no %q", args[0], want)
+			}
+		}
+		// The service listens on 81 too: nothing publishes it.
+		if conn, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port+1), time.Second); err == nil {
+			conn.Close()
+			t.Errorf("an undeclared port is reachable")
+		}
+		c.Process.Signal(syscall.SIGTERM)
+		if err := c.Wait(); exitCode(err) != 143 {
+			t.Errorf("SIGTERM: %v, want exit 143", err)
+		}
+		nothingLeft(t)
+	})
+
+	t.Run("killed with the outer safe-run", func(t *testing.T) {
+		c := serve(t, "rlnet-kill", freePort(t))
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		nothingLeft(t)
+	})
+
+	// A test host in a namespace of this test's, and a listener on the
+	// host's loopback the service must never reach.
+	testHost := makeTestHost(t)
+	lo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lo.Close()
+	var reached = make(chan string, 16)
+	go func() {
+		for {
+			c, err := lo.Accept()
+			if err != nil {
+				return
+			}
+			reached <- c.RemoteAddr().String()
+			c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nhost loopback\n"))
+			c.Close()
+		}
+	}()
+	loPort := lo.Addr().(*net.TCPAddr).Port
+
+	t.Run("published on a host address, from another host", func(t *testing.T) {
+		// pasta carries connections from other hosts through its
+		// tap link to the namespace's own address, not its loopback.
+		port := freePort(t)
+		c := serveOn(t, "rlnet-remote", testHost.hostAddr, port)
+		out, err := exec.Command("ip", "netns", "exec", testHost.ns, "curl", "-sS", "-m", "5", fmt.Sprintf("http://%s:%d/", testHost.hostAddr, port)).CombinedOutput()
+		if err != nil || string(out) != "hello from a rootless bridge\n" {
+			t.Errorf("from the test host: %v: %s", err, out)
+		}
+		c.Process.Signal(syscall.SIGTERM)
+		c.Wait()
+		nothingLeft(t)
+	})
+	// busybox's wget crashes in the example rootfs (static NSS): nc.
+	script := fmt.Sprintf(`try() { if printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc $2 $3 2>/dev/null | grep -q '^HTTP/1'; then echo "$1 yes"; else echo "$1 no"; fi; }
+gw=$(ip route | awk '/^default/ {print $3}')
+try testhost %s %d
+try gateway $gw %d
+try own-loopback 127.0.0.1 %d`, testHost.addr, testHost.port, loPort, loPort)
+	for _, tc := range []struct {
+		egress string
+		want   string
+	}{
+		{`"none"`, "testhost no\ngateway no\nown-loopback no\n"},
+		{`"all"`, "testhost yes\ngateway no\nown-loopback no\n"},
+		{fmt.Sprintf(`["%s/32:%d"]`, testHost.addr, testHost.port), "testhost yes\ngateway no\nown-loopback no\n"},
+	} {
+		t.Run("egress "+tc.egress, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			body := fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n[network]\nmode = \"bridge\"\negress = %s", script, tc.egress)
+			c := asUser(ctx, "-q", write("rlnet-egress", body))
+			var stderr bytes.Buffer
+			c.Stderr = &stderr
+			out, err := c.Output()
+			if err != nil || string(out) != tc.want {
+				t.Errorf("%v: got\n%swant\n%s%s", err, out, tc.want, stderr.String())
+			}
+			nothingLeft(t)
+		})
+	}
+	select {
+	case from := <-reached:
+		t.Errorf("a service reached the host's loopback (from %s)", from)
+	default:
+	}
+
+	t.Run("DNS through the bridge's resolver", func(t *testing.T) {
+		// The resolver in the inner safe-run's namespace forwards
+		// through pasta to the upstream, here the test host's.
+		upstream := serveDNS(t, testHost.ns, testHost.addr, "rootless.test.", "198.18.255.77")
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		body := fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", \"nslookup rootless.test\"]\n[network]\nmode = \"bridge\"\ndns = [%q]", testHost.addr)
+		c := asUser(ctx, "-q", write("rlnet-dns", body))
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		out, err := c.Output()
+		if err != nil || !strings.Contains(string(out), "198.18.255.77") {
+			t.Errorf("%v:\n%s%s", err, out, stderr.String())
+		}
+		if upstream.Load() == 0 {
+			t.Error("the upstream got no query")
+		}
+		nothingLeft(t)
+	})
+
+	t.Run("named bridge refused", func(t *testing.T) {
+		out, err := asUser(context.Background(), write("rlnet-named", "[process]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\nbridge = \"app\"")).CombinedOutput()
+		if code := exitCode(err); code != 125 || !strings.Contains(string(out), `network.bridge "app" without root`) || !strings.Contains(string(out), "drop network.bridge") {
+			t.Errorf("exit %d:\n%s", code, out)
+		}
+		nothingLeft(t)
+	})
+}
+
+// grantTun lets uid open /dev/net/tun, as pasta must, for the test's
+// duration, when the device's mode does not (0600 in some containers and
+// sandboxes; the kernel's default is 0666): an ACL entry for uid alone,
+// removed afterwards with the mode restored.
+func grantTun(t *testing.T, uid uint32) {
+	const tun = "/dev/net/tun"
+	st, err := os.Stat(tun)
+	if err != nil {
+		testenv.Skip(t, "needs %s: %v", tun, err)
+	}
+	if st.Mode().Perm()&0o006 == 0o006 {
+		return
+	}
+	if n, _ := unix.Getxattr(tun, "system.posix_acl_access", nil); n > 0 {
+		t.Fatalf("%s already has an ACL: not changing it", tun)
+	}
+	const all = 0xffffffff
+	acl := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
+	for _, e := range []struct {
+		tag, perm uint16
+		id        uint32
+	}{{0x01, 6, all}, {0x02, 6, uid}, {0x04, uint16(st.Mode().Perm()>>3) & 7, all}, {0x10, 6, all}, {0x20, uint16(st.Mode().Perm()) & 7, all}} {
+		acl = binary.LittleEndian.AppendUint16(acl, e.tag)
+		acl = binary.LittleEndian.AppendUint16(acl, e.perm)
+		acl = binary.LittleEndian.AppendUint32(acl, e.id)
+	}
+	if err := unix.Setxattr(tun, "system.posix_acl_access", acl, 0); err != nil {
+		testenv.Skip(t, "%s is mode %04o and takes no ACL for the test user: %v", tun, st.Mode().Perm(), err)
+	}
+	t.Cleanup(func() {
+		unix.Removexattr(tun, "system.posix_acl_access")
+		os.Chmod(tun, st.Mode().Perm())
+	})
+}
+
+// userProcesses are the live processes (not zombies) of uid.
+func userProcesses(uid uint32) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		st, err := os.Stat("/proc/" + e.Name())
+		if err != nil || st.Sys().(*syscall.Stat_t).Uid != uid {
+			continue
+		}
+		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			continue
+		}
+		pids = append(pids, e.Name())
+	}
+	return pids
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func get(url string) (string, error) {
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+type testHost struct {
+	ns       string // its network namespace
+	addr     string // its address
+	port     int    // its web server's port
+	hostAddr string // the host's address on the link to it
+}
+
+// makeTestHost makes a network namespace with a web server, reached from
+// the host over a veth pair on a /30 of 198.18.0.0/15 (benchmarking
+// addresses, never routed), named uniquely for this test run.
+func makeTestHost(t *testing.T) testHost {
+	t.Helper()
+	var b [2]byte
+	rand.Read(b[:])
+	id := fmt.Sprintf("%04x", binary.BigEndian.Uint16(b[:]))
+	ns, hostIf, nsIf := "srt-rlnet-"+id, "srtrl"+id+"h", "srtrl"+id+"n"
+	third, fourth := int(b[0]), int(b[1]&0xfc)
+	hostAddr := fmt.Sprintf("198.18.%d.%d", third, fourth+1)
+	nsAddr := fmt.Sprintf("198.18.%d.%d", third, fourth+2)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "delete", ns).Run() })
+	ip("link", "add", hostIf, "type", "veth", "peer", "name", nsIf, "netns", ns)
+	t.Cleanup(func() { exec.Command("ip", "link", "delete", hostIf).Run() })
+	ip("addr", "add", hostAddr+"/30", "dev", hostIf)
+	ip("link", "set", hostIf, "up")
+	ip("-n", ns, "addr", "add", nsAddr+"/30", "dev", nsIf)
+	ip("-n", ns, "link", "set", nsIf, "up")
+	ip("-n", ns, "link", "set", "lo", "up")
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "index.html"), []byte("test host\n"), 0o644)
+	const port = 8000
+	srv := exec.Command("ip", "netns", "exec", ns, filepath.Join(env.rootfs, "bin", "busybox"), "httpd", "-f", "-p", strconv.Itoa(port), "-h", dir)
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		srv.Process.Kill()
+		srv.Wait()
+	})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, err := get(fmt.Sprintf("http://%s:%d/", nsAddr, port)); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the test host does not answer")
+		}
+	}
+	return testHost{ns: ns, addr: nsAddr, port: port, hostAddr: hostAddr}
+}
+
+// serveDNS answers name with addr (A), from addr:53 in the network
+// namespace ns, until the test ends; the count is of the queries it got.
+func serveDNS(t *testing.T, ns, listen, name, addr string) *atomic.Int64 {
+	t.Helper()
+	type result struct {
+		pc  net.PacketConn
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		// The thread ends in ns: never unlocked, it dies with this
+		// goroutine. The socket stays in ns.
+		runtime.LockOSThread()
+		h, err := netns.GetFromName(ns)
+		if err == nil {
+			err = netns.Set(h)
+			h.Close()
+		}
+		if err != nil {
+			got <- result{nil, err}
+			return
+		}
+		pc, err := net.ListenPacket("udp4", listen+":53")
+		got <- result{pc, err}
+	}()
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("DNS server in %s: %v", ns, r.err)
+	}
+	var queries atomic.Int64
+	srv := &dns.Server{PacketConn: r.pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		queries.Add(1)
+		m := new(dns.Msg)
+		m.SetReply(q)
+		if len(q.Question) == 1 && q.Question[0].Name == name && q.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(addr)})
+		}
+		w.WriteMsg(m)
+	})}
+	go srv.ActivateAndServe()
+	t.Cleanup(func() { srv.Shutdown() })
+	return &queries
+}
