@@ -235,14 +235,13 @@ func (l *netLab) on(inNS bool, f func()) {
 }
 
 type netPath struct {
-	name   string
-	inNS   bool // sent from the test host
-	sink   func(*netLab) netip.AddrPort
-	echo   func(*netLab) netip.AddrPort
-	target string
-	tput   float64 // target ratio of throughput to direct, 0 for the baseline
-	p50    float64
-	p99    float64
+	name string
+	inNS bool // sent from the test host
+	sink func(*netLab) netip.AddrPort
+	echo func(*netLab) netip.AddrPort
+	tput float64 // target ratio of throughput to direct, 0 for the baseline
+	p50  float64
+	p99  float64
 }
 
 var netPaths = []netPath{
