@@ -284,6 +284,20 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 			}
 			e.requireClean(t, seen{})
 		})
+		t.Run("default state root", func(t *testing.T) {
+			// /run/safe-run/net and table inet safe_run, as a user runs it.
+			def := *e
+			def.state, def.netDir, def.table, def.shared = "/run/safe-run", network.DefaultStateDir, "safe_run", true
+			m := probeService(e.name("default"), "", `"all"`, "sleep 2; exit 0")
+			text, _ := os.ReadFile(m)
+			os.WriteFile(m, append(text, []byte(fmt.Sprintf(`ports = ["%d:80"]`+"\n", freePort(t)))...), 0o644)
+			s := def.start(t, m)
+			seen := def.snapshot(t, s)
+			if code := s.wait(t, 30*time.Second); code != 0 {
+				t.Fatalf("exit %d, want 0\nstderr:\n%s", code, s.stderr())
+			}
+			def.requireClean(t, seen)
+		})
 		t.Run("published port taken", func(t *testing.T) {
 			ln := listen(t, "tcp4", "127.0.0.1:0")
 			_, p, _ := net.SplitHostPort(ln.Addr().String())
@@ -296,16 +310,17 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 			}
 			e.requireClean(t, seen{})
 		})
-		for _, after := range []string{"next start", "network.Cleanup"} {
+		for _, after := range []string{"restart", "network.Cleanup"} {
 			t.Run("SIGKILL then "+after, func(t *testing.T) {
-				s := e.start(t, probeService(e.name("killed"), e.name("kb"), `"all"`, "sleep 60"))
+				m := probeService(e.name("killed"), e.name("kb"), `"all"`, "sleep 60")
+				s := e.start(t, m)
 				seen := e.snapshot(t, s)
 				s.cmd.Process.Signal(syscall.SIGKILL)
 				s.wait(t, 30*time.Second)
-				// The container goes with its supervisor (the janitor);
-				// give it a moment, then reclaim.
-				if after == "next start" {
-					e.run(t, probeService(e.name("next"), "", `"none"`, "true"), 0)
+				if after == "restart" {
+					// The same service started again, as systemd would:
+					// its stale lease must not stand in its way.
+					e.run(t, probeService(e.name("killed"), e.name("kb"), `"all"`, "true"), 0)
 				} else if err := network.Cleanup(e.netDir); err != nil {
 					t.Fatalf("network.Cleanup(%s) after SIGKILL: %v", e.netDir, err)
 				}
@@ -321,6 +336,7 @@ type netEnv struct {
 	dir, state, data string
 	netDir           string // the network state root: state/net
 	table            string // its nft table (inet)
+	shared           bool   // the default root, where other services may run
 	tag              string
 	bins             testenv.Binaries
 }
@@ -511,20 +527,23 @@ type seen struct {
 }
 
 // snapshot waits until the service is attached and reads the names of its
-// links and namespace from the network state.
+// links and namespace from its lease in the network state: its host-side
+// veth, its namespace, and its bridge when it is the bridge's only member.
 func (e *netEnv) snapshot(t *testing.T, s *service) seen {
 	t.Helper()
 	s.address(t)
+	name := filepath.Base(filepath.Dir(s.manifest))
 	var v seen
 	files, _ := filepath.Glob(filepath.Join(e.netDir, "bridges", "*.json"))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
-			t.Fatal(err)
+			continue // gone since the glob (another service of a shared root)
 		}
 		var b struct {
 			Ifname string `json:"ifname"`
 			Leases []struct {
+				Service  string `json:"service"`
 				Netns    string `json:"netns"`
 				HostVeth string `json:"host_veth"`
 			} `json:"leases"`
@@ -532,16 +551,24 @@ func (e *netEnv) snapshot(t *testing.T, s *service) seen {
 		if err := json.Unmarshal(data, &b); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		v.links = append(v.links, b.Ifname)
 		for _, l := range b.Leases {
+			if l.Service != name {
+				continue
+			}
 			v.links = append(v.links, l.HostVeth)
 			v.netns = append(v.netns, l.Netns)
+			if len(b.Leases) == 1 {
+				v.links = append(v.links, b.Ifname)
+			}
 		}
 	}
-	t.Logf("while %s runs: links %v, namespaces %v", filepath.Base(filepath.Dir(s.manifest)), v.links, v.netns)
+	if len(v.netns) == 0 {
+		t.Fatalf("service %s runs but %s/bridges has no lease of it", name, e.netDir)
+	}
+	t.Logf("while %s runs: links %v, namespace %v", name, v.links, v.netns)
 	for _, l := range v.links {
 		if !linkExists(l) {
-			t.Fatalf("link %s of the network state does not exist while %s runs", l, s.manifest)
+			t.Fatalf("link %s of the network state does not exist while %s runs", l, name)
 		}
 	}
 	return v
@@ -565,7 +592,18 @@ func (e *netEnv) requireClean(t *testing.T, v seen) {
 			t.Errorf("network namespace %s is still mounted after the service's exit", n)
 		}
 	}
+	if e.shared {
+		// Other services may run under the default root: the table must
+		// go only with the last of them.
+		if files, _ := filepath.Glob(filepath.Join(e.netDir, "bridges", "*.json")); len(files) > 0 {
+			t.Logf("%s: other bridges remain (%v): the table stays", e.netDir, files)
+			return
+		}
+	}
 	for _, d := range []string{"netns", "files", "bridges"} {
+		if e.shared {
+			break
+		}
 		ents, _ := os.ReadDir(filepath.Join(e.netDir, d))
 		for _, ent := range ents {
 			data, _ := os.ReadFile(filepath.Join(e.netDir, d, ent.Name()))
