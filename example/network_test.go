@@ -254,6 +254,80 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 		}
 	})
 
+	t.Run("capabilities stop at the namespace", func(t *testing.T) {
+		// NET_ADMIN and NET_RAW in the container's user namespace: the
+		// network namespace is safe-run's, owned by the host's, so neither
+		// applies to it. nginx's root filesystem has busybox's ip.
+		name := e.name("netadmin")
+		m := e.manifest(t, name, fmt.Sprintf(`version = 1
+name = %q
+
+[image]
+rootfs = %q
+
+[process]
+command = ["/bin/sh", "-c", %q]
+
+[security]
+capabilities = ["NET_ADMIN", "NET_RAW"]
+
+[resources]
+memory = "32M"
+cpus = 0.2
+pids = 16
+
+[network]
+mode = "bridge"
+
+[insecure]
+reason = "the test shows these capabilities stop at safe-run's network namespace"
+allow = ["dangerous_capabilities"]
+`, name, nginxRootfs, `
+busybox ip addr add 10.89.250.250/32 dev eth0 && echo "address added"
+busybox ip route add 10.89.251.0/24 dev eth0 && echo "route added"
+busybox ip link set eth0 address 02:00:00:00:00:01 && echo "mac changed"
+busybox ip link add dummy0 type dummy && echo "link added"
+busybox arping -c 1 -w 1 -I eth0 -s 10.89.250.250 127.0.0.1 >/dev/null 2>&1 && echo "raw packet sent"
+echo 1024 2>/dev/null >/proc/sys/net/ipv4/ip_unprivileged_port_start && echo "sysctl changed"
+echo "ipv6 off: $(cat /proc/sys/net/ipv6/conf/all/disable_ipv6) $(cat /proc/sys/net/ipv6/conf/default/disable_ipv6)"
+echo "ip_unprivileged_port_start: $(cat /proc/sys/net/ipv4/ip_unprivileged_port_start)"
+true`))
+		c := e.run(t, m, 0)
+		for _, bad := range []string{"address added", "route added", "mac changed", "link added", "raw packet sent", "sysctl changed"} {
+			if c.printed(bad) {
+				t.Errorf("service %s with NET_ADMIN and NET_RAW: %s in its network namespace\nstdout:\n%s", name, bad, c.stdout())
+			}
+		}
+		for _, want := range []string{"ipv6 off: 1 1", "ip_unprivileged_port_start: 0"} {
+			if !c.printed(want) {
+				t.Errorf("service %s: want %q in its network namespace\nstdout:\n%s\nstderr:\n%s", name, want, c.stdout(), c.stderr())
+			}
+		}
+	})
+
+	t.Run("SIGKILL beside a live member", func(t *testing.T) {
+		bridge := e.name("mixed")
+		live := e.start(t, probeService(e.name("live"), bridge, `"none"`, "sleep 60"))
+		liveAddr := live.address(t)
+		killed := e.start(t, probeService(e.name("gone"), bridge, `"none"`, "sleep 60"))
+		killed.address(t)
+		killed.cmd.Process.Signal(syscall.SIGKILL)
+		killed.wait(t, 30*time.Second)
+		// The next member reclaims the dead one's lease and finds the
+		// live one where it was.
+		c := e.run(t, probeService(e.name("third"), bridge, `"none"`, fmt.Sprintf(`
+echo "live: $(getent hosts %s | cut -d' ' -f1)"
+getent hosts %s >/dev/null && echo "the dead one resolves" || echo "the dead one: no such name"
+ping_ok=closed; timeout 3 bash -c 'exec 3<>/dev/tcp/%s/9' 2>&1 | grep -q refused && ping_ok=reached
+echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
+		for _, want := range []string{"live: " + liveAddr.String(), "the dead one: no such name", "live address: reached"} {
+			if !c.printed(want) {
+				t.Errorf("after SIGKILL of one member of bridge %s, a new member: want %q\nstdout:\n%s\nstderr:\n%s", bridge, want, c.stdout(), c.stderr())
+			}
+		}
+		live.stop(t)
+	})
+
 	t.Run("nothing left", func(t *testing.T) {
 		// The state of each case is read while its service runs: the
 		// names of its links, to look for after.
