@@ -16,12 +16,14 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
@@ -84,11 +86,16 @@ egress = %s
 	t.Run("shop", func(t *testing.T) {
 		shop := e.name("shop")
 		edits := uniqueNetwork(t, shop)
-		port := regexp.MustCompile(`ports = \["(\d+):80"\]`)
+		port := regexp.MustCompile(`ports = \["(\d+):80"`)
 		redis := e.start(t, exampleManifest(t, e.dir, "redis", redisRootfs, "", edits...))
 		redisAddr := redis.address(t)
 		redis.waitOutput(t, "Ready to accept connections", 30*time.Second)
-		nginxManifest := exampleManifest(t, e.dir, "nginx", nginxRootfs, "", edits...)
+		// nginx as the example has it, and besides on the host's address
+		// that faces the test host, the one port a LAN would be given.
+		lanPort := strconv.Itoa(freePort(t))
+		lan := net.JoinHostPort(th.hostAddr.String(), lanPort)
+		nginxManifest := exampleManifest(t, e.dir, "nginx", nginxRootfs, "", append([]edit{
+			{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80", "%s:80"]`, freePort(t), lan), false}}, edits...)...)
 		nginx := e.start(t, nginxManifest)
 		nginxAddr := nginx.address(t)
 		text, _ := os.ReadFile(nginxManifest)
@@ -139,6 +146,60 @@ getent hosts $(cat /etc/hostname) >/dev/null && echo "own name resolves"`, redis
 				if !c.printed(want) {
 					t.Errorf("a service on bridge %s (egress all) reaches redis on bridge %s: want %q\nstdout:\n%s\nstderr:\n%s", other, shop, want, c.stdout(), c.stderr())
 				}
+			}
+		})
+
+		t.Run("declared LAN port", func(t *testing.T) {
+			var body string
+			err := inNetns(th.ns, func() (err error) {
+				body, err = httpGet("http://" + lan + "/")
+				return err
+			})
+			if err != nil || !strings.Contains(body, "<p>Hello from nginx under safe-run.</p>") {
+				t.Fatalf("GET http://%s/ from the test host (nginx's published %s:80): %v, body %q", lan, lan, err, body)
+			}
+			// The same port on loopback is no declared tuple.
+			if c, err := net.DialTimeout("tcp4", "127.0.0.1:"+lanPort, 2*time.Second); err == nil {
+				c.Close()
+				t.Errorf("127.0.0.1:%s is reachable on the host; only %s:80 was published", lanPort, lan)
+			}
+		})
+
+		t.Run("host firewall applies to published ports", func(t *testing.T) {
+			// A table of the test's own drops the LAN port in the input
+			// hook, as a ufw or firewalld rule would: the forwarder is a
+			// socket of the host, so the rule holds (docker's DNAT would
+			// pass it by in forward).
+			table := "sre2e_" + e.tag
+			nftScript := fmt.Sprintf("table inet %s {\n chain input {\n  type filter hook input priority filter; policy accept;\n  iifname %q tcp dport %s drop\n }\n}\n", table, th.veth, lanPort)
+			cmd := exec.Command("nft", "-f", "-")
+			cmd.Stdin = strings.NewReader(nftScript)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("nft -f: %v\n%s\n%s", err, out, nftScript)
+			}
+			t.Cleanup(func() { exec.Command("nft", "delete", "table", "inet", table).Run() })
+			if err := th.dial(lan); err == nil {
+				t.Errorf("the test host reached nginx's published %s through an input rule that drops it", lan)
+			}
+			sh(t, "nft", "delete", "table", "inet", table)
+			if err := th.dial(lan); err != nil {
+				t.Errorf("control: the test host cannot reach %s once the input rule is gone: %v", lan, err)
+			}
+		})
+
+		t.Run("resolver refuses the LAN", func(t *testing.T) {
+			subnet := netip.PrefixFrom(nginxAddr, 24).Masked()
+			th.route(t, subnet)
+			gw := subnet.Addr().Next()
+			var r *dns.Msg
+			err := inNetns(th.ns, func() (err error) {
+				q := new(dns.Msg)
+				q.SetQuestion("redis.", dns.TypeA)
+				r, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, net.JoinHostPort(gw.String(), "53"))
+				return err
+			})
+			if err == nil && r.Rcode != dns.RcodeRefused {
+				t.Errorf("the test host asked bridge %s's resolver at %s for redis: %s %v, want REFUSED or no answer", shop, gw, dns.RcodeToString[r.Rcode], r.Answer)
 			}
 		})
 
@@ -194,16 +255,21 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 	t.Run("egress", func(t *testing.T) {
 		ports := th.listen(t)
 		p1, p2 := ports[0], ports[1]
-		a, b := th.addr.String(), th.addr2.String()
-		script := fmt.Sprintf("probe %s %s & probe %s %s & probe %s %s & wait", a, p1, a, p2, b, p1)
+		a, b, h := th.addr.String(), th.addr2.String(), th.hostAddr.String()
+		_, hp1, _ := net.SplitHostPort(listen(t, "tcp4", "0.0.0.0:0").Addr().String())
+		_, hp2, _ := net.SplitHostPort(listen(t, "tcp4", "0.0.0.0:0").Addr().String())
+		script := fmt.Sprintf("probe %s %s & probe %s %s & probe %s %s & probe %s %s & probe %s %s & wait", a, p1, a, p2, b, p1, h, hp1, h, hp2)
 		for _, tc := range []struct {
 			name, egress string
 			open, closed []string
 			denied       []string
 		}{
-			{"none", `"none"`, nil, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, []string{a + ":" + p1 + "/tcp"}},
-			{"all", `"all"`, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, nil, nil},
+			{"none", `"none"`, nil, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1, h + ":" + hp1}, []string{a + ":" + p1 + "/tcp"}},
+			// all: anywhere but the host.
+			{"all", `"all"`, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, []string{h + ":" + hp1}, nil},
 			{"list", fmt.Sprintf(`["%s/32:%s/tcp"]`, a, p1), []string{a + ":" + p1}, []string{a + ":" + p2, b + ":" + p1}, []string{a + ":" + p2 + "/tcp", b + ":" + p1 + "/tcp"}},
+			// An entry that names a host address opens it, that port only.
+			{"list-host", fmt.Sprintf(`["%s/32:%s/tcp"]`, h, hp1), []string{h + ":" + hp1}, []string{h + ":" + hp2, a + ":" + p1}, nil},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				name := e.name("egress-" + tc.name)
