@@ -294,6 +294,65 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 		}
 	})
 
+	t.Run("egress udp", func(t *testing.T) {
+		// UDP has no handshake: the test host's sockets tell what came.
+		var conns [2]net.PacketConn
+		var got [2]chan string
+		for i := range conns {
+			err := inNetns(th.ns, func() (err error) {
+				conns[i], err = net.ListenPacket("udp4", th.addr.String()+":0")
+				return err
+			})
+			if err != nil {
+				t.Fatalf("UDP in the test host: %v", err)
+			}
+			t.Cleanup(func() { conns[i].Close() })
+			got[i] = make(chan string, 16)
+			go func() {
+				buf := make([]byte, 512)
+				for {
+					n, _, err := conns[i].ReadFrom(buf)
+					if err != nil {
+						return
+					}
+					got[i] <- string(buf[:n])
+				}
+			}()
+		}
+		a := th.addr.String()
+		_, p1, _ := net.SplitHostPort(conns[0].LocalAddr().String())
+		_, p2, _ := net.SplitHostPort(conns[1].LocalAddr().String())
+		// A TCP listener on the UDP port: the entry's /udp keeps it closed.
+		var tl net.Listener
+		if err := inNetns(th.ns, func() (err error) { tl, err = net.Listen("tcp4", net.JoinHostPort(a, p1)); return err }); err != nil {
+			t.Fatalf("TCP in the test host: %v", err)
+		}
+		serve(t, tl)
+		name := e.name("egress-udp")
+		c := e.run(t, probeService(name, "", fmt.Sprintf(`["%s/32:%s/udp"]`, a, p1), fmt.Sprintf(`
+for i in 1 2 3; do echo allowed >/dev/udp/%s/%s; echo denied >/dev/udp/%s/%s; sleep 0.2; done
+probe %s %s`, a, p1, a, p2, a, p1)), 0)
+		select {
+		case m := <-got[0]:
+			if strings.TrimSpace(m) != "allowed" {
+				t.Errorf("the test host got %q on %s:%s/udp", m, a, p1)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("egress [%s/32:%s/udp]: no datagram reached %s:%s/udp\nstderr:\n%s", a, p1, a, p1, c.stderr())
+		}
+		select {
+		case m := <-got[1]:
+			t.Errorf("egress [%s/32:%s/udp]: a datagram (%q) reached %s:%s/udp", a, p1, m, a, p2)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if !c.printed("closed " + a + ":" + p1) {
+			t.Errorf("egress [%s/32:%s/udp] lets TCP to %s:%s through\nstdout:\n%s", a, p1, a, p1, c.stdout())
+		}
+		if line := name + ": egress denied " + a + ":" + p2 + "/udp"; !strings.Contains(c.stderr(), line) {
+			t.Errorf("safe-run's stderr has no line %q\nstderr:\n%s", line, c.stderr())
+		}
+	})
+
 	t.Run("distinct addresses at once", func(t *testing.T) {
 		bridge := e.name("pair")
 		var svcs [2]*service
