@@ -430,6 +430,33 @@ true`))
 		}
 	})
 
+	t.Run("same name twice", func(t *testing.T) {
+		// The second start is refused and takes nothing of the first's.
+		bridge := e.name("dup")
+		name := e.name("dup")
+		first := e.start(t, probeService(name, bridge, `"none"`, "sleep 60"))
+		v := e.snapshot(t, first)
+		second := e.run(t, e.manifest(t, name+"-2", strings.Replace(readFile(t, first.manifest), `stop_timeout = "2s"`, `stop_timeout = "3s"`, 1)), 125)
+		if !strings.Contains(second.stderr(), "already") {
+			t.Errorf("a second %s on bridge %s: stderr does not say it runs already:\n%s", name, bridge, second.stderr())
+		}
+		for _, l := range v.links {
+			if !linkExists(l) {
+				t.Errorf("link %s of the first %s is gone after a second start was refused", l, name)
+			}
+		}
+		for _, n := range v.netns {
+			if !mounted(n) {
+				t.Errorf("namespace %s of the first %s is gone after a second start was refused", n, name)
+			}
+		}
+		c := e.run(t, probeService(e.name("dup-peer"), bridge, `"none"`, fmt.Sprintf(`echo "first: $(getent hosts %s | cut -d' ' -f1)"`, name)), 0)
+		if want := "first: " + first.address(t).String(); !c.printed(want) {
+			t.Errorf("after a refused second start, a peer: want %q\nstdout:\n%s\nstderr:\n%s", want, c.stdout(), c.stderr())
+		}
+		first.stop(t)
+	})
+
 	t.Run("SIGKILL beside a live member", func(t *testing.T) {
 		bridge := e.name("mixed")
 		live := e.start(t, probeService(e.name("live"), bridge, `"none"`, "sleep 60"))
@@ -816,6 +843,15 @@ func (e *netEnv) requireClean(t *testing.T, v seen) {
 	if strings.Contains(string(out), "table inet "+e.table+"\n") {
 		t.Errorf("nft table inet %s is left with no service running:\n%s", e.table, nftTable(e.table))
 	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func nftTable(name string) string {
