@@ -353,6 +353,24 @@ probe %s %s`, a, p1, a, p2, a, p1)), 0)
 		}
 	})
 
+	t.Run("denials rate-limited", func(t *testing.T) {
+		// 400 datagrams to 400 closed destinations in about a second: the
+		// report must not grow with the flood (the kernel lets 10/s, burst
+		// 20, reach safe-run; safe-run writes 5 a second).
+		a := th.addr.String()
+		name := e.name("flood")
+		start := time.Now()
+		c := e.run(t, probeService(name, "", `"none"`, fmt.Sprintf(`
+for p in $(seq 20000 20399); do echo x >/dev/udp/%s/$p; done 2>/dev/null
+sleep 1`, a)), 0)
+		secs := time.Since(start).Seconds()
+		n := strings.Count(c.stderr(), name+": egress denied ")
+		if limit := int(5*secs) + 10; n == 0 || n > limit {
+			t.Errorf("a flood of 400 denied datagrams in %.1fs gave %d denial lines, want 1..%d\nstderr:\n%s", secs, n, limit, c.stderr())
+		}
+		t.Logf("400 denied datagrams: %d lines in %.1fs", n, secs)
+	})
+
 	t.Run("distinct addresses at once", func(t *testing.T) {
 		bridge := e.name("pair")
 		var svcs [2]*service
