@@ -448,6 +448,33 @@ true`))
 		}
 	})
 
+	t.Run("resolver outlives its first member", func(t *testing.T) {
+		// Each member's supervisor serves the bridge's resolver on the
+		// gateway (SO_REUSEPORT): when the first stops, the second's still
+		// answers. A dead resolver shows as a timeout (exit 124), a live
+		// one answers NXDOMAIN for an unknown name at once (exit 2).
+		bridge := e.name("dns")
+		a, b := e.name("dns-a"), e.name("dns-b")
+		first := e.start(t, probeService(a, bridge, `"none"`, "sleep 60"))
+		first.address(t)
+		second := e.start(t, probeService(b, bridge, `"none"`, fmt.Sprintf(`
+for i in $(seq 50); do getent hosts %s >/dev/null && break; sleep 0.1; done
+echo "a seen"
+for i in $(seq 100); do getent hosts %s >/dev/null || break; sleep 0.2; done
+echo "a gone"
+timeout 1.5 getent hosts nosuch.%s; echo "unknown name: exit $?"`, a, a, bridge)))
+		second.waitOutput(t, "a seen", 30*time.Second)
+		first.stop(t)
+		if code := second.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("%s: exit %d\nstderr:\n%s", b, code, second.stderr())
+		}
+		for _, want := range []string{"a gone", "unknown name: exit 2"} {
+			if !second.printed(want) {
+				t.Errorf("bridge %s after its first member stopped, the second: want %q\nstdout:\n%s\nstderr:\n%s", bridge, want, second.stdout(), second.stderr())
+			}
+		}
+	})
+
 	t.Run("same name twice", func(t *testing.T) {
 		// The second start is refused and takes nothing of the first's.
 		bridge := e.name("dup")
