@@ -385,3 +385,37 @@ func TestAttachReclaimsDeadOwner(t *testing.T) {
 		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
 	}
 }
+
+// TestBridgeMACStays: the bridge's MAC address, which members learn for the gateway, is the same
+// from its first member to its last, whoever joins or leaves. A Linux bridge left to itself takes
+// its lowest port's MAC and changes it as ports come and go; the members' ARP entries then name a
+// MAC nobody answers, and their DNS stops until the entries are probed again (found by
+// example/network_test.go, "resolver outlives its first member").
+func TestBridgeMACStays(t *testing.T) {
+	dir := stateDir(t)
+	ifname := stateRoot{dir}.bridgeIfname("mac")
+	mac := func(when string) string {
+		t.Helper()
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			t.Fatalf("bridge %s %s: %v", ifname, when, err)
+		}
+		return l.Attrs().HardwareAddr.String()
+	}
+	a, err := Attach(t.Context(), Options{Service: "first", Bridge: "mac", StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	want := mac("with its first member")
+	attach(t, Options{Service: "second", Bridge: "mac", StateDir: dir})
+	if got := mac("after a second member joined"); got != want {
+		t.Errorf("bridge %s changed its MAC from %s to %s when a second member joined", ifname, want, got)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mac("after its first member left"); got != want {
+		t.Errorf("bridge %s changed its MAC from %s to %s when its first member left", ifname, want, got)
+	}
+}
