@@ -298,6 +298,9 @@ func (a *Attachment) Close() error {
 		a.denials.close()
 	}
 	a.wg.Wait()
+	if a.denials != nil {
+		a.denials.closeConn()
+	}
 	unlock, err := a.root.lock()
 	if err != nil {
 		return err
