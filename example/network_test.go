@@ -569,6 +569,24 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 			}
 			def.requireClean(t, seen)
 		})
+		t.Run("signal during start", func(t *testing.T) {
+			// SIGTERM at moments of the start: before, during and after the
+			// attach; every one leaves nothing.
+			for _, d := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
+				m := probeService(e.name("early"), e.name("eb"), `"all"`, "sleep 60")
+				text, _ := os.ReadFile(m)
+				os.WriteFile(m, append(text, []byte(fmt.Sprintf(`ports = ["%d:80"]`+"\n", freePort(t)))...), 0o644)
+				s := e.start(t, m)
+				time.Sleep(d)
+				s.cmd.Process.Signal(syscall.SIGTERM)
+				code := s.wait(t, 30*time.Second)
+				t.Logf("SIGTERM after %s: exit %d", d, code)
+				e.requireClean(t, seen{})
+				if t.Failed() {
+					t.Fatalf("after SIGTERM %s into the start:\nstderr:\n%s", d, s.stderr())
+				}
+			}
+		})
 		t.Run("published port taken", func(t *testing.T) {
 			ln := listen(t, "tcp4", "127.0.0.1:0")
 			_, p, _ := net.SplitHostPort(ln.Addr().String())
