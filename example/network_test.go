@@ -92,10 +92,12 @@ egress = %s
 		redis.waitOutput(t, "Ready to accept connections", 30*time.Second)
 		// nginx as the example has it, and besides on the host's address
 		// that faces the test host, the one port a LAN would be given.
+		// And on every address (0.0.0.0).
 		lanPort := strconv.Itoa(freePort(t))
 		lan := net.JoinHostPort(th.hostAddr.String(), lanPort)
+		anyPort := strconv.Itoa(freePort(t))
 		nginxManifest := exampleManifest(t, e.dir, "nginx", nginxRootfs, "", append([]edit{
-			{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80", "%s:80"]`, freePort(t), lan), false}}, edits...)...)
+			{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80", "%s:80", "0.0.0.0:%s:80"]`, freePort(t), lan, anyPort), false}}, edits...)...)
 		nginx := e.start(t, nginxManifest)
 		nginxAddr := nginx.address(t)
 		text, _ := os.ReadFile(nginxManifest)
@@ -158,6 +160,17 @@ getent hosts $(cat /etc/hostname) >/dev/null && echo "own name resolves"`, redis
 			if err != nil || !strings.Contains(body, "<p>Hello from nginx under safe-run.</p>") {
 				t.Fatalf("GET http://%s/ from the test host (nginx's published %s:80): %v, body %q", lan, lan, err, body)
 			}
+			// 0.0.0.0: every address of the host, the test host's side and loopback.
+			err = inNetns(th.ns, func() (err error) {
+				body, err = httpGet("http://" + net.JoinHostPort(th.hostAddr.String(), anyPort) + "/")
+				return err
+			})
+			if err != nil || !strings.Contains(body, "<p>Hello from nginx under safe-run.</p>") {
+				t.Errorf("GET http://%s:%s/ from the test host (nginx's published 0.0.0.0:%s:80): %v, body %q", th.hostAddr, anyPort, anyPort, err, body)
+			}
+			if body, err = httpGet("http://127.0.0.1:" + anyPort + "/"); err != nil || !strings.Contains(body, "<p>Hello from nginx under safe-run.</p>") {
+				t.Errorf("GET http://127.0.0.1:%s/ (nginx's published 0.0.0.0:%s:80): %v, body %q", anyPort, anyPort, err, body)
+			}
 			// The same port on loopback is no declared tuple.
 			if c, err := net.DialTimeout("tcp4", "127.0.0.1:"+lanPort, 2*time.Second); err == nil {
 				c.Close()
@@ -198,6 +211,12 @@ getent hosts $(cat /etc/hostname) >/dev/null && echo "own name resolves"`, redis
 				r, _, err = (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, net.JoinHostPort(gw.String(), "53"))
 				return err
 			})
+			t.Logf("the test host's query to %s:53: %v", gw, func() any {
+				if err != nil {
+					return err
+				}
+				return dns.RcodeToString[r.Rcode]
+			}())
 			if err == nil && r.Rcode != dns.RcodeRefused {
 				t.Errorf("the test host asked bridge %s's resolver at %s for redis: %s %v, want REFUSED or no answer", shop, gw, dns.RcodeToString[r.Rcode], r.Answer)
 			}
@@ -208,8 +227,11 @@ getent hosts $(cat /etc/hostname) >/dev/null && echo "own name resolves"`, redis
 			// as a machine on the LAN whose admin added that route would.
 			subnet := netip.PrefixFrom(nginxAddr, 24).Masked()
 			th.route(t, subnet)
-			fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
-			t.Logf("net.ipv4.ip_forward = %s", strings.TrimSpace(string(fwd)))
+			// Forwarding is on (the egress-all outsider above needed it), or
+			// every check below would pass for the wrong reason.
+			if fwd, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(fwd)) != "1" {
+				t.Fatalf("net.ipv4.ip_forward = %s after a service with egress all ran; want 1", fwd)
+			}
 			// The control: the test host reaches the host at all.
 			ln := listen(t, "tcp4", net.JoinHostPort(th.hostAddr.String(), "0"))
 			if err := th.dial(ln.Addr().String()); err != nil {
@@ -373,7 +395,7 @@ sleep 1`, a)), 0)
 
 	t.Run("distinct addresses at once", func(t *testing.T) {
 		bridge := e.name("pair")
-		var svcs [2]*service
+		var svcs [4]*service
 		var wg sync.WaitGroup
 		for i := range svcs {
 			m := probeService(e.name(fmt.Sprintf("twin%d", i)), bridge, `"none"`, "sleep 60")
@@ -381,16 +403,17 @@ sleep 1`, a)), 0)
 			go func() { defer wg.Done(); svcs[i] = e.startAsync(m) }()
 		}
 		wg.Wait()
-		var addrs [2]netip.Addr
+		got := map[netip.Addr]int{}
 		for i, s := range svcs {
 			t.Cleanup(func() { s.stop(t) })
 			if s.startErr != nil {
 				t.Fatal(s.startErr)
 			}
-			addrs[i] = s.address(t)
-		}
-		if addrs[0] == addrs[1] {
-			t.Errorf("two services started at once on bridge %s both got %s", bridge, addrs[0])
+			a := s.address(t)
+			if j, dup := got[a]; dup {
+				t.Errorf("twin%d and twin%d, started at once on bridge %s, both got %s", j, i, bridge, a)
+			}
+			got[a] = i
 		}
 		for _, s := range svcs {
 			s.stop(t)
