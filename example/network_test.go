@@ -316,6 +316,69 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 		}
 	})
 
+	t.Run("egress by hostname", func(t *testing.T) {
+		// The test host runs the upstream resolver ([network] dns): it
+		// says api.test is the test host's first address, then its second.
+		// The service finds the name through its bridge's resolver, and
+		// safe-run opens the port at whatever the name resolves to now.
+		var mu sync.Mutex
+		current := th.addr
+		srv := &dns.Server{Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+			m := new(dns.Msg)
+			m.SetReply(req)
+			if q := req.Question[0]; strings.EqualFold(q.Name, "api.test.") && q.Qtype == dns.TypeA {
+				mu.Lock()
+				a := current
+				mu.Unlock()
+				m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 1}, A: a.AsSlice()}}
+			} else if q.Qtype != dns.TypeAAAA || !strings.EqualFold(q.Name, "api.test.") {
+				m.Rcode = dns.RcodeNameError
+			}
+			w.WriteMsg(m)
+		})}
+		if err := inNetns(th.ns, func() (err error) {
+			srv.PacketConn, err = net.ListenPacket("udp4", net.JoinHostPort(th.addr.String(), "53"))
+			return err
+		}); err != nil {
+			t.Fatalf("a resolver in the test host: %v", err)
+		}
+		go srv.ActivateAndServe()
+		t.Cleanup(func() { srv.Shutdown() })
+		ports := th.listen(t)
+		p1, p2 := ports[0], ports[1]
+		a, b := th.addr.String(), th.addr2.String()
+		name := e.name("byname")
+		m := probeService(name, "", fmt.Sprintf(`["api.test:%s"]`, p1), fmt.Sprintf(`
+echo "api.test: $(getent hosts api.test | cut -d' ' -f1)"
+probe api.test %s & probe %s %s & probe %s %s & wait
+echo "switch"
+sleep 8  # the name's TTL is 1 s; safe-run looks again after 5 s at least
+probe %s %s & probe %s %s & wait`, p1, a, p2, b, p1, b, p1, a, p1))
+		text, _ := os.ReadFile(m)
+		os.WriteFile(m, append(text, []byte(fmt.Sprintf("dns = [%q]\n", a))...), 0o644)
+		s := e.start(t, m)
+		s.waitOutput(t, "switch", 30*time.Second)
+		mu.Lock()
+		current = th.addr2
+		mu.Unlock()
+		if code := s.wait(t, 60*time.Second); code != 0 {
+			t.Fatalf("exit %d\nstderr:\n%s", code, s.stderr())
+		}
+		before, after, _ := strings.Cut(s.stdout(), "switch\n")
+		for _, c := range []struct{ out, want, why string }{
+			{before, "api.test: " + a, "the bridge's resolver forwards to [network] dns"},
+			{before, "open api.test:" + p1, "egress api.test:" + p1 + " opens the name's address"},
+			{before, "closed " + a + ":" + p2, "another port of it stays closed"},
+			{before, "closed " + b + ":" + p1, "another address stays closed"},
+			{after, "open " + b + ":" + p1, "after the name moved, its new address is open"},
+			{after, "closed " + a + ":" + p1, "after the name moved, its old address is closed"},
+		} {
+			if !contains(strings.Split(c.out, "\n"), c.want) {
+				t.Errorf("egress [\"api.test:%s\"]: want %q (%s)\nstdout:\n%s\nstderr:\n%s", p1, c.want, c.why, s.stdout(), s.stderr())
+			}
+		}
+	})
+
 	t.Run("egress udp", func(t *testing.T) {
 		// UDP has no handshake: the test host's sockets tell what came.
 		var conns [2]net.PacketConn
