@@ -379,6 +379,51 @@ probe %s %s & probe %s %s & wait`, p1, a, p2, b, p1, b, p1, a, p1))
 		}
 	})
 
+	t.Run("dns per service on a shared bridge", func(t *testing.T) {
+		// Two members of one bridge with [network] dns of their own: two
+		// resolvers in the test host that give api.test different answers.
+		// Each member must get its own upstream's answer.
+		for _, up := range []netip.Addr{th.addr, th.addr2} {
+			srv := &dns.Server{Net: "udp", Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+				m := new(dns.Msg)
+				m.SetReply(req)
+				if q := req.Question[0]; q.Qtype == dns.TypeA {
+					m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0}, A: up.AsSlice()}}
+				}
+				w.WriteMsg(m)
+			})}
+			if err := inNetns(th.ns, func() (err error) {
+				srv.PacketConn, err = net.ListenPacket("udp4", net.JoinHostPort(up.String(), "53"))
+				return err
+			}); err != nil {
+				t.Fatalf("a resolver in the test host: %v", err)
+			}
+			go srv.ActivateAndServe()
+			t.Cleanup(func() { srv.Shutdown() })
+		}
+		bridge := e.name("updns")
+		withDNS := func(m string, up netip.Addr) string {
+			text, _ := os.ReadFile(m)
+			os.WriteFile(m, append(text, []byte(fmt.Sprintf("dns = [%q]\n", up))...), 0o644)
+			return m
+		}
+		other := e.start(t, withDNS(probeService(e.name("up-b"), bridge, `"none"`, "sleep 60"), th.addr2))
+		other.address(t)
+		name := e.name("up-a")
+		c := e.run(t, withDNS(probeService(name, bridge, `"none"`, `
+for i in $(seq 20); do echo "q$i: $(getent hosts q$i.test | cut -d' ' -f1)"; done`), th.addr), 0)
+		other.stop(t)
+		var wrong []string
+		for i := 1; i <= 20; i++ {
+			if line := fmt.Sprintf("q%d: %s", i, th.addr); !c.printed(line) {
+				wrong = append(wrong, line)
+			}
+		}
+		if len(wrong) > 0 {
+			t.Errorf("service %s with dns = [%q] on bridge %s beside one with dns = [%q]: %d of 20 names not answered by its own upstream (want %v)\nstdout:\n%s", name, th.addr, bridge, th.addr2, len(wrong), wrong, c.stdout())
+		}
+	})
+
 	t.Run("egress udp", func(t *testing.T) {
 		// UDP has no handshake: the test host's sockets tell what came.
 		var conns [2]net.PacketConn
