@@ -732,7 +732,14 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 		})
 		for _, after := range []string{"restart", "network.Cleanup"} {
 			t.Run("SIGKILL then "+after, func(t *testing.T) {
-				m := probeService(e.name("killed"), e.name("kb"), `"all"`, "sleep 60")
+				// A published port too: the restart must bind it again.
+				port := fmt.Sprintf(`ports = ["%d:80"]`+"\n", freePort(t))
+				withPort := func(m string) string {
+					text, _ := os.ReadFile(m)
+					os.WriteFile(m, append(text, []byte(port)...), 0o644)
+					return m
+				}
+				m := withPort(probeService(e.name("killed"), e.name("kb"), `"all"`, "sleep 60"))
 				s := e.start(t, m)
 				seen := e.snapshot(t, s)
 				s.cmd.Process.Signal(syscall.SIGKILL)
@@ -740,7 +747,7 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 				if after == "restart" {
 					// The same service started again, as systemd would:
 					// its stale lease must not stand in its way.
-					e.run(t, probeService(e.name("killed"), e.name("kb"), `"all"`, "true"), 0)
+					e.run(t, withPort(probeService(e.name("killed"), e.name("kb"), `"all"`, "true")), 0)
 				} else if err := network.Cleanup(e.netDir); err != nil {
 					t.Fatalf("network.Cleanup(%s) after SIGKILL: %v", e.netDir, err)
 				}
