@@ -383,8 +383,6 @@ func TestSpecErrors(t *testing.T) {
 			`e.toml:7: process.user: "big" resolves to 70000:70000, outside the container's ids 0-65535`},
 		{"rootless with one id", base + "user = \"1000\"\n" + limits, rootless1,
 			`e.toml:7: process.user: 1000:1000 cannot run: only the container's root is mapped, since you have no range in /etc/subuid and /etc/subgid (add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER; or run as user = "0:0")`},
-		{"bridge network", base + limits + "[network]\nmode = \"bridge\"\nports = [\"8080:80\"]\n", hostFor("e"),
-			`e.toml:11: network.mode: "bridge" (and published ports) is planned, not run by this release yet (use "none", or "host" with [insecure] allow = ["host_network"])`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			svc, err := manifest.Parse("e.toml", "/srv/e", []byte(tc.text))
