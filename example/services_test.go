@@ -24,10 +24,11 @@ var (
 
 // TestServices runs the Debian examples through bin/safe-run with their own
 // manifests, hardening and all, changing only the root filesystem (the
-// cache's) and the command: a script that starts the service in the
-// background, asks it from inside the container, since network mode none
-// reaches nothing outside, checks it is still up a moment later, and
-// stops it.
+// cache's), the command, and the network's names (a bridge and a published
+// port of the test's own, so that a shop the user runs meets no collision):
+// a script that starts the service in the background, asks it from inside
+// the container, checks it is still up a moment later, and stops it.
+// example/network_test.go asks them from outside.
 func TestServices(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.Long(t)
@@ -88,7 +89,7 @@ kill -TERM $pid; wait $pid; echo "exit $?"`,
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rootfs := testenv.DebianRootfs(t, tc.name, tc.packages...)
-			manifest := exampleManifest(t, dir, tc.name, rootfs, tc.script)
+			manifest := exampleManifest(t, dir, tc.name, rootfs, tc.script, uniqueNetwork(t, fmt.Sprintf("svc%d", os.Getpid()))...)
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, bins.SafeRun, manifest)
@@ -110,10 +111,27 @@ kill -TERM $pid; wait $pid; echo "exit $?"`,
 	}
 }
 
+// edit is one change exampleManifest makes to an example's manifest: every
+// match of re becomes repl; a required edit that matches nothing fails the
+// test, since the example and the test no longer agree.
+type edit struct {
+	re, repl string
+	optional bool
+}
+
+// uniqueNetwork moves an example off its bridge "shop" to bridge, and its
+// published host ports to free ones.
+func uniqueNetwork(t *testing.T, bridge string) []edit {
+	return []edit{
+		{`(?m)^bridge = "shop"`, fmt.Sprintf("bridge = %q", bridge), false},
+		{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80"]`, freePort(t)), true},
+	}
+}
+
 // exampleManifest writes example/NAME/service.toml into dir/NAME with its
-// rootfs set to rootfs, its relative bind sources made absolute, and its
-// command replaced by a shell script.
-func exampleManifest(t *testing.T, dir, name, rootfs, script string) string {
+// rootfs set to rootfs, its relative bind sources made absolute, its
+// command replaced by a shell script ("": kept) and edits made.
+func exampleManifest(t *testing.T, dir, name, rootfs, script string, edits ...edit) string {
 	t.Helper()
 	src, err := filepath.Abs(name)
 	if err != nil {
@@ -124,15 +142,15 @@ func exampleManifest(t *testing.T, dir, name, rootfs, script string) string {
 		t.Fatal(err)
 	}
 	text := string(b)
-	for _, r := range []struct {
-		re, repl string
-		optional bool
-	}{
-		{`(?m)^rootfs = "rootfs"`, fmt.Sprintf("rootfs = %q", rootfs), false},
+	all := []edit{
+		{`(?m)^rootfs = "(\.\./redis/)?rootfs"`, fmt.Sprintf("rootfs = %q", rootfs), false},
 		{`(?m)^source = "\./`, `source = "` + src + `/`, true},
+	}
+	if script != "" {
 		// The command: one line, or several up to the closing bracket.
-		{`(?ms)^command = \[.*?\]$`, fmt.Sprintf("command = [\"/bin/sh\", \"-c\", %q]", script), false},
-	} {
+		all = append(all, edit{`(?ms)^command = \[.*?\]$`, fmt.Sprintf("command = [\"/bin/sh\", \"-c\", %q]", script), false})
+	}
+	for _, r := range append(all, edits...) {
 		re := regexp.MustCompile(r.re)
 		if !re.MatchString(text) && !r.optional {
 			t.Fatalf("example/%s/service.toml: no line matches %s (keep the test in step with the example)", name, r.re)

@@ -114,7 +114,30 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if err != nil {
 		return fail(err)
 	}
-	stop, err := ServeDNS(bg, a.Gateway, bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, ups, log)
+	hostUps := ups
+	if len(opts.DNS) > 0 {
+		// Members with no dns of their own use the host's. A host with none
+		// fails their queries, not this service's start.
+		if hostUps, err = Upstreams(nil); err != nil {
+			log.Warn("the host's DNS resolvers, for bridge members without [network] dns", "err", err)
+		}
+	}
+	memberUps := func() (map[netip.Addr][]netip.AddrPort, error) {
+		dns, err := memberDNS(root.dir, bridge)
+		if err != nil {
+			return nil, err
+		}
+		out := make(map[netip.Addr][]netip.AddrPort, len(dns))
+		for a, d := range dns {
+			if len(d) == 0 {
+				out[a] = upstreamPorts(hostUps)
+			} else {
+				out[a] = upstreamPorts(d)
+			}
+		}
+		return out, nil
+	}
+	stop, err := serveDNS(bg, netip.AddrPortFrom(a.Gateway, 53), bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, upstreamPorts(ups), log, memberUps)
 	if err != nil {
 		return fail(fmt.Errorf("DNS on %s: %w", a.Gateway, err))
 	}
@@ -179,6 +202,7 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		HostVeth: hostVeth,
 		LogGroup: freeGroup(bridges),
 		Egress:   spec,
+		DNS:      opts.DNS,
 	}
 	// The lease is written before anything it names is made: a crash from here on leaves a record
 	// for the next Attach or Cleanup to undo.
@@ -319,6 +343,9 @@ func (a *Attachment) Close() error {
 		a.denials.close()
 	}
 	a.wg.Wait()
+	if a.denials != nil {
+		a.denials.closeConn()
+	}
 	stopped := time.Now()
 	unlock, err := a.root.lock()
 	if err != nil {

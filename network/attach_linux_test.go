@@ -430,3 +430,71 @@ func TestAttachReclaimsDeadOwner(t *testing.T) {
 		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
 	}
 }
+
+// TestBridgeMACStays: the bridge's MAC address, which members learn for the gateway, is the same
+// from its first member to its last, whoever joins or leaves. A Linux bridge left to itself takes
+// its lowest port's MAC and changes it as ports come and go; the members' ARP entries then name a
+// MAC nobody answers, and their DNS stops until the entries are probed again (found by
+// example/network_test.go, "resolver outlives its first member").
+func TestBridgeMACStays(t *testing.T) {
+	dir := stateDir(t)
+	ifname := stateRoot{dir}.bridgeIfname("mac")
+	mac := func(when string) string {
+		t.Helper()
+		l, err := netlink.LinkByName(ifname)
+		if err != nil {
+			t.Fatalf("bridge %s %s: %v", ifname, when, err)
+		}
+		return l.Attrs().HardwareAddr.String()
+	}
+	a, err := Attach(t.Context(), Options{Service: "first", Bridge: "mac", StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	want := mac("with its first member")
+	attach(t, Options{Service: "second", Bridge: "mac", StateDir: dir})
+	if got := mac("after a second member joined"); got != want {
+		t.Errorf("bridge %s changed its MAC from %s to %s when a second member joined", ifname, want, got)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mac("after its first member left"); got != want {
+		t.Errorf("bridge %s changed its MAC from %s to %s when its first member left", ifname, want, got)
+	}
+}
+
+// TestDenialBeforeClose: a denial in a service's last moment is reported, not lost with the
+// NFLOG socket at Close. The kernel batched up to 100 log messages and sent them a second later
+// (found by example/network_test.go, "denials rate-limited", which lost them now and then).
+func TestDenialBeforeClose(t *testing.T) {
+	dir := stateDir(t)
+	inet := newTestHost(t, "198.51.100.204/30")
+	// egress=all turns forwarding on, without which the routing code, not the rules, denies.
+	attach(t, Options{Service: "fwd", StateDir: dir, Egress: Egress{All: true}})
+	var denials syncBuffer
+	a, err := Attach(t.Context(), Options{Service: "brief", StateDir: dir, Denials: &denials})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	to := netip.AddrPortFrom(inet.addr, 5353)
+	inNetnsT(t, a.Netns, func() {
+		c, err := net.Dial("udp4", to.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	time.Sleep(200 * time.Millisecond) // well within the kernel's old one-second batch
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if want := "brief: egress denied " + to.String() + "/udp\n"; denials.String() != want {
+		t.Errorf("denials after Close: %q, want %q", denials.String(), want)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -22,7 +23,8 @@ func ensureBridge(b *bridgeState) (int, error) {
 		if !errors.As(err, &nf) {
 			return 0, fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
 		}
-		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Ifname}}
+		// Its MAC set, not inherited from its lowest port (see pinBridgeMAC).
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Ifname, HardwareAddr: memberMAC(b.Gateway)}}
 		if err := netlink.LinkAdd(br); err != nil {
 			return 0, fmt.Errorf("creating bridge %s (%s): %w", b.Name, b.Ifname, err)
 		}
@@ -30,6 +32,9 @@ func ensureBridge(b *bridgeState) (int, error) {
 	}
 	if link.Type() != "bridge" {
 		return 0, fmt.Errorf("bridge %s: interface %s exists and is a %s, not a bridge (remove it)", b.Name, b.Ifname, link.Type())
+	}
+	if err := pinBridgeMAC(link); err != nil {
+		return 0, fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
 	}
 	if err := hostSide(link, b); err != nil {
 		return 0, fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
@@ -51,6 +56,27 @@ func hostSide(link netlink.Link, b *bridgeState) error {
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return fmt.Errorf("up: %w", err)
+	}
+	return nil
+}
+
+// netAddrSet is the kernel's NET_ADDR_SET (include/linux/netdevice.h): the address was set
+// explicitly, as /sys/class/net/IF/addr_assign_type shows.
+const netAddrSet = "3"
+
+// pinBridgeMAC sets the bridge's MAC address to the one it has, once. Until an address is set, a
+// Linux bridge takes the lowest MAC of its ports (br_stp_recalculate_bridge_id) and changes it when
+// that port leaves: every remaining member's ARP entry for the gateway then names a MAC nobody
+// answers, and DNS and egress stop for them until the entry goes stale and is probed again
+// (seconds to a minute). Docker and netavark pin it for the same reason. A new bridge's own
+// address is random and locally administered, and is the one the first member will learn.
+func pinBridgeMAC(link netlink.Link) error {
+	t, err := os.ReadFile("/sys/class/net/" + link.Attrs().Name + "/addr_assign_type")
+	if err == nil && strings.TrimSpace(string(t)) == netAddrSet {
+		return nil
+	}
+	if err := netlink.LinkSetHardwareAddr(link, link.Attrs().HardwareAddr); err != nil {
+		return fmt.Errorf("pinning its MAC address %s: %w", link.Attrs().HardwareAddr, err)
 	}
 	return nil
 }

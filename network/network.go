@@ -103,6 +103,9 @@ type lease struct {
 	HostVeth string     `json:"host_veth"`
 	LogGroup uint16     `json:"log_group"` // NFLOG group of its denials
 	Egress   egressSpec `json:"egress"`
+	// DNS is the service's [network] dns (empty: the host's). Every member's resolver forwards
+	// this member's queries there, whichever of them the kernel hands a query to.
+	DNS []netip.Addr `json:"dns,omitempty"`
 }
 
 // egressSpec is Egress as stored, with each HOSTNAME entry's current addresses, so that whoever

@@ -21,12 +21,16 @@ const (
 	nfulnlMsgConfig   = 1
 	nfulaCfgCmd       = 1
 	nfulaCfgMode      = 2
+	nfulaCfgQthresh   = 5
 	nfulnlCfgCmdBind  = 1
 	nfulnlCopyPacket  = 2
 	nfulaPayload      = 9
 	denialCopyRange   = 64 // the IPv4 header and the ports
 	denialEvery       = 10 * time.Second
 	denialBurstPerSec = 5
+	// drainOnClose is how long close reads what the kernel has sent already: a denial just
+	// before the service exits is still reported.
+	drainOnClose = 100 * time.Millisecond
 )
 
 // denialReader reads one NFLOG group and writes each denial as `NAME: egress denied ADDR:PORT/PROTO`.
@@ -75,6 +79,18 @@ func listenDenials(group uint16, service string, w io.Writer) (*denialReader, er
 	if err := cfg(m); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("nflog group %d mode: %w", group, err)
+	}
+	// One packet per message, sent at once. The kernel's default batches up to 100 and flushes
+	// after a second (NFULNL_QTHRESH_DEFAULT, NFULNL_TIMEOUT_DEFAULT in nfnetlink_log.c): a
+	// denial came a second late, and one in a service's last second was lost with the socket at
+	// its exit. The rule's rate limit, not batching, bounds the volume.
+	ae = netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.BigEndian
+	ae.Uint32(nfulaCfgQthresh, 1)
+	q, _ := ae.Encode()
+	if err := cfg(q); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("nflog group %d queue threshold: %w", group, err)
 	}
 	return &denialReader{conn: c, service: service, w: w, last: map[string]time.Time{}}, nil
 }
@@ -128,7 +144,15 @@ func (d *denialReader) report(dest string, now time.Time) {
 	fmt.Fprintf(d.w, "%s: egress denied %s\n", d.service, dest)
 }
 
-func (d *denialReader) close() { d.conn.Close() }
+// close ends run after it has read what the kernel sent up to now (drainOnClose at most); the
+// caller waits for run, then calls closeConn.
+func (d *denialReader) close() {
+	if err := d.conn.SetReadDeadline(time.Now().Add(drainOnClose)); err != nil {
+		d.conn.Close()
+	}
+}
+
+func (d *denialReader) closeConn() { d.conn.Close() }
 
 // describePacket turns an IPv4 packet's head into "ADDR:PORT/PROTO" (or "ADDR/PROTO").
 func describePacket(p []byte) (string, bool) {

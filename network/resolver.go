@@ -47,9 +47,17 @@ type resolver struct {
 	upstreams []netip.AddrPort
 	log       *slog.Logger
 
+	// memberUpstreams, when set, gives each member's own upstreams (its
+	// [network] dns, else the host's), read with the member table: the
+	// kernel spreads a member's queries over every member's resolver, and
+	// each must forward them where that member said, not where its own
+	// service said. nil: upstreams for everyone.
+	memberUpstreams func() (map[netip.Addr][]netip.AddrPort, error)
+
 	mu      sync.Mutex
 	members map[string]netip.Addr // lower-cased names
 	byAddr  map[netip.Addr]string
+	ups     map[netip.Addr][]netip.AddrPort // from memberUpstreams
 	fetched time.Time
 	warned  time.Time // last warning about upstreams
 }
@@ -82,6 +90,17 @@ func (r *resolver) table(fresh bool) (map[string]netip.Addr, map[netip.Addr]stri
 	if err != nil {
 		r.log.Warn("dns: reading the bridge's members", "bridge", r.bridge, "err", err)
 		return r.members, r.byAddr
+	}
+	if r.memberUpstreams != nil {
+		ups, err := r.memberUpstreams()
+		if err != nil {
+			r.log.Warn("dns: reading the bridge's members' upstreams", "bridge", r.bridge, "err", err)
+			return r.members, r.byAddr
+		}
+		r.ups = make(map[netip.Addr][]netip.AddrPort, len(ups))
+		for a, u := range ups {
+			r.ups[a.Unmap()] = u
+		}
 	}
 	r.members = make(map[string]netip.Addr, len(m))
 	r.byAddr = make(map[netip.Addr]string, len(m))
@@ -167,7 +186,23 @@ func (r *resolver) answer(ctx context.Context, client netip.Addr, req *dns.Msg) 
 			return m
 		}
 	}
-	return r.forward(ctx, req)
+	return r.forward(ctx, r.upstreamsOf(client), req)
+}
+
+// upstreamsOf returns where client's queries go: its own upstreams when
+// the bridge's members have their own, else the resolver's.
+func (r *resolver) upstreamsOf(client netip.Addr) []netip.AddrPort {
+	if r.memberUpstreams == nil {
+		return r.upstreams
+	}
+	r.table(false)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ups, ok := r.ups[client.Unmap()]; ok {
+		return ups
+	}
+	// The host itself (dig on the gateway): this supervisor's own.
+	return r.upstreams
 }
 
 // local answers q from the member table, or returns nil when the name is
@@ -276,9 +311,9 @@ func reverseAddr(name string) (netip.Addr, error) {
 // forward sends req to each upstream in turn, over UDP and again over TCP
 // when the answer is truncated, and returns the first answer with the
 // client's ID. None answering gives SERVFAIL.
-func (r *resolver) forward(ctx context.Context, req *dns.Msg) *dns.Msg {
+func (r *resolver) forward(ctx context.Context, upstreams []netip.AddrPort, req *dns.Msg) *dns.Msg {
 	var lastErr error
-	for _, up := range r.upstreams {
+	for _, up := range upstreams {
 		addr := up.String()
 		resp, err := exchange(ctx, "udp", req, addr)
 		if err == nil && resp.Truncated {
@@ -295,7 +330,7 @@ func (r *resolver) forward(ctx context.Context, req *dns.Msg) *dns.Msg {
 		lastErr = errors.New("no upstream resolver configured")
 	}
 	if r.warnNow() {
-		r.log.Warn("dns: no upstream answered", "name", req.Question[0].Name, "upstreams", r.upstreams, "err", lastErr)
+		r.log.Warn("dns: no upstream answered", "name", req.Question[0].Name, "upstreams", upstreams, "err", lastErr)
 	}
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeServerFailure)

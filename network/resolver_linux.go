@@ -35,11 +35,22 @@ func ServeDNS(ctx context.Context, gateway netip.Addr, bridge string, lookup fun
 	for i, a := range upstreams {
 		ups[i] = netip.AddrPortFrom(a, 53)
 	}
-	return serveDNS(ctx, netip.AddrPortFrom(gateway, 53), bridge, lookup, ups, log)
+	return serveDNS(ctx, netip.AddrPortFrom(gateway, 53), bridge, lookup, ups, log, nil)
+}
+
+// upstreamPorts gives each address port 53.
+func upstreamPorts(addrs []netip.Addr) []netip.AddrPort {
+	ups := make([]netip.AddrPort, len(addrs))
+	for i, a := range addrs {
+		ups[i] = netip.AddrPortFrom(a, 53)
+	}
+	return ups
 }
 
 // serveDNS is ServeDNS on any ports, for the tests.
-func serveDNS(ctx context.Context, addr netip.AddrPort, bridge string, lookup func() (map[string]netip.Addr, error), upstreams []netip.AddrPort, log *slog.Logger) (stop func(), err error) {
+// memberUpstreams, when not nil, gives each member's own upstreams (see
+// resolver.memberUpstreams).
+func serveDNS(ctx context.Context, addr netip.AddrPort, bridge string, lookup func() (map[string]netip.Addr, error), upstreams []netip.AddrPort, log *slog.Logger, memberUpstreams func() (map[netip.Addr][]netip.AddrPort, error)) (stop func(), err error) {
 	if !addr.Addr().IsValid() {
 		return nil, errors.New("serving DNS: no gateway address")
 	}
@@ -47,6 +58,7 @@ func serveDNS(ctx context.Context, addr netip.AddrPort, bridge string, lookup fu
 		return nil, errors.New("serving DNS: no member lookup")
 	}
 	r := newResolver(addr.Addr(), bridge, lookup, upstreams, log)
+	r.memberUpstreams = memberUpstreams
 
 	lc := net.ListenConfig{Control: reusePort}
 	pc, err := lc.ListenPacket(ctx, "udp", addr.String())

@@ -191,7 +191,7 @@ func TestServeDNSOverTheWire(t *testing.T) {
 	lookup := func() (map[string]netip.Addr, error) {
 		return map[string]netip.Addr{"web": web, "db": ip(12)}, nil
 	}
-	stop, err := serveDNS(context.Background(), gw, "app", lookup, []netip.AddrPort{up}, nil)
+	stop, err := serveDNS(context.Background(), gw, "app", lookup, []netip.AddrPort{up}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,13 +253,13 @@ func TestServeDNSSharedAddress(t *testing.T) {
 	fakeUpstream(t, up)
 	lookup := func() (map[string]netip.Addr, error) { return map[string]netip.Addr{"web": web}, nil }
 
-	stopA, err := serveDNS(context.Background(), gw, "app", lookup, []netip.AddrPort{up}, nil)
+	stopA, err := serveDNS(context.Background(), gw, "app", lookup, []netip.AddrPort{up}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stopA)
 	ctxB, cancelB := context.WithCancel(context.Background())
-	stopB, err := serveDNS(ctxB, gw, "app", lookup, []netip.AddrPort{up}, nil)
+	stopB, err := serveDNS(ctxB, gw, "app", lookup, []netip.AddrPort{up}, nil, nil)
 	if err != nil {
 		t.Fatalf("a second resolver on the same address: %v", err)
 	}
@@ -322,7 +322,7 @@ func TestServeDNSInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pc.Close()
-	_, err = serveDNS(context.Background(), addr, "app", func() (map[string]netip.Addr, error) { return nil, nil }, nil, nil)
+	_, err = serveDNS(context.Background(), addr, "app", func() (map[string]netip.Addr, error) { return nil, nil }, nil, nil, nil)
 	want := "serving the bridge's DNS on 127.53.4.1:5300/udp: the address is in use by a program that is not safe-run (stop it, or make it listen on other addresses than 127.53.4.1)"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
@@ -420,5 +420,32 @@ func TestServeDNSFromNetns(t *testing.T) {
 		if got := answerData(resp); got != tc.want {
 			t.Errorf("%s %s: %q (rcode %s), want %s", tc.network, tc.name, got, dns.RcodeToString[resp.Rcode], tc.want)
 		}
+	}
+}
+
+// TestResolverMemberUpstreams: each member's queries go to its own upstreams, whichever member's
+// resolver the kernel hands them to; the host (on the gateway) gets the resolver's own. Found by
+// example/network_test.go, "dns per service on a shared bridge": a member with [network] dns got
+// a third of its answers from another member's upstream.
+func TestResolverMemberUpstreams(t *testing.T) {
+	n := testNet(61)
+	gw, a, b := n(1), n(2), n(3)
+	upA, upB, own := netip.AddrPortFrom(n(10), 53), netip.AddrPortFrom(n(11), 53), netip.AddrPortFrom(n(12), 53)
+	lookup := func() (map[string]netip.Addr, error) { return map[string]netip.Addr{"a": a, "b": b}, nil }
+	r := newResolver(gw, "app", lookup, []netip.AddrPort{own}, nil)
+	r.memberUpstreams = func() (map[netip.Addr][]netip.AddrPort, error) {
+		return map[netip.Addr][]netip.AddrPort{a: {upA}, b: {upB}}, nil
+	}
+	for _, tc := range []struct {
+		client netip.Addr
+		want   netip.AddrPort
+	}{{a, upA}, {b, upB}, {gw, own}} {
+		if got := r.upstreamsOf(tc.client); len(got) != 1 || got[0] != tc.want {
+			t.Errorf("upstreams of %s: %v, want [%s]", tc.client, got, tc.want)
+		}
+	}
+	r.memberUpstreams = nil
+	if got := r.upstreamsOf(a); len(got) != 1 || got[0] != own {
+		t.Errorf("without member upstreams, upstreams of %s: %v, want [%s]", a, got, own)
 	}
 }

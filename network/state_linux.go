@@ -178,14 +178,24 @@ func (l lease) alive() bool {
 // each query; it reads the state file without the lock (writes are atomic renames) so a long
 // Attach never stalls DNS.
 func Members(stateDir, bridge string) (map[string]netip.Addr, error) {
+	return liveLeases(stateDir, bridge, func(l lease) (string, netip.Addr) { return l.Service, l.Address })
+}
+
+// memberDNS returns the live members' [network] dns by address (empty: the host's).
+func memberDNS(stateDir, bridge string) (map[netip.Addr][]netip.Addr, error) {
+	return liveLeases(stateDir, bridge, func(l lease) (netip.Addr, []netip.Addr) { return l.Address, l.DNS })
+}
+
+func liveLeases[K comparable, V any](stateDir, bridge string, kv func(lease) (K, V)) (map[K]V, error) {
 	b, err := stateRoot{stateDir}.readBridge(bridge)
 	if err != nil || b == nil {
-		return map[string]netip.Addr{}, err
+		return map[K]V{}, err
 	}
-	out := make(map[string]netip.Addr, len(b.Leases))
+	out := make(map[K]V, len(b.Leases))
 	for _, l := range b.Leases {
 		if l.alive() {
-			out[l.Service] = l.Address
+			k, v := kv(l)
+			out[k] = v
 		}
 	}
 	return out, nil
