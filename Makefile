@@ -72,6 +72,8 @@ RACE_PKGS := ./manifest ./policy ./importer ./image/registry
 # pass under the race detector (their depcheck tests keep them pure).
 check: deps-build
 	@t0=$$(date +%s); $(GO) mod tidy -diff && echo "check: go mod tidy -diff: $$(( $$(date +%s) - t0 ))s"
+	@t0=$$(date +%s); bad=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+		if [ -n "$$bad" ]; then echo "gofmt -l: $$bad (run gofmt -w)"; exit 1; fi; echo "check: gofmt: $$(( $$(date +%s) - t0 ))s"
 	@t0=$$(date +%s); $(GO) vet -tags '$(TAGS)' ./... && echo "check: go vet: $$(( $$(date +%s) - t0 ))s"
 	@t0=$$(date +%s); for os in darwin windows; do CGO_ENABLED=0 GOOS=$$os $(GO) build ./manifest ./policy || exit 1; done; \
 		echo "check: manifest and policy build for darwin, windows: $$(( $$(date +%s) - t0 ))s"

@@ -18,6 +18,8 @@ import (
 
 	runcapparmor "github.com/opencontainers/runc/libcontainer/apparmor"
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/atomicfile"
 )
 
 // securityfs is AppArmor's interface to the kernel.
@@ -150,19 +152,7 @@ func compileInto(ctx context.Context, parser string, p *Profile, file string) ([
 	if err != nil {
 		return nil, err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(file), ".tmp-")
-	if err != nil {
-		return nil, fmt.Errorf("AppArmor cache: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(policy)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), file)
-	}
-	if err != nil {
+	if err := atomicfile.Write(file, policy, 0o600); err != nil {
 		return nil, fmt.Errorf("AppArmor cache: %w", err)
 	}
 	return policy, nil
@@ -317,22 +307,7 @@ func Install(ctx context.Context, p *Profile, opts InstallOptions) (file string,
 		return "", err
 	}
 	file = filepath.Join(dir, p.Name)
-	tmp, err := os.CreateTemp(dir, ".tmp-"+p.Name)
-	if err != nil {
-		return "", fmt.Errorf("installing AppArmor profile %s: %w", p.Name, err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(p.Policy)
-	if err == nil {
-		err = tmp.Chmod(0o644)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), file)
-	}
-	if err != nil {
+	if err := atomicfile.Write(file, []byte(p.Policy), 0o644); err != nil {
 		return "", fmt.Errorf("installing AppArmor profile %s: %w", p.Name, err)
 	}
 	out, err := exec.CommandContext(ctx, parser, "--replace", "--write-cache", "--quiet", file).CombinedOutput()

@@ -264,4 +264,3 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 // composeSize writes a size in bytes: compose reads "64M" in decimal or
 // binary units depending on the implementation, a byte count never.
 func composeSize(s manifest.Size) string { return strconv.FormatInt(int64(s), 10) }
-

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/safe-run/safe-run/internal/atomicfile"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
@@ -50,22 +51,7 @@ func (out *Output) WriteFiles(dir string) ([]string, error) {
 	var written []string
 	for _, f := range out.Files {
 		path := filepath.Join(dir, f.Name)
-		tmp, err := os.CreateTemp(dir, ".tmp-"+f.Name)
-		if err != nil {
-			return written, fmt.Errorf("writing %s: %w", path, err)
-		}
-		_, err = tmp.Write(f.Data)
-		if cerr := tmp.Close(); err == nil {
-			err = cerr
-		}
-		if err == nil {
-			err = os.Chmod(tmp.Name(), 0o644)
-		}
-		if err == nil {
-			err = os.Rename(tmp.Name(), path)
-		}
-		if err != nil {
-			_ = os.Remove(tmp.Name())
+		if err := atomicfile.Write(path, f.Data, 0o644); err != nil {
 			return written, fmt.Errorf("writing %s: %w", path, err)
 		}
 		written = append(written, path)

@@ -1242,7 +1242,7 @@ target = "/data"`)).CombinedOutput()
 		out.Read(make([]byte, 3))
 		c.Process.Signal(syscall.SIGKILL)
 		c.Wait()
-		if left := survivors(uniqueSleep(32)+"|rl-kill"); len(left) > 0 {
+		if left := survivors(uniqueSleep(32) + "|rl-kill"); len(left) > 0 {
 			t.Errorf("outlived the outer safe-run: %s", left)
 		}
 	})

@@ -22,6 +22,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/atomicfile"
 )
 
 // The container's seccomp filter is compiled by safe-run, once per
@@ -79,7 +81,7 @@ func feedSeccomp(w *os.File, sc *configs.Seccomp, opts runOpts) error {
 	if _, err := w.Write(prog); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(file, prog, 0o600); err != nil {
+	if err := atomicfile.Write(file, prog, 0o600); err != nil {
 		opts.Logger.Warn("keeping the compiled seccomp filter", "file", file, "err", err)
 	}
 	return nil
@@ -288,28 +290,4 @@ func loadCaptureFilter() (int, error) {
 		return -1, fmt.Errorf("loading the capturing filter: %w", errno)
 	}
 	return int(fd), nil
-}
-
-// writeFileAtomic replaces path with data: a reader sees the old file or
-// the new one, never part of it, even after a crash.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(perm)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/atomicfile"
 )
 
 // lockFile is the state root's flock: every change to bridges, leases and the nft table holds it.
@@ -127,12 +129,7 @@ func (s stateRoot) writeBridge(b *bridgeState) error {
 	if err != nil {
 		return err
 	}
-	path := s.bridgeFile(b.Name)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("network state: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(s.bridgeFile(b.Name), data, 0o600); err != nil {
 		return fmt.Errorf("network state: %w", err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/internal/atomicfile"
 )
 
 // idSlots lists the 65536-id slots in owner's ranges that overlap no other
@@ -113,34 +114,10 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 		if err != nil {
 			return IDMap{}, err
 		}
-		if err := writeFileAtomic(path, append(data, '\n'), 0o644); err != nil {
+		if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
 			return IDMap{}, err
 		}
 		return m, nil
 	}
 	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", host.ErrNoSubIDs, n, host.IDUser, host.IDUser)
-}
-
-// writeFileAtomic replaces path with data: a reader sees the old file or
-// the new one, never part of it, even after a crash.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(perm)
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
