@@ -32,7 +32,10 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 		*nftables.Table
 		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)
 	}{
-		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, buildTable},
+		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, func(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
+			mark, _ := root.transparent()
+			buildTable(c, t, bridges, mark)
+		}},
 		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}, buildSpoofTable},
 	}
 	changed := false
@@ -46,16 +49,21 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 			changed = true
 		}
 	}
-	if !changed {
-		return nil
+	if changed {
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
+		}
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
+	if len(bridges) == 0 {
+		// The policy route of the client's address goes with the last bridge (it is made by
+		// ensureTransparent, when a service attaches).
+		return removeTransparent(root)
 	}
 	return nil
 }
 
-func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
+// buildTable fills the inet table; mark is the root's mark for replies to transparent sockets.
+func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState, mark uint32) {
 	c.AddTable(t)
 	names := make([]string, 0, len(bridges))
 	for n := range bridges {
@@ -121,6 +129,16 @@ func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeS
 		}
 		rule(in, append(ifname(expr.MetaKeyIIFNAME, b.Ifname), drop)...)
 	}
+
+	// prerouting: the service's replies to a forwarder that dialled from its client's address go
+	// to that forwarder (transparent_linux.go).
+	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
+	ifnames := make([]string, 0, len(names))
+	for _, n := range names {
+		ifnames = append(ifnames, bridges[n].Ifname)
+	}
+	transparentRules(func(e ...expr.Any) { rule(pre, e...) }, ifnames, mark)
 
 	// postrouting: what egress lets out leaves with the host's address.
 	nat := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
