@@ -170,6 +170,13 @@ func TestClientAddress(t *testing.T) {
 				}
 			}
 
+			// The client's connection opens nothing for the service: with egress none it still
+			// cannot reach the client's host on its own.
+			back := serve(t, client.netns, netip.AddrPortFrom(client.addr, 0))
+			if err := dial(a.Netns, "tcp", back); err == nil {
+				t.Errorf("the service reached its client's host at %s with egress none", back)
+			}
+
 			rules, routes := ourRouting(t, root)
 			if len(rules) != 1 || len(routes) != 1 {
 				t.Errorf("while attached: %d rules and %d routes of the root, want 1 and 1: %v %v", len(rules), len(routes), rules, routes)
