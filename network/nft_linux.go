@@ -22,6 +22,29 @@ import (
 //
 // With no bridge left, the tables are deleted.
 func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
+	mark, _ := root.transparent()
+	err := writeTables(root, bridges, mark)
+	if err != nil && len(bridges) > 0 {
+		// A kernel without nft's socket expression (CONFIG_NFT_SOCKET) still gets its
+		// isolation; only the client's address is lost (ensureTransparent sees no prerouting
+		// chain and says so).
+		if writeTables(root, bridges, 0) == nil {
+			err = nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(bridges) == 0 {
+		// The policy route of the client's address goes with the last bridge (it is made by
+		// ensureTransparent, when a service attaches).
+		return removeTransparent(root)
+	}
+	return nil
+}
+
+// writeTables replaces the tables in one batch; mark 0 leaves out the prerouting chain.
+func writeTables(root stateRoot, bridges map[string]*bridgeState, mark uint32) error {
 	// The kernel answers each rule of the batch: with tens of services
 	// the default receive buffer overflows (ENOBUFS at about 33 members).
 	c, err := nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
@@ -33,7 +56,6 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)
 	}{
 		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, func(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
-			mark, _ := root.transparent()
 			buildTable(c, t, bridges, mark)
 		}},
 		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}, buildSpoofTable},
@@ -54,15 +76,11 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 			return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
 		}
 	}
-	if len(bridges) == 0 {
-		// The policy route of the client's address goes with the last bridge (it is made by
-		// ensureTransparent, when a service attaches).
-		return removeTransparent(root)
-	}
 	return nil
 }
 
-// buildTable fills the inet table; mark is the root's mark for replies to transparent sockets.
+// buildTable fills the inet table; mark is the root's mark for replies to transparent sockets
+// (0: no prerouting chain).
 func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState, mark uint32) {
 	c.AddTable(t)
 	names := make([]string, 0, len(bridges))
@@ -132,13 +150,15 @@ func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeS
 
 	// prerouting: the service's replies to a forwarder that dialled from its client's address go
 	// to that forwarder (transparent_linux.go).
-	pre := c.AddChain(&nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
-	ifnames := make([]string, 0, len(names))
-	for _, n := range names {
-		ifnames = append(ifnames, bridges[n].Ifname)
+	if mark != 0 {
+		pre := c.AddChain(&nftables.Chain{Name: preroutingChain, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
+		ifnames := make([]string, 0, len(names))
+		for _, n := range names {
+			ifnames = append(ifnames, bridges[n].Ifname)
+		}
+		transparentRules(func(e ...expr.Any) { rule(pre, e...) }, ifnames, mark)
 	}
-	transparentRules(func(e ...expr.Any) { rule(pre, e...) }, ifnames, mark)
 
 	// postrouting: what egress lets out leaves with the host's address.
 	nat := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -41,6 +42,7 @@ import (
 // chain's isolation (from a bridge only DNS to the gateway and established
 // traffic) still holds; nothing is forwarded, so egress does not see them.
 const (
+	preroutingChain     = "prerouting"
 	transparentBase     = 0x5352_0000
 	transparentPriority = 100
 )
@@ -83,6 +85,13 @@ func (s stateRoot) transparentRoute() *netlink.Route {
 // from the gateway instead.
 func ensureTransparent(root stateRoot) error {
 	mark, table := root.transparent()
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	if _, err := c.ListChain(&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, preroutingChain); err != nil {
+		return fmt.Errorf("the kernel took no nftables rule with `socket transparent` (CONFIG_NFT_SOCKET) in table inet %s: %w", root.table(), err)
+	}
 	rules, err := netlink.RuleList(unix.AF_INET)
 	if err != nil {
 		return fmt.Errorf("listing ip rules: %w", err)
