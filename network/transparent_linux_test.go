@@ -136,13 +136,15 @@ func TestClientAddress(t *testing.T) {
 			dir := stateDir(t)
 			root := stateRoot{dir}
 			client := newTestHost(t, tc.prefix)
-			ports := freePorts(t, 2)
+			ports := freePorts(t, 3)
 			const svcPort = 8000
 			a := attach(t, Options{Service: "web", Bridge: tc.bridge, StateDir: dir, Ports: []Port{
 				{HostIP: client.hostSide, HostPort: ports[0], ContainerPort: svcPort, Proto: "tcp"},
 				{HostIP: client.hostSide, HostPort: ports[0], ContainerPort: svcPort, Proto: "udp"},
 				{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: ports[1], ContainerPort: svcPort, Proto: "tcp"},
 				{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: ports[1], ContainerPort: svcPort, Proto: "udp"},
+				{HostIP: netip.IPv4Unspecified(), HostPort: ports[2], ContainerPort: svcPort, Proto: "tcp"},
+				{HostIP: netip.IPv4Unspecified(), HostPort: ports[2], ContainerPort: svcPort, Proto: "udp"},
 			}})
 			if len(a.Notes) > 0 {
 				t.Logf("notes: %v", a.Notes)
@@ -156,6 +158,9 @@ func TestClientAddress(t *testing.T) {
 			}{
 				{"remote tcp", client.netns, netip.AddrPortFrom(client.hostSide, ports[0]), client.addr},
 				{"remote udp", client.netns, netip.AddrPortFrom(client.hostSide, ports[0]), client.addr},
+				{"remote, wildcard port tcp", client.netns, netip.AddrPortFrom(client.hostSide, ports[2]), client.addr},
+				{"remote, wildcard port udp", client.netns, netip.AddrPortFrom(client.hostSide, ports[2]), client.addr},
+				{"loopback, wildcard port tcp", "", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[2]), a.Gateway},
 				{"loopback tcp", "", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[1]), a.Gateway},
 				{"loopback udp", "", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ports[1]), a.Gateway},
 			} {
