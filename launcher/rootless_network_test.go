@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,6 +44,9 @@ func TestRootlessBridge(t *testing.T) {
 		os.Chown(d, int(u.uid), int(u.gid))
 	}
 	os.WriteFile(filepath.Join(home, "www", "index.html"), []byte("hello from a rootless bridge\n"), 0o644)
+	// A CGI that answers with the client's address the service sees.
+	os.MkdirAll(filepath.Join(home, "www", "cgi-bin"), 0o755)
+	os.WriteFile(filepath.Join(home, "www", "cgi-bin", "ip"), []byte("#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"$REMOTE_ADDR\"\n"), 0o755)
 	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
 		c := exec.CommandContext(ctx, env.bin, args...)
 		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
@@ -188,6 +192,17 @@ ports = ["%s:%d:80"]`, addr, port))
 		out, err := exec.Command("ip", "netns", "exec", testHost.ns, "curl", "-sS", "-m", "5", fmt.Sprintf("http://%s:%d/", testHost.hostAddr, port)).CombinedOutput()
 		if err != nil || string(out) != "hello from a rootless bridge\n" {
 			t.Errorf("from the test host: %v: %s", err, out)
+		}
+		// The service sees the test host's own address, not N's gateway:
+		// the forwarder in N dials from it (IP_TRANSPARENT).
+		out, err = exec.Command("ip", "netns", "exec", testHost.ns, "curl", "-sS", "-m", "5", fmt.Sprintf("http://%s:%d/cgi-bin/ip", testHost.hostAddr, port)).CombinedOutput()
+		// busybox httpd listens dual-stack: [::ffff:a.b.c.d].
+		got := strings.Trim(strings.TrimSpace(string(out)), "[]")
+		if a, perr := netip.ParseAddr(got); perr == nil {
+			got = a.Unmap().String()
+		}
+		if err != nil || got != testHost.addr {
+			t.Errorf("the service saw the test host as %q (%v), want %s", got, err, testHost.addr)
 		}
 		c.Process.Signal(syscall.SIGTERM)
 		c.Wait()

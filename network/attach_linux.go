@@ -30,6 +30,7 @@ type Attachment struct {
 
 	root    stateRoot
 	lease   lease
+	subnet  netip.Prefix // the bridge's; invalid: forwarders dial from the gateway
 	log     *slog.Logger
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -143,11 +144,11 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	}
 	a.stops = append(a.stops, stop)
 	if len(opts.Ports) > 0 {
-		stop, err := PublishPorts(bg, opts.Ports, a.Address, log)
+		fw, err := publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet)
 		if err != nil {
 			return fail(err)
 		}
-		a.stops = append(a.stops, stop)
+		a.stops = append(a.stops, fw.stop)
 	}
 	return a, nil
 }
@@ -240,6 +241,13 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}
 	if err := syncTable(root, bridges); err != nil {
 		return nil, err
+	}
+	if err := ensureTransparent(root); err != nil {
+		// Another program's rule or table: published ports still work, from the gateway.
+		log.Warn("published ports: the service will see the gateway as its clients' address", "err", err)
+		a.Notes = append(a.Notes, "published ports: the service sees the gateway as the client ("+err.Error()+")")
+	} else {
+		a.subnet = b.Subnet
 	}
 	a.Files = files
 	if err = writeFiles(files, b, l); err != nil {

@@ -286,6 +286,9 @@ func assertNothingLeft(t *testing.T, dir string) {
 	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyINet); err == nil && tab != nil {
 		t.Errorf("left behind: nft table inet %s", root.table())
 	}
+	if rules, routes := ourRouting(t, root); len(rules) > 0 || len(routes) > 0 {
+		t.Errorf("left behind: ip rules %v, routes %v", rules, routes)
+	}
 	links, err := netlink.LinkList()
 	if err != nil {
 		t.Fatal(err)

@@ -22,6 +22,29 @@ import (
 //
 // With no bridge left, the tables are deleted.
 func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
+	mark, _ := root.transparent()
+	err := writeTables(root, bridges, mark)
+	if err != nil && len(bridges) > 0 {
+		// A kernel without nft's socket expression (CONFIG_NFT_SOCKET) still gets its
+		// isolation; only the client's address is lost (ensureTransparent sees no prerouting
+		// chain and says so).
+		if writeTables(root, bridges, 0) == nil {
+			err = nil
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if len(bridges) == 0 {
+		// The policy route of the client's address goes with the last bridge (it is made by
+		// ensureTransparent, when a service attaches).
+		return removeTransparent(root)
+	}
+	return nil
+}
+
+// writeTables replaces the tables in one batch; mark 0 leaves out the prerouting chain.
+func writeTables(root stateRoot, bridges map[string]*bridgeState, mark uint32) error {
 	// The kernel answers each rule of the batch: with tens of services
 	// the default receive buffer overflows (ENOBUFS at about 33 members).
 	c, err := nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
@@ -32,7 +55,9 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 		*nftables.Table
 		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)
 	}{
-		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, buildTable},
+		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, func(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
+			buildTable(c, t, bridges, mark)
+		}},
 		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}, buildSpoofTable},
 	}
 	changed := false
@@ -46,16 +71,17 @@ func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
 			changed = true
 		}
 	}
-	if !changed {
-		return nil
-	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
+	if changed {
+		if err := c.Flush(); err != nil {
+			return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
+		}
 	}
 	return nil
 }
 
-func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
+// buildTable fills the inet table; mark is the root's mark for replies to transparent sockets
+// (0: no prerouting chain).
+func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState, mark uint32) {
 	c.AddTable(t)
 	names := make([]string, 0, len(bridges))
 	for n := range bridges {
@@ -120,6 +146,18 @@ func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeS
 			}
 		}
 		rule(in, append(ifname(expr.MetaKeyIIFNAME, b.Ifname), drop)...)
+	}
+
+	// prerouting: the service's replies to a forwarder that dialled from its client's address go
+	// to that forwarder (transparent_linux.go).
+	if mark != 0 {
+		pre := c.AddChain(&nftables.Chain{Name: preroutingChain, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
+		ifnames := make([]string, 0, len(names))
+		for _, n := range names {
+			ifnames = append(ifnames, bridges[n].Ifname)
+		}
+		transparentRules(func(e ...expr.Any) { rule(pre, e...) }, ifnames, mark)
 	}
 
 	// postrouting: what egress lets out leaves with the host's address.

@@ -27,9 +27,8 @@ const (
 	udpMaxDatagram = 65507
 )
 
-// Preserving the client's address (investigated, not implemented): what
-// PublishPorts does, a service sees the gateway as its client. The ways
-// out:
+// Preserving the client's address: PublishPorts alone dials from the
+// gateway, so a service sees the gateway as its client. The ways out:
 //
 //   - nftables DNAT of HostIP:HostPort to the service (docker's way, for
 //     non-loopback HostIPs only, since DNAT of 127.0.0.1 needs
@@ -41,23 +40,12 @@ const (
 //     host's firewall says. Rejected for that reason.
 //   - A transparent dial (what go-mmproxy does) keeps both: the client
 //     still connects to a socket of the host (INPUT applies), and the
-//     forwarder's socket to the service gets IP_TRANSPARENT (needs
-//     CAP_NET_ADMIN, which the root supervisor has) and binds to the
-//     client's address before it connects, so the service sees the real
-//     client. The replies are addressed to that client, so the host must
-//     deliver them to the forwarder rather than route them on: in
-//     safe_run's table, `iifname <bridge> socket transparent 1 meta mark
-//     set M` in prerouting, plus a policy route `ip rule fwmark M lookup T`
-//     with `local 0.0.0.0/0 dev lo table T` (both owned and removed by
-//     safe-run like its other state). Loopback clients (127.0.0.0/8) keep
-//     the gateway as their address: 127.0.0.1 inside the service's netns
-//     is its own loopback. The service's egress filter must let these
-//     replies out (they are conntrack-established). Tried by hand in
-//     three namespaces (client, host, service; kernel 6.18): the service
-//     saw the client's address, and without the mark rule the connect
-//     timed out, the replies being routed away. This is the way to do it
-//     if it is wanted; it needs netcore's table and a routing rule, so it
-//     is left for after the merge.
+//     forwarder's socket to the service gets IP_TRANSPARENT and binds to
+//     the client's address before it connects, so the service sees the
+//     real client. This is what Attach does (transparentDialer, and the
+//     mark rule and policy route in transparent_linux.go). Loopback
+//     clients (127.0.0.0/8) keep the gateway as their address: 127.0.0.1
+//     inside the service's netns is its own loopback.
 //   - The PROXY protocol (v2) header in front of the stream: no kernel
 //     state at all, but only for services that parse it, so only as an
 //     opt-in per port.

@@ -33,8 +33,9 @@ import (
 //
 // What the service sees as its client's address: the connection comes
 // from the host, so the service sees the gateway (the host's address on
-// its bridge) and an ephemeral port, never the real client. See
-// "Preserving the client's address" below for the ways out.
+// its bridge) and an ephemeral port, never the real client. Attach's
+// forwarders dial from the client's address instead (publishPorts with
+// the bridge's subnet; see transparentDialer and transparent_linux.go).
 //
 // HostIP 0.0.0.0 (or ::) listens on every address, IPv4 and IPv6 (a
 // dual-stack socket). UDP replies on such a wildcard socket are sent from
@@ -42,7 +43,7 @@ import (
 // whatever address the routing table would pick, which a client on a host
 // with several addresses would drop.
 func PublishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger) (stop func(), err error) {
-	fw, err := publishPorts(ctx, ports, target, log, udpIdle)
+	fw, err := publishPorts(ctx, ports, target, log, udpIdle, netip.Prefix{})
 	if err != nil {
 		return nil, err
 	}
@@ -50,15 +51,18 @@ func PublishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 }
 
 // publishPorts is PublishPorts with the UDP idle time as a parameter, and
-// the forwarders returned, for the tests.
-func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger, idle time.Duration) (*forwarders, error) {
+// the forwarders returned, for the tests. With a valid subnet (the
+// bridge's), the forwarders dial the service from each client's own
+// address (see transparentDialer); the host must route the replies back to them
+// (ensureTransparent).
+func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger, idle time.Duration, subnet netip.Prefix) (*forwarders, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if !target.IsValid() {
 		return nil, errors.New("publishing ports: the service has no address")
 	}
-	fw := &forwarders{log: log, idle: idle, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
+	fw := &forwarders{log: log, idle: idle, subnet: subnet, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
 	fctx, cancel := context.WithCancel(ctx)
 	fw.cancel = cancel
 	for _, p := range ports {
@@ -79,6 +83,7 @@ func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 type forwarders struct {
 	log    *slog.Logger
 	idle   time.Duration // a UDP session's
+	subnet netip.Prefix  // the service's bridge; valid: dial from the client's address
 	cancel context.CancelFunc
 
 	tcp []tcpForward
@@ -129,7 +134,7 @@ func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) err
 			return publishError(name, err)
 		}
 		u := &udpForward{
-			pc: pc.(*net.UDPConn), target: to, name: name, log: fw.log, idle: fw.idle,
+			pc: pc.(*net.UDPConn), target: to, name: name, log: fw.log, idle: fw.idle, fw: fw,
 			sessions: make(map[netip.AddrPort]*udpSession),
 		}
 		if p.HostIP.IsUnspecified() {
@@ -244,8 +249,8 @@ func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCP
 	defer client.Close()
 
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	d := net.Dialer{}
-	c, err := d.DialContext(dctx, "tcp", t.target.String())
+	d := transparentDialer(fw.source(client.RemoteAddr()), false)
+	c, err := d.DialContext(dctx, "tcp4", t.target.String())
 	cancel()
 	if err != nil {
 		fw.log.Warn("port: connecting to the service", "port", t.name, "target", t.target.String(), "client", client.RemoteAddr().String(), "err", err)
@@ -293,6 +298,7 @@ type udpForward struct {
 	name   string
 	log    *slog.Logger
 	idle   time.Duration
+	fw     *forwarders // for the source of sessions
 
 	// family is the socket's (AF_INET or AF_INET6) on a wildcard address,
 	// where each datagram's destination is read so the reply leaves from
@@ -358,8 +364,8 @@ func (u *udpForward) session(ctx context.Context, client netip.AddrPort, local n
 		}
 		u.endLocked(oldest)
 	}
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "udp", u.target.String())
+	d := transparentDialer(u.fw.source(net.UDPAddrFromAddrPort(client)), true)
+	c, err := d.DialContext(ctx, "udp4", u.target.String())
 	if err != nil {
 		u.log.Warn("port: opening a session to the service", "port", u.name, "target", u.target.String(), "err", err)
 		return nil
@@ -499,4 +505,64 @@ func (u *udpForward) close() {
 	}
 	u.mu.Unlock()
 	u.wg.Wait()
+}
+
+// source is the address to dial the service from for client: the client's
+// own, when the forwarders are transparent and the host can route the
+// replies back; otherwise invalid, and the dial leaves from the gateway.
+// The exceptions keep the gateway:
+//   - a loopback client (127.0.0.0/8, ::1): the service's namespace has a
+//     loopback of its own, and the host drops a packet from a bridge with a
+//     loopback source as a martian;
+//   - an IPv6 client of a dual-stack port: the service has IPv4 only;
+//   - a client on the service's own bridge (a member dialling a published
+//     host address): the service would answer it directly on the bridge,
+//     past the forwarder.
+func (fw *forwarders) source(client net.Addr) netip.Addr {
+	if fw == nil || !fw.subnet.IsValid() {
+		return netip.Addr{}
+	}
+	var ap netip.AddrPort
+	switch c := client.(type) {
+	case *net.TCPAddr:
+		ap = c.AddrPort()
+	case *net.UDPAddr:
+		ap = c.AddrPort()
+	default:
+		return netip.Addr{}
+	}
+	a := ap.Addr().Unmap()
+	if !a.Is4() || a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || fw.subnet.Contains(a) {
+		return netip.Addr{}
+	}
+	return a
+}
+
+// transparentDialer is a dialer that leaves from src (any port), with IP_TRANSPARENT
+// so that the host binds an address that is not its own (it needs
+// CAP_NET_ADMIN in the network namespace's user namespace: the root
+// supervisor, or the rootless one in the namespace it owns). An invalid
+// src: a plain dialer, from the address the route picks (the gateway).
+func transparentDialer(src netip.Addr, udp bool) net.Dialer {
+	if !src.IsValid() {
+		return net.Dialer{}
+	}
+	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		if err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("setting IP_TRANSPARENT to dial from the client's address %s: %w", src, serr)
+		}
+		return nil
+	}}
+	if udp {
+		d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	} else {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	}
+	return d
 }
