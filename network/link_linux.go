@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -146,6 +147,49 @@ func connect(b *bridgeState, l *lease, master int) error {
 	gw := net.IP(b.Gateway.AsSlice())
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: in.Attrs().Index, Gw: gw}); err != nil {
 		return fmt.Errorf("default route via %s in %s: %w", b.Gateway, l.Netns, err)
+	}
+	ends := []linkEnd{{l.HostVeth, "veth " + l.HostVeth, netlink.LinkByName}, {"eth0", "eth0 in " + l.Netns, h.LinkByName}}
+	if master != 0 {
+		// A new bridge carries nothing until its first port is up, and the
+		// kernel may take up to a second to notice (a bridge's carrier is
+		// not an urgent link event).
+		ends = append(ends, linkEnd{b.Ifname, "bridge " + b.Ifname, netlink.LinkByName})
+	}
+	return waitOperUp(ends)
+}
+
+// linkEnd is one interface waitOperUp waits for, found by get in its
+// namespace.
+type linkEnd struct {
+	name, what string
+	get        func(string) (netlink.Link, error)
+}
+
+// operUpTimeout bounds the wait for a new pair to carry traffic.
+const operUpTimeout = 5 * time.Second
+
+// waitOperUp waits until both ends of a new veth pair (and a new bridge)
+// are operationally up. Until the kernel's link watcher has run for an end, that end
+// transmits through a no-op queue that drops every packet: the first ARP
+// request of a service's first connection is lost, and ARP asks again
+// only a second later. The watcher runs in a shared work queue, late when
+// namespaces are being torn down (a restart at once).
+func waitOperUp(ends []linkEnd) error {
+	deadline := time.Now().Add(operUpTimeout)
+	for _, end := range ends {
+		for {
+			l, err := end.get(end.name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", end.what, err)
+			}
+			if l.Attrs().OperState == netlink.OperUp {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s is %s, not up, after %v", end.what, l.Attrs().OperState, operUpTimeout)
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
 	return nil
 }
