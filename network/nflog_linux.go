@@ -29,8 +29,10 @@ const (
 	denialEvery       = 10 * time.Second
 	denialBurstPerSec = 5
 	// drainOnClose is how long close reads what the kernel has sent already: a denial just
-	// before the service exits is still reported.
-	drainOnClose = 100 * time.Millisecond
+	// before the service exits is still reported. The kernel sends each denial as it logs it
+	// (see listenDenials), so by the time the service is gone its last ones sit in the socket's
+	// buffer: reading them takes microseconds, and every bridge service's stop waits this long.
+	drainOnClose = 5 * time.Millisecond
 )
 
 // denialReader reads one NFLOG group and writes each denial as `NAME: egress denied ADDR:PORT/PROTO`.
