@@ -31,7 +31,9 @@ type Sample struct {
 func ReadSample(paths map[string]string) (Sample, error) {
 	s := Sample{At: time.Now()}
 	var r reader
-	if dir, ok := paths[""]; ok {
+	// On a hybrid host, v1's controllers are beside a unified hierarchy
+	// that has none of them.
+	if dir, ok := paths[""]; ok && paths["memory"] == "" {
 		s.CPUNanos = r.key(filepath.Join(dir, "cpu.stat"), "usage_usec") * 1000
 		s.Periods = r.key(filepath.Join(dir, "cpu.stat"), "nr_periods")
 		s.Throttled = r.key(filepath.Join(dir, "cpu.stat"), "nr_throttled")

@@ -1,0 +1,338 @@
+package launcher_test
+
+// The operations commands (ps, stop, kill, events, stats) on real services,
+// through the safe-run binary, which hands them to safe-run-tools.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/safe-run/safe-run/ops"
+)
+
+// service is a safe-run running a service in the background.
+type service struct {
+	name   string
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+	stderr *bytes.Buffer
+}
+
+// startService starts a shell script as service name and waits for its
+// first line, "up".
+func startService(t *testing.T, name, script, extra string) *service {
+	t.Helper()
+	m := manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s", script, extra))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	c := safeRun(t, ctx, m)
+	s := &service{name: name, cmd: c, stderr: &bytes.Buffer{}}
+	c.Stderr = s.stderr
+	out, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		cancel()
+		waitUnlocked(name)
+	})
+	s.stdout = bufio.NewReader(out)
+	if line, err := s.stdout.ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("%s did not start: %q %v\n%s", name, line, err, s.stderr)
+	}
+	waitStatus(t, name, ops.StateRunning)
+	return s
+}
+
+// waitStatus waits for the status file of name to say state.
+func waitStatus(t *testing.T, name, state string) *ops.Status {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s, err := ops.ReadStatus(filepath.Join(env.stateDir, name)); err == nil && s.State == state {
+			return s
+		}
+	}
+	t.Fatalf("%s never %s", name, state)
+	return nil
+}
+
+// tools runs a command of safe-run's and returns its result.
+func tools(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, args...)
+	var out, errOut bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errOut
+	err := c.Run()
+	if err != nil && c.ProcessState == nil {
+		t.Fatalf("safe-run %s: %v", strings.Join(args, " "), err)
+	}
+	return result{code: c.ProcessState.ExitCode(), stdout: out.String(), stderr: errOut.String()}
+}
+
+func psJSON(t *testing.T, args ...string) map[string]ops.PSEntry {
+	t.Helper()
+	r := tools(t, append([]string{"ps", "--format", "json"}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("ps: exit %d\n%s", r.code, r.stderr)
+	}
+	var list []ops.PSEntry
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("ps: %v\n%s", err, r.stdout)
+	}
+	out := map[string]ops.PSEntry{}
+	for _, e := range list {
+		out[e.Name] = e
+	}
+	return out
+}
+
+func readCgroupFile(t *testing.T, dir, file string) string {
+	t.Helper()
+	return strings.TrimSpace(string(mustRead(t, filepath.Join(dir, file))))
+}
+
+func cgroupKey(t *testing.T, dir, file, key string) uint64 {
+	t.Helper()
+	for _, l := range strings.Split(readCgroupFile(t, dir, file), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == key {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func atoi(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestPSAndStats: ps lists two running services and not one that exited;
+// ps -a shows one whose supervisor died; stats matches the cgroup files of
+// a service holding a known amount of memory.
+func TestPSAndStats(t *testing.T) {
+	setup(t)
+	// 24 MiB held in a shell variable; init, the shell and the sleep.
+	hog := startService(t, "opshog", `x=$(head -c 25165824 /dev/zero | tr '\0' x); echo up; `+uniqueSleep(40)+"; echo $x | head -c 1", "[resources]\nmemory = \"96M\"\ncpus = 0.5\npids = 32\n")
+	startService(t, "opsidle", "echo up; "+uniqueSleep(40), "")
+	if r := run(t, manifestFor(t, "opsgone", "[process]\ncommand = [\"/bin/true\"]\n"), ""); r.code != 0 {
+		t.Fatalf("opsgone: exit %d %s", r.code, r.stderr)
+	}
+	ps := psJSON(t)
+	for _, n := range []string{"opshog", "opsidle"} {
+		e, ok := ps[n]
+		if !ok || e.State != ops.StateRunning || e.Crashed || e.InitPID == 0 || e.SupervisorPID == 0 || len(e.Cgroups) == 0 || e.ManifestSHA == "" || e.UserNS == "" {
+			t.Errorf("ps: %s: %+v", n, e)
+		}
+	}
+	if _, ok := ps["opsgone"]; ok {
+		t.Error("ps lists a service that exited")
+	}
+	if e := ps["opshog"]; e.Limits != (ops.Limits{Memory: 96 << 20, CPUs: 0.5, Pids: 32}) || e.SupervisorPID != hog.cmd.Process.Pid {
+		t.Errorf("ps: opshog: limits %+v, supervisor %d (want %d)", e.Limits, e.SupervisorPID, hog.cmd.Process.Pid)
+	}
+	if r := tools(t, "ps"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "mem 96.0MiB,cpus 0.5,pids 32") {
+		t.Errorf("ps table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// A supervisor that died before its janitor cleaned up.
+	ghost := filepath.Join(env.stateDir, "opsghost")
+	if err := os.Mkdir(ghost, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(ghost) })
+	if err := ops.WriteStatus(ghost, &ops.Status{Name: "opsghost", State: ops.StateRunning, SupervisorPID: 1 << 30, Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := psJSON(t)["opsghost"]; ok {
+		t.Error("ps lists a service whose supervisor died")
+	}
+	if e, ok := psJSON(t, "-a")["opsghost"]; !ok || !e.Crashed {
+		t.Errorf("ps -a: opsghost %+v", e)
+	}
+	if r := tools(t, "ps", "-a"); !strings.Contains(r.stdout, "crashed (supervisor pid 1073741824 died)") {
+		t.Errorf("ps -a table:\n%s", r.stdout)
+	}
+
+	r := tools(t, "stats", "opshog", "--no-stream", "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("stats: exit %d\n%s", r.code, r.stderr)
+	}
+	var stats []ops.Stats
+	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 1 {
+		t.Fatalf("stats: %v\n%s", err, r.stdout)
+	}
+	s := stats[0]
+	cg := ps["opshog"].Cgroups
+	mem, cpu, acct, pids := cg["memory"], cg["cpu"], cg["cpuacct"], cg["pids"]
+	if mem == "" {
+		t.Fatalf("this test reads cgroup v1's files; cgroups %v are v2's (the guest's)", cg)
+	}
+	usage := atoi(t, readCgroupFile(t, mem, "memory.usage_in_bytes"))
+	t.Logf("stats: memory %d (file now %d), pids %d, cpu %.2f%% (%.2f%% of the limit), throttled %.1f%%", s.Memory, usage, s.Pids, s.CPUPercent, *s.CPULimitPercent, s.ThrottledPercent)
+	if diff := int64(usage) - int64(s.Memory); diff > 1<<20 || diff < -(1<<20) || s.Memory < 24<<20 {
+		t.Errorf("memory %d, the cgroup's file says %d; want at least 24 MiB", s.Memory, usage)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"memory limit", s.MemoryLimit, atoi(t, readCgroupFile(t, mem, "memory.limit_in_bytes"))},
+		{"pids", s.Pids, atoi(t, readCgroupFile(t, pids, "pids.current"))},
+		{"pids (init, sh, sleep)", s.Pids, 3},
+		{"pids limit", s.PidsLimit, atoi(t, readCgroupFile(t, pids, "pids.max"))},
+		{"oom kills", s.OOMKills, cgroupKey(t, mem, "memory.oom_control", "oom_kill")},
+		{"periods", s.Periods, cgroupKey(t, cpu, "cpu.stat", "nr_periods")},
+		{"throttled periods", s.ThrottledPeriods, cgroupKey(t, cpu, "cpu.stat", "nr_throttled")},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: stats %d, cgroup %d", c.name, c.got, c.want)
+		}
+	}
+	if s.MemoryLimit != 96<<20 || s.CPUs != 0.5 || s.HostCPUs < 1 {
+		t.Errorf("limits: %+v", s)
+	}
+	if used := atoi(t, readCgroupFile(t, acct, "cpuacct.usage")); uint64(s.CPUSeconds*1e9) > used || s.CPUSeconds <= 0 {
+		t.Errorf("cpu seconds %f, cgroup says %d ns", s.CPUSeconds, used)
+	}
+	if r := tools(t, "stats", "--no-stream"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "opsidle") {
+		t.Errorf("stats table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestStopAndKill: kill forwards a signal; stop does what SIGTERM to
+// safe-run does, and waits for the end; another user may do neither.
+func TestStopAndKill(t *testing.T) {
+	setup(t)
+	s := startService(t, "opsstop", `trap 'echo got HUP' HUP; echo up; while true; do sleep 0.1; done`, "")
+
+	nobody := exec.Command(env.bin, "stop", "opsstop")
+	nobody.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir, "SAFE_RUN_DATA_DIR="+env.dataDir)
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := nobody.CombinedOutput()
+	if err == nil {
+		t.Errorf("another user stopped the service: %s", out)
+	}
+	t.Logf("as nobody: %s", out)
+
+	if r := tools(t, "kill", "-s", "HUP", "opsstop"); r.code != 0 {
+		t.Fatalf("kill: exit %d\n%s", r.code, r.stderr)
+	}
+	if line, err := s.stdout.ReadString('\n'); err != nil || line != "got HUP\n" {
+		t.Errorf("after kill -s HUP: %q %v", line, err)
+	}
+	start := time.Now()
+	if r := tools(t, "stop", "opsstop"); r.code != 0 {
+		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
+	}
+	// stop returned: safe-run is gone, and everything with it.
+	took := time.Since(start)
+	s.cmd.Wait()
+	if code := s.cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(s.stderr.String(), "opsstop: stop requested by uid 0 (safe-run stop)") ||
+		!strings.Contains(s.stderr.String(), "opsstop: stopped with SIGTERM (exit code 143)") {
+		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
+	}
+	t.Logf("stop took %v", took)
+	assertNothingLeft(t, "opsstop")
+	if r := tools(t, "stop", "opsstop"); r.code == 0 || !strings.Contains(r.stderr, "opsstop: no such running service") {
+		t.Errorf("stop of a stopped service: exit %d %s", r.code, r.stderr)
+	}
+
+	// As PID 1 the shell ignores SIGTERM: -t sets how long until SIGKILL.
+	s = startService(t, "opsstopt", "echo up; while true; do sleep 0.1; done", "init = false\nstop_timeout = \"100s\"\n")
+	start = time.Now()
+	if r := tools(t, "stop", "-t", "500ms", "opsstopt"); r.code != 0 {
+		t.Fatalf("stop -t: exit %d\n%s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 500ms of SIGTERM (safe-run stop -t)") {
+		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("stop -t 500ms took %v", took)
+	}
+	assertNothingLeft(t, "opsstopt")
+}
+
+// TestEvents: events --since sees a start and an exit that happened before
+// it started; -f follows a service started after it.
+func TestEvents(t *testing.T) {
+	setup(t)
+	before := time.Now()
+	if r := shell(t, "opsev", "exit 3", ""); r.code != 3 {
+		t.Fatalf("opsev: exit %d %s", r.code, r.stderr)
+	}
+	r := tools(t, "events", "opsev", "--since", "1m", "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("events: exit %d %s", r.code, r.stderr)
+	}
+	var kinds []string
+	var exit ops.Event
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	for {
+		var e ops.Event
+		if err := dec.Decode(&e); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if e.Time.Before(before) {
+			continue // an earlier run of this test
+		}
+		kinds = append(kinds, e.Kind)
+		if e.Kind == ops.EventExit {
+			exit = e
+		}
+	}
+	if strings.Join(kinds, " ") != "start ready exit" || exit.Code == nil || *exit.Code != 3 || exit.Message != "exited with code 3" {
+		t.Errorf("events %v, exit %+v\n%s", kinds, exit, r.stdout)
+	}
+	if r := tools(t, "events", "opsev", "--since", "1m"); !strings.Contains(r.stdout, "opsev exit code 3: exited with code 3") {
+		t.Errorf("events text:\n%s", r.stdout)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	follow := safeRun(t, ctx, "events", "-f", "opsfollow", "--format", "json")
+	out, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	time.Sleep(700 * time.Millisecond) // its first scan
+	if r := shell(t, "opsfollow", "true", ""); r.code != 0 {
+		t.Fatalf("opsfollow: exit %d %s", r.code, r.stderr)
+	}
+	dec = json.NewDecoder(out)
+	for {
+		var e ops.Event
+		if err := dec.Decode(&e); err != nil {
+			t.Fatalf("events -f: %v", err)
+		}
+		if e.Time.Before(before) {
+			continue
+		}
+		if e.Kind == ops.EventExit {
+			break
+		}
+	}
+}
