@@ -151,7 +151,7 @@ func Send(ctx context.Context, s *Status, req Request) error {
 	c, err := d.DialContext(ctx, "unix", filepath.Join(s.StateDir, ControlFile))
 	if err != nil {
 		if errors.Is(err, unix.EACCES) {
-			return fmt.Errorf("%s: %w: %v (only who started it, or root, may)", s.Name, ErrNotPermitted, err)
+			return fmt.Errorf("%s: %w: %w (only who started it, or root, may)", s.Name, ErrNotPermitted, err)
 		}
 		return fmt.Errorf("%s: reaching its supervisor: %w", s.Name, err)
 	}
