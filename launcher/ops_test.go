@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -244,8 +245,15 @@ func TestStopAndKill(t *testing.T) {
 	if r := tools(t, "stop", "opsstop"); r.code != 0 {
 		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
 	}
-	// stop returned: safe-run is gone, and everything with it.
+	// stop returned: safe-run is gone (a zombie for the test to reap),
+	// and everything with it; the name is free for the next start.
 	took := time.Since(start)
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
+		t.Errorf("safe-run still runs after stop returned: %s", stat)
+	}
+	if r := run(t, manifestFor(t, "opsstop", "[process]\ncommand = [\"/bin/echo\", \"again\"]\n"), ""); r.code != 0 {
+		t.Errorf("a start right after stop: exit %d %s", r.code, r.stderr)
+	}
 	s.cmd.Wait()
 	if code := s.cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(s.stderr.String(), "opsstop: stop requested by uid 0 (safe-run stop)") ||
 		!strings.Contains(s.stderr.String(), "opsstop: stopped with SIGTERM (exit code 143)") {
@@ -308,6 +316,15 @@ func TestEvents(t *testing.T) {
 	}
 	if r := tools(t, "events", "opsev", "--since", "1m"); !strings.Contains(r.stdout, "opsev exit code 3: exited with code 3") {
 		t.Errorf("events text:\n%s", r.stdout)
+	}
+
+	// An OOM kill is an event of its own, before the exit.
+	if r := shell(t, "opsoom", `x=$(head -c 200000000 /dev/zero | tr '\0' x)`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n"); r.code != 137 {
+		t.Fatalf("opsoom: exit %d %s", r.code, r.stderr)
+	}
+	r = tools(t, "events", "opsoom", "--since", "1m")
+	if !regexp.MustCompile(`opsoom oom the kernel OOM-killed \d+ process\(es\) of it \(memory limit 32M\)\n.* opsoom exit code 137: OOM-killed`).MatchString(r.stdout) {
+		t.Errorf("events of an OOM kill:\n%s", r.stdout)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

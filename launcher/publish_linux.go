@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -49,6 +50,11 @@ func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publishe
 	}
 	if host.Rootless {
 		p.status.UserNS = rootlessHostIDs(host.IDs)
+	}
+	if m := p.status.Manifest; m != "" && !filepath.IsAbs(m) {
+		if abs, err := filepath.Abs(m); err == nil {
+			p.status.Manifest = abs
+		}
 	}
 	if n := opts.Network; n != nil {
 		for _, port := range n.Ports {

@@ -186,10 +186,30 @@ func Send(ctx context.Context, s *Status, req Request) error {
 	if req.Op != OpStop {
 		return nil
 	}
-	// EOF once the supervisor has closed the server, the service gone.
+	// EOF once the supervisor has closed the server, the service gone
+	// and cleaned up after; then the supervisor itself exits, releasing
+	// the name for the next start.
 	_, _ = io.Copy(io.Discard, r)
+	if ctx.Err() == nil {
+		waitExit(ctx, s.SupervisorPID)
+	}
 	if ctx.Err() != nil {
 		return fmt.Errorf("%s: waiting for it to stop: %w", s.Name, ctx.Err())
 	}
 	return nil
+}
+
+// waitExit waits until process pid has exited, or ctx ends.
+func waitExit(ctx context.Context, pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone already (ESRCH), or no pidfd: nothing better to wait on
+	}
+	defer unix.Close(fd)
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 100); n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
 }
