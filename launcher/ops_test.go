@@ -234,6 +234,15 @@ func TestStopAndKill(t *testing.T) {
 		t.Errorf("another user stopped the service: %s", out)
 	}
 	t.Logf("as nobody: %s", out)
+	// Past the socket's mode, the supervisor checks who connects.
+	if err := os.Chmod(filepath.Join(env.stateDir, "opsstop", ops.ControlFile), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	nobody = exec.Command(env.bin, "kill", "opsstop")
+	nobody.Env, nobody.SysProcAttr = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir), &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := nobody.CombinedOutput(); err == nil || !strings.Contains(string(out), "opsstop: not permitted: uid 65534 did not start this service (uid 0 did; or be root)") {
+		t.Errorf("kill by another user through an open socket: %v\n%s", err, out)
+	}
 
 	if r := tools(t, "kill", "-s", "HUP", "opsstop"); r.code != 0 {
 		t.Fatalf("kill: exit %d\n%s", r.code, r.stderr)
