@@ -215,6 +215,19 @@ func TestPSAndStats(t *testing.T) {
 	if used := atoi(t, readCgroupFile(t, acct, "cpuacct.usage")); uint64(s.CPUSeconds*1e9) > used || s.CPUSeconds <= 0 {
 		t.Errorf("cpu seconds %f, cgroup says %d ns", s.CPUSeconds, used)
 	}
+	// A CPU hog at cpus = 0.2: near all of its limit, throttled in most
+	// periods.
+	startService(t, "opscpu", "echo up; while :; do :; done", "[resources]\nmemory = \"32M\"\ncpus = 0.2\n")
+	r = tools(t, "stats", "opscpu", "--no-stream", "--format", "json", "--interval", "2s")
+	stats = nil
+	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 1 {
+		t.Fatalf("stats: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	s = stats[0]
+	t.Logf("cpu hog: cpu %.1f%% of the host, %.1f%% of cpus %g; throttled in %.0f%% of periods, %.2fs of %.1fs", s.CPUPercent, *s.CPULimitPercent, s.CPUs, s.ThrottledPercent, s.ThrottledSeconds, s.Interval)
+	if *s.CPULimitPercent < 50 || *s.CPULimitPercent > 130 || s.ThrottledPercent < 50 || s.ThrottledSeconds <= 0 || s.CPUs != 0.2 {
+		t.Errorf("cpu hog at cpus 0.2: %+v", s)
+	}
 	if r := tools(t, "stats", "--no-stream"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "opsidle") {
 		t.Errorf("stats table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
