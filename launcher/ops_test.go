@@ -290,15 +290,20 @@ func TestStopAndKill(t *testing.T) {
 	// As PID 1 the shell ignores SIGTERM: -t sets how long until SIGKILL.
 	s = startService(t, "opsstopt", "echo up; while true; do sleep 0.1; done", "init = false\nstop_timeout = \"100s\"\n")
 	start = time.Now()
-	if r := tools(t, "stop", "-t", "500ms", "opsstopt"); r.code != 0 {
+	stopped := make(chan result, 1)
+	go func() { stopped <- tools(t, "stop", "-t", "1s", "opsstopt") }()
+	if e := waitStatus(t, "opsstopt", ops.StateStopping); e.InitPID == 0 {
+		t.Errorf("stopping: %+v", e)
+	}
+	if r := <-stopped; r.code != 0 {
 		t.Fatalf("stop -t: exit %d\n%s", r.code, r.stderr)
 	}
 	s.cmd.Wait()
-	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 500ms of SIGTERM (safe-run stop -t)") {
+	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 1s of SIGTERM (safe-run stop -t)") {
 		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
 	}
 	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("stop -t 500ms took %v", took)
+		t.Errorf("stop -t 1s took %v", took)
 	}
 	assertNothingLeft(t, "opsstopt")
 }
@@ -338,6 +343,15 @@ func TestEvents(t *testing.T) {
 	}
 	if r := tools(t, "events", "opsev", "--since", "1m"); !strings.Contains(r.stdout, "opsev exit code 3: exited with code 3") {
 		t.Errorf("events text:\n%s", r.stdout)
+	}
+
+	// The seccomp watcher's denials are events too.
+	if r := shell(t, "opsdeny", "unshare -U true 2>/dev/null; echo done", ""); r.code != 0 || !strings.Contains(r.stderr, "seccomp denied unshare") {
+		t.Fatalf("opsdeny: exit %d, no denial reported:\n%s", r.code, r.stderr)
+	}
+	r = tools(t, "events", "opsdeny", "--since", "1m")
+	if !regexp.MustCompile(`opsdeny seccomp safe-run: opsdeny: seccomp denied unshare \(syscall \d+\)`).MatchString(r.stdout) {
+		t.Errorf("events of a seccomp denial:\n%s", r.stdout)
 	}
 
 	// An OOM kill is an event of its own, before the exit.
