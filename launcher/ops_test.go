@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/ops"
 )
 
@@ -387,5 +388,68 @@ func TestEvents(t *testing.T) {
 		if e.Kind == ops.EventExit {
 			break
 		}
+	}
+}
+
+// TestRootlessPSAndStop: a user's own services, in the user's own state
+// directory: ps lists them, stop stops them, events has them.
+func TestRootlessPSAndStop(t *testing.T) {
+	setup(t)
+	testenv.RequireTool(t, "newuidmap")
+	u := ensureUser(t, rootlessUser)
+	home := filepath.Join(env.dir, "rootless-ops")
+	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data")} {
+		os.MkdirAll(d, 0o700)
+		os.Chown(d, int(u.uid), int(u.gid))
+	}
+	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
+		c := exec.CommandContext(ctx, env.bin, args...)
+		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
+		c.Dir = home
+		return c
+	}
+	p := filepath.Join(home, "rlops.toml")
+	os.WriteFile(p, []byte(fmt.Sprintf("version = 1\nname = \"rlops\"\n[image]\nrootfs = %q\n[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n", env.rootfs)), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := asUser(ctx, "-q", p)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("rlops did not start: %q %v\n%s", line, err, stderr.String())
+	}
+	var list []ops.PSEntry
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ps, err := asUser(ctx, "ps", "--format", "json").Output()
+		if err != nil {
+			t.Fatalf("ps: %v", err)
+		}
+		if err := json.Unmarshal(ps, &list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 1 && list[0].State == ops.StateRunning {
+			break
+		}
+	}
+	if len(list) != 1 || list[0].Name != "rlops" || list[0].Crashed || list[0].InitPID == 0 || !strings.Contains(list[0].UserNS, "your uid") {
+		files, _ := exec.Command("find", home, "-maxdepth", "5").CombinedOutput()
+		t.Fatalf("ps as the user: %+v\n%s", list, files)
+	}
+	if r, err := asUser(ctx, "stop", "rlops").CombinedOutput(); err != nil {
+		t.Fatalf("stop as the user: %v\n%s", err, r)
+	}
+	c.Wait()
+	if code := c.ProcessState.ExitCode(); code != 143 || !strings.Contains(stderr.String(), "rlops: stopped with SIGTERM (exit code 143)") {
+		t.Errorf("exit %d:\n%s", code, stderr.String())
+	}
+	ev, _ := asUser(ctx, "events", "rlops").Output()
+	if !strings.Contains(string(ev), "rlops start") || !strings.Contains(string(ev), "rlops exit code 143") {
+		t.Errorf("events as the user:\n%s", ev)
 	}
 }

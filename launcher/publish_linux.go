@@ -48,6 +48,9 @@ func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publishe
 		Manifest: a[plan.AnnotationManifest], ManifestSHA: strings.TrimPrefix(a[plan.AnnotationManifestDigest], "sha256:"),
 		UserNS: host.IDs.String(), Limits: statusLimits(spec),
 	}
+	if p.status.SupervisorStart, err = ops.ProcessStart(p.status.SupervisorPID); err != nil {
+		opts.Logger.Warn("reading safe-run's own start time", "err", err)
+	}
 	if host.Rootless {
 		p.status.UserNS = rootlessHostIDs(host.IDs)
 	}

@@ -2,25 +2,45 @@ package ops
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"strconv"
-
-	"golang.org/x/sys/unix"
+	"strings"
 )
 
-// alive says whether pid is a running safe-run: a pid that exists but
-// names another program was reused after the supervisor died.
-func alive(pid int) bool {
+// ProcessStart is when process pid started, in clock ticks after boot
+// (field 22 of /proc/PID/stat): with the pid, it names one process, never
+// another that reused the pid after it died.
+func ProcessStart(pid int) (uint64, error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces
+	// and parentheses: the fields after it start after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, os.ErrInvalid
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 20 {
+		return 0, os.ErrInvalid
+	}
+	return strconv.ParseUint(f[19], 10, 64) // field 22: fields 3.. are f[0..]
+}
+
+// alive says whether the process pid that started at start still runs;
+// a zombie does not.
+func alive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	if err := unix.Kill(pid, 0); err != nil && !errors.Is(err, unix.EPERM) {
-		return false
-	}
-	comm, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return false
 	}
-	return bytes.HasPrefix(comm, []byte("safe-run"))
+	if i := bytes.LastIndexByte(data, ')'); i >= 0 && bytes.HasPrefix(data[i+1:], []byte(" Z")) {
+		return false
+	}
+	got, err := ProcessStart(pid)
+	return err == nil && (start == 0 || got == start)
 }

@@ -2,4 +2,9 @@
 
 package ops
 
-func alive(pid int) bool { return false }
+import "errors"
+
+// ProcessStart is when process pid started; unknown here.
+func ProcessStart(pid int) (uint64, error) { return 0, errors.ErrUnsupported }
+
+func alive(pid int, start uint64) bool { return false }

@@ -37,6 +37,9 @@ type Status struct {
 	Name          string    `json:"name"`
 	State         string    `json:"state"`
 	SupervisorPID int       `json:"supervisor_pid"`
+	// SupervisorStart is when the supervisor started (ProcessStart):
+	// a pid reused by another process is no supervisor.
+	SupervisorStart uint64 `json:"supervisor_start"`
 	InitPID       int       `json:"init_pid,omitempty"` // the container's first process, as the host sees it
 	Started       time.Time `json:"started"`
 	Image         string    `json:"image,omitempty"` // the rootfs the service runs
@@ -91,7 +94,7 @@ func ReadStatus(dir string) (*Status, error) {
 		return nil, fmt.Errorf("%s: status of version %d, this safe-run reads version %d (install safe-run and safe-run-tools of one release)", filepath.Join(dir, StatusFile), s.Version, StatusVersion)
 	}
 	s.StateDir = dir
-	s.Dead = !alive(s.SupervisorPID)
+	s.Dead = !alive(s.SupervisorPID, s.SupervisorStart)
 	return &s, nil
 }
 

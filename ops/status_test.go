@@ -12,9 +12,14 @@ import (
 
 func TestPSListsRunningAndCrashed(t *testing.T) {
 	root := t.TempDir()
-	// This test binary is no safe-run: its pid stands for a reused one.
+	// This test's pid with another start time stands for a reused one.
+	start, err := ProcessStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range []Status{
-		{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), Started: time.Now()},
+		{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start + 1, Started: time.Now()},
+		{Name: "live", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: time.Now()},
 		{Name: "db", State: StateRunning, SupervisorPID: 1 << 30, Started: time.Now(), Limits: Limits{Memory: 64 << 20, CPUs: 0.5, Pids: 64}},
 	} {
 		dir := filepath.Join(root, s.Name)
@@ -30,18 +35,19 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 	if err := PS(&out, root, FormatJSON, false); err != nil {
 		t.Fatal(err)
 	}
-	if strings.TrimSpace(out.String()) != "[]" {
-		t.Errorf("ps without -a lists a dead supervisor's service:\n%s", out.String())
+	var got []PSEntry
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 1 || got[0].Name != "live" {
+		t.Errorf("ps without -a: want only live:\n%s", out.String())
 	}
 	out.Reset()
 	if err := PS(&out, root, FormatJSON, true); err != nil {
 		t.Fatal(err)
 	}
-	var got []PSEntry
+	got = nil
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[0].Name != "db" || !got[0].Crashed || got[0].Limits.Pids != 64 {
+	if len(got) != 3 || got[0].Name != "db" || !got[0].Crashed || got[0].Limits.Pids != 64 {
 		t.Errorf("ps -a: %+v", got)
 	}
 	out.Reset()
