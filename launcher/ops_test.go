@@ -453,3 +453,42 @@ func TestRootlessPSAndStop(t *testing.T) {
 		t.Errorf("events as the user:\n%s", ev)
 	}
 }
+
+// TestPSShowsACrash: safe-run SIGKILLed, its janitor held (as a `pkill -9
+// safe-run` can leave it): ps -a says the service crashed, ps leaves it
+// out, and once the janitor has cleaned up neither lists it.
+func TestPSShowsACrash(t *testing.T) {
+	setup(t)
+	s := startService(t, "opscrash", "echo up; "+uniqueSleep(32)+"; echo", "")
+	janitor := 0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", s.cmd.Process.Pid))
+	for _, f := range tasks {
+		for _, pid := range strings.Fields(string(mustRead(t, f))) {
+			if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.HasPrefix(string(comm), "safe-run-jan") {
+				janitor, _ = strconv.Atoi(pid)
+			}
+		}
+	}
+	if janitor == 0 {
+		t.Fatal("no janitor among safe-run's children")
+	}
+	syscall.Kill(janitor, syscall.SIGSTOP)
+	defer syscall.Kill(janitor, syscall.SIGCONT)
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.cmd.Wait()
+	if _, ok := psJSON(t)["opscrash"]; ok {
+		t.Error("ps lists a service whose safe-run was killed")
+	}
+	if e, ok := psJSON(t, "-a")["opscrash"]; !ok || !e.Crashed || e.SupervisorPID != s.cmd.Process.Pid {
+		t.Errorf("ps -a: %+v", e)
+	}
+	if r := tools(t, "stop", "opscrash"); r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("opscrash: no such running service: its supervisor (pid %d) died (see safe-run ps -a)", s.cmd.Process.Pid)) {
+		t.Errorf("stop of a crashed service: exit %d %s", r.code, r.stderr)
+	}
+	syscall.Kill(janitor, syscall.SIGCONT)
+	waitUnlocked("opscrash")
+	if _, ok := psJSON(t, "-a")["opscrash"]; ok {
+		t.Error("ps -a lists a crashed service the janitor cleaned up after")
+	}
+	assertNothingLeft(t, "opscrash")
+}
