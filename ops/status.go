@@ -33,24 +33,24 @@ const (
 // Status is what a running supervisor publishes about its service, written
 // whole at its start and on each change of state.
 type Status struct {
-	Version       int       `json:"version"`
-	Name          string    `json:"name"`
-	State         string    `json:"state"`
-	SupervisorPID int       `json:"supervisor_pid"`
+	Version       int    `json:"version"`
+	Name          string `json:"name"`
+	State         string `json:"state"`
+	SupervisorPID int    `json:"supervisor_pid"`
 	// SupervisorStart is when the supervisor started (ProcessStart):
 	// a pid reused by another process is no supervisor.
-	SupervisorStart uint64 `json:"supervisor_start"`
-	InitPID       int       `json:"init_pid,omitempty"` // the container's first process, as the host sees it
-	Started       time.Time `json:"started"`
-	Image         string    `json:"image,omitempty"` // the rootfs the service runs
-	ImageDigest   string    `json:"image_digest,omitempty"`
-	UserNS        string    `json:"userns,omitempty"` // "0-65535 -> 100000-165535"
-	Limits        Limits    `json:"limits"`
-	Address       string    `json:"address,omitempty"` // on its bridge
-	Bridge        string    `json:"bridge,omitempty"`
-	Ports         []string  `json:"ports,omitempty"` // HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO
-	Manifest      string    `json:"manifest,omitempty"`
-	ManifestSHA   string    `json:"manifest_sha256,omitempty"`
+	SupervisorStart uint64    `json:"supervisor_start"`
+	InitPID         int       `json:"init_pid,omitempty"` // the container's first process, as the host sees it
+	Started         time.Time `json:"started"`
+	Image           string    `json:"image,omitempty"` // the rootfs the service runs
+	ImageDigest     string    `json:"image_digest,omitempty"`
+	UserNS          string    `json:"userns,omitempty"` // "0-65535 -> 100000-165535"
+	Limits          Limits    `json:"limits"`
+	Address         string    `json:"address,omitempty"` // on its bridge
+	Bridge          string    `json:"bridge,omitempty"`
+	Ports           []string  `json:"ports,omitempty"` // HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO
+	Manifest        string    `json:"manifest,omitempty"`
+	ManifestSHA     string    `json:"manifest_sha256,omitempty"`
 	// Cgroups are the service's cgroup directories: by controller on
 	// cgroup v1, under "" on v2 (the unified hierarchy).
 	Cgroups map[string]string `json:"cgroups,omitempty"`
