@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -491,4 +492,25 @@ func TestPSShowsACrash(t *testing.T) {
 		t.Error("ps -a lists a crashed service the janitor cleaned up after")
 	}
 	assertNothingLeft(t, "opscrash")
+}
+
+// TestPSShowsTheNetwork: a bridge service's address and published ports.
+func TestPSShowsTheNetwork(t *testing.T) {
+	setup(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := startService(t, "opsnetps", "echo up; "+uniqueSleep(33)+"; echo", fmt.Sprintf("\n[network]\nmode = \"bridge\"\nports = [\"127.0.0.1:%d:80\"]\n", port))
+	e := psJSON(t)["opsnetps"]
+	if want := []string{fmt.Sprintf("127.0.0.1:%d:80/tcp", port)}; strings.Join(e.Ports, " ") != strings.Join(want, " ") || !strings.HasPrefix(e.Address, "10.") && !strings.HasPrefix(e.Address, "172.") && !strings.HasPrefix(e.Address, "192.168.") {
+		t.Errorf("ps: address %q, ports %v; want a private address and %v", e.Address, e.Ports, want)
+	}
+	if r := tools(t, "stop", "opsnetps"); r.code != 0 {
+		t.Errorf("stop: exit %d %s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	assertNothingLeft(t, "opsnetps")
 }
