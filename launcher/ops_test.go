@@ -352,7 +352,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("opsdeny: exit %d, no denial reported:\n%s", r.code, r.stderr)
 	}
 	r = tools(t, "events", "opsdeny", "--since", "1m")
-	if !regexp.MustCompile(`opsdeny seccomp safe-run: opsdeny: seccomp denied unshare \(syscall \d+\)`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`opsdeny seccomp seccomp denied unshare \(syscall \d+\)`).MatchString(r.stdout) {
 		t.Errorf("events of a seccomp denial:\n%s", r.stdout)
 	}
 

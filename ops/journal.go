@@ -158,7 +158,9 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			break
 		}
+		// The lines name the service, which the event names already.
 		msg := strings.TrimSpace(string(l.buf[:i]))
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "safe-run: "), l.j.service+": ")
 		l.buf = l.buf[i+1:]
 		if msg != "" {
 			_ = l.j.Add(l.kind, msg, nil)

@@ -101,7 +101,7 @@ func TestFollowEvents(t *testing.T) {
 	}
 	// A line written in two pieces is read whole.
 	w := j.Writer(EventEgress, nil)
-	w.Write([]byte("denied 10.0.0.1"))
+	w.Write([]byte("safe-run: web: denied 10.0.0.1"))
 	w.Write([]byte(":80\n"))
 	select {
 	case e := <-got:
