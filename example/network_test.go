@@ -481,6 +481,11 @@ probe %s %s`, a, p1, a, p2, a, p1)), 0)
 		if line := name + ": egress denied " + a + ":" + p2 + "/udp"; !strings.Contains(c.stderr(), line) {
 			t.Errorf("safe-run's stderr has no line %q\nstderr:\n%s", line, c.stderr())
 		}
+		// Each denial is an event of the service's journal too.
+		journal, _ := os.ReadFile(filepath.Join(e.data, "events", name+".jsonl"))
+		if want := `"kind":"egress","message":"egress denied ` + a + ":" + p2 + `/udp`; !strings.Contains(string(journal), want) {
+			t.Errorf("the journal has no %s\n%s", want, journal)
+		}
 	})
 
 	t.Run("denials rate-limited", func(t *testing.T) {

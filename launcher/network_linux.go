@@ -41,7 +41,7 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 	}
 	o := *job.Network
 	o.Logger = opts.Logger
-	o.Denials = opts.Violations
+	o.Denials = opts.denials
 	n := &netStart{name: job.Name, done: make(chan struct{}), closed: make(chan struct{})}
 	go func() {
 		defer close(n.done)

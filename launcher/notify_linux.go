@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,6 +32,7 @@ type notifier struct {
 	enabled  bool          // NOTIFY_SOCKET is set
 	watchdog time.Duration // WatchdogSec of the unit, 0 if none (or not for this pid)
 	relay    *net.UnixConn // the service's socket, with notify = true
+	ready    func()        // called on the service's first READY=1; nil: none
 }
 
 func newNotifier() *notifier {
@@ -76,6 +78,10 @@ func (n *notifier) listen(dir string, uid, gid int) error {
 			}
 			if msg := filterNotify(buf[:m]); msg != "" {
 				n.send(msg)
+				if n.ready != nil && slices.Contains(strings.Split(msg, "\n"), "READY=1") {
+					n.ready()
+					n.ready = nil
+				}
 			}
 		}
 	}()

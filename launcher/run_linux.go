@@ -32,6 +32,7 @@ import (
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/network"
+	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
 )
@@ -65,6 +66,8 @@ type runOpts struct {
 	Notes                []string          // what earlier stages could not enforce, for the report
 	Network              *network.Options  // bridge mode: what the service's network was asked to be
 	net                  *network.Attachment
+	pub                  *publisher // status, control socket, events
+	denials              io.Writer  // egress denials: Violations, and events
 }
 
 // Run starts job's spec as a container, supervises it in the foreground
@@ -135,6 +138,12 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if err := os.Mkdir(host.StateDir, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
+	// Closed last: a `safe-run stop` waits for that, with everything
+	// cleaned up.
+	opts.pub = newPublisher(spec, host, opts)
+	defer opts.pub.close()
+	opts.denials = opts.pub.violations(ops.EventEgress, opts.Violations)
+	opts.Violations = opts.pub.violations(ops.EventSeccomp, opts.Violations)
 	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock, ending: &ending}
 	if r.init, err = newInitLink(spec, config, opts); err != nil {
 		return 0, err
@@ -390,6 +399,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	}
 	notify := newNotifier()
 	defer notify.close()
+	notify.ready = func() { opts.pub.event(ops.EventReady, "the service reported ready (sd_notify)", nil) }
 	if hasMountSource(spec, host.NotifyHostDir()) {
 		if err := notify.listen(host.NotifyHostDir(), uid, gid); err != nil {
 			return 0, err
@@ -513,8 +523,14 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 			return 0, err
 		}
 	}
+	pid, err := process.Pid()
+	if err != nil {
+		return 0, err
+	}
+	opts.pub.running(pid, state.CgroupPaths, opts)
 	if notify.relay == nil {
 		notify.send("READY=1\nSTATUS=running " + opts.Name)
+		opts.pub.event(ops.EventReady, "started (the service does not report readiness)", nil)
 	} else {
 		notify.send("STATUS=started " + opts.Name + ", waiting for it to report ready")
 	}
@@ -522,10 +538,6 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer close(stopWatchdog)
 	notify.keepAlive(stopWatchdog)
 
-	pid, err := process.Pid()
-	if err != nil {
-		return 0, err
-	}
 	code, err = supervise(ctx, container, process, signals, r.init.signalsTaken(pid), r.cg, notify, opts)
 	if err == nil && privatePIDs(spec) {
 		// The network goes beside the container's destruction, once
@@ -702,6 +714,8 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 		killed      string // why safe-run sent SIGKILL
 		stopSignals int    // SIGINT and SIGTERM received
 		timeout     <-chan time.Time
+		// how long a stop waits before SIGKILL, and what set it
+		stopAfter, stopAfterKey = opts.StopTimeout, "stop_timeout"
 	)
 	var held []os.Signal
 	send := func(sig os.Signal) {
@@ -714,14 +728,15 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 	// ctx and the signal channel both see the first SIGINT or SIGTERM (cmd
 	// cancels ctx on them): stopping is idempotent, and only a second
 	// signal escalates.
-	stop := func() {
+	stop := func(why string, after time.Duration) {
 		if stopping {
 			return
 		}
 		stopping = true
 		notify.send("STOPPING=1\nSTATUS=stopping " + opts.Name)
+		opts.pub.stopping(why)
 		send(opts.StopSignal)
-		timeout = time.After(opts.StopTimeout)
+		timeout = time.After(after)
 	}
 	kill := func(why string) {
 		killed = why
@@ -740,16 +755,34 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			return exitStatus(st, stopping, killed, cg, opts), nil
 		case <-ctxDone:
 			ctxDone = nil
-			stop()
+			stop("safe-run was asked to stop", opts.StopTimeout)
 		case <-timeout:
-			kill(fmt.Sprintf("it did not stop within %s of %s (stop_timeout)", opts.StopTimeout, signalName(opts.StopSignal)))
+			kill(fmt.Sprintf("it did not stop within %s of %s (%s)", stopAfter, signalName(opts.StopSignal), stopAfterKey))
+		case req := <-opts.pub.control():
+			by := fmt.Sprintf("by uid %d", req.UID)
+			switch {
+			case req.Op == ops.OpStop && !stopping:
+				if req.Timeout > 0 {
+					stopAfter, stopAfterKey = req.Timeout, "safe-run stop -t"
+				}
+				if opts.Ending != nil {
+					fmt.Fprintf(opts.Ending, "safe-run: %s: stop requested %s (safe-run stop)\n", opts.Name, by)
+				}
+				stop("safe-run stop "+by, stopAfter)
+			case req.Op == ops.OpKill && unix.Signal(req.Signal) == unix.SIGKILL:
+				opts.pub.event(ops.EventKill, "SIGKILL "+by, nil)
+				kill("safe-run kill " + by)
+			case req.Op == ops.OpKill:
+				opts.pub.event(ops.EventKill, signalOf(req.Signal)+" "+by, nil)
+				send(unix.Signal(req.Signal))
+			}
 		case sig := <-signals:
 			switch sig {
 			case unix.SIGINT, unix.SIGTERM:
 				if stopSignals++; stopSignals > 1 {
 					kill("safe-run got a second " + signalName(sig.(unix.Signal)))
 				}
-				stop()
+				stop("safe-run got "+signalName(sig.(unix.Signal)), opts.StopTimeout)
 			case unix.SIGCHLD, unix.SIGURG, unix.SIGPIPE, unix.SIGWINCH:
 				// Go's own, or handled by the terminal code.
 			default:
@@ -770,17 +803,21 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 			code = 128 + int(ws.Signal())
 		}
 	}
+	reason := "exited with code 0"
 	say := func(format string, args ...any) {
+		reason = fmt.Sprintf(format, args...)
 		if opts.Ending != nil {
-			fmt.Fprintf(opts.Ending, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, args...)...)
+			fmt.Fprintf(opts.Ending, "safe-run: %s: %s\n", opts.Name, reason)
 		}
 	}
+	defer func() { opts.pub.event(ops.EventExit, reason, &code) }()
 	switch {
 	case cg != nil && oomKills(cg) > 0:
 		limit := "unknown"
 		if c, err := cg.GetCgroups(); err == nil && c.Resources != nil && c.Resources.Memory > 0 {
 			limit = manifest.Size(c.Resources.Memory).String()
 		}
+		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)", oomKills(cg), limit), nil)
 		if code == 0 {
 			// A child of the service was killed; the service
 			// carried on and ended well.

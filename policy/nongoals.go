@@ -42,8 +42,8 @@ var nonGoals = []NonGoal{
 	},
 	{
 		Topic:  "observability at scale",
-		Advice: "multi-host monitoring of hosts, engines and workloads; watch OOMKilled and CPU throttling",
-		Reason: "a monitoring stack is out of scope; safe-run's exit report says when the kernel OOM-killed a service",
+		Advice: "multi-host monitoring of hosts, engines and workloads",
+		Reason: "a monitoring stack is out of scope; on each host, safe-run stats and safe-run events show every service's CPU throttling, memory and OOM kills",
 	},
 	{
 		Topic:  "SSH into containers",

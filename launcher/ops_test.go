@@ -1,0 +1,516 @@
+package launcher_test
+
+// The operations commands (ps, stop, kill, events, stats) on real services,
+// through the safe-run binary, which hands them to safe-run-tools.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/ops"
+)
+
+// service is a safe-run running a service in the background.
+type service struct {
+	name   string
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+	stderr *bytes.Buffer
+}
+
+// startService starts a shell script as service name and waits for its
+// first line, "up".
+func startService(t *testing.T, name, script, extra string) *service {
+	t.Helper()
+	m := manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s", script, extra))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	c := safeRun(t, ctx, m)
+	s := &service{name: name, cmd: c, stderr: &bytes.Buffer{}}
+	c.Stderr = s.stderr
+	out, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		cancel()
+		waitUnlocked(name)
+	})
+	s.stdout = bufio.NewReader(out)
+	if line, err := s.stdout.ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("%s did not start: %q %v\n%s", name, line, err, s.stderr)
+	}
+	waitStatus(t, name, ops.StateRunning)
+	return s
+}
+
+// waitStatus waits for the status file of name to say state.
+func waitStatus(t *testing.T, name, state string) *ops.Status {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s, err := ops.ReadStatus(filepath.Join(env.stateDir, name)); err == nil && s.State == state {
+			return s
+		}
+	}
+	t.Fatalf("%s never %s", name, state)
+	return nil
+}
+
+// tools runs a command of safe-run's and returns its result.
+func tools(t *testing.T, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, args...)
+	var out, errOut bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errOut
+	err := c.Run()
+	if err != nil && c.ProcessState == nil {
+		t.Fatalf("safe-run %s: %v", strings.Join(args, " "), err)
+	}
+	return result{code: c.ProcessState.ExitCode(), stdout: out.String(), stderr: errOut.String()}
+}
+
+func psJSON(t *testing.T, args ...string) map[string]ops.PSEntry {
+	t.Helper()
+	r := tools(t, append([]string{"ps", "--format", "json"}, args...)...)
+	if r.code != 0 {
+		t.Fatalf("ps: exit %d\n%s", r.code, r.stderr)
+	}
+	var list []ops.PSEntry
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil {
+		t.Fatalf("ps: %v\n%s", err, r.stdout)
+	}
+	out := map[string]ops.PSEntry{}
+	for _, e := range list {
+		out[e.Name] = e
+	}
+	return out
+}
+
+func readCgroupFile(t *testing.T, dir, file string) string {
+	t.Helper()
+	return strings.TrimSpace(string(mustRead(t, filepath.Join(dir, file))))
+}
+
+func cgroupKey(t *testing.T, dir, file, key string) uint64 {
+	t.Helper()
+	for _, l := range strings.Split(readCgroupFile(t, dir, file), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == key {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+func atoi(t *testing.T, s string) uint64 {
+	t.Helper()
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestPSAndStats: ps lists two running services and not one that exited;
+// ps -a shows one whose supervisor died; stats matches the cgroup files of
+// a service holding a known amount of memory.
+func TestPSAndStats(t *testing.T) {
+	setup(t)
+	// 24 MiB held in a shell variable; init, the shell and the sleep.
+	hog := startService(t, "opshog", `x=$(head -c 25165824 /dev/zero | tr '\0' x); echo up; `+uniqueSleep(40)+"; echo $x | head -c 1", "[resources]\nmemory = \"96M\"\ncpus = 0.5\npids = 32\n")
+	startService(t, "opsidle", "echo up; "+uniqueSleep(40), "")
+	if r := run(t, manifestFor(t, "opsgone", "[process]\ncommand = [\"/bin/true\"]\n"), ""); r.code != 0 {
+		t.Fatalf("opsgone: exit %d %s", r.code, r.stderr)
+	}
+	ps := psJSON(t)
+	for _, n := range []string{"opshog", "opsidle"} {
+		e, ok := ps[n]
+		if !ok || e.State != ops.StateRunning || e.Crashed || e.InitPID == 0 || e.SupervisorPID == 0 || len(e.Cgroups) == 0 || e.ManifestSHA == "" || e.UserNS == "" {
+			t.Errorf("ps: %s: %+v", n, e)
+		}
+	}
+	if _, ok := ps["opsgone"]; ok {
+		t.Error("ps lists a service that exited")
+	}
+	if e := ps["opshog"]; e.Limits != (ops.Limits{Memory: 96 << 20, CPUs: 0.5, Pids: 32}) || e.SupervisorPID != hog.cmd.Process.Pid {
+		t.Errorf("ps: opshog: limits %+v, supervisor %d (want %d)", e.Limits, e.SupervisorPID, hog.cmd.Process.Pid)
+	}
+	if r := tools(t, "ps"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "mem 96.0MiB,cpus 0.5,pids 32") {
+		t.Errorf("ps table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// A supervisor that died before its janitor cleaned up.
+	ghost := filepath.Join(env.stateDir, "opsghost")
+	if err := os.Mkdir(ghost, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(ghost) })
+	if err := ops.WriteStatus(ghost, &ops.Status{Name: "opsghost", State: ops.StateRunning, SupervisorPID: 1 << 30, Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := psJSON(t)["opsghost"]; ok {
+		t.Error("ps lists a service whose supervisor died")
+	}
+	if e, ok := psJSON(t, "-a")["opsghost"]; !ok || !e.Crashed {
+		t.Errorf("ps -a: opsghost %+v", e)
+	}
+	if r := tools(t, "ps", "-a"); !strings.Contains(r.stdout, "crashed (supervisor pid 1073741824 died)") {
+		t.Errorf("ps -a table:\n%s", r.stdout)
+	}
+
+	r := tools(t, "stats", "opshog", "--no-stream", "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("stats: exit %d\n%s", r.code, r.stderr)
+	}
+	var stats []ops.Stats
+	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 1 {
+		t.Fatalf("stats: %v\n%s", err, r.stdout)
+	}
+	s := stats[0]
+	cg := ps["opshog"].Cgroups
+	mem, cpu, acct, pids := cg["memory"], cg["cpu"], cg["cpuacct"], cg["pids"]
+	if mem == "" {
+		t.Fatalf("this test reads cgroup v1's files; cgroups %v are v2's (the guest's)", cg)
+	}
+	usage := atoi(t, readCgroupFile(t, mem, "memory.usage_in_bytes"))
+	t.Logf("stats: memory %d (file now %d), pids %d, cpu %.2f%% (%.2f%% of the limit), throttled %.1f%%", s.Memory, usage, s.Pids, s.CPUPercent, *s.CPULimitPercent, s.ThrottledPercent)
+	if diff := int64(usage) - int64(s.Memory); diff > 1<<20 || diff < -(1<<20) || s.Memory < 24<<20 {
+		t.Errorf("memory %d, the cgroup's file says %d; want at least 24 MiB", s.Memory, usage)
+	}
+	for _, c := range []struct {
+		name      string
+		got, want uint64
+	}{
+		{"memory limit", s.MemoryLimit, atoi(t, readCgroupFile(t, mem, "memory.limit_in_bytes"))},
+		{"pids", s.Pids, atoi(t, readCgroupFile(t, pids, "pids.current"))},
+		{"pids (init, sh, sleep)", s.Pids, 3},
+		{"pids limit", s.PidsLimit, atoi(t, readCgroupFile(t, pids, "pids.max"))},
+		{"oom kills", s.OOMKills, cgroupKey(t, mem, "memory.oom_control", "oom_kill")},
+		{"periods", s.Periods, cgroupKey(t, cpu, "cpu.stat", "nr_periods")},
+		{"throttled periods", s.ThrottledPeriods, cgroupKey(t, cpu, "cpu.stat", "nr_throttled")},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: stats %d, cgroup %d", c.name, c.got, c.want)
+		}
+	}
+	if s.MemoryLimit != 96<<20 || s.CPUs != 0.5 || s.HostCPUs < 1 {
+		t.Errorf("limits: %+v", s)
+	}
+	if used := atoi(t, readCgroupFile(t, acct, "cpuacct.usage")); uint64(s.CPUSeconds*1e9) > used || s.CPUSeconds <= 0 {
+		t.Errorf("cpu seconds %f, cgroup says %d ns", s.CPUSeconds, used)
+	}
+	// A CPU hog at cpus = 0.2: near all of its limit, throttled in most
+	// periods.
+	startService(t, "opscpu", "echo up; while :; do :; done", "[resources]\nmemory = \"32M\"\ncpus = 0.2\n")
+	r = tools(t, "stats", "opscpu", "--no-stream", "--format", "json", "--interval", "2s")
+	stats = nil
+	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 1 {
+		t.Fatalf("stats: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	s = stats[0]
+	t.Logf("cpu hog: cpu %.1f%% of the host, %.1f%% of cpus %g; throttled in %.0f%% of periods, %.2fs of %.1fs", s.CPUPercent, *s.CPULimitPercent, s.CPUs, s.ThrottledPercent, s.ThrottledSeconds, s.Interval)
+	if *s.CPULimitPercent < 50 || *s.CPULimitPercent > 130 || s.ThrottledPercent < 50 || s.ThrottledSeconds <= 0 || s.CPUs != 0.2 {
+		t.Errorf("cpu hog at cpus 0.2: %+v", s)
+	}
+	if r := tools(t, "stats", "--no-stream"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "opsidle") {
+		t.Errorf("stats table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestStopAndKill: kill forwards a signal; stop does what SIGTERM to
+// safe-run does, and waits for the end; another user may do neither.
+func TestStopAndKill(t *testing.T) {
+	setup(t)
+	s := startService(t, "opsstop", `trap 'echo got HUP' HUP; echo up; while true; do sleep 0.1; done`, "")
+
+	nobody := exec.Command(env.bin, "stop", "opsstop")
+	nobody.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir, "SAFE_RUN_DATA_DIR="+env.dataDir)
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := nobody.CombinedOutput()
+	if err == nil {
+		t.Errorf("another user stopped the service: %s", out)
+	}
+	t.Logf("as nobody: %s", out)
+	// Past the socket's mode, the supervisor checks who connects.
+	if err := os.Chmod(filepath.Join(env.stateDir, "opsstop", ops.ControlFile), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	nobody = exec.Command(env.bin, "kill", "opsstop")
+	nobody.Env, nobody.SysProcAttr = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir), &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := nobody.CombinedOutput(); err == nil || !strings.Contains(string(out), "opsstop: not permitted: uid 65534 did not start this service (uid 0 did; or be root)") {
+		t.Errorf("kill by another user through an open socket: %v\n%s", err, out)
+	}
+
+	if r := tools(t, "kill", "-s", "HUP", "opsstop"); r.code != 0 {
+		t.Fatalf("kill: exit %d\n%s", r.code, r.stderr)
+	}
+	if line, err := s.stdout.ReadString('\n'); err != nil || line != "got HUP\n" {
+		t.Errorf("after kill -s HUP: %q %v", line, err)
+	}
+	start := time.Now()
+	if r := tools(t, "stop", "opsstop"); r.code != 0 {
+		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
+	}
+	// stop returned: safe-run is gone (a zombie for the test to reap),
+	// and everything with it; the name is free for the next start.
+	took := time.Since(start)
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
+		t.Errorf("safe-run still runs after stop returned: %s", stat)
+	}
+	if r := run(t, manifestFor(t, "opsstop", "[process]\ncommand = [\"/bin/echo\", \"again\"]\n"), ""); r.code != 0 {
+		t.Errorf("a start right after stop: exit %d %s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	if code := s.cmd.ProcessState.ExitCode(); code != 143 || !strings.Contains(s.stderr.String(), "opsstop: stop requested by uid 0 (safe-run stop)") ||
+		!strings.Contains(s.stderr.String(), "opsstop: stopped with SIGTERM (exit code 143)") {
+		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
+	}
+	t.Logf("stop took %v", took)
+	assertNothingLeft(t, "opsstop")
+	if r := tools(t, "stop", "opsstop"); r.code == 0 || !strings.Contains(r.stderr, "opsstop: no such running service") {
+		t.Errorf("stop of a stopped service: exit %d %s", r.code, r.stderr)
+	}
+
+	// As PID 1 the shell ignores SIGTERM: -t sets how long until SIGKILL.
+	s = startService(t, "opsstopt", "echo up; while true; do sleep 0.1; done", "init = false\nstop_timeout = \"100s\"\n")
+	start = time.Now()
+	stopped := make(chan result, 1)
+	go func() { stopped <- tools(t, "stop", "-t", "1s", "opsstopt") }()
+	if e := waitStatus(t, "opsstopt", ops.StateStopping); e.InitPID == 0 {
+		t.Errorf("stopping: %+v", e)
+	}
+	if r := <-stopped; r.code != 0 {
+		t.Fatalf("stop -t: exit %d\n%s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 1s of SIGTERM (safe-run stop -t)") {
+		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("stop -t 1s took %v", took)
+	}
+	assertNothingLeft(t, "opsstopt")
+}
+
+// TestEvents: events --since sees a start and an exit that happened before
+// it started; -f follows a service started after it.
+func TestEvents(t *testing.T) {
+	setup(t)
+	before := time.Now()
+	if r := shell(t, "opsev", "exit 3", ""); r.code != 3 {
+		t.Fatalf("opsev: exit %d %s", r.code, r.stderr)
+	}
+	r := tools(t, "events", "opsev", "--since", "1m", "--format", "json")
+	if r.code != 0 {
+		t.Fatalf("events: exit %d %s", r.code, r.stderr)
+	}
+	var kinds []string
+	var exit ops.Event
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	for {
+		var e ops.Event
+		if err := dec.Decode(&e); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		if e.Time.Before(before) {
+			continue // an earlier run of this test
+		}
+		kinds = append(kinds, e.Kind)
+		if e.Kind == ops.EventExit {
+			exit = e
+		}
+	}
+	if strings.Join(kinds, " ") != "start ready exit" || exit.Code == nil || *exit.Code != 3 || exit.Message != "exited with code 3" {
+		t.Errorf("events %v, exit %+v\n%s", kinds, exit, r.stdout)
+	}
+	if r := tools(t, "events", "opsev", "--since", "1m"); !strings.Contains(r.stdout, "opsev exit code 3: exited with code 3") {
+		t.Errorf("events text:\n%s", r.stdout)
+	}
+
+	// The seccomp watcher's denials are events too.
+	if r := shell(t, "opsdeny", "unshare -U true 2>/dev/null; echo done", ""); r.code != 0 || !strings.Contains(r.stderr, "seccomp denied unshare") {
+		t.Fatalf("opsdeny: exit %d, no denial reported:\n%s", r.code, r.stderr)
+	}
+	r = tools(t, "events", "opsdeny", "--since", "1m")
+	if !regexp.MustCompile(`opsdeny seccomp seccomp denied unshare \(syscall \d+\)`).MatchString(r.stdout) {
+		t.Errorf("events of a seccomp denial:\n%s", r.stdout)
+	}
+
+	// An OOM kill is an event of its own, before the exit.
+	if r := shell(t, "opsoom", `x=$(head -c 200000000 /dev/zero | tr '\0' x)`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n"); r.code != 137 {
+		t.Fatalf("opsoom: exit %d %s", r.code, r.stderr)
+	}
+	r = tools(t, "events", "opsoom", "--since", "1m")
+	if !regexp.MustCompile(`opsoom oom the kernel OOM-killed \d+ process\(es\) of it \(memory limit 32M\)\n.* opsoom exit code 137: OOM-killed`).MatchString(r.stdout) {
+		t.Errorf("events of an OOM kill:\n%s", r.stdout)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	follow := safeRun(t, ctx, "events", "-f", "opsfollow", "--format", "json")
+	out, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	time.Sleep(700 * time.Millisecond) // its first scan
+	if r := shell(t, "opsfollow", "true", ""); r.code != 0 {
+		t.Fatalf("opsfollow: exit %d %s", r.code, r.stderr)
+	}
+	dec = json.NewDecoder(out)
+	for {
+		var e ops.Event
+		if err := dec.Decode(&e); err != nil {
+			t.Fatalf("events -f: %v", err)
+		}
+		if e.Time.Before(before) {
+			continue
+		}
+		if e.Kind == ops.EventExit {
+			break
+		}
+	}
+}
+
+// TestRootlessPSAndStop: a user's own services, in the user's own state
+// directory: ps lists them, stop stops them, events has them.
+func TestRootlessPSAndStop(t *testing.T) {
+	setup(t)
+	testenv.RequireTool(t, "newuidmap")
+	u := ensureUser(t, rootlessUser)
+	home := filepath.Join(env.dir, "rootless-ops")
+	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data")} {
+		os.MkdirAll(d, 0o700)
+		os.Chown(d, int(u.uid), int(u.gid))
+	}
+	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
+		c := exec.CommandContext(ctx, env.bin, args...)
+		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
+		c.Dir = home
+		return c
+	}
+	p := filepath.Join(home, "rlops.toml")
+	os.WriteFile(p, []byte(fmt.Sprintf("version = 1\nname = \"rlops\"\n[image]\nrootfs = %q\n[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n", env.rootfs)), 0o644)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := asUser(ctx, "-q", p)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Process.Kill(); c.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("rlops did not start: %q %v\n%s", line, err, stderr.String())
+	}
+	var list []ops.PSEntry
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		ps, err := asUser(ctx, "ps", "--format", "json").Output()
+		if err != nil {
+			t.Fatalf("ps: %v", err)
+		}
+		if err := json.Unmarshal(ps, &list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 1 && list[0].State == ops.StateRunning {
+			break
+		}
+	}
+	if len(list) != 1 || list[0].Name != "rlops" || list[0].Crashed || list[0].InitPID == 0 || !strings.Contains(list[0].UserNS, "your uid") {
+		files, _ := exec.Command("find", home, "-maxdepth", "5").CombinedOutput()
+		t.Fatalf("ps as the user: %+v\n%s", list, files)
+	}
+	if r, err := asUser(ctx, "stop", "rlops").CombinedOutput(); err != nil {
+		t.Fatalf("stop as the user: %v\n%s", err, r)
+	}
+	c.Wait()
+	if code := c.ProcessState.ExitCode(); code != 143 || !strings.Contains(stderr.String(), "rlops: stopped with SIGTERM (exit code 143)") {
+		t.Errorf("exit %d:\n%s", code, stderr.String())
+	}
+	ev, _ := asUser(ctx, "events", "rlops").Output()
+	if !strings.Contains(string(ev), "rlops start") || !strings.Contains(string(ev), "rlops exit code 143") {
+		t.Errorf("events as the user:\n%s", ev)
+	}
+}
+
+// TestPSShowsACrash: safe-run SIGKILLed, its janitor held (as a `pkill -9
+// safe-run` can leave it): ps -a says the service crashed, ps leaves it
+// out, and once the janitor has cleaned up neither lists it.
+func TestPSShowsACrash(t *testing.T) {
+	setup(t)
+	s := startService(t, "opscrash", "echo up; "+uniqueSleep(32)+"; echo", "")
+	janitor := 0
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", s.cmd.Process.Pid))
+	for _, f := range tasks {
+		for _, pid := range strings.Fields(string(mustRead(t, f))) {
+			if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.HasPrefix(string(comm), "safe-run-jan") {
+				janitor, _ = strconv.Atoi(pid)
+			}
+		}
+	}
+	if janitor == 0 {
+		t.Fatal("no janitor among safe-run's children")
+	}
+	syscall.Kill(janitor, syscall.SIGSTOP)
+	defer syscall.Kill(janitor, syscall.SIGCONT)
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	s.cmd.Wait()
+	if _, ok := psJSON(t)["opscrash"]; ok {
+		t.Error("ps lists a service whose safe-run was killed")
+	}
+	if e, ok := psJSON(t, "-a")["opscrash"]; !ok || !e.Crashed || e.SupervisorPID != s.cmd.Process.Pid {
+		t.Errorf("ps -a: %+v", e)
+	}
+	if r := tools(t, "stop", "opscrash"); r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("opscrash: no such running service: its supervisor (pid %d) died (see safe-run ps -a)", s.cmd.Process.Pid)) {
+		t.Errorf("stop of a crashed service: exit %d %s", r.code, r.stderr)
+	}
+	syscall.Kill(janitor, syscall.SIGCONT)
+	waitUnlocked("opscrash")
+	if _, ok := psJSON(t, "-a")["opscrash"]; ok {
+		t.Error("ps -a lists a crashed service the janitor cleaned up after")
+	}
+	assertNothingLeft(t, "opscrash")
+}
+
+// TestPSShowsTheNetwork: a bridge service's address and published ports.
+func TestPSShowsTheNetwork(t *testing.T) {
+	setup(t)
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	s := startService(t, "opsnetps", "echo up; "+uniqueSleep(33)+"; echo", fmt.Sprintf("\n[network]\nmode = \"bridge\"\nports = [\"127.0.0.1:%d:80\"]\n", port))
+	e := psJSON(t)["opsnetps"]
+	if want := []string{fmt.Sprintf("127.0.0.1:%d:80/tcp", port)}; strings.Join(e.Ports, " ") != strings.Join(want, " ") || !strings.HasPrefix(e.Address, "10.") && !strings.HasPrefix(e.Address, "172.") && !strings.HasPrefix(e.Address, "192.168.") {
+		t.Errorf("ps: address %q, ports %v; want a private address and %v", e.Address, e.Ports, want)
+	}
+	if r := tools(t, "stop", "opsnetps"); r.code != 0 {
+		t.Errorf("stop: exit %d %s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	assertNothingLeft(t, "opsnetps")
+}

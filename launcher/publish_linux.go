@@ -1,0 +1,188 @@
+package launcher
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/ops"
+	"github.com/safe-run/safe-run/plan"
+)
+
+// publisher is what the supervisor publishes for `safe-run ps`, `stop`,
+// `kill` and `events` (package ops): the status file and the control
+// socket in the service's state directory, and its event journal. A
+// publisher that could not be made is nil, and its methods do nothing:
+// publishing is never the service's failure.
+type publisher struct {
+	mu       sync.Mutex
+	dir      string
+	status   ops.Status
+	journal  *ops.Journal
+	server   *ops.Server
+	log      *slog.Logger
+	requests chan ops.Request // from the control socket, for supervise
+}
+
+// newPublisher opens the service's journal and writes its status file, in
+// state starting.
+func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publisher {
+	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4)}
+	j, err := ops.OpenJournal(ops.JournalDir(opts.DataDir), opts.Name)
+	if err != nil {
+		opts.Logger.Warn("events will not be recorded", "err", err)
+	}
+	p.journal = j
+	a := spec.Annotations
+	p.status = ops.Status{
+		Name: opts.Name, State: ops.StateStarting, SupervisorPID: os.Getpid(), Started: time.Now().UTC(),
+		Image: a[plan.AnnotationRootfs], ImageDigest: a[plan.AnnotationImageDigest],
+		Manifest: a[plan.AnnotationManifest], ManifestSHA: strings.TrimPrefix(a[plan.AnnotationManifestDigest], "sha256:"),
+		UserNS: host.IDs.String(), Limits: statusLimits(spec),
+	}
+	if p.status.SupervisorStart, err = ops.ProcessStart(p.status.SupervisorPID); err != nil {
+		opts.Logger.Warn("reading safe-run's own start time", "err", err)
+	}
+	if host.Rootless {
+		p.status.UserNS = rootlessHostIDs(host.IDs)
+	}
+	if m := p.status.Manifest; m != "" && !filepath.IsAbs(m) {
+		if abs, err := filepath.Abs(m); err == nil {
+			p.status.Manifest = abs
+		}
+	}
+	if n := opts.Network; n != nil {
+		for _, port := range n.Ports {
+			p.status.Ports = append(p.status.Ports, fmt.Sprintf("%s:%d:%d/%s", port.HostIP, port.HostPort, port.ContainerPort, port.Proto))
+		}
+	}
+	p.write()
+	return p
+}
+
+func statusLimits(spec *specs.Spec) ops.Limits {
+	var l ops.Limits
+	r := spec.Linux.Resources
+	if r == nil {
+		return l
+	}
+	if r.Memory != nil && r.Memory.Limit != nil {
+		l.Memory = *r.Memory.Limit
+	}
+	if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil && *r.CPU.Period > 0 {
+		l.CPUs = float64(*r.CPU.Quota) / float64(*r.CPU.Period)
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		l.Pids = *r.Pids.Limit
+	}
+	return l
+}
+
+// write replaces the status file; p.mu is held or p not yet shared.
+func (p *publisher) write() {
+	if err := ops.WriteStatus(p.dir, &p.status); err != nil {
+		p.log.Warn("writing the status file", "err", err)
+	}
+}
+
+// running publishes the started service: its init's pid, its cgroups and
+// network, and opens the control socket.
+func (p *publisher) running(pid int, cgroupPaths map[string]string, opts runOpts) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.status.State, p.status.InitPID, p.status.Cgroups = ops.StateRunning, pid, cgroupPaths
+	if a := opts.net; a != nil {
+		p.status.Address, p.status.Bridge = a.Address.String(), a.Bridge
+	}
+	p.write()
+	p.mu.Unlock()
+	s, err := ops.Serve(p.dir, p.handle)
+	if err != nil {
+		p.log.Warn("safe-run stop and kill will not reach this service", "err", err)
+	}
+	p.server = s
+	p.event(ops.EventStart, fmt.Sprintf("init pid %d", pid), nil)
+}
+
+// handle passes a control request on to supervise.
+func (p *publisher) handle(req ops.Request) error {
+	switch req.Op {
+	case ops.OpStop:
+		if req.Timeout < 0 {
+			return fmt.Errorf("a negative stop timeout %s", req.Timeout)
+		}
+	case ops.OpKill:
+		if req.Signal <= 0 || req.Signal > 64 {
+			return fmt.Errorf("signal %d is no signal", req.Signal)
+		}
+	default:
+		return fmt.Errorf("unknown request %q (this supervisor takes stop and kill)", req.Op)
+	}
+	select {
+	case p.requests <- req:
+		return nil
+	default:
+		return fmt.Errorf("too many requests at once; try again")
+	}
+}
+
+// control is the channel of requests supervise reads; nil for none.
+func (p *publisher) control() <-chan ops.Request {
+	if p == nil {
+		return nil
+	}
+	return p.requests
+}
+
+// stopping publishes that the service is being stopped.
+func (p *publisher) stopping(why string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	p.status.State = ops.StateStopping
+	p.write()
+	p.mu.Unlock()
+	p.event(ops.EventStop, why, nil)
+}
+
+func (p *publisher) event(kind, msg string, code *int) {
+	if p == nil {
+		return
+	}
+	if err := p.journal.Add(kind, msg, code); err != nil {
+		p.log.Warn("recording an event", "kind", kind, "err", err)
+	}
+}
+
+// violations wraps w so that its lines are also events of kind; nil stays
+// nil (nothing is watched then).
+func (p *publisher) violations(kind string, w io.Writer) io.Writer {
+	if p == nil || w == nil {
+		return w
+	}
+	return p.journal.Writer(kind, w)
+}
+
+// close ends the control socket, which releases the stop requests
+// waiting for the end, and the journal.
+func (p *publisher) close() {
+	if p == nil {
+		return
+	}
+	p.server.Close()
+	_ = p.journal.Close()
+}
+
+// signalOf names a control request's signal for the journal.
+func signalOf(n int) string { return signalName(unix.Signal(n)) }

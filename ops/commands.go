@@ -1,0 +1,324 @@
+package ops
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Formats of the commands' output.
+const (
+	FormatTable = "table"
+	FormatText  = "text"
+	FormatJSON  = "json"
+)
+
+// PSEntry is one line of `safe-run ps`.
+type PSEntry struct {
+	Status
+	Crashed bool   `json:"crashed,omitempty"` // the supervisor died; what is left awaits its janitor or the next start
+	Uptime  string `json:"uptime"`
+}
+
+// PS writes the running services under stateRoot; all adds those whose
+// supervisor died and left its status behind.
+func PS(w io.Writer, stateRoot, format string, all bool) error {
+	list, err := List(stateRoot)
+	var entries []PSEntry
+	for _, s := range list {
+		if s.Dead && !all {
+			continue
+		}
+		entries = append(entries, PSEntry{Status: *s, Crashed: s.Dead, Uptime: time.Since(s.Started).Round(time.Second).String()})
+	}
+	switch format {
+	case FormatJSON:
+		if entries == nil {
+			entries = []PSEntry{}
+		}
+		if jerr := writeJSON(w, entries); jerr != nil {
+			return jerr
+		}
+	case FormatTable, "":
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tSTATE\tUPTIME\tPID\tIMAGE\tUSERNS\tLIMITS\tPORTS\tMANIFEST")
+		for _, e := range entries {
+			state := e.State
+			if e.Crashed {
+				state = "crashed (supervisor pid " + strconv.Itoa(e.SupervisorPID) + " died)"
+			}
+			img := e.Image
+			if e.ImageDigest != "" {
+				img += "@" + shortDigest(e.ImageDigest)
+			}
+			ports := strings.Join(e.Ports, ",")
+			if e.Address != "" {
+				ports = e.Address + " " + ports
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Name, state, e.Uptime, e.InitPID, orDash(img), orDash(e.UserNS), limitsText(e.Limits), orDash(strings.TrimSpace(ports)), orDash(e.Manifest))
+		}
+		if ferr := tw.Flush(); ferr != nil {
+			return ferr
+		}
+	default:
+		return fmt.Errorf("--format %q: use table or json", format)
+	}
+	return err
+}
+
+func shortDigest(d string) string {
+	if len(d) > 19 {
+		return d[:19]
+	}
+	return d
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func limitsText(l Limits) string {
+	var out []string
+	if l.Memory > 0 {
+		out = append(out, "mem "+bytesText(uint64(l.Memory)))
+	}
+	if l.CPUs > 0 {
+		out = append(out, "cpus "+strconv.FormatFloat(l.CPUs, 'g', -1, 64))
+	}
+	if l.Pids > 0 {
+		out = append(out, "pids "+strconv.FormatInt(l.Pids, 10))
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ",")
+}
+
+func bytesText(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return strconv.FormatUint(n, 10) + "B"
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f%ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func writeJSON(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	return e.Encode(v)
+}
+
+// Stop stops the named services through their supervisors, as SIGTERM to
+// safe-run does (stop_signal, then SIGKILL after stop_timeout, or after
+// timeout when it is not zero), and waits for each to be gone. All are
+// stopped at once.
+func Stop(ctx context.Context, stateRoot string, names []string, timeout time.Duration) error {
+	return each(ctx, stateRoot, names, Request{Op: OpStop, Timeout: timeout})
+}
+
+// Kill sends sig to the named services through their supervisors, which
+// forward it to the service (SIGKILL: kill it, and clean up).
+func Kill(ctx context.Context, stateRoot string, names []string, sig unix.Signal) error {
+	return each(ctx, stateRoot, names, Request{Op: OpKill, Signal: int(sig)})
+}
+
+func each(ctx context.Context, stateRoot string, names []string, req Request) error {
+	list, err := Find(stateRoot, names)
+	errs := make(chan error, len(list))
+	for _, s := range list {
+		go func() { errs <- Send(ctx, s, req) }()
+	}
+	all := []error{err}
+	for range list {
+		all = append(all, <-errs)
+	}
+	return errors.Join(all...)
+}
+
+// ParseSignal reads a signal as kill(1) takes it: HUP, SIGHUP, 1,
+// RTMIN+2.
+func ParseSignal(s string) (unix.Signal, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return 0, fmt.Errorf("signal %d is out of 1-64", n)
+		}
+		return unix.Signal(n), nil
+	}
+	name := strings.ToUpper(s)
+	if !strings.HasPrefix(name, "SIG") {
+		name = "SIG" + name
+	}
+	if rest, ok := strings.CutPrefix(name, "SIGRTMIN+"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 && 34+n <= 64 {
+			return unix.Signal(34 + n), nil
+		}
+	}
+	if sig := unix.SignalNum(name); sig != 0 {
+		return sig, nil
+	}
+	return 0, fmt.Errorf("%q is not a signal (use a name such as HUP or SIGTERM, or a number)", s)
+}
+
+// EventsOptions are what `safe-run events` shows.
+type EventsOptions struct {
+	Names  []string
+	Since  time.Time // zero: from the oldest kept
+	Format string    // text | json
+	Follow bool      // go on with new events until ctx ends
+}
+
+// Events writes the events of the journals in dir (JournalDir).
+func Events(ctx context.Context, w io.Writer, dir string, o EventsOptions) error {
+	var emit func(Event)
+	var werr error
+	switch o.Format {
+	case FormatText, "":
+		emit = func(e Event) {
+			msg := e.Message
+			if e.Code != nil {
+				msg = fmt.Sprintf("code %d: %s", *e.Code, msg)
+			}
+			_, werr = fmt.Fprintf(w, "%s %s %s %s\n", e.Time.Local().Format(time.RFC3339Nano), e.Service, e.Kind, msg)
+		}
+	case FormatJSON:
+		enc := json.NewEncoder(w)
+		emit = func(e Event) { werr = enc.Encode(e) }
+	default:
+		return fmt.Errorf("--format %q: use text or json", o.Format)
+	}
+	if o.Follow {
+		return FollowEvents(ctx, dir, o.Names, o.Since, func(e Event) {
+			if werr == nil {
+				emit(e)
+			}
+		})
+	}
+	evs, err := ReadEvents(dir, o.Names, o.Since)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		if emit(e); werr != nil {
+			return werr
+		}
+	}
+	return nil
+}
+
+// StatsOptions are what `safe-run stats` shows.
+type StatsOptions struct {
+	Names    []string // none: every running service
+	Format   string   // table | json
+	Interval time.Duration
+	Stream   bool // refresh every interval until ctx ends
+}
+
+// ShowStats writes the numbers of the running services under stateRoot,
+// each from two samples of its cgroup an interval apart.
+func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOptions) error {
+	if o.Format != FormatJSON && o.Format != FormatTable && o.Format != "" {
+		return fmt.Errorf("--format %q: use table or json", o.Format)
+	}
+	if o.Interval <= 0 {
+		o.Interval = time.Second
+	}
+	var list []*Status
+	var err error
+	if len(o.Names) > 0 {
+		list, err = Find(stateRoot, o.Names)
+	} else {
+		all, lerr := List(stateRoot)
+		err = lerr
+		for _, s := range all {
+			if !s.Dead {
+				list = append(list, s)
+			}
+		}
+	}
+	if len(list) == 0 {
+		if err == nil && o.Format != FormatJSON {
+			_, err = fmt.Fprintln(w, "no running services")
+		} else if err == nil {
+			err = writeJSON(w, []Stats{})
+		}
+		return err
+	}
+	prev := make([]Sample, len(list))
+	errs := []error{err}
+	for i, s := range list {
+		if prev[i], err = ReadSample(s.Cgroups); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+		}
+	}
+	t := time.NewTicker(o.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return errors.Join(errs...)
+		case <-t.C:
+		}
+		var out []Stats
+		for i, s := range list {
+			cur, err := ReadSample(s.Cgroups)
+			if err != nil {
+				continue // ended meanwhile, or said above
+			}
+			out = append(out, Compute(s.Name, prev[i], cur, runtime.NumCPU()))
+			prev[i] = cur
+		}
+		if err := writeStats(w, o.Format, out); err != nil {
+			return err
+		}
+		if !o.Stream {
+			return errors.Join(errs...)
+		}
+	}
+}
+
+func writeStats(w io.Writer, format string, out []Stats) error {
+	switch format {
+	case FormatJSON:
+		if out == nil {
+			out = []Stats{}
+		}
+		return writeJSON(w, out)
+	case FormatTable, "":
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tCPU %\tCPU % OF LIMIT\tMEM USAGE / LIMIT\tMEM %\tPIDS\tTHROTTLED\tOOM KILLS")
+		for _, s := range out {
+			lim := "-"
+			if s.CPULimitPercent != nil {
+				lim = fmt.Sprintf("%.2f%% of %g", *s.CPULimitPercent, s.CPUs)
+			}
+			memLimit, pidsLimit := "-", "-"
+			if s.MemoryLimit > 0 {
+				memLimit = bytesText(s.MemoryLimit)
+			}
+			if s.PidsLimit > 0 {
+				pidsLimit = strconv.FormatUint(s.PidsLimit, 10)
+			}
+			fmt.Fprintf(tw, "%s\t%.2f%%\t%s\t%s / %s\t%.2f%%\t%d / %s\t%.0f%% of periods, %.3fs\t%d\n", s.Name, s.CPUPercent, lim,
+				bytesText(s.Memory), memLimit, s.MemoryPercent, s.Pids, pidsLimit, s.ThrottledPercent, s.ThrottledSeconds, s.OOMKills)
+		}
+		return tw.Flush()
+	}
+	return fmt.Errorf("--format %q: use table or json", format)
+}

@@ -1,0 +1,215 @@
+package ops
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Server is a supervisor's control socket.
+type Server struct {
+	l     *net.UnixListener
+	mu    sync.Mutex
+	held  []net.Conn // stop requests' connections, closed with the server
+	done  bool
+	owner int
+}
+
+// Serve listens on the control socket in dir, mode 0600, and passes each
+// request of the user who owns this process (or of root) to handle; its
+// error is the reply. Requests are read on goroutines of their own, each
+// blocked in the kernel until one comes: an idle supervisor is never
+// woken.
+func Serve(dir string, handle func(Request) error) (*Server, error) {
+	path := filepath.Join(dir, ControlFile)
+	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("creating the control socket: %w", err)
+	}
+	// The peer check below is the guard; the mode keeps everyone else
+	// from connecting at all.
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("creating the control socket: %w", err)
+	}
+	s := &Server{l: l, owner: os.Geteuid()}
+	go s.accept(handle)
+	return s, nil
+}
+
+func (s *Server) accept(handle func(Request) error) {
+	for {
+		c, err := s.l.AcceptUnix()
+		if err != nil {
+			return
+		}
+		go s.serve(c, handle)
+	}
+}
+
+func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
+	hold := false
+	defer func() {
+		if !hold {
+			c.Close()
+		}
+	}()
+	uid, err := peerUID(c)
+	if err != nil {
+		return
+	}
+	answer := func(err error) {
+		var r reply
+		if err != nil {
+			r.Error = err.Error()
+		}
+		data, _ := json.Marshal(r)
+		_, _ = c.Write(append(data, '\n'))
+	}
+	if uid != 0 && uid != s.owner {
+		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", uid, s.owner)})
+		_, _ = c.Write(append(data, '\n'))
+		return
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadBytes('\n')
+	if err != nil {
+		return
+	}
+	var req Request
+	if err := json.Unmarshal(line, &req); err != nil {
+		answer(fmt.Errorf("a request that is not JSON: %w", err))
+		return
+	}
+	if req.Version != ControlVersion {
+		answer(fmt.Errorf("a request of version %d, this supervisor takes version %d (install safe-run and safe-run-tools of one release)", req.Version, ControlVersion))
+		return
+	}
+	req.UID = uid
+	err = handle(req)
+	answer(err)
+	if err == nil && req.Op == OpStop {
+		s.mu.Lock()
+		if !s.done {
+			s.held = append(s.held, c)
+			hold = true
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Close stops serving, and closes the connections of stop requests: their
+// clients see the service gone.
+func (s *Server) Close() {
+	if s == nil {
+		return
+	}
+	s.l.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.done = true
+	for _, c := range s.held {
+		c.Close()
+	}
+	s.held = nil
+}
+
+func peerUID(c *net.UnixConn) (int, error) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return 0, err
+	}
+	if cerr != nil {
+		return 0, cerr
+	}
+	return int(cred.Uid), nil
+}
+
+// Send sends req to the service of s and returns its supervisor's answer.
+// For a stop, it then waits, until ctx ends, for the supervisor to have
+// stopped the service and cleaned up.
+func Send(ctx context.Context, s *Status, req Request) error {
+	req.Version = ControlVersion
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", filepath.Join(s.StateDir, ControlFile))
+	if err != nil {
+		if errors.Is(err, unix.EACCES) {
+			return fmt.Errorf("%s: %w: %w (only who started it, or root, may)", s.Name, ErrNotPermitted, err)
+		}
+		return fmt.Errorf("%s: reaching its supervisor: %w", s.Name, err)
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	data, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	if _, err := c.Write(append(data, '\n')); err != nil {
+		return fmt.Errorf("%s: %w", s.Name, err)
+	}
+	r := bufio.NewReader(c)
+	line, err := r.ReadBytes('\n')
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s: %w", s.Name, ctx.Err())
+		}
+		return fmt.Errorf("%s: no answer from its supervisor: %w", s.Name, err)
+	}
+	var rep reply
+	if err := json.Unmarshal(line, &rep); err != nil {
+		return fmt.Errorf("%s: an answer that is not JSON: %w", s.Name, err)
+	}
+	if rep.Error != "" {
+		if rep.Denied {
+			return fmt.Errorf("%s: %w: %s", s.Name, ErrNotPermitted, rep.Error)
+		}
+		return fmt.Errorf("%s: %s", s.Name, rep.Error)
+	}
+	if req.Op != OpStop {
+		return nil
+	}
+	// EOF once the supervisor has closed the server, the service gone
+	// and cleaned up after; then the supervisor itself exits, releasing
+	// the name for the next start.
+	_, _ = io.Copy(io.Discard, r)
+	if ctx.Err() == nil {
+		waitExit(ctx, s.SupervisorPID)
+	}
+	if ctx.Err() != nil {
+		return fmt.Errorf("%s: waiting for it to stop: %w", s.Name, ctx.Err())
+	}
+	return nil
+}
+
+// waitExit waits until process pid has exited, or ctx ends.
+func waitExit(ctx context.Context, pid int) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return // gone already (ESRCH), or no pidfd: nothing better to wait on
+	}
+	defer unix.Close(fd)
+	for ctx.Err() == nil {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		if n, err := unix.Poll(fds, 100); n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
+			return
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package ops
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestControlSocket(t *testing.T) {
+	dir := t.TempDir()
+	got := make(chan Request, 2)
+	s, err := Serve(dir, func(r Request) error {
+		if r.Op == "bad" {
+			return errors.New("unknown request")
+		}
+		got <- r
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, ControlFile))
+	if err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("socket mode %v, %v; want 0600", st.Mode(), err)
+	}
+	status := &Status{Name: "web", StateDir: dir}
+	if err := Send(t.Context(), status, Request{Op: OpKill, Signal: int(syscall.SIGHUP)}); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-got; r.Op != OpKill || r.Signal != 1 || r.UID != os.Geteuid() {
+		t.Errorf("request %+v", r)
+	}
+	if err := Send(t.Context(), status, Request{Op: "bad"}); err == nil || err.Error() != "web: unknown request" {
+		t.Errorf("error %v", err)
+	}
+	// A stop returns once the server is closed: the service gone.
+	stopped := make(chan error)
+	go func() { stopped <- Send(t.Context(), status, Request{Op: OpStop, Timeout: time.Second}) }()
+	r := <-got
+	if r.Timeout != time.Second {
+		t.Errorf("stop %+v", r)
+	}
+	select {
+	case err := <-stopped:
+		t.Fatalf("stop returned before the end: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	s.Close()
+	if err := <-stopped; err != nil {
+		t.Error(err)
+	}
+	if err := Send(t.Context(), status, Request{Op: OpStop}); err == nil || !strings.Contains(err.Error(), "web: reaching its supervisor") {
+		t.Errorf("after close: %v", err)
+	}
+}

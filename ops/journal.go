@@ -1,0 +1,306 @@
+package ops
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kinds of events.
+const (
+	EventStart   = "start"
+	EventReady   = "ready"
+	EventExit    = "exit"
+	EventOOM     = "oom"
+	EventSeccomp = "seccomp"
+	EventEgress  = "egress"
+	EventStop    = "stop"
+	EventKill    = "kill"
+)
+
+// Event is one line of a service's journal.
+type Event struct {
+	Time    time.Time `json:"time"`
+	Service string    `json:"service"`
+	Kind    string    `json:"kind"`
+	Code    *int      `json:"code,omitempty"` // exit
+	Message string    `json:"message,omitempty"`
+}
+
+// JournalDir is where the journals live under safe-run's data directory
+// (plan.Dirs.Data): they outlive the run, so `events --since` sees how a
+// service ended after the fact.
+func JournalDir(dataDir string) string { return filepath.Join(dataDir, "events") }
+
+// JournalCap is the size at which a journal is rotated: the current file
+// becomes NAME.jsonl.1 (replacing the one before), so a service's events
+// take at most twice this.
+const JournalCap = 1 << 20
+
+// Journal appends events to one service's journal. Safe for concurrent
+// use; a nil *Journal drops every event.
+type Journal struct {
+	mu      sync.Mutex
+	path    string
+	service string
+	f       *os.File
+	size    int64
+}
+
+// OpenJournal opens (creating) the journal of service in dir.
+func OpenJournal(dir, service string) (*Journal, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating the event journal: %w", err)
+	}
+	j := &Journal{path: filepath.Join(dir, service+".jsonl"), service: service}
+	if err := j.open(); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *Journal) open() error {
+	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening the event journal: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return err
+	}
+	j.f, j.size = f, st.Size()
+	return nil
+}
+
+// Add appends an event of kind now. A journal that cannot be written is
+// not the service's failure: the event is lost, and the error returned.
+func (j *Journal) Add(kind, msg string, code *int) error {
+	if j == nil {
+		return nil
+	}
+	line, err := json.Marshal(Event{Time: time.Now().UTC(), Service: j.service, Kind: kind, Code: code, Message: msg})
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return os.ErrClosed
+	}
+	if j.size > 0 && j.size+int64(len(line)) > JournalCap {
+		j.f.Close()
+		j.f = nil
+		if err := os.Rename(j.path, j.path+".1"); err != nil {
+			return err
+		}
+		if err := j.open(); err != nil {
+			return err
+		}
+	}
+	// One write of a whole line to a file opened O_APPEND: a reader
+	// never sees part of one.
+	n, err := j.f.Write(line)
+	j.size += int64(n)
+	return err
+}
+
+// Close closes the journal.
+func (j *Journal) Close() error {
+	if j == nil {
+		return nil
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.f == nil {
+		return nil
+	}
+	err := j.f.Close()
+	j.f = nil
+	return err
+}
+
+// Writer returns a writer whose lines become events of kind (the
+// launcher's seccomp and egress denial reports), and are also written to
+// w when it is not nil.
+func (j *Journal) Writer(kind string, w io.Writer) io.Writer {
+	if j == nil {
+		return w
+	}
+	return &lineWriter{j: j, kind: kind, w: w}
+}
+
+type lineWriter struct {
+	j    *Journal
+	kind string
+	w    io.Writer
+	mu   sync.Mutex
+	buf  []byte
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		// The lines name the service, which the event names already.
+		msg := strings.TrimSpace(string(l.buf[:i]))
+		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "safe-run: "), l.j.service+": ")
+		l.buf = l.buf[i+1:]
+		if msg != "" {
+			_ = l.j.Add(l.kind, msg, nil)
+		}
+	}
+	l.mu.Unlock()
+	if l.w == nil {
+		return len(p), nil
+	}
+	return l.w.Write(p)
+}
+
+// ReadEvents returns the events in dir of the named services (all when
+// names is empty) since the given time, oldest first.
+func ReadEvents(dir string, names []string, since time.Time) ([]Event, error) {
+	files, err := journalFiles(dir, names)
+	if err != nil {
+		return nil, err
+	}
+	var out []Event
+	for _, f := range files {
+		evs, _, err := readFrom(f, 0, since)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, err
+		}
+		out = append(out, evs...)
+	}
+	sort.SliceStable(out, func(i, k int) bool { return out[i].Time.Before(out[k].Time) })
+	return out, nil
+}
+
+// journalFiles lists the journals to read, rotated ones first.
+func journalFiles(dir string, names []string) ([]string, error) {
+	if len(names) == 0 {
+		m, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range m {
+			names = append(names, strings.TrimSuffix(filepath.Base(p), ".jsonl"))
+		}
+	}
+	var out []string
+	for _, n := range names {
+		p := filepath.Join(dir, n+".jsonl")
+		out = append(out, p+".1", p)
+	}
+	return out, nil
+}
+
+// readFrom reads the events of a journal from offset on; it returns the
+// offset after the last whole line.
+func readFrom(path string, off int64, since time.Time) ([]Event, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, off, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return nil, off, err
+	}
+	var out []Event
+	r := bufio.NewReader(f)
+	for {
+		line, err := r.ReadBytes('\n')
+		if err != nil {
+			break // a partial last line is read again next time
+		}
+		off += int64(len(line))
+		var e Event
+		if json.Unmarshal(line, &e) != nil || e.Time.Before(since) {
+			continue
+		}
+		out = append(out, e)
+	}
+	return out, off, nil
+}
+
+// FollowEvents calls emit with each event of the named services (all
+// when names is empty) since the given time, then with each one appended
+// later, until ctx ends. It polls the journals twice a second: a journal
+// is a file, with no one to wake its readers.
+func FollowEvents(ctx context.Context, dir string, names []string, since time.Time, emit func(Event)) error {
+	type pos struct {
+		off int64
+		ino uint64
+	}
+	seen := map[string]pos{}
+	scan := func() error {
+		files, err := journalFiles(dir, names)
+		if err != nil {
+			return err
+		}
+		var batch []Event
+		for _, p := range files {
+			if strings.HasSuffix(p, ".1") {
+				continue
+			}
+			st, err := os.Stat(p)
+			if err != nil {
+				continue
+			}
+			ino := inode(st)
+			cur, ok := seen[p]
+			switch {
+			case !ok:
+				// New to us: what the rotated file holds comes first.
+				evs, _, _ := readFrom(p+".1", 0, since)
+				batch = append(batch, evs...)
+				cur = pos{0, ino}
+			case cur.ino != ino:
+				// Rotated: what was appended to the old file since
+				// the last scan is now in .1, from where we were.
+				evs, _, _ := readFrom(p+".1", cur.off, since)
+				batch = append(batch, evs...)
+				cur = pos{0, ino}
+			}
+			evs, off, err := readFrom(p, cur.off, since)
+			if err != nil {
+				continue
+			}
+			seen[p] = pos{off, ino}
+			batch = append(batch, evs...)
+		}
+		sort.SliceStable(batch, func(i, k int) bool { return batch[i].Time.Before(batch[k].Time) })
+		for _, e := range batch {
+			emit(e)
+		}
+		return nil
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := scan(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,138 @@
+package ops
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestJournalSinceAndRotation(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := 143
+	for _, e := range []struct{ kind, msg string }{{EventStart, "init pid 1"}, {EventReady, "ready"}} {
+		if err := j.Add(e.kind, e.msg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mid := time.Now()
+	if err := j.Add(EventExit, "stopped with SIGTERM", &code); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+
+	// A new reader, after the fact.
+	for _, tc := range []struct {
+		name  string
+		since time.Time
+		want  []string
+	}{
+		{"all", time.Time{}, []string{EventStart, EventReady, EventExit}},
+		{"since", mid, []string{EventExit}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			evs, err := ReadEvents(dir, nil, tc.since)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.Kind)
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("events %v, want %v", got, tc.want)
+			}
+		})
+	}
+	evs, _ := ReadEvents(dir, []string{"web"}, mid)
+	if len(evs) != 1 || evs[0].Code == nil || *evs[0].Code != 143 || evs[0].Service != "web" {
+		t.Errorf("exit event %+v", evs)
+	}
+	if evs, _ := ReadEvents(dir, []string{"other"}, time.Time{}); len(evs) != 0 {
+		t.Errorf("another service's events: %+v", evs)
+	}
+
+	// Rotation keeps the journal bounded: at most the cap, twice.
+	j, err = OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("x", 1000)
+	for range 3 * JournalCap / 1000 {
+		if err := j.Add(EventSeccomp, msg, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j.Close()
+	for _, p := range []string{"web.jsonl", "web.jsonl.1"} {
+		st, err := os.Stat(filepath.Join(dir, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Size() > JournalCap {
+			t.Errorf("%s is %d bytes, over the cap %d", p, st.Size(), JournalCap)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "web.jsonl.2")); err == nil {
+		t.Error("a second rotated file")
+	}
+}
+
+func TestFollowEvents(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j.Add(EventStart, "before", nil)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	got := make(chan Event, 10)
+	go FollowEvents(ctx, dir, nil, time.Time{}, func(e Event) { got <- e })
+	if e := <-got; e.Message != "before" {
+		t.Errorf("first event %+v, want the one from before", e)
+	}
+	// A line written in two pieces is read whole.
+	w := j.Writer(EventEgress, nil)
+	w.Write([]byte("safe-run: web: denied 10.0.0.1"))
+	w.Write([]byte(":80\n"))
+	select {
+	case e := <-got:
+		if e.Kind != EventEgress || e.Message != "denied 10.0.0.1:80" {
+			t.Errorf("followed %+v", e)
+		}
+	case <-ctx.Done():
+		t.Fatal("no new event followed")
+	}
+}
+
+func TestParseSignal(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int
+		err  string
+	}{
+		{"HUP", 1, ""}, {"sighup", 1, ""}, {"SIGTERM", 15, ""}, {"9", 9, ""}, {"RTMIN+2", 36, ""},
+		{"0", 0, "signal 0 is out of 1-64"}, {"NOPE", 0, `"NOPE" is not a signal (use a name such as HUP or SIGTERM, or a number)`},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseSignal(tc.in)
+			if tc.err != "" {
+				if err == nil || err.Error() != tc.err {
+					t.Errorf("error %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || int(got) != tc.want {
+				t.Errorf("%d, %v; want %d", got, err, tc.want)
+			}
+		})
+	}
+}

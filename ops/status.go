@@ -1,0 +1,147 @@
+package ops
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/safe-run/safe-run/internal/atomicfile"
+)
+
+// StatusVersion is the version of Status's JSON, read by a safe-run-tools
+// that may be of another release than the supervisor that wrote it.
+const StatusVersion = 1
+
+// File names in a service's state directory (plan.Placement.StateDir).
+const (
+	StatusFile  = "status.json"
+	ControlFile = "control.sock"
+)
+
+// States of a service, as its status file says.
+const (
+	StateStarting = "starting"
+	StateRunning  = "running"
+	StateStopping = "stopping"
+)
+
+// Status is what a running supervisor publishes about its service, written
+// whole at its start and on each change of state.
+type Status struct {
+	Version       int    `json:"version"`
+	Name          string `json:"name"`
+	State         string `json:"state"`
+	SupervisorPID int    `json:"supervisor_pid"`
+	// SupervisorStart is when the supervisor started (ProcessStart):
+	// a pid reused by another process is no supervisor.
+	SupervisorStart uint64    `json:"supervisor_start"`
+	InitPID         int       `json:"init_pid,omitempty"` // the container's first process, as the host sees it
+	Started         time.Time `json:"started"`
+	Image           string    `json:"image,omitempty"` // the rootfs the service runs
+	ImageDigest     string    `json:"image_digest,omitempty"`
+	UserNS          string    `json:"userns,omitempty"` // "0-65535 -> 100000-165535"
+	Limits          Limits    `json:"limits"`
+	Address         string    `json:"address,omitempty"` // on its bridge
+	Bridge          string    `json:"bridge,omitempty"`
+	Ports           []string  `json:"ports,omitempty"` // HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO
+	Manifest        string    `json:"manifest,omitempty"`
+	ManifestSHA     string    `json:"manifest_sha256,omitempty"`
+	// Cgroups are the service's cgroup directories: by controller on
+	// cgroup v1, under "" on v2 (the unified hierarchy).
+	Cgroups map[string]string `json:"cgroups,omitempty"`
+	// StateDir is where this file and the control socket are; filled
+	// in by Read, not written.
+	StateDir string `json:"-"`
+	// Dead: the supervisor that wrote this is gone (it was killed, the
+	// janitor has not cleaned up yet); filled in by Read.
+	Dead bool `json:"-"`
+}
+
+// Limits are the service's cgroup limits; zero is none.
+type Limits struct {
+	Memory int64   `json:"memory,omitempty"` // bytes
+	CPUs   float64 `json:"cpus,omitempty"`
+	Pids   int64   `json:"pids,omitempty"`
+}
+
+// WriteStatus replaces the status file in dir with s.
+func WriteStatus(dir string, s *Status) error {
+	s.Version = StatusVersion
+	data, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(dir, StatusFile), append(data, '\n'), 0o644)
+}
+
+// ReadStatus reads the status file of the service whose state directory
+// is dir.
+func ReadStatus(dir string) (*Status, error) {
+	data, err := os.ReadFile(filepath.Join(dir, StatusFile))
+	if err != nil {
+		return nil, err
+	}
+	var s Status
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, StatusFile), err)
+	}
+	if s.Version != StatusVersion {
+		return nil, fmt.Errorf("%s: status of version %d, this safe-run reads version %d (install safe-run and safe-run-tools of one release)", filepath.Join(dir, StatusFile), s.Version, StatusVersion)
+	}
+	s.StateDir = dir
+	s.Dead = !alive(s.SupervisorPID, s.SupervisorStart)
+	return &s, nil
+}
+
+// List reads the status of every service under stateRoot (plan.Dirs.State),
+// sorted by name; a directory without a status file is no service's.
+func List(stateRoot string) ([]*Status, error) {
+	matches, err := filepath.Glob(filepath.Join(stateRoot, "*", StatusFile))
+	if err != nil {
+		return nil, err
+	}
+	var out []*Status
+	var errs []error
+	for _, m := range matches {
+		s, err := ReadStatus(filepath.Dir(m))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			continue // the service ended meanwhile
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, errors.Join(errs...)
+}
+
+// Find returns the status of the named running services, in the order
+// given; a name that runs nowhere is an error naming it.
+func Find(stateRoot string, names []string) ([]*Status, error) {
+	var out []*Status
+	var errs []error
+	for _, n := range names {
+		s, err := ReadStatus(filepath.Join(stateRoot, n))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			errs = append(errs, fmt.Errorf("%s: %w (see safe-run ps)", n, ErrNotRunning))
+		case err != nil:
+			errs = append(errs, err)
+		case s.Dead:
+			errs = append(errs, fmt.Errorf("%s: %w: its supervisor (pid %d) died (see safe-run ps -a)", n, ErrNotRunning, s.SupervisorPID))
+		default:
+			out = append(out, s)
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// ErrNotRunning: no supervisor runs a service of that name.
+var ErrNotRunning = errors.New("no such running service")
