@@ -1,6 +1,8 @@
 package network
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -52,10 +54,8 @@ func (s stateRoot) transparent() (mark uint32, table int) {
 	if filepath.Clean(s.dir) == DefaultStateDir {
 		return transparentBase, transparentBase
 	}
-	h := shortHash("transparent", filepath.Clean(s.dir))
-	var v uint32
-	fmt.Sscanf(h[:4], "%x", &v)
-	v = transparentBase | max(v, 1) // never the default root's
+	h := sha256.Sum256([]byte("transparent\x00" + filepath.Clean(s.dir)))
+	v := transparentBase | max(uint32(binary.BigEndian.Uint16(h[:2])), 1) // never the default root's
 	return v, int(v)
 }
 
