@@ -17,6 +17,8 @@ type Host struct {
 	NoSecurityfs bool
 	Cgroups      string // "" when safe-run can apply memory, cpu and pids limits; otherwise what is missing
 	Userns       string // "" when the service can get its user namespace; otherwise what is missing
+	// NoLandlock: the kernel has no Landlock (ABI 0).
+	NoLandlock bool
 	// RealPaths holds each bind source's path with its symlinks
 	// resolved, as the launcher will find it; a source missing here
 	// was not found.
@@ -46,6 +48,13 @@ func HostFindings(s *manifest.Service, h Host) []Finding {
 			add(ruleHostNoAppArmor, "security.apparmor_required", "%s, and the manifest requires it: safe-run will refuse to start", why)
 		} else {
 			add(ruleHostNoAppArmor, "security.apparmor", "%s: the service runs without its profile (apparmor_required = true refuses to start instead)", why)
+		}
+	}
+	if h.NoLandlock && s.Security.Landlock != "off" {
+		if s.Security.LandlockRequired {
+			add(ruleHostNoLandlock, "security.landlock_required", "this kernel has no Landlock, and the manifest requires it: safe-run will refuse to start")
+		} else {
+			add(ruleHostNoLandlock, "security.landlock", "this kernel has no Landlock: the service runs without its ruleset (landlock_required = true refuses to start instead)")
 		}
 	}
 	for i, m := range s.Mounts {
