@@ -346,4 +346,3 @@ func network(r *Ruleset, svc *manifest.Service) {
 		r.Ports = append(r.Ports, pr)
 	}
 }
-
