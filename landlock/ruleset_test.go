@@ -161,6 +161,11 @@ func TestForService(t *testing.T) {
 		t.Errorf("init = false: %v, %q", r, note)
 	}
 	in = input(t, "minimal", 7)
+	in.Service.Security.NoNewPrivileges = false
+	if r, note, _ := landlock.ForService(in); r != nil || note != "Landlock not enforced: no_new_privileges = false (Landlock needs no_new_privs)" {
+		t.Errorf("new privileges: %v, %q", r, note)
+	}
+	in = input(t, "minimal", 7)
 	in.Service.Security.Landlock = "off"
 	if r, note, _ := landlock.ForService(in); r != nil || note != "Landlock OFF ([insecure] landlock_off)" {
 		t.Errorf("off: %v, %q", r, note)

@@ -20,6 +20,10 @@ func ForService(in Input) (r *Ruleset, note string, err error) {
 				"this kernel has no Landlock (run on Linux 5.13 or later with landlock in its lsm= list, or set landlock_required = false)"))
 		}
 		return nil, "Landlock not enforced: Landlock not in this kernel", nil
+	case !svc.Security.NoNewPrivileges:
+		// landlock_restrict_self needs no_new_privs, or CAP_SYS_ADMIN,
+		// which the service never has (security/landlock/syscalls.c).
+		return nil, "Landlock not enforced: no_new_privileges = false (Landlock needs no_new_privs)", nil
 	case !svc.Process.Init:
 		// libcontainer's init execs the service itself, and offers no
 		// step between the mounts and that exec.

@@ -279,6 +279,9 @@ func validateSecurity(s *Service, fe *fieldErrors) {
 	if sec.LandlockRequired && sec.Landlock == "off" {
 		fe.add("security.landlock_required", `contradicts landlock = "off" (drop one of them)`)
 	}
+	if sec.LandlockRequired && !sec.NoNewPrivileges {
+		fe.add("security.landlock_required", `needs no_new_privileges = true: the kernel applies Landlock only with it (drop one of them)`)
+	}
 	if sec.LandlockRequired && !s.Process.Init {
 		fe.add("security.landlock_required", `needs init = true: safe-run-init applies the Landlock ruleset (set init = true, or drop landlock_required)`)
 	}
