@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -351,6 +352,10 @@ func initLink(t *testing.T, sent []byte, args ...string) (*exec.Cmd, *os.File, *
 	return c, own, &out
 }
 
+// noLandlock is the word to safe-run-init that no Landlock ruleset
+// follows the seccomp program.
+var noLandlock = []byte{0, 0, 0, 0}
+
 // TestInitLoadsOnlyWholeFilters runs safe-run-init on the host with the
 // program the last start kept: whole, it filters the command; cut short or
 // missing, the command never runs; empty (libcontainer loaded the filter),
@@ -372,10 +377,11 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 		code int
 		out  string
 	}{
-		{"whole", prog, 0, "Seccomp:\t2\n"},
+		{"whole", append(slices.Clone(prog), noLandlock...), 0, "Seccomp:\t2\n"},
 		{"cut short", prog[:len(prog)-8], 125, ""},
 		{"nothing", nil, 125, ""},
-		{"empty", make([]byte, 8), 0, "Seccomp:\t0\n"},
+		{"empty", make([]byte, 8+len(noLandlock)), 0, "Seccomp:\t0\n"},
+		{"no Landlock word", prog, 125, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, own, out := initLink(t, tc.sent, "grep", "^Seccomp:", "/proc/self/status")
@@ -396,7 +402,7 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 // safe-run is killed.
 func TestInitEndsWithSafeRun(t *testing.T) {
 	setup(t)
-	c, own, out := initLink(t, make([]byte, 8), "sleep", "30")
+	c, own, out := initLink(t, make([]byte, 8+len(noLandlock)), "sleep", "30")
 	buf := make([]byte, 1)
 	if _, err := io.ReadFull(own, buf); err != nil || buf[0] != 'r' {
 		t.Fatalf("safe-run-init did not say it takes signals: %q %v %s", buf, err, out)

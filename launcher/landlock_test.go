@@ -1,0 +1,136 @@
+package launcher_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/landlock"
+)
+
+// TestLandlock runs a service under its generated ruleset and checks from
+// inside what it denies; the same script with landlock = "off" shows that
+// Landlock, not the mounts, is what denies it.
+func TestLandlock(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 4)
+	const script = `
+touch /var/x 2>/dev/null && echo parent-writable
+touch /var/up/x && echo bind-writable
+cp /bin/busybox /data/true && /data/true 2>/dev/null && echo volume-exec
+cp /bin/busybox /tmp/true && /tmp/true 2>/dev/null && echo noexec-tmpfs-ran
+cp /bin/busybox /xt/true && /xt/true && echo exec-tmpfs-ran
+echo x >/dev/null && echo devnull-ok
+nc -l -p 8080 2>/dev/null & sleep 0.2
+nc -l -p 9999 2>/dev/null & sleep 0.2
+netstat -ltn | grep -o ':[0-9]* ' | sort
+kill %1 %2 2>/dev/null
+true
+`
+	mounts := func(name string) string {
+		up := filepath.Join(env.dir, "manifests", name, "up")
+		if err := os.MkdirAll(up, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(up, 0o777)
+		return `
+[[mounts]]
+type = "volume"
+source = "` + name + `-data"
+target = "/data"
+
+[[mounts]]
+type = "tmpfs"
+target = "/tmp"
+
+[[mounts]]
+type = "tmpfs"
+target = "/xt"
+options = ["exec"]
+
+[[mounts]]
+type = "bind"
+source = "up"
+target = "/var/up"
+read_only = false
+`
+	}
+	// The volume is mounted exec: only Landlock keeps what was written
+	// there from running. /tmp is noexec as well; /xt asks for exec, which
+	// the ruleset grants.
+	on := shell(t, "llon", script, "[security]\nlandlock_bind = [8080]\n"+mounts("llon"))
+	if on.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	for _, want := range []string{"bind-writable", "exec-tmpfs-ran", "devnull-ok", ":8080 "} {
+		if !strings.Contains(on.stdout, want) {
+			t.Errorf("Landlock on: %q missing:\n%s\n%s", want, on.stdout, on.stderr)
+		}
+	}
+	for _, bad := range []string{"parent-writable", "volume-exec", "noexec-tmpfs-ran", ":9999 "} {
+		if strings.Contains(on.stdout, bad) {
+			t.Errorf("Landlock on: %q:\n%s", bad, on.stdout)
+		}
+	}
+	if want := fmt.Sprintf("Landlock ABI %d (file system, TCP bind 8080, TCP connect restricted", min(abi, landlock.MaxABI)); !strings.Contains(on.stderr, want) {
+		t.Errorf("the start report does not say %q:\n%s", want, on.stderr)
+	}
+	assertNothingLeft(t, "llon")
+
+	off := shell(t, "lloff", script, "[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the test's control run\"\nallow = [\"landlock_off\"]\n"+mounts("lloff"))
+	for _, want := range []string{"bind-writable", "volume-exec", ":8080 ", ":9999 "} {
+		if !strings.Contains(off.stdout, want) {
+			t.Errorf("Landlock off: %q missing:\n%s\n%s", want, off.stdout, off.stderr)
+		}
+	}
+	if !strings.Contains(off.stderr, "Landlock OFF") {
+		t.Errorf("the start report does not say Landlock is off:\n%s", off.stderr)
+	}
+	assertNothingLeft(t, "lloff")
+	t.Logf("kernel Landlock ABI %d", abi)
+}
+
+// TestInitAppliesLandlock runs safe-run-init on the host with a ruleset
+// that grants reading and running everywhere and nothing else: a write
+// is denied; a ruleset cut short starts nothing.
+func TestInitAppliesLandlock(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 1)
+	dir := t.TempDir()
+	r := &landlock.Ruleset{ABI: abi, HandledFS: landlock.FSRights(abi),
+		Paths: []landlock.PathRule{{Path: "/", Access: landlock.FSReadFile | landlock.FSReadDir | landlock.FSExecute}}}
+	ll, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sent []byte
+		code int
+	}{
+		{"none", noLandlock, 0},
+		{"whole", ll, 1},
+		{"cut short", ll[:len(ll)-3], 125},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sent := append(make([]byte, 8), tc.sent...)
+			c, own, out := initLink(t, sent, sh, "-c", "echo x > "+filepath.Join(dir, tc.name)+" || exit 1")
+			if tc.code == 125 {
+				own.Close()
+			}
+			_ = c.Wait()
+			own.Close()
+			if code := c.ProcessState.ExitCode(); code != tc.code {
+				t.Errorf("exit %d, want %d: %s", code, tc.code, out)
+			}
+		})
+	}
+}
