@@ -59,8 +59,10 @@ cpus = 0.25
 pids = 32
 `,
 	// Writes, sockets and mounts the profile forbids, with SYS_ADMIN
-	// present and seccomp off so that only AppArmor stands in the way
-	// (the default seccomp profile refuses pivot_root on its own).
+	// present and seccomp and Landlock off so that only AppArmor stands
+	// in the way (the default seccomp profile refuses pivot_root on its
+	// own; a landlocked process may not mount at all, and Landlock, first
+	// in the kernel's LSM order, would deny the exec and mknod itself).
 	"deny": `[process]
 command = ["/bin/sh", "-c", """
 attempt write:/tmp/ok write:/data/ok write:/dev/shm/ok read:/run/secrets/db write:/dev/evil raw packet mount:/tmp umount:/tmp
@@ -73,6 +75,7 @@ user = "0:0"
 [security]
 capabilities = ["SYS_ADMIN"]
 seccomp = "unconfined"
+landlock = "off"
 
 [[mounts]]
 type = "tmpfs"
@@ -88,7 +91,29 @@ db = { file = "db.txt" }
 
 [insecure]
 reason = "shows that AppArmor denies mount even with SYS_ADMIN and no seccomp filter"
-allow = ["dangerous_capabilities", "seccomp_unconfined"]
+allow = ["dangerous_capabilities", "seccomp_unconfined", "landlock_off"]
+`,
+	// Landlock at the guest kernel's ABI 2, with AppArmor out of the way:
+	// the volume is writable and mounted exec, yet what is written there
+	// does not run.
+	"landlock": `[process]
+command = ["/bin/sh", "-c", """
+attempt write:/data/ok
+cp /bin/busybox /data/bb && chmod 755 /data/bb && attempt exec:/data/bb
+"""]
+user = "0:0"
+
+[security]
+apparmor = "unconfined"
+
+[[mounts]]
+type = "volume"
+source = "landlock-data"
+target = "/data"
+
+[insecure]
+reason = "shows Landlock alone"
+allow = ["apparmor_unconfined"]
 `,
 	// What a shell script does: the profile must allow all of it.
 	"busybox": `[process]
@@ -126,6 +151,7 @@ user = "0:0"
 [security]
 capabilities = ["SYS_ADMIN"]
 apparmor_mode = "complain"
+landlock = "off"
 
 [[mounts]]
 type = "tmpfs"
@@ -133,7 +159,7 @@ target = "/tmp"
 
 [insecure]
 reason = "shows that AppArmor denies mount even in complain mode"
-allow = ["dangerous_capabilities"]
+allow = ["dangerous_capabilities", "landlock_off"]
 `,
 	// A profile loaded by someone else, by name.
 	"named": `[process]
@@ -235,6 +261,7 @@ var guestSteps = []struct{ name, sh string }{
 		cat /tmp/limits.out`},
 	{"busybox", `safe-run /srv/m/busybox.toml`},
 	{"deny", `safe-run /srv/m/deny.toml`},
+	{"landlock", `safe-run /srv/m/landlock.toml`},
 	{"rawok", `safe-run /srv/m/rawok.toml`},
 	{"complain", `safe-run /srv/m/complain.toml`},
 	{"named", `
@@ -487,6 +514,10 @@ var guestChecks = []struct {
 			"write:/tmp/ok: ok", "write:/data/ok: ok", "write:/dev/shm/ok: ok", "read:/run/secrets/db: ok",
 			"write:/dev/evil: EACCES", "raw: EACCES", "packet: EACCES", "mount:/tmp: EACCES", "umount:/tmp: EACCES",
 			"exec:/data/bb: EACCES", "pivot_root:/tmp: EACCES", "safe-run-deny (enforce)")
+	}},
+	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
+		return st["landlock"].has("write:/data/ok: ok", "exec:/data/bb: EACCES",
+			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)")
 	}},
 	{"NET_RAW declared: raw and packet sockets", func(st map[string]guestStep) error {
 		return st["rawok"].has("raw: ok", "packet: ok")
