@@ -307,7 +307,7 @@ func (h Host) landlock() Check {
 	case abi < 7:
 		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping; denials are EACCES only (audit needs ABI 7)", abi)
 	default:
-		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping, denials audited", abi)
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping, denials audited where the kernel's audit is enabled", abi)
 	}
 	return c
 }

@@ -269,7 +269,7 @@ func TestLandlockCheck(t *testing.T) {
 		{2, OK, "ABI 2: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6)"},
 		{4, OK, "ABI 4: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6)"},
 		{6, OK, "ABI 6: file system, TCP bind/connect, scoping; denials are EACCES only (audit needs ABI 7)"},
-		{7, OK, "ABI 7: file system, TCP bind/connect, scoping, denials audited"},
+		{7, OK, "ABI 7: file system, TCP bind/connect, scoping, denials audited where the kernel's audit is enabled"},
 	} {
 		var h Host
 		h.Facts.LandlockABI = tc.abi

@@ -48,7 +48,12 @@
 //   - ABI 7: denials of the service itself are audited
 //     (LANDLOCK_RESTRICT_SELF_LOG_NEW_EXEC_ON: the domain is made before
 //     the service's execve, after which the kernel stops logging unless
-//     asked).
+//     asked), but only where the kernel's audit is enabled (auditd, or
+//     audit=1): unlike seccomp's, Landlock's records are not printed
+//     otherwise (security/landlock/log.c checks audit_enabled). Elsewhere,
+//     and before ABI 7, a denial is an EACCES (EPERM for a mount) to the
+//     service and nothing more; safe-run does not show Landlock denials
+//     in its own output yet.
 //
 // With ABI 1 (no refer right) the kernel refuses every rename or link
 // across directories; with ABI 2 and 3 a service can truncate only what

@@ -46,7 +46,7 @@ func (r *Ruleset) Show(w io.Writer, service string) error {
 		fmt.Fprintf(tw, "scoping: none (abstract unix sockets and signals need ABI 6)\n")
 	}
 	if r.RestrictFlags&RestrictSelfLogNewExecOn != 0 {
-		fmt.Fprintf(tw, "denials: audited (ABI 7)\n")
+		fmt.Fprintf(tw, "denials: in the kernel's audit log, when audit is enabled (ABI 7); EACCES to the service\n")
 	} else {
 		fmt.Fprintf(tw, "denials: EACCES only, not audited (audit needs ABI 7)\n")
 	}
