@@ -1175,10 +1175,37 @@ func TestRootless(t *testing.T) {
 		if !regexp.MustCompile(`user namespace 0-65535 -> host ids \d+, \d+-\d+ \(your uid, then your subordinate ids\)`).MatchString(stderr.String()) {
 			t.Errorf("start report does not name the host ids:\n%s", stderr.String())
 		}
-		for _, note := range []string{"limits NOT enforced", "rootfs not id-mapped (rootless)"} {
+		for _, note := range []string{"limits NOT enforced", "rootfs not id-mapped (rootless)", "Landlock ABI "} {
 			if !strings.Contains(stderr.String(), note) {
 				t.Errorf("start report lacks %q:\n%s", note, stderr.String())
 			}
+		}
+	})
+
+	t.Run("landlock", func(t *testing.T) {
+		// Landlock needs no privilege: rootless, what is written to a
+		// volume does not run either; on an exec tmpfs it does.
+		testenv.RequireLandlock(t, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		script := "cp /bin/busybox /xt/true && /xt/true && echo exec-tmpfs-ran; cp /bin/busybox /data/true && /data/true 2>/dev/null || echo volume-exec-denied"
+		c := asUser(ctx, "-q", write("rl-landlock", fmt.Sprintf(`[process]
+command = ["/bin/sh", "-c", %q]
+user = "1000:1000"
+
+[[mounts]]
+type = "tmpfs"
+target = "/xt"
+options = ["exec"]
+
+[[mounts]]
+type = "volume"
+source = "rl-landlock"
+target = "/data"
+`, script)))
+		out, err := c.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "exec-tmpfs-ran") || !strings.Contains(string(out), "volume-exec-denied") {
+			t.Errorf("%v\n%s", err, out)
 		}
 	})
 

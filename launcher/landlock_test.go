@@ -91,6 +91,11 @@ read_only = false
 		t.Errorf("the start report does not say Landlock is off:\n%s", off.stderr)
 	}
 	assertNothingLeft(t, "lloff")
+	noinit := shell(t, "llnoinit", "true", "init = false\n")
+	if want := "Landlock not enforced: init = false"; noinit.code != 0 || !strings.Contains(noinit.stderr, want) {
+		t.Errorf("init = false: exit %d, the start report does not say %q:\n%s", noinit.code, want, noinit.stderr)
+	}
+	assertNothingLeft(t, "llnoinit")
 	t.Logf("kernel Landlock ABI %d", abi)
 }
 
