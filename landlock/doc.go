@@ -55,6 +55,14 @@
 //     service and nothing more; safe-run does not show Landlock denials
 //     in its own output yet.
 //
+// With read_only_rootfs = false ([insecure] writable_rootfs), "/" is
+// writable as well, and the image's entries stay executable: W^X holds
+// only for the declared writable places then.
+//
+// Mount destinations are resolved through the image's symbolic links as
+// runc resolves them, so that a tmpfs at /var/run/x, which lands on
+// /run/x, keeps /run from being granted execute.
+//
 // With ABI 1 (no refer right) the kernel refuses every rename or link
 // across directories; with ABI 2 and 3 a service can truncate only what
 // it can write (truncate is handled from ABI 3).

@@ -150,9 +150,13 @@ func Generate(in Input) (*Ruleset, error) {
 		add("/", read|write, "everything the container shows, the writable rootfs: read, write")
 	}
 
+	// Keyed by where each mount really is: runc resolves a destination
+	// through the image's symbolic links (a mount at /var/run/x lands on
+	// /run/x where /var/run links to /run), and so must the search for
+	// the image entries that hold a mount.
 	mounts := map[string]specs.Mount{}
 	for _, m := range in.Mounts {
-		mounts[path.Clean(m.Destination)] = m
+		mounts[resolve(in.Image, m.Destination)] = m
 	}
 	for _, dst := range slices.Sorted(maps.Keys(mounts)) {
 		m := mounts[dst]
@@ -253,6 +257,50 @@ func imageEntries(img fs.FS, dir string, mounts map[string]specs.Mount, add func
 		add(p, access, "the image: read, execute")
 	}
 	return nil
+}
+
+// resolve returns p, an absolute path inside the image, with every
+// symbolic link the image holds on the way resolved inside the image, as
+// runc resolves a mount's destination (filepath-securejoin): ".." stops at
+// the root, an absolute link starts again from it. What does not exist is
+// kept as written.
+func resolve(img fs.FS, p string) string {
+	rest := strings.Split(strings.TrimPrefix(path.Clean("/"+p), "/"), "/")
+	cur := "/"
+	for hops := 0; len(rest) > 0; {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			cur = path.Dir(cur)
+			continue
+		}
+		next := path.Join(cur, c)
+		target, err := readLink(img, next)
+		if err != nil {
+			cur = next
+			continue
+		}
+		if hops++; hops > 40 {
+			return path.Join(append([]string{next}, rest...)...)
+		}
+		if strings.HasPrefix(target, "/") {
+			cur = "/"
+		}
+		rest = append(strings.Split(target, "/"), rest...)
+	}
+	return cur
+}
+
+// readLink reads the symbolic link at p, an absolute path inside img; an
+// error when p is none.
+func readLink(img fs.FS, p string) (string, error) {
+	if img == nil {
+		return "", fs.ErrNotExist
+	}
+	return fs.ReadLink(img, strings.TrimPrefix(p, "/"))
 }
 
 func holdsMount(dir string, mounts map[string]specs.Mount) bool {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"testing/fstest"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/landlock"
@@ -41,6 +43,8 @@ var testImage = fstest.MapFS{
 	"sys/.keep":          {},
 	"run/.keep":          {},
 	"entrypoint":         {Mode: 0o755},
+	// Debian's /var/run: a mount at /var/run/x lands on /run/x.
+	"var/run": {Mode: fs.ModeSymlink, Data: []byte("/run")},
 }
 
 // input builds what plan.Build would give the generator for
@@ -174,6 +178,30 @@ func TestForService(t *testing.T) {
 	r, note, _ := landlock.ForService(in)
 	if got := r.Summary(); note != "" || got != "Landlock ABI 7 (file system, TCP bind 8080 8081, TCP connect restricted, scoped signals and abstract sockets)" {
 		t.Errorf("summary %q, note %q", got, note)
+	}
+}
+
+// TestSymlinkedMountTarget: a mount whose destination goes through a
+// link of the image (/var/run -> /run) is where runc puts it, and the
+// image entry holding it gets no execute.
+func TestSymlinkedMountTarget(t *testing.T) {
+	in := input(t, "minimal", 7)
+	in.Mounts = append(in.Mounts, specs.Mount{Destination: "/var/run/x", Type: "tmpfs", Options: []string{"nosuid", "nodev", "noexec"}})
+	r, err := landlock.Generate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range r.Paths {
+		if p.Path == "/run" || strings.HasPrefix(p.Path, "/run/") {
+			got = append(got, fmt.Sprintf("%s %#x", p.Path, p.Access))
+		}
+	}
+	want := []string{fmt.Sprintf("/run/.keep %#x", landlock.FSReadFile|landlock.FSExecute),
+		fmt.Sprintf("/run/x %#x", landlock.FSReadFile|landlock.FSReadDir|landlock.FSWriteFile|landlock.FSRemoveDir|landlock.FSRemoveFile|
+			landlock.FSMakeDir|landlock.FSMakeReg|landlock.FSMakeSock|landlock.FSMakeFifo|landlock.FSMakeSym|landlock.FSRefer|landlock.FSTruncate)}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("rules under /run:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
 
