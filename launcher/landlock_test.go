@@ -2,6 +2,7 @@ package launcher_test
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -138,4 +139,43 @@ func TestInitAppliesLandlock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLandlockScopesAbstractSockets: with the host's network, a service
+// could reach the abstract unix sockets of host processes (an X server,
+// D-Bus, systemd's), which no file permission guards. Landlock's scoping
+// (ABI 6) refuses every one made outside the service; with Landlock off,
+// the same connect succeeds.
+func TestLandlockScopesAbstractSockets(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 6)
+	name := fmt.Sprintf("safe-run-test-ll-%d", os.Getpid())
+	ln, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	body := func(insecure string) string {
+		return fmt.Sprintf("[process]\ncommand = [\"/bin/confinement\", \"-connect-abstract\", %q]\n\n[network]\nmode = \"host\"\n\n%s\n[insecure]\nreason = \"the test reaches an abstract socket of the host\"\nallow = [%s]\n",
+			name, map[bool]string{true: "[security]\nlandlock = \"off\"\n"}[insecure != ""], `"host_network"`+insecure)
+	}
+	on := run(t, manifestFor(t, "llabstract", body("")), "")
+	if on.code == 0 || !strings.Contains(on.stdout, "operation not permitted") {
+		t.Errorf("Landlock on: exit %d, want a refused connect:\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	assertNothingLeft(t, "llabstract")
+	off := run(t, manifestFor(t, "llabstract-off", body(`, "landlock_off"`)), "")
+	if off.code != 0 || !strings.Contains(off.stdout, "connected") {
+		t.Errorf("Landlock off (the control): exit %d, want connected:\n%s\n%s", off.code, off.stdout, off.stderr)
+	}
+	assertNothingLeft(t, "llabstract-off")
 }
