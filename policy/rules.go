@@ -48,7 +48,7 @@ var rules = []*Rule{
 	ruleDaemonNoUserns,
 	ruleHostNoAppArmor, ruleHostNoCgroups, ruleHostNoUserns,
 	rulePublishAll, ruleEgressAll, ruleEgressMetadata, ruleHostNoAddress,
-	ruleLandlockOff, ruleHostNoLandlock,
+	ruleLandlockOff, ruleHostNoLandlock, ruleHostLandlockPartial,
 }
 
 var (
@@ -352,6 +352,12 @@ var (
 		Title:  "the kernel has no Landlock: no ruleset confines the service",
 		Advice: "restrict what files and ports a program can reach; Landlock does it where AppArmor is absent, rootless too",
 		Fix:    "boot a kernel with Landlock (5.13 or later, lsm= including landlock)",
+	}
+	ruleHostLandlockPartial = &Rule{
+		ID: "SR040", Name: "host-landlock-partial", Severity: Info,
+		Title:  "the kernel's Landlock ABI enforces only part of the ruleset",
+		Advice: "restrict what files and ports a program can reach; Landlock does it where AppArmor is absent, rootless too",
+		Fix:    "run on a newer kernel: TCP rules need Landlock ABI 4 (Linux 6.7), scoping of signals and abstract sockets ABI 6 (Linux 6.12)",
 	}
 )
 
