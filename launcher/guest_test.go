@@ -111,7 +111,7 @@ allow = ["apparmor_unconfined"]
 	"landlock": `[process]
 command = ["/bin/sh", "-c", """
 attempt write:/data/ok
-cp /bin/busybox /data/bb && chmod 755 /data/bb && attempt exec:/data/bb
+cp /bin/busybox /data/true && chmod 755 /data/true && attempt exec:/data/true
 """]
 user = "0:0"
 
@@ -449,7 +449,7 @@ func TestInGuestWithoutLandlock(t *testing.T) {
 			return nil
 		}},
 		{"the service runs, and the report says Landlock is not enforced", func() error {
-			return steps["landlock"].has("write:/data/ok: ok", "exec:/data/bb: ok", "Landlock not enforced: Landlock not in this kernel")
+			return steps["landlock"].has("write:/data/ok: ok", "exec:/data/true: ok", "Landlock not enforced: Landlock not in this kernel")
 		}},
 		{"landlock_required refuses the start", func() error {
 			s := steps["required"]
@@ -578,7 +578,7 @@ var guestChecks = []struct {
 			"exec:/data/bb: EACCES", "pivot_root:/tmp: EACCES", "safe-run-deny (enforce)")
 	}},
 	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
-		return st["landlock"].has("write:/data/ok: ok", "exec:/data/bb: EACCES",
+		return st["landlock"].has("write:/data/ok: ok", "exec:/data/true: EACCES",
 			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)")
 	}},
 	{"NET_RAW declared: raw and packet sockets", func(st map[string]guestStep) error {

@@ -6,7 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/safe-run/safe-run/internal/testenv"
@@ -178,4 +181,43 @@ func TestLandlockScopesAbstractSockets(t *testing.T) {
 		t.Errorf("Landlock off (the control): exit %d, want connected:\n%s\n%s", off.code, off.stdout, off.stderr)
 	}
 	assertNothingLeft(t, "llabstract-off")
+}
+
+// TestLandlockScopesSignals: with the host's PID namespace, a service can
+// see the host's processes, and signal those of its own host uid. A
+// process of that uid outside the service stands in for one: Landlock's
+// scoping (ABI 6) refuses the signal; with Landlock off, the same signal
+// is delivered. The service's ids are allocated once per name, so the
+// first run learns them from the start report.
+func TestLandlockScopesSignals(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 6)
+	const name = "llsignal"
+	write := func(script, security, allow string) string {
+		return manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\nuser = \"0:0\"\n\n%s\n[namespaces]\npid = \"host\"\n\n[insecure]\nreason = \"the test signals a host process\"\nallow = [\"host_pid\"%s]\n",
+			script, security, allow))
+	}
+	first := run(t, write("true", "", ""), "")
+	m := regexp.MustCompile(`user namespace 0-65535 -> (\d+)-`).FindStringSubmatch(first.stderr)
+	if first.code != 0 || m == nil {
+		t.Fatalf("exit %d, no host ids in the start report:\n%s", first.code, first.stderr)
+	}
+	uid, _ := strconv.Atoi(m[1])
+	sleeper := exec.Command("sleep", "60")
+	sleeper.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	script := fmt.Sprintf("kill -0 %d && echo signalled || echo refused", sleeper.Process.Pid)
+
+	on := run(t, write(script, "", ""), "")
+	if on.code != 0 || !strings.Contains(on.stdout, "refused") {
+		t.Errorf("Landlock on: exit %d, want the signal refused:\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	off := run(t, write(script, "[security]\nlandlock = \"off\"\n", `, "landlock_off"`), "")
+	if off.code != 0 || !strings.Contains(off.stdout, "signalled") {
+		t.Errorf("Landlock off (the control): exit %d, want the signal delivered:\n%s\n%s", off.code, off.stdout, off.stderr)
+	}
+	assertNothingLeft(t, name)
 }
