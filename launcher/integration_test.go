@@ -53,7 +53,7 @@ func TestMain(m *testing.M) {
 }
 
 // setup builds safe-run, safe-run-init and the example rootfs once.
-func setup(t *testing.T) {
+func setup(t testing.TB) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.Long(t)
@@ -331,7 +331,7 @@ func waitUnlocked(name string) {
 
 // initLink starts safe-run-init on the host as the container's first
 // program, with sent on its control socket, and returns safe-run's end.
-func initLink(t *testing.T, sent []byte, args ...string) (*exec.Cmd, *os.File, *bytes.Buffer) {
+func initLink(t testing.TB, sent []byte, args ...string) (*exec.Cmd, *os.File, *bytes.Buffer) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
