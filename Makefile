@@ -64,7 +64,7 @@ test: check build deps-test setup-user
 GOLANGCI_LINT := github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 # Packages whose tests need no root, no kernel feature and no daemon:
 # under the race detector in seconds.
-RACE_PKGS := ./manifest ./policy ./importer ./image/registry ./ops
+RACE_PKGS := ./manifest ./policy ./landlock ./importer ./image/registry ./ops
 
 # The style guide's mechanical promises, fast, before the long tests:
 # go.mod is tidy, vet and the linter (.golangci.yml says what and why)

@@ -29,6 +29,7 @@ import (
 var benchmarks = []benchmark{
 	{table: startTable, name: "safe-run", prepare: safeRunTrial("bench", "")},
 	{table: startTable, name: "safe-run, init = false (libcontainer compiles seccomp)", prepare: safeRunTrial("bench-noinit", "init = false\n")},
+	{table: startTable, name: "safe-run, landlock = \"off\" (no ruleset)", prepare: safeRunTrial("bench-nolandlock", "\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the bench's row without Landlock\"\nallow = [\"landlock_off\"]\n")},
 	{table: startTable, name: "runc run", prepare: runcTrial(installedRunc)},
 	{table: startTable, name: "runc run, safe-run's libcontainer version", prepare: runcTrial(moduleRunc)},
 	{table: startTable, name: "crun run", prepare: crunTrial},

@@ -58,6 +58,7 @@ func Diagnose(h Host) *Report {
 	add(h.cgroups(r.Rootless))
 	add(h.seccomp())
 	add(h.appArmor())
+	add(h.landlock())
 	add(h.otherLSMs())
 	if r.Rootless {
 		add(h.overlay())
@@ -291,6 +292,26 @@ func (h Host) appArmor() Check {
 	return c
 }
 
+// landlock reports the kernel's Landlock ABI and what a service's
+// generated ruleset enforces at it (package landlock).
+func (h Host) landlock() Check {
+	c := Check{Name: "Landlock"}
+	switch abi := h.Facts.LandlockABI; {
+	case abi == 0:
+		c.Status, c.Found = Warn, "not in this kernel: services run without their Landlock ruleset (landlock_required = true refuses them)"
+		c.Fix = "boot Linux 5.13 or later with landlock in its lsm= list, or accept it: seccomp, capabilities and namespaces still apply"
+	case abi < 4:
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6)", abi)
+	case abi < 6:
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6)", abi)
+	case abi < 7:
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping; denials are EACCES only (audit needs ABI 7)", abi)
+	default:
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping, denials audited where the kernel's audit is enabled", abi)
+	}
+	return c
+}
+
 func (h Host) otherLSMs() Check {
 	lsms := h.Facts.LSMs
 	if lsms == nil {
@@ -300,11 +321,8 @@ func (h Host) otherLSMs() Check {
 	if slices.Contains(lsms, "selinux") || fileExists(h.path("/sys/fs/selinux/enforce")) {
 		notes = append(notes, "SELinux present: safe-run sets no SELinux labels (not a goal); its AppArmor and seccomp confinement do not depend on it")
 	}
-	if slices.Contains(lsms, "landlock") {
-		notes = append(notes, fmt.Sprintf("Landlock available (ABI %d)", h.Facts.LandlockABI))
-	}
 	if len(notes) == 0 {
-		notes = append(notes, "no SELinux, no Landlock")
+		notes = append(notes, "no SELinux")
 	}
 	return Check{Name: "other LSMs", Status: Info, Found: strings.Join(notes, "; ")}
 }

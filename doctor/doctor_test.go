@@ -258,3 +258,23 @@ func TestJSONReport(t *testing.T) {
 		t.Errorf("%v: %s", err, buf.String())
 	}
 }
+
+func TestLandlockCheck(t *testing.T) {
+	for _, tc := range []struct {
+		abi    int
+		status Status
+		found  string
+	}{
+		{0, Warn, "not in this kernel: services run without their Landlock ruleset (landlock_required = true refuses them)"},
+		{2, OK, "ABI 2: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6)"},
+		{4, OK, "ABI 4: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6)"},
+		{6, OK, "ABI 6: file system, TCP bind/connect, scoping; denials are EACCES only (audit needs ABI 7)"},
+		{7, OK, "ABI 7: file system, TCP bind/connect, scoping, denials audited where the kernel's audit is enabled"},
+	} {
+		var h Host
+		h.Facts.LandlockABI = tc.abi
+		if c := h.landlock(); c.Status != tc.status || c.Found != tc.found {
+			t.Errorf("ABI %d: %v %q, want %v %q", tc.abi, c.Status, c.Found, tc.status, tc.found)
+		}
+	}
+}

@@ -59,7 +59,9 @@ func TestNetwork(t *testing.T) {
 gw=$(sed -n 's/^nameserver //p' /etc/resolv.conf)
 echo "gateway $gw"
 `
-	probeService := func(name, bridge, egress, script string) string {
+	// probeService writes the manifest of a service that runs script;
+	// extra is TOML added at its end.
+	probeService := func(name, bridge, egress, script string, extra ...string) string {
 		return e.manifest(t, name, fmt.Sprintf(`version = 1
 name = %q
 
@@ -80,8 +82,21 @@ pids = 32
 mode = "bridge"
 bridge = %q
 egress = %s
-`, name, redisRootfs, probe+script, bridge, egress))
+`, name, redisRootfs, probe+script, bridge, egress)+strings.Join(extra, ""))
 	}
+	// landlockOff leaves the nftables table alone in the way of a
+	// service's TCP connections: Landlock's connect rules (by port,
+	// package landlock) would refuse an undeclared port first, in the
+	// service's own connect, with no packet for the table to drop and
+	// log.
+	const landlockOff = `
+[security]
+landlock = "off"
+
+[insecure]
+reason = "the test checks the nftables egress table and its denial log"
+allow = ["landlock_off"]
+`
 
 	t.Run("shop", func(t *testing.T) {
 		shop := e.name("shop")
@@ -285,17 +300,27 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 			name, egress string
 			open, closed []string
 			denied       []string
+			landlock     bool // the generated Landlock ruleset too: no denial reaches the table
 		}{
-			{"none", `"none"`, nil, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1, h + ":" + hp1}, []string{a + ":" + p1 + "/tcp"}},
+			{"none", `"none"`, nil, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1, h + ":" + hp1}, []string{a + ":" + p1 + "/tcp"}, false},
 			// all: anywhere but the host.
-			{"all", `"all"`, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, []string{h + ":" + hp1}, nil},
-			{"list", fmt.Sprintf(`["%s/32:%s/tcp"]`, a, p1), []string{a + ":" + p1}, []string{a + ":" + p2, b + ":" + p1}, []string{a + ":" + p2 + "/tcp", b + ":" + p1 + "/tcp"}},
+			{"all", `"all"`, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, []string{h + ":" + hp1}, nil, false},
+			{"list", fmt.Sprintf(`["%s/32:%s/tcp"]`, a, p1), []string{a + ":" + p1}, []string{a + ":" + p2, b + ":" + p1}, []string{a + ":" + p2 + "/tcp", b + ":" + p1 + "/tcp"}, false},
 			// An entry that names a host address opens it, that port only.
-			{"list-host", fmt.Sprintf(`["%s/32:%s/tcp"]`, h, hp1), []string{h + ":" + hp1}, []string{h + ":" + hp2, a + ":" + p1}, nil},
+			{"list-host", fmt.Sprintf(`["%s/32:%s/tcp"]`, h, hp1), []string{h + ":" + hp1}, []string{h + ":" + hp2, a + ":" + p1}, nil, false},
+			// With Landlock (ABI 4): the other port is refused by the
+			// service's own ruleset, before any packet; another address
+			// on the declared port still only by the table.
+			{"list-landlock", fmt.Sprintf(`["%s/32:%s/tcp"]`, a, p1), []string{a + ":" + p1}, []string{a + ":" + p2, b + ":" + p1}, []string{b + ":" + p1 + "/tcp"}, true},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				name := e.name("egress-" + tc.name)
-				c := e.run(t, probeService(name, "", tc.egress, script), 0)
+				extra := landlockOff
+				if tc.landlock {
+					testenv.RequireLandlock(t, 4)
+					extra = ""
+				}
+				c := e.run(t, probeService(name, "", tc.egress, script, extra), 0)
 				for _, o := range tc.open {
 					if !c.printed("open " + o) {
 						t.Errorf("egress %s: %s is not reachable from service %s\nstdout:\n%s\nstderr:\n%s", tc.egress, o, name, c.stdout(), c.stderr())
@@ -310,6 +335,12 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 					line := name + ": egress denied " + d
 					if !strings.Contains(c.stderr(), line) {
 						t.Errorf("egress %s: safe-run's stderr has no line %q\nstderr:\n%s", tc.egress, line, c.stderr())
+					}
+				}
+				if tc.landlock {
+					// Refused in the service: no packet ever reached the table.
+					if line := name + ": egress denied " + a + ":" + p2 + "/tcp"; strings.Contains(c.stderr(), line) {
+						t.Errorf("egress %s with Landlock: the table saw %q, which the ruleset should have refused first\nstderr:\n%s", tc.egress, line, c.stderr())
 					}
 				}
 			})

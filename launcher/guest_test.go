@@ -59,8 +59,10 @@ cpus = 0.25
 pids = 32
 `,
 	// Writes, sockets and mounts the profile forbids, with SYS_ADMIN
-	// present and seccomp off so that only AppArmor stands in the way
-	// (the default seccomp profile refuses pivot_root on its own).
+	// present and seccomp and Landlock off so that only AppArmor stands
+	// in the way (the default seccomp profile refuses pivot_root on its
+	// own; a landlocked process may not mount at all, and Landlock, first
+	// in the kernel's LSM order, would deny the exec and mknod itself).
 	"deny": `[process]
 command = ["/bin/sh", "-c", """
 attempt write:/tmp/ok write:/data/ok write:/dev/shm/ok read:/run/secrets/db write:/dev/evil raw packet mount:/tmp umount:/tmp
@@ -73,6 +75,7 @@ user = "0:0"
 [security]
 capabilities = ["SYS_ADMIN"]
 seccomp = "unconfined"
+landlock = "off"
 
 [[mounts]]
 type = "tmpfs"
@@ -88,7 +91,41 @@ db = { file = "db.txt" }
 
 [insecure]
 reason = "shows that AppArmor denies mount even with SYS_ADMIN and no seccomp filter"
-allow = ["dangerous_capabilities", "seccomp_unconfined"]
+allow = ["dangerous_capabilities", "seccomp_unconfined", "landlock_off"]
+`,
+	// Landlock at the guest kernel's ABI 2, with AppArmor out of the way:
+	// the volume is writable and mounted exec, yet what is written there
+	// does not run.
+	// The same, where the kernel must have Landlock.
+	"landlock-required": `[process]
+command = ["/bin/true"]
+
+[security]
+apparmor = "unconfined"
+landlock_required = true
+
+[insecure]
+reason = "shows Landlock alone"
+allow = ["apparmor_unconfined"]
+`,
+	"landlock": `[process]
+command = ["/bin/sh", "-c", """
+attempt write:/data/ok
+cp /bin/busybox /data/true && chmod 755 /data/true && attempt exec:/data/true
+"""]
+user = "0:0"
+
+[security]
+apparmor = "unconfined"
+
+[[mounts]]
+type = "volume"
+source = "landlock-data"
+target = "/data"
+
+[insecure]
+reason = "shows Landlock alone"
+allow = ["apparmor_unconfined"]
 `,
 	// What a shell script does: the profile must allow all of it.
 	"busybox": `[process]
@@ -126,6 +163,7 @@ user = "0:0"
 [security]
 capabilities = ["SYS_ADMIN"]
 apparmor_mode = "complain"
+landlock = "off"
 
 [[mounts]]
 type = "tmpfs"
@@ -133,7 +171,7 @@ target = "/tmp"
 
 [insecure]
 reason = "shows that AppArmor denies mount even in complain mode"
-allow = ["dangerous_capabilities"]
+allow = ["dangerous_capabilities", "landlock_off"]
 `,
 	// A profile loaded by someone else, by name.
 	"named": `[process]
@@ -235,6 +273,7 @@ var guestSteps = []struct{ name, sh string }{
 		cat /tmp/limits.out`},
 	{"busybox", `safe-run /srv/m/busybox.toml`},
 	{"deny", `safe-run /srv/m/deny.toml`},
+	{"landlock", `safe-run /srv/m/landlock.toml`},
 	{"rawok", `safe-run /srv/m/rawok.toml`},
 	{"complain", `safe-run /srv/m/complain.toml`},
 	{"named", `
@@ -326,6 +365,24 @@ func (s guestStep) value(key string) string {
 }
 
 func TestInGuest(t *testing.T) {
+	steps, console := runGuest(t, guestSteps, nil)
+	for _, c := range guestChecks {
+		t.Run(c.name, func(t *testing.T) {
+			if err := c.check(steps); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if t.Failed() {
+		t.Logf("guest console:\n%s", console)
+	}
+	logGuestNumbers(t, steps)
+}
+
+// runGuest boots the guest, with cmdline added to its kernel's, runs the
+// steps in it and returns what each printed, and the whole console.
+func runGuest(t *testing.T, steps []struct{ name, sh string }, cmdline []string) (map[string]guestStep, string) {
+	t.Helper()
 	testenv.Long(t)
 	if err := guest.Check(); err != nil {
 		testenv.Skip(t, "the guest cannot run here: %v", err)
@@ -334,7 +391,7 @@ func TestInGuest(t *testing.T) {
 
 	var script strings.Builder
 	script.WriteString(guestPrelude)
-	for _, s := range guestSteps {
+	for _, s := range steps {
 		fmt.Fprintf(&script, "echo '<<< %s'\n(\n%s\n) 2>&1\necho \">>> %s $?\"\n", s.name, s.sh, s.name)
 	}
 	var console strings.Builder
@@ -354,6 +411,7 @@ func TestInGuest(t *testing.T) {
 		Timeout:  4 * time.Minute,
 		Stdout:   &console,
 		Logger:   slog.New(slog.NewTextHandler(t.Output(), nil)),
+		Cmdline:  cmdline,
 	})
 	if errors.Is(err, guest.ErrUnavailable) {
 		testenv.Skip(t, "the guest cannot run here: %v", err)
@@ -362,23 +420,54 @@ func TestInGuest(t *testing.T) {
 		t.Fatalf("%v\nconsole:\n%s", err, console.String())
 	}
 	t.Logf("guest run took %s (status %d)", time.Since(start).Round(time.Millisecond), status)
-	steps := parseSteps(console.String())
-	for _, s := range guestSteps {
-		if _, ok := steps[s.name]; !ok {
+	got := parseSteps(console.String())
+	for _, s := range steps {
+		if _, ok := got[s.name]; !ok {
 			t.Fatalf("step %q did not finish in the guest; console:\n%s", s.name, console.String())
 		}
 	}
-	for _, c := range guestChecks {
+	return got, console.String()
+}
+
+// TestInGuestWithoutLandlock boots the guest's kernel with Landlock left
+// out of its LSMs: a service runs, and the start report says Landlock is
+// not enforced; a manifest that requires Landlock is refused.
+func TestInGuestWithoutLandlock(t *testing.T) {
+	steps, console := runGuest(t, []struct{ name, sh string }{
+		{"lsm", "cat /sys/kernel/security/lsm; echo"},
+		{"landlock", "safe-run /srv/m/landlock.toml"},
+		{"required", "safe-run /srv/m/landlock-required.toml"},
+	}, []string{"lsm=lockdown,capability,yama,apparmor"})
+	for _, c := range []struct {
+		name  string
+		check func() error
+	}{
+		{"the kernel runs without Landlock", func() error {
+			if s := steps["lsm"]; strings.Contains(s.out, "landlock") || !strings.Contains(s.out, "apparmor") {
+				return s.wrap(errors.New("want the LSMs without landlock"))
+			}
+			return nil
+		}},
+		{"the service runs, and the report says Landlock is not enforced", func() error {
+			return steps["landlock"].has("write:/data/ok: ok", "exec:/data/true: ok", "Landlock not enforced: Landlock not in this kernel")
+		}},
+		{"landlock_required refuses the start", func() error {
+			s := steps["required"]
+			if s.code != 125 {
+				return s.wrap(fmt.Errorf("exit %d, want 125", s.code))
+			}
+			return s.contains("security.landlock_required: this kernel has no Landlock")
+		}},
+	} {
 		t.Run(c.name, func(t *testing.T) {
-			if err := c.check(steps); err != nil {
+			if err := c.check(); err != nil {
 				t.Error(err)
 			}
 		})
 	}
 	if t.Failed() {
-		t.Logf("guest console:\n%s", console.String())
+		t.Logf("guest console:\n%s", console)
 	}
-	logGuestNumbers(t, steps)
 }
 
 // guestChecks judge the steps. Each returns an error that quotes what the
@@ -487,6 +576,10 @@ var guestChecks = []struct {
 			"write:/tmp/ok: ok", "write:/data/ok: ok", "write:/dev/shm/ok: ok", "read:/run/secrets/db: ok",
 			"write:/dev/evil: EACCES", "raw: EACCES", "packet: EACCES", "mount:/tmp: EACCES", "umount:/tmp: EACCES",
 			"exec:/data/bb: EACCES", "pivot_root:/tmp: EACCES", "safe-run-deny (enforce)")
+	}},
+	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
+		return st["landlock"].has("write:/data/ok: ok", "exec:/data/true: EACCES",
+			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)")
 	}},
 	{"NET_RAW declared: raw and packet sockets", func(st map[string]guestStep) error {
 		return st["rawok"].has("raw: ok", "packet: ok")

@@ -21,6 +21,8 @@ import (
 //   - safe-run sends the seccomp program for safe-run-init to load (see
 //     seccomp_linux.go), or an empty one when libcontainer loads the
 //     filter itself.
+//   - then the Landlock ruleset for safe-run-init to apply (see package
+//     landlock, Ruleset.Encode), or the word that there is none.
 //   - safe-run-init answers one byte once it takes signals. Until then
 //     safe-run holds the service's: before, they would reach
 //     libcontainer's init, which dies of most (exit status 2).
@@ -58,14 +60,23 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 		ready: make(chan struct{}),
 	}
 	sc := takeSeccomp(config)
+	ll, err := opts.Landlock.Encode()
+	if err != nil {
+		l.own.Close()
+		l.peer.Close()
+		return nil, err
+	}
 	go func() {
 		defer close(l.fed)
 		if sc == nil {
 			// An empty program: flags and count 0.
 			_, l.err = l.own.Write(binary.NativeEndian.AppendUint64(nil, 0))
-			return
+		} else {
+			l.err = feedSeccomp(l.own, sc, opts)
 		}
-		l.err = feedSeccomp(l.own, sc, opts)
+		if l.err == nil {
+			_, l.err = l.own.Write(ll)
+		}
 	}()
 	go func() {
 		var b [1]byte

@@ -20,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -52,7 +53,7 @@ func TestMain(m *testing.M) {
 }
 
 // setup builds safe-run, safe-run-init and the example rootfs once.
-func setup(t *testing.T) {
+func setup(t testing.TB) {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.Long(t)
@@ -330,7 +331,7 @@ func waitUnlocked(name string) {
 
 // initLink starts safe-run-init on the host as the container's first
 // program, with sent on its control socket, and returns safe-run's end.
-func initLink(t *testing.T, sent []byte, args ...string) (*exec.Cmd, *os.File, *bytes.Buffer) {
+func initLink(t testing.TB, sent []byte, args ...string) (*exec.Cmd, *os.File, *bytes.Buffer) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -350,6 +351,10 @@ func initLink(t *testing.T, sent []byte, args ...string) (*exec.Cmd, *os.File, *
 	}
 	return c, own, &out
 }
+
+// noLandlock is the word to safe-run-init that no Landlock ruleset
+// follows the seccomp program.
+var noLandlock = []byte{0, 0, 0, 0}
 
 // TestInitLoadsOnlyWholeFilters runs safe-run-init on the host with the
 // program the last start kept: whole, it filters the command; cut short or
@@ -372,10 +377,11 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 		code int
 		out  string
 	}{
-		{"whole", prog, 0, "Seccomp:\t2\n"},
+		{"whole", append(slices.Clone(prog), noLandlock...), 0, "Seccomp:\t2\n"},
 		{"cut short", prog[:len(prog)-8], 125, ""},
 		{"nothing", nil, 125, ""},
-		{"empty", make([]byte, 8), 0, "Seccomp:\t0\n"},
+		{"empty", make([]byte, 8+len(noLandlock)), 0, "Seccomp:\t0\n"},
+		{"no Landlock word", prog, 125, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, own, out := initLink(t, tc.sent, "grep", "^Seccomp:", "/proc/self/status")
@@ -396,7 +402,7 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 // safe-run is killed.
 func TestInitEndsWithSafeRun(t *testing.T) {
 	setup(t)
-	c, own, out := initLink(t, make([]byte, 8), "sleep", "30")
+	c, own, out := initLink(t, make([]byte, 8+len(noLandlock)), "sleep", "30")
 	buf := make([]byte, 1)
 	if _, err := io.ReadFull(own, buf); err != nil || buf[0] != 'r' {
 		t.Fatalf("safe-run-init did not say it takes signals: %q %v %s", buf, err, out)
@@ -1169,10 +1175,37 @@ func TestRootless(t *testing.T) {
 		if !regexp.MustCompile(`user namespace 0-65535 -> host ids \d+, \d+-\d+ \(your uid, then your subordinate ids\)`).MatchString(stderr.String()) {
 			t.Errorf("start report does not name the host ids:\n%s", stderr.String())
 		}
-		for _, note := range []string{"limits NOT enforced", "rootfs not id-mapped (rootless)"} {
+		for _, note := range []string{"limits NOT enforced", "rootfs not id-mapped (rootless)", "Landlock ABI "} {
 			if !strings.Contains(stderr.String(), note) {
 				t.Errorf("start report lacks %q:\n%s", note, stderr.String())
 			}
+		}
+	})
+
+	t.Run("landlock", func(t *testing.T) {
+		// Landlock needs no privilege: rootless, what is written to a
+		// volume does not run either; on an exec tmpfs it does.
+		testenv.RequireLandlock(t, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		script := "cp /bin/busybox /xt/true && /xt/true && echo exec-tmpfs-ran; cp /bin/busybox /data/true && /data/true 2>/dev/null || echo volume-exec-denied"
+		c := asUser(ctx, "-q", write("rl-landlock", fmt.Sprintf(`[process]
+command = ["/bin/sh", "-c", %q]
+user = "1000:1000"
+
+[[mounts]]
+type = "tmpfs"
+target = "/xt"
+options = ["exec"]
+
+[[mounts]]
+type = "volume"
+source = "rl-landlock"
+target = "/data"
+`, script)))
+		out, err := c.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "exec-tmpfs-ran") || !strings.Contains(string(out), "volume-exec-denied") {
+			t.Errorf("%v\n%s", err, out)
 		}
 	})
 

@@ -35,7 +35,11 @@ func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 		ids = rootlessHostIDs(host.IDs)
 	}
 	line("starting %s as %d:%d, user namespace %s", cmd, p.User.UID, p.User.GID, ids)
-	line("%s", strings.Join(confinement(spec), ", "))
+	conf := confinement(spec)
+	if opts.Landlock != nil {
+		conf = append(conf, opts.Landlock.Summary())
+	}
+	line("%s", strings.Join(conf, ", "))
 	line("%s", strings.Join(limits(spec, host), ", "))
 	if opts.net != nil {
 		line("%s", networkLine(opts.net, opts.Network))

@@ -30,6 +30,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/apparmor"
+	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/ops"
@@ -63,6 +64,7 @@ type runOpts struct {
 	StopTimeout          time.Duration
 	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
 	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
+	Landlock             *landlock.Ruleset // applied by safe-run-init; nil: none
 	Notes                []string          // what earlier stages could not enforce, for the report
 	Network              *network.Options  // bridge mode: what the service's network was asked to be
 	net                  *network.Attachment
@@ -90,6 +92,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 		StopTimeout:          job.StopTimeout,
 		AllowSensitiveMounts: job.AllowSensitiveMounts,
 		AppArmor:             job.AppArmor,
+		Landlock:             job.Landlock,
 		Notes:                slices.Clone(job.Notes),
 		Network:              job.Network,
 	}

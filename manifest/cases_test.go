@@ -177,6 +177,12 @@ func TestValidationErrors(t *testing.T) {
 		{"apparmor bad", sec(`apparmor = "my profile"` + "\n"), `web.toml:15: security.apparmor: "my profile" is not a profile (use "generated", the name of a loaded profile, or "unconfined" with [insecure])`},
 		{"apparmor mode", sec(`apparmor_mode = "audit"` + "\n"), `web.toml:15: security.apparmor_mode: "audit" is not a mode (use "enforce", or "complain" while staging a new service)`},
 		{"apparmor required and unconfined", sec("apparmor = \"unconfined\"\napparmor_required = true\n"), `web.toml:16: security.apparmor_required: contradicts apparmor = "unconfined" (drop one of them)`},
+		{"landlock unknown", sec("landlock = \"strict\"\n"), `web.toml:15: security.landlock: "strict" is not a Landlock setting (use "generated", or "off" with [insecure] allow = ["landlock_off"])`},
+		{"landlock required and off", sec("landlock = \"off\"\nlandlock_required = true\n"), `web.toml:16: security.landlock_required: contradicts landlock = "off" (drop one of them)`},
+		{"landlock required without init", proc("init = false\n") + "\n[security]\nlandlock_required = true\n", `web.toml:16: security.landlock_required: needs init = true: safe-run-init applies the Landlock ruleset (set init = true, or drop landlock_required)`},
+		{"landlock required with new privileges", sec("landlock_required = true\nno_new_privileges = false\n"), `web.toml:15: security.landlock_required: needs no_new_privileges = true: the kernel applies Landlock only with it (drop one of them)`},
+		{"landlock bind port 0", sec("landlock_bind = [8080, 0]\n"), `web.toml:15: security.landlock_bind[1]: 0 is not a TCP port (use 1-65535)`},
+		{"landlock bind twice", sec("landlock_bind = [8080, 8080]\n"), `web.toml:15: security.landlock_bind[1]: 8080 is listed twice (keep one)`},
 		// resources
 		{"reservation above limit", with(`memory_reservation = "512M"` + "\n"), `web.toml:13: resources.memory_reservation: 512M is above the hard limit memory = 256M (a soft limit must be lower)`},
 		{"cpus too small", edit("cpus = 0.5", "cpus = 0.001"), `web.toml:12: resources.cpus: 0.001 is too small (use at least 0.01, e.g. 0.5 for half a CPU)`},
@@ -232,7 +238,7 @@ func TestValidationErrors(t *testing.T) {
 		{"label reserved", with("\n[labels]\n\"run.safe-run.manifest.digest\" = \"sha256:fake\"\n"), `web.toml:15: labels."run.safe-run.manifest.digest": run.safe-run.* is reserved for what safe-run records about the service (choose another key)`},
 		{"insecure item twice", with("\n[insecure]\nreason = \"r\"\nallow = [\"host_network\", \"host_network\"]\n"), `web.toml:16: insecure.allow[1]: "host_network" is listed twice (keep one)`},
 		// insecure
-		{"insecure unknown item", with("\n[insecure]\nreason = \"r\"\nallow = [\"host_network\", \"privileged\"]\n"), `web.toml:16: insecure.allow[1]: "privileged" is not an [insecure] allow item (use one of: host_network, host_pid, host_ipc, host_uts, dangerous_capabilities, new_privileges, writable_rootfs, no_resource_limits, seccomp_unconfined, apparmor_unconfined, sensitive_mounts, unpinned_image, insecure_registry, setuid_binaries)`},
+		{"insecure unknown item", with("\n[insecure]\nreason = \"r\"\nallow = [\"host_network\", \"privileged\"]\n"), `web.toml:16: insecure.allow[1]: "privileged" is not an [insecure] allow item (use one of: host_network, host_pid, host_ipc, host_uts, dangerous_capabilities, new_privileges, writable_rootfs, no_resource_limits, seccomp_unconfined, apparmor_unconfined, sensitive_mounts, unpinned_image, insecure_registry, setuid_binaries, landlock_off)`},
 		{"insecure reason missing", with("\n[insecure]\nallow = [\"host_network\"]\n"), `web.toml:14: insecure.reason: missing (say in one sentence why this service needs what [insecure] allows)`},
 		{"insecure reason blank", with("\n[insecure]\nreason = \"  \"\nallow = [\"host_network\"]\n"), `web.toml:15: insecure.reason: missing (say in one sentence why this service needs what [insecure] allows)`},
 		{"insecure reason alone", with("\n[insecure]\nreason = \"nothing\"\n"), ""},
@@ -288,7 +294,7 @@ web.toml:23: mounts[1].source: missing (the host path to bind, e.g. source = "./
 web.toml:25: mounts[1].target: "tmp" is relative (use an absolute path inside the container)
 web.toml:28: network.mode: "nat" is not a network mode (use "none", "bridge", or "host" with [insecure] allow = ["host_network"])
 web.toml:30: insecure.reason: missing (say in one sentence why this service needs what [insecure] allows)
-web.toml:31: insecure.allow[0]: "everything" is not an [insecure] allow item (use one of: host_network, host_pid, host_ipc, host_uts, dangerous_capabilities, new_privileges, writable_rootfs, no_resource_limits, seccomp_unconfined, apparmor_unconfined, sensitive_mounts, unpinned_image, insecure_registry, setuid_binaries)
+web.toml:31: insecure.allow[0]: "everything" is not an [insecure] allow item (use one of: host_network, host_pid, host_ipc, host_uts, dangerous_capabilities, new_privileges, writable_rootfs, no_resource_limits, seccomp_unconfined, apparmor_unconfined, sensitive_mounts, unpinned_image, insecure_registry, setuid_binaries, landlock_off)
 web.toml: version: missing (add version = 1 at the top of the file)`
 	runErrCases(t, []errCase{{"all at once", text, want}})
 }

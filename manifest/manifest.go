@@ -59,6 +59,14 @@ type Security struct {
 	AppArmor         string       `toml:"apparmor"`      // generated | unconfined | name of a loaded profile
 	AppArmorMode     string       `toml:"apparmor_mode"` // enforce | complain
 	AppArmorRequired bool         `toml:"apparmor_required"`
+	// Landlock is "generated" (the ruleset follows from the manifest,
+	// package landlock) or "off" ([insecure] landlock_off).
+	Landlock         string `toml:"landlock"`
+	LandlockRequired bool   `toml:"landlock_required"` // refuse to start where the kernel has no Landlock
+	// LandlockBind are TCP ports the service may bind besides the
+	// container ports of [network] ports: for a service that listens
+	// without publishing (network mode none, or reached by its peers).
+	LandlockBind []int `toml:"landlock_bind"`
 }
 
 // Resources are the cgroup limits. Zero means not set.
@@ -147,6 +155,7 @@ const (
 	AllowUnpinnedImage         = "unpinned_image"
 	AllowInsecureRegistry      = "insecure_registry"
 	AllowSetuidBinaries        = "setuid_binaries"
+	AllowLandlockOff           = "landlock_off"
 )
 
 // AllowItems returns every accepted [insecure] allow item, a new slice
@@ -158,7 +167,7 @@ var allowItems = []string{
 	AllowDangerousCapabilities, AllowNewPrivileges, AllowWritableRootfs,
 	AllowNoResourceLimits, AllowSeccompUnconfined, AllowAppArmorUnconfined,
 	AllowSensitiveMounts, AllowUnpinnedImage, AllowInsecureRegistry,
-	AllowSetuidBinaries,
+	AllowSetuidBinaries, AllowLandlockOff,
 }
 
 // Allows reports whether [insecure] acknowledges item.
@@ -188,6 +197,7 @@ func defaults() Service {
 			SeccompLog:      true,
 			AppArmor:        "generated",
 			AppArmorMode:    "enforce",
+			Landlock:        "generated",
 		},
 		Resources: Resources{Pids: 1024},
 		Network:   Network{Mode: NetworkNone},

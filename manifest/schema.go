@@ -105,6 +105,10 @@ func schemaDocs() map[string]schemaDoc {
 		"security.apparmor":          {"generated | name of a loaded profile | unconfined (needs [insecure])", map[string]any{"examples": []string{"generated", "unconfined"}, "pattern": `^[A-Za-z0-9_][A-Za-z0-9_./-]*$`}},
 		"security.apparmor_mode":     {"enforce, or complain while staging a new service", map[string]any{"enum": []string{"enforce", "complain"}}},
 		"security.apparmor_required": {"refuse to start where the kernel has no AppArmor", nil},
+		"security.landlock":          {"generated | off (needs [insecure] landlock_off)", map[string]any{"enum": []string{"generated", "off"}}},
+		"security.landlock_required": {"refuse to start where the kernel has no Landlock", nil},
+		"security.landlock_bind":     {"TCP ports the service may bind besides the container ports of [network] ports", nil},
+		"security.landlock_bind[]":   {"a TCP port", map[string]any{"minimum": 1, "maximum": 65535}},
 
 		"resources":                    {"cgroup limits; memory and cpus are required unless [insecure] no_resource_limits", nil},
 		"resources.memory":             {"hard memory limit; binary units as docker -m", nil},

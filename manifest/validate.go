@@ -273,6 +273,28 @@ func validateSecurity(s *Service, fe *fieldErrors) {
 	if sec.AppArmorRequired && sec.AppArmor == "unconfined" {
 		fe.add("security.apparmor_required", `contradicts apparmor = "unconfined" (drop one of them)`)
 	}
+	if sec.Landlock != "generated" && sec.Landlock != "off" {
+		fe.add("security.landlock", `%q is not a Landlock setting (use "generated", or "off" with [insecure] allow = ["landlock_off"])`, sec.Landlock)
+	}
+	if sec.LandlockRequired && sec.Landlock == "off" {
+		fe.add("security.landlock_required", `contradicts landlock = "off" (drop one of them)`)
+	}
+	if sec.LandlockRequired && !sec.NoNewPrivileges {
+		fe.add("security.landlock_required", `needs no_new_privileges = true: the kernel applies Landlock only with it (drop one of them)`)
+	}
+	if sec.LandlockRequired && !s.Process.Init {
+		fe.add("security.landlock_required", `needs init = true: safe-run-init applies the Landlock ruleset (set init = true, or drop landlock_required)`)
+	}
+	seenPort := map[int]bool{}
+	for i, p := range sec.LandlockBind {
+		switch {
+		case p < 1 || p > 65535:
+			fe.add(indexPath("security.landlock_bind", i), "%d is not a TCP port (use 1-65535)", p)
+		case seenPort[p]:
+			fe.add(indexPath("security.landlock_bind", i), "%d is listed twice (keep one)", p)
+		}
+		seenPort[p] = true
+	}
 }
 
 func validateResources(s *Service, fe *fieldErrors) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +18,7 @@ import (
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/policy"
 	"github.com/safe-run/safe-run/profiles"
@@ -127,6 +130,9 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		// says so rather than listing limits nobody enforces.
 		j.Spec.Linux.Resources, j.Spec.Linux.CgroupsPath = nil, ""
 	}
+	if err := j.landlock(f.LandlockABI); err != nil {
+		return nil, err
+	}
 	j.Notes = append(j.Notes, fitRlimits(j.Spec, f)...)
 	if cpus := svc.Resources.CPUs; f.CPUs > 0 && cpus > float64(f.CPUs) {
 		// Docker refuses such a limit; a manifest may be written for a
@@ -179,6 +185,29 @@ func (j *Job) appArmor(f host.Facts) error {
 		return nil
 	}
 	j.AppArmor = prof
+	return err
+}
+
+// landlock generates the service's Landlock ruleset, for the kernel's
+// ABI, from the spec's mounts and the image's entries; safe-run-init
+// applies it.
+func (j *Job) landlock(abi int) error {
+	var img fs.FS
+	if j.Image != nil && j.Image.Rootfs != "" {
+		img = os.DirFS(j.Image.Rootfs)
+	}
+	r, note, err := landlock.ForService(landlock.Input{
+		Service: j.Service, Mounts: j.Spec.Mounts, Devices: j.Spec.Linux.Devices,
+		Terminal: j.Spec.Process.Terminal, Image: img, ABI: abi,
+	})
+	if note != "" {
+		j.Notes = append(j.Notes, note)
+	}
+	if errors.Is(err, landlock.ErrNotInKernel) {
+		j.refused = append(j.refused, fmt.Errorf("%w: %w", host.ErrCannotEnforce, err))
+		return nil
+	}
+	j.Landlock = r
 	return err
 }
 

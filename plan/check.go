@@ -16,7 +16,7 @@ import (
 // bind sources lead), so that what check reports is what a start would
 // meet.
 func PolicyHost(f host.Facts, dirs Dirs, svc *manifest.Service) policy.Host {
-	h := policy.Host{AppArmor: f.AppArmor.Enabled, NoSecurityfs: f.AppArmor.NoSecurityfs, RealPaths: map[string]string{}}
+	h := policy.Host{NoLandlock: f.LandlockABI == 0, LandlockABI: f.LandlockABI, AppArmor: f.AppArmor.Enabled, NoSecurityfs: f.AppArmor.NoSecurityfs, RealPaths: map[string]string{}}
 	h.Cgroups = cgroupProblem(f.Cgroup)
 	switch {
 	case f.Userns.Disabled:

@@ -11,6 +11,7 @@ import (
 
 	"github.com/safe-run/safe-run/apparmor"
 	"github.com/safe-run/safe-run/image"
+	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/network"
 )
@@ -41,6 +42,9 @@ type Job struct {
 	// AppArmor is the profile to apply: loaded before the start when
 	// generated; nil when none applies here.
 	AppArmor *apparmor.Profile
+	// Landlock is the ruleset safe-run-init applies before it runs the
+	// service; nil when none applies here (Notes say why).
+	Landlock *landlock.Ruleset
 	// Notes are what this host does not enforce, for the start report.
 	Notes []string
 	// Network is what the launcher sets up on the host around the

@@ -109,6 +109,9 @@ func Findings(s *manifest.Service) []Finding {
 	} else if s.Security.AppArmorMode == "complain" {
 		add(ruleAppArmorComplain, "security.apparmor_mode", "denials are logged, not enforced")
 	}
+	if s.Security.Landlock == "off" {
+		add(ruleLandlockOff, "security.landlock", "no Landlock ruleset restricts the service's files and ports")
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
 		if SecretLooking(k) {
 			add(ruleSecretEnv, "process.env."+k, "%s looks like a secret; environment variables leak into logs, /proc and child processes", k)

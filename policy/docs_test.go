@@ -29,7 +29,7 @@ var seedAdvice = []struct {
 	{"docker-level-security", "watch OOMKilled and CPU throttling, and review the limits", nil, "safe-run stats: CPU throttling, memory and OOM kills per service; safe-run events: OOM kills; the exit report says OOM-killed", ""},
 	{"docker-level-security", "never use --privileged in production", []string{"SR020"}, "no privileged mode exists; import refuses it", ""},
 	{"docker-level-security", "--cap-drop=ALL, and --cap-add only what the service does not work without (NET_BIND_SERVICE)", []string{"SR004", "SR021"}, "empty capability set plus declared ones", ""},
-	{"docker-level-security", "seccomp and AppArmor: keep the default profile, tailor it for sensitive services", []string{"SR012", "SR013", "SR016", "SR031"}, "default seccomp profile, generated AppArmor profile", "tailored seccomp profiles"},
+	{"docker-level-security", "seccomp and AppArmor: keep the default profile, tailor it for sensitive services", []string{"SR012", "SR013", "SR016", "SR031", "SR038", "SR039", "SR040"}, "default seccomp profile, generated AppArmor profile and Landlock ruleset", "tailored seccomp profiles"},
 	{"docker-level-security", "turn on profile violation logging", nil, "seccomp_log = true", "tailored seccomp profiles"},
 	{"docker-level-security", "docker.sock is like root on the host", []string{"SR005", "SR027", "SR028"}, "", ""},
 	{"docker-level-security", "do not raise -H tcp://0.0.0.0:2375 without TLS and mTLS; only the unix socket", []string{"SR026"}, "", "docker daemon TLS set-up"},

@@ -17,6 +17,11 @@ type Host struct {
 	NoSecurityfs bool
 	Cgroups      string // "" when safe-run can apply memory, cpu and pids limits; otherwise what is missing
 	Userns       string // "" when the service can get its user namespace; otherwise what is missing
+	// NoLandlock: the kernel has no Landlock (ABI 0).
+	NoLandlock bool
+	// LandlockABI is the kernel's Landlock ABI; 0 when it has none or
+	// when not probed.
+	LandlockABI int
 	// RealPaths holds each bind source's path with its symlinks
 	// resolved, as the launcher will find it; a source missing here
 	// was not found.
@@ -47,6 +52,20 @@ func HostFindings(s *manifest.Service, h Host) []Finding {
 		} else {
 			add(ruleHostNoAppArmor, "security.apparmor", "%s: the service runs without its profile (apparmor_required = true refuses to start instead)", why)
 		}
+	}
+	if h.NoLandlock && s.Security.Landlock != "off" {
+		if s.Security.LandlockRequired {
+			add(ruleHostNoLandlock, "security.landlock_required", "this kernel has no Landlock, and the manifest requires it: safe-run will refuse to start")
+		} else {
+			add(ruleHostNoLandlock, "security.landlock", "this kernel has no Landlock: the service runs without its ruleset (landlock_required = true refuses to start instead)")
+		}
+	}
+	if abi := h.LandlockABI; abi > 0 && abi < 6 && s.Security.Landlock != "off" {
+		what := "file system only: TCP bind and connect are not restricted, nor signals and abstract sockets"
+		if abi >= 4 {
+			what = "file system and TCP: signals and abstract unix sockets outside the service are not scoped"
+		}
+		add(ruleHostLandlockPartial, "security.landlock", "this kernel's Landlock is ABI %d, %s", abi, what)
 	}
 	for i, m := range s.Mounts {
 		real, ok := h.RealPaths[m.Source]

@@ -48,6 +48,7 @@ var rules = []*Rule{
 	ruleDaemonNoUserns,
 	ruleHostNoAppArmor, ruleHostNoCgroups, ruleHostNoUserns,
 	rulePublishAll, ruleEgressAll, ruleEgressMetadata, ruleHostNoAddress,
+	ruleLandlockOff, ruleHostNoLandlock, ruleHostLandlockPartial,
 }
 
 var (
@@ -336,6 +337,29 @@ var ruleHostNoAddress = &Rule{
 	CIS:    "5.14",
 	Fix:    "publish on an address of this host (ip -brief address), on 127.0.0.1, or run the service where the address is",
 }
+
+// Landlock: the access-control layer every kernel since 5.13 has, rootless
+// included (package landlock).
+var (
+	ruleLandlockOff = &Rule{
+		ID: "SR038", Name: "landlock-off", Severity: High, Allow: manifest.AllowLandlockOff,
+		Title:  "no Landlock ruleset",
+		Advice: "restrict what files and ports a program can reach; Landlock does it where AppArmor is absent, rootless too",
+		Fix:    `use landlock = "generated" (the default); declare the ports the service binds in landlock_bind`,
+	}
+	ruleHostNoLandlock = &Rule{
+		ID: "SR039", Name: "host-no-landlock", Severity: Medium,
+		Title:  "the kernel has no Landlock: no ruleset confines the service",
+		Advice: "restrict what files and ports a program can reach; Landlock does it where AppArmor is absent, rootless too",
+		Fix:    "boot a kernel with Landlock (5.13 or later, lsm= including landlock)",
+	}
+	ruleHostLandlockPartial = &Rule{
+		ID: "SR040", Name: "host-landlock-partial", Severity: Info,
+		Title:  "the kernel's Landlock ABI enforces only part of the ruleset",
+		Advice: "restrict what files and ports a program can reach; Landlock does it where AppArmor is absent, rootless too",
+		Fix:    "run on a newer kernel: TCP rules need Landlock ABI 4 (Linux 6.7), scoping of signals and abstract sockets ABI 6 (Linux 6.12)",
+	}
+)
 
 // Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
 // or nil.

@@ -27,6 +27,18 @@
  *    fork, so the service and this init both run under it. Anything short
  *    of a whole program, and the service does not start: it never runs
  *    unfiltered.
+ *  - then the service's Landlock ruleset (landlock/show.go, Encode): the
+ *    ABI, 0 for none, and nothing else follows; the landlock_restrict_self
+ *    flags; the handled file system and network rights and the scopes;
+ *    the number of path rules and of port rules; each path rule (rights,
+ *    length, path inside the container), each port rule (rights, port).
+ *    It opens each path (O_PATH; one that does not exist is skipped: what
+ *    is not there gets only what its parent's rule grants), adds the
+ *    rules and restricts itself, before seccomp: the service and this
+ *    init both run under the ruleset, and the filter, once loaded, may
+ *    not allow the landlock system calls. Anything short of a whole
+ *    ruleset, or a rule the kernel refuses, and the service does not
+ *    start.
  *  - it answers one byte once it takes signals: safe-run holds the
  *    service's signals until then, as libcontainer's init, which runs
  *    before this one, dies of most.
@@ -48,6 +60,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,30 +94,140 @@ static int read_full(int fd, void *buf, size_t n)
 	return 0;
 }
 
-static int load_seccomp(int fd)
-{
-	static struct sock_filter insns[MAX_INSNS];
-	uint32_t head[2]; /* flags, instruction count */
-	struct sock_fprog prog;
-	long r;
+/* read_seccomp reads the seccomp program from safe-run; load_seccomp
+ * loads it. */
+static struct sock_filter insns[MAX_INSNS];
+static uint32_t seccomp_head[2]; /* flags, instruction count */
 
-	if (read_full(fd, head, sizeof head) < 0 || head[1] > MAX_INSNS ||
-	    read_full(fd, insns, head[1] * sizeof *insns) < 0) {
+static int read_seccomp(int fd)
+{
+	if (read_full(fd, seccomp_head, sizeof seccomp_head) < 0 || seccomp_head[1] > MAX_INSNS ||
+	    read_full(fd, insns, seccomp_head[1] * sizeof *insns) < 0) {
 		fprintf(stderr, "safe-run-init: the seccomp filter did not arrive whole: not starting the service\n");
 		return -1;
 	}
-	if (head[1] == 0)
+	return 0;
+}
+
+static int load_seccomp(void)
+{
+	struct sock_fprog prog;
+	long r;
+
+	if (seccomp_head[1] == 0)
 		return 0; /* libcontainer loaded it, or there is none */
-	prog.len = (unsigned short)head[1];
+	prog.len = (unsigned short)seccomp_head[1];
 	prog.filter = insns;
-	if (head[0] == 0)
+	if (seccomp_head[0] == 0)
 		r = prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0);
 	else
-		r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, head[0], &prog);
+		r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, seccomp_head[0], &prog);
 	if (r < 0) {
 		perror("safe-run-init: loading the seccomp filter");
 		return -1;
 	}
+	return 0;
+}
+
+/* From <linux/landlock.h>, which musl does not ship; the system call
+ * numbers are the same on every architecture. */
+#define SYS_LL_CREATE_RULESET 444
+#define SYS_LL_ADD_RULE 445
+#define SYS_LL_RESTRICT_SELF 446
+#define LL_RULE_PATH_BENEATH 1
+#define LL_RULE_NET_PORT 2
+#define LL_MAX_RULES 4096 /* landlock/show.go maxRules */
+/* The rights a rule on anything but a directory may hold: execute, write
+ * file, read file, truncate, ioctl on devices. */
+#define LL_FILE_RIGHTS ((1ULL << 0) | (1ULL << 1) | (1ULL << 2) | (1ULL << 14) | (1ULL << 15))
+struct ll_ruleset_attr {
+	uint64_t handled_access_fs, handled_access_net, scoped;
+};
+struct ll_path_beneath_attr {
+	uint64_t allowed_access;
+	int32_t parent_fd;
+} __attribute__((packed));
+struct ll_net_port_attr {
+	uint64_t allowed_access, port;
+};
+
+static int landlock_short(void)
+{
+	fprintf(stderr, "safe-run-init: the Landlock ruleset did not arrive whole: not starting the service\n");
+	return -1;
+}
+
+/* load_landlock reads the ruleset from safe-run and restricts this
+ * process, and so the service, to it. */
+static int load_landlock(int fd)
+{
+	static char path[4096];
+	struct {
+		uint32_t abi, flags;
+		uint64_t fs, net, scoped;
+		uint32_t npaths, nports;
+	} __attribute__((packed)) head;
+	struct ll_ruleset_attr attr;
+	uint32_t i;
+	int rfd;
+
+	if (read_full(fd, &head.abi, sizeof head.abi) < 0)
+		return landlock_short();
+	if (head.abi == 0)
+		return 0;
+	if (read_full(fd, (char *)&head + sizeof head.abi, sizeof head - sizeof head.abi) < 0 ||
+	    head.npaths > LL_MAX_RULES || head.nports > LL_MAX_RULES)
+		return landlock_short();
+	attr.handled_access_fs = head.fs;
+	attr.handled_access_net = head.net;
+	attr.scoped = head.scoped;
+	/* A kernel older than the struct takes it when the fields it does
+	 * not know are 0 (copy_struct_from_user), as they are below ABI 4. */
+	rfd = (int)syscall(SYS_LL_CREATE_RULESET, &attr, sizeof attr, 0);
+	if (rfd < 0) {
+		perror("safe-run-init: Landlock: creating the ruleset");
+		return -1;
+	}
+	for (i = 0; i < head.npaths; i++) {
+		struct ll_path_beneath_attr pb;
+		struct stat st;
+		uint32_t len;
+		if (read_full(fd, &pb.allowed_access, sizeof pb.allowed_access) < 0 ||
+		    read_full(fd, &len, sizeof len) < 0 || len == 0 || len >= sizeof path ||
+		    read_full(fd, path, len) < 0)
+			return landlock_short();
+		path[len] = 0;
+		pb.parent_fd = open(path, O_PATH | O_CLOEXEC);
+		if (pb.parent_fd < 0 && errno == ENOENT)
+			continue;
+		if (pb.parent_fd < 0 || fstat(pb.parent_fd, &st) < 0) {
+			fprintf(stderr, "safe-run-init: Landlock: opening %s: %s: not starting the service\n", path, strerror(errno));
+			return -1;
+		}
+		/* A mount of one file takes only the rights of a file. */
+		if (!S_ISDIR(st.st_mode))
+			pb.allowed_access &= LL_FILE_RIGHTS;
+		if (pb.allowed_access != 0 && syscall(SYS_LL_ADD_RULE, rfd, LL_RULE_PATH_BENEATH, &pb, 0) < 0) {
+			fprintf(stderr, "safe-run-init: Landlock: the rule on %s: %s: not starting the service\n", path, strerror(errno));
+			return -1;
+		}
+		close(pb.parent_fd);
+	}
+	for (i = 0; i < head.nports; i++) {
+		struct ll_net_port_attr np;
+		if (read_full(fd, &np, sizeof np) < 0)
+			return landlock_short();
+		if (syscall(SYS_LL_ADD_RULE, rfd, LL_RULE_NET_PORT, &np, 0) < 0) {
+			fprintf(stderr, "safe-run-init: Landlock: the rule on TCP port %llu: %s: not starting the service\n",
+				(unsigned long long)np.port, strerror(errno));
+			return -1;
+		}
+	}
+	if (syscall(SYS_LL_RESTRICT_SELF, rfd, head.flags) < 0) {
+		perror("safe-run-init: Landlock: restricting itself");
+		return -1;
+	}
+	close(rfd);
 	return 0;
 }
 
@@ -153,7 +276,8 @@ int main(int argc, char **argv)
 	}
 	if (argc > 2 && strcmp(argv[1], "--control-fd") == 0) {
 		control = atoi(argv[2]);
-		if (load_seccomp(control) < 0 || watch_control(control) < 0)
+		if (read_seccomp(control) < 0 || load_landlock(control) < 0 || load_seccomp() < 0 ||
+		    watch_control(control) < 0)
 			return 125;
 		first = 3;
 	}

@@ -44,8 +44,19 @@ type Report struct {
 
 func main() {
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	abstract := flag.String("connect-abstract", "", "only connect to the abstract unix socket @NAME and say whether it could (Landlock's scoping, ABI 6, refuses one made outside the service)")
 	ready := flag.Duration("notify", -1, "after printing, wait this long, then tell $NOTIFY_SOCKET READY=1 (sd_notify), and wait as long again")
 	flag.Parse()
+	if *abstract != "" {
+		c, err := net.Dial("unix", "@"+*abstract)
+		if err != nil {
+			fmt.Printf("abstract @%s: %v\n", *abstract, err)
+			os.Exit(1)
+		}
+		c.Close()
+		fmt.Printf("abstract @%s: connected\n", *abstract)
+		return
+	}
 	r := probe()
 	defer notifyReady(*ready)
 	if *asJSON {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ type Options struct {
 	// Logger gets the kernel used, the boot time and the run time; nil
 	// discards.
 	Logger *slog.Logger
+	// Cmdline is added to the kernel's command line, after the defaults
+	// (cmdline): lsm=... boots a kernel without one of its LSMs.
+	Cmdline []string
 }
 
 // The marker lines that init.sh prints carry a per-run nonce so that a
@@ -155,7 +159,7 @@ func Run(ctx context.Context, opts Options) (status int, err error) {
 		"-no-reboot",
 		"-kernel", boot,
 		"-initrd", initrd,
-		"-append", strings.Join(cmdline, " "),
+		"-append", strings.Join(append(slices.Clone(cmdline), opts.Cmdline...), " "),
 	)
 	con := &console{out: opts.Stdout, nonce: hex.EncodeToString(nonce), start: time.Now(), status: -1, exited: make(chan struct{})}
 	var stderr bytes.Buffer

@@ -1,0 +1,256 @@
+package launcher_test
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/landlock"
+)
+
+// TestLandlock runs a service under its generated ruleset and checks from
+// inside what it denies; the same script with landlock = "off" shows that
+// Landlock, not the mounts, is what denies it.
+func TestLandlock(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 4)
+	const script = `
+touch /var/x 2>/dev/null && echo parent-writable
+touch /var/up/x && echo bind-writable
+cp /bin/busybox /data/true && /data/true 2>/dev/null && echo volume-exec
+cp /bin/busybox /tmp/true && /tmp/true 2>/dev/null && echo noexec-tmpfs-ran
+cp /bin/busybox /xt/true && /xt/true && echo exec-tmpfs-ran
+echo x >/dev/null && echo devnull-ok
+nc -l -p 8080 2>/dev/null & sleep 0.2
+nc -l -p 9999 2>/dev/null & sleep 0.2
+netstat -ltn | grep -o ':[0-9]* ' | sort
+kill %1 %2 2>/dev/null
+true
+`
+	mounts := func(name string) string {
+		up := filepath.Join(env.dir, "manifests", name, "up")
+		if err := os.MkdirAll(up, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(up, 0o777)
+		return `
+[[mounts]]
+type = "volume"
+source = "` + name + `-data"
+target = "/data"
+
+[[mounts]]
+type = "tmpfs"
+target = "/tmp"
+
+[[mounts]]
+type = "tmpfs"
+target = "/xt"
+options = ["exec"]
+
+[[mounts]]
+type = "bind"
+source = "up"
+target = "/var/up"
+read_only = false
+`
+	}
+	// The volume is mounted exec: only Landlock keeps what was written
+	// there from running. /tmp is noexec as well; /xt asks for exec, which
+	// the ruleset grants.
+	on := shell(t, "llon", script, "[security]\nlandlock_bind = [8080]\n"+mounts("llon"))
+	if on.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	for _, want := range []string{"bind-writable", "exec-tmpfs-ran", "devnull-ok", ":8080 "} {
+		if !strings.Contains(on.stdout, want) {
+			t.Errorf("Landlock on: %q missing:\n%s\n%s", want, on.stdout, on.stderr)
+		}
+	}
+	for _, bad := range []string{"parent-writable", "volume-exec", "noexec-tmpfs-ran", ":9999 "} {
+		if strings.Contains(on.stdout, bad) {
+			t.Errorf("Landlock on: %q:\n%s", bad, on.stdout)
+		}
+	}
+	if want := fmt.Sprintf("Landlock ABI %d (file system, TCP bind 8080, TCP connect restricted", min(abi, landlock.MaxABI)); !strings.Contains(on.stderr, want) {
+		t.Errorf("the start report does not say %q:\n%s", want, on.stderr)
+	}
+	assertNothingLeft(t, "llon")
+
+	off := shell(t, "lloff", script, "[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the test's control run\"\nallow = [\"landlock_off\"]\n"+mounts("lloff"))
+	for _, want := range []string{"bind-writable", "volume-exec", ":8080 ", ":9999 "} {
+		if !strings.Contains(off.stdout, want) {
+			t.Errorf("Landlock off: %q missing:\n%s\n%s", want, off.stdout, off.stderr)
+		}
+	}
+	if !strings.Contains(off.stderr, "Landlock OFF") {
+		t.Errorf("the start report does not say Landlock is off:\n%s", off.stderr)
+	}
+	assertNothingLeft(t, "lloff")
+	noinit := shell(t, "llnoinit", "true", "init = false\n")
+	if want := "Landlock not enforced: init = false"; noinit.code != 0 || !strings.Contains(noinit.stderr, want) {
+		t.Errorf("init = false: exit %d, the start report does not say %q:\n%s", noinit.code, want, noinit.stderr)
+	}
+	assertNothingLeft(t, "llnoinit")
+	t.Logf("kernel Landlock ABI %d", abi)
+}
+
+// TestInitAppliesLandlock runs safe-run-init on the host with a ruleset
+// that grants reading and running everywhere and nothing else: a write
+// is denied; a ruleset cut short starts nothing.
+func TestInitAppliesLandlock(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 1)
+	dir := t.TempDir()
+	r := &landlock.Ruleset{ABI: abi, HandledFS: landlock.FSRights(abi),
+		Paths: []landlock.PathRule{{Path: "/", Access: landlock.FSReadFile | landlock.FSReadDir | landlock.FSExecute}}}
+	ll, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		sent []byte
+		code int
+	}{
+		{"none", noLandlock, 0},
+		{"whole", ll, 1},
+		{"cut short", ll[:len(ll)-3], 125},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sent := append(make([]byte, 8), tc.sent...)
+			c, own, out := initLink(t, sent, sh, "-c", "echo x > "+filepath.Join(dir, tc.name)+" || exit 1")
+			if tc.code == 125 {
+				own.Close()
+			}
+			_ = c.Wait()
+			own.Close()
+			if code := c.ProcessState.ExitCode(); code != tc.code {
+				t.Errorf("exit %d, want %d: %s", code, tc.code, out)
+			}
+		})
+	}
+}
+
+// TestLandlockScopesAbstractSockets: with the host's network, a service
+// could reach the abstract unix sockets of host processes (an X server,
+// D-Bus, systemd's), which no file permission guards. Landlock's scoping
+// (ABI 6) refuses every one made outside the service; with Landlock off,
+// the same connect succeeds.
+func TestLandlockScopesAbstractSockets(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 6)
+	name := fmt.Sprintf("safe-run-test-ll-%d", os.Getpid())
+	ln, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	body := func(insecure string) string {
+		return fmt.Sprintf("[process]\ncommand = [\"/bin/confinement\", \"-connect-abstract\", %q]\n\n[network]\nmode = \"host\"\n\n%s\n[insecure]\nreason = \"the test reaches an abstract socket of the host\"\nallow = [%s]\n",
+			name, map[bool]string{true: "[security]\nlandlock = \"off\"\n"}[insecure != ""], `"host_network"`+insecure)
+	}
+	on := run(t, manifestFor(t, "llabstract", body("")), "")
+	if on.code == 0 || !strings.Contains(on.stdout, "operation not permitted") {
+		t.Errorf("Landlock on: exit %d, want a refused connect:\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	assertNothingLeft(t, "llabstract")
+	off := run(t, manifestFor(t, "llabstract-off", body(`, "landlock_off"`)), "")
+	if off.code != 0 || !strings.Contains(off.stdout, "connected") {
+		t.Errorf("Landlock off (the control): exit %d, want connected:\n%s\n%s", off.code, off.stdout, off.stderr)
+	}
+	assertNothingLeft(t, "llabstract-off")
+}
+
+// TestLandlockScopesSignals: with the host's PID namespace, a service can
+// see the host's processes, and signal those of its own host uid. A
+// process of that uid outside the service stands in for one: Landlock's
+// scoping (ABI 6) refuses the signal; with Landlock off, the same signal
+// is delivered. The service's ids are allocated once per name, so the
+// first run learns them from the start report.
+func TestLandlockScopesSignals(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 6)
+	const name = "llsignal"
+	write := func(script, security, allow string) string {
+		return manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\nuser = \"0:0\"\n\n%s\n[namespaces]\npid = \"host\"\n\n[insecure]\nreason = \"the test signals a host process\"\nallow = [\"host_pid\"%s]\n",
+			script, security, allow))
+	}
+	first := run(t, write("true", "", ""), "")
+	m := regexp.MustCompile(`user namespace 0-65535 -> (\d+)-`).FindStringSubmatch(first.stderr)
+	if first.code != 0 || m == nil {
+		t.Fatalf("exit %d, no host ids in the start report:\n%s", first.code, first.stderr)
+	}
+	uid, _ := strconv.Atoi(m[1])
+	sleeper := exec.Command("sleep", "60")
+	sleeper.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleeper.Process.Kill(); sleeper.Wait() }()
+	script := fmt.Sprintf("kill -0 %d && echo signalled || echo refused", sleeper.Process.Pid)
+
+	on := run(t, write(script, "", ""), "")
+	if on.code != 0 || !strings.Contains(on.stdout, "refused") {
+		t.Errorf("Landlock on: exit %d, want the signal refused:\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	off := run(t, write(script, "[security]\nlandlock = \"off\"\n", `, "landlock_off"`), "")
+	if off.code != 0 || !strings.Contains(off.stdout, "signalled") {
+		t.Errorf("Landlock off (the control): exit %d, want the signal delivered:\n%s\n%s", off.code, off.stdout, off.stderr)
+	}
+	assertNothingLeft(t, name)
+}
+
+// BenchmarkInitLandlock is what applying a ruleset costs safe-run-init:
+// the example service's ruleset (its image, /tmp, the devices) against
+// none, safe-run-init starting /bin/true on the host each time.
+func BenchmarkInitLandlock(b *testing.B) {
+	setup(b)
+	abi := testenv.RequireLandlock(b, 1)
+	rules := &landlock.Ruleset{ABI: abi, HandledFS: landlock.FSRights(abi)}
+	for _, p := range []string{"/", "/bin", "/etc", "/run", "/var", "/tmp", "/dev/shm", "/dev/pts",
+		"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty", "/dev/ptmx"} {
+		rules.Paths = append(rules.Paths, landlock.PathRule{Path: p, Access: landlock.FSReadFile})
+	}
+	rules.Paths[0].Access |= landlock.FSExecute // the host's /bin/true
+	ll, err := rules.Encode()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		sent []byte
+	}{{"off", noLandlock}, {"on", ll}} {
+		b.Run(bc.name, func(b *testing.B) {
+			sent := append(make([]byte, 8), bc.sent...)
+			for b.Loop() {
+				c, own, out := initLink(b, sent, "/bin/true")
+				if err := c.Wait(); err != nil {
+					b.Fatalf("%v: %s", err, out)
+				}
+				own.Close()
+			}
+		})
+	}
+}
