@@ -89,11 +89,15 @@ check: deps-build
 FUZZ_TARGETS := manifest:FuzzParse manifest:FuzzParsePort manifest:FuzzParseEgressRule \
 	profiles:FuzzCustom importer:FuzzDockerRun importer:FuzzCompose image:FuzzUnpack
 FUZZTIME ?= 15s
+# Go minimizes every input that finds new coverage for up to 60s by
+# default, fuzzing nothing meanwhile: 5s gave FuzzCustom twice the new
+# inputs in a quarter of the time. Crashers are minimized as long.
+FUZZMINIMIZE ?= 5s
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz: $$fn in ./$$pkg for $(FUZZTIME)"; \
-		$(GO) test -tags '$(TAGS)' ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) || exit 1; \
+		$(GO) test -tags '$(TAGS)' ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) || exit 1; \
 	done
 
 fuzz-long:
