@@ -55,16 +55,12 @@ func FuzzUnpack(f *testing.F) {
 		before := sb.host(t)
 		_, err = unpackInto(t.Context(), rawLayers(layers...), sb.root, false, Options{limits: limits{bytes: 1 << 20, entries: 200}})
 		diffTrees(t, before, sb.host(t))
-		if errors.Is(err, fs.ErrExist) && !dirExists(sb.root) {
-			t.Fatalf("unpackInto: %v", err)
+		// A layer's errors name it: "layer 2 sha256:...: "etc/x": ...".
+		if err != nil && !strings.HasPrefix(err.Error(), "layer ") {
+			t.Errorf("error names no layer: %v", err)
 		}
 		checkRoot(t, sb.root)
 	})
-}
-
-func dirExists(p string) bool {
-	fi, err := os.Lstat(p)
-	return err == nil && fi.IsDir()
 }
 
 // checkRoot: nothing in the tree is a device, a FIFO, a socket or a
