@@ -136,6 +136,7 @@ func TestDockerRunErrors(t *testing.T) {
 		{"-v a:b:c:d nginx", `--volume "a:b:c:d" is not [SOURCE:]TARGET[:OPTIONS]`},
 		{"-v data:relative nginx", `--volume data:relative: the target "relative" is not an absolute path in the container`},
 		{"--env-file missing.env nginx", "reading --env-file missing.env: file does not exist"},
+		{"-e A=\xe9 nginx", `docker run argument "A=\xe9" is not UTF-8 text, which a manifest must be (convert it, e.g. with iconv)`},
 		// Options docker refuses too: the manifest cannot take them.
 		{"-m 1b nginx", "the line cannot become a manifest:\n  --memory: resources.memory: 1 is below the minimum 6M (the runtime itself needs a few MiB)"},
 		{"-w relative -e =x nginx", "the line cannot become a manifest:\n" +
