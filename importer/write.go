@@ -428,6 +428,7 @@ var dockerOptions = []struct{ key, option string }{
 	{"process.stop_timeout", "--stop-timeout"},
 	{"process.restart", "--restart"},
 	{"security.capabilities", "--cap-add"},
+	{"security", "--security-opt"}, // apparmor=NAME, seccomp=FILE (found by FuzzDockerRun: apparmor=!)
 	{"mounts", "--volume, --mount or --tmpfs"},
 	{"network", "--network or --publish"},
 	{"namespaces", "--pid, --ipc or --uts"},
