@@ -96,11 +96,11 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 		return img, nil
 	}
 	if err := c.init(); err != nil {
-		return nil, err
+		return nil, c.noSpace(err)
 	}
 	release, err := c.lockSource(ctx, ref)
 	if err != nil {
-		return nil, err
+		return nil, c.noSpace(err)
 	}
 	defer release()
 	if img, r, e, err := c.lookup(ref); err == nil { // pulled by another safe-run meanwhile
@@ -121,7 +121,7 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 		start := time.Now()
 		st, err := c.unpack(ctx, f, entry, keepSetuid, opts)
 		if err != nil {
-			return nil, err
+			return nil, c.noSpace(err)
 		}
 		how = fmt.Sprintf("unpacked %d files, %s in %.1fs", st.files, HumanSize(st.bytes), time.Since(start).Seconds())
 	}
@@ -130,7 +130,7 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 		r.Digest = f.digest.String()
 	}
 	if err := c.writeRef(ref, r); err != nil {
-		return nil, err
+		return nil, c.noSpace(err)
 	}
 	img, rr, e, err := c.lookup(ref)
 	if err != nil {
@@ -150,6 +150,16 @@ func reportNotes(r *refRecord, e *entryRecord, keyNotes []string, how string) []
 	notes = append(notes, keyNotes...)
 	notes = append(notes, r.Notes...)
 	return append(notes, e.Notes...)
+}
+
+// noSpace says what to do about a full file system (or a user's disk
+// quota) under the cache. What a failed pull wrote is gone by then: an
+// entry appears only whole (unpack), its work directory is removed.
+func (c *cache) noSpace(err error) error {
+	if !errors.Is(err, unix.ENOSPC) && !errors.Is(err, unix.EDQUOT) {
+		return err
+	}
+	return fmt.Errorf("unpacking into the image cache %s: %w (its file system is full, and nothing half-written was kept: free space there, e.g. with safe-run image prune, which removes the images no running service uses, then start again)", c.dir, err)
 }
 
 // removeDamaged takes away an entry whose record cannot be read (a crash

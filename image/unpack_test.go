@@ -35,8 +35,10 @@ type sandbox struct {
 	dir, root, out string
 }
 
-func newSandbox(t *testing.T) sandbox {
-	dir := t.TempDir()
+func newSandbox(t *testing.T) sandbox { return newSandboxIn(t, t.TempDir()) }
+
+// newSandboxIn makes the sandbox in dir, which must be empty.
+func newSandboxIn(t *testing.T, dir string) sandbox {
 	sb := sandbox{dir: dir, root: filepath.Join(dir, "rootfs"), out: filepath.Join(dir, "outside")}
 	if err := os.MkdirAll(filepath.Join(sb.out, "etc"), 0o755); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/pflag"
 
@@ -133,6 +134,14 @@ func DockerRun(args []string, opts Options) (*Result, error) {
 // dockerRunWith converts, letting compose add what has no docker run flag
 // (file secrets) and its own notes before the manifest is written.
 func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, error) {
+	// A manifest is UTF-8 text (TOML), comments included: an argument
+	// that is not would make one that does not load (found by
+	// FuzzDockerRun).
+	for _, a := range args {
+		if !utf8.ValidString(a) {
+			return nil, fmt.Errorf("docker run argument %s is not UTF-8 text, which a manifest must be (convert it, e.g. with iconv)", strconv.QuoteToASCII(a))
+		}
+	}
 	fs := pflag.NewFlagSet("docker run", pflag.ContinueOnError)
 	fs.SetInterspersed(false)
 	fs.Usage = func() {}
@@ -283,6 +292,9 @@ func (s *spec) readEnv(env, files []string, opts Options) error {
 		data, err := opts.ReadFile(p)
 		if err != nil {
 			return fmt.Errorf("reading --env-file %s: %w", f, err)
+		}
+		if !utf8.Valid(data) {
+			return fmt.Errorf("reading --env-file %s: not UTF-8 text, which a manifest must be (convert it, e.g. with iconv)", f)
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)

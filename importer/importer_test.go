@@ -136,8 +136,11 @@ func TestDockerRunErrors(t *testing.T) {
 		{"-v a:b:c:d nginx", `--volume "a:b:c:d" is not [SOURCE:]TARGET[:OPTIONS]`},
 		{"-v data:relative nginx", `--volume data:relative: the target "relative" is not an absolute path in the container`},
 		{"--env-file missing.env nginx", "reading --env-file missing.env: file does not exist"},
+		{"-e A=\xe9 nginx", `docker run argument "A=\xe9" is not UTF-8 text, which a manifest must be (convert it, e.g. with iconv)`},
 		// Options docker refuses too: the manifest cannot take them.
 		{"-m 1b nginx", "the line cannot become a manifest:\n  --memory: resources.memory: 1 is below the minimum 6M (the runtime itself needs a few MiB)"},
+		{"--security-opt apparmor=! nginx", "the line cannot become a manifest:\n" +
+			`  --security-opt: security.apparmor: "!" is not a profile (use "generated", the name of a loaded profile, or "unconfined" with [insecure])`},
 		{"-w relative -e =x nginx", "the line cannot become a manifest:\n" +
 			`  --workdir: process.workdir: "relative" is relative (use an absolute path inside the container, e.g. "/srv")` + "\n" +
 			`  --env: process.env."": "" is not a valid variable name (no '=' or NUL)`},

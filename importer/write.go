@@ -19,7 +19,7 @@ type tomlWriter struct {
 
 func (w *tomlWriter) comment(format string, args ...any) {
 	for _, l := range strings.Split(fmt.Sprintf(format, args...), "\n") {
-		w.b.WriteString(strings.TrimRight("# "+l, " ") + "\n")
+		w.b.WriteString(strings.TrimRight("# "+commentText(l), " ") + "\n")
 	}
 }
 
@@ -31,9 +31,29 @@ func (w *tomlWriter) table(name string) {
 func (w *tomlWriter) kv(key, value, comment string) {
 	line := tomlKey(key) + " = " + value
 	if comment != "" {
-		line += "  # " + comment
+		line += "  # " + commentText(comment)
 	}
 	w.b.WriteString(line + "\n")
+}
+
+// commentText makes s fit in a TOML comment, which ends at a newline
+// and may hold no other control character: a value quoted in a comment
+// (the image name, an option's argument) keeps them escaped, as in Go
+// (found by FuzzDockerRun: a NUL in the image name).
+func commentText(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f }) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if (r < 0x20 && r != '\t') || r == 0x7f {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 var bareKey = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -137,7 +157,7 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 		w.kv("reason", tomlString("TODO: say in one sentence why this service needs what allow lists"), "")
 		w.b.WriteString("allow = [\n")
 		for _, it := range s.insecure {
-			w.b.WriteString("  " + tomlString(it.item) + ",  # TODO reason: " + it.why + "\n")
+			w.b.WriteString("  " + tomlString(it.item) + ",  # TODO reason: " + commentText(it.why) + "\n")
 		}
 		w.b.WriteString("]\n")
 	}
@@ -273,7 +293,7 @@ func (s *spec) writeMounts(w *tomlWriter) {
 	for _, m := range mounts {
 		w.b.WriteString("\n[[mounts]]")
 		if m.comment != "" {
-			w.b.WriteString("  # " + m.comment)
+			w.b.WriteString("  # " + commentText(m.comment))
 		}
 		w.b.WriteString("\n")
 		w.kv("type", tomlString(m.typ), "")
@@ -408,6 +428,7 @@ var dockerOptions = []struct{ key, option string }{
 	{"process.stop_timeout", "--stop-timeout"},
 	{"process.restart", "--restart"},
 	{"security.capabilities", "--cap-add"},
+	{"security", "--security-opt"}, // apparmor=NAME, seccomp=FILE (found by FuzzDockerRun: apparmor=!)
 	{"mounts", "--volume, --mount or --tmpfs"},
 	{"network", "--network or --publish"},
 	{"namespaces", "--pid, --ipc or --uts"},

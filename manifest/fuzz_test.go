@@ -12,9 +12,9 @@ import (
 
 // FuzzParse feeds the loader arbitrary text, seeded with every manifest in
 // the repository's testdata and example directories. make test runs it for
-// 20s; longer by hand:
+// 15s (make fuzz); longer by hand:
 //
-//	go test ./manifest -run '^$' -fuzz FuzzParse -fuzztime 10m
+//	go test ./manifest -run '^$' -fuzz '^FuzzParse$' -fuzztime 10m
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(base))
 	f.Add([]byte(""))

@@ -299,6 +299,12 @@ func parsePortNumber(s string) (uint16, error) {
 	if !digits(s) {
 		return 0, fmt.Errorf("%q is not a port number (%s)", s, portUse)
 	}
+	// Zeros in front of a port change nothing but the schema's pattern
+	// ({1,5} digits), which an editor checks: a number it flags must not
+	// load (found by FuzzParsePort).
+	if len(s) > 5 {
+		return 0, fmt.Errorf("port %s has more digits than a port number (use 1-65535 without leading zeros)", s)
+	}
 	n, err := strconv.ParseUint(s, 10, 32)
 	if err != nil || n < 1 || n > 65535 {
 		return 0, fmt.Errorf("port %s is out of range (use 1-65535)", s)

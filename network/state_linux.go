@@ -90,6 +90,7 @@ func (s stateRoot) bridges() (map[string]*bridgeState, error) {
 		return nil, fmt.Errorf("network state: %w", err)
 	}
 	out := map[string]*bridgeState{}
+	subnets := map[netip.Prefix]string{}
 	for _, e := range ents {
 		name, ok := strings.CutSuffix(e.Name(), ".json")
 		if !ok {
@@ -99,9 +100,15 @@ func (s stateRoot) bridges() (map[string]*bridgeState, error) {
 		if err != nil {
 			return nil, err
 		}
-		if b != nil {
-			out[name] = b
+		if b == nil {
+			continue
 		}
+		// Two bridges on one subnet would give two services one address.
+		if other, dup := subnets[b.Subnet]; dup {
+			return nil, fmt.Errorf("network state %s: subnet %s is bridge %s's too (%s)", s.bridgeFile(name), b.Subnet, other, s.corruptFix(name))
+		}
+		subnets[b.Subnet] = name
+		out[name] = b
 	}
 	return out, nil
 }
@@ -117,9 +124,69 @@ func (s stateRoot) readBridge(name string) (*bridgeState, error) {
 	}
 	var b bridgeState
 	if err := json.Unmarshal(data, &b); err != nil {
-		return nil, fmt.Errorf("network state %s: %w (delete the file after stopping its services)", s.bridgeFile(name), err)
+		return nil, fmt.Errorf("network state %s: %w (%s)", s.bridgeFile(name), err, s.corruptFix(name))
+	}
+	if err := s.checkBridge(name, &b); err != nil {
+		return nil, fmt.Errorf("network state %s: %w (%s)", s.bridgeFile(name), err, s.corruptFix(name))
 	}
 	return &b, nil
+}
+
+// corruptFix is what to do about a bridge state file that cannot be
+// trusted: nothing reads it again until it is gone.
+func (s stateRoot) corruptFix(name string) string {
+	return fmt.Sprintf("corrupt or edited by hand: stop the services on bridge %s, then delete the file and what it names: its interfaces (ip link) and namespaces under %s",
+		name, filepath.Join(s.dir, netnsDir))
+}
+
+// checkBridge refuses a state file that parses but cannot be what Attach
+// wrote: a disk, a crash on a file system that lost the rename's order,
+// or a hand. Every name in it is one Cleanup deletes (an interface, a
+// bind-mounted namespace) and every address one a service is given, so a
+// file naming the host's eth0, a path outside the state root or an
+// address twice is never acted on.
+func (s stateRoot) checkBridge(name string, b *bridgeState) error {
+	switch {
+	case b.Name != name:
+		return fmt.Errorf("it is the state of bridge %q, not of %q", b.Name, name)
+	case !b.Routed && b.Ifname != s.bridgeIfname(name):
+		return fmt.Errorf("interface %q is not bridge %s's (%s)", b.Ifname, name, s.bridgeIfname(name))
+	case b.Routed && !vethName(b.Ifname):
+		return fmt.Errorf("interface %q is not a veth safe-run names", b.Ifname)
+	case !b.Subnet.IsValid() || !b.Subnet.Addr().Is4() || b.Subnet.Bits() != 24 || b.Subnet.Masked() != b.Subnet || !pool.Contains(b.Subnet.Addr()):
+		return fmt.Errorf("subnet %s is not a /24 of %s", b.Subnet, pool)
+	case b.Gateway != b.Subnet.Addr().Next():
+		return fmt.Errorf("gateway %s is not the first address of %s", b.Gateway, b.Subnet)
+	}
+	addrs, services := map[netip.Addr]string{}, map[string]bool{}
+	for i, l := range b.Leases {
+		netns, _ := Paths(s.dir, l.Service, name)
+		switch {
+		case l.Service == "" || services[l.Service]:
+			return fmt.Errorf("leases[%d]: service %q is empty or leased twice", i, l.Service)
+		case !b.Subnet.Contains(l.Address) || l.Address == b.Gateway || !b.Subnet.Contains(l.Address.Next()):
+			return fmt.Errorf("leases[%d]: address %s of service %s is no member's address in %s", i, l.Address, l.Service, b.Subnet)
+		case addrs[l.Address] != "":
+			return fmt.Errorf("leases[%d]: address %s is leased to both %s and %s", i, l.Address, addrs[l.Address], l.Service)
+		case filepath.Clean(l.Netns) != netns:
+			return fmt.Errorf("leases[%d]: network namespace %q is not service %s's (%s)", i, l.Netns, l.Service, netns)
+		case !vethName(l.HostVeth):
+			return fmt.Errorf("leases[%d]: interface %q is not a veth safe-run names", i, l.HostVeth)
+		}
+		addrs[l.Address], services[l.Service] = l.Service, true
+	}
+	return nil
+}
+
+// vethName reports whether n is a host veth name Attach makes: "sv-" and
+// 10 hex digits.
+func vethName(n string) bool {
+	h, ok := strings.CutPrefix(n, "sv-")
+	if !ok || len(h) != 10 {
+		return false
+	}
+	_, err := hex.DecodeString(h)
+	return err == nil
 }
 
 // writeBridge replaces the file by rename, so a reader without the lock (Members, for every DNS

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"golang.org/x/sys/unix"
 
@@ -78,11 +80,12 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 	}
 	allocs := idAllocations{}
 	if data, err := os.ReadFile(path); err == nil {
-		if err := json.Unmarshal(data, &allocs); err != nil {
-			return IDMap{}, fmt.Errorf("reading %s: %w (it records which service owns which ids; restore it from a backup rather than deleting it)", path, err)
+		if allocs, err = readAllocations(data); err != nil {
+			return IDMap{}, fmt.Errorf("reading %s: %w (it records which service owns which ids, and so whose files are whose: restore it from a backup, or rewrite it from the owners of each service's volumes in %s; deleting it would hand services each other's ids)",
+				path, err, filepath.Join(dataDir, "volumes"))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return IDMap{}, err
+		return IDMap{}, fmt.Errorf("reading %s: %w", path, err)
 	}
 	valid := func(m IDMap) bool {
 		for i := range n {
@@ -115,9 +118,40 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 			return IDMap{}, err
 		}
 		if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
-			return IDMap{}, err
+			// atomicfile leaves the old file whole and no temporary one.
+			return IDMap{}, fmt.Errorf("recording the ids of service %s in %s: %w (%s is unchanged; free space on its file system, or make it writable, and start again)",
+				name, path, err, path)
 		}
 		return m, nil
 	}
 	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", host.ErrNoSubIDs, n, host.IDUser, host.IDUser)
+}
+
+// readAllocations reads ids.json, refusing what AllocateIDs never writes:
+// a file that is not an object of services (null, a list, a truncated
+// or zeroed file), a range of another size, and above all one range
+// recorded for two services, which would share their files.
+func readAllocations(data []byte) (idAllocations, error) {
+	var allocs idAllocations
+	if err := json.Unmarshal(data, &allocs); err != nil {
+		return nil, err
+	}
+	if allocs == nil {
+		return nil, errors.New("not an object of services")
+	}
+	uids, gids := map[uint32]string{}, map[uint32]string{}
+	for _, name := range slices.Sorted(maps.Keys(allocs)) {
+		m := allocs[name]
+		if m.Size != host.IDRangeSize {
+			return nil, fmt.Errorf("service %s has %d ids, not %d", name, m.Size, host.IDRangeSize)
+		}
+		if other, dup := uids[m.UID]; dup {
+			return nil, fmt.Errorf("services %s and %s have the same uid range (%d)", other, name, m.UID)
+		}
+		if other, dup := gids[m.GID]; dup {
+			return nil, fmt.Errorf("services %s and %s have the same gid range (%d)", other, name, m.GID)
+		}
+		uids[m.UID], gids[m.GID] = name, name
+	}
+	return allocs, nil
 }

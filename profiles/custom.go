@@ -26,6 +26,12 @@ func loadCustom(path string, t target, caps []string, kernel string) (*specs.Lin
 	if err != nil {
 		return nil, err
 	}
+	return parseCustom(path, data, t, caps, kernel)
+}
+
+// parseCustom is loadCustom on a profile already read: path names it in
+// errors.
+func parseCustom(path string, data []byte, t target, caps []string, kernel string) (*specs.LinuxSeccomp, error) {
 	var p dockerProfile
 	d, err := decodeDocument(path, data, &p)
 	if err != nil {

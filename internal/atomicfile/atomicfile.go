@@ -3,14 +3,22 @@
 package atomicfile
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
 
 // Write replaces path with data and mode perm: written to a temporary file
 // beside it, synced, then renamed over it. The temporary file never
-// outlives a failed Write.
+// outlives a failed Write, and path is then unchanged. Errors name path,
+// not the temporary file, which is gone by the time anyone reads them
+// ("write /var/lib/safe-run/ids.json: no space left on device").
 func Write(path string, data []byte, perm os.FileMode) error {
+	return namePath(path, write(path, data, perm))
+}
+
+func write(path string, data []byte, perm os.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
 	if err != nil {
 		return err
@@ -30,4 +38,16 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+func namePath(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return &fs.PathError{Op: pe.Op, Path: path, Err: pe.Err}
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return &fs.PathError{Op: "rename", Path: path, Err: le.Err}
+	}
+	return err
 }

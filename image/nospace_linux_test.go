@@ -1,0 +1,95 @@
+package image
+
+import (
+	"crypto/rand"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+)
+
+// TestResolveNoSpace: an image larger than the free space of the cache's
+// file system (a tmpfs with 2 MiB free, a 4 MiB image). The start fails
+// with the fix, no entry, ref or temporary directory is left that a
+// later start could take for the image, and once space is freed the next
+// start unpacks it.
+func TestResolveNoSpace(t *testing.T) {
+	cacheDir := testenv.Tmpfs(t, 16<<20)
+	big := make([]byte, 4<<20)
+	rand.Read(big)
+	img := testImage(t, nil, layerTar(t, file("etc/marker", "v1", 0o644), file("srv/big", string(big), 0o644)))
+	dir := t.TempDir()
+	writeLayout(t, filepath.Join(dir, "oci"), img, "v1")
+	svc := service(t, dir, `oci = "oci:v1"`)
+	ballast := testenv.Fill(t, cacheDir, 2<<20)
+
+	_, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	want := filepath.Join(dir, "service.toml") + ":4: image.oci: unpacking into the image cache " + cacheDir + ": layer 1 " +
+		mustConfig(t, img).RootFS.DiffIDs[0].String() + `: "srv/big": no space left on device` +
+		" (its file system is full, and nothing half-written was kept: free space there, e.g. with safe-run image prune, which removes the images no running service uses, then start again)"
+	if err == nil || err.Error() != want {
+		t.Errorf("resolve on a full disk: %v\nwant %s", err, want)
+	}
+	if n := entryCount(t, cacheDir); n != 0 {
+		t.Errorf("%d entries after a failed unpack", n)
+	}
+	if refs, _ := readDirNames(filepath.Join(cacheDir, "refs")); len(refs) > 0 {
+		t.Errorf("refs after a failed unpack: %q", refs)
+	}
+	assertCacheClean(t, cacheDir)
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+
+	// Full at each step of a pull (tmpfs counts 4 KiB pages): the first
+	// file, the content, the entry's record, the ref; then room for all.
+	const fix = " (its file system is full, and nothing half-written was kept: free space there, e.g. with safe-run image prune, which removes the images no running service uses, then start again)"
+	for _, step := range []struct {
+		leave int64
+		fails string // in the error; "": the pull succeeds
+	}{
+		{0, `"etc/marker": no space left on device`},
+		{4<<20 - 4096, `"srv/big": no space left on device`},
+		{4<<20 + 4096, "/image.json: no space left on device"},
+		{4<<20 + 8192, "/ref.json: no space left on device"},
+		{4<<20 + 12288, ""},
+	} {
+		ballast := testenv.Fill(t, cacheDir, step.leave)
+		img, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+		switch {
+		case step.fails == "" && err != nil:
+			t.Errorf("%d bytes free: %v", step.leave, err)
+		case step.fails != "" && (err == nil || !strings.Contains(err.Error(), step.fails) || !strings.HasSuffix(err.Error(), fix)):
+			t.Errorf("%d bytes free: %v\nwant an error with %s, ending in%s", step.leave, err, step.fails, fix)
+		}
+		if err == nil {
+			img.Release()
+		}
+		if refs, _ := readDirNames(filepath.Join(cacheDir, "refs")); len(refs) > 0 && err != nil {
+			t.Errorf("%d bytes free: a ref after a failed pull: %q", step.leave, refs)
+		}
+		assertCacheClean(t, cacheDir)
+		if _, _, err := Prune(cacheDir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(ballast); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	ballast = testenv.Fill(t, cacheDir, 2<<20)
+	if err := os.Remove(ballast); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatalf("resolve after space was freed: %v", err)
+	}
+	defer got.Release()
+	if data, err := os.ReadFile(filepath.Join(got.Rootfs, "etc/marker")); err != nil || string(data) != "v1" {
+		t.Errorf("etc/marker: %q, %v", data, err)
+	}
+	assertCacheClean(t, cacheDir)
+}
