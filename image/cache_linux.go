@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -21,7 +22,17 @@ import (
 )
 
 // cache is the image cache in one directory (see the package doc).
-type cache struct{ dir string }
+type cache struct {
+	dir string
+	log *slog.Logger // nil: clean-up failures are not told (ls, rm, prune return their errors)
+}
+
+// warn tells a clean-up that failed, when the cache has a logger.
+func (c *cache) warn(what, path string, err error) {
+	if err != nil && c.log != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.log.Warn("image cache: "+what, "path", path, "err", err)
+	}
+}
 
 func (c *cache) path(elem ...string) string {
 	return filepath.Join(append([]string{c.dir}, elem...)...)
@@ -190,7 +201,7 @@ func (c *cache) lockSource(ctx context.Context, ref string) (release func(), err
 		b, err2 := os.Lstat(p)
 		if err1 == nil && err2 == nil && os.SameFile(a, b) {
 			return func() {
-				_ = os.Remove(p)
+				c.warn("removing a lock", p, os.Remove(p))
 				f.Close()
 			}, nil
 		}
@@ -210,13 +221,13 @@ func (c *cache) cleanTmp() (freed int64) {
 		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 		if err != nil {
 			if !errors.Is(err, unix.ENOENT) {
-				_ = os.RemoveAll(p) // not ours to lock (a symlink): not ours at all
+				c.warn("removing what an interrupted pull left", p, os.RemoveAll(p)) // not ours to lock (a symlink): not ours at all
 			}
 			continue
 		}
 		if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
 			freed += diskUsage(p)
-			_ = os.RemoveAll(p)
+			c.warn("removing what an interrupted pull left", p, os.RemoveAll(p))
 		}
 		unix.Close(fd)
 	}
@@ -269,7 +280,7 @@ func (c *cache) writeRef(ref string, r refRecord) error {
 		return err
 	}
 	defer done()
-	defer os.RemoveAll(dir)
+	defer func() { c.warn("removing a work directory", dir, os.RemoveAll(dir)) }()
 	tmp := filepath.Join(dir, "ref.json")
 	if err := writeJSON(tmp, r); err != nil {
 		return err

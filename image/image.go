@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,6 +52,9 @@ type Options struct {
 	// image/registry). nil: only a ref pinned by digest and already cached
 	// resolves; others fail with ErrRegistryNeeded.
 	Registry Connect
+	// Logger receives what goes wrong without failing the resolve (a
+	// temporary file or lock that could not be removed); nil: discarded.
+	Logger *slog.Logger
 
 	limits limits // zero: the defaults; tests set small ones
 }

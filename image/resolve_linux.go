@@ -85,7 +85,7 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 	if opts.Dir == "" {
 		return nil, errors.New("no image cache directory (image.Options.Dir)")
 	}
-	c := &cache{dir: opts.Dir}
+	c := &cache{dir: opts.Dir, log: opts.Logger}
 	key, keyNotes, err := src.key(ctx)
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -40,6 +41,9 @@ type Options struct {
 	// with the rootfs's problems, all at once. spec, export and check
 	// leave it nil: they work on any host.
 	CheckPaths func(context.Context, *manifest.Service) error
+	// Logger receives what goes wrong without failing the plan (the image
+	// cache's clean-ups); nil: discarded.
+	Logger *slog.Logger
 }
 
 // Build runs every stage before the launcher on the manifest at path: load
@@ -63,7 +67,7 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 			return nil, err
 		}
 	}
-	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry})
+	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}

@@ -47,7 +47,7 @@ comment, and the weakening is repeated on standard error.`,
 			}
 			// For another machine: what this host could not enforce
 			// (job.Refused) is none of the export's business.
-			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), planOptions())
+			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), g.planOptions())
 			if err != nil {
 				return err
 			}

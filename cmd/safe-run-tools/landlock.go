@@ -35,7 +35,7 @@ rule grants is denied.`,
 			if f.LandlockABI == 0 {
 				return fmt.Errorf("this kernel has no Landlock: name an ABI to show the ruleset at (--abi %d)", landlock.MaxABI)
 			}
-			popts := planOptions()
+			popts := g.planOptions()
 			if !g.quiet {
 				popts.Progress = g.stderr
 			}

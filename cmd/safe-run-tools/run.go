@@ -51,7 +51,7 @@ func planRun(ctx context.Context, g *globals, path string, report io.Writer) (jo
 		}
 		return nil, true, err
 	}
-	popts := planOptions()
+	popts := g.planOptions()
 	popts.Progress, popts.CheckPaths = report, launcher.CheckPaths
 	if job, err = plan.Build(ctx, path, facts, popts); err != nil {
 		return nil, false, err
@@ -60,9 +60,10 @@ func planRun(ctx context.Context, g *globals, path string, report io.Writer) (jo
 }
 
 // planOptions are the plan.Options of this install: its directories, the
-// helpers it ships, and the registry client.
-func planOptions() plan.Options {
+// helpers it ships, the registry client, and the logger.
+func (g *globals) planOptions() plan.Options {
 	return plan.Options{
+		Logger:      g.log(),
 		Dirs:        cli.DefaultDirs(),
 		InitPath:    cli.HelperPath("safe-run-init"),
 		JanitorPath: cli.HelperPath("safe-run-janitor"),

@@ -24,7 +24,7 @@ AppArmor required and absent, no id range for services), spec still prints
 the spec, says why on standard error, and exits 0.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			popts := planOptions()
+			popts := g.planOptions()
 			if !g.quiet {
 				popts.Progress = g.stderr
 			}

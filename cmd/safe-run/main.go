@@ -116,7 +116,7 @@ func runService(args []string, path string, f runFlags) int {
 	}
 	// Subscribing takes milliseconds of hand-offs: done while planning.
 	signals := launcher.SubscribeSignals()
-	popts := plan.Options{Dirs: dirs, InitPath: cli.HelperPath("safe-run-init"), JanitorPath: cli.HelperPath("safe-run-janitor"), Progress: report, CheckPaths: launcher.CheckPaths}
+	popts := plan.Options{Dirs: dirs, InitPath: cli.HelperPath("safe-run-init"), JanitorPath: cli.HelperPath("safe-run-janitor"), Progress: report, CheckPaths: launcher.CheckPaths, Logger: log}
 	job, err := plan.Build(ctx, path, facts, popts)
 	if errors.Is(err, image.ErrRegistryNeeded) {
 		// Nothing is recorded before the image is resolved:
