@@ -108,11 +108,11 @@ allow = ["landlock_off"]
 		// nginx as the example has it, and besides on the host's address
 		// that faces the test host, the one port a LAN would be given.
 		// And on every address (0.0.0.0).
-		lanPort := strconv.Itoa(freePort(t))
+		lanPort := strconv.Itoa(testenv.FreePort(t))
 		lan := net.JoinHostPort(th.hostAddr.String(), lanPort)
-		anyPort := strconv.Itoa(freePort(t))
+		anyPort := strconv.Itoa(testenv.FreePort(t))
 		nginxManifest := exampleManifest(t, e.dir, "nginx", nginxRootfs, "", append([]edit{
-			{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80", "%s:80", "0.0.0.0:%s:80"]`, freePort(t), lan, anyPort), false}}, edits...)...)
+			{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80", "%s:80", "0.0.0.0:%s:80"]`, testenv.FreePort(t), lan, anyPort), false}}, edits...)...)
 		nginx := e.start(t, nginxManifest)
 		nginxAddr := nginx.address(t)
 		text, _ := os.ReadFile(nginxManifest)
@@ -728,7 +728,7 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 			def.state, def.netDir, def.table, def.shared = "/run/safe-run", network.DefaultStateDir, "safe_run", true
 			m := probeService(e.name("default"), "", `"all"`, "sleep 2; exit 0")
 			text, _ := os.ReadFile(m)
-			os.WriteFile(m, append(text, []byte(fmt.Sprintf(`ports = ["%d:80"]`+"\n", freePort(t)))...), 0o644)
+			os.WriteFile(m, append(text, []byte(fmt.Sprintf(`ports = ["%d:80"]`+"\n", testenv.FreePort(t)))...), 0o644)
 			s := def.start(t, m)
 			seen := def.snapshot(t, s)
 			if code := s.wait(t, 30*time.Second); code != 0 {
@@ -742,7 +742,7 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 			for _, d := range []time.Duration{0, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond} {
 				m := probeService(e.name("early"), e.name("eb"), `"all"`, "sleep 60")
 				text, _ := os.ReadFile(m)
-				os.WriteFile(m, append(text, []byte(fmt.Sprintf(`ports = ["%d:80"]`+"\n", freePort(t)))...), 0o644)
+				os.WriteFile(m, append(text, []byte(fmt.Sprintf(`ports = ["%d:80"]`+"\n", testenv.FreePort(t)))...), 0o644)
 				s := e.start(t, m)
 				time.Sleep(d)
 				s.cmd.Process.Signal(syscall.SIGTERM)
@@ -769,7 +769,7 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 		for _, after := range []string{"restart", "network.Cleanup"} {
 			t.Run("SIGKILL then "+after, func(t *testing.T) {
 				// A published port too: the restart must bind it again.
-				port := fmt.Sprintf(`ports = ["%d:80"]`+"\n", freePort(t))
+				port := fmt.Sprintf(`ports = ["%d:80"]`+"\n", testenv.FreePort(t))
 				withPort := func(m string) string {
 					text, _ := os.ReadFile(m)
 					os.WriteFile(m, append(text, []byte(port)...), 0o644)
@@ -1257,17 +1257,6 @@ func serve(t *testing.T, ln net.Listener) {
 			c.Close()
 		}
 	}()
-}
-
-// freePort is a TCP port free on 127.0.0.1 a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 func httpGet(url string) (string, error) {

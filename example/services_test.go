@@ -124,7 +124,7 @@ type edit struct {
 func uniqueNetwork(t *testing.T, bridge string) []edit {
 	return []edit{
 		{`(?m)^bridge = "shop"`, fmt.Sprintf("bridge = %q", bridge), false},
-		{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80"]`, freePort(t)), true},
+		{`(?m)^ports = \["8080:80"\]`, fmt.Sprintf(`ports = ["%d:80"]`, testenv.FreePort(t)), true},
 	}
 }
 

@@ -132,7 +132,7 @@ ports = ["%s:%d:80"]`, addr, port))
 	}
 
 	t.Run("published port only", func(t *testing.T) {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		c := serve(t, "rlnet-web", port)
 		args := pastaArgs()
 		if len(args) != 1 {
@@ -156,7 +156,7 @@ ports = ["%s:%d:80"]`, addr, port))
 	})
 
 	t.Run("killed with the outer safe-run", func(t *testing.T) {
-		c := serve(t, "rlnet-kill", freePort(t))
+		c := serve(t, "rlnet-kill", testenv.FreePort(t))
 		c.Process.Signal(syscall.SIGKILL)
 		c.Wait()
 		nothingLeft(t)
@@ -187,7 +187,7 @@ ports = ["%s:%d:80"]`, addr, port))
 	t.Run("published on a host address, from another host", func(t *testing.T) {
 		// pasta carries connections from other hosts through its
 		// tap link to the namespace's own address, not its loopback.
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		c, log := serveOn(t, "rlnet-remote", testHost.hostAddr, port)
 		out, err := exec.Command("ip", "netns", "exec", testHost.ns, "curl", "-sS", "-m", "5", fmt.Sprintf("http://%s:%d/", testHost.hostAddr, port)).CombinedOutput()
 		if err != nil || string(out) != "hello from a rootless bridge\n" {
@@ -327,15 +327,6 @@ func userProcesses(uid uint32) []string {
 		pids = append(pids, e.Name())
 	}
 	return pids
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func get(url string) (string, error) {
