@@ -17,7 +17,6 @@ const (
 	Refused     = "refused"     // not carried over: safe-run never does it
 	Insecure    = "insecure"    // carried over with an [insecure] item and a TODO reason
 	Unsupported = "unsupported" // a manifest cannot express it: left out
-	Planned     = "planned"     // written to the manifest, not run by safe-run yet
 	Default     = "default"     // a secure default or a guess was filled in: check it
 	Ignored     = "ignored"     // safe-run does it anyway, or it has no meaning here
 )

@@ -384,7 +384,7 @@ func wrap(s string, width int, indent string) string {
 	return strings.Join(lines, "\n")
 }
 
-var noteOrder = map[string]int{Refused: 0, Insecure: 1, Unsupported: 2, Planned: 3, Default: 4, Ignored: 5}
+var noteOrder = map[string]int{Refused: 0, Insecure: 1, Unsupported: 2, Default: 3, Ignored: 4}
 
 // orderNotes lists the notes by kind, most important first, keeping the
 // command line's order within a kind.
