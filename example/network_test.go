@@ -1,7 +1,6 @@
 package example_test
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -861,7 +860,7 @@ func (e *netEnv) manifest(t *testing.T, name, text string) string {
 type service struct {
 	manifest string
 	cmd      *exec.Cmd
-	out, err lockedBuffer
+	out, err testenv.Buffer
 	done     chan struct{}
 	startErr error
 }
@@ -1279,23 +1278,4 @@ func sh(t *testing.T, args ...string) {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that safe-run's output goroutines and the
-// test read and write at once.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -303,6 +303,22 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	}
 }
 
+// janitorOf is the pid of the janitor safe-run (pid) started.
+func janitorOf(t *testing.T, pid int) int {
+	t.Helper()
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, f := range tasks {
+		for _, child := range strings.Fields(string(mustRead(t, f))) {
+			if comm, _ := os.ReadFile("/proc/" + child + "/comm"); strings.HasPrefix(string(comm), "safe-run-jan") {
+				janitor, _ := strconv.Atoi(child)
+				return janitor
+			}
+		}
+	}
+	t.Fatal("no janitor among safe-run's children")
+	return 0
+}
+
 // uniqueSleep is a sleep command line no other process on the host has
 // (other tests, other suites run beside this one): pgrep looks at them all.
 func uniqueSleep(seconds int) string { return fmt.Sprintf("sleep %d.%d", seconds, os.Getpid()) }
@@ -806,18 +822,7 @@ func TestServiceEndsWithSafeRun(t *testing.T) {
 	if _, err := out.Read(make([]byte, 3)); err != nil {
 		t.Fatal(err)
 	}
-	janitor := 0
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", c.Process.Pid))
-	for _, f := range tasks {
-		for _, pid := range strings.Fields(string(mustRead(t, f))) {
-			if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.HasPrefix(string(comm), "safe-run-jan") {
-				janitor, _ = strconv.Atoi(pid)
-			}
-		}
-	}
-	if janitor == 0 {
-		t.Fatal("no janitor among safe-run's children")
-	}
+	janitor := janitorOf(t, c.Process.Pid)
 	unix.Kill(janitor, unix.SIGSTOP)
 	defer unix.Kill(janitor, unix.SIGCONT)
 	c.Process.Signal(syscall.SIGKILL)
@@ -1087,33 +1092,58 @@ func TestNotify(t *testing.T) {
 // test creates it, with a range of subordinate ids, when it is missing.
 const rootlessUser = "safe-run-test"
 
+// rootlessHome is a home of rootlessUser's for one test: its state and
+// data directories, the manifests the test writes, and safe-run run there
+// as the user.
+type rootlessHome struct {
+	dir string
+	u   userIDs
+}
+
+// newRootlessHome makes env.dir/name, owned by rootlessUser, with the
+// directories safe-run keeps its state and data in.
+func newRootlessHome(t *testing.T, name string) rootlessHome {
+	t.Helper()
+	testenv.RequireTool(t, "newuidmap")
+	h := rootlessHome{dir: filepath.Join(env.dir, name), u: ensureUser(t, rootlessUser)}
+	for _, d := range []string{h.dir, filepath.Join(h.dir, "xdg"), filepath.Join(h.dir, "data")} {
+		os.MkdirAll(d, 0o700)
+		os.Chown(d, int(h.u.uid), int(h.u.gid))
+	}
+	return h
+}
+
+// cmd is safe-run with args, run as the user in the home.
+func (h rootlessHome) cmd(ctx context.Context, args ...string) *exec.Cmd {
+	c := exec.CommandContext(ctx, env.bin, args...)
+	c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + h.dir, "XDG_RUNTIME_DIR=" + filepath.Join(h.dir, "xdg"), "XDG_DATA_HOME=" + filepath.Join(h.dir, "data")}
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: h.u.uid, Gid: h.u.gid}}
+	c.Dir = h.dir
+	return c
+}
+
+// rootlessWaiver acknowledges running without limits: this host's
+// controllers are cgroup v1, which cannot be delegated to a user (rootless
+// limits are proven in the QEMU guest).
+const rootlessWaiver = "\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n"
+
+// manifest writes NAME.toml in the home: the test image, body, limits, and
+// rootlessWaiver.
+func (h rootlessHome) manifest(name, body string) string {
+	p := filepath.Join(h.dir, name+".toml")
+	text := fmt.Sprintf("version = 1\nname = %q\n[image]\nrootfs = %q\n%s\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n%s", name, env.rootfs, body, rootlessWaiver)
+	os.WriteFile(p, []byte(text), 0o644)
+	return p
+}
+
 func TestRootless(t *testing.T) {
 	setup(t)
-	testenv.RequireTool(t, "newuidmap")
-	u := ensureUser(t, rootlessUser)
-	home := filepath.Join(env.dir, "rootless")
-	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data")} {
-		os.MkdirAll(d, 0o700)
-		os.Chown(d, int(u.uid), int(u.gid))
-	}
+	h := newRootlessHome(t, "rootless")
+	u, home := h.u, h.dir
 	os.WriteFile(filepath.Join(home, "db.txt"), []byte("s3cret"), 0o600)
 	os.Chown(filepath.Join(home, "db.txt"), int(u.uid), int(u.gid))
-	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
-		c := exec.CommandContext(ctx, env.bin, args...)
-		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
-		c.Dir = home
-		return c
-	}
-	// This host's controllers are cgroup v1, which cannot be delegated
-	// to a user: rootless limits are proven in the QEMU guest.
-	waiver := "\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n"
-	write := func(name, body string) string {
-		p := filepath.Join(home, name+".toml")
-		text := fmt.Sprintf("version = 1\nname = %q\n[image]\nrootfs = %q\n%s\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n%s", name, env.rootfs, body, waiver)
-		os.WriteFile(p, []byte(text), 0o644)
-		return p
-	}
+	asUser := h.cmd
+	write := h.manifest
 
 	t.Run("refused without the waiver", func(t *testing.T) {
 		p := write("rl-refused", "[process]\ncommand = [\"/bin/true\"]")

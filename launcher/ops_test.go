@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/ops"
 )
 
@@ -396,22 +395,9 @@ func TestEvents(t *testing.T) {
 // directory: ps lists them, stop stops them, events has them.
 func TestRootlessPSAndStop(t *testing.T) {
 	setup(t)
-	testenv.RequireTool(t, "newuidmap")
-	u := ensureUser(t, rootlessUser)
-	home := filepath.Join(env.dir, "rootless-ops")
-	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data")} {
-		os.MkdirAll(d, 0o700)
-		os.Chown(d, int(u.uid), int(u.gid))
-	}
-	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
-		c := exec.CommandContext(ctx, env.bin, args...)
-		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
-		c.Dir = home
-		return c
-	}
-	p := filepath.Join(home, "rlops.toml")
-	os.WriteFile(p, []byte(fmt.Sprintf("version = 1\nname = \"rlops\"\n[image]\nrootfs = %q\n[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n", env.rootfs)), 0o644)
+	h := newRootlessHome(t, "rootless-ops")
+	asUser := h.cmd
+	p := h.manifest("rlops", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c := asUser(ctx, "-q", p)
@@ -439,7 +425,7 @@ func TestRootlessPSAndStop(t *testing.T) {
 		}
 	}
 	if len(list) != 1 || list[0].Name != "rlops" || list[0].Crashed || list[0].InitPID == 0 || !strings.Contains(list[0].UserNS, "your uid") {
-		files, _ := exec.Command("find", home, "-maxdepth", "5").CombinedOutput()
+		files, _ := exec.Command("find", h.dir, "-maxdepth", "5").CombinedOutput()
 		t.Fatalf("ps as the user: %+v\n%s", list, files)
 	}
 	if r, err := asUser(ctx, "stop", "rlops").CombinedOutput(); err != nil {
@@ -461,18 +447,7 @@ func TestRootlessPSAndStop(t *testing.T) {
 func TestPSShowsACrash(t *testing.T) {
 	setup(t)
 	s := startService(t, "opscrash", "echo up; "+uniqueSleep(32)+"; echo", "")
-	janitor := 0
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", s.cmd.Process.Pid))
-	for _, f := range tasks {
-		for _, pid := range strings.Fields(string(mustRead(t, f))) {
-			if comm, _ := os.ReadFile("/proc/" + pid + "/comm"); strings.HasPrefix(string(comm), "safe-run-jan") {
-				janitor, _ = strconv.Atoi(pid)
-			}
-		}
-	}
-	if janitor == 0 {
-		t.Fatal("no janitor among safe-run's children")
-	}
+	janitor := janitorOf(t, s.cmd.Process.Pid)
 	syscall.Kill(janitor, syscall.SIGSTOP)
 	defer syscall.Kill(janitor, syscall.SIGCONT)
 	s.cmd.Process.Signal(syscall.SIGKILL)

@@ -15,7 +15,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -34,31 +33,16 @@ import (
 // test host in a network namespace this test makes as root.
 func TestRootlessBridge(t *testing.T) {
 	setup(t)
-	testenv.RequireTool(t, "newuidmap")
 	testenv.RequireTool(t, "pasta")
-	u := ensureUser(t, rootlessUser)
+	h := newRootlessHome(t, "rootless-net")
+	u, home := h.u, h.dir
 	grantTun(t, u.uid)
-	home := filepath.Join(env.dir, "rootless-net")
-	for _, d := range []string{home, filepath.Join(home, "xdg"), filepath.Join(home, "data"), filepath.Join(home, "www")} {
-		os.MkdirAll(d, 0o700)
-		os.Chown(d, int(u.uid), int(u.gid))
-	}
+	os.MkdirAll(filepath.Join(home, "www"), 0o700)
+	os.Chown(filepath.Join(home, "www"), int(u.uid), int(u.gid))
 	os.WriteFile(filepath.Join(home, "www", "index.html"), []byte("hello from a rootless bridge\n"), 0o644)
-	asUser := func(ctx context.Context, args ...string) *exec.Cmd {
-		c := exec.CommandContext(ctx, env.bin, args...)
-		c.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + home, "XDG_RUNTIME_DIR=" + filepath.Join(home, "xdg"), "XDG_DATA_HOME=" + filepath.Join(home, "data")}
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: u.uid, Gid: u.gid}}
-		c.Dir = home
-		return c
-	}
-	waiver := "\n[insecure]\nreason = \"cgroup v1 host: limits cannot be delegated\"\nallow = [\"no_resource_limits\"]\n"
-	write := func(name, body string) string {
-		p := filepath.Join(home, name+".toml")
-		text := fmt.Sprintf("version = 1\nname = %q\n[image]\nrootfs = %q\n%s\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n%s", name, env.rootfs, body, waiver)
-		os.WriteFile(p, []byte(text), 0o644)
-		return p
-	}
-	var serveOn func(t *testing.T, name, addr string, port int) (*exec.Cmd, *lockedBuffer)
+	asUser := h.cmd
+	write := h.manifest
+	var serveOn func(t *testing.T, name, addr string, port int) (*exec.Cmd, *testenv.Buffer)
 	// serve starts a web service publishing port 80 on 127.0.0.1:port
 	// (not its second server, on 81) and waits until it answers.
 	serve := func(t *testing.T, name string, port int) *exec.Cmd {
@@ -68,7 +52,7 @@ func TestRootlessBridge(t *testing.T) {
 	}
 	// serveOn publishes on addr; the service's output (its start report,
 	// and the client address of each request: httpd -v) is returned.
-	serveOn = func(t *testing.T, name, addr string, port int) (*exec.Cmd, *lockedBuffer) {
+	serveOn = func(t *testing.T, name, addr string, port int) (*exec.Cmd, *testenv.Buffer) {
 		t.Helper()
 		p := write(name, fmt.Sprintf(`[process]
 command = ["/bin/sh", "-c", "httpd -p 81 -h /www; exec httpd -f -v -p 80 -h /www"]
@@ -80,7 +64,7 @@ target = "/www"
 mode = "bridge"
 ports = ["%s:%d:80"]`, addr, port))
 		c := asUser(context.Background(), "-q", p)
-		stderr := &lockedBuffer{}
+		stderr := &testenv.Buffer{}
 		c.Stderr = stderr
 		if err := c.Start(); err != nil {
 			t.Fatal(err)
@@ -438,22 +422,4 @@ func serveDNS(t *testing.T, ns, listen, name, addr string) *atomic.Int64 {
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
 	return &queries
-}
-
-// lockedBuffer is a bytes.Buffer a process writes to while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
