@@ -76,14 +76,17 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		data, _ := json.Marshal(r)
 		_, _ = c.Write(append(data, '\n'))
 	}
-	if uid != 0 && uid != s.owner {
-		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", uid, s.owner)})
-		_, _ = c.Write(append(data, '\n'))
-		return
-	}
+	// Read the request before any answer, a denial included: closing
+	// before the client has written would fail its write (EPIPE) and
+	// hide the denial behind "broken pipe".
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadBytes('\n')
 	if err != nil {
+		return
+	}
+	if uid != 0 && uid != s.owner {
+		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", uid, s.owner)})
+		_, _ = c.Write(append(data, '\n'))
 		return
 	}
 	var req Request
