@@ -146,8 +146,14 @@ func (e *env) makeBundle(ctx context.Context) (*ociBundle, error) {
 		// same without SECCOMP_FILTER_FLAG_LOG, which only logs denials.
 		s.Linux.Seccomp.Flags = nil
 	}
-	if a := s.Process.Args; len(a) > 2 && a[0] == "/dev/init" && a[1] == "--" {
-		s.Process.Args = a[2:]
+	// Also "/dev/init --no-init --" (init = false under Landlock).
+	if a := s.Process.Args; len(a) > 2 && a[0] == "/dev/init" {
+		if a[1] == "--no-init" {
+			a = a[1:]
+		}
+		if a[1] == "--" {
+			s.Process.Args = a[2:]
+		}
 	}
 	var mounts []specs.Mount
 	for _, mt := range s.Mounts {

@@ -126,11 +126,7 @@ func appArmorProfile(s *manifest.Service) string {
 // command is the process's argv without safe-run's init in front: the
 // targets bring their own init.
 func command(p *plan.Job) []string {
-	args := p.Spec.Process.Args
-	if p.Service.Process.Init && len(args) >= 2 && args[0] == plan.InitPath && args[1] == "--" {
-		args = args[2:]
-	}
-	return args
+	return plan.ServiceArgs(p.Spec.Process.Args)
 }
 
 // isFile reports whether path is a regular file (a bind of one file rather

@@ -24,10 +24,6 @@ func ForService(in Input) (r *Ruleset, note string, err error) {
 		// landlock_restrict_self needs no_new_privs, or CAP_SYS_ADMIN,
 		// which the service never has (security/landlock/syscalls.c).
 		return nil, "Landlock not enforced: no_new_privileges = false (Landlock needs no_new_privs)", nil
-	case !svc.Process.Init:
-		// libcontainer's init execs the service itself, and offers no
-		// step between the mounts and that exec.
-		return nil, "Landlock not enforced: init = false (safe-run-init applies the ruleset; set init = true)", nil
 	}
 	r, err = Generate(in)
 	if err != nil {

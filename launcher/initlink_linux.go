@@ -2,7 +2,9 @@ package launcher
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strconv"
@@ -29,12 +31,18 @@ import (
 //   - safe-run keeps its end open while the service runs: when it closes,
 //     safe-run was killed, and safe-run-init kills the service. The
 //     janitor cleans up after both; it may have been killed too.
+//
+// With init = false under Landlock (plan.NoInitFlag) safe-run-init does
+// not stay: it applies what it was sent and execs the service, and its
+// end of the socket closes at that exec (close-on-exec). That closing is
+// the word that the service takes its signals.
 type initLink struct {
-	own   *os.File      // safe-run's end, non-blocking
-	peer  *os.File      // the container's end
-	fed   chan struct{} // closed once the program is sent, or err set
-	err   error
-	ready chan struct{} // closed once safe-run-init takes signals
+	own    *os.File      // safe-run's end, non-blocking
+	peer   *os.File      // the container's end
+	fed    chan struct{} // closed once the program is sent, or err set
+	err    error
+	ready  chan struct{} // closed once safe-run-init, or the service it became, takes signals
+	noInit bool          // safe-run-init execs the service (plan.NoInitFlag)
 }
 
 // newInitLink starts the link when the process starts with safe-run-init,
@@ -54,10 +62,11 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 		return nil, err
 	}
 	l := &initLink{
-		own:   os.NewFile(uintptr(fds[0]), "safe-run-init link"),
-		peer:  os.NewFile(uintptr(fds[1]), "safe-run-init link, container end"),
-		fed:   make(chan struct{}),
-		ready: make(chan struct{}),
+		own:    os.NewFile(uintptr(fds[0]), "safe-run-init link"),
+		peer:   os.NewFile(uintptr(fds[1]), "safe-run-init link, container end"),
+		fed:    make(chan struct{}),
+		ready:  make(chan struct{}),
+		noInit: spec.Process.Args[1] == plan.NoInitFlag,
 	}
 	sc := takeSeccomp(config)
 	ll, err := opts.Landlock.Encode()
@@ -80,16 +89,18 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 	}()
 	go func() {
 		var b [1]byte
-		if n, _ := l.own.Read(b[:]); n == 1 {
+		n, err := l.own.Read(b[:])
+		if n == 1 || l.noInit && errors.Is(err, io.EOF) {
 			close(l.ready)
 		}
 	}()
 	return l, nil
 }
 
-// startsWithInit says whether the process args start safe-run-init.
+// startsWithInit says whether the process args start safe-run-init, as
+// init or to exec the service (plan.NoInitFlag).
 func startsWithInit(args []string) bool {
-	return len(args) >= 3 && args[0] == plan.InitPath && args[1] == "--"
+	return len(args) >= 3 && args[0] == plan.InitPath && len(plan.ServiceArgs(args)) < len(args)
 }
 
 // attach has the process's first program, safe-run-init, take the link,
@@ -113,13 +124,19 @@ func (l *initLink) sent() error {
 func (l *initLink) close() { l.own.Close() }
 
 // signalsTaken is closed once the container's first process takes
-// signals as the service would: safe-run-init's word on the link, else
+// signals as the service would: safe-run-init's word on the link, or its
+// end closing at the service's exec (plan.NoInitFlag), else
 // (init = false) the service's exec, seen as pid's name ceasing to be
 // that of libcontainer's init. Nothing else tells when that exec
 // happens; the watch polls for at most two seconds, about a millisecond
 // in all on a start.
 func (l *initLink) signalsTaken(pid int) <-chan struct{} {
 	if l != nil {
+		if l.noInit {
+			// The container has its end by now: safe-run's copy
+			// must not keep it open past the exec that closes it.
+			l.peer.Close()
+		}
 		return l.ready
 	}
 	c := make(chan struct{})

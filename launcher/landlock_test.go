@@ -1,7 +1,11 @@
 package launcher_test
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/landlock"
@@ -95,12 +100,66 @@ read_only = false
 		t.Errorf("the start report does not say Landlock is off:\n%s", off.stderr)
 	}
 	assertNothingLeft(t, "lloff")
-	noinit := shell(t, "llnoinit", "true", "init = false\n")
-	if want := "Landlock not enforced: init = false"; noinit.code != 0 || !strings.Contains(noinit.stderr, want) {
-		t.Errorf("init = false: exit %d, the start report does not say %q:\n%s", noinit.code, want, noinit.stderr)
-	}
-	assertNothingLeft(t, "llnoinit")
 	t.Logf("kernel Landlock ABI %d", abi)
+}
+
+// TestLandlockWithoutInit: with init = false safe-run-init applies the
+// ruleset and execs the service in its own place, which stays PID 1. The
+// container's /dev is a writable tmpfs that the ruleset only lets be read:
+// a file made there is refused with EACCES (not EROFS: only Landlock
+// refuses it), and made with Landlock off.
+func TestLandlockWithoutInit(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 1)
+	const script = `
+echo pid $$
+touch /dev/x 2>&1 && echo dev-writable
+touch /var/up/x && echo bind-writable
+cp /bin/busybox /data/true && /data/true 2>/dev/null && echo volume-exec
+trap 'echo got TERM; exit 3' TERM
+echo waiting
+while :; do sleep 0.05; done
+`
+	mounts := func(name string) string {
+		up := filepath.Join(env.dir, "manifests", name, "up")
+		if err := os.MkdirAll(up, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(up, 0o777)
+		return "init = false\n\n[[mounts]]\ntype = \"volume\"\nsource = \"" + name + "-data\"\ntarget = \"/data\"\n\n" +
+			"[[mounts]]\ntype = \"bind\"\nsource = \"up\"\ntarget = \"/var/up\"\nread_only = false\n"
+	}
+	for _, tc := range []struct {
+		name, extra  string
+		want, unwant []string
+		report       string
+	}{
+		{"llnoinit", "", []string{"pid 1\n", "touch: /dev/x: Permission denied", "bind-writable", "got TERM"}, []string{"dev-writable", "volume-exec"},
+			fmt.Sprintf("Landlock ABI %d (file system", min(abi, landlock.MaxABI))},
+		{"llnoinit-off", "\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the test's control run\"\nallow = [\"landlock_off\"]\n",
+			[]string{"pid 1\n", "dev-writable", "bind-writable", "volume-exec", "got TERM"}, nil, "Landlock OFF"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runSignalled(t, manifestFor(t, tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s%s", script, mounts(tc.name), tc.extra)), "waiting\n", syscall.SIGTERM)
+			if r.code != 3 {
+				t.Errorf("exit %d, want 3 (the service's own, after its TERM trap)", r.code)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(r.stdout, w) {
+					t.Errorf("%q missing:\n%s\n%s", w, r.stdout, r.stderr)
+				}
+			}
+			for _, bad := range tc.unwant {
+				if strings.Contains(r.stdout, bad) {
+					t.Errorf("%q:\n%s", bad, r.stdout)
+				}
+			}
+			if !strings.Contains(r.stderr, tc.report) || strings.Contains(r.stderr, "/dev/init") {
+				t.Errorf("the start report does not say %q, or names safe-run-init:\n%s", tc.report, r.stderr)
+			}
+			assertNothingLeft(t, tc.name)
+		})
+	}
 }
 
 // TestInitAppliesLandlock runs safe-run-init on the host with a ruleset
@@ -253,4 +312,31 @@ func BenchmarkInitLandlock(b *testing.B) {
 			}
 		})
 	}
+}
+
+// runSignalled starts safe-run on a manifest, sends it sig once the
+// service has written mark, and waits for it: the signal reaches the
+// service only once it takes signals.
+func runSignalled(t *testing.T, manifest, mark string, sig syscall.Signal) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, manifest)
+	var out, errOut bytes.Buffer
+	pr, pw := io.Pipe()
+	c.Stdout, c.Stderr = io.MultiWriter(&out, pw), &errOut
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.Wait(); pw.Close() }()
+	sc := bufio.NewScanner(pr)
+	for sc.Scan() {
+		if sc.Text()+"\n" == mark {
+			c.Process.Signal(sig)
+			break
+		}
+	}
+	io.Copy(io.Discard, pr)
+	code := c.ProcessState.ExitCode()
+	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }

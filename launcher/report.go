@@ -19,10 +19,7 @@ func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 		return
 	}
 	p := spec.Process
-	args := p.Args
-	if len(args) > 2 && args[0] == plan.InitPath {
-		args = args[2:]
-	}
+	args := plan.ServiceArgs(p.Args)
 	line := func(format string, a ...any) {
 		fmt.Fprintf(opts.Report, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, a...)...)
 	}

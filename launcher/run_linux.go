@@ -247,10 +247,7 @@ func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger
 // that is not in the image, when no init stands in front of it to report
 // that itself. A command under a mount target is left to the runtime.
 func preflightCommand(spec *specs.Spec) error {
-	args := spec.Process.Args
-	if startsWithInit(args) {
-		args = args[2:]
-	}
+	args := plan.ServiceArgs(spec.Process.Args)
 	rootfs := spec.Annotations[plan.AnnotationRootfs]
 	if rootfs == "" || len(args) == 0 {
 		return nil

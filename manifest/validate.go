@@ -282,9 +282,6 @@ func validateSecurity(s *Service, fe *fieldErrors) {
 	if sec.LandlockRequired && !sec.NoNewPrivileges {
 		fe.add("security.landlock_required", `needs no_new_privileges = true: the kernel applies Landlock only with it (drop one of them)`)
 	}
-	if sec.LandlockRequired && !s.Process.Init {
-		fe.add("security.landlock_required", `needs init = true: safe-run-init applies the Landlock ruleset (set init = true, or drop landlock_required)`)
-	}
 	seenPort := map[int]bool{}
 	for i, p := range sec.LandlockBind {
 		switch {

@@ -194,7 +194,10 @@ func (j *Job) appArmor(f host.Facts) error {
 
 // landlock generates the service's Landlock ruleset, for the kernel's
 // ABI, from the spec's mounts and the image's entries; safe-run-init
-// applies it.
+// applies it. With init = false libcontainer's init would exec the
+// service itself, with no step between the mounts and that exec: the
+// spec then starts safe-run-init with NoInitFlag, which applies the
+// ruleset and execs the service in its own place.
 func (j *Job) landlock(abi int) error {
 	var img fs.FS
 	if j.Image != nil && j.Image.Rootfs != "" {
@@ -212,6 +215,10 @@ func (j *Job) landlock(abi int) error {
 		return nil
 	}
 	j.Landlock = r
+	if r != nil && !j.Service.Process.Init {
+		j.Spec.Process.Args = append([]string{InitPath, NoInitFlag, "--"}, j.Spec.Process.Args...)
+		j.Spec.Mounts = append(j.Spec.Mounts, initMount(j.Placement))
+	}
 	return err
 }
 

@@ -140,6 +140,28 @@ const (
 	NotifyPath  = NotifyDir + "/notify.sock" // the socket the service sees in NOTIFY_SOCKET
 )
 
+// NoInitFlag follows safe-run-init's --control-fd where the manifest says
+// init = false and a Landlock ruleset applies: safe-run-init loads the
+// confinement, then execs the service in its own place, which stays PID 1
+// (cmd/safe-run-init, exec_service).
+const NoInitFlag = "--no-init"
+
+// ServiceArgs is the service's own argv: args, a spec's process args,
+// without safe-run-init in front of it.
+func ServiceArgs(args []string) []string {
+	if len(args) < 2 || args[0] != InitPath {
+		return args
+	}
+	rest := args[1:]
+	if rest[0] == NoInitFlag {
+		rest = rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == "--" {
+		return rest[1:]
+	}
+	return args
+}
+
 // RootfsView is where the launcher presents the image's root filesystem,
 // id-mapped and read-only, for the container.
 func (h Placement) RootfsView() string { return filepath.Join(h.StateDir, "rootfs") }

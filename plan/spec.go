@@ -260,10 +260,16 @@ func mounts(s *manifest.Service, net *network.Options, host Placement) []specs.M
 			Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
 	}
 	if s.Process.Init {
-		ms = append(ms, specs.Mount{Destination: InitPath, Type: "bind", Source: host.InitPath,
-			Options: []string{"bind", "ro", "nosuid", "nodev"}})
+		ms = append(ms, initMount(host))
 	}
 	return ms
+}
+
+// initMount puts safe-run-init in the container, read-only: never the
+// safe-run binary itself.
+func initMount(host Placement) specs.Mount {
+	return specs.Mount{Destination: InitPath, Type: "bind", Source: host.InitPath,
+		Options: []string{"bind", "ro", "nosuid", "nodev"}}
 }
 
 func userMount(m manifest.Mount, host Placement) specs.Mount {

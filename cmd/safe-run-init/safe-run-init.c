@@ -48,7 +48,15 @@
  *    parent is whichever of safe-run's threads started it, and that
  *    thread may end long before safe-run does.
  *
- * Usage: safe-run-init [--control-fd N] -- COMMAND [ARG...]
+ * With --no-init after --control-fd N (init = false, where a Landlock
+ * ruleset must still be applied between the mounts and the service's
+ * first instruction), it reads and loads the same seccomp filter and
+ * ruleset, then executes the service in its own place: no init process
+ * stays, the service is PID 1 as with init = false, and the socket,
+ * close-on-exec, closes at that exec, which tells safe-run the service
+ * now takes its signals (see exec_service).
+ *
+ * Usage: safe-run-init [--control-fd N [--no-init]] -- COMMAND [ARG...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -256,9 +264,27 @@ static int safe_run_gone(int fd)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
 }
 
+/* exec_service is --no-init: the confinement is loaded; the service
+ * replaces this program. Nothing is written to safe-run: the socket
+ * closing at the exec is the word, and should the exec fail, this
+ * program's exit closes it as well. Dumpability comes back with the
+ * exec (the kernel resets it for an exec that gains no privilege). */
+static int exec_service(int control, sigset_t *old, char **argv)
+{
+	if (fcntl(control, F_SETFD, FD_CLOEXEC) < 0) {
+		perror("safe-run-init: closing the socket to safe-run at the exec");
+		return 125;
+	}
+	sigprocmask(SIG_SETMASK, old, NULL);
+	execvp(argv[0], argv);
+	int e = errno;
+	fprintf(stderr, "safe-run-init: cannot run %s: %s\n", argv[0], strerror(e));
+	return e == ENOENT || e == ENOTDIR ? 127 : 126;
+}
+
 int main(int argc, char **argv)
 {
-	int first = 1, control = -1;
+	int first = 1, control = -1, no_init = 0;
 	sigset_t all, old;
 	pid_t child;
 
@@ -276,17 +302,21 @@ int main(int argc, char **argv)
 	}
 	if (argc > 2 && strcmp(argv[1], "--control-fd") == 0) {
 		control = atoi(argv[2]);
-		if (read_seccomp(control) < 0 || load_landlock(control) < 0 || load_seccomp() < 0 ||
-		    watch_control(control) < 0)
-			return 125;
 		first = 3;
+		no_init = first < argc && strcmp(argv[first], "--no-init") == 0;
+		if (read_seccomp(control) < 0 || load_landlock(control) < 0 || load_seccomp() < 0 ||
+		    (!no_init && watch_control(control) < 0))
+			return 125;
+		first += no_init;
 	}
 	if (first < argc && strcmp(argv[first], "--") == 0)
 		first++;
 	if (first >= argc) {
-		fprintf(stderr, "safe-run-init: usage: safe-run-init [--control-fd N] -- COMMAND [ARG...]\n");
+		fprintf(stderr, "safe-run-init: usage: safe-run-init [--control-fd N [--no-init]] -- COMMAND [ARG...]\n");
 		return 125;
 	}
+	if (no_init)
+		return exec_service(control, &old, argv + first);
 
 	child = fork();
 	if (child < 0) {
