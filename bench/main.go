@@ -28,7 +28,10 @@ import (
 // baseline of its ratio column.
 var benchmarks = []benchmark{
 	{table: startTable, name: "safe-run", prepare: safeRunTrial("bench", "")},
-	{table: startTable, name: "safe-run, init = false (libcontainer compiles seccomp)", prepare: safeRunTrial("bench-noinit", "init = false\n")},
+	// Without Landlock: with it, init = false starts safe-run-init to
+	// apply the ruleset, which loads the cached filter as with init.
+	{table: startTable, name: "safe-run, init = false, landlock = \"off\" (libcontainer compiles seccomp)", prepare: safeRunTrial("bench-noinit", "init = false\n\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the bench's row of libcontainer's own start\"\nallow = [\"landlock_off\"]\n")},
+	{table: startTable, name: "safe-run, init = false (safe-run-init applies Landlock, then execs)", prepare: safeRunTrial("bench-noinit-ll", "init = false\n")},
 	{table: startTable, name: "safe-run, landlock = \"off\" (no ruleset)", prepare: safeRunTrial("bench-nolandlock", "\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the bench's row without Landlock\"\nallow = [\"landlock_off\"]\n")},
 	{table: startTable, name: "runc run", prepare: runcTrial(installedRunc)},
 	{table: startTable, name: "runc run, safe-run's libcontainer version", prepare: runcTrial(moduleRunc)},

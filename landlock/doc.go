@@ -8,7 +8,10 @@
 // load an AppArmor profile. safe-run-init applies the ruleset to itself
 // right before it forks and executes the service, after every mount exists;
 // safe-run sends it there over the control socket, beside the seccomp
-// program (launcher/initlink_linux.go, Encode).
+// program (launcher/initlink_linux.go, Encode). With init = false the spec
+// starts safe-run-init all the same, with --no-init: it applies the
+// ruleset and execs the service in its own place, so no init process
+// stays and the service is PID 1 (plan.NoInitFlag).
 //
 // # What the generated ruleset allows
 //

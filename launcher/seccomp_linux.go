@@ -43,10 +43,11 @@ import (
 // how libcontainer loads its filter today: TestCapturedMatchesLibcontainer
 // fails if a runc upgrade changes what it captures, comparing its
 // decisions on a table of calls and arguments with those of the filter
-// libcontainer loads itself, the loader init = false still uses.
+// libcontainer loads itself, the loader init = false without Landlock
+// still uses.
 //
 // libcontainer keeps the job where safe-run-init cannot take it over: no
-// init (init = false), a filter that notifies an agent (libcontainer hands
+// safe-run-init (init = false without a Landlock ruleset), a filter that notifies an agent (libcontainer hands
 // its listener over), and a service allowed new privileges (without
 // no_new_privs, only a privileged process may load a filter).
 
