@@ -238,3 +238,43 @@ func TestEncode(t *testing.T) {
 		t.Error("a path with NUL encoded")
 	}
 }
+
+// TestDenies: what a ruleset refuses of the accesses a recording saw, on
+// the ruleset the full manifest gets at ABI 7 and at ABI 2 (no network
+// rules).
+func TestDenies(t *testing.T) {
+	for _, tc := range []struct {
+		abi  int
+		a    landlock.Access
+		want string
+	}{
+		{7, landlock.Access{Path: "/usr/bin/server", Rights: landlock.FSExecute | landlock.FSReadFile}, ""},
+		{7, landlock.Access{Path: "/var/lib/app/db", Rights: landlock.FSWriteFile}, ""},
+		{7, landlock.Access{Path: "/var/lib/app/tool", Rights: landlock.FSExecute}, "execute /var/lib/app/tool"},
+		{7, landlock.Access{Path: "/tmp/tool", Rights: landlock.FSExecute}, ""},
+		{7, landlock.Access{Path: "/dev/x", Rights: landlock.FSWriteFile}, "write-file /dev/x"},
+		{7, landlock.Access{Path: "/dev/null", Rights: landlock.FSWriteFile}, ""},
+		{7, landlock.Access{Path: "/dev/nullx", Rights: landlock.FSWriteFile}, "write-file /dev/nullx"},
+		{7, landlock.Access{Path: "/srv/uploads/../x", Rights: landlock.FSWriteFile}, "write-file /srv/uploads/../x"},
+		{7, landlock.Access{Path: "/srv/uploads/a/b", Rights: landlock.FSWriteFile | landlock.FSMakeReg}, ""},
+		{7, landlock.Access{Port: 80, Rights: landlock.NetBindTCP}, ""},
+		{7, landlock.Access{Port: 9999, Rights: landlock.NetBindTCP}, "bind-tcp port 9999"},
+		{7, landlock.Access{Port: 80, Rights: landlock.NetConnectTCP}, "connect-tcp port 80"},
+		{2, landlock.Access{Port: 9999, Rights: landlock.NetBindTCP}, ""},
+		{2, landlock.Access{Path: "/dev/x", Rights: landlock.FSWriteFile | landlock.FSTruncate}, "write-file /dev/x"},
+	} {
+		t.Run(fmt.Sprintf("abi%d %s%d", tc.abi, tc.a.Path, tc.a.Port), func(t *testing.T) {
+			r, err := landlock.Generate(input(t, "full", tc.abi))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := r.Denial(tc.a); got != tc.want {
+				t.Errorf("Denial(%+v) = %q, want %q", tc.a, got, tc.want)
+			}
+		})
+	}
+	var none *landlock.Ruleset
+	if d := none.Denies(landlock.Access{Path: "/x", Rights: landlock.FSWriteFile}); d != 0 {
+		t.Errorf("no ruleset denies %#x", d)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -43,6 +44,11 @@ type initLink struct {
 	err    error
 	ready  chan struct{} // closed once safe-run-init, or the service it became, takes signals
 	noInit bool          // safe-run-init execs the service (plan.NoInitFlag)
+	// hold, when set, keeps the ruleset from safe-run-init until
+	// release: a recording marks the container's mounts first (see
+	// accessWatch), and safe-run-init starts nothing before its ruleset.
+	hold    chan struct{}
+	release func()
 }
 
 // newInitLink starts the link when the process starts with safe-run-init,
@@ -68,6 +74,11 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 		ready:  make(chan struct{}),
 		noInit: spec.Process.Args[1] == plan.NoInitFlag,
 	}
+	l.release = func() {}
+	if opts.accesses != nil {
+		l.hold = make(chan struct{})
+		l.release = sync.OnceFunc(func() { close(l.hold) })
+	}
 	sc := takeSeccomp(config)
 	ll, err := opts.Landlock.Encode()
 	if err != nil {
@@ -82,6 +93,9 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 			_, l.err = l.own.Write(binary.NativeEndian.AppendUint64(nil, 0))
 		} else {
 			l.err = feedSeccomp(l.own, sc, opts)
+		}
+		if l.hold != nil {
+			<-l.hold
 		}
 		if l.err == nil {
 			_, l.err = l.own.Write(ll)
@@ -115,9 +129,21 @@ func (l *initLink) attach(p *libcontainer.Process) {
 // has its own, and returns once the program is sent, with why not if it
 // is not.
 func (l *initLink) sent() error {
+	l.release()
 	l.peer.Close()
 	<-l.fed
 	return l.err
+}
+
+// started says the container runs, as pid: what holds the ruleset back
+// (a recording's watch) starts now, and the ruleset goes.
+func (l *initLink) started(pid int, spec *specs.Spec, opts runOpts) {
+	if opts.accesses != nil {
+		opts.accesses.start(pid, spec)
+	}
+	if l != nil {
+		l.release()
+	}
 }
 
 // close ends the link, once the service has ended.

@@ -340,3 +340,49 @@ func runSignalled(t *testing.T, manifest, mark string, sig syscall.Signal) resul
 	code := c.ProcessState.ExitCode()
 	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }
+
+// TestRecordLandlockDenials: `profile record` runs the service without its
+// ruleset and ends with what the ruleset would deny of what it did: a
+// file written in /dev, a program dropped on a volume and run, an
+// undeclared TCP port listened on; not the declared port, nor a write to
+// the writable bind. Without the ruleset all of them succeed.
+func TestRecordLandlockDenials(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 4)
+	const script = `
+touch /dev/x && echo dev-writable
+touch /var/up/x && echo bind-writable
+cp /bin/busybox /data/true && /data/true && echo volume-exec
+nc -l -p 8080 2>/dev/null & nc -l -p 9999 2>/dev/null & sleep 0.3
+kill %1 %2
+echo done
+`
+	up := filepath.Join(env.dir, "manifests", "llrecord", "up")
+	if err := os.MkdirAll(up, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(up, 0o777)
+	m := manifestFor(t, "llrecord", fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n\n[security]\nlandlock_bind = [8080]\n\n"+
+		"[[mounts]]\ntype = \"volume\"\nsource = \"llrecord-data\"\ntarget = \"/data\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"up\"\ntarget = \"/var/up\"\nread_only = false\n", script))
+	r := tools(t, "profile", "record", m, "-o", filepath.Join(filepath.Dir(m), "recorded.json"))
+	if r.code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"dev-writable", "bind-writable", "volume-exec", "done"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("recording without the ruleset: %q missing:\n%s\n%s", want, r.stdout, r.stderr)
+		}
+	}
+	for _, want := range []string{"Landlock not enforced while recording", "Landlock would deny write-file /dev/x\n",
+		"Landlock would deny execute /data/true\n", "Landlock would deny bind-tcp port 9999\n"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("%q missing:\n%s", want, r.stderr)
+		}
+	}
+	for _, bad := range []string{"port 8080", "/var/up", "Landlock ABI"} {
+		if strings.Contains(r.stderr, bad) {
+			t.Errorf("%q:\n%s", bad, r.stderr)
+		}
+	}
+	assertNothingLeft(t, "llrecord")
+}

@@ -7,16 +7,31 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
 )
 
+// Recorded is what a recording saw.
+type Recorded struct {
+	Seccomp *specs.LinuxSeccomp // the recorded profile
+	// LandlockDenials are what the service's Landlock ruleset would
+	// have refused of what it did, in words (landlock.Ruleset.Denial),
+	// in the order first seen; LandlockNotes say what was not watched.
+	LandlockDenials []string
+	LandlockNotes   []string
+}
+
 // Record runs job, as Run does, under a variant of its seccomp profile
 // that reports every call the profile allows (see profiles.Recording),
-// until it exits or ctx ends, and returns the recorded profile and the
+// until it exits or ctx ends, and returns what it recorded and the
 // service's exit status. It lives here rather than in package profiles
 // because it runs the container; the profile logic is profiles'.
-func Record(ctx context.Context, job *plan.Job, f host.Facts, opts Options) (*specs.LinuxSeccomp, int, error) {
+//
+// The service runs without its Landlock ruleset, which has no mode that
+// only reports: as root, the accesses it would refuse are watched instead
+// (accessWatch) and judged against the ruleset (landlock.Ruleset.Denies).
+func Record(ctx context.Context, job *plan.Job, f host.Facts, opts Options) (*Recorded, int, error) {
 	// The service's own profile, without the notifications Build may
 	// have added for a rootless seccomp_log: the recording adds its own.
 	base, err := plan.SeccompProfile(job.Service, f)
@@ -40,10 +55,39 @@ func Record(ctx context.Context, job *plan.Job, f host.Facts, opts Options) (*sp
 	spec.Annotations[plan.AnnotationSeccomp] = job.Service.Security.Seccomp + ", recording"
 	recorded.Spec = &spec
 	opts.Record = rec
+	out := &Recorded{}
+	if job.Landlock != nil {
+		// safe-run-init, started with or without NoInitFlag as the
+		// spec says, gets no ruleset.
+		recorded.Landlock = nil
+		recorded.Notes = append(recorded.Notes[:len(recorded.Notes):len(recorded.Notes)],
+			"Landlock not enforced while recording: what it would deny is reported at the end")
+		if job.Placement.Rootless {
+			out.LandlockNotes = append(out.LandlockNotes, "Landlock: what the ruleset would deny is not recorded without root (fanotify needs it)")
+		} else {
+			opts.accesses = newAccessWatch()
+		}
+	}
 	code, err := Run(ctx, &recorded, opts)
+	if opts.accesses != nil {
+		seen, notes := opts.accesses.stop()
+		out.LandlockNotes = append(out.LandlockNotes, notes...)
+		out.LandlockDenials = denials(job.Landlock, seen)
+	}
 	if err != nil {
 		return nil, code, err
 	}
-	prof, err := rec.Profile()
-	return prof, code, err
+	out.Seccomp, err = rec.Profile()
+	return out, code, err
+}
+
+// denials are what r would refuse of seen, in words.
+func denials(r *landlock.Ruleset, seen []landlock.Access) []string {
+	var out []string
+	for _, a := range seen {
+		if d := r.Denial(a); d != "" {
+			out = append(out, d)
+		}
+	}
+	return out
 }

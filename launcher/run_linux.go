@@ -51,6 +51,8 @@ type Options struct {
 	Signals *Signals // subscribed by the caller beforehand, and not ended by Run; nil: Run subscribes, and ends it
 
 	Record *profiles.Recording // set by Record: record the calls the service makes
+
+	accesses *accessWatch // set by Record: watch what Landlock would deny
 }
 
 // runOpts are one run's options: its job's and the caller's.
@@ -527,6 +529,7 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	if err != nil {
 		return 0, err
 	}
+	r.init.started(pid, spec, opts)
 	opts.pub.running(pid, state.CgroupPaths, opts)
 	if notify.relay == nil {
 		notify.send("READY=1\nSTATUS=running " + opts.Name)

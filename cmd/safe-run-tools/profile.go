@@ -46,7 +46,13 @@ The recording runs under the manifest's own profile (the default one if it is
 unconfined) and can only narrow it: what that profile denies is still denied,
 and shown. As root the calls come from the kernel's audit records; without root
 from seccomp notifications, which safe-run answers. Either way each call is
-reported as it is made, so the service runs slower while it is recorded.`,
+reported as it is made, so the service runs slower while it is recorded.
+
+The service runs without its Landlock ruleset while it is recorded (Landlock
+has no mode that only reports). As root, the programs it executes, the files it
+writes and the TCP ports it listens on are watched, and the recording ends with
+what the generated ruleset would deny of them ("Landlock would deny execute
+/data/tool"): declare those places or ports before the ruleset refuses them.`,
 		Example: `  safe-run profile record web.toml -o web.json --duration 30s
   safe-run profile diff default web.json`,
 		Args: exactArgs(1),
@@ -74,10 +80,11 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		defer cancel()
 	}
 	opts := cli.RunOptions(launcher.Stdio{In: g.stdin, Out: g.stdout, Err: g.stderr}, g.quiet, g.log())
-	prof, code, err := launcher.Record(runCtx, job, host.Probe(), opts)
+	recorded, code, err := launcher.Record(runCtx, job, host.Probe(), opts)
 	if err != nil {
 		return err
 	}
+	prof := recorded.Seccomp
 	var buf bytes.Buffer
 	if err := profiles.WriteDockerJSON(&buf, prof); err != nil {
 		return err
@@ -101,6 +108,19 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 		}
 	}
 	say("recorded %d system calls in %s; enforce them with seccomp = %q in [security]", allowedCalls(prof), out, rel)
+	for _, n := range recorded.LandlockNotes {
+		say("%s", n)
+	}
+	switch {
+	case job.Landlock == nil || job.Placement.Rootless:
+	case len(recorded.LandlockDenials) == 0:
+		say("Landlock: the generated ruleset denies nothing the service did (writes and executions seen; see safe-run landlock show)")
+	default:
+		for _, d := range recorded.LandlockDenials {
+			say("Landlock would deny %s", d)
+		}
+		say("Landlock: %d accesses above are refused once the ruleset is enforced (EACCES): declare a writable place ([[mounts]]) or a port (landlock_bind), or see safe-run landlock show", len(recorded.LandlockDenials))
+	}
 	return nil
 }
 
