@@ -386,3 +386,30 @@ echo done
 	}
 	assertNothingLeft(t, "llrecord")
 }
+
+// TestLandlockConnect: in bridge mode with egress naming the test host's
+// port, the ruleset lets the service connect to that port only (ABI 4).
+// A connect to another port of the test host fails at once with EACCES,
+// Landlock's refusal, before any packet leaves: with Landlock off, the
+// same connect is dropped by the egress firewall instead, and times out.
+func TestLandlockConnect(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 4)
+	th := makeTestHost(t)
+	script := fmt.Sprintf(`printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc %[1]s %[2]d 2>&1 | head -1
+timeout 1 nc %[1]s %[3]d </dev/null 2>&1; echo end`, th.addr, th.port, th.port+1)
+	body := func(security string) string {
+		return fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n\n[network]\nmode = \"bridge\"\negress = [\"%s/32:%d\"]\n%s",
+			script, th.addr, th.port, security)
+	}
+	on := run(t, manifestFor(t, "llconnect", body("")), "")
+	if on.code != 0 || !strings.Contains(on.stdout, "HTTP/1") || !strings.Contains(on.stdout, "Permission denied") {
+		t.Errorf("Landlock on: exit %d, want the declared port reached and the other refused with EACCES:\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	assertNothingLeft(t, "llconnect")
+	off := run(t, manifestFor(t, "llconnect-off", body("\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the test's control run\"\nallow = [\"landlock_off\"]\n")), "")
+	if off.code != 0 || !strings.Contains(off.stdout, "HTTP/1") || strings.Contains(off.stdout, "Permission denied") {
+		t.Errorf("Landlock off (the control): exit %d, want the other port refused, but not with EACCES:\n%s\n%s", off.code, off.stdout, off.stderr)
+	}
+	assertNothingLeft(t, "llconnect-off")
+}
