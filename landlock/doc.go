@@ -56,7 +56,9 @@
 //     otherwise (security/landlock/log.c checks audit_enabled). Elsewhere,
 //     and before ABI 7, a denial is an EACCES (EPERM for a mount) to the
 //     service and nothing more; safe-run does not show Landlock denials
-//     in its own output yet.
+//     in its own output. `safe-run profile record` says instead what the
+//     ruleset would deny of what the service did (Ruleset.Denies, fed by
+//     the launcher's accessWatch).
 //
 // With read_only_rootfs = false ([insecure] writable_rootfs), "/" is
 // writable as well, and the image's entries stay executable: W^X holds
