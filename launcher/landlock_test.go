@@ -413,3 +413,33 @@ timeout 1 nc %[1]s %[3]d </dev/null 2>&1; echo end`, th.addr, th.port, th.port+1
 	}
 	assertNothingLeft(t, "llconnect-off")
 }
+
+// TestLandlockRootless: without root the ruleset is applied all the same,
+// by safe-run-init as init and, with init = false, before it execs the
+// service: a file made in the container's /dev is refused with EACCES.
+func TestLandlockRootless(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 1)
+	h := newRootlessHome(t, "rootless-landlock")
+	const script = "echo pid $$; touch /dev/x 2>&1; echo done"
+	for _, tc := range []struct{ name, extra, pid string }{
+		{"llrl-init", "", ""},
+		{"llrl-noinit", "init = false\n", "pid 1\n"}, // the service, not an init
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			c := h.cmd(ctx, h.manifest(tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s", script, tc.extra)))
+			var out, errOut bytes.Buffer
+			c.Stdout, c.Stderr = &out, &errOut
+			err := c.Run()
+			want := "touch: /dev/x: Permission denied\ndone\n"
+			if err != nil || !strings.HasSuffix(out.String(), want) || !strings.HasPrefix(out.String(), tc.pid) {
+				t.Errorf("%v: got\n%swant\n%s%s", err, out.String(), want, errOut.String())
+			}
+			if report := fmt.Sprintf("Landlock ABI %d (", min(abi, landlock.MaxABI)); !strings.Contains(errOut.String(), report) {
+				t.Errorf("the start report does not say %q:\n%s", report, errOut.String())
+			}
+		})
+	}
+}
