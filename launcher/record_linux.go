@@ -56,17 +56,22 @@ func Record(ctx context.Context, job *plan.Job, f host.Facts, opts Options) (*Re
 	recorded.Spec = &spec
 	opts.Record = rec
 	out := &Recorded{}
-	if job.Landlock != nil {
+	switch {
+	case job.Landlock == nil:
+	case job.Placement.Rootless:
+		// Nothing to watch with (fanotify needs root): the ruleset
+		// stays on. It must: libcontainer loads a rootless filter
+		// (it notifies) before safe-run-init makes the Landlock calls,
+		// which the recorded profile must then allow.
+		out.LandlockNotes = append(out.LandlockNotes, "Landlock: what the ruleset would deny is not recorded without root (fanotify needs it); it was enforced")
+	default:
 		// safe-run-init, started with or without NoInitFlag as the
-		// spec says, gets no ruleset.
+		// spec says, gets no ruleset. As root it loads the filter
+		// itself, after the Landlock calls: the profile needs none.
 		recorded.Landlock = nil
 		recorded.Notes = append(recorded.Notes[:len(recorded.Notes):len(recorded.Notes)],
 			"Landlock not enforced while recording: what it would deny is reported at the end")
-		if job.Placement.Rootless {
-			out.LandlockNotes = append(out.LandlockNotes, "Landlock: what the ruleset would deny is not recorded without root (fanotify needs it)")
-		} else {
-			opts.accesses = newAccessWatch()
-		}
+		opts.accesses = newAccessWatch()
 	}
 	code, err := Run(ctx, &recorded, opts)
 	if opts.accesses != nil {
