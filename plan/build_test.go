@@ -4,8 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/export"
 	"github.com/safe-run/safe-run/host"
@@ -79,5 +82,50 @@ func TestJobCheck(t *testing.T) {
 	job.Version = plan.JobVersion + 1
 	if err := job.Check(); err == nil || !strings.Contains(err.Error(), "install safe-run and safe-run-tools of one release") {
 		t.Errorf("Check of version %d: %v", job.Version, err)
+	}
+}
+
+// TestNoInitLandlock: with init = false and a Landlock ruleset, the spec
+// starts safe-run-init to apply it, with plan.NoInitFlag, which then
+// execs the service; without a ruleset (Landlock off, or none in the
+// kernel) the service is started bare, as init = false says. Either way
+// ServiceArgs, and so the exports, see the service's own command.
+func TestNoInitLandlock(t *testing.T) {
+	off := "\n[security]\nlandlock = \"off\"\n[insecure]\nreason = \"v1 laptop\"\nallow = [\"no_resource_limits\", \"landlock_off\"]\n"
+	waiver := "[insecure]\nreason = \"v1 laptop\"\nallow = [\"no_resource_limits\"]\n"
+	for _, tc := range []struct {
+		name, body string
+		init       bool
+		abi        int
+		args       []string
+	}{
+		{"init", waiver, true, 7, []string{plan.InitPath, "--", "/bin/server"}},
+		{"no init", waiver, false, 7, []string{plan.InitPath, plan.NoInitFlag, "--", "/bin/server"}},
+		{"no init, no Landlock in the kernel", waiver, false, 0, []string{"/bin/server"}},
+		{"no init, Landlock off", off, false, 7, []string{"/bin/server"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := userOnV1
+			f.LandlockABI = tc.abi
+			p := writeService(t, tc.body)
+			if !tc.init {
+				data, _ := os.ReadFile(p)
+				os.WriteFile(p, []byte(strings.Replace(string(data), "command = [\"/bin/server\"]\n", "command = [\"/bin/server\"]\ninit = false\n", 1)), 0o644)
+			}
+			job, err := plan.Build(t.Context(), p, f, plan.Options{Dirs: plan.Dirs{State: t.TempDir(), Data: t.TempDir()}, InitPath: "/usr/lib/safe-run/safe-run-init"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := job.Spec.Process.Args; !slices.Equal(got, tc.args) {
+				t.Errorf("args %q, want %q", got, tc.args)
+			}
+			mounted := slices.ContainsFunc(job.Spec.Mounts, func(m specs.Mount) bool { return m.Destination == plan.InitPath })
+			if want := tc.args[0] == plan.InitPath; mounted != want {
+				t.Errorf("safe-run-init mounted: %v, want %v", mounted, want)
+			}
+			if got := plan.ServiceArgs(job.Spec.Process.Args); !slices.Equal(got, []string{"/bin/server"}) {
+				t.Errorf("ServiceArgs = %q", got)
+			}
+		})
 	}
 }
