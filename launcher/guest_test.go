@@ -127,6 +127,28 @@ target = "/data"
 reason = "shows Landlock alone"
 allow = ["apparmor_unconfined"]
 `,
+	// The same with init = false: safe-run-init applies the ruleset and
+	// execs the shell, which is PID 1.
+	"landlock-noinit": `[process]
+command = ["/bin/sh", "-c", """
+echo "pid $$"
+cp /bin/busybox /data/true && chmod 755 /data/true && attempt exec:/data/true
+"""]
+user = "0:0"
+init = false
+
+[security]
+apparmor = "unconfined"
+
+[[mounts]]
+type = "volume"
+source = "landlock-noinit-data"
+target = "/data"
+
+[insecure]
+reason = "shows Landlock alone"
+allow = ["apparmor_unconfined"]
+`,
 	// What a shell script does: the profile must allow all of it.
 	"busybox": `[process]
 command = ["/bin/sh", "-c", """
@@ -274,6 +296,7 @@ var guestSteps = []struct{ name, sh string }{
 	{"busybox", `safe-run /srv/m/busybox.toml`},
 	{"deny", `safe-run /srv/m/deny.toml`},
 	{"landlock", `safe-run /srv/m/landlock.toml`},
+	{"landlock-noinit", `safe-run /srv/m/landlock-noinit.toml`},
 	{"rawok", `safe-run /srv/m/rawok.toml`},
 	{"complain", `safe-run /srv/m/complain.toml`},
 	{"named", `
@@ -580,6 +603,9 @@ var guestChecks = []struct {
 	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
 		return st["landlock"].has("write:/data/ok: ok", "exec:/data/true: EACCES",
 			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)")
+	}},
+	{"Landlock at ABI 2 with init = false: applied before the service's exec", func(st map[string]guestStep) error {
+		return st["landlock-noinit"].has("pid 1\n", "exec:/data/true: EACCES", "Landlock ABI 2 (file system)")
 	}},
 	{"NET_RAW declared: raw and packet sockets", func(st map[string]guestStep) error {
 		return st["rawok"].has("raw: ok", "packet: ok")
