@@ -17,8 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/landlock"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // TestLandlock runs a service under its generated ruleset and checks from
@@ -441,5 +444,46 @@ func TestLandlockRootless(t *testing.T) {
 				t.Errorf("the start report does not say %q:\n%s", report, errOut.String())
 			}
 		})
+	}
+}
+
+// TestInitNoInitExecs runs safe-run-init --no-init on the host: it
+// applies the ruleset (a write is denied) and becomes the service, with
+// the same pid; it writes nothing on the socket, whose end closes at the
+// exec, the word that the service takes signals.
+func TestInitNoInitExecs(t *testing.T) {
+	setup(t)
+	abi := testenv.RequireLandlock(t, 1)
+	r := &landlock.Ruleset{ABI: abi, HandledFS: landlock.FSRights(abi),
+		Paths: []landlock.PathRule{{Path: "/", Access: landlock.FSReadFile | landlock.FSReadDir | landlock.FSExecute}}}
+	ll, err := r.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, peer := os.NewFile(uintptr(fds[0]), "own"), os.NewFile(uintptr(fds[1]), "peer")
+	defer own.Close()
+	if _, err := own.Write(append(make([]byte, 8), ll...)); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "x")
+	c := exec.Command(env.init, "--control-fd", "3", plan.NoInitFlag, "--", "/bin/sh", "-c", "echo $$; echo x > "+file+" || exit 7")
+	c.ExtraFiles = []*os.File{peer}
+	var out bytes.Buffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	peer.Close()
+	rest, _ := io.ReadAll(own)
+	c.Wait()
+	if code := c.ProcessState.ExitCode(); code != 7 || !strings.HasPrefix(out.String(), strconv.Itoa(c.Process.Pid)+"\n") {
+		t.Errorf("exit %d, want 7 (the write denied), from the shell as pid %d:\n%s", code, c.Process.Pid, out.String())
+	}
+	if len(rest) != 0 {
+		t.Errorf("safe-run-init wrote %q on the socket", rest)
 	}
 }
