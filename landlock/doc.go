@@ -55,10 +55,11 @@
 //     audit=1): unlike seccomp's, Landlock's records are not printed
 //     otherwise (security/landlock/log.c checks audit_enabled). Elsewhere,
 //     and before ABI 7, a denial is an EACCES (EPERM for a mount) to the
-//     service and nothing more; safe-run does not show Landlock denials
-//     in its own output. `safe-run profile record` says instead what the
-//     ruleset would deny of what the service did (Ruleset.Denies, fed by
-//     the launcher's accessWatch).
+//     service and nothing more. Where they are audited, safe-run, as
+//     root, shows the service's as it shows seccomp's ("landlock denied
+//     write-file /etc/app/x", profiles/landlockaudit.go). Everywhere,
+//     `safe-run profile record` says what the ruleset would deny of what
+//     the service did (Ruleset.Denies, fed by the launcher's accessWatch).
 //
 // With read_only_rootfs = false ([insecure] writable_rootfs), "/" is
 // writable as well, and the image's entries stay executable: W^X holds

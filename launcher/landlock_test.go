@@ -22,6 +22,7 @@ import (
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/plan"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // TestLandlock runs a service under its generated ruleset and checks from
@@ -486,4 +487,27 @@ func TestInitNoInitExecs(t *testing.T) {
 	if len(rest) != 0 {
 		t.Errorf("safe-run-init wrote %q on the socket", rest)
 	}
+}
+
+// TestLandlockDenialsShown: where the kernel audits Landlock's denials
+// (ABI 7, its audit on), safe-run shows the service's on its stderr, as
+// seccomp's. This host's audit is off: the test says so and skips, as
+// safe-run does not turn audit on (README, "Landlock denials").
+func TestLandlockDenialsShown(t *testing.T) {
+	setup(t)
+	testenv.RequireLandlock(t, 7)
+	// A host's choice, not a missing feature: no failure under
+	// SAFE_RUN_REQUIRE_PRIV.
+	if on, err := profiles.AuditEnabled(); err != nil {
+		t.Fatalf("asking the kernel whether its audit is on: %v", err)
+	} else if !on {
+		t.Skip("needs the kernel's audit on (auditd running, or audit=1), which this host has off: Landlock audits no denial without it")
+	}
+	r := shell(t, "llaudit", "touch /dev/x 2>/dev/null; touch /dev/y 2>/dev/null; true", "")
+	for _, want := range []string{"llaudit: landlock denied write-file /dev/x\n", "llaudit: landlock denied write-file /dev/y\n"} {
+		if r.code != 0 || !strings.Contains(r.stderr, want) {
+			t.Errorf("exit %d, %q not shown:\n%s", r.code, want, r.stderr)
+		}
+	}
+	assertNothingLeft(t, "llaudit")
 }

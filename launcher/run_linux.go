@@ -570,13 +570,15 @@ func privatePIDs(spec *specs.Spec) bool {
 // service has exited.
 func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), error) {
 	sc := spec.Linux.Seccomp
-	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless}
+	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless,
+		Landlock: landlockAudited(opts, host)}
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}
 	switch {
 	case opts.Record != nil:
 		return opts.Record.Watch(t, opts.Violations)
+	case t.Landlock:
 	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
 		return func() {}, nil
 	}

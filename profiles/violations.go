@@ -39,6 +39,9 @@ type Target struct {
 	// listenerPath when safe-run added notifications to it (NotifyDenials,
 	// a rootless recording); empty when it did not.
 	Listener string
+	// Landlock: report the denials of the service's Landlock domain too,
+	// which the kernel audits (see landlockaudit.go). As root only.
+	Landlock bool
 }
 
 // linesPerSecond is how many lines one call gets each second; the rest
@@ -227,7 +230,12 @@ func (r *reporter) line(format string, args ...any) {
 // violation reports a denial of call (as callName gives it) by the
 // process described by who.
 func (r *reporter) violation(call string, action uint32, who string) {
-	key := "seccomp denied " + call
+	r.limited("seccomp denied "+call, " "+who+outcome(action))
+}
+
+// limited writes key and rest as one line, unless key had its
+// linesPerSecond lines this second.
+func (r *reporter) limited(key, rest string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -242,7 +250,7 @@ func (r *reporter) violation(call string, action uint32, who string) {
 		return
 	}
 	w.shown++
-	r.line("%s %s%s", key, who, outcome(action))
+	r.line("%s%s", key, rest)
 }
 
 // flush writes the summaries of the seconds that are over, or of all

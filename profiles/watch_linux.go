@@ -46,6 +46,7 @@ type watcher struct {
 	rec    *Recording
 	enosys map[string]bool
 	errno  uint
+	ll     *landlockDomains // set with t.Landlock
 
 	// Closing stopW tells every reader to finish: they poll stopFd, the
 	// read end, for the hang-up.
@@ -69,10 +70,15 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	if w == nil {
 		w = io.Discard
 	}
-	if t.Seccomp == nil {
+	if t.Seccomp == nil && !t.Landlock {
 		return func() {}, nil
 	}
 	wt := &watcher{t: t, rep: newReporter(w, t.Name), rec: rec, enosys: enosysCalls(t.Seccomp), errno: defaultErrno(t.Seccomp)}
+	if t.Landlock && !t.Rootless {
+		wt.ll = newLandlockDomains(t.UID, t.UIDs, func(blocker, object string) {
+			wt.rep.limited("landlock denied "+blocker, " "+object)
+		})
+	}
 	if !namesKnown {
 		return nil, errors.New("seccomp violations: safe-run was built without libseccomp (build with CGO_ENABLED=1 -tags seccomp)")
 	}
@@ -113,23 +119,34 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 		}()
 	}
 	if !t.Rootless {
-		if err := checkLogged(rec != nil); err != nil {
-			if rec != nil {
-				return fail(err)
+		// The audit records tell of seccomp's denials where the kernel
+		// logs them, and of Landlock's (wt.ll).
+		read := wt.ll != nil
+		if t.Seccomp != nil {
+			if err := checkLogged(rec != nil); err != nil {
+				if rec != nil {
+					return fail(err)
+				}
+				wt.rep.line("seccomp denials are not shown: %v", err)
+			} else {
+				read = true
 			}
-			wt.rep.line("seccomp denials are not shown: %v", err)
-		} else if src, err := openAudit(); err != nil {
-			if rec != nil {
+		}
+		if read {
+			src, err := openAudit()
+			if err != nil && rec != nil {
 				return fail(fmt.Errorf("recording needs the kernel's audit records: %w", err))
 			}
-			wt.rep.line("seccomp denials are not shown: %v", err)
-		} else {
-			release = append(release, src.close)
-			wt.wg.Add(1)
-			go func() {
-				defer wt.wg.Done()
-				wt.readAudit(src)
-			}()
+			if err != nil {
+				wt.rep.line("denials are not shown: %v", err)
+			} else {
+				release = append(release, src.close)
+				wt.wg.Add(1)
+				go func() {
+					defer wt.wg.Done()
+					wt.readAudit(src)
+				}()
+			}
 		}
 	} else if rec != nil && t.Listener == "" {
 		return fail(errors.New("recording rootless needs a seccomp agent (RecordOptions.Listener)"))
@@ -336,7 +353,7 @@ func (wt *watcher) readAudit(src *auditSource) {
 // it returns false when reading fails for good.
 func (wt *watcher) readAvailable(src *auditSource, buf []byte) bool {
 	for {
-		text, err := readRecord(src, buf)
+		typ, text, err := readRecord(src, buf)
 		switch {
 		case errors.Is(err, unix.EAGAIN):
 			return true
@@ -350,6 +367,10 @@ func (wt *watcher) readAvailable(src *auditSource, buf []byte) bool {
 				wt.rec.incomplete(err)
 			}
 			return false
+		case typ == auditLandlockAccess || typ == auditLandlockDomain:
+			if wt.ll != nil {
+				wt.ll.record(typ, text)
+			}
 		default:
 			wt.auditRecord(text)
 		}
@@ -357,7 +378,7 @@ func (wt *watcher) readAvailable(src *auditSource, buf []byte) bool {
 }
 
 // auditState is the part of struct audit_status safe-run reads.
-type auditState struct{ lost, backlog uint32 }
+type auditState struct{ enabled, lost, backlog uint32 }
 
 // auditStatus asks the kernel for its audit status (AUDIT_GET, which
 // needs CAP_AUDIT_CONTROL): how many records it lost, and how many wait
@@ -390,41 +411,56 @@ func auditStatus() (auditState, error) {
 	case typ != unix.AUDIT_GET || len(data) < 32:
 		return auditState{}, errors.New("unexpected answer to AUDIT_GET")
 	}
-	return auditState{lost: binary.NativeEndian.Uint32(data[24:]), backlog: binary.NativeEndian.Uint32(data[28:])}, nil
+	return auditState{enabled: binary.NativeEndian.Uint32(data[4:]), lost: binary.NativeEndian.Uint32(data[24:]), backlog: binary.NativeEndian.Uint32(data[28:])}, nil
 }
 
-// readRecord reads one record without blocking, and returns the text of
-// an AUDIT_SECCOMP one, or "" for any other.
-func readRecord(src *auditSource, buf []byte) (string, error) {
+// AuditEnabled says whether the kernel's audit is on (auditd runs, or
+// audit=1): only then does it audit Landlock's denials. It asks the
+// kernel (AUDIT_GET), which needs CAP_AUDIT_CONTROL.
+func AuditEnabled() (bool, error) {
+	st, err := auditStatus()
+	return st.enabled != 0, err
+}
+
+// readRecord reads one record without blocking, and returns its type
+// and text if it is an AUDIT_SECCOMP or a Landlock one, else "".
+func readRecord(src *auditSource, buf []byte) (uint16, string, error) {
 	if src.kmsg {
 		n, err := unix.Read(src.fd, buf)
 		if err != nil {
-			return "", err
+			return 0, "", err
 		}
 		// "6,1234,5678,-;audit: type=1326 audit(...): auid=..."
 		_, msg, _ := strings.Cut(string(buf[:n]), ";")
-		text, ok := strings.CutPrefix(msg, "audit: type=1326 ")
-		if !ok {
-			return "", nil
+		rest, ok := strings.CutPrefix(msg, "audit: type=")
+		num, text, _ := strings.Cut(rest, " ")
+		typ, err := strconv.ParseUint(num, 10, 16)
+		if !ok || err != nil || !wanted(uint16(typ)) {
+			return 0, "", nil
 		}
-		return text, nil
+		return uint16(typ), strings.TrimRight(text, "\n"), nil
 	}
 	n, _, err := unix.Recvfrom(src.fd, buf, unix.MSG_DONTWAIT)
 	if err != nil {
-		return "", err
+		return 0, "", err
 	}
 	// One record a datagram; its length is not padded to the netlink
 	// alignment, so it is read here rather than with a netlink parser.
 	if n < unix.NLMSG_HDRLEN {
-		return "", nil
+		return 0, "", nil
 	}
 	length := int(binary.NativeEndian.Uint32(buf[0:4]))
 	typ := binary.NativeEndian.Uint16(buf[4:6])
-	if typ != unix.AUDIT_SECCOMP {
-		return "", nil
+	if !wanted(typ) {
+		return 0, "", nil
 	}
 	length = min(max(length, unix.NLMSG_HDRLEN), n)
-	return strings.TrimRight(string(buf[unix.NLMSG_HDRLEN:length]), "\x00\n"), nil
+	return typ, strings.TrimRight(string(buf[unix.NLMSG_HDRLEN:length]), "\x00\n"), nil
+}
+
+// wanted says whether the watcher reads audit records of type typ.
+func wanted(typ uint16) bool {
+	return typ == unix.AUDIT_SECCOMP || typ == auditLandlockAccess || typ == auditLandlockDomain
 }
 
 func (wt *watcher) lostRecords() {

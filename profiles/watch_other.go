@@ -16,3 +16,6 @@ func WatchViolations(t Target, w io.Writer) (stop func(), err error) {
 func (r *Recording) Watch(t Target, w io.Writer) (stop func(), err error) {
 	return nil, errors.ErrUnsupported
 }
+
+// AuditEnabled needs Linux.
+func AuditEnabled() (bool, error) { return false, errors.ErrUnsupported }

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/landlock"
+	"github.com/safe-run/safe-run/plan"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // accessWatch sees, while a recording runs the service without its
@@ -230,4 +232,18 @@ func hasOwnNetwork(spec *specs.Spec) bool {
 		}
 	}
 	return false
+}
+
+// landlockAudited says whether the kernel audits the denials of the
+// service's Landlock domain, for safe-run to show them: from ABI 7, as
+// safe-run-init asks (landlock.RestrictSelfLogNewExecOn), where the
+// kernel's audit is on (auditd, audit=1), and as root, who may read the
+// audit records.
+func landlockAudited(opts runOpts, host plan.Placement) bool {
+	if opts.Landlock == nil || opts.Landlock.RestrictFlags&landlock.RestrictSelfLogNewExecOn == 0 ||
+		opts.Violations == nil || host.Rootless {
+		return false
+	}
+	on, err := profiles.AuditEnabled()
+	return on && err == nil
 }
