@@ -80,10 +80,14 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	// before the client has written would fail its write (EPIPE) and
 	// hide the denial behind "broken pipe".
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadBytes('\n')
+	// An exec's request carries files (SCM_RIGHTS): whoever takes them
+	// over sets files to nil.
+	line, rest, files, err := readLine(c, maxRequest)
+	defer closeFiles(files)
 	if err != nil {
 		return
 	}
+	_ = c.SetReadDeadline(time.Time{})
 	if uid != 0 && uid != s.owner {
 		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", uid, s.owner)})
 		_, _ = c.Write(append(data, '\n'))
@@ -99,9 +103,22 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		return
 	}
 	req.UID = uid
+	if req.Op == OpExec {
+		// The handler owns the session, and so the connection, from
+		// here: it answers the start and the end.
+		req.Session = &ExecSession{conn: c, Files: files, rest: rest}
+		files = nil
+	} else {
+		req.Session = nil
+	}
 	err = handle(req)
-	answer(err)
-	if err == nil && req.Op == OpStop {
+	if err != nil && req.Session != nil {
+		files = req.Session.Files
+	}
+	if err != nil || req.Op != OpExec {
+		answer(err)
+	}
+	if err == nil && (req.Op == OpStop || req.Op == OpExec) {
 		s.mu.Lock()
 		if !s.done {
 			s.held = append(s.held, c)
@@ -111,8 +128,12 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	}
 }
 
-// Close stops serving, and closes the connections of stop requests: their
-// clients see the service gone.
+// maxRequest bounds a request line: an exec's arguments and environment
+// fit.
+const maxRequest = 64 << 10
+
+// Close stops serving, and closes the connections of stop and exec
+// requests: their clients see the service gone.
 func (s *Server) Close() {
 	if s == nil {
 		return
@@ -122,7 +143,7 @@ func (s *Server) Close() {
 	defer s.mu.Unlock()
 	s.done = true
 	for _, c := range s.held {
-		c.Close()
+		c.Close() // an exec's may be closed already: no harm
 	}
 	s.held = nil
 }

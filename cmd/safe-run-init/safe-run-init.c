@@ -48,7 +48,18 @@
  *    parent is whichever of safe-run's threads started it, and that
  *    thread may end long before safe-run does.
  *
+ * With --exec-fd, it is `safe-run exec`'s first program in a running
+ * container (launcher/exec_linux.go), not an init: it reads the same
+ * seccomp program and Landlock ruleset the service's init got, from that
+ * descriptor, in the same format, applies them in the same order, and
+ * execs the command itself (no fork, no signal forwarding: the command is
+ * not PID 1). One filter and ruleset for the service and for exec, applied
+ * by one piece of code, rather than a second filter of libcontainer's
+ * that could differ. Anything short of a whole program or ruleset, and the
+ * command does not run (exit 125).
+ *
  * Usage: safe-run-init [--control-fd N] -- COMMAND [ARG...]
+ *        safe-run-init --exec-fd N -- COMMAND [ARG...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -280,6 +291,24 @@ int main(int argc, char **argv)
 		    watch_control(control) < 0)
 			return 125;
 		first = 3;
+	}
+	if (argc > 2 && strcmp(argv[1], "--exec-fd") == 0) {
+		int fd = atoi(argv[2]);
+		if (read_seccomp(fd) < 0 || load_landlock(fd) < 0 || load_seccomp() < 0)
+			return 125;
+		close(fd);
+		first = 3;
+		if (first < argc && strcmp(argv[first], "--") == 0)
+			first++;
+		if (first >= argc) {
+			fprintf(stderr, "safe-run-init: usage: safe-run-init --exec-fd N -- COMMAND [ARG...]\n");
+			return 125;
+		}
+		sigprocmask(SIG_SETMASK, &old, NULL);
+		execvp(argv[first], argv + first);
+		int e = errno;
+		fprintf(stderr, "safe-run-init: cannot run %s: %s\n", argv[first], strerror(e));
+		return e == ENOENT || e == ENOTDIR ? 127 : 126;
 	}
 	if (first < argc && strcmp(argv[first], "--") == 0)
 		first++;
