@@ -83,7 +83,7 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	// An exec's request carries files (SCM_RIGHTS): whoever takes them
 	// over sets files to nil.
 	line, rest, files, err := readLine(c, maxRequest)
-	defer closeFiles(files)
+	defer func() { closeFiles(files) }()
 	if err != nil {
 		return
 	}

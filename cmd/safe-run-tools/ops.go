@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -121,8 +122,8 @@ the service, or root, may. The exit status is the command's.`,
 		Args: minArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, argv := args[0], args[1:]
-			if len(argv) > 0 && argv[0] == "--" {
-				argv = argv[1:]
+			if dash := cmd.ArgsLenAtDash(); dash > 1 {
+				return fmt.Errorf("%s before --: flags go before NAME, the command after -- (usage: %s)", strings.Join(args[1:dash], " "), cmd.UseLine())
 			}
 			if len(argv) == 0 {
 				return fmt.Errorf("no command (usage: %s)", cmd.UseLine())
@@ -144,8 +145,7 @@ the service, or root, may. The exit status is the command's.`,
 			return nil
 		},
 	}
-	// Flags end at NAME: what follows is the command's.
-	c.Flags().SetInterspersed(false)
+	// Flags go before --; what follows is the command's, flags and all.
 	c.Flags().BoolVarP(&x.TTY, "tty", "t", false, "a new terminal of the container's (the caller's must be one)")
 	c.Flags().StringVarP(&x.User, "user", "u", "", "NAME or UID[:GID] in the container (default: the service's user)")
 	c.Flags().StringVarP(&x.Cwd, "workdir", "w", "", "working directory in the container (default: the service's)")
