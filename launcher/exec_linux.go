@@ -68,7 +68,14 @@ type execer struct {
 func (e *execer) start(req ops.Request) {
 	s, x := req.Session, req.Exec
 	p, feed, err := e.process(x, s.Files)
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrCommandNotFound):
+		s.FailCode(err, 127)
+		return
+	case errors.Is(err, ErrCommandNotExecutable):
+		s.FailCode(err, 126)
+		return
+	case err != nil:
 		s.Fail(err)
 		return
 	}
@@ -186,6 +193,15 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 		return nil, nil, errors.New("the service's Landlock ruleset needs safe-run-init to apply it (init = true): not running the command without it")
 	default:
 		sp.Args = x.Args
+		// libcontainer's init looks the command up itself, and says
+		// only in words that it is not there: the codes of a missing
+		// or unrunnable command come from the image beforehand, as
+		// for the service (with init, safe-run-init gives them).
+		probe := *e.spec
+		probe.Process = &sp
+		if err := preflightCommand(&probe); err != nil {
+			return nil, nil, err
+		}
 	}
 	p, err := newProcess(&sp)
 	if err != nil {

@@ -318,3 +318,38 @@ func TestRootlessExec(t *testing.T) {
 	}
 	t.Logf("service's output:\n%s", stderr.String())
 }
+
+// TestExecWithoutInit: with init = false, libcontainer loads the service's
+// filter itself, for the service and for exec alike; exec's command still
+// gets it, and docker's codes for a command that is missing or cannot run.
+func TestExecWithoutInit(t *testing.T) {
+	setup(t)
+	startService(t, "opsexecnoinit", "echo up; exec "+uniqueSleep(40), "init = false\n")
+	st := waitStatus(t, "opsexecnoinit", ops.StateRunning)
+	want := statusOf(string(mustRead(t, fmt.Sprintf("/proc/%d/status", st.InitPID))))
+	r := tools(t, "exec", "opsexecnoinit", "--", "cat", "/proc/self/status")
+	if r.code != 0 {
+		t.Fatalf("exec: exit %d %s", r.code, r.stderr)
+	}
+	got := statusOf(r.stdout)
+	for _, k := range statusFields {
+		if got[k] != want[k] || got[k] == "" {
+			t.Errorf("%s: exec %q, the service %q", k, got[k], want[k])
+		}
+	}
+	if got["Seccomp"] != "2" {
+		t.Errorf("exec without init runs unfiltered: %v", got)
+	}
+	for _, tc := range []struct {
+		cmd  string
+		code int
+		msg  string
+	}{
+		{"/nonexistent", 127, "/nonexistent is not in the image"},
+		{"/etc/passwd", 126, "/etc/passwd is not executable in the image"},
+	} {
+		if r := tools(t, "exec", "opsexecnoinit", "--", tc.cmd); r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
+			t.Errorf("exec %s: exit %d %q, want %d and %q", tc.cmd, r.code, r.stderr, tc.code, tc.msg)
+		}
+	}
+}

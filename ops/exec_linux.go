@@ -102,6 +102,14 @@ func (s *ExecSession) Fail(err error) {
 	s.end(reply{Error: err.Error()})
 }
 
+// FailCode is Fail with the exit code the caller exits with: 127 for a
+// command that is not there, 126 for one that cannot run.
+func (s *ExecSession) FailCode(err error, code int) {
+	closeFiles(s.Files)
+	s.Files = nil
+	s.end(reply{Error: err.Error(), Code: &code})
+}
+
 func (s *ExecSession) end(r reply) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -183,7 +191,9 @@ type ExecOptions struct {
 var ErrNoTerminal = errors.New("stdin is not a terminal")
 
 // Exec runs a command in the running service name (under stateRoot) and
-// returns its exit code. When ctx ends, the command is killed.
+// returns its exit code. When ctx ends, the command is killed. An error
+// with a code other than 0 is the command's failure to run (127: not
+// found, 126: cannot run), to be said and exited with.
 func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, error) {
 	if len(o.Args) == 0 {
 		return 0, errors.New("no command to run (safe-run exec NAME -- COMMAND [ARG...])")
@@ -261,7 +271,11 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 		if rep.Denied {
 			return 0, fmt.Errorf("%s: %w: %s", name, ErrNotPermitted, rep.Error)
 		}
-		return 0, fmt.Errorf("%s: exec: %s", name, rep.Error)
+		code := 0
+		if rep.Code != nil {
+			code = *rep.Code
+		}
+		return code, fmt.Errorf("%s: exec: %s", name, rep.Error)
 	}
 	if o.TTY {
 		if len(files) != 1 {

@@ -136,6 +136,10 @@ the service, or root, may. The exit status is the command's.`,
 			defer signal.Stop(sigs)
 			code, err := ops.Exec(context.WithoutCancel(cmd.Context()), cli.DefaultDirs().State, name,
 				ops.ExecOptions{ExecRequest: x, Stdin: g.stdin, Stdout: g.stdout, Stderr: g.stderr, Signals: sigs})
+			if err != nil && code != 0 {
+				fmt.Fprintf(g.stderr, "safe-run: %v\n", err)
+				return exitStatus(code)
+			}
 			if err != nil {
 				return err
 			}
