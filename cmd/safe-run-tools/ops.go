@@ -75,7 +75,7 @@ func eventsCommand(g *globals) *cobra.Command {
 	var since time.Duration
 	c := &cobra.Command{
 		Use:   "events [NAME...] [--since DURATION] [--format text|json] [-f]",
-		Short: "Print the services' events: start, ready, exit, OOM kills, denials, stop requests",
+		Short: "Print the services' events: start, ready, exit, OOM kills, denials, stop requests, execs",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if since < 0 {
 				return fmt.Errorf("--since %s: use a positive duration (how far back)", since)
@@ -123,7 +123,7 @@ the service, or root, may. The exit status is the command's.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, argv := args[0], args[1:]
 			if dash := cmd.ArgsLenAtDash(); dash > 1 {
-				return fmt.Errorf("%s before --: flags go before NAME, the command after -- (usage: %s)", strings.Join(args[1:dash], " "), cmd.UseLine())
+				return fmt.Errorf("%s before --: one NAME, then the command after -- (usage: %s)", strings.Join(args[1:dash], " "), cmd.UseLine())
 			}
 			if len(argv) == 0 {
 				return fmt.Errorf("no command (usage: %s)", cmd.UseLine())
@@ -149,7 +149,8 @@ the service, or root, may. The exit status is the command's.`,
 			return nil
 		},
 	}
-	// Flags go before --; what follows is the command's, flags and all.
+	// Flags go before --; what follows is the command's, flags and all
+	// (without --, a flag of the command's is taken for one of exec's).
 	c.Flags().BoolVarP(&x.TTY, "tty", "t", false, "a new terminal of the container's (the caller's must be one)")
 	c.Flags().StringVarP(&x.User, "user", "u", "", "NAME or UID[:GID] in the container (default: the service's user)")
 	c.Flags().StringVarP(&x.Cwd, "workdir", "w", "", "working directory in the container (default: the service's)")
