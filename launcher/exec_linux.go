@@ -174,24 +174,13 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 		return nil, nil, err
 	}
 	sp.Env = env
-	filterless := e.spec.Linux.Seccomp != nil && e.container.Config().Seccomp == nil
-	var feed []byte
-	switch {
-	case e.init != nil:
-		<-e.init.fed
-		if e.init.programErr != nil {
-			return nil, nil, fmt.Errorf("the service's seccomp program: %w", e.init.programErr)
-		}
-		if filterless && !wholeProgram(e.init.program) {
-			return nil, nil, errors.New("the service's seccomp program is not at hand: not running the command without it")
-		}
-		feed = append(slices.Clone(e.init.program), e.init.landlock...)
+	feed, err := execFeed(e.spec.Linux.Seccomp != nil, e.container.Config().Seccomp != nil, e.opts.Landlock != nil, e.init)
+	if err != nil {
+		return nil, nil, err
+	}
+	if feed != nil {
 		sp.Args = append([]string{plan.InitPath, "--exec-fd", "3", "--"}, x.Args...)
-	case filterless:
-		return nil, nil, errors.New("the service's seccomp filter is not at hand: not running the command without it")
-	case e.opts.Landlock != nil:
-		return nil, nil, errors.New("the service's Landlock ruleset needs safe-run-init to apply it (init = true): not running the command without it")
-	default:
+	} else {
 		sp.Args = x.Args
 		// libcontainer's init looks the command up itself, and says
 		// only in words that it is not there: the codes of a missing
@@ -227,6 +216,38 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 		closer = r
 	}
 	return p, closer, nil
+}
+
+// execFeed decides how the command gets the service's seccomp filter and
+// Landlock ruleset: what safe-run-init is fed for it, or nil when it runs
+// without safe-run-init, libcontainer loading the filter that config
+// holds. filtered: the service has a filter; configHolds: libcontainer's
+// configuration still holds it (safe-run-init did not take it over);
+// ruleset: the service has a Landlock ruleset; init: the service's
+// safe-run-init's link, nil with init = false. It refuses every case
+// where the command would get less than the service.
+func execFeed(filtered, configHolds, ruleset bool, init *initLink) ([]byte, error) {
+	taken := filtered && !configHolds
+	if init == nil {
+		switch {
+		case taken:
+			return nil, errors.New("the service's seccomp filter is not at hand: not running the command without it")
+		case ruleset:
+			return nil, errors.New("the service's Landlock ruleset needs safe-run-init to apply it (init = true): not running the command without it")
+		}
+		return nil, nil
+	}
+	<-init.fed
+	if init.programErr != nil {
+		return nil, fmt.Errorf("the service's seccomp program: %w", init.programErr)
+	}
+	if taken && !wholeProgram(init.program) {
+		return nil, errors.New("the service's seccomp program is not at hand: not running the command without it")
+	}
+	if len(init.program) < 8 || len(init.landlock) < 4 {
+		return nil, errors.New("the service's seccomp program or Landlock ruleset is not at hand: not running the command without them")
+	}
+	return append(slices.Clone(init.program), init.landlock...), nil
 }
 
 // stdio gives p the caller's pipes, owned by its user as mapped, as the
