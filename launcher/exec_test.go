@@ -149,13 +149,16 @@ func TestExec(t *testing.T) {
 		{"-u nosuchuser -- id", "-u nosuchuser: unable to find user nosuchuser"},
 		{"-w relative -- pwd", "-w relative: use an absolute path in the container"},
 		{"-e NOEQUALS -- true", `-e "NOEQUALS": use KEY=VALUE`},
+		{"-w /nonexistent -- pwd", "opsexec: exec: starting pwd: "},
 		{"nosuchservice -- true", "nosuchservice: no such running service"},
 	} {
 		args := strings.Fields(tc.args)
 		if i := slices.Index(args, "--"); args[0] != "nosuchservice" {
 			args = slices.Concat(args[:i], []string{"opsexec"}, args[i:])
 		}
-		if r := ex(args...); r.code != 125 || !strings.Contains(r.stderr, tc.want) {
+		r := ex(args...)
+		t.Logf("exec %s: %s", tc.args, strings.TrimSpace(r.stderr))
+		if r.code != 125 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("exec %s: exit %d, %q, want 125 and %q", tc.args, r.code, r.stderr, tc.want)
 		}
 	}
@@ -204,7 +207,8 @@ func TestExec(t *testing.T) {
 	// -t: a terminal of the container's own, not the caller's.
 	master, slave := openPTY(t)
 	defer master.Close()
-	c = safeRun(t, ctx, "exec", "-t", "opsexec", "--", "sh", "-c", "tty; stty size")
+	c = safeRun(t, ctx, "exec", "-t", "opsexec", "--", "sh", "-c", "tty; stty size; echo $TERM")
+	c.Env = append(c.Env, "TERM=xterm-exec")
 	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 21, Col: 77}); err != nil {
@@ -219,8 +223,8 @@ func TestExec(t *testing.T) {
 	slave.Close()
 	<-copied
 	t.Logf("exec -t: %q", ttyOut.String())
-	if !regexp.MustCompile(`^/dev/pts/\d+\r?\n21 77\r?\n`).MatchString(ttyOut.String()) {
-		t.Errorf("exec -t: %q, want the container's /dev/pts/N at the caller's size", ttyOut.String())
+	if !regexp.MustCompile(`^/dev/pts/\d+\r?\n21 77\r?\nxterm-exec\r?\n`).MatchString(ttyOut.String()) {
+		t.Errorf("exec -t: %q, want the container's /dev/pts/N at the caller's size, and its TERM", ttyOut.String())
 	}
 	if r := ex("-t", "opsexec", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "-t: stdin is not a terminal") {
 		t.Errorf("exec -t without a terminal: exit %d %s", r.code, r.stderr)

@@ -129,6 +129,11 @@ the service, or root, may. The exit status is the command's.`,
 				return fmt.Errorf("no command (usage: %s)", cmd.UseLine())
 			}
 			x.Args = argv
+			if term := os.Getenv("TERM"); x.TTY && term != "" {
+				// The terminal's type, as docker exec -t passes it;
+				// -e TERM=... comes after, and wins.
+				x.Env = append([]string{"TERM=" + term}, x.Env...)
+			}
 			// Signals go to the command, not to this process's
 			// context: a ^C is the command's to take.
 			sigs := make(chan os.Signal, 8)
