@@ -153,8 +153,9 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 	}
 	sp := *e.spec.Process
 	sp.Terminal = x.TTY
+	add := x.Env
 	if x.User != "" {
-		u, err := execUser(e.spec.Annotations[plan.AnnotationRootfs], x.User)
+		u, home, err := execUser(e.spec.Annotations[plan.AnnotationRootfs], x.User)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -162,6 +163,9 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 			u.AdditionalGids = nil // libcontainer cannot set them there
 		}
 		sp.User = u
+		// The user's home, as the service's user has its own (plan's
+		// environment); -e HOME=... comes after, and wins.
+		add = append([]string{"HOME=" + home}, x.Env...)
 	}
 	if x.Cwd != "" {
 		if !path.IsAbs(x.Cwd) {
@@ -169,7 +173,7 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 		}
 		sp.Cwd = x.Cwd
 	}
-	env, err := mergeEnv(sp.Env, x.Env)
+	env, err := mergeEnv(sp.Env, add)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -293,7 +297,7 @@ func (e *execer) wait() {
 
 // execUser resolves -u, a name or UID[:GID], in the image's /etc/passwd
 // and /etc/group, as the manifest's user is (plan's resolveUser).
-func execUser(rootfs, spec string) (specs.User, error) {
+func execUser(rootfs, spec string) (specs.User, string, error) {
 	var readers []io.Reader
 	for _, name := range []string{"/etc/passwd", "/etc/group"} {
 		var r io.Reader
@@ -307,10 +311,10 @@ func execUser(rootfs, spec string) (specs.User, error) {
 	}
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
 	if err != nil {
-		return specs.User{}, fmt.Errorf("-u %s: %w (use numeric ids such as 1000:1000, or a user of the image's /etc/passwd)", spec, err)
+		return specs.User{}, "", fmt.Errorf("-u %s: %w (use numeric ids such as 1000:1000, or a user of the image's /etc/passwd)", spec, err)
 	}
 	if u.Uid < 0 || u.Gid < 0 || u.Uid > 65535 || u.Gid > 65535 {
-		return specs.User{}, fmt.Errorf("-u %s resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)
+		return specs.User{}, "", fmt.Errorf("-u %s resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)
 	}
 	out := specs.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
 	for _, g := range u.Sgids {
@@ -318,7 +322,7 @@ func execUser(rootfs, spec string) (specs.User, error) {
 			out.AdditionalGids = append(out.AdditionalGids, uint32(g))
 		}
 	}
-	return out, nil
+	return out, u.Home, nil
 }
 
 // mergeEnv sets each of add's K=V over env.

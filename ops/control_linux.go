@@ -108,8 +108,6 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		// here: it answers the start and the end.
 		req.Session = &ExecSession{conn: c, Files: files, rest: rest}
 		files = nil
-	} else {
-		req.Session = nil
 	}
 	err = handle(req)
 	if err != nil && req.Session != nil {
