@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/ops"
 )
 
@@ -186,9 +187,12 @@ func TestExec(t *testing.T) {
 	if line, err := bufio.NewReader(pipe).ReadString('\n'); err != nil || line != "started\n" {
 		t.Fatalf("exec sleep: %q %v", line, err)
 	}
-	m := regexp.MustCompile(`opsexec: exec sh as 1000:1000 by uid 0 \(pid (\d+)\)\n\z`).FindStringSubmatch(waitFor(t, s.stderr, "exec sh as"))
+	// Its pid, from the journal (the service's output is not to be
+	// read while it runs).
+	evs := tools(t, "events", "opsexec", "--since", "10m").stdout
+	m := regexp.MustCompile(`opsexec exec exec sh as 1000:1000 by uid 0 \(pid (\d+)\)\n$`).FindStringSubmatch(evs)
 	if m == nil {
-		t.Fatalf("no exec line for the sleep in the service's output:\n%s", s.stderr)
+		t.Fatalf("no exec event for the sleep:\n%s", evs)
 	}
 	pid := m[1]
 	for ctrl, dir := range st.Cgroups {
@@ -210,24 +214,43 @@ func TestExec(t *testing.T) {
 	// -t: a terminal of the container's own, not the caller's.
 	master, slave := openPTY(t)
 	defer master.Close()
-	c = safeRun(t, ctx, "exec", "-t", "opsexec", "--", "sh", "-c", "tty; stty size; echo $TERM")
+	termBefore, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = safeRun(t, ctx, "exec", "-t", "opsexec", "--", "sh", "-c", `tty; stty size; echo $TERM; read x; echo "got $x"; exit 5`)
 	c.Env = append(c.Env, "TERM=xterm-exec")
 	c.Stdin, c.Stdout, c.Stderr = slave, slave, slave
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 21, Col: 77}); err != nil {
 		t.Fatal(err)
 	}
-	var ttyOut bytes.Buffer
+	var ttyOut testenv.Buffer
 	copied := make(chan struct{})
 	go func() { io.Copy(&ttyOut, master); close(copied) }()
-	if err := c.Run(); err != nil {
-		t.Errorf("exec -t: %v", err)
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Typed once the command waits for it, through the caller's
+	// terminal (raw by then) and the container's.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) && !strings.Contains(ttyOut.String(), "xterm-exec"); time.Sleep(20 * time.Millisecond) {
+	}
+	master.WriteString("hello\r")
+	if err := c.Wait(); exitCode(err) != 5 {
+		t.Errorf("exec -t: %v, want exit 5", err)
+	}
+	termAfter, err := unix.IoctlGetTermios(int(slave.Fd()), unix.TCGETS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *termBefore != *termAfter {
+		t.Errorf("exec -t left the caller's terminal changed:\nbefore %+v\nafter  %+v", termBefore, termAfter)
 	}
 	slave.Close()
 	<-copied
 	t.Logf("exec -t: %q", ttyOut.String())
-	if !regexp.MustCompile(`^/dev/pts/\d+\r?\n21 77\r?\nxterm-exec\r?\n`).MatchString(ttyOut.String()) {
-		t.Errorf("exec -t: %q, want the container's /dev/pts/N at the caller's size, and its TERM", ttyOut.String())
+	if !regexp.MustCompile(`^/dev/pts/\d+\r?\n21 77\r?\nxterm-exec\r?\nhello\r?\ngot hello\r?\n`).MatchString(ttyOut.String()) {
+		t.Errorf("exec -t: %q, want the container's /dev/pts/N at the caller's size, its TERM, and the line typed", ttyOut.String())
 	}
 	if r := ex("-t", "opsexec", "--", "true"); r.code != 125 || !strings.Contains(r.stderr, "-t: stdin is not a terminal") {
 		t.Errorf("exec -t without a terminal: exit %d %s", r.code, r.stderr)
@@ -260,31 +283,20 @@ func TestExec(t *testing.T) {
 			t.Errorf("events: no %s in\n%s", re, ev.stdout)
 		}
 	}
-	if !regexp.MustCompile(`opsexec: exec id \(pid \d+\) exited with code 0`).MatchString(s.stderr.String()) {
-		t.Errorf("the service's output has no end of an exec:\n%s", s.stderr)
-	}
 	// The service itself carried on through all of it.
 	if r := tools(t, "stop", "opsexec"); r.code != 0 {
 		t.Errorf("stop: exit %d %s", r.code, r.stderr)
 	}
 	s.cmd.Wait()
-	assertNothingLeft(t, "opsexec")
-}
-
-// waitFor waits for the buffer, which another goroutine writes, to hold
-// want, and returns what it holds up to the end of that line.
-func waitFor(t *testing.T, b *bytes.Buffer, want string) string {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		text := b.String()
-		if i := strings.LastIndex(text, want); i >= 0 {
-			if j := strings.IndexByte(text[i:], '\n'); j >= 0 {
-				return text[:i+j+1]
-			}
+	for _, re := range []string{
+		`safe-run: opsexec: exec id as 1000:1000 by uid 0 \(pid \d+\)\n`,
+		`safe-run: opsexec: exec id \(pid \d+\) exited with code 0\n`,
+	} {
+		if !regexp.MustCompile(re).MatchString(s.stderr.String()) {
+			t.Errorf("the service's output has no %s:\n%s", re, s.stderr)
 		}
 	}
-	t.Fatalf("never said %q:\n%s", want, b)
-	return ""
+	assertNothingLeft(t, "opsexec")
 }
 
 // TestRootlessExec: a user execs into the user's own service: the same
