@@ -211,6 +211,24 @@ func TestExec(t *testing.T) {
 		t.Errorf("the exec'd sleep (pid %s) outlived its caller", pid)
 	}
 
+	// A signal to exec goes to the command.
+	c = safeRun(t, ctx, "exec", "opsexec", "--", "sh", "-c", `trap 'echo got INT; exit 7' INT; echo ready; while :; do sleep 0.1; done`)
+	pipe, _ = c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(pipe)
+	if line, err := rd.ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("exec trap: %q %v", line, err)
+	}
+	c.Process.Signal(syscall.SIGINT)
+	if line, _ := rd.ReadString('\n'); line != "got INT\n" {
+		t.Errorf("exec after SIGINT: %q", line)
+	}
+	if err := c.Wait(); exitCode(err) != 7 {
+		t.Errorf("exec after SIGINT: %v, want exit 7", err)
+	}
+
 	// -t: a terminal of the container's own, not the caller's.
 	master, slave := openPTY(t)
 	defer master.Close()

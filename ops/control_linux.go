@@ -84,6 +84,9 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	// over sets files to nil.
 	line, rest, files, err := readLine(c, maxRequest)
 	defer func() { closeFiles(files) }()
+	if errors.Is(err, errTooLong) {
+		answer(fmt.Errorf("%w (fewer or shorter arguments and variables)", err))
+	}
 	if err != nil {
 		return
 	}

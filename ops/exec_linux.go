@@ -128,11 +128,12 @@ func readLine(c *net.UnixConn, max int) (line, rest []byte, files []*os.File, er
 	buf := make([]byte, 0, 4096)
 	oob := make([]byte, unix.CmsgSpace(3*4))
 	for {
-		if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		i := bytes.IndexByte(buf, '\n')
+		if i >= 0 && i < max {
 			return buf[:i+1], buf[i+1:], files, nil
 		}
 		if len(buf) >= max {
-			return nil, nil, files, fmt.Errorf("a line longer than %d bytes", max)
+			return nil, nil, files, fmt.Errorf("%w: more than %d bytes", errTooLong, max)
 		}
 		if cap(buf)-len(buf) < 4096 {
 			buf = append(buf, make([]byte, 4096)...)[:len(buf)]
@@ -150,6 +151,9 @@ func readLine(c *net.UnixConn, max int) (line, rest []byte, files []*os.File, er
 		}
 	}
 }
+
+// errTooLong: a request longer than any should be.
+var errTooLong = errors.New("a request too long")
 
 // parseRights returns the files of SCM_RIGHTS messages (close-on-exec:
 // ReadMsgUnix asks for MSG_CMSG_CLOEXEC).

@@ -124,6 +124,11 @@ func TestExecSession(t *testing.T) {
 		t.Errorf("a cancelled exec: %d, no error", r.code)
 	}
 
+	// A request too long for the socket is said so.
+	if _, err := Exec(t.Context(), root, "web", ExecOptions{ExecRequest: ExecRequest{Args: []string{"sh"}, Env: []string{"A=" + strings.Repeat("x", maxRequest)}}}); err == nil || !strings.Contains(err.Error(), "web: exec: a request too long: more than 65536 bytes") {
+		t.Errorf("a request too long: %v", err)
+	}
+
 	// -t needs a terminal.
 	if _, err := Exec(t.Context(), root, "web", ExecOptions{ExecRequest: ExecRequest{Args: []string{"sh"}, TTY: true}, Stdin: strings.NewReader("")}); !errors.Is(err, ErrNoTerminal) {
 		t.Errorf("-t without a terminal: %v", err)
