@@ -9,10 +9,12 @@ import (
 	"os"
 	"path"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
 
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/moby/sys/user"
@@ -83,6 +85,7 @@ func (e *execer) start(req ops.Request) {
 	if x.TTY {
 		parent, child, err := socketPair()
 		if err != nil {
+			feed.Close()
 			s.Fail(err)
 			return
 		}
@@ -113,7 +116,8 @@ func (e *execer) start(req ops.Request) {
 		defer master.Close() // the caller has its own
 	}
 	pid, _ := p.Pid()
-	what := fmt.Sprintf("exec %s as %d:%d by uid %d (pid %d)", x.Args[0], p.UID, p.GID, req.UID, pid)
+	name := commandName(x.Args[0])
+	what := fmt.Sprintf("exec %s as %d:%d by uid %d (pid %d)", name, p.UID, p.GID, req.UID, pid)
 	e.say(ops.EventExec, what, nil)
 	if err := s.Started(pid, master); err != nil {
 		_ = p.Signal(unix.SIGKILL)
@@ -129,8 +133,17 @@ func (e *execer) start(req ops.Request) {
 			}
 		}
 		s.Exited(code)
-		e.say(ops.EventExecEnd, fmt.Sprintf("exec %s (pid %d) exited with code %d", x.Args[0], pid, code), &code)
+		e.say(ops.EventExecEnd, fmt.Sprintf("exec %s (pid %d) exited with code %d", name, pid, code), &code)
 	})
+}
+
+// commandName is the command as the service's output and journal show
+// it: quoted when it holds what could pass for a line of their own.
+func commandName(s string) string {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 // say records an exec's start or end as an event and a line of the

@@ -50,3 +50,11 @@ func TestExecFeed(t *testing.T) {
 		})
 	}
 }
+
+func TestCommandName(t *testing.T) {
+	for in, want := range map[string]string{"/bin/sh": "/bin/sh", "sh\nsafe-run: web: stopped": `"sh\nsafe-run: web: stopped"`, "x\x1b[2J": `"x\x1b[2J"`} {
+		if got := commandName(in); got != want {
+			t.Errorf("commandName(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
