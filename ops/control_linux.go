@@ -23,6 +23,10 @@ type Server struct {
 	held  []net.Conn // stop requests' connections, closed with the server
 	done  bool
 	owner int
+	// execs are the exec sessions not yet ended, closed with the
+	// server; each leaves the set as it ends (execs may be many over a
+	// service's life).
+	execs map[*ExecSession]struct{}
 }
 
 // Serve listens on the control socket in dir, mode 0600, and passes each
@@ -119,7 +123,7 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	if err != nil || req.Op != OpExec {
 		answer(err)
 	}
-	if err == nil && (req.Op == OpStop || req.Op == OpExec) {
+	if err == nil && req.Op == OpStop {
 		s.mu.Lock()
 		if !s.done {
 			s.held = append(s.held, c)
@@ -127,14 +131,43 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		}
 		s.mu.Unlock()
 	}
+	if err == nil && req.Op == OpExec {
+		hold = s.keep(req.Session)
+	}
+}
+
+// keep holds an exec's session until it ends, or the server closes; it
+// says false when either happened already (the connection is closed
+// then, or to be).
+func (s *Server) keep(e *ExecSession) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s.done || e.ended {
+		return false
+	}
+	if s.execs == nil {
+		s.execs = map[*ExecSession]struct{}{}
+	}
+	s.execs[e] = struct{}{}
+	e.server = s
+	return true
+}
+
+// forget lets an ended exec session go.
+func (s *Server) forget(e *ExecSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.execs, e)
 }
 
 // maxRequest bounds a request line: an exec's arguments and environment
 // fit.
 const maxRequest = 64 << 10
 
-// Close stops serving, and closes the connections of stop and exec
-// requests: their clients see the service gone.
+// Close stops serving, and closes the connections of stop requests and
+// of the execs still running: their clients see the service gone.
 func (s *Server) Close() {
 	if s == nil {
 		return
@@ -144,9 +177,13 @@ func (s *Server) Close() {
 	defer s.mu.Unlock()
 	s.done = true
 	for _, c := range s.held {
-		c.Close() // an exec's may be closed already: no harm
+		c.Close()
 	}
 	s.held = nil
+	for e := range s.execs {
+		e.conn.Close()
+	}
+	s.execs = nil
 }
 
 func peerUID(c *net.UnixConn) (int, error) {

@@ -45,6 +45,9 @@ type ExecSession struct {
 	rest  []byte // read past the request
 	mu    sync.Mutex
 	ended bool
+	// server holds the session until it ends (Server.keep); nil before,
+	// and when it was never held.
+	server *Server
 }
 
 // execMessage is what the caller sends after its request.
@@ -112,14 +115,19 @@ func (s *ExecSession) FailCode(err error, code int) {
 
 func (s *ExecSession) end(r reply) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.ended {
+		s.mu.Unlock()
 		return
 	}
 	s.ended = true
+	server := s.server
+	s.mu.Unlock()
 	data, _ := json.Marshal(r)
 	_, _ = s.conn.Write(append(data, '\n'))
 	s.conn.Close()
+	if server != nil {
+		server.forget(s)
+	}
 }
 
 // readLine reads one line from c, at most max bytes, with the files sent

@@ -123,10 +123,19 @@ func TestExecSession(t *testing.T) {
 	if r := <-done; r.err == nil {
 		t.Errorf("a cancelled exec: %d, no error", r.code)
 	}
+	req.Session.Exited(137) // as the supervisor does once the kill is done
 
 	// A request too long for the socket is said so.
 	if _, err := Exec(t.Context(), root, "web", ExecOptions{ExecRequest: ExecRequest{Args: []string{"sh"}, Env: []string{"A=" + strings.Repeat("x", maxRequest)}}}); err == nil || !strings.Contains(err.Error(), "web: exec: a request too long: more than 65536 bytes") {
 		t.Errorf("a request too long: %v", err)
+	}
+
+	// Ended sessions are not kept.
+	s.mu.Lock()
+	kept := len(s.execs)
+	s.mu.Unlock()
+	if kept != 0 {
+		t.Errorf("%d ended exec sessions kept by the server", kept)
 	}
 
 	// -t needs a terminal.
