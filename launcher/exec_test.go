@@ -103,6 +103,16 @@ func TestExec(t *testing.T) {
 		t.Errorf("exec's namespaces:\n%s\nthe service's:\n%s", r.stdout, strings.Join(nsWant, "\n"))
 	}
 
+	// Its PID 1 is the service's init; it holds no descriptor but its
+	// stdio (none of safe-run's, none of safe-run-init's feed).
+	if r := ex("opsexec", "--", "sh", "-c", "tr '\\0' ' ' </proc/1/cmdline"); r.code != 0 || !strings.HasPrefix(r.stdout, "/dev/init --control-fd 3 -- /bin/sh -c ") {
+		t.Errorf("exec's PID 1: exit %d %q %s", r.code, r.stdout, r.stderr)
+	}
+	if r := ex("opsexec", "--", "ls", "-l", "/proc/self/fd"); r.code != 0 || len(strings.Split(strings.TrimSpace(r.stdout), "\n")) != 5 {
+		// total, 0, 1, 2, and ls's own of /proc/self/fd
+		t.Errorf("exec's descriptors: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
 	// Escapes stay blocked; the rootfs stays read-only; what is written
 	// on the volume does not run (Landlock); the denied unshare is the
 	// seccomp filter's, and reported as the service's are.
