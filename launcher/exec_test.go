@@ -403,3 +403,25 @@ func TestExecWithoutInit(t *testing.T) {
 		}
 	}
 }
+
+// TestExecBridge: in a service on a bridge, whose network namespace safe-run
+// made and holds by a mount of its own, exec's command is in that
+// namespace too.
+func TestExecBridge(t *testing.T) {
+	setup(t)
+	s := startService(t, "opsexecnet", "echo up; "+uniqueSleep(34)+"; echo", "\n[network]\nmode = \"bridge\"\n")
+	st := waitStatus(t, "opsexecnet", ops.StateRunning)
+	want, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", st.InitPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := tools(t, "exec", "opsexecnet", "--", "sh", "-c", "readlink /proc/self/ns/net; ls /sys/class/net | tr '\\n' ' '")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, want+"\n") || !strings.Contains(r.stdout, "eth0") {
+		t.Errorf("exec in a bridge service: exit %d %q (want %s and eth0) %s", r.code, r.stdout, want, r.stderr)
+	}
+	if r := tools(t, "stop", "opsexecnet"); r.code != 0 {
+		t.Errorf("stop: exit %d %s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	assertNothingLeft(t, "opsexecnet")
+}
