@@ -289,6 +289,9 @@ var guestSteps = []struct{ name, sh string }{
 		echo "cgroup=$cg"
 		for f in memory.max memory.low memory.swap.max memory.oom.group cpu.max pids.max; do echo "$f=$(cat "$cg/$f")"; done
 		for p in $(cat "$cg/cgroup.procs"); do echo "label=$(cat /proc/$p/attr/current)"; done
+		l=$(safe-run exec limits -- cat /proc/self/attr/current)
+		echo "exec code=$?"
+		echo "exec label=$l"
 		kill -TERM $pid
 		wait $pid
 		echo "safe-run exit=$?"
@@ -557,13 +560,15 @@ var guestChecks = []struct {
 		}
 		return nil
 	}},
-	{"cgroup v2 limits as declared, seen from the guest, the service under its profile", func(st map[string]guestStep) error {
+	{"cgroup v2 limits as declared, seen from the guest, the service and exec under its profile", func(st map[string]guestStep) error {
 		s := st["limits"]
 		var errs []error
 		for k, v := range map[string]string{
 			"cgroup": "/sys/fs/cgroup/safe-run-limits", "memory.max": "50331648", "memory.low": "25165824",
 			"memory.swap.max": "0", "memory.oom.group": "1", "cpu.max": "25000 100000", "pids.max": "32",
 			"safe-run exit": "143",
+			// safe-run exec's command runs under the service's profile.
+			"exec code": "0", "exec label": "safe-run-limits (enforce)",
 		} {
 			if got := s.value(k); got != v {
 				errs = append(errs, fmt.Errorf("%s = %q, want %q", k, got, v))

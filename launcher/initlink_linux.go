@@ -49,6 +49,13 @@ type initLink struct {
 	// accessWatch), and safe-run-init starts nothing before its ruleset.
 	hold    chan struct{}
 	release func()
+	// What safe-run-init got, kept for `safe-run exec` (exec_linux.go),
+	// set before fed is closed: the seccomp program (empty: none, or
+	// libcontainer loads config's), or why there is none; the Landlock
+	// ruleset.
+	program    []byte
+	programErr error
+	landlock   []byte
 }
 
 // newInitLink starts the link when the process starts with safe-run-init,
@@ -86,13 +93,17 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 		l.peer.Close()
 		return nil, err
 	}
+	l.landlock = ll
 	go func() {
 		defer close(l.fed)
 		if sc == nil {
 			// An empty program: flags and count 0.
-			_, l.err = l.own.Write(binary.NativeEndian.AppendUint64(nil, 0))
+			l.program = binary.NativeEndian.AppendUint64(nil, 0)
 		} else {
-			l.err = feedSeccomp(l.own, sc, opts)
+			l.program, l.programErr = seccompProgram(sc, opts)
+		}
+		if l.err = l.programErr; l.err == nil {
+			_, l.err = l.own.Write(l.program)
 		}
 		if l.hold != nil {
 			<-l.hold

@@ -125,8 +125,12 @@ func (p *publisher) handle(req ops.Request) error {
 		if req.Signal <= 0 || req.Signal > 64 {
 			return fmt.Errorf("signal %d is no signal", req.Signal)
 		}
+	case ops.OpExec:
+		if req.Exec == nil || len(req.Exec.Args) == 0 || req.Session == nil {
+			return fmt.Errorf("an exec request without a command")
+		}
 	default:
-		return fmt.Errorf("unknown request %q (this supervisor takes stop and kill)", req.Op)
+		return fmt.Errorf("unknown request %q (this supervisor takes stop, kill and exec)", req.Op)
 	}
 	select {
 	case p.requests <- req:

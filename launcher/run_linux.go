@@ -71,6 +71,7 @@ type runOpts struct {
 	Network              *network.Options  // bridge mode: what the service's network was asked to be
 	net                  *network.Attachment
 	pub                  *publisher // status, control socket, events
+	execs                *execer    // starts safe-run exec's commands, once the container exists
 	denials              io.Writer  // egress denials: Violations, and events
 }
 
@@ -423,6 +424,10 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		return 0, err
 	}
 
+	// Waited for after the container's destruction (deferred below),
+	// which ends any exec'd command left.
+	execs := &execer{spec: spec, host: host, init: r.init}
+	defer execs.wait()
 	container, err := libcontainer.Create(host.RuntimeDir(), opts.Name, config)
 	if err != nil {
 		return 0, fmt.Errorf("creating the container: %w", err)
@@ -541,6 +546,8 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	defer close(stopWatchdog)
 	notify.keepAlive(stopWatchdog)
 
+	execs.container, execs.opts = container, opts
+	opts.execs = execs
 	code, err = supervise(ctx, container, process, signals, r.init.signalsTaken(pid), r.cg, notify, opts)
 	if err == nil && privatePIDs(spec) {
 		// The network goes beside the container's destruction, once
@@ -780,6 +787,12 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			case req.Op == ops.OpKill:
 				opts.pub.event(ops.EventKill, signalOf(req.Signal)+" "+by, nil)
 				send(unix.Signal(req.Signal))
+			case req.Op == ops.OpExec && stopping:
+				req.Session.Fail(errors.New("the service is stopping"))
+			case req.Op == ops.OpExec:
+				// On this thread: it holds the rootfs view libcontainer
+				// starts the command from.
+				opts.execs.start(req)
 			}
 		case sig := <-signals:
 			switch sig {

@@ -64,28 +64,24 @@ func takeSeccomp(config *configs.Config) *configs.Seccomp {
 	return sc
 }
 
-// feedSeccomp writes sc's program to w: the one kept in DataDir/seccomp,
+// seccompProgram returns sc's program: the one kept in DataDir/seccomp,
 // else compiled now and kept there.
-func feedSeccomp(w *os.File, sc *configs.Seccomp, opts runOpts) error {
+func seccompProgram(sc *configs.Seccomp, opts runOpts) ([]byte, error) {
 	file, err := seccompCacheFile(filepath.Join(opts.DataDir, "seccomp"), sc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if prog, err := os.ReadFile(file); err == nil && validProgram(prog) {
-		_, err = w.Write(prog)
-		return err
+		return prog, nil
 	}
 	prog, err := compileSeccomp(sc)
 	if err != nil {
-		return fmt.Errorf("compiling the seccomp filter: %w", err)
-	}
-	if _, err := w.Write(prog); err != nil {
-		return err
+		return nil, fmt.Errorf("compiling the seccomp filter: %w", err)
 	}
 	if err := atomicfile.Write(file, prog, 0o600); err != nil {
 		opts.Logger.Warn("keeping the compiled seccomp filter", "file", file, "err", err)
 	}
-	return nil
+	return prog, nil
 }
 
 // seccompCacheFile is where the program compiled from sc is kept: its name

@@ -19,12 +19,34 @@ type Request struct {
 	// UID is who asked, from the socket's peer credentials: filled in
 	// by the server, never trusted from the request.
 	UID int `json:"-"`
+	// Exec is what to run for an exec.
+	Exec *ExecRequest `json:"exec,omitempty"`
+	// Session is an exec's line back to its caller, with the files the
+	// caller passed: filled in by the server for an exec, whose
+	// handler then owns it (answers, and closes it).
+	Session *ExecSession `json:"-"`
+}
+
+// ExecRequest is a command to run in a running service, as `safe-run
+// exec` asks for it.
+type ExecRequest struct {
+	Args []string `json:"args"`
+	User string   `json:"user,omitempty"` // NAME or UID[:GID] in the container; "": the service's
+	Cwd  string   `json:"cwd,omitempty"`  // in the container; "": the service's
+	Env  []string `json:"env,omitempty"`  // K=V, over the service's
+	// TTY: a new pseudo-terminal of the container's, whose master the
+	// supervisor hands back; else the request carries the three
+	// container ends of pipes (SCM_RIGHTS) for stdin, stdout, stderr.
+	TTY  bool   `json:"tty,omitempty"`
+	Rows uint16 `json:"rows,omitempty"` // the terminal's size
+	Cols uint16 `json:"cols,omitempty"`
 }
 
 // Control operations.
 const (
 	OpStop = "stop"
 	OpKill = "kill"
+	OpExec = "exec"
 )
 
 // reply is the supervisor's answer, one JSON line; for a stop, the
@@ -33,6 +55,10 @@ const (
 type reply struct {
 	Error  string `json:"error,omitempty"`
 	Denied bool   `json:"denied,omitempty"` // the error is ErrNotPermitted
+	// An exec's answers: first its pid once it runs (with the
+	// terminal's master, for a TTY), then its exit code.
+	PID  int  `json:"pid,omitempty"`
+	Code *int `json:"code,omitempty"`
 }
 
 // ErrNotPermitted: the caller is neither root nor who started the service.

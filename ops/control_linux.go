@@ -23,6 +23,10 @@ type Server struct {
 	held  []net.Conn // stop requests' connections, closed with the server
 	done  bool
 	owner int
+	// execs are the exec sessions not yet ended, closed with the
+	// server; each leaves the set as it ends (execs may be many over a
+	// service's life).
+	execs map[*ExecSession]struct{}
 }
 
 // Serve listens on the control socket in dir, mode 0600, and passes each
@@ -80,10 +84,17 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	// before the client has written would fail its write (EPIPE) and
 	// hide the denial behind "broken pipe".
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	line, err := bufio.NewReader(io.LimitReader(c, 4096)).ReadBytes('\n')
+	// An exec's request carries files (SCM_RIGHTS): whoever takes them
+	// over sets files to nil.
+	line, rest, files, err := readLine(c, maxRequest)
+	defer func() { closeFiles(files) }()
+	if errors.Is(err, errTooLong) {
+		answer(fmt.Errorf("%w (fewer or shorter arguments and variables)", err))
+	}
 	if err != nil {
 		return
 	}
+	_ = c.SetReadDeadline(time.Time{})
 	if uid != 0 && uid != s.owner {
 		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", uid, s.owner)})
 		_, _ = c.Write(append(data, '\n'))
@@ -99,8 +110,19 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		return
 	}
 	req.UID = uid
+	if req.Op == OpExec {
+		// The handler owns the session, and so the connection, from
+		// here: it answers the start and the end.
+		req.Session = &ExecSession{conn: c, Files: files, rest: rest}
+		files = nil
+	}
 	err = handle(req)
-	answer(err)
+	if err != nil && req.Session != nil {
+		files = req.Session.Files
+	}
+	if err != nil || req.Op != OpExec {
+		answer(err)
+	}
 	if err == nil && req.Op == OpStop {
 		s.mu.Lock()
 		if !s.done {
@@ -109,10 +131,43 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		}
 		s.mu.Unlock()
 	}
+	if err == nil && req.Op == OpExec {
+		hold = s.keep(req.Session)
+	}
 }
 
-// Close stops serving, and closes the connections of stop requests: their
-// clients see the service gone.
+// keep holds an exec's session until it ends, or the server closes; it
+// says false when either happened already (the connection is closed
+// then, or to be).
+func (s *Server) keep(e *ExecSession) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if s.done || e.ended {
+		return false
+	}
+	if s.execs == nil {
+		s.execs = map[*ExecSession]struct{}{}
+	}
+	s.execs[e] = struct{}{}
+	e.server = s
+	return true
+}
+
+// forget lets an ended exec session go.
+func (s *Server) forget(e *ExecSession) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.execs, e)
+}
+
+// maxRequest bounds a request line: an exec's arguments and environment
+// fit.
+const maxRequest = 64 << 10
+
+// Close stops serving, and closes the connections of stop requests and
+// of the execs still running: their clients see the service gone.
 func (s *Server) Close() {
 	if s == nil {
 		return
@@ -125,6 +180,10 @@ func (s *Server) Close() {
 		c.Close()
 	}
 	s.held = nil
+	for e := range s.execs {
+		e.conn.Close()
+	}
+	s.execs = nil
 }
 
 func peerUID(c *net.UnixConn) (int, error) {

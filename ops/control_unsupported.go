@@ -15,3 +15,6 @@ func Serve(dir string, handle func(Request) error) (*Server, error) {
 }
 func (s *Server) Close()                                     {}
 func Send(ctx context.Context, s *Status, req Request) error { return errors.ErrUnsupported }
+
+// ExecSession is the supervisor's side of one exec's connection.
+type ExecSession struct{}

@@ -27,6 +27,8 @@ const (
 	EventEgress  = "egress"
 	EventStop    = "stop"
 	EventKill    = "kill"
+	EventExec    = "exec"      // safe-run exec started a command in the service
+	EventExecEnd = "exec-exit" // and it ended
 )
 
 // Event is one line of a service's journal.

@@ -48,7 +48,7 @@ var nonGoals = []NonGoal{
 	{
 		Topic:  "SSH into containers",
 		Advice: "do not maintain SSH in containers; externalise logs and metrics; debug with nsenter",
-		Reason: "a manifest does not show whether the image runs sshd; debugging goes through the service's namespaces (nsenter), never a forwarded port",
+		Reason: "a manifest does not show whether the image runs sshd; debugging goes through the service's namespaces with its confinement (safe-run exec), never a forwarded port",
 	},
 	{
 		Topic:  "separate nodes for CI runners",

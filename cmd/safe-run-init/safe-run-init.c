@@ -56,7 +56,18 @@
  * close-on-exec, closes at that exec, which tells safe-run the service
  * now takes its signals (see exec_service).
  *
+ * With --exec-fd, it is `safe-run exec`'s first program in a running
+ * container (launcher/exec_linux.go), not an init: it reads the same
+ * seccomp program and Landlock ruleset the service's init got, from that
+ * descriptor, in the same format, applies them in the same order, and
+ * execs the command itself (no fork, no signal forwarding: the command is
+ * not PID 1). One filter and ruleset for the service and for exec, applied
+ * by one piece of code, rather than a second filter of libcontainer's
+ * that could differ. Anything short of a whole program or ruleset, and the
+ * command does not run (exit 125).
+ *
  * Usage: safe-run-init [--control-fd N [--no-init]] -- COMMAND [ARG...]
+ *        safe-run-init --exec-fd N -- COMMAND [ARG...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -264,14 +275,16 @@ static int safe_run_gone(int fd)
 	return n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR);
 }
 
-/* exec_service is --no-init: the confinement is loaded; the service
- * replaces this program. Nothing is written to safe-run: the socket
- * closing at the exec is the word, and should the exec fail, this
- * program's exit closes it as well. Dumpability comes back with the
- * exec (the kernel resets it for an exec that gains no privilege). */
+/* exec_service is --no-init and --exec-fd: the confinement is loaded;
+ * the service (or exec's command) replaces this program. Nothing is
+ * written to safe-run: the socket closing at the exec is the word, and
+ * should the exec fail, this program's exit closes it as well (--exec-fd
+ * has closed its descriptor already: control is -1). Dumpability comes
+ * back with the exec (the kernel resets it for an exec that gains no
+ * privilege). */
 static int exec_service(int control, sigset_t *old, char **argv)
 {
-	if (fcntl(control, F_SETFD, FD_CLOEXEC) < 0) {
+	if (control >= 0 && fcntl(control, F_SETFD, FD_CLOEXEC) < 0) {
 		perror("safe-run-init: closing the socket to safe-run at the exec");
 		return 125;
 	}
@@ -284,7 +297,7 @@ static int exec_service(int control, sigset_t *old, char **argv)
 
 int main(int argc, char **argv)
 {
-	int first = 1, control = -1, no_init = 0;
+	int first = 1, control = -1, in_place = 0;
 	sigset_t all, old;
 	pid_t child;
 
@@ -303,19 +316,28 @@ int main(int argc, char **argv)
 	if (argc > 2 && strcmp(argv[1], "--control-fd") == 0) {
 		control = atoi(argv[2]);
 		first = 3;
-		no_init = first < argc && strcmp(argv[first], "--no-init") == 0;
+		in_place = first < argc && strcmp(argv[first], "--no-init") == 0;
 		if (read_seccomp(control) < 0 || load_landlock(control) < 0 || load_seccomp() < 0 ||
-		    (!no_init && watch_control(control) < 0))
+		    (!in_place && watch_control(control) < 0))
 			return 125;
-		first += no_init;
+		first += in_place;
+	}
+	if (argc > 2 && strcmp(argv[1], "--exec-fd") == 0) {
+		int fd = atoi(argv[2]);
+		if (read_seccomp(fd) < 0 || load_landlock(fd) < 0 || load_seccomp() < 0)
+			return 125;
+		close(fd);
+		first = 3;
+		in_place = 1;
 	}
 	if (first < argc && strcmp(argv[first], "--") == 0)
 		first++;
 	if (first >= argc) {
-		fprintf(stderr, "safe-run-init: usage: safe-run-init [--control-fd N [--no-init]] -- COMMAND [ARG...]\n");
+		fprintf(stderr, "safe-run-init: usage: safe-run-init [--control-fd N [--no-init]] -- COMMAND [ARG...]\n"
+				"       safe-run-init --exec-fd N -- COMMAND [ARG...]\n");
 		return 125;
 	}
-	if (no_init)
+	if (in_place)
 		return exec_service(control, &old, argv + first);
 
 	child = fork();

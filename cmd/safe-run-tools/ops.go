@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"os/signal"
+	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/spf13/cobra"
 
@@ -69,7 +75,7 @@ func eventsCommand(g *globals) *cobra.Command {
 	var since time.Duration
 	c := &cobra.Command{
 		Use:   "events [NAME...] [--since DURATION] [--format text|json] [-f]",
-		Short: "Print the services' events: start, ready, exit, OOM kills, denials, stop requests",
+		Short: "Print the services' events: start, ready, exit, OOM kills, denials, stop requests, execs",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if since < 0 {
 				return fmt.Errorf("--since %s: use a positive duration (how far back)", since)
@@ -101,5 +107,58 @@ func statsCommand(g *globals) *cobra.Command {
 	c.Flags().BoolVar(&noStream, "no-stream", false, "print one reading and exit")
 	c.Flags().StringVar(&o.Format, "format", ops.FormatTable, "table or json")
 	c.Flags().DurationVar(&o.Interval, "interval", time.Second, "time between the two samples of a reading")
+	return c
+}
+
+func execCommand(g *globals) *cobra.Command {
+	var x ops.ExecRequest
+	c := &cobra.Command{
+		Use:   "exec [-t] [-u USER] [-w DIR] [-e K=V]... NAME -- COMMAND [ARG...]",
+		Short: "Run a command in a running service, with exactly its confinement",
+		Long: `exec runs a command inside a running service: in its namespaces and cgroup,
+as its user (or -u), with its capabilities, no_new_privs, seccomp filter,
+Landlock ruleset, AppArmor profile and rlimits, never more. Only who started
+the service, or root, may. The exit status is the command's.`,
+		Args: minArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, argv := args[0], args[1:]
+			if dash := cmd.ArgsLenAtDash(); dash > 1 {
+				return fmt.Errorf("%s before --: one NAME, then the command after -- (usage: %s)", strings.Join(args[1:dash], " "), cmd.UseLine())
+			}
+			if len(argv) == 0 {
+				return fmt.Errorf("no command (usage: %s)", cmd.UseLine())
+			}
+			x.Args = argv
+			if term := os.Getenv("TERM"); x.TTY && term != "" {
+				// The terminal's type, as docker exec -t passes it;
+				// -e TERM=... comes after, and wins.
+				x.Env = append([]string{"TERM=" + term}, x.Env...)
+			}
+			// Signals go to the command, not to this process's
+			// context: a ^C is the command's to take.
+			sigs := make(chan os.Signal, 8)
+			signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2)
+			defer signal.Stop(sigs)
+			code, err := ops.Exec(context.WithoutCancel(cmd.Context()), cli.DefaultDirs().State, name,
+				ops.ExecOptions{ExecRequest: x, Stdin: g.stdin, Stdout: g.stdout, Stderr: g.stderr, Signals: sigs})
+			if err != nil && code != 0 {
+				fmt.Fprintf(g.stderr, "safe-run: %v\n", err)
+				return exitStatus(code)
+			}
+			if err != nil {
+				return err
+			}
+			if code != 0 {
+				return exitStatus(code)
+			}
+			return nil
+		},
+	}
+	// Flags go before --; what follows is the command's, flags and all
+	// (without --, a flag of the command's is taken for one of exec's).
+	c.Flags().BoolVarP(&x.TTY, "tty", "t", false, "a new terminal of the container's (the caller's must be one)")
+	c.Flags().StringVarP(&x.User, "user", "u", "", "NAME or UID[:GID] in the container (default: the service's user)")
+	c.Flags().StringVarP(&x.Cwd, "workdir", "w", "", "working directory in the container (default: the service's)")
+	c.Flags().StringArrayVarP(&x.Env, "env", "e", nil, "KEY=VALUE over the service's environment (repeatable)")
 	return c
 }
