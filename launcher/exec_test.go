@@ -369,38 +369,53 @@ func TestRootlessExec(t *testing.T) {
 	t.Logf("service's output:\n%s", stderr.String())
 }
 
-// TestExecWithoutInit: with init = false, libcontainer loads the service's
-// filter itself, for the service and for exec alike; exec's command still
-// gets it, and docker's codes for a command that is missing or cannot run.
+// TestExecWithoutInit: with init = false, exec's command gets the service's
+// filter, whoever loads it (safe-run-init under a Landlock ruleset,
+// libcontainer without one), and docker's codes for a command that is
+// missing or cannot run.
 func TestExecWithoutInit(t *testing.T) {
 	setup(t)
-	startService(t, "opsexecnoinit", "echo up; exec "+uniqueSleep(40), "init = false\n")
-	st := waitStatus(t, "opsexecnoinit", ops.StateRunning)
-	want := statusOf(string(mustRead(t, fmt.Sprintf("/proc/%d/status", st.InitPID))))
-	r := tools(t, "exec", "opsexecnoinit", "--", "cat", "/proc/self/status")
-	if r.code != 0 {
-		t.Fatalf("exec: exit %d %s", r.code, r.stderr)
-	}
-	got := statusOf(r.stdout)
-	for _, k := range statusFields {
-		if got[k] != want[k] || got[k] == "" {
-			t.Errorf("%s: exec %q, the service %q", k, got[k], want[k])
-		}
-	}
-	if got["Seccomp"] != "2" {
-		t.Errorf("exec without init runs unfiltered: %v", got)
-	}
 	for _, tc := range []struct {
-		cmd  string
-		code int
-		msg  string
+		name, extra string
+		missing     string // what exec of a missing and of a non-executable file say
+		notExec     string
 	}{
-		{"/nonexistent", 127, "/nonexistent is not in the image"},
-		{"/etc/passwd", 126, "/etc/passwd is not executable in the image"},
+		// A Landlock ruleset: safe-run-init applies it, then execs the
+		// service (--no-init), and is exec's first program too.
+		{"landlock", "", "cannot run /nonexistent: No such file or directory", "cannot run /etc/passwd: Permission denied"},
+		// Without one, libcontainer loads the filter for both, and safe-run
+		// checks the command in the image beforehand.
+		{"libcontainer", "\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"libcontainer's own loader\"\nallow = [\"landlock_off\"]\n",
+			"/nonexistent is not in the image", "/etc/passwd is not executable in the image"},
 	} {
-		if r := tools(t, "exec", "opsexecnoinit", "--", tc.cmd); r.code != tc.code || !strings.Contains(r.stderr, tc.msg) {
-			t.Errorf("exec %s: exit %d %q, want %d and %q", tc.cmd, r.code, r.stderr, tc.code, tc.msg)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			name := "opsexecnoinit" + tc.name
+			startService(t, name, "echo up; exec "+uniqueSleep(40), "init = false\n"+tc.extra)
+			st := waitStatus(t, name, ops.StateRunning)
+			want := statusOf(string(mustRead(t, fmt.Sprintf("/proc/%d/status", st.InitPID))))
+			r := tools(t, "exec", name, "--", "cat", "/proc/self/status")
+			if r.code != 0 {
+				t.Fatalf("exec: exit %d %s", r.code, r.stderr)
+			}
+			got := statusOf(r.stdout)
+			for _, k := range statusFields {
+				if got[k] != want[k] || got[k] == "" {
+					t.Errorf("%s: exec %q, the service %q", k, got[k], want[k])
+				}
+			}
+			if got["Seccomp"] != "2" {
+				t.Errorf("exec without init runs unfiltered: %v", got)
+			}
+			for _, c := range []struct {
+				cmd  string
+				code int
+				msg  string
+			}{{"/nonexistent", 127, tc.missing}, {"/etc/passwd", 126, tc.notExec}} {
+				if r := tools(t, "exec", name, "--", c.cmd); r.code != c.code || !strings.Contains(r.stderr, c.msg) {
+					t.Errorf("exec %s: exit %d %q, want %d and %q", c.cmd, r.code, r.stderr, c.code, c.msg)
+				}
+			}
+		})
 	}
 }
 
