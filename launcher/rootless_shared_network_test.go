@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -202,6 +203,50 @@ if [ -n "$a" ]; then echo "%s $a $(try $a)"; else echo "%s unresolved"; fi
 	})
 	nothingLeft(t)
 
+	t.Run("egress", func(t *testing.T) {
+		// Enforced in N, by the table of the safe-run that is root there:
+		// the test host only as listed, never the gateway (the host's
+		// loopback services behind it).
+		lo, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lo.Close()
+		loPort := lo.Addr().(*net.TCPAddr).Port
+		go func() {
+			for {
+				c, err := lo.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte("HTTP/1.0 200 OK\r\n\r\nhost loopback\n"))
+				c.Close()
+			}
+		}()
+		script := fmt.Sprintf(`try() { if printf 'GET / HTTP/1.0\r\n\r\n' | timeout 3 nc $2 $3 2>/dev/null | grep -q '^HTTP/1'; then echo "$1 yes"; else echo "$1 no"; fi; }
+gw=$(ip route | awk '/^default/ {print $3}')
+try testhost %s %d &
+try gateway $gw %d &
+wait`, testHost.addr, testHost.port, loPort)
+		for _, tc := range []struct{ egress, want string }{
+			{`"none"`, "gateway no\ntesthost no\n"},
+			{fmt.Sprintf(`["%s/32:%d"]`, testHost.addr, testHost.port), "gateway no\ntesthost yes\n"},
+		} {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			c := h.cmd(ctx, "-q", h.manifest("rlnb-egress", fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n[network]\nmode = \"bridge\"\nbridge = \"rlnb-one\"\negress = %s", script, tc.egress)))
+			stderr := &testenv.Buffer{}
+			c.Stderr = stderr
+			out, err := c.Output()
+			cancel()
+			lines := strings.SplitAfter(string(out), "\n")
+			slices.Sort(lines)
+			if got := strings.Join(lines, ""); err != nil || got != tc.want {
+				t.Errorf("egress %s: %v: got\n%swant\n%s%s", tc.egress, err, got, tc.want, stderr.String())
+			}
+		}
+	})
+	nothingLeft(t)
+
 	t.Run("SIGKILL of one member", func(t *testing.T) {
 		a, _ := web(t, "rlnb-a", "rlnb-one", "127.0.0.1", testenv.FreePort(t))
 		lo := testenv.FreePort(t)
@@ -246,6 +291,42 @@ if [ -n "$a" ]; then echo "%s $a $(try $a)"; else echo "%s unresolved"; fi
 		}
 		c.Process.Signal(syscall.SIGTERM)
 		c.Wait()
+	})
+	nothingLeft(t)
+
+	t.Run("keeper killed", func(t *testing.T) {
+		// Its members lose their network; the next start finds it dead
+		// and starts another.
+		a, _ := web(t, "rlnb-a", "rlnb-one", "127.0.0.1", testenv.FreePort(t))
+		var hold struct{ Keeper, Pause int }
+		data, err := os.ReadFile(filepath.Join(xdg, "rootless-netns", "holder.json"))
+		if err == nil {
+			err = json.Unmarshal(data, &hold)
+		}
+		if err != nil || hold.Keeper == 0 {
+			t.Fatalf("holder.json: %v: %s", err, data)
+		}
+		syscall.Kill(hold.Keeper, syscall.SIGKILL)
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if len(pastas()) == 0 {
+				break
+			}
+		}
+		if p := pastas(); len(p) != 0 {
+			t.Fatalf("pasta outlives the keeper: %q", p)
+		}
+		lo := testenv.FreePort(t)
+		b, bLog := web(t, "rlnb-b", "rlnb-two", "127.0.0.1", lo)
+		if got, want := probe(t, "rlnb-c", "rlnb-two", []string{"rlnb-b"}, nil), fmt.Sprintf("rlnb-b %s yes\n", addressOf(t, bLog)); got != want {
+			t.Errorf("in the new namespace: got\n%swant\n%s", got, want)
+		}
+		if !strings.Contains(bLog.String(), "keeper died") {
+			t.Errorf("the start does not say the old keeper died:\n%s", bLog.String())
+		}
+		for _, c := range []*exec.Cmd{a, b} {
+			c.Process.Signal(syscall.SIGTERM)
+			c.Wait()
+		}
 	})
 	nothingLeft(t)
 

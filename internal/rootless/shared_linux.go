@@ -180,7 +180,7 @@ func joinShared(f host.Facts, stateDir string, log *slog.Logger) (_ *shared, err
 			// A keeper without its pause process, or the reverse: it
 			// ends itself; this makes sure, before starting anew.
 			stopKeeper(h)
-			log.Info("your shared network namespace's keeper died: starting a new one (services still running on named bridges have lost their network)", "pid", h.Keeper)
+			log.Warn("your shared network namespace's keeper died: starting a new one (services still running on named bridges have lost their network: restart them)", "pid", h.Keeper)
 		}
 		if h, err = startKeeper(f, dir, log); err != nil {
 			return nil, err
