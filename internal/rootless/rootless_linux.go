@@ -111,8 +111,9 @@ func followParent(f *os.File) {
 // path is the manifest the command runs ("" when it has none): when it
 // asks for a bridge of the service's own, the inner safe-run gets a
 // network namespace of its own too, connected to the host by pasta (see
-// connect). A manifest that does not load is left to the inner safe-run
-// to report.
+// connect); for a named bridge it joins the user's shared namespaces
+// instead, with the published ports bound here (see joinShared). A
+// manifest that does not load is left to the inner safe-run to report.
 func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (code int, entered bool, err error) {
 	if !f.MustEnterRootless() {
 		return 0, false, nil
@@ -120,7 +121,7 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 	var n innerNet
 	if path != "" {
 		if svc, err := plan.Load(path); err == nil && svc.Network.Mode == manifest.NetworkBridge {
-			if n, err = planNet(f, svc, dirs, log); err != nil {
+			if n, err = planNet(f, svc); err != nil {
 				return 0, true, err
 			}
 		}
@@ -136,25 +137,23 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 type innerNet struct {
 	own    bool
 	ports  []network.Port // own: pasta forwards them
-	shared *shared
-	bound  []portFile
+	join   bool           // the user's shared namespaces
+	shared *shared        // joined
+	bound  []portFile     // join: the published ports' sockets
 }
 
+// close closes the sockets bound here, should run not have.
 func (n *innerNet) close() {
 	for _, p := range n.bound {
 		p.f.Close()
 	}
 	n.bound = nil
-	if n.shared != nil {
-		n.shared.closeNS()
-		n.shared.members.Close()
-	}
 }
 
 // planNet decides the inner safe-run's network for a service in bridge
 // mode. A manifest that does not load is left to the inner safe-run to
 // report.
-func planNet(f host.Facts, svc *manifest.Service, dirs plan.Dirs, log *slog.Logger) (innerNet, error) {
+func planNet(f host.Facts, svc *manifest.Service) (innerNet, error) {
 	// Inside, the host's addresses are out of sight.
 	if len(svc.Network.Published) > 0 {
 		addrs, err := host.Addresses()
@@ -190,12 +189,7 @@ func planNet(f host.Facts, svc *manifest.Service, dirs plan.Dirs, log *slog.Logg
 		}
 		n.bound = append(n.bound, portFile{key: plan.RootlessPortKey(p), f: file})
 	}
-	s, err := joinShared(f, dirs.State, log)
-	if err != nil {
-		n.close()
-		return innerNet{}, err
-	}
-	n.shared = s
+	n.join = true
 	return n, nil
 }
 
@@ -213,7 +207,7 @@ func portError(p network.Port, err error) string {
 }
 
 func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Writer, log *slog.Logger) (int, error) {
-	if n.shared == nil && report != nil && mapSize(f) == 1 {
+	if !n.join && report != nil && mapSize(f) == 1 {
 		fmt.Fprintf(report, "safe-run: user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)\n", f.User, host.IDRangeSize, f.User)
 	}
 	// The inner safe-run moves itself into a supervisor leaf of this
@@ -225,6 +219,24 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 		if err := launcher.EnterSupervisorLeaf(); err != nil {
 			log.Debug("moving into the supervisor cgroup before entering the user namespace", "err", err)
 		}
+	}
+	if n.join {
+		// After the move: a keeper started now stays in this leaf, not
+		// in the cgroup that must delegate controllers.
+		s, err := joinShared(f, dirs.State, log)
+		if err != nil {
+			return 0, err
+		}
+		n.shared = s
+		// However this run ends: the last member ends the namespaces.
+		defer func() {
+			n.shared.closeNS()
+			n.shared.members.Close()
+			n.shared = nil
+			if err := Release(dirs.State); err != nil {
+				log.Warn("ending your shared network namespace", "err", err)
+			}
+		}()
 	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
@@ -273,19 +285,12 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 	syncR.Close()
 	if n.shared != nil {
 		// The inner safe-run has them now; the membership stays open
-		// here too, until Release.
+		// here too, until it has exited.
 		n.shared.closeNS()
 		for _, p := range n.bound {
 			p.f.Close()
 		}
 		n.bound = nil
-		defer func() {
-			n.shared.members.Close()
-			n.shared = nil
-			if err := Release(dirs.State); err != nil {
-				log.Warn("ending your shared network namespace", "err", err)
-			}
-		}()
 	} else {
 		if _, err := mapIDs(f, strconv.Itoa(cmd.Process.Pid), size); err != nil {
 			_ = cmd.Process.Kill()

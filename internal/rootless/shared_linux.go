@@ -157,6 +157,7 @@ type shared struct {
 	ids     uint64   // the size of U's map
 }
 
+// closeNS closes the namespaces' descriptors; again does nothing.
 func (s *shared) closeNS() {
 	s.user.Close()
 	s.net.Close()
