@@ -45,6 +45,14 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 	n := &netStart{name: job.Name, done: make(chan struct{}), closed: make(chan struct{})}
 	go func() {
 		defer close(n.done)
+		if job.Placement.Rootless && o.Bridge != "" && len(o.ListenFDs) < len(o.Ports) {
+			// Bound here in the user's shared namespace, the ports would
+			// be N's, out of the host's reach. The sockets do not survive
+			// the hand-off from safe-run-tools (a registry image pulled
+			// at this start).
+			n.err = fmt.Errorf("publishing its ports without root: the sockets the outer safe-run bound on the host did not reach this one (an image pulled at this start: start it again, the image is cached now)")
+			return
+		}
 		// Not on the locked thread (a locked thread runs only its own
 		// goroutine): in the host's mount namespace, where Attach
 		// mounts the namespace file.
