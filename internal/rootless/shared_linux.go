@@ -186,10 +186,6 @@ func joinShared(f host.Facts, stateDir string, log *slog.Logger) (_ *shared, err
 		if h, err = startKeeper(f, dir, log); err != nil {
 			return nil, err
 		}
-		if err := writeHolder(dir, h); err != nil {
-			stopKeeper(h)
-			return nil, err
-		}
 	}
 	s := &shared{ids: h.IDs}
 	s.members, err = os.OpenFile(filepath.Join(dir, "members"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
@@ -233,30 +229,35 @@ func writeHolder(dir string, h holder) error {
 // pasta's set-up, tens of milliseconds.
 const keeperTimeout = 10 * time.Second
 
-// startKeeper starts the keeper in a session of its own, and waits until
-// it says its namespaces are mapped and connected.
+// startKeeper starts the keeper in a session of its own, waits until it
+// says its namespaces are mapped and connected, and records it in
+// holder.json. The keeper waits for that, in turn, on the same socket:
+// should this safe-run die before, the keeper ends itself, and no keeper
+// runs that holder.json does not name.
 func startKeeper(f host.Facts, dir string, log *slog.Logger) (holder, error) {
-	r, w, err := os.Pipe()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return holder{}, err
+		return holder{}, fmt.Errorf("starting your shared network namespace's keeper: %w", err)
 	}
-	defer r.Close()
+	_ = unix.SetNonblock(fds[0], true) // pollable: reads take a deadline
+	conn, theirs := os.NewFile(uintptr(fds[0]), "keeper"), os.NewFile(uintptr(fds[1]), "keeper")
+	defer conn.Close()
 	cmd := exec.Command("/proc/self/exe", KeeperCommand, f.Pasta, filepath.Join(dir, "pasta.pid"))
 	cmd.Args[0] = os.Args[0]
-	cmd.ExtraFiles = []*os.File{w}
+	cmd.ExtraFiles = []*os.File{theirs}
 	// Not the terminal's, not this safe-run's: it outlives this run.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	os.Remove(filepath.Join(dir, "pasta.pid"))
 	err = cmd.Start()
-	w.Close()
+	theirs.Close()
 	if err != nil {
 		return holder{}, fmt.Errorf("starting your shared network namespace's keeper: %w", err)
 	}
 	// Reaped by this safe-run while it runs, should it end meanwhile
 	// (another run's Release): a zombie would look alive.
 	go cmd.Wait() //nolint:errcheck // its status says nothing more than holder.json's check
-	_ = r.SetReadDeadline(time.Now().Add(keeperTimeout))
-	line, _ := bufio.NewReader(r).ReadString('\n')
+	_ = conn.SetReadDeadline(time.Now().Add(keeperTimeout))
+	line, _ := bufio.NewReader(conn).ReadString('\n')
 	line = strings.TrimSpace(line)
 	pid, err := strconv.Atoi(line)
 	if err != nil || pid <= 0 {
@@ -266,11 +267,14 @@ func startKeeper(f host.Facts, dir string, log *slog.Logger) (holder, error) {
 		}
 		return holder{}, fmt.Errorf("starting your shared network namespace: %s", line)
 	}
-	h := holder{Keeper: cmd.Process.Pid, KeeperStart: procStart(cmd.Process.Pid), Pause: pid, PauseStart: procStart(pid), IDs: 1}
-	if _, n := f.UserSubIDs(f.SubUIDs); n > 0 {
-		if _, m := f.UserSubIDs(f.SubGIDs); m > 0 {
-			h.IDs = host.IDRangeSize
-		}
+	h := holder{Keeper: cmd.Process.Pid, KeeperStart: procStart(cmd.Process.Pid), Pause: pid, PauseStart: procStart(pid), IDs: mapSize(f)}
+	if err := writeHolder(dir, h); err != nil {
+		_ = cmd.Process.Kill()
+		return holder{}, err
+	}
+	if _, err := conn.Write([]byte{'k'}); err != nil {
+		stopKeeper(h)
+		return holder{}, fmt.Errorf("starting your shared network namespace: the keeper ended: %w", err)
 	}
 	log.Debug("started your shared network namespace", "keeper", h.Keeper, "pause", h.Pause)
 	return h, nil
@@ -333,7 +337,8 @@ func Release(stateDir string) error {
 // Keep is the keeper (KeeperCommand): args are pasta's path and the file
 // pasta writes its pid to once it has connected N. It tells the safe-run
 // that started it the pause process's pid, or what went wrong, on fd 3,
-// then waits until it is told to end, or pasta or the pause process ends.
+// and waits for its word that it recorded it; then it waits until it is
+// told to end, or pasta or the pause process ends.
 func Keep(args []string) int {
 	ready := os.NewFile(3, "keeper-ready")
 	fail := func(err error) int {
@@ -391,8 +396,21 @@ func Keep(args []string) int {
 			connected = len(bytes.TrimSpace(data)) > 0
 		}
 	}
-	fmt.Fprintf(ready, "%d\n", pause)
+	// Recorded in holder.json by the safe-run that started this one, or
+	// never: then nobody would end this keeper, so it ends now.
+	ack := make([]byte, 1)
+	if _, err := fmt.Fprintf(ready, "%d\n", pause); err != nil {
+		ack[0] = 0
+	} else if n, _ := ready.Read(ack); n != 1 {
+		ack[0] = 0
+	}
 	ready.Close()
+	if ack[0] != 'k' {
+		_ = pasta.Process.Kill()
+		<-pastaDone
+		reap()
+		return 1
+	}
 	pauseDone := make(chan struct{})
 	go func() {
 		// Wait4 of one pid, not of any: pasta's is exec's.
