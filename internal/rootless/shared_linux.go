@@ -181,7 +181,11 @@ func joinShared(f host.Facts, stateDir string, log *slog.Logger) (_ *shared, err
 			// A keeper without its pause process, or the reverse: it
 			// ends itself; this makes sure, before starting anew.
 			stopKeeper(h)
-			log.Warn("your shared network namespace's keeper died: starting a new one (services still running on named bridges have lost their network: restart them)", "pid", h.Keeper)
+			if membersLeft(dir) {
+				log.Warn("your shared network namespace's keeper died: starting a new one (the services still running on named bridges have lost their network: restart them)", "pid", h.Keeper)
+			} else {
+				log.Debug("your shared network namespace's keeper died with no member left: starting a new one", "pid", h.Keeper)
+			}
 		}
 		if h, err = startKeeper(f, dir, log); err != nil {
 			return nil, err
@@ -212,6 +216,16 @@ func joinShared(f host.Facts, stateDir string, log *slog.Logger) (_ *shared, err
 		return nil, fmt.Errorf("your shared network namespace: %w", err)
 	}
 	return s, nil
+}
+
+// membersLeft reports whether a run holds the membership in dir.
+func membersLeft(dir string) bool {
+	m, err := os.OpenFile(filepath.Join(dir, "members"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return false
+	}
+	defer m.Close()
+	return errors.Is(flock(m, unix.LOCK_EX|unix.LOCK_NB), unix.EWOULDBLOCK)
 }
 
 func writeHolder(dir string, h holder) error {
