@@ -34,6 +34,18 @@ func TestRootlessNamedBridge(t *testing.T) {
 	os.WriteFile(filepath.Join(home, "www", "index.html"), []byte("hello from a named bridge\n"), 0o644)
 	testHost := makeTestHost(t)
 	xdg := filepath.Join(home, "xdg", "safe-run")
+	// ours are the user's processes of this test's home and binary:
+	// other tests may run as the same user meanwhile. (A service's own
+	// processes go with the safe-run that names them.)
+	ours := func() []string {
+		var out []string
+		for _, pid := range userProcesses(u.uid) {
+			if args, _ := os.ReadFile("/proc/" + pid + "/cmdline"); strings.Contains(string(args), home) || strings.Contains(string(args), env.bin) {
+				out = append(out, pid)
+			}
+		}
+		return out
+	}
 
 	// web starts a web server on bridge, publishing port 80 on
 	// addr:port (and not its second server, on 81), and waits until the
@@ -114,7 +126,7 @@ if [ -n "$a" ]; then echo "%s $a $(try $a)"; else echo "%s unresolved"; fi
 		t.Helper()
 		var left []string
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			if left = userProcesses(u.uid); len(left) == 0 {
+			if left = ours(); len(left) == 0 {
 				break
 			}
 		}
@@ -129,7 +141,7 @@ if [ -n "$a" ]; then echo "%s $a $(try $a)"; else echo "%s unresolved"; fi
 	}
 	pastas := func() []string {
 		var out []string
-		for _, pid := range userProcesses(u.uid) {
+		for _, pid := range ours() {
 			if args, _ := os.ReadFile("/proc/" + pid + "/cmdline"); strings.Contains(string(args), "--config-net") {
 				out = append(out, strings.ReplaceAll(string(args), "\x00", " "))
 			}
@@ -327,6 +339,20 @@ wait`, testHost.addr, testHost.port, loPort)
 			c.Process.Signal(syscall.SIGTERM)
 			c.Wait()
 		}
+	})
+	nothingLeft(t)
+
+	t.Run("state removed under the keeper", func(t *testing.T) {
+		// As at logout: nothing would end the keeper, so it ends itself.
+		a, _ := web(t, "rlnb-a", "rlnb-one", "127.0.0.1", testenv.FreePort(t))
+		os.Remove(filepath.Join(xdg, "rootless-netns", "holder.json"))
+		for deadline := time.Now().Add(10 * time.Second); len(pastas()) > 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		}
+		if p := pastas(); len(p) != 0 {
+			t.Errorf("the keeper's pasta outlives holder.json: %q", p)
+		}
+		a.Process.Signal(syscall.SIGTERM)
+		a.Wait()
 	})
 	nothingLeft(t)
 

@@ -239,6 +239,10 @@ func writeHolder(dir string, h holder) error {
 	return nil
 }
 
+// orphanCheck is how often the keeper checks that holder.json still names
+// it.
+const orphanCheck = 2 * time.Second
+
 // keeperTimeout bounds a keeper's start: a clone, two setuid helpers and
 // pasta's set-up, tens of milliseconds.
 const keeperTimeout = 10 * time.Second
@@ -425,6 +429,24 @@ func Keep(args []string) int {
 		reap()
 		return 1
 	}
+	// Ended by Release, normally. Should its state go another way (the
+	// runtime directory removed at logout, by hand), nothing would end
+	// it: it ends itself once holder.json no longer names it.
+	orphaned := make(chan struct{})
+	go func() {
+		path := filepath.Join(filepath.Dir(args[1]), "holder.json")
+		for range time.Tick(orphanCheck) {
+			var h holder
+			data, err := os.ReadFile(path)
+			if err == nil {
+				err = json.Unmarshal(data, &h)
+			}
+			if errors.Is(err, fs.ErrNotExist) || err == nil && h.Keeper != os.Getpid() {
+				close(orphaned)
+				return
+			}
+		}
+	}()
 	pauseDone := make(chan struct{})
 	go func() {
 		// Wait4 of one pid, not of any: pasta's is exec's.
@@ -438,6 +460,7 @@ func Keep(args []string) int {
 	}()
 	select {
 	case <-signals:
+	case <-orphaned:
 	case <-pastaDone:
 		pastaDone <- nil
 	case <-pauseDone:
