@@ -47,11 +47,11 @@ func TestRootlessNamedBridge(t *testing.T) {
 		return out
 	}
 
-	// web starts a web server on bridge, publishing port 80 on
-	// addr:port (and not its second server, on 81), and waits until the
-	// port answers; its stderr has the start report and, from httpd -v,
-	// each request's client address.
-	web := func(t *testing.T, name, bridge, addr string, port int) (*exec.Cmd, *testenv.Buffer) {
+	// startWeb starts a web server on bridge, publishing port 80 on
+	// addr:port (and not its second server, on 81); its stderr has the
+	// start report and, from httpd -v, each request's client address.
+	// served waits until the port answers.
+	startWeb := func(t *testing.T, name, bridge, addr string, port int) (*exec.Cmd, *testenv.Buffer) {
 		t.Helper()
 		p := h.manifest(name, fmt.Sprintf(`[process]
 command = ["/bin/sh", "-c", "httpd -p 81 -h /www; exec httpd -f -v -p 80 -h /www"]
@@ -73,18 +73,28 @@ ports = ["%s:%d:80"]`, bridge, addr, port))
 			c.Process.Kill()
 			c.Wait()
 		})
+		return c, stderr
+	}
+	served := func(t *testing.T, addr string, port int, stderr *testenv.Buffer) {
+		t.Helper()
 		url := fmt.Sprintf("http://%s:%d/", addr, port)
 		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 			if body, err := fetchFrom(testHost, addr, url); err == nil {
 				if body != "hello from a named bridge\n" {
 					t.Fatalf("served %q", body)
 				}
-				return c, stderr
+				return
 			}
 			if time.Now().After(deadline) {
 				t.Fatalf("the published port %s never answered:\n%s", url, stderr.String())
 			}
 		}
+	}
+	web := func(t *testing.T, name, bridge, addr string, port int) (*exec.Cmd, *testenv.Buffer) {
+		t.Helper()
+		c, stderr := startWeb(t, name, bridge, addr, port)
+		served(t, addr, port, stderr)
+		return c, stderr
 	}
 	addressOf := func(t *testing.T, report *testenv.Buffer) string {
 		t.Helper()
@@ -303,6 +313,30 @@ wait`, testHost.addr, testHost.port, loPort)
 		}
 		c.Process.Signal(syscall.SIGTERM)
 		c.Wait()
+	})
+	nothingLeft(t)
+
+	t.Run("started at once", func(t *testing.T) {
+		// One keeper for both: the second waits for the first's.
+		ports := []int{testenv.FreePort(t), testenv.FreePort(t), testenv.FreePort(t)}
+		var cs []*exec.Cmd
+		var logs []*testenv.Buffer
+		for i, bridge := range []string{"rlnb-one", "rlnb-one", "rlnb-two"} {
+			c, log := startWeb(t, fmt.Sprintf("rlnb-%c", 'a'+i), bridge, "127.0.0.1", ports[i])
+			cs, logs = append(cs, c), append(logs, log)
+		}
+		for i := range cs {
+			served(t, "127.0.0.1", ports[i], logs[i])
+		}
+		if p := pastas(); len(p) != 1 {
+			t.Errorf("pasta processes: %q, want one", p)
+		}
+		for _, c := range cs {
+			c.Process.Signal(syscall.SIGTERM)
+		}
+		for _, c := range cs {
+			c.Wait()
+		}
 	})
 	nothingLeft(t)
 
