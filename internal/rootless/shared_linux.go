@@ -472,8 +472,8 @@ func Keep(args []string) int {
 	return 0
 }
 
-// sharedEnv is the environment and files of an inner safe-run in the
-// shared namespaces: ExtraFiles from fd 4 on (3 is the lifeline).
+// files are the ExtraFiles and environment of an inner safe-run in the
+// shared namespaces: its fds from 4 on (3 is the lifeline).
 func (s *shared) files(ports []portFile) (files []*os.File, env []string) {
 	files = []*os.File{s.members, s.user, s.net}
 	var spec []string
