@@ -179,6 +179,11 @@ if [ -n "$a" ]; then echo "%s $a $(try $a)"; else echo "%s unresolved"; fi
 		lo := testenv.FreePort(t)
 		_, bLog := web(t, "rlnb-b", "rlnb-one", "127.0.0.1", lo)
 		bAddr := addressOf(t, bLog)
+		// The inner safe-run alone holds a published port's socket: not
+		// the janitor, not the service, not the outer safe-run.
+		if got := listeners(t, lo); len(got) != 1 || !strings.HasPrefix(got[0], env.bin+" ") {
+			t.Errorf("processes holding the socket of 127.0.0.1:%d: %q, want the inner safe-run's only", lo, got)
+		}
 		// One pasta for both, forwarding nothing but N's own traffic.
 		if p := pastas(); len(p) != 1 || !strings.Contains(p[0], "-t none -u none -T none -U none") || !strings.Contains(p[0], "--no-map-gw") {
 			t.Errorf("pasta processes: %q, want one that forwards no port", p)
@@ -418,4 +423,38 @@ func fetchFrom(th testHost, addr, url string) (string, error) {
 	}
 	out, err := exec.Command("ip", "netns", "exec", th.ns, "curl", "-sS", "-m", "2", url).Output()
 	return string(out), err
+}
+
+// listeners are the command lines of the processes that hold the socket
+// listening on TCP port, in the host's network namespace.
+func listeners(t *testing.T, port int) []string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inode := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		// local_address is HEXADDR:HEXPORT; st 0A is LISTEN; inode is field 10.
+		if len(f) > 9 && strings.HasSuffix(f[1], fmt.Sprintf(":%04X", port)) && f[3] == "0A" {
+			inode = f[9]
+		}
+	}
+	if inode == "" {
+		t.Fatalf("nothing listens on port %d", port)
+	}
+	var out []string
+	procs, _ := os.ReadDir("/proc")
+	for _, p := range procs {
+		fds, _ := os.ReadDir("/proc/" + p.Name() + "/fd")
+		for _, fd := range fds {
+			if l, _ := os.Readlink("/proc/" + p.Name() + "/fd/" + fd.Name()); l == "socket:["+inode+"]" {
+				args, _ := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+				out = append(out, strings.ReplaceAll(string(args), "\x00", " "))
+				break
+			}
+		}
+	}
+	return out
 }

@@ -81,6 +81,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	holdListenFDs(job) // before any child: the janitor, the container
 	spec, host := job.Spec, job.Placement
 	opts := runOpts{
 		Options:              o,

@@ -497,18 +497,12 @@ type portFile struct {
 
 // finishJoin is FinishEntry's part in the shared namespaces: the
 // constructor has joined them; nothing the inner safe-run starts may
-// inherit the membership or the sockets, or try to join again.
+// inherit the membership, or try to join again. The published ports'
+// sockets stay open across an exec into safe-run-tools and back, until
+// the launcher takes them (launcher's holdListenFDs).
 func finishJoin() {
 	os.Unsetenv(joinEnv)
-	if os.Getenv(host.RootlessNetEnv) != host.RootlessNetShared {
-		return
-	}
-	syscall.CloseOnExec(membersFD)
-	for _, e := range strings.Split(os.Getenv(host.RootlessPortsEnv), ",") {
-		if fd, _, ok := strings.Cut(e, "="); ok {
-			if n, err := strconv.Atoi(fd); err == nil && n >= firstPortFD {
-				syscall.CloseOnExec(n)
-			}
-		}
+	if os.Getenv(host.RootlessNetEnv) == host.RootlessNetShared {
+		syscall.CloseOnExec(membersFD)
 	}
 }
