@@ -63,6 +63,7 @@ func Diagnose(h Host) *Report {
 	if r.Rootless {
 		add(h.overlay())
 		add(h.pasta())
+		add(h.publishable())
 		add(h.runtimeDir())
 		add(h.linger())
 	} else {
@@ -197,7 +198,27 @@ func (h Host) pasta() Check {
 		c.Status, c.Found = Warn, h.Facts.TunProblem+`: pasta cannot connect a service's network: network.mode "bridge" is refused without root`
 		c.Fix = "as root: chmod 0666 " + host.TunDevice + " (the kernel's default; a udev rule keeps it: KERNEL==\"tun\", MODE=\"0666\")"
 	default:
-		c.Status, c.Found = OK, h.Facts.Pasta+" and "+host.TunDevice+": bridge mode connects through pasta"
+		c.Status, c.Found = OK, h.Facts.Pasta+" and "+host.TunDevice+": bridge mode connects through pasta (named bridges: one namespace and one pasta for all your runs on them)"
+	}
+	return c
+}
+
+// publishable says which host ports a rootless service may publish: on a
+// named bridge the outer safe-run binds them itself, as the user, and a
+// bind below net.ipv4.ip_unprivileged_port_start needs root.
+func (h Host) publishable() Check {
+	c := Check{Name: "rootless ports", Status: OK}
+	start, err := strconv.Atoi(h.read("proc/sys/net/ipv4/ip_unprivileged_port_start"))
+	switch {
+	case err != nil:
+		c.Found = "net.ipv4.ip_unprivileged_port_start unreadable: host ports below 1024 are likely refused without root"
+	case start == 0:
+		c.Found = "every host port can be published without root (net.ipv4.ip_unprivileged_port_start = 0)"
+	default:
+		c.Found = fmt.Sprintf("host ports from %d up can be published without root; below that only as root (net.ipv4.ip_unprivileged_port_start = %d)", start, start)
+		if start > 80 {
+			c.Fix = "only if services must publish lower ports without root, as root: sysctl -w net.ipv4.ip_unprivileged_port_start=80 (and in /etc/sysctl.d)"
+		}
 	}
 	return c
 }

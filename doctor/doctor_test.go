@@ -278,3 +278,27 @@ func TestLandlockCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishable: which host ports a rootless run may publish (the outer
+// safe-run binds them as the user).
+func TestPublishable(t *testing.T) {
+	for _, tc := range []struct {
+		value string // "" = no such file
+		want  Check
+	}{
+		{"1024\n", Check{Name: "rootless ports", Status: OK, Found: "host ports from 1024 up can be published without root; below that only as root (net.ipv4.ip_unprivileged_port_start = 1024)",
+			Fix: "only if services must publish lower ports without root, as root: sysctl -w net.ipv4.ip_unprivileged_port_start=80 (and in /etc/sysctl.d)"}},
+		{"0\n", Check{Name: "rootless ports", Status: OK, Found: "every host port can be published without root (net.ipv4.ip_unprivileged_port_start = 0)"}},
+		{"", Check{Name: "rootless ports", Status: OK, Found: "net.ipv4.ip_unprivileged_port_start unreadable: host ports below 1024 are likely refused without root"}},
+	} {
+		h := Host{Root: t.TempDir()}
+		if tc.value != "" {
+			p := filepath.Join(h.Root, "proc/sys/net/ipv4/ip_unprivileged_port_start")
+			os.MkdirAll(filepath.Dir(p), 0o755)
+			os.WriteFile(p, []byte(tc.value), 0o644)
+		}
+		if got := h.publishable(); got != tc.want {
+			t.Errorf("%q: got %+v, want %+v", tc.value, got, tc.want)
+		}
+	}
+}

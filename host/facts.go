@@ -47,8 +47,18 @@ const RootlessEnv = "_SAFE_RUN_ROOTLESS"
 // it in a network namespace of its own, connected to the host by pasta
 // (see internal/rootless): there it is root over the network too, and
 // connects a service's own bridge as root does. Its value is the
-// connector, "pasta".
+// connector: "pasta" for a namespace of this run's own, "shared" for the
+// user's namespace that all their runs on named bridges share.
 const RootlessNetEnv = "_SAFE_RUN_ROOTLESS_NET"
+
+// RootlessNetShared is RootlessNetEnv's value in the user's shared
+// namespace.
+const RootlessNetShared = "shared"
+
+// RootlessPortsEnv lists the published ports' sockets the outer safe-run
+// bound on the host for an inner one in the shared namespace, as
+// "FD=HOSTIP:PORT/PROTO" separated by commas.
+const RootlessPortsEnv = "_SAFE_RUN_ROOTLESS_PORTS"
 
 // TunDevice is the device pasta opens, inside the namespace it connects,
 // for the namespace's end of its link.
@@ -82,6 +92,12 @@ type Facts struct {
 	// InnerNet: the rootless inner safe-run runs in a network namespace
 	// of its own that pasta connects to the host (RootlessNetEnv).
 	InnerNet bool
+	// InnerSharedNet: that namespace is the user's, shared by all their
+	// runs on named bridges (RootlessNetShared); InnerPorts are the
+	// sockets the outer safe-run bound for the published ports, fd by
+	// "HOSTIP:PORT/PROTO" (RootlessPortsEnv).
+	InnerSharedNet bool
+	InnerPorts     map[string]int
 	// Pasta is the path of pasta (Debian package passt), which connects
 	// a rootless service's network to the host; "" when not installed.
 	Pasta string

@@ -29,6 +29,16 @@ func probe() Facts {
 		n, _ := strconv.ParseUint(v, 10, 32)
 		f.InnerIDs = uint32(n)
 		f.InnerNet = os.Getenv(RootlessNetEnv) != ""
+		f.InnerSharedNet = os.Getenv(RootlessNetEnv) == RootlessNetShared
+		for _, e := range strings.Split(os.Getenv(RootlessPortsEnv), ",") {
+			fd, port, ok := strings.Cut(e, "=")
+			if n, err := strconv.Atoi(fd); ok && err == nil {
+				if f.InnerPorts == nil {
+					f.InnerPorts = map[string]int{}
+				}
+				f.InnerPorts[port] = n
+			}
+		}
 	}
 	for name, res := range map[string]int{"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_CORE": unix.RLIMIT_CORE} {
 		var l unix.Rlimit

@@ -15,6 +15,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -45,6 +46,12 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 	n := &netStart{name: job.Name, done: make(chan struct{}), closed: make(chan struct{})}
 	go func() {
 		defer close(n.done)
+		if job.Placement.Rootless && o.Bridge != "" && len(o.ListenFDs) < len(o.Ports) {
+			// Bound here in the user's shared namespace, the ports would
+			// be N's, out of the host's reach.
+			n.err = fmt.Errorf("publishing its ports without root: the sockets the outer safe-run bound on the host did not reach this one (start it as safe-run SERVICE.toml)")
+			return
+		}
 		// Not on the locked thread (a locked thread runs only its own
 		// goroutine): in the host's mount namespace, where Attach
 		// mounts the namespace file.
@@ -61,6 +68,34 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 		n.ns, n.err = os.Open(n.a.Netns)
 	}()
 	return n
+}
+
+// holdListenFDs makes the sockets the outer safe-run bound for the
+// published ports of a rootless service on a named bridge this process's
+// alone from here on: close-on-exec, so that neither the janitor nor a
+// container inherits them. Until now they stay open across execs: into
+// safe-run-tools and back when the image is pulled at this start, whose
+// hand-off of the job drops Options.ListenFDs; the job then gets them
+// again from the environment, as plan gave them.
+func holdListenFDs(job *plan.Job) {
+	o := job.Network
+	if o == nil || !job.Placement.Rootless || o.Bridge == "" || len(o.Ports) == 0 {
+		return
+	}
+	if o.ListenFDs == nil {
+		given := host.Probe().InnerPorts
+		for _, p := range o.Ports {
+			if fd, ok := given[plan.RootlessPortKey(p)]; ok {
+				if o.ListenFDs == nil {
+					o.ListenFDs = map[network.Port]int{}
+				}
+				o.ListenFDs[p] = fd
+			}
+		}
+	}
+	for _, fd := range o.ListenFDs {
+		unix.CloseOnExec(fd)
+	}
 }
 
 // bindHere makes the namespace file a mount of the service's network

@@ -84,6 +84,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	holdListenFDs(job) // before any child: the janitor, the container
 	spec, host := job.Spec, job.Placement
 	opts := runOpts{
 		Options:              o,
@@ -160,11 +161,15 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// Rootless, the service's network namespace is bind-mounted in this
 	// process's mount namespace, under the state directory the janitor
 	// removes: the janitor gets a copy of the mount namespace from before,
-	// where that file is no mount point and can go. Its network dies with
-	// the rootless namespace: nothing for the janitor to run then.
+	// where that file is no mount point and can go. The network of a
+	// bridge of its own dies with the rootless namespace: nothing for the
+	// janitor to run then.
+	// A named bridge's network is the user's shared namespace's, which
+	// outlives this run: the janitor cleans up there as root's does on
+	// the host.
 	ownMounts := job.Network != nil && host.Rootless
 	var then []string
-	if !host.Rootless {
+	if !host.Rootless || job.Network != nil && job.Network.Bridge != "" {
 		then = networkCleanup(job.Network)
 	}
 	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), then, ownMounts); err != nil {

@@ -144,7 +144,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	}
 	a.stops = append(a.stops, stop)
 	if len(opts.Ports) > 0 {
-		fw, err := publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet)
+		fw, err := publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet, opts.ListenFDs)
 		if err != nil {
 			return fail(err)
 		}

@@ -57,6 +57,10 @@ type Options struct {
 	StateDir string       // safe-run's network state root, e.g. DefaultStateDir
 	Logger   *slog.Logger `json:"-"` // nil: discard
 	Denials  io.Writer    `json:"-"` // egress denials as they happen; nil: none
+	// ListenFDs are sockets another process bound for some of Ports (ListenPort), by port: the
+	// forwarders accept on them instead of binding. Rootless, on a named bridge, the outer
+	// safe-run binds them in the host's network namespace; this process owns the fds.
+	ListenFDs map[Port]int `json:"-"`
 
 	// resolve looks a HOSTNAME egress entry up; nil: ask the upstreams. Tests set it, since they
 	// may send no query off the machine.

@@ -55,13 +55,26 @@ func portName(p Port) string {
 }
 
 func publishError(name string, err error) error {
+	var msg string
 	switch {
 	case errors.Is(err, syscall.EADDRINUSE):
-		return fmt.Errorf("publishing %s: the address is in use by another program (stop it, or choose another host port in [network] ports)", name)
+		msg = fmt.Sprintf("publishing %s: the address is in use by another program (stop it, or choose another host port in [network] ports)", name)
 	case errors.Is(err, syscall.EADDRNOTAVAIL):
-		return fmt.Errorf("publishing %s: the host has no such address (choose one of the host's addresses, or none for 127.0.0.1, in [network] ports)", name)
+		msg = fmt.Sprintf("publishing %s: the host has no such address (choose one of the host's addresses, or none for 127.0.0.1, in [network] ports)", name)
 	case errors.Is(err, syscall.EACCES):
-		return fmt.Errorf("publishing %s: permission denied for a port below net.ipv4.ip_unprivileged_port_start (run as root, or choose a host port above it in [network] ports)", name)
+		msg = fmt.Sprintf("publishing %s: permission denied for a port below net.ipv4.ip_unprivileged_port_start (run as root, or choose a host port above it in [network] ports)", name)
+	default:
+		return fmt.Errorf("publishing %s: %w", name, err)
 	}
-	return fmt.Errorf("publishing %s: %w", name, err)
+	return causeError{msg, err}
 }
+
+// causeError is a message of its own that errors.Is still sees the cause
+// through (a rootless caller words EACCES differently).
+type causeError struct {
+	msg   string
+	cause error
+}
+
+func (e causeError) Error() string { return e.msg }
+func (e causeError) Unwrap() error { return e.cause }

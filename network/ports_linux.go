@@ -43,11 +43,119 @@ import (
 // whatever address the routing table would pick, which a client on a host
 // with several addresses would drop.
 func PublishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger) (stop func(), err error) {
-	fw, err := publishPorts(ctx, ports, target, log, udpIdle, netip.Prefix{})
+	fw, err := publishPorts(ctx, ports, target, log, udpIdle, netip.Prefix{}, nil)
 	if err != nil {
 		return nil, err
 	}
 	return fw.stop, nil
+}
+
+// ListenPort opens the socket published port p listens on, as the
+// forwarders would (a specific address in its own family, the unspecified
+// one dual-stack), for a process that hands it to another: the rootless
+// outer safe-run binds the ports of a service on a named bridge in the
+// host's network namespace, where it runs, and the inner safe-run, in the
+// user's shared namespace, forwards from them (Options.ListenFDs). A
+// socket stays in the namespace it was made in, whoever holds it.
+func ListenPort(ctx context.Context, p Port) (*os.File, error) {
+	name := portName(p)
+	network, addr, err := listenAddr(p)
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	var f *os.File
+	switch p.Proto {
+	case "tcp":
+		ln, err := lc.Listen(ctx, network, addr)
+		if err != nil {
+			return nil, publishError(name, err)
+		}
+		defer ln.Close()
+		f, err = ln.(*net.TCPListener).File()
+		if err != nil {
+			return nil, fmt.Errorf("publishing %s: %w", name, err)
+		}
+	default:
+		pc, err := lc.ListenPacket(ctx, network, addr)
+		if err != nil {
+			return nil, publishError(name, err)
+		}
+		defer pc.Close()
+		f, err = pc.(*net.UDPConn).File()
+		if err != nil {
+			return nil, fmt.Errorf("publishing %s: %w", name, err)
+		}
+	}
+	return f, nil
+}
+
+// listenAddr is the network and address p listens on.
+func listenAddr(p Port) (network, addr string, err error) {
+	if !p.HostIP.IsValid() {
+		return "", "", fmt.Errorf("publishing %s: no host address", portName(p))
+	}
+	if p.Proto != "tcp" && p.Proto != "udp" {
+		return "", "", fmt.Errorf("publishing %s: protocol %q is neither tcp nor udp", portName(p), p.Proto)
+	}
+	network = p.Proto
+	if !p.HostIP.IsUnspecified() {
+		// A specific address: its own family only. The unspecified one
+		// stays "tcp"/"udp", which Go opens dual-stack: every address.
+		if p.HostIP.Unmap().Is4() {
+			network += "4"
+		} else {
+			network += "6"
+		}
+	}
+	return network, netip.AddrPortFrom(p.HostIP.Unmap(), p.HostPort).String(), nil
+}
+
+// givenListener turns fd, a socket ListenPort opened in another process,
+// into p's listener (TCP) or packet conn (UDP), after checking that it is
+// one: a socket of p's protocol bound to p's port, listening if TCP. The
+// fd is consumed.
+func givenListener(p Port, fd int) (net.Listener, net.PacketConn, error) {
+	name := portName(p)
+	f := os.NewFile(uintptr(fd), name)
+	if f == nil {
+		return nil, nil, fmt.Errorf("publishing %s: the outer safe-run's socket (fd %d) is not open", name, fd)
+	}
+	defer f.Close()
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return nil, nil, fmt.Errorf("publishing %s: fd %d is no socket: %w", name, fd, err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("publishing %s: fd %d: %w", name, fd, err)
+	}
+	port := -1
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		port = a.Port
+	case *unix.SockaddrInet6:
+		port = a.Port
+	}
+	want := unix.SOCK_STREAM
+	if p.Proto == "udp" {
+		want = unix.SOCK_DGRAM
+	}
+	if typ != want || port != int(p.HostPort) {
+		return nil, nil, fmt.Errorf("publishing %s: fd %d is not a %s socket on port %d", name, fd, p.Proto, p.HostPort)
+	}
+	if p.Proto == "tcp" {
+		ln, err := net.FileListener(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("publishing %s: %w", name, err)
+		}
+		return ln, nil, nil
+	}
+	pc, err := net.FilePacketConn(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("publishing %s: %w", name, err)
+	}
+	return nil, pc, nil
 }
 
 // publishPorts is PublishPorts with the UDP idle time as a parameter, and
@@ -55,14 +163,17 @@ func PublishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 // bridge's), the forwarders dial the service from each client's own
 // address (see transparentDialer); the host must route the replies back to them
 // (ensureTransparent).
-func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger, idle time.Duration, subnet netip.Prefix) (*forwarders, error) {
+//
+// given are sockets already bound for some of the ports, by another
+// process (ListenPort): fds this process owns, consumed here.
+func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slog.Logger, idle time.Duration, subnet netip.Prefix, given map[Port]int) (*forwarders, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if !target.IsValid() {
 		return nil, errors.New("publishing ports: the service has no address")
 	}
-	fw := &forwarders{log: log, idle: idle, subnet: subnet, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
+	fw := &forwarders{log: log, idle: idle, subnet: subnet, given: given, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
 	fctx, cancel := context.WithCancel(ctx)
 	fw.cancel = cancel
 	for _, p := range ports {
@@ -84,6 +195,7 @@ type forwarders struct {
 	log    *slog.Logger
 	idle   time.Duration // a UDP session's
 	subnet netip.Prefix  // the service's bridge; valid: dial from the client's address
+	given  map[Port]int  // sockets bound by another process, by port (ListenPort)
 	cancel context.CancelFunc
 
 	tcp []tcpForward
@@ -105,33 +217,34 @@ type tcpForward struct {
 
 func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) error {
 	name := portName(p)
-	if !p.HostIP.IsValid() {
-		return fmt.Errorf("publishing %s: no host address", name)
+	network, addr, err := listenAddr(p)
+	if err != nil {
+		return err
 	}
 	to := netip.AddrPortFrom(target, p.ContainerPort)
-	network := p.Proto
-	if !p.HostIP.IsUnspecified() {
-		// A specific address: its own family only. The unspecified one
-		// stays "tcp"/"udp", which Go opens dual-stack: every address.
-		if p.HostIP.Unmap().Is4() {
-			network += "4"
-		} else {
-			network += "6"
-		}
-	}
-	addr := netip.AddrPortFrom(p.HostIP.Unmap(), p.HostPort).String()
+	fd, given := fw.given[p]
 	var lc net.ListenConfig
 	switch p.Proto {
 	case "tcp":
-		ln, err := lc.Listen(ctx, network, addr)
+		var ln net.Listener
+		if given {
+			ln, _, err = givenListener(p, fd)
+		} else if ln, err = lc.Listen(ctx, network, addr); err != nil {
+			err = publishError(name, err)
+		}
 		if err != nil {
-			return publishError(name, err)
+			return err
 		}
 		fw.tcp = append(fw.tcp, tcpForward{ln: ln, target: to, name: name})
 	case "udp":
-		pc, err := lc.ListenPacket(ctx, network, addr)
+		var pc net.PacketConn
+		if given {
+			_, pc, err = givenListener(p, fd)
+		} else if pc, err = lc.ListenPacket(ctx, network, addr); err != nil {
+			err = publishError(name, err)
+		}
 		if err != nil {
-			return publishError(name, err)
+			return err
 		}
 		u := &udpForward{
 			pc: pc.(*net.UDPConn), target: to, name: name, log: fw.log, idle: fw.idle, fw: fw,

@@ -312,7 +312,7 @@ func TestUDPSessionsBounded(t *testing.T) {
 	t.Cleanup(func() { srv.Close() })
 	srvPort := uint16(srv.LocalAddr().(*net.UDPAddr).Port)
 	const idle = 2 * time.Second // longer than sending to all clients takes
-	fw, err := publishPorts(context.Background(), []Port{{HostIP: ip(2), HostPort: 5353, ContainerPort: srvPort, Proto: "udp"}}, ip(1), nil, idle, netip.Prefix{})
+	fw, err := publishPorts(context.Background(), []Port{{HostIP: ip(2), HostPort: 5353, ContainerPort: srvPort, Proto: "udp"}}, ip(1), nil, idle, netip.Prefix{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +604,7 @@ func TestPublishUDPWildcard(t *testing.T) {
 	srvPort := uint16(srv.LocalAddr().(*net.UDPAddr).Port)
 	for _, any := range []netip.Addr{netip.IPv4Unspecified(), netip.IPv6Unspecified()} {
 		t.Run(any.String(), func(t *testing.T) {
-			fw, err := publishPorts(context.Background(), []Port{{HostIP: any, HostPort: 0, ContainerPort: srvPort, Proto: "udp"}}, ip(1), nil, udpIdle, netip.Prefix{})
+			fw, err := publishPorts(context.Background(), []Port{{HostIP: any, HostPort: 0, ContainerPort: srvPort, Proto: "udp"}}, ip(1), nil, udpIdle, netip.Prefix{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

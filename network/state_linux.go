@@ -209,7 +209,7 @@ func (s stateRoot) removeBridge(name string) error {
 	return nil
 }
 
-// pidStart is the start time of pid in clock ticks since boot, 0 if it is not running.
+// pidStart is the start time of pid in clock ticks since boot, 0 if it is not running (or a zombie).
 func pidStart(pid int) uint64 {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
@@ -221,8 +221,9 @@ func pidStart(pid int) uint64 {
 		return 0
 	}
 	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state); starttime is field 22.
-	if len(fields) < 20 {
+	// fields[0] is field 3 (state); starttime is field 22. A zombie runs no more: its parent
+	// has yet to reap it, which the janitor, woken as its descriptors close, does not wait for.
+	if len(fields) < 20 || fields[0] == "Z" || fields[0] == "X" {
 		return 0
 	}
 	v, _ := strconv.ParseUint(fields[19], 10, 64)

@@ -39,35 +39,67 @@ func NetworkOptions(s *manifest.Service, dirs Dirs) *network.Options {
 func NetworkDir(dirs Dirs) string { return filepath.Join(dirs.State, "net") }
 
 // rootlessNetwork plans bridge mode without root. The outer safe-run puts
-// the inner one in a network namespace of its own, N, which pasta connects
-// to the host (internal/rootless): in N the inner safe-run is root and
-// connects the service's own bridge as root does on the host, with its
-// state under the service's state directory, since N and all it holds end
-// with the run. pasta forwards each published port from the host to the
-// same port in N, where the service's forwarders listen: on N's loopback
-// for a loopback host address (pasta hands local connections to the
-// namespace's loopback), on every address of N otherwise (connections
-// from other hosts arrive on N's own address).
+// the inner one in a network namespace N where it is root and connects the
+// service as root does on the host (internal/rootless); pasta connects N
+// to the host.
 //
-// A named bridge is refused: its members would have to share one network
-// namespace across the user's runs (podman's rootless-netns, kept by a
-// pause process), which this release does not have.
+// A bridge of the service's own: N is this run's own, and all it holds
+// ends with the run, so the state lives under the service's state
+// directory. pasta forwards each published port from the host to the same
+// port in N, where the service's forwarders listen: on N's loopback for a
+// loopback host address (pasta hands local connections to the namespace's
+// loopback), on every address of N otherwise (connections from other
+// hosts arrive on N's own address).
+//
+// A named bridge: N is the user's, shared by all their runs on named
+// bridges and kept by a holder process (podman's rootless-netns), so that
+// members of one bridge meet there; the state is the user's network state
+// (NetworkDir), as root's is /run/safe-run/net. A running pasta takes no
+// new ports, so the outer safe-run binds each published port on the host
+// itself and hands the socket over (host.Facts.InnerPorts), and the
+// forwarders accept on those.
 func (j *Job) rootlessNetwork(f host.Facts) {
 	o := j.Network
-	if o.Bridge != "" {
-		j.refused = append(j.refused, fmt.Errorf(`%w: network.bridge %q without root: services share a named bridge only as root, since without root each run has a network namespace of its own (run it as root, or drop network.bridge so that the service gets a bridge of its own)`, host.ErrCannotEnforce, o.Bridge))
-		return
-	}
 	switch {
 	case f.InnerIDs > 0 && !f.InnerNet:
 		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: the outer safe-run gave this one no network namespace of its own (start it as safe-run SERVICE.toml)`, host.ErrCannotEnforce))
+		return
+	case f.InnerIDs > 0 && o.Bridge != "" && !f.InnerSharedNet:
+		j.refused = append(j.refused, fmt.Errorf(`%w: network.bridge %q without root: the outer safe-run put this one in a namespace of its own, not in your shared one where named bridges live (start it as safe-run SERVICE.toml)`, host.ErrCannotEnforce, o.Bridge))
+		return
+	case f.InnerIDs > 0 && o.Bridge == "" && f.InnerSharedNet:
+		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: the outer safe-run put this one in your shared namespace, which is for named bridges only (start it as safe-run SERVICE.toml)`, host.ErrCannotEnforce))
+		return
 	case f.InnerIDs == 0 && f.Pasta == "":
 		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`, host.ErrCannotEnforce))
 	case f.InnerIDs == 0 && !f.TunUsable:
 		j.refused = append(j.refused, fmt.Errorf(`%w: network.mode "bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.ErrCannotEnforce, host.TunDevice, f.TunProblem, host.TunDevice))
 	}
-	o.StateDir = filepath.Join(j.Placement.StateDir, "net")
-	o.Ports, _ = RootlessPorts(o.Ports)
+	if o.Bridge == "" {
+		o.StateDir = filepath.Join(j.Placement.StateDir, "net")
+		o.Ports, _ = RootlessPorts(o.Ports)
+		return
+	}
+	if f.InnerIDs == 0 {
+		return // planned outside (safe-run spec): the sockets come at the start
+	}
+	for _, p := range o.Ports {
+		fd, ok := f.InnerPorts[RootlessPortKey(p)]
+		if !ok {
+			j.refused = append(j.refused, fmt.Errorf(`%w: network.ports: the outer safe-run bound no socket for %s (start it as safe-run SERVICE.toml)`, host.ErrCannotEnforce, RootlessPortKey(p)))
+			continue
+		}
+		if o.ListenFDs == nil {
+			o.ListenFDs = map[network.Port]int{}
+		}
+		o.ListenFDs[p] = fd
+	}
+}
+
+// RootlessPortKey names a published port in host.RootlessPortsEnv:
+// HOSTIP:PORT/PROTO.
+func RootlessPortKey(p network.Port) string {
+	return fmt.Sprintf("%s/%s", netip.AddrPortFrom(p.HostIP, p.HostPort), p.Proto)
 }
 
 // RootlessPorts maps a rootless service's published ports into its

@@ -1,6 +1,7 @@
 package plan_test
 
 import (
+	"maps"
 	"net/netip"
 	"path/filepath"
 	"slices"
@@ -13,8 +14,9 @@ import (
 )
 
 // TestRootlessBridge: without root a service's own bridge is planned in a
-// network namespace the outer safe-run gives the inner one; what that
-// needs and does not have, and a named bridge, refuse the run.
+// network namespace the outer safe-run gives the inner one, a named bridge
+// in the user's shared one, with the sockets the outer one bound; what
+// that needs and does not have refuses the run.
 func TestRootlessBridge(t *testing.T) {
 	waiver := "[insecure]\nreason = \"v1 laptop\"\nallow = [\"no_resource_limits\"]\n"
 	ok := userOnV1
@@ -27,6 +29,12 @@ func TestRootlessBridge(t *testing.T) {
 	noPasta.Pasta = ""
 	noTun := ok
 	noTun.TunUsable, noTun.TunProblem = false, "/dev/net/tun is mode 0600, owner uid 0: you cannot open it"
+	shared := inner
+	shared.InnerSharedNet = true
+	shared.InnerPorts = map[string]int{"127.0.0.1:8080/tcp": 7, "0.0.0.0:8443/tcp": 8, "0.0.0.0:5353/udp": 9}
+	sharedNoSocket := shared
+	sharedNoSocket.InnerPorts = map[string]int{"127.0.0.1:8080/tcp": 7, "0.0.0.0:8443/tcp": 8}
+	named := "mode = \"bridge\"\nbridge = \"app\""
 	for _, tc := range []struct {
 		name    string
 		facts   host.Facts
@@ -38,7 +46,11 @@ func TestRootlessBridge(t *testing.T) {
 		{"inner without a namespace", noNet, `mode = "bridge"`, "the outer safe-run gave this one no network namespace of its own"},
 		{"no pasta", noPasta, `mode = "bridge"`, "needs pasta to connect the service's network to the host (as root: apt-get install passt)"},
 		{"no tun", noTun, `mode = "bridge"`, "pasta needs /dev/net/tun: /dev/net/tun is mode 0600, owner uid 0: you cannot open it (as root: chmod 0666 /dev/net/tun, the kernel's default)"},
-		{"named bridge", inner, "mode = \"bridge\"\nbridge = \"app\"", `network.bridge "app" without root: services share a named bridge only as root, since without root each run has a network namespace of its own (run it as root, or drop network.bridge so that the service gets a bridge of its own)`},
+		{"named bridge, outside", ok, named, ""},
+		{"named bridge, inner in the shared namespace", shared, named, ""},
+		{"named bridge, inner with a namespace of its own", inner, named, `network.bridge "app" without root: the outer safe-run put this one in a namespace of its own, not in your shared one where named bridges live (start it as safe-run SERVICE.toml)`},
+		{"own bridge, inner in the shared namespace", shared, `mode = "bridge"`, `the outer safe-run put this one in your shared namespace, which is for named bridges only`},
+		{"named bridge, a socket missing", sharedNoSocket, named, "network.ports: the outer safe-run bound no socket for 0.0.0.0:5353/udp (start it as safe-run SERVICE.toml)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dirs := plan.Dirs{State: t.TempDir(), Data: t.TempDir()}
@@ -54,13 +66,24 @@ func TestRootlessBridge(t *testing.T) {
 			if tc.refused != "" {
 				return
 			}
-			if want := filepath.Join(dirs.State, "web", "net"); job.Network.StateDir != want {
-				t.Errorf("network state in %s, want %s (it ends with the run)", job.Network.StateDir, want)
+			wantDir := filepath.Join(dirs.State, "web", "net") // ends with the run
+			if job.Network.Bridge != "" {
+				wantDir = filepath.Join(dirs.State, "net") // the user's, as root's /run/safe-run/net
+			}
+			if job.Network.StateDir != wantDir {
+				t.Errorf("network state in %s, want %s", job.Network.StateDir, wantDir)
 			}
 			want := []network.Port{
 				{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"},
 				{HostIP: netip.IPv4Unspecified(), HostPort: 8443, ContainerPort: 443, Proto: "tcp"},
 				{HostIP: netip.IPv4Unspecified(), HostPort: 5353, ContainerPort: 53, Proto: "udp"},
+			}
+			var wantFDs map[network.Port]int
+			if tc.facts.InnerSharedNet {
+				wantFDs = map[network.Port]int{want[0]: 7, want[1]: 8, want[2]: 9}
+			}
+			if !maps.Equal(job.Network.ListenFDs, wantFDs) {
+				t.Errorf("sockets %v, want %v", job.Network.ListenFDs, wantFDs)
 			}
 			if !slices.Equal(job.Network.Ports, want) {
 				t.Errorf("ports in the namespace %v, want %v", job.Network.Ports, want)

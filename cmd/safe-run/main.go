@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -51,10 +52,19 @@ func main() {
 	if len(args) == 2 && args[0] == launcher.NetworkCleanupCommand {
 		// The janitor's last step after a safe-run of a bridge service
 		// died: its lease now names a dead owner.
-		if err := network.Cleanup(args[1]); err != nil {
+		err := network.Cleanup(args[1])
+		if os.Getenv(host.RootlessNetEnv) == host.RootlessNetShared {
+			// A killed member of the user's shared network namespace:
+			// it ends with its last member.
+			err = errors.Join(err, rootless.Release(filepath.Dir(args[1])))
+		}
+		if err != nil {
 			os.Exit(cli.Fail(os.Stderr, err))
 		}
 		os.Exit(0)
+	}
+	if len(args) == 3 && args[0] == rootless.KeeperCommand {
+		os.Exit(rootless.Keep(args[1:]))
 	}
 	if path, f, ok := runArgs(args); ok {
 		os.Exit(runService(args, path, f))

@@ -16,7 +16,8 @@ import (
 	"github.com/safe-run/safe-run/plan"
 )
 
-// Rootless bridge mode: the inner safe-run lives in a network namespace N
+// Rootless bridge mode, a bridge of the service's own (a named bridge is
+// shared_linux.go's): the inner safe-run lives in a network namespace N
 // of its own, owned by the user's namespace, where it is root and makes
 // the service's bridge, namespace, firewall, resolver and port forwarders
 // as root does on the host. pasta (from passt) connects N to the host: it

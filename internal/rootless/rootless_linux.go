@@ -4,6 +4,7 @@
 package rootless
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,7 @@ func FinishEntry() {
 	if size, ok := strings.CutSuffix(v, lifelineMark); ok {
 		// Children started later (safe-run-tools) do not have fd 3.
 		os.Setenv(host.RootlessEnv, size)
+		finishJoin()
 		followParent(os.NewFile(lifelineFD, "rootless lifeline"))
 		return
 	}
@@ -109,51 +111,103 @@ func followParent(f *os.File) {
 // path is the manifest the command runs ("" when it has none): when it
 // asks for a bridge of the service's own, the inner safe-run gets a
 // network namespace of its own too, connected to the host by pasta (see
-// connect). A manifest that does not load is left to the inner safe-run
-// to report.
+// connect); for a named bridge it joins the user's shared namespaces
+// instead, with the published ports bound here (see joinShared). A
+// manifest that does not load is left to the inner safe-run to report.
 func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (code int, entered bool, err error) {
 	if !f.MustEnterRootless() {
 		return 0, false, nil
 	}
-	var ports []network.Port
-	netns := false
+	var n innerNet
 	if path != "" {
-		if svc, err := plan.Load(path); err == nil && svc.Network.Mode == manifest.NetworkBridge && svc.Network.Bridge == "" {
-			// A named bridge is refused inside, with the reason.
-			netns = true
-			for _, p := range svc.Network.Published {
-				ports = append(ports, network.Port(p))
-			}
-			// Inside, the host's addresses are out of sight.
-			if len(svc.Network.Published) > 0 {
-				addrs, err := host.Addresses()
-				if err == nil {
-					err = svc.CheckHostAddresses(addrs)
-				}
-				if err != nil {
-					return 0, true, err
-				}
-			}
-			if f.Pasta == "" {
-				return 0, true, svc.Errorf("network.mode", `"bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`)
-			}
-			if !f.TunUsable {
-				return 0, true, svc.Errorf("network.mode", `"bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.TunDevice, f.TunProblem, host.TunDevice)
+		if svc, err := plan.Load(path); err == nil && svc.Network.Mode == manifest.NetworkBridge {
+			if n, err = planNet(f, svc); err != nil {
+				return 0, true, err
 			}
 		}
 	}
-	code, err = run(f, args, dirs, netns, ports, report, log)
+	defer n.close()
+	code, err = run(f, args, dirs, &n, report, log)
 	return code, true, err
 }
 
-func run(f host.Facts, args []string, dirs plan.Dirs, netns bool, ports []network.Port, report io.Writer, log *slog.Logger) (int, error) {
-	uid, gid := strconv.Itoa(f.UID), strconv.Itoa(os.Getgid())
-	uidStart, uidCount := f.UserSubIDs(f.SubUIDs)
-	gidStart, gidCount := f.UserSubIDs(f.SubGIDs)
-	size := uint64(1)
-	if uidCount > 0 && gidCount > 0 {
-		size = host.IDRangeSize
-	} else if report != nil {
+// innerNet is the network the outer safe-run gives the inner one: none,
+// a namespace of its own with pasta forwarding ports, or the user's
+// shared one with sockets bound here.
+type innerNet struct {
+	own    bool
+	ports  []network.Port // own: pasta forwards them
+	join   bool           // the user's shared namespaces
+	shared *shared        // joined
+	bound  []portFile     // join: the published ports' sockets
+}
+
+// close closes the sockets bound here, should run not have.
+func (n *innerNet) close() {
+	for _, p := range n.bound {
+		p.f.Close()
+	}
+	n.bound = nil
+}
+
+// planNet decides the inner safe-run's network for a service in bridge
+// mode. A manifest that does not load is left to the inner safe-run to
+// report.
+func planNet(f host.Facts, svc *manifest.Service) (innerNet, error) {
+	// Inside, the host's addresses are out of sight.
+	if len(svc.Network.Published) > 0 {
+		addrs, err := host.Addresses()
+		if err == nil {
+			err = svc.CheckHostAddresses(addrs)
+		}
+		if err != nil {
+			return innerNet{}, err
+		}
+	}
+	if f.Pasta == "" {
+		return innerNet{}, svc.Errorf("network.mode", `"bridge" without root needs pasta to connect the service's network to the host (as root: apt-get install passt)`)
+	}
+	if !f.TunUsable {
+		return innerNet{}, svc.Errorf("network.mode", `"bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.TunDevice, f.TunProblem, host.TunDevice)
+	}
+	var n innerNet
+	if svc.Network.Bridge == "" {
+		n.own = true
+		for _, p := range svc.Network.Published {
+			n.ports = append(n.ports, network.Port(p))
+		}
+		return n, nil
+	}
+	// The ports first: a port taken fails the start before anything
+	// else is made.
+	for _, pp := range svc.Network.Published {
+		p := network.Port(pp)
+		file, err := network.ListenPort(context.Background(), p)
+		if err != nil {
+			n.close()
+			return innerNet{}, svc.Errorf("network.ports", "%s", portError(p, err))
+		}
+		n.bound = append(n.bound, portFile{key: plan.RootlessPortKey(p), f: file})
+	}
+	n.join = true
+	return n, nil
+}
+
+// portError says why this user cannot publish p.
+func portError(p network.Port, err error) string {
+	if errors.Is(err, syscall.EACCES) {
+		start := "1024"
+		if v, rerr := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); rerr == nil {
+			start = strings.TrimSpace(string(v))
+		}
+		return fmt.Sprintf("publishing %s: without root a host port below %s (net.ipv4.ip_unprivileged_port_start) cannot be bound: choose a host port of %s or more, or as root: sysctl net.ipv4.ip_unprivileged_port_start=%d",
+			plan.RootlessPortKey(p), start, start, p.HostPort)
+	}
+	return err.Error()
+}
+
+func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Writer, log *slog.Logger) (int, error) {
+	if !n.join && report != nil && mapSize(f) == 1 {
 		fmt.Fprintf(report, "safe-run: user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)\n", f.User, host.IDRangeSize, f.User)
 	}
 	// The inner safe-run moves itself into a supervisor leaf of this
@@ -166,6 +220,24 @@ func run(f host.Facts, args []string, dirs plan.Dirs, netns bool, ports []networ
 			log.Debug("moving into the supervisor cgroup before entering the user namespace", "err", err)
 		}
 	}
+	if n.join {
+		// After the move: a keeper started now stays in this leaf, not
+		// in the cgroup that must delegate controllers.
+		s, err := joinShared(f, dirs.State, log)
+		if err != nil {
+			return 0, err
+		}
+		n.shared = s
+		// However this run ends: the last member ends the namespaces.
+		defer func() {
+			n.shared.closeNS()
+			n.shared.members.Close()
+			n.shared = nil
+			if err := Release(dirs.State); err != nil {
+				log.Warn("ending your shared network namespace", "err", err)
+			}
+		}()
+	}
 	syncR, syncW, err := os.Pipe()
 	if err != nil {
 		return 0, err
@@ -175,16 +247,31 @@ func run(f host.Facts, args []string, dirs plan.Dirs, netns bool, ports []networ
 	cmd.Args[0] = os.Args[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{syncR}
-	cmd.Env = append(os.Environ(), host.RootlessEnv+"=wait:"+strconv.FormatUint(size, 10),
-		"SAFE_RUN_STATE_DIR="+dirs.State, "SAFE_RUN_DATA_DIR="+dirs.Data)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, Pdeathsig: unix.SIGKILL}
-	if netns {
+	cmd.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+dirs.State, "SAFE_RUN_DATA_DIR="+dirs.Data)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}
+	size := uint64(0) // known once mapped
+	switch {
+	case n.shared != nil:
+		// The constructor joins the user's namespaces, which are
+		// mapped already: the inner safe-run is root from its first
+		// instruction and needs no second exec.
+		files, env := n.shared.files(n.bound)
+		cmd.ExtraFiles = append(cmd.ExtraFiles, files...)
+		cmd.Env = append(cmd.Env, env...)
+		cmd.Env = append(cmd.Env, host.RootlessEnv+"=ready:"+strconv.FormatUint(n.shared.ids, 10)+lifelineMark)
+	case n.own:
 		// The whole inner safe-run, every thread, is in the network
 		// namespace it connects the service from; and in a mount
 		// namespace its user namespace owns, where it may bind-mount
 		// the service's network namespace.
-		cmd.SysProcAttr.Cloneflags |= unix.CLONE_NEWNET | unix.CLONE_NEWNS
+		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWUSER | unix.CLONE_NEWNET | unix.CLONE_NEWNS
 		cmd.Env = append(cmd.Env, host.RootlessNetEnv+"=pasta")
+	default:
+		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWUSER
+	}
+	if n.shared == nil {
+		size = mapSize(f)
+		cmd.Env = append(cmd.Env, host.RootlessEnv+"=wait:"+strconv.FormatUint(size, 10))
 	}
 	// Signals for the service go to the inner safe-run, which handles
 	// them as it would as root.
@@ -196,35 +283,36 @@ func run(f host.Facts, args []string, dirs plan.Dirs, netns bool, ports []networ
 		return 0, fmt.Errorf("entering a user namespace: %w (check that user namespaces are enabled: sysctl user.max_user_namespaces)", err)
 	}
 	syncR.Close()
-	pid := strconv.Itoa(cmd.Process.Pid)
-	var mapErr error
-	if size == 1 {
-		mapErr = writeSingleMap(pid, uid, gid)
+	if n.shared != nil {
+		// The inner safe-run has them now; the membership stays open
+		// here too, until it has exited.
+		n.shared.closeNS()
+		for _, p := range n.bound {
+			p.f.Close()
+		}
+		n.bound = nil
 	} else {
-		mapErr = errors.Join(
-			runMapper("newuidmap", pid, "0", uid, "1", "1", strconv.FormatUint(uidStart, 10), strconv.FormatUint(uidCount, 10)),
-			runMapper("newgidmap", pid, "0", gid, "1", "1", strconv.FormatUint(gidStart, 10), strconv.FormatUint(gidCount, 10)))
-	}
-	if mapErr != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return 0, mapErr
-	}
-	if netns {
-		p, err := connect(f.Pasta, cmd.Process.Pid, ports, log)
-		if err != nil {
+		if _, err := mapIDs(f, strconv.Itoa(cmd.Process.Pid), size); err != nil {
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return 0, err
 		}
-		defer p.stop()
-	}
-	// The pipe stays open: its end tells the inner safe-run this one
-	// is gone (followParent).
-	if _, err := syncW.Write([]byte{1}); err != nil {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return 0, fmt.Errorf("releasing the inner safe-run: %w", err)
+		if n.own {
+			p, err := connect(f.Pasta, cmd.Process.Pid, n.ports, log)
+			if err != nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+				return 0, err
+			}
+			defer p.stop()
+		}
+		// The pipe stays open: its end tells the inner safe-run this
+		// one is gone (followParent).
+		if _, err := syncW.Write([]byte{1}); err != nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return 0, fmt.Errorf("releasing the inner safe-run: %w", err)
+		}
 	}
 	go func() {
 		for sig := range signals {
@@ -241,6 +329,33 @@ func run(f host.Facts, args []string, dirs plan.Dirs, netns bool, ports []networ
 		return 128 + int(ws.Signal()), nil
 	}
 	return cmd.ProcessState.ExitCode(), nil
+}
+
+// mapSize is the size of the user namespace a rootless run gets: the
+// user's subordinate range and their own uid, or only their own uid.
+func mapSize(f host.Facts) uint64 {
+	_, uidCount := f.UserSubIDs(f.SubUIDs)
+	_, gidCount := f.UserSubIDs(f.SubGIDs)
+	if uidCount > 0 && gidCount > 0 {
+		return host.IDRangeSize
+	}
+	return 1
+}
+
+// mapIDs writes the id maps of pid's new user namespace, size ids
+// (mapSize): 0 is the user, 1.. their subordinate ids.
+func mapIDs(f host.Facts, pid string, size uint64) (uint64, error) {
+	if size == 0 {
+		size = mapSize(f)
+	}
+	if size == 1 {
+		return size, writeSingleMap(pid, strconv.Itoa(f.UID), strconv.Itoa(os.Getgid()))
+	}
+	uidStart, uidCount := f.UserSubIDs(f.SubUIDs)
+	gidStart, gidCount := f.UserSubIDs(f.SubGIDs)
+	return size, errors.Join(
+		runMapper("newuidmap", pid, "0", strconv.Itoa(f.UID), "1", "1", strconv.FormatUint(uidStart, 10), strconv.FormatUint(uidCount, 10)),
+		runMapper("newgidmap", pid, "0", strconv.Itoa(os.Getgid()), "1", "1", strconv.FormatUint(gidStart, 10), strconv.FormatUint(gidCount, 10)))
 }
 
 func runMapper(tool string, args ...string) error {
