@@ -68,3 +68,57 @@ func TestCompute(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// TestIOFiles: network and block I/O, summed over interfaces and devices,
+// and the v1 and v2 extras, read the same way from both hierarchies.
+func TestIOFiles(t *testing.T) {
+	dev := `Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:  999999      10    0    0    0     0          0         0   999999      10    0    0    0     0       0          0
+  eth0:    1500      12    0    0    0     0          0         0      700       9    0    0    0     0       0          0
+  eth1:      10       1    0    0    0     0          0         0       20       1    0    0    0     0       0          0
+`
+	if rx, tx := netDev(dev); rx != 1510 || tx != 720 {
+		t.Errorf("net/dev: rx %d tx %d, want 1510 720", rx, tx)
+	}
+	if r, w := ioStat("8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n8:16 rbytes=1 wbytes=1\n"); r != 4097 || w != 8193 {
+		t.Errorf("io.stat: %d %d", r, w)
+	}
+	if r, w := blkioBytes("8:0 Read 4096\n8:0 Write 8192\n8:0 Sync 1\n8:0 Total 12288\n8:16 Read 1\nTotal 12289\n"); r != 4097 || w != 8192 {
+		t.Errorf("blkio: %d %d", r, w)
+	}
+	v1 := t.TempDir()
+	paths := map[string]string{}
+	for _, c := range []string{"cpu", "cpuacct", "memory", "pids", "blkio"} {
+		paths[c] = filepath.Join(v1, c)
+		os.Mkdir(paths[c], 0o755)
+	}
+	writeFiles(t, paths["cpu"], map[string]string{"cpu.stat": "nr_periods 1\n", "cpu.cfs_quota_us": "-1\n", "cpu.cfs_period_us": "100000\n"})
+	writeFiles(t, paths["cpuacct"], map[string]string{"cpuacct.usage": "1\n"})
+	writeFiles(t, paths["memory"], map[string]string{"memory.usage_in_bytes": "100\n", "memory.limit_in_bytes": "9223372036854771712\n", "memory.oom_control": "oom_kill 0\n",
+		"memory.max_usage_in_bytes": "300\n", "memory.stat": "inactive_file 1\ntotal_inactive_file 40\n"})
+	writeFiles(t, paths["pids"], map[string]string{"pids.current": "1\n", "pids.max": "max\n", "pids.events": "max 2\n"})
+	writeFiles(t, paths["blkio"], map[string]string{"blkio.throttle.io_service_bytes": "8:0 Read 10\n8:0 Write 20\nTotal 30\n"})
+	v2 := t.TempDir()
+	writeFiles(t, v2, map[string]string{"cpu.stat": "usage_usec 0\nnr_periods 1\n", "cpu.max": "max 100000\n",
+		"memory.current": "100\n", "memory.max": "max\n", "memory.peak": "300\n", "memory.stat": "anon 60\ninactive_file 40\n",
+		"pids.current": "1\n", "pids.max": "max\n", "pids.events": "max 2\n", "io.stat": "8:0 rbytes=10 wbytes=20 rios=1\n"})
+	for _, tc := range []struct {
+		name  string
+		paths map[string]string
+	}{{"v1", paths}, {"v2", map[string]string{"": v2}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := ReadSample(tc.paths)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.MemoryLimit != 0 || s.MemoryPeak != 300 || s.InactiveFile != 40 || s.PidsDenied != 2 || s.ReadBytes != 10 || s.WriteBytes != 20 {
+				t.Errorf("%+v", s)
+			}
+		})
+	}
+	// This process's own network is the host's: no numbers of its own.
+	if rx, tx, err := ReadNetwork(os.Getpid()); err != nil || rx != 0 || tx != 0 {
+		t.Errorf("own network: %d %d %v", rx, tx, err)
+	}
+}
