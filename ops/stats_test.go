@@ -101,7 +101,7 @@ func TestIOFiles(t *testing.T) {
 	writeFiles(t, paths["blkio"], map[string]string{"blkio.throttle.io_service_bytes": "8:0 Read 10\n8:0 Write 20\nTotal 30\n"})
 	v2 := t.TempDir()
 	writeFiles(t, v2, map[string]string{"cpu.stat": "usage_usec 0\nnr_periods 1\n", "cpu.max": "max 100000\n",
-		"memory.current": "100\n", "memory.max": "max\n", "memory.peak": "300\n", "memory.stat": "anon 60\ninactive_file 40\n",
+		"memory.current": "100\n", "memory.max": "max\n", "memory.events": "oom_kill 0\n", "memory.peak": "300\n", "memory.stat": "anon 60\ninactive_file 40\n",
 		"pids.current": "1\n", "pids.max": "max\n", "pids.events": "max 2\n", "io.stat": "8:0 rbytes=10 wbytes=20 rios=1\n"})
 	for _, tc := range []struct {
 		name  string
