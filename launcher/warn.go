@@ -25,7 +25,12 @@ const (
 	warnWindow = time.Minute      // CPU throttling is judged over the last minute
 	warnHold   = 30 * time.Second // memory must stay high this long
 	warnRepeat = time.Minute      // a condition is said again at most this often
-	warnTick   = 5 * time.Second  // cgroup files polled this often where no event comes
+	// The cgroup files are polled every warnTick while a limit is near
+	// (nearShare of it used, or any throttling), every warnIdleTick
+	// otherwise: each poll wakes the supervisor, and an idle service's
+	// should sleep. OOM kills and, on v2, refused forks come as events.
+	warnTick     = 5 * time.Second
+	warnIdleTick = 20 * time.Second
 )
 
 // Thresholds.
@@ -33,6 +38,7 @@ const (
 	throttledShare = 0.25 // of the CFS periods in the window
 	memoryShare    = 0.90 // of the memory limit
 	minPeriods     = 10   // fewer runnable periods in the window say nothing
+	nearShare      = 0.80 // of the memory or pids limit: poll often
 )
 
 // warning is one thing to say: its condition (ops.Warn*) and the message.
@@ -42,6 +48,7 @@ type warning struct{ condition, message string }
 // to warn of.
 type limitWatch struct {
 	window, hold, repeat time.Duration
+	tick, idleTick       time.Duration
 
 	samples   []ops.Sample // the last window's, oldest first
 	highSince time.Time    // memory above memoryShare since; zero: it is not
@@ -54,7 +61,26 @@ type limitWatch struct {
 // newLimitWatch returns a watch whose periods are scaled by warnScale.
 func newLimitWatch() *limitWatch {
 	s := scale()
-	return &limitWatch{window: scaled(warnWindow, s), hold: scaled(warnHold, s), repeat: scaled(warnRepeat, s), said: map[string]time.Time{}}
+	return &limitWatch{window: scaled(warnWindow, s), hold: scaled(warnHold, s), repeat: scaled(warnRepeat, s),
+		tick: scaled(warnTick, s), idleTick: scaled(warnIdleTick, s), said: map[string]time.Time{}}
+}
+
+// next is how long to wait for the next sample: warnTick while a limit
+// is near, warnIdleTick otherwise.
+func (w *limitWatch) next() time.Duration {
+	n := len(w.samples)
+	if n == 0 {
+		return w.tick
+	}
+	s := w.samples[n-1]
+	throttled := n > 1 && s.Throttled > w.samples[n-2].Throttled
+	working := s.Memory - min(s.InactiveFile, s.Memory)
+	if throttled || !w.highSince.IsZero() ||
+		s.MemoryLimit > 0 && float64(working) > nearShare*float64(s.MemoryLimit) ||
+		s.PidsLimit > 0 && float64(s.Pids) > nearShare*float64(s.PidsLimit) {
+		return w.tick
+	}
+	return w.idleTick
 }
 
 func scale() float64 {

@@ -14,14 +14,17 @@ import (
 
 // watchLimits watches the service's cgroups while it runs and warns, on w
 // and as events, of the limits about to bite (limitWatch). It reads the
-// cgroup files every warnTick, and at once where the kernel says
-// something changed: cgroup v2's memory.events and pids.events (inotify),
-// v1's OOM notification (cgroup.event_control). An idle service's
-// supervisor wakes for it once per warnTick. The returned function stops
-// it; a service without cgroup limits is not watched.
+// cgroup files (a dozen preads, ops.Sampler) every warnTick while a limit
+// is near and every warnIdleTick otherwise, and at once where the kernel
+// says something changed: cgroup v2's memory.events and pids.events
+// (inotify), v1's OOM notification (cgroup.event_control). An idle
+// service's supervisor wakes for it once per warnIdleTick. The returned
+// function stops it; a service without cgroup limits is not watched.
 func watchLimits(name string, paths map[string]string, w io.Writer, pub *publisher) (stop func()) {
-	first, err := ops.ReadSample(paths)
+	sampler := ops.NewSampler(paths)
+	first, err := sampler.Read()
 	if err != nil {
+		sampler.Close()
 		return func() {}
 	}
 	watch := newLimitWatch()
@@ -41,7 +44,7 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTicker(scaled(warnTick, scale()))
+		t := time.NewTimer(watch.next())
 		defer t.Stop()
 		for {
 			select {
@@ -58,21 +61,22 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 				case <-time.After(scaled(500*time.Millisecond, scale())):
 				}
 			}
-			s, err := ops.ReadSample(paths)
-			if err != nil {
-				continue // the cgroup goes as the service ends
-			}
-			for _, warn := range watch.observe(s) {
-				if w != nil {
-					fmt.Fprintf(w, "safe-run: %s: %s\n", name, warn.message)
+			s, err := sampler.Read()
+			if err == nil {
+				for _, warn := range watch.observe(s) {
+					if w != nil {
+						fmt.Fprintf(w, "safe-run: %s: %s\n", name, warn.message)
+					}
+					pub.warn(warn.condition, warn.message)
 				}
-				pub.warn(warn.condition, warn.message)
-			}
+			} // else the cgroup goes as the service ends
+			t.Reset(watch.next())
 		}
 	}()
 	return func() {
 		close(done)
 		<-finished
+		sampler.Close()
 		for _, c := range closers {
 			c.Close()
 		}

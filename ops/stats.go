@@ -45,8 +45,13 @@ type Sample struct {
 // ReadSample reads the counters of the cgroups in paths (Status.Cgroups):
 // by controller on cgroup v1, the unified directory under "" on v2.
 func ReadSample(paths map[string]string) (Sample, error) {
+	return readSample(paths, os.ReadFile)
+}
+
+// readSample reads a sample with read, which reads a whole file.
+func readSample(paths map[string]string, read func(string) ([]byte, error)) (Sample, error) {
 	s := Sample{At: time.Now()}
-	var r reader
+	r := reader{read: read}
 	// On a hybrid host, v1's controllers are beside a unified hierarchy
 	// that has none of them.
 	if dir, ok := paths[""]; ok && paths["memory"] == "" {
@@ -65,10 +70,10 @@ func ReadSample(paths map[string]string) (Sample, error) {
 		s.OOMKills = r.key(filepath.Join(dir, "memory.events"), "oom_kill")
 		s.Pids = r.uint(filepath.Join(dir, "pids.current"))
 		s.PidsLimit = r.uint(filepath.Join(dir, "pids.max"))
-		s.MemoryPeak = optUint(filepath.Join(dir, "memory.peak"))
-		s.InactiveFile = optKey(filepath.Join(dir, "memory.stat"), "inactive_file")
-		s.PidsDenied = optKey(filepath.Join(dir, "pids.events"), "max")
-		s.ReadBytes, s.WriteBytes = ioStat(optText(filepath.Join(dir, "io.stat")))
+		s.MemoryPeak = r.optUint(filepath.Join(dir, "memory.peak"))
+		s.InactiveFile = r.optKey(filepath.Join(dir, "memory.stat"), "inactive_file")
+		s.PidsDenied = r.optKey(filepath.Join(dir, "pids.events"), "max")
+		s.ReadBytes, s.WriteBytes = ioStat(r.optText(filepath.Join(dir, "io.stat")))
 		return s, r.err
 	}
 	cpu, acct, mem, pids := paths["cpu"], paths["cpuacct"], paths["memory"], paths["pids"]
@@ -89,12 +94,12 @@ func ReadSample(paths map[string]string) (Sample, error) {
 	s.OOMKills = r.key(filepath.Join(mem, "memory.oom_control"), "oom_kill")
 	s.Pids = r.uint(filepath.Join(pids, "pids.current"))
 	s.PidsLimit = r.uint(filepath.Join(pids, "pids.max"))
-	s.MemoryPeak = optUint(filepath.Join(mem, "memory.max_usage_in_bytes"))
+	s.MemoryPeak = r.optUint(filepath.Join(mem, "memory.max_usage_in_bytes"))
 	// total_: the cgroup and those below it, as usage_in_bytes counts.
-	s.InactiveFile = optKey(filepath.Join(mem, "memory.stat"), "total_inactive_file")
-	s.PidsDenied = optKey(filepath.Join(pids, "pids.events"), "max")
+	s.InactiveFile = r.optKey(filepath.Join(mem, "memory.stat"), "total_inactive_file")
+	s.PidsDenied = r.optKey(filepath.Join(pids, "pids.events"), "max")
 	if blkio := paths["blkio"]; blkio != "" {
-		s.ReadBytes, s.WriteBytes = blkioBytes(optText(filepath.Join(blkio, "blkio.throttle.io_service_bytes")))
+		s.ReadBytes, s.WriteBytes = blkioBytes(r.optText(filepath.Join(blkio, "blkio.throttle.io_service_bytes")))
 	}
 	return s, r.err
 }
@@ -191,21 +196,18 @@ func blkioBytes(text string) (read, write uint64) {
 
 // optText reads a file that older kernels or an absent controller lack:
 // "" then.
-func optText(p string) string {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(data))
+func (r *reader) optText(p string) string {
+	t, _ := r.file(p)
+	return t
 }
 
-func optUint(p string) uint64 {
-	n, _ := strconv.ParseUint(optText(p), 10, 64)
+func (r *reader) optUint(p string) uint64 {
+	n, _ := strconv.ParseUint(r.optText(p), 10, 64)
 	return n
 }
 
-func optKey(p, key string) uint64 {
-	return keyOf(optText(p), key)
+func (r *reader) optKey(p, key string) uint64 {
+	return keyOf(r.optText(p), key)
 }
 
 // keyOf reads the value of key in a flat keyed file's text.
@@ -233,18 +235,36 @@ func SampleOf(s *Status) (Sample, error) {
 	return smp, nil
 }
 
-// reader reads cgroup files, keeping the first error.
-type reader struct{ err error }
+// reader reads the cgroup files of one sample, each once, keeping the
+// first error.
+type reader struct {
+	err   error
+	read  func(string) ([]byte, error)
+	texts map[string]string
+}
+
+func (r *reader) file(p string) (string, error) {
+	if t, ok := r.texts[p]; ok {
+		return t, nil
+	}
+	data, err := r.read(p)
+	if err != nil {
+		return "", err
+	}
+	if r.texts == nil {
+		r.texts = map[string]string{}
+	}
+	t := strings.TrimSpace(string(data))
+	r.texts[p] = t
+	return t, nil
+}
 
 func (r *reader) text(p string) string {
-	data, err := os.ReadFile(p)
-	if err != nil {
-		if r.err == nil {
-			r.err = err
-		}
-		return ""
+	t, err := r.file(p)
+	if err != nil && r.err == nil {
+		r.err = err
 	}
-	return strings.TrimSpace(string(data))
+	return t
 }
 
 // uint reads a file of one number; "max" is 0, no limit.

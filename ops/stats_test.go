@@ -3,6 +3,7 @@ package ops
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -120,5 +121,33 @@ func TestIOFiles(t *testing.T) {
 	// This process's own network is the host's: no numbers of its own.
 	if rx, tx, err := ReadNetwork(os.Getpid()); err != nil || rx != 0 || tx != 0 {
 		t.Errorf("own network: %d %d %v", rx, tx, err)
+	}
+}
+
+// TestSampler: a sampler reads what ReadSample reads, and sees a file
+// change through the descriptor it keeps open.
+func TestSampler(t *testing.T) {
+	v2 := t.TempDir()
+	writeFiles(t, v2, map[string]string{"cpu.stat": "usage_usec 1\nnr_periods 1\n", "cpu.max": "max 100000\n",
+		"memory.current": "100\n", "memory.max": "max\n", "memory.events": "oom_kill 0\n", "memory.stat": strings.Repeat("x 1\n", 2000) + "inactive_file 7\n",
+		"pids.current": "1\n", "pids.max": "max\n"})
+	paths := map[string]string{"": v2}
+	sm := NewSampler(paths)
+	defer sm.Close()
+	want, _ := ReadSample(paths)
+	got, err := sm.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.At, want.At = time.Time{}, time.Time{}
+	if got != want || got.InactiveFile != 7 {
+		t.Errorf("sampler %+v\nReadSample %+v", got, want)
+	}
+	// In place, as the kernel changes a cgroup file.
+	if err := os.WriteFile(filepath.Join(v2, "memory.current"), []byte("200\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := sm.Read(); err != nil || got.Memory != 200 {
+		t.Errorf("after a change: %d %v", got.Memory, err)
 	}
 }

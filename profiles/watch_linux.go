@@ -135,24 +135,33 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 		return fail(errors.New("recording rootless needs a seccomp agent (RecordOptions.Listener)"))
 	}
 
-	ticker := time.NewTicker(time.Second)
-	tickerDone := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-ticker.C:
-				wt.rep.flush(false)
-			case <-tickerDone:
-				return
-			}
+	// The summaries of suppressed lines are written once their second
+	// is over: a timer armed when one is due, not a ticker that wakes
+	// the supervisor every second of an idle service's life.
+	// arm runs under wt.rep.mu, as flush does: flushAt needs no lock of
+	// its own.
+	var flushAt time.Time // when the armed timer fires; zero: not armed
+	flush := time.AfterFunc(time.Hour, func() {
+		wt.rep.mu.Lock()
+		flushAt = time.Time{}
+		wt.rep.mu.Unlock()
+		wt.rep.flush(false)
+	})
+	flush.Stop()
+	wt.rep.mu.Lock()
+	wt.rep.arm = func(d time.Duration) {
+		at := time.Now().Add(d + 10*time.Millisecond)
+		if flushAt.IsZero() || at.Before(flushAt) {
+			flushAt = at
+			flush.Reset(time.Until(at))
 		}
-	}()
+	}
+	wt.rep.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			finish()
-			ticker.Stop()
-			close(tickerDone)
+			flush.Stop()
 			wt.rep.flush(true)
 		})
 	}, nil
