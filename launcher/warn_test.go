@@ -181,7 +181,8 @@ func TestWarnings(t *testing.T) {
 	since := time.Now()
 	cpu := startLive(t, bin, "warncpu", "while :; do :; done & echo up; wait", "[resources]\nmemory = \"32M\"\ncpus = 0.1\n")
 	oom := startLive(t, bin, "warnoom", `echo up; (x=$(head -c 200000000 /dev/zero | tr '\0' x)); echo survived >&2; `+uniqueSleep(60), "[resources]\nmemory = \"32M\"\ncpus = 1.0\n")
-	pids := startLive(t, bin, "warnpids", "echo up; for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 60 & done; wait", "[resources]\nmemory = \"32M\"\ncpus = 1.0\npids = 8\n")
+	// The inner shell dies at its first failed fork; the service goes on.
+	pids := startLive(t, bin, "warnpids", "echo up; sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 60 & done' 2>/dev/null; "+uniqueSleep(61), "[resources]\nmemory = \"32M\"\ncpus = 1.0\npids = 8\n")
 
 	for _, c := range []struct {
 		s         *liveService
@@ -392,15 +393,25 @@ func TestMetricsScrape(t *testing.T) {
 }
 
 // TestIdleSupervisor: an idle service's supervisor wakes less than once a
-// second on average (context switches of all its threads over 10 s).
+// second on average: the context switches of all its threads over 20 s
+// (one or two of the limit watch's polls). The seccomp watcher's audit
+// reader wakes for every audit record on the host, other services' and
+// other tests' included: the figure with it is logged, the one without
+// it checked.
 func TestIdleSupervisor(t *testing.T) {
 	setup(t)
-	s := startService(t, "idlewake", "echo up; "+uniqueSleep(45), "")
-	time.Sleep(2 * time.Second) // the start's own work settles
-	pid := s.cmd.Process.Pid
-	var perTask map[string]uint64
-	switches := func() (n uint64, rss string) {
-		perTask = map[string]uint64{}
+	quiet := startService(t, "idlequiet", "echo up; "+uniqueSleep(46), "[security]\nseccomp_log = false\n")
+	logged := startService(t, "idlewake", "echo up; "+uniqueSleep(45), "")
+	// The start's own work settles, and the Go runtime's scavenger
+	// returns what the start took to the kernel, waking for a while.
+	time.Sleep(10 * time.Second)
+	type snapshot struct {
+		perTask map[string]uint64
+		total   uint64
+		rss     string
+	}
+	snap := func(pid int) snapshot {
+		s := snapshot{perTask: map[string]uint64{}}
 		tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/status", pid))
 		for _, p := range tasks {
 			data, err := os.ReadFile(p)
@@ -410,32 +421,32 @@ func TestIdleSupervisor(t *testing.T) {
 			for _, l := range strings.Split(string(data), "\n") {
 				if f := strings.Fields(l); len(f) == 2 && (f[0] == "voluntary_ctxt_switches:" || f[0] == "nonvoluntary_ctxt_switches:") {
 					k, _ := strconv.ParseUint(f[1], 10, 64)
-					n += k
-					perTask[p] += k
+					s.perTask[p] += k
+					s.total += k
 				}
 			}
 		}
 		data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		for _, l := range strings.Split(string(data), "\n") {
 			if strings.HasPrefix(l, "VmRSS:") {
-				rss = strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
+				s.rss = strings.TrimSpace(strings.TrimPrefix(l, "VmRSS:"))
 			}
 		}
-		return n, rss
+		return s
 	}
-	a, rss := switches()
-	before := perTask
-	time.Sleep(10 * time.Second)
-	b, rss2 := switches()
-	rate := float64(b-a) / 10
-	t.Logf("idle supervisor: %.1f wakes/s over 10 s; VmRSS %s, then %s", rate, rss, rss2)
-	for p, n := range perTask {
-		if n -= before[p]; n > 0 {
-			wchan, _ := os.ReadFile(strings.TrimSuffix(p, "status") + "wchan")
-			t.Logf("%s: %d switches, now in %s", p, n, wchan)
+	const over = 20 * time.Second
+	q0, l0 := snap(quiet.cmd.Process.Pid), snap(logged.cmd.Process.Pid)
+	time.Sleep(over)
+	q1, l1 := snap(quiet.cmd.Process.Pid), snap(logged.cmd.Process.Pid)
+	rate := func(a, b snapshot) float64 { return float64(b.total-a.total) / over.Seconds() }
+	t.Logf("idle supervisor: %.2f wakes/s, VmRSS %s; with the seccomp watcher: %.2f wakes/s, VmRSS %s", rate(q0, q1), q1.rss, rate(l0, l1), l1.rss)
+	if r := rate(q0, q1); r > 1 {
+		for p, n := range q1.perTask {
+			if n -= q0.perTask[p]; n > 0 {
+				wchan, _ := os.ReadFile(strings.TrimSuffix(p, "status") + "wchan")
+				t.Logf("%s: %d switches, now in %s", p, n, wchan)
+			}
 		}
-	}
-	if rate > 1.5 {
-		t.Errorf("an idle supervisor woke %.1f times a second", rate)
+		t.Errorf("an idle supervisor woke %.2f times a second", r)
 	}
 }
