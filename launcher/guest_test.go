@@ -26,6 +26,7 @@ import (
 
 	"github.com/safe-run/safe-run/internal/guest"
 	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/ops"
 )
 
 // guestManifests are the services the guest runs, by name. Each gets the
@@ -267,6 +268,7 @@ var guestSteps = []struct{ name, sh string }{
 		echo "cgroup=$cg"
 		for f in memory.max memory.low memory.swap.max memory.oom.group cpu.max pids.max; do echo "$f=$(cat "$cg/$f")"; done
 		for p in $(cat "$cg/cgroup.procs"); do echo "label=$(cat /proc/$p/attr/current)"; done
+		echo "stats=$(safe-run stats limits --no-stream --format json --interval 200ms 2>&1 | tr -d ' \n')"
 		kill -TERM $pid
 		wait $pid
 		echo "safe-run exit=$?"
@@ -557,6 +559,13 @@ var guestChecks = []struct {
 		}
 		if labels == 0 {
 			errs = append(errs, errors.New("no process of the service found in its cgroup"))
+		}
+		// stats reads cgroup v2's files as it reads v1's.
+		var stats []ops.Stats
+		if err := json.Unmarshal([]byte(s.value("stats")), &stats); err != nil || len(stats) != 1 {
+			errs = append(errs, fmt.Errorf("stats --format json: %v: %q", err, s.value("stats")))
+		} else if st := stats[0]; st.MemoryLimit != 50331648 || st.PidsLimit != 32 || st.CPUs != 0.25 || st.Memory == 0 || st.Pids == 0 || st.MemoryPeak < st.Memory {
+			errs = append(errs, fmt.Errorf("stats: %+v", st))
 		}
 		return s.wrap(errors.Join(errs...))
 	}},

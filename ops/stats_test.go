@@ -1,6 +1,7 @@
 package ops
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -149,5 +150,52 @@ func TestSampler(t *testing.T) {
 	}
 	if got, err := sm.Read(); err != nil || got.Memory != 200 {
 		t.Errorf("after a change: %d %v", got.Memory, err)
+	}
+}
+
+// TestShowStatsStream: a stream redraws a terminal in place, and to
+// anything else writes one reading after another; --no-stream writes one.
+func TestShowStatsStream(t *testing.T) {
+	root := t.TempDir()
+	state, cg := filepath.Join(root, "state"), filepath.Join(root, "cg")
+	for _, d := range []string{filepath.Join(state, "web"), cg} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFiles(t, cg, map[string]string{"cpu.stat": "usage_usec 1\nnr_periods 1\n", "cpu.max": "max 100000\n",
+		"memory.current": "100\n", "memory.max": "max\n", "memory.events": "oom_kill 0\n", "pids.current": "1\n", "pids.max": "max\n",
+		"io.stat": "8:0 rbytes=2048 wbytes=4096\n"})
+	start, err := ProcessStart(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteStatus(filepath.Join(state, "web"), &Status{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Cgroups: map[string]string{"": cg}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name             string
+		o                StatsOptions
+		readings, clears int
+	}{
+		{"no-stream", StatsOptions{Interval: 10 * time.Millisecond}, 1, 0},
+		{"terminal", StatsOptions{Interval: 40 * time.Millisecond, Stream: true, Terminal: true}, 2, 2},
+		{"pipe", StatsOptions{Interval: 40 * time.Millisecond, Stream: true}, 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 140*time.Millisecond)
+			defer cancel()
+			var out strings.Builder
+			if err := ShowStats(ctx, &out, state, tc.o); err != nil {
+				t.Fatal(err)
+			}
+			readings, clears := strings.Count(out.String(), "NAME "), strings.Count(out.String(), clearScreen)
+			if readings < tc.readings || tc.clears == 0 && clears != 0 || tc.clears > 0 && clears != readings || !tc.o.Stream && readings != 1 {
+				t.Errorf("%d readings, %d clears:\n%q", readings, clears, out.String())
+			}
+			if !strings.Contains(out.String(), "2.0KiB / 4.0KiB") {
+				t.Errorf("no block I/O column:\n%s", out.String())
+			}
+		})
 	}
 }
