@@ -213,6 +213,16 @@ command = ["/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo
 memory = "32M"
 cpus = 1.0
 `,
+	// A child OOM-killed while the service goes on: on cgroup v2 the
+	// supervisor hears of it from memory.events (inotify), well before
+	// its next poll of the cgroup.
+	"oomchild": `[process]
+command = ["/bin/sh", "-c", "(x=$(head -c 200000000 /dev/zero | tr '\\0' x)); echo survived; sleep 2"]
+
+[resources]
+memory = "32M"
+cpus = 1.0
+`,
 	// A busy loop under a fifth of a CPU: throttled.
 	"busy": `[process]
 command = ["/bin/sh", "-c", "while :; do :; done & sleep 2; kill $!; cat /sys/fs/cgroup/cpu.stat"]
@@ -292,6 +302,7 @@ var guestSteps = []struct{ name, sh string }{
 		echo "left: $(cd /sys/fs/cgroup/svc && ls -d */)"`},
 	{"hog", `safe-run /srv/m/hog.toml`},
 	{"busy", `safe-run /srv/m/busy.toml`},
+	{"oomchild", `safe-run /srv/m/oomchild.toml`},
 	{"install", `
 		safe-run apparmor install /srv/m/probe.toml
 		cmp /etc/apparmor.d/safe-run-probe /tmp/probe.aa && echo "installed file is the generated profile"
@@ -639,6 +650,13 @@ var guestChecks = []struct {
 			return s.wrap(errors.New("want nr_throttled > 0 in cpu.stat"))
 		}
 		return nil
+	}},
+	{"a child OOM-killed while the service goes on is a warning at once (memory.events, inotify)", func(st map[string]guestStep) error {
+		s := st["oomchild"]
+		if s.code != 0 {
+			return s.wrap(fmt.Errorf("exit %d, want 0", s.code))
+		}
+		return s.contains("survived", "oomchild: the kernel OOM-killed 1 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak")
 	}},
 	{"apparmor install", func(st map[string]guestStep) error {
 		return st["install"].has(
