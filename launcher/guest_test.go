@@ -213,15 +213,17 @@ command = ["/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo
 memory = "32M"
 cpus = 1.0
 `,
-	// A child OOM-killed while the service goes on: on cgroup v2 the
-	// supervisor hears of it from memory.events (inotify), well before
-	// its next poll of the cgroup.
-	"oomchild": `[process]
-command = ["/bin/sh", "-c", "(x=$(head -c 200000000 /dev/zero | tr '\\0' x)); echo survived; sleep 2"]
+	// Forks refused at the pids limit while the service goes on: on
+	// cgroup v2 the supervisor hears of it from pids.events (inotify),
+	// well before its next poll of the cgroup. (A child OOM-killed is
+	// no such case on v2: memory.oom.group takes the whole service.)
+	"forks": `[process]
+command = ["/bin/sh", "-c", "sleep 1; sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 3 & done' 2>/dev/null; echo survived; sleep 2"]
 
 [resources]
 memory = "32M"
 cpus = 1.0
+pids = 6
 `,
 	// A busy loop under a fifth of a CPU: throttled.
 	"busy": `[process]
@@ -302,7 +304,7 @@ var guestSteps = []struct{ name, sh string }{
 		echo "left: $(cd /sys/fs/cgroup/svc && ls -d */)"`},
 	{"hog", `safe-run /srv/m/hog.toml`},
 	{"busy", `safe-run /srv/m/busy.toml`},
-	{"oomchild", `safe-run /srv/m/oomchild.toml`},
+	{"forks", `safe-run /srv/m/forks.toml`},
 	{"install", `
 		safe-run apparmor install /srv/m/probe.toml
 		cmp /etc/apparmor.d/safe-run-probe /tmp/probe.aa && echo "installed file is the generated profile"
@@ -651,12 +653,12 @@ var guestChecks = []struct {
 		}
 		return nil
 	}},
-	{"a child OOM-killed while the service goes on is a warning at once (memory.events, inotify)", func(st map[string]guestStep) error {
-		s := st["oomchild"]
+	{"forks refused at the pids limit are a warning at once (pids.events, inotify)", func(st map[string]guestStep) error {
+		s := st["forks"]
 		if s.code != 0 {
 			return s.wrap(fmt.Errorf("exit %d, want 0", s.code))
 		}
-		return s.contains("survived", "oomchild: the kernel OOM-killed 1 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak")
+		return s.contains("survived", "forks: reached its pids limit 6: ", "fork(s) failed; raise resources.pids or find what forks without end")
 	}},
 	{"apparmor install", func(st map[string]guestStep) error {
 		return st["install"].has(

@@ -94,11 +94,9 @@ func scaled(d time.Duration, s float64) time.Duration { return time.Duration(flo
 
 // observe takes the next sample and returns what to warn of now.
 func (w *limitWatch) observe(s ops.Sample) []warning {
+	// The cgroup is the run's own, made for it: every OOM kill and
+	// refused fork it counts, from the first sample on, is news.
 	var out []warning
-	if len(w.samples) == 0 {
-		// What happened before the watch began was the start's.
-		w.oomSaid, w.pidsSaid = s.OOMKills, s.PidsDenied
-	}
 	w.samples = append(w.samples, s)
 	// Keep one sample at or before the window's start, and those after.
 	for len(w.samples) > 1 && !w.samples[1].At.After(s.At.Add(-w.window)) {

@@ -50,12 +50,11 @@ func TestLimitWatch(t *testing.T) {
 		cache = append(cache, step{mem(i, 95, 20), ""}) // 75 MiB working set, the rest reclaimable cache
 	}
 	oom = []step{
-		{ops.Sample{At: at, OOMKills: 1, MemoryLimit: 32 * mib}, ""}, // before the watch: the start's
-		{ops.Sample{At: at.Add(5 * time.Second), OOMKills: 1, MemoryLimit: 32 * mib}, ""},
-		{ops.Sample{At: at.Add(10 * time.Second), OOMKills: 2, MemoryLimit: 32 * mib}, "the kernel OOM-killed 1 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak"},
-		{ops.Sample{At: at.Add(15 * time.Second), OOMKills: 4, MemoryLimit: 32 * mib}, ""}, // within the minute
-		{ops.Sample{At: at.Add(75 * time.Second), OOMKills: 4, MemoryLimit: 32 * mib}, "the kernel OOM-killed 2 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak"},
-		{ops.Sample{At: at.Add(140 * time.Second), OOMKills: 4, MemoryLimit: 32 * mib}, ""},
+		{ops.Sample{At: at, MemoryLimit: 32 * mib}, ""},
+		{ops.Sample{At: at.Add(5 * time.Second), OOMKills: 1, MemoryLimit: 32 * mib}, "the kernel OOM-killed 1 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak"},
+		{ops.Sample{At: at.Add(10 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, ""}, // within the minute
+		{ops.Sample{At: at.Add(70 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, "the kernel OOM-killed 2 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak"},
+		{ops.Sample{At: at.Add(140 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, ""},
 	}
 	pids = []step{
 		{ops.Sample{At: at, Pids: 3, PidsLimit: 16}, ""},

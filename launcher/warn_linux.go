@@ -22,13 +22,13 @@ import (
 // function stops it; a service without cgroup limits is not watched.
 func watchLimits(name string, paths map[string]string, w io.Writer, pub *publisher) (stop func()) {
 	sampler := ops.NewSampler(paths)
-	first, err := sampler.Read()
-	if err != nil {
+	if _, err := sampler.Read(); err != nil {
 		sampler.Close()
 		return func() {}
 	}
 	watch := newLimitWatch()
-	watch.observe(first)
+	// Notified first, sampled after: what happens in between is in the
+	// first sample, or notified.
 	changed := make(chan struct{}, 1)
 	var closers []io.Closer
 	if dir, ok := paths[""]; ok && paths["memory"] == "" {
@@ -44,7 +44,7 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 	finished := make(chan struct{})
 	go func() {
 		defer close(finished)
-		t := time.NewTimer(watch.next())
+		t := time.NewTimer(0) // the first sample at once
 		defer t.Stop()
 		for {
 			select {
