@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -280,11 +281,19 @@ func TestMetricsScrape(t *testing.T) {
 		}
 		return mfs
 	}
-	mfs := get(http.DefaultClient, "http://"+addr+"/metrics")
-	viaUnix := get(unixClient, "http://metrics/metrics")
 	mem, cpu, acct, pids := st.Cgroups["memory"], st.Cgroups["cpu"], st.Cgroups["cpuacct"], st.Cgroups["pids"]
 	if mem == "" {
 		t.Fatalf("this test reads cgroup v1's files; cgroups %v are v2's (the guest's)", st.Cgroups)
+	}
+	// The counters the service's sleep may still move: the scrapes
+	// must fall between their values before and after.
+	periodsBefore := cgroupKey(t, cpu, "cpu.stat", "nr_periods")
+	mfs := get(http.DefaultClient, "http://"+addr+"/metrics")
+	viaUnix := get(unixClient, "http://metrics/metrics")
+	for _, m := range []map[string]*dto.MetricFamily{mfs, viaUnix} {
+		if got, after := metricValue(m, "safe_run_cpu_periods_total", "metricshog", ""), cgroupKey(t, cpu, "cpu.stat", "nr_periods"); got < float64(periodsBefore) || got > float64(after) {
+			t.Errorf("safe_run_cpu_periods_total = %g, cgroup %d before, %d after", got, periodsBefore, after)
+		}
 	}
 	v := func(mfs map[string]*dto.MetricFamily, name string) float64 {
 		return metricValue(mfs, name, "metricshog", "")
@@ -301,7 +310,6 @@ func TestMetricsScrape(t *testing.T) {
 		{"safe_run_pids", atoi(t, readCgroupFile(t, pids, "pids.current"))},
 		{"safe_run_pids_limit", atoi(t, readCgroupFile(t, pids, "pids.max"))},
 		{"safe_run_oom_kills_total", cgroupKey(t, mem, "memory.oom_control", "oom_kill")},
-		{"safe_run_cpu_periods_total", cgroupKey(t, cpu, "cpu.stat", "nr_periods")},
 		{"safe_run_cpu_throttled_periods_total", cgroupKey(t, cpu, "cpu.stat", "nr_throttled")},
 	} {
 		if got := v(mfs, c.name); got != float64(c.want) {
@@ -368,11 +376,17 @@ func TestMetricsScrape(t *testing.T) {
 		t.Fatal(err)
 	}
 	conn.Close()
-	time.Sleep(200 * time.Millisecond)
-	r := tools(t, "stats", "metricsnet", "metricshog", "--no-stream", "--format", "json")
+	// The published port's forwarder may still be passing it on.
 	var stats []ops.Stats
-	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 2 {
-		t.Fatalf("stats: %v\n%s%s", err, r.stdout, r.stderr)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		r := tools(t, "stats", "metricsnet", "metricshog", "--no-stream", "--format", "json", "--interval", "100ms")
+		stats = nil
+		if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 2 {
+			t.Fatalf("stats: %v\n%s%s", err, r.stdout, r.stderr)
+		}
+		if i := slices.IndexFunc(stats, func(s ops.Stats) bool { return s.Name == "metricsnet" }); stats[i].NetRx >= 256<<10 || time.Now().After(deadline) {
+			break
+		}
 	}
 	for _, s := range stats {
 		t.Logf("%s: net rx %d tx %d, block read %d write %d", s.Name, s.NetRx, s.NetTx, s.BlockRead, s.BlockWrite)
