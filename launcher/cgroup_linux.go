@@ -41,7 +41,9 @@ func EnterSupervisorLeaf() error {
 		return err
 	}
 	var enable []string
-	for _, c := range []string{"cpu", "memory", "pids"} {
+	// io: for the block I/O `safe-run stats` and `metrics` show (io.stat);
+	// it sets no limit.
+	for _, c := range []string{"cpu", "memory", "pids", "io"} {
 		if strings.Contains(" "+strings.TrimSpace(avail)+" ", " "+c+" ") {
 			enable = append(enable, "+"+c)
 		}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/safe-run/safe-run/internal/guest"
 	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/ops"
 )
 
 // guestManifests are the services the guest runs, by name. Each gets the
@@ -234,6 +235,18 @@ command = ["/bin/sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' x); echo
 memory = "32M"
 cpus = 1.0
 `,
+	// Forks refused at the pids limit while the service goes on: on
+	// cgroup v2 the supervisor hears of it from pids.events (inotify),
+	// well before its next poll of the cgroup. (A child OOM-killed is
+	// no such case on v2: memory.oom.group takes the whole service.)
+	"forks": `[process]
+command = ["/bin/sh", "-c", "sleep 1; sh -c 'for i in 1 2 3 4 5 6 7 8 9 10; do sleep 3 & done' 2>/dev/null; echo survived; sleep 2"]
+
+[resources]
+memory = "32M"
+cpus = 1.0
+pids = 6
+`,
 	// A busy loop under a fifth of a CPU: throttled.
 	"busy": `[process]
 command = ["/bin/sh", "-c", "while :; do :; done & sleep 2; kill $!; cat /sys/fs/cgroup/cpu.stat"]
@@ -292,6 +305,7 @@ var guestSteps = []struct{ name, sh string }{
 		l=$(safe-run exec limits -- cat /proc/self/attr/current)
 		echo "exec code=$?"
 		echo "exec label=$l"
+		echo "stats=$(safe-run stats limits --no-stream --format json --interval 200ms 2>&1 | tr -d ' \n')"
 		kill -TERM $pid
 		wait $pid
 		echo "safe-run exit=$?"
@@ -316,6 +330,7 @@ var guestSteps = []struct{ name, sh string }{
 		echo "left: $(cd /sys/fs/cgroup/svc && ls -d */)"`},
 	{"hog", `safe-run /srv/m/hog.toml`},
 	{"busy", `safe-run /srv/m/busy.toml`},
+	{"forks", `safe-run /srv/m/forks.toml`},
 	{"install", `
 		safe-run apparmor install /srv/m/probe.toml
 		cmp /etc/apparmor.d/safe-run-probe /tmp/probe.aa && echo "installed file is the generated profile"
@@ -586,6 +601,13 @@ var guestChecks = []struct {
 		if labels == 0 {
 			errs = append(errs, errors.New("no process of the service found in its cgroup"))
 		}
+		// stats reads cgroup v2's files as it reads v1's.
+		var stats []ops.Stats
+		if err := json.Unmarshal([]byte(s.value("stats")), &stats); err != nil || len(stats) != 1 {
+			errs = append(errs, fmt.Errorf("stats --format json: %v: %q", err, s.value("stats")))
+		} else if st := stats[0]; st.MemoryLimit != 50331648 || st.PidsLimit != 32 || st.CPUs != 0.25 || st.Memory == 0 || st.Pids == 0 || st.MemoryPeak < st.Memory {
+			errs = append(errs, fmt.Errorf("stats: %+v", st))
+		}
 		return s.wrap(errors.Join(errs...))
 	}},
 	{"a shell script runs without a denial", func(st map[string]guestStep) error {
@@ -661,6 +683,13 @@ var guestChecks = []struct {
 			return s.wrap(errors.New("want nr_throttled > 0 in cpu.stat"))
 		}
 		return nil
+	}},
+	{"forks refused at the pids limit are a warning at once (pids.events, inotify)", func(st map[string]guestStep) error {
+		s := st["forks"]
+		if s.code != 0 {
+			return s.wrap(fmt.Errorf("exit %d, want 0", s.code))
+		}
+		return s.contains("survived", "forks: reached its pids limit 6: ", "fork(s) failed; raise resources.pids or find what forks without end")
 	}},
 	{"apparmor install", func(st map[string]guestStep) error {
 		return st["install"].has(

@@ -169,6 +169,24 @@ func (p *publisher) event(kind, msg string, code *int) {
 	}
 }
 
+// warn records a warning of the supervisor's (warn_linux.go): counted in
+// the status file, for metrics, and an event.
+func (p *publisher) warn(condition, msg string) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	if p.status.Warnings == nil {
+		p.status.Warnings = map[string]uint64{}
+	}
+	p.status.Warnings[condition]++
+	p.write()
+	p.mu.Unlock()
+	if err := p.journal.Warn(condition, msg); err != nil {
+		p.log.Warn("recording an event", "kind", ops.EventWarning, "err", err)
+	}
+}
+
 // violations wraps w so that its lines are also events of kind; nil stays
 // nil (nothing is watched then).
 func (p *publisher) violations(kind string, w io.Writer) io.Writer {

@@ -553,7 +553,9 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 
 	execs.container, execs.opts = container, opts
 	opts.execs = execs
+	stopWarnings := watchLimits(opts.Name, state.CgroupPaths, opts.Ending, opts.pub)
 	code, err = supervise(ctx, container, process, signals, r.init.signalsTaken(pid), r.cg, notify, opts)
+	stopWarnings()
 	if err == nil && privatePIDs(spec) {
 		// The network goes beside the container's destruction, once
 		// no process of the service is left to use the moment its

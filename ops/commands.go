@@ -228,10 +228,18 @@ type StatsOptions struct {
 	Format   string   // table | json
 	Interval time.Duration
 	Stream   bool // refresh every interval until ctx ends
+	// Terminal: w is a terminal; a stream clears it and redraws each
+	// reading in place, as docker stats does. Otherwise the readings
+	// follow one another.
+	Terminal bool
 }
 
+// clearScreen moves to the top left of the terminal and clears it.
+const clearScreen = "\x1b[H\x1b[2J"
+
 // ShowStats writes the numbers of the running services under stateRoot,
-// each from two samples of its cgroup an interval apart.
+// each from two samples of its cgroup an interval apart. A stream of all
+// services takes in those started since it began.
 func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOptions) error {
 	if o.Format != FormatJSON && o.Format != FormatTable && o.Format != "" {
 		return fmt.Errorf("--format %q: use table or json", o.Format)
@@ -239,20 +247,8 @@ func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOption
 	if o.Interval <= 0 {
 		o.Interval = time.Second
 	}
-	var list []*Status
-	var err error
-	if len(o.Names) > 0 {
-		list, err = Find(stateRoot, o.Names)
-	} else {
-		all, lerr := List(stateRoot)
-		err = lerr
-		for _, s := range all {
-			if !s.Dead {
-				list = append(list, s)
-			}
-		}
-	}
-	if len(list) == 0 {
+	list, err := statsList(stateRoot, o.Names)
+	if len(list) == 0 && !(o.Stream && len(o.Names) == 0) {
 		if err == nil && o.Format != FormatJSON {
 			_, err = fmt.Fprintln(w, "no running services")
 		} else if err == nil {
@@ -260,12 +256,17 @@ func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOption
 		}
 		return err
 	}
-	prev := make([]Sample, len(list))
 	errs := []error{err}
-	for i, s := range list {
-		if prev[i], err = ReadSample(s.Cgroups); err != nil {
+	// The previous sample of each service, by state directory: a
+	// service started again under its name is another one.
+	prev := map[string]Sample{}
+	for _, s := range list {
+		cur, err := SampleOf(s)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", s.Name, err))
+			continue
 		}
+		prev[key(s)] = cur
 	}
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
@@ -275,14 +276,26 @@ func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOption
 			return errors.Join(errs...)
 		case <-t.C:
 		}
+		if o.Stream && len(o.Names) == 0 {
+			list, _ = statsList(stateRoot, nil)
+		}
 		var out []Stats
-		for i, s := range list {
-			cur, err := ReadSample(s.Cgroups)
+		next := map[string]Sample{}
+		for _, s := range list {
+			cur, err := SampleOf(s)
 			if err != nil {
 				continue // ended meanwhile, or said above
 			}
-			out = append(out, Compute(s.Name, prev[i], cur, runtime.NumCPU()))
-			prev[i] = cur
+			next[key(s)] = cur
+			if p, ok := prev[key(s)]; ok {
+				out = append(out, Compute(s.Name, p, cur, runtime.NumCPU()))
+			}
+		}
+		prev = next
+		if o.Stream && o.Terminal && o.Format != FormatJSON {
+			if _, err := io.WriteString(w, clearScreen); err != nil {
+				return err
+			}
 		}
 		if err := writeStats(w, o.Format, out); err != nil {
 			return err
@@ -291,6 +304,26 @@ func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOption
 			return errors.Join(errs...)
 		}
 	}
+}
+
+// key tells apart two runs of a service of one name.
+func key(s *Status) string {
+	return s.StateDir + "\x00" + strconv.Itoa(s.SupervisorPID) + "\x00" + strconv.FormatUint(s.SupervisorStart, 10)
+}
+
+// statsList reads the named running services, or all of them.
+func statsList(stateRoot string, names []string) ([]*Status, error) {
+	if len(names) > 0 {
+		return Find(stateRoot, names)
+	}
+	all, err := List(stateRoot)
+	var list []*Status
+	for _, s := range all {
+		if !s.Dead && s.State != StateStarting {
+			list = append(list, s)
+		}
+	}
+	return list, err
 }
 
 func writeStats(w io.Writer, format string, out []Stats) error {
@@ -302,7 +335,7 @@ func writeStats(w io.Writer, format string, out []Stats) error {
 		return writeJSON(w, out)
 	case FormatTable, "":
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tCPU %\tCPU % OF LIMIT\tMEM USAGE / LIMIT\tMEM %\tPIDS\tTHROTTLED\tOOM KILLS")
+		fmt.Fprintln(tw, "NAME\tCPU %\tCPU % OF LIMIT\tMEM USAGE / LIMIT\tMEM %\tNET I/O\tBLOCK I/O\tPIDS\tTHROTTLED\tOOM KILLS")
 		for _, s := range out {
 			lim := "-"
 			if s.CPULimitPercent != nil {
@@ -315,8 +348,9 @@ func writeStats(w io.Writer, format string, out []Stats) error {
 			if s.PidsLimit > 0 {
 				pidsLimit = strconv.FormatUint(s.PidsLimit, 10)
 			}
-			fmt.Fprintf(tw, "%s\t%.2f%%\t%s\t%s / %s\t%.2f%%\t%d / %s\t%.0f%% of periods, %.3fs\t%d\n", s.Name, s.CPUPercent, lim,
-				bytesText(s.Memory), memLimit, s.MemoryPercent, s.Pids, pidsLimit, s.ThrottledPercent, s.ThrottledSeconds, s.OOMKills)
+			fmt.Fprintf(tw, "%s\t%.2f%%\t%s\t%s / %s\t%.2f%%\t%s / %s\t%s / %s\t%d / %s\t%.0f%% of periods, %.3fs\t%d\n", s.Name, s.CPUPercent, lim,
+				bytesText(s.Memory), memLimit, s.MemoryPercent, bytesText(s.NetRx), bytesText(s.NetTx), bytesText(s.BlockRead), bytesText(s.BlockWrite),
+				s.Pids, pidsLimit, s.ThrottledPercent, s.ThrottledSeconds, s.OOMKills)
 		}
 		return tw.Flush()
 	}

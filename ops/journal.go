@@ -29,6 +29,7 @@ const (
 	EventKill    = "kill"
 	EventExec    = "exec"      // safe-run exec started a command in the service
 	EventExecEnd = "exec-exit" // and it ended
+	EventWarning = "warning"   // a limit about to bite; Event.Condition says which (Warn*)
 )
 
 // Event is one line of a service's journal.
@@ -37,7 +38,9 @@ type Event struct {
 	Service string    `json:"service"`
 	Kind    string    `json:"kind"`
 	Code    *int      `json:"code,omitempty"` // exit
-	Message string    `json:"message,omitempty"`
+	// Condition is a warning's (Warn*).
+	Condition string `json:"condition,omitempty"`
+	Message   string `json:"message,omitempty"`
 }
 
 // JournalDir is where the journals live under safe-run's data directory
@@ -89,10 +92,20 @@ func (j *Journal) open() error {
 // Add appends an event of kind now. A journal that cannot be written is
 // not the service's failure: the event is lost, and the error returned.
 func (j *Journal) Add(kind, msg string, code *int) error {
+	return j.add(Event{Kind: kind, Code: code, Message: msg})
+}
+
+// Warn appends a warning of condition (Warn*) now.
+func (j *Journal) Warn(condition, msg string) error {
+	return j.add(Event{Kind: EventWarning, Condition: condition, Message: msg})
+}
+
+func (j *Journal) add(e Event) error {
 	if j == nil {
 		return nil
 	}
-	line, err := json.Marshal(Event{Time: time.Now().UTC(), Service: j.service, Kind: kind, Code: code, Message: msg})
+	e.Time, e.Service = time.Now().UTC(), j.service
+	line, err := json.Marshal(e)
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,9 @@ type Status struct {
 	// Cgroups are the service's cgroup directories: by controller on
 	// cgroup v1, under "" on v2 (the unified hierarchy).
 	Cgroups map[string]string `json:"cgroups,omitempty"`
+	// Warnings counts the supervisor's warnings of each condition
+	// (Warn*) since the start: what `safe-run metrics` exports.
+	Warnings map[string]uint64 `json:"warnings,omitempty"`
 	// StateDir is where this file and the control socket are; filled
 	// in by Read, not written.
 	StateDir string `json:"-"`
@@ -61,6 +64,20 @@ type Status struct {
 	// janitor has not cleaned up yet); filled in by Read.
 	Dead bool `json:"-"`
 }
+
+// Conditions the supervisor warns of while the service runs: limits that
+// warn before they bite. Each warning is an event of kind EventWarning
+// and counted in Status.Warnings.
+const (
+	WarnCPUThrottled = "cpu_throttled" // throttled in more than a quarter of the CFS periods of the last minute
+	WarnMemoryHigh   = "memory_high"   // working set above 90% of the memory limit for 30 s
+	WarnOOMKill      = "oom_kill"      // a process of it OOM-killed while the service goes on
+	WarnPidsLimit    = "pids_limit"    // forks refused at the pids limit
+)
+
+// WarnConditions are the Warn* conditions, in the order metrics list
+// them.
+var WarnConditions = []string{WarnCPUThrottled, WarnMemoryHigh, WarnOOMKill, WarnPidsLimit}
 
 // Limits are the service's cgroup limits; zero is none.
 type Limits struct {

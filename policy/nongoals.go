@@ -41,11 +41,6 @@ var nonGoals = []NonGoal{
 		Reason: "detection of attacks in progress needs a kernel sensor running all the time; safe-run prevents (seccomp, AppArmor, no capabilities) and logs seccomp denials",
 	},
 	{
-		Topic:  "observability at scale",
-		Advice: "multi-host monitoring of hosts, engines and workloads",
-		Reason: "a monitoring stack is out of scope; on each host, safe-run stats and safe-run events show every service's CPU throttling, memory and OOM kills",
-	},
-	{
 		Topic:  "SSH into containers",
 		Advice: "do not maintain SSH in containers; externalise logs and metrics; debug with nsenter",
 		Reason: "a manifest does not show whether the image runs sshd; debugging goes through the service's namespaces with its confinement (safe-run exec), never a forwarded port",

@@ -211,6 +211,10 @@ type reporter struct {
 
 	mu      sync.Mutex
 	windows map[string]*window
+	// arm, when set, is called when a summary becomes due a second
+	// from now: the watcher flushes then, instead of waking every
+	// second of an idle service's life to find nothing to say.
+	arm func(time.Duration)
 }
 
 type window struct {
@@ -246,7 +250,9 @@ func (r *reporter) limited(key, rest string) {
 		r.windows[key] = w
 	}
 	if w.shown >= linesPerSecond {
-		w.suppressed++
+		if w.suppressed++; w.suppressed == 1 && r.arm != nil {
+			r.arm(w.start.Add(time.Second).Sub(now))
+		}
 		return
 	}
 	w.shown++
@@ -259,11 +265,17 @@ func (r *reporter) flush(all bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
+	var due time.Duration // the first summary due later than what armed this flush
 	for _, key := range slices.Sorted(maps.Keys(r.windows)) {
 		if w := r.windows[key]; all || now.Sub(w.start) >= time.Second {
 			r.summarize(key, w)
 			delete(r.windows, key)
+		} else if d := w.start.Add(time.Second).Sub(now); w.suppressed > 0 && (due == 0 || d < due) {
+			due = d
 		}
+	}
+	if due > 0 && r.arm != nil {
+		r.arm(due)
 	}
 }
 

@@ -152,24 +152,33 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 		return fail(errors.New("recording rootless needs a seccomp agent (RecordOptions.Listener)"))
 	}
 
-	ticker := time.NewTicker(time.Second)
-	tickerDone := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-ticker.C:
-				wt.rep.flush(false)
-			case <-tickerDone:
-				return
-			}
+	// The summaries of suppressed lines are written once their second
+	// is over: a timer armed when one is due, not a ticker that wakes
+	// the supervisor every second of an idle service's life.
+	// arm runs under wt.rep.mu, as flush does: flushAt needs no lock of
+	// its own.
+	var flushAt time.Time // when the armed timer fires; zero: not armed
+	flush := time.AfterFunc(time.Hour, func() {
+		wt.rep.mu.Lock()
+		flushAt = time.Time{}
+		wt.rep.mu.Unlock()
+		wt.rep.flush(false)
+	})
+	flush.Stop()
+	wt.rep.mu.Lock()
+	wt.rep.arm = func(d time.Duration) {
+		at := time.Now().Add(d + 10*time.Millisecond)
+		if flushAt.IsZero() || at.Before(flushAt) {
+			flushAt = at
+			flush.Reset(time.Until(at))
 		}
-	}()
+	}
+	wt.rep.mu.Unlock()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			finish()
-			ticker.Stop()
-			close(tickerDone)
+			flush.Stop()
 			wt.rep.flush(true)
 		})
 	}, nil
@@ -279,6 +288,9 @@ func openAudit() (*auditSource, error) {
 			// Room for bursts; a full buffer loses records, which
 			// recvfrom then reports as ENOBUFS.
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
+			// Best effort: without the filter, every record is
+			// read and the others dropped here.
+			_ = onlySeccompRecords(fd)
 			return &auditSource{fd: fd, close: func() { unix.Close(fd) }}, nil
 		}
 		unix.Close(fd)
@@ -293,6 +305,24 @@ func openAudit() (*auditSource, error) {
 		return nil, fmt.Errorf("/dev/kmsg: %w", err)
 	}
 	return &auditSource{fd: kfd, kmsg: true, close: func() { unix.Close(kfd) }}, nil
+}
+
+// onlySeccompRecords attaches a socket filter that lets through only
+// AUDIT_SECCOMP records: the group carries every audit record of the host
+// (nftables changes, logins, BPF loads...), and each would wake the
+// supervisor of every service for nothing.
+func onlySeccompRecords(fd int) error {
+	// A filter loads the 16-bit nlmsg_type in network byte order; the
+	// kernel wrote it in the host's.
+	var typ [2]byte
+	binary.NativeEndian.PutUint16(typ[:], unix.AUDIT_SECCOMP)
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 4}, // nlmsghdr.nlmsg_type
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(binary.BigEndian.Uint16(typ[:]))},
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}, // the whole record
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0},          // nothing
+	}
+	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]})
 }
 
 // readAudit hands the records of the container to handle until stop,

@@ -85,7 +85,7 @@ with a reason.`,
 	root.PersistentFlags().BoolVar(&g.debug, "debug", false, "log everything on stderr, not only warnings")
 	root.AddCommand(runCommand(g), specCommand(g), checkCommand(g), importCommand(g), auditCommand(g),
 		exportCommand(g), imageCommand(g), profileCommand(g), doctorCommand(g), appArmorCommand(g), landlockCommand(g), schemaCommand(g), versionCommand(g),
-		psCommand(g), stopCommand(g), killCommand(g), eventsCommand(g), statsCommand(g), execCommand(g))
+		psCommand(g), stopCommand(g), killCommand(g), eventsCommand(g), statsCommand(g), execCommand(g), metricsCommand(g))
 	refuseUnknownSubcommands(root)
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.SuggestionsMinimumDistance = 2

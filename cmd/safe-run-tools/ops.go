@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/safe-run/safe-run/internal/cli"
 	"github.com/safe-run/safe-run/ops"
+	"github.com/safe-run/safe-run/ops/metrics"
 )
 
 // The commands that operate running services: each reads what the
@@ -98,9 +100,13 @@ func statsCommand(g *globals) *cobra.Command {
 	var noStream bool
 	c := &cobra.Command{
 		Use:   "stats [NAME...] [--no-stream] [--format table|json]",
-		Short: "Show the services' CPU, memory, pids, CPU throttling and OOM kills, from their cgroups",
+		Short: "Show the services' CPU, memory, network and block I/O, pids, CPU throttling and OOM kills",
+		Long: `Show the services' CPU, memory, network and block I/O, pids, CPU throttling
+and OOM kills, from their cgroups and network namespaces. On a terminal the
+table is redrawn every --interval, as docker stats does; to a pipe or file
+each reading follows the last; --no-stream prints one reading.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			o.Names, o.Stream = args, !noStream
+			o.Names, o.Stream, o.Terminal = args, !noStream, isTerminal(g.stdout)
 			return ops.ShowStats(cmd.Context(), g.stdout, cli.DefaultDirs().State, o)
 		},
 	}
@@ -160,5 +166,91 @@ the service, or root, may. The exit status is the command's.`,
 	c.Flags().StringVarP(&x.User, "user", "u", "", "NAME or UID[:GID] in the container (default: the service's user)")
 	c.Flags().StringVarP(&x.Cwd, "workdir", "w", "", "working directory in the container (default: the service's)")
 	c.Flags().StringArrayVarP(&x.Env, "env", "e", nil, "KEY=VALUE over the service's environment (repeatable)")
+	return c
+}
+
+// isTerminal: w is a terminal, where stats redraws in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
+
+func metricsCommand(g *globals) *cobra.Command {
+	var listen, textfile string
+	var anyHost bool
+	var every time.Duration
+	c := &cobra.Command{
+		Use:   "metrics [--listen ADDR|unix:PATH] [--textfile DIR [--every DURATION]]",
+		Short: "Print the running services' metrics for Prometheus, serve them, or write them for node_exporter",
+		Long: `Print the running services' metrics (CPU, throttling, memory, OOM kills, pids,
+network and block I/O, seccomp denials, the supervisors' warnings) in
+Prometheus's text format, labelled by service and manifest digest.
+
+--listen serves them at /metrics on a loopback address (127.0.0.1:9464) or a
+unix socket (unix:/run/safe-run/metrics.sock) until interrupted; another
+address is refused unless --listen-any-host: the metrics name every service,
+with no authentication. --textfile DIR writes DIR/safe-run.prom at once for
+node_exporter's textfile collector, once or --every DURATION.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dirs := cli.DefaultDirs()
+			reg := metrics.Registry(&metrics.Collector{StateRoot: dirs.State, JournalDir: ops.JournalDir(dirs.Data)})
+			if every < 0 || every > 0 && textfile == "" {
+				return fmt.Errorf("--every %s: use a positive duration, with --textfile", every)
+			}
+			ctx := cmd.Context()
+			errs := make(chan error, 2)
+			running := 0
+			if listen != "" {
+				l, err := metrics.Listen(listen, anyHost)
+				if err != nil {
+					return err
+				}
+				running++
+				go func() { errs <- metrics.Serve(ctx, l, reg) }()
+			}
+			if textfile != "" {
+				if err := metrics.WriteTextfile(textfile, reg); err != nil {
+					return fmt.Errorf("--textfile: %w", err)
+				}
+				if every > 0 {
+					running++
+					go func() {
+						t := time.NewTicker(every)
+						defer t.Stop()
+						for {
+							select {
+							case <-ctx.Done():
+								errs <- nil
+								return
+							case <-t.C:
+								if err := metrics.WriteTextfile(textfile, reg); err != nil {
+									errs <- fmt.Errorf("--textfile: %w", err)
+									return
+								}
+							}
+						}
+					}()
+				}
+			}
+			if listen == "" && textfile == "" {
+				return metrics.Write(g.stdout, reg)
+			}
+			for ; running > 0; running-- {
+				if err := <-errs; err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&listen, "listen", "", "serve /metrics on this loopback HOST:PORT, or unix:PATH")
+	c.Flags().BoolVar(&anyHost, "listen-any-host", false, "allow --listen on an address other hosts can reach (the metrics have no authentication)")
+	c.Flags().StringVar(&textfile, "textfile", "", "write DIR/safe-run.prom for node_exporter's textfile collector")
+	c.Flags().DurationVar(&every, "every", 0, "with --textfile: write it again this often until interrupted")
 	return c
 }

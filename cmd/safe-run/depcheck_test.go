@@ -20,6 +20,7 @@ func TestLean(t *testing.T) {
 		"github.com/safe-run/safe-run/audit", "github.com/safe-run/safe-run/importer",
 		"github.com/safe-run/safe-run/doctor", "github.com/spf13/cobra",
 		"github.com/google/go-containerregistry/pkg/v1/remote", "net/http", "k8s.io/",
+		"github.com/prometheus/", "github.com/safe-run/safe-run/ops/metrics",
 	}
 	var bad []string
 	for _, pkg := range testenv.LinkedPackages(t) {

@@ -14,6 +14,12 @@
 // every package it links each time, and it stays resident for the
 // service's life. The registry client, the command-line framework,
 // exports and audit are linked only into safe-run-tools (see TestLean).
+//
+// updatemaxprocs=0: Go otherwise re-reads its cgroup's CPU limit every
+// second (sysmon) to adjust GOMAXPROCS, waking an idle supervisor for
+// nothing: the supervisor's own cgroup keeps its limit for its life.
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (
