@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -363,12 +364,21 @@ func TestMetricsScrape(t *testing.T) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	startService(t, "metricsnet", "echo up; nc -l -p 80 >/dev/null; "+uniqueSleep(41), fmt.Sprintf("\n[network]\nmode = \"bridge\"\nports = [\"127.0.0.1:%d:80\"]\n", port))
-	var conn net.Conn
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if conn, err = net.Dial("tcp4", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+	// Dial once nc listens inside ("up" comes before it does): a
+	// connection the service refuses would carry no data to count.
+	st = waitStatus(t, "metricsnet", ops.StateRunning)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		tcp, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp", st.InitPID))
+		tcp6, _ := os.ReadFile(fmt.Sprintf("/proc/%d/net/tcp6", st.InitPID))
+		tcp = append(tcp, tcp6...) // busybox nc listens on ::, for IPv4 too
+		if regexp.MustCompile(`:0050 0+:0000 0A`).Match(tcp) {
 			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nc does not listen on port 80 in metricsnet:\n%s", tcp)
+		}
 	}
+	conn, err := net.Dial("tcp4", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		t.Fatal(err)
 	}
