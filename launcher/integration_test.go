@@ -1090,7 +1090,7 @@ func TestNotify(t *testing.T) {
 
 // rootlessUser is the unprivileged user the rootless tests run as; the
 // test creates it, with a range of subordinate ids, when it is missing.
-const rootlessUser = "safe-run-test"
+const rootlessUser = testenv.RootlessUser
 
 // rootlessHome is a home of rootlessUser's for one test: its state and
 // data directories, the manifests the test writes, and safe-run run there
@@ -1323,28 +1323,8 @@ type userIDs struct{ uid, gid uint32 }
 // ensureUser creates a system user with a range of subordinate ids.
 func ensureUser(t *testing.T, name string) userIDs {
 	t.Helper()
-	if _, err := exec.Command("id", name).Output(); err != nil {
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-			t.Fatalf("useradd: %v: %s", err, out)
-		}
-	}
-	if !strings.Contains(string(mustRead(t, "/etc/subuid")), name+":") {
-		if out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", name).CombinedOutput(); err != nil {
-			t.Fatalf("usermod: %v: %s", err, out)
-		}
-	}
-	var ids userIDs
-	for _, f := range []struct {
-		flag string
-		dst  *uint32
-	}{{"-u", &ids.uid}, {"-g", &ids.gid}} {
-		out, err := exec.Command("id", f.flag, name).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Sscan(string(out), f.dst)
-	}
-	return ids
+	uid, gid := testenv.EnsureUser(t, name)
+	return userIDs{uid, gid}
 }
 
 func mustRead(t *testing.T, p string) []byte {
