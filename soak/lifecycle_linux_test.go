@@ -212,7 +212,7 @@ func TestSupervisorSteady(t *testing.T) {
 	manifest := root.manifest(t, svc, "trap '' USR1; echo up; exec sleep 100000", "")
 	b := root.startBackground(t, svc, manifest, "-q")
 	pid := b.cmd.Process.Pid
-	calls := [][]string{{"stats", "--no-stream", svc}, {"ps"}, {"kill", "-s", "SIGUSR1", svc}}
+	calls := [][]string{{"stats", "--no-stream", "--interval", "10ms", svc}, {"ps"}, {"kill", "-s", "SIGUSR1", svc}}
 	if res := root.run("exec", svc, "--", "/bin/true"); res.code == 0 {
 		calls = append(calls, []string{"exec", svc, "--", "/bin/true"})
 	} else {
