@@ -427,7 +427,9 @@ func netDir() string { return filepath.Join(env.stateDir, "net") }
 func ourTable() string { return "safe_run_" + shortHash(filepath.Clean(netDir()))[:8] }
 
 // ourBridgeIf is the interface of bridge network name (stateRoot.bridgeIfname).
-func ourBridgeIf(bridge string) string { return "sr-" + shortHash(filepath.Clean(netDir()), bridge)[:10] }
+func ourBridgeIf(bridge string) string {
+	return "sr-" + shortHash(filepath.Clean(netDir()), bridge)[:10]
+}
 
 // leaks lists everything this run's services left on the host. It waits
 // up to 10 s for janitors still at work, then reports what stays.
