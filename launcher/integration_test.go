@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -275,8 +276,9 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	kept := func() (whole, all int) {
 		files, _ := filepath.Glob(filepath.Join(env.dataDir, "seccomp", "*"))
 		for _, f := range files {
-			// Whole: a header of flags and count, count instructions.
-			if b, err := os.ReadFile(f); err == nil && len(b) > 8 && len(b) == 8+8*int(binary.NativeEndian.Uint32(b[4:])) {
+			// Whole: a header of flags and count, count instructions,
+			// then their SHA-256.
+			if b, err := os.ReadFile(f); err == nil && len(b) > 8 && len(b) == 8+8*int(binary.NativeEndian.Uint32(b[4:]))+sha256.Size {
 				whole++
 			}
 		}
@@ -384,9 +386,10 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 		t.Fatal("no compiled program kept")
 	}
 	prog, err := os.ReadFile(files[0])
-	if err != nil {
+	if err != nil || len(prog) < sha256.Size {
 		t.Fatal(err)
 	}
+	prog = prog[:len(prog)-sha256.Size] // the kept file's checksum
 	for _, tc := range []struct {
 		name string
 		sent []byte
