@@ -55,7 +55,7 @@ run: build example setup-user
 	$(BIN)/safe-run example/service.toml
 
 test: check build deps-test setup-user
-	$(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
+	SAFE_RUN_BIN=$(CURDIR)/$(BIN) $(GO) test -tags '$(TAGS)' -count=1 -timeout 25m ./...
 	$(MAKE) fuzz
 
 # The linter, at a pinned version, built by the Go toolchain from the Go

@@ -56,7 +56,7 @@ func TestLifecycles(t *testing.T) {
 			var took []time.Duration
 			start := time.Now()
 			for i := range n {
-				res := r.run("-q", manifest)
+				res := retryTun(t, r, "-q", manifest)
 				if res.code != 0 {
 					t.Fatalf("cycle %d of %d: exit %d\n%s", i+1, n, res.code, res.stderr)
 				}
@@ -68,6 +68,20 @@ func TestLifecycles(t *testing.T) {
 			record("| start-to-exit, %s | %d | %d | p50 %s, p90 %s, p99 %s, max %s |", m.name, n, left, ms(p50), ms(p90), ms(p99), ms(max))
 		})
 	}
+}
+
+// retryTun runs safe-run with args; a rootless bridge start refused
+// because /dev/net/tun lost the test user's ACL (the tests of others
+// running beside this one on a shared machine remove theirs, which is
+// the same entry) is granted it again and retried, once.
+func retryTun(t *testing.T, r runner, args ...string) result {
+	res := r.run(args...)
+	if res.code == 125 && r.rootless && strings.Contains(res.stderr, "pasta needs /dev/net/tun") {
+		t.Logf("/dev/net/tun lost its ACL for %s meanwhile; granting it again", testenv.RootlessUser)
+		testenv.GrantTun(t, r.uid)
+		res = r.run(args...)
+	}
+	return res
 }
 
 // phases of a start safe-run is SIGKILLed in.
@@ -107,7 +121,7 @@ func TestKilledCycles(t *testing.T) {
 				counts[phase]++
 				// The next start of the name, at once: it waits for the
 				// janitor's lock, then runs.
-				res := r.run("-q", again)
+				res := retryTun(t, r, "-q", again)
 				if res.code != 0 {
 					t.Fatalf("cycle %d: the start after a SIGKILL while %s: exit %d\n%s", i+1, phase, res.code, res.stderr)
 				}
