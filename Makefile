@@ -120,7 +120,7 @@ fuzz-long:
 SOAK        ?= long
 SOAK_REPORT ?= soak-report.md
 soak: build setup-user
-	SAFE_RUN_SOAK=$(SOAK) SAFE_RUN_BIN=$(CURDIR)/$(BIN) SAFE_RUN_SOAK_REPORT=$(CURDIR)/$(SOAK_REPORT) \
+	SAFE_RUN_SOAK=$(SOAK) SAFE_RUN_BIN=$(CURDIR)/$(BIN) SAFE_RUN_SOAK_REPORT=$(abspath $(SOAK_REPORT)) \
 		$(GO) test -tags '$(TAGS)' -count=1 -timeout 90m -v ./soak
 
 bench: build example deps-bench setup-user bin/runc-libcontainer
