@@ -459,7 +459,7 @@ func leaksNow() []string {
 		}
 	}
 	// Network namespaces: safe-run's own bind mounts, and ip netns.
-	for _, root := range []string{netDir()} {
+	for _, root := range []string{netDir(), filepath.Join(env.dir, "rootless", "xdg", "safe-run", "net")} {
 		ents, _ := os.ReadDir(filepath.Join(root, "netns"))
 		for _, e := range ents {
 			add("network namespace %s", filepath.Join(root, "netns", e.Name()))
