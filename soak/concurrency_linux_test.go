@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -56,7 +57,10 @@ func TestConcurrentStarts(t *testing.T) {
 			l, err := bufio.NewReader(out).ReadString('\n')
 			s.took = time.Since(t0)
 			if l != "up\n" {
-				s.err = fmt.Errorf("%s: %q %v", svc, l, err)
+				if err == nil {
+					err = errors.New(`not "up"`)
+				}
+				s.err = fmt.Errorf("%s: first line %q: %w", svc, l, err)
 			}
 			drain(out)
 			t.Cleanup(cancel)

@@ -96,8 +96,12 @@ func GrantTun(t testing.TB, uid uint32) {
 		Skip(t, "%s is mode %04o and takes no ACL for the test user: %v", tun, st.Mode().Perm(), err)
 	}
 	t.Cleanup(func() {
-		unix.Removexattr(tun, "system.posix_acl_access")
-		os.Chmod(tun, st.Mode().Perm())
+		if err := unix.Removexattr(tun, "system.posix_acl_access"); err != nil && !errors.Is(err, unix.ENODATA) {
+			t.Errorf("removing the ACL of %s: %v", tun, err)
+		}
+		if err := os.Chmod(tun, st.Mode().Perm()); err != nil {
+			t.Errorf("restoring the mode of %s: %v", tun, err)
+		}
 	})
 }
 
