@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,7 +107,13 @@ func Load(ctx context.Context, p *Profile, opts LoadOptions) (LoadResult, error)
 	}
 	file := filepath.Join(dir, key)
 	var res LoadResult
-	policy, err := os.ReadFile(file)
+	policy, err := readCached(file)
+	if errors.Is(err, errDamagedCache) {
+		// Loaded, a damaged policy could be one the kernel still
+		// takes, confining the service otherwise than its profile
+		// says: never used, compiled again (issue 19).
+		log.Warn("the cached AppArmor policy is damaged (its checksum does not match); compiling it again and replacing it", "profile", p.Name, "cache", file)
+	}
 	if err != nil {
 		if policy, err = compileInto(ctx, parser, p, file); err != nil {
 			return LoadResult{}, err
@@ -152,8 +159,36 @@ func compileInto(ctx context.Context, parser string, p *Profile, file string) ([
 	if err != nil {
 		return nil, err
 	}
-	if err := atomicfile.Write(file, policy, 0o600); err != nil {
+	if err := writeCached(file, policy); err != nil {
 		return nil, fmt.Errorf("AppArmor cache: %w", err)
+	}
+	return policy, nil
+}
+
+// errDamagedCache: a cache entry whose checksum does not match its policy.
+var errDamagedCache = errors.New("damaged (its checksum does not match)")
+
+// writeCached keeps policy in file, then its SHA-256, replaced atomically
+// so that a crash never leaves half a policy there.
+func writeCached(file string, policy []byte) error {
+	sum := sha256.Sum256(policy)
+	return atomicfile.Write(file, append(slices.Clone(policy), sum[:]...), 0o600)
+}
+
+// readCached returns the policy kept in file, fs.ErrNotExist when there
+// is none, errDamagedCache when its checksum does not match: a file
+// system, a hand or a bug changed it after writeCached.
+func readCached(file string) ([]byte, error) {
+	kept, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	if len(kept) <= sha256.Size {
+		return nil, fmt.Errorf("%s: %w", file, errDamagedCache)
+	}
+	policy, sum := kept[:len(kept)-sha256.Size], kept[len(kept)-sha256.Size:]
+	if got := sha256.Sum256(policy); !bytes.Equal(got[:], sum) {
+		return nil, fmt.Errorf("%s: %w", file, errDamagedCache)
 	}
 	return policy, nil
 }
@@ -215,7 +250,7 @@ func checkLoaded(p *Profile) error {
 // kernel's AppArmor features (the parser compiles for them).
 func cacheKey(policy, parser, features string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "safe-run apparmor cache 1\n")
+	fmt.Fprintf(h, "safe-run apparmor cache 2\n")
 	st, err := os.Stat(parser)
 	if err != nil {
 		return "", err

@@ -2,6 +2,7 @@ package apparmor
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,5 +99,40 @@ func TestCheckInstalled(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "safe-run-web"), []byte(p.Policy), 0o644)
 	if err := checkInstalled(p, dir); err != nil {
 		t.Errorf("the same profile installed: %v", err)
+	}
+}
+
+// TestCachedPolicyChecksum: a cached policy that a disk or a hand changed
+// is reported damaged, never returned to be loaded.
+func TestCachedPolicyChecksum(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "key")
+	policy := []byte("compiled policy \x00\x01\x02")
+	if err := writeCached(file, policy); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readCached(file); err != nil || string(got) != string(policy) {
+		t.Fatalf("readCached: %q, %v", got, err)
+	}
+	kept, _ := os.ReadFile(file)
+	for _, tc := range []struct {
+		name string
+		data []byte
+	}{
+		{"a flipped bit", append([]byte{kept[0] ^ 1}, kept[1:]...)},
+		{"cut short", kept[:len(kept)-1]},
+		{"only a checksum", kept[len(kept)-32:]},
+		{"empty", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.WriteFile(file, tc.data, 0o600)
+			_, err := readCached(file)
+			if !errors.Is(err, errDamagedCache) || err.Error() != file+": damaged (its checksum does not match)" {
+				t.Errorf("readCached: %v", err)
+			}
+		})
+	}
+	os.Remove(file)
+	if _, err := readCached(file); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("no file: %v", err)
 	}
 }

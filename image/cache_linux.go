@@ -244,23 +244,33 @@ func readDirNames(dir string) ([]string, error) {
 }
 
 // workDir is a fresh directory in tmp/, locked until done is called.
+// Between its mkdir and its flock, a prune's cleanTmp may take the new
+// directory for a killed pull's and remove it: then another is made.
 func (c *cache) workDir(prefix string) (dir string, done func(), err error) {
-	dir, err = os.MkdirTemp(c.path("tmp"), prefix+".")
-	if err != nil {
-		return "", nil, fmt.Errorf("creating a work directory in the image cache: %w", err)
-	}
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err == nil {
-		err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+	for attempt := 1; ; attempt++ {
+		dir, err = os.MkdirTemp(c.path("tmp"), prefix+".")
 		if err != nil {
-			unix.Close(fd)
+			return "", nil, fmt.Errorf("creating a work directory in the image cache: %w", err)
+		}
+		fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB)
+			var a, b unix.Stat_t
+			if err == nil && (unix.Fstat(fd, &a) != nil || unix.Stat(dir, &b) != nil || a.Ino != b.Ino || a.Dev != b.Dev) {
+				err = unix.ENOENT // removed before we locked it
+			}
+			if err != nil {
+				unix.Close(fd)
+			}
+		}
+		if err == nil {
+			return dir, func() { unix.Close(fd) }, nil
+		}
+		os.Remove(dir)
+		if attempt == 3 || (!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EWOULDBLOCK)) {
+			return "", nil, fmt.Errorf("locking a work directory in the image cache: %w", err)
 		}
 	}
-	if err != nil {
-		os.Remove(dir)
-		return "", nil, fmt.Errorf("locking a work directory in the image cache: %w", err)
-	}
-	return dir, func() { unix.Close(fd) }, nil
 }
 
 // tempFile is an unnamed file in tmp/ (O_TMPFILE): whatever happens to

@@ -113,31 +113,49 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 		return nil, err
 	}
 	entry := entryName(f.configID.Hex, keepSetuid)
-	how := "cached"
-	if err := readJSON(c.path("entries", entry, "image.json"), &entryRecord{}); err != nil {
-		if err := c.removeDamaged(entry); err != nil {
-			return nil, err
-		}
-		start := time.Now()
-		st, err := c.unpack(ctx, f, entry, keepSetuid, opts)
-		if err != nil {
-			return nil, c.noSpace(err)
-		}
-		how = fmt.Sprintf("unpacked %d files, %s in %.1fs", st.files, HumanSize(st.bytes), time.Since(start).Seconds())
-	}
 	r := refRecord{Source: src.String(), Entry: entry, Notes: f.notes}
 	if f.digest.Hex != "" {
 		r.Digest = f.digest.String()
 	}
-	if err := c.writeRef(ref, r); err != nil {
-		return nil, c.noSpace(err)
+	// The entry is taken (use) before the ref names it, and kept: image
+	// prune removes what no one holds, and an entry just unpacked, or
+	// found, is no one's until then. Taken after writing the ref, as it
+	// was, a prune in between removed it under the start ("the image
+	// cache changed while safe-run used it"; the soak's prune-while-
+	// unpacking test, issue 19). A prune that still wins the moment
+	// between the unpack and the use costs another unpack.
+	how := "cached"
+	for attempt := 1; ; attempt++ {
+		img, e, err := c.use(entry)
+		if errors.Is(err, errMiss) {
+			if err := c.removeDamaged(entry); err != nil {
+				return nil, err
+			}
+			start := time.Now()
+			st, uerr := c.unpack(ctx, f, entry, keepSetuid, opts)
+			if uerr != nil {
+				return nil, c.noSpace(uerr)
+			}
+			how = fmt.Sprintf("unpacked %d files, %s in %.1fs", st.files, HumanSize(st.bytes), time.Since(start).Seconds())
+			img, e, err = c.use(entry)
+		}
+		if errors.Is(err, errMiss) && attempt < 3 {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("the image cache %s changed while safe-run used it (try again): %w", c.dir, err)
+		}
+		if err := c.writeRef(ref, r); err != nil {
+			img.Release()
+			return nil, c.noSpace(err)
+		}
+		img.Digest = r.Digest
+		if img.Digest == "" {
+			img.Digest = e.ID
+		}
+		img.Notes = reportNotes(&r, e, keyNotes, how)
+		return img, nil
 	}
-	img, rr, e, err := c.lookup(ref)
-	if err != nil {
-		return nil, fmt.Errorf("the image cache %s changed while safe-run used it (try again): %w", c.dir, err)
-	}
-	img.Notes = reportNotes(rr, e, keyNotes, how)
-	return img, nil
 }
 
 // reportNotes are the start report's lines about the image.

@@ -716,3 +716,44 @@ func TestDamagedEntry(t *testing.T) {
 	}
 	assertCacheClean(t, cacheDir)
 }
+
+// TestPruneWhileResolving: Prune, again and again while images are
+// resolved (unpacked, since each round prunes the last), never removes
+// what a Resolve returns, nor fails one. It once removed an entry between
+// its unpack and its use ("the image cache changed while safe-run used
+// it"), and could take a work directory between its mkdir and its lock.
+func TestPruneWhileResolving(t *testing.T) {
+	testenv.RequireRoot(t)
+	dir, cacheDir := t.TempDir(), t.TempDir()
+	writeLayout(t, filepath.Join(dir, "oci"), configuredImage(t, "prune"), "latest")
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				Prune(cacheDir)
+			}
+		}
+	})
+	for i := range 30 {
+		img, err := Resolve(t.Context(), service(t, dir, `oci = "oci:latest"`), Options{Dir: cacheDir})
+		if err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("resolve %d: %v", i, err)
+		}
+		if _, err := os.Stat(filepath.Join(img.Rootfs, "etc")); err != nil {
+			t.Errorf("resolve %d: the image went under it: %v", i, err)
+		}
+		img.Release()
+	}
+	close(stop)
+	wg.Wait()
+	if _, _, err := Prune(cacheDir); err != nil {
+		t.Fatal(err)
+	}
+	assertCacheClean(t, cacheDir)
+}

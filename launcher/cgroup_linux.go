@@ -61,14 +61,25 @@ func EnterSupervisorLeaf() error {
 }
 
 // removeCgroup kills whatever still runs in the cgroup at cgroupPath and
-// removes it: the clean-up after a run that did not end cleanly.
-func removeCgroup(cgroupPath string) error {
+// removes it: the clean-up after a run that did not end cleanly. It
+// reports whether there was a cgroup to remove.
+func removeCgroup(cgroupPath string) (found bool, err error) {
 	m, err := manager.New(&cgroups.Cgroup{Path: cgroupPath, Resources: &cgroups.Resources{}})
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !m.Exists() {
-		return nil
+		return false, nil
+	}
+	// A frozen task takes its SIGKILL only once thawed: a clean-up
+	// killed while libcontainer's kill had the cgroup frozen, or a
+	// hand, leaves it so.
+	if st, err := m.GetFreezerState(); err == nil && st != cgroups.Thawed && st != cgroups.Undefined {
+		_ = m.Freeze(cgroups.Thawed)
+	}
+	where := m.Path("pids")
+	if where == "" {
+		where = m.Path("")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -80,11 +91,14 @@ func removeCgroup(cgroupPath string) error {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("processes %v in cgroup %s survive SIGKILL", pids, cgroupPath)
+			return true, fmt.Errorf("processes %v in cgroup %s survive SIGKILL (a process in uninterruptible sleep, state D in ps, ends when its I/O does; once cgroup.procs there is empty, start again)", pids, where)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return m.Destroy()
+	if err := m.Destroy(); err != nil {
+		return true, fmt.Errorf("removing cgroup %s: %w (once cgroup.procs there is empty, start again)", where, err)
+	}
+	return true, nil
 }
 
 // oomKills reads how many processes the kernel's OOM killer took from the

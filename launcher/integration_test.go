@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -275,8 +276,9 @@ func TestSeccompCompiledOnce(t *testing.T) {
 	kept := func() (whole, all int) {
 		files, _ := filepath.Glob(filepath.Join(env.dataDir, "seccomp", "*"))
 		for _, f := range files {
-			// Whole: a header of flags and count, count instructions.
-			if b, err := os.ReadFile(f); err == nil && len(b) > 8 && len(b) == 8+8*int(binary.NativeEndian.Uint32(b[4:])) {
+			// Whole: a header of flags and count, count instructions,
+			// then their SHA-256.
+			if b, err := os.ReadFile(f); err == nil && len(b) > 8 && len(b) == 8+8*int(binary.NativeEndian.Uint32(b[4:]))+sha256.Size {
 				whole++
 			}
 		}
@@ -384,9 +386,10 @@ func TestInitLoadsOnlyWholeFilters(t *testing.T) {
 		t.Fatal("no compiled program kept")
 	}
 	prog, err := os.ReadFile(files[0])
-	if err != nil {
+	if err != nil || len(prog) < sha256.Size {
 		t.Fatal(err)
 	}
+	prog = prog[:len(prog)-sha256.Size] // the kept file's checksum
 	for _, tc := range []struct {
 		name string
 		sent []byte
@@ -1090,7 +1093,7 @@ func TestNotify(t *testing.T) {
 
 // rootlessUser is the unprivileged user the rootless tests run as; the
 // test creates it, with a range of subordinate ids, when it is missing.
-const rootlessUser = "safe-run-test"
+const rootlessUser = testenv.RootlessUser
 
 // rootlessHome is a home of rootlessUser's for one test: its state and
 // data directories, the manifests the test writes, and safe-run run there
@@ -1323,28 +1326,8 @@ type userIDs struct{ uid, gid uint32 }
 // ensureUser creates a system user with a range of subordinate ids.
 func ensureUser(t *testing.T, name string) userIDs {
 	t.Helper()
-	if _, err := exec.Command("id", name).Output(); err != nil {
-		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
-			t.Fatalf("useradd: %v: %s", err, out)
-		}
-	}
-	if !strings.Contains(string(mustRead(t, "/etc/subuid")), name+":") {
-		if out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", name).CombinedOutput(); err != nil {
-			t.Fatalf("usermod: %v: %s", err, out)
-		}
-	}
-	var ids userIDs
-	for _, f := range []struct {
-		flag string
-		dst  *uint32
-	}{{"-u", &ids.uid}, {"-g", &ids.gid}} {
-		out, err := exec.Command("id", f.flag, name).Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Sscan(string(out), f.dst)
-	}
-	return ids
+	uid, gid := testenv.EnsureUser(t, name)
+	return userIDs{uid, gid}
 }
 
 func mustRead(t *testing.T, p string) []byte {

@@ -37,7 +37,7 @@ func lockName(stateRoot, name string) (*nameLock, error) {
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			pid := readPid(f)
 			f.Close()
-			if pid > 0 && unix.Kill(pid, 0) == nil {
+			if pid > 0 && unix.Kill(pid, 0) == nil && !dying(pid) {
 				return nil, fmt.Errorf("%w: %s is already running (safe-run pid %d); stop it first, or give this one another name", ErrAlreadyRunning, name, pid)
 			}
 			// The holder died; its janitor is cleaning up after it.
@@ -62,6 +62,42 @@ func lockName(stateRoot, name string) (*nameLock, error) {
 		}
 		return &nameLock{f: f, path: path}, nil
 	}
+}
+
+// dying reports whether process pid is on its way out: a SIGKILL
+// pending, or already exiting (PF_EXITING). A rootless safe-run's lock is
+// held by the inner safe-run, which its Pdeathsig kills when the outer one
+// is killed: a start at once after (a restart) found it still alive, and
+// was refused as "already running" (the soak, issue 19). Such a holder is
+// waited for, as a dead one's janitor is.
+func dying(pid int) bool {
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return true // gone meanwhile
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "SigPnd" && k != "ShdPnd") {
+			continue
+		}
+		if mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64); err == nil && mask&(1<<(unix.SIGKILL-1)) != 0 {
+			return true
+		}
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// Fields after the command name, which may hold spaces: state is
+	// the first, flags the seventh.
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	const pfExiting = 0x4 // include/linux/sched.h
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return f[0] == "Z" || f[0] == "X" || (err == nil && flags&pfExiting != 0)
 }
 
 func readPid(f *os.File) int {

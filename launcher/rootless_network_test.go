@@ -22,7 +22,6 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 )
@@ -259,61 +258,9 @@ try own-loopback 127.0.0.1 %d`, testHost.addr, testHost.port, loPort, loPort)
 	})
 }
 
-// grantTun lets uid open /dev/net/tun, as pasta must, for the test's
-// duration, when the device's mode does not (0600 in some containers and
-// sandboxes; the kernel's default is 0666): an ACL entry for uid alone,
-// removed afterwards with the mode restored.
-func grantTun(t *testing.T, uid uint32) {
-	const tun = "/dev/net/tun"
-	st, err := os.Stat(tun)
-	if err != nil {
-		testenv.Skip(t, "needs %s: %v", tun, err)
-	}
-	if st.Mode().Perm()&0o006 == 0o006 {
-		return
-	}
-	if n, _ := unix.Getxattr(tun, "system.posix_acl_access", nil); n > 0 {
-		t.Fatalf("%s already has an ACL: not changing it", tun)
-	}
-	const all = 0xffffffff
-	acl := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
-	for _, e := range []struct {
-		tag, perm uint16
-		id        uint32
-	}{{0x01, 6, all}, {0x02, 6, uid}, {0x04, uint16(st.Mode().Perm()>>3) & 7, all}, {0x10, 6, all}, {0x20, uint16(st.Mode().Perm()) & 7, all}} {
-		acl = binary.LittleEndian.AppendUint16(acl, e.tag)
-		acl = binary.LittleEndian.AppendUint16(acl, e.perm)
-		acl = binary.LittleEndian.AppendUint32(acl, e.id)
-	}
-	if err := unix.Setxattr(tun, "system.posix_acl_access", acl, 0); err != nil {
-		testenv.Skip(t, "%s is mode %04o and takes no ACL for the test user: %v", tun, st.Mode().Perm(), err)
-	}
-	t.Cleanup(func() {
-		unix.Removexattr(tun, "system.posix_acl_access")
-		os.Chmod(tun, st.Mode().Perm())
-	})
-}
+func grantTun(t *testing.T, uid uint32) { testenv.GrantTun(t, uid) }
 
-// userProcesses are the live processes (not zombies) of uid.
-func userProcesses(uid uint32) []string {
-	var pids []string
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		st, err := os.Stat("/proc/" + e.Name())
-		if err != nil || st.Sys().(*syscall.Stat_t).Uid != uid {
-			continue
-		}
-		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
-			continue
-		}
-		pids = append(pids, e.Name())
-	}
-	return pids
-}
+func userProcesses(uid uint32) []string { return testenv.UserProcesses(uid) }
 
 func get(url string) (string, error) {
 	c := http.Client{Timeout: 2 * time.Second}

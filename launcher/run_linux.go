@@ -230,18 +230,32 @@ func loadAppArmor(ctx context.Context, spec *specs.Spec, host plan.Placement, op
 // cleanLeftovers removes what a previous run of the same name left when it
 // died before its janitor could act (the host crashed, or the janitor was
 // killed too).
+//
+// Without a state directory, only the cgroup can be left: a janitor that
+// could not empty it (a process moved into it from outside the
+// container, the cgroup frozen) removes the state and keeps the cgroup.
+// libcontainer then refused the start with "container's cgroup is not
+// empty", naming neither the cgroup nor the fix (issue 19).
 func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger) (cleaned bool, err error) {
 	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
-		return false, nil
+		found, err := removeCgroup(host.CgroupPath)
+		if err != nil {
+			return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+		}
+		return found, nil
+	}
+	// The cgroup first: libcontainer's Destroy does not kill what a
+	// private PID namespace's end left (a process moved in from
+	// outside), and retries each hierarchy's rmdir for about a second,
+	// ten hierarchies on cgroup v1: ten seconds of the start.
+	if _, err := removeCgroup(host.CgroupPath); err != nil {
+		return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
 	}
 	if c, err := libcontainer.Load(host.RuntimeDir(), name); err == nil {
 		if err := c.Destroy(); err != nil {
-			// What it leaves, removeCgroup and RemoveAll take next.
+			// What it leaves, RemoveAll takes next.
 			log.Warn("destroying the container a previous run left", "name", name, "err", err)
 		}
-	}
-	if err := removeCgroup(host.CgroupPath); err != nil {
-		return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
 	}
 	for _, d := range []string{host.StateDir, upperDir} {
 		if err := os.RemoveAll(d); err != nil {

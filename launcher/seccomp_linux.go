@@ -71,17 +71,38 @@ func seccompProgram(sc *configs.Seccomp, opts runOpts) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if prog, err := os.ReadFile(file); err == nil && validProgram(prog) {
-		return prog, nil
+	if kept, err := os.ReadFile(file); err == nil {
+		if prog, ok := keptProgram(kept); ok {
+			return prog, nil
+		}
+		// A disk, a hand or a bug changed it: what it holds would be
+		// the filter of every service of this profile. Never loaded;
+		// compiled again and replaced, and said (issue 19).
+		opts.Logger.Warn("the kept seccomp filter is damaged (its checksum does not match); compiling it again and replacing it", "file", file)
 	}
 	prog, err := compileSeccomp(sc)
 	if err != nil {
 		return nil, fmt.Errorf("compiling the seccomp filter: %w", err)
 	}
-	if err := atomicfile.Write(file, prog, 0o600); err != nil {
+	sum := sha256.Sum256(prog)
+	if err := atomicfile.Write(file, append(prog, sum[:]...), 0o600); err != nil {
 		opts.Logger.Warn("keeping the compiled seccomp filter", "file", file, "err", err)
 	}
 	return prog, nil
+}
+
+// keptProgram returns the program of a kept file: the program, then its
+// SHA-256. The shape alone (validProgram) let a flipped bit through to
+// every later start.
+func keptProgram(kept []byte) ([]byte, bool) {
+	if len(kept) < sha256.Size {
+		return nil, false
+	}
+	prog, sum := kept[:len(kept)-sha256.Size], kept[len(kept)-sha256.Size:]
+	if got := sha256.Sum256(prog); string(got[:]) != string(sum) || !validProgram(prog) {
+		return nil, false
+	}
+	return prog, true
 }
 
 // seccompCacheFile is where the program compiled from sc is kept: its name
@@ -111,7 +132,7 @@ func seccompCacheFile(dir string, sc *configs.Seccomp) (string, error) {
 	}
 	major, minor, micro := seccomp.Version()
 	h := sha256.New()
-	fmt.Fprintf(h, "safe-run seccomp cache 1\n%s\nlibseccomp %d.%d.%d\nrunc %s\nkernel %s\n%s",
+	fmt.Fprintf(h, "safe-run seccomp cache 2\n%s\nlibseccomp %d.%d.%d\nrunc %s\nkernel %s\n%s",
 		runtime.GOARCH, major, minor, micro, runc, unix.ByteSliceToString(uts.Release[:]), cfg)
 	return filepath.Join(dir, hex.EncodeToString(h.Sum(nil))), nil
 }

@@ -464,10 +464,16 @@ func Cleanup(stateDir string) error {
 }
 
 // reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
-// without members, and removes netns mounts and files no lease names. The caller holds the lock
-// and rewrites the table.
+// without members, and removes netns mounts and files no lease names, and the temporary files of
+// state writes a SIGKILL cut short. The caller holds the lock and rewrites the table.
 func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) error {
 	var errs []error
+	// atomicfile's temporary files: every writer holds the lock, so whatever is there now was a
+	// killed writer's (the soak found them after safe-runs SIGKILLed mid-write, issue 19).
+	stale, _ := filepath.Glob(filepath.Join(root.dir, bridgesDir, ".tmp-*"))
+	for _, p := range stale {
+		errs = append(errs, os.Remove(p))
+	}
 	keep := map[string]bool{}
 	for _, b := range bridges {
 		live := b.Leases[:0]

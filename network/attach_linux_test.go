@@ -411,6 +411,10 @@ func killedOwner(t *testing.T, dir string) {
 func TestCleanupDeadOwner(t *testing.T) {
 	dir := stateDir(t)
 	killedOwner(t, dir)
+	// And a state write it was killed in the middle of.
+	if err := os.WriteFile(filepath.Join(dir, bridgesDir, ".tmp-crash.json123"), []byte(`{"name":`), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if err := Cleanup(dir); err != nil {
 		t.Fatal(err)
 	}

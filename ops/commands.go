@@ -182,6 +182,9 @@ type EventsOptions struct {
 	Since  time.Time // zero: from the oldest kept
 	Format string    // text | json
 	Follow bool      // go on with new events until ctx ends
+	// Warn gets a line for each damaged line of a journal (Damaged),
+	// with the fix; nil: none.
+	Warn io.Writer
 }
 
 // Events writes the events of the journals in dir (JournalDir).
@@ -213,6 +216,12 @@ func Events(ctx context.Context, w io.Writer, dir string, o EventsOptions) error
 	evs, err := ReadEvents(dir, o.Names, o.Since)
 	if err != nil {
 		return err
+	}
+	if o.Warn != nil {
+		damaged, _ := Damaged(dir, o.Names)
+		for _, d := range damaged {
+			fmt.Fprintf(o.Warn, "safe-run: events: %s (the other events are shown; to drop the damaged lines, remove the file once its service is stopped)\n", d)
+		}
 	}
 	for _, e := range evs {
 		if emit(e); werr != nil {

@@ -76,7 +76,7 @@ func OpenJournal(dir, service string) (*Journal, error) {
 }
 
 func (j *Journal) open() error {
-	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return fmt.Errorf("opening the event journal: %w", err)
 	}
@@ -86,6 +86,16 @@ func (j *Journal) open() error {
 		return err
 	}
 	j.f, j.size = f, st.Size()
+	// A journal whose last line was cut short (a crash or a power loss
+	// mid-write; a full disk) would glue the next event to it, and both
+	// would be lost to every reader: the next event starts a line of its
+	// own (issue 19).
+	if last := make([]byte, 1); j.size > 0 {
+		if _, err := f.ReadAt(last, j.size-1); err == nil && last[0] != '\n' {
+			n, _ := f.Write([]byte{'\n'})
+			j.size += int64(n)
+		}
+	}
 	return nil
 }
 
@@ -204,6 +214,40 @@ func ReadEvents(dir string, names []string, since time.Time) ([]Event, error) {
 		out = append(out, evs...)
 	}
 	sort.SliceStable(out, func(i, k int) bool { return out[i].Time.Before(out[k].Time) })
+	return out, nil
+}
+
+// Damaged lists the lines of the journals in dir of the named services
+// (all when names is empty) that are not events, each as "FILE:LINE: what":
+// a disk or a hand changed them, or a crash cut them short. Readers skip
+// them; `events` says so, with the fix, rather than show less in silence.
+// A last line without its newline is one still being written, not listed.
+func Damaged(dir string, names []string) ([]string, error) {
+	files, err := journalFiles(dir, names)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range files {
+		data, err := os.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return out, err
+		}
+		lines := bytes.Split(data, []byte{'\n'})
+		lines = lines[:len(lines)-1] // the last: empty, or not whole yet
+		for i, line := range lines {
+			var e Event
+			switch {
+			case len(bytes.TrimSpace(line)) == 0:
+				continue
+			case json.Unmarshal(line, &e) != nil || e.Time.IsZero() || e.Kind == "":
+				out = append(out, fmt.Sprintf("%s:%d: not an event (damaged or cut short), skipped", p, i+1))
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -136,3 +136,43 @@ func TestParseSignal(t *testing.T) {
 		})
 	}
 }
+
+// TestJournalDamaged: lines a disk, a hand or a crash damaged are skipped
+// by readers, listed by Damaged (and so by `events`, with the fix), and
+// a line a crash cut short does not swallow the next event.
+func TestJournalDamaged(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Add(EventStart, "init pid 1", nil)
+	j.Close()
+	p := filepath.Join(dir, "web.jsonl")
+	f, _ := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+	f.WriteString("\x00\x00\x00garbage\n{\"time\":\"2026-12-06T08:00:00Z\",\"service\":\"web\",\"ki") // a bad line, then one cut short
+	f.Close()
+	if d, err := Damaged(dir, nil); err != nil || len(d) != 1 || d[0] != p+":2: not an event (damaged or cut short), skipped" {
+		t.Errorf("Damaged: %q, %v", d, err)
+	}
+	// The next run's journal: its first event is whole, and read.
+	j, err = OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Add(EventStart, "after the crash", nil)
+	j.Close()
+	evs, err := ReadEvents(dir, nil, time.Time{})
+	if err != nil || len(evs) != 2 || evs[1].Message != "after the crash" {
+		t.Errorf("ReadEvents: %+v, %v", evs, err)
+	}
+	var out, warn strings.Builder
+	if err := Events(context.Background(), &out, dir, EventsOptions{Warn: &warn}); err != nil {
+		t.Fatal(err)
+	}
+	want := "safe-run: events: " + p + ":2: not an event (damaged or cut short), skipped (the other events are shown; to drop the damaged lines, remove the file once its service is stopped)\n" +
+		"safe-run: events: " + p + ":3: not an event (damaged or cut short), skipped (the other events are shown; to drop the damaged lines, remove the file once its service is stopped)\n"
+	if warn.String() != want || strings.Count(out.String(), "\n") != 2 {
+		t.Errorf("events printed:\n%s\nwarned:\n%s\nwant:\n%s", out.String(), warn.String(), want)
+	}
+}

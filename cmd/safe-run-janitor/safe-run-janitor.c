@@ -40,6 +40,21 @@ static void fail(const char *what, const char *path)
 	failed = 1;
 }
 
+/* thaw writes value to dir/file when the file exists: a frozen task
+ * takes its SIGKILL only once thawed, and a safe-run killed while
+ * libcontainer froze the cgroup to kill it, or a hand, leaves it frozen. */
+static void thaw(const char *dir, const char *file, const char *value)
+{
+	char path[4096];
+	if (snprintf(path, sizeof path, "%s/%s", dir, file) >= (int)sizeof path)
+		return;
+	FILE *f = fopen(path, "we");
+	if (!f)
+		return;
+	fputs(value, f);
+	fclose(f);
+}
+
 /* kill_procs sends SIGKILL to every process listed in dir/cgroup.procs. */
 static void kill_procs(const char *dir)
 {
@@ -139,6 +154,16 @@ int main(int argc, char **argv)
 		return 0; /* safe-run cleaned up itself */
 
 	deadline = time(NULL) + CGROUP_DEADLINE_SECONDS;
+	/* Every hierarchy thawed before any is emptied: on cgroup v1 the
+	 * freezer is a hierarchy of its own, and a process frozen there
+	 * keeps every other cgroup of it busy. Sub-cgroups thaw with their
+	 * parent. */
+	for (size_t i = 0; i < len; i += strlen(sent + i) + 1) {
+		if (sent[i] != 'c' || sent[i + 1] == '\0')
+			continue;
+		thaw(sent + i + 1, "freezer.state", "THAWED");
+		thaw(sent + i + 1, "cgroup.freeze", "0");
+	}
 	for (size_t i = 0; i < len; i += strlen(sent + i) + 1) {
 		/* sent[len] is 0: a record cut short still ends. */
 		const char *dir = sent + i + 1;

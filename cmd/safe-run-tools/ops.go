@@ -86,6 +86,7 @@ func eventsCommand(g *globals) *cobra.Command {
 			if since > 0 {
 				o.Since = time.Now().Add(-since)
 			}
+			o.Warn = g.stderr
 			return ops.Events(cmd.Context(), g.stdout, ops.JournalDir(cli.DefaultDirs().Data), o)
 		},
 	}

@@ -1,0 +1,133 @@
+package testenv
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// RootlessUser is the unprivileged user the rootless tests run safe-run
+// as; EnsureUser creates it, with a range of subordinate ids, when it is
+// missing.
+const RootlessUser = "safe-run-test"
+
+// EnsureUser creates the system user name, when missing, with the
+// subordinate ids 300000-365535, and returns its uid and gid. It needs
+// root.
+func EnsureUser(t testing.TB, name string) (uid, gid uint32) {
+	t.Helper()
+	RequireRoot(t)
+	if _, err := exec.Command("id", name).Output(); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+	}
+	subuid, err := os.ReadFile("/etc/subuid")
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(subuid), name+":") {
+		if out, err := exec.Command("usermod", "--add-subuids", "300000-365535", "--add-subgids", "300000-365535", name).CombinedOutput(); err != nil {
+			t.Fatalf("usermod: %v: %s", err, out)
+		}
+	}
+	for _, f := range []struct {
+		flag string
+		dst  *uint32
+	}{{"-u", &uid}, {"-g", &gid}} {
+		out, err := exec.Command("id", f.flag, name).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := strconv.ParseUint(strings.TrimSpace(string(out)), 10, 32)
+		if err != nil {
+			t.Fatalf("id %s %s: %q", f.flag, name, out)
+		}
+		*f.dst = uint32(n)
+	}
+	return uid, gid
+}
+
+// GrantTun lets uid open /dev/net/tun, as pasta must, for the test's
+// duration, when the device's mode does not (0600 in some containers and
+// sandboxes; the kernel's default is 0666): an ACL entry for uid alone,
+// removed afterwards with the mode restored. An ACL that already grants
+// uid (another test's, running beside this one) is used as it is.
+func GrantTun(t testing.TB, uid uint32) {
+	t.Helper()
+	const tun = "/dev/net/tun"
+	st, err := os.Stat(tun)
+	if err != nil {
+		Skip(t, "needs %s: %v", tun, err)
+	}
+	if st.Mode().Perm()&0o006 == 0o006 {
+		return
+	}
+	const all = 0xffffffff
+	entry := func(tag, perm uint16, id uint32) []byte {
+		b := binary.LittleEndian.AppendUint16(nil, tag)
+		b = binary.LittleEndian.AppendUint16(b, perm)
+		return binary.LittleEndian.AppendUint32(b, id)
+	}
+	userEntry := entry(0x02, 6, uid)
+	old := make([]byte, 256)
+	if n, _ := unix.Getxattr(tun, "system.posix_acl_access", old); n > 0 {
+		if bytes.Contains(old[:n], userEntry) {
+			return
+		}
+		t.Fatalf("%s already has an ACL, without uid %d: not changing it", tun, uid)
+	}
+	acl := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
+	acl = append(acl, entry(0x01, 6, all)...)
+	acl = append(acl, userEntry...)
+	acl = append(acl, entry(0x04, uint16(st.Mode().Perm()>>3)&7, all)...)
+	acl = append(acl, entry(0x10, 6, all)...)
+	acl = append(acl, entry(0x20, uint16(st.Mode().Perm())&7, all)...)
+	if err := unix.Setxattr(tun, "system.posix_acl_access", acl, 0); err != nil {
+		Skip(t, "%s is mode %04o and takes no ACL for the test user: %v", tun, st.Mode().Perm(), err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Removexattr(tun, "system.posix_acl_access"); err != nil && !errors.Is(err, unix.ENODATA) {
+			t.Errorf("removing the ACL of %s: %v", tun, err)
+		}
+		if err := os.Chmod(tun, st.Mode().Perm()); err != nil {
+			t.Errorf("restoring the mode of %s: %v", tun, err)
+		}
+	})
+}
+
+// UserProcesses are the live processes (not zombies) of uid.
+func UserProcesses(uid uint32) []string {
+	var pids []string
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		st, err := os.Stat("/proc/" + e.Name())
+		if err != nil || st.Sys().(*syscall.Stat_t).Uid != uid {
+			continue
+		}
+		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			continue
+		}
+		pids = append(pids, e.Name())
+	}
+	return pids
+}
+
+// Cmdline is process pid's command line, its arguments joined by spaces.
+func Cmdline(pid string) string {
+	b, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " "))
+}

@@ -1,0 +1,252 @@
+package soak_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+)
+
+// TestConcurrentStarts: many services started at the same moment, all on
+// one bridge, on this 2-core host: all run, each on an id range and an
+// address of its own. The long pass checks start p99 <= 10x p50; every
+// pass reports them.
+func TestConcurrentStarts(t *testing.T) {
+	setup(t)
+	n := env.lvl.concurrent
+	bridge := name("cc")
+	gate := make(chan struct{})
+	type started struct {
+		svc  string
+		took time.Duration
+		cmd  *exec.Cmd
+		err  error
+		out  *testenv.Buffer
+	}
+	all := make([]*started, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		svc := name(fmt.Sprintf("cc%02d", i))
+		manifest := root.manifest(t, svc, "echo up; while :; do sleep 1; done", bridged(t, svc, bridge, 0))
+		s := &started{svc: svc, out: &testenv.Buffer{}}
+		all[i] = s
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			c := root.cmd(ctx, "-q", manifest)
+			c.Stderr = s.out
+			out, _ := c.StdoutPipe()
+			s.cmd = c
+			<-gate
+			t0 := time.Now()
+			if s.err = c.Start(); s.err != nil {
+				cancel()
+				return
+			}
+			l, err := bufio.NewReader(out).ReadString('\n')
+			s.took = time.Since(t0)
+			if l != "up\n" {
+				if err == nil {
+					err = errors.New(`not "up"`)
+				}
+				s.err = fmt.Errorf("%s: first line %q: %w", svc, l, err)
+			}
+			drain(out)
+			t.Cleanup(cancel)
+		})
+	}
+	close(gate)
+	wg.Wait()
+	t.Cleanup(func() {
+		for _, s := range all {
+			if s.cmd != nil && s.cmd.Process != nil {
+				s.cmd.Process.Kill()
+				s.cmd.Wait()
+			}
+		}
+	})
+	var took []time.Duration
+	ranges, addrs := map[string]string{}, map[string]string{}
+	for _, s := range all {
+		if s.err != nil {
+			t.Errorf("%v\n%s", s.err, s.out)
+			continue
+		}
+		took = append(took, s.took)
+		st, err := status(root, s.svc)
+		for deadline := time.Now().Add(30 * time.Second); (err != nil || st.Address == "") && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			st, err = status(root, s.svc)
+		}
+		if err != nil {
+			t.Errorf("%s: status: %v", s.svc, err)
+			continue
+		}
+		_, host, _ := strings.Cut(st.UserNS, " -> ")
+		if other, ok := ranges[host]; ok || host == "" {
+			t.Errorf("%s and %s share the id range %q", s.svc, other, st.UserNS)
+		}
+		ranges[host] = s.svc
+		if other, ok := addrs[st.Address]; ok || st.Address == "" {
+			t.Errorf("%s and %s share the address %q", s.svc, other, st.Address)
+		}
+		addrs[st.Address] = s.svc
+	}
+	// Stop them all at once too.
+	var stops sync.WaitGroup
+	for _, s := range all {
+		if s.cmd == nil || s.cmd.Process == nil {
+			continue
+		}
+		stops.Go(func() {
+			s.cmd.Process.Signal(syscall.SIGTERM)
+			if err := s.cmd.Wait(); exitCode(err) != 143 && exitCode(err) != 0 {
+				t.Errorf("%s stopped with exit %d\n%s", s.svc, exitCode(err), s.out)
+			}
+		})
+	}
+	stops.Wait()
+	p50, p90, p99, top := percentiles(took)
+	t.Logf("%d services at once: %d up, %d id ranges, %d addresses; start p50 %s p90 %s p99 %s max %s (p99/p50 %.1f)",
+		n, len(took), len(ranges), len(addrs), ms(p50), ms(p90), ms(p99), ms(top), float64(p99)/float64(max(p50, 1)))
+	if env.lvl.name == "long" && p99 > 10*p50 {
+		t.Errorf("start p99 %s is over 10x p50 %s", ms(p99), ms(p50))
+	}
+	left := assertNoLeaks(t, "concurrent starts")
+	record("| %d services started at once, one bridge | %d | %d | all up, %d distinct id ranges and addresses; start p50 %s, p90 %s, p99 %s (%.1fx p50) |",
+		n, n, left, min(len(ranges), len(addrs)), ms(p50), ms(p90), ms(p99), float64(p99)/float64(max(p50, 1)))
+}
+
+// ociLayout writes an OCI layout of the example rootfs, plus files
+// random files of size bytes under /big, labeled so that its digest is
+// this layout's alone. It returns the manifest's image.oci value.
+func ociLayout(t *testing.T, label string, files, size int) string {
+	t.Helper()
+	mkoci := filepath.Join(env.dir, "mkoci")
+	if _, err := os.Stat(mkoci); err != nil {
+		if err := testenv.StaticGo(mkoci, "./example/mkoci"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	src := env.rootfs
+	if files > 0 {
+		src = filepath.Join(env.dir, "rootfs-"+label)
+		if out, err := exec.Command("cp", "-a", env.rootfs, src).CombinedOutput(); err != nil {
+			t.Fatalf("cp: %v %s", err, out)
+		}
+		os.MkdirAll(filepath.Join(src, "big"), 0o755)
+		buf := make([]byte, size)
+		for i := range files {
+			rand.Read(buf)
+			os.WriteFile(filepath.Join(src, "big", fmt.Sprintf("f%04d", i)), buf, 0o644)
+		}
+		defer os.RemoveAll(src)
+	}
+	dst := filepath.Join(env.dir, "oci-"+label)
+	if out, err := exec.Command(mkoci, "-label", "soak="+env.prefix+"-"+label, src, dst+":latest").CombinedOutput(); err != nil {
+		t.Fatalf("mkoci: %v %s", err, out)
+	}
+	return dst + ":latest"
+}
+
+// ociManifest is a manifest of service svc with image.oci = ref.
+func ociManifest(t *testing.T, svc, ref, script string) string {
+	t.Helper()
+	p := root.manifest(t, svc, script, "")
+	b, _ := os.ReadFile(p)
+	text := strings.Replace(string(b), fmt.Sprintf("rootfs = %q", env.rootfs), fmt.Sprintf("oci = %q", ref), 1)
+	os.WriteFile(p, []byte(text), 0o644)
+	return p
+}
+
+var unpackedNote = regexp.MustCompile(`\(unpacked \d+ files`)
+
+// TestConcurrentPulls: two services of the same image started at once
+// unpack it once; the other start waits for it and uses the same entry.
+func TestConcurrentPulls(t *testing.T) {
+	setup(t)
+	ref := ociLayout(t, "pull", 0, 0)
+	var wg sync.WaitGroup
+	res := make([]result, 2)
+	gate := make(chan struct{})
+	for i := range res {
+		m := ociManifest(t, name(fmt.Sprintf("pull%d", i)), ref, "exit 0")
+		wg.Go(func() {
+			<-gate
+			res[i] = root.run(m)
+		})
+	}
+	close(gate)
+	wg.Wait()
+	unpacked := 0
+	for i, r := range res {
+		if r.code != 0 {
+			t.Fatalf("start %d: exit %d\n%s", i, r.code, r.stderr)
+		}
+		unpacked += len(unpackedNote.FindAllString(r.stderr, -1))
+	}
+	entries, _ := os.ReadDir(filepath.Join(env.dataDir, "images", "entries"))
+	if unpacked != 1 || len(entries) != 1 {
+		t.Errorf("two starts at once unpacked %d times, %d cache entries; want 1 and 1\n%s\n%s", unpacked, len(entries), res[0].stderr, res[1].stderr)
+	}
+	if r := root.run("image", "prune"); r.code != 0 {
+		t.Errorf("image prune: exit %d\n%s", r.code, r.stderr)
+	}
+	left := assertNoLeaks(t, "concurrent pulls")
+	record("| two starts of one image at once | 1 | %d | unpacked %d time(s), %d cache entry |", left, unpacked, len(entries))
+}
+
+// TestPruneWhileUnpacking: `image prune`, run again and again while a
+// start unpacks a larger image, never removes what that start uses: the
+// service sees every file of its image. Each round starts from an empty
+// cache, so each unpacks.
+func TestPruneWhileUnpacking(t *testing.T) {
+	setup(t)
+	const files = 1500
+	ref := ociLayout(t, "prune", files, 8<<10)
+	svc := name("prune")
+	m := ociManifest(t, svc, ref, fmt.Sprintf(`n=$(ls /big | wc -l); [ "$n" = %d ] && cat /big/* >/dev/null && echo whole`, files))
+	prunes := 0
+	for round := range env.lvl.pulls {
+		// From an empty cache: the start must unpack.
+		if p := root.run("image", "prune"); p.code != 0 {
+			t.Fatalf("image prune: exit %d\n%s", p.code, p.stderr)
+		}
+		done := make(chan result, 1)
+		go func() { done <- root.run(m) }()
+		var r result
+	prune:
+		for {
+			select {
+			case r = <-done:
+				break prune
+			default:
+				if p := root.run("image", "prune"); p.code != 0 {
+					t.Errorf("image prune during a start: exit %d\n%s", p.code, p.stderr)
+				}
+				prunes++
+			}
+		}
+		if r.code != 0 || strings.TrimSpace(r.stdout) != "whole" || !unpackedNote.MatchString(r.stderr) {
+			t.Fatalf("round %d: exit %d, stdout %q\n%s", round, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := root.run("image", "prune"); r.code != 0 {
+		t.Errorf("image prune: exit %d\n%s", r.code, r.stderr)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(env.dataDir, "images", "entries")); len(entries) != 0 {
+		t.Errorf("after the last prune: %d cache entries", len(entries))
+	}
+	left := assertNoLeaks(t, "prune while unpacking")
+	record("| image prune while a start unpacks | %d starts, %d prunes | %d | every start saw its whole image |", env.lvl.pulls, prunes, left)
+}

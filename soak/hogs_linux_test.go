@@ -1,0 +1,207 @@
+package soak_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/safe-run/safe-run/internal/testenv"
+)
+
+// TestHostStaysUp: a fork bomb (pids limit), a memory hog (OOM) and a CPU
+// hog (quota) run as three services at once, while a fourth answers
+// requests through a published port. Every pass checks that the fourth
+// answers every request and that each hog hit its limit; the latencies
+// against a quiet baseline and how soon the host's CPU is idle again
+// after the hogs end are reported, not asserted (a shared machine's
+// timing proves nothing either way).
+func TestHostStaysUp(t *testing.T) {
+	setup(t)
+	port := testenv.FreePort(t)
+	web := name("web")
+	webM := root.manifest(t, web, "echo up; exec httpd -f -p 80 -h /etc", bridged(t, web, "", port))
+	webB := root.startBackground(t, web, webM, "-q")
+	url := fmt.Sprintf("http://127.0.0.1:%d/passwd", port)
+	client := http.Client{Timeout: 10 * time.Second}
+	get := func() (time.Duration, error) {
+		t0 := time.Now()
+		resp, err := client.Get(url)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && (resp.StatusCode != 200 || !strings.HasPrefix(string(b), "root:")) {
+			err = fmt.Errorf("status %d, body %q", resp.StatusCode, b)
+		}
+		return time.Since(t0), err
+	}
+	// The web service answers once its port forwarder is up.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := get(); err == nil {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the web service never answered: %v", err)
+		}
+	}
+	measure := func(until func(i int) bool) (lat []time.Duration, failed int, firstErr error) {
+		for i := 0; until(i); i++ {
+			d, err := get()
+			if err != nil {
+				failed++
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			lat = append(lat, d)
+			time.Sleep(10 * time.Millisecond)
+		}
+		return
+	}
+	busyBefore := cpuBusy(time.Second)
+	quiet, failed, err := measure(func(i int) bool { return i < env.lvl.baselineQueries })
+	if failed > 0 {
+		t.Fatalf("quiet: %d of %d requests failed: %v", failed, env.lvl.baselineQueries, err)
+	}
+
+	bomb := name("forkbomb")
+	mem := name("memhog")
+	cpu := name("cpuhog")
+	hogs := map[string]*background{}
+	for _, h := range []struct{ svc, script, resources string }{
+		// The bomb runs in a child shell, which dies when fork fails;
+		// what it forked holds the pids, and the service goes on
+		// without forking (exec).
+		{bomb, "echo up; sh -c 'while :; do sleep 1000 & done' 2>/dev/null; exec sleep 100000", "[resources]\nmemory = \"64M\"\ncpus = 0.5\npids = 32\n"},
+		// Each round's subshell is what the OOM killer takes.
+		{mem, "echo up; while :; do (x=$(head -c 200000000 /dev/zero | tr '\\0' x)); done 2>/dev/null", "[resources]\nmemory = \"32M\"\ncpus = 0.5\npids = 64\n"},
+		{cpu, "echo up; while :; do :; done & while :; do :; done", "[resources]\nmemory = \"32M\"\ncpus = 0.5\npids = 64\n"},
+	} {
+		hogs[h.svc] = root.startBackground(t, h.svc, root.manifest(t, h.svc, h.script, h.resources), "-q")
+	}
+	t0 := time.Now()
+	loaded, failed, err := measure(func(int) bool { return time.Since(t0) < time.Duration(env.lvl.hogSeconds)*time.Second })
+	if failed > 0 {
+		t.Errorf("under the hogs: %d of %d requests failed: %v", failed, failed+len(loaded), err)
+	}
+	// Each hog hit its own limit, and only that.
+	pidsMax := cgroupCount(t, bomb, "pids", "pids.events", "max")
+	ooms := cgroupCount(t, mem, "memory", "memory.oom_control", "oom_kill")
+	throttled := cgroupCount(t, cpu, "cpu", "cpu.stat", "nr_throttled")
+	if pidsMax == 0 {
+		t.Errorf("the fork bomb never hit its pids limit (pids.events max 0)")
+	}
+	if ooms == 0 {
+		t.Errorf("the memory hog was never OOM-killed (oom_kill 0)")
+	}
+	if throttled == 0 {
+		t.Errorf("the CPU hog was never throttled (nr_throttled 0)")
+	}
+	tEnd := time.Now()
+	codes := map[string]int{}
+	for _, b := range hogs {
+		b.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	// How soon the host's CPU is as idle as before the hogs (within 25
+	// points of it), in 250 ms samples from the moment they were told to
+	// stop.
+	recovered := time.Duration(-1)
+	for time.Since(tEnd) < 30*time.Second {
+		if cpuBusy(250*time.Millisecond) <= busyBefore+0.25 {
+			recovered = time.Since(tEnd)
+			break
+		}
+	}
+	for svc, b := range hogs {
+		select {
+		case <-b.done:
+		case <-time.After(60 * time.Second):
+			t.Errorf("%s did not stop within a minute of SIGTERM", svc)
+			b.cmd.Process.Kill()
+			<-b.done
+		}
+		codes[svc] = exitCode(b.err)
+	}
+	if !strings.Contains(hogs[mem].stderr.String(), "OOM-killed") {
+		t.Errorf("the memory hog's exit report does not say it was OOM-killed:\n%s", hogs[mem].stderr)
+	}
+	after, failed, err := measure(func(i int) bool { return i < env.lvl.baselineQueries })
+	if failed > 0 {
+		t.Errorf("after the hogs: %d requests failed: %v", failed, err)
+	}
+	q50, _, q99, _ := percentiles(quiet)
+	l50, _, l99, _ := percentiles(loaded)
+	a50, _, a99, _ := percentiles(after)
+	ratio := float64(l99) / float64(max(q99, 1))
+	t.Logf("web latency: quiet p50 %s p99 %s (%d requests); under the hogs p50 %s p99 %s (%d requests, %.1fx quiet p99); after p50 %s p99 %s",
+		ms(q50), ms(q99), len(quiet), ms(l50), ms(l99), len(loaded), ratio, ms(a50), ms(a99))
+	t.Logf("hogs: pids limit hit %d times, %d OOM kills, %d throttled periods; exits %v; CPU back within 25 points of before (%.0f%% busy) after %v",
+		pidsMax, ooms, throttled, codes, busyBefore*100, recovered.Round(10*time.Millisecond))
+	if code := webB.stop(); code != 143 && code != 0 {
+		t.Errorf("stopping the web service: exit %d\n%s", code, webB.stderr)
+	}
+	left := assertNoLeaks(t, "host stays up")
+	record("| fork bomb + memory hog + CPU hog beside a web service, %d s | %d requests | %d | every request answered; p99 quiet %s, under the hogs %s (%.1fx); pids limit hit %d times, %d OOM kills, %d throttled periods; host CPU back in %v |",
+		env.lvl.hogSeconds, len(quiet)+len(loaded)+len(after), left, ms(q99), ms(l99), ratio, pidsMax, ooms, throttled, recovered.Round(10*time.Millisecond))
+}
+
+// cgroupCount reads key from file in the cgroup of controller of a
+// running service (its status names them).
+func cgroupCount(t *testing.T, svc, controller, file, key string) uint64 {
+	t.Helper()
+	st, err := status(root, svc)
+	if err != nil {
+		t.Errorf("%s: status: %v", svc, err)
+		return 0
+	}
+	dir := st.Cgroups[controller]
+	if dir == "" {
+		dir = st.Cgroups[""] // cgroup v2: one directory
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil && file == "memory.oom_control" {
+		b, err = os.ReadFile(filepath.Join(dir, "memory.events"))
+	}
+	if err != nil {
+		t.Errorf("%s: %v (cgroups %v)", svc, err, st.Cgroups)
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == key {
+			n, _ := strconv.ParseUint(f[1], 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// cpuBusy is the share of the host's CPU time that was not idle over d.
+func cpuBusy(d time.Duration) float64 {
+	read := func() (busy, total uint64) {
+		b, _ := os.ReadFile("/proc/stat")
+		line, _, _ := strings.Cut(string(b), "\n")
+		for i, f := range strings.Fields(line)[1:] {
+			n, _ := strconv.ParseUint(f, 10, 64)
+			total += n
+			if i != 3 && i != 4 { // idle, iowait
+				busy += n
+			}
+		}
+		return
+	}
+	b0, t0 := read()
+	time.Sleep(d)
+	b1, t1 := read()
+	if t1 == t0 {
+		return 0
+	}
+	return float64(b1-b0) / float64(t1-t0)
+}
