@@ -515,6 +515,7 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 	var errs []error
 	keep := map[string]bool{}
 	for _, b := range bridges {
+		before := len(b.Leases)
 		live := b.Leases[:0]
 		for _, l := range b.Leases {
 			if l.alive() {
@@ -528,7 +529,10 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 			errs = append(errs, undoLease(root, l, true))
 		}
 		b.Leases = live
-		errs = append(errs, saveOrDropBridge(root, bridges, b))
+		if len(live) < before || len(live) == 0 {
+			// Every start reclaims: a bridge it leaves as it was is not rewritten.
+			errs = append(errs, saveOrDropBridge(root, bridges, b))
+		}
 	}
 	for _, d := range []string{netnsDir, filesDir} {
 		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
