@@ -159,8 +159,29 @@ func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) err
 	var lc net.ListenConfig
 	switch p.Proto {
 	case "tcp":
-		// Accepted connections inherit the listener's buffers.
-		lc.Control = func(_, _ string, c syscall.RawConn) error { return c.Control(tcpBuffers) }
+		// Accepted connections inherit the listener's buffers and
+		// keepalive settings (Go's defaults, set here once instead of by
+		// four system calls on every connection).
+		lc.KeepAlive = -1
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				tcpBuffers(fd)
+				for _, o := range []struct{ level, opt, v int }{
+					{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+					{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
+					{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
+					{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
+				} {
+					if serr == nil {
+						serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.v)
+					}
+				}
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
 		ln, err := lc.Listen(ctx, network, addr)
 		if err != nil {
 			return publishError(name, err)
@@ -286,15 +307,21 @@ func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCP
 	defer fw.untrack(client)
 	defer client.Close()
 
-	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	d := transparentDialer(fw.source(client.RemoteAddr()), false)
-	c, err := d.DialContext(dctx, "tcp4", t.target.String())
-	cancel()
+	d.Timeout = dialTimeout
+	// No keepalive probes to the service (four system calls less per
+	// connection): it is on a bridge of this host, and when it goes, stop
+	// closes its connections. The client's side keeps them.
+	d.KeepAlive = -1
+	var laddr netip.AddrPort
+	if a, ok := d.LocalAddr.(*net.TCPAddr); ok {
+		laddr = a.AddrPort()
+	}
+	server, err := d.DialTCP(ctx, "tcp4", laddr, t.target)
 	if err != nil {
 		fw.log.Warn("port: connecting to the service", "port", t.name, "target", t.target.String(), "client", client.RemoteAddr().String(), "err", err)
 		return
 	}
-	server := c.(*net.TCPConn)
 	if !fw.track(server) {
 		server.Close()
 		return
