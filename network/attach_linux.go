@@ -105,18 +105,50 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		a.wg.Add(1)
 		go a.refreshEgress(bg, opts, refresh)
 	}
+	// The reader of denials, the resolver and the forwarders need nothing of each other: they
+	// start at once.
+	var started sync.WaitGroup
+	var denials *denialReader
+	var fw *forwarders
+	var denialsErr, portsErr error
 	if opts.Denials != nil && !spec.All {
-		d, err := listenDenials(a.lease.LogGroup, opts.Service, opts.Denials)
-		if err != nil {
-			return fail(err)
-		}
-		a.denials = d
-		a.wg.Add(1)
-		go d.run(&a.wg)
+		started.Add(1)
+		go func() {
+			defer started.Done()
+			denials, denialsErr = listenDenials(a.lease.LogGroup, opts.Service, opts.Denials)
+		}()
 	}
+	if len(opts.Ports) > 0 {
+		started.Add(1)
+		go func() {
+			defer started.Done()
+			fw, portsErr = publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet)
+		}()
+	}
+	stopDNS, dnsErr := a.serveDNS(bg, opts, root, bridge, log)
+	started.Wait()
+	if denials != nil {
+		a.denials = denials
+		a.wg.Add(1)
+		go denials.run(&a.wg)
+	}
+	if stopDNS != nil {
+		a.stops = append(a.stops, stopDNS)
+	}
+	if fw != nil {
+		a.stops = append(a.stops, fw.stop)
+	}
+	if err := errors.Join(denialsErr, dnsErr, portsErr); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+// serveDNS starts the bridge's resolver on the gateway (see ServeDNS).
+func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot, bridge string, log *slog.Logger) (stop func(), err error) {
 	ups, err := Upstreams(opts.DNS)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	hostUps := ups
 	if len(opts.DNS) > 0 {
@@ -141,19 +173,11 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		}
 		return out, nil
 	}
-	stop, err := serveDNS(bg, netip.AddrPortFrom(a.Gateway, 53), bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, upstreamPorts(ups), log, memberUps)
+	stop, err = serveDNS(ctx, netip.AddrPortFrom(a.Gateway, 53), bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, upstreamPorts(ups), log, memberUps)
 	if err != nil {
-		return fail(fmt.Errorf("DNS on %s: %w", a.Gateway, err))
+		return nil, fmt.Errorf("DNS on %s: %w", a.Gateway, err)
 	}
-	a.stops = append(a.stops, stop)
-	if len(opts.Ports) > 0 {
-		fw, err := publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet)
-		if err != nil {
-			return fail(err)
-		}
-		a.stops = append(a.stops, fw.stop)
-	}
-	return a, nil
+	return stop, nil
 }
 
 // attachLocked does the part of Attach that needs the state lock. release closes the nftables
