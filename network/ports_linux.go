@@ -113,6 +113,26 @@ type tcpForward struct {
 // docs/networking.md). The kernel allocates a buffer's memory only as data is queued.
 const tcpBufferSize = 4 << 20
 
+// tcpListenerOptions sets, on a listening TCP socket fd, what its accepted connections inherit:
+// the forwarder's buffers (tcpBuffers) and Go's keepalive settings, set here once instead of by
+// four system calls on every connection. A listener made elsewhere and handed to the forwarders
+// gets the buffers only if this is called on it (Go then sets the same keepalive again on each
+// connection it accepts, which is harmless).
+func tcpListenerOptions(fd uintptr) error {
+	tcpBuffers(fd)
+	for _, o := range []struct{ level, opt, v int }{
+		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
+		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
+	} {
+		if err := unix.SetsockoptInt(int(fd), o.level, o.opt, o.v); err != nil {
+			return fmt.Errorf("setting the listener's keepalive: %w", err)
+		}
+	}
+	return nil
+}
+
 // tcpBuffers sets tcpBufferSize on the socket fd: past net.core.rmem_max and wmem_max when the
 // supervisor may (root: SO_RCVBUFFORCE), else only where those allow it. A default host's
 // maximum (208 KiB) is below what autotuning reaches, which is then left alone.
@@ -159,25 +179,12 @@ func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) err
 	var lc net.ListenConfig
 	switch p.Proto {
 	case "tcp":
-		// Accepted connections inherit the listener's buffers and
-		// keepalive settings (Go's defaults, set here once instead of by
-		// four system calls on every connection).
+		// Accepted connections inherit the listener's options (see
+		// tcpListenerOptions); Go sets no keepalive of its own on them.
 		lc.KeepAlive = -1
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
-			if err := c.Control(func(fd uintptr) {
-				tcpBuffers(fd)
-				for _, o := range []struct{ level, opt, v int }{
-					{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
-					{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
-					{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
-					{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
-				} {
-					if serr == nil {
-						serr = unix.SetsockoptInt(int(fd), o.level, o.opt, o.v)
-					}
-				}
-			}); err != nil {
+			if err := c.Control(func(fd uintptr) { serr = tcpListenerOptions(fd) }); err != nil {
 				return err
 			}
 			return serr
