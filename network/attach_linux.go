@@ -84,8 +84,11 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		return nil, err
 	}
 	locked := time.Now()
-	a, err := attachLocked(root, bridge, opts, spec, log)
+	a, release, err := attachLocked(root, bridge, opts, spec, log)
 	unlock()
+	// Nothing here needs the nftables socket closed (see syncTable): its close may wait for the
+	// kernel to free another transaction's deletions.
+	go release()
 	if err != nil {
 		return nil, err
 	}
@@ -102,18 +105,50 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		a.wg.Add(1)
 		go a.refreshEgress(bg, opts, refresh)
 	}
+	// The reader of denials, the resolver and the forwarders need nothing of each other: they
+	// start at once.
+	var started sync.WaitGroup
+	var denials *denialReader
+	var fw *forwarders
+	var denialsErr, portsErr error
 	if opts.Denials != nil && !spec.All {
-		d, err := listenDenials(a.lease.LogGroup, opts.Service, opts.Denials)
-		if err != nil {
-			return fail(err)
-		}
-		a.denials = d
-		a.wg.Add(1)
-		go d.run(&a.wg)
+		started.Add(1)
+		go func() {
+			defer started.Done()
+			denials, denialsErr = listenDenials(a.lease.LogGroup, opts.Service, opts.Denials)
+		}()
 	}
+	if len(opts.Ports) > 0 {
+		started.Add(1)
+		go func() {
+			defer started.Done()
+			fw, portsErr = publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet, opts.ListenFDs)
+		}()
+	}
+	stopDNS, dnsErr := a.serveDNS(bg, opts, root, bridge, log)
+	started.Wait()
+	if denials != nil {
+		a.denials = denials
+		a.wg.Add(1)
+		go denials.run(&a.wg)
+	}
+	if stopDNS != nil {
+		a.stops = append(a.stops, stopDNS)
+	}
+	if fw != nil {
+		a.stops = append(a.stops, fw.stop)
+	}
+	if err := errors.Join(denialsErr, dnsErr, portsErr); err != nil {
+		return fail(err)
+	}
+	return a, nil
+}
+
+// serveDNS starts the bridge's resolver on the gateway (see ServeDNS).
+func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot, bridge string, log *slog.Logger) (stop func(), err error) {
 	ups, err := Upstreams(opts.DNS)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	hostUps := ups
 	if len(opts.DNS) > 0 {
@@ -138,26 +173,20 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		}
 		return out, nil
 	}
-	stop, err := serveDNS(bg, netip.AddrPortFrom(a.Gateway, 53), bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, upstreamPorts(ups), log, memberUps)
+	stop, err = serveDNS(ctx, netip.AddrPortFrom(a.Gateway, 53), bridge, func() (map[string]netip.Addr, error) { return Members(root.dir, bridge) }, upstreamPorts(ups), log, memberUps)
 	if err != nil {
-		return fail(fmt.Errorf("DNS on %s: %w", a.Gateway, err))
+		return nil, fmt.Errorf("DNS on %s: %w", a.Gateway, err)
 	}
-	a.stops = append(a.stops, stop)
-	if len(opts.Ports) > 0 {
-		fw, err := publishPorts(bg, opts.Ports, a.Address, log, udpIdle, a.subnet, opts.ListenFDs)
-		if err != nil {
-			return fail(err)
-		}
-		a.stops = append(a.stops, fw.stop)
-	}
-	return a, nil
+	return stop, nil
 }
 
-// attachLocked does the part of Attach that needs the state lock.
-func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, log *slog.Logger) (_ *Attachment, err error) {
+// attachLocked does the part of Attach that needs the state lock. release closes the nftables
+// socket (see syncTable); it is never nil.
+func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, log *slog.Logger) (_ *Attachment, release func(), err error) {
+	release = func() {}
 	bridges, err := root.bridges()
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	if err := reclaim(root, bridges, log); err != nil {
 		log.Warn("reclaiming dead services' network", "err", err)
@@ -174,7 +203,7 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		}
 		subnet, err := freeSubnet(used)
 		if err != nil {
-			return nil, err
+			return nil, release, err
 		}
 		b = &bridgeState{Name: bridge, Ifname: root.bridgeIfname(bridge), Subnet: subnet, Gateway: subnet.Addr().Next()}
 		if opts.Bridge == "" {
@@ -186,12 +215,12 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}
 	for _, l := range b.Leases {
 		if l.Service == opts.Service {
-			return nil, fmt.Errorf("network: service %s is already on bridge %s (pid %d); stop it first or rename one", opts.Service, bridge, l.PID)
+			return nil, release, fmt.Errorf("network: service %s is already on bridge %s (pid %d); stop it first or rename one", opts.Service, bridge, l.PID)
 		}
 	}
 	addr, err := freeAddress(b)
 	if err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	netnsPath, files := Paths(root.dir, opts.Service, bridge)
 	l := lease{
@@ -209,7 +238,7 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	// for the next Attach or Cleanup to undo.
 	b.Leases = append(b.Leases, l)
 	if err := root.writeBridge(b); err != nil {
-		return nil, err
+		return nil, release, err
 	}
 	a := &Attachment{
 		Netns: l.Netns, Address: addr, Gateway: b.Gateway, Bridge: bridge,
@@ -217,43 +246,66 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}
 	defer func() {
 		if err != nil {
-			err = errors.Join(err, detachLocked(root, bridges, bridge, l, true))
+			undo, derr := detachLocked(root, bridges, bridge, l, true)
+			release = chain(release, undo)
+			err = errors.Join(err, derr)
 		}
 	}()
-	master := 0
-	if !b.Routed {
-		if master, err = ensureBridge(b); err != nil {
-			return nil, err
-		}
-	}
-	if err := makeNetns(l.Netns); err != nil {
-		return nil, err
-	}
-	if err := connect(b, &l, master); err != nil {
-		return nil, err
-	}
+	// Three independent parts at once: the namespace and its link; the firewall, which names
+	// the interfaces and addresses but needs none of them to exist; the /etc files. Nothing runs
+	// in the namespace until Attach has returned, so its link being up a moment before its
+	// rules are in place lets nothing through.
+	var wg sync.WaitGroup
+	var linkErr, tableErr error
+	var prerouting bool
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		linkErr = func() error {
+			master := 0
+			if !b.Routed {
+				var err error
+				if master, err = ensureBridge(b); err != nil {
+					return err
+				}
+			}
+			if err := makeNetns(l.Netns); err != nil {
+				return err
+			}
+			return connect(b, &l, master)
+		}()
+	}()
+	go func() {
+		defer wg.Done()
+		release, prerouting, tableErr = syncTable(root, bridges)
+	}()
+	a.Files = files
+	filesErr := writeFiles(files, b, l)
+	var fwdErr error
 	if !spec.All && len(spec.Rules) == 0 {
 		// egress none: peers and DNS only, nothing is routed, so forwarding stays as it is.
 	} else if note, err := enableForwarding(); err != nil {
-		return nil, err
+		fwdErr = err
 	} else if note != "" {
 		a.Notes = append(a.Notes, note)
 	}
-	if err := syncTable(root, bridges); err != nil {
-		return nil, err
+	wg.Wait()
+	if err := errors.Join(linkErr, tableErr, filesErr, fwdErr); err != nil {
+		return nil, release, err
 	}
-	if err := ensureTransparent(root); err != nil {
+	if err := ensureTransparent(root, prerouting); err != nil {
 		// Another program's rule or table: published ports still work, from the gateway.
 		log.Warn("published ports: the service will see the gateway as its clients' address", "err", err)
 		a.Notes = append(a.Notes, "published ports: the service sees the gateway as the client ("+err.Error()+")")
 	} else {
 		a.subnet = b.Subnet
 	}
-	a.Files = files
-	if err = writeFiles(files, b, l); err != nil {
-		return nil, err
-	}
-	return a, nil
+	return a, release, nil
+}
+
+// chain returns a func that calls f, then g.
+func chain(f, g func()) func() {
+	return func() { f(); g() }
 }
 
 func freeAddress(b *bridgeState) (netip.Addr, error) {
@@ -359,28 +411,40 @@ func (a *Attachment) Close() error {
 	if err != nil {
 		return err
 	}
-	defer unlock()
 	locked := time.Now()
 	bridges, err := a.root.bridges()
 	if err != nil {
+		unlock()
 		return err
 	}
-	err = detachLocked(a.root, bridges, a.Bridge, a.lease, false)
+	release, err := detachLocked(a.root, bridges, a.Bridge, a.lease, false)
+	unlock()
+	unlocked := time.Now()
+	release()
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
-		"stopping", stopped.Sub(began), "lock_wait", locked.Sub(stopped), "locked", time.Since(locked))
+		"stopping", stopped.Sub(began), "lock_wait", locked.Sub(stopped), "locked", unlocked.Sub(locked),
+		"nftables_release", time.Since(unlocked))
 	return err
 }
 
 // detachLocked undoes one lease and rewrites the table; bridges is updated in place. deleteVeth
-// says whether to delete the lease's veth too (see undoLease).
-func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease, deleteVeth bool) error {
-	errs := []error{undoLease(root, l, deleteVeth)}
-	if b := bridges[bridge]; b != nil {
+// says whether to delete the lease's veth too (see undoLease). The table goes first, the rest
+// while the kernel frees the rules it replaced; release closes the nftables socket, which
+// waits for that (see syncTable), and is never nil.
+func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease, deleteVeth bool) (release func(), err error) {
+	b := bridges[bridge]
+	if b != nil {
 		b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
+		if len(b.Leases) == 0 {
+			delete(bridges, bridge)
+		}
+	}
+	release, _, err = syncTable(root, bridges)
+	errs := []error{err, undoLease(root, l, deleteVeth)}
+	if b != nil {
 		errs = append(errs, saveOrDropBridge(root, bridges, b))
 	}
-	errs = append(errs, syncTable(root, bridges))
-	return errors.Join(errs...)
+	return release, errors.Join(errs...)
 }
 
 // undoLease removes what one lease made, whatever of it exists. Once the namespace is unmounted
@@ -438,7 +502,9 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	if err := a.root.writeBridge(b); err != nil {
 		return err
 	}
-	return syncTable(a.root, bridges)
+	release, _, err := syncTable(a.root, bridges)
+	go release() // nothing waits for the kernel to free the old rules
+	return err
 }
 
 // Cleanup reclaims what dead owners left under stateDir: their leases, veths, namespaces, files,
@@ -460,7 +526,10 @@ func Cleanup(stateDir string) error {
 	if err != nil {
 		return err
 	}
-	return errors.Join(reclaim(root, bridges, nil), syncTable(root, bridges))
+	rerr := reclaim(root, bridges, nil)
+	release, _, err := syncTable(root, bridges)
+	release()
+	return errors.Join(rerr, err)
 }
 
 // reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
@@ -476,6 +545,7 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 	}
 	keep := map[string]bool{}
 	for _, b := range bridges {
+		before := len(b.Leases)
 		live := b.Leases[:0]
 		for _, l := range b.Leases {
 			if l.alive() {
@@ -489,7 +559,10 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 			errs = append(errs, undoLease(root, l, true))
 		}
 		b.Leases = live
-		errs = append(errs, saveOrDropBridge(root, bridges, b))
+		if len(live) < before || len(live) == 0 {
+			// Every start reclaims: a bridge it leaves as it was is not rewritten.
+			errs = append(errs, saveOrDropBridge(root, bridges, b))
+		}
 	}
 	for _, d := range []string{netnsDir, filesDir} {
 		ents, _ := os.ReadDir(filepath.Join(root.dir, d))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -28,11 +29,6 @@ const (
 	denialCopyRange   = 64 // the IPv4 header and the ports
 	denialEvery       = 10 * time.Second
 	denialBurstPerSec = 5
-	// drainOnClose is how long close reads what the kernel has sent already: a denial just
-	// before the service exits is still reported. The kernel sends each denial as it logs it
-	// (see listenDenials), so by the time the service is gone its last ones sit in the socket's
-	// buffer: reading them takes microseconds, and every bridge service's stop waits this long.
-	drainOnClose = 5 * time.Millisecond
 )
 
 // denialReader reads one NFLOG group and writes each denial as `NAME: egress denied ADDR:PORT/PROTO`.
@@ -106,19 +102,24 @@ func (d *denialReader) run(wg *sync.WaitGroup) {
 			return
 		}
 		for _, m := range msgs {
-			if m.Header.Type != netlink.HeaderType(nfnlSubsysULOG<<8|nfulnlMsgPacket) || len(m.Data) < 4 {
-				continue
-			}
-			ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-			if err != nil {
-				continue
-			}
-			for ad.Next() {
-				if ad.Type() == nfulaPayload {
-					if s, ok := describePacket(ad.Bytes()); ok {
-						d.report(s, time.Now())
-					}
-				}
+			d.handle(uint16(m.Header.Type), m.Data)
+		}
+	}
+}
+
+// handle reports the denial in one netlink message, if it is one.
+func (d *denialReader) handle(typ uint16, data []byte) {
+	if typ != nfnlSubsysULOG<<8|nfulnlMsgPacket || len(data) < 4 {
+		return
+	}
+	ad, err := netlink.NewAttributeDecoder(data[4:])
+	if err != nil {
+		return
+	}
+	for ad.Next() {
+		if ad.Type() == nfulaPayload {
+			if s, ok := describePacket(ad.Bytes()); ok {
+				d.report(s, time.Now())
 			}
 		}
 	}
@@ -146,15 +147,41 @@ func (d *denialReader) report(dest string, now time.Time) {
 	fmt.Fprintf(d.w, "%s: egress denied %s\n", d.service, dest)
 }
 
-// close ends run after it has read what the kernel sent up to now (drainOnClose at most); the
-// caller waits for run, then calls closeConn.
+// close ends run; the caller waits for run, then calls closeConn.
 func (d *denialReader) close() {
-	if err := d.conn.SetReadDeadline(time.Now().Add(drainOnClose)); err != nil {
+	if err := d.conn.SetReadDeadline(time.Now()); err != nil {
 		d.conn.Close()
 	}
 }
 
-func (d *denialReader) closeConn() { d.conn.Close() }
+// closeConn reports what the kernel sent up to now and run did not read, then closes the
+// socket. The kernel sends each denial as it logs it (see listenDenials), in the context of the
+// packet's sender, so by the time the service is gone its last denials sit in the socket's
+// buffer: they are read without waiting (MSG_DONTWAIT), where a read with a timeout made every
+// bridge service's stop wait out the timeout.
+func (d *denialReader) closeConn() {
+	defer d.conn.Close()
+	rc, err := d.conn.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 64<<10)
+	_ = rc.Control(func(fd uintptr) {
+		for {
+			n, _, err := unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			if err != nil || n <= 0 {
+				return // EAGAIN: nothing left
+			}
+			msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+			if err != nil {
+				continue
+			}
+			for _, m := range msgs {
+				d.handle(m.Header.Type, m.Data)
+			}
+		}
+	})
+}
 
 // describePacket turns an IPv4 packet's head into "ADDR:PORT/PROTO" (or "ADDR/PROTO").
 func describePacket(p []byte) (string, bool) {

@@ -20,37 +20,59 @@ import (
 // safe-run's own bridges, and a drop in one base chain is final whatever other tables say, while
 // an accept here lets the packet go on to theirs.
 //
-// With no bridge left, the tables are deleted.
-func syncTable(root stateRoot, bridges map[string]*bridgeState) error {
+// With no bridge left, the tables are deleted. prerouting says whether the inet table has its
+// prerouting chain (see transparentRules), which a kernel without nft's socket expression lacks.
+//
+// release closes the nftables socket, and the caller calls it once it has done what else it
+// can, outside the state lock: closing a netfilter netlink socket waits until the kernel has
+// freed what earlier transactions deleted (the NETLINK_URELEASE notifier, nft_rcv_nl_event,
+// flushes nf_tables' destroy work, which waits out an RCU grace period: 8-16 ms here). A batch
+// that replaces or deletes the tables deletes; so does any other program's, in this network
+// namespace. Held open, the socket's close waits only for what is left of that grace period
+// when the caller is done.
+func syncTable(root stateRoot, bridges map[string]*bridgeState) (release func(), prerouting bool, err error) {
+	var conns []*nftables.Conn
+	release = func() {
+		for _, c := range conns {
+			_ = c.CloseLasting()
+		}
+	}
+	write := func(mark uint32) error {
+		c, err := nftables.New(nftables.AsLasting(),
+			// The kernel answers each rule of the batch: with tens of services
+			// the default receive buffer overflows (ENOBUFS at about 33 members).
+			nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
+		if err != nil {
+			return fmt.Errorf("nftables: %w", err)
+		}
+		conns = append(conns, c)
+		return writeTables(c, root, bridges, mark)
+	}
 	mark, _ := root.transparent()
-	err := writeTables(root, bridges, mark)
+	err = write(mark)
+	prerouting = err == nil && len(bridges) > 0
 	if err != nil && len(bridges) > 0 {
 		// A kernel without nft's socket expression (CONFIG_NFT_SOCKET) still gets its
-		// isolation; only the client's address is lost (ensureTransparent sees no prerouting
-		// chain and says so).
-		if writeTables(root, bridges, 0) == nil {
+		// isolation; only the client's address is lost (ensureTransparent is told there is no
+		// prerouting chain and says so). A socket of its own: the failed batch's answers may
+		// still be queued on the first.
+		if write(0) == nil {
 			err = nil
 		}
 	}
 	if err != nil {
-		return err
+		return release, false, err
 	}
 	if len(bridges) == 0 {
 		// The policy route of the client's address goes with the last bridge (it is made by
 		// ensureTransparent, when a service attaches).
-		return removeTransparent(root)
+		return release, false, removeTransparent(root)
 	}
-	return nil
+	return release, prerouting, nil
 }
 
-// writeTables replaces the tables in one batch; mark 0 leaves out the prerouting chain.
-func writeTables(root stateRoot, bridges map[string]*bridgeState, mark uint32) error {
-	// The kernel answers each rule of the batch: with tens of services
-	// the default receive buffer overflows (ENOBUFS at about 33 members).
-	c, err := nftables.New(nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
+// writeTables replaces the tables in one batch on c; mark 0 leaves out the prerouting chain.
+func writeTables(c *nftables.Conn, root stateRoot, bridges map[string]*bridgeState, mark uint32) error {
 	tables := []struct {
 		*nftables.Table
 		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)

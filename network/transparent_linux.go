@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
@@ -79,18 +78,15 @@ func (s stateRoot) transparentRoute() *netlink.Route {
 	}
 }
 
-// ensureTransparent makes the root's rule and route unless they exist. A
-// rule for M or T that is not ours, or a route in T other than ours, is
-// another program's: it is left alone and reported, and the caller dials
-// from the gateway instead.
-func ensureTransparent(root stateRoot) error {
+// ensureTransparent makes the root's rule and route unless they exist;
+// prerouting says whether syncTable wrote the chain that marks the
+// replies. A rule for M or T that is not ours, or a route in T other than
+// ours, is another program's: it is left alone and reported, and the
+// caller dials from the gateway instead.
+func ensureTransparent(root stateRoot, prerouting bool) error {
 	mark, table := root.transparent()
-	c, err := nftables.New()
-	if err != nil {
-		return fmt.Errorf("nftables: %w", err)
-	}
-	if _, err := c.ListChain(&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, preroutingChain); err != nil {
-		return fmt.Errorf("the kernel took no nftables rule with `socket transparent` (CONFIG_NFT_SOCKET) in table inet %s: %w", root.table(), err)
+	if !prerouting {
+		return fmt.Errorf("the kernel took no nftables rule with `socket transparent` (CONFIG_NFT_SOCKET) in table inet %s", root.table())
 	}
 	rules, err := netlink.RuleList(unix.AF_INET)
 	if err != nil {
