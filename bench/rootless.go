@@ -141,8 +141,8 @@ func grantTun(uid int) (undo func(), why string) {
 		return nil, fmt.Sprintf("%s is mode %04o and takes no ACL for %s: %v", tun, st.Mode().Perm(), rootlessBenchUser, err)
 	}
 	return func() {
-		unix.Removexattr(tun, "system.posix_acl_access")
-		os.Chmod(tun, st.Mode().Perm())
+		_ = unix.Removexattr(tun, "system.posix_acl_access")
+		_ = os.Chmod(tun, st.Mode().Perm())
 	}, ""
 }
 

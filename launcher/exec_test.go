@@ -149,7 +149,7 @@ func TestExec(t *testing.T) {
 		{[]string{"-e", "FOO=bar baz", "-e", "PATH=/bin", "--", "sh", "-c", "echo $FOO:$PATH"}, 0, "bar baz:/bin\n"},
 		{[]string{"sh", "-c", "read x; echo \"got $x.\""}, 0, "got .\n"}, // stdin: empty, closed
 	} {
-		args := append(slices.Clone(tc.args), "opsexec")
+		var args []string
 		if i := slices.Index(tc.args, "--"); i >= 0 {
 			args = slices.Concat(tc.args[:i], []string{"opsexec"}, tc.args[i:])
 		} else {

@@ -604,7 +604,7 @@ var guestChecks = []struct {
 		// stats reads cgroup v2's files as it reads v1's.
 		var stats []ops.Stats
 		if err := json.Unmarshal([]byte(s.value("stats")), &stats); err != nil || len(stats) != 1 {
-			errs = append(errs, fmt.Errorf("stats --format json: %v: %q", err, s.value("stats")))
+			errs = append(errs, fmt.Errorf("stats --format json: %w: %q", err, s.value("stats")))
 		} else if st := stats[0]; st.MemoryLimit != 50331648 || st.PidsLimit != 32 || st.CPUs != 0.25 || st.Memory == 0 || st.Pids == 0 || st.MemoryPeak < st.Memory {
 			errs = append(errs, fmt.Errorf("stats: %+v", st))
 		}

@@ -124,9 +124,9 @@ func (w *accessWatch) readFiles() {
 			select {
 			case <-w.done:
 				stopping = true
-				w.files.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+				_ = w.files.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 			default:
-				w.files.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+				_ = w.files.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 			}
 		}
 		n, err := w.files.Read(buf)

@@ -57,7 +57,7 @@ func scaledSafeRun(t *testing.T) string {
 			"-ldflags", "-extldflags -static -X github.com/safe-run/safe-run/launcher.warnScale=0.1", "-o", warnBin.path, "./cmd/safe-run")
 		c.Dir, c.Env = root, append(os.Environ(), "CGO_ENABLED=1")
 		if out, err := c.CombinedOutput(); err != nil {
-			warnBin.err = fmt.Errorf("building the scaled safe-run: %v\n%s", err, out)
+			warnBin.err = fmt.Errorf("building the scaled safe-run: %w\n%s", err, out)
 			return
 		}
 		for _, b := range []string{"safe-run-tools", "safe-run-init", "safe-run-janitor"} {

@@ -394,16 +394,17 @@ func Keep(args []string) int {
 		reap()
 		return fail(fmt.Errorf("starting pasta to connect your shared network namespace: %w (as root: apt-get install passt)", err))
 	}
-	pastaDone := make(chan error, 1)
-	go func() { pastaDone <- pasta.Wait() }()
+	var pastaErr error
+	pastaDone := make(chan struct{}) // closed once pasta is reaped, pastaErr set
+	go func() { pastaErr = pasta.Wait(); close(pastaDone) }()
 	// pasta writes its pid file once N is connected.
 	ctx, cancel := context.WithTimeout(context.Background(), keeperTimeout)
 	defer cancel()
 	for connected := false; !connected; {
 		select {
-		case err := <-pastaDone:
+		case <-pastaDone:
 			reap()
-			return fail(fmt.Errorf("pasta could not connect your shared network namespace: %v: %s", err, strings.TrimSpace(stderr.String())))
+			return fail(fmt.Errorf("pasta could not connect your shared network namespace: %w: %s", pastaErr, strings.TrimSpace(stderr.String())))
 		case <-ctx.Done():
 			_ = pasta.Process.Kill()
 			<-pastaDone
@@ -462,7 +463,6 @@ func Keep(args []string) int {
 	case <-signals:
 	case <-orphaned:
 	case <-pastaDone:
-		pastaDone <- nil
 	case <-pauseDone:
 	}
 	_ = pasta.Process.Kill()
