@@ -1,8 +1,5 @@
 package launcher
 
-// int safe_run_userns_holder(void);
-import "C"
-
 import (
 	"errors"
 	"fmt"
@@ -13,13 +10,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/internal/nsholder"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
 )
@@ -42,22 +39,14 @@ func enterPrivateMountNamespace() error {
 
 // usernsFD returns a handle on a user namespace with the service's id
 // mapping, for idmapped mounts: that of a child that never runs anything
-// (see userns_linux.c), killed in the background once the handle is open.
+// (package nsholder), killed in the background once the handle is open.
 func usernsFD(ids plan.IDMap) (*os.File, error) {
-	holderMu.Lock()
-	pid, err := C.safe_run_userns_holder()
-	if pid < 0 {
-		holderMu.Unlock()
+	holder, err := nsholder.Start(unix.CLONE_NEWUSER)
+	if err != nil {
 		return nil, fmt.Errorf("creating a user namespace for the id mapping: %w", err)
 	}
-	defer func() {
-		go func() {
-			_ = unix.Kill(int(pid), unix.SIGKILL)
-			_, _ = unix.Wait4(int(pid), nil, 0, nil)
-			holderMu.Unlock()
-		}()
-	}()
-	proc := "/proc/" + strconv.Itoa(int(pid))
+	defer func() { go holder.End() }()
+	proc := "/proc/" + strconv.Itoa(holder.PID)
 	for _, m := range []struct {
 		file string
 		host uint32
@@ -69,10 +58,6 @@ func usernsFD(ids plan.IDMap) (*os.File, error) {
 	}
 	return os.Open(proc + "/ns/user")
 }
-
-// holderMu serialises usernsFD until its holder is reaped: the holders
-// share one stack.
-var holderMu sync.Mutex
 
 // rootfsView presents source at host.RootfsView(): id-mapped into the
 // service's user namespace, read-only unless the spec says otherwise, with

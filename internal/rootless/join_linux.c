@@ -58,39 +58,3 @@ __attribute__((constructor)) static void safe_run_rootless_join(void)
 	close(netfd);
 }
 
-/*
- * safe_run_netns_pause creates the process that holds the user's shared
- * namespaces: a child in a new user namespace and a new network namespace
- * that only waits to be killed, as the launcher's userns holder does
- * (same trade: CLONE_VM, raw system calls only, its own stack, every
- * signal blocked from birth). It dies with the calling thread
- * (PDEATHSIG), which the keeper keeps locked for its whole life.
- */
-static char pause_stack[64 * 1024] __attribute__((aligned(16)));
-
-static int pause_hold(void *arg)
-{
-	pid_t parent = (pid_t)(intptr_t)arg;
-
-	syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-	if (syscall(SYS_getppid) != parent)
-		syscall(SYS_exit, 0);
-	for (;;)
-		syscall(SYS_pause);
-	return 0;
-}
-
-int safe_run_netns_pause(void)
-{
-	sigset_t all, old;
-	int pid, err;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	pid = clone(pause_hold, pause_stack + sizeof pause_stack, CLONE_VM | CLONE_NEWUSER | CLONE_NEWNET | SIGCHLD,
-		    (void *)(intptr_t)getpid());
-	err = errno;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	errno = err;
-	return pid;
-}

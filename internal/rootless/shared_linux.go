@@ -1,8 +1,6 @@
 package rootless
 
-// #include <errno.h>
-// int safe_run_netns_pause(void);
-import "C"
+import "C" // for join_linux.c, whose constructor runs in every safe-run before Go's runtime
 
 import (
 	"bufio"
@@ -27,6 +25,7 @@ import (
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/atomicfile"
+	"github.com/safe-run/safe-run/internal/nsholder"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -371,16 +370,11 @@ func Keep(args []string) int {
 	runtime.LockOSThread()
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
-	pid, errno := C.safe_run_netns_pause()
-	if pid < 0 {
-		return fail(fmt.Errorf("creating the namespaces: %w (check that user namespaces are enabled: sysctl user.max_user_namespaces)", errno))
+	ns, err := nsholder.Start(unix.CLONE_NEWUSER | unix.CLONE_NEWNET)
+	if err != nil {
+		return fail(fmt.Errorf("creating the namespaces: %w (check that user namespaces are enabled: sysctl user.max_user_namespaces)", err))
 	}
-	pause := int(pid)
-	reap := func() {
-		_ = unix.Kill(pause, unix.SIGKILL)
-		var ws unix.WaitStatus
-		_, _ = unix.Wait4(pause, &ws, 0, nil)
-	}
+	pause, reap := ns.PID, ns.End
 	if _, err := mapIDs(host.Probe(), strconv.Itoa(pause), 0); err != nil {
 		reap()
 		return fail(err)
@@ -450,10 +444,10 @@ func Keep(args []string) int {
 	}()
 	pauseDone := make(chan struct{})
 	go func() {
-		// Wait4 of one pid, not of any: pasta's is exec's.
-		var ws unix.WaitStatus
+		// Seen, not reaped (WNOWAIT): its pid stays its own until reap.
+		var info unix.Siginfo
 		for {
-			if _, err := unix.Wait4(pause, &ws, 0, nil); !errors.Is(err, unix.EINTR) {
+			if err := unix.Waitid(unix.P_PID, pause, &info, unix.WEXITED|unix.WNOWAIT, nil); !errors.Is(err, unix.EINTR) {
 				break
 			}
 		}
@@ -467,7 +461,7 @@ func Keep(args []string) int {
 	}
 	_ = pasta.Process.Kill()
 	<-pastaDone
-	_ = unix.Kill(pause, unix.SIGKILL)
+	reap()
 	<-pauseDone
 	return 0
 }
