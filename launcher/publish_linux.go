@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/internal/proc"
 	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -48,9 +49,7 @@ func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publishe
 		Manifest: a[plan.AnnotationManifest], ManifestSHA: strings.TrimPrefix(a[plan.AnnotationManifestDigest], "sha256:"),
 		UserNS: host.IDs.String(), Limits: statusLimits(spec),
 	}
-	if p.status.SupervisorStart, err = ops.ProcessStart(p.status.SupervisorPID); err != nil {
-		opts.Logger.Warn("reading safe-run's own start time", "err", err)
-	}
+	p.status.SupervisorStart = proc.Start(p.status.SupervisorPID)
 	if host.Rootless {
 		p.status.UserNS = rootlessHostIDs(host.IDs)
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 // Attachment is one service connected to its bridge. Close undoes it.
@@ -227,7 +229,7 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		Service:  opts.Service,
 		Address:  addr,
 		PID:      pid,
-		Start:    pidStart(pid),
+		Start:    proc.Start(pid),
 		Netns:    netnsPath,
 		HostVeth: hostVeth,
 		LogGroup: freeGroup(bridges),

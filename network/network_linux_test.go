@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 func TestDescribePacket(t *testing.T) {
@@ -92,7 +94,7 @@ func TestNames(t *testing.T) {
 }
 
 func TestPidStart(t *testing.T) {
-	self := lease{PID: os.Getpid(), Start: pidStart(os.Getpid())}
+	self := lease{PID: os.Getpid(), Start: proc.Start(os.Getpid())}
 	if self.Start == 0 || !self.alive() {
 		t.Errorf("own process not alive: start %d", self.Start)
 	}

@@ -1,7 +1,6 @@
 package network
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,10 +10,11 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 // lockFile is the state root's flock: every change to bridges, leases and the nft table holds it.
@@ -231,34 +231,9 @@ func (s stateRoot) removeBridge(name string) error {
 	return nil
 }
 
-// pidStart is the start time of pid in clock ticks since boot, 0 if it is not running (or a zombie).
-func pidStart(pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	// The command name (field 2) is in parentheses and may hold spaces or parentheses itself.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	// fields[0] is field 3 (state); starttime is field 22. A zombie runs no more: its parent
-	// has yet to reap it, which the janitor, woken as its descriptors close, does not wait for.
-	if len(fields) < 20 || fields[0] == "Z" || fields[0] == "X" {
-		return 0
-	}
-	v, _ := strconv.ParseUint(fields[19], 10, 64)
-	return v
-}
-
 // alive reports whether the lease's owner still runs: same pid, same start time.
 func (l lease) alive() bool {
-	if l.PID <= 0 {
-		return false
-	}
-	start := pidStart(l.PID)
-	return start != 0 && start == l.Start
+	return l.Start != 0 && proc.Alive(l.PID, l.Start)
 }
 
 // Members lists the live members of a bridge: service name -> address. The resolver calls it for

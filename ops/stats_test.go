@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 func writeFiles(t *testing.T, dir string, files map[string]string) {
@@ -166,10 +168,7 @@ func TestShowStatsStream(t *testing.T) {
 	writeFiles(t, cg, map[string]string{"cpu.stat": "usage_usec 1\nnr_periods 1\n", "cpu.max": "max 100000\n",
 		"memory.current": "100\n", "memory.max": "max\n", "memory.events": "oom_kill 0\n", "pids.current": "1\n", "pids.max": "max\n",
 		"io.stat": "8:0 rbytes=2048 wbytes=4096\n"})
-	start, err := ProcessStart(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
+	start := proc.Start(os.Getpid())
 	if err := WriteStatus(filepath.Join(state, "web"), &Status{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Cgroups: map[string]string{"": cg}}); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 // StatusVersion is the version of Status's JSON, read by a safe-run-tools
@@ -37,7 +38,7 @@ type Status struct {
 	Name          string `json:"name"`
 	State         string `json:"state"`
 	SupervisorPID int    `json:"supervisor_pid"`
-	// SupervisorStart is when the supervisor started (ProcessStart):
+	// SupervisorStart is when the supervisor started (proc.Start):
 	// a pid reused by another process is no supervisor.
 	SupervisorStart uint64    `json:"supervisor_start"`
 	InitPID         int       `json:"init_pid,omitempty"` // the container's first process, as the host sees it
@@ -111,7 +112,7 @@ func ReadStatus(dir string) (*Status, error) {
 		return nil, fmt.Errorf("%s: status of version %d, this safe-run reads version %d (install safe-run and safe-run-tools of one release)", filepath.Join(dir, StatusFile), s.Version, StatusVersion)
 	}
 	s.StateDir = dir
-	s.Dead = !alive(s.SupervisorPID, s.SupervisorStart)
+	s.Dead = !proc.Alive(s.SupervisorPID, s.SupervisorStart)
 	return &s, nil
 }
 

@@ -8,15 +8,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 func TestPSListsRunningAndCrashed(t *testing.T) {
 	root := t.TempDir()
 	// This test's pid with another start time stands for a reused one.
-	start, err := ProcessStart(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
+	start := proc.Start(os.Getpid())
 	for _, s := range []Status{
 		{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start + 1, Started: time.Now()},
 		{Name: "live", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: time.Now()},

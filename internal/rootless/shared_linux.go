@@ -26,6 +26,7 @@ import (
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/atomicfile"
 	"github.com/safe-run/safe-run/internal/nsholder"
+	"github.com/safe-run/safe-run/internal/proc"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -91,26 +92,7 @@ type holder struct {
 }
 
 func (h holder) alive() bool {
-	return h.Keeper > 0 && h.Pause > 0 && procStart(h.Keeper) == h.KeeperStart && procStart(h.Pause) == h.PauseStart
-}
-
-// procStart is pid's start time in clock ticks since boot; 0 when it does
-// not run (a zombie does not).
-func procStart(pid int) uint64 {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0
-	}
-	fields := strings.Fields(string(data[i+1:]))
-	if len(fields) < 20 || fields[0] == "Z" || fields[0] == "X" {
-		return 0
-	}
-	v, _ := strconv.ParseUint(fields[19], 10, 64)
-	return v
+	return h.Keeper > 0 && h.Pause > 0 && proc.Start(h.Keeper) == h.KeeperStart && proc.Start(h.Pause) == h.PauseStart
 }
 
 // lockPath takes an exclusive flock on path, created if need be, and
@@ -204,7 +186,7 @@ func joinShared(f host.Facts, stateDir string, log *slog.Logger) (_ *shared, err
 	if err == nil {
 		s.net, err = os.Open(pause + "net")
 	}
-	if err == nil && procStart(h.Pause) != h.PauseStart {
+	if err == nil && proc.Start(h.Pause) != h.PauseStart {
 		err = errors.New("the pause process ended while opening its namespaces")
 	}
 	if err != nil {
@@ -284,7 +266,7 @@ func startKeeper(f host.Facts, dir string, log *slog.Logger) (holder, error) {
 		}
 		return holder{}, fmt.Errorf("starting your shared network namespace: %s", line)
 	}
-	h := holder{Keeper: cmd.Process.Pid, KeeperStart: procStart(cmd.Process.Pid), Pause: pid, PauseStart: procStart(pid), IDs: mapSize(f)}
+	h := holder{Keeper: cmd.Process.Pid, KeeperStart: proc.Start(cmd.Process.Pid), Pause: pid, PauseStart: proc.Start(pid), IDs: mapSize(f)}
 	if err := writeHolder(dir, h); err != nil {
 		_ = cmd.Process.Kill()
 		return holder{}, err
@@ -301,16 +283,16 @@ func startKeeper(f host.Facts, dir string, log *slog.Logger) (holder, error) {
 // reaps them before it exits, and waits until it is gone.
 func stopKeeper(h holder) {
 	kill := func(sig unix.Signal) {
-		if h.Keeper > 0 && procStart(h.Keeper) == h.KeeperStart {
+		if h.Keeper > 0 && proc.Start(h.Keeper) == h.KeeperStart {
 			_ = unix.Kill(h.Keeper, sig)
 		}
-		if h.Pause > 0 && procStart(h.Pause) == h.PauseStart {
+		if h.Pause > 0 && proc.Start(h.Pause) == h.PauseStart {
 			_ = unix.Kill(h.Pause, sig)
 		}
 	}
 	kill(unix.SIGTERM)
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if procStart(h.Keeper) != h.KeeperStart && procStart(h.Pause) != h.PauseStart {
+		if proc.Start(h.Keeper) != h.KeeperStart && proc.Start(h.Pause) != h.PauseStart {
 			return
 		}
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/proc"
 )
 
 // TestRelease: the shared namespaces end only when no run holds the
@@ -28,7 +30,7 @@ func TestRelease(t *testing.T) {
 	}
 	h := holder{Keeper: procs[0].Process.Pid, Pause: procs[1].Process.Pid, IDs: 65536}
 	for h.KeeperStart == 0 || h.PauseStart == 0 {
-		h.KeeperStart, h.PauseStart = procStart(h.Keeper), procStart(h.Pause)
+		h.KeeperStart, h.PauseStart = proc.Start(h.Keeper), proc.Start(h.Pause)
 	}
 	for _, d := range []string{dir, filepath.Join(state, "net", "bridges")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -65,9 +67,9 @@ func TestRelease(t *testing.T) {
 	if err := Release(state); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(2 * time.Second); procStart(h.Keeper) != 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	for deadline := time.Now().Add(2 * time.Second); proc.Start(h.Keeper) != 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 	}
-	if procStart(h.Keeper) != 0 || procStart(h.Pause) != 0 {
+	if proc.Start(h.Keeper) != 0 || proc.Start(h.Pause) != 0 {
 		t.Error("Release without members left the keeper or its pause process running")
 	}
 	for _, p := range []string{dir, filepath.Join(state, "net")} {

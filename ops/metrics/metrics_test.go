@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/safe-run/safe-run/internal/proc"
 	"github.com/safe-run/safe-run/ops"
 )
 
@@ -45,10 +46,7 @@ func fakeService(t *testing.T) (state, journal string) {
 			t.Fatal(err)
 		}
 	}
-	start, err := ops.ProcessStart(os.Getpid())
-	if err != nil {
-		t.Fatal(err)
-	}
+	start := proc.Start(os.Getpid())
 	started := time.Now().Add(-time.Minute)
 	st := &ops.Status{Name: "web", State: ops.StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: started,
 		Image: "/srv/web/rootfs", ManifestSHA: "abc123", Cgroups: map[string]string{"": cg},
