@@ -16,8 +16,6 @@ import (
 	"time"
 	"unicode"
 
-	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
-	"github.com/moby/sys/user"
 	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -168,9 +166,9 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 	sp.Terminal = x.TTY
 	add := x.Env
 	if x.User != "" {
-		u, home, err := execUser(e.spec.Annotations[plan.AnnotationRootfs], x.User)
+		u, home, err := plan.LookupUser(e.spec.Annotations[plan.AnnotationRootfs], x.User)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("-u %w", err)
 		}
 		if e.container.Config().RootlessEUID {
 			u.AdditionalGids = nil // libcontainer cannot set them there
@@ -308,36 +306,6 @@ func (e *execer) wait() {
 	}
 }
 
-// execUser resolves -u, a name or UID[:GID], in the image's /etc/passwd
-// and /etc/group, as the manifest's user is (plan's resolveUser).
-func execUser(rootfs, spec string) (specs.User, string, error) {
-	var readers []io.Reader
-	for _, name := range []string{"/etc/passwd", "/etc/group"} {
-		var r io.Reader
-		if rootfs != "" {
-			if f, err := openRegularInRoot(rootfs, name); err == nil {
-				defer f.Close()
-				r = io.LimitReader(f, 16<<20)
-			}
-		}
-		readers = append(readers, r)
-	}
-	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
-	if err != nil {
-		return specs.User{}, "", fmt.Errorf("-u %s: %w (use numeric ids such as 1000:1000, or a user of the image's /etc/passwd)", spec, err)
-	}
-	if u.Uid < 0 || u.Gid < 0 || u.Uid > 65535 || u.Gid > 65535 {
-		return specs.User{}, "", fmt.Errorf("-u %s resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)
-	}
-	out := specs.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
-	for _, g := range u.Sgids {
-		if g != u.Gid && g >= 0 && g <= 65535 {
-			out.AdditionalGids = append(out.AdditionalGids, uint32(g))
-		}
-	}
-	return out, u.Home, nil
-}
-
 // mergeEnv sets each of add's K=V over env.
 func mergeEnv(env, add []string) ([]string, error) {
 	out := slices.Clone(env)
@@ -356,19 +324,4 @@ func closeFiles(files []*os.File) {
 	for _, f := range files {
 		f.Close()
 	}
-}
-
-// openRegularInRoot opens a regular file of the image for reading,
-// resolving its path inside root; anything else counts as absent (a FIFO
-// planted as /etc/passwd would block).
-func openRegularInRoot(root, name string) (*os.File, error) {
-	h, err := pathrs.OpenInRoot(root, name)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	if st, err := h.Stat(); err != nil || !st.Mode().IsRegular() {
-		return nil, fs.ErrNotExist
-	}
-	return pathrs.Reopen(h, unix.O_RDONLY|unix.O_CLOEXEC)
 }

@@ -160,7 +160,7 @@ func TestExec(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct{ args, want string }{
-		{"-u nosuchuser -- id", "-u nosuchuser: unable to find user nosuchuser"},
+		{"-u nosuchuser -- id", `-u "nosuchuser": unable to find user nosuchuser`},
 		{"-w relative -- pwd", "-w relative: use an absolute path in the container"},
 		{"-e NOEQUALS -- true", `-e "NOEQUALS": use KEY=VALUE`},
 		{"-w /nonexistent -- pwd", "opsexec: exec: starting pwd: "},

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -15,9 +16,7 @@ import (
 	"github.com/safe-run/safe-run/manifest"
 )
 
-// resolveUser turns process.user (or the image's user, else root) into ids,
-// reading the image's /etc/passwd and /etc/group inside its root: a symlink
-// the image planted there cannot point safe-run at a host file.
+// resolveUser turns process.user (or the image's user, else root) into ids.
 func resolveUser(s *manifest.Service, img *image.Image) (resolvedUser, error) {
 	spec := s.Process.User
 	if spec == "" {
@@ -26,33 +25,48 @@ func resolveUser(s *manifest.Service, img *image.Image) (resolvedUser, error) {
 	if spec == "" {
 		spec = "0"
 	}
-	var readers []io.Reader
-	for _, name := range []string{"/etc/passwd", "/etc/group"} {
-		f, err := openInRoot(img.Rootfs, name)
+	u, home, err := LookupUser(img.Rootfs, spec)
+	if err != nil {
+		return resolvedUser{}, s.Errorf("process.user", "%w", err)
+	}
+	return resolvedUser{spec: u, home: home}, nil
+}
+
+// LookupUser resolves spec, a name or UID[:GID], into the container's ids
+// and home directory, reading the image's /etc/passwd and /etc/group
+// inside rootfs (none when rootfs is ""), as the service's user and
+// `safe-run exec -u` are: a symlink the image planted there cannot point
+// safe-run at a host file.
+func LookupUser(rootfs, spec string) (specs.User, string, error) {
+	readers := []io.Reader{nil, nil}
+	for i, name := range []string{"/etc/passwd", "/etc/group"} {
+		if rootfs == "" {
+			continue
+		}
+		f, err := openInRoot(rootfs, name)
 		if errors.Is(err, fs.ErrNotExist) {
-			readers = append(readers, nil)
 			continue
 		}
 		if err != nil {
-			return resolvedUser{}, s.Errorf("process.user", "reading the image's %s: %w", name, err)
+			return specs.User{}, "", fmt.Errorf("reading the image's %s: %w", name, err)
 		}
 		defer f.Close()
-		readers = append(readers, io.LimitReader(f, 16<<20))
+		readers[i] = io.LimitReader(f, 16<<20)
 	}
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
 	if err != nil {
-		return resolvedUser{}, s.Errorf("process.user", "%q: %w (use numeric ids such as \"1000:1000\", or add the user to the image's /etc/passwd)", spec, err)
+		return specs.User{}, "", fmt.Errorf("%q: %w (use numeric ids such as \"1000:1000\", or add the user to the image's /etc/passwd)", spec, err)
 	}
-	if u.Uid > 65535 || u.Gid > 65535 {
-		return resolvedUser{}, s.Errorf("process.user", "%q resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)
+	if u.Uid < 0 || u.Gid < 0 || u.Uid > 65535 || u.Gid > 65535 {
+		return specs.User{}, "", fmt.Errorf("%q resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)
 	}
-	r := resolvedUser{spec: specs.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}, home: u.Home}
+	out := specs.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
 	for _, g := range u.Sgids {
 		if g != u.Gid && g >= 0 && g <= 65535 {
-			r.spec.AdditionalGids = append(r.spec.AdditionalGids, uint32(g))
+			out.AdditionalGids = append(out.AdditionalGids, uint32(g))
 		}
 	}
-	return r, nil
+	return out, u.Home, nil
 }
 
 // openInRoot opens a regular file of the image for reading, resolving
