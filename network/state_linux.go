@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/internal/atomicfile"
 	"github.com/safe-run/safe-run/internal/proc"
 )
 
@@ -194,34 +195,10 @@ func (s stateRoot) writeBridge(b *bridgeState) error {
 	if err != nil {
 		return err
 	}
-	if err := writeReplace(s.bridgeFile(b.Name), data, 0o600); err != nil {
+	if err := atomicfile.Replace(s.bridgeFile(b.Name), data, 0o600); err != nil {
 		return fmt.Errorf("network state: %w", err)
 	}
 	return nil
-}
-
-// writeReplace replaces path with data at once, as atomicfile.Write does, without its fsync: a
-// bridge file describes kernel objects (namespace mounts, veths, nftables tables) that a power
-// loss takes with it, and lives under /run, a tmpfs on most hosts. What it must survive is its
-// writer's death, which the page cache does. An fsync took about a millisecond per start on an
-// ext4 /run.
-func writeReplace(path string, data []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Chmod(perm)
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 func (s stateRoot) removeBridge(name string) error {
