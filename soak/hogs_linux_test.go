@@ -87,11 +87,56 @@ func TestHostStaysUp(t *testing.T) {
 	} {
 		hogs[h.svc] = root.startBackground(t, h.svc, root.manifest(t, h.svc, h.script, h.resources), "-q")
 	}
+	hostBefore := readHostCPU()
+	cpuBefore := map[string]cpuTimes{}
+	for svc := range hogs {
+		cpuBefore[svc] = cgroupCPU(t, svc)
+	}
 	t0 := time.Now()
 	loaded, failed, err := measure(func(int) bool { return time.Since(t0) < time.Duration(env.lvl.hogSeconds)*time.Second })
 	if failed > 0 {
 		t.Errorf("under the hogs: %d of %d requests failed: %v", failed, failed+len(loaded), err)
 	}
+	// Where the CPU went while the web was measured: each hog's user and
+	// system time (its reclaim, its forks), and the host's.
+	window := time.Since(t0)
+	hostUse := readHostCPU().sub(hostBefore)
+	var attribution []string
+	for _, svc := range []string{cpu, mem, bomb} {
+		u := cgroupCPU(t, svc).sub(cpuBefore[svc])
+		attribution = append(attribution, fmt.Sprintf("%s user %.2f sys %.2f CPUs", strings.TrimPrefix(svc, env.prefix+"-"), u.user.Seconds()/window.Seconds(), u.sys.Seconds()/window.Seconds()))
+	}
+	attribution = append(attribution, fmt.Sprintf("host user %.2f sys %.2f softirq %.2f idle %.2f CPUs", hostUse.user.Seconds()/window.Seconds(), hostUse.sys.Seconds()/window.Seconds(), hostUse.softirq.Seconds()/window.Seconds(), hostUse.idle.Seconds()/window.Seconds()))
+	t.Logf("CPU under the hogs: %s", strings.Join(attribution, "; "))
+
+	// Would a CPU weight by the cpus limit (cpu.shares = cpus x 1024,
+	// as Kubernetes sets from a request) keep the web closer to its
+	// baseline? Alternating 1 s slices, the hogs at the default weight
+	// and at theirs (0.5 CPU: half the web's): the same machine noise
+	// falls on both.
+	var atDefault, weighted []time.Duration
+	for i := 0; i < env.lvl.hogSeconds; i++ {
+		shares := 1024
+		if i%2 == 1 {
+			shares = 512
+		}
+		for svc := range hogs {
+			setShares(t, svc, shares)
+		}
+		ts := time.Now()
+		lat, failed, err := measure(func(int) bool { return time.Since(ts) < time.Second })
+		if failed > 0 {
+			t.Errorf("under the hogs, cpu.shares %d: %d requests failed: %v", shares, failed, err)
+		}
+		if shares == 1024 {
+			atDefault = append(atDefault, lat...)
+		} else {
+			weighted = append(weighted, lat...)
+		}
+	}
+	_, _, d99, _ := percentiles(atDefault)
+	_, _, w99, _ := percentiles(weighted)
+	t.Logf("hogs at the default CPU weight: web p99 %s (%d requests); at cpus x 1024: p99 %s (%d requests)", ms(d99), len(atDefault), ms(w99), len(weighted))
 	// Each hog hit its own limit, and only that.
 	pidsMax := cgroupCount(t, bomb, "pids", "pids.events", "max")
 	ooms := cgroupCount(t, mem, "memory", "memory.oom_control", "oom_kill")
@@ -151,6 +196,8 @@ func TestHostStaysUp(t *testing.T) {
 	left := assertNoLeaks(t, "host stays up")
 	record("| fork bomb + memory hog + CPU hog beside a web service, %d s | %d requests | %d | every request answered; p99 quiet %s, under the hogs %s (%.1fx); pids limit hit %d times, %d OOM kills, %d throttled periods; host CPU back in %v |",
 		env.lvl.hogSeconds, len(quiet)+len(loaded)+len(after), left, ms(q99), ms(l99), ratio, pidsMax, ooms, throttled, recovered.Round(10*time.Millisecond))
+	record("| the same hogs: where the CPU went, and a CPU weight by cpus | %d s + %d s | - | %s; web p99 with the hogs at the default weight %s, at cpus x 1024 %s |",
+		env.lvl.hogSeconds, env.lvl.hogSeconds, strings.Join(attribution, "; "), ms(d99), ms(w99))
 }
 
 // cgroupCount reads key from file in the cgroup of controller of a
@@ -204,4 +251,86 @@ func cpuBusy(d time.Duration) float64 {
 		return 0
 	}
 	return float64(b1-b0) / float64(t1-t0)
+}
+
+// cpuTimes are CPU times by kind.
+type cpuTimes struct{ user, sys, softirq, idle time.Duration }
+
+func (a cpuTimes) sub(b cpuTimes) cpuTimes {
+	return cpuTimes{a.user - b.user, a.sys - b.sys, a.softirq - b.softirq, a.idle - b.idle}
+}
+
+// readHostCPU reads the host's CPU times (/proc/stat, USER_HZ 100): user
+// with nice, system, softirq, idle with iowait.
+func readHostCPU() cpuTimes {
+	b, _ := os.ReadFile("/proc/stat")
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	tick := func(i int) time.Duration {
+		if i >= len(f) {
+			return 0
+		}
+		n, _ := strconv.ParseUint(f[i], 10, 64)
+		return time.Duration(n) * 10 * time.Millisecond
+	}
+	// cpu user nice system idle iowait irq softirq
+	return cpuTimes{user: tick(1) + tick(2), sys: tick(3) + tick(6), softirq: tick(7), idle: tick(4) + tick(5)}
+}
+
+// cgroupCPU is the user and system time of a running service's cgroup:
+// v1's cpuacct.stat (USER_HZ ticks), v2's cpu.stat.
+func cgroupCPU(t *testing.T, svc string) cpuTimes {
+	t.Helper()
+	st, err := status(root, svc)
+	if err != nil {
+		t.Errorf("%s: status: %v", svc, err)
+		return cpuTimes{}
+	}
+	file, unit, user, sys := "cpuacct.stat", 10*time.Millisecond, "user", "system"
+	dir := st.Cgroups["cpuacct"]
+	if dir == "" {
+		file, unit, user, sys = "cpu.stat", time.Microsecond, "user_usec", "system_usec"
+		if dir = st.Cgroups["cpu"]; dir == "" {
+			dir = st.Cgroups[""]
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, file))
+	if err != nil {
+		t.Errorf("%s: %v", svc, err)
+		return cpuTimes{}
+	}
+	var c cpuTimes
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		n, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case user:
+			c.user = time.Duration(n) * unit
+		case sys:
+			c.sys = time.Duration(n) * unit
+		}
+	}
+	return c
+}
+
+// setShares sets a running service's CPU weight: v1's cpu.shares, or
+// v2's cpu.weight of the same proportion (1024 shares: weight 100).
+func setShares(t *testing.T, svc string, shares int) {
+	t.Helper()
+	st, err := status(root, svc)
+	if err != nil {
+		t.Errorf("%s: status: %v", svc, err)
+		return
+	}
+	if dir := st.Cgroups["cpu"]; dir != "" {
+		err = os.WriteFile(filepath.Join(dir, "cpu.shares"), []byte(strconv.Itoa(shares)), 0)
+	} else {
+		err = os.WriteFile(filepath.Join(st.Cgroups[""], "cpu.weight"), []byte(strconv.Itoa(max(1, shares*100/1024))), 0)
+	}
+	if err != nil {
+		t.Errorf("%s: setting its CPU weight: %v", svc, err)
+	}
 }
