@@ -281,7 +281,11 @@ func readHostCPU() cpuTimes {
 // v1's cpuacct.stat (USER_HZ ticks), v2's cpu.stat.
 func cgroupCPU(t *testing.T, svc string) cpuTimes {
 	t.Helper()
+	// The status names the cgroups a moment after the service is up.
 	st, err := status(root, svc)
+	for deadline := time.Now().Add(10 * time.Second); (err != nil || len(st.Cgroups) == 0) && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		st, err = status(root, svc)
+	}
 	if err != nil {
 		t.Errorf("%s: status: %v", svc, err)
 		return cpuTimes{}
