@@ -262,17 +262,21 @@ func TestConcurrentPulls(t *testing.T) {
 		m := ociManifest(t, name(fmt.Sprintf("pull%d", i)), ref, "exit 0")
 		wg.Go(func() {
 			<-gate
-			res[i] = root.run(m)
+			res[i] = root.run("--debug", m) // --debug: its image lock's wait
 		})
 	}
 	close(gate)
 	wg.Wait()
 	unpacked := 0
+	var waited time.Duration // the longest wait on the image's source lock
 	for i, r := range res {
 		if r.code != 0 {
 			t.Fatalf("start %d: exit %d\n%s", i, r.code, r.stderr)
 		}
 		unpacked += len(unpackedNote.FindAllString(r.stderr, -1))
+		for _, d := range lockWaits(r.stderr)["image source lock taken"] {
+			waited = max(waited, d)
+		}
 	}
 	entries, _ := os.ReadDir(filepath.Join(env.dataDir, "images", "entries"))
 	if unpacked != 1 || len(entries) != 1 {
@@ -282,7 +286,8 @@ func TestConcurrentPulls(t *testing.T) {
 		t.Errorf("image prune: exit %d\n%s", r.code, r.stderr)
 	}
 	left := assertNoLeaks(t, "concurrent pulls")
-	record("| two starts of one image at once | 1 | %d | unpacked %d time(s), %d cache entry |", left, unpacked, len(entries))
+	t.Logf("the longer wait on the image's source lock: %s", ms(waited))
+	record("| two starts of one image at once | 1 | %d | unpacked %d time(s), %d cache entry; the one that waited, on the image's own lock, %s (the other's unpack) |", left, unpacked, len(entries), ms(waited))
 }
 
 // TestPruneWhileUnpacking: `image prune`, run again and again while a
