@@ -65,9 +65,9 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 		}
 		return false
 	}
-	// A service that has its ids keeps them: no start removes or
-	// changes a record, and ids.json is replaced whole by rename, so one
-	// read without the lock shows them. A restart then waits on no other
+	// A service that has its ids keeps them: no start removes a record
+	// or changes a valid one, and ids.json is replaced whole by rename,
+	// so one read without the lock shows them. A restart then waits on no other
 	// start's allotment (50 first starts at once queue ~20 ms each behind
 	// its fsync: the soak, issue 19). Anything else takes the lock.
 	if data, err := os.ReadFile(path); err == nil {

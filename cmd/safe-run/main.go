@@ -141,10 +141,11 @@ func runService(args []string, path string, f runFlags) int {
 		return execTools(args)
 	}
 	if err == nil {
-		// Enforce allots the ids under ids.json's lock, the one lock a
-		// root start shares with every other before its name lock: its
-		// time is that lock's wait plus a read and a rename (the soak
-		// reads it, issue 19).
+		// Enforce allots a new service's ids under ids.json's lock, the
+		// one lock a root start shares with every other before its name
+		// lock: its time is that lock's wait plus a write and an fsync
+		// (a recorded service's, a read and no lock). The soak reads
+		// it (issue 19).
 		began := time.Now()
 		err = launcher.Enforce(ctx, job, facts)
 		log.Debug("ids allotted", "service", job.Name, "took", time.Since(began))
