@@ -176,6 +176,7 @@ func flock(fd, how int) error {
 // lock, so it takes it again, as after Prune.
 func (c *cache) lockSource(ctx context.Context, ref string) (release func(), err error) {
 	p := c.path("locks", ref+".lock")
+	began := time.Now()
 	for {
 		f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if err != nil {
@@ -200,6 +201,11 @@ func (c *cache) lockSource(ctx context.Context, ref string) (release func(), err
 		a, err1 := f.Stat()
 		b, err2 := os.Lstat(p)
 		if err1 == nil && err2 == nil && os.SameFile(a, b) {
+			if c.log != nil {
+				// The soak reads every lock's wait (issue 19): this
+				// one waits out another start's pull of the same image.
+				c.log.Debug("image source lock taken", "ref", ref, "lock_wait", time.Since(began))
+			}
 			return func() {
 				c.warn("removing a lock", p, os.Remove(p))
 				f.Close()

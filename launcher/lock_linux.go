@@ -70,10 +70,31 @@ func lockName(stateRoot, name string) (*nameLock, error) {
 // is killed: a start at once after (a restart) found it still alive, and
 // was refused as "already running" (the soak, issue 19). Such a holder is
 // waited for, as a dead one's janitor is.
+//
+// Every thread is looked at, not the process's first only: a fatal signal
+// is queued on each thread (complete_signal), and the thread that takes
+// it off its queue shows neither the signal nor PF_EXITING until it
+// reaches do_exit; on a host at load 20 that moment was long enough for a
+// restart to be refused (the soak again). The others still show theirs.
 func dying(pid int) bool {
-	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
 	if err != nil {
 		return true // gone meanwhile
+	}
+	for _, task := range tasks {
+		if threadDying("/proc/" + strconv.Itoa(pid) + "/task/" + task.Name()) {
+			return true
+		}
+	}
+	return false
+}
+
+// threadDying reports whether the thread at dir (/proc/PID/task/TID) has
+// a SIGKILL pending or is exiting; a thread gone meanwhile is.
+func threadDying(dir string) bool {
+	status, err := os.ReadFile(dir + "/status")
+	if err != nil {
+		return true
 	}
 	for _, line := range strings.Split(string(status), "\n") {
 		k, v, ok := strings.Cut(line, ":")
@@ -84,7 +105,7 @@ func dying(pid int) bool {
 			return true
 		}
 	}
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	stat, err := os.ReadFile(dir + "/stat")
 	if err != nil {
 		return true
 	}

@@ -110,10 +110,14 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if err := os.MkdirAll(opts.StateRoot, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
+	began := time.Now()
 	lock, err := lockName(opts.StateRoot, opts.Name)
 	if err != nil {
 		return 0, err
 	}
+	// The soak measures every lock's wait from these lines (issue 19: a
+	// start waits only on what its name guards).
+	opts.Logger.Debug("name lock taken", "service", opts.Name, "lock_wait", time.Since(began))
 	defer lock.release(opts.Logger)
 	upperDir := filepath.Join(opts.DataDir, "containers", opts.Name)
 	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger); err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -135,4 +136,44 @@ func TestIDsReadOnly(t *testing.T) {
 	}
 	allocate(t, dir, "db", slot(1))
 	noTemporaries(t, dir)
+}
+
+// TestRecordedIDsTakeNoLock: a service whose ids are recorded gets them
+// while another start holds ids.json's lock (a restart waits on no other
+// service's allotment); a new service waits for the lock.
+func TestRecordedIDsTakeNoLock(t *testing.T) {
+	dir := t.TempDir()
+	allocate(t, dir, "web", slot(0))
+	lock, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	type res struct {
+		m   IDMap
+		err error
+	}
+	web, db := make(chan res, 1), make(chan res, 1)
+	go func() { m, err := AllocateIDs(idFacts(), dir, "web", true); web <- res{m, err} }()
+	go func() { m, err := AllocateIDs(idFacts(), dir, "db", true); db <- res{m, err} }()
+	select {
+	case r := <-web:
+		if r.err != nil || r.m != slot(0) {
+			t.Errorf("AllocateIDs(web) under another's lock = %+v, %v; want %+v", r.m, r.err, slot(0))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AllocateIDs(web), recorded, waited on the lock")
+	}
+	select {
+	case r := <-db:
+		t.Fatalf("AllocateIDs(db), a new service, did not wait on the lock: %+v, %v", r.m, r.err)
+	default:
+	}
+	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	if r := <-db; r.err != nil || r.m != slot(1) {
+		t.Errorf("AllocateIDs(db) = %+v, %v; want %+v", r.m, r.err, slot(1))
+	}
 }

@@ -33,6 +33,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
@@ -140,7 +141,14 @@ func runService(args []string, path string, f runFlags) int {
 		return execTools(args)
 	}
 	if err == nil {
+		// Enforce allots a new service's ids under ids.json's lock, the
+		// one lock a root start shares with every other before its name
+		// lock: its time is that lock's wait plus a write and an fsync
+		// (a recorded service's, a read and no lock). The soak reads
+		// it (issue 19).
+		began := time.Now()
 		err = launcher.Enforce(ctx, job, facts)
+		log.Debug("ids allotted", "service", job.Name, "took", time.Since(began))
 	}
 	if err != nil {
 		return cli.Fail(os.Stderr, err)
