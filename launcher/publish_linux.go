@@ -46,7 +46,7 @@ func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publishe
 		Name: opts.Name, State: ops.StateStarting, SupervisorPID: os.Getpid(), Started: time.Now().UTC(),
 		Image: a[plan.AnnotationRootfs], ImageDigest: a[plan.AnnotationImageDigest],
 		Manifest: a[plan.AnnotationManifest], ManifestSHA: strings.TrimPrefix(a[plan.AnnotationManifestDigest], "sha256:"),
-		UserNS: host.IDs.String(), Limits: statusLimits(spec),
+		UserNS: host.IDs.String(), Limits: statusLimits(spec), Unit: ops.SystemdUnit(),
 	}
 	if p.status.SupervisorStart, err = ops.ProcessStart(p.status.SupervisorPID); err != nil {
 		opts.Logger.Warn("reading safe-run's own start time", "err", err)
@@ -99,19 +99,22 @@ func (p *publisher) running(pid int, cgroupPaths map[string]string, opts runOpts
 	if p == nil {
 		return
 	}
+	// The start is in the journal and the socket open before the status
+	// says running: whoever sees it running can count the start
+	// (metrics' starts) and reach the supervisor (stop, exec).
+	p.event(ops.EventStart, fmt.Sprintf("init pid %d", pid), nil)
+	s, err := ops.Serve(p.dir, p.handle)
+	if err != nil {
+		p.log.Warn("safe-run stop and kill will not reach this service", "err", err)
+	}
 	p.mu.Lock()
+	p.server = s
 	p.status.State, p.status.InitPID, p.status.Cgroups = ops.StateRunning, pid, cgroupPaths
 	if a := opts.net; a != nil {
 		p.status.Address, p.status.Bridge = a.Address.String(), a.Bridge
 	}
 	p.write()
 	p.mu.Unlock()
-	s, err := ops.Serve(p.dir, p.handle)
-	if err != nil {
-		p.log.Warn("safe-run stop and kill will not reach this service", "err", err)
-	}
-	p.server = s
-	p.event(ops.EventStart, fmt.Sprintf("init pid %d", pid), nil)
 }
 
 // handle passes a control request on to supervise.
