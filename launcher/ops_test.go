@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/ops"
 )
 
@@ -488,4 +491,118 @@ func TestPSShowsTheNetwork(t *testing.T) {
 	}
 	s.cmd.Wait()
 	assertNothingLeft(t, "opsnetps")
+}
+
+// unitCgroup makes a cgroup named like a systemd unit, as systemd keeps a
+// unit's processes in, in the hierarchy systemd tracks units in here: the
+// unified one (cgroup v2, or its mount beside v1's on a hybrid host), or
+// v1's name=systemd. It is removed at the end, once empty.
+func unitCgroup(t *testing.T, unit string) string {
+	t.Helper()
+	var root string
+	for _, r := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(filepath.Join(r, "cgroup.procs")); err == nil {
+			root = r
+			break
+		}
+	}
+	if root == "" {
+		t.Skip("no cgroup hierarchy to make a unit's cgroup in (neither unified nor name=systemd is mounted)")
+	}
+	dir := filepath.Join(root, unit)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The janitor may outlive safe-run a moment.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			err := os.Remove(dir)
+			if err == nil || errors.Is(err, fs.ErrNotExist) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("removing %s: %v", dir, err)
+				return
+			}
+		}
+	})
+	return dir
+}
+
+// TestStartsCounted: safe_run_starts_total counts the starts of a name in
+// its journal: started, stopped and started again, it says 2 (a restart).
+// The second start is as systemd makes it (INVOCATION_ID, a cgroup named
+// after the unit): ps and the metrics name the unit.
+func TestStartsCounted(t *testing.T) {
+	setup(t)
+	const name = "opsrestart"
+	// What an earlier run of this test left in the journal.
+	for _, p := range []string{name + ".jsonl", name + ".jsonl.1"} {
+		os.Remove(filepath.Join(ops.JournalDir(env.dataDir), p))
+	}
+	script := "echo up; " + uniqueSleep(35) + "; echo"
+	s := startService(t, name, script, "")
+	if e := psJSON(t)[name]; e.Unit != "" {
+		t.Errorf("ps: unit %q of a service systemd did not start", e.Unit)
+	}
+	if v := metricValue(scrape(t), "safe_run_starts_total", name, ""); v != 1 {
+		t.Errorf("starts after the first start: %g, want 1", v)
+	}
+	if r := tools(t, "stop", name); r.code != 0 {
+		t.Fatalf("stop: exit %d %s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	waitUnlocked(name)
+
+	unit := fmt.Sprintf("safe-run-test-%d.service", os.Getpid())
+	cg := unitCgroup(t, unit)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", `echo $$ >"$1/cgroup.procs" && shift && exec "$@"`, "sh", cg, env.bin,
+		manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n", script)))
+	c.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir, "SAFE_RUN_DATA_DIR="+env.dataDir, "INVOCATION_ID=0123456789abcdef0123456789abcdef")
+	var stderr testenv.Buffer
+	c.Stderr = &stderr
+	out, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		waitUnlocked(name)
+	})
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("%s did not start again: %q %v\n%s", name, line, err, &stderr)
+	}
+	st := waitStatus(t, name, ops.StateRunning)
+	t.Logf("second start: unit %q, cgroups %v", st.Unit, st.Cgroups)
+	if e := psJSON(t)[name]; e.Unit != unit {
+		t.Errorf("ps: unit %q, want %q", e.Unit, unit)
+	}
+	if r := tools(t, "ps"); !regexp.MustCompile(name + ` .* ` + regexp.QuoteMeta(unit) + `\n`).MatchString(r.stdout) {
+		t.Errorf("ps table:\n%s", r.stdout)
+	}
+	mfs := scrape(t)
+	if v := metricValue(mfs, "safe_run_starts_total", name, ""); v != 2 {
+		t.Errorf("starts after start, stop, start: %g, want 2", v)
+	}
+	for _, family := range []string{"safe_run_starts_total", "safe_run_service_info"} {
+		found := false
+		for _, m := range mfs[family].GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			found = found || l["service"] == name && l["unit"] == unit
+		}
+		if !found {
+			t.Errorf("%s: no series of %s with unit %q", family, name, unit)
+		}
+	}
+	if r := tools(t, "stop", name); r.code != 0 {
+		t.Fatalf("stop: exit %d %s", r.code, r.stderr)
+	}
+	c.Wait()
+	assertNothingLeft(t, name)
 }
