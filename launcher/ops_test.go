@@ -23,6 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/ops"
 )
@@ -395,27 +398,34 @@ func TestEvents(t *testing.T) {
 }
 
 // TestRootlessPSAndStop: a user's own services, in the user's own state
-// directory: ps lists them, stop stops them, events has them.
+// directory: ps lists them, kill signals them, stats says what it cannot
+// read without a cgroup (cgroup v1 is not delegated to users; v2's is the
+// guest's), metrics has what needs none, stop stops them, events has it
+// all.
 func TestRootlessPSAndStop(t *testing.T) {
 	setup(t)
 	h := newRootlessHome(t, "rootless-ops")
 	asUser := h.cmd
-	p := h.manifest("rlops", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// What an earlier run of this test left in the user's journal.
+	os.Remove(filepath.Join(h.dir, "data", "safe-run", "events", "rlops.jsonl"))
+	os.Remove(filepath.Join(h.dir, "data", "safe-run", "events", "rlops.jsonl.1"))
+	p := h.manifest("rlops", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo got HUP' HUP; echo up; while true; do sleep 0.1; done\"]")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c := asUser(ctx, "-q", p)
-	var stderr bytes.Buffer
+	var stderr testenv.Buffer
 	c.Stderr = &stderr
 	out, _ := c.StdoutPipe()
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { c.Process.Kill(); c.Wait() }()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "up\n" {
-		t.Fatalf("rlops did not start: %q %v\n%s", line, err, stderr.String())
+	stdout := bufio.NewReader(out)
+	if line, err := stdout.ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("rlops did not start: %q %v\n%s", line, err, &stderr)
 	}
 	var list []ops.PSEntry
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		ps, err := asUser(ctx, "ps", "--format", "json").Output()
 		if err != nil {
 			t.Fatalf("ps: %v", err)
@@ -431,16 +441,52 @@ func TestRootlessPSAndStop(t *testing.T) {
 		files, _ := exec.Command("find", h.dir, "-maxdepth", "5").CombinedOutput()
 		t.Fatalf("ps as the user: %+v\n%s", list, files)
 	}
+
+	if r, err := asUser(ctx, "kill", "-s", "HUP", "rlops").CombinedOutput(); err != nil {
+		t.Fatalf("kill -s HUP as the user: %v\n%s", err, r)
+	}
+	if line, err := stdout.ReadString('\n'); err != nil || line != "got HUP\n" {
+		t.Errorf("after kill -s HUP as the user: %q %v", line, err)
+	}
+
+	// No cgroup here: stats says so and names what has the rest.
+	st, err := asUser(ctx, "stats", "rlops", "--no-stream", "--format", "json").CombinedOutput()
+	t.Logf("stats as the user: %v\n%s", err, st)
+	if len(list[0].Cgroups) == 0 {
+		if exitCode(err) != 125 || !strings.Contains(string(st), "rlops: it runs without cgroup limits ([insecure] no_resource_limits): there are no CPU, memory and pids numbers to show") {
+			t.Errorf("stats of a service without a cgroup: %v\n%s", err, st)
+		}
+	} else if err != nil {
+		t.Errorf("stats as the user: %v\n%s", err, st)
+	}
+	mtext, err := asUser(ctx, "metrics").Output()
+	if err != nil {
+		t.Fatalf("metrics as the user: %v", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(mtext))
+	if err != nil {
+		t.Fatalf("metrics as the user: %v\n%s", err, mtext)
+	}
+	for name, want := range map[string]float64{"safe_run_service_info": 1, "safe_run_starts_total": 1, "safe_run_seccomp_denials_total": 0} {
+		if v := metricValue(mfs, name, "rlops", ""); v != want {
+			t.Errorf("metrics as the user: %s = %g, want %g\n%s", name, v, want, mtext)
+		}
+	}
+
 	if r, err := asUser(ctx, "stop", "rlops").CombinedOutput(); err != nil {
 		t.Fatalf("stop as the user: %v\n%s", err, r)
 	}
 	c.Wait()
 	if code := c.ProcessState.ExitCode(); code != 143 || !strings.Contains(stderr.String(), "rlops: stopped with SIGTERM (exit code 143)") {
-		t.Errorf("exit %d:\n%s", code, stderr.String())
+		t.Errorf("exit %d:\n%s", code, &stderr)
 	}
 	ev, _ := asUser(ctx, "events", "rlops").Output()
-	if !strings.Contains(string(ev), "rlops start") || !strings.Contains(string(ev), "rlops exit code 143") {
-		t.Errorf("events as the user:\n%s", ev)
+	uid := strconv.Itoa(int(h.u.uid))
+	for _, want := range []string{"rlops start ", "rlops ready ", "rlops kill SIGHUP by uid " + uid, "rlops stop safe-run stop by uid " + uid, "rlops exit code 143"} {
+		if !strings.Contains(string(ev), want) {
+			t.Errorf("events as the user: no %q in\n%s", want, ev)
+		}
 	}
 }
 

@@ -109,12 +109,28 @@ func (p *publisher) running(pid int, cgroupPaths map[string]string, opts runOpts
 	}
 	p.mu.Lock()
 	p.server = s
-	p.status.State, p.status.InitPID, p.status.Cgroups = ops.StateRunning, pid, cgroupPaths
+	p.status.State, p.status.InitPID, p.status.Cgroups = ops.StateRunning, pid, existing(cgroupPaths)
 	if a := opts.net; a != nil {
 		p.status.Address, p.status.Bridge = a.Address.String(), a.Bridge
 	}
 	p.write()
 	p.mu.Unlock()
+}
+
+// existing are the cgroup directories of paths that exist: rootless
+// without delegated controllers ([insecure] no_resource_limits),
+// libcontainer names the cgroups it would have made, and made none.
+func existing(paths map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, dir := range paths {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			out[k] = dir
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // handle passes a control request on to supervise.
