@@ -65,10 +65,11 @@ func startService(t *testing.T, name, script, extra string) *service {
 	return s
 }
 
-// waitStatus waits for the status file of name to say state.
+// waitStatus waits for the status file of name to say state: a deadline
+// for a loaded host, never a measure of speed.
 func waitStatus(t *testing.T, name, state string) *ops.Status {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if s, err := ops.ReadStatus(filepath.Join(env.stateDir, name)); err == nil && s.State == state {
 			return s
 		}
@@ -80,7 +81,7 @@ func waitStatus(t *testing.T, name, state string) *ops.Status {
 // tools runs a command of safe-run's and returns its result.
 func tools(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c := safeRun(t, ctx, args...)
 	var out, errOut bytes.Buffer
@@ -222,18 +223,25 @@ func TestPSAndStats(t *testing.T) {
 	if used := atoi(t, readCgroupFile(t, acct, "cpuacct.usage")); uint64(s.CPUSeconds*1e9) > used || s.CPUSeconds <= 0 {
 		t.Errorf("cpu seconds %f, cgroup says %d ns", s.CPUSeconds, used)
 	}
-	// A CPU hog at cpus = 0.2: near all of its limit, throttled in most
-	// periods.
+	// A CPU hog at cpus = 0.2: never above its limit, throttled; the
+	// counters fall between the cgroup's before and after. How much CPU
+	// it gets below its limit is the host's load's to say: not checked.
 	startService(t, "opscpu", "echo up; while :; do :; done", "[resources]\nmemory = \"32M\"\ncpus = 0.2\n")
+	cpuDir := waitStatus(t, "opscpu", ops.StateRunning).Cgroups["cpu"]
+	throttledBefore := cgroupKey(t, cpuDir, "cpu.stat", "nr_throttled")
 	r = tools(t, "stats", "opscpu", "--no-stream", "--format", "json", "--interval", "2s")
+	throttledAfter := cgroupKey(t, cpuDir, "cpu.stat", "nr_throttled")
 	stats = nil
 	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 1 {
 		t.Fatalf("stats: %v\n%s%s", err, r.stdout, r.stderr)
 	}
 	s = stats[0]
 	t.Logf("cpu hog: cpu %.1f%% of the host, %.1f%% of cpus %g; throttled in %.0f%% of periods, %.2fs of %.1fs", s.CPUPercent, *s.CPULimitPercent, s.CPUs, s.ThrottledPercent, s.ThrottledSeconds, s.Interval)
-	if *s.CPULimitPercent < 50 || *s.CPULimitPercent > 130 || s.ThrottledPercent < 50 || s.ThrottledSeconds <= 0 || s.CPUs != 0.2 {
-		t.Errorf("cpu hog at cpus 0.2: %+v", s)
+	// 130: the last period of the interval may be one the quota
+	// ran over into.
+	if *s.CPULimitPercent <= 0 || *s.CPULimitPercent > 130 || s.ThrottledPercent <= 0 || s.ThrottledSeconds <= 0 || s.CPUs != 0.2 ||
+		s.ThrottledPeriods < throttledBefore || s.ThrottledPeriods > throttledAfter {
+		t.Errorf("cpu hog at cpus 0.2: %+v; the cgroup's nr_throttled %d before, %d after", s, throttledBefore, throttledAfter)
 	}
 	if r := tools(t, "stats", "--no-stream"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "opsidle") {
 		t.Errorf("stats table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -270,13 +278,11 @@ func TestStopAndKill(t *testing.T) {
 	if line, err := s.stdout.ReadString('\n'); err != nil || line != "got HUP\n" {
 		t.Errorf("after kill -s HUP: %q %v", line, err)
 	}
-	start := time.Now()
 	if r := tools(t, "stop", "opsstop"); r.code != 0 {
 		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
 	}
 	// stop returned: safe-run is gone (a zombie for the test to reap),
 	// and everything with it; the name is free for the next start.
-	took := time.Since(start)
 	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
 		t.Errorf("safe-run still runs after stop returned: %s", stat)
 	}
@@ -288,17 +294,22 @@ func TestStopAndKill(t *testing.T) {
 		!strings.Contains(s.stderr.String(), "opsstop: stopped with SIGTERM (exit code 143)") {
 		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
 	}
-	t.Logf("stop took %v", took)
 	assertNothingLeft(t, "opsstop")
+	// The kill and the stop request are events, before the exit.
+	ev := tools(t, "events", "opsstop", "--since", "10m").stdout
+	if !regexp.MustCompile(`opsstop kill SIGHUP by uid 0\n(.*\n)*.* opsstop stop safe-run stop by uid 0\n(.*\n)*.* opsstop exit code 143: stopped with SIGTERM`).MatchString(ev) {
+		t.Errorf("events of kill and stop:\n%s", ev)
+	}
 	if r := tools(t, "stop", "opsstop"); r.code == 0 || !strings.Contains(r.stderr, "opsstop: no such running service") {
 		t.Errorf("stop of a stopped service: exit %d %s", r.code, r.stderr)
 	}
 
 	// As PID 1 the shell ignores SIGTERM: -t sets how long until SIGKILL.
 	s = startService(t, "opsstopt", "echo up; while true; do sleep 0.1; done", "init = false\nstop_timeout = \"100s\"\n")
-	start = time.Now()
+	start := time.Now()
 	stopped := make(chan result, 1)
-	go func() { stopped <- tools(t, "stop", "-t", "1s", "opsstopt") }()
+	// 3 s: time enough for the test to see it stopping on a loaded host.
+	go func() { stopped <- tools(t, "stop", "-t", "3s", "opsstopt") }()
 	if e := waitStatus(t, "opsstopt", ops.StateStopping); e.InitPID == 0 {
 		t.Errorf("stopping: %+v", e)
 	}
@@ -306,11 +317,13 @@ func TestStopAndKill(t *testing.T) {
 		t.Fatalf("stop -t: exit %d\n%s", r.code, r.stderr)
 	}
 	s.cmd.Wait()
-	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 1s of SIGTERM (safe-run stop -t)") {
+	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 3s of SIGTERM (safe-run stop -t)") {
 		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
 	}
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("stop -t 1s took %v", took)
+	// Well short of the manifest's 100 s: -t, not stop_timeout, set
+	// the SIGKILL (the line above says it; this is no measure of speed).
+	if took := time.Since(start); took > 90*time.Second {
+		t.Errorf("stop -t 3s took %v: the manifest's stop_timeout of 100s, not -t", took)
 	}
 	assertNothingLeft(t, "opsstopt")
 }
@@ -365,12 +378,18 @@ func TestEvents(t *testing.T) {
 	if r := shell(t, "opsoom", `x=$(head -c 200000000 /dev/zero | tr '\0' x)`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n"); r.code != 137 {
 		t.Fatalf("opsoom: exit %d %s", r.code, r.stderr)
 	}
+	// Which process, as the kernel's log says it: where the kernel's
+	// rate limit (10 in 5 s, host-wide) left it out, the event says how
+	// many only.
 	r = tools(t, "events", "opsoom", "--since", "1m")
-	if !regexp.MustCompile(`opsoom oom the kernel OOM-killed \d+ process\(es\) of it \(memory limit 32M\)\n.* opsoom exit code 137: OOM-killed`).MatchString(r.stdout) {
+	m := regexp.MustCompile(`opsoom oom the kernel OOM-killed \d+ process\(es\) of it \(memory limit 32M\)(: [a-z]+ \(host pid \d+\)(, [a-z]+ \(host pid \d+\))*)?\n.* opsoom exit code 137: OOM-killed`).FindStringSubmatch(r.stdout)
+	if m == nil {
 		t.Errorf("events of an OOM kill:\n%s", r.stdout)
+	} else if m[1] == "" {
+		t.Logf("the kernel's log did not name the OOM-killed process (rate-limited):\n%s", r.stdout)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	follow := safeRun(t, ctx, "events", "-f", "opsfollow", "--format", "json")
 	out, _ := follow.StdoutPipe()
@@ -378,7 +397,8 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { follow.Process.Kill(); follow.Wait() }()
-	time.Sleep(700 * time.Millisecond) // its first scan
+	// Whether its first scan comes before the journal exists or after,
+	// a journal new to it is read from its start.
 	if r := shell(t, "opsfollow", "true", ""); r.code != 0 {
 		t.Fatalf("opsfollow: exit %d %s", r.code, r.stderr)
 	}

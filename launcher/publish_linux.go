@@ -30,12 +30,15 @@ type publisher struct {
 	server   *ops.Server
 	log      *slog.Logger
 	requests chan ops.Request // from the control socket, for supervise
+	// since is the monotonic time of the start (monotonic): the kernel's
+	// log of OOM kills is read from there (oomVictims).
+	since time.Duration
 }
 
 // newPublisher opens the service's journal and writes its status file, in
 // state starting.
 func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publisher {
-	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4)}
+	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4), since: monotonic()}
 	j, err := ops.OpenJournal(ops.JournalDir(opts.DataDir), opts.Name)
 	if err != nil {
 		opts.Logger.Warn("events will not be recorded", "err", err)
@@ -206,6 +209,15 @@ func (p *publisher) warn(condition, msg string) {
 	}
 }
 
+// victims names the processes the OOM killer took in the memory cgroup at
+// dir since the start, as far as the kernel's log says (oomVictims).
+func (p *publisher) victims(dir string) []string {
+	if p == nil {
+		return nil
+	}
+	return oomVictims(dir, p.since)
+}
+
 // violations wraps w so that its lines are also events of kind; nil stays
 // nil (nothing is watched then).
 func (p *publisher) violations(kind string, w io.Writer) io.Writer {
@@ -216,12 +228,19 @@ func (p *publisher) violations(kind string, w io.Writer) io.Writer {
 }
 
 // close ends the control socket, which releases the stop requests
-// waiting for the end, and the journal.
+// waiting for the end.
 func (p *publisher) close() {
 	if p == nil {
 		return
 	}
 	p.server.Close()
+}
+
+// closeJournal closes the journal, once nothing more is to be said.
+func (p *publisher) closeJournal() {
+	if p == nil {
+		return
+	}
 	_ = p.journal.Close()
 }
 

@@ -104,6 +104,10 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// (the seccomp watcher's last records, the janitor's exit) is waited
 	// for last, while the rest of the clean-up goes on.
 	var ending sync.WaitGroup
+	// The journal closes after those: the seccomp watcher's last
+	// records, which may come after the exit on a loaded host, are
+	// events too.
+	defer func() { opts.pub.closeJournal() }()
 	defer ending.Wait()
 	early := startEarly(host, opts.Signals)
 	defer early.stop()
@@ -856,7 +860,15 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 		if c, err := cg.GetCgroups(); err == nil && c.Resources != nil && c.Resources.Memory > 0 {
 			limit = manifest.Size(c.Resources.Memory).String()
 		}
-		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)", oomKills(cg), limit), nil)
+		who := ""
+		dir := cg.Path("memory")
+		if dir == "" {
+			dir = cg.Path("") // v2
+		}
+		if v := opts.pub.victims(dir); len(v) > 0 {
+			who = ": " + strings.Join(v, ", ")
+		}
+		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)%s", oomKills(cg), limit, who), nil)
 		if code == 0 {
 			// A child of the service was killed; the service
 			// carried on and ended well.

@@ -3,6 +3,7 @@ package launcher
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/safe-run/safe-run/manifest"
@@ -56,6 +57,9 @@ type limitWatch struct {
 	// The OOM kills and refused forks at the last warning of each: the
 	// next one says what is new.
 	oomSaid, pidsSaid uint64
+	// victims names the processes OOM-killed since it was last called,
+	// as far as it knows; nil: none named.
+	victims func() []string
 }
 
 // newLimitWatch returns a watch whose periods are scaled by warnScale.
@@ -125,8 +129,14 @@ func (w *limitWatch) observe(s ops.Sample) []warning {
 		if s.MemoryLimit > 0 {
 			limit = manifest.Size(s.MemoryLimit).String()
 		}
-		out = append(out, warning{ops.WarnOOMKill, fmt.Sprintf("the kernel OOM-killed %d process(es) of it at its memory limit %s, and it goes on; raise resources.memory or find the leak",
-			s.OOMKills-w.oomSaid, limit)})
+		who := ""
+		if w.victims != nil {
+			if v := w.victims(); len(v) > 0 {
+				who = ": " + strings.Join(v, ", ")
+			}
+		}
+		out = append(out, warning{ops.WarnOOMKill, fmt.Sprintf("the kernel OOM-killed %d process(es) of it at its memory limit %s%s, and it goes on; raise resources.memory or find the leak",
+			s.OOMKills-w.oomSaid, limit, who)})
 		w.oomSaid = s.OOMKills
 	}
 	atLimit := s.PidsLimit > 0 && s.Pids >= s.PidsLimit

@@ -27,6 +27,21 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 		return func() {}
 	}
 	watch := newLimitWatch()
+	memDir := paths["memory"]
+	if memDir == "" {
+		memDir = paths[""] // v2
+	}
+	named := map[string]bool{}
+	watch.victims = func() []string {
+		var out []string
+		for _, v := range pub.victims(memDir) {
+			if !named[v] {
+				named[v] = true
+				out = append(out, v)
+			}
+		}
+		return out
+	}
 	// Notified first, sampled after: what happens in between is in the
 	// first sample, or notified.
 	changed := make(chan struct{}, 1)
