@@ -27,29 +27,34 @@ func monotonic() time.Duration {
 // What it cannot read it does not name: /dev/kmsg wants root where
 // kernel.dmesg_restrict is set (rootless), and the kernel prints the
 // summary at most 10 times in 5 s, host-wide (oom_rs).
-func oomVictims(dir string, since time.Duration) []string {
+//
+// It returns the time of the last one named, from which to read next
+// time (since, if none): a reader that goes on never names one twice,
+// and keeps nothing per kill.
+func oomVictims(dir string, since time.Duration) (victims []string, last time.Duration) {
+	last = since
 	if dir == "" {
-		return nil
+		return nil, last
 	}
 	fd, err := unix.Open("/dev/kmsg", unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil
+		return nil, last
 	}
 	defer unix.Close(fd)
 	// One record a read, from the oldest the ring still holds; a
 	// record longer than buf is EINVAL, and skipped.
 	buf := make([]byte, 8192)
-	var out []string
 	for {
 		n, err := unix.Read(fd, buf)
 		switch {
 		case errors.Is(err, unix.EPIPE), errors.Is(err, unix.EINTR), errors.Is(err, unix.EINVAL):
 			continue // overwritten while read, or too long: on to the next
 		case err != nil || n <= 0:
-			return out // EAGAIN: the end
+			return victims, last // EAGAIN: the end
 		}
-		if v, ok := oomVictim(string(buf[:n]), dir, since); ok {
-			out = append(out, v)
+		if v, at, ok := oomVictim(string(buf[:n]), dir, since); ok {
+			victims = append(victims, v)
+			last = at + time.Microsecond
 		}
 	}
 }
@@ -57,32 +62,33 @@ func oomVictims(dir string, since time.Duration) []string {
 // oomVictim reads one /dev/kmsg record ("PRIO,SEQ,USEC,FLAGS;MESSAGE",
 // then lines of its dictionary): a kill summary of the OOM killer's,
 // "oom-kill:constraint=...,oom_memcg=/a/b,task_memcg=/a/b,task=sh,pid=1,uid=0",
-// at or after since in the cgroup at dir (or one below it), says
-// "sh (host pid 1)".
-func oomVictim(rec, dir string, since time.Duration) (string, bool) {
+// at or after since in the cgroup at dir, says "sh (host pid 1)", and
+// when it was.
+func oomVictim(rec, dir string, since time.Duration) (string, time.Duration, bool) {
 	head, msg, ok := strings.Cut(rec, ";")
 	f := strings.Split(head, ",")
 	if !ok || len(f) < 3 {
-		return "", false
+		return "", 0, false
 	}
 	usec, err := strconv.ParseInt(f[2], 10, 64)
-	if err != nil || time.Duration(usec)*time.Microsecond < since {
-		return "", false
+	at := time.Duration(usec) * time.Microsecond
+	if err != nil || at < since {
+		return "", 0, false
 	}
 	msg, _, _ = strings.Cut(msg, "\n")
 	if !strings.HasPrefix(msg, "oom-kill:") {
-		return "", false
+		return "", 0, false
 	}
 	// From the end: a task's name may hold commas, and so may the
 	// nodemask; the cgroup paths are safe-run's, under the host's.
 	t := strings.LastIndex(msg, ",task=")
 	if t < 0 {
-		return "", false
+		return "", 0, false
 	}
 	task, rest := msg[t+len(",task="):], msg[:t]
 	p := strings.LastIndex(task, ",pid=")
 	if p < 0 {
-		return "", false
+		return "", 0, false
 	}
 	comm, pid := task[:p], task[p+len(",pid="):]
 	pid, _, _ = strings.Cut(pid, ",")
@@ -106,8 +112,8 @@ func oomVictim(rec, dir string, since time.Duration) (string, bool) {
 			continue
 		}
 		if under, ok := strings.CutPrefix(mount, "/sys/fs/cgroup"); ok && (under == "" || strings.Count(under, "/") == 1 && strings.HasPrefix(under, "/")) {
-			return comm + " (host pid " + pid + ")", true
+			return comm + " (host pid " + pid + ")", at, true
 		}
 	}
-	return "", false
+	return "", 0, false
 }

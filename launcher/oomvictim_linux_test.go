@@ -1,9 +1,30 @@
 package launcher
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
+
+func TestVictimsText(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string
+	}{
+		{0, ""},
+		{1, ": p0 (host pid 0)"},
+		{5, ": p0 (host pid 0), p1 (host pid 1), p2 (host pid 2), p3 (host pid 3), p4 (host pid 4)"},
+		{7, ": p0 (host pid 0), p1 (host pid 1), p2 (host pid 2), p3 (host pid 3), p4 (host pid 4) and 2 more"},
+	} {
+		var v []string
+		for i := range tc.n {
+			v = append(v, fmt.Sprintf("p%d (host pid %d)", i, i))
+		}
+		if got := victimsText(v); got != tc.want {
+			t.Errorf("victimsText(%d) = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
 
 func TestOOMVictim(t *testing.T) {
 	const dir = "/sys/fs/cgroup/memory/process_api/7e85/safe-run-web"
@@ -30,7 +51,7 @@ func TestOOMVictim(t *testing.T) {
 		{"not a record", "garbage", dir, 0, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := oomVictim(tc.rec, tc.dir, tc.since)
+			got, _, ok := oomVictim(tc.rec, tc.dir, tc.since)
 			if got != tc.want || ok != (tc.want != "") {
 				t.Errorf("oomVictim = %q, %v; want %q", got, ok, tc.want)
 			}

@@ -209,13 +209,13 @@ func (p *publisher) warn(condition, msg string) {
 	}
 }
 
-// victims names the processes the OOM killer took in the memory cgroup at
-// dir since the start, as far as the kernel's log says (oomVictims).
-func (p *publisher) victims(dir string) []string {
+// started is the monotonic time of the start: the kernel's log of OOM
+// kills is read from there (oomVictims); 0 for none.
+func (p *publisher) started() time.Duration {
 	if p == nil {
-		return nil
+		return 0
 	}
-	return oomVictims(dir, p.since)
+	return p.since
 }
 
 // violations wraps w so that its lines are also events of kind; nil stays

@@ -860,15 +860,15 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 		if c, err := cg.GetCgroups(); err == nil && c.Resources != nil && c.Resources.Memory > 0 {
 			limit = manifest.Size(c.Resources.Memory).String()
 		}
-		who := ""
 		dir := cg.Path("memory")
 		if dir == "" {
 			dir = cg.Path("") // v2
 		}
-		if v := opts.pub.victims(dir); len(v) > 0 {
-			who = ": " + strings.Join(v, ", ")
+		var victims []string
+		if since := opts.pub.started(); since > 0 {
+			victims, _ = oomVictims(dir, since)
 		}
-		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)%s", oomKills(cg), limit, who), nil)
+		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)%s", oomKills(cg), limit, victimsText(victims)), nil)
 		if code == 0 {
 			// A child of the service was killed; the service
 			// carried on and ended well.

@@ -31,16 +31,16 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 	if memDir == "" {
 		memDir = paths[""] // v2
 	}
-	named := map[string]bool{}
+	// Named from the start on, each once: the kernel's log is read on
+	// from the last one named.
+	since := pub.started()
 	watch.victims = func() []string {
-		var out []string
-		for _, v := range pub.victims(memDir) {
-			if !named[v] {
-				named[v] = true
-				out = append(out, v)
-			}
+		if since == 0 {
+			return nil
 		}
-		return out
+		var v []string
+		v, since = oomVictims(memDir, since)
+		return v
 	}
 	// Notified first, sampled after: what happens in between is in the
 	// first sample, or notified.
