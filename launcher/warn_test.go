@@ -174,7 +174,8 @@ func metricValue(mfs map[string]*dto.MetricFamily, name, service, condition stri
 }
 
 // TestWarnings: a CPU hog at cpus 0.1, a child OOM-killed while the
-// service goes on, and forks at the pids limit each produce the
+// service goes on, forks at the pids limit, and memory held above 90% of
+// the limit each produce the
 // supervisor's warning line, an event, and a count in metrics. The
 // supervisor is built with its periods scaled to a tenth (6 s window).
 func TestWarnings(t *testing.T) {
@@ -185,6 +186,10 @@ func TestWarnings(t *testing.T) {
 	oom := startLive(t, bin, "warnoom", `echo up; (x=$(head -c 200000000 /dev/zero | tr '\0' x)); echo survived >&2; `+uniqueSleep(60), "[resources]\nmemory = \"32M\"\ncpus = 1.0\n")
 	// The inner shell dies at its first failed fork; the service goes on.
 	pids := startLive(t, bin, "warnpids", "echo up; sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 60 & done' 2>/dev/null; "+uniqueSleep(61), "[resources]\nmemory = \"32M\"\ncpus = 1.0\npids = 8\n")
+	// 59 MiB in a tmpfs file, which no reclaim can take without swap: a
+	// working set of over 92% of 64M, held (3 s, scaled).
+	mem := startLive(t, bin, "warnmem", "head -c 61865984 /dev/zero >/tmp/fill && echo up; "+uniqueSleep(62),
+		"[resources]\nmemory = \"64M\"\ncpus = 1.0\n\n[[mounts]]\ntype = \"tmpfs\"\ntarget = \"/tmp\"\nsize = \"80M\"\n")
 
 	for _, c := range []struct {
 		s         *liveService
@@ -194,6 +199,7 @@ func TestWarnings(t *testing.T) {
 		{cpu, ops.WarnCPUThrottled, "warncpu: CPU-throttled "},
 		{oom, ops.WarnOOMKill, "warnoom: the kernel OOM-killed 1 process(es) of it at its memory limit 32M"},
 		{pids, ops.WarnPidsLimit, "warnpids: reached its pids limit 8"},
+		{mem, ops.WarnMemoryHigh, "warnmem: memory at "},
 	} {
 		line := c.s.waitLine(t, c.line, 60*time.Second)
 		t.Logf("%s", line)
@@ -204,6 +210,9 @@ func TestWarnings(t *testing.T) {
 	}
 	if l := cpu.waitLine(t, "warncpu: CPU-throttled ", time.Second); !strings.Contains(l, "% of the last 6s at cpus 0.1; raise resources.cpus or find the hot loop") {
 		t.Errorf("cpu warning: %s", l)
+	}
+	if l := mem.waitLine(t, "warnmem: memory at ", time.Second); !regexp.MustCompile(`warnmem: memory at (9[0-9]|100)% of its limit 64M for \d+s; raise resources.memory or find the leak$`).MatchString(l) {
+		t.Errorf("memory warning: %s", l)
 	}
 	oom.waitLine(t, "survived", 30*time.Second)
 	// Which process, where the kernel's log says (its rate limit may
@@ -216,7 +225,7 @@ func TestWarnings(t *testing.T) {
 	mfs := scrape(t)
 	for _, c := range []struct {
 		service, condition string
-	}{{"warncpu", ops.WarnCPUThrottled}, {"warnoom", ops.WarnOOMKill}, {"warnpids", ops.WarnPidsLimit}} {
+	}{{"warncpu", ops.WarnCPUThrottled}, {"warnoom", ops.WarnOOMKill}, {"warnpids", ops.WarnPidsLimit}, {"warnmem", ops.WarnMemoryHigh}} {
 		if v := metricValue(mfs, "safe_run_warnings_total", c.service, c.condition); v < 1 {
 			t.Errorf("metrics: %s warnings of %s: %g", c.service, c.condition, v)
 		}

@@ -92,7 +92,7 @@ func TestFollowEvents(t *testing.T) {
 	}
 	defer j.Close()
 	j.Add(EventStart, "before", nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	got := make(chan Event, 10)
 	go FollowEvents(ctx, dir, nil, time.Time{}, func(e Event) { got <- e })
