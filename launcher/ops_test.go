@@ -374,6 +374,19 @@ func TestEvents(t *testing.T) {
 		t.Errorf("events of a seccomp denial:\n%s", r.stdout)
 	}
 
+	// So are egress denials: a bridge service (egress = "none") sends to
+	// a test host in a network namespace of this test's; over UDP
+	// (busybox's tftp), which Landlock's TCP connect rule does not stop
+	// before the firewall does.
+	th := makeTestHost(t)
+	if r := shell(t, "opsegress", fmt.Sprintf("timeout 3 tftp -g -r x -l /dev/null %s %d; echo done", th.addr, th.port), "\n[network]\nmode = \"bridge\"\n"); r.code != 0 || !strings.Contains(r.stderr, "egress denied "+th.addr) {
+		t.Errorf("opsegress: exit %d, no denial reported:\n%s", r.code, r.stderr)
+	}
+	r = tools(t, "events", "opsegress", "--since", "1m")
+	if !strings.Contains(r.stdout, fmt.Sprintf("opsegress egress egress denied %s:%d/udp\n", th.addr, th.port)) {
+		t.Errorf("events of an egress denial:\n%s", r.stdout)
+	}
+
 	// An OOM kill is an event of its own, before the exit.
 	if r := shell(t, "opsoom", `x=$(head -c 200000000 /dev/zero | tr '\0' x)`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n"); r.code != 137 {
 		t.Fatalf("opsoom: exit %d %s", r.code, r.stderr)
