@@ -607,10 +607,15 @@ func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), 
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}
+	// AppArmor's denials are reported with seccomp's (seccomp_log), as
+	// root: rootless, the audit records are out of reach.
+	if p := spec.Process.ApparmorProfile; p != "" && p != "unconfined" && opts.Violations != nil && !host.Rootless {
+		t.AppArmor = p
+	}
 	switch {
 	case opts.Record != nil:
 		return opts.Record.Watch(t, opts.Violations)
-	case t.Landlock:
+	case t.Landlock, t.AppArmor != "":
 	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
 		return func() {}, nil
 	}

@@ -176,3 +176,35 @@ func TestJournalDamaged(t *testing.T) {
 		t.Errorf("events printed:\n%s\nwarned:\n%s\nwant:\n%s", out.String(), warn.String(), want)
 	}
 }
+
+// TestWriterKinds: the seccomp watcher's writer also carries the other
+// layers' denials it reads from the audit records: each its own kind.
+func TestWriterKinds(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := j.Writer(EventSeccomp, nil)
+	for _, l := range []string{
+		"safe-run: web: seccomp denied unshare (syscall 272) pid 5 (sh)",
+		"safe-run: web: apparmor denied mknod /dev/evil pid 6 (sh)",
+		"safe-run: web: apparmor would deny (complain mode) open /etc/shadow pid 7 (cat)",
+		"safe-run: web: landlock denied write-file /etc/x pid 8 (sh)",
+	} {
+		w.Write([]byte(l + "\n"))
+	}
+	j.Writer(EventEgress, nil).Write([]byte("safe-run: web: apparmor-looking egress denied 10.0.0.1:80/tcp\n"))
+	j.Close()
+	evs, err := ReadEvents(dir, nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind)
+	}
+	if got, want := strings.Join(kinds, " "), "seccomp apparmor apparmor landlock egress"; got != want {
+		t.Errorf("kinds %q, want %q", got, want)
+	}
+}
