@@ -130,8 +130,10 @@ func (e *execer) start(req ops.Request) {
 				code = 128 + int(ws.Signal())
 			}
 		}
-		s.Exited(code)
+		// Said before the caller learns the code: once safe-run exec
+		// has returned, the journal has the end.
 		e.say(ops.EventExecEnd, fmt.Sprintf("exec %s (pid %d) exited with code %d", name, pid, code), &code)
+		s.Exited(code)
 	})
 }
 

@@ -311,7 +311,7 @@ var guestSteps = []struct{ name, sh string }{
 		echo "safe-run exit=$?"
 		cat /tmp/limits.out`},
 	{"busybox", `safe-run /srv/m/busybox.toml`},
-	{"deny", `safe-run /srv/m/deny.toml`},
+	{"deny", `safe-run /srv/m/deny.toml; safe-run events deny`},
 	{"landlock", `safe-run /srv/m/landlock.toml`},
 	{"landlock-noinit", `safe-run /srv/m/landlock-noinit.toml`},
 	{"rawok", `safe-run /srv/m/rawok.toml`},
@@ -626,6 +626,13 @@ var guestChecks = []struct {
 			"write:/tmp/ok: ok", "write:/data/ok: ok", "write:/dev/shm/ok: ok", "read:/run/secrets/db: ok",
 			"write:/dev/evil: EACCES", "raw: EACCES", "packet: EACCES", "mount:/tmp: EACCES", "umount:/tmp: EACCES",
 			"exec:/data/bb: EACCES", "pivot_root:/tmp: EACCES", "safe-run-deny (enforce)")
+	}},
+	{"AppArmor's denials are shown and are events", func(st map[string]guestStep) error {
+		return st["deny"].has(
+			"safe-run: deny: apparmor denied mknod /dev/evil pid ",
+			" deny apparmor apparmor denied mknod /dev/evil pid ",
+			" deny apparmor apparmor denied create inet raw socket pid ",
+			" deny apparmor apparmor denied mount /tmp/ pid ")
 	}},
 	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
 		return st["landlock"].has("write:/data/ok: ok", "exec:/data/true: EACCES",

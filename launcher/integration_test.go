@@ -337,10 +337,11 @@ func survivors(pattern string) []byte {
 	return out
 }
 
-// waitUnlocked waits up to 5 s for the janitor to release name's lock,
-// its last act.
+// waitUnlocked waits up to 60 s (a loaded host's deadline; it is
+// usually milliseconds) for the janitor to release name's lock, its last
+// act.
 func waitUnlocked(name string) {
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(filepath.Join(env.stateDir, name+".lock")); err != nil {
 			return
 		}

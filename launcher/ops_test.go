@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -21,6 +23,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/safe-run/safe-run/ops"
 )
 
@@ -59,10 +65,11 @@ func startService(t *testing.T, name, script, extra string) *service {
 	return s
 }
 
-// waitStatus waits for the status file of name to say state.
+// waitStatus waits for the status file of name to say state: a deadline
+// for a loaded host, never a measure of speed.
 func waitStatus(t *testing.T, name, state string) *ops.Status {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		if s, err := ops.ReadStatus(filepath.Join(env.stateDir, name)); err == nil && s.State == state {
 			return s
 		}
@@ -74,7 +81,7 @@ func waitStatus(t *testing.T, name, state string) *ops.Status {
 // tools runs a command of safe-run's and returns its result.
 func tools(t *testing.T, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c := safeRun(t, ctx, args...)
 	var out, errOut bytes.Buffer
@@ -216,18 +223,25 @@ func TestPSAndStats(t *testing.T) {
 	if used := atoi(t, readCgroupFile(t, acct, "cpuacct.usage")); uint64(s.CPUSeconds*1e9) > used || s.CPUSeconds <= 0 {
 		t.Errorf("cpu seconds %f, cgroup says %d ns", s.CPUSeconds, used)
 	}
-	// A CPU hog at cpus = 0.2: near all of its limit, throttled in most
-	// periods.
+	// A CPU hog at cpus = 0.2: never above its limit, throttled; the
+	// counters fall between the cgroup's before and after. How much CPU
+	// it gets below its limit is the host's load's to say: not checked.
 	startService(t, "opscpu", "echo up; while :; do :; done", "[resources]\nmemory = \"32M\"\ncpus = 0.2\n")
+	cpuDir := waitStatus(t, "opscpu", ops.StateRunning).Cgroups["cpu"]
+	throttledBefore := cgroupKey(t, cpuDir, "cpu.stat", "nr_throttled")
 	r = tools(t, "stats", "opscpu", "--no-stream", "--format", "json", "--interval", "2s")
+	throttledAfter := cgroupKey(t, cpuDir, "cpu.stat", "nr_throttled")
 	stats = nil
 	if err := json.Unmarshal([]byte(r.stdout), &stats); err != nil || len(stats) != 1 {
 		t.Fatalf("stats: %v\n%s%s", err, r.stdout, r.stderr)
 	}
 	s = stats[0]
 	t.Logf("cpu hog: cpu %.1f%% of the host, %.1f%% of cpus %g; throttled in %.0f%% of periods, %.2fs of %.1fs", s.CPUPercent, *s.CPULimitPercent, s.CPUs, s.ThrottledPercent, s.ThrottledSeconds, s.Interval)
-	if *s.CPULimitPercent < 50 || *s.CPULimitPercent > 130 || s.ThrottledPercent < 50 || s.ThrottledSeconds <= 0 || s.CPUs != 0.2 {
-		t.Errorf("cpu hog at cpus 0.2: %+v", s)
+	// 130: the last period of the interval may be one the quota
+	// ran over into.
+	if *s.CPULimitPercent <= 0 || *s.CPULimitPercent > 130 || s.ThrottledPercent <= 0 || s.ThrottledSeconds <= 0 || s.CPUs != 0.2 ||
+		s.ThrottledPeriods < throttledBefore || s.ThrottledPeriods > throttledAfter {
+		t.Errorf("cpu hog at cpus 0.2: %+v; the cgroup's nr_throttled %d before, %d after", s, throttledBefore, throttledAfter)
 	}
 	if r := tools(t, "stats", "--no-stream"); r.code != 0 || !strings.Contains(r.stdout, "opshog") || !strings.Contains(r.stdout, "opsidle") {
 		t.Errorf("stats table: exit %d\n%s%s", r.code, r.stdout, r.stderr)
@@ -264,13 +278,11 @@ func TestStopAndKill(t *testing.T) {
 	if line, err := s.stdout.ReadString('\n'); err != nil || line != "got HUP\n" {
 		t.Errorf("after kill -s HUP: %q %v", line, err)
 	}
-	start := time.Now()
 	if r := tools(t, "stop", "opsstop"); r.code != 0 {
 		t.Fatalf("stop: exit %d\n%s", r.code, r.stderr)
 	}
 	// stop returned: safe-run is gone (a zombie for the test to reap),
 	// and everything with it; the name is free for the next start.
-	took := time.Since(start)
 	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
 		t.Errorf("safe-run still runs after stop returned: %s", stat)
 	}
@@ -282,17 +294,22 @@ func TestStopAndKill(t *testing.T) {
 		!strings.Contains(s.stderr.String(), "opsstop: stopped with SIGTERM (exit code 143)") {
 		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
 	}
-	t.Logf("stop took %v", took)
 	assertNothingLeft(t, "opsstop")
+	// The kill and the stop request are events, before the exit.
+	ev := tools(t, "events", "opsstop", "--since", "10m").stdout
+	if !regexp.MustCompile(`opsstop kill SIGHUP by uid 0\n(.*\n)*.* opsstop stop safe-run stop by uid 0\n(.*\n)*.* opsstop exit code 143: stopped with SIGTERM`).MatchString(ev) {
+		t.Errorf("events of kill and stop:\n%s", ev)
+	}
 	if r := tools(t, "stop", "opsstop"); r.code == 0 || !strings.Contains(r.stderr, "opsstop: no such running service") {
 		t.Errorf("stop of a stopped service: exit %d %s", r.code, r.stderr)
 	}
 
 	// As PID 1 the shell ignores SIGTERM: -t sets how long until SIGKILL.
 	s = startService(t, "opsstopt", "echo up; while true; do sleep 0.1; done", "init = false\nstop_timeout = \"100s\"\n")
-	start = time.Now()
+	start := time.Now()
 	stopped := make(chan result, 1)
-	go func() { stopped <- tools(t, "stop", "-t", "1s", "opsstopt") }()
+	// 3 s: time enough for the test to see it stopping on a loaded host.
+	go func() { stopped <- tools(t, "stop", "-t", "3s", "opsstopt") }()
 	if e := waitStatus(t, "opsstopt", ops.StateStopping); e.InitPID == 0 {
 		t.Errorf("stopping: %+v", e)
 	}
@@ -300,11 +317,13 @@ func TestStopAndKill(t *testing.T) {
 		t.Fatalf("stop -t: exit %d\n%s", r.code, r.stderr)
 	}
 	s.cmd.Wait()
-	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 1s of SIGTERM (safe-run stop -t)") {
+	if code := s.cmd.ProcessState.ExitCode(); code != 137 || !strings.Contains(s.stderr.String(), "killed with SIGKILL: it did not stop within 3s of SIGTERM (safe-run stop -t)") {
 		t.Errorf("exit %d, stderr:\n%s", code, s.stderr)
 	}
-	if took := time.Since(start); took > 3*time.Second {
-		t.Errorf("stop -t 1s took %v", took)
+	// Well short of the manifest's 100 s: -t, not stop_timeout, set
+	// the SIGKILL (the line above says it; this is no measure of speed).
+	if took := time.Since(start); took > 90*time.Second {
+		t.Errorf("stop -t 3s took %v: the manifest's stop_timeout of 100s, not -t", took)
 	}
 	assertNothingLeft(t, "opsstopt")
 }
@@ -355,16 +374,35 @@ func TestEvents(t *testing.T) {
 		t.Errorf("events of a seccomp denial:\n%s", r.stdout)
 	}
 
+	// So are egress denials: a bridge service (egress = "none") sends to
+	// a test host in a network namespace of this test's; over UDP
+	// (busybox's tftp), which Landlock's TCP connect rule does not stop
+	// before the firewall does.
+	th := makeTestHost(t)
+	if r := shell(t, "opsegress", fmt.Sprintf("timeout 3 tftp -g -r x -l /dev/null %s %d; echo done", th.addr, th.port), "\n[network]\nmode = \"bridge\"\n"); r.code != 0 || !strings.Contains(r.stderr, "egress denied "+th.addr) {
+		t.Errorf("opsegress: exit %d, no denial reported:\n%s", r.code, r.stderr)
+	}
+	r = tools(t, "events", "opsegress", "--since", "1m")
+	if !strings.Contains(r.stdout, fmt.Sprintf("opsegress egress egress denied %s:%d/udp\n", th.addr, th.port)) {
+		t.Errorf("events of an egress denial:\n%s", r.stdout)
+	}
+
 	// An OOM kill is an event of its own, before the exit.
 	if r := shell(t, "opsoom", `x=$(head -c 200000000 /dev/zero | tr '\0' x)`, "[resources]\nmemory = \"32M\"\ncpus = 1.0\n"); r.code != 137 {
 		t.Fatalf("opsoom: exit %d %s", r.code, r.stderr)
 	}
+	// Which process, as the kernel's log says it: where the kernel's
+	// rate limit (10 in 5 s, host-wide) left it out, the event says how
+	// many only.
 	r = tools(t, "events", "opsoom", "--since", "1m")
-	if !regexp.MustCompile(`opsoom oom the kernel OOM-killed \d+ process\(es\) of it \(memory limit 32M\)\n.* opsoom exit code 137: OOM-killed`).MatchString(r.stdout) {
+	m := regexp.MustCompile(`opsoom oom the kernel OOM-killed \d+ process\(es\) of it \(memory limit 32M\)(: [a-z]+ \(host pid \d+\)(, [a-z]+ \(host pid \d+\))*)?\n.* opsoom exit code 137: OOM-killed`).FindStringSubmatch(r.stdout)
+	if m == nil {
 		t.Errorf("events of an OOM kill:\n%s", r.stdout)
+	} else if m[1] == "" {
+		t.Logf("the kernel's log did not name the OOM-killed process (rate-limited):\n%s", r.stdout)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	follow := safeRun(t, ctx, "events", "-f", "opsfollow", "--format", "json")
 	out, _ := follow.StdoutPipe()
@@ -372,7 +410,8 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { follow.Process.Kill(); follow.Wait() }()
-	time.Sleep(700 * time.Millisecond) // its first scan
+	// Whether its first scan comes before the journal exists or after,
+	// a journal new to it is read from its start.
 	if r := shell(t, "opsfollow", "true", ""); r.code != 0 {
 		t.Fatalf("opsfollow: exit %d %s", r.code, r.stderr)
 	}
@@ -392,27 +431,34 @@ func TestEvents(t *testing.T) {
 }
 
 // TestRootlessPSAndStop: a user's own services, in the user's own state
-// directory: ps lists them, stop stops them, events has them.
+// directory: ps lists them, kill signals them, stats says what it cannot
+// read without a cgroup (cgroup v1 is not delegated to users; v2's is the
+// guest's), metrics has what needs none, stop stops them, events has it
+// all.
 func TestRootlessPSAndStop(t *testing.T) {
 	setup(t)
 	h := newRootlessHome(t, "rootless-ops")
 	asUser := h.cmd
-	p := h.manifest("rlops", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; while true; do sleep 0.1; done\"]")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	// What an earlier run of this test left in the user's journal.
+	os.Remove(filepath.Join(h.dir, "data", "safe-run", "events", "rlops.jsonl"))
+	os.Remove(filepath.Join(h.dir, "data", "safe-run", "events", "rlops.jsonl.1"))
+	p := h.manifest("rlops", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"trap 'echo got HUP' HUP; echo up; while true; do sleep 0.1; done\"]")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	c := asUser(ctx, "-q", p)
-	var stderr bytes.Buffer
+	var stderr testenv.Buffer
 	c.Stderr = &stderr
 	out, _ := c.StdoutPipe()
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { c.Process.Kill(); c.Wait() }()
-	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "up\n" {
-		t.Fatalf("rlops did not start: %q %v\n%s", line, err, stderr.String())
+	stdout := bufio.NewReader(out)
+	if line, err := stdout.ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("rlops did not start: %q %v\n%s", line, err, &stderr)
 	}
 	var list []ops.PSEntry
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		ps, err := asUser(ctx, "ps", "--format", "json").Output()
 		if err != nil {
 			t.Fatalf("ps: %v", err)
@@ -428,16 +474,52 @@ func TestRootlessPSAndStop(t *testing.T) {
 		files, _ := exec.Command("find", h.dir, "-maxdepth", "5").CombinedOutput()
 		t.Fatalf("ps as the user: %+v\n%s", list, files)
 	}
+
+	if r, err := asUser(ctx, "kill", "-s", "HUP", "rlops").CombinedOutput(); err != nil {
+		t.Fatalf("kill -s HUP as the user: %v\n%s", err, r)
+	}
+	if line, err := stdout.ReadString('\n'); err != nil || line != "got HUP\n" {
+		t.Errorf("after kill -s HUP as the user: %q %v", line, err)
+	}
+
+	// No cgroup here: stats says so and names what has the rest.
+	st, err := asUser(ctx, "stats", "rlops", "--no-stream", "--format", "json").CombinedOutput()
+	t.Logf("stats as the user: %v\n%s", err, st)
+	if len(list[0].Cgroups) == 0 {
+		if exitCode(err) != 125 || !strings.Contains(string(st), "rlops: it runs without cgroup limits ([insecure] no_resource_limits): there are no CPU, memory and pids numbers to show") {
+			t.Errorf("stats of a service without a cgroup: %v\n%s", err, st)
+		}
+	} else if err != nil {
+		t.Errorf("stats as the user: %v\n%s", err, st)
+	}
+	mtext, err := asUser(ctx, "metrics").Output()
+	if err != nil {
+		t.Fatalf("metrics as the user: %v", err)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(bytes.NewReader(mtext))
+	if err != nil {
+		t.Fatalf("metrics as the user: %v\n%s", err, mtext)
+	}
+	for name, want := range map[string]float64{"safe_run_service_info": 1, "safe_run_starts_total": 1, "safe_run_seccomp_denials_total": 0} {
+		if v := metricValue(mfs, name, "rlops", ""); v != want {
+			t.Errorf("metrics as the user: %s = %g, want %g\n%s", name, v, want, mtext)
+		}
+	}
+
 	if r, err := asUser(ctx, "stop", "rlops").CombinedOutput(); err != nil {
 		t.Fatalf("stop as the user: %v\n%s", err, r)
 	}
 	c.Wait()
 	if code := c.ProcessState.ExitCode(); code != 143 || !strings.Contains(stderr.String(), "rlops: stopped with SIGTERM (exit code 143)") {
-		t.Errorf("exit %d:\n%s", code, stderr.String())
+		t.Errorf("exit %d:\n%s", code, &stderr)
 	}
 	ev, _ := asUser(ctx, "events", "rlops").Output()
-	if !strings.Contains(string(ev), "rlops start") || !strings.Contains(string(ev), "rlops exit code 143") {
-		t.Errorf("events as the user:\n%s", ev)
+	uid := strconv.Itoa(int(h.u.uid))
+	for _, want := range []string{"rlops start ", "rlops ready ", "rlops kill SIGHUP by uid " + uid, "rlops stop safe-run stop by uid " + uid, "rlops exit code 143"} {
+		if !strings.Contains(string(ev), want) {
+			t.Errorf("events as the user: no %q in\n%s", want, ev)
+		}
 	}
 }
 
@@ -488,4 +570,118 @@ func TestPSShowsTheNetwork(t *testing.T) {
 	}
 	s.cmd.Wait()
 	assertNothingLeft(t, "opsnetps")
+}
+
+// unitCgroup makes a cgroup named like a systemd unit, as systemd keeps a
+// unit's processes in, in the hierarchy systemd tracks units in here: the
+// unified one (cgroup v2, or its mount beside v1's on a hybrid host), or
+// v1's name=systemd. It is removed at the end, once empty.
+func unitCgroup(t *testing.T, unit string) string {
+	t.Helper()
+	var root string
+	for _, r := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup/systemd", "/sys/fs/cgroup"} {
+		if _, err := os.Stat(filepath.Join(r, "cgroup.procs")); err == nil {
+			root = r
+			break
+		}
+	}
+	if root == "" {
+		t.Skip("no cgroup hierarchy to make a unit's cgroup in (neither unified nor name=systemd is mounted)")
+	}
+	dir := filepath.Join(root, unit)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// The janitor may outlive safe-run a moment.
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			err := os.Remove(dir)
+			if err == nil || errors.Is(err, fs.ErrNotExist) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("removing %s: %v", dir, err)
+				return
+			}
+		}
+	})
+	return dir
+}
+
+// TestStartsCounted: safe_run_starts_total counts the starts of a name in
+// its journal: started, stopped and started again, it says 2 (a restart).
+// The second start is as systemd makes it (INVOCATION_ID, a cgroup named
+// after the unit): ps and the metrics name the unit.
+func TestStartsCounted(t *testing.T) {
+	setup(t)
+	const name = "opsrestart"
+	// What an earlier run of this test left in the journal.
+	for _, p := range []string{name + ".jsonl", name + ".jsonl.1"} {
+		os.Remove(filepath.Join(ops.JournalDir(env.dataDir), p))
+	}
+	script := "echo up; " + uniqueSleep(35) + "; echo"
+	s := startService(t, name, script, "")
+	if e := psJSON(t)[name]; e.Unit != "" {
+		t.Errorf("ps: unit %q of a service systemd did not start", e.Unit)
+	}
+	if v := metricValue(scrape(t), "safe_run_starts_total", name, ""); v != 1 {
+		t.Errorf("starts after the first start: %g, want 1", v)
+	}
+	if r := tools(t, "stop", name); r.code != 0 {
+		t.Fatalf("stop: exit %d %s", r.code, r.stderr)
+	}
+	s.cmd.Wait()
+	waitUnlocked(name)
+
+	unit := fmt.Sprintf("safe-run-test-%d.service", os.Getpid())
+	cg := unitCgroup(t, unit)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, "/bin/sh", "-c", `echo $$ >"$1/cgroup.procs" && shift && exec "$@"`, "sh", cg, env.bin,
+		manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n", script)))
+	c.Env = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir, "SAFE_RUN_DATA_DIR="+env.dataDir, "INVOCATION_ID=0123456789abcdef0123456789abcdef")
+	var stderr testenv.Buffer
+	c.Stderr = &stderr
+	out, _ := c.StdoutPipe()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Process.Signal(syscall.SIGKILL)
+		c.Wait()
+		waitUnlocked(name)
+	})
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "up\n" {
+		t.Fatalf("%s did not start again: %q %v\n%s", name, line, err, &stderr)
+	}
+	st := waitStatus(t, name, ops.StateRunning)
+	t.Logf("second start: unit %q, cgroups %v", st.Unit, st.Cgroups)
+	if e := psJSON(t)[name]; e.Unit != unit {
+		t.Errorf("ps: unit %q, want %q", e.Unit, unit)
+	}
+	if r := tools(t, "ps"); !regexp.MustCompile(name + ` .* ` + regexp.QuoteMeta(unit) + `\n`).MatchString(r.stdout) {
+		t.Errorf("ps table:\n%s", r.stdout)
+	}
+	mfs := scrape(t)
+	if v := metricValue(mfs, "safe_run_starts_total", name, ""); v != 2 {
+		t.Errorf("starts after start, stop, start: %g, want 2", v)
+	}
+	for _, family := range []string{"safe_run_starts_total", "safe_run_service_info"} {
+		found := false
+		for _, m := range mfs[family].GetMetric() {
+			l := map[string]string{}
+			for _, p := range m.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			found = found || l["service"] == name && l["unit"] == unit
+		}
+		if !found {
+			t.Errorf("%s: no series of %s with unit %q", family, name, unit)
+		}
+	}
+	if r := tools(t, "stop", name); r.code != 0 {
+		t.Fatalf("stop: exit %d %s", r.code, r.stderr)
+	}
+	c.Wait()
+	assertNothingLeft(t, name)
 }

@@ -31,12 +31,15 @@ type publisher struct {
 	server   *ops.Server
 	log      *slog.Logger
 	requests chan ops.Request // from the control socket, for supervise
+	// since is the monotonic time of the start (monotonic): the kernel's
+	// log of OOM kills is read from there (oomVictims).
+	since time.Duration
 }
 
 // newPublisher opens the service's journal and writes its status file, in
 // state starting.
 func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publisher {
-	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4)}
+	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4), since: monotonic()}
 	j, err := ops.OpenJournal(ops.JournalDir(opts.DataDir), opts.Name)
 	if err != nil {
 		opts.Logger.Warn("events will not be recorded", "err", err)
@@ -47,7 +50,7 @@ func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publishe
 		Name: opts.Name, State: ops.StateStarting, SupervisorPID: os.Getpid(), Started: time.Now().UTC(),
 		Image: a[plan.AnnotationRootfs], ImageDigest: a[plan.AnnotationImageDigest],
 		Manifest: a[plan.AnnotationManifest], ManifestSHA: strings.TrimPrefix(a[plan.AnnotationManifestDigest], "sha256:"),
-		UserNS: host.IDs.String(), Limits: statusLimits(spec),
+		UserNS: host.IDs.String(), Limits: statusLimits(spec), Unit: ops.SystemdUnit(),
 	}
 	p.status.SupervisorStart = proc.Start(p.status.SupervisorPID)
 	if host.Rootless {
@@ -98,19 +101,38 @@ func (p *publisher) running(pid int, cgroupPaths map[string]string, opts runOpts
 	if p == nil {
 		return
 	}
+	// The start is in the journal and the socket open before the status
+	// says running: whoever sees it running can count the start
+	// (metrics' starts) and reach the supervisor (stop, exec).
+	p.event(ops.EventStart, fmt.Sprintf("init pid %d", pid), nil)
+	s, err := ops.Serve(p.dir, p.handle)
+	if err != nil {
+		p.log.Warn("safe-run stop and kill will not reach this service", "err", err)
+	}
 	p.mu.Lock()
-	p.status.State, p.status.InitPID, p.status.Cgroups = ops.StateRunning, pid, cgroupPaths
+	p.server = s
+	p.status.State, p.status.InitPID, p.status.Cgroups = ops.StateRunning, pid, existing(cgroupPaths)
 	if a := opts.net; a != nil {
 		p.status.Address, p.status.Bridge = a.Address.String(), a.Bridge
 	}
 	p.write()
 	p.mu.Unlock()
-	s, err := ops.Serve(p.dir, p.handle)
-	if err != nil {
-		p.log.Warn("safe-run stop and kill will not reach this service", "err", err)
+}
+
+// existing are the cgroup directories of paths that exist: rootless
+// without delegated controllers ([insecure] no_resource_limits),
+// libcontainer names the cgroups it would have made, and made none.
+func existing(paths map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, dir := range paths {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			out[k] = dir
+		}
 	}
-	p.server = s
-	p.event(ops.EventStart, fmt.Sprintf("init pid %d", pid), nil)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // handle passes a control request on to supervise.
@@ -186,6 +208,15 @@ func (p *publisher) warn(condition, msg string) {
 	}
 }
 
+// started is the monotonic time of the start: the kernel's log of OOM
+// kills is read from there (oomVictims); 0 for none.
+func (p *publisher) started() time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.since
+}
+
 // violations wraps w so that its lines are also events of kind; nil stays
 // nil (nothing is watched then).
 func (p *publisher) violations(kind string, w io.Writer) io.Writer {
@@ -196,12 +227,19 @@ func (p *publisher) violations(kind string, w io.Writer) io.Writer {
 }
 
 // close ends the control socket, which releases the stop requests
-// waiting for the end, and the journal.
+// waiting for the end.
 func (p *publisher) close() {
 	if p == nil {
 		return
 	}
 	p.server.Close()
+}
+
+// closeJournal closes the journal, once nothing more is to be said.
+func (p *publisher) closeJournal() {
+	if p == nil {
+		return
+	}
 	_ = p.journal.Close()
 }
 

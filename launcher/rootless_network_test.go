@@ -318,7 +318,7 @@ func makeTestHost(t *testing.T) testHost {
 		srv.Process.Kill()
 		srv.Wait()
 	})
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if _, err := get(fmt.Sprintf("http://%s:%d/", nsAddr, port)); err == nil {
 			break
 		}

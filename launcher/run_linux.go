@@ -104,6 +104,10 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// (the seccomp watcher's last records, the janitor's exit) is waited
 	// for last, while the rest of the clean-up goes on.
 	var ending sync.WaitGroup
+	// The journal closes after those: the seccomp watcher's last
+	// records, which may come after the exit on a loaded host, are
+	// events too.
+	defer func() { opts.pub.closeJournal() }()
 	defer ending.Wait()
 	early := startEarly(host, opts.Signals)
 	defer early.stop()
@@ -607,10 +611,15 @@ func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), 
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}
+	// AppArmor's denials are reported with seccomp's (seccomp_log), as
+	// root: rootless, the audit records are out of reach.
+	if p := spec.Process.ApparmorProfile; p != "" && p != "unconfined" && opts.Violations != nil && !host.Rootless {
+		t.AppArmor = p
+	}
 	switch {
 	case opts.Record != nil:
 		return opts.Record.Watch(t, opts.Violations)
-	case t.Landlock:
+	case t.Landlock, t.AppArmor != "":
 	case sc == nil || t.Listener == "" && (opts.Violations == nil || !slices.Contains(sc.Flags, specs.LinuxSeccompFlagLog)):
 		return func() {}, nil
 	}
@@ -860,7 +869,15 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 		if c, err := cg.GetCgroups(); err == nil && c.Resources != nil && c.Resources.Memory > 0 {
 			limit = manifest.Size(c.Resources.Memory).String()
 		}
-		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)", oomKills(cg), limit), nil)
+		dir := cg.Path("memory")
+		if dir == "" {
+			dir = cg.Path("") // v2
+		}
+		var victims []string
+		if since := opts.pub.started(); since > 0 {
+			victims, _ = oomVictims(dir, since)
+		}
+		opts.pub.event(ops.EventOOM, fmt.Sprintf("the kernel OOM-killed %d process(es) of it (memory limit %s)%s", oomKills(cg), limit, victimsText(victims)), nil)
 		if code == 0 {
 			// A child of the service was killed; the service
 			// carried on and ended well.

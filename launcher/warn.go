@@ -3,6 +3,7 @@ package launcher
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/safe-run/safe-run/manifest"
@@ -56,6 +57,9 @@ type limitWatch struct {
 	// The OOM kills and refused forks at the last warning of each: the
 	// next one says what is new.
 	oomSaid, pidsSaid uint64
+	// victims names the processes OOM-killed since it was last called,
+	// as far as it knows; nil: none named.
+	victims func() []string
 }
 
 // newLimitWatch returns a watch whose periods are scaled by warnScale.
@@ -125,8 +129,12 @@ func (w *limitWatch) observe(s ops.Sample) []warning {
 		if s.MemoryLimit > 0 {
 			limit = manifest.Size(s.MemoryLimit).String()
 		}
-		out = append(out, warning{ops.WarnOOMKill, fmt.Sprintf("the kernel OOM-killed %d process(es) of it at its memory limit %s, and it goes on; raise resources.memory or find the leak",
-			s.OOMKills-w.oomSaid, limit)})
+		var victims []string
+		if w.victims != nil {
+			victims = w.victims()
+		}
+		out = append(out, warning{ops.WarnOOMKill, fmt.Sprintf("the kernel OOM-killed %d process(es) of it at its memory limit %s%s, and it goes on; raise resources.memory or find the leak",
+			s.OOMKills-w.oomSaid, limit, victimsText(victims))})
 		w.oomSaid = s.OOMKills
 	}
 	atLimit := s.PidsLimit > 0 && s.Pids >= s.PidsLimit
@@ -163,4 +171,20 @@ func sub(b, a uint64) uint64 {
 		return 0
 	}
 	return b - a
+}
+
+// maxNamed is how many OOM-killed processes a line names; the rest are
+// counted.
+const maxNamed = 5
+
+// victimsText is victims as a line says them: ": a (host pid 1), b (host
+// pid 2)", the first maxNamed and how many more; "" for none.
+func victimsText(victims []string) string {
+	if len(victims) == 0 {
+		return ""
+	}
+	if len(victims) > maxNamed {
+		return ": " + strings.Join(victims[:maxNamed], ", ") + " and " + strconv.Itoa(len(victims)-maxNamed) + " more"
+	}
+	return ": " + strings.Join(victims, ", ")
 }

@@ -1,6 +1,7 @@
 package launcher
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +92,53 @@ func TestLimitWatch(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLimitWatchBounded: the watch keeps what a window needs, whatever
+// the service does for however long: a day of samples 5 s apart, the
+// service throttled, its memory high, a child OOM-killed and a fork
+// refused at every one, leaves the samples of one window and the four
+// conditions' times, and the heap where it was (the budget for all
+// of the warnings: 1 MiB of the supervisor's memory).
+func TestLimitWatchBounded(t *testing.T) {
+	w := newLimitWatch()
+	calls := 0
+	w.victims = func() []string { calls++; return []string{"sh (host pid 1)"} }
+	at := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+	sample := func(i int) ops.Sample {
+		return ops.Sample{At: at.Add(time.Duration(i) * warnTick), Quota: 50000, Period: 100000,
+			Periods: uint64(i) * 50, Throttled: uint64(i) * 40, Memory: 99 << 20, MemoryLimit: 100 << 20,
+			OOMKills: uint64(i), PidsDenied: uint64(i), Pids: 64, PidsLimit: 64}
+	}
+	var before, after runtime.MemStats
+	const day = int(24 * time.Hour / warnTick)
+	said := 0
+	for i := range day {
+		if i == day/10 {
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+		}
+		said += len(w.observe(sample(i)))
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if most := int(warnWindow/warnTick) + 2; len(w.samples) > most {
+		t.Errorf("%d samples kept, want at most %d (a window's)", len(w.samples), most)
+	}
+	if len(w.said) != 4 {
+		t.Errorf("said %v", w.said)
+	}
+	// Once a minute per condition, four conditions, a day.
+	if perDay := 4 * int(24*time.Hour/warnRepeat); said < perDay-8 || said > perDay+4 {
+		t.Errorf("%d warnings in a day, want about %d", said, perDay)
+	}
+	if calls == 0 {
+		t.Error("the OOM warnings named no victim")
+	}
+	// A quarter of the budget: the test binary's other goroutines
+	// allocate too.
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 256<<10 {
+		t.Errorf("the heap grew by %d bytes over %d samples", grew, day-day/10)
 	}
 }

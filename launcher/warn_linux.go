@@ -27,6 +27,21 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 		return func() {}
 	}
 	watch := newLimitWatch()
+	memDir := paths["memory"]
+	if memDir == "" {
+		memDir = paths[""] // v2
+	}
+	// Named from the start on, each once: the kernel's log is read on
+	// from the last one named.
+	since := pub.started()
+	watch.victims = func() []string {
+		if since == 0 {
+			return nil
+		}
+		var v []string
+		v, since = oomVictims(memDir, since)
+		return v
+	}
 	// Notified first, sampled after: what happens in between is in the
 	// first sample, or notified.
 	changed := make(chan struct{}, 1)

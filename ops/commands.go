@@ -50,7 +50,7 @@ func PS(w io.Writer, stateRoot, format string, all bool) error {
 		}
 	case FormatTable, "":
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tSTATE\tUPTIME\tPID\tIMAGE\tUSERNS\tLIMITS\tPORTS\tMANIFEST")
+		fmt.Fprintln(tw, "NAME\tSTATE\tUPTIME\tPID\tIMAGE\tUSERNS\tLIMITS\tPORTS\tMANIFEST\tUNIT")
 		for _, e := range entries {
 			state := e.State
 			if e.Crashed {
@@ -64,7 +64,7 @@ func PS(w io.Writer, stateRoot, format string, all bool) error {
 			if e.Address != "" {
 				ports = e.Address + " " + ports
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", e.Name, state, e.Uptime, e.InitPID, orDash(img), orDash(e.UserNS), limitsText(e.Limits), orDash(strings.TrimSpace(ports)), orDash(e.Manifest))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, state, e.Uptime, e.InitPID, orDash(img), orDash(e.UserNS), limitsText(e.Limits), orDash(strings.TrimSpace(ports)), orDash(e.Manifest), orDash(e.Unit))
 		}
 		if ferr := tw.Flush(); ferr != nil {
 			return ferr

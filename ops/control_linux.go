@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -96,7 +97,7 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if uid != 0 && uid != s.owner {
-		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", uid, s.owner)})
+		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", outsideUID(uid), outsideUID(s.owner))})
 		_, _ = c.Write(append(data, '\n'))
 		return
 	}
@@ -109,7 +110,7 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 		answer(fmt.Errorf("a request of version %d, this supervisor takes version %d (install safe-run and safe-run-tools of one release)", req.Version, ControlVersion))
 		return
 	}
-	req.UID = uid
+	req.UID = outsideUID(uid)
 	if req.Op == OpExec {
 		// The handler owns the session, and so the connection, from
 		// here: it answers the start and the end.
@@ -184,6 +185,31 @@ func (s *Server) Close() {
 		e.conn.Close()
 	}
 	s.execs = nil
+}
+
+// outsideUID is uid of this process's user namespace as the namespace
+// above sees it (/proc/self/uid_map): rootless, safe-run runs in a user
+// namespace of its user's, where the user is uid 0, and the journal and
+// the service's output should say who asked as the host knows them. In
+// the host's namespace the map is the identity. A uid the map lacks stays
+// as it is.
+func outsideUID(uid int) int {
+	data, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return uid
+	}
+	return mapID(string(data), uid)
+}
+
+// mapID maps id through a uid_map's text ("inside outside count" lines).
+func mapID(text string, id int) int {
+	for _, line := range strings.Split(text, "\n") {
+		var in, out, n int
+		if _, err := fmt.Sscan(line, &in, &out, &n); err == nil && id >= in && id-in < n {
+			return out + id - in
+		}
+	}
+	return id
 }
 
 func peerUID(c *net.UnixConn) (int, error) {

@@ -57,3 +57,24 @@ func TestControlSocket(t *testing.T) {
 		t.Errorf("after close: %v", err)
 	}
 }
+
+// TestMapID: who asked, as the host knows them: rootless, the user is
+// uid 0 of safe-run's namespace.
+func TestMapID(t *testing.T) {
+	const rootless = "         0        995          1\n         1     300000      65535\n"
+	for _, tc := range []struct {
+		text    string
+		id, out int
+	}{
+		{rootless, 0, 995},
+		{rootless, 1, 300000},
+		{rootless, 65535, 365534},
+		{rootless, 65536, 65536}, // unmapped: as it is
+		{"         0          0 4294967295\n", 1000, 1000},
+		{"", 7, 7},
+	} {
+		if got := mapID(tc.text, tc.id); got != tc.out {
+			t.Errorf("mapID(%q, %d) = %d, want %d", tc.text, tc.id, got, tc.out)
+		}
+	}
+}

@@ -19,17 +19,19 @@ import (
 
 // Kinds of events.
 const (
-	EventStart   = "start"
-	EventReady   = "ready"
-	EventExit    = "exit"
-	EventOOM     = "oom"
-	EventSeccomp = "seccomp"
-	EventEgress  = "egress"
-	EventStop    = "stop"
-	EventKill    = "kill"
-	EventExec    = "exec"      // safe-run exec started a command in the service
-	EventExecEnd = "exec-exit" // and it ended
-	EventWarning = "warning"   // a limit about to bite; Event.Condition says which (Warn*)
+	EventStart    = "start"
+	EventReady    = "ready"
+	EventExit     = "exit"
+	EventOOM      = "oom"
+	EventSeccomp  = "seccomp"
+	EventAppArmor = "apparmor" // AppArmor's denials, and what it would deny in complain mode
+	EventLandlock = "landlock" // Landlock's denials
+	EventEgress   = "egress"
+	EventStop     = "stop"
+	EventKill     = "kill"
+	EventExec     = "exec"      // safe-run exec started a command in the service
+	EventExecEnd  = "exec-exit" // and it ended
+	EventWarning  = "warning"   // a limit about to bite; Event.Condition says which (Warn*)
 )
 
 // Event is one line of a service's journal.
@@ -188,7 +190,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		msg = strings.TrimPrefix(strings.TrimPrefix(msg, "safe-run: "), l.j.service+": ")
 		l.buf = l.buf[i+1:]
 		if msg != "" {
-			_ = l.j.Add(l.kind, msg, nil)
+			_ = l.j.Add(kindOf(l.kind, msg), msg, nil)
 		}
 	}
 	l.mu.Unlock()
@@ -196,6 +198,23 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		return len(p), nil
 	}
 	return l.w.Write(p)
+}
+
+// kindOf is the kind of an event from the seccomp watcher's writer,
+// which also reports the denials of the other layers it reads the
+// kernel's audit records for: "apparmor denied ...", "landlock denied
+// ...", each a kind of its own.
+func kindOf(kind, msg string) string {
+	if kind != EventSeccomp {
+		return kind
+	}
+	switch {
+	case strings.HasPrefix(msg, "apparmor "):
+		return EventAppArmor
+	case strings.HasPrefix(msg, "landlock denied "):
+		return EventLandlock
+	}
+	return kind
 }
 
 // ReadEvents returns the events in dir of the named services (all when

@@ -92,7 +92,7 @@ func TestFollowEvents(t *testing.T) {
 	}
 	defer j.Close()
 	j.Add(EventStart, "before", nil)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
 	got := make(chan Event, 10)
 	go FollowEvents(ctx, dir, nil, time.Time{}, func(e Event) { got <- e })
@@ -174,5 +174,37 @@ func TestJournalDamaged(t *testing.T) {
 		"safe-run: events: " + p + ":3: not an event (damaged or cut short), skipped (the other events are shown; to drop the damaged lines, remove the file once its service is stopped)\n"
 	if warn.String() != want || strings.Count(out.String(), "\n") != 2 {
 		t.Errorf("events printed:\n%s\nwarned:\n%s\nwant:\n%s", out.String(), warn.String(), want)
+	}
+}
+
+// TestWriterKinds: the seccomp watcher's writer also carries the other
+// layers' denials it reads from the audit records: each its own kind.
+func TestWriterKinds(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := j.Writer(EventSeccomp, nil)
+	for _, l := range []string{
+		"safe-run: web: seccomp denied unshare (syscall 272) pid 5 (sh)",
+		"safe-run: web: apparmor denied mknod /dev/evil pid 6 (sh)",
+		"safe-run: web: apparmor would deny (complain mode) open /etc/shadow pid 7 (cat)",
+		"safe-run: web: landlock denied write-file /etc/x pid 8 (sh)",
+	} {
+		w.Write([]byte(l + "\n"))
+	}
+	j.Writer(EventEgress, nil).Write([]byte("safe-run: web: apparmor-looking egress denied 10.0.0.1:80/tcp\n"))
+	j.Close()
+	evs, err := ReadEvents(dir, nil, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, e := range evs {
+		kinds = append(kinds, e.Kind)
+	}
+	if got, want := strings.Join(kinds, " "), "seccomp apparmor apparmor landlock egress"; got != want {
+		t.Errorf("kinds %q, want %q", got, want)
 	}
 }

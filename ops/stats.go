@@ -42,6 +42,10 @@ type Sample struct {
 	RxBytes, TxBytes uint64
 }
 
+// ErrNoCgroup: the service has no cgroups of its own to read (rootless
+// where the controllers are not delegated).
+var ErrNoCgroup = errors.New("it runs without cgroup limits ([insecure] no_resource_limits): there are no CPU, memory and pids numbers to show (safe-run metrics has its network, seccomp denials and warnings)")
+
 // ReadSample reads the counters of the cgroups in paths (Status.Cgroups):
 // by controller on cgroup v1, the unified directory under "" on v2.
 func ReadSample(paths map[string]string) (Sample, error) {
@@ -78,7 +82,7 @@ func readSample(paths map[string]string, read func(string) ([]byte, error)) (Sam
 	}
 	cpu, acct, mem, pids := paths["cpu"], paths["cpuacct"], paths["memory"], paths["pids"]
 	if cpu == "" || acct == "" || mem == "" || pids == "" {
-		return s, errors.New("the service has no cpu, cpuacct, memory and pids cgroups (it runs without limits)")
+		return s, ErrNoCgroup
 	}
 	s.CPUNanos = r.uint(filepath.Join(acct, "cpuacct.usage"))
 	s.Periods = r.key(filepath.Join(cpu, "cpu.stat"), "nr_periods")

@@ -52,6 +52,9 @@ type Status struct {
 	Ports           []string  `json:"ports,omitempty"` // HOST_IP:HOST_PORT:CONTAINER_PORT/PROTO
 	Manifest        string    `json:"manifest,omitempty"`
 	ManifestSHA     string    `json:"manifest_sha256,omitempty"`
+	// Unit is the systemd unit the supervisor runs under ("web.service"),
+	// when systemd started it (SystemdUnit); "" otherwise.
+	Unit string `json:"unit,omitempty"`
 	// Cgroups are the service's cgroup directories: by controller on
 	// cgroup v1, under "" on v2 (the unified hierarchy).
 	Cgroups map[string]string `json:"cgroups,omitempty"`

@@ -18,7 +18,7 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 	start := proc.Start(os.Getpid())
 	for _, s := range []Status{
 		{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start + 1, Started: time.Now()},
-		{Name: "live", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: time.Now()},
+		{Name: "live", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: time.Now(), Unit: "live.service"},
 		{Name: "db", State: StateRunning, SupervisorPID: 1 << 30, Started: time.Now(), Limits: Limits{Memory: 64 << 20, CPUs: 0.5, Pids: 64}},
 	} {
 		dir := filepath.Join(root, s.Name)
@@ -35,7 +35,7 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []PSEntry
-	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 1 || got[0].Name != "live" {
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil || len(got) != 1 || got[0].Name != "live" || got[0].Unit != "live.service" {
 		t.Errorf("ps without -a: want only live:\n%s", out.String())
 	}
 	out.Reset()
@@ -53,7 +53,8 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 	if err := PS(&out, root, FormatTable, true); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(out.String(), "crashed (supervisor pid 1073741824 died)") || !strings.Contains(out.String(), "mem 64.0MiB,cpus 0.5,pids 64") {
+	if !strings.Contains(out.String(), "crashed (supervisor pid 1073741824 died)") || !strings.Contains(out.String(), "mem 64.0MiB,cpus 0.5,pids 64") ||
+		!strings.Contains(out.String(), "  live.service\n") {
 		t.Errorf("ps -a table:\n%s", out.String())
 	}
 	if _, err := Find(root, []string{"db", "nope"}); err == nil ||

@@ -116,9 +116,10 @@ func clone(s *specs.LinuxSeccomp) *specs.LinuxSeccomp {
 	return &out
 }
 
-// defaultErrno is the errno s returns for a call no rule allows.
+// defaultErrno is the errno s returns for a call no rule allows; EPERM
+// for no filter (a watch of Landlock's or AppArmor's denials alone).
 func defaultErrno(s *specs.LinuxSeccomp) uint {
-	if s.DefaultErrnoRet != nil {
+	if s != nil && s.DefaultErrnoRet != nil {
 		return *s.DefaultErrnoRet
 	}
 	return errnoEPERM

@@ -42,6 +42,10 @@ type Target struct {
 	// Landlock: report the denials of the service's Landlock domain too,
 	// which the kernel audits (see landlockaudit.go). As root only.
 	Landlock bool
+	// AppArmor is the service's AppArmor profile, whose denials (and,
+	// in complain mode, what it would deny) the kernel audits: reported
+	// too (apparmor.go). As root only; "" for none.
+	AppArmor string
 }
 
 // linesPerSecond is how many lines one call gets each second; the rest

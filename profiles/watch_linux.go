@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,7 +71,7 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	if w == nil {
 		w = io.Discard
 	}
-	if t.Seccomp == nil && !t.Landlock {
+	if t.Seccomp == nil && !t.Landlock && t.AppArmor == "" {
 		return func() {}, nil
 	}
 	wt := &watcher{t: t, rep: newReporter(w, t.Name), rec: rec, enosys: enosysCalls(t.Seccomp), errno: defaultErrno(t.Seccomp)}
@@ -120,8 +121,8 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	}
 	if !t.Rootless {
 		// The audit records tell of seccomp's denials where the kernel
-		// logs them, and of Landlock's (wt.ll).
-		read := wt.ll != nil
+		// logs them, and of Landlock's (wt.ll) and AppArmor's.
+		read := wt.ll != nil || t.AppArmor != ""
 		if t.Seccomp != nil {
 			if err := checkLogged(rec != nil); err != nil {
 				if rec != nil {
@@ -290,7 +291,7 @@ func openAudit() (*auditSource, error) {
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 			// Best effort: without the filter, every record is
 			// read and the others dropped here.
-			_ = onlySeccompRecords(fd)
+			_ = onlyWantedRecords(fd)
 			return &auditSource{fd: fd, close: func() { unix.Close(fd) }}, nil
 		}
 		unix.Close(fd)
@@ -307,21 +308,26 @@ func openAudit() (*auditSource, error) {
 	return &auditSource{fd: kfd, kmsg: true, close: func() { unix.Close(kfd) }}, nil
 }
 
-// onlySeccompRecords attaches a socket filter that lets through only
-// AUDIT_SECCOMP records: the group carries every audit record of the host
-// (nftables changes, logins, BPF loads...), and each would wake the
-// supervisor of every service for nothing.
-func onlySeccompRecords(fd int) error {
+// onlyWantedRecords attaches a socket filter that lets through only the
+// records the watcher reads (wanted: seccomp's, Landlock's, AppArmor's):
+// the group carries every audit record of the host (nftables changes,
+// logins, BPF loads...), and each would wake the supervisor of every
+// service for nothing.
+func onlyWantedRecords(fd int) error {
 	// A filter loads the 16-bit nlmsg_type in network byte order; the
 	// kernel wrote it in the host's.
-	var typ [2]byte
-	binary.NativeEndian.PutUint16(typ[:], unix.AUDIT_SECCOMP)
-	filter := []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 4}, // nlmsghdr.nlmsg_type
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(binary.BigEndian.Uint16(typ[:]))},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}, // the whole record
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0},          // nothing
+	types := wantedTypes()
+	filter := []unix.SockFilter{{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 4}} // nlmsghdr.nlmsg_type
+	for i, t := range types {
+		var typ [2]byte
+		binary.NativeEndian.PutUint16(typ[:], t)
+		// Equal: on to the accept after the other tests.
+		filter = append(filter, unix.SockFilter{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: uint8(len(types) - i), K: uint32(binary.BigEndian.Uint16(typ[:]))})
 	}
+	filter = append(filter,
+		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: 0},          // nothing
+		unix.SockFilter{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}, // the whole record
+	)
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]})
 }
 
@@ -401,6 +407,8 @@ func (wt *watcher) readAvailable(src *auditSource, buf []byte) bool {
 			if wt.ll != nil {
 				wt.ll.record(typ, text)
 			}
+		case typ == auditAVC:
+			wt.appArmorRecord(text)
 		default:
 			wt.auditRecord(text)
 		}
@@ -488,10 +496,16 @@ func readRecord(src *auditSource, buf []byte) (uint16, string, error) {
 	return typ, strings.TrimRight(string(buf[unix.NLMSG_HDRLEN:length]), "\x00\n"), nil
 }
 
-// wanted says whether the watcher reads audit records of type typ.
-func wanted(typ uint16) bool {
-	return typ == unix.AUDIT_SECCOMP || typ == auditLandlockAccess || typ == auditLandlockDomain
+// auditAVC is AUDIT_AVC, the type of AppArmor's records.
+const auditAVC = 1400
+
+// wantedTypes are the types of audit records the watcher reads.
+func wantedTypes() []uint16 {
+	return []uint16{unix.AUDIT_SECCOMP, auditLandlockAccess, auditLandlockDomain, auditAVC}
 }
+
+// wanted says whether the watcher reads audit records of type typ.
+func wanted(typ uint16) bool { return slices.Contains(wantedTypes(), typ) }
 
 func (wt *watcher) lostRecords() {
 	if wt.rec != nil {
@@ -510,6 +524,16 @@ func (wt *watcher) auditRecord(text string) {
 		return
 	}
 	wt.handle(event{arch: r.arch, nr: r.nr, action: r.code, host: r.pid, pid: containerPid(r.pid), comm: r.comm}, false)
+}
+
+// appArmorRecord reports one AppArmor record if it is of the service's
+// profile, rate-limited as seccomp's denials are.
+func (wt *watcher) appArmorRecord(text string) {
+	d, ok := parseAppArmor(text, wt.t.AppArmor)
+	if !ok {
+		return
+	}
+	wt.rep.limited(d.key, " "+who(event{host: d.pid, pid: containerPid(d.pid), comm: d.comm}))
 }
 
 // agent is the seccomp agent rootless safe-run is: libcontainer connects

@@ -188,8 +188,12 @@ func metricsCommand(g *globals) *cobra.Command {
 		Use:   "metrics [--listen ADDR|unix:PATH] [--textfile DIR [--every DURATION]]",
 		Short: "Print the running services' metrics for Prometheus, serve them, or write them for node_exporter",
 		Long: `Print the running services' metrics (CPU, throttling, memory, OOM kills, pids,
-network and block I/O, seccomp denials, the supervisors' warnings) in
-Prometheus's text format, labelled by service and manifest digest.
+network and block I/O, seccomp denials, the supervisors' warnings, and
+starts) in Prometheus's text format, labelled by service and manifest
+digest. safe_run_starts_total counts the start events of the service's
+name in its journal, this run's included (restarts are one less); the
+journal is rotated at 1 MiB and keeps one rotated file, which bounds what
+it counts. Its unit label is the systemd unit safe-run runs under, if any.
 
 --listen serves them at /metrics on a loopback address (127.0.0.1:9464) or a
 unix socket (unix:/run/safe-run/metrics.sock) until interrupted; another

@@ -41,7 +41,8 @@ func desc(name, help string, extra ...string) *prometheus.Desc {
 }
 
 var (
-	descInfo             = desc("service_info", "A running service: its image and the digest of its image, always 1.", "image", "image_digest")
+	descInfo             = desc("service_info", "A running service: its image, the digest of its image, and the systemd unit it runs under (\"\" if none), always 1.", "image", "image_digest", "unit")
+	descStarts           = desc("starts_total", "Starts of a service of this name that its event journal holds, this one included: restarts are one less. The journal (DATA/events/NAME.jsonl) outlives each run, but is rotated at 1 MiB and keeps one rotated file: a service with many events counts only the starts those two files hold.", "unit")
 	descCPUSeconds       = desc("cpu_seconds_total", "CPU time used by all of the service's processes.")
 	descCPULimit         = desc("cpu_limit_cpus", "The service's CPU limit, in CPUs (resources.cpus).")
 	descPeriods          = desc("cpu_periods_total", "CFS periods in which the service was runnable.")
@@ -72,38 +73,51 @@ type Collector struct {
 
 // Describe sends the descriptions of every metric Collect sends.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descInfo, descCPUSeconds, descCPULimit, descPeriods, descThrottledPeriods,
+	for _, d := range []*prometheus.Desc{descInfo, descStarts, descCPUSeconds, descCPULimit, descPeriods, descThrottledPeriods,
 		descThrottledSeconds, descMemory, descWorkingSet, descMemoryLimit, descMemoryPeak, descOOMKills, descPids,
 		descPidsLimit, descPidsDenied, descNetRx, descNetTx, descBlockRead, descBlockWrite, descSeccomp, descWarnings} {
 		ch <- d
 	}
 }
 
-// Collect reads every running service. One that ends meanwhile, or whose
-// cgroup cannot be read (it runs without limits), is left out: a
-// scrape shows what runs.
+// Collect reads every running service. One whose cgroup cannot be read
+// (it runs without limits: rootless on cgroup v1) has no cgroup numbers,
+// only its info, starts, network, seccomp denials and warnings.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	list, _ := ops.List(c.StateRoot)
 	for _, s := range list {
 		if s.Dead || s.State == ops.StateStarting {
 			continue
 		}
-		smp, err := ops.SampleOf(s)
-		if err != nil {
-			continue
-		}
-		c.service(ch, s, smp)
+		smp, err := ops.ReadSample(s.Cgroups)
+		// A service that ended meanwhile has no /proc entry left:
+		// 0, 0 then, and it is gone from the next scrape.
+		smp.RxBytes, smp.TxBytes, _ = ops.ReadNetwork(s.InitPID)
+		c.service(ch, s, smp, err == nil)
 	}
 }
 
-func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.Sample) {
+func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.Sample, cgroup bool) {
 	lv := []string{s.Name, s.ManifestSHA}
 	send := func(d *prometheus.Desc, t prometheus.ValueType, v float64, extra ...string) {
 		ch <- prometheus.MustNewConstMetric(d, t, v, append(append([]string{}, lv...), extra...)...)
 	}
 	counter := func(d *prometheus.Desc, v uint64) { send(d, prometheus.CounterValue, float64(v)) }
 	gauge := func(d *prometheus.Desc, v uint64) { send(d, prometheus.GaugeValue, float64(v)) }
-	send(descInfo, prometheus.GaugeValue, 1, s.Image, s.ImageDigest)
+	send(descInfo, prometheus.GaugeValue, 1, s.Image, s.ImageDigest, s.Unit)
+	if c.JournalDir != "" {
+		starts, denials := fromJournal(c.JournalDir, s)
+		send(descStarts, prometheus.CounterValue, float64(starts), s.Unit)
+		counter(descSeccomp, denials)
+	}
+	counter(descNetRx, smp.RxBytes)
+	counter(descNetTx, smp.TxBytes)
+	for _, cond := range ops.WarnConditions {
+		send(descWarnings, prometheus.CounterValue, float64(s.Warnings[cond]), cond)
+	}
+	if !cgroup {
+		return
+	}
 	send(descCPUSeconds, prometheus.CounterValue, float64(smp.CPUNanos)/1e9)
 	if smp.Quota > 0 && smp.Period > 0 {
 		send(descCPULimit, prometheus.GaugeValue, float64(smp.Quota)/float64(smp.Period))
@@ -125,42 +139,45 @@ func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.
 		gauge(descPidsLimit, smp.PidsLimit)
 	}
 	counter(descPidsDenied, smp.PidsDenied)
-	counter(descNetRx, smp.RxBytes)
-	counter(descNetTx, smp.TxBytes)
 	counter(descBlockRead, smp.ReadBytes)
 	counter(descBlockWrite, smp.WriteBytes)
-	if c.JournalDir != "" {
-		counter(descSeccomp, seccompDenials(c.JournalDir, s))
-	}
-	for _, cond := range ops.WarnConditions {
-		send(descWarnings, prometheus.CounterValue, float64(s.Warnings[cond]), cond)
-	}
 }
 
-// seccompDenials counts the denials in the journal of s since its start:
-// a line for each shown, and the count a summary line gives of those
-// suppressed ("seccomp denied X: 12 more suppressed").
-func seccompDenials(dir string, s *ops.Status) uint64 {
-	evs, err := ops.ReadEvents(dir, []string{s.Name}, s.Started)
+// fromJournal reads the journal of s once, for the starts of services of
+// its name it holds (every run's, this one's included), and the seccomp
+// denials since this run's start: a line for each shown, and the count a
+// summary line gives of those suppressed ("seccomp denied X: 12 more
+// suppressed").
+func fromJournal(dir string, s *ops.Status) (starts, denials uint64) {
+	evs, err := ops.ReadEvents(dir, []string{s.Name}, time.Time{})
 	if err != nil {
-		return 0
+		return 0, 0
 	}
-	var n uint64
 	for _, e := range evs {
-		if e.Kind != ops.EventSeccomp || !strings.HasPrefix(e.Message, "seccomp denied ") {
-			continue // "seccomp denials are not shown: ..." is about the watcher
+		switch {
+		case e.Kind == ops.EventStart:
+			starts++
+		case e.Kind != ops.EventSeccomp || e.Time.Before(s.Started) || !strings.HasPrefix(e.Message, "seccomp denied "):
+			// Not a denial of this run's ("seccomp denials are not
+			// shown: ..." is about the watcher).
+		default:
+			denials += suppressed(e.Message)
 		}
-		if rest, ok := strings.CutSuffix(e.Message, " more suppressed"); ok {
-			if i := strings.LastIndex(rest, ": "); i >= 0 {
-				if k, err := strconv.ParseUint(rest[i+2:], 10, 64); err == nil {
-					n += k
-					continue
-				}
+	}
+	return starts, denials
+}
+
+// suppressed is how many denials a seccomp event stands for: 1, or the
+// count of a summary line.
+func suppressed(msg string) uint64 {
+	if rest, ok := strings.CutSuffix(msg, " more suppressed"); ok {
+		if i := strings.LastIndex(rest, ": "); i >= 0 {
+			if k, err := strconv.ParseUint(rest[i+2:], 10, 64); err == nil {
+				return k
 			}
 		}
-		n++
 	}
-	return n
+	return 1
 }
 
 // Registry returns a registry of the services under stateRoot alone:

@@ -49,7 +49,7 @@ func fakeService(t *testing.T) (state, journal string) {
 	start := proc.Start(os.Getpid())
 	started := time.Now().Add(-time.Minute)
 	st := &ops.Status{Name: "web", State: ops.StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: started,
-		Image: "/srv/web/rootfs", ManifestSHA: "abc123", Cgroups: map[string]string{"": cg},
+		Image: "/srv/web/rootfs", ManifestSHA: "abc123", Cgroups: map[string]string{"": cg}, Unit: "web.service",
 		Warnings: map[string]uint64{ops.WarnCPUThrottled: 2}}
 	if err := ops.WriteStatus(filepath.Join(state, "web"), st); err != nil {
 		t.Fatal(err)
@@ -68,6 +68,15 @@ func fakeService(t *testing.T) (state, journal string) {
 	}
 	// One of an earlier run, before this one started.
 	lines = append(lines, fmt.Sprintf(`{"time":%q,"service":"web","kind":"seccomp","message":"seccomp denied ptrace"}`, started.Add(-time.Hour).UTC().Format(time.RFC3339Nano)))
+	// Starts: this run's, and two earlier ones in the rotated file.
+	at := func(d time.Duration) string { return started.Add(d).UTC().Format(time.RFC3339Nano) }
+	lines = append(lines, fmt.Sprintf(`{"time":%q,"service":"web","kind":"start","message":"init pid 7"}`, at(0)))
+	rotated := fmt.Sprintf(`{"time":%q,"service":"web","kind":"start","message":"init pid 5"}`+"\n"+
+		`{"time":%q,"service":"web","kind":"exit","code":1,"message":"exited with code 1"}`+"\n"+
+		`{"time":%q,"service":"web","kind":"start","message":"init pid 6"}`+"\n", at(-3*time.Hour), at(-2*time.Hour), at(-90*time.Minute))
+	if err := os.WriteFile(filepath.Join(journal, "web.jsonl.1"), []byte(rotated), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(journal, "web.jsonl"), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +173,13 @@ func TestScrape(t *testing.T) {
 			t.Errorf("%s = %g, want %g", c.name, got, c.want)
 		}
 	}
+	// Three starts in the journal and its rotated file: two restarts.
+	if got := value(t, mfs, "safe_run_starts_total", map[string]string{"service": "web", "manifest_digest": "abc123", "unit": "web.service"}); got != 3 {
+		t.Errorf("starts %g, want 3", got)
+	}
+	if got := value(t, mfs, "safe_run_service_info", map[string]string{"service": "web", "unit": "web.service", "image": "/srv/web/rootfs"}); got != 1 {
+		t.Errorf("info %g", got)
+	}
 	for cond, want := range map[string]float64{ops.WarnCPUThrottled: 2, ops.WarnOOMKill: 0} {
 		if got := value(t, mfs, "safe_run_warnings_total", map[string]string{"service": "web", "condition": cond}); got != want {
 			t.Errorf("warnings %s = %g, want %g", cond, got, want)
@@ -171,6 +187,43 @@ func TestScrape(t *testing.T) {
 	}
 	if mf := mfs["safe_run_cpu_seconds_total"]; mf.GetType() != dto.MetricType_COUNTER || mf.GetHelp() == "" {
 		t.Errorf("cpu seconds: %v", mf)
+	}
+}
+
+// TestNoCgroup: a service without cgroup limits (rootless on cgroup v1)
+// is listed with what does not come from its cgroup, and nothing that
+// would.
+func TestNoCgroup(t *testing.T) {
+	state, journal := fakeService(t)
+	st, err := ops.ReadStatus(filepath.Join(state, "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Cgroups, st.Unit = nil, ""
+	if err := ops.WriteStatus(filepath.Join(state, "web"), st); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := Write(&b, Registry(&Collector{StateRoot: state, JournalDir: journal})); err != nil {
+		t.Fatal(err)
+	}
+	mfs := parse(t, strings.NewReader(b.String()))
+	web := map[string]string{"service": "web"}
+	for name, want := range map[string]float64{
+		"safe_run_service_info": 1, "safe_run_starts_total": 3, "safe_run_seccomp_denials_total": 7,
+		"safe_run_network_receive_bytes_total": 0,
+	} {
+		if got := value(t, mfs, name, web); got != want {
+			t.Errorf("%s = %g, want %g", name, got, want)
+		}
+	}
+	if got := value(t, mfs, "safe_run_warnings_total", map[string]string{"service": "web", "condition": ops.WarnCPUThrottled}); got != 2 {
+		t.Errorf("warnings %g", got)
+	}
+	for _, name := range []string{"safe_run_cpu_seconds_total", "safe_run_memory_usage_bytes", "safe_run_pids", "safe_run_oom_kills_total"} {
+		if _, ok := mfs[name]; ok {
+			t.Errorf("%s of a service without a cgroup:\n%s", name, b.String())
+		}
 	}
 }
 
