@@ -19,17 +19,18 @@ import (
 
 // Kinds of events.
 const (
-	EventStart   = "start"
-	EventReady   = "ready"
-	EventExit    = "exit"
-	EventOOM     = "oom"
-	EventSeccomp = "seccomp"
-	EventEgress  = "egress"
-	EventStop    = "stop"
-	EventKill    = "kill"
-	EventExec    = "exec"      // safe-run exec started a command in the service
-	EventExecEnd = "exec-exit" // and it ended
-	EventWarning = "warning"   // a limit about to bite; Event.Condition says which (Warn*)
+	EventStart    = "start"
+	EventReady    = "ready"
+	EventExit     = "exit"
+	EventOOM      = "oom"
+	EventSeccomp  = "seccomp"
+	EventLandlock = "landlock" // a denial the kernel audited of the service's Landlock domain
+	EventEgress   = "egress"
+	EventStop     = "stop"
+	EventKill     = "kill"
+	EventExec     = "exec"      // safe-run exec started a command in the service
+	EventExecEnd  = "exec-exit" // and it ended
+	EventWarning  = "warning"   // a limit about to bite; Event.Condition says which (Warn*)
 )
 
 // Event is one line of a service's journal.
@@ -158,7 +159,7 @@ func (j *Journal) Close() error {
 }
 
 // Writer returns a writer whose lines become events of kind (the
-// launcher's seccomp and egress denial reports), and are also written to
+// launcher's seccomp, Landlock and egress denial reports), and are also written to
 // w when it is not nil.
 func (j *Journal) Writer(kind string, w io.Writer) io.Writer {
 	if j == nil {

@@ -75,8 +75,12 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	}
 	wt := &watcher{t: t, rep: newReporter(w, t.Name), rec: rec, enosys: enosysCalls(t.Seccomp), errno: defaultErrno(t.Seccomp)}
 	if t.Landlock && !t.Rootless {
+		out := t.LandlockOut
+		if out == nil {
+			out = w
+		}
 		wt.ll = newLandlockDomains(t.UID, t.UIDs, func(blocker, object string) {
-			wt.rep.limited("landlock denied "+blocker, " "+object)
+			wt.rep.limited(out, "landlock denied "+blocker, " "+object)
 		})
 	}
 	if !namesKnown {
@@ -290,7 +294,7 @@ func openAudit() (*auditSource, error) {
 			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 8<<20)
 			// Best effort: without the filter, every record is
 			// read and the others dropped here.
-			_ = onlySeccompRecords(fd)
+			_ = onlyWantedRecords(fd)
 			return &auditSource{fd: fd, close: func() { unix.Close(fd) }}, nil
 		}
 		unix.Close(fd)
@@ -307,20 +311,26 @@ func openAudit() (*auditSource, error) {
 	return &auditSource{fd: kfd, kmsg: true, close: func() { unix.Close(kfd) }}, nil
 }
 
-// onlySeccompRecords attaches a socket filter that lets through only
-// AUDIT_SECCOMP records: the group carries every audit record of the host
-// (nftables changes, logins, BPF loads...), and each would wake the
-// supervisor of every service for nothing.
-func onlySeccompRecords(fd int) error {
+// onlyWantedRecords attaches a socket filter that lets through only the
+// records the watcher reads (wanted: AUDIT_SECCOMP and Landlock's): the
+// group carries every audit record of the host (nftables changes, logins,
+// BPF loads...), and each would wake the supervisor of every service for
+// nothing.
+func onlyWantedRecords(fd int) error {
 	// A filter loads the 16-bit nlmsg_type in network byte order; the
 	// kernel wrote it in the host's.
-	var typ [2]byte
-	binary.NativeEndian.PutUint16(typ[:], unix.AUDIT_SECCOMP)
+	be := func(typ uint16) uint32 {
+		var b [2]byte
+		binary.NativeEndian.PutUint16(b[:], typ)
+		return uint32(binary.BigEndian.Uint16(b[:]))
+	}
 	filter := []unix.SockFilter{
 		{Code: unix.BPF_LD | unix.BPF_H | unix.BPF_ABS, K: 4}, // nlmsghdr.nlmsg_type
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: uint32(binary.BigEndian.Uint16(typ[:]))},
-		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}, // the whole record
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 3, K: be(unix.AUDIT_SECCOMP)},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 2, K: be(auditLandlockAccess)},
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 1, K: be(auditLandlockDomain)},
 		{Code: unix.BPF_RET | unix.BPF_K, K: 0},          // nothing
+		{Code: unix.BPF_RET | unix.BPF_K, K: 0xffffffff}, // the whole record
 	}
 	return unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]})
 }
@@ -367,8 +377,15 @@ func (wt *watcher) readAudit(src *auditSource) {
 		if st.backlog == 0 {
 			time.Sleep(wt.settle())
 			wt.readAvailable(src, buf)
-			if wt.rec != nil && statusErr == nil && st.lost > lostBefore.lost {
-				wt.rec.incomplete(fmt.Errorf("the kernel lost %d audit records while the service ran (its audit backlog overflowed)", st.lost-lostBefore.lost))
+			if statusErr == nil && st.lost > lostBefore.lost {
+				// Host-wide: some may have been another
+				// process's.
+				lost := fmt.Errorf("the kernel lost %d audit records while the service ran (its audit backlog overflowed; auditctl -b raises it)", st.lost-lostBefore.lost)
+				if wt.rec != nil {
+					wt.rec.incomplete(lost)
+				} else {
+					wt.rep.line("%v: some denials may not be shown", lost)
+				}
 			}
 			return
 		}

@@ -60,6 +60,7 @@ var (
 	descBlockRead        = desc("block_read_bytes_total", "Bytes read from block devices.")
 	descBlockWrite       = desc("block_write_bytes_total", "Bytes written to block devices (on cgroup v1 direct writes only).")
 	descSeccomp          = desc("seccomp_denials_total", "System calls the seccomp filter denied since the start, from the event journal.")
+	descLandlock         = desc("landlock_denials_total", "Accesses the Landlock ruleset denied since the start, as the kernel audited them (ABI 7, its audit on), from the event journal.")
 	descWarnings         = desc("warnings_total", "The supervisor's warnings of a limit about to bite, by condition.", "condition")
 )
 
@@ -74,7 +75,7 @@ type Collector struct {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descCPUSeconds, descCPULimit, descPeriods, descThrottledPeriods,
 		descThrottledSeconds, descMemory, descWorkingSet, descMemoryLimit, descMemoryPeak, descOOMKills, descPids,
-		descPidsLimit, descPidsDenied, descNetRx, descNetTx, descBlockRead, descBlockWrite, descSeccomp, descWarnings} {
+		descPidsLimit, descPidsDenied, descNetRx, descNetTx, descBlockRead, descBlockWrite, descSeccomp, descLandlock, descWarnings} {
 		ch <- d
 	}
 }
@@ -130,24 +131,23 @@ func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.
 	counter(descBlockRead, smp.ReadBytes)
 	counter(descBlockWrite, smp.WriteBytes)
 	if c.JournalDir != "" {
-		counter(descSeccomp, seccompDenials(c.JournalDir, s))
+		evs, _ := ops.ReadEvents(c.JournalDir, []string{s.Name}, s.Started)
+		counter(descSeccomp, denials(evs, ops.EventSeccomp, "seccomp denied "))
+		counter(descLandlock, denials(evs, ops.EventLandlock, "landlock denied "))
 	}
 	for _, cond := range ops.WarnConditions {
 		send(descWarnings, prometheus.CounterValue, float64(s.Warnings[cond]), cond)
 	}
 }
 
-// seccompDenials counts the denials in the journal of s since its start:
-// a line for each shown, and the count a summary line gives of those
-// suppressed ("seccomp denied X: 12 more suppressed").
-func seccompDenials(dir string, s *ops.Status) uint64 {
-	evs, err := ops.ReadEvents(dir, []string{s.Name}, s.Started)
-	if err != nil {
-		return 0
-	}
+// denials counts the denials among the events of a service since its
+// start: a line of kind that starts with prefix for each shown, and the
+// count a summary line gives of those suppressed ("seccomp denied X: 12
+// more suppressed").
+func denials(evs []ops.Event, kind, prefix string) uint64 {
 	var n uint64
 	for _, e := range evs {
-		if e.Kind != ops.EventSeccomp || !strings.HasPrefix(e.Message, "seccomp denied ") {
+		if e.Kind != kind || !strings.HasPrefix(e.Message, prefix) {
 			continue // "seccomp denials are not shown: ..." is about the watcher
 		}
 		if rest, ok := strings.CutSuffix(e.Message, " more suppressed"); ok {
