@@ -629,7 +629,8 @@ var guestChecks = []struct {
 	}},
 	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
 		return st["landlock"].has("write:/data/ok: ok", "exec:/data/true: EACCES",
-			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)")
+			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)",
+			"Landlock denials surface as EACCES only: the kernel audits none at ABI 2 (audit needs ABI 7)")
 	}},
 	{"Landlock at ABI 2 with init = false: applied before the service's exec", func(st map[string]guestStep) error {
 		return st["landlock-noinit"].has("pid 1\n", "exec:/data/true: EACCES", "Landlock ABI 2 (file system)")

@@ -239,7 +239,7 @@ func hasOwnNetwork(spec *specs.Spec) bool {
 // report saying what a denial is then: an EACCES (EPERM for a mount) to
 // the service and nothing more. The kernel audits them from ABI 7, as
 // safe-run-init asks (landlock.RestrictSelfLogNewExecOn), where its
-// audit is on (auditd, or auditctl -e 1: security/landlock/log.c checks
+// audit is on (auditd, or auditctl -e 1: security/landlock/audit.c checks
 // audit_enabled), and only root may read the records.
 func landlockAudit(opts runOpts, host plan.Placement) (shown bool, note string) {
 	const eacces = "Landlock denials surface as EACCES only"

@@ -23,6 +23,7 @@ import (
 	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/plan"
+	"github.com/safe-run/safe-run/profiles"
 )
 
 // TestLandlock runs a service under its generated ruleset and checks from
@@ -91,6 +92,17 @@ read_only = false
 	}
 	if want := fmt.Sprintf("Landlock ABI %d (file system, TCP bind 8080, TCP connect restricted", min(abi, landlock.MaxABI)); !strings.Contains(on.stderr, want) {
 		t.Errorf("the start report does not say %q:\n%s", want, on.stderr)
+	}
+	// What a denial is here: the report says when it is no more than
+	// an EACCES to the service.
+	audited, err := profiles.AuditEnabled()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eacces := map[bool]string{true: fmt.Sprintf("Landlock denials surface as EACCES only: the kernel audits none at ABI %d (audit needs ABI 7)\n", abi),
+		false: "Landlock denials surface as EACCES only: the kernel's audit is off (auditd, or auditctl -e 1, turns it on)\n"}[abi < 7]
+	if shown := abi >= 7 && audited; strings.Contains(on.stderr, eacces) == shown || shown && strings.Contains(on.stderr, "EACCES only") {
+		t.Errorf("kernel audit on: %v; the start report does not say (or says when it should not) %q:\n%s", audited, eacces, on.stderr)
 	}
 	assertNothingLeft(t, "llon")
 
@@ -377,7 +389,8 @@ echo done
 			t.Errorf("recording without the ruleset: %q missing:\n%s\n%s", want, r.stdout, r.stderr)
 		}
 	}
-	for _, want := range []string{"Landlock not enforced while recording", "Landlock would deny write-file /dev/x\n",
+	for _, want := range []string{"Landlock not enforced while recording", "Landlock: not recorded (Landlock has no mode that only reports): directories made or removed",
+		"Landlock would deny write-file /dev/x\n",
 		"Landlock would deny execute /data/true\n", "Landlock would deny bind-tcp port 9999\n"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("%q missing:\n%s", want, r.stderr)
@@ -443,6 +456,15 @@ func TestLandlockRootless(t *testing.T) {
 			}
 			if report := fmt.Sprintf("Landlock ABI %d (", min(abi, landlock.MaxABI)); !strings.Contains(errOut.String(), report) {
 				t.Errorf("the start report does not say %q:\n%s", report, errOut.String())
+			}
+			// Rootless, safe-run cannot read the audit records, whatever
+			// the kernel audits.
+			eacces := "Landlock denials surface as EACCES only: rootless, the kernel's audit records are out of reach\n"
+			if abi < 7 {
+				eacces = fmt.Sprintf("Landlock denials surface as EACCES only: the kernel audits none at ABI %d (audit needs ABI 7)\n", abi)
+			}
+			if !strings.Contains(errOut.String(), eacces) {
+				t.Errorf("the start report does not say %q:\n%s", eacces, errOut.String())
 			}
 		})
 	}
