@@ -226,7 +226,10 @@ func TestInitAppliesLandlock(t *testing.T) {
 // the same connect succeeds.
 func TestLandlockScopesAbstractSockets(t *testing.T) {
 	setup(t)
-	testenv.RequireLandlock(t, 6)
+	abi := testenv.RequireLandlock(t, 6)
+	if abi >= 7 {
+		testenv.EnableAudit(t) // and the denial is shown
+	}
 	name := fmt.Sprintf("safe-run-test-ll-%d", os.Getpid())
 	ln, err := net.Listen("unix", "@"+name)
 	if err != nil {
@@ -250,6 +253,9 @@ func TestLandlockScopesAbstractSockets(t *testing.T) {
 	if on.code == 0 || !strings.Contains(on.stdout, "operation not permitted") {
 		t.Errorf("Landlock on: exit %d, want a refused connect:\n%s\n%s", on.code, on.stdout, on.stderr)
 	}
+	if shown := "safe-run: llabstract: landlock denied abstract-unix-socket @" + name + "\n"; abi >= 7 && !strings.Contains(on.stderr, shown) {
+		t.Errorf("%q not shown:\n%s", shown, on.stderr)
+	}
 	assertNothingLeft(t, "llabstract")
 	off := run(t, manifestFor(t, "llabstract-off", body(`, "landlock_off"`)), "")
 	if off.code != 0 || !strings.Contains(off.stdout, "connected") {
@@ -266,7 +272,10 @@ func TestLandlockScopesAbstractSockets(t *testing.T) {
 // first run learns them from the start report.
 func TestLandlockScopesSignals(t *testing.T) {
 	setup(t)
-	testenv.RequireLandlock(t, 6)
+	abi := testenv.RequireLandlock(t, 6)
+	if abi >= 7 {
+		testenv.EnableAudit(t) // and the denial is shown
+	}
 	const name = "llsignal"
 	write := func(script, security, allow string) string {
 		return manifestFor(t, name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\nuser = \"0:0\"\n\n%s\n[namespaces]\npid = \"host\"\n\n[insecure]\nreason = \"the test signals a host process\"\nallow = [\"host_pid\"%s]\n",
@@ -289,6 +298,9 @@ func TestLandlockScopesSignals(t *testing.T) {
 	on := run(t, write(script, "", ""), "")
 	if on.code != 0 || !strings.Contains(on.stdout, "refused") {
 		t.Errorf("Landlock on: exit %d, want the signal refused:\n%s\n%s", on.code, on.stdout, on.stderr)
+	}
+	if shown := fmt.Sprintf("safe-run: %s: landlock denied signal host pid %d (sleep)\n", name, sleeper.Process.Pid); abi >= 7 && !strings.Contains(on.stderr, shown) {
+		t.Errorf("%q not shown:\n%s", shown, on.stderr)
 	}
 	off := run(t, write(script, "[security]\nlandlock = \"off\"\n", `, "landlock_off"`), "")
 	if off.code != 0 || !strings.Contains(off.stdout, "signalled") {
@@ -364,7 +376,7 @@ func runSignalled(t *testing.T, manifest, mark string, sig syscall.Signal) resul
 // the writable bind. Without the ruleset all of them succeed.
 func TestRecordLandlockDenials(t *testing.T) {
 	setup(t)
-	testenv.RequireLandlock(t, 4)
+	abi := testenv.RequireLandlock(t, 4)
 	const script = `
 touch /dev/x && echo dev-writable
 touch /var/up/x && echo bind-writable
@@ -380,28 +392,51 @@ echo done
 	os.Chmod(up, 0o777)
 	m := manifestFor(t, "llrecord", fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n\n[security]\nlandlock_bind = [8080]\n\n"+
 		"[[mounts]]\ntype = \"volume\"\nsource = \"llrecord-data\"\ntarget = \"/data\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"up\"\ntarget = \"/var/up\"\nread_only = false\n", script))
-	r := tools(t, "profile", "record", m, "-o", filepath.Join(filepath.Dir(m), "recorded.json"))
-	if r.code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	// The kernel's audit on changes nothing but the note (see
+	// unrecordedAccesses): the run without the ruleset makes no denial
+	// for it to audit.
+	for _, audit := range []bool{false, true} {
+		t.Run(map[bool]string{false: "audit as the host has it", true: "audit on"}[audit], func(t *testing.T) {
+			if audit {
+				testenv.RequireLandlock(t, 7)
+				testenv.EnableAudit(t)
+			}
+			r := tools(t, "profile", "record", m, "-o", filepath.Join(filepath.Dir(m), "recorded.json"))
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			for _, want := range []string{"dev-writable", "bind-writable", "volume-exec", "done"} {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("recording without the ruleset: %q missing:\n%s\n%s", want, r.stdout, r.stderr)
+				}
+			}
+			note := "Landlock: not recorded (Landlock has no mode that only reports): directories made or removed, renames and links, device ioctls, TCP connects, abstract sockets, signals; a run with the ruleset "
+			on, err := profiles.AuditEnabled()
+			switch {
+			case err != nil:
+				t.Fatal(err)
+			case abi < 7:
+				note += "refuses those it denies with EACCES"
+			case on:
+				note += "shows those it denies (the kernel's audit is on)\n"
+			default:
+				note += "shows those it denies where the kernel's audit is on (auditd, or auditctl -e 1)\n"
+			}
+			for _, want := range []string{"Landlock not enforced while recording", note,
+				"Landlock would deny write-file /dev/x\n",
+				"Landlock would deny execute /data/true\n", "Landlock would deny bind-tcp port 9999\n"} {
+				if !strings.Contains(r.stderr, want) {
+					t.Errorf("%q missing:\n%s", want, r.stderr)
+				}
+			}
+			for _, bad := range []string{"port 8080", "/var/up", "Landlock ABI", "landlock denied"} {
+				if strings.Contains(r.stderr, bad) {
+					t.Errorf("%q:\n%s", bad, r.stderr)
+				}
+			}
+			assertNothingLeft(t, "llrecord")
+		})
 	}
-	for _, want := range []string{"dev-writable", "bind-writable", "volume-exec", "done"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("recording without the ruleset: %q missing:\n%s\n%s", want, r.stdout, r.stderr)
-		}
-	}
-	for _, want := range []string{"Landlock not enforced while recording", "Landlock: not recorded (Landlock has no mode that only reports): directories made or removed",
-		"Landlock would deny write-file /dev/x\n",
-		"Landlock would deny execute /data/true\n", "Landlock would deny bind-tcp port 9999\n"} {
-		if !strings.Contains(r.stderr, want) {
-			t.Errorf("%q missing:\n%s", want, r.stderr)
-		}
-	}
-	for _, bad := range []string{"port 8080", "/var/up", "Landlock ABI"} {
-		if strings.Contains(r.stderr, bad) {
-			t.Errorf("%q:\n%s", bad, r.stderr)
-		}
-	}
-	assertNothingLeft(t, "llrecord")
 }
 
 // TestLandlockConnect: in bridge mode with egress naming the test host's
