@@ -468,26 +468,42 @@ timeout 1 nc %[1]s %[3]d </dev/null 2>&1; echo end`, th.addr, th.port, th.port+1
 
 // TestLandlockRootless: without root the ruleset is applied all the same,
 // by safe-run-init as init and, with init = false, before it execs the
-// service: a file made in the container's /dev is refused with EACCES.
+// service: a file made in the container's /dev is refused with EACCES,
+// and so is running a program dropped on a volume (mounted exec).
 func TestLandlockRootless(t *testing.T) {
 	setup(t)
 	abi := testenv.RequireLandlock(t, 1)
 	h := newRootlessHome(t, "rootless-landlock")
-	const script = "echo pid $$; touch /dev/x 2>&1; echo done"
-	for _, tc := range []struct{ name, extra, pid string }{
-		{"llrl-init", "", ""},
-		{"llrl-noinit", "init = false\n", "pid 1\n"}, // the service, not an init
+	const script = "echo pid $$; touch /dev/x 2>&1; cp /bin/busybox /data/true && /data/true 2>&1; echo done"
+	const denied = "touch: /dev/x: Permission denied\n/bin/sh: /data/true: Permission denied\ndone\n"
+	for _, tc := range []struct{ name, extra, pid, want string }{
+		{"llrl-init", "", "", denied},
+		{"llrl-noinit", "init = false\n", "pid 1\n", denied}, // the service, not an init
+		// The control: the mounts alone allow both.
+		{"llrl-off", "\n[security]\nlandlock = \"off\"\n", "", "\ndone\n"},
 	} {
+		tc.extra += "\n[[mounts]]\ntype = \"volume\"\nsource = \"" + tc.name + "-data\"\ntarget = \"/data\"\n"
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
-			c := h.cmd(ctx, h.manifest(tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s", script, tc.extra)))
+			m := h.manifest(tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\n%s", script, tc.extra))
+			if tc.want != denied {
+				// rootlessWaiver's [insecure], with landlock_off.
+				b, _ := os.ReadFile(m)
+				os.WriteFile(m, bytes.Replace(b, []byte(`allow = ["no_resource_limits"]`), []byte(`allow = ["no_resource_limits", "landlock_off"]`), 1), 0o644)
+			}
+			c := h.cmd(ctx, m)
 			var out, errOut bytes.Buffer
 			c.Stdout, c.Stderr = &out, &errOut
 			err := c.Run()
-			want := "touch: /dev/x: Permission denied\ndone\n"
-			if err != nil || !strings.HasSuffix(out.String(), want) || !strings.HasPrefix(out.String(), tc.pid) {
-				t.Errorf("%v: got\n%swant\n%s%s", err, out.String(), want, errOut.String())
+			if err != nil || !strings.HasSuffix(out.String(), tc.want) || !strings.HasPrefix(out.String(), tc.pid) || tc.want != denied && strings.Contains(out.String(), "denied") {
+				t.Errorf("%v: got\n%swant\n%s%s", err, out.String(), tc.want, errOut.String())
+			}
+			if tc.want != denied {
+				if !strings.Contains(errOut.String(), "Landlock OFF") {
+					t.Errorf("the start report does not say Landlock is off:\n%s", errOut.String())
+				}
+				return
 			}
 			if report := fmt.Sprintf("Landlock ABI %d (", min(abi, landlock.MaxABI)); !strings.Contains(errOut.String(), report) {
 				t.Errorf("the start report does not say %q:\n%s", report, errOut.String())
