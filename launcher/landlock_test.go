@@ -469,18 +469,26 @@ timeout 1 nc %[1]s %[3]d </dev/null 2>&1; echo end`, th.addr, th.port, th.port+1
 // TestLandlockRootless: without root the ruleset is applied all the same,
 // by safe-run-init as init and, with init = false, before it execs the
 // service: a file made in the container's /dev is refused with EACCES,
-// and so is running a program dropped on a volume (mounted exec).
+// and so are running a program dropped on a volume (mounted exec),
+// listening on a port not declared and connecting to one (ABI 4).
 func TestLandlockRootless(t *testing.T) {
 	setup(t)
 	abi := testenv.RequireLandlock(t, 1)
 	h := newRootlessHome(t, "rootless-landlock")
-	const script = "echo pid $$; touch /dev/x 2>&1; cp /bin/busybox /data/true && /data/true 2>&1; echo done"
-	const denied = "touch: /dev/x: Permission denied\n/bin/sh: /data/true: Permission denied\ndone\n"
+	// A port not declared: listening on it, and connecting to another
+	// on loopback (nothing listens there: ECONNREFUSED without Landlock).
+	const script = `echo pid $$; touch /dev/x 2>&1; cp /bin/busybox /data/true && /data/true 2>&1
+nc -l -p 9999 2>/dev/null & sleep 0.2; netstat -ltn | grep -q ':9999 ' && echo bound || echo not-bound; kill %1 2>/dev/null
+nc 127.0.0.1 9998 </dev/null 2>&1; echo done`
+	denied := "touch: /dev/x: Permission denied\n/bin/sh: /data/true: Permission denied\nnot-bound\nnc: can't connect to remote host (127.0.0.1): Permission denied\ndone\n"
+	if abi < 4 {
+		denied = "touch: /dev/x: Permission denied\n/bin/sh: /data/true: Permission denied\nbound\nnc: can't connect to remote host (127.0.0.1): Connection refused\ndone\n"
+	}
 	for _, tc := range []struct{ name, extra, pid, want string }{
 		{"llrl-init", "", "", denied},
 		{"llrl-noinit", "init = false\n", "pid 1\n", denied}, // the service, not an init
-		// The control: the mounts alone allow both.
-		{"llrl-off", "\n[security]\nlandlock = \"off\"\n", "", "\ndone\n"},
+		// The control: the mounts and the network alone allow all.
+		{"llrl-off", "\n[security]\nlandlock = \"off\"\n", "", "\nbound\nnc: can't connect to remote host (127.0.0.1): Connection refused\ndone\n"},
 	} {
 		tc.extra += "\n[[mounts]]\ntype = \"volume\"\nsource = \"" + tc.name + "-data\"\ntarget = \"/data\"\n"
 		t.Run(tc.name, func(t *testing.T) {
@@ -496,7 +504,7 @@ func TestLandlockRootless(t *testing.T) {
 			var out, errOut bytes.Buffer
 			c.Stdout, c.Stderr = &out, &errOut
 			err := c.Run()
-			if err != nil || !strings.HasSuffix(out.String(), tc.want) || !strings.HasPrefix(out.String(), tc.pid) || tc.want != denied && strings.Contains(out.String(), "denied") {
+			if err != nil || !strings.HasSuffix(out.String(), tc.want) || !strings.HasPrefix(out.String(), tc.pid) || tc.want != denied && strings.Contains(out.String(), "Permission denied") {
 				t.Errorf("%v: got\n%swant\n%s%s", err, out.String(), tc.want, errOut.String())
 			}
 			if tc.want != denied {
