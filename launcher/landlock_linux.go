@@ -24,9 +24,10 @@ import (
 // accessWatch sees, while a recording runs the service without its
 // Landlock ruleset, the accesses that ruleset cares about, so that
 // `profile record` can say which of them it would deny. Landlock has no
-// mode that only reports (and its audit records, ABI 7, need the kernel's
-// audit on, which safe-run does not turn on for the whole host: once on,
-// every new process pays for audit contexts until the next boot). So:
+// mode that only reports, and its audit records (ABI 7, the kernel's
+// audit on) are of denials only: a run without the ruleset makes none,
+// and one with it is a run, whose denials the watcher shows
+// (unrecordedAccesses says so). So:
 //   - files: a fanotify mark on each directory mount of the container
 //     (FAN_MARK_MOUNT, which needs root) reports each program executed
 //     (FAN_OPEN_EXEC) and each file closed after writing
