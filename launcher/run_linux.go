@@ -148,9 +148,14 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
 	// Closed last: a `safe-run stop` waits for that, with everything
-	// cleaned up.
+	// cleaned up. Once what ends in the background has ended: the
+	// watcher's last lines (what it drains once the service has exited,
+	// its summaries of suppressed denials) go to the journal too.
 	opts.pub = newPublisher(spec, host, opts)
-	defer opts.pub.close()
+	defer func() {
+		ending.Wait()
+		opts.pub.close()
+	}()
 	opts.denials = opts.pub.violations(ops.EventEgress, opts.Violations)
 	opts.landlockDenials = opts.pub.violations(ops.EventLandlock, opts.Violations)
 	opts.Violations = opts.pub.violations(ops.EventSeccomp, opts.Violations)
