@@ -322,13 +322,22 @@ func (h Host) landlock() Check {
 		c.Status, c.Found = Warn, "not in this kernel: services run without their Landlock ruleset (landlock_required = true refuses them)"
 		c.Fix = "boot Linux 5.13 or later with landlock in its lsm= list, or accept it: seccomp, capabilities and namespaces still apply"
 	case abi < 4:
-		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6)", abi)
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6); denials surface as EACCES only (audit needs ABI 7)", abi)
 	case abi < 6:
-		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6)", abi)
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6); denials surface as EACCES only (audit needs ABI 7)", abi)
 	case abi < 7:
-		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping; denials are EACCES only (audit needs ABI 7)", abi)
+		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping; denials surface as EACCES only (audit needs ABI 7)", abi)
 	default:
-		c.Status, c.Found = OK, fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping, denials audited where the kernel's audit is enabled", abi)
+		found := fmt.Sprintf("ABI %d: file system, TCP bind/connect, scoping", abi)
+		switch h.Facts.Audit {
+		case host.AuditOn:
+			c.Status, c.Found = OK, found+"; denials audited (the kernel's audit is on): safe-run shows the service's as root, rootless they surface as EACCES only"
+		case host.AuditOff:
+			c.Status, c.Found = OK, found+"; denials surface as EACCES only: the kernel's audit is off, and Landlock audits nothing without it"
+			c.Fix = "to see them in safe-run's output (as root): run auditd, or auditctl -e 1 (host-wide: every new process then carries an audit context until the next boot)"
+		default:
+			c.Status, c.Found = OK, found+"; denials surface as EACCES only rootless; as root they are shown where the kernel's audit is on (asking whether it is needs root)"
+		}
 	}
 	return c
 }

@@ -262,17 +262,20 @@ func TestJSONReport(t *testing.T) {
 func TestLandlockCheck(t *testing.T) {
 	for _, tc := range []struct {
 		abi    int
+		audit  host.Audit
 		status Status
 		found  string
 	}{
-		{0, Warn, "not in this kernel: services run without their Landlock ruleset (landlock_required = true refuses them)"},
-		{2, OK, "ABI 2: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6)"},
-		{4, OK, "ABI 4: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6)"},
-		{6, OK, "ABI 6: file system, TCP bind/connect, scoping; denials are EACCES only (audit needs ABI 7)"},
-		{7, OK, "ABI 7: file system, TCP bind/connect, scoping, denials audited where the kernel's audit is enabled"},
+		{0, 0, Warn, "not in this kernel: services run without their Landlock ruleset (landlock_required = true refuses them)"},
+		{2, 0, OK, "ABI 2: file system only (TCP rules need ABI 4, scoping of signals and abstract sockets ABI 6); denials surface as EACCES only (audit needs ABI 7)"},
+		{4, 0, OK, "ABI 4: file system and TCP bind/connect (scoping of signals and abstract sockets needs ABI 6); denials surface as EACCES only (audit needs ABI 7)"},
+		{6, 0, OK, "ABI 6: file system, TCP bind/connect, scoping; denials surface as EACCES only (audit needs ABI 7)"},
+		{7, host.AuditOff, OK, "ABI 7: file system, TCP bind/connect, scoping; denials surface as EACCES only: the kernel's audit is off, and Landlock audits nothing without it"},
+		{7, host.AuditOn, OK, "ABI 7: file system, TCP bind/connect, scoping; denials audited (the kernel's audit is on): safe-run shows the service's as root, rootless they surface as EACCES only"},
+		{7, host.AuditUnknown, OK, "ABI 7: file system, TCP bind/connect, scoping; denials surface as EACCES only rootless; as root they are shown where the kernel's audit is on (asking whether it is needs root)"},
 	} {
 		var h Host
-		h.Facts.LandlockABI = tc.abi
+		h.Facts.LandlockABI, h.Facts.Audit = tc.abi, tc.audit
 		if c := h.landlock(); c.Status != tc.status || c.Found != tc.found {
 			t.Errorf("ABI %d: %v %q, want %v %q", tc.abi, c.Status, c.Found, tc.status, tc.found)
 		}

@@ -112,8 +112,13 @@ type Facts struct {
 	LSMs []string
 	// LandlockABI is the kernel's Landlock ABI version, 0 without it.
 	LandlockABI int
-	Userns      Userns
-	Seccomp     Seccomp
+	// Audit says whether the kernel's audit is on, which Landlock needs
+	// to audit its denials (ABI 7): AuditOn, AuditOff, or AuditUnknown
+	// when it cannot be asked (AUDIT_GET needs CAP_AUDIT_CONTROL in the
+	// host's user namespace) or Landlock audits nothing anyway (ABI < 7).
+	Audit   Audit
+	Userns  Userns
+	Seccomp Seccomp
 
 	// SubUIDs and SubGIDs are /etc/subuid and /etc/subgid.
 	SubUIDs, SubGIDs []SubIDRange
@@ -431,3 +436,12 @@ func ReadSubIDs(path string) ([]SubIDRange, error) {
 	}
 	return out, nil
 }
+
+// Audit is the state of the kernel's audit (Facts.Audit).
+type Audit int
+
+const (
+	AuditUnknown Audit = iota
+	AuditOff
+	AuditOn
+)

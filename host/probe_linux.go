@@ -47,6 +47,9 @@ func probe() Facts {
 		}
 	}
 	f.LandlockABI = landlockABI()
+	if f.LandlockABI >= 7 {
+		f.Audit = auditState()
+	}
 	if f.Seccomp.Present {
 		f.Seccomp.Log = seccompAction(0x7ffc0000 /* SECCOMP_RET_LOG */)
 		f.Seccomp.Notify = seccompAction(0x7fc00000 /* SECCOMP_RET_USER_NOTIF */)
@@ -62,6 +65,36 @@ func landlockABI() int {
 		return 0
 	}
 	return int(v)
+}
+
+// auditState asks the kernel whether its audit is on (AUDIT_GET on the
+// audit netlink socket, as auditctl -s does).
+func auditState() Audit {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_AUDIT)
+	if err != nil {
+		return AuditUnknown
+	}
+	defer unix.Close(fd)
+	var req [unix.NLMSG_HDRLEN]byte
+	*(*unix.NlMsghdr)(unsafe.Pointer(&req[0])) = unix.NlMsghdr{Len: unix.NLMSG_HDRLEN, Type: unix.AUDIT_GET, Flags: unix.NLM_F_REQUEST, Seq: 1}
+	if err := unix.Sendto(fd, req[:], 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return AuditUnknown
+	}
+	// An answer of type AUDIT_GET: struct audit_status, whose second
+	// u32 is enabled; else NLMSG_ERROR (EPERM without the capability).
+	buf := make([]byte, 4096)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil || n < unix.NLMSG_HDRLEN+8 {
+		return AuditUnknown
+	}
+	h := (*unix.NlMsghdr)(unsafe.Pointer(&buf[0]))
+	if h.Type != unix.AUDIT_GET {
+		return AuditUnknown
+	}
+	if *(*uint32)(unsafe.Pointer(&buf[unix.NLMSG_HDRLEN+4])) == 0 {
+		return AuditOff
+	}
+	return AuditOn
 }
 
 // seccompAction asks the kernel whether it knows a seccomp return action.

@@ -53,7 +53,7 @@
 //     the service's execve, after which the kernel stops logging unless
 //     asked), but only where the kernel's audit is enabled (auditd, or
 //     audit=1): unlike seccomp's, Landlock's records are not printed
-//     otherwise (security/landlock/log.c checks audit_enabled). Elsewhere,
+//     otherwise (security/landlock/audit.c checks audit_enabled). Elsewhere,
 //     and before ABI 7, a denial is an EACCES (EPERM for a mount) to the
 //     service and nothing more. Where they are audited, safe-run, as
 //     root, shows the service's as it shows seccomp's ("landlock denied

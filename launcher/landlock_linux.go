@@ -24,9 +24,10 @@ import (
 // accessWatch sees, while a recording runs the service without its
 // Landlock ruleset, the accesses that ruleset cares about, so that
 // `profile record` can say which of them it would deny. Landlock has no
-// mode that only reports (and its audit records, ABI 7, need the kernel's
-// audit on, which safe-run does not turn on for the whole host: once on,
-// every new process pays for audit contexts until the next boot). So:
+// mode that only reports, and its audit records (ABI 7, the kernel's
+// audit on) are of denials only: a run without the ruleset makes none,
+// and one with it is a run, whose denials the watcher shows
+// (unrecordedAccesses says so). So:
 //   - files: a fanotify mark on each directory mount of the container
 //     (FAN_MARK_MOUNT, which needs root) reports each program executed
 //     (FAN_OPEN_EXEC) and each file closed after writing
@@ -234,16 +235,29 @@ func hasOwnNetwork(spec *specs.Spec) bool {
 	return false
 }
 
-// landlockAudited says whether the kernel audits the denials of the
-// service's Landlock domain, for safe-run to show them: from ABI 7, as
-// safe-run-init asks (landlock.RestrictSelfLogNewExecOn), where the
-// kernel's audit is on (auditd, audit=1), and as root, who may read the
-// audit records.
-func landlockAudited(opts runOpts, host plan.Placement) bool {
-	if opts.Landlock == nil || opts.Landlock.RestrictFlags&landlock.RestrictSelfLogNewExecOn == 0 ||
-		opts.Violations == nil || host.Rootless {
-		return false
+// landlockAudit says whether safe-run shows the denials of the service's
+// Landlock domain as they happen, and when not, a note for the start
+// report saying what a denial is then: an EACCES (EPERM for a mount) to
+// the service and nothing more. The kernel audits them from ABI 7, as
+// safe-run-init asks (landlock.RestrictSelfLogNewExecOn), where its
+// audit is on (auditd, or auditctl -e 1: security/landlock/audit.c checks
+// audit_enabled), and only root may read the records.
+func landlockAudit(opts runOpts, host plan.Placement) (shown bool, note string) {
+	const eacces = "Landlock denials surface as EACCES only"
+	switch {
+	case opts.Landlock == nil || opts.Violations == nil:
+		return false, ""
+	case opts.Landlock.RestrictFlags&landlock.RestrictSelfLogNewExecOn == 0:
+		return false, fmt.Sprintf("%s: the kernel audits none at ABI %d (audit needs ABI 7)", eacces, opts.Landlock.ABI)
+	case host.Rootless:
+		return false, eacces + ": rootless, the kernel's audit records are out of reach"
 	}
 	on, err := profiles.AuditEnabled()
-	return on && err == nil
+	switch {
+	case err != nil:
+		return false, fmt.Sprintf("%s: asking the kernel whether its audit is on: %v", eacces, err)
+	case !on:
+		return false, eacces + ": the kernel's audit is off (auditd, or auditctl -e 1, turns it on)"
+	}
+	return true, ""
 }

@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"fmt"
 	"maps"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -72,6 +73,7 @@ func Record(ctx context.Context, job *plan.Job, f host.Facts, opts Options) (*Re
 		recorded.Notes = append(recorded.Notes[:len(recorded.Notes):len(recorded.Notes)],
 			"Landlock not enforced while recording: what it would deny is reported at the end")
 		opts.accesses = newAccessWatch()
+		out.LandlockNotes = append(out.LandlockNotes, unrecordedAccesses(job.Landlock))
 	}
 	code, err := Run(ctx, &recorded, opts)
 	if opts.accesses != nil {
@@ -95,4 +97,21 @@ func denials(r *landlock.Ruleset, seen []landlock.Access) []string {
 		}
 	}
 	return out
+}
+
+// unrecordedAccesses says what a recording does not see of what the
+// ruleset governs, and where to see it. The kernel's audit records would
+// name every kind of denial (ABI 7), but a denial is all they record: a
+// recording without the ruleset makes none, and one with it would stop
+// the service at its first, which is what a run does. So such a run, its
+// denials shown (where the kernel audits them), is where those are seen.
+func unrecordedAccesses(r *landlock.Ruleset) string {
+	const what = "Landlock: not recorded (Landlock has no mode that only reports): directories made or removed, renames and links, device ioctls, TCP connects, abstract sockets, signals"
+	if r.RestrictFlags&landlock.RestrictSelfLogNewExecOn == 0 {
+		return fmt.Sprintf("%s; a run with the ruleset refuses those it denies with EACCES, which the kernel does not audit at ABI %d", what, r.ABI)
+	}
+	if on, err := profiles.AuditEnabled(); err == nil && on {
+		return what + "; a run with the ruleset shows those it denies (the kernel's audit is on)"
+	}
+	return what + "; a run with the ruleset shows those it denies where the kernel's audit is on (auditd, or auditctl -e 1)"
 }

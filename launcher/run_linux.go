@@ -73,6 +73,7 @@ type runOpts struct {
 	pub                  *publisher // status, control socket, events
 	execs                *execer    // starts safe-run exec's commands, once the container exists
 	denials              io.Writer  // egress denials: Violations, and events
+	landlockShown        bool       // the kernel audits Landlock's denials, and safe-run reads them
 }
 
 // Run starts job's spec as a container, supervises it in the foreground
@@ -154,11 +155,20 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
 	// Closed last: a `safe-run stop` waits for that, with everything
-	// cleaned up.
+	// cleaned up. Once what ends in the background has ended: the
+	// watcher's last lines (what it drains once the service has exited,
+	// its summaries of suppressed denials) go to the journal too.
 	opts.pub = newPublisher(spec, host, opts)
-	defer opts.pub.close()
+	defer func() {
+		ending.Wait()
+		opts.pub.close()
+	}()
 	opts.denials = opts.pub.violations(ops.EventEgress, opts.Violations)
 	opts.Violations = opts.pub.violations(ops.EventSeccomp, opts.Violations)
+	var llNote string
+	if opts.landlockShown, llNote = landlockAudit(opts, host); llNote != "" {
+		opts.Notes = append(opts.Notes, llNote)
+	}
 	r := &run{spec: spec, config: config, host: host, opts: opts, upperDir: upperDir, early: early, lock: lock, ending: &ending}
 	if r.init, err = newInitLink(spec, config, opts); err != nil {
 		return 0, err
@@ -607,7 +617,7 @@ func privatePIDs(spec *specs.Spec) bool {
 func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), error) {
 	sc := spec.Linux.Seccomp
 	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless,
-		Landlock: landlockAudited(opts, host)}
+		Landlock: opts.landlockShown}
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}

@@ -160,7 +160,7 @@ func (j *Journal) Close() error {
 }
 
 // Writer returns a writer whose lines become events of kind (the
-// launcher's seccomp and egress denial reports), and are also written to
+// launcher's seccomp, Landlock and egress denial reports), and are also written to
 // w when it is not nil.
 func (j *Journal) Writer(kind string, w io.Writer) io.Writer {
 	if j == nil {

@@ -92,19 +92,51 @@ func (d *landlockDomains) record(typ uint16, text string) {
 
 // describeLandlockAccess says what an access record denied: the rights
 // (blockers, "fs.write_file,fs.truncate" as "write-file truncate"), and
-// on what: a path, else the record's other fields (a port, a signalled
-// process), without the device and inode numbers.
+// on what, as the kernel's lsm_audit.c writes it (Linux 6.18):
+//
+//	fs.write_file path="/etc/app/x" dev="sda1" ino=3411   write-file /etc/app/x
+//	fs.make_reg path="/dev" dev="tmpfs" ino=1             make-reg in /dev (the directory)
+//	net.bind_tcp src=9999                                 bind-tcp port 9999
+//	net.connect_tcp dest=80                               connect-tcp port 80
+//	scope.signal opid=2311 ocomm="sleep"                  signal host pid 2311 (sleep)
+//	scope.abstract_unix_socket path=00736f636b            abstract-unix-socket @sock
+//
+// and otherwise the record's other fields as they are, without the
+// device and inode numbers.
 func describeLandlockAccess(f fieldList) (blocker, object string) {
 	var rights []string
+	inDir := false
 	for b := range strings.SplitSeq(f.get("blockers"), ",") {
 		if _, name, ok := strings.Cut(b, "."); ok {
 			b = name
 		}
+		// Making and removing are checked on the directory: the
+		// record names it, not the entry.
+		inDir = inDir || strings.HasPrefix(b, "make_") || strings.HasPrefix(b, "remove_")
 		rights = append(rights, strings.ReplaceAll(b, "_", "-"))
 	}
 	blocker = strings.Join(rights, " ")
 	if p := f.get("path"); p != "" {
-		return blocker, auditString(p)
+		p = auditString(p)
+		switch {
+		case strings.HasPrefix(p, "\x00"):
+			// An abstract unix socket's name, in hex from its NUL on.
+			return blocker, "@" + strings.TrimRight(p[1:], "\x00")
+		case inDir:
+			return blocker, "in " + p
+		}
+		return blocker, p
+	}
+	for _, port := range []string{"src", "dest"} {
+		if v := f.get(port); v != "" {
+			return blocker, "port " + v
+		}
+	}
+	if pid := f.get("opid"); pid != "" {
+		if comm := f.get("ocomm"); comm != "" {
+			return blocker, "host pid " + pid + " (" + auditString(comm) + ")"
+		}
+		return blocker, "host pid " + pid
 	}
 	var rest []string
 	for _, kv := range f {

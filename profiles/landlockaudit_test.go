@@ -17,7 +17,7 @@ func TestLandlockDenials(t *testing.T) {
 	now := time.Unix(1000, 0)
 	rep.now = func() time.Time { return now }
 	d := newLandlockDomains(1073741824, 65536, func(blocker, object string) {
-		rep.limited("landlock denied "+blocker, " "+object)
+		rep.limited(&buf, "landlock denied "+blocker, " "+object)
 	})
 	records := []struct {
 		typ  uint16
@@ -32,8 +32,11 @@ func TestLandlockDenials(t *testing.T) {
 		{auditLandlockAccess, `audit(1765011600.300:43): domain=195ba459b blockers=fs.execute path="/data/true" dev="sda1" ino=77`},
 		{auditLandlockAccess, `audit(1765011600.300:44): domain=1a6fdc66f blockers=fs.execute path="/tmp/x" dev="tmpfs" ino=2`},
 		{auditLandlockAccess, `audit(1765011600.400:45): domain=195ba459b blockers=fs.make_reg,fs.truncate path=2F7661722F612062 dev="sda1" ino=9`},
-		{auditLandlockAccess, `audit(1765011600.500:46): domain=195ba459b blockers=net.bind_tcp lport=9999`},
+		{auditLandlockAccess, `audit(1765011600.500:46): domain=195ba459b blockers=net.bind_tcp src=9999`},
 		{auditLandlockAccess, `audit(1765011600.500:47): domain=195ba459b blockers=scope.signal opid=1 ocomm="systemd"`},
+		{auditLandlockAccess, `audit(1765011600.500:48): domain=195ba459b blockers=net.connect_tcp dest=80`},
+		{auditLandlockAccess, `audit(1765011600.500:49): domain=195ba459b blockers=scope.abstract_unix_socket path=00782D7331`},
+		{auditLandlockAccess, `audit(1765011600.500:50): domain=195ba459b blockers=fs.remove_file path="/etc/app" dev="sda1" ino=3410`},
 	}
 	for _, r := range records {
 		d.record(r.typ, r.text)
@@ -41,14 +44,17 @@ func TestLandlockDenials(t *testing.T) {
 	for range 7 {
 		d.record(auditLandlockAccess, `audit(1765011600.600:48): domain=195ba459b blockers=fs.write_file path="/etc/app/y" dev="sda1" ino=3412`)
 	}
-	d.record(auditLandlockDomain, `audit(1765011601.000:49): domain=195ba459b status=deallocated denials=14`)
+	d.record(auditLandlockDomain, `audit(1765011601.000:49): domain=195ba459b status=deallocated denials=17`)
 	d.record(auditLandlockAccess, `audit(1765011601.100:50): domain=195ba459b blockers=fs.write_file path="/etc/app/z" dev="sda1" ino=3413`)
 	rep.flush(true)
 	want := `safe-run: web: landlock denied write-file /etc/app/x
 safe-run: web: landlock denied execute /data/true
-safe-run: web: landlock denied make-reg truncate /var/a b
-safe-run: web: landlock denied bind-tcp lport=9999
-safe-run: web: landlock denied signal opid=1 ocomm=systemd
+safe-run: web: landlock denied make-reg truncate in /var/a b
+safe-run: web: landlock denied bind-tcp port 9999
+safe-run: web: landlock denied signal host pid 1 (systemd)
+safe-run: web: landlock denied connect-tcp port 80
+safe-run: web: landlock denied abstract-unix-socket @x-s1
+safe-run: web: landlock denied remove-file in /etc/app
 safe-run: web: landlock denied write-file /etc/app/y
 safe-run: web: landlock denied write-file /etc/app/y
 safe-run: web: landlock denied write-file /etc/app/y

@@ -222,6 +222,7 @@ type reporter struct {
 }
 
 type window struct {
+	out               io.Writer // where the key's lines go
 	start             time.Time
 	shown, suppressed int
 }
@@ -232,25 +233,29 @@ func newReporter(w io.Writer, name string) *reporter {
 
 // line writes one line of safe-run's own, prefixed as all of them are.
 func (r *reporter) line(format string, args ...any) {
-	fmt.Fprintf(r.w, "safe-run: %s: "+format+"\n", append([]any{r.name}, args...)...)
+	r.lineTo(r.w, format, args...)
+}
+
+func (r *reporter) lineTo(out io.Writer, format string, args ...any) {
+	fmt.Fprintf(out, "safe-run: %s: "+format+"\n", append([]any{r.name}, args...)...)
 }
 
 // violation reports a denial of call (as callName gives it) by the
 // process described by who.
 func (r *reporter) violation(call string, action uint32, who string) {
-	r.limited("seccomp denied "+call, " "+who+outcome(action))
+	r.limited(r.w, "seccomp denied "+call, " "+who+outcome(action))
 }
 
-// limited writes key and rest as one line, unless key had its
+// limited writes key and rest as one line on out, unless key had its
 // linesPerSecond lines this second.
-func (r *reporter) limited(key, rest string) {
+func (r *reporter) limited(out io.Writer, key, rest string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
 	w := r.windows[key]
 	if w == nil || now.Sub(w.start) >= time.Second {
 		r.summarize(key, w)
-		w = &window{start: now}
+		w = &window{out: out, start: now}
 		r.windows[key] = w
 	}
 	if w.shown >= linesPerSecond {
@@ -260,7 +265,7 @@ func (r *reporter) limited(key, rest string) {
 		return
 	}
 	w.shown++
-	r.line("%s%s", key, rest)
+	r.lineTo(out, "%s%s", key, rest)
 }
 
 // flush writes the summaries of the seconds that are over, or of all
@@ -285,7 +290,7 @@ func (r *reporter) flush(all bool) {
 
 func (r *reporter) summarize(key string, w *window) {
 	if w != nil && w.suppressed > 0 {
-		r.line("%s: %d more suppressed", key, w.suppressed)
+		r.lineTo(w.out, "%s: %d more suppressed", key, w.suppressed)
 	}
 }
 

@@ -77,7 +77,7 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 	wt := &watcher{t: t, rep: newReporter(w, t.Name), rec: rec, enosys: enosysCalls(t.Seccomp), errno: defaultErrno(t.Seccomp)}
 	if t.Landlock && !t.Rootless {
 		wt.ll = newLandlockDomains(t.UID, t.UIDs, func(blocker, object string) {
-			wt.rep.limited("landlock denied "+blocker, " "+object)
+			wt.rep.limited(w, "landlock denied "+blocker, " "+object)
 		})
 	}
 	if !namesKnown {
@@ -373,8 +373,15 @@ func (wt *watcher) readAudit(src *auditSource) {
 		if st.backlog == 0 {
 			time.Sleep(wt.settle())
 			wt.readAvailable(src, buf)
-			if wt.rec != nil && statusErr == nil && st.lost > lostBefore.lost {
-				wt.rec.incomplete(fmt.Errorf("the kernel lost %d audit records while the service ran (its audit backlog overflowed)", st.lost-lostBefore.lost))
+			if statusErr == nil && st.lost > lostBefore.lost {
+				// Host-wide: some may have been another
+				// process's.
+				lost := fmt.Errorf("the kernel lost %d audit records while the service ran (its audit backlog overflowed; auditctl -b raises it)", st.lost-lostBefore.lost)
+				if wt.rec != nil {
+					wt.rec.incomplete(lost)
+				} else {
+					wt.rep.line("%v: some denials may not be shown", lost)
+				}
 			}
 			return
 		}
@@ -533,7 +540,7 @@ func (wt *watcher) appArmorRecord(text string) {
 	if !ok {
 		return
 	}
-	wt.rep.limited(d.key, " "+who(event{host: d.pid, pid: containerPid(d.pid), comm: d.comm}))
+	wt.rep.limited(wt.rep.w, d.key, " "+who(event{host: d.pid, pid: containerPid(d.pid), comm: d.comm}))
 }
 
 // agent is the seccomp agent rootless safe-run is: libcontainer connects

@@ -61,6 +61,7 @@ var (
 	descBlockRead        = desc("block_read_bytes_total", "Bytes read from block devices.")
 	descBlockWrite       = desc("block_write_bytes_total", "Bytes written to block devices (on cgroup v1 direct writes only).")
 	descSeccomp          = desc("seccomp_denials_total", "System calls the seccomp filter denied since the start, from the event journal.")
+	descLandlock         = desc("landlock_denials_total", "Accesses the Landlock ruleset denied since the start, as the kernel audited them (ABI 7, its audit on), from the event journal.")
 	descWarnings         = desc("warnings_total", "The supervisor's warnings of a limit about to bite, by condition.", "condition")
 )
 
@@ -75,7 +76,7 @@ type Collector struct {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descInfo, descStarts, descCPUSeconds, descCPULimit, descPeriods, descThrottledPeriods,
 		descThrottledSeconds, descMemory, descWorkingSet, descMemoryLimit, descMemoryPeak, descOOMKills, descPids,
-		descPidsLimit, descPidsDenied, descNetRx, descNetTx, descBlockRead, descBlockWrite, descSeccomp, descWarnings} {
+		descPidsLimit, descPidsDenied, descNetRx, descNetTx, descBlockRead, descBlockWrite, descSeccomp, descLandlock, descWarnings} {
 		ch <- d
 	}
 }
@@ -108,7 +109,8 @@ func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.
 	if c.JournalDir != "" {
 		starts, denials := fromJournal(c.JournalDir, s)
 		send(descStarts, prometheus.CounterValue, float64(starts), s.Unit)
-		counter(descSeccomp, denials)
+		counter(descSeccomp, denials[ops.EventSeccomp])
+		counter(descLandlock, denials[ops.EventLandlock])
 	}
 	counter(descNetRx, smp.RxBytes)
 	counter(descNetTx, smp.TxBytes)
@@ -143,32 +145,35 @@ func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.
 	counter(descBlockWrite, smp.WriteBytes)
 }
 
+// deniedPrefix is how each kind of denial event begins; other events of
+// those kinds ("seccomp denials are not shown: ...") are about the watcher.
+var deniedPrefix = map[string]string{ops.EventSeccomp: "seccomp denied ", ops.EventLandlock: "landlock denied "}
+
 // fromJournal reads the journal of s once, for the starts of services of
-// its name it holds (every run's, this one's included), and the seccomp
-// denials since this run's start: a line for each shown, and the count a
+// its name it holds (every run's, this one's included), and the denials of
+// each kind since this run's start: a line for each shown, and the count a
 // summary line gives of those suppressed ("seccomp denied X: 12 more
 // suppressed").
-func fromJournal(dir string, s *ops.Status) (starts, denials uint64) {
+func fromJournal(dir string, s *ops.Status) (starts uint64, denials map[string]uint64) {
+	denials = map[string]uint64{}
 	evs, err := ops.ReadEvents(dir, []string{s.Name}, time.Time{})
 	if err != nil {
-		return 0, 0
+		return 0, denials
 	}
 	for _, e := range evs {
-		switch {
-		case e.Kind == ops.EventStart:
+		if e.Kind == ops.EventStart {
 			starts++
-		case e.Kind != ops.EventSeccomp || e.Time.Before(s.Started) || !strings.HasPrefix(e.Message, "seccomp denied "):
-			// Not a denial of this run's ("seccomp denials are not
-			// shown: ..." is about the watcher).
-		default:
-			denials += suppressed(e.Message)
+			continue
+		}
+		if prefix, ok := deniedPrefix[e.Kind]; ok && !e.Time.Before(s.Started) && strings.HasPrefix(e.Message, prefix) {
+			denials[e.Kind] += suppressed(e.Message)
 		}
 	}
 	return starts, denials
 }
 
-// suppressed is how many denials a seccomp event stands for: 1, or the
-// count of a summary line.
+// suppressed is how many denials an event stands for: 1, or the count of
+// a summary line.
 func suppressed(msg string) uint64 {
 	if rest, ok := strings.CutSuffix(msg, " more suppressed"); ok {
 		if i := strings.LastIndex(rest, ": "); i >= 0 {

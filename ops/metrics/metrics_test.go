@@ -66,6 +66,13 @@ func fakeService(t *testing.T) (state, journal string) {
 	} {
 		lines = append(lines, fmt.Sprintf(`{"time":%q,"service":"web","kind":"seccomp","message":%q}`, started.Add(time.Duration(i+1)*time.Second).UTC().Format(time.RFC3339Nano), msg))
 	}
+	for i, msg := range []string{
+		"landlock denied write-file /dev/x",
+		"landlock denied write-file: 3 more suppressed",
+		"landlock denied bind-tcp port 9999",
+	} {
+		lines = append(lines, fmt.Sprintf(`{"time":%q,"service":"web","kind":"landlock","message":%q}`, started.Add(time.Duration(i+1)*time.Second).UTC().Format(time.RFC3339Nano), msg))
+	}
 	// One of an earlier run, before this one started.
 	lines = append(lines, fmt.Sprintf(`{"time":%q,"service":"web","kind":"seccomp","message":"seccomp denied ptrace"}`, started.Add(-time.Hour).UTC().Format(time.RFC3339Nano)))
 	// Starts: this run's, and two earlier ones in the rotated file.
@@ -167,6 +174,7 @@ func TestScrape(t *testing.T) {
 		{"safe_run_block_read_bytes_total", 4097},
 		{"safe_run_block_write_bytes_total", 8194},
 		{"safe_run_seccomp_denials_total", 7},
+		{"safe_run_landlock_denials_total", 5},
 		{"safe_run_service_info", 1},
 	} {
 		if got := value(t, mfs, c.name, web); got != c.want {
