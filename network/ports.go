@@ -42,7 +42,7 @@ const (
 //     still connects to a socket of the host (INPUT applies), and the
 //     forwarder's socket to the service gets IP_TRANSPARENT and binds to
 //     the client's address before it connects, so the service sees the
-//     real client. This is what Attach does (transparentDialer, and the
+//     real client. This is what Attach does (dialService, and the
 //     mark rule and policy route in transparent_linux.go). Loopback
 //     clients (127.0.0.0/8) keep the gateway as their address: 127.0.0.1
 //     inside the service's netns is its own loopback.

@@ -30,14 +30,15 @@ import (
 // published ports as to any other service of the host; 127.0.0.1 stays
 // loopback-only with no route_localnet (CVE-2020-8558); and nothing in
 // the nat table needs to be kept in step with the host's other rules.
-// TCP is copied with splice(2) between the two sockets (io.Copy of
-// *net.TCPConn), so the data never enters user space.
+// TCP is copied with splice(2) between the two sockets (fw.splice), so
+// the data never enters user space.
 //
 // What the service sees as its client's address: the connection comes
 // from the host, so the service sees the gateway (the host's address on
 // its bridge) and an ephemeral port, never the real client. Attach's
 // forwarders dial from the client's address instead (publishPorts with
-// the bridge's subnet; see transparentDialer and transparent_linux.go).
+// the bridge's subnet; see dialService, transparentDialer and
+// transparent_linux.go).
 //
 // HostIP 0.0.0.0 (or ::) listens on every address, IPv4 and IPv6 (a
 // dual-stack socket). UDP replies on such a wildcard socket are sent from
@@ -163,7 +164,7 @@ func givenListener(p Port, fd int) (net.Listener, net.PacketConn, error) {
 // publishPorts is PublishPorts with the UDP idle time as a parameter, and
 // the forwarders returned, for the tests. With a valid subnet (the
 // bridge's), the forwarders dial the service from each client's own
-// address (see transparentDialer); the host must route the replies back to them
+// address (see dialService); the host must route the replies back to them
 // (ensureTransparent).
 //
 // given are sockets already bound for some of the ports, by another
@@ -175,7 +176,7 @@ func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 	if !target.IsValid() {
 		return nil, errors.New("publishing ports: the service has no address")
 	}
-	fw := &forwarders{log: log, idle: idle, subnet: subnet, given: given, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns)}
+	fw := &forwarders{log: log, idle: idle, subnet: subnet, given: given, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns), pipes: make(chan splicePipe, pipePoolSize)}
 	fctx, cancel := context.WithCancel(ctx)
 	fw.cancel = cancel
 	for _, p := range ports {
@@ -207,6 +208,7 @@ type forwarders struct {
 	closed bool
 	conns  map[io.Closer]struct{} // live TCP connections, both sides
 	slots  chan struct{}          // one per live TCP connection, up to tcpMaxConns
+	pipes  chan splicePipe        // idle pipes for splice, up to pipePoolSize
 	wg     sync.WaitGroup
 	once   sync.Once
 }
@@ -363,6 +365,15 @@ func (fw *forwarders) stop() {
 		}
 		fw.mu.Unlock()
 		fw.wg.Wait()
+		for {
+			select {
+			case p := <-fw.pipes:
+				fw.putPipe(p, false)
+				continue
+			default:
+			}
+			break
+		}
 	})
 }
 
@@ -429,19 +440,14 @@ func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCP
 	defer fw.untrack(client)
 	defer client.Close()
 
-	d := transparentDialer(fw.source(client.RemoteAddr()), false)
-	d.Timeout = dialTimeout
-	// No keepalive probes to the service (four system calls less per
-	// connection): it is on a bridge of this host, and when it goes, stop
-	// closes its connections. The client's side keeps them.
-	d.KeepAlive = -1
-	var laddr netip.AddrPort
-	if a, ok := d.LocalAddr.(*net.TCPAddr); ok {
-		laddr = a.AddrPort()
+	fail := func(err error) {
+		if ctx.Err() == nil {
+			fw.log.Warn("port: connecting to the service", "port", t.name, "target", t.target.String(), "client", client.RemoteAddr().String(), "err", err)
+		}
 	}
-	server, err := d.DialTCP(ctx, "tcp4", laddr, t.target)
+	server, err := dialService(fw.source(client.RemoteAddr()), t.target)
 	if err != nil {
-		fw.log.Warn("port: connecting to the service", "port", t.name, "target", t.target.String(), "client", client.RemoteAddr().String(), "err", err)
+		fail(err)
 		return
 	}
 	if !fw.track(server) {
@@ -450,12 +456,27 @@ func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCP
 	}
 	defer fw.untrack(server)
 	defer server.Close()
+	srv, err := server.SyscallConn()
+	if err != nil {
+		fail(err)
+		return
+	}
+	if err := awaitConnect(server, srv); err != nil {
+		fail(err)
+		return
+	}
+	cli, err := client.SyscallConn()
+	if err != nil {
+		return
+	}
 
-	copyHalf := func(dst, src *net.TCPConn) {
-		// io.Copy between two *net.TCPConn splices on Linux.
-		_, err := io.Copy(dst, src)
+	copyHalf := func(dst, src syscall.RawConn) {
+		err := fw.splice(dst, src)
 		if err == nil {
-			err = dst.CloseWrite()
+			var serr error
+			if err = dst.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err == nil {
+				err = serr
+			}
 		}
 		if err != nil {
 			// A reset or a closed socket on one side: end both, so the
@@ -464,14 +485,209 @@ func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCP
 			server.Close()
 		}
 	}
-	// One direction here, the other in a goroutine of its own.
+	// The client's direction here, the answers in a goroutine of its own:
+	// a request already waiting goes on at once, before this goroutine
+	// first parks (the other order polled the service first, found nothing
+	// and parked before the request went on).
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		copyHalf(server, client)
+		copyHalf(cli, srv)
 	}()
-	copyHalf(client, server)
+	copyHalf(srv, cli)
 	<-done
+}
+
+// dialService opens pipeTCP's connection to the service at to: from src
+// (any port) when it is valid, with IP_TRANSPARENT so that the host binds
+// an address that is not its own (it needs CAP_NET_ADMIN in the network
+// namespace's user namespace: the root supervisor, or the rootless one in
+// the namespace it owns), else from the address the route picks (the
+// gateway). The socket gets the forwarder's buffers (tcpBuffers),
+// TCP_NODELAY as Go gives every TCP socket, no keepalive (the service is
+// on a bridge of this host, and stop closes its connections when it goes)
+// and, from src, IP_BIND_ADDRESS_NO_PORT: the port is picked at connect,
+// for the 4-tuple, not at bind, where the kernel searches for a port free
+// for any peer. The connect is started, not awaited (awaitConnect).
+//
+// Why not net.Dialer: per connection it starts a goroutine that watches
+// the context and a timer for its timeout, always parks until the poller
+// reports the socket writable, and then asks the kernel for the error and
+// for both addresses, all on the path of the client's first request. A
+// connect to a service on a bridge of this host has mostly completed when
+// the system call returns (the kernel runs the whole handshake in the
+// sender's softirq), so one getpeername usually says it is done. Measured
+// with timestamps in the forwarder under the bench's connect row (loaded
+// 2-core VM): net.Dialer's dial took 125-150 µs (medians), the connect
+// system call in it 70-85 µs (docs/networking.md, The forwarder).
+func dialService(src netip.Addr, to netip.AddrPort) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	tcpBuffers(uintptr(fd))
+	err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if err == nil && src.IsValid() {
+		if err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1); err != nil {
+			err = fmt.Errorf("setting IP_TRANSPARENT to dial from the client's address %s: %w", src, err)
+		} else {
+			_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			err = os.NewSyscallError("bind", unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}))
+		}
+	}
+	if err == nil {
+		if err = unix.Connect(fd, &unix.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())}); errors.Is(err, unix.EINPROGRESS) {
+			err = nil
+		} else if err != nil {
+			err = os.NewSyscallError("connect", err)
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	// A non-blocking socket: os.NewFile registers it with the runtime's
+	// poller, so its reads and writes park the goroutine, not the thread.
+	return os.NewFile(uintptr(fd), "tcp "+to.String()), nil
+}
+
+// awaitConnect waits until dialService's connection f is established, up
+// to dialTimeout, or returns why it failed. Closing f (stop) ends the wait.
+func awaitConnect(f *os.File, rc syscall.RawConn) error {
+	var cerr error
+	connected := func(fd uintptr) bool {
+		if _, err := unix.Getpeername(int(fd)); err == nil {
+			return true
+		}
+		// Not connected (yet): SO_ERROR says whether it failed.
+		soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
+		switch {
+		case err != nil:
+			cerr = os.NewSyscallError("getsockopt", err)
+		case soerr != 0:
+			cerr = os.NewSyscallError("connect", syscall.Errno(soerr))
+		default:
+			return false
+		}
+		return true
+	}
+	done := false
+	if err := rc.Control(func(fd uintptr) { done = connected(fd) }); err != nil {
+		return err
+	}
+	if done {
+		return cerr
+	}
+	if err := f.SetWriteDeadline(time.Now().Add(dialTimeout)); err != nil {
+		return err
+	}
+	if err := rc.Write(connected); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("connect: no answer within %s", dialTimeout)
+		}
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	return f.SetWriteDeadline(time.Time{})
+}
+
+// splicePipe is a pipe that splice(2) moves a connection's data through.
+type splicePipe struct{ r, w int }
+
+// spliceMax is the most one splice(2) moves, and the size of its pipe
+// (F_SETPIPE_SZ, as Go's own splice does): a wakeup moves as much as the
+// socket buffers hold (tcpBufferSize).
+const spliceMax = 1 << 20
+
+// pipePoolSize bounds the idle pipes kept for new connections.
+const pipePoolSize = 32
+
+// splice copies what src sends to dst until src's EOF, in the kernel,
+// through a pipe from the forwarders' pool. It is io.Copy between two
+// *net.TCPConn (which splices the same way) for a connection to the
+// service that is a file (dialService).
+func (fw *forwarders) splice(dst, src syscall.RawConn) error {
+	p, err := fw.getPipe()
+	if err != nil {
+		return err
+	}
+	inPipe := 0
+	// A pipe with data left in it (an error while it drained) is closed,
+	// not reused.
+	defer func() { fw.putPipe(p, inPipe == 0) }()
+	for {
+		var n int64
+		var serr error
+		err := src.Read(func(fd uintptr) bool {
+			for {
+				n, serr = unix.Splice(int(fd), nil, p.w, nil, spliceMax, unix.SPLICE_F_NONBLOCK)
+				if serr != unix.EINTR {
+					return serr != unix.EAGAIN
+				}
+			}
+		})
+		if err == nil {
+			err = serr
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil // EOF
+		}
+		inPipe = int(n)
+		for inPipe > 0 {
+			var m int64
+			err := dst.Write(func(fd uintptr) bool {
+				for {
+					m, serr = unix.Splice(p.r, nil, int(fd), nil, inPipe, unix.SPLICE_F_NONBLOCK)
+					if serr != unix.EINTR {
+						return serr != unix.EAGAIN
+					}
+				}
+			})
+			if err == nil {
+				err = serr
+			}
+			if err != nil {
+				return err
+			}
+			inPipe -= int(m)
+		}
+	}
+}
+
+// getPipe takes an idle pipe, or makes one.
+func (fw *forwarders) getPipe() (splicePipe, error) {
+	select {
+	case p := <-fw.pipes:
+		return p, nil
+	default:
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return splicePipe{}, os.NewSyscallError("pipe2", err)
+	}
+	// Best effort: past fs.pipe-max-size an unprivileged supervisor keeps
+	// the default 64 KiB, and each splice moves less.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, spliceMax)
+	return splicePipe{r: fds[0], w: fds[1]}, nil
+}
+
+// putPipe keeps an empty pipe for the next connection, up to
+// pipePoolSize, and closes the rest.
+func (fw *forwarders) putPipe(p splicePipe, empty bool) {
+	if empty {
+		select {
+		case fw.pipes <- p:
+			return
+		default:
+		}
+	}
+	unix.Close(p.r)
+	unix.Close(p.w)
 }
 
 // udpForward relays one published UDP port. Each client address gets a
@@ -549,7 +765,7 @@ func (u *udpForward) session(ctx context.Context, client netip.AddrPort, local n
 		}
 		u.endLocked(oldest)
 	}
-	d := transparentDialer(u.fw.source(net.UDPAddrFromAddrPort(client)), true)
+	d := transparentDialer(u.fw.source(net.UDPAddrFromAddrPort(client)))
 	c, err := d.DialContext(ctx, "udp4", u.target.String())
 	if err != nil {
 		u.log.Warn("port: opening a session to the service", "port", u.name, "target", u.target.String(), "err", err)
@@ -723,45 +939,27 @@ func (fw *forwarders) source(client net.Addr) netip.Addr {
 	return a
 }
 
-// transparentDialer is a dialer that leaves from src (any port), with IP_TRANSPARENT
-// so that the host binds an address that is not its own (it needs
-// CAP_NET_ADMIN in the network namespace's user namespace: the root
-// supervisor, or the rootless one in the namespace it owns). An invalid
-// src: a plain dialer, from the address the route picks (the gateway).
-// A TCP dialer's socket gets the forwarder's buffers (tcpBuffers) and
-// IP_BIND_ADDRESS_NO_PORT: its port is picked at connect, for the 4-tuple,
-// not at bind, where the kernel searches for a port free for any peer.
-func transparentDialer(src netip.Addr, udp bool) net.Dialer {
-	d := net.Dialer{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		if err := c.Control(func(fd uintptr) {
-			if !udp {
-				tcpBuffers(fd)
-			}
-			if !src.IsValid() {
-				return
-			}
-			if serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1); serr != nil {
-				return
-			}
-			if !udp {
-				_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			}
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("setting IP_TRANSPARENT to dial from the client's address %s: %w", src, serr)
-		}
-		return nil
-	}}
+// transparentDialer is a UDP dialer that leaves from src (any port), with
+// IP_TRANSPARENT so that the host binds an address that is not its own (as
+// dialService does for TCP). An invalid src: a plain dialer, from the
+// address the route picks (the gateway).
+func transparentDialer(src netip.Addr) net.Dialer {
 	if !src.IsValid() {
-		return d
+		return net.Dialer{}
 	}
-	if udp {
-		d.LocalAddr = net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
-	} else {
-		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	return net.Dialer{
+		LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)),
+		Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1)
+			}); err != nil {
+				return err
+			}
+			if serr != nil {
+				return fmt.Errorf("setting IP_TRANSPARENT to dial from the client's address %s: %w", src, serr)
+			}
+			return nil
+		},
 	}
-	return d
 }

@@ -3,8 +3,8 @@ package network
 import (
 	"context"
 	"io"
-	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -30,16 +30,26 @@ func TestForwardedSockets(t *testing.T) {
 		t.Fatal(err) // the forwarder has both sockets now
 	}
 	fw.mu.Lock()
-	var conns []*net.TCPConn
+	var conns []syscall.Conn
 	for k := range fw.conns {
-		conns = append(conns, k.(*net.TCPConn))
+		conns = append(conns, k.(syscall.Conn))
 	}
 	fw.mu.Unlock()
 	if len(conns) != 2 {
 		t.Fatalf("%d forwarded sockets, want 2", len(conns))
 	}
 	for _, conn := range conns {
-		client := conn.LocalAddr().(*net.TCPAddr).Port == 8080
+		rc, err := conn.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sa unix.Sockaddr
+		rc.Control(func(fd uintptr) { sa, _ = unix.Getsockname(int(fd)) })
+		a, ok := sa.(*unix.SockaddrInet4)
+		if !ok {
+			t.Fatalf("a forwarded socket's address: %#v", sa)
+		}
+		client := a.Port == 8080
 		side := map[bool]string{true: "client's", false: "service's"}[client]
 		want := []struct {
 			name       string
@@ -68,10 +78,6 @@ func TestForwardedSockets(t *testing.T) {
 				level, opt int
 				min, max   int
 			}{"SO_KEEPALIVE", unix.SOL_SOCKET, unix.SO_KEEPALIVE, 0, 0})
-		}
-		rc, err := conn.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
 		}
 		for _, w := range want {
 			var v int

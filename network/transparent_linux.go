@@ -16,7 +16,7 @@ import (
 )
 
 // The client's address at the service: the forwarders dial the service
-// from the client's own address (IP_TRANSPARENT, see transparentDialer), so the
+// from the client's own address (IP_TRANSPARENT, see dialService), so the
 // service's replies are addressed to the client, not to the host. The host
 // must deliver them to the forwarder instead of routing them on:
 //
