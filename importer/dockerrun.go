@@ -3,6 +3,7 @@ package importer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"strconv"
 	"strings"
@@ -349,8 +350,11 @@ func (s *spec) resources(last func(string) string, changed func(string) bool) er
 	}
 	if c := last("cpus"); c != "" && c != "0" {
 		v, err := strconv.ParseFloat(c, 64)
-		if err != nil || v <= 0 {
+		if err != nil || v <= 0 || math.IsNaN(v) {
 			return fmt.Errorf("--cpus %q is not a number of CPUs (use e.g. 1.5)", c)
+		}
+		if err := cpusInRange("--cpus "+c, v); err != nil {
+			return err
 		}
 		s.c.CPUs = v
 	} else if q := last("cpu-quota"); q != "" {
@@ -364,6 +368,9 @@ func (s *spec) resources(last func(string) string, changed func(string) bool) er
 			return fmt.Errorf("--cpu-quota %q / --cpu-period: not whole numbers of microseconds", q)
 		}
 		s.c.CPUs = float64(quota) / float64(period)
+		if err := cpusInRange("--cpu-quota "+q, s.c.CPUs); err != nil {
+			return err
+		}
 		s.note(Default, "--cpu-quota "+q, nil, fmt.Sprintf("written as cpus = %g (quota / period)", s.c.CPUs))
 	} else if changed("cpu-period") {
 		s.note(Ignored, "--cpu-period", nil, "without --cpu-quota it limits nothing")
@@ -408,6 +415,18 @@ func (s *spec) process(restart, signal, timeout string) error {
 			return fmt.Errorf("--stop-timeout %q is not a number of seconds", timeout)
 		}
 		s.stopTimeout = strconv.Itoa(n) + "s"
+	}
+	return nil
+}
+
+// cpusInRange refuses a CPU limit a manifest cannot hold, naming the
+// option: docker would refuse most of these at the start, on some host.
+func cpusInRange(opt string, cpus float64) error {
+	switch {
+	case cpus < manifest.MinCPUs:
+		return fmt.Errorf("%s: %g CPUs is below the smallest limit, %g (use e.g. 0.5)", opt, cpus, manifest.MinCPUs)
+	case cpus > manifest.MaxCPUs:
+		return fmt.Errorf("%s: %g CPUs is more than any host has (at most %d; use e.g. 2)", opt, cpus, manifest.MaxCPUs)
 	}
 	return nil
 }

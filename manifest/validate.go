@@ -30,6 +30,13 @@ var (
 // the runtime's own set-up does not fit.
 const MinMemory Size = 6 << 20
 
+// MinCPUs and MaxCPUs bound resources.cpus: docker's smallest quota, and
+// more CPUs than any host has.
+const (
+	MinCPUs = 0.01
+	MaxCPUs = 1024
+)
+
 // DefaultTmpfsSize bounds a tmpfs that does not say its size. Its pages are
 // charged to the service's memory limit either way; the bound makes the
 // limit visible in the spec instead of "half the host's RAM".
