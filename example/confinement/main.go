@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 )
@@ -45,8 +46,18 @@ type Report struct {
 func main() {
 	asJSON := flag.Bool("json", false, "print the report as JSON")
 	abstract := flag.String("connect-abstract", "", "only connect to the abstract unix socket @NAME and say whether it could (Landlock's scoping, ABI 6, refuses one made outside the service)")
+	listen := flag.String("listen-abstract", "", "only listen on the abstract unix socket @NAME, say so, and accept until killed (the tests' host side of -connect-abstract)")
+	passed := flag.String("read-passed", "", "only connect to the unix socket SOCKET (of SOCKET:FILE), take the directory descriptor it sends, and print FILE read through /proc/self/fd/N/FILE or why not")
 	ready := flag.Duration("notify", -1, "after printing, wait this long, then tell $NOTIFY_SOCKET READY=1 (sd_notify), and wait as long again")
 	flag.Parse()
+	if *listen != "" {
+		listenAbstract(*listen)
+		return
+	}
+	if *passed != "" {
+		readPassed(*passed)
+		return
+	}
 	if *abstract != "" {
 		c, err := net.Dial("unix", "@"+*abstract)
 		if err != nil {
@@ -81,6 +92,56 @@ func main() {
 	row("PID 1", r.PID1)
 	row("open fds", strings.Join(r.OpenFDs, " "))
 	w.Flush()
+}
+
+// listenAbstract is a host process's abstract socket, which no file
+// permission guards: anyone in the network namespace may connect.
+func listenAbstract(name string) {
+	ln, err := net.Listen("unix", "@"+name)
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Printf("listening @%s\n", name)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		c.Close()
+	}
+}
+
+// readPassed plays a service given a descriptor of a directory outside
+// its root (over a unix socket in a bind, as SCM_RIGHTS): the magic link
+// /proc/self/fd/N leads there, and Landlock judges what is opened beneath
+// it by its real ancestors, not by the path.
+func readPassed(arg string) {
+	sock, file, _ := strings.Cut(arg, ":")
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		fmt.Println("connect:", err)
+		os.Exit(1)
+	}
+	oob := make([]byte, syscall.CmsgSpace(4))
+	_, oobn, _, _, err := c.(*net.UnixConn).ReadMsgUnix(make([]byte, 1), oob)
+	var fds []int
+	if err == nil {
+		var msgs []syscall.SocketControlMessage
+		if msgs, err = syscall.ParseSocketControlMessage(oob[:oobn]); err == nil && len(msgs) == 1 {
+			fds, err = syscall.ParseUnixRights(&msgs[0])
+		}
+	}
+	if err != nil || len(fds) != 1 {
+		fmt.Println("no descriptor passed:", err)
+		os.Exit(1)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d/%s", fds[0], file))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	fmt.Printf("read %q\n", b)
 }
 
 // notifyReady plays a service that speaks sd_notify itself. It also
