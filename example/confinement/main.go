@@ -7,8 +7,10 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"sort"
@@ -137,8 +139,11 @@ func readPassed(arg string) {
 		os.Exit(1)
 	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/self/fd/%d/%s", fds[0], file))
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err // the descriptor's number aside
+	}
 	if err != nil {
-		fmt.Println(err)
+		fmt.Printf("read %s beneath the passed directory: %v\n", file, err)
 		os.Exit(1)
 	}
 	fmt.Printf("read %q\n", b)
