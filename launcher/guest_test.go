@@ -109,25 +109,12 @@ landlock_required = true
 reason = "shows Landlock alone"
 allow = ["apparmor_unconfined"]
 `,
-	"landlock": `[process]
-command = ["/bin/sh", "-c", """
-attempt write:/data/ok write:/dev/x
-cp /bin/busybox /data/true && chmod 755 /data/true && attempt exec:/data/true
-"""]
-user = "0:0"
-
-[security]
-apparmor = "unconfined"
-
-[[mounts]]
-type = "volume"
-source = "landlock-data"
-target = "/data"
-
-[insecure]
-reason = "shows Landlock alone"
-allow = ["apparmor_unconfined"]
-`,
+	// /var/up is a writable bind holding a socket a guest process hands
+	// out a descriptor of a guest directory on: read beneath it by
+	// /proc/self/fd/N, the file's real ancestors are not the container's.
+	"landlock": guestLandlock("landlock", "", ""),
+	// The control: the same with Landlock off, all of it succeeds.
+	"landlock-off": guestLandlock("landlock-off", "landlock = \"off\"\n", `, "landlock_off"`),
 	// The same with init = false: safe-run-init applies the ruleset and
 	// execs the shell, which is PID 1.
 	"landlock-noinit": `[process]
@@ -257,6 +244,47 @@ cpus = 0.2
 `,
 }
 
+// guestLandlock is the "landlock" manifest, with more [security] and
+// [insecure] allow items.
+func guestLandlock(name, security, allow string) string {
+	return `[process]
+command = ["/bin/sh", "-c", """
+attempt write:/data/ok write:/dev/x write:/var/up/` + name + `
+cp /bin/busybox /data/true && chmod 755 /data/true && attempt exec:/data/true
+confinement -read-passed /var/up/sock:secret
+"""]
+user = "0:0"
+
+[security]
+apparmor = "unconfined"
+` + security + `
+[[mounts]]
+type = "volume"
+source = "` + name + `-data"
+target = "/data"
+
+[[mounts]]
+type = "bind"
+source = "/srv/up"
+target = "/var/up"
+read_only = false
+
+[insecure]
+reason = "shows Landlock alone"
+allow = ["apparmor_unconfined"` + allow + `]
+`
+}
+
+// guestServeDir starts what the "landlock" manifest's bind needs: a guest
+// process handing out a descriptor of a directory with a file, on a socket
+// in the bind's source.
+const guestServeDir = `
+		mkdir -m 0777 /srv/up
+		mkdir -m 0755 /srv/secret
+		echo "the guest's secret" >/srv/secret/secret
+		/srv/rootfs/bin/confinement -serve-dir /srv/up/sock:/srv/secret &
+		while [ ! -S /srv/up/sock ]; do sleep 0.1; done`
+
 // guestSteps are the script's steps, in order: a name and busybox sh.
 // Each step's stdout and stderr are printed between markers, then its
 // exit status.
@@ -312,7 +340,11 @@ var guestSteps = []struct{ name, sh string }{
 		cat /tmp/limits.out`},
 	{"busybox", `safe-run /srv/m/busybox.toml`},
 	{"deny", `safe-run /srv/m/deny.toml; safe-run events deny`},
-	{"landlock", `safe-run /srv/m/landlock.toml`},
+	{"landlock", guestServeDir + `
+		safe-run /srv/m/landlock.toml
+		echo "--- off"
+		safe-run /srv/m/landlock-off.toml
+		kill $!`},
 	{"landlock-noinit", `safe-run /srv/m/landlock-noinit.toml`},
 	{"rawok", `safe-run /srv/m/rawok.toml`},
 	{"complain", `safe-run /srv/m/complain.toml`},
@@ -476,7 +508,7 @@ func runGuest(t *testing.T, steps []struct{ name, sh string }, cmdline []string)
 func TestInGuestWithoutLandlock(t *testing.T) {
 	steps, console := runGuest(t, []struct{ name, sh string }{
 		{"lsm", "cat /sys/kernel/security/lsm; echo"},
-		{"landlock", "safe-run /srv/m/landlock.toml"},
+		{"landlock", guestServeDir + "\n\t\tsafe-run /srv/m/landlock.toml; kill $!"},
 		{"required", "safe-run /srv/m/landlock-required.toml"},
 	}, []string{"lsm=lockdown,capability,yama,apparmor"})
 	for _, c := range []struct {
@@ -490,7 +522,8 @@ func TestInGuestWithoutLandlock(t *testing.T) {
 			return nil
 		}},
 		{"the service runs, and the report says Landlock is not enforced", func() error {
-			return steps["landlock"].has("write:/data/ok: ok", "exec:/data/true: ok", "Landlock not enforced: Landlock not in this kernel")
+			return steps["landlock"].has("write:/data/ok: ok", "write:/dev/x: ok", "exec:/data/true: ok", `read "the guest's secret\n"`,
+				"Landlock not enforced: Landlock not in this kernel")
 		}},
 		{"landlock_required refuses the start", func() error {
 			s := steps["required"]
@@ -634,12 +667,30 @@ var guestChecks = []struct {
 			" deny apparmor apparmor denied create inet raw socket pid ",
 			" deny apparmor apparmor denied mount /tmp/ pid ")
 	}},
-	{"Landlock at ABI 2: what is written to a volume does not run", func(st map[string]guestStep) error {
+	{"Landlock at ABI 2: what is written to a volume does not run, nothing is read out of the container's tree", func(st map[string]guestStep) error {
 		// /dev is the container's own writable tmpfs: only Landlock
-		// refuses the write (the "deny" step shows AppArmor's EACCES).
-		return st["landlock"].has("write:/data/ok: ok", "write:/dev/x: EACCES", "exec:/data/true: EACCES",
+		// refuses the write (the "deny" step shows AppArmor's EACCES);
+		// the control, with Landlock off, does all of it.
+		s := st["landlock"]
+		on, off, _ := strings.Cut(s.out, "\n--- off\n")
+		var errs []error
+		// A file of each run's own in the bind: the other's ids own
+		// what one made there.
+		for _, w := range []string{"write:/data/ok: ok", "write:/var/up/landlock: ok", "write:/dev/x: EACCES", "exec:/data/true: EACCES",
+			"read secret beneath the passed directory: permission denied",
 			"Landlock ABI 2 (file system)", "Landlock ABI 2: file system only (TCP rules need ABI 4, scoping ABI 6)",
-			"Landlock denials surface as EACCES only: the kernel audits none at ABI 2 (audit needs ABI 7)")
+			"Landlock denials surface as EACCES only: the kernel audits none at ABI 2 (audit needs ABI 7)"} {
+			if !strings.Contains(on, w) {
+				errs = append(errs, fmt.Errorf("Landlock on: missing %q", w))
+			}
+		}
+		for _, w := range []string{"write:/data/ok: ok", "write:/var/up/landlock-off: ok", "write:/dev/x: ok", "exec:/data/true: ok",
+			`read "the guest's secret\n"`, "Landlock OFF"} {
+			if !strings.Contains(off, w) {
+				errs = append(errs, fmt.Errorf("Landlock off (the control): missing %q", w))
+			}
+		}
+		return s.wrap(errors.Join(errs...))
 	}},
 	{"Landlock at ABI 2 with init = false: applied before the service's exec", func(st map[string]guestStep) error {
 		return st["landlock-noinit"].has("pid 1\n", "exec:/data/true: EACCES", "Landlock ABI 2 (file system)")
@@ -712,7 +763,9 @@ var guestChecks = []struct {
 			return s.wrap(fmt.Errorf("%d starts refused for want of an installed profile, want 1 (busybox, not the installed probe)", n))
 		}
 		if err := s.contains("safe-run: AppArmor profile not installed: safe-run-busybox is not installed; loading AppArmor profiles needs root, so install it once as root: safe-run apparmor install /srv/m/busybox.toml",
-			"not installed: exit 125", "installed: exit 0", "rootfs not id-mapped (rootless)"); err != nil {
+			"not installed: exit 125", "installed: exit 0", "rootfs not id-mapped (rootless)",
+			// Landlock needs no privilege: applied rootless too.
+			"Landlock ABI 2 (file system)", "Landlock denials surface as EACCES only: the kernel audits none at ABI 2 (audit needs ABI 7)"); err != nil {
 			return err
 		}
 		var p map[string]any

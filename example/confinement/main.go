@@ -50,6 +50,7 @@ func main() {
 	abstract := flag.String("connect-abstract", "", "only connect to the abstract unix socket @NAME and say whether it could (Landlock's scoping, ABI 6, refuses one made outside the service)")
 	listen := flag.String("listen-abstract", "", "only listen on the abstract unix socket @NAME, say so, and accept until killed (the tests' host side of -connect-abstract)")
 	passed := flag.String("read-passed", "", "only connect to the unix socket SOCKET (of SOCKET:FILE), take the directory descriptor it sends, and print FILE read through /proc/self/fd/N/FILE or why not")
+	serve := flag.String("serve-dir", "", "only listen on the unix socket SOCKET (of SOCKET:DIR), open to anyone, and send every client a descriptor of DIR (SCM_RIGHTS) until killed (the host side of -read-passed)")
 	ready := flag.Duration("notify", -1, "after printing, wait this long, then tell $NOTIFY_SOCKET READY=1 (sd_notify), and wait as long again")
 	flag.Parse()
 	if *listen != "" {
@@ -58,6 +59,10 @@ func main() {
 	}
 	if *passed != "" {
 		readPassed(*passed)
+		return
+	}
+	if *serve != "" {
+		serveDir(*serve)
 		return
 	}
 	if *abstract != "" {
@@ -147,6 +152,31 @@ func readPassed(arg string) {
 		os.Exit(1)
 	}
 	fmt.Printf("read %q\n", b)
+}
+
+// serveDir is the other end of readPassed: a host process handing out a
+// directory of the host's.
+func serveDir(arg string) {
+	sock, dir, _ := strings.Cut(arg, ":")
+	d, err := os.Open(dir)
+	if err == nil {
+		var ln *net.UnixListener
+		if ln, err = net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"}); err == nil {
+			if err = os.Chmod(sock, 0o777); err == nil {
+				fmt.Printf("serving %s on %s\n", dir, sock)
+				for {
+					c, err := ln.AcceptUnix()
+					if err != nil {
+						break
+					}
+					_, _, _ = c.WriteMsgUnix([]byte{0}, syscall.UnixRights(int(d.Fd())), nil)
+					c.Close()
+				}
+			}
+		}
+	}
+	fmt.Println(err)
+	os.Exit(1)
 }
 
 // notifyReady plays a service that speaks sd_notify itself. It also
