@@ -26,10 +26,10 @@ import (
 // the service is in the user's own network namespace, the host's, where
 // the abstract sockets of the user's session live (D-Bus's, an X
 // server's). The listener is a process of the user's, on the host: no
-// file permission guards an abstract socket, and its peer credentials
-// would name the user, whom the service's root maps to, so a session bus
-// would take the service for the user. Scoping (ABI 6) refuses the
-// connect; with Landlock off it connects.
+// file permission guards an abstract socket, and the service runs as its
+// root, which is the user on the host, so the peer credentials a session
+// bus checks would name the user. Scoping (ABI 6) refuses the connect;
+// with Landlock off it connects.
 func TestLandlockRootlessAbstractSockets(t *testing.T) {
 	setup(t)
 	abi := testenv.RequireLandlock(t, 6)
@@ -45,7 +45,7 @@ func TestLandlockRootlessAbstractSockets(t *testing.T) {
 		{"llrl-abstract-off", "[security]\nlandlock = \"off\"\n", `"host_network", "landlock_off"`, "abstract @" + name + ": connected\n", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := h.manifestAllowing(tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/confinement\", \"-connect-abstract\", %q]\n\n[network]\nmode = \"host\"\n\n%s", name, tc.security),
+			m := h.manifestAllowing(tc.name, fmt.Sprintf("[process]\ncommand = [\"/bin/confinement\", \"-connect-abstract\", %q]\nuser = \"0:0\"\n\n[network]\nmode = \"host\"\n\n%s", name, tc.security),
 				"the test reaches an abstract socket of the user's", tc.allow)
 			r := h.run(t, m)
 			if r.code != tc.code || r.stdout != tc.want {
