@@ -20,7 +20,13 @@
 //
 //   - "/" is readable (read file, read directory): the image and every
 //     mount the container has. The mount namespace already decides what
-//     can be read; Landlock decides what can be written and run.
+//     can be read; Landlock decides what can be written and run. A path
+//     that leads out of the container's tree is not read: Landlock
+//     judges a file by its real ancestors, so a host directory's
+//     descriptor passed in and opened through /proc/self/fd/N is
+//     denied, and with pid = "host" so is a host process's /proc/PID/cwd
+//     (Landlock's ptrace rule first: no /proc/PID link into a process
+//     outside the domain). launcher's TestLandlockPathsOutside.
 //   - Execute is granted on the image's own entries only: each top-level
 //     entry of the image that is not a mount point and holds none, and,
 //     beneath those that hold one (/var when /var/lib/app is a volume),
