@@ -62,23 +62,47 @@ func EnsureUser(t testing.TB, name string) (uid, gid uint32) {
 // sandboxes; the kernel's default is 0666): an ACL entry for uid alone,
 // removed afterwards with the mode restored. An ACL that already grants
 // uid (another test's, running beside this one) is used as it is.
+//
+// Tests of other processes grant it at the same time (go test runs the
+// packages in parallel: launcher's and soak's rootless tests): each holds
+// a shared lock on tunLock while it needs the grant, and only the last
+// one out, which gets the lock exclusive, takes the ACL away. A test that
+// took the ACL away under another one's feet failed it at random, its
+// pasta refused /dev/net/tun halfway through.
 func GrantTun(t testing.TB, uid uint32) {
 	t.Helper()
 	const tun = "/dev/net/tun"
-	st, err := os.Stat(tun)
-	if err != nil {
+	if st, err := os.Stat(tun); err != nil {
 		Skip(t, "needs %s: %v", tun, err)
-	}
-	if st.Mode().Perm()&0o006 == 0o006 {
+	} else if st.Mode().Perm()&0o006 == 0o006 {
 		return
 	}
-	const all = 0xffffffff
-	entry := func(tag, perm uint16, id uint32) []byte {
-		b := binary.LittleEndian.AppendUint16(nil, tag)
-		b = binary.LittleEndian.AppendUint16(b, perm)
-		return binary.LittleEndian.AppendUint32(b, id)
+	lock, err := os.OpenFile(tunLock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatalf("the lock of %s's grant: %v", tun, err)
 	}
-	userEntry := entry(0x02, 6, uid)
+	// Waits while the last holder takes the ACL away.
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_SH); err != nil {
+		lock.Close()
+		t.Fatalf("the lock of %s's grant: %v", tun, err)
+	}
+	t.Cleanup(func() {
+		defer lock.Close()
+		// Converting the lock may lose it to a waiting holder, which
+		// keeps the ACL then: only an exclusive one removes it.
+		if unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB) != nil {
+			return
+		}
+		if err := revokeTun(tun); err != nil {
+			t.Errorf("taking the ACL of %s away: %v", tun, err)
+		}
+	})
+	st, err := os.Stat(tun)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const all = 0xffffffff
+	userEntry := aclEntry(aclUser, 6, uid)
 	old := make([]byte, 256)
 	if n, _ := unix.Getxattr(tun, "system.posix_acl_access", old); n > 0 {
 		if bytes.Contains(old[:n], userEntry) {
@@ -86,23 +110,64 @@ func GrantTun(t testing.TB, uid uint32) {
 		}
 		t.Fatalf("%s already has an ACL, without uid %d: not changing it", tun, uid)
 	}
+	mode := st.Mode().Perm()
 	acl := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
-	acl = append(acl, entry(0x01, 6, all)...)
+	acl = append(acl, aclEntry(aclUserObj, uint16(mode>>6)&7, all)...)
 	acl = append(acl, userEntry...)
-	acl = append(acl, entry(0x04, uint16(st.Mode().Perm()>>3)&7, all)...)
-	acl = append(acl, entry(0x10, 6, all)...)
-	acl = append(acl, entry(0x20, uint16(st.Mode().Perm())&7, all)...)
+	acl = append(acl, aclEntry(aclGroupObj, uint16(mode>>3)&7, all)...)
+	acl = append(acl, aclEntry(aclMask, 6, all)...)
+	acl = append(acl, aclEntry(aclOther, uint16(mode)&7, all)...)
 	if err := unix.Setxattr(tun, "system.posix_acl_access", acl, 0); err != nil {
-		Skip(t, "%s is mode %04o and takes no ACL for the test user: %v", tun, st.Mode().Perm(), err)
+		Skip(t, "%s is mode %04o and takes no ACL for the test user: %v", tun, mode, err)
 	}
-	t.Cleanup(func() {
-		if err := unix.Removexattr(tun, "system.posix_acl_access"); err != nil && !errors.Is(err, unix.ENODATA) {
-			t.Errorf("removing the ACL of %s: %v", tun, err)
+}
+
+// tunLock is GrantTun's lock, shared by the test processes of a host.
+const tunLock = "/run/lock/safe-run-test-tun.lock"
+
+// The tags of POSIX ACL entries (linux/posix_acl.h).
+const (
+	aclUserObj  = 0x01
+	aclUser     = 0x02
+	aclGroupObj = 0x04
+	aclMask     = 0x10
+	aclOther    = 0x20
+)
+
+func aclEntry(tag, perm uint16, id uint32) []byte {
+	b := binary.LittleEndian.AppendUint16(nil, tag)
+	b = binary.LittleEndian.AppendUint16(b, perm)
+	return binary.LittleEndian.AppendUint32(b, id)
+}
+
+// revokeTun takes GrantTun's ACL away from tun and gives it back the mode
+// it had before, which the ACL keeps (while an ACL has a mask, the mode's
+// group bits are the mask's): whoever set it, this process or another.
+func revokeTun(tun string) error {
+	b := make([]byte, 256)
+	n, err := unix.Getxattr(tun, "system.posix_acl_access", b)
+	if errors.Is(err, unix.ENODATA) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var mode os.FileMode
+	for e := b[4:n]; len(e) >= 8; e = e[8:] {
+		perm := os.FileMode(binary.LittleEndian.Uint16(e[2:]) & 7)
+		switch binary.LittleEndian.Uint16(e) {
+		case aclUserObj:
+			mode |= perm << 6
+		case aclGroupObj:
+			mode |= perm << 3
+		case aclOther:
+			mode |= perm
 		}
-		if err := os.Chmod(tun, st.Mode().Perm()); err != nil {
-			t.Errorf("restoring the mode of %s: %v", tun, err)
-		}
-	})
+	}
+	if err := unix.Removexattr(tun, "system.posix_acl_access"); err != nil && !errors.Is(err, unix.ENODATA) {
+		return err
+	}
+	return os.Chmod(tun, mode)
 }
 
 // UserProcesses are the live processes (not zombies) of uid.
