@@ -179,9 +179,11 @@ func (h rootlessHome) run(t *testing.T, m string) result {
 }
 
 // assertNothingLeft is assertNothingLeft for a service of the user's:
-// no process of its run (the outer and the inner safe-run name the
-// manifest, its service's processes its name), no state in the user's
-// runtime directory, no container directory in its data.
+// no safe-run of its run (the outer and the inner one name the manifest
+// on their command lines), no state in the user's runtime directory, no
+// container directory in its data, no mount of its home on the host.
+// (No cgroup: this host's v1 controllers cannot be delegated.) Other
+// processes of the user's are not counted: other tests' may run.
 func (h rootlessHome) assertNothingLeft(t *testing.T, name string) {
 	t.Helper()
 	var left []string
