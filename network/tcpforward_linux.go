@@ -1,0 +1,530 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// tcpLoop forwards every published TCP port of one forwarders: it accepts
+// the clients, dials the service and splices both ways, for every
+// connection, in one goroutine that waits on an epoll instance of its own.
+//
+// Why not a goroutine or two per connection on Go's poller (the forwarder
+// before issue 16's second round): on the 2-core development VM, a
+// paravirtualised one where system calls and context switches are dear,
+// perf counted per connection of the bench's connect row 50 system calls
+// and 16.5 context switches in the supervisor, of which only about 22
+// calls were the connection's own work (accept, socket, options, bind,
+// connect, splice, shutdown, close); the rest was the runtime handing
+// goroutines between threads: futex wakeups of idle threads for each new
+// goroutine and each one the poller readied, their epoll_pwait and
+// nanosleep while they spun for work, and an epoll_ctl to add and another
+// to remove each socket. Here a connection's events wake this one thread,
+// which does the work itself: the sockets are added to the epoll set once
+// (edge-triggered, so never modified) and leave it with their close.
+// docs/networking.md (The forwarder) has the counts and the bench.
+//
+// What it gives up: one thread per service does all of that service's
+// forwarding, where goroutines spread over every core. A service whose
+// published ports move more than a core's worth of splicing would need
+// more loops, each with its own connections (not built: the supervisor
+// runs one service, and its forwarding is a fraction of the service's own
+// work).
+//
+// The loop blocks in epoll_wait as an ordinary system call, so the runtime
+// hands its processor to other goroutines (the resolver, UDP) once the
+// call has lasted long enough (sysmon's retake), and the loop takes one
+// back when it returns.
+type tcpLoop struct {
+	fw    *forwarders
+	ep    int // the epoll instance
+	wake  int // an eventfd: stop's word to end
+	lns   []*tcpListen
+	conns map[int32]*tcpConn // by each of their two sockets
+	gen   int32              // the last connection's number, to tell a stale event from a reused fd's
+	live  int                // connections open, up to tcpMaxConns
+	full  bool               // the listeners are off: tcpMaxConns reached
+	pipes []splicePipe       // idle, empty pipes, up to pipePoolSize
+
+	connecting map[*tcpConn]struct{} // connections whose dial has not completed yet
+}
+
+// tcpListen is one published TCP port: a listening socket of the loop's
+// own (never in Go's poller, whose wakeups the loop avoids).
+type tcpListen struct {
+	fd     int
+	target netip.AddrPort
+	name   string // 127.0.0.1:8080/tcp, for logs
+	// resume is when accepting starts again after an error such as EMFILE
+	// (zero: it is not paused).
+	resume time.Time
+}
+
+// tcpConn is one forwarded connection: the client's socket and the one to
+// the service, and a direction each way.
+type tcpConn struct {
+	gen        int32
+	ln         *tcpListen
+	client     netip.AddrPort // for logs
+	cli, srv   int
+	up, down   half      // client to service, service to client
+	connecting bool      // the dial has not completed
+	deadline   time.Time // when connecting: the dial's end
+}
+
+// half is one direction of a connection: what src sends, spliced to dst
+// through a pipe held only while data is in it.
+type half struct {
+	src, dst int
+	p        splicePipe
+	hasPipe  bool
+	inPipe   int  // bytes read from src not yet written to dst
+	done     bool // src's EOF, passed on to dst as a half-close
+}
+
+// The two sockets' events: edge-triggered, so each arrival of data, room
+// or a FIN is reported once, and a socket's interest never changes.
+const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+func newTCPLoop(fw *forwarders) (*tcpLoop, error) {
+	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		unix.Close(ep)
+		return nil, os.NewSyscallError("eventfd", err)
+	}
+	l := &tcpLoop{fw: fw, ep: ep, wake: wake, conns: make(map[int32]*tcpConn), connecting: make(map[*tcpConn]struct{})}
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+		l.closeAll()
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	return l, nil
+}
+
+// add takes the listening socket fd (non-blocking, owned by the loop from
+// now on) for the port forwarded to target. It is called before run.
+func (l *tcpLoop) add(fd int, target netip.AddrPort, name string) error {
+	t := &tcpListen{fd: fd, target: target, name: name}
+	l.lns = append(l.lns, t)
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+		return fmt.Errorf("publishing %s: %w", name, os.NewSyscallError("epoll_ctl", err))
+	}
+	return nil
+}
+
+// stop asks run to end; run closes everything.
+func (l *tcpLoop) stop() {
+	_, _ = unix.Write(l.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+}
+
+// run forwards until stop.
+func (l *tcpLoop) run() {
+	defer l.closeAll()
+	events := make([]unix.EpollEvent, 64)
+	for {
+		n, err := unix.EpollWait(l.ep, events, l.timeout())
+		if err != nil {
+			if err == unix.EINTR {
+				continue
+			}
+			l.fw.log.Error("port: waiting for connections", "err", os.NewSyscallError("epoll_wait", err))
+			return
+		}
+		for _, ev := range events[:n] {
+			switch {
+			case ev.Fd == int32(l.wake):
+				return
+			case ev.Pad == 0: // a listener's (connections count from 1)
+				for _, t := range l.lns {
+					if int32(t.fd) == ev.Fd {
+						l.accept(t)
+					}
+				}
+			default:
+				c := l.conns[ev.Fd]
+				if c == nil || c.gen != ev.Pad {
+					continue // closed earlier in this batch
+				}
+				l.event(c, int(ev.Fd), ev.Events)
+			}
+		}
+		l.expire()
+	}
+}
+
+// timeout is epoll_wait's: until the first dial's deadline or a paused
+// listener's resumption, or forever (-1).
+func (l *tcpLoop) timeout() int {
+	var next time.Time
+	for c := range l.connecting {
+		if next.IsZero() || c.deadline.Before(next) {
+			next = c.deadline
+		}
+	}
+	for _, t := range l.lns {
+		if !t.resume.IsZero() && (next.IsZero() || t.resume.Before(next)) {
+			next = t.resume
+		}
+	}
+	if next.IsZero() {
+		return -1
+	}
+	return int(max(time.Until(next), 0)/time.Millisecond) + 1
+}
+
+// expire ends the dials past their deadline and resumes paused listeners.
+func (l *tcpLoop) expire() {
+	if len(l.connecting) == 0 && !l.paused() {
+		return
+	}
+	now := time.Now()
+	for c := range l.connecting {
+		if now.After(c.deadline) {
+			l.fail(c, fmt.Errorf("connect: no answer within %s", dialTimeout))
+		}
+	}
+	for _, t := range l.lns {
+		if !t.resume.IsZero() && !now.Before(t.resume) {
+			t.resume = time.Time{}
+			if !l.full {
+				l.listening(t, true)
+			}
+		}
+	}
+}
+
+func (l *tcpLoop) paused() bool {
+	for _, t := range l.lns {
+		if !t.resume.IsZero() {
+			return true
+		}
+	}
+	return false
+}
+
+// listening turns t's events on or off.
+func (l *tcpLoop) listening(t *tcpListen, on bool) {
+	var events uint32
+	if on {
+		events = unix.EPOLLIN
+	}
+	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, t.fd, &unix.EpollEvent{Events: events, Fd: int32(t.fd)})
+}
+
+// accept takes one connection from t (the listener is level-triggered:
+// another one waiting is reported by the next epoll_wait, which costs no
+// more than the accept4 that would find the queue empty) and dials the
+// service for it.
+func (l *tcpLoop) accept(t *tcpListen) {
+	if l.full || !t.resume.IsZero() {
+		return
+	}
+	fd, sa, err := unix.Accept4(t.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	switch {
+	case err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED:
+		return
+	case err != nil:
+		// EMFILE and the like: pause this port a while, as net/http does,
+		// rather than spin on a connection it cannot take.
+		l.fw.log.Warn("port: accepting", "port", t.name, "err", os.NewSyscallError("accept4", err))
+		t.resume = time.Now().Add(100 * time.Millisecond)
+		l.listening(t, false)
+		return
+	}
+	c := &tcpConn{ln: t, cli: fd, srv: -1, client: sockaddrPort(sa)}
+	l.live++
+	if l.live >= tcpMaxConns {
+		// Past the bound, new connections wait in the listen backlog.
+		l.full = true
+		for _, t := range l.lns {
+			l.listening(t, false)
+		}
+	}
+	l.gen++
+	if l.gen <= 0 {
+		l.gen = 1
+	}
+	c.gen = l.gen
+	srv, connected, err := dialService(l.fw.sourceAddr(c.client.Addr()), t.target)
+	if err != nil {
+		l.fail(c, err)
+		return
+	}
+	c.srv = srv
+	c.up = half{src: c.cli, dst: c.srv}
+	c.down = half{src: c.srv, dst: c.cli}
+	l.conns[int32(c.cli)], l.conns[int32(c.srv)] = c, c
+	l.fw.trackConn(c)
+	for _, fd := range []int{c.cli, c.srv} {
+		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: connEvents, Fd: int32(fd), Pad: c.gen}); err != nil {
+			l.fail(c, os.NewSyscallError("epoll_ctl", err))
+			return
+		}
+	}
+	if !connected {
+		c.connecting = true
+		c.deadline = time.Now().Add(dialTimeout)
+		l.connecting[c] = struct{}{}
+		return
+	}
+	// The client's request is usually waiting already: it goes on now,
+	// before the loop waits again.
+	l.pumpBoth(c)
+}
+
+// event handles what epoll reported for fd, one of c's sockets.
+func (l *tcpLoop) event(c *tcpConn, fd int, events uint32) {
+	if c.connecting {
+		if fd != c.srv {
+			return // the client's data waits for the dial (pumped once it is done)
+		}
+		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case err != nil:
+				err = os.NewSyscallError("getsockopt", err)
+			case soerr != 0:
+				err = os.NewSyscallError("connect", unix.Errno(soerr))
+			default:
+				err = errors.New("connect: the connection was closed")
+			}
+			l.fail(c, err)
+			return
+		}
+		if events&unix.EPOLLOUT == 0 {
+			return
+		}
+		c.connecting = false
+		delete(l.connecting, c)
+		l.pumpBoth(c)
+		return
+	}
+	if events&unix.EPOLLERR != 0 {
+		// A reset on one side: end both, so the other does not wait for a
+		// peer that will never send.
+		l.end(c)
+		return
+	}
+	// Which direction can move: the one reading fd if it has something to
+	// read (or its EOF), the one writing to fd if fd has room and data is
+	// waiting for it.
+	rd, wr := &c.up, &c.down
+	if fd == c.srv {
+		rd, wr = wr, rd
+	}
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP) != 0 && !rd.done {
+		if l.pump(c, rd) {
+			return
+		}
+	}
+	if events&unix.EPOLLOUT != 0 && wr.inPipe > 0 {
+		if l.pump(c, wr) {
+			return
+		}
+	}
+	l.maybeEnd(c)
+}
+
+func (l *tcpLoop) pumpBoth(c *tcpConn) {
+	if l.pump(c, &c.up) || l.pump(c, &c.down) {
+		return
+	}
+	l.maybeEnd(c)
+}
+
+// maybeEnd closes c once both directions have seen their EOF.
+func (l *tcpLoop) maybeEnd(c *tcpConn) {
+	if c.up.done && c.down.done {
+		l.end(c)
+	}
+}
+
+// pump moves what h's source has to its destination until either would
+// block, and passes the source's EOF on as a half-close (shutdown
+// SHUT_WR), so a client that sends its request and closes its write side
+// still gets the whole answer. It returns true when it ended c: an error
+// on either side (a reset, a closed socket) ends both.
+func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
+	for !h.done {
+		if h.inPipe > 0 {
+			n, err := splice(h.p.r, h.dst, h.inPipe)
+			if err == unix.EAGAIN {
+				return false // dst's room is reported by its next EPOLLOUT
+			}
+			if err != nil {
+				l.end(c)
+				return true
+			}
+			h.inPipe -= n
+			continue
+		}
+		if !h.hasPipe {
+			p, err := l.getPipe()
+			if err != nil {
+				l.fw.log.Warn("port: forwarding", "port", c.ln.name, "client", c.client.String(), "err", err)
+				l.end(c)
+				return true
+			}
+			h.p, h.hasPipe = p, true
+		}
+		n, err := splice(h.src, h.p.w, spliceMax)
+		switch {
+		case err == unix.EAGAIN:
+			// Nothing to read: the pipe, empty, goes back to the pool
+			// while the connection is idle.
+			l.putPipe(h.p, true)
+			h.hasPipe = false
+			return false
+		case err != nil:
+			l.end(c)
+			return true
+		case n == 0:
+			l.putPipe(h.p, true)
+			h.hasPipe = false
+			h.done = true
+			other := &c.down
+			if h == &c.down {
+				other = &c.up
+			}
+			if other.done {
+				// The other way is over too: close sends this FIN.
+				return false
+			}
+			if err := unix.Shutdown(h.dst, unix.SHUT_WR); err != nil {
+				l.end(c)
+				return true
+			}
+			return false
+		}
+		h.inPipe = n
+	}
+	return false
+}
+
+// splice moves up to n bytes from in to out without blocking, retrying
+// on EINTR.
+func splice(in, out, n int) (int, error) {
+	for {
+		m, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_NONBLOCK)
+		if err != unix.EINTR {
+			return int(m), err
+		}
+	}
+}
+
+// fail ends c, whose dial failed, with a warning (none while stopping).
+func (l *tcpLoop) fail(c *tcpConn, err error) {
+	if !l.fw.stopping() {
+		l.fw.log.Warn("port: connecting to the service", "port", c.ln.name, "target", c.ln.target.String(), "client", c.client.String(), "err", err)
+	}
+	l.end(c)
+}
+
+// end closes c's sockets (which takes them out of the epoll set) and its
+// pipes, and lets the listeners accept again below tcpMaxConns.
+func (l *tcpLoop) end(c *tcpConn) {
+	if c.connecting {
+		delete(l.connecting, c)
+		c.connecting = false
+	}
+	for _, h := range []*half{&c.up, &c.down} {
+		if h.hasPipe {
+			l.putPipe(h.p, h.inPipe == 0)
+			h.hasPipe = false
+		}
+		h.done = true
+	}
+	l.fw.untrackConn(c)
+	for _, fd := range []int{c.cli, c.srv} {
+		if fd < 0 {
+			continue
+		}
+		if l.conns[int32(fd)] == c {
+			delete(l.conns, int32(fd))
+		}
+		unix.Close(fd)
+	}
+	c.cli, c.srv = -1, -1
+	l.live--
+	if l.full && l.live < tcpMaxConns {
+		l.full = false
+		for _, t := range l.lns {
+			if t.resume.IsZero() {
+				l.listening(t, true)
+			}
+		}
+	}
+}
+
+// closeAll closes every connection, listener and pipe, and the loop's
+// own descriptors.
+func (l *tcpLoop) closeAll() {
+	seen := map[*tcpConn]bool{}
+	for _, c := range l.conns {
+		if !seen[c] {
+			seen[c] = true
+			l.end(c)
+		}
+	}
+	for c := range l.connecting {
+		l.end(c)
+	}
+	for _, t := range l.lns {
+		unix.Close(t.fd)
+	}
+	l.lns = nil
+	for _, p := range l.pipes {
+		unix.Close(p.r)
+		unix.Close(p.w)
+	}
+	l.pipes = nil
+	unix.Close(l.wake)
+	unix.Close(l.ep)
+}
+
+// getPipe takes an idle pipe, or makes one.
+func (l *tcpLoop) getPipe() (splicePipe, error) {
+	if n := len(l.pipes); n > 0 {
+		p := l.pipes[n-1]
+		l.pipes = l.pipes[:n-1]
+		return p, nil
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		return splicePipe{}, os.NewSyscallError("pipe2", err)
+	}
+	// Best effort: past fs.pipe-max-size an unprivileged supervisor keeps
+	// the default 64 KiB, and each splice moves less.
+	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, spliceMax)
+	return splicePipe{r: fds[0], w: fds[1]}, nil
+}
+
+// putPipe keeps an empty pipe for the next use, up to pipePoolSize, and
+// closes the rest (a pipe with data left in it is never reused).
+func (l *tcpLoop) putPipe(p splicePipe, empty bool) {
+	if empty && len(l.pipes) < pipePoolSize {
+		l.pipes = append(l.pipes, p)
+		return
+	}
+	unix.Close(p.r)
+	unix.Close(p.w)
+}
+
+// sockaddrPort is sa's address and port (an IPv4-mapped address unmapped).
+func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
+	case *unix.SockaddrInet6:
+		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
+	}
+	return netip.AddrPort{}
+}
