@@ -262,8 +262,8 @@ func tcpListenerOptions(fd uintptr) error {
 func tcpBuffers(fd uintptr) {
 	plain := plainBuffers()
 	for i, o := range [2]struct{ force, plain int }{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, tcpBufferSize) != nil && plain[i] {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, tcpBufferSize)
+		if rawSetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, tcpBufferSize) != nil && plain[i] {
+			_ = rawSetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, tcpBufferSize)
 		}
 	}
 }
@@ -469,33 +469,34 @@ func (fw *forwarders) untrackConn(c *tcpConn) {
 // VM): net.Dialer's dial took 125-150 µs (medians), the connect system call
 // in it 70-85 µs (docs/networking.md, The forwarder).
 func dialService(src netip.Addr, to netip.AddrPort) (fd int, connected bool, err error) {
-	fd, err = unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	// Raw system calls, as the loop's (rawsys_linux.go).
+	fd, err = rawSocketTCP4()
 	if err != nil {
 		return -1, false, os.NewSyscallError("socket", err)
 	}
 	tcpBuffers(uintptr(fd))
-	err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	err = rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if err == nil && src.IsValid() {
-		if err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1); err != nil {
+		if err = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1); err != nil {
 			err = fmt.Errorf("setting IP_TRANSPARENT to dial from the client's address %s: %w", src, err)
 		} else {
-			_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			err = os.NewSyscallError("bind", unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}))
+			_ = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			err = os.NewSyscallError("bind", rawBind4(fd, netip.AddrPortFrom(src, 0)))
 		}
 	}
 	if err == nil {
-		err = unix.Connect(fd, &unix.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())})
+		err = rawConnect4(fd, to)
 		switch {
 		case err == nil:
 			connected = true
 		case errors.Is(err, unix.EINPROGRESS):
 			err = nil
-			if _, perr := unix.Getpeername(fd); perr == nil {
+			if rawConnected(fd) {
 				connected = true
 				break
 			}
 			// Not connected (yet): SO_ERROR says whether it failed.
-			soerr, gerr := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			soerr, gerr := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			switch {
 			case gerr != nil:
 				err = os.NewSyscallError("getsockopt", gerr)
@@ -507,7 +508,7 @@ func dialService(src netip.Addr, to netip.AddrPort) (fd int, connected bool, err
 		}
 	}
 	if err != nil {
-		unix.Close(fd)
+		rawClose(fd)
 		return -1, false, err
 	}
 	return fd, connected, nil

@@ -42,7 +42,8 @@ import (
 // back when it returns.
 type tcpLoop struct {
 	fw    *forwarders
-	ep    int // the epoll instance
+	ep    int      // the epoll instance
+	epf   *os.File // ep in Go's poller, where the loop waits
 	wake  int // an eventfd: stop's word to end
 	lns   []*tcpListen
 	conns map[int32]*tcpConn // by each of their two sockets
@@ -87,6 +88,12 @@ type half struct {
 	done     bool // src's EOF, passed on to dst as a half-close
 }
 
+// A listener's events: edge-triggered too, so that every event of the
+// loop's epoll instance makes it readable to Go's poller (the kernel
+// re-queues a level-triggered item that is still ready without telling
+// the poller), and accept takes connections until none is left.
+const listenEvents = unix.EPOLLIN | unix.EPOLLET
+
 // The two sockets' events: edge-triggered, so each arrival of data, room
 // or a FIN is reported once, and a socket's interest never changes.
 const connEvents = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
@@ -106,6 +113,13 @@ func newTCPLoop(fw *forwarders) (*tcpLoop, error) {
 		l.closeAll()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
+	// Non-blocking, os.NewFile puts it in Go's poller: an epoll instance
+	// is readable while events are ready in it.
+	if err := unix.SetNonblock(ep, true); err != nil {
+		l.closeAll()
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	l.epf = os.NewFile(uintptr(ep), "epoll")
 	return l, nil
 }
 
@@ -114,7 +128,7 @@ func newTCPLoop(fw *forwarders) (*tcpLoop, error) {
 func (l *tcpLoop) add(fd int, target netip.AddrPort, name string) error {
 	t := &tcpListen{fd: fd, target: target, name: name}
 	l.lns = append(l.lns, t)
-	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fd)}); err != nil {
+	if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: listenEvents, Fd: int32(fd)}); err != nil {
 		return fmt.Errorf("publishing %s: %w", name, os.NewSyscallError("epoll_ctl", err))
 	}
 	return nil
@@ -125,23 +139,54 @@ func (l *tcpLoop) stop() {
 	_, _ = unix.Write(l.wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
 }
 
-// run forwards until stop.
+// run forwards until stop. It parks in Go's poller until the loop's epoll
+// instance has events, and takes them without waiting.
 func (l *tcpLoop) run() {
 	defer l.closeAll()
+	rc, err := l.epf.SyscallConn()
+	if err != nil {
+		l.fw.log.Error("port: waiting for connections", "err", err)
+		return
+	}
 	events := make([]unix.EpollEvent, 64)
+	var deadline time.Time
 	for {
-		n, err := unix.EpollWait(l.ep, events, l.timeout())
-		if err != nil {
-			if err == unix.EINTR {
-				continue
-			}
-			l.fw.log.Error("port: waiting for connections", "err", os.NewSyscallError("epoll_wait", err))
+		if next := l.next(); !next.Equal(deadline) {
+			deadline = next
+			_ = l.epf.SetReadDeadline(deadline)
+		}
+		stop := false
+		err := rc.Read(func(uintptr) bool {
+			stop = l.poll(events)
+			return stop
+		})
+		switch {
+		case stop:
 			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			l.expire()
+		case err != nil:
+			l.fw.log.Error("port: waiting for connections", "err", err)
+			return
+		}
+	}
+}
+
+// poll handles every event ready now; true: stop asked the loop to end.
+func (l *tcpLoop) poll(events []unix.EpollEvent) bool {
+	for {
+		n, err := rawEpollPoll(l.ep, events)
+		if err != nil {
+			l.fw.log.Error("port: waiting for connections", "err", os.NewSyscallError("epoll_pwait", err))
+			return true
+		}
+		if n == 0 {
+			return false
 		}
 		for _, ev := range events[:n] {
 			switch {
 			case ev.Fd == int32(l.wake):
-				return
+				return true
 			case ev.Pad == 0: // a listener's (connections count from 1)
 				for _, t := range l.lns {
 					if int32(t.fd) == ev.Fd {
@@ -157,12 +202,17 @@ func (l *tcpLoop) run() {
 			}
 		}
 		l.expire()
+		if n < len(events) {
+			// Every item is edge-triggered: whatever becomes ready from
+			// now on makes the instance readable again.
+			return false
+		}
 	}
 }
 
-// timeout is epoll_wait's: until the first dial's deadline or a paused
-// listener's resumption, or forever (-1).
-func (l *tcpLoop) timeout() int {
+// next is when the loop must wake without an event: the first dial's
+// deadline or a paused listener's resumption; zero: never.
+func (l *tcpLoop) next() time.Time {
 	var next time.Time
 	for c := range l.connecting {
 		if next.IsZero() || c.deadline.Before(next) {
@@ -174,10 +224,7 @@ func (l *tcpLoop) timeout() int {
 			next = t.resume
 		}
 	}
-	if next.IsZero() {
-		return -1
-	}
-	return int(max(time.Until(next), 0)/time.Millisecond) + 1
+	return next
 }
 
 // expire ends the dials past their deadline and resumes paused listeners.
@@ -214,32 +261,38 @@ func (l *tcpLoop) paused() bool {
 func (l *tcpLoop) listening(t *tcpListen, on bool) {
 	var events uint32
 	if on {
-		events = unix.EPOLLIN
+		// Edge-triggered: turned on, a listener with connections waiting
+		// is ready at once (ep_modify polls it), so none is left behind.
+		events = listenEvents
 	}
-	_ = unix.EpollCtl(l.ep, unix.EPOLL_CTL_MOD, t.fd, &unix.EpollEvent{Events: events, Fd: int32(t.fd)})
+	_ = rawEpollCtl(l.ep, unix.EPOLL_CTL_MOD, t.fd, &unix.EpollEvent{Events: events, Fd: int32(t.fd)})
 }
 
-// accept takes one connection from t (the listener is level-triggered:
-// another one waiting is reported by the next epoll_wait, which costs no
-// more than the accept4 that would find the queue empty) and dials the
-// service for it.
+// accept takes the connections waiting on t, until none is left (the
+// listener is edge-triggered), the loop is full or t is paused.
 func (l *tcpLoop) accept(t *tcpListen) {
-	if l.full || !t.resume.IsZero() {
-		return
+	for !l.full && t.resume.IsZero() && l.accept1(t) {
 	}
-	fd, sa, err := unix.Accept4(t.fd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+}
+
+// accept1 takes one connection from t and dials the service for it;
+// false when there was none to take.
+func (l *tcpLoop) accept1(t *tcpListen) bool {
+	fd, client, err := rawAccept4(t.fd)
 	switch {
-	case err == unix.EAGAIN || err == unix.EINTR || err == unix.ECONNABORTED:
-		return
+	case err == unix.EINTR || err == unix.ECONNABORTED:
+		return true
+	case err == unix.EAGAIN:
+		return false
 	case err != nil:
 		// EMFILE and the like: pause this port a while, as net/http does,
 		// rather than spin on a connection it cannot take.
 		l.fw.log.Warn("port: accepting", "port", t.name, "err", os.NewSyscallError("accept4", err))
 		t.resume = time.Now().Add(100 * time.Millisecond)
 		l.listening(t, false)
-		return
+		return false
 	}
-	c := &tcpConn{ln: t, cli: fd, srv: -1, client: sockaddrPort(sa)}
+	c := &tcpConn{ln: t, cli: fd, srv: -1, client: client}
 	l.live++
 	if l.live >= tcpMaxConns {
 		// Past the bound, new connections wait in the listen backlog.
@@ -256,7 +309,7 @@ func (l *tcpLoop) accept(t *tcpListen) {
 	srv, connected, err := dialService(l.fw.sourceAddr(c.client.Addr()), t.target)
 	if err != nil {
 		l.fail(c, err)
-		return
+		return true
 	}
 	c.srv = srv
 	c.up = half{src: c.cli, dst: c.srv}
@@ -264,20 +317,21 @@ func (l *tcpLoop) accept(t *tcpListen) {
 	l.conns[int32(c.cli)], l.conns[int32(c.srv)] = c, c
 	l.fw.trackConn(c)
 	for _, fd := range []int{c.cli, c.srv} {
-		if err := unix.EpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: connEvents, Fd: int32(fd), Pad: c.gen}); err != nil {
+		if err := rawEpollCtl(l.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: connEvents, Fd: int32(fd), Pad: c.gen}); err != nil {
 			l.fail(c, os.NewSyscallError("epoll_ctl", err))
-			return
+			return true
 		}
 	}
 	if !connected {
 		c.connecting = true
 		c.deadline = time.Now().Add(dialTimeout)
 		l.connecting[c] = struct{}{}
-		return
+		return true
 	}
 	// The client's request is usually waiting already: it goes on now,
 	// before the loop waits again.
 	l.pumpBoth(c)
+	return true
 }
 
 // event handles what epoll reported for fd, one of c's sockets.
@@ -287,7 +341,7 @@ func (l *tcpLoop) event(c *tcpConn, fd int, events uint32) {
 			return // the client's data waits for the dial (pumped once it is done)
 		}
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			soerr, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			soerr, err := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
 			switch {
 			case err != nil:
 				err = os.NewSyscallError("getsockopt", err)
@@ -355,7 +409,7 @@ func (l *tcpLoop) maybeEnd(c *tcpConn) {
 func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
 	for !h.done {
 		if h.inPipe > 0 {
-			n, err := splice(h.p.r, h.dst, h.inPipe)
+			n, err := rawSplice(h.p.r, h.dst, h.inPipe)
 			if err == unix.EAGAIN {
 				return false // dst's room is reported by its next EPOLLOUT
 			}
@@ -375,7 +429,7 @@ func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
 			}
 			h.p, h.hasPipe = p, true
 		}
-		n, err := splice(h.src, h.p.w, spliceMax)
+		n, err := rawSplice(h.src, h.p.w, spliceMax)
 		switch {
 		case err == unix.EAGAIN:
 			// Nothing to read: the pipe, empty, goes back to the pool
@@ -398,7 +452,7 @@ func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
 				// The other way is over too: close sends this FIN.
 				return false
 			}
-			if err := unix.Shutdown(h.dst, unix.SHUT_WR); err != nil {
+			if err := rawShutdownWrite(h.dst); err != nil {
 				l.end(c)
 				return true
 			}
@@ -407,17 +461,6 @@ func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
 		h.inPipe = n
 	}
 	return false
-}
-
-// splice moves up to n bytes from in to out without blocking, retrying
-// on EINTR.
-func splice(in, out, n int) (int, error) {
-	for {
-		m, err := unix.Splice(in, nil, out, nil, n, unix.SPLICE_F_NONBLOCK)
-		if err != unix.EINTR {
-			return int(m), err
-		}
-	}
 }
 
 // fail ends c, whose dial failed, with a warning (none while stopping).
@@ -450,7 +493,7 @@ func (l *tcpLoop) end(c *tcpConn) {
 		if l.conns[int32(fd)] == c {
 			delete(l.conns, int32(fd))
 		}
-		unix.Close(fd)
+		rawClose(fd)
 	}
 	c.cli, c.srv = -1, -1
 	l.live--
@@ -487,7 +530,11 @@ func (l *tcpLoop) closeAll() {
 	}
 	l.pipes = nil
 	unix.Close(l.wake)
-	unix.Close(l.ep)
+	if l.epf != nil {
+		l.epf.Close()
+	} else {
+		unix.Close(l.ep)
+	}
 }
 
 // getPipe takes an idle pipe, or makes one.
@@ -516,15 +563,4 @@ func (l *tcpLoop) putPipe(p splicePipe, empty bool) {
 	}
 	unix.Close(p.r)
 	unix.Close(p.w)
-}
-
-// sockaddrPort is sa's address and port (an IPv4-mapped address unmapped).
-func sockaddrPort(sa unix.Sockaddr) netip.AddrPort {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return netip.AddrPortFrom(netip.AddrFrom4(a.Addr), uint16(a.Port))
-	case *unix.SockaddrInet6:
-		return netip.AddrPortFrom(netip.AddrFrom16(a.Addr).Unmap(), uint16(a.Port))
-	}
-	return netip.AddrPort{}
 }
