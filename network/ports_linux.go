@@ -223,8 +223,8 @@ type forwarders struct {
 	closed  bool
 	started bool                  // serve ran
 	conns   map[*tcpConn]struct{} // live TCP connections, for the tests
-	wg     sync.WaitGroup
-	once   sync.Once
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // tcpBufferSize is each forwarded TCP socket's receive and send buffer. Every byte crosses two
