@@ -284,9 +284,9 @@ func (l *tcpLoop) accept(t *tcpListen) {
 func (l *tcpLoop) accept1(t *tcpListen) bool {
 	fd, client, err := rawAccept4(t.fd)
 	switch {
-	case err == unix.EINTR || err == unix.ECONNABORTED:
+	case errors.Is(err, unix.EINTR) || errors.Is(err, unix.ECONNABORTED):
 		return true
-	case err == unix.EAGAIN:
+	case errors.Is(err, unix.EAGAIN):
 		return false
 	case err != nil:
 		// EMFILE and the like: pause this port a while, as net/http does,
@@ -414,7 +414,7 @@ func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
 	for !h.done {
 		if h.inPipe > 0 {
 			n, err := rawSplice(h.p.r, h.dst, h.inPipe)
-			if err == unix.EAGAIN {
+			if errors.Is(err, unix.EAGAIN) {
 				return false // dst's room is reported by its next EPOLLOUT
 			}
 			if err != nil {
@@ -435,7 +435,7 @@ func (l *tcpLoop) pump(c *tcpConn, h *half) bool {
 		}
 		n, err := rawSplice(h.src, h.p.w, spliceMax)
 		switch {
-		case err == unix.EAGAIN:
+		case errors.Is(err, unix.EAGAIN):
 			// Nothing to read: the pipe, empty, goes back to the pool
 			// while the connection is idle.
 			l.putPipe(h.p, true)
