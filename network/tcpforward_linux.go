@@ -52,8 +52,9 @@ type tcpLoop struct {
 	lns   []*tcpListen
 	conns map[int32]*tcpConn // by each of their two sockets
 	gen   int32              // the last connection's number, to tell a stale event from a reused fd's
-	live  int                // connections open, up to tcpMaxConns
-	full  bool               // the listeners are off: tcpMaxConns reached
+	live  int                // connections open, up to max
+	max   int                // tcpMaxConns (the tests' fewer)
+	full  bool               // the listeners are off: max reached
 	pipes []splicePipe       // idle, empty pipes, up to pipePoolSize
 
 	connecting map[*tcpConn]struct{} // connections whose dial has not completed yet
@@ -112,7 +113,7 @@ func newTCPLoop(fw *forwarders) (*tcpLoop, error) {
 		unix.Close(ep)
 		return nil, os.NewSyscallError("eventfd", err)
 	}
-	l := &tcpLoop{fw: fw, ep: ep, wake: wake, conns: make(map[int32]*tcpConn), connecting: make(map[*tcpConn]struct{})}
+	l := &tcpLoop{fw: fw, ep: ep, wake: wake, max: tcpMaxConns, conns: make(map[int32]*tcpConn), connecting: make(map[*tcpConn]struct{})}
 	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
 		l.closeAll()
 		return nil, os.NewSyscallError("epoll_ctl", err)
@@ -298,7 +299,7 @@ func (l *tcpLoop) accept1(t *tcpListen) bool {
 	}
 	c := &tcpConn{ln: t, cli: fd, srv: -1, client: client}
 	l.live++
-	if l.live >= tcpMaxConns {
+	if l.live >= l.max {
 		// Past the bound, new connections wait in the listen backlog.
 		l.full = true
 		for _, t := range l.lns {
@@ -501,7 +502,7 @@ func (l *tcpLoop) end(c *tcpConn) {
 	}
 	c.cli, c.srv = -1, -1
 	l.live--
-	if l.full && l.live < tcpMaxConns {
+	if l.full && l.live < l.max {
 		l.full = false
 		for _, t := range l.lns {
 			if t.resume.IsZero() {
