@@ -114,7 +114,7 @@ func newTCPLoop(fw *forwarders) (*tcpLoop, error) {
 		return nil, os.NewSyscallError("eventfd", err)
 	}
 	l := &tcpLoop{fw: fw, ep: ep, wake: wake, max: tcpMaxConns, conns: make(map[int32]*tcpConn), connecting: make(map[*tcpConn]struct{})}
-	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}); err != nil {
+	if err := unix.EpollCtl(ep, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(wake)}); err != nil {
 		l.closeAll()
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
