@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -114,24 +113,21 @@ func listenAddr(p Port) (network, addr string, err error) {
 	return network, netip.AddrPortFrom(p.HostIP.Unmap(), p.HostPort).String(), nil
 }
 
-// givenListener turns fd, a socket ListenPort opened in another process,
-// into p's listener (TCP) or packet conn (UDP), after checking that it is
-// one: a socket of p's protocol bound to p's port, listening if TCP. The
-// fd is consumed.
-func givenListener(p Port, fd int) (net.Listener, net.PacketConn, error) {
+// checkGiven checks that fd, a socket ListenPort opened in another
+// process, is p's: a socket of p's protocol bound to p's port, listening
+// if TCP.
+func checkGiven(p Port, fd int) error {
 	name := portName(p)
-	f := os.NewFile(uintptr(fd), name)
-	if f == nil {
-		return nil, nil, fmt.Errorf("publishing %s: the outer safe-run's socket (fd %d) is not open", name, fd)
+	if fd < 0 {
+		return fmt.Errorf("publishing %s: the outer safe-run's socket (fd %d) is not open", name, fd)
 	}
-	defer f.Close()
 	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
 	if err != nil {
-		return nil, nil, fmt.Errorf("publishing %s: fd %d is no socket: %w", name, fd, err)
+		return fmt.Errorf("publishing %s: fd %d is no socket: %w", name, fd, err)
 	}
 	sa, err := unix.Getsockname(fd)
 	if err != nil {
-		return nil, nil, fmt.Errorf("publishing %s: fd %d: %w", name, fd, err)
+		return fmt.Errorf("publishing %s: fd %d: %w", name, fd, err)
 	}
 	port := -1
 	switch a := sa.(type) {
@@ -144,21 +140,34 @@ func givenListener(p Port, fd int) (net.Listener, net.PacketConn, error) {
 	if p.Proto == "udp" {
 		want = unix.SOCK_DGRAM
 	}
-	if typ != want || port != int(p.HostPort) {
-		return nil, nil, fmt.Errorf("publishing %s: fd %d is not a %s socket on port %d", name, fd, p.Proto, p.HostPort)
-	}
+	listening := true
 	if p.Proto == "tcp" {
-		ln, err := net.FileListener(f)
-		if err != nil {
-			return nil, nil, fmt.Errorf("publishing %s: %w", name, err)
-		}
-		return ln, nil, nil
+		v, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		listening = err == nil && v == 1
 	}
+	if typ != want || port != int(p.HostPort) || !listening {
+		return fmt.Errorf("publishing %s: fd %d is not a %s socket on port %d", name, fd, p.Proto, p.HostPort)
+	}
+	return nil
+}
+
+// givenPacketConn turns fd, a UDP socket ListenPort opened in another
+// process, into p's packet conn, after checkGiven. The fd is consumed.
+func givenPacketConn(p Port, fd int) (net.PacketConn, error) {
+	name := portName(p)
+	if err := checkGiven(p, fd); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
 	pc, err := net.FilePacketConn(f)
 	if err != nil {
-		return nil, nil, fmt.Errorf("publishing %s: %w", name, err)
+		return nil, fmt.Errorf("publishing %s: %w", name, err)
 	}
-	return nil, pc, nil
+	return pc, nil
 }
 
 // publishPorts is PublishPorts with the UDP idle time as a parameter, and
@@ -176,11 +185,17 @@ func publishPorts(ctx context.Context, ports []Port, target netip.Addr, log *slo
 	if !target.IsValid() {
 		return nil, errors.New("publishing ports: the service has no address")
 	}
-	fw := &forwarders{log: log, idle: idle, subnet: subnet, given: given, conns: make(map[io.Closer]struct{}), slots: make(chan struct{}, tcpMaxConns), pipes: make(chan splicePipe, pipePoolSize)}
+	fw := &forwarders{log: log, idle: idle, subnet: subnet, given: given, conns: make(map[*tcpConn]struct{})}
 	fctx, cancel := context.WithCancel(ctx)
 	fw.cancel = cancel
-	for _, p := range ports {
+	for i, p := range ports {
 		if err := fw.listen(fctx, p, target); err != nil {
+			// The given sockets of the ports not reached are consumed too.
+			for _, q := range ports[i+1:] {
+				if fd, ok := given[q]; ok {
+					unix.Close(fd)
+				}
+			}
 			fw.stop()
 			return nil, err
 		}
@@ -201,22 +216,15 @@ type forwarders struct {
 	given  map[Port]int  // sockets bound by another process, by port (ListenPort)
 	cancel context.CancelFunc
 
-	tcp []tcpForward
+	tcp *tcpLoop // every TCP port's; nil without one
 	udp []*udpForward
 
-	mu     sync.Mutex
-	closed bool
-	conns  map[io.Closer]struct{} // live TCP connections, both sides
-	slots  chan struct{}          // one per live TCP connection, up to tcpMaxConns
-	pipes  chan splicePipe        // idle pipes for splice, up to pipePoolSize
-	wg     sync.WaitGroup
-	once   sync.Once
-}
-
-type tcpForward struct {
-	ln     net.Listener
-	target netip.AddrPort
-	name   string // 127.0.0.1:8080/tcp, for logs
+	mu      sync.Mutex
+	closed  bool
+	started bool                  // serve ran
+	conns   map[*tcpConn]struct{} // live TCP connections, for the tests
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
 // tcpBufferSize is each forwarded TCP socket's receive and send buffer. Every byte crosses two
@@ -228,20 +236,21 @@ type tcpForward struct {
 const tcpBufferSize = 4 << 20
 
 // tcpListenerOptions sets, on a listening TCP socket fd, what its accepted connections inherit:
-// the forwarder's buffers (tcpBuffers) and Go's keepalive settings, set here once instead of by
-// four system calls on every connection. A listener made elsewhere and handed to the forwarders
-// gets the buffers only if this is called on it (Go then sets the same keepalive again on each
-// connection it accepts, which is harmless).
+// the forwarder's buffers (tcpBuffers), TCP_NODELAY (as Go gives every TCP socket) and Go's
+// keepalive settings, set here once instead of by five system calls on every connection
+// (tcp_create_openreq_child copies the listener's). A listener made elsewhere and handed to the
+// forwarders gets them because this is called on it.
 func tcpListenerOptions(fd uintptr) error {
 	tcpBuffers(fd)
 	for _, o := range []struct{ level, opt, v int }{
+		{unix.IPPROTO_TCP, unix.TCP_NODELAY, 1},
 		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, 9},
 	} {
 		if err := unix.SetsockoptInt(int(fd), o.level, o.opt, o.v); err != nil {
-			return fmt.Errorf("setting the listener's keepalive: %w", err)
+			return fmt.Errorf("setting the listener's options: %w", err)
 		}
 	}
 	return nil
@@ -253,8 +262,8 @@ func tcpListenerOptions(fd uintptr) error {
 func tcpBuffers(fd uintptr) {
 	plain := plainBuffers()
 	for i, o := range [2]struct{ force, plain int }{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-		if unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, tcpBufferSize) != nil && plain[i] {
-			_ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, tcpBufferSize)
+		if rawSetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, tcpBufferSize) != nil && plain[i] {
+			_ = rawSetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, tcpBufferSize)
 		}
 	}
 }
@@ -285,8 +294,7 @@ func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) err
 	switch p.Proto {
 	case "tcp":
 		// Accepted connections inherit the listener's options (see
-		// tcpListenerOptions); Go sets no keepalive of its own on them.
-		lc.KeepAlive = -1
+		// tcpListenerOptions).
 		lc.Control = func(_, _ string, c syscall.RawConn) error {
 			var serr error
 			if err := c.Control(func(fd uintptr) { serr = tcpListenerOptions(fd) }); err != nil {
@@ -294,22 +302,45 @@ func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) err
 			}
 			return serr
 		}
-		var ln net.Listener
 		if given {
-			if err = tcpListenerOptions(uintptr(fd)); err == nil {
-				ln, _, err = givenListener(p, fd)
+			err = checkGiven(p, fd)
+			if err == nil {
+				err = tcpListenerOptions(uintptr(fd))
 			}
-		} else if ln, err = lc.Listen(ctx, network, addr); err != nil {
-			err = publishError(name, err)
+			if err == nil {
+				err = unix.SetNonblock(fd, true)
+			}
+			if err != nil {
+				unix.Close(fd)
+				return err
+			}
+		} else {
+			ln, err := lc.Listen(ctx, network, addr)
+			if err != nil {
+				return publishError(name, err)
+			}
+			// The loop's own descriptor, which Go's poller never sees (it
+			// takes the listener out at Close): each connection would
+			// otherwise wake the runtime's poller too.
+			fd, err = dupSocket(ln.(*net.TCPListener))
+			ln.Close()
+			if err != nil {
+				return fmt.Errorf("publishing %s: %w", name, err)
+			}
 		}
-		if err != nil {
+		if fw.tcp == nil {
+			if fw.tcp, err = newTCPLoop(fw); err != nil {
+				unix.Close(fd)
+				return fmt.Errorf("publishing %s: %w", name, err)
+			}
+		}
+		if err := fw.tcp.add(fd, to, name); err != nil {
 			return err
 		}
-		fw.tcp = append(fw.tcp, tcpForward{ln: ln, target: to, name: name})
 	case "udp":
 		var pc net.PacketConn
 		if given {
-			_, pc, err = givenListener(p, fd)
+			pc, err = givenPacketConn(p, fd)
 		} else if pc, err = lc.ListenPacket(ctx, network, addr); err != nil {
 			err = publishError(name, err)
 		}
@@ -333,10 +364,34 @@ func (fw *forwarders) listen(ctx context.Context, p Port, target netip.Addr) err
 	return nil
 }
 
+// dupSocket is a duplicate of ln's socket, close-on-exec and
+// non-blocking (a flag its original shares).
+func dupSocket(ln *net.TCPListener) (int, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, os.NewSyscallError("fcntl", derr)
+	}
+	return fd, nil
+}
+
 func (fw *forwarders) serve(ctx context.Context) {
-	for _, t := range fw.tcp {
+	fw.mu.Lock()
+	fw.started = true
+	fw.mu.Unlock()
+	if fw.tcp != nil {
 		fw.wg.Add(1)
-		go fw.acceptTCP(ctx, t)
+		go func() {
+			defer fw.wg.Done()
+			fw.tcp.run()
+		}()
 	}
 	for _, u := range fw.udp {
 		fw.wg.Add(1)
@@ -351,246 +406,112 @@ func (fw *forwarders) serve(ctx context.Context) {
 // waits for the goroutines.
 func (fw *forwarders) stop() {
 	fw.once.Do(func() {
+		fw.mu.Lock()
+		fw.closed = true
+		started := fw.started
+		fw.mu.Unlock()
 		fw.cancel()
-		for _, t := range fw.tcp {
-			t.ln.Close()
+		if fw.tcp != nil {
+			if started {
+				fw.tcp.stop() // run closes everything as it ends
+			} else {
+				fw.tcp.closeAll() // a port failed to open: run never ran
+			}
 		}
 		for _, u := range fw.udp {
 			u.close()
 		}
-		fw.mu.Lock()
-		fw.closed = true
-		for c := range fw.conns {
-			c.Close()
-		}
-		fw.mu.Unlock()
 		fw.wg.Wait()
-		for {
-			select {
-			case p := <-fw.pipes:
-				fw.putPipe(p, false)
-				continue
-			default:
-			}
-			break
-		}
 	})
 }
 
-// track registers c for stop; false when stop already ran.
-func (fw *forwarders) track(c io.Closer) bool {
+// stopping says whether stop has begun: a failed dial is then no news.
+func (fw *forwarders) stopping() bool {
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
-	if fw.closed {
-		return false
-	}
-	fw.conns[c] = struct{}{}
-	return true
+	return fw.closed
 }
 
-func (fw *forwarders) untrack(c io.Closer) {
+// trackConn and untrackConn keep the set of live connections the tests
+// look into.
+func (fw *forwarders) trackConn(c *tcpConn) {
+	fw.mu.Lock()
+	fw.conns[c] = struct{}{}
+	fw.mu.Unlock()
+}
+
+func (fw *forwarders) untrackConn(c *tcpConn) {
 	fw.mu.Lock()
 	delete(fw.conns, c)
 	fw.mu.Unlock()
 }
 
-func (fw *forwarders) acceptTCP(ctx context.Context, t tcpForward) {
-	defer fw.wg.Done()
-	var backoff time.Duration
-	for {
-		select {
-		case fw.slots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		c, err := t.ln.Accept()
-		if err != nil {
-			<-fw.slots
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and the like: wait, as net/http does, rather than spin.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			fw.log.Warn("port: accepting", "port", t.name, "err", err)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-				return
-			}
-			continue
-		}
-		backoff = 0
-		if !fw.track(c) {
-			c.Close()
-			<-fw.slots
-			return
-		}
-		fw.wg.Add(1)
-		go fw.pipeTCP(ctx, t, c.(*net.TCPConn))
-	}
-}
-
-// pipeTCP connects client to the service and copies both ways. Each
-// direction's EOF is passed on as a half-close (shutdown SHUT_WR), so a
-// client that sends its request and closes its write side still gets the
-// whole answer.
-func (fw *forwarders) pipeTCP(ctx context.Context, t tcpForward, client *net.TCPConn) {
-	defer fw.wg.Done()
-	defer func() { <-fw.slots }()
-	defer fw.untrack(client)
-	defer client.Close()
-
-	fail := func(err error) {
-		if ctx.Err() == nil {
-			fw.log.Warn("port: connecting to the service", "port", t.name, "target", t.target.String(), "client", client.RemoteAddr().String(), "err", err)
-		}
-	}
-	server, err := dialService(fw.source(client.RemoteAddr()), t.target)
-	if err != nil {
-		fail(err)
-		return
-	}
-	if !fw.track(server) {
-		server.Close()
-		return
-	}
-	defer fw.untrack(server)
-	defer server.Close()
-	srv, err := server.SyscallConn()
-	if err != nil {
-		fail(err)
-		return
-	}
-	if err := awaitConnect(server, srv); err != nil {
-		fail(err)
-		return
-	}
-	cli, err := client.SyscallConn()
-	if err != nil {
-		return
-	}
-
-	copyHalf := func(dst, src syscall.RawConn) {
-		err := fw.splice(dst, src)
-		if err == nil {
-			var serr error
-			if err = dst.Control(func(fd uintptr) { serr = unix.Shutdown(int(fd), unix.SHUT_WR) }); err == nil {
-				err = serr
-			}
-		}
-		if err != nil {
-			// A reset or a closed socket on one side: end both, so the
-			// other copy does not wait for a peer that will never send.
-			client.Close()
-			server.Close()
-		}
-	}
-	// The client's direction here, the answers in a goroutine of its own:
-	// a request already waiting goes on at once, before this goroutine
-	// first parks (the other order polled the service first, found nothing
-	// and parked before the request went on).
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		copyHalf(cli, srv)
-	}()
-	copyHalf(srv, cli)
-	<-done
-}
-
-// dialService opens pipeTCP's connection to the service at to: from src
-// (any port) when it is valid, with IP_TRANSPARENT so that the host binds
-// an address that is not its own (it needs CAP_NET_ADMIN in the network
-// namespace's user namespace: the root supervisor, or the rootless one in
-// the namespace it owns), else from the address the route picks (the
-// gateway). The socket gets the forwarder's buffers (tcpBuffers),
-// TCP_NODELAY as Go gives every TCP socket, no keepalive (the service is
-// on a bridge of this host, and stop closes its connections when it goes)
-// and, from src, IP_BIND_ADDRESS_NO_PORT: the port is picked at connect,
-// for the 4-tuple, not at bind, where the kernel searches for a port free
-// for any peer. The connect is started, not awaited (awaitConnect).
+// dialService opens the connection to the service at to for a client of
+// the loop: from src (any port) when it is valid, with IP_TRANSPARENT so
+// that the host binds an address that is not its own (it needs
+// CAP_NET_ADMIN in the network namespace's user namespace: the root
+// supervisor, or the rootless one in the namespace it owns), else from the
+// address the route picks (the gateway). The socket gets the forwarder's
+// buffers (tcpBuffers), TCP_NODELAY as Go gives every TCP socket, no
+// keepalive (the service is on a bridge of this host, and stop closes its
+// connections when it goes) and, from src, IP_BIND_ADDRESS_NO_PORT: the
+// port is picked at connect, for the 4-tuple, not at bind, where the kernel
+// searches for a port free for any peer. It returns the non-blocking
+// socket and whether the connection is established already; if not, the
+// loop waits for the socket's EPOLLOUT (or its error).
 //
-// Why not net.Dialer: per connection it starts a goroutine that watches
-// the context and a timer for its timeout, always parks until the poller
-// reports the socket writable, and then asks the kernel for the error and
-// for both addresses, all on the path of the client's first request. A
-// connect to a service on a bridge of this host has mostly completed when
-// the system call returns (the kernel runs the whole handshake in the
-// sender's softirq), so one getpeername usually says it is done. Measured
-// with timestamps in the forwarder under the bench's connect row (loaded
-// 2-core VM): net.Dialer's dial took 125-150 µs (medians), the connect
-// system call in it 70-85 µs (docs/networking.md, The forwarder).
-func dialService(src netip.Addr, to netip.AddrPort) (*os.File, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+// A connect to a service on a bridge of this host has usually completed
+// when the system call returns (the kernel runs the whole handshake in the
+// sender's softirq, and the SYN-ACK queued on the socket while connect held
+// it is processed as connect releases it), so one getpeername usually says
+// it is done and the client's request goes on at once. Measured with
+// timestamps in the forwarder under the bench's connect row (loaded 2-core
+// VM): net.Dialer's dial took 125-150 µs (medians), the connect system call
+// in it 70-85 µs (docs/networking.md, The forwarder).
+func dialService(src netip.Addr, to netip.AddrPort) (fd int, connected bool, err error) {
+	// Raw system calls, as the loop's (rawsys_linux.go).
+	fd, err = rawSocketTCP4()
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
+		return -1, false, os.NewSyscallError("socket", err)
 	}
 	tcpBuffers(uintptr(fd))
-	err = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	err = rawSetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if err == nil && src.IsValid() {
-		if err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1); err != nil {
+		if err = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_TRANSPARENT, 1); err != nil {
 			err = fmt.Errorf("setting IP_TRANSPARENT to dial from the client's address %s: %w", src, err)
 		} else {
-			_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-			err = os.NewSyscallError("bind", unix.Bind(fd, &unix.SockaddrInet4{Addr: src.As4()}))
+			_ = rawSetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			err = os.NewSyscallError("bind", rawBind4(fd, netip.AddrPortFrom(src, 0)))
 		}
 	}
 	if err == nil {
-		if err = unix.Connect(fd, &unix.SockaddrInet4{Addr: to.Addr().As4(), Port: int(to.Port())}); errors.Is(err, unix.EINPROGRESS) {
+		err = rawConnect4(fd, to)
+		switch {
+		case err == nil:
+			connected = true
+		case errors.Is(err, unix.EINPROGRESS):
 			err = nil
-		} else if err != nil {
+			if rawConnected(fd) {
+				connected = true
+				break
+			}
+			// Not connected (yet): SO_ERROR says whether it failed.
+			soerr, gerr := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			switch {
+			case gerr != nil:
+				err = os.NewSyscallError("getsockopt", gerr)
+			case soerr != 0:
+				err = os.NewSyscallError("connect", syscall.Errno(soerr))
+			}
+		default:
 			err = os.NewSyscallError("connect", err)
 		}
 	}
 	if err != nil {
-		unix.Close(fd)
-		return nil, err
+		rawClose(fd)
+		return -1, false, err
 	}
-	// A non-blocking socket: os.NewFile registers it with the runtime's
-	// poller, so its reads and writes park the goroutine, not the thread.
-	return os.NewFile(uintptr(fd), "tcp "+to.String()), nil
-}
-
-// awaitConnect waits until dialService's connection f is established, up
-// to dialTimeout, or returns why it failed. Closing f (stop) ends the wait.
-func awaitConnect(f *os.File, rc syscall.RawConn) error {
-	var cerr error
-	connected := func(fd uintptr) bool {
-		if _, err := unix.Getpeername(int(fd)); err == nil {
-			return true
-		}
-		// Not connected (yet): SO_ERROR says whether it failed.
-		soerr, err := unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ERROR)
-		switch {
-		case err != nil:
-			cerr = os.NewSyscallError("getsockopt", err)
-		case soerr != 0:
-			cerr = os.NewSyscallError("connect", syscall.Errno(soerr))
-		default:
-			return false
-		}
-		return true
-	}
-	done := false
-	if err := rc.Control(func(fd uintptr) { done = connected(fd) }); err != nil {
-		return err
-	}
-	if done {
-		return cerr
-	}
-	if err := f.SetWriteDeadline(time.Now().Add(dialTimeout)); err != nil {
-		return err
-	}
-	if err := rc.Write(connected); err != nil {
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			return fmt.Errorf("connect: no answer within %s", dialTimeout)
-		}
-		return err
-	}
-	if cerr != nil {
-		return cerr
-	}
-	return f.SetWriteDeadline(time.Time{})
+	return fd, connected, nil
 }
 
 // splicePipe is a pipe that splice(2) moves a connection's data through.
@@ -603,92 +524,6 @@ const spliceMax = 1 << 20
 
 // pipePoolSize bounds the idle pipes kept for new connections.
 const pipePoolSize = 32
-
-// splice copies what src sends to dst until src's EOF, in the kernel,
-// through a pipe from the forwarders' pool. It is io.Copy between two
-// *net.TCPConn (which splices the same way) for a connection to the
-// service that is a file (dialService).
-func (fw *forwarders) splice(dst, src syscall.RawConn) error {
-	p, err := fw.getPipe()
-	if err != nil {
-		return err
-	}
-	inPipe := 0
-	// A pipe with data left in it (an error while it drained) is closed,
-	// not reused.
-	defer func() { fw.putPipe(p, inPipe == 0) }()
-	for {
-		var n int64
-		var serr error
-		err := src.Read(func(fd uintptr) bool {
-			for {
-				n, serr = unix.Splice(int(fd), nil, p.w, nil, spliceMax, unix.SPLICE_F_NONBLOCK)
-				if serr != unix.EINTR {
-					return serr != unix.EAGAIN
-				}
-			}
-		})
-		if err == nil {
-			err = serr
-		}
-		if err != nil {
-			return err
-		}
-		if n == 0 {
-			return nil // EOF
-		}
-		inPipe = int(n)
-		for inPipe > 0 {
-			var m int64
-			err := dst.Write(func(fd uintptr) bool {
-				for {
-					m, serr = unix.Splice(p.r, nil, int(fd), nil, inPipe, unix.SPLICE_F_NONBLOCK)
-					if serr != unix.EINTR {
-						return serr != unix.EAGAIN
-					}
-				}
-			})
-			if err == nil {
-				err = serr
-			}
-			if err != nil {
-				return err
-			}
-			inPipe -= int(m)
-		}
-	}
-}
-
-// getPipe takes an idle pipe, or makes one.
-func (fw *forwarders) getPipe() (splicePipe, error) {
-	select {
-	case p := <-fw.pipes:
-		return p, nil
-	default:
-	}
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return splicePipe{}, os.NewSyscallError("pipe2", err)
-	}
-	// Best effort: past fs.pipe-max-size an unprivileged supervisor keeps
-	// the default 64 KiB, and each splice moves less.
-	_, _ = unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, spliceMax)
-	return splicePipe{r: fds[0], w: fds[1]}, nil
-}
-
-// putPipe keeps an empty pipe for the next connection, up to
-// pipePoolSize, and closes the rest.
-func (fw *forwarders) putPipe(p splicePipe, empty bool) {
-	if empty {
-		select {
-		case fw.pipes <- p:
-			return
-		default:
-		}
-	}
-	unix.Close(p.r)
-	unix.Close(p.w)
-}
 
 // udpForward relays one published UDP port. Each client address gets a
 // session: a connected socket to the service, whose replies are sent back
@@ -920,9 +755,6 @@ func (u *udpForward) close() {
 //     host address): the service would answer it directly on the bridge,
 //     past the forwarder.
 func (fw *forwarders) source(client net.Addr) netip.Addr {
-	if fw == nil || !fw.subnet.IsValid() {
-		return netip.Addr{}
-	}
 	var ap netip.AddrPort
 	switch c := client.(type) {
 	case *net.TCPAddr:
@@ -932,7 +764,15 @@ func (fw *forwarders) source(client net.Addr) netip.Addr {
 	default:
 		return netip.Addr{}
 	}
-	a := ap.Addr().Unmap()
+	return fw.sourceAddr(ap.Addr())
+}
+
+// sourceAddr is source for the client's address.
+func (fw *forwarders) sourceAddr(client netip.Addr) netip.Addr {
+	if fw == nil || !fw.subnet.IsValid() {
+		return netip.Addr{}
+	}
+	a := client.Unmap()
 	if !a.Is4() || a.IsLoopback() || a.IsUnspecified() || a.IsMulticast() || fw.subnet.Contains(a) {
 		return netip.Addr{}
 	}

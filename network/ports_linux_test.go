@@ -2,10 +2,15 @@ package network
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/netip"
-	"syscall"
+	"os"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,22 +34,18 @@ func TestForwardedSockets(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
 		t.Fatal(err) // the forwarder has both sockets now
 	}
+	// The sockets stay open while the client holds its end.
 	fw.mu.Lock()
-	var conns []syscall.Conn
-	for k := range fw.conns {
-		conns = append(conns, k.(syscall.Conn))
+	var fds []int
+	for c := range fw.conns {
+		fds = append(fds, c.cli, c.srv)
 	}
 	fw.mu.Unlock()
-	if len(conns) != 2 {
-		t.Fatalf("%d forwarded sockets, want 2", len(conns))
+	if len(fds) != 2 {
+		t.Fatalf("%d forwarded sockets, want 2", len(fds))
 	}
-	for _, conn := range conns {
-		rc, err := conn.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var sa unix.Sockaddr
-		rc.Control(func(fd uintptr) { sa, _ = unix.Getsockname(int(fd)) })
+	for _, fd := range fds {
+		sa, _ := unix.Getsockname(fd)
 		a, ok := sa.(*unix.SockaddrInet4)
 		if !ok {
 			t.Fatalf("a forwarded socket's address: %#v", sa)
@@ -82,10 +83,65 @@ func TestForwardedSockets(t *testing.T) {
 		for _, w := range want {
 			var v int
 			var gerr error
-			rc.Control(func(fd uintptr) { v, gerr = unix.GetsockoptInt(int(fd), w.level, w.opt) })
+			v, gerr = unix.GetsockoptInt(fd, w.level, w.opt)
 			if gerr != nil || v < w.min || v > w.max {
 				t.Errorf("the %s socket: %s = %d (%v), want %d", side, w.name, v, gerr, w.min)
 			}
 		}
+	}
+}
+
+// TestForwardedBound: past the loop's bound of live connections, a new
+// one waits in the listen backlog, unforwarded, and goes on as soon as a
+// live one ends (the listener, turned back on, is ready at once with the
+// connection queued while it was off).
+func TestForwardedBound(t *testing.T) {
+	ip := testPorts(9)
+	port := tcpServer(t, ip(1), echo)
+	ctx, cancel := context.WithCancel(context.Background())
+	fw := &forwarders{log: slog.New(slog.DiscardHandler), idle: udpIdle, conns: make(map[*tcpConn]struct{}), cancel: cancel}
+	if err := fw.listen(ctx, Port{HostIP: ip(2), HostPort: 8080, ContainerPort: port, Proto: "tcp"}, ip(1)); err != nil {
+		t.Fatal(err)
+	}
+	fw.tcp.max = 2 // before the loop runs
+	fw.serve(ctx)
+	t.Cleanup(fw.stop)
+	addr := netip.AddrPortFrom(ip(2), 8080)
+
+	roundTrip := func(c *net.TCPConn, msg string) error {
+		if _, err := io.WriteString(c, msg); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(c, got); err != nil {
+			return err
+		}
+		if string(got) != msg {
+			return fmt.Errorf("echo = %q, want %q", got, msg)
+		}
+		return nil
+	}
+	c1, c2 := dialTCP(t, addr), dialTCP(t, addr)
+	for _, c := range []*net.TCPConn{c1, c2} {
+		if err := roundTrip(c, "live"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The third completes its handshake in the kernel's backlog, but the
+	// forwarder does not take it while two are live.
+	c3 := dialTCP(t, addr)
+	io.WriteString(c3, "queued")
+	c3.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c3.Read(make([]byte, 16)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection past the bound was forwarded: read %d, %v", n, err)
+	}
+	c1.Close()
+	c3.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len("queued"))
+	if _, err := io.ReadFull(c3, got); err != nil || string(got) != "queued" {
+		t.Fatalf("once a live connection ended, the queued one: %q, %v", got, err)
+	}
+	if err := roundTrip(c2, "still"); err != nil {
+		t.Fatal(err)
 	}
 }
