@@ -73,17 +73,27 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 	if data, err := os.ReadFile(path); err == nil {
 		if allocs, err := readAllocations(data); err == nil {
 			if m, ok := allocs[name]; ok && valid(m) {
+				if record {
+					// Its allotting start may have been killed between its
+					// rename and its sync: this start syncs it before it
+					// runs (on a clean file, a sync costs next to nothing).
+					if err := syncIDsIn(dataDir, path); err != nil {
+						return IDMap{}, fmt.Errorf("syncing %s: %w", path, err)
+					}
+				}
 				return m, nil
 			}
 		}
 	}
+	var lock *os.File // dataDir, locked, when record is set
 	if record {
 		if err := os.MkdirAll(dataDir, 0o711); err != nil {
 			return IDMap{}, err
 		}
 		// The directory itself is the lock: ids.json is replaced by
 		// rename, so a lock on it would be on the old file.
-		lock, err := os.Open(dataDir)
+		var err error
+		lock, err = os.Open(dataDir)
 		if err != nil {
 			return IDMap{}, err
 		}
@@ -108,6 +118,12 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 		return IDMap{}, fmt.Errorf("reading %s: %w", path, err)
 	}
 	if m, ok := allocs[name]; ok && valid(m) {
+		if record {
+			// As on the path without the lock: synced before it runs.
+			if err := syncIDs(path, lock); err != nil {
+				return IDMap{}, fmt.Errorf("syncing %s: %w", path, err)
+			}
+		}
 		return m, nil
 	}
 	used := map[uint32]bool{}
@@ -129,14 +145,69 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 		if err != nil {
 			return IDMap{}, err
 		}
-		if err := atomicfile.Write(path, append(data, '\n'), 0o644); err != nil {
+		// Written and renamed under the lock, synced after it (syncIDs): a first start
+		// waited ~20 ms per first start queued before it, for their fsyncs (issue 19).
+		if err := atomicfile.Replace(path, append(data, '\n'), 0o644); err != nil {
 			// atomicfile leaves the old file whole and no temporary one.
 			return IDMap{}, fmt.Errorf("recording the ids of service %s in %s: %w (%s is unchanged; free space on its file system, or make it writable, and start again)",
 				name, path, err, path)
 		}
+		if err := unix.Flock(int(lock.Fd()), unix.LOCK_UN); err != nil {
+			return IDMap{}, fmt.Errorf("unlocking %s: %w", dataDir, err)
+		}
+		if err := syncIDs(path, lock); err != nil {
+			return IDMap{}, fmt.Errorf("recording the ids of service %s in %s: %w (free space on its file system, or make it writable, and start again)", name, path, err)
+		}
 		return m, nil
 	}
 	return IDMap{}, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", host.ErrNoSubIDs, n, host.IDUser, host.IDUser)
+}
+
+// syncIDs makes ids.json as it is now, and its name in dir, durable: the
+// allotting start calls it after releasing the lock and before the
+// container starts, so that other first starts do not queue behind its
+// fsync. Why no service can then share an id range after a power loss:
+//
+//   - No start removes a record or changes one, so every later ids.json
+//     holds every earlier record: the file synced here holds this
+//     service's, whoever renamed it last.
+//   - A service runs (and owns files in its range) only once its record is
+//     on disk: the file and the directory entry are synced here before
+//     AllocateIDs returns. Before, only the file's data was, and a power
+//     loss could take the rename back after the service had run.
+//   - A power loss between the rename and this sync may take the rename
+//     back: ids.json is then an older file without this record, but the
+//     service never ran, so its range carries no file of it; the next start
+//     allots again. A record another start synced meanwhile is in the file
+//     that start synced, which is later than any it read.
+//   - The directory sync may carry a later start's rename whose file's data
+//     is not yet on disk. On ext4 (data=ordered, auto_da_alloc) a rename
+//     over an existing file commits that file's data with it; where a file
+//     system does not, the file reads back empty or garbled, which
+//     readAllocations refuses with the fix: detected, never read as free.
+func syncIDs(path string, dir *os.File) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = dir.Sync()
+	}
+	return err
+}
+
+// syncIDsIn is syncIDs for a caller without the directory open.
+func syncIDsIn(dataDir, path string) error {
+	dir, err := os.Open(dataDir)
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	return syncIDs(path, dir)
 }
 
 // readAllocations reads ids.json, refusing what AllocateIDs never writes:
