@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -13,90 +15,203 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncTable rewrites safe-run's tables (inet, and bridge: spoof_linux.go) from the bridge state
-// files, in one netlink batch, so the kernel switches from the old rules to the new ones
-// atomically. It touches no other table, chain
-// policy or iptables rule: every base chain here accepts by default and only drops traffic of
-// safe-run's own bridges, and a drop in one base chain is final whatever other tables say, while
-// an accept here lets the packet go on to theirs.
+// syncTable brings safe-run's tables (inet, and bridge: spoof_linux.go) to the state of generation
+// gen, bridges, or to a later one, each write one netlink batch, so the kernel switches from the
+// old rules to the new ones atomically. It touches no other table, chain policy or iptables rule:
+// every base chain here accepts by default and only drops traffic of safe-run's own bridges, and
+// a drop in one base chain is final whatever other tables say, while an accept here lets the
+// packet go on to theirs. With no bridge left, the tables are deleted.
 //
-// With no bridge left, the tables are deleted. prerouting says whether the inet table has its
-// prerouting chain (see transparentRules), which a kernel without nft's socket expression lacks.
+// It runs outside the state lock (issue 19: 50 starts on one bridge waited seconds for each
+// other's table writes under it), so several writers may race, each with the snapshot of its own
+// change. Why a rewrite of the whole table, made safe against that race, rather than each
+// service adding and removing rules of its own: the rules stay a function of the state files
+// alone, written by one function for an Attach, a Close, a Cleanup after a crash and an egress
+// refresh alike, and a writer that died half-way leaves nothing for the next to reconcile.
+// What makes the race safe is a compare-and-swap in the kernel: the inet table holds an empty
+// chain named after the generation it shows (gen-N), and every batch first deletes the chain it
+// saw, or creates the table exclusively when it saw none. The kernel runs batches one at a time
+// and aborts a whole batch whose delete finds nothing, so a batch applies only to the table its
+// writer read; a writer that read a table of its generation or later writes nothing. A table
+// thus never goes back to an older state than it shows: once an Attach has returned, its rules
+// stay in place until its own lease goes, whatever slower writer commits after it. With 50
+// starts at once, one write from a late snapshot covers many changes, and the writers whose
+// changes it covers write nothing.
 //
-// release closes the nftables socket, and the caller calls it once it has done what else it
-// can, outside the state lock: closing a netfilter netlink socket waits until the kernel has
-// freed what earlier transactions deleted (the NETLINK_URELEASE notifier, nft_rcv_nl_event,
-// flushes nf_tables' destroy work, which waits out an RCU grace period: 8-16 ms here). A batch
-// that replaces or deletes the tables deletes; so does any other program's, in this network
-// namespace. Held open, the socket's close waits only for what is left of that grace period
-// when the caller is done.
-func syncTable(root stateRoot, bridges map[string]*bridgeState) (release func(), prerouting bool, err error) {
+// A deleted table shows no generation: a writer with an old snapshot may then create it again
+// from that snapshot. So after each write syncTable reads the state's generation again and,
+// when it moved, writes again from a new snapshot (under the shared lock): the last writer of a
+// change always leaves the table at the state's latest generation or later.
+//
+// prerouting says whether the inet table has its prerouting chain (see transparentRules), which
+// a kernel without nft's socket expression lacks.
+//
+// release closes the nftables sockets, and the caller calls it once it has done what else it
+// can: closing a netfilter netlink socket waits until the kernel has freed what earlier
+// transactions deleted (the NETLINK_URELEASE notifier, nft_rcv_nl_event, flushes nf_tables'
+// destroy work, which waits out an RCU grace period: 8-16 ms here). A batch that replaces or
+// deletes the tables deletes; so does any other program's, in this network namespace. Held
+// open, the socket's close waits only for what is left of that grace period when the caller is
+// done.
+func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (release func(), prerouting bool, err error) {
 	var conns []*nftables.Conn
 	release = func() {
 		for _, c := range conns {
 			_ = c.CloseLasting()
 		}
 	}
-	write := func(mark uint32) error {
+	conn := func() (*nftables.Conn, error) {
 		c, err := nftables.New(nftables.AsLasting(),
 			// The kernel answers each rule of the batch: with tens of services
 			// the default receive buffer overflows (ENOBUFS at about 33 members).
 			nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
 		if err != nil {
-			return fmt.Errorf("nftables: %w", err)
+			return nil, fmt.Errorf("nftables: %w", err)
 		}
 		conns = append(conns, c)
-		return writeTables(c, root, bridges, mark)
+		return c, nil
 	}
-	mark, _ := root.transparent()
-	err = write(mark)
-	prerouting = err == nil && len(bridges) > 0
-	if err != nil && len(bridges) > 0 {
-		// A kernel without nft's socket expression (CONFIG_NFT_SOCKET) still gets its
-		// isolation; only the client's address is lost (ensureTransparent is told there is no
-		// prerouting chain and says so). A socket of its own: the failed batch's answers may
-		// still be queued on the first.
-		if write(0) == nil {
-			err = nil
-		}
-	}
+	c, err := conn()
 	if err != nil {
 		return release, false, err
 	}
-	if len(bridges) == 0 {
-		// The policy route of the client's address goes with the last bridge (it is made by
-		// ensureTransparent, when a service attaches).
-		return release, false, removeTransparent(root)
+	mark, _ := root.transparent()
+	for range maxSyncRounds {
+		if now, err := root.currentGeneration(); err != nil {
+			return release, false, err
+		} else if now > gen {
+			if gen, bridges, err = root.snapshot(); err != nil {
+				return release, false, err
+			}
+		}
+		cur, err := readTable(c, root)
+		if err != nil {
+			return release, false, err
+		}
+		if (cur.gen >= 0 && uint64(cur.gen) >= gen) || (cur.gen < 0 && !cur.bridge && len(bridges) == 0) {
+			// Written by someone from this state or a later one (or nothing to delete).
+			return release, cur.prerouting, nil
+		}
+		if err := writeTables(c, root, bridges, mark, cur, gen); err == nil {
+			continue // written: round again, in case the state moved meanwhile (see above)
+		}
+		// A batch the kernel refused: either the table moved since it was read (another
+		// writer's commit: read it again), or the kernel has no socket expression
+		// (CONFIG_NFT_SOCKET), which still gets its isolation: only the client's address is
+		// lost (ensureTransparent is told there is no prerouting chain and says so). A socket
+		// of its own each time: the failed batch's answers may still be queued on the last.
+		if c, err = conn(); err != nil {
+			return release, false, err
+		}
+		if again, err := readTable(c, root); err != nil || again != cur {
+			continue
+		}
+		werr := writeTables(c, root, bridges, 0, cur, gen)
+		if c, err = conn(); err != nil {
+			return release, false, err
+		}
+		if werr != nil {
+			if again, err := readTable(c, root); err == nil && again == cur {
+				return release, false, werr
+			}
+		}
 	}
-	return release, prerouting, nil
+	return release, false, fmt.Errorf("nftables table inet %s: still behind the state after %d writes (other safe-runs keep changing it)", root.table(), maxSyncRounds)
 }
 
-// writeTables replaces the tables in one batch on c; mark 0 leaves out the prerouting chain.
-func writeTables(c *nftables.Conn, root stateRoot, bridges map[string]*bridgeState, mark uint32) error {
-	tables := []struct {
-		*nftables.Table
-		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)
-	}{
-		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, func(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
-			buildTable(c, t, bridges, mark)
-		}},
-		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}, buildSpoofTable},
+// maxSyncRounds bounds syncTable's writes: each either lands or finds the table newer, so only a
+// state that moves on faster than a table write takes more than a few.
+const maxSyncRounds = 100
+
+// tableState is what syncTable reads of the inet table before it writes.
+type tableState struct {
+	gen        int64 // the generation its marker chain names; -1: no table, 0: a table with no marker
+	prerouting bool  // it has the prerouting chain
+	bridge     bool  // the bridge-family table exists too
+}
+
+// genChain names the marker chain of generation gen.
+func genChain(gen uint64) string { return "gen-" + strconv.FormatUint(gen, 10) }
+
+// readTable reads the root's tables' state, on a socket of its own.
+func (s stateRoot) readTable() (tableState, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return tableState{}, fmt.Errorf("nftables: %w", err)
 	}
-	changed := false
-	for _, t := range tables {
-		if old, err := c.ListTableOfFamily(t.Name, t.Family); err == nil && old != nil {
-			c.DelTable(t.Table)
-			changed = true
+	defer c.CloseLasting()
+	return readTable(c, s)
+}
+
+func readTable(c *nftables.Conn, root stateRoot) (tableState, error) {
+	st := tableState{gen: -1}
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		tables, err := c.ListTablesOfFamily(fam)
+		if err != nil {
+			return st, fmt.Errorf("nftables: listing tables: %w", err)
 		}
-		if len(bridges) > 0 {
-			t.build(c, t.Table, bridges)
-			changed = true
+		for _, t := range tables {
+			if t.Name != root.table() {
+				continue
+			}
+			if fam == nftables.TableFamilyBridge {
+				st.bridge = true
+			} else {
+				st.gen = 0
+			}
 		}
 	}
-	if changed {
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
+	if st.gen < 0 {
+		return st, nil
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return st, fmt.Errorf("nftables: listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != root.table() {
+			continue
 		}
+		if ch.Name == preroutingChain {
+			st.prerouting = true
+		}
+		if g, ok := strings.CutPrefix(ch.Name, "gen-"); ok {
+			if n, err := strconv.ParseInt(g, 10, 64); err == nil && n > st.gen {
+				st.gen = n
+			}
+		}
+	}
+	return st, nil
+}
+
+// writeTables replaces the tables cur describes with those of generation gen, bridges, in one
+// batch on c that the kernel applies only if the inet table is still cur (see syncTable); mark 0
+// leaves out the prerouting chain.
+func writeTables(c *nftables.Conn, root stateRoot, bridges map[string]*bridgeState, mark uint32, cur tableState, gen uint64) error {
+	inet := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
+	br := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}
+	switch {
+	case cur.gen > 0:
+		// The compare: this chain is gone if anyone wrote since cur was read.
+		c.DelChain(&nftables.Chain{Name: genChain(uint64(cur.gen)), Table: inet})
+		c.DelTable(inet)
+	case cur.gen == 0:
+		c.DelTable(inet) // a table without a marker: from before generations, or by hand
+	}
+	if cur.bridge {
+		c.DelTable(br)
+	}
+	if len(bridges) > 0 {
+		if cur.gen < 0 {
+			// The compare when there was no table: NLM_F_EXCL fails if one was made since.
+			c.CreateTable(inet)
+		}
+		buildTable(c, inet, bridges, mark)
+		c.AddChain(&nftables.Chain{Name: genChain(gen), Table: inet})
+		buildSpoofTable(c, br, bridges)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
 	}
 	return nil
 }
