@@ -80,13 +80,14 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if err := root.init(); err != nil {
 		return nil, err
 	}
+	rc := checkReclaim(root)
 	began := time.Now()
 	lk, err := root.lock()
 	if err != nil {
 		return nil, err
 	}
 	locked := time.Now()
-	a, snap, err := attachLocked(root, lk, bridge, opts, spec, log)
+	a, snap, err := attachLocked(root, lk, rc, bridge, opts, spec, log)
 	lk.unlock()
 	unlocked := time.Now()
 	if err != nil {
@@ -202,12 +203,12 @@ type snapshot struct {
 // record for the next Attach or Cleanup to undo; and a bridge with a lease is never deleted (the
 // last member deletes its bridge under the lock, only if it still has no lease), so connect may
 // make or join the bridge's interface outside the lock.
-func attachLocked(root stateRoot, lk *rootLock, bridge string, opts Options, spec egressSpec, log *slog.Logger) (*Attachment, snapshot, error) {
-	bridges, err := root.bridges()
+func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, opts Options, spec egressSpec, log *slog.Logger) (*Attachment, snapshot, error) {
+	bridges, err := root.bridgesSince(rc.bridges)
 	if err != nil {
 		return nil, snapshot{}, err
 	}
-	if err := reclaim(root, bridges, log); err != nil {
+	if err := reclaim(root, bridges, log, rc); err != nil {
 		log.Warn("reclaiming dead services' network", "err", err)
 	}
 	pid := os.Getpid()
@@ -583,7 +584,7 @@ func Cleanup(stateDir string) error {
 		lk.unlock()
 		return err
 	}
-	rerr := errors.Join(reclaim(root, bridges, nil), dropTransparentIfLast(root, bridges))
+	rerr := errors.Join(reclaim(root, bridges, nil, reclaimCheck{}), dropTransparentIfLast(root, bridges))
 	// A new generation even when nothing changed: the table is then rewritten from the state,
 	// whatever a writer that died before writing it left there.
 	gen, err := lk.bump(root)
@@ -596,13 +597,56 @@ func Cleanup(stateDir string) error {
 	return errors.Join(rerr, err)
 }
 
+// reclaimCheck is what can be learnt of a reclaim before the lock: whether each lease's owner
+// lives, and which namespaces and files there are, so that the lock is held for none of the
+// /proc reads (a millisecond with 50 members, and many times that on a loaded host: issue 19).
+// A lease or entry that appears after it is looked at under the lock, or left for the next
+// reclaim; a dead owner stays dead, and one found alive that dies meanwhile is reclaimed next
+// time, as it would be had it died a moment later.
+type reclaimCheck struct {
+	bridges map[string]*bridgeState // as read: what the lock's holder reads again only if replaced
+	alive   map[leaseKey]bool       // by lease as read; absent: look under the lock
+	entries map[string][]string     // netnsDir, filesDir -> names; nil: read under the lock
+}
+
+// leaseKey is what tells one lease from another of the same service: its owner.
+type leaseKey struct {
+	service string
+	pid     int
+	start   uint64
+}
+
+func (l lease) key() leaseKey { return leaseKey{l.Service, l.PID, l.Start} }
+
+// checkReclaim reads the state without the lock (writes are atomic renames) and learns what it can.
+func checkReclaim(root stateRoot) reclaimCheck {
+	bridges, err := root.bridges()
+	if err != nil {
+		return reclaimCheck{}
+	}
+	rc := reclaimCheck{bridges: bridges, alive: map[leaseKey]bool{}}
+	for _, b := range bridges {
+		for _, l := range b.Leases {
+			rc.alive[l.key()] = l.alive()
+		}
+	}
+	rc.entries = map[string][]string{}
+	for _, d := range []string{netnsDir, filesDir} {
+		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
+		for _, e := range ents {
+			rc.entries[d] = append(rc.entries[d], e.Name())
+		}
+	}
+	return rc
+}
+
 // reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
 // without members, and removes netns mounts and files no lease names, and the temporary files of
-// state writes a SIGKILL cut short. The caller holds the lock and moves the generation on, and the
-// table follows (syncTable). Undoing a dead owner's lease stays under the lock, unlike a live
-// owner's Close: the next run of that service may be attaching, and its namespace has the same
-// path.
-func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) error {
+// state writes a SIGKILL cut short. rc is what checkReclaim learnt before the lock (zero: look at
+// everything here). The caller holds the lock and moves the generation on, and the table
+// follows (syncTable). Undoing a dead owner's lease stays under the lock, unlike a live owner's
+// Close: the next run of that service may be attaching, and its namespace has the same path.
+func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger, rc reclaimCheck) error {
 	var errs []error
 	// atomicfile's temporary files: every writer holds the lock, so whatever is there now was a
 	// killed writer's (the soak found them after safe-runs SIGKILLed mid-write, issue 19).
@@ -615,7 +659,11 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 		before := len(b.Leases)
 		live := b.Leases[:0]
 		for _, l := range b.Leases {
-			if l.alive() {
+			alive, checked := rc.alive[l.key()]
+			if !checked {
+				alive = l.alive()
+			}
+			if alive {
 				live = append(live, l)
 				keep[filepath.Base(l.Netns)] = true
 				continue
@@ -632,12 +680,18 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 		}
 	}
 	for _, d := range []string{netnsDir, filesDir} {
-		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
-		for _, e := range ents {
-			if keep[e.Name()] {
+		names := rc.entries[d]
+		if rc.entries == nil {
+			ents, _ := os.ReadDir(filepath.Join(root.dir, d))
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+		}
+		for _, n := range names {
+			if keep[n] {
 				continue
 			}
-			p := filepath.Join(root.dir, d, e.Name())
+			p := filepath.Join(root.dir, d, n)
 			if d == netnsDir {
 				errs = append(errs, removeNetns(p))
 			} else {

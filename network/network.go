@@ -137,4 +137,12 @@ type bridgeState struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
 	Leases  []lease      `json:"leases"`
+
+	file fileID // the version of the file it was read from (bridgesSince)
+}
+
+// fileID tells one version of a state file from another.
+type fileID struct {
+	ino, size uint64
+	ctime     int64
 }

@@ -38,10 +38,12 @@ import (
 // starts at once, one write from a late snapshot covers many changes, and the writers whose
 // changes it covers write nothing.
 //
-// A deleted table shows no generation: a writer with an old snapshot may then create it again
-// from that snapshot. So after each write syncTable reads the state's generation again and,
-// when it moved, writes again from a new snapshot (under the shared lock): the last writer of a
-// change always leaves the table at the state's latest generation or later.
+// Before it writes, a writer whose state moved on since its change reads a new snapshot (under
+// the shared lock), so that one write covers the changes made meanwhile. It does not chase the
+// state after its write: its change is in the table, and each later change's writer sees to its
+// own. Except after creating the table: a deleted table shows no generation, so a writer with an
+// old snapshot may have made it again from that snapshot; it reads the state's generation again
+// and, when it moved, writes again from a new snapshot.
 //
 // prerouting says whether the inet table has its prerouting chain (see transparentRules), which
 // a kernel without nft's socket expression lacks.
@@ -93,7 +95,10 @@ func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (rel
 			return release, cur.prerouting, nil
 		}
 		if err := writeTables(c, root, bridges, mark, cur, gen); err == nil {
-			continue // written: round again, in case the state moved meanwhile (see above)
+			if cur.gen < 0 && len(bridges) > 0 {
+				continue // created: round again, in case the state moved meanwhile (see above)
+			}
+			return release, len(bridges) > 0, nil
 		}
 		// A batch the kernel refused: either the table moved since it was read (another
 		// writer's commit: read it again), or the kernel has no socket expression

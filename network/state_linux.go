@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -150,7 +152,12 @@ func (s stateRoot) currentGeneration() (uint64, error) {
 }
 
 // bridges reads every bridge state file.
-func (s stateRoot) bridges() (map[string]*bridgeState, error) {
+func (s stateRoot) bridges() (map[string]*bridgeState, error) { return s.bridgesSince(nil) }
+
+// bridgesSince reads every bridge state file, reusing prev's copy of one not replaced since prev
+// was read (same inode, change time and size: every write is a new file renamed over the old).
+// The lock is then held for a stat per bridge, not for parsing 50 leases again (issue 19).
+func (s stateRoot) bridgesSince(prev map[string]*bridgeState) (map[string]*bridgeState, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, bridgesDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]*bridgeState{}, nil
@@ -165,9 +172,16 @@ func (s stateRoot) bridges() (map[string]*bridgeState, error) {
 		if !ok {
 			continue
 		}
-		b, err := s.readBridge(name)
-		if err != nil {
-			return nil, err
+		var b *bridgeState
+		if p := prev[name]; p != nil {
+			if fi, err := os.Stat(s.bridgeFile(name)); err == nil && idOf(fi) == p.file {
+				b = p
+			}
+		}
+		if b == nil {
+			if b, err = s.readBridge(name); err != nil {
+				return nil, err
+			}
 		}
 		if b == nil {
 			continue
@@ -182,12 +196,29 @@ func (s stateRoot) bridges() (map[string]*bridgeState, error) {
 	return out, nil
 }
 
+func idOf(fi fs.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{ino: st.Ino, size: uint64(st.Size), ctime: st.Ctim.Nano()}
+}
+
 // readBridge returns nil, nil when the bridge has no state file.
 func (s stateRoot) readBridge(name string) (*bridgeState, error) {
-	data, err := os.ReadFile(s.bridgeFile(name))
+	f, err := os.Open(s.bridgeFile(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("network state: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("network state: %w", err)
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("network state: %w", err)
 	}
@@ -198,6 +229,7 @@ func (s stateRoot) readBridge(name string) (*bridgeState, error) {
 	if err := s.checkBridge(name, &b); err != nil {
 		return nil, fmt.Errorf("network state %s: %w (%s)", s.bridgeFile(name), err, s.corruptFix(name))
 	}
+	b.file = idOf(fi)
 	return &b, nil
 }
 
