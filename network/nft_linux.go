@@ -38,12 +38,13 @@ import (
 // starts at once, one write from a late snapshot covers many changes, and the writers whose
 // changes it covers write nothing.
 //
-// Before it writes, a writer whose state moved on since its change reads a new snapshot (under
-// the shared lock), so that one write covers the changes made meanwhile. It does not chase the
-// state after its write: its change is in the table, and each later change's writer sees to its
-// own. Except after creating the table: a deleted table shows no generation, so a writer with an
-// old snapshot may have made it again from that snapshot; it reads the state's generation again
-// and, when it moved, writes again from a new snapshot.
+// A writer does not chase the state after its write: its change is in the table, and each later
+// change's writer sees to its own; nor does it wait on the lock for a newer snapshot before it
+// writes (writers whose changes a later snapshot covers find the table at its generation and
+// write nothing). Except after creating the table: a deleted table shows no generation, so a
+// writer with an old snapshot may have made it again from that snapshot; it reads the state's
+// generation again (under the shared lock: rare) and, when it moved, writes again from a new
+// snapshot.
 //
 // prerouting says whether the inet table has its prerouting chain (see transparentRules), which
 // a kernel without nft's socket expression lacks.
@@ -79,13 +80,6 @@ func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (rel
 	}
 	mark, _ := root.transparent()
 	for range maxSyncRounds {
-		if now, err := root.currentGeneration(); err != nil {
-			return release, false, err
-		} else if now > gen {
-			if gen, bridges, err = root.snapshot(); err != nil {
-				return release, false, err
-			}
-		}
 		cur, err := readTable(c, root)
 		if err != nil {
 			return release, false, err
@@ -96,7 +90,17 @@ func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (rel
 		}
 		if err := writeTables(c, root, bridges, mark, cur, gen); err == nil {
 			if cur.gen < 0 && len(bridges) > 0 {
-				continue // created: round again, in case the state moved meanwhile (see above)
+				// Created: from a new snapshot if the state moved meanwhile (see above).
+				now, err := root.currentGeneration()
+				if err != nil {
+					return release, false, err
+				}
+				if now > gen {
+					if gen, bridges, err = root.snapshot(); err != nil {
+						return release, false, err
+					}
+				}
+				continue
 			}
 			return release, len(bridges) > 0, nil
 		}
