@@ -448,12 +448,14 @@ func (a *Attachment) detach(deleteVeth bool) error {
 // A crash after the lease is gone leaves a namespace and files no lease names, which the next
 // reclaim removes, and rules the next table write drops.
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
+	// Read before the lock; under it, only a file replaced since is read again.
+	prev, _ := a.root.bridges()
 	lk, err := a.root.lock()
 	if err != nil {
 		return err
 	}
 	locked := time.Now()
-	bridges, err := a.root.bridges()
+	bridges, err := a.root.bridgesSince(prev)
 	var gen uint64
 	if err == nil {
 		err = dropLease(a.root, bridges, a.Bridge, a.lease)
