@@ -134,6 +134,29 @@ func (s stateRoot) flock(how int) (*rootLock, error) {
 	return &rootLock{f: f}, nil
 }
 
+// tableLock takes the nft table's lock (see syncTable): the flock of the bridges directory, so
+// that the state root keeps its layout (a directory's flock is as good as a file's).
+func (s stateRoot) tableLock() (*rootLock, error) {
+	restore := boost()
+	f, err := os.Open(filepath.Join(s.dir, bridgesDir))
+	if err == nil {
+		for {
+			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		if err != nil {
+			f.Close()
+		}
+	}
+	if err != nil {
+		restore()
+		return nil, fmt.Errorf("network table lock: %w", err)
+	}
+	return &rootLock{f: f, restore: restore}, nil
+}
+
 func (l *rootLock) unlock() {
 	l.f.Close()
 	if l.restore != nil {
