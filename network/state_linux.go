@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
+	"github.com/safe-run/safe-run/internal/flock"
 	"github.com/safe-run/safe-run/internal/proc"
 )
 
@@ -71,97 +71,46 @@ func (s stateRoot) init() error {
 // root's whole life already, and a reader of it holds the lock anyway.
 type rootLock struct {
 	f       *os.File
-	restore func() // undoes boost; nil for a shared lock
+	release func()
 }
 
 // lock takes the state root's exclusive lock; unlock releases it. flock, not a pid file: the
 // kernel drops it when a SIGKILLed owner's descriptors close. The caller must unlock on the
-// same goroutine (see boost).
-func (s stateRoot) lock() (*rootLock, error) {
-	restore := boost()
-	l, err := s.flock(unix.LOCK_EX)
-	if err != nil {
-		restore()
-		return nil, err
-	}
-	l.restore = restore
-	return l, nil
-}
-
-// boostNice is the nice value of a thread waiting for or holding the exclusive lock.
-const boostNice = -10
-
-// boost raises the calling thread's priority until restore, which must run on the same
-// goroutine. Every start and stop on a state root takes the exclusive lock in turn: with 50
-// starts on 2 cores, each holder, at its ordinary priority, waited for the CPU behind the 49
-// others' setup many times over for its millisecond of bookkeeping (issue 19: 20-60 ms a
-// section, hundreds of ms of waiting for the last), and a waiter woken with the lock waited
-// for the CPU before it could take it. A thread of a boosted waiter or holder runs first, and
-// only for the bookkeeping. Without CAP_SYS_NICE (rootless) nothing changes.
-func boost() (restore func()) {
-	runtime.LockOSThread()
-	tid := unix.Gettid()
-	// The system call's value is 20 - nice (getpriority(2), C library/kernel differences).
-	prio, err := unix.Getpriority(unix.PRIO_PROCESS, tid)
-	if err != nil || 20-prio <= boostNice || unix.Setpriority(unix.PRIO_PROCESS, tid, boostNice) != nil {
-		return runtime.UnlockOSThread
-	}
-	return func() {
-		_ = unix.Setpriority(unix.PRIO_PROCESS, tid, 20-prio)
-		runtime.UnlockOSThread()
-	}
-}
+// same goroutine: the thread runs boosted meanwhile (internal/flock).
+func (s stateRoot) lock() (*rootLock, error) { return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_EX) }
 
 // rlock takes the lock shared: for reading a snapshot of the state (its generation and bridge
 // files) while no one changes it, without waiting for other readers.
-func (s stateRoot) rlock() (*rootLock, error) { return s.flock(unix.LOCK_SH) }
-
-func (s stateRoot) flock(how int) (*rootLock, error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("network state lock: %w", err)
-	}
-	for {
-		err = unix.Flock(int(f.Fd()), how)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("network state lock %s: %w", f.Name(), err)
-	}
-	return &rootLock{f: f}, nil
+func (s stateRoot) rlock() (*rootLock, error) {
+	return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_SH)
 }
 
 // tableLock takes the nft table's lock (see syncTable): the flock of the bridges directory, so
 // that the state root keeps its layout (a directory's flock is as good as a file's).
 func (s stateRoot) tableLock() (*rootLock, error) {
-	restore := boost()
-	f, err := os.Open(filepath.Join(s.dir, bridgesDir))
-	if err == nil {
-		for {
-			err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-			if !errors.Is(err, unix.EINTR) {
-				break
-			}
-		}
-		if err != nil {
-			f.Close()
-		}
+	return s.flock(filepath.Join(s.dir, bridgesDir), unix.LOCK_EX)
+}
+
+func (s stateRoot) flock(path string, how int) (*rootLock, error) {
+	flags := os.O_RDONLY // a directory
+	if filepath.Base(path) == lockFile {
+		flags = os.O_RDWR | os.O_CREATE // it holds the generation too
 	}
+	f, err := os.OpenFile(path, flags|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		restore()
-		return nil, fmt.Errorf("network table lock: %w", err)
+		return nil, fmt.Errorf("network state lock: %w", err)
 	}
-	return &rootLock{f: f, restore: restore}, nil
+	release, err := flock.Lock(f, how)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("network state lock %s: %w", f.Name(), err)
+	}
+	return &rootLock{f: f, release: release}, nil
 }
 
 func (l *rootLock) unlock() {
+	l.release()
 	l.f.Close()
-	if l.restore != nil {
-		l.restore()
-	}
 }
 
 // genWidth is the generation's fixed width in the lock file: one pwrite replaces it whole.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/atomicfile"
+	"github.com/safe-run/safe-run/internal/flock"
 )
 
 // idSlots lists the 65536-id slots in owner's ranges that overlap no other
@@ -98,7 +99,8 @@ func allocateIDs(f host.Facts, dataDir, name string, record bool) (_ IDMap, lock
 			}
 		}
 	}
-	var lock *os.File // dataDir, locked, when record is set
+	var lock *os.File   // dataDir, locked, when record is set
+	unlock := func() {} // releases lock's flock
 	if record {
 		if err := os.MkdirAll(dataDir, 0o711); err != nil {
 			return IDMap{}, lockWait, err
@@ -112,9 +114,10 @@ func allocateIDs(f host.Facts, dataDir, name string, record bool) (_ IDMap, lock
 		}
 		defer lock.Close()
 		began := time.Now()
-		if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		if unlock, err = flock.Lock(lock, unix.LOCK_EX); err != nil {
 			return IDMap{}, lockWait, fmt.Errorf("locking %s: %w", dataDir, err)
 		}
+		defer unlock()
 		lockWait = time.Since(began)
 		// Only written under this lock: a temporary file here was left
 		// by a safe-run killed while it wrote.
@@ -167,9 +170,7 @@ func allocateIDs(f host.Facts, dataDir, name string, record bool) (_ IDMap, lock
 			return IDMap{}, lockWait, fmt.Errorf("recording the ids of service %s in %s: %w (%s is unchanged; free space on its file system, or make it writable, and start again)",
 				name, path, err, path)
 		}
-		if err := unix.Flock(int(lock.Fd()), unix.LOCK_UN); err != nil {
-			return IDMap{}, lockWait, fmt.Errorf("unlocking %s: %w", dataDir, err)
-		}
+		unlock()
 		if err := syncIDs(path, lock); err != nil {
 			return IDMap{}, lockWait, fmt.Errorf("recording the ids of service %s in %s: %w (free space on its file system, or make it writable, and start again)", name, path, err)
 		}
