@@ -77,6 +77,11 @@ func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (rel
 	if err != nil {
 		return release, false, 0, err
 	}
+	// Most writers of a storm find their change written by another: they learn it without the
+	// lock, which each would otherwise take in turn only to read.
+	if cur, err := readTable(c, root); err == nil && covered(cur, gen, bridges) {
+		return release, cur.prerouting, 0, nil
+	}
 	began := time.Now()
 	tl, err := root.tableLock()
 	if err != nil {
@@ -90,8 +95,7 @@ func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (rel
 		if err != nil {
 			return release, false, wait, err
 		}
-		if (cur.gen >= 0 && uint64(cur.gen) >= gen) || (cur.gen < 0 && !cur.bridge && len(bridges) == 0) {
-			// Written by someone from this state or a later one (or nothing to delete).
+		if covered(cur, gen, bridges) {
 			return release, cur.prerouting, wait, nil
 		}
 		// The latest state: the changes made since the caller's go in this write too. It is
@@ -126,6 +130,12 @@ func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (rel
 		}
 	}
 	return release, false, wait, fmt.Errorf("nftables table inet %s: still behind the state after %d writes (another program keeps changing it)", root.table(), maxSyncRounds)
+}
+
+// covered says whether table cur was written from generation gen (with bridges) or a later one,
+// or there is nothing to delete.
+func covered(cur tableState, gen uint64, bridges map[string]*bridgeState) bool {
+	return (cur.gen >= 0 && uint64(cur.gen) >= gen) || (cur.gen < 0 && !cur.bridge && len(bridges) == 0)
 }
 
 // maxSyncRounds bounds syncTable's writes: each either lands or finds the table newer, so only a
