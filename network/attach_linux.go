@@ -453,6 +453,7 @@ func (a *Attachment) detach(deleteVeth bool) error {
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
 	// Read before the lock; under it, only a file replaced since is read again.
 	prev, _ := a.root.bridges()
+	waiting := time.Now()
 	lk, err := a.root.lock()
 	if err != nil {
 		return err
@@ -477,7 +478,7 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	release()
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
 		"locked", unlocked.Sub(locked), "undoing", synced.Sub(unlocked), "table_wait", tableWait,
-		"nftables_release", time.Since(synced), "stopping", stopped.Sub(began), "lock_wait", locked.Sub(stopped))
+		"nftables_release", time.Since(synced), "stopping", stopped.Sub(began), "reading", waiting.Sub(stopped), "lock_wait", locked.Sub(waiting))
 	return errors.Join(append(errs, serr)...)
 }
 
