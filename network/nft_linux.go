@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
-	"time"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"

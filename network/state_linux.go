@@ -77,7 +77,9 @@ type rootLock struct {
 // lock takes the state root's exclusive lock; unlock releases it. flock, not a pid file: the
 // kernel drops it when a SIGKILLed owner's descriptors close. The caller must unlock on the
 // same goroutine: the thread runs boosted meanwhile (internal/flock).
-func (s stateRoot) lock() (*rootLock, error) { return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_EX) }
+func (s stateRoot) lock() (*rootLock, error) {
+	return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_EX)
+}
 
 // rlock takes the lock shared: for reading a snapshot of the state (its generation and bridge
 // files) while no one changes it, without waiting for other readers.
