@@ -333,11 +333,6 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 	return release, nil
 }
 
-// chain returns a func that calls f, then g.
-func chain(f, g func()) func() {
-	return func() { f(); g() }
-}
-
 func freeAddress(b *bridgeState) (netip.Addr, error) {
 	taken := map[netip.Addr]bool{b.Gateway: true}
 	for _, l := range b.Leases {

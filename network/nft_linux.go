@@ -158,7 +158,7 @@ func (s stateRoot) readTable() (tableState, error) {
 	if err != nil {
 		return tableState{}, fmt.Errorf("nftables: %w", err)
 	}
-	defer c.CloseLasting()
+	defer func() { _ = c.CloseLasting() }()
 	return readTable(c, s)
 }
 

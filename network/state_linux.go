@@ -157,17 +157,6 @@ func (s stateRoot) snapshot() (uint64, map[string]*bridgeState, error) {
 	return gen, bridges, err
 }
 
-// currentGeneration reads the generation under the shared lock.
-func (s stateRoot) currentGeneration() (uint64, error) {
-	l, err := s.rlock()
-	if err != nil {
-		return 0, err
-	}
-	defer l.unlock()
-	gen, _ := l.generation()
-	return gen, nil
-}
-
 // bridges reads every bridge state file.
 func (s stateRoot) bridges() (map[string]*bridgeState, error) { return s.bridgesSince(nil) }
 
