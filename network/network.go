@@ -5,8 +5,10 @@
 // manifest's [network] into Options, launcher joins the namespace at Attachment.Netns.
 //
 // State lives under Options.StateDir: one JSON file per bridge (its subnet and leases), the netns
-// bind mounts, the generated /etc files. The nftables table is rebuilt from those files on every
-// change, so whoever holds the lock (an Attach, a Close, a Cleanup) leaves it matching the leases.
+// bind mounts, the generated /etc files. The state lock guards the files only; the kernel objects
+// are made after it. The nftables table is rewritten from those files after every change, by one
+// writer at a time under a lock of its own, so that whoever changed them (an Attach, a Close, a
+// Cleanup) leaves it matching the leases (see syncTable).
 package network
 
 import (
