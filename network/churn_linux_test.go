@@ -18,7 +18,7 @@ import (
 
 // TestAttachDetachChurn: 20 goroutines attach and detach at random, on one named bridge and on
 // bridges of their own, with the table written outside the state lock by every one of them
-// (issue 19). Twice, with some services attached, the table must hold the rules of exactly the
+// (issue 19; writers without the table's lock and the compare-and-swap fail it). Twice, with some services attached, the table must hold the rules of exactly the
 // live leases, at the state's generation; at the end nothing is left (stateDir's cleanup checks
 // the table, the bridge, the namespaces and the state files; each veth is waited for here).
 func TestAttachDetachChurn(t *testing.T) {
