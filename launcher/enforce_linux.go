@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
@@ -19,24 +20,32 @@ import (
 // the job with CheckPaths; spec, check and export do neither, so that
 // they work on any host.
 func Enforce(ctx context.Context, job *plan.Job, f host.Facts) error {
+	_, err := EnforceWait(ctx, job, f)
+	return err
+}
+
+// EnforceWait is Enforce that also says how long it waited for ids.json's
+// lock (plan.RecordIDs): the one lock a root start shares with every other
+// before its name lock, which --debug logs (issue 19).
+func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait time.Duration, err error) {
 	if err := job.Refused(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := plan.CheckWorkdir(job.Service, job.Image); err != nil {
-		return err
+		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err
+		return 0, err
 	}
 	if job.Placement.Rootless {
-		return nil
+		return 0, nil
 	}
-	ids, err := plan.AllocateIDs(f, job.Dirs.Data, job.Name, true)
+	ids, wait, err := plan.RecordIDs(f, job.Dirs.Data, job.Name)
 	if err != nil {
-		return err
+		return wait, err
 	}
 	job.SetIDs(ids)
-	return nil
+	return wait, nil
 }
 
 // CheckPaths refuses the root directory, bind and secret sources the

@@ -80,22 +80,29 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if err := root.init(); err != nil {
 		return nil, err
 	}
+	rc := checkReclaim(root)
 	began := time.Now()
-	unlock, err := root.lock()
+	lk, err := root.lock()
 	if err != nil {
 		return nil, err
 	}
 	locked := time.Now()
-	a, release, err := attachLocked(root, bridge, opts, spec, log)
-	unlock()
+	a, snap, err := attachLocked(root, lk, rc, bridge, opts, spec, log)
+	lk.unlock()
+	unlocked := time.Now()
+	if err != nil {
+		return nil, err
+	}
+	// The kernel work, outside the lock: other starts and stops on this root go on meanwhile.
+	release, err := a.connect(snap, spec)
 	// Nothing here needs the nftables socket closed (see syncTable): its close may wait for the
 	// kernel to free another transaction's deletions.
 	go release()
 	if err != nil {
-		return nil, err
+		return nil, errors.Join(err, a.detach(true))
 	}
 	defer func() {
-		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "lock_wait", locked.Sub(began), "locked", time.Since(locked))
+		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "locked", unlocked.Sub(locked), "connecting", time.Since(unlocked), "lock_wait", locked.Sub(began))
 	}()
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -182,15 +189,26 @@ func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot,
 	return stop, nil
 }
 
-// attachLocked does the part of Attach that needs the state lock. release closes the nftables
-// socket (see syncTable); it is never nil.
-func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, log *slog.Logger) (_ *Attachment, release func(), err error) {
-	release = func() {}
-	bridges, err := root.bridges()
+// snapshot is the state as one change under the lock left it: what syncTable writes the table
+// from.
+type snapshot struct {
+	gen     uint64
+	bridges map[string]*bridgeState
+	bridge  *bridgeState // the attachment's, in bridges
+}
+
+// attachLocked is the bookkeeping of Attach, under the state lock lk: reclaim dead owners' leases,
+// pick the subnet (for a new bridge), the address and the log group, and write the lease. The
+// lease is on disk before anything it names is made (connect), so a crash from here on leaves a
+// record for the next Attach or Cleanup to undo; and a bridge with a lease is never deleted (the
+// last member deletes its bridge under the lock, only if it still has no lease), so connect may
+// make or join the bridge's interface outside the lock.
+func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, opts Options, spec egressSpec, log *slog.Logger) (*Attachment, snapshot, error) {
+	bridges, err := root.bridgesSince(rc.bridges)
 	if err != nil {
-		return nil, release, err
+		return nil, snapshot{}, err
 	}
-	if err := reclaim(root, bridges, log); err != nil {
+	if err := reclaim(root, bridges, log, rc); err != nil {
 		log.Warn("reclaiming dead services' network", "err", err)
 	}
 	pid := os.Getpid()
@@ -205,7 +223,7 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		}
 		subnet, err := freeSubnet(used)
 		if err != nil {
-			return nil, release, err
+			return nil, snapshot{}, err
 		}
 		b = &bridgeState{Name: bridge, Ifname: root.bridgeIfname(bridge), Subnet: subnet, Gateway: subnet.Addr().Next()}
 		if opts.Bridge == "" {
@@ -217,12 +235,12 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}
 	for _, l := range b.Leases {
 		if l.Service == opts.Service {
-			return nil, release, fmt.Errorf("network: service %s is already on bridge %s (pid %d); stop it first or rename one", opts.Service, bridge, l.PID)
+			return nil, snapshot{}, fmt.Errorf("network: service %s is already on bridge %s (pid %d); stop it first or rename one", opts.Service, bridge, l.PID)
 		}
 	}
 	addr, err := freeAddress(b)
 	if err != nil {
-		return nil, release, err
+		return nil, snapshot{}, err
 	}
 	netnsPath, files := Paths(root.dir, opts.Service, bridge)
 	l := lease{
@@ -236,23 +254,29 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 		Egress:   spec,
 		DNS:      opts.DNS,
 	}
-	// The lease is written before anything it names is made: a crash from here on leaves a record
-	// for the next Attach or Cleanup to undo.
 	b.Leases = append(b.Leases, l)
 	if err := root.writeBridge(b); err != nil {
-		return nil, release, err
+		return nil, snapshot{}, err
+	}
+	gen, err := lk.bump(root)
+	if err != nil {
+		// The lease is written: undo it as a failed Attach would.
+		return nil, snapshot{}, errors.Join(err, dropLease(root, bridges, bridge, l))
 	}
 	a := &Attachment{
-		Netns: l.Netns, Address: addr, Gateway: b.Gateway, Bridge: bridge,
+		Netns: l.Netns, Address: addr, Gateway: b.Gateway, Bridge: bridge, Files: files,
 		root: root, lease: l, log: log, cancel: func() {},
 	}
-	defer func() {
-		if err != nil {
-			undo, derr := detachLocked(root, bridges, bridge, l, true)
-			release = chain(release, undo)
-			err = errors.Join(err, derr)
-		}
-	}()
+	return a, snapshot{gen: gen, bridges: bridges, bridge: b}, nil
+}
+
+// connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
+// whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
+// files. release closes the nftables sockets (see syncTable); it is never nil. On an error the
+// caller detaches, which undoes whatever of it was made.
+func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), err error) {
+	b, l, root := snap.bridge, a.lease, a.root
+	release = func() {}
 	// Three independent parts at once: the namespace and its link; the firewall, which names
 	// the interfaces and addresses but needs none of them to exist; the /etc files. Nothing runs
 	// in the namespace until Attach has returned, so its link being up a moment before its
@@ -279,10 +303,12 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}()
 	go func() {
 		defer wg.Done()
-		release, prerouting, tableErr = syncTable(root, bridges)
+		var wait time.Duration
+		release, prerouting, wait, tableErr = syncTable(root, snap.gen, snap.bridges)
+		// The soak reads it (issue 19): the one shared wait of an attach besides the state lock's.
+		a.log.Debug("network table synced", "service", l.Service, "bridge", b.Name, "lock_wait", wait)
 	}()
-	a.Files = files
-	filesErr := writeFiles(files, b, l)
+	filesErr := writeFiles(a.Files, b, l)
 	var fwdErr error
 	if !spec.All && len(spec.Rules) == 0 {
 		// egress none: peers and DNS only, nothing is routed, so forwarding stays as it is.
@@ -293,21 +319,18 @@ func attachLocked(root stateRoot, bridge string, opts Options, spec egressSpec, 
 	}
 	wg.Wait()
 	if err := errors.Join(linkErr, tableErr, filesErr, fwdErr); err != nil {
-		return nil, release, err
+		return release, err
 	}
+	// The rule and route are removed only under the lock, with the last bridge: while this
+	// lease is there, no one removes them after this has made them.
 	if err := ensureTransparent(root, prerouting); err != nil {
 		// Another program's rule or table: published ports still work, from the gateway.
-		log.Warn("published ports: the service will see the gateway as its clients' address", "err", err)
+		a.log.Warn("published ports: the service will see the gateway as its clients' address", "err", err)
 		a.Notes = append(a.Notes, "published ports: the service sees the gateway as the client ("+err.Error()+")")
 	} else {
 		a.subnet = b.Subnet
 	}
-	return a, release, nil
-}
-
-// chain returns a func that calls f, then g.
-func chain(f, g func()) func() {
-	return func() { f(); g() }
+	return release, nil
 }
 
 func freeAddress(b *bridgeState) (netip.Addr, error) {
@@ -408,45 +431,72 @@ func (a *Attachment) Close() error {
 	if a.denials != nil {
 		a.denials.closeConn()
 	}
-	stopped := time.Now()
-	unlock, err := a.root.lock()
+	return a.detachTimed(false, began, time.Now())
+}
+
+// detach undoes the attachment's lease after a failed Attach: what connect made, whatever of it
+// exists, the veth included (something may still sit in the namespace).
+func (a *Attachment) detach(deleteVeth bool) error {
+	now := time.Now()
+	return a.detachTimed(deleteVeth, now, now)
+}
+
+// detachTimed drops the lease under the lock (and the bridge, if it was the last member), then,
+// outside it, removes the namespace and files and brings the table to a state without the lease.
+// A crash after the lease is gone leaves a namespace and files no lease names, which the next
+// reclaim removes, and rules the next table write drops.
+func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
+	// Read before the lock; under it, only a file replaced since is read again.
+	prev, _ := a.root.bridges()
+	waiting := time.Now()
+	lk, err := a.root.lock()
 	if err != nil {
 		return err
 	}
 	locked := time.Now()
-	bridges, err := a.root.bridges()
+	bridges, err := a.root.bridgesSince(prev)
+	var gen uint64
+	if err == nil {
+		err = dropLease(a.root, bridges, a.Bridge, a.lease)
+		var berr error
+		gen, berr = lk.bump(a.root)
+		err = errors.Join(err, berr)
+	}
+	lk.unlock()
+	unlocked := time.Now()
 	if err != nil {
-		unlock()
 		return err
 	}
-	release, err := detachLocked(a.root, bridges, a.Bridge, a.lease, false)
-	unlock()
-	unlocked := time.Now()
+	errs := []error{undoLease(a.root, a.lease, deleteVeth)}
+	release, _, tableWait, serr := syncTable(a.root, gen, bridges)
+	synced := time.Now()
 	release()
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
-		"stopping", stopped.Sub(began), "lock_wait", locked.Sub(stopped), "locked", unlocked.Sub(locked),
-		"nftables_release", time.Since(unlocked))
-	return err
+		"locked", unlocked.Sub(locked), "undoing", synced.Sub(unlocked), "table_wait", tableWait,
+		"nftables_release", time.Since(synced), "stopping", stopped.Sub(began), "reading", waiting.Sub(stopped), "lock_wait", locked.Sub(waiting))
+	return errors.Join(append(errs, serr)...)
 }
 
-// detachLocked undoes one lease and rewrites the table; bridges is updated in place. deleteVeth
-// says whether to delete the lease's veth too (see undoLease). The table goes first, the rest
-// while the kernel frees the rules it replaced; release closes the nftables socket, which
-// waits for that (see syncTable), and is never nil.
-func detachLocked(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease, deleteVeth bool) (release func(), err error) {
+// dropLease removes lease l from its bridge's state, under the lock; bridges is updated in place.
+// The last member's leaving deletes the bridge (its interface and state file) and, with the last
+// bridge of the root, the client-address routing (ensureTransparent), here under the lock, so
+// that a joiner, whose lease is written under it, never joins a bridge on its way out.
+func dropLease(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease) error {
 	b := bridges[bridge]
-	if b != nil {
-		b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
-		if len(b.Leases) == 0 {
-			delete(bridges, bridge)
-		}
+	if b == nil {
+		return nil
 	}
-	release, _, err = syncTable(root, bridges)
-	errs := []error{err, undoLease(root, l, deleteVeth)}
-	if b != nil {
-		errs = append(errs, saveOrDropBridge(root, bridges, b))
+	b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
+	return errors.Join(saveOrDropBridge(root, bridges, b), dropTransparentIfLast(root, bridges))
+}
+
+// dropTransparentIfLast removes the client-address routing when no bridge is left; the caller
+// holds the lock.
+func dropTransparentIfLast(root stateRoot, bridges map[string]*bridgeState) error {
+	if len(bridges) > 0 {
+		return nil
 	}
-	return release, errors.Join(errs...)
+	return removeTransparent(root)
 }
 
 // undoLease removes what one lease made, whatever of it exists. Once the namespace is unmounted
@@ -482,29 +532,36 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	if a.closed || slices.EqualFunc(spec.Rules, a.lease.Egress.Rules, func(x, y storedRule) bool { return slices.Equal(x.Resolved, y.Resolved) }) {
 		return nil
 	}
-	unlock, err := a.root.lock()
+	lk, err := a.root.lock()
 	if err != nil {
 		return err
 	}
-	defer unlock()
-	bridges, err := a.root.bridges()
-	if err != nil {
-		return err
-	}
-	b := bridges[a.Bridge]
-	if b == nil {
-		return fmt.Errorf("bridge %s has no state file any more", a.Bridge)
-	}
-	for i := range b.Leases {
-		if b.Leases[i].Service == a.lease.Service {
-			b.Leases[i].Egress = spec
+	gen, bridges, err := func() (uint64, map[string]*bridgeState, error) {
+		defer lk.unlock()
+		bridges, err := a.root.bridges()
+		if err != nil {
+			return 0, nil, err
 		}
+		b := bridges[a.Bridge]
+		if b == nil {
+			return 0, nil, fmt.Errorf("bridge %s has no state file any more", a.Bridge)
+		}
+		for i := range b.Leases {
+			if b.Leases[i].Service == a.lease.Service {
+				b.Leases[i].Egress = spec
+			}
+		}
+		if err := a.root.writeBridge(b); err != nil {
+			return 0, nil, err
+		}
+		gen, err := lk.bump(a.root)
+		return gen, bridges, err
+	}()
+	if err != nil {
+		return err
 	}
 	a.lease.Egress = spec
-	if err := a.root.writeBridge(b); err != nil {
-		return err
-	}
-	release, _, err := syncTable(a.root, bridges)
+	release, _, _, err := syncTable(a.root, gen, bridges)
 	go release() // nothing waits for the kernel to free the old rules
 	return err
 }
@@ -519,25 +576,78 @@ func Cleanup(stateDir string) error {
 	if err := root.init(); err != nil {
 		return err
 	}
-	unlock, err := root.lock()
+	lk, err := root.lock()
 	if err != nil {
 		return err
 	}
-	defer unlock()
 	bridges, err := root.bridges()
 	if err != nil {
+		lk.unlock()
 		return err
 	}
-	rerr := reclaim(root, bridges, nil)
-	release, _, err := syncTable(root, bridges)
+	rerr := errors.Join(reclaim(root, bridges, nil, reclaimCheck{}), dropTransparentIfLast(root, bridges))
+	// A new generation even when nothing changed: the table is then rewritten from the state,
+	// whatever a writer that died before writing it left there.
+	gen, err := lk.bump(root)
+	lk.unlock()
+	if err != nil {
+		return errors.Join(rerr, err)
+	}
+	release, _, _, err := syncTable(root, gen, bridges)
 	release()
 	return errors.Join(rerr, err)
 }
 
+// reclaimCheck is what can be learnt of a reclaim before the lock: whether each lease's owner
+// lives, and which namespaces and files there are, so that the lock is held for none of the
+// /proc reads (a millisecond with 50 members, and many times that on a loaded host: issue 19).
+// A lease or entry that appears after it is looked at under the lock, or left for the next
+// reclaim; a dead owner stays dead, and one found alive that dies meanwhile is reclaimed next
+// time, as it would be had it died a moment later.
+type reclaimCheck struct {
+	bridges map[string]*bridgeState // as read: what the lock's holder reads again only if replaced
+	alive   map[leaseKey]bool       // by lease as read; absent: look under the lock
+	entries map[string][]string     // netnsDir, filesDir -> names; nil: read under the lock
+}
+
+// leaseKey is what tells one lease from another of the same service: its owner.
+type leaseKey struct {
+	service string
+	pid     int
+	start   uint64
+}
+
+func (l lease) key() leaseKey { return leaseKey{l.Service, l.PID, l.Start} }
+
+// checkReclaim reads the state without the lock (writes are atomic renames) and learns what it can.
+func checkReclaim(root stateRoot) reclaimCheck {
+	bridges, err := root.bridges()
+	if err != nil {
+		return reclaimCheck{}
+	}
+	rc := reclaimCheck{bridges: bridges, alive: map[leaseKey]bool{}}
+	for _, b := range bridges {
+		for _, l := range b.Leases {
+			rc.alive[l.key()] = l.alive()
+		}
+	}
+	rc.entries = map[string][]string{}
+	for _, d := range []string{netnsDir, filesDir} {
+		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
+		for _, e := range ents {
+			rc.entries[d] = append(rc.entries[d], e.Name())
+		}
+	}
+	return rc
+}
+
 // reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
 // without members, and removes netns mounts and files no lease names, and the temporary files of
-// state writes a SIGKILL cut short. The caller holds the lock and rewrites the table.
-func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) error {
+// state writes a SIGKILL cut short. rc is what checkReclaim learnt before the lock (zero: look at
+// everything here). The caller holds the lock and moves the generation on, and the table
+// follows (syncTable). Undoing a dead owner's lease stays under the lock, unlike a live owner's
+// Close: the next run of that service may be attaching, and its namespace has the same path.
+func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger, rc reclaimCheck) error {
 	var errs []error
 	// atomicfile's temporary files: every writer holds the lock, so whatever is there now was a
 	// killed writer's (the soak found them after safe-runs SIGKILLed mid-write, issue 19).
@@ -550,7 +660,11 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 		before := len(b.Leases)
 		live := b.Leases[:0]
 		for _, l := range b.Leases {
-			if l.alive() {
+			alive, checked := rc.alive[l.key()]
+			if !checked {
+				alive = l.alive()
+			}
+			if alive {
 				live = append(live, l)
 				keep[filepath.Base(l.Netns)] = true
 				continue
@@ -567,12 +681,18 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger) 
 		}
 	}
 	for _, d := range []string{netnsDir, filesDir} {
-		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
-		for _, e := range ents {
-			if keep[e.Name()] {
+		names := rc.entries[d]
+		if rc.entries == nil {
+			ents, _ := os.ReadDir(filepath.Join(root.dir, d))
+			for _, e := range ents {
+				names = append(names, e.Name())
+			}
+		}
+		for _, n := range names {
+			if keep[n] {
 				continue
 			}
-			p := filepath.Join(root.dir, d, e.Name())
+			p := filepath.Join(root.dir, d, n)
 			if d == netnsDir {
 				errs = append(errs, removeNetns(p))
 			} else {

@@ -5,8 +5,10 @@
 // manifest's [network] into Options, launcher joins the namespace at Attachment.Netns.
 //
 // State lives under Options.StateDir: one JSON file per bridge (its subnet and leases), the netns
-// bind mounts, the generated /etc files. The nftables table is rebuilt from those files on every
-// change, so whoever holds the lock (an Attach, a Close, a Cleanup) leaves it matching the leases.
+// bind mounts, the generated /etc files. The state lock guards the files only; the kernel objects
+// are made after it. The nftables table is rewritten from those files after every change, by one
+// writer at a time under a lock of its own, so that whoever changed them (an Attach, a Close, a
+// Cleanup) leaves it matching the leases (see syncTable).
 package network
 
 import (
@@ -137,4 +139,12 @@ type bridgeState struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
 	Leases  []lease      `json:"leases"`
+
+	file fileID // the version of the file it was read from (bridgesSince)
+}
+
+// fileID tells one version of a state file from another.
+type fileID struct {
+	ino, size uint64
+	ctime     int64
 }

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -13,90 +16,235 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncTable rewrites safe-run's tables (inet, and bridge: spoof_linux.go) from the bridge state
-// files, in one netlink batch, so the kernel switches from the old rules to the new ones
-// atomically. It touches no other table, chain
-// policy or iptables rule: every base chain here accepts by default and only drops traffic of
-// safe-run's own bridges, and a drop in one base chain is final whatever other tables say, while
-// an accept here lets the packet go on to theirs.
+// syncTable brings safe-run's tables (inet, and bridge: spoof_linux.go) to the state of generation
+// gen, bridges, or to a later one, each write one netlink batch, so the kernel switches from the
+// old rules to the new ones atomically. It touches no other table, chain policy or iptables rule:
+// every base chain here accepts by default and only drops traffic of safe-run's own bridges, and
+// a drop in one base chain is final whatever other tables say, while an accept here lets the
+// packet go on to theirs. With no bridge left, the tables are deleted.
 //
-// With no bridge left, the tables are deleted. prerouting says whether the inet table has its
-// prerouting chain (see transparentRules), which a kernel without nft's socket expression lacks.
+// It runs outside the state lock (issue 19: 50 starts on one bridge waited seconds for each
+// other's table writes under it). Why a rewrite of the whole table rather than each service
+// adding and removing rules of its own: the rules stay a function of the state files alone,
+// written by one function for an Attach, a Close, a Cleanup after a crash and an egress refresh
+// alike, and a writer that died half-way leaves nothing for the next to reconcile.
 //
-// release closes the nftables socket, and the caller calls it once it has done what else it
-// can, outside the state lock: closing a netfilter netlink socket waits until the kernel has
-// freed what earlier transactions deleted (the NETLINK_URELEASE notifier, nft_rcv_nl_event,
-// flushes nf_tables' destroy work, which waits out an RCU grace period: 8-16 ms here). A batch
-// that replaces or deletes the tables deletes; so does any other program's, in this network
-// namespace. Held open, the socket's close waits only for what is left of that grace period
-// when the caller is done.
-func syncTable(root stateRoot, bridges map[string]*bridgeState) (release func(), prerouting bool, err error) {
+// Writers take the table's own lock (tableLock), not the state's: one at a time, each with a
+// snapshot of the state read once it holds it. A writer that finds the table at its change's
+// generation or later writes nothing, so with 50 starts at once one write covers all the
+// changes made while the one before it was written, and most writers only read. Without that
+// lock, writers racing with snapshots of their own (a first version) wrote 300 tables for 200
+// changes, most refused by the check below after building 500 rules each, and a start took
+// longer than with the whole attach under the state lock.
+//
+// The check: the inet table holds an empty chain named after the generation it shows (gen-N),
+// and every batch first deletes the chain its writer saw, or creates the table exclusively when
+// it saw none. The kernel runs batches one at a time and aborts a whole batch whose delete finds
+// nothing, so a batch applies only to the table its writer read, whatever else writes it (an
+// older safe-run, a hand): a table never goes back to an older state than it shows, and once an
+// Attach has returned, its rules stay until its own lease goes.
+//
+// prerouting says whether the inet table has its prerouting chain (see transparentRules), which
+// a kernel without nft's socket expression lacks. wait is how long the table's lock was waited
+// for.
+//
+// release closes the nftables sockets, and the caller calls it once it has done what else it
+// can: closing a netfilter netlink socket waits until the kernel has freed what earlier
+// transactions deleted (the NETLINK_URELEASE notifier, nft_rcv_nl_event, flushes nf_tables'
+// destroy work, which waits out an RCU grace period: 8-16 ms here). A batch that replaces or
+// deletes the tables deletes; so does any other program's, in this network namespace. Held
+// open, the socket's close waits only for what is left of that grace period when the caller is
+// done.
+func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (release func(), prerouting bool, wait time.Duration, err error) {
 	var conns []*nftables.Conn
 	release = func() {
 		for _, c := range conns {
 			_ = c.CloseLasting()
 		}
 	}
-	write := func(mark uint32) error {
+	conn := func() (*nftables.Conn, error) {
 		c, err := nftables.New(nftables.AsLasting(),
 			// The kernel answers each rule of the batch: with tens of services
 			// the default receive buffer overflows (ENOBUFS at about 33 members).
 			nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
 		if err != nil {
-			return fmt.Errorf("nftables: %w", err)
+			return nil, fmt.Errorf("nftables: %w", err)
 		}
 		conns = append(conns, c)
-		return writeTables(c, root, bridges, mark)
+		return c, nil
 	}
+	c, err := conn()
+	if err != nil {
+		return release, false, 0, err
+	}
+	// Most writers of a storm find their change written by another: they learn it without the
+	// lock, which each would otherwise take in turn only to read.
+	cur, err := readTable(c, root)
+	if err != nil {
+		return release, false, 0, err
+	}
+	if covered(cur, gen, bridges) {
+		return release, cur.prerouting, 0, nil
+	}
+	began := time.Now()
+	tl, err := root.tableLock()
+	if err != nil {
+		return release, false, 0, err
+	}
+	defer tl.unlock()
+	wait = time.Since(began)
+	// A lock taken at once (a lone start): the table read above will do, and the caller's own
+	// snapshot; should another writer have slipped in between, the batch's check refuses it
+	// and the next round reads again.
+	alone := wait < uncontended
 	mark, _ := root.transparent()
-	err = write(mark)
-	prerouting = err == nil && len(bridges) > 0
-	if err != nil && len(bridges) > 0 {
-		// A kernel without nft's socket expression (CONFIG_NFT_SOCKET) still gets its
-		// isolation; only the client's address is lost (ensureTransparent is told there is no
-		// prerouting chain and says so). A socket of its own: the failed batch's answers may
-		// still be queued on the first.
-		if write(0) == nil {
-			err = nil
+	for range maxSyncRounds {
+		if !alone {
+			if cur, err = readTable(c, root); err != nil {
+				return release, false, wait, err
+			}
+			if covered(cur, gen, bridges) {
+				return release, cur.prerouting, wait, nil
+			}
+			// The latest state: the changes made since the caller's go in this write too.
+			// It is never older than the table's (tables are written from snapshots, one at
+			// a time).
+			if now, nb, err := root.snapshot(); err != nil {
+				return release, false, wait, err
+			} else if now > gen {
+				gen, bridges = now, nb
+			}
+		}
+		alone = false
+		if err := writeTables(c, root, bridges, mark, cur, gen); err == nil {
+			return release, len(bridges) > 0, wait, nil
+		}
+		// A batch the kernel refused: either the table moved since it was read (another
+		// program's commit: read it again), or the kernel has no socket expression
+		// (CONFIG_NFT_SOCKET), which still gets its isolation: only the client's address is
+		// lost (ensureTransparent is told there is no prerouting chain and says so). A socket
+		// of its own each time: the failed batch's answers may still be queued on the last.
+		if c, err = conn(); err != nil {
+			return release, false, wait, err
+		}
+		if again, err := readTable(c, root); err != nil || again != cur {
+			continue
+		}
+		werr := writeTables(c, root, bridges, 0, cur, gen)
+		if c, err = conn(); err != nil {
+			return release, false, wait, err
+		}
+		if werr != nil {
+			if again, err := readTable(c, root); err == nil && again == cur {
+				return release, false, wait, werr
+			}
 		}
 	}
-	if err != nil {
-		return release, false, err
-	}
-	if len(bridges) == 0 {
-		// The policy route of the client's address goes with the last bridge (it is made by
-		// ensureTransparent, when a service attaches).
-		return release, false, removeTransparent(root)
-	}
-	return release, prerouting, nil
+	return release, false, wait, fmt.Errorf("nftables table inet %s: still behind the state after %d writes (another program keeps changing it)", root.table(), maxSyncRounds)
 }
 
-// writeTables replaces the tables in one batch on c; mark 0 leaves out the prerouting chain.
-func writeTables(c *nftables.Conn, root stateRoot, bridges map[string]*bridgeState, mark uint32) error {
-	tables := []struct {
-		*nftables.Table
-		build func(*nftables.Conn, *nftables.Table, map[string]*bridgeState)
-	}{
-		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}, func(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
-			buildTable(c, t, bridges, mark)
-		}},
-		{&nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}, buildSpoofTable},
+// uncontended is a table lock wait short enough to say no other writer held it.
+const uncontended = 200 * time.Microsecond
+
+// covered says whether table cur was written from generation gen (with bridges) or a later one,
+// or there is nothing to delete.
+func covered(cur tableState, gen uint64, bridges map[string]*bridgeState) bool {
+	return (cur.gen >= 0 && uint64(cur.gen) >= gen) || (cur.gen < 0 && !cur.bridge && len(bridges) == 0)
+}
+
+// maxSyncRounds bounds syncTable's writes: each either lands or finds the table newer, so only a
+// state that moves on faster than a table write takes more than a few.
+const maxSyncRounds = 100
+
+// tableState is what syncTable reads of the inet table before it writes.
+type tableState struct {
+	gen        int64 // the generation its marker chain names; -1: no table, 0: a table with no marker
+	prerouting bool  // it has the prerouting chain
+	bridge     bool  // the bridge-family table exists too
+}
+
+// genChain names the marker chain of generation gen.
+func genChain(gen uint64) string { return "gen-" + strconv.FormatUint(gen, 10) }
+
+// readTable reads the root's tables' state, on a socket of its own.
+func (s stateRoot) readTable() (tableState, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return tableState{}, fmt.Errorf("nftables: %w", err)
 	}
-	changed := false
-	for _, t := range tables {
-		if old, err := c.ListTableOfFamily(t.Name, t.Family); err == nil && old != nil {
-			c.DelTable(t.Table)
-			changed = true
+	defer func() { _ = c.CloseLasting() }()
+	return readTable(c, s)
+}
+
+func readTable(c *nftables.Conn, root stateRoot) (tableState, error) {
+	st := tableState{gen: -1}
+	for _, fam := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
+		tables, err := c.ListTablesOfFamily(fam)
+		if err != nil {
+			return st, fmt.Errorf("nftables: listing tables: %w", err)
 		}
-		if len(bridges) > 0 {
-			t.build(c, t.Table, bridges)
-			changed = true
+		for _, t := range tables {
+			if t.Name != root.table() {
+				continue
+			}
+			if fam == nftables.TableFamilyBridge {
+				st.bridge = true
+			} else {
+				st.gen = 0
+			}
 		}
 	}
-	if changed {
-		if err := c.Flush(); err != nil {
-			return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
+	if st.gen < 0 {
+		return st, nil
+	}
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return st, fmt.Errorf("nftables: listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table == nil || ch.Table.Name != root.table() {
+			continue
 		}
+		if ch.Name == preroutingChain {
+			st.prerouting = true
+		}
+		if g, ok := strings.CutPrefix(ch.Name, "gen-"); ok {
+			if n, err := strconv.ParseInt(g, 10, 64); err == nil && n > st.gen {
+				st.gen = n
+			}
+		}
+	}
+	return st, nil
+}
+
+// writeTables replaces the tables cur describes with those of generation gen, bridges, in one
+// batch on c that the kernel applies only if the inet table is still cur (see syncTable); mark 0
+// leaves out the prerouting chain.
+func writeTables(c *nftables.Conn, root stateRoot, bridges map[string]*bridgeState, mark uint32, cur tableState, gen uint64) error {
+	inet := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
+	br := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}
+	switch {
+	case cur.gen > 0:
+		// The compare: this chain is gone if anyone wrote since cur was read.
+		c.DelChain(&nftables.Chain{Name: genChain(uint64(cur.gen)), Table: inet})
+		c.DelTable(inet)
+	case cur.gen == 0:
+		c.DelTable(inet) // a table without a marker: from before generations, or by hand
+	}
+	if cur.bridge {
+		c.DelTable(br)
+	}
+	if len(bridges) > 0 {
+		if cur.gen < 0 {
+			// The compare when there was no table: NLM_F_EXCL fails if one was made since.
+			c.CreateTable(inet)
+		}
+		buildTable(c, inet, bridges, mark)
+		c.AddChain(&nftables.Chain{Name: genChain(gen), Table: inet})
+		buildSpoofTable(c, br, bridges)
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
 	}
 	return nil
 }

@@ -6,19 +6,24 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
+	"github.com/safe-run/safe-run/internal/flock"
 	"github.com/safe-run/safe-run/internal/proc"
 )
 
-// lockFile is the state root's flock: every change to bridges, leases and the nft table holds it.
+// lockFile is the state root's flock: every change to bridges and leases holds it (the nft table
+// is written outside it: syncTable). It also holds the state's generation (rootLock).
 const lockFile = "lock"
 
 // pool is where bridge subnets come from, one /24 each.
@@ -59,28 +64,106 @@ func (s stateRoot) init() error {
 	return nil
 }
 
-// lock takes the state root's exclusive lock; the returned func releases it. flock, not a pid
-// file: the kernel drops it when a SIGKILLed owner's descriptors close.
-func (s stateRoot) lock() (func(), error) {
-	f, err := os.OpenFile(filepath.Join(s.dir, lockFile), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+// rootLock is a held flock on the state root's lock file. The file also holds the state's
+// generation: a counter every change to the bridge state files moves on, under the exclusive
+// lock, so that whoever writes the nft table outside the lock knows which state it shows
+// (syncTable). Kept in the lock file, not a file of its own: the lock file is there for the
+// root's whole life already, and a reader of it holds the lock anyway.
+type rootLock struct {
+	f       *os.File
+	release func()
+}
+
+// lock takes the state root's exclusive lock; unlock releases it. flock, not a pid file: the
+// kernel drops it when a SIGKILLed owner's descriptors close. The caller must unlock on the
+// same goroutine: the thread runs boosted meanwhile (internal/flock).
+func (s stateRoot) lock() (*rootLock, error) {
+	return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_EX)
+}
+
+// rlock takes the lock shared: for reading a snapshot of the state (its generation and bridge
+// files) while no one changes it, without waiting for other readers.
+func (s stateRoot) rlock() (*rootLock, error) {
+	return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_SH)
+}
+
+// tableLock takes the nft table's lock (see syncTable): the flock of the bridges directory, so
+// that the state root keeps its layout (a directory's flock is as good as a file's).
+func (s stateRoot) tableLock() (*rootLock, error) {
+	return s.flock(filepath.Join(s.dir, bridgesDir), unix.LOCK_EX)
+}
+
+func (s stateRoot) flock(path string, how int) (*rootLock, error) {
+	flags := os.O_RDONLY // a directory
+	if filepath.Base(path) == lockFile {
+		flags = os.O_RDWR | os.O_CREATE // it holds the generation too
+	}
+	f, err := os.OpenFile(path, flags|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("network state lock: %w", err)
 	}
-	for {
-		err = unix.Flock(int(f.Fd()), unix.LOCK_EX)
-		if !errors.Is(err, unix.EINTR) {
-			break
-		}
-	}
+	release, err := flock.Lock(f, how)
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("network state lock %s: %w", f.Name(), err)
 	}
-	return func() { f.Close() }, nil
+	return &rootLock{f: f, release: release}, nil
+}
+
+func (l *rootLock) unlock() {
+	l.release()
+	l.f.Close()
+}
+
+// genWidth is the generation's fixed width in the lock file: one pwrite replaces it whole.
+const genWidth = 20
+
+// generation reads the state's generation; ok is false when the file holds none (a new root, or
+// one whose lock file was replaced).
+func (l *rootLock) generation() (gen uint64, ok bool) {
+	buf := make([]byte, genWidth+1)
+	n, _ := l.f.ReadAt(buf, 0)
+	gen, err := strconv.ParseUint(strings.TrimSpace(string(buf[:n])), 10, 64)
+	return gen, err == nil
+}
+
+// bump moves the generation on, under the exclusive lock, once the bridge files say what the
+// change says. A root without one starts above the generation the nft table says it shows, so
+// that no table write is ever taken for newer than one already in place.
+func (l *rootLock) bump(s stateRoot) (uint64, error) {
+	gen, ok := l.generation()
+	if !ok {
+		if cur, err := s.readTable(); err == nil && cur.gen > 0 {
+			gen = uint64(cur.gen)
+		}
+	}
+	gen++
+	if _, err := l.f.WriteAt(fmt.Appendf(nil, "%0*d\n", genWidth, gen), 0); err != nil {
+		return 0, fmt.Errorf("network state generation %s: %w", l.f.Name(), err)
+	}
+	return gen, nil
+}
+
+// snapshot reads the state's generation and bridges under the shared lock: what syncTable writes
+// the table from when the state moved on since its caller's change.
+func (s stateRoot) snapshot() (uint64, map[string]*bridgeState, error) {
+	l, err := s.rlock()
+	if err != nil {
+		return 0, nil, err
+	}
+	defer l.unlock()
+	gen, _ := l.generation()
+	bridges, err := s.bridges()
+	return gen, bridges, err
 }
 
 // bridges reads every bridge state file.
-func (s stateRoot) bridges() (map[string]*bridgeState, error) {
+func (s stateRoot) bridges() (map[string]*bridgeState, error) { return s.bridgesSince(nil) }
+
+// bridgesSince reads every bridge state file, reusing prev's copy of one not replaced since prev
+// was read (same inode, change time and size: every write is a new file renamed over the old).
+// The lock is then held for a stat per bridge, not for parsing 50 leases again (issue 19).
+func (s stateRoot) bridgesSince(prev map[string]*bridgeState) (map[string]*bridgeState, error) {
 	ents, err := os.ReadDir(filepath.Join(s.dir, bridgesDir))
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[string]*bridgeState{}, nil
@@ -95,9 +178,16 @@ func (s stateRoot) bridges() (map[string]*bridgeState, error) {
 		if !ok {
 			continue
 		}
-		b, err := s.readBridge(name)
-		if err != nil {
-			return nil, err
+		var b *bridgeState
+		if p := prev[name]; p != nil {
+			if fi, err := os.Stat(s.bridgeFile(name)); err == nil && idOf(fi) == p.file {
+				b = p
+			}
+		}
+		if b == nil {
+			if b, err = s.readBridge(name); err != nil {
+				return nil, err
+			}
 		}
 		if b == nil {
 			continue
@@ -112,12 +202,29 @@ func (s stateRoot) bridges() (map[string]*bridgeState, error) {
 	return out, nil
 }
 
+func idOf(fi fs.FileInfo) fileID {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fileID{}
+	}
+	return fileID{ino: st.Ino, size: uint64(st.Size), ctime: st.Ctim.Nano()}
+}
+
 // readBridge returns nil, nil when the bridge has no state file.
 func (s stateRoot) readBridge(name string) (*bridgeState, error) {
-	data, err := os.ReadFile(s.bridgeFile(name))
+	f, err := os.Open(s.bridgeFile(name))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
+	if err != nil {
+		return nil, fmt.Errorf("network state: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("network state: %w", err)
+	}
+	data, err := io.ReadAll(f)
 	if err != nil {
 		return nil, fmt.Errorf("network state: %w", err)
 	}
@@ -128,6 +235,7 @@ func (s stateRoot) readBridge(name string) (*bridgeState, error) {
 	if err := s.checkBridge(name, &b); err != nil {
 		return nil, fmt.Errorf("network state %s: %w (%s)", s.bridgeFile(name), err, s.corruptFix(name))
 	}
+	b.file = idOf(fi)
 	return &b, nil
 }
 

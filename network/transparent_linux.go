@@ -37,9 +37,10 @@ import (
 // of the usual users of marks (kube-proxy's 0x4000/0x8000, Tailscale's
 // 0xff0000 byte, WireGuard's 0xca6c).
 //
-// Both are made with the first bridge (ensureTransparent, under the state
-// lock) and removed with the last (syncTable, so Cleanup removes them after
-// a crash too). The replies are conntrack-established, so the input
+// Both are made by every attach once its table is written (ensureTransparent,
+// after the state lock: a second finds them made) and removed with the last
+// bridge, under the state lock (dropTransparentIfLast, so Cleanup removes
+// them after a crash too): while a lease exists, nothing removes them. The replies are conntrack-established, so the input
 // chain's isolation (from a bridge only DNS to the gateway and established
 // traffic) still holds; nothing is forwarded, so egress does not see them.
 const (

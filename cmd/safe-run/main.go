@@ -143,12 +143,13 @@ func runService(args []string, path string, f runFlags) int {
 	if err == nil {
 		// Enforce allots a new service's ids under ids.json's lock, the
 		// one lock a root start shares with every other before its name
-		// lock: its time is that lock's wait plus a write and an fsync
-		// (a recorded service's, a read and no lock). The soak reads
-		// it (issue 19).
+		// lock: took is that lock's wait, a write, and a sync after the
+		// lock (a recorded service's, a read and a sync, no lock). The
+		// soak reads lock_wait (issue 19).
 		began := time.Now()
-		err = launcher.Enforce(ctx, job, facts)
-		log.Debug("ids allotted", "service", job.Name, "took", time.Since(began))
+		var wait time.Duration
+		wait, err = launcher.EnforceWait(ctx, job, facts)
+		log.Debug("ids allotted", "service", job.Name, "took", time.Since(began), "lock_wait", wait)
 	}
 	if err != nil {
 		return cli.Fail(os.Stderr, err)
