@@ -45,7 +45,8 @@ type composeService struct {
 	MemLimit        string            `json:"mem_limit,omitempty"`
 	MemswapLimit    string            `json:"memswap_limit,omitempty"`
 	MemReservation  string            `json:"mem_reservation,omitempty"`
-	CPUs            float64           `json:"cpus,omitempty"`
+	CPUPeriod       uint64            `json:"cpu_period,omitempty"`
+	CPUQuota        int64             `json:"cpu_quota,omitempty"`
 	Ulimits         map[string]any    `json:"ulimits,omitempty"`
 	NetworkMode     string            `json:"network_mode,omitempty"`
 	Networks        []string          `json:"networks,omitempty"`
@@ -110,7 +111,10 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		Restart:         s.Process.Restart,
 		NetworkMode:     "none",
 		PidsLimit:       s.Resources.Pids,
-		CPUs:            s.Resources.CPUs,
+	}
+	if s.Resources.CPUs > 0 {
+		// safe-run's period, not cpus's 100 ms: see plan.CPUQuota.
+		c.CPUQuota, c.CPUPeriod = plan.CPUQuota(s.Resources.CPUs)
 	}
 	u := spec.Process.User
 	c.User = fmt.Sprintf("%d:%d", u.UID, u.GID)

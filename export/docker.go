@@ -216,7 +216,10 @@ func resourceFlags(s *manifest.Service, spec *specs.Spec, arg func(...string), n
 		arg("--memory-reservation", r.MemoryReservation.String())
 	}
 	if r.CPUs > 0 {
-		arg("--cpus", strconv.FormatFloat(r.CPUs, 'f', -1, 64))
+		// The quota in safe-run's period, not --cpus (docker's 100 ms
+		// period): see plan.CPUQuota.
+		quota, period := plan.CPUQuota(r.CPUs)
+		arg("--cpu-period", strconv.FormatUint(period, 10), "--cpu-quota", strconv.FormatInt(quota, 10))
 	}
 	for _, rl := range spec.Process.Rlimits {
 		name := strings.ToLower(strings.TrimPrefix(rl.Type, "RLIMIT_"))

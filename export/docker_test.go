@@ -135,7 +135,8 @@ type inspected struct {
 		Memory            int64
 		MemorySwap        int64
 		MemoryReservation int64
-		NanoCpus          int64
+		CpuPeriod         int64
+		CpuQuota          int64
 		PidsLimit         *int64
 		NetworkMode       string
 		Tmpfs             map[string]string
@@ -210,7 +211,8 @@ func TestDockerRun(t *testing.T) {
 	check("Memory", h.Memory, 64<<20)
 	check("MemorySwap", h.MemorySwap, 64<<20)
 	check("MemoryReservation", h.MemoryReservation, 32<<20)
-	check("NanoCpus", h.NanoCpus, 5e8)
+	check("CpuPeriod", h.CpuPeriod, 5000) // safe-run's period: plan.CPUQuota
+	check("CpuQuota", h.CpuQuota, 2500)
 	check("PidsLimit", h.PidsLimit, 64)
 	check("NetworkMode", h.NetworkMode, "none")
 	check("Tmpfs", h.Tmpfs, map[string]string{"/tmp": "nosuid,nodev,noexec,mode=1777,size=16777216"})

@@ -329,6 +329,9 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	if r.CPUs > 0 {
 		cpu := strconv.FormatInt(int64(r.CPUs*1000+0.5), 10) + "m"
 		c.Resources.Limits["cpu"], c.Resources.Requests["cpu"] = cpu, cpu
+		if _, period := plan.CPUQuota(r.CPUs); period != 100000 {
+			note(fmt.Sprintf("cpus = %g: safe-run enforces it in a CFS period of %d ms; the kubelet's is per node (cpuCFSQuotaPeriod, 100 ms unless set).", r.CPUs, period/1000))
+		}
 	}
 	if r.Pids > 0 {
 		note(fmt.Sprintf("pids = %d: Kubernetes sets a pids limit per node (kubelet podPidsLimit), not per pod.", r.Pids))

@@ -233,8 +233,8 @@ func TestSpecHardening(t *testing.T) {
 			if lim, swap := *l.Resources.Memory.Limit, *l.Resources.Memory.Swap; lim != int64(svc.Resources.Memory) || swap != lim {
 				t.Errorf("memory %d, swap %d: want %d and no swap on top", lim, swap, svc.Resources.Memory)
 			}
-			if got, want := *l.Resources.CPU.Quota, int64(svc.Resources.CPUs*100000); got != want || *l.Resources.CPU.Period != 100000 {
-				t.Errorf("cpu quota %d/%d, want %d/100000", got, *l.Resources.CPU.Period, want)
+			if quota, period := plan.CPUQuota(svc.Resources.CPUs); *l.Resources.CPU.Quota != quota || *l.Resources.CPU.Period != period {
+				t.Errorf("cpu quota %d/%d, want %d/%d", *l.Resources.CPU.Quota, *l.Resources.CPU.Period, quota, period)
 			}
 			if *l.Resources.Pids.Limit != svc.Resources.Pids {
 				t.Errorf("pids %d, want %d", *l.Resources.Pids.Limit, svc.Resources.Pids)
@@ -442,5 +442,31 @@ owner = "manifest"
 	}
 	if s.Annotations["owner"] != "manifest" || s.Annotations["vendor"] != "image" || s.Annotations[plan.AnnotationImageDigest] != "sha256:abc" {
 		t.Errorf("annotations %v", s.Annotations)
+	}
+}
+
+// TestCPUQuota: the short period wherever the kernel's least quota (1 ms)
+// allows it, the longer one below 0.2 CPUs, never past docker's 100 ms.
+func TestCPUQuota(t *testing.T) {
+	for _, tc := range []struct {
+		cpus   float64
+		quota  int64
+		period uint64
+	}{
+		{0.01, 1000, 100000}, // manifest.MinCPUs
+		{0.1, 1000, 10000},
+		{0.15, 1000, 6667},
+		{0.2, 1000, 5000},
+		{0.5, 2500, 5000},
+		{1.5, 7500, 5000},
+		{1024, 5120000, 5000}, // manifest.MaxCPUs
+	} {
+		quota, period := plan.CPUQuota(tc.cpus)
+		if quota != tc.quota || period != tc.period {
+			t.Errorf("cpus %g: quota %d period %d, want %d %d", tc.cpus, quota, period, tc.quota, tc.period)
+		}
+		if quota < 1000 {
+			t.Errorf("cpus %g: quota %d below the kernel's least, 1000", tc.cpus, quota)
+		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/safe-run/safe-run/internal/testenv"
+	"github.com/safe-run/safe-run/plan"
 )
 
 // TestHostStaysUp: a fork bomb (pids limit), a memory hog (OOM) and a CPU
@@ -112,18 +113,23 @@ func TestHostStaysUp(t *testing.T) {
 	attribution = append(attribution, fmt.Sprintf("host user %.2f sys %.2f softirq %.2f idle %.2f CPUs", hostUse.user.Seconds()/window.Seconds(), hostUse.sys.Seconds()/window.Seconds(), hostUse.softirq.Seconds()/window.Seconds(), hostUse.idle.Seconds()/window.Seconds()))
 	t.Logf("CPU under the hogs: %s", strings.Join(attribution, "; "))
 
-	// Would safe-run's defaults contain the hogs better with a CPU
-	// weight by the cpus limit (cpu.shares = cpus x 1024, as Kubernetes
-	// sets from a request: a 0.5-CPU hog at half the web's weight), or
-	// with a shorter CFS period (10 ms, not 100: the quota in bursts of
-	// 5 ms, not 50)? Slices of 1 s in turn, the hogs as safe-run sets
-	// them and each variant: the same machine noise falls on all three.
+	// How the CFS period safe-run sets (plan.CPUQuota: 5 ms) contains
+	// the hogs against docker's and systemd's 100 ms and a middle 10 ms,
+	// and whether a CPU weight by the cpus limit (cpu.shares = cpus x
+	// 1024, as Kubernetes sets from a request) would add to it: slices
+	// of 1 s in turn, so that the same machine noise falls on each.
 	type variant struct {
 		name           string
 		shares, period int
 		lat            []time.Duration
 	}
-	variants := []*variant{{"as set", 1024, 100000, nil}, {"cpu.shares = cpus x 1024", 512, 100000, nil}, {"10 ms CFS period", 1024, 10000, nil}}
+	_, period := plan.CPUQuota(0.5)
+	variants := []*variant{
+		{"as set", 1024, int(period), nil},
+		{"100 ms period (docker's)", 1024, 100000, nil},
+		{"10 ms period", 1024, 10000, nil},
+		{"as set, cpu.shares = cpus x 1024", 512, int(period), nil},
+	}
 	for i := 0; i < env.lvl.hogSeconds; i++ {
 		v := variants[i%len(variants)]
 		for svc := range hogs {

@@ -28,7 +28,7 @@ exec docker run \
   --pids-limit 1024 \
   --memory 128M \
   --memory-swap 128M \
-  --cpus 0.5 \
+  --cpu-period 5000 --cpu-quota 2500 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network backend \

@@ -31,7 +31,7 @@ exec docker run \
   --memory 256M \
   --memory-swap 256M \
   --memory-reservation 128M \
-  --cpus 1.5 \
+  --cpu-period 5000 --cpu-quota 7500 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network none \

@@ -25,7 +25,7 @@ exec docker run \
   --pids-limit 1024 \
   --memory 128M \
   --memory-swap 128M \
-  --cpus 1 \
+  --cpu-period 5000 --cpu-quota 5000 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network host \

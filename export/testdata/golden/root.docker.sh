@@ -25,7 +25,7 @@ exec docker run \
   --pids-limit 1024 \
   --memory 64M \
   --memory-swap 64M \
-  --cpus 0.25 \
+  --cpu-period 5000 --cpu-quota 1250 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network none \
