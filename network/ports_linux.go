@@ -496,13 +496,7 @@ func dialService(src netip.Addr, to netip.AddrPort) (fd int, connected bool, err
 				break
 			}
 			// Not connected (yet): SO_ERROR says whether it failed.
-			soerr, gerr := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			switch {
-			case gerr != nil:
-				err = os.NewSyscallError("getsockopt", gerr)
-			case soerr != 0:
-				err = os.NewSyscallError("connect", syscall.Errno(soerr))
-			}
+			err = connectError(fd)
 		default:
 			err = os.NewSyscallError("connect", err)
 		}

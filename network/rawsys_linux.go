@@ -2,6 +2,7 @@ package network
 
 import (
 	"net/netip"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -137,4 +138,17 @@ func rawEpollPoll(ep int, events []unix.EpollEvent) (int, error) {
 			return int(r), rawErr(e)
 		}
 	}
+}
+
+// connectError is the error of a non-blocking connect on fd, from
+// SO_ERROR: nil while it is under way or once it succeeded.
+func connectError(fd int) error {
+	soerr, err := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
+	switch {
+	case err != nil:
+		return os.NewSyscallError("getsockopt", err)
+	case soerr != 0:
+		return os.NewSyscallError("connect", unix.Errno(soerr))
+	}
+	return nil
 }

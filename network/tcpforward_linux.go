@@ -346,13 +346,8 @@ func (l *tcpLoop) event(c *tcpConn, fd int, events uint32) {
 			return // the client's data waits for the dial (pumped once it is done)
 		}
 		if events&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
-			soerr, err := rawGetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ERROR)
-			switch {
-			case err != nil:
-				err = os.NewSyscallError("getsockopt", err)
-			case soerr != 0:
-				err = os.NewSyscallError("connect", unix.Errno(soerr))
-			default:
+			err := connectError(fd)
+			if err == nil {
 				err = errors.New("connect: the connection was closed")
 			}
 			l.fail(c, err)
