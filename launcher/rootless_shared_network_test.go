@@ -429,7 +429,11 @@ func fetchFrom(th testHost, addr, url string) (string, error) {
 // listening on TCP port, in the host's network namespace.
 func listeners(t *testing.T, port int) []string {
 	t.Helper()
-	data, err := os.ReadFile("/proc/net/tcp")
+	// thread-self, not /proc/net (the main thread's): a test goroutine
+	// that entered a test network namespace on a locked thread and ended
+	// there (serveDNS) may have been the main thread, which the runtime
+	// then keeps in that namespace.
+	data, err := os.ReadFile("/proc/thread-self/net/tcp")
 	if err != nil {
 		t.Fatal(err)
 	}
