@@ -42,6 +42,9 @@ type Attachment struct {
 	denials *denialReader
 	mu      sync.Mutex // guards lease.Egress against Close
 	closed  bool
+	// fwAdded: the batch of its firewall objects applied, so its map elements are its own to
+	// delete (see detachTimed).
+	fwAdded bool
 }
 
 // nameRE is compiled on first use, not at package init: safe-run is
@@ -310,13 +313,24 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 			if prerouting, err = ensureTables(c, root); err != nil {
 				return err
 			}
-			if err := addMember(c, root.fw(), b, l); err != nil {
-				return fmt.Errorf("nftables: service %s's chains: %w", l.Service, err)
+			// The kernel refuses the batch while the previous holder of this address still
+			// has its map elements (an element that exists with another verdict): that
+			// holder deletes them just after releasing the state lock, so a moment later
+			// it goes in.
+			for delay := time.Millisecond; ; delay *= 2 {
+				if err := addMember(c, root.fw(), b, l); err != nil {
+					return fmt.Errorf("nftables: service %s's chains: %w", l.Service, err)
+				}
+				err := c.Flush()
+				if err == nil {
+					a.fwAdded = true
+					return nil
+				}
+				if delay > time.Second {
+					return fmt.Errorf("nftables: service %s's chains in table inet %s: %w", l.Service, root.table(), err)
+				}
+				time.Sleep(delay)
 			}
-			if err := c.Flush(); err != nil {
-				return fmt.Errorf("nftables: service %s's chains in table inet %s: %w", l.Service, root.table(), err)
-			}
-			return nil
 		}()
 		a.log.Debug("network firewall added", "service", l.Service, "bridge", b.Name, "took", time.Since(began))
 	}()
@@ -453,11 +467,14 @@ func (a *Attachment) detach(deleteVeth bool) error {
 	return a.detachTimed(deleteVeth, now, now)
 }
 
-// detachTimed drops the lease under the lock (and the bridge, if it was the last member) with the
-// map elements that send the service's packets to its chains (its address may be leased again as
-// soon as the lock is released: see nft_linux.go), then, outside it, removes the namespace, the
-// files and its chains. A crash after the lease is gone leaves a namespace and files no lease
-// names, which the next reclaim removes, and chains no packet reaches, which Cleanup sweeps.
+// detachTimed drops the lease under the lock (and the bridge, if it was the last member, with its
+// set elements, and the tables with the last bridge), then, outside it, removes the namespace,
+// the files and its firewall objects, in one batch. Its address may be leased again as soon as
+// the lock is released, and the next holder's map elements have the same keys: the kernel refuses
+// the next holder's batch while these exist (it retries: connect), and this batch deletes them
+// together with its own chains, so it applies only while those are there, that is, only to its
+// own elements. A crash after the lease is gone leaves a namespace and files no lease names,
+// which the next reclaim removes, and objects that Cleanup sweeps.
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
 	// Read before the lock; under it, only a file replaced since is read again.
 	prev, _ := a.root.bridges()
@@ -470,21 +487,29 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	bridges, err := a.root.bridgesSince(prev)
 	f := a.root.fw()
 	tablesGone := false
+	var ops []nftOp
 	if err == nil {
 		b := bridges[a.Bridge]
 		err = dropLease(a.root, bridges, a.Bridge, a.lease)
-		var ops []nftOp
 		switch {
 		case len(bridges) == 0:
 			ops, tablesGone = tableOps(f), true
 		case b != nil && bridges[a.Bridge] == nil:
-			ops = append(memberElemOps(f, b, a.lease), bridgeElemOps(f, b)...)
-		case b != nil:
-			ops = memberElemOps(f, b, a.lease)
+			// The bridge's elements go under the lock: its subnet may be the next bridge's.
+			ops, tablesGone = append(append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...), bridgeElemOps(f, b)...), true
 		}
-		release, oerr := runOps(ops)
-		go release() // nothing here waits for the kernel to free what the batch deleted
-		err = errors.Join(err, oerr)
+		if len(ops) > 0 {
+			release, oerr := runOps(ops)
+			go release() // nothing here waits for the kernel to free what the batch deleted
+			err = errors.Join(err, oerr)
+		}
+		if !tablesGone && b != nil {
+			if a.fwAdded {
+				ops = append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...)
+			} else {
+				ops = memberChainOps(f, a.lease) // its elements were never added
+			}
+		}
 	}
 	lk.unlock()
 	unlocked := time.Now()
@@ -493,9 +518,9 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	}
 	errs := []error{undoLease(a.root, a.lease, deleteVeth)}
 	var serr error
-	if !tablesGone {
+	if !tablesGone && len(ops) > 0 {
 		var release func()
-		release, serr = runOps(memberChainOps(f, a.lease))
+		release, serr = runOwnOps(f, a.lease, ops)
 		go release()
 	}
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,

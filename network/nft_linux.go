@@ -383,6 +383,31 @@ func runOps(ops []nftOp) (release func(), err error) {
 	return release, nil
 }
 
+// runOwnOps runs a detaching member's deletions outside the state lock: as one batch, which
+// applies only while its chains are there; or, when the kernel refuses it, one by one, but only if
+// its egress chain is still there (else the tables were deleted and perhaps made again since, and
+// an element with its keys is no longer its own).
+func runOwnOps(f fw, l lease, ops []nftOp) (release func(), err error) {
+	c, err := nftConn()
+	if err != nil {
+		return func() {}, err
+	}
+	release = func() { _ = c.CloseLasting() }
+	for _, op := range ops {
+		if err := op(c); err != nil {
+			return release, err
+		}
+	}
+	if c.Flush() == nil {
+		return release, nil
+	}
+	if ch, err := c.ListChain(f.inet, egressChain(l)); err != nil || ch == nil {
+		return release, nil
+	}
+	r2, err := runOps(ops)
+	return func() { release(); r2() }, err
+}
+
 // sweepOps delete the member chains of the root's tables that no lease in bridges names, with
 // the map elements that jump to them: what a detacher killed between dropping its lease and
 // deleting its chains left. The caller holds the state lock, so every live member's veth is in
