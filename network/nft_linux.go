@@ -530,15 +530,6 @@ func egressMatches(r storedRule) [][]expr.Any {
 	return out
 }
 
-func ifname(key expr.MetaKey, name string) []expr.Any {
-	b := make([]byte, unix.IFNAMSIZ)
-	copy(b, name)
-	return []expr.Any{
-		&expr.Meta{Key: key, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
-	}
-}
-
 func ctState(bits uint32) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
@@ -553,11 +544,6 @@ func nfproto4() []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
 	}
-}
-
-// ipAddr matches the IPv4 source (offset 12) or destination (offset 16) address.
-func ipAddr(offset uint32, a netip.Addr) []expr.Any {
-	return ipPrefix(offset, netip.PrefixFrom(a, 32))
 }
 
 func ipPrefix(offset uint32, p netip.Prefix) []expr.Any {
