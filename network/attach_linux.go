@@ -301,16 +301,23 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 	go func() {
 		defer wg.Done()
 		began := time.Now()
-		c, err := nftConn()
-		if err != nil {
-			tableErr = err
-			return
+		var conns []*nftables.Conn
+		release = func() {
+			for _, c := range conns {
+				_ = c.CloseLasting()
+			}
 		}
-		release = func() { _ = c.CloseLasting() }
+		open := func() (*nftables.Conn, error) {
+			c, err := nftConn()
+			if err == nil {
+				conns = append(conns, c)
+			}
+			return c, err
+		}
 		// The service's own objects, in a batch of its own: no other start's write is
 		// waited for (issue 19), only the kernel's commit of each batch in turn.
 		tableErr = func() (err error) {
-			if prerouting, err = ensureTables(c, root); err != nil {
+			if prerouting, err = ensureTables(open, root); err != nil {
 				return err
 			}
 			// The kernel refuses the batch while the previous holder of this address still
@@ -318,11 +325,14 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 			// holder deletes them just after releasing the state lock, so a moment later
 			// it goes in.
 			for delay := time.Millisecond; ; delay *= 2 {
+				c, err := open()
+				if err != nil {
+					return err
+				}
 				if err := addMember(c, root.fw(), b, l); err != nil {
 					return fmt.Errorf("nftables: service %s's chains: %w", l.Service, err)
 				}
-				err := c.Flush()
-				if err == nil {
+				if err = c.Flush(); err == nil {
 					a.fwAdded = true
 					return nil
 				}

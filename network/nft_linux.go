@@ -114,9 +114,14 @@ func nftConn() (*nftables.Conn, error) {
 // ensureTransparent is told). Any member may make them, outside the state lock: the inet table
 // is created exclusively, so of two at once one batch applies and the other finds it made. They
 // are deleted only with the last bridge, under the lock, and the caller holds a lease, so they
-// stay once made.
-func ensureTables(c *nftables.Conn, root stateRoot) (prerouting bool, err error) {
+// stay once made. open gives a socket, which the caller closes: a new one after each refused
+// batch, whose answers may still be queued on the last.
+func ensureTables(open func() (*nftables.Conn, error), root stateRoot) (prerouting bool, err error) {
 	f := root.fw()
+	c, err := open()
+	if err != nil {
+		return false, err
+	}
 	have, prerouting, err := readTables(c, f)
 	if err != nil || have {
 		return prerouting, err
@@ -124,10 +129,13 @@ func ensureTables(c *nftables.Conn, root stateRoot) (prerouting bool, err error)
 	mark, _ := root.transparent()
 	var errs []error
 	for _, m := range []uint32{mark, 0} {
-		if err := buildSkeleton(c, f, m); err == nil {
+		err := buildSkeleton(c, f, m)
+		if err == nil {
 			return m != 0, nil
-		} else {
-			errs = append(errs, err)
+		}
+		errs = append(errs, err)
+		if c, err = open(); err != nil {
+			return false, err
 		}
 		// Another member's batch may have made them meanwhile.
 		if have, prerouting, err := readTables(c, f); err != nil || have {
