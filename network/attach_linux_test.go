@@ -433,6 +433,34 @@ func TestAttachReclaimsDeadOwner(t *testing.T) {
 	if err != nil || len(b.Leases) != 1 || b.Leases[0].PID != os.Getpid() {
 		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
 	}
+	// The dead owner's chains and map elements went by name (its address is the victim's now).
+	assertTableMatchesLeases(t, stateRoot{dir}, "after reclaiming")
+}
+
+// TestCleanupSweepsOrphans: a stop killed after dropping its lease, before deleting its chains
+// and map elements, leaves them with no lease naming them; Cleanup deletes them, and nothing of
+// the member that stays.
+func TestCleanupSweepsOrphans(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	gone := attach(t, Options{Service: "gone", Bridge: "sweep", StateDir: dir})
+	attach(t, Options{Service: "stays", Bridge: "sweep", StateDir: dir})
+	lk, err := root.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridges, err := root.bridges()
+	if err == nil {
+		err = dropLease(root, bridges, "sweep", gone.lease)
+	}
+	lk.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertTableMatchesLeases(t, root, "after Cleanup")
 }
 
 // TestBridgeMACStays: the bridge's MAC address, which members learn for the gateway, is the same
