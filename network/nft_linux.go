@@ -38,10 +38,11 @@ import (
 // A bridge's elements (@bridges, @intra, @dns, @subnets) are added by each member's batch ("add"
 // of an element that exists with the same data is no error) and deleted under the state lock by
 // its last member, so a joiner, whose lease is written under that lock first, never loses them.
-// A member's map elements are deleted under the state lock too, with its lease: its address may
-// be leased again as soon as the lock is released, and the next holder's element has the same
-// key. Its chains, named after its host veth (unique to each start), are deleted outside it. The
-// tables themselves are made by the first member that finds them missing and deleted, under the
+// A member's stop deletes its map elements and its chains (named after its host veth, unique to
+// each start) in one batch after the lock: its address may be leased again as soon as the lock is
+// released, and the next holder's elements have the same keys, but the kernel refuses that
+// holder's batch while these exist (it retries, see connect), and this one applies only while its
+// own chains are there (see detachTimed and runOwnOps). The tables themselves are made by the first member that finds them missing and deleted, under the
 // state lock, with the last bridge. A dead owner's objects are deleted by reclaim, by name: every
 // name and key derives from its lease.
 const (
