@@ -108,6 +108,9 @@ func assertTableMatchesLeases(t *testing.T, root stateRoot, when string) {
 		want[what][entry] = true
 	}
 	live := 0
+	if len(bridges) > 0 {
+		add("inet chains", layoutChain)
+	}
 	for _, b := range bridges {
 		for set, elems := range bridgeElems(b) {
 			for _, e := range elems {

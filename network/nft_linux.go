@@ -146,22 +146,32 @@ func ensureTables(open func() (*nftables.Conn, error), root stateRoot) (prerouti
 	return false, fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), errors.Join(errs...))
 }
 
+// layoutChain is an empty chain that marks the skeleton's layout: a table without it, but with
+// a forward chain, is one a safe-run from before per-service objects wrote.
+const layoutChain = "layout-2"
+
 // readTables says whether the inet table exists with its skeleton, and with its prerouting chain.
 func readTables(c *nftables.Conn, f fw) (have, prerouting bool, err error) {
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return false, false, fmt.Errorf("nftables: listing chains: %w", err)
 	}
+	old := false
 	for _, ch := range chains {
 		if ch.Table == nil || ch.Table.Name != f.inet.Name {
 			continue
 		}
 		switch ch.Name {
-		case "forward":
+		case layoutChain:
 			have = true
+		case "forward":
+			old = true
 		case preroutingChain:
 			prerouting = true
 		}
+	}
+	if old && !have {
+		return false, false, fmt.Errorf("nftables table inet %s was written by an older safe-run (it has no chain %s): stop the services on its bridges, then run `safe-run network-cleanup` on its state directory, which deletes it", f.inet.Name, layoutChain)
 	}
 	return have, prerouting, nil
 }
@@ -245,6 +255,7 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 255, 255, 0}, Xor: make([]byte, 4)},
 		lookup(1, setSubnets), &expr.Masq{})...)
 
+	c.AddChain(&nftables.Chain{Name: layoutChain, Table: t})
 	members := c.AddChain(&nftables.Chain{Name: "members", Table: f.br, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter})
 	rule(members, meta(expr.MetaKeyIIFNAME, 1), vmap(1, mapPorts))
