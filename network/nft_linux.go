@@ -20,7 +20,7 @@ import (
 // bridge or a member is a lookup in a set or a verdict map, so a member's attach adds its own
 // chains and map elements in one batch of its own, and its detach deletes them by name, without
 // reading the table, without rule handles and without waiting for another member's write (the
-// kernel runs batches one at a time, each in well under a millisecond at this size).
+// kernel runs batches one at a time; a member's is three chains, a dozen rules, a few elements).
 //
 //	inet T  forward:     ct established,related accept
 //	                     iifname . oifname @intra accept           (members of one bridge)
