@@ -323,8 +323,18 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 			// The kernel refuses the batch while the previous holder of this address still
 			// has its map elements (an element that exists with another verdict): that
 			// holder deletes them just after releasing the state lock, so a moment later
-			// it goes in.
+			// it goes in. One killed in between leaves them for good: after a while, this
+			// start deletes them, as the holder of the address their keys name (the
+			// holder's own deletion, if it only was slow, then leaves them alone:
+			// runOwnOps).
 			for delay := time.Millisecond; ; delay *= 2 {
+				if delay == 64*time.Millisecond {
+					release, err := runOps(addrElemOps(root.fw(), b, l))
+					go release()
+					if err != nil {
+						a.log.Warn("deleting the firewall elements a previous holder of the address left", "address", l.Address, "err", err)
+					}
+				}
 				c, err := open()
 				if err != nil {
 					return err

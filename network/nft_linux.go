@@ -329,12 +329,19 @@ type nftOp func(c *nftables.Conn) error
 
 // memberElemOps delete a member's map elements: what sends its packets to its chains.
 func memberElemOps(f fw, b *bridgeState, l lease) []nftOp {
-	del := func(set string, key []byte) nftOp {
-		return func(c *nftables.Conn) error {
-			return c.SetDeleteElements(f.sets[set], []nftables.SetElement{{Key: key}})
-		}
+	return append(addrElemOps(f, b, l), delElem(f, mapPorts, ifKey(l.HostVeth)))
+}
+
+// addrElemOps delete the map elements keyed by a member's address, which the next lease of that
+// address will have too.
+func addrElemOps(f fw, b *bridgeState, l lease) []nftOp {
+	return []nftOp{delElem(f, mapForward, memberKey(b, l)), delElem(f, mapInput, memberKey(b, l))}
+}
+
+func delElem(f fw, set string, key []byte) nftOp {
+	return func(c *nftables.Conn) error {
+		return c.SetDeleteElements(f.sets[set], []nftables.SetElement{{Key: key}})
 	}
-	return []nftOp{del(mapForward, memberKey(b, l)), del(mapInput, memberKey(b, l)), del(mapPorts, ifKey(l.HostVeth))}
 }
 
 // memberChainOps delete a member's chains, once no map element jumps to them.
@@ -403,10 +410,12 @@ func runOps(ops []nftOp) (release func(), err error) {
 	return release, nil
 }
 
-// runOwnOps runs a detaching member's deletions outside the state lock: as one batch, which
-// applies only while its chains are there; or, when the kernel refuses it, one by one, but only if
-// its egress chain is still there (else the tables were deleted and perhaps made again since, and
-// an element with its keys is no longer its own).
+// runOwnOps runs a detaching member's deletions outside the state lock (ops: its map elements, or
+// none if its batch never applied, and its chains) as one batch, which applies only while its
+// chains are there, and then only to its own elements (see detachTimed); or, when the kernel
+// refuses it, its port element and chains one by one, if its egress chain is still there (else
+// the tables were deleted, and perhaps made again). Never then the elements keyed by its address:
+// the next lease of the address may have deleted them (connect) and added its own.
 func runOwnOps(f fw, l lease, ops []nftOp) (release func(), err error) {
 	c, err := nftConn()
 	if err != nil {
@@ -424,7 +433,7 @@ func runOwnOps(f fw, l lease, ops []nftOp) (release func(), err error) {
 	if ch, err := c.ListChain(f.inet, egressChain(l)); err != nil || ch == nil {
 		return release, nil
 	}
-	r2, err := runOps(ops)
+	r2, err := runOps(append([]nftOp{delElem(f, mapPorts, ifKey(l.HostVeth))}, memberChainOps(f, l)...))
 	return func() { release(); r2() }, err
 }
 
