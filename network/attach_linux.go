@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/safe-run/safe-run/internal/proc"
 )
 
@@ -40,6 +42,9 @@ type Attachment struct {
 	denials *denialReader
 	mu      sync.Mutex // guards lease.Egress against Close
 	closed  bool
+	// fwAdded: the batch of its firewall objects applied, so its map elements are its own to
+	// delete (see detachTimed).
+	fwAdded bool
 }
 
 // nameRE is compiled on first use, not at package init: safe-run is
@@ -95,7 +100,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	}
 	// The kernel work, outside the lock: other starts and stops on this root go on meanwhile.
 	release, err := a.connect(snap, spec)
-	// Nothing here needs the nftables socket closed (see syncTable): its close may wait for the
+	// Nothing here needs the nftables socket closed (see nftConn): its close may wait for the
 	// kernel to free another transaction's deletions.
 	go release()
 	if err != nil {
@@ -189,12 +194,9 @@ func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot,
 	return stop, nil
 }
 
-// snapshot is the state as one change under the lock left it: what syncTable writes the table
-// from.
+// snapshot is what connect needs of the state as attachLocked left it.
 type snapshot struct {
-	gen     uint64
-	bridges map[string]*bridgeState
-	bridge  *bridgeState // the attachment's, in bridges
+	bridge *bridgeState // the attachment's
 }
 
 // attachLocked is the bookkeeping of Attach, under the state lock lk: reclaim dead owners' leases,
@@ -258,21 +260,16 @@ func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, 
 	if err := root.writeBridge(b); err != nil {
 		return nil, snapshot{}, err
 	}
-	gen, err := lk.bump(root)
-	if err != nil {
-		// The lease is written: undo it as a failed Attach would.
-		return nil, snapshot{}, errors.Join(err, dropLease(root, bridges, bridge, l))
-	}
 	a := &Attachment{
 		Netns: l.Netns, Address: addr, Gateway: b.Gateway, Bridge: bridge, Files: files,
 		root: root, lease: l, log: log, cancel: func() {},
 	}
-	return a, snapshot{gen: gen, bridges: bridges, bridge: b}, nil
+	return a, snapshot{bridge: b}, nil
 }
 
 // connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
-// files. release closes the nftables sockets (see syncTable); it is never nil. On an error the
+// files. release closes the nftables socket (see nftConn); it is never nil. On an error the
 // caller detaches, which undoes whatever of it was made.
 func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), err error) {
 	b, l, root := snap.bridge, a.lease, a.root
@@ -303,10 +300,59 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 	}()
 	go func() {
 		defer wg.Done()
-		var wait time.Duration
-		release, prerouting, wait, tableErr = syncTable(root, snap.gen, snap.bridges)
-		// The soak reads it (issue 19): the one shared wait of an attach besides the state lock's.
-		a.log.Debug("network table synced", "service", l.Service, "bridge", b.Name, "lock_wait", wait)
+		began := time.Now()
+		var conns []*nftables.Conn
+		release = func() {
+			for _, c := range conns {
+				_ = c.CloseLasting()
+			}
+		}
+		open := func() (*nftables.Conn, error) {
+			c, err := nftConn()
+			if err == nil {
+				conns = append(conns, c)
+			}
+			return c, err
+		}
+		// The service's own objects, in a batch of its own: no other start's write is
+		// waited for (issue 19), only the kernel's commit of each batch in turn.
+		tableErr = func() (err error) {
+			if prerouting, err = ensureTables(open, root); err != nil {
+				return err
+			}
+			// The kernel refuses the batch while the previous holder of this address still
+			// has its map elements (an element that exists with another verdict): that
+			// holder deletes them just after releasing the state lock, so a moment later
+			// it goes in. One killed in between leaves them for good: after a while, this
+			// start deletes them, as the holder of the address their keys name (the
+			// holder's own deletion, if it only was slow, then leaves them alone:
+			// runOwnOps).
+			for delay := time.Millisecond; ; delay *= 2 {
+				if delay == 64*time.Millisecond {
+					release, err := runOps(addrElemOps(root.fw(), b, l))
+					go release()
+					if err != nil {
+						a.log.Warn("deleting the firewall elements a previous holder of the address left", "address", l.Address, "err", err)
+					}
+				}
+				c, err := open()
+				if err != nil {
+					return err
+				}
+				if err := addMember(c, root.fw(), b, l); err != nil {
+					return fmt.Errorf("nftables: service %s's chains: %w", l.Service, err)
+				}
+				if err = c.Flush(); err == nil {
+					a.fwAdded = true
+					return nil
+				}
+				if delay > time.Second {
+					return fmt.Errorf("nftables: service %s's chains in table inet %s: %w", l.Service, root.table(), err)
+				}
+				time.Sleep(delay)
+			}
+		}()
+		a.log.Debug("network firewall added", "service", l.Service, "bridge", b.Name, "took", time.Since(began))
 	}()
 	filesErr := writeFiles(a.Files, b, l)
 	var fwdErr error
@@ -441,10 +487,14 @@ func (a *Attachment) detach(deleteVeth bool) error {
 	return a.detachTimed(deleteVeth, now, now)
 }
 
-// detachTimed drops the lease under the lock (and the bridge, if it was the last member), then,
-// outside it, removes the namespace and files and brings the table to a state without the lease.
-// A crash after the lease is gone leaves a namespace and files no lease names, which the next
-// reclaim removes, and rules the next table write drops.
+// detachTimed drops the lease under the lock (and the bridge, if it was the last member, with its
+// set elements, and the tables with the last bridge), then, outside it, removes the namespace,
+// the files and its firewall objects, in one batch. Its address may be leased again as soon as
+// the lock is released, and the next holder's map elements have the same keys: the kernel refuses
+// the next holder's batch while these exist (it retries: connect), and this batch deletes them
+// together with its own chains, so it applies only while those are there, that is, only to its
+// own elements. A crash after the lease is gone leaves a namespace and files no lease names,
+// which the next reclaim removes, and objects that Cleanup sweeps.
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
 	// Read before the lock; under it, only a file replaced since is read again.
 	prev, _ := a.root.bridges()
@@ -455,12 +505,31 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	}
 	locked := time.Now()
 	bridges, err := a.root.bridgesSince(prev)
-	var gen uint64
+	f := a.root.fw()
+	tablesGone := false
+	var ops []nftOp
 	if err == nil {
+		b := bridges[a.Bridge]
 		err = dropLease(a.root, bridges, a.Bridge, a.lease)
-		var berr error
-		gen, berr = lk.bump(a.root)
-		err = errors.Join(err, berr)
+		switch {
+		case len(bridges) == 0:
+			ops, tablesGone = tableOps(f), true
+		case b != nil && bridges[a.Bridge] == nil:
+			// The bridge's elements go under the lock: its subnet may be the next bridge's.
+			ops, tablesGone = append(append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...), bridgeElemOps(f, b)...), true
+		}
+		if len(ops) > 0 {
+			release, oerr := runOps(ops)
+			go release() // nothing here waits for the kernel to free what the batch deleted
+			err = errors.Join(err, oerr)
+		}
+		if !tablesGone && b != nil {
+			if a.fwAdded {
+				ops = append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...)
+			} else {
+				ops = memberChainOps(f, a.lease) // its elements were never added
+			}
+		}
 	}
 	lk.unlock()
 	unlocked := time.Now()
@@ -468,12 +537,15 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 		return err
 	}
 	errs := []error{undoLease(a.root, a.lease, deleteVeth)}
-	release, _, tableWait, serr := syncTable(a.root, gen, bridges)
-	synced := time.Now()
-	release()
+	var serr error
+	if !tablesGone && len(ops) > 0 {
+		var release func()
+		release, serr = runOwnOps(f, a.lease, ops)
+		go release()
+	}
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
-		"locked", unlocked.Sub(locked), "undoing", synced.Sub(unlocked), "table_wait", tableWait,
-		"nftables_release", time.Since(synced), "stopping", stopped.Sub(began), "reading", waiting.Sub(stopped), "lock_wait", locked.Sub(waiting))
+		"locked", unlocked.Sub(locked), "undoing", time.Since(unlocked),
+		"stopping", stopped.Sub(began), "reading", waiting.Sub(stopped), "lock_wait", locked.Sub(waiting))
 	return errors.Join(append(errs, serr)...)
 }
 
@@ -525,7 +597,8 @@ func saveOrDropBridge(root stateRoot, bridges map[string]*bridgeState, b *bridge
 	return errors.Join(deleteLink(b.Ifname), root.removeBridge(b.Name))
 }
 
-// updateEgress stores new hostname addresses in the lease and rewrites the table.
+// updateEgress stores new hostname addresses in the lease and rewrites the service's own chains,
+// and nothing else, in one batch.
 func (a *Attachment) updateEgress(spec egressSpec) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -536,34 +609,44 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	if err != nil {
 		return err
 	}
-	gen, bridges, err := func() (uint64, map[string]*bridgeState, error) {
+	err = func() error {
 		defer lk.unlock()
 		bridges, err := a.root.bridges()
 		if err != nil {
-			return 0, nil, err
+			return err
 		}
 		b := bridges[a.Bridge]
 		if b == nil {
-			return 0, nil, fmt.Errorf("bridge %s has no state file any more", a.Bridge)
+			return fmt.Errorf("bridge %s has no state file any more", a.Bridge)
 		}
 		for i := range b.Leases {
 			if b.Leases[i].Service == a.lease.Service {
 				b.Leases[i].Egress = spec
 			}
 		}
-		if err := a.root.writeBridge(b); err != nil {
-			return 0, nil, err
-		}
-		gen, err := lk.bump(a.root)
-		return gen, bridges, err
+		return a.root.writeBridge(b)
 	}()
 	if err != nil {
 		return err
 	}
 	a.lease.Egress = spec
-	release, _, _, err := syncTable(a.root, gen, bridges)
-	go release() // nothing waits for the kernel to free the old rules
-	return err
+	// Under a.mu, which Close takes first: the chains are there until Close deletes them.
+	c, err := nftConn()
+	if err != nil {
+		return err
+	}
+	defer func() { go func() { _ = c.CloseLasting() }() }() // nothing waits for the kernel to free the old rules
+	f := a.root.fw()
+	eg := &nftables.Chain{Name: egressChain(a.lease), Table: f.inet}
+	host := &nftables.Chain{Name: hostChain(a.lease), Table: f.inet}
+	c.FlushChain(eg)
+	egressRules(c, f.inet, eg, a.lease)
+	c.FlushChain(host)
+	hostRules(c, f.inet, host, a.lease)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("nftables: service %s's egress chains in table inet %s: %w", a.lease.Service, a.root.table(), err)
+	}
+	return nil
 }
 
 // Cleanup reclaims what dead owners left under stateDir: their leases, veths, namespaces, files,
@@ -585,15 +668,19 @@ func Cleanup(stateDir string) error {
 		lk.unlock()
 		return err
 	}
+	defer lk.unlock()
 	rerr := errors.Join(reclaim(root, bridges, nil, reclaimCheck{}), dropTransparentIfLast(root, bridges))
-	// A new generation even when nothing changed: the table is then rewritten from the state,
-	// whatever a writer that died before writing it left there.
-	gen, err := lk.bump(root)
-	lk.unlock()
-	if err != nil {
-		return errors.Join(rerr, err)
+	// With no bridge left, the tables go; else the chains of leases no one holds any more (a
+	// detacher killed after dropping its lease) go, with what jumps to them.
+	f := root.fw()
+	ops := tableOps(f)
+	if len(bridges) > 0 {
+		var err error
+		if ops, err = sweepOps(f, bridges); err != nil {
+			return errors.Join(rerr, err)
+		}
 	}
-	release, _, _, err := syncTable(root, gen, bridges)
+	release, err := runOps(ops)
 	release()
 	return errors.Join(rerr, err)
 }
@@ -644,8 +731,7 @@ func checkReclaim(root stateRoot) reclaimCheck {
 // reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
 // without members, and removes netns mounts and files no lease names, and the temporary files of
 // state writes a SIGKILL cut short. rc is what checkReclaim learnt before the lock (zero: look at
-// everything here). The caller holds the lock and moves the generation on, and the table
-// follows (syncTable). Undoing a dead owner's lease stays under the lock, unlike a live owner's
+// everything here). The caller holds the lock. Undoing a dead owner's lease stays under the lock, unlike a live owner's
 // Close: the next run of that service may be attaching, and its namespace has the same path.
 func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger, rc reclaimCheck) error {
 	var errs []error
@@ -656,6 +742,8 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger, 
 		errs = append(errs, os.Remove(p))
 	}
 	keep := map[string]bool{}
+	f := root.fw()
+	var ops []nftOp
 	for _, b := range bridges {
 		before := len(b.Leases)
 		live := b.Leases[:0]
@@ -673,12 +761,23 @@ func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger, 
 				log.Info("reclaiming network of a dead service", "service", l.Service, "bridge", b.Name, "pid", l.PID)
 			}
 			errs = append(errs, undoLease(root, l, true))
+			// Its chains and elements, by name (the first batch's refusal of whatever is
+			// not there, should it have died before its batch, is handled by runOps).
+			ops = append(append(ops, memberElemOps(f, b, l)...), memberChainOps(f, l)...)
 		}
 		b.Leases = live
 		if len(live) < before || len(live) == 0 {
 			// Every start reclaims: a bridge it leaves as it was is not rewritten.
 			errs = append(errs, saveOrDropBridge(root, bridges, b))
+			if len(live) == 0 {
+				ops = append(ops, bridgeElemOps(f, b)...)
+			}
 		}
+	}
+	if len(ops) > 0 {
+		release, err := runOps(ops)
+		go release()
+		errs = append(errs, err)
 	}
 	for _, d := range []string{netnsDir, filesDir} {
 		names := rc.entries[d]

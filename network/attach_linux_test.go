@@ -433,6 +433,61 @@ func TestAttachReclaimsDeadOwner(t *testing.T) {
 	if err != nil || len(b.Leases) != 1 || b.Leases[0].PID != os.Getpid() {
 		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
 	}
+	// The dead owner's chains and map elements went by name (its address is the victim's now).
+	assertTableMatchesLeases(t, stateRoot{dir}, "after reclaiming")
+}
+
+// TestAttachReplacesOrphansOfItsAddress: a stop killed after dropping its lease leaves map
+// elements with the keys of the next lease of its address, which the kernel will not replace;
+// that next start deletes them and goes in. The rest (its chains, its port's element) is the
+// janitor's Cleanup's.
+func TestAttachReplacesOrphansOfItsAddress(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	gone := attach(t, Options{Service: "gone", Bridge: "reuse", StateDir: dir})
+	attach(t, Options{Service: "stays", Bridge: "reuse", StateDir: dir})
+	killedStop(t, root, "reuse", gone)
+	next := attach(t, Options{Service: "next", Bridge: "reuse", StateDir: dir})
+	if next.Address != gone.Address {
+		t.Fatalf("the next start got %s, not the killed stop's %s: the test tests nothing", next.Address, gone.Address)
+	}
+	if err := Cleanup(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertTableMatchesLeases(t, root, "after the next start and a Cleanup")
+}
+
+// killedStop drops a's lease as its Close would, and stops there: as if killed before deleting
+// its firewall objects.
+func killedStop(t *testing.T, root stateRoot, bridge string, a *Attachment) {
+	t.Helper()
+	lk, err := root.lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bridges, err := root.bridges()
+	if err == nil {
+		err = dropLease(root, bridges, bridge, a.lease)
+	}
+	lk.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCleanupSweepsOrphans: a stop killed after dropping its lease, before deleting its chains
+// and map elements, leaves them with no lease naming them; Cleanup deletes them, and nothing of
+// the member that stays.
+func TestCleanupSweepsOrphans(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	gone := attach(t, Options{Service: "gone", Bridge: "sweep", StateDir: dir})
+	attach(t, Options{Service: "stays", Bridge: "sweep", StateDir: dir})
+	killedStop(t, root, "sweep", gone)
+	if err := Cleanup(dir); err != nil {
+		t.Fatal(err)
+	}
+	assertTableMatchesLeases(t, root, "after Cleanup")
 }
 
 // TestBridgeMACStays: the bridge's MAC address, which members learn for the gateway, is the same

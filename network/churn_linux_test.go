@@ -1,25 +1,25 @@
 package network
 
 import (
-	"bytes"
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
+	"os/exec"
+	"regexp"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/expr"
 )
 
 // TestAttachDetachChurn: 20 goroutines attach and detach at random, on one named bridge and on
-// bridges of their own, with the table written outside the state lock by every one of them
-// (issue 19; writers without the table's lock and the compare-and-swap fail it). Twice, with some services attached, the table must hold the rules of exactly the
-// live leases, at the state's generation; at the end nothing is left (stateDir's cleanup checks
+// bridges of their own, each writing its own firewall chains and map elements outside the state
+// lock (issue 19). Twice, with some services attached, the tables must hold the chains and
+// elements of exactly the live leases and bridges; at the end nothing is left (stateDir's cleanup checks
 // the table, the bridge, the namespaces and the state files; each veth is waited for here).
 func TestAttachDetachChurn(t *testing.T) {
 	dir := stateDir(t)
@@ -83,85 +83,114 @@ func TestAttachDetachChurn(t *testing.T) {
 	}
 }
 
-// assertTableMatchesLeases checks that the root's tables show the state's generation and hold an
-// egress chain and a jump to it for every live lease and no other, and anti-spoofing rules for
-// every live lease's veth and no other.
+// assertTableMatchesLeases checks that the root's tables hold, for every live lease and no other,
+// its three chains (egress and host addresses in inet, anti-spoofing in bridge) and the map
+// elements, keyed by its bridge's interface and its address (its veth for the port map), that
+// jump to exactly those chains; and, for every live bridge and no other, its elements in the
+// skeleton's sets.
 func assertTableMatchesLeases(t *testing.T, root stateRoot, when string) {
 	t.Helper()
-	gen, bridges, err := root.snapshot()
+	lk, err := root.lock()
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantChains, wantVeths := map[string]bool{}, map[string]bool{}
+	bridges, err := root.bridges()
+	lk.unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := root.fw()
+	want := map[string]map[string]bool{} // what -> "key -> value"
+	add := func(what, entry string) {
+		if want[what] == nil {
+			want[what] = map[string]bool{}
+		}
+		want[what][entry] = true
+	}
+	live := 0
+	if len(bridges) > 0 {
+		add("inet chains", layoutChain)
+	}
 	for _, b := range bridges {
+		for set, elems := range bridgeElems(b) {
+			for _, e := range elems {
+				add("set "+set, fmt.Sprintf("%x", e.Key))
+			}
+		}
 		for _, l := range b.Leases {
-			wantChains[egressChain(b, l)] = true
-			wantVeths[l.HostVeth] = true
+			live++
+			add("inet chains", egressChain(l))
+			add("inet chains", hostChain(l))
+			add("bridge chains", portChain(l))
+			add("map "+mapForward, fmt.Sprintf("%x -> %s", memberKey(b, l), egressChain(l)))
+			add("map "+mapInput, fmt.Sprintf("%x -> %s", memberKey(b, l), hostChain(l)))
+			add("map "+mapPorts, fmt.Sprintf("%x -> %s", ifKey(l.HostVeth), portChain(l)))
 		}
 	}
 	c, err := nftables.New()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cur, err := readTable(c, root)
-	if err != nil {
-		t.Fatal(err)
+	got := map[string]map[string]bool{}
+	for what := range want {
+		got[what] = map[string]bool{}
 	}
-	if cur.gen != int64(gen) {
-		t.Errorf("%s: the table shows generation %d, the state is at %d", when, cur.gen, gen)
-	}
-	inet := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotChains := map[string]bool{}
-	for _, ch := range chains {
-		if ch.Table.Name == root.table() && strings.HasPrefix(ch.Name, "egress-") {
-			gotChains[ch.Name] = true
+	for name, s := range f.sets {
+		if s.IsMap {
+			continue
+		}
+		elems, err := c.GetSetElements(s)
+		if err != nil {
+			t.Fatalf("%s: set %s: %v", when, name, err)
+		}
+		for _, e := range elems {
+			got["set "+name][fmt.Sprintf("%x", e.Key)] = true
 		}
 	}
-	// Every egress chain is jumped to from forward.
-	fwd, err := c.GetRules(inet, &nftables.Chain{Name: "forward", Table: inet})
-	if err != nil {
-		t.Fatal(err)
+	// The library does not decode a verdict map's verdicts: nft(8) does.
+	for _, m := range []struct {
+		name string
+		fam  string
+	}{{mapForward, "inet"}, {mapInput, "inet"}, {mapPorts, "bridge"}} {
+		out, err := exec.Command("nft", "list", "map", m.fam, root.table(), m.name).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: nft list map %s: %v\n%s", when, m.name, err, out)
+		}
+		for _, e := range mapElemRE.FindAllStringSubmatch(string(out), -1) {
+			key := ifKey(e[1])
+			if e[2] != "" {
+				a := netip.MustParseAddr(e[2]).As4()
+				key = append(key, a[:]...)
+			}
+			got["map "+m.name][fmt.Sprintf("%x -> %s", key, e[3])] = true
+		}
 	}
-	jumps := map[string]bool{}
-	for _, r := range fwd {
-		for _, e := range r.Exprs {
-			if v, ok := e.(*expr.Verdict); ok && v.Kind == expr.VerdictJump {
-				jumps[v.Chain] = true
+	for what, t := range map[string]*nftables.Table{"inet chains": f.inet, "bridge chains": f.br} {
+		chains, err := c.ListChainsOfTableFamily(t.Family)
+		if err != nil {
+			panic(err)
+		}
+		got[what] = map[string]bool{}
+		for _, ch := range chains {
+			if ch.Table.Name == t.Name && ch.Hooknum == nil {
+				got[what][ch.Name] = true
 			}
 		}
 	}
-	br := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}
-	members, err := c.GetRules(br, &nftables.Chain{Name: "members", Table: br})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gotVeths := map[string]bool{}
-	for _, r := range members {
-		for _, e := range r.Exprs {
-			if cmp, ok := e.(*expr.Cmp); ok && len(cmp.Data) == 16 {
-				gotVeths[string(bytes.TrimRight(cmp.Data, "\x00"))] = true
-				break
-			}
+	for what := range got {
+		w, g := sorted(want[what]), sorted(got[what])
+		if !slices.Equal(w, g) {
+			t.Errorf("%s: %s: the table has %v, the live leases %v", when, what, g, w)
 		}
 	}
-	for what, pair := range map[string][2]map[string]bool{
-		"egress chains":       {wantChains, gotChains},
-		"jumps from forward":  {wantChains, jumps},
-		"anti-spoofing veths": {wantVeths, gotVeths},
-	} {
-		want, got := sorted(pair[0]), sorted(pair[1])
-		if !slices.Equal(want, got) {
-			t.Errorf("%s: %s: the table has %v, the live leases %v", when, what, got, want)
-		}
-	}
-	if len(wantVeths) == 0 {
+	if live == 0 {
 		t.Errorf("%s: no service was left attached; the check checked nothing", when)
 	}
 }
+
+// mapElemRE is one element of a verdict map as nft lists it: "sr-…" . 10.89.0.2 : jump egress-sv-…,
+// or sv-… : jump m-sv-… (a lone interface name unquoted).
+var mapElemRE = regexp.MustCompile(`"?([a-z0-9-]+)"?(?: \. ([0-9.]+))? : jump ([a-z0-9-]+)`)
 
 func sorted(m map[string]bool) []string {
 	s := slices.Collect(maps.Keys(m))

@@ -90,7 +90,7 @@ func (o *Options) lookup(host string) ([]netip.Addr, time.Duration, error) {
 }
 
 // refreshEgress keeps the HOSTNAME entries current until ctx ends: at each TTL it resolves them
-// again and, when an address changed, rewrites the lease and the table.
+// again and, when an address changed, rewrites the lease and the service's own chains.
 func (a *Attachment) refreshEgress(ctx context.Context, opts Options, every time.Duration) {
 	defer a.wg.Done()
 	t := time.NewTimer(every)

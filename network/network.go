@@ -6,9 +6,9 @@
 //
 // State lives under Options.StateDir: one JSON file per bridge (its subnet and leases), the netns
 // bind mounts, the generated /etc files. The state lock guards the files only; the kernel objects
-// are made after it. The nftables table is rewritten from those files after every change, by one
-// writer at a time under a lock of its own, so that whoever changed them (an Attach, a Close, a
-// Cleanup) leaves it matching the leases (see syncTable).
+// are made after it. The nftables tables hold a fixed skeleton of sets and verdict maps; each
+// service adds its own chains and map elements in a batch of its own and deletes them at Close,
+// and reclaim deletes a dead owner's by name (see nft_linux.go).
 package network
 
 import (

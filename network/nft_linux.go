@@ -2,12 +2,10 @@ package network
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net/netip"
-	"sort"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -16,335 +14,496 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncTable brings safe-run's tables (inet, and bridge: spoof_linux.go) to the state of generation
-// gen, bridges, or to a later one, each write one netlink batch, so the kernel switches from the
-// old rules to the new ones atomically. It touches no other table, chain policy or iptables rule:
-// every base chain here accepts by default and only drops traffic of safe-run's own bridges, and
-// a drop in one base chain is final whatever other tables say, while an accept here lets the
-// packet go on to theirs. With no bridge left, the tables are deleted.
+// The firewall is per service (issue 19: 50 starts on one bridge waited for each other's
+// rewrites of a whole table, 20-60 ms each at 50 members, under a lock of its own). The tables'
+// base chains hold a fixed skeleton that names no bridge and no service: every decision about a
+// bridge or a member is a lookup in a set or a verdict map, so a member's attach adds its own
+// chains and map elements in one batch of its own, and its detach deletes them by name, without
+// reading the table, without rule handles and without waiting for another member's write (the
+// kernel runs batches one at a time; a member's is three chains, a dozen rules, a few elements).
 //
-// It runs outside the state lock (issue 19: 50 starts on one bridge waited seconds for each
-// other's table writes under it). Why a rewrite of the whole table rather than each service
-// adding and removing rules of its own: the rules stay a function of the state files alone,
-// written by one function for an Attach, a Close, a Cleanup after a crash and an egress refresh
-// alike, and a writer that died half-way leaves nothing for the next to reconcile.
+//	inet T  forward:     ct established,related accept
+//	                     iifname . oifname @intra accept           (members of one bridge)
+//	                     oifname @bridges drop                     (nothing new enters a bridge)
+//	                     iifname . ip saddr vmap @members_fwd      (jump egress-VETH)
+//	                     iifname @bridges drop                     (a forged source)
+//	        input:       iifname @bridges ct established,related accept
+//	                     iifname . ip daddr . l4proto . th dport @dns accept   (the gateway's DNS)
+//	                     iifname . ip saddr vmap @members_in       (jump host-VETH)
+//	                     iifname @bridges drop
+//	        prerouting:  iifname @bridges socket transparent 1 meta mark set M (transparent_linux.go)
+//	        postrouting: oifname @bridges accept; ip saddr & 255.255.255.0 @subnets masquerade
+//	bridge T members:    iifname vmap @ports                       (jump m-VETH: spoof_linux.go)
 //
-// Writers take the table's own lock (tableLock), not the state's: one at a time, each with a
-// snapshot of the state read once it holds it. A writer that finds the table at its change's
-// generation or later writes nothing, so with 50 starts at once one write covers all the
-// changes made while the one before it was written, and most writers only read. Without that
-// lock, writers racing with snapshots of their own (a first version) wrote 300 tables for 200
-// changes, most refused by the check below after building 500 rules each, and a start took
-// longer than with the whole attach under the state lock.
-//
-// The check: the inet table holds an empty chain named after the generation it shows (gen-N),
-// and every batch first deletes the chain its writer saw, or creates the table exclusively when
-// it saw none. The kernel runs batches one at a time and aborts a whole batch whose delete finds
-// nothing, so a batch applies only to the table its writer read, whatever else writes it (an
-// older safe-run, a hand): a table never goes back to an older state than it shows, and once an
-// Attach has returned, its rules stay until its own lease goes.
-//
-// prerouting says whether the inet table has its prerouting chain (see transparentRules), which
-// a kernel without nft's socket expression lacks. wait is how long the table's lock was waited
-// for.
-//
-// release closes the nftables sockets, and the caller calls it once it has done what else it
-// can: closing a netfilter netlink socket waits until the kernel has freed what earlier
-// transactions deleted (the NETLINK_URELEASE notifier, nft_rcv_nl_event, flushes nf_tables'
-// destroy work, which waits out an RCU grace period: 8-16 ms here). A batch that replaces or
-// deletes the tables deletes; so does any other program's, in this network namespace. Held
-// open, the socket's close waits only for what is left of that grace period when the caller is
-// done.
-func syncTable(root stateRoot, gen uint64, bridges map[string]*bridgeState) (release func(), prerouting bool, wait time.Duration, err error) {
-	var conns []*nftables.Conn
-	release = func() {
-		for _, c := range conns {
-			_ = c.CloseLasting()
-		}
-	}
-	conn := func() (*nftables.Conn, error) {
-		c, err := nftables.New(nftables.AsLasting(),
-			// The kernel answers each rule of the batch: with tens of services
-			// the default receive buffer overflows (ENOBUFS at about 33 members).
-			nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
-		if err != nil {
-			return nil, fmt.Errorf("nftables: %w", err)
-		}
-		conns = append(conns, c)
-		return c, nil
-	}
-	c, err := conn()
+// A bridge's elements (@bridges, @intra, @dns, @subnets) are added by each member's batch ("add"
+// of an element that exists with the same data is no error) and deleted under the state lock by
+// its last member, so a joiner, whose lease is written under that lock first, never loses them.
+// A member's stop deletes its map elements and its chains (named after its host veth, unique to
+// each start) in one batch after the lock: its address may be leased again as soon as the lock is
+// released, and the next holder's elements have the same keys, but the kernel refuses that
+// holder's batch while these exist (it retries, see connect), and this one applies only while its
+// own chains are there (see detachTimed and runOwnOps). The tables themselves are made by the first member that finds them missing and deleted, under the
+// state lock, with the last bridge. A dead owner's objects are deleted by reclaim, by name: every
+// name and key derives from its lease.
+const (
+	setBridges = "bridges"     // ifname: the bridges' interfaces (a routed one's: its veth)
+	setIntra   = "intra"       // ifname . ifname: a bridge to itself
+	setDNS     = "dns"         // ifname . ipv4_addr . inet_proto . inet_service: a gateway's resolver
+	setSubnets = "subnets"     // ipv4_addr: a bridge's /24, its network address
+	mapForward = "members_fwd" // ifname . ipv4_addr : verdict: a member's egress chain
+	mapInput   = "members_in"  // ifname . ipv4_addr : verdict: a member's chain of host addresses
+	mapPorts   = "ports"       // (bridge table) ifname : verdict: a member port's anti-spoofing chain
+)
+
+// Concatenations load into the 4-byte registers, from NFT_REG32_00 on.
+const (
+	reg32 = 8  // NFT_REG32_00
+	regV  = 0  // NFT_REG_VERDICT: a lookup into a verdict map
+	ifLen = 16 // IFNAMSIZ: an interface name's register width
+)
+
+// fw is one state root's firewall objects, as a batch names them.
+type fw struct {
+	inet, br *nftables.Table
+	sets     map[string]*nftables.Set
+}
+
+func mustConcat(types ...nftables.SetDatatype) nftables.SetDatatype {
+	t, err := nftables.ConcatSetType(types...)
 	if err != nil {
-		return release, false, 0, err
+		panic(err) // fixed types: a programming error
 	}
-	// Most writers of a storm find their change written by another: they learn it without the
-	// lock, which each would otherwise take in turn only to read.
-	cur, err := readTable(c, root)
+	return t
+}
+
+func (s stateRoot) fw() fw {
+	inet := &nftables.Table{Name: s.table(), Family: nftables.TableFamilyINet}
+	br := &nftables.Table{Name: s.table(), Family: nftables.TableFamilyBridge}
+	ifAddr := mustConcat(nftables.TypeIFName, nftables.TypeIPAddr)
+	return fw{inet: inet, br: br, sets: map[string]*nftables.Set{
+		// Host byte order, as nft(8) stores an ifname: only so that it lists them right.
+		setBridges: {Table: inet, Name: setBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian},
+		setIntra:   {Table: inet, Name: setIntra, KeyType: mustConcat(nftables.TypeIFName, nftables.TypeIFName), Concatenation: true},
+		setDNS: {Table: inet, Name: setDNS, Concatenation: true,
+			KeyType: mustConcat(nftables.TypeIFName, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)},
+		setSubnets: {Table: inet, Name: setSubnets, KeyType: nftables.TypeIPAddr},
+		mapForward: {Table: inet, Name: mapForward, KeyType: ifAddr, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
+		mapInput:   {Table: inet, Name: mapInput, KeyType: ifAddr, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
+		mapPorts: {Table: br, Name: mapPorts, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian,
+			IsMap: true, DataType: nftables.TypeVerdict},
+	}}
+}
+
+// nftConn opens a netfilter socket whose close the caller may leave for later (see release in
+// ensureTables' callers): closing one waits until the kernel has freed what earlier transactions
+// deleted (the NETLINK_URELEASE notifier flushes nf_tables' destroy work, an RCU grace period:
+// 8-16 ms here).
+func nftConn() (*nftables.Conn, error) {
+	c, err := nftables.New(nftables.AsLasting(),
+		// The kernel answers each rule of a batch: a skeleton's and a member's are small,
+		// but a reclaim of many dead members is not.
+		nftables.WithSockOptions(func(c *netlink.Conn) error { return c.SetReadBuffer(8 << 20) }))
 	if err != nil {
-		return release, false, 0, err
+		return nil, fmt.Errorf("nftables: %w", err)
 	}
-	if covered(cur, gen, bridges) {
-		return release, cur.prerouting, 0, nil
-	}
-	began := time.Now()
-	tl, err := root.tableLock()
+	return c, nil
+}
+
+// ensureTables makes the root's tables with their skeleton unless they are there, and says whether
+// the inet table has its prerouting chain (a kernel without nft's socket expression,
+// CONFIG_NFT_SOCKET, refuses it: isolation stays, only the client's address is lost, which
+// ensureTransparent is told). Any member may make them, outside the state lock: the inet table
+// is created exclusively, so of two at once one batch applies and the other finds it made. They
+// are deleted only with the last bridge, under the lock, and the caller holds a lease, so they
+// stay once made. open gives a socket, which the caller closes: a new one after each refused
+// batch, whose answers may still be queued on the last.
+func ensureTables(open func() (*nftables.Conn, error), root stateRoot) (prerouting bool, err error) {
+	f := root.fw()
+	c, err := open()
 	if err != nil {
-		return release, false, 0, err
+		return false, err
 	}
-	defer tl.unlock()
-	wait = time.Since(began)
-	// A lock taken at once (a lone start): the table read above will do, and the caller's own
-	// snapshot; should another writer have slipped in between, the batch's check refuses it
-	// and the next round reads again.
-	alone := wait < uncontended
+	have, prerouting, err := readTables(c, f)
+	if err != nil || have {
+		return prerouting, err
+	}
 	mark, _ := root.transparent()
-	for range maxSyncRounds {
-		if !alone {
-			if cur, err = readTable(c, root); err != nil {
-				return release, false, wait, err
-			}
-			if covered(cur, gen, bridges) {
-				return release, cur.prerouting, wait, nil
-			}
-			// The latest state: the changes made since the caller's go in this write too.
-			// It is never older than the table's (tables are written from snapshots, one at
-			// a time).
-			if now, nb, err := root.snapshot(); err != nil {
-				return release, false, wait, err
-			} else if now > gen {
-				gen, bridges = now, nb
-			}
+	var errs []error
+	for _, m := range []uint32{mark, 0} {
+		err := buildSkeleton(c, f, m)
+		if err == nil {
+			return m != 0, nil
 		}
-		alone = false
-		if err := writeTables(c, root, bridges, mark, cur, gen); err == nil {
-			return release, len(bridges) > 0, wait, nil
+		errs = append(errs, err)
+		if c, err = open(); err != nil {
+			return false, err
 		}
-		// A batch the kernel refused: either the table moved since it was read (another
-		// program's commit: read it again), or the kernel has no socket expression
-		// (CONFIG_NFT_SOCKET), which still gets its isolation: only the client's address is
-		// lost (ensureTransparent is told there is no prerouting chain and says so). A socket
-		// of its own each time: the failed batch's answers may still be queued on the last.
-		if c, err = conn(); err != nil {
-			return release, false, wait, err
-		}
-		if again, err := readTable(c, root); err != nil || again != cur {
-			continue
-		}
-		werr := writeTables(c, root, bridges, 0, cur, gen)
-		if c, err = conn(); err != nil {
-			return release, false, wait, err
-		}
-		if werr != nil {
-			if again, err := readTable(c, root); err == nil && again == cur {
-				return release, false, wait, werr
-			}
+		// Another member's batch may have made them meanwhile.
+		if have, prerouting, err := readTables(c, f); err != nil || have {
+			return prerouting, err
 		}
 	}
-	return release, false, wait, fmt.Errorf("nftables table inet %s: still behind the state after %d writes (another program keeps changing it)", root.table(), maxSyncRounds)
+	return false, fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), errors.Join(errs...))
 }
 
-// uncontended is a table lock wait short enough to say no other writer held it.
-const uncontended = 200 * time.Microsecond
+// layoutChain is an empty chain that marks the skeleton's layout: a table without it, but with
+// a forward chain, is one a safe-run from before per-service objects wrote.
+const layoutChain = "layout-2"
 
-// covered says whether table cur was written from generation gen (with bridges) or a later one,
-// or there is nothing to delete.
-func covered(cur tableState, gen uint64, bridges map[string]*bridgeState) bool {
-	return (cur.gen >= 0 && uint64(cur.gen) >= gen) || (cur.gen < 0 && !cur.bridge && len(bridges) == 0)
-}
-
-// maxSyncRounds bounds syncTable's writes: each either lands or finds the table newer, so only a
-// state that moves on faster than a table write takes more than a few.
-const maxSyncRounds = 100
-
-// tableState is what syncTable reads of the inet table before it writes.
-type tableState struct {
-	gen        int64 // the generation its marker chain names; -1: no table, 0: a table with no marker
-	prerouting bool  // it has the prerouting chain
-	bridge     bool  // the bridge-family table exists too
-}
-
-// genChain names the marker chain of generation gen.
-func genChain(gen uint64) string { return "gen-" + strconv.FormatUint(gen, 10) }
-
-// readTable reads the root's tables' state, on a socket of its own.
-func (s stateRoot) readTable() (tableState, error) {
-	c, err := nftables.New()
-	if err != nil {
-		return tableState{}, fmt.Errorf("nftables: %w", err)
-	}
-	defer func() { _ = c.CloseLasting() }()
-	return readTable(c, s)
-}
-
-func readTable(c *nftables.Conn, root stateRoot) (tableState, error) {
-	st := tableState{gen: -1}
-	for _, fam := range []nftables.TableFamily{nftables.TableFamilyINet, nftables.TableFamilyBridge} {
-		tables, err := c.ListTablesOfFamily(fam)
-		if err != nil {
-			return st, fmt.Errorf("nftables: listing tables: %w", err)
-		}
-		for _, t := range tables {
-			if t.Name != root.table() {
-				continue
-			}
-			if fam == nftables.TableFamilyBridge {
-				st.bridge = true
-			} else {
-				st.gen = 0
-			}
-		}
-	}
-	if st.gen < 0 {
-		return st, nil
-	}
+// readTables says whether the inet table exists with its skeleton, and with its prerouting chain.
+func readTables(c *nftables.Conn, f fw) (have, prerouting bool, err error) {
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
-		return st, fmt.Errorf("nftables: listing chains: %w", err)
+		return false, false, fmt.Errorf("nftables: listing chains: %w", err)
 	}
+	old := false
 	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != root.table() {
+		if ch.Table == nil || ch.Table.Name != f.inet.Name {
 			continue
 		}
-		if ch.Name == preroutingChain {
-			st.prerouting = true
+		switch ch.Name {
+		case layoutChain:
+			have = true
+		case "forward":
+			old = true
+		case preroutingChain:
+			prerouting = true
 		}
-		if g, ok := strings.CutPrefix(ch.Name, "gen-"); ok {
-			if n, err := strconv.ParseInt(g, 10, 64); err == nil && n > st.gen {
-				st.gen = n
+	}
+	if old && !have {
+		return false, false, fmt.Errorf("nftables table inet %s was written by an older safe-run (it has no chain %s): stop the services on its bridges, then run `safe-run network-cleanup` on its state directory, which deletes it", f.inet.Name, layoutChain)
+	}
+	return have, prerouting, nil
+}
+
+// buildSkeleton makes both tables in one batch; mark 0 leaves out the prerouting chain. A bridge
+// table without the inet one (left by a safe-run from before per-service objects) is replaced.
+func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
+	if tabs, err := c.ListTablesOfFamily(nftables.TableFamilyBridge); err == nil {
+		for _, t := range tabs {
+			if t.Name == f.br.Name {
+				c.DelTable(f.br)
 			}
 		}
 	}
-	return st, nil
-}
-
-// writeTables replaces the tables cur describes with those of generation gen, bridges, in one
-// batch on c that the kernel applies only if the inet table is still cur (see syncTable); mark 0
-// leaves out the prerouting chain.
-func writeTables(c *nftables.Conn, root stateRoot, bridges map[string]*bridgeState, mark uint32, cur tableState, gen uint64) error {
-	inet := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
-	br := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyBridge}
-	switch {
-	case cur.gen > 0:
-		// The compare: this chain is gone if anyone wrote since cur was read.
-		c.DelChain(&nftables.Chain{Name: genChain(uint64(cur.gen)), Table: inet})
-		c.DelTable(inet)
-	case cur.gen == 0:
-		c.DelTable(inet) // a table without a marker: from before generations, or by hand
-	}
-	if cur.bridge {
-		c.DelTable(br)
-	}
-	if len(bridges) > 0 {
-		if cur.gen < 0 {
-			// The compare when there was no table: NLM_F_EXCL fails if one was made since.
-			c.CreateTable(inet)
+	c.CreateTable(f.inet) // NLM_F_EXCL: of two members at once, one makes them
+	c.AddTable(f.br)
+	for _, s := range f.sets {
+		if err := c.AddSet(s, nil); err != nil {
+			return err
 		}
-		buildTable(c, inet, bridges, mark)
-		c.AddChain(&nftables.Chain{Name: genChain(gen), Table: inet})
-		buildSpoofTable(c, br, bridges)
 	}
-	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), err)
-	}
-	return nil
-}
-
-// buildTable fills the inet table; mark is the root's mark for replies to transparent sockets
-// (0: no prerouting chain).
-func buildTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState, mark uint32) {
-	c.AddTable(t)
-	names := make([]string, 0, len(bridges))
-	for n := range bridges {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+	t := f.inet
+	rule := func(ch *nftables.Chain, e ...expr.Any) {
+		c.AddRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: e})
+	}
+	lookup := func(reg uint32, set string) *expr.Lookup {
+		return &expr.Lookup{SourceRegister: reg, SetName: set, SetID: f.sets[set].ID}
+	}
+	vmap := func(reg uint32, set string) *expr.Lookup {
+		l := lookup(reg, set)
+		l.DestRegister, l.IsDestRegSet = regV, true
+		return l
+	}
+	meta := func(k expr.MetaKey, reg uint32) *expr.Meta { return &expr.Meta{Key: k, Register: reg} }
+	saddr := func(reg uint32) *expr.Payload {
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+	}
+	onBridge := []expr.Any{meta(expr.MetaKeyIIFNAME, 1), lookup(1, setBridges)}
 
-	// forward: between bridges, out of bridges, into bridges.
 	fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
-	rule := func(ch *nftables.Chain, e ...expr.Any) { c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
 	rule(fwd, append(ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)...)
-	for _, n := range names {
-		b := bridges[n]
-		// Members of one bridge reach each other (seen here only with br_netfilter loaded).
-		rule(fwd, append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ifname(expr.MetaKeyOIFNAME, b.Ifname)...), accept)...)
-	}
-	for _, n := range names {
-		// Nothing new enters a bridge from elsewhere: not from another bridge, not from the LAN
-		// (published ports are sockets on the host, not forwarding).
-		rule(fwd, append(ifname(expr.MetaKeyOIFNAME, bridges[n].Ifname), drop)...)
-	}
-	for _, n := range names {
-		b := bridges[n]
-		for _, l := range b.Leases {
-			ch := c.AddChain(&nftables.Chain{Name: egressChain(b, l), Table: t})
-			rule(fwd, append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(12, l.Address)...),
-				&expr.Verdict{Kind: expr.VerdictJump, Chain: ch.Name})...)
-			egressRules(c, t, ch, l)
-		}
-	}
-	for _, n := range names {
-		// A source address no lease holds is a forgery.
-		rule(fwd, append(ifname(expr.MetaKeyIIFNAME, bridges[n].Ifname), drop)...)
-	}
+	// Members of one bridge reach each other (seen here only with br_netfilter loaded).
+	rule(fwd, meta(expr.MetaKeyIIFNAME, reg32), meta(expr.MetaKeyOIFNAME, reg32+ifLen/4), lookup(reg32, setIntra), accept)
+	// Nothing new enters a bridge from elsewhere: not from another bridge, not from the LAN
+	// (published ports are sockets on the host, not forwarding).
+	rule(fwd, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setBridges), drop)
+	rule(fwd, cat(nfproto4(), meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapForward))...)
+	// A source address no lease holds is a forgery.
+	rule(fwd, cat(onBridge, drop)...)
 
 	// input: from a bridge the host answers DNS on the gateway, and established traffic (published
-	// ports' replies); its own addresses and loopback services stay closed.
+	// ports' replies); its own addresses and loopback services stay closed, but for the host
+	// addresses a member's egress names (its chain host-VETH).
 	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
-	for _, n := range names {
-		b := bridges[n]
-		rule(in, append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED)...), accept)...)
-		for _, proto := range []byte{unix.IPPROTO_UDP, unix.IPPROTO_TCP} {
-			e := append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(16, b.Gateway)...)
-			e = append(e, l4proto(proto)...)
-			e = append(e, dport(53)...)
-			rule(in, append(e, accept)...)
-		}
-		// An egress entry that names a host address opens it (a database on the host's LAN
-		// address, say); an entry for every address (0.0.0.0/0) does not: it means "the internet".
-		for _, l := range b.Leases {
-			for _, r := range l.Egress.Rules {
-				if r.Host == "" && r.Prefix.Bits() == 0 {
-					continue
-				}
-				for _, e := range egressMatches(r) {
-					rule(in, append(append(append(ifname(expr.MetaKeyIIFNAME, b.Ifname), ipAddr(12, l.Address)...), e...), accept)...)
-				}
-			}
-		}
-		rule(in, append(ifname(expr.MetaKeyIIFNAME, b.Ifname), drop)...)
-	}
+	rule(in, cat(onBridge, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)...)
+	rule(in, cat(nfproto4(), meta(expr.MetaKeyIIFNAME, reg32),
+		&expr.Payload{DestRegister: reg32 + 4, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+		meta(expr.MetaKeyL4PROTO, reg32+5),
+		&expr.Payload{DestRegister: reg32 + 6, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		lookup(reg32, setDNS), accept)...)
+	rule(in, cat(nfproto4(), meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapInput))...)
+	rule(in, cat(onBridge, drop)...)
 
 	// prerouting: the service's replies to a forwarder that dialled from its client's address go
 	// to that forwarder (transparent_linux.go).
 	if mark != 0 {
 		pre := c.AddChain(&nftables.Chain{Name: preroutingChain, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle})
-		ifnames := make([]string, 0, len(names))
-		for _, n := range names {
-			ifnames = append(ifnames, bridges[n].Ifname)
-		}
-		transparentRules(func(e ...expr.Any) { rule(pre, e...) }, ifnames, mark)
+		rule(pre, cat(onBridge, transparentMark(mark))...)
 	}
 
 	// postrouting: what egress lets out leaves with the host's address.
 	nat := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
-	for _, n := range names {
-		rule(nat, append(ifname(expr.MetaKeyOIFNAME, bridges[n].Ifname), accept)...)
+	rule(nat, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setBridges), accept)
+	rule(nat, cat(nfproto4(), saddr(1),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 255, 255, 0}, Xor: make([]byte, 4)},
+		lookup(1, setSubnets), &expr.Masq{})...)
+
+	c.AddChain(&nftables.Chain{Name: layoutChain, Table: t})
+	members := c.AddChain(&nftables.Chain{Name: "members", Table: f.br, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter})
+	rule(members, meta(expr.MetaKeyIIFNAME, 1), vmap(1, mapPorts))
+	return c.Flush()
+}
+
+// Names of a member's chains: its host veth's name is unique to its start, so a chain of a lease
+// on its way out is never taken for the next lease of the same address.
+func egressChain(l lease) string { return "egress-" + l.HostVeth }
+func hostChain(l lease) string   { return "host-" + l.HostVeth }
+func portChain(l lease) string   { return "m-" + l.HostVeth }
+
+func ifKey(name string) []byte {
+	b := make([]byte, ifLen)
+	copy(b, name)
+	return b
+}
+
+func memberKey(b *bridgeState, l lease) []byte {
+	a := l.Address.As4()
+	return append(ifKey(b.Ifname), a[:]...)
+}
+
+// bridgeElems are the elements that stand for bridge b in the skeleton's sets.
+func bridgeElems(b *bridgeState) map[string][]nftables.SetElement {
+	gw := b.Gateway.As4()
+	dns := func(proto byte) nftables.SetElement {
+		return nftables.SetElement{Key: cat4(ifKey(b.Ifname), gw[:], []byte{proto, 0, 0, 0}, []byte{0, 53, 0, 0})}
 	}
-	for _, n := range names {
-		b := bridges[n]
-		rule(nat, append(ipPrefix(12, b.Subnet), &expr.Masq{})...)
+	net := b.Subnet.Masked().Addr().As4()
+	return map[string][]nftables.SetElement{
+		setBridges: {{Key: ifKey(b.Ifname)}},
+		setIntra:   {{Key: cat4(ifKey(b.Ifname), ifKey(b.Ifname))}},
+		setDNS:     {dns(unix.IPPROTO_UDP), dns(unix.IPPROTO_TCP)},
+		setSubnets: {{Key: net[:]}},
 	}
 }
 
-// egressChain names a lease's chain; the address is unique within the table's bridges.
-func egressChain(b *bridgeState, l lease) string {
-	return "egress-" + b.Ifname + "-" + l.Address.String()
+func cat4(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// addMember queues on c the batch of one member's attach: its bridge's elements (there already
+// if another member put them there), its chains, and the map elements that jump to them.
+func addMember(c *nftables.Conn, f fw, b *bridgeState, l lease) error {
+	for name, elems := range bridgeElems(b) {
+		if err := c.SetAddElements(f.sets[name], elems); err != nil {
+			return err
+		}
+	}
+	eg := c.AddChain(&nftables.Chain{Name: egressChain(l), Table: f.inet})
+	egressRules(c, f.inet, eg, l)
+	host := c.AddChain(&nftables.Chain{Name: hostChain(l), Table: f.inet})
+	hostRules(c, f.inet, host, l)
+	port := c.AddChain(&nftables.Chain{Name: portChain(l), Table: f.br})
+	spoofRules(c, f.br, port, l)
+	jump := func(ch string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictJump, Chain: ch} }
+	return errors.Join(
+		c.SetAddElements(f.sets[mapForward], []nftables.SetElement{{Key: memberKey(b, l), VerdictData: jump(eg.Name)}}),
+		c.SetAddElements(f.sets[mapInput], []nftables.SetElement{{Key: memberKey(b, l), VerdictData: jump(host.Name)}}),
+		c.SetAddElements(f.sets[mapPorts], []nftables.SetElement{{Key: ifKey(l.HostVeth), VerdictData: jump(port.Name)}}),
+	)
+}
+
+// nftOp is one deletion, queued on a connection.
+type nftOp func(c *nftables.Conn) error
+
+// memberElemOps delete a member's map elements: what sends its packets to its chains.
+func memberElemOps(f fw, b *bridgeState, l lease) []nftOp {
+	return append(addrElemOps(f, b, l), delElem(f, mapPorts, ifKey(l.HostVeth)))
+}
+
+// addrElemOps delete the map elements keyed by a member's address, which the next lease of that
+// address will have too.
+func addrElemOps(f fw, b *bridgeState, l lease) []nftOp {
+	return []nftOp{delElem(f, mapForward, memberKey(b, l)), delElem(f, mapInput, memberKey(b, l))}
+}
+
+func delElem(f fw, set string, key []byte) nftOp {
+	return func(c *nftables.Conn) error {
+		return c.SetDeleteElements(f.sets[set], []nftables.SetElement{{Key: key}})
+	}
+}
+
+// memberChainOps delete a member's chains, once no map element jumps to them.
+func memberChainOps(f fw, l lease) []nftOp {
+	del := func(t *nftables.Table, name string) nftOp {
+		return func(c *nftables.Conn) error { c.DelChain(&nftables.Chain{Name: name, Table: t}); return nil }
+	}
+	return []nftOp{del(f.inet, egressChain(l)), del(f.inet, hostChain(l)), del(f.br, portChain(l))}
+}
+
+// bridgeElemOps delete a bridge's elements: its last member's leaving.
+func bridgeElemOps(f fw, b *bridgeState) []nftOp {
+	var ops []nftOp
+	for name, elems := range bridgeElems(b) {
+		ops = append(ops, func(c *nftables.Conn) error { return c.SetDeleteElements(f.sets[name], elems) })
+	}
+	return ops
+}
+
+// tableOps delete both tables: the last bridge's leaving.
+func tableOps(f fw) []nftOp {
+	return []nftOp{
+		func(c *nftables.Conn) error { c.DelTable(f.inet); return nil },
+		func(c *nftables.Conn) error { c.DelTable(f.br); return nil },
+	}
+}
+
+// runOps applies ops in one batch, or, when the kernel refuses it (an object already gone: an
+// Attach that failed before its batch, a dead owner's, a chain a Cleanup swept), one batch each,
+// where what is not there is no error. release closes the sockets (see nftConn).
+func runOps(ops []nftOp) (release func(), err error) {
+	var conns []*nftables.Conn
+	release = func() {
+		for _, c := range conns {
+			_ = c.CloseLasting()
+		}
+	}
+	if len(ops) == 0 {
+		return release, nil
+	}
+	batch := func(ops []nftOp) error {
+		c, err := nftConn()
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		for _, op := range ops {
+			if err := op(c); err != nil {
+				return err
+			}
+		}
+		return c.Flush()
+	}
+	if batch(ops) == nil {
+		return release, nil
+	}
+	var errs []error
+	for _, op := range ops {
+		if err := batch([]nftOp{op}); err != nil && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return release, fmt.Errorf("nftables: %w", err)
+	}
+	return release, nil
+}
+
+// runOwnOps runs a detaching member's deletions outside the state lock (ops: its map elements, or
+// none if its batch never applied, and its chains) as one batch, which applies only while its
+// chains are there, and then only to its own elements (see detachTimed); or, when the kernel
+// refuses it, its port element and chains one by one, if its egress chain is still there (else
+// the tables were deleted, and perhaps made again). Never then the elements keyed by its address:
+// the next lease of the address may have deleted them (connect) and added its own.
+func runOwnOps(f fw, l lease, ops []nftOp) (release func(), err error) {
+	c, err := nftConn()
+	if err != nil {
+		return func() {}, err
+	}
+	release = func() { _ = c.CloseLasting() }
+	for _, op := range ops {
+		if err := op(c); err != nil {
+			return release, err
+		}
+	}
+	if c.Flush() == nil {
+		return release, nil
+	}
+	if ch, err := c.ListChain(f.inet, egressChain(l)); err != nil || ch == nil {
+		return release, nil
+	}
+	r2, err := runOps(append([]nftOp{delElem(f, mapPorts, ifKey(l.HostVeth))}, memberChainOps(f, l)...))
+	return func() { release(); r2() }, err
+}
+
+// sweepOps delete the member chains of the root's tables that no lease in bridges names, with
+// the map elements that jump to them: what a detacher killed between dropping its lease and
+// deleting its chains left. The caller holds the state lock, so every live member's veth is in
+// bridges.
+func sweepOps(f fw, bridges map[string]*bridgeState) ([]nftOp, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	defer func() { _ = c.CloseLasting() }()
+	// Map elements by key (the library does not decode their verdicts): a member's key is live
+	// while its lease is, as its elements go under the lock with its lease.
+	veths, keys := map[string]bool{}, map[string]bool{}
+	for _, b := range bridges {
+		for _, l := range b.Leases {
+			veths[l.HostVeth] = true
+			keys[string(memberKey(b, l))] = true
+			keys[string(ifKey(l.HostVeth))] = true
+		}
+	}
+	stale := func(chain string) bool {
+		for _, p := range []string{"egress-", "host-", "m-"} {
+			if v, ok := strings.CutPrefix(chain, p); ok && vethName(v) {
+				return !veths[v]
+			}
+		}
+		return false
+	}
+	var elems, chains []nftOp
+	for _, m := range []string{mapForward, mapInput, mapPorts} {
+		s := f.sets[m]
+		got, err := c.GetSetElements(s)
+		if err != nil {
+			continue // no table: nothing to sweep
+		}
+		for _, e := range got {
+			if !keys[string(e.Key)] {
+				elems = append(elems, func(c *nftables.Conn) error { return c.SetDeleteElements(s, []nftables.SetElement{{Key: e.Key}}) })
+			}
+		}
+	}
+	for _, t := range []*nftables.Table{f.inet, f.br} {
+		all, err := c.ListChainsOfTableFamily(t.Family)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: listing chains: %w", err)
+		}
+		for _, ch := range all {
+			if ch.Table != nil && ch.Table.Name == t.Name && stale(ch.Name) {
+				chains = append(chains, func(c *nftables.Conn) error { c.DelChain(&nftables.Chain{Name: ch.Name, Table: t}); return nil })
+			}
+		}
+	}
+	return append(elems, chains...), nil
+}
+
+// hostRules fills a member's chain of host addresses: an egress entry that names a host address
+// opens it (a database on the host's LAN address, say); an entry for every address (0.0.0.0/0)
+// does not: it means "the internet". What it does not accept goes back to input, which drops it.
+func hostRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease) {
+	for _, r := range l.Egress.Rules {
+		if r.Host == "" && r.Prefix.Bits() == 0 {
+			continue
+		}
+		for _, e := range egressMatches(r) {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(e, &expr.Verdict{Kind: expr.VerdictAccept})})
+		}
+	}
 }
 
 // egressRules fills a service's egress chain: what its egress allows is accepted, the rest is
@@ -400,15 +559,6 @@ func egressMatches(r storedRule) [][]expr.Any {
 	return out
 }
 
-func ifname(key expr.MetaKey, name string) []expr.Any {
-	b := make([]byte, unix.IFNAMSIZ)
-	copy(b, name)
-	return []expr.Any{
-		&expr.Meta{Key: key, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: b},
-	}
-}
-
 func ctState(bits uint32) []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
@@ -423,11 +573,6 @@ func nfproto4() []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
 	}
-}
-
-// ipAddr matches the IPv4 source (offset 12) or destination (offset 16) address.
-func ipAddr(offset uint32, a netip.Addr) []expr.Any {
-	return ipPrefix(offset, netip.PrefixFrom(a, 32))
 }
 
 func ipPrefix(offset uint32, p netip.Prefix) []expr.Any {

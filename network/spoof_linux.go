@@ -3,7 +3,6 @@ package network
 import (
 	"net"
 	"net/netip"
-	"sort"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -20,38 +19,24 @@ func memberMAC(a netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 's', 'r', b[1], b[2], b[3]}
 }
 
-// buildSpoofTable adds the bridge-family table that stops a member from
-// speaking as another: on its bridge port, only frames from its own MAC,
-// ARP that states its own MAC and address, IPv4 from its own address, and
-// nothing else (IPv6, router advertisements included, is off inside). A
-// member holding NET_RAW can still send any frame; these rules drop it
-// before the bridge floods or delivers it, so neighbours' ARP caches and
-// the peers' view of who sent what stay true. Without br_netfilter the
-// inet table never sees frames between members of one bridge: this one
-// does.
-func buildSpoofTable(c *nftables.Conn, t *nftables.Table, bridges map[string]*bridgeState) {
-	c.AddTable(t)
-	ch := c.AddChain(&nftables.Chain{Name: "members", Table: t, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter})
+// spoofRules fill a member's chain of the bridge-family table (the skeleton's members chain
+// jumps to it for frames from its bridge port, by the ports map: nft_linux.go), which stops a
+// member from speaking as another: only frames from its own MAC, ARP that states its own MAC and
+// address, IPv4 from its own address, and nothing else (IPv6, router advertisements included, is
+// off inside). A member holding NET_RAW can still send any frame; these rules drop it before the
+// bridge floods or delivers it, so neighbours' ARP caches and the peers' view of who sent what
+// stay true. Without br_netfilter the inet table never sees frames between members of one
+// bridge: this one does.
+func spoofRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease) {
 	rule := func(e ...expr.Any) { c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
-	names := make([]string, 0, len(bridges))
-	for n := range bridges {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		for _, l := range bridges[n].Leases {
-			port := ifname(expr.MetaKeyIIFNAME, l.HostVeth)
-			mac := memberMAC(l.Address)
-			addr := l.Address.As4()
-			rule(cat(port, payloadNeq(expr.PayloadBaseLLHeader, 6, mac), drop)...)
-			rule(cat(port, etherType(unix.ETH_P_ARP), payloadNeq(expr.PayloadBaseNetworkHeader, 8, mac), drop)...)
-			rule(cat(port, etherType(unix.ETH_P_ARP), payloadNeq(expr.PayloadBaseNetworkHeader, 14, addr[:]), drop)...)
-			rule(cat(port, etherType(unix.ETH_P_IP), payloadNeq(expr.PayloadBaseNetworkHeader, 12, addr[:]), drop)...)
-			rule(cat(port, notEtherTypes(unix.ETH_P_IP, unix.ETH_P_ARP), drop)...)
-		}
-	}
+	mac := memberMAC(l.Address)
+	addr := l.Address.As4()
+	rule(cat(payloadNeq(expr.PayloadBaseLLHeader, 6, mac), drop)...)
+	rule(cat(etherType(unix.ETH_P_ARP), payloadNeq(expr.PayloadBaseNetworkHeader, 8, mac), drop)...)
+	rule(cat(etherType(unix.ETH_P_ARP), payloadNeq(expr.PayloadBaseNetworkHeader, 14, addr[:]), drop)...)
+	rule(cat(etherType(unix.ETH_P_IP), payloadNeq(expr.PayloadBaseNetworkHeader, 12, addr[:]), drop)...)
+	rule(cat(notEtherTypes(unix.ETH_P_IP, unix.ETH_P_ARP), drop)...)
 }
 
 func cat(parts ...any) []expr.Any {

@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -22,8 +21,8 @@ import (
 	"github.com/safe-run/safe-run/internal/proc"
 )
 
-// lockFile is the state root's flock: every change to bridges and leases holds it (the nft table
-// is written outside it: syncTable). It also holds the state's generation (rootLock).
+// lockFile is the state root's flock: every change to bridges and leases holds it (a service's
+// firewall chains are written outside it: nft_linux.go).
 const lockFile = "lock"
 
 // pool is where bridge subnets come from, one /24 each.
@@ -64,11 +63,7 @@ func (s stateRoot) init() error {
 	return nil
 }
 
-// rootLock is a held flock on the state root's lock file. The file also holds the state's
-// generation: a counter every change to the bridge state files moves on, under the exclusive
-// lock, so that whoever writes the nft table outside the lock knows which state it shows
-// (syncTable). Kept in the lock file, not a file of its own: the lock file is there for the
-// root's whole life already, and a reader of it holds the lock anyway.
+// rootLock is a held flock on the state root's lock file.
 type rootLock struct {
 	f       *os.File
 	release func()
@@ -81,24 +76,8 @@ func (s stateRoot) lock() (*rootLock, error) {
 	return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_EX)
 }
 
-// rlock takes the lock shared: for reading a snapshot of the state (its generation and bridge
-// files) while no one changes it, without waiting for other readers.
-func (s stateRoot) rlock() (*rootLock, error) {
-	return s.flock(filepath.Join(s.dir, lockFile), unix.LOCK_SH)
-}
-
-// tableLock takes the nft table's lock (see syncTable): the flock of the bridges directory, so
-// that the state root keeps its layout (a directory's flock is as good as a file's).
-func (s stateRoot) tableLock() (*rootLock, error) {
-	return s.flock(filepath.Join(s.dir, bridgesDir), unix.LOCK_EX)
-}
-
 func (s stateRoot) flock(path string, how int) (*rootLock, error) {
-	flags := os.O_RDONLY // a directory
-	if filepath.Base(path) == lockFile {
-		flags = os.O_RDWR | os.O_CREATE // it holds the generation too
-	}
-	f, err := os.OpenFile(path, flags|unix.O_CLOEXEC, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("network state lock: %w", err)
 	}
@@ -113,48 +92,6 @@ func (s stateRoot) flock(path string, how int) (*rootLock, error) {
 func (l *rootLock) unlock() {
 	l.release()
 	l.f.Close()
-}
-
-// genWidth is the generation's fixed width in the lock file: one pwrite replaces it whole.
-const genWidth = 20
-
-// generation reads the state's generation; ok is false when the file holds none (a new root, or
-// one whose lock file was replaced).
-func (l *rootLock) generation() (gen uint64, ok bool) {
-	buf := make([]byte, genWidth+1)
-	n, _ := l.f.ReadAt(buf, 0)
-	gen, err := strconv.ParseUint(strings.TrimSpace(string(buf[:n])), 10, 64)
-	return gen, err == nil
-}
-
-// bump moves the generation on, under the exclusive lock, once the bridge files say what the
-// change says. A root without one starts above the generation the nft table says it shows, so
-// that no table write is ever taken for newer than one already in place.
-func (l *rootLock) bump(s stateRoot) (uint64, error) {
-	gen, ok := l.generation()
-	if !ok {
-		if cur, err := s.readTable(); err == nil && cur.gen > 0 {
-			gen = uint64(cur.gen)
-		}
-	}
-	gen++
-	if _, err := l.f.WriteAt(fmt.Appendf(nil, "%0*d\n", genWidth, gen), 0); err != nil {
-		return 0, fmt.Errorf("network state generation %s: %w", l.f.Name(), err)
-	}
-	return gen, nil
-}
-
-// snapshot reads the state's generation and bridges under the shared lock: what syncTable writes
-// the table from when the state moved on since its caller's change.
-func (s stateRoot) snapshot() (uint64, map[string]*bridgeState, error) {
-	l, err := s.rlock()
-	if err != nil {
-		return 0, nil, err
-	}
-	defer l.unlock()
-	gen, _ := l.generation()
-	bridges, err := s.bridges()
-	return gen, bridges, err
 }
 
 // bridges reads every bridge state file.

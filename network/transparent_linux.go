@@ -80,7 +80,7 @@ func (s stateRoot) transparentRoute() *netlink.Route {
 }
 
 // ensureTransparent makes the root's rule and route unless they exist;
-// prerouting says whether syncTable wrote the chain that marks the
+// prerouting says whether the inet table has the chain (ensureTables) that marks the
 // replies. A rule for M or T that is not ours, or a route in T other than
 // ours, is another program's: it is left alone and reported, and the
 // caller dials from the gateway instead.
@@ -172,16 +172,13 @@ func bits(n *net.IPNet) int {
 	return ones
 }
 
-// transparentRules fills prerouting: replies from a bridge to a transparent socket of this host
-// are marked for the policy route (see transparentBase).
-func transparentRules(rule func(...expr.Any), ifnames []string, mark uint32) {
-	for _, n := range ifnames {
-		e := append(ifname(expr.MetaKeyIIFNAME, n),
-			&expr.Socket{Key: expr.SocketKeyTransparent, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}},
-			&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
-			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
-		)
-		rule(e...)
+// transparentMark is prerouting's rule after its match of a bridge: replies to a transparent
+// socket of this host are marked for the policy route (see transparentBase).
+func transparentMark(mark uint32) []expr.Any {
+	return []expr.Any{
+		&expr.Socket{Key: expr.SocketKeyTransparent, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1}},
+		&expr.Immediate{Register: 1, Data: binaryutil.NativeEndian.PutUint32(mark)},
+		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}
 }

@@ -154,8 +154,9 @@ func concurrentRound(t *testing.T, round string, manifests map[string]string) ro
 	// Lock waits: a name's lock must not wait at all (every name here is
 	// different); ids.json's (a first start's) and the network state
 	// lock, which every start takes in turn, only for bookkeeping, each
-	// holder's millisecond or so; the nft table's lock, for the whole-table
-	// write that holds the start's rules (network.syncTable).
+	// holder's millisecond or so. There is no other: a start's firewall
+	// chains go in a netlink batch of its own (network/nft_linux.go), and
+	// the kernel's commit of another's is all it can wait for.
 	waits := map[string][]time.Duration{}
 	for _, s := range all {
 		for k, ds := range lockWaits(s.out.String()) {
@@ -171,9 +172,9 @@ func concurrentRound(t *testing.T, round string, manifests map[string]string) ro
 			t.Errorf("%s: %d of %d starts logged their %s", round, len(waits[k.key]), len(took), k.label)
 		}
 		// Only the long pass judges time (on a quiet machine): a lock
-		// that waits over a second, but the nft table's, serialises
+		// that waits over a second serialises
 		// starts that share nothing.
-		if env.lvl.name == "long" && !k.shared && wmax > time.Second {
+		if env.lvl.name == "long" && wmax > time.Second {
 			t.Errorf("%s: %s: a start waited %s", round, k.label, ms(wmax))
 		}
 	}
@@ -185,16 +186,11 @@ func concurrentRound(t *testing.T, round string, manifests map[string]string) ro
 // names them (key: the message), in the order it takes them.
 var lockKinds = []struct {
 	key, label string
-	shared     bool // exempt from the long pass's one-second bound
 }{
-	{"ids allotted", "ids.json lock", false},
-	{"name lock taken", "name lock", false},
-	{"network attached", "network state lock, attach", false},
-	{"network detached", "network state lock, detach", false},
-	// A start waits here for the table write that holds its rules, which
-	// takes tens of milliseconds with 50 members: the one wait left
-	// beyond bookkeeping (docs/networking.md, Locks).
-	{"network table synced", "nftables table lock, attach", true},
+	{"ids allotted", "ids.json lock"},
+	{"name lock taken", "name lock"},
+	{"network attached", "network state lock, attach"},
+	{"network detached", "network state lock, detach"},
 }
 
 var lockLine = regexp.MustCompile(`msg="([^"]+)".* (?:lock_wait|took)=(\S+)`)
