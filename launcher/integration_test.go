@@ -201,7 +201,7 @@ func TestConfinementProbe(t *testing.T) {
 		"CapEff": "0000000000000000", "CapPrm": "0000000000000000", "CapBnd": "0000000000000000",
 		"CapInh": "0000000000000000", "CapAmb": "0000000000000000",
 		"NoNewPrivs": "1", "Seccomp": "2", "RootWritable": false, "Hostname": "probe",
-		"MemoryLimit": "67108864", "PidsLimit": "64", "CPUQuota": "100000 100000",
+		"MemoryLimit": "67108864", "PidsLimit": "64", "CPUQuota": "5000 5000", // cpus = 1 in plan.CPUQuota's 5 ms period
 		// safe-run-init loads the seccomp filter (seccomp_linux.go).
 		"PID1": "/dev/init --control-fd 3 -- /bin/confinement -json",
 	}
