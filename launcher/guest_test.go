@@ -664,8 +664,8 @@ var guestChecks = []struct {
 	}},
 	{"AppArmor's denials are shown and are events", func(st map[string]guestStep) error {
 		// "pid N" in the service's namespace, or "host pid N" when the
-		// process is gone before its record is read (the raw socket and
-		// mount attempts are one short-lived process, each attempt is one).
+		// process is gone before its record is read: each attempt is a
+		// short-lived process.
 		return st["deny"].has(
 			"safe-run: deny: apparmor denied mknod /dev/evil ",
 			" deny apparmor apparmor denied mknod /dev/evil ",
