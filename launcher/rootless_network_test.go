@@ -87,9 +87,15 @@ ports = ["%s:%d:80"]`, addr, port))
 		}
 	}
 	// pastaArgs are the arguments of the user's running pasta processes.
-	pastaArgs := func() []string {
+	// pastaArgs are the command lines of the pastas below the process
+	// root: the soak's rootless services run as the same user, at the
+	// same time when packages are tested in parallel.
+	pastaArgs := func(root int) []string {
 		var out []string
 		for _, pid := range userProcesses(u.uid) {
+			if !descends(pid, root) {
+				continue
+			}
 			if args, _ := os.ReadFile("/proc/" + pid + "/cmdline"); strings.Contains(string(args), "--config-net") {
 				out = append(out, strings.ReplaceAll(string(args), "\x00", " "))
 			}
@@ -117,7 +123,7 @@ ports = ["%s:%d:80"]`, addr, port))
 	t.Run("published port only", func(t *testing.T) {
 		port := testenv.FreePort(t)
 		c := serve(t, "rlnet-web", port)
-		args := pastaArgs()
+		args := pastaArgs(c.Process.Pid)
 		if len(args) != 1 {
 			t.Fatalf("pasta processes: %q, want one", args)
 		}
@@ -371,4 +377,24 @@ func serveDNS(t *testing.T, ns, listen, name, addr string) *atomic.Int64 {
 	go srv.ActivateAndServe()
 	t.Cleanup(func() { srv.Shutdown() })
 	return &queries
+}
+
+// descends says whether process pid is below process root.
+func descends(pid string, root int) bool {
+	for range 64 {
+		data, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return false
+		}
+		// The fields after the command's ")": state, then the parent.
+		f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+		if len(f) < 2 || f[1] == "0" {
+			return false
+		}
+		if f[1] == strconv.Itoa(root) {
+			return true
+		}
+		pid = f[1]
+	}
+	return false
 }
