@@ -183,7 +183,12 @@ func TestWarnings(t *testing.T) {
 	bin := scaledSafeRun(t)
 	since := time.Now()
 	cpu := startLive(t, bin, "warncpu", "while :; do :; done & echo up; wait", "[resources]\nmemory = \"32M\"\ncpus = 0.1\n")
-	oom := startLive(t, bin, "warnoom", `echo up; (x=$(head -c 200000000 /dev/zero | tr '\0' x)); echo survived >&2; `+uniqueSleep(60), "[resources]\nmemory = \"32M\"\ncpus = 1.0\n")
+	// The hog raises its OOM score, so the kernel takes it (or, if the
+	// first kill frees too little in time, its pipeline) and never the
+	// service's shell, whose RSS is as small as theirs; a CI run under
+	// load saw the shell killed second. Landlock keeps /proc read-only.
+	oom := startLive(t, bin, "warnoom", `echo up; (echo 1000 >/proc/self/oom_score_adj && x=$(head -c 200000000 /dev/zero | tr '\0' x)); echo survived >&2; `+uniqueSleep(60),
+		"[resources]\nmemory = \"32M\"\ncpus = 1.0\n\n[security]\nlandlock = \"off\"\n\n[insecure]\nreason = \"the hog raises its OOM score in /proc, which the ruleset keeps read-only\"\nallow = [\"landlock_off\"]\n")
 	// The inner shell dies at its first failed fork; the service goes on.
 	pids := startLive(t, bin, "warnpids", "echo up; sh -c 'for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 60 & done' 2>/dev/null; "+uniqueSleep(61), "[resources]\nmemory = \"32M\"\ncpus = 1.0\npids = 8\n")
 	// 59 MiB in a tmpfs file, which no reclaim can take without swap: a
@@ -197,7 +202,7 @@ func TestWarnings(t *testing.T) {
 		line      string
 	}{
 		{cpu, ops.WarnCPUThrottled, "warncpu: CPU-throttled "},
-		{oom, ops.WarnOOMKill, "warnoom: the kernel OOM-killed 1 process(es) of it at its memory limit 32M"},
+		{oom, ops.WarnOOMKill, "warnoom: the kernel OOM-killed "},
 		{pids, ops.WarnPidsLimit, "warnpids: reached its pids limit 8"},
 		{mem, ops.WarnMemoryHigh, "warnmem: memory at "},
 	} {
@@ -217,7 +222,7 @@ func TestWarnings(t *testing.T) {
 	oom.waitLine(t, "survived", 30*time.Second)
 	// Which process, where the kernel's log says (its rate limit may
 	// leave it out): the shell that held the memory.
-	if l := oom.waitLine(t, "warnoom: the kernel OOM-killed", time.Second); !regexp.MustCompile(`^safe-run: warnoom: the kernel OOM-killed 1 process\(es\) of it at its memory limit 32M(: [a-z]+ \(host pid \d+\))?, and it goes on; raise resources.memory or find the leak$`).MatchString(l) {
+	if l := oom.waitLine(t, "warnoom: the kernel OOM-killed", time.Second); !regexp.MustCompile(`^safe-run: warnoom: the kernel OOM-killed [1-3] process\(es\) of it at its memory limit 32M(: [a-z]+ \(host pid \d+\)(, [a-z]+ \(host pid \d+\))*)?, and it goes on; raise resources.memory or find the leak$`).MatchString(l) {
 		t.Errorf("oom warning: %s", l)
 	} else if !strings.Contains(l, "(host pid ") {
 		t.Logf("the kernel's log did not name the OOM-killed process (rate-limited)")
