@@ -1,6 +1,8 @@
 package host_test
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/safe-run/safe-run/host"
@@ -38,6 +40,9 @@ func TestRead(t *testing.T) {
 			if len(f.LSMs) != tc.lsms {
 				t.Errorf("LSMs %v, want %d", f.LSMs, tc.lsms)
 			}
+			if f.SELinux || f.UnprivilegedPortStart != 1024 {
+				t.Errorf("SELinux %v, unprivileged ports from %d: want false, 1024", f.SELinux, f.UnprivilegedPortStart)
+			}
 			if f.IDUserUID != "999" || !f.CapSysResource || !f.Seccomp.Present {
 				t.Errorf("id user %q, CAP_SYS_RESOURCE %v, seccomp %+v", f.IDUserUID, f.CapSysResource, f.Seccomp)
 			}
@@ -53,5 +58,39 @@ func TestProbeOnce(t *testing.T) {
 	a, b := host.Probe(), host.Probe()
 	if a.Cgroup.Mode != b.Cgroup.Mode || a.Kernel != b.Kernel || a.Kernel == "" {
 		t.Errorf("two probes differ or are empty: %+v / %+v", a, b)
+	}
+}
+
+// TestReadLSMFacts: SELinux is seen in the LSM list, or by its own file
+// system where securityfs is not mounted; the unprivileged port start is
+// -1 when it cannot be read.
+func TestReadLSMFacts(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		files   map[string]string
+		selinux bool
+		ports   int
+	}{
+		{"nothing", nil, false, -1},
+		{"selinux in lsm", map[string]string{"sys/kernel/security/lsm": "capability,selinux"}, true, -1},
+		{"selinuxfs only", map[string]string{"sys/fs/selinux/enforce": "1"}, true, -1},
+		{"ports", map[string]string{"proc/sys/net/ipv4/ip_unprivileged_port_start": "80\n"}, false, 80},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			for p, content := range tc.files {
+				full := filepath.Join(root, p)
+				if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			f := host.Read(root, 0, 0)
+			if f.SELinux != tc.selinux || f.UnprivilegedPortStart != tc.ports {
+				t.Errorf("SELinux %v, ports from %d; want %v, %d", f.SELinux, f.UnprivilegedPortStart, tc.selinux, tc.ports)
+			}
+		})
 	}
 }
