@@ -240,7 +240,13 @@ func (p *publisher) closeJournal() {
 	if p == nil {
 		return
 	}
-	_ = p.journal.Close()
+	// The journal is appended to: a failed close may be events lost.
+	if err := p.journal.Close(); err != nil {
+		p.mu.Lock()
+		name := p.status.Name
+		p.mu.Unlock()
+		p.log.Warn("closing the event journal", "service", name, "err", err)
+	}
 }
 
 // signalOf names a control request's signal for the journal.
