@@ -30,7 +30,8 @@ type Target struct {
 	Seccomp *specs.LinuxSeccomp // the filter the container runs under
 	// UID and UIDs are the host uids its user namespace maps: an audit
 	// record is the container's when its uid is one of them. As root
-	// every service has a range of its own (launcher.AllocateIDs).
+	// every service has a range of its own (plan.RecordIDs, through
+	// launcher.Enforce).
 	UID, UIDs uint32
 	// Rootless: safe-run runs in a user namespace of its own, where the
 	// audit records are out of reach; only notifications are reported.
