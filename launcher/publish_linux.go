@@ -40,7 +40,7 @@ type publisher struct {
 // state starting.
 func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publisher {
 	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4), since: monotonic()}
-	j, err := ops.OpenJournal(ops.JournalDir(opts.DataDir), opts.Name)
+	j, err := ops.OpenJournal(ops.JournalDir(opts.Dirs.Data), opts.Name)
 	if err != nil {
 		opts.Logger.Warn("events will not be recorded", "err", err)
 	}

@@ -68,7 +68,7 @@ func takeSeccomp(config *configs.Config) *configs.Seccomp {
 // seccompProgram returns sc's program: the one kept in DataDir/seccomp,
 // else compiled now and kept there.
 func seccompProgram(sc *configs.Seccomp, opts runOpts) ([]byte, error) {
-	file, err := seccompCacheFile(filepath.Join(opts.DataDir, "seccomp"), sc)
+	file, err := seccompCacheFile(filepath.Join(opts.Dirs.Data, "seccomp"), sc)
 	if err != nil {
 		return nil, err
 	}
