@@ -189,6 +189,11 @@ type Seccomp struct {
 	Present bool // filters (CONFIG_SECCOMP_FILTER)
 	Log     bool // SECCOMP_RET_LOG
 	Notify  bool // SECCOMP_RET_USER_NOTIF
+	// ActionsLogged is the sysctl kernel.seccomp.actions_logged: the
+	// actions whose decisions the kernel logs ("errno", "log", ...),
+	// which seccomp_log and profile record depend on; nil when it
+	// cannot be read.
+	ActionsLogged []string
 }
 
 // SubIDRange is one line of /etc/subuid or /etc/subgid.
@@ -276,6 +281,7 @@ func Read(root string, uid, euid int) Facts {
 		Disabled:             r.read("/proc/sys/user/max_user_namespaces") == "0",
 		UnprivilegedDisabled: r.read("/proc/sys/kernel/unprivileged_userns_clone") == "0",
 	}
+	f.Seccomp.ActionsLogged = strings.Fields(r.read("/proc/sys/kernel/seccomp/actions_logged"))
 	for _, line := range r.lines("/proc/self/status") {
 		if strings.HasPrefix(line, "Seccomp:") {
 			f.Seccomp.Present = true

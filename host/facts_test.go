@@ -3,6 +3,7 @@ package host_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/safe-run/safe-run/host"
@@ -63,18 +64,20 @@ func TestProbeOnce(t *testing.T) {
 
 // TestReadLSMFacts: SELinux is seen in the LSM list, or by its own file
 // system where securityfs is not mounted; the unprivileged port start is
-// -1 when it cannot be read.
+// -1 and the seccomp actions logged nil when they cannot be read.
 func TestReadLSMFacts(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		files   map[string]string
 		selinux bool
 		ports   int
+		logged  []string
 	}{
-		{"nothing", nil, false, -1},
-		{"selinux in lsm", map[string]string{"sys/kernel/security/lsm": "capability,selinux"}, true, -1},
-		{"selinuxfs only", map[string]string{"sys/fs/selinux/enforce": "1"}, true, -1},
-		{"ports", map[string]string{"proc/sys/net/ipv4/ip_unprivileged_port_start": "80\n"}, false, 80},
+		{"nothing", nil, false, -1, nil},
+		{"selinux in lsm", map[string]string{"sys/kernel/security/lsm": "capability,selinux"}, true, -1, nil},
+		{"selinuxfs only", map[string]string{"sys/fs/selinux/enforce": "1"}, true, -1, nil},
+		{"ports", map[string]string{"proc/sys/net/ipv4/ip_unprivileged_port_start": "80\n"}, false, 80, nil},
+		{"seccomp logged", map[string]string{"proc/sys/kernel/seccomp/actions_logged": "kill_process errno log\n"}, false, -1, []string{"kill_process", "errno", "log"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
@@ -88,8 +91,8 @@ func TestReadLSMFacts(t *testing.T) {
 				}
 			}
 			f := host.Read(root, 0, 0)
-			if f.SELinux != tc.selinux || f.UnprivilegedPortStart != tc.ports {
-				t.Errorf("SELinux %v, ports from %d; want %v, %d", f.SELinux, f.UnprivilegedPortStart, tc.selinux, tc.ports)
+			if f.SELinux != tc.selinux || f.UnprivilegedPortStart != tc.ports || !slices.Equal(f.Seccomp.ActionsLogged, tc.logged) {
+				t.Errorf("SELinux %v, ports from %d, seccomp logs %q; want %v, %d, %q", f.SELinux, f.UnprivilegedPortStart, f.Seccomp.ActionsLogged, tc.selinux, tc.ports, tc.logged)
 			}
 		})
 	}

@@ -596,7 +596,7 @@ func privatePIDs(spec *specs.Spec) bool {
 func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), error) {
 	sc := spec.Linux.Seccomp
 	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless,
-		Landlock: opts.landlockShown}
+		Landlock: opts.landlockShown, ActionsLogged: seccompActionsLogged()}
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}

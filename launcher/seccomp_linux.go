@@ -241,6 +241,10 @@ func blockSignals() error {
 	return nil
 }
 
+// seccompActionsLogged are the seccomp actions the kernel logs, as
+// package host read them.
+func seccompActionsLogged() []string { return host.Probe().Seccomp.ActionsLogged }
+
 // captureSupported says whether this kernel and architecture can run
 // compileSeccomp: user notifications came with Linux 5.0.
 func captureSupported() bool {

@@ -47,6 +47,9 @@ type Target struct {
 	// in complain mode, what it would deny) the kernel audits: reported
 	// too (apparmor.go). As root only; "" for none.
 	AppArmor string
+	// ActionsLogged are the seccomp actions the kernel logs
+	// (host.Facts.Seccomp.ActionsLogged); nil: unknown.
+	ActionsLogged []string
 }
 
 // linesPerSecond is how many lines one call gets each second; the rest
