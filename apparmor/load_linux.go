@@ -17,7 +17,6 @@ import (
 	"strings"
 	"time"
 
-	runcapparmor "github.com/opencontainers/runc/libcontainer/apparmor"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
@@ -144,7 +143,9 @@ func Load(ctx context.Context, p *Profile, opts LoadOptions) (LoadResult, error)
 	if entries, err := os.ReadDir(dir); err == nil {
 		for _, e := range entries {
 			if e.Name() != key {
-				_ = os.RemoveAll(filepath.Join(dir, e.Name()))
+				if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+					log.Warn("removing an outdated compiled AppArmor profile", "profile", p.Name, "err", err)
+				}
 			}
 		}
 	}
@@ -320,6 +321,9 @@ func checkInstalled(p *Profile, dir string) error {
 type InstallOptions struct {
 	Dir    string // default InstallDir
 	Parser string // default: as LoadOptions.Parser
+	// Enabled: the host has AppArmor enabled, as package host probed it
+	// (host.Facts.AppArmor.Enabled); without it Install refuses.
+	Enabled bool
 }
 
 // Install writes p's source to opts.Dir/NAME, where AppArmor's boot
@@ -330,7 +334,7 @@ func Install(ctx context.Context, p *Profile, opts InstallOptions) (file string,
 	if p == nil || p.Policy == "" {
 		return "", errors.New("no generated AppArmor profile to install")
 	}
-	if !runcapparmor.IsEnabled() {
+	if !opts.Enabled {
 		return "", fmt.Errorf("%w (install on a host with AppArmor enabled)", ErrNotEnabled)
 	}
 	dir := opts.Dir

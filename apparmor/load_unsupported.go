@@ -35,8 +35,9 @@ func Load(ctx context.Context, p *Profile, opts LoadOptions) (LoadResult, error)
 
 // InstallOptions say where Install puts a profile.
 type InstallOptions struct {
-	Dir    string
-	Parser string
+	Dir     string
+	Parser  string
+	Enabled bool
 }
 
 // Install fails: only Linux has AppArmor.

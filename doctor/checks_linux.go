@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,9 +16,9 @@ import (
 
 // Host is what the checks read: the host's facts (package host, the
 // same value check --host, plan and the launcher read), and the few things
-// only doctor looks at (the uid mappers, XDG_RUNTIME_DIR, linger, an
-// overlay mount), read below Root, so that a test can stage a broken host
-// in a directory.
+// only doctor looks at (the uid mappers, XDG_RUNTIME_DIR, linger, overlay
+// in /proc/filesystems and an overlay mount), read below Root, so that a
+// test can stage a broken host in a directory.
 type Host struct {
 	Root  string // "/" on a real host
 	Facts host.Facts
@@ -208,9 +207,9 @@ func (h Host) pasta() Check {
 // bind below net.ipv4.ip_unprivileged_port_start needs root.
 func (h Host) publishable() Check {
 	c := Check{Name: "rootless ports", Status: OK}
-	start, err := strconv.Atoi(h.read("proc/sys/net/ipv4/ip_unprivileged_port_start"))
+	start := h.Facts.UnprivilegedPortStart
 	switch {
-	case err != nil:
+	case start < 0:
 		c.Found = "net.ipv4.ip_unprivileged_port_start unreadable: host ports below 1024 are likely refused without root"
 	case start == 0:
 		c.Found = "every host port can be published without root (net.ipv4.ip_unprivileged_port_start = 0)"
@@ -348,7 +347,7 @@ func (h Host) otherLSMs() Check {
 		return Check{Name: "other LSMs", Status: Info, Found: "unknown: securityfs is not mounted, so /sys/kernel/security/lsm cannot be read"}
 	}
 	var notes []string
-	if slices.Contains(lsms, "selinux") || fileExists(h.path("/sys/fs/selinux/enforce")) {
+	if h.Facts.SELinux {
 		notes = append(notes, "SELinux present: safe-run sets no SELinux labels (not a goal); its AppArmor and seccomp confinement do not depend on it")
 	}
 	if len(notes) == 0 {

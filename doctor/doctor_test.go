@@ -300,6 +300,7 @@ func TestPublishable(t *testing.T) {
 			os.MkdirAll(filepath.Dir(p), 0o755)
 			os.WriteFile(p, []byte(tc.value), 0o644)
 		}
+		h.Facts = host.Read(h.Root, 0, 0)
 		if got := h.publishable(); got != tc.want {
 			t.Errorf("%q: got %+v, want %+v", tc.value, got, tc.want)
 		}

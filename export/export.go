@@ -98,13 +98,15 @@ func seccompFile(s *manifest.Service) string { return s.Name + ".seccomp.json" }
 
 // seccompOutput returns the service's seccomp profile in Docker's JSON format
 // (which the OCI runtimes behind Kubernetes read too), or nil when the spec
-// has none.
+// has none. It is the same whoever exports: the notifications a rootless
+// run's spec adds for safe-run's own agent on this host are left out.
 func seccompOutput(p *plan.Job) (*File, error) {
 	if p.Spec.Linux == nil || p.Spec.Linux.Seccomp == nil {
 		return nil, nil
 	}
+	sc := profiles.DropNotifyDenials(p.Spec.Linux.Seccomp, p.Placement.SeccompAgent())
 	var b strings.Builder
-	if err := profiles.WriteDockerJSON(&b, p.Spec.Linux.Seccomp); err != nil {
+	if err := profiles.WriteDockerJSON(&b, sc); err != nil {
 		return nil, err
 	}
 	return &File{Name: seccompFile(p.Service), Data: []byte(b.String())}, nil

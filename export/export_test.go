@@ -16,6 +16,7 @@ import (
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
+	"github.com/safe-run/safe-run/profiles"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 )
@@ -247,6 +248,41 @@ func TestSexagesimal(t *testing.T) {
 	} {
 		if got := sexagesimal(s); got != want {
 			t.Errorf("sexagesimal(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
+// TestSeccompOutputSameForRootless: the seccomp profile an export writes
+// does not depend on who exports. A rootless run's spec notifies safe-run's
+// own agent on this host of its denials (profiles.NotifyDenials); the
+// export leaves that out, so the engine elsewhere gets the profile the
+// manifest asks for, with no socket of this host's in it.
+func TestSeccompOutputSameForRootless(t *testing.T) {
+	job := prepare(t, "hardened")
+	def, err := profiles.Seccomp(profiles.Options{Profile: "default", Arch: "amd64", Log: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	job.Spec.Linux.Seccomp = def
+	asRoot, err := seccompOutput(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	notified, why := profiles.NotifyDenials(def, job.Placement.SeccompAgent())
+	if why != "" || notified.ListenerPath == "" {
+		t.Fatalf("the default profile takes no notifications: %s", why)
+	}
+	job.Spec.Linux.Seccomp = notified
+	rootless, err := seccompOutput(job)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(rootless.Data) != string(asRoot.Data) {
+		t.Errorf("the rootless export's seccomp profile differs from root's")
+	}
+	for _, s := range []string{"listenerPath", "SCMP_ACT_NOTIFY", job.Placement.SeccompAgent()} {
+		if strings.Contains(string(rootless.Data), s) {
+			t.Errorf("the exported profile has %q", s)
 		}
 	}
 }

@@ -110,6 +110,14 @@ type Facts struct {
 	AppArmor AppArmor
 	// LSMs lists the active LSMs; nil when securityfs is not mounted.
 	LSMs []string
+	// SELinux: the kernel runs SELinux (among LSMs, or, where securityfs
+	// is not mounted, its own file system is: /sys/fs/selinux/enforce).
+	SELinux bool
+	// UnprivilegedPortStart is net.ipv4.ip_unprivileged_port_start in
+	// safe-run's network namespace: the lowest port a user may bind
+	// without root, as a rootless run's published ports are bound; -1
+	// when it cannot be read.
+	UnprivilegedPortStart int
 	// LandlockABI is the kernel's Landlock ABI version, 0 without it.
 	LandlockABI int
 	// Audit says whether the kernel's audit is on, which Landlock needs
@@ -181,6 +189,11 @@ type Seccomp struct {
 	Present bool // filters (CONFIG_SECCOMP_FILTER)
 	Log     bool // SECCOMP_RET_LOG
 	Notify  bool // SECCOMP_RET_USER_NOTIF
+	// ActionsLogged is the sysctl kernel.seccomp.actions_logged: the
+	// actions whose decisions the kernel logs ("errno", "log", ...),
+	// which seccomp_log and profile record depend on; nil when it
+	// cannot be read.
+	ActionsLogged []string
 }
 
 // SubIDRange is one line of /etc/subuid or /etc/subgid.
@@ -259,10 +272,16 @@ func Read(root string, uid, euid int) Facts {
 	if list := r.read("/sys/kernel/security/lsm"); list != "" {
 		f.LSMs = strings.Split(list, ",")
 	}
+	f.SELinux = slices.Contains(f.LSMs, "selinux") || r.exists("/sys/fs/selinux/enforce")
+	f.UnprivilegedPortStart = -1
+	if n, err := strconv.Atoi(r.read("/proc/sys/net/ipv4/ip_unprivileged_port_start")); err == nil {
+		f.UnprivilegedPortStart = n
+	}
 	f.Userns = Userns{
 		Disabled:             r.read("/proc/sys/user/max_user_namespaces") == "0",
 		UnprivilegedDisabled: r.read("/proc/sys/kernel/unprivileged_userns_clone") == "0",
 	}
+	f.Seccomp.ActionsLogged = strings.Fields(r.read("/proc/sys/kernel/seccomp/actions_logged"))
 	for _, line := range r.lines("/proc/self/status") {
 		if strings.HasPrefix(line, "Seccomp:") {
 			f.Seccomp.Present = true

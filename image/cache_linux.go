@@ -272,7 +272,7 @@ func (c *cache) workDir(prefix string) (dir string, done func(), err error) {
 		if err == nil {
 			return dir, func() { unix.Close(fd) }, nil
 		}
-		os.Remove(dir)
+		c.warn("removing a work directory", dir, os.Remove(dir))
 		if attempt == 3 || (!errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EWOULDBLOCK)) {
 			return "", nil, fmt.Errorf("locking a work directory in the image cache: %w", err)
 		}
@@ -493,12 +493,18 @@ func (c *cache) remove(entry string) error {
 	if err := os.Rename(dir, gone); err != nil {
 		return fmt.Errorf("removing %s: %w", entry, err)
 	}
+	// A ref left behind names an entry that is gone: the next resolve
+	// of its source unpacks again, and a prune removes it. Said, not
+	// fatal: the entry itself is what rm and prune are for.
+	var errs []error
 	for _, r := range c.refs() {
 		if r.rec.Entry == entry {
-			_ = os.Remove(c.path("refs", r.file))
+			if err := os.Remove(c.path("refs", r.file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("removing the reference %s to %s: %w", r.file, entry[:12], err))
+			}
 		}
 	}
-	return os.RemoveAll(gone)
+	return errors.Join(append(errs, os.RemoveAll(gone))...)
 }
 
 // Prune removes every cached image no running service uses, and what
@@ -529,9 +535,12 @@ func Prune(dir string) ([]Cached, int64, error) {
 		freed += ci.Bytes
 	}
 	// Refs to entries that are gone, and locks nobody holds.
+	var errs []error
 	for _, r := range c.refs() {
 		if _, err := os.Stat(c.path("entries", r.rec.Entry)); errors.Is(err, fs.ErrNotExist) {
-			_ = os.Remove(c.path("refs", r.file))
+			if err := os.Remove(c.path("refs", r.file)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("removing the reference %s to a removed image: %w", r.file, err))
+			}
 		}
 	}
 	locks, _ := readDirNames(c.path("locks"))
@@ -541,9 +550,11 @@ func Prune(dir string) ([]Cached, int64, error) {
 			continue
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
-			_ = os.Remove(c.path("locks", n))
+			if err := os.Remove(c.path("locks", n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("removing the unused lock %s: %w", n, err))
+			}
 		}
 		f.Close()
 	}
-	return removed, freed, nil
+	return removed, freed, errors.Join(errs...)
 }

@@ -204,7 +204,7 @@ func (c *cache) unpack(ctx context.Context, f *found, entry string, keepSetuid b
 	placed := false
 	defer func() {
 		if !placed {
-			os.RemoveAll(work)
+			c.warn("removing a work directory", work, os.RemoveAll(work))
 		}
 	}()
 	st, err := unpackInto(ctx, f, filepath.Join(work, "rootfs"), keepSetuid, opts)

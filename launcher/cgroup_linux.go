@@ -20,7 +20,8 @@ import (
 // cgroup (host.SupervisorLeaf) and enables the controllers the container
 // needs below it.
 func EnterSupervisorLeaf() error {
-	own := host.Probe().Cgroup.Own
+	cg := host.Probe().Cgroup
+	own := cg.Own
 	if own == "" {
 		return errors.New("reading own cgroup: /proc/self/cgroup has no cgroup v2 entry")
 	}
@@ -36,15 +37,11 @@ func EnterSupervisorLeaf() error {
 	if err := cgroups.WriteFile(leaf, "cgroup.procs", "0"); err != nil {
 		return fmt.Errorf("moving safe-run into %s: %w", leaf, err)
 	}
-	avail, err := cgroups.ReadFile(dir, "cgroup.controllers")
-	if err != nil {
-		return err
-	}
 	var enable []string
 	// io: for the block I/O `safe-run stats` and `metrics` show (io.stat);
 	// it sets no limit.
 	for _, c := range []string{"cpu", "memory", "pids", "io"} {
-		if strings.Contains(" "+strings.TrimSpace(avail)+" ", " "+c+" ") {
+		if cg.HasController(c) {
 			enable = append(enable, "+"+c)
 		}
 	}

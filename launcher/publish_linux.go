@@ -40,7 +40,7 @@ type publisher struct {
 // state starting.
 func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publisher {
 	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4), since: monotonic()}
-	j, err := ops.OpenJournal(ops.JournalDir(opts.DataDir), opts.Name)
+	j, err := ops.OpenJournal(ops.JournalDir(opts.Dirs.Data), opts.Name)
 	if err != nil {
 		opts.Logger.Warn("events will not be recorded", "err", err)
 	}
@@ -240,7 +240,13 @@ func (p *publisher) closeJournal() {
 	if p == nil {
 		return
 	}
-	_ = p.journal.Close()
+	// The journal is appended to: a failed close may be events lost.
+	if err := p.journal.Close(); err != nil {
+		p.mu.Lock()
+		name := p.status.Name
+		p.mu.Unlock()
+		p.log.Warn("closing the event journal", "service", name, "err", err)
+	}
 }
 
 // signalOf names a control request's signal for the journal.

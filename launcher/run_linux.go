@@ -30,7 +30,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/apparmor"
-	"github.com/safe-run/safe-run/landlock"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/ops"
@@ -55,25 +54,17 @@ type Options struct {
 	accesses *accessWatch // set by Record: watch what Landlock would deny
 }
 
-// runOpts are one run's options: its job's and the caller's.
+// runOpts are one run's options: the caller's, the job as planned (a
+// copy, whose Notes the run adds to; the one value from plan.Build on, no
+// field of it carried over by hand), and what the run makes.
 type runOpts struct {
 	Options
-	Name                 string
-	StateRoot            string // runtime state of all services; this one's is StateRoot/NAME
-	JanitorPath          string // safe-run-janitor
-	DataDir              string // persistent data: the writable layer of a writable rootfs
-	StopSignal           unix.Signal
-	StopTimeout          time.Duration
-	AllowSensitiveMounts bool              // [insecure] allows sensitive_mounts: skip the real-path check
-	AppArmor             *apparmor.Profile // loaded before the start when generated; spec.Process.ApparmorProfile names it
-	Landlock             *landlock.Ruleset // applied by safe-run-init; nil: none
-	Notes                []string          // what earlier stages could not enforce, for the report
-	Network              *network.Options  // bridge mode: what the service's network was asked to be
-	net                  *network.Attachment
-	pub                  *publisher // status, control socket, events
-	execs                *execer    // starts safe-run exec's commands, once the container exists
-	denials              io.Writer  // egress denials: Violations, and events
-	landlockShown        bool       // the kernel audits Landlock's denials, and safe-run reads them
+	plan.Job
+	net           *network.Attachment
+	pub           *publisher // status, control socket, events
+	execs         *execer    // starts safe-run exec's commands, once the container exists
+	denials       io.Writer  // egress denials: Violations, and events
+	landlockShown bool       // the kernel audits Landlock's denials, and safe-run reads them
 }
 
 // Run starts job's spec as a container, supervises it in the foreground
@@ -87,20 +78,8 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	}
 	holdListenFDs(job) // before any child: the janitor, the container
 	spec, host := job.Spec, job.Placement
-	opts := runOpts{
-		Options:              o,
-		Name:                 job.Name,
-		StateRoot:            job.Dirs.State,
-		JanitorPath:          job.JanitorPath,
-		DataDir:              job.Dirs.Data,
-		StopSignal:           unix.Signal(job.StopSignal),
-		StopTimeout:          job.StopTimeout,
-		AllowSensitiveMounts: job.AllowSensitiveMounts,
-		AppArmor:             job.AppArmor,
-		Landlock:             job.Landlock,
-		Notes:                slices.Clone(job.Notes),
-		Network:              job.Network,
-	}
+	opts := runOpts{Options: o, Job: *job}
+	opts.Notes = slices.Clone(job.Notes)
 	// What finishes in the background once the container has exited
 	// (the seccomp watcher's last records, the janitor's exit) is waited
 	// for last, while the rest of the clean-up goes on.
@@ -112,11 +91,11 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	defer ending.Wait()
 	early := startEarly(host, opts.Signals)
 	defer early.stop()
-	if err := os.MkdirAll(opts.StateRoot, 0o711); err != nil {
+	if err := os.MkdirAll(opts.Dirs.State, 0o711); err != nil {
 		return 0, fmt.Errorf("creating state directory: %w", err)
 	}
 	began := time.Now()
-	lock, err := lockName(opts.StateRoot, opts.Name)
+	lock, err := lockName(opts.Dirs.State, opts.Name)
 	if err != nil {
 		return 0, err
 	}
@@ -124,7 +103,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// start waits only on what its name guards).
 	opts.Logger.Debug("name lock taken", "service", opts.Name, "lock_wait", time.Since(began))
 	defer lock.release(opts.Logger)
-	upperDir := filepath.Join(opts.DataDir, "containers", opts.Name)
+	upperDir := filepath.Join(opts.Dirs.Data, "containers", opts.Name)
 	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger); err != nil {
 		return 0, err
 	} else if cleaned {
@@ -241,7 +220,7 @@ func loadAppArmor(ctx context.Context, spec *specs.Spec, host plan.Placement, op
 	if p.Name != spec.Process.ApparmorProfile {
 		return fmt.Errorf("the spec applies AppArmor profile %q, but the profile to load is %s", spec.Process.ApparmorProfile, p.Name)
 	}
-	_, err := apparmor.Load(ctx, p, apparmor.LoadOptions{CacheDir: filepath.Join(opts.DataDir, "apparmor"), Rootless: host.Rootless, Logger: opts.Logger})
+	_, err := apparmor.Load(ctx, p, apparmor.LoadOptions{CacheDir: filepath.Join(opts.Dirs.Data, "apparmor"), Rootless: host.Rootless, Logger: opts.Logger})
 	return err
 }
 
@@ -617,7 +596,7 @@ func privatePIDs(spec *specs.Spec) bool {
 func watchSeccomp(spec *specs.Spec, host plan.Placement, opts runOpts) (func(), error) {
 	sc := spec.Linux.Seccomp
 	t := profiles.Target{Name: opts.Name, Seccomp: sc, UID: host.IDs.UID, UIDs: host.IDs.Size, Rootless: host.Rootless,
-		Landlock: opts.landlockShown}
+		Landlock: opts.landlockShown, ActionsLogged: seccompActionsLogged()}
 	if sc != nil && sc.ListenerPath == host.SeccompAgent() {
 		t.Listener = sc.ListenerPath
 	}
@@ -791,7 +770,7 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 		stopping = true
 		notify.send("STOPPING=1\nSTATUS=stopping " + opts.Name)
 		opts.pub.stopping(why)
-		send(opts.StopSignal)
+		send(unix.Signal(opts.StopSignal))
 		timeout = time.After(after)
 	}
 	kill := func(why string) {
@@ -813,7 +792,7 @@ func supervise(ctx context.Context, c *libcontainer.Container, p *libcontainer.P
 			ctxDone = nil
 			stop("safe-run was asked to stop", opts.StopTimeout)
 		case <-timeout:
-			kill(fmt.Sprintf("it did not stop within %s of %s (%s)", stopAfter, signalName(opts.StopSignal), stopAfterKey))
+			kill(fmt.Sprintf("it did not stop within %s of %s (%s)", stopAfter, signalName(unix.Signal(opts.StopSignal)), stopAfterKey))
 		case req := <-opts.pub.control():
 			by := fmt.Sprintf("by uid %d", req.UID)
 			switch {
@@ -898,7 +877,7 @@ func exitStatus(st *os.ProcessState, stopping bool, killed string, cg cgroups.Ma
 	case killed != "":
 		say("killed with SIGKILL: %s", killed)
 	case stopping:
-		say("stopped with %s (exit code %d)", signalName(opts.StopSignal), code)
+		say("stopped with %s (exit code %d)", signalName(unix.Signal(opts.StopSignal)), code)
 	case code > 128 && code <= 128+64:
 		say("killed by %s (exit code %d)", signalName(unix.Signal(code-128)), code)
 	case code != 0:

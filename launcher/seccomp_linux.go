@@ -23,6 +23,7 @@ import (
 	"golang.org/x/net/bpf"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/atomicfile"
 )
 
@@ -67,7 +68,7 @@ func takeSeccomp(config *configs.Config) *configs.Seccomp {
 // seccompProgram returns sc's program: the one kept in DataDir/seccomp,
 // else compiled now and kept there.
 func seccompProgram(sc *configs.Seccomp, opts runOpts) ([]byte, error) {
-	file, err := seccompCacheFile(filepath.Join(opts.DataDir, "seccomp"), sc)
+	file, err := seccompCacheFile(filepath.Join(opts.Dirs.Data, "seccomp"), sc)
 	if err != nil {
 		return nil, err
 	}
@@ -118,10 +119,7 @@ func seccompCacheFile(dir string, sc *configs.Seccomp) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var uts unix.Utsname
-	if err := unix.Uname(&uts); err != nil {
-		return "", err
-	}
+	kernel := host.Probe().Kernel
 	runc := "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, m := range bi.Deps {
@@ -133,7 +131,7 @@ func seccompCacheFile(dir string, sc *configs.Seccomp) (string, error) {
 	major, minor, micro := seccomp.Version()
 	h := sha256.New()
 	fmt.Fprintf(h, "safe-run seccomp cache 2\n%s\nlibseccomp %d.%d.%d\nrunc %s\nkernel %s\n%s",
-		runtime.GOARCH, major, minor, micro, runc, unix.ByteSliceToString(uts.Release[:]), cfg)
+		runtime.GOARCH, major, minor, micro, runc, kernel, cfg)
 	return filepath.Join(dir, hex.EncodeToString(h.Sum(nil))), nil
 }
 
@@ -243,15 +241,15 @@ func blockSignals() error {
 	return nil
 }
 
+// seccompActionsLogged are the seccomp actions the kernel logs, as
+// package host read them.
+func seccompActionsLogged() []string { return host.Probe().Seccomp.ActionsLogged }
+
 // captureSupported says whether this kernel and architecture can run
 // compileSeccomp: user notifications came with Linux 5.0.
 func captureSupported() bool {
-	if _, ok := auditArch[runtime.GOARCH]; !ok {
-		return false
-	}
-	action := uint32(unix.SECCOMP_RET_USER_NOTIF)
-	_, _, errno := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_GET_ACTION_AVAIL, 0, uintptr(unsafe.Pointer(&action)))
-	return errno == 0
+	_, ok := auditArch[runtime.GOARCH]
+	return ok && host.Probe().Seccomp.Notify
 }
 
 // auditArch is the AUDIT_ARCH of each architecture safe-run is built for,

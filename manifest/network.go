@@ -224,9 +224,9 @@ func validateNetwork(s *Service, fe *fieldErrors) {
 	}
 }
 
-// Loopback is the host address a port is published on when the manifest
+// loopback is the host address a port is published on when the manifest
 // names none: docker's default, every address, is what check warns about.
-var Loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+var loopback = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 
 // portPattern is the shape ParsePort accepts, for the JSON Schema (ranges
 // of numbers and addresses are the loader's). Not compiled here: package
@@ -257,7 +257,7 @@ func ParsePort(text string) (Port, error) {
 		return Port{}, fmt.Errorf("%q: %s (publish on an IPv4 address, e.g. \"127.0.0.1:8080:80\")", text, noIPv6)
 	}
 	parts := strings.Split(body, ":")
-	p := Port{HostIP: Loopback, Proto: proto}
+	p := Port{HostIP: loopback, Proto: proto}
 	switch len(parts) {
 	case 1:
 		if !digits(body) {

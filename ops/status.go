@@ -79,9 +79,12 @@ const (
 	WarnPidsLimit    = "pids_limit"    // forks refused at the pids limit
 )
 
-// WarnConditions are the Warn* conditions, in the order metrics list
-// them.
-var WarnConditions = []string{WarnCPUThrottled, WarnMemoryHigh, WarnOOMKill, WarnPidsLimit}
+// WarnConditions returns the Warn* conditions, in the order metrics list
+// them. A function, not a variable: no caller can change the list for the
+// others.
+func WarnConditions() []string {
+	return []string{WarnCPUThrottled, WarnMemoryHigh, WarnOOMKill, WarnPidsLimit}
+}
 
 // Limits are the service's cgroup limits; zero is none.
 type Limits struct {

@@ -25,5 +25,5 @@
 // collects them, and returns the recorded profile; [Diff] compares two
 // profiles call by call. Those parts read what the kernel reports, so they
 // need Linux and libseccomp to name the calls; running the container is
-// plan.Record's.
+// launcher.Record's.
 package profiles

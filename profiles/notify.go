@@ -55,6 +55,22 @@ func NotifyDenials(s *specs.LinuxSeccomp, listener string) (out *specs.LinuxSecc
 	return out, ""
 }
 
+// DropNotifyDenials undoes NotifyDenials: s as it was before it got the
+// notifications for the agent at listener, or s itself when it has no
+// such agent (a profile with an agent of its own keeps it). The
+// notifications serve one run on this host (a rootless run's denials);
+// an export for another machine must not name this host's socket, which
+// the engine there would fail to connect to.
+func DropNotifyDenials(s *specs.LinuxSeccomp, listener string) *specs.LinuxSeccomp {
+	if s == nil || listener == "" || s.ListenerPath != listener || len(s.Syscalls) == 0 || s.Syscalls[len(s.Syscalls)-1].Action != specs.ActNotify {
+		return s
+	}
+	out := clone(s)
+	out.ListenerPath = ""
+	out.Syscalls = out.Syscalls[:len(out.Syscalls)-1]
+	return out
+}
+
 // handoffCalls are what runc init calls between loading a filter that
 // notifies and handing the notification descriptor to its parent, and
 // waiting for it to be taken (syncParentSeccomp in runc v1.5.2), besides

@@ -3,6 +3,7 @@ package profiles
 import (
 	"bytes"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -231,6 +232,18 @@ func TestNotifyDenials(t *testing.T) {
 	}
 	if d := Diff(def, got); !slices.Contains(d, "+ unshare: SCMP_ACT_NOTIFY") {
 		t.Errorf("diff:\n%s", strings.Join(d, "\n"))
+	}
+	// Undone for an export: the profile as it was, whoever exports.
+	if back := DropNotifyDenials(got, "/run/web/seccomp.sock"); !reflect.DeepEqual(back, def) {
+		t.Errorf("DropNotifyDenials did not give the profile back: %s", strings.Join(Diff(def, back), "\n"))
+	}
+	if len(got.Syscalls) == len(def.Syscalls) || got.ListenerPath == "" {
+		t.Error("DropNotifyDenials changed its argument")
+	}
+	for _, s := range []*specs.LinuxSeccomp{def, {DefaultAction: specs.ActErrno, ListenerPath: "/a", Syscalls: []specs.LinuxSyscall{{Names: []string{"mount"}, Action: specs.ActNotify}}}, nil} {
+		if back := DropNotifyDenials(s, "/run/web/seccomp.sock"); back != s {
+			t.Errorf("DropNotifyDenials changed a profile without safe-run's agent: %+v", back)
+		}
 	}
 
 	for _, tc := range []struct {

@@ -30,7 +30,8 @@ type Target struct {
 	Seccomp *specs.LinuxSeccomp // the filter the container runs under
 	// UID and UIDs are the host uids its user namespace maps: an audit
 	// record is the container's when its uid is one of them. As root
-	// every service has a range of its own (launcher.AllocateIDs).
+	// every service has a range of its own (plan.RecordIDs, through
+	// launcher.Enforce).
 	UID, UIDs uint32
 	// Rootless: safe-run runs in a user namespace of its own, where the
 	// audit records are out of reach; only notifications are reported.
@@ -46,6 +47,9 @@ type Target struct {
 	// in complain mode, what it would deny) the kernel audits: reported
 	// too (apparmor.go). As root only; "" for none.
 	AppArmor string
+	// ActionsLogged are the seccomp actions the kernel logs
+	// (host.Facts.Seccomp.ActionsLogged); nil: unknown.
+	ActionsLogged []string
 }
 
 // linesPerSecond is how many lines one call gets each second; the rest

@@ -124,7 +124,7 @@ func watch(t Target, w io.Writer, rec *Recording) (func(), error) {
 		// logs them, and of Landlock's (wt.ll) and AppArmor's.
 		read := wt.ll != nil || t.AppArmor != ""
 		if t.Seccomp != nil {
-			if err := checkLogged(rec != nil); err != nil {
+			if err := checkLogged(t.ActionsLogged, rec != nil); err != nil {
 				if rec != nil {
 					return fail(err)
 				}
@@ -212,12 +212,10 @@ func (wt *watcher) handle(ev event, notification bool) bool {
 // checkLogged checks that the kernel logs the filter's denials, and, for
 // a recording, its SCMP_ACT_LOG decisions: the sysctl
 // kernel.seccomp.actions_logged may leave them out.
-func checkLogged(recording bool) error {
-	b, err := os.ReadFile("/proc/sys/kernel/seccomp/actions_logged")
-	if err != nil {
-		return fmt.Errorf("reading the kernel's seccomp log settings: %w", err)
+func checkLogged(logged []string, recording bool) error {
+	if logged == nil {
+		return errors.New("the kernel's seccomp log settings (sysctl kernel.seccomp.actions_logged) cannot be read")
 	}
-	logged := strings.Fields(string(b))
 	need := []string{"errno"}
 	if recording {
 		need = append(need, "log")

@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/apparmor"
+	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -40,7 +41,7 @@ manifest changes.`,
 			if err != nil {
 				return err
 			}
-			file, err := apparmor.Install(cmd.Context(), p, apparmor.InstallOptions{})
+			file, err := apparmor.Install(cmd.Context(), p, apparmor.InstallOptions{Enabled: host.Probe().AppArmor.Enabled})
 			if err != nil {
 				return err
 			}

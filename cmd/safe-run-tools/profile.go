@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/internal/atomicfile"
 	"github.com/safe-run/safe-run/internal/cli"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/profiles"
@@ -89,7 +88,7 @@ func recordProfile(ctx context.Context, g *globals, path, out string, duration t
 	if err := profiles.WriteDockerJSON(&buf, prof); err != nil {
 		return err
 	}
-	if err := writeFileAtomic(out, buf.Bytes()); err != nil {
+	if err := atomicfile.Write(out, buf.Bytes(), 0o644); err != nil {
 		return fmt.Errorf("writing the profile: %w", err)
 	}
 	say := func(format string, args ...any) {
@@ -137,28 +136,6 @@ func allowedCalls(s *specs.LinuxSeccomp) int {
 	return len(seen)
 }
 
-// writeFileAtomic writes data to path through a new file renamed into
-// place, so that a failed write leaves what was there.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
-}
-
 func profileDiffCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "diff OLD NEW",
@@ -192,16 +169,15 @@ with no capabilities.`,
 }
 
 func loadProfile(name string) (*specs.LinuxSeccomp, error) {
-	var uts unix.Utsname
-	_ = unix.Uname(&uts)
 	dir, err := os.Getwd()
 	if err != nil {
 		return nil, err
 	}
+	f := host.Probe()
 	return profiles.Seccomp(profiles.Options{
 		Profile: name,
 		Dir:     dir,
-		Arch:    runtime.GOARCH,
-		Kernel:  unix.ByteSliceToString(uts.Release[:]),
+		Arch:    f.Arch,
+		Kernel:  f.Kernel,
 	})
 }

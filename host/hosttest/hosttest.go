@@ -19,8 +19,11 @@ const (
 	NoSecurityfs  = "no securityfs"  // root, v2, AppArmor in the kernel but securityfs not mounted
 )
 
-// Kinds lists every kind, for table tests.
-var Kinds = []string{V1Hybrid, V2Delegated, V2Undelegated, NoAppArmor, NoSecurityfs}
+// Kinds lists every kind, for table tests. A function, not a variable:
+// no test can change the list for the others.
+func Kinds() []string {
+	return []string{V1Hybrid, V2Delegated, V2Undelegated, NoAppArmor, NoSecurityfs}
+}
 
 // UID is the rootless user of the staged hosts, alice.
 const UID = 1000
@@ -36,15 +39,16 @@ func Stage(t testing.TB, kind string) (root string, f host.Facts) {
 	root = t.TempDir()
 	own := "/user.slice/user-1000.slice/user@1000.service/app.slice"
 	files := map[string]string{
-		"proc/sys/user/max_user_namespaces":      "15000",
-		"proc/self/status":                       "Name:\tsafe-run\nSeccomp:\t0\nCapEff:\t000001ffffffffff\n",
-		"proc/self/cgroup":                       "0::" + own + "\n",
-		"etc/passwd":                             "root:x:0:0::/root:/bin/sh\nsafe-run:x:999:999::/:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/sh\n",
-		"etc/subuid":                             "alice:100000:65536\nsafe-run:1073741824:67108864\n",
-		"etc/subgid":                             "alice:100000:65536\nsafe-run:1073741824:67108864\n",
-		"sys/module/apparmor/parameters/enabled": "Y",
-		"sys/kernel/security/lsm":                "lockdown,capability,landlock,yama,apparmor,bpf",
-		"sys/kernel/security/apparmor/profiles":  "",
+		"proc/sys/user/max_user_namespaces":            "15000",
+		"proc/sys/net/ipv4/ip_unprivileged_port_start": "1024",
+		"proc/self/status":                             "Name:\tsafe-run\nSeccomp:\t0\nCapEff:\t000001ffffffffff\n",
+		"proc/self/cgroup":                             "0::" + own + "\n",
+		"etc/passwd":                                   "root:x:0:0::/root:/bin/sh\nsafe-run:x:999:999::/:/usr/sbin/nologin\nalice:x:1000:1000::/home/alice:/bin/sh\n",
+		"etc/subuid":                                   "alice:100000:65536\nsafe-run:1073741824:67108864\n",
+		"etc/subgid":                                   "alice:100000:65536\nsafe-run:1073741824:67108864\n",
+		"sys/module/apparmor/parameters/enabled":       "Y",
+		"sys/kernel/security/lsm":                      "lockdown,capability,landlock,yama,apparmor,bpf",
+		"sys/kernel/security/apparmor/profiles":        "",
 	}
 	uid := 0
 	switch kind {

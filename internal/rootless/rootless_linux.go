@@ -185,7 +185,7 @@ func planNet(f host.Facts, svc *manifest.Service) (innerNet, error) {
 		file, err := network.ListenPort(context.Background(), p)
 		if err != nil {
 			n.close()
-			return innerNet{}, svc.Errorf("network.ports", "%s", portError(p, err))
+			return innerNet{}, svc.Errorf("network.ports", "%s", portError(f, p, err))
 		}
 		n.bound = append(n.bound, portFile{key: plan.RootlessPortKey(p), f: file})
 	}
@@ -194,11 +194,11 @@ func planNet(f host.Facts, svc *manifest.Service) (innerNet, error) {
 }
 
 // portError says why this user cannot publish p.
-func portError(p network.Port, err error) string {
+func portError(f host.Facts, p network.Port, err error) string {
 	if errors.Is(err, syscall.EACCES) {
 		start := "1024"
-		if v, rerr := os.ReadFile("/proc/sys/net/ipv4/ip_unprivileged_port_start"); rerr == nil {
-			start = strings.TrimSpace(string(v))
+		if f.UnprivilegedPortStart >= 0 {
+			start = strconv.Itoa(f.UnprivilegedPortStart)
 		}
 		return fmt.Sprintf("publishing %s: without root a host port below %s (net.ipv4.ip_unprivileged_port_start) cannot be bound: choose a host port of %s or more, or as root: sysctl net.ipv4.ip_unprivileged_port_start=%d",
 			plan.RootlessPortKey(p), start, start, p.HostPort)

@@ -114,7 +114,7 @@ func (c *Collector) service(ch chan<- prometheus.Metric, s *ops.Status, smp ops.
 	}
 	counter(descNetRx, smp.RxBytes)
 	counter(descNetTx, smp.TxBytes)
-	for _, cond := range ops.WarnConditions {
+	for _, cond := range ops.WarnConditions() {
 		send(descWarnings, prometheus.CounterValue, float64(s.Warnings[cond]), cond)
 	}
 	if !cgroup {
