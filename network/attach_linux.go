@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/google/nftables"
-
 )
 
 // Attachment is one service connected to its bridge. Close undoes it.
@@ -460,4 +459,3 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	}
 	return nil
 }
-

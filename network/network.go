@@ -138,5 +138,5 @@ type bridgeState struct {
 	Routed  bool         `json:"routed,omitempty"` // Ifname is the one member's host veth, not a bridge
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
-	Leases  []lease      `json:"-"`          // read from the bridge's lease files, one per member
+	Leases  []lease      `json:"-"` // read from the bridge's lease files, one per member
 }

@@ -49,9 +49,11 @@ var pool = netip.MustParsePrefix("10.89.0.0/16")
 
 type stateRoot struct{ dir string }
 
-func (s stateRoot) bridgeDir(name string) string  { return filepath.Join(s.dir, bridgesDir, name) }
-func (s stateRoot) bridgeFile(name string) string { return filepath.Join(s.bridgeDir(name), bridgeJSON) }
-func (s stateRoot) leasesDir(name string) string  { return filepath.Join(s.bridgeDir(name), leasesDir) }
+func (s stateRoot) bridgeDir(name string) string { return filepath.Join(s.dir, bridgesDir, name) }
+func (s stateRoot) bridgeFile(name string) string {
+	return filepath.Join(s.bridgeDir(name), bridgeJSON)
+}
+func (s stateRoot) leasesDir(name string) string { return filepath.Join(s.bridgeDir(name), leasesDir) }
 func (s stateRoot) leaseFile(name string, a netip.Addr) string {
 	return filepath.Join(s.leasesDir(name), a.String())
 }
