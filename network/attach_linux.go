@@ -72,7 +72,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	for _, r := range opts.Egress.Rules {
 		spec.Rules = append(spec.Rules, storedRule{Prefix: r.Prefix, Host: r.Host, Port: r.Port, Proto: r.Proto})
 	}
-	refresh, err := opts.resolveEgress(&spec) // before the lock: a slow resolver stalls only us
+	refresh, err := opts.resolveEgress(&spec) // before the lease: a slow resolver stalls only us
 	if err != nil {
 		log.Warn("egress hostname lookup failed; retrying", "err", err)
 	}
@@ -189,7 +189,7 @@ func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot,
 	return stop, nil
 }
 
-// connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
+// connect is the kernel work of Attach, under no lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
 // files. release closes the nftables socket (see nftConn); it is never nil. On an error the
 // caller detaches, which undoes whatever of it was made.
@@ -242,13 +242,14 @@ func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
 			if prerouting, err = ensureTables(open, root); err != nil {
 				return err
 			}
-			// The kernel refuses the batch while the previous holder of this address still
-			// has its map elements (an element that exists with another verdict): that
-			// holder deletes them just after releasing the state lock, so a moment later
-			// it goes in. One killed in between leaves them for good: after a while, this
-			// start deletes them, as the holder of the address their keys name (the
-			// holder's own deletion, if it only was slow, then leaves them alone:
-			// runOwnOps).
+			// The kernel refuses the batch while a previous holder of this address still
+			// has its map elements (an element that exists with another verdict). A stop
+			// deletes them before it drops its lease, and a reclaim before it drops a dead
+			// owner's, so only a lease lost otherwise (a safe-run from before lease files,
+			// killed between dropping its lease and deleting them; a hand) leaves them:
+			// after a while, this start deletes them, as the holder of the address their
+			// keys name (that holder's own deletion, if it only was slow, then leaves them
+			// alone: runOwnOps).
 			for delay := time.Millisecond; ; delay *= 2 {
 				if delay == 64*time.Millisecond {
 					release, err := runOps(addrElemOps(root.fw(), b, l))
@@ -289,8 +290,8 @@ func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
 	if err := errors.Join(linkErr, tableErr, filesErr, fwdErr); err != nil {
 		return release, err
 	}
-	// The rule and route are removed only under the lock, with the last bridge: while this
-	// lease is there, no one removes them after this has made them.
+	// The rule and route are removed only with the last bridge, under the root's lock: while
+	// this lease is there, no one removes them after this has made them.
 	if err := ensureTransparent(root, prerouting); err != nil {
 		// Another program's rule or table: published ports still work, from the gateway.
 		a.log.Warn("published ports: the service will see the gateway as its clients' address", "err", err)
