@@ -85,9 +85,11 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		return nil, err
 	}
 	// Dead owners' leases, before any lock: each is reclaimed under its own file's lock.
+	reclaiming := time.Now()
 	if err := reclaim(root, log); err != nil {
 		log.Warn("reclaiming dead services' network", "err", err)
 	}
+	reclaimed := time.Now()
 	a, tm, err := root.attachLease(bridge, opts, spec, log)
 	if err != nil {
 		return nil, err
@@ -102,7 +104,10 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		return nil, errors.Join(err, a.detach(true))
 	}
 	defer func() {
-		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "locked", tm.held, "connecting", time.Since(connecting), "lock_wait", tm.waited)
+		// The soak reads lock_wait (issue 19): the root's lock's wait and the bridge's.
+		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "reclaiming", reclaimed.Sub(reclaiming),
+			"root_wait", tm.rootWait, "bridge_wait", tm.bridgeWait, "made_bridge", tm.made,
+			"locked", tm.held, "connecting", time.Since(connecting), "lock_wait", tm.waited)
 	}()
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))

@@ -17,8 +17,11 @@ import (
 	"github.com/safe-run/safe-run/internal/proc"
 )
 
-// attachTiming is what attachLease waited for and held.
-type attachTiming struct{ waited, held time.Duration }
+// attachTiming is what attachLease waited for (the root's lock, the bridge's) and held.
+type attachTiming struct {
+	waited, rootWait, bridgeWait, held time.Duration
+	made                               bool // the bridge was made by this start
+}
 
 // attachLease is the bookkeeping of Attach: the bridge found (or made, by the first member:
 // its subnet claimed, its state file written) and the lease claimed. It holds the root's lock
@@ -53,7 +56,9 @@ func (s stateRoot) attachLease(bridge string, opts Options, spec egressSpec, log
 	}
 	locked := time.Now()
 	b, blk, waited, err := s.joinBridge(bridge, opts.Bridge == "", hostVeth, log)
-	tm.waited = locked.Sub(began) + waited
+	tm.rootWait, tm.bridgeWait = locked.Sub(began), waited
+	tm.waited = tm.rootWait + tm.bridgeWait
+	tm.made = blk != nil && blk.how&unix.LOCK_EX != 0
 	var held *heldLease
 	if err == nil {
 		held, err = s.claimLease(b, &l)

@@ -118,6 +118,7 @@ func (s stateRoot) oldLayout() error {
 // heldLock is a held flock.
 type heldLock struct {
 	f       *os.File
+	how     int
 	release func()
 }
 
@@ -155,7 +156,7 @@ func lockPath(path string, how int, create bool) (*heldLock, error) {
 			return nil, fmt.Errorf("network state lock %s: %w", path, err)
 		}
 		if sameFile(f, path) {
-			return &heldLock{f: f, release: release}, nil
+			return &heldLock{f: f, how: how, release: release}, nil
 		}
 		release()
 		f.Close()
