@@ -95,47 +95,48 @@ func (s stateRoot) joinBridge(name string, own bool, hostVeth string, log *slog.
 		waited += time.Since(t)
 		return lk, err
 	}
-	lk, err := lock(unix.LOCK_SH)
-	if err != nil {
-		return nil, nil, waited, err
-	}
-	b, err := s.readBridge(name)
-	if err != nil || (b != nil && !b.Routed) {
+	for {
+		lk, err := lock(unix.LOCK_SH)
+		if err != nil {
+			return nil, nil, waited, err
+		}
+		b, err := s.readBridge(name)
 		if err != nil {
 			lk.unlock()
-			lk = nil
+			return nil, nil, waited, err
 		}
-		return b, lk, waited, err
-	}
-	lk.unlock()
-	// Made by the first member, under the bridge's lock: of two first members, the second
-	// finds it made.
-	lk, err = lock(unix.LOCK_EX)
-	if err != nil {
-		return nil, nil, waited, err
-	}
-	b, err = s.readBridge(name)
-	if err == nil && b != nil && b.Routed {
-		// A bridge of its own left by a previous run: its member is alive (already on it), or
-		// dead and not yet reclaimed, which is done here; the new one is routed through this
-		// start's veth.
-		err = s.evictAll(b, log)
+		if b != nil && !b.Routed {
+			return b, lk, waited, nil
+		}
+		lk.unlock()
+		// Made by the first member, under the bridge's lock, exclusive: of two first
+		// members, the second finds it made, and joins it as any other does, shared, so
+		// that the members that came early do not claim their leases one at a time.
+		if lk, err = lock(unix.LOCK_EX); err != nil {
+			return nil, nil, waited, err
+		}
+		b, err = s.readBridge(name)
+		if err == nil && b != nil && !b.Routed {
+			lk.unlock()
+			continue
+		}
+		if err == nil && b != nil {
+			// A bridge of its own left by a previous run: its member is alive (already on
+			// it), or dead and not yet reclaimed, which is done here; the new one is routed
+			// through this start's veth.
+			if err = s.evictAll(b, log); err == nil {
+				_, err = s.deleteBridgeLocked(name)
+			}
+		}
 		if err == nil {
-			_, err = s.deleteBridgeLocked(name)
-			b = nil
+			b, err = s.makeBridge(name, own, hostVeth)
 		}
-	}
-	if err == nil && b != nil {
+		if err != nil {
+			lk.unlock()
+			return nil, nil, waited, err
+		}
 		return b, lk, waited, nil
 	}
-	if err == nil {
-		b, err = s.makeBridge(name, own, hostVeth)
-	}
-	if err != nil {
-		lk.unlock()
-		return nil, nil, waited, err
-	}
-	return b, lk, waited, nil
 }
 
 // makeBridge writes a new bridge's state: its subnet claimed first, so that a crash leaves at
@@ -266,6 +267,11 @@ func reclaim(root stateRoot, log *slog.Logger) error {
 	}
 	var errs []error
 	for _, name := range names {
+		if _, err := os.Lstat(root.bridgeFile(name)); err != nil {
+			// Being made right now, most likely; else a maker died before its state file
+			// (Cleanup's, under the root's lock).
+			continue
+		}
 		leases, err := root.leaseNames(name)
 		if err != nil {
 			errs = append(errs, err)
@@ -297,8 +303,8 @@ func reclaim(root stateRoot, log *slog.Logger) error {
 			_, err := root.tidy(name)
 			errs = append(errs, err)
 		case len(leases) == 0:
-			// A last member or a first one that died midway, or (most often) a bridge being
-			// made or joined right now: not waited for.
+			// A last member that died before deleting it, or one that is deleting it, or
+			// (most often) a bridge being made or joined right now: not waited for.
 			errs = append(errs, root.tidyNow(name))
 		}
 	}
@@ -346,7 +352,8 @@ func (s stateRoot) tidyNow(name string) error {
 
 // deleteBridgeLocked deletes bridge name, unless it has a lease: its set elements (before its
 // subnet may be another bridge's), its interface, its state file, then its subnet claim and its
-// directory. The caller holds its lock, exclusive.
+// directory; gone says whether there was a bridge (a state file). The caller holds its lock,
+// exclusive.
 func (s stateRoot) deleteBridgeLocked(name string) (gone bool, err error) {
 	if names, err := s.leaseNames(name); err != nil || len(names) > 0 {
 		return false, err
@@ -378,7 +385,7 @@ func (s stateRoot) deleteBridgeLocked(name string) (gone bool, err error) {
 		errs = append(errs, err)
 	}
 	_ = os.Remove(s.bridgeDir(name)) // a joiner may have made its lock file in it again
-	return true, errors.Join(errs...)
+	return b != nil, errors.Join(errs...)
 }
 
 // dropTablesIfLast deletes the root's tables and client-address routing if no bridge is left.
