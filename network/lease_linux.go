@@ -320,11 +320,14 @@ func (s stateRoot) tidy(name string) (time.Duration, error) {
 		return 0, err
 	}
 	began := time.Now()
-	lk, err := lockPath(filepath.Join(s.bridgeDir(name), lockFile), unix.LOCK_EX, false)
-	if err != nil || lk == nil {
-		return time.Since(began), err // gone: its deleter deletes the tables if need be
-	}
+	lk, err := lockUnless(filepath.Join(s.bridgeDir(name), lockFile), func() bool {
+		names, _ := s.leaseNames(name)
+		return len(names) > 0
+	})
 	waited := time.Since(began)
+	if err != nil || lk == nil {
+		return waited, err // joined meanwhile, or gone: its deleter deletes the tables if need be
+	}
 	gone, err := s.deleteBridgeLocked(name)
 	lk.unlock()
 	if err != nil || !gone {
@@ -332,6 +335,25 @@ func (s stateRoot) tidy(name string) (time.Duration, error) {
 	}
 	w, err := s.dropTablesIfLast()
 	return waited + w, err
+}
+
+// lockUnless takes path's lock exclusive for a deletion, or gives up (nil, nil) once moot says
+// the deletion is moot, or once path is gone. It polls rather than waits: Linux's flock has no
+// writer preference, so a blocked exclusive waiter stays blocked while shared holders (attaches)
+// keep overlapping, and a stop would not end; but every shared holder is an attach that leaves
+// with a lease (or deletes what it made itself), which makes the deletion moot, so polling ends
+// as soon as the first of them is through.
+func lockUnless(path string, moot func() bool) (*heldLock, error) {
+	for delay := 100 * time.Microsecond; ; delay = min(2*delay, 5*time.Millisecond) {
+		lk, err := lockPath(path, unix.LOCK_EX|unix.LOCK_NB, false)
+		if err != nil || lk != nil {
+			return lk, err
+		}
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) || moot() {
+			return nil, nil
+		}
+		time.Sleep(delay)
+	}
 }
 
 // tidyNow is tidy if the bridge's lock is free, and nothing otherwise: its holder is making it
@@ -389,20 +411,19 @@ func (s stateRoot) deleteBridgeLocked(name string) (gone bool, err error) {
 }
 
 // dropTablesIfLast deletes the root's tables and client-address routing if no bridge is left.
-// It waits for the root's lock, exclusive, which every attach takes shared from before it finds
-// or makes its bridge until its lease is claimed. Linux's flock has no writer preference, so
-// while attaches keep coming this waits; but each of them makes or joins a bridge, which keeps
-// the tables anyway, and the last attach's lease, once it stops, brings its own stop here.
+// It takes the root's lock, exclusive, which every attach takes shared from before it finds or
+// makes its bridge until its lease is claimed; it gives up once a bridge is there again
+// (lockUnless: that bridge's last member comes here in its turn).
 func (s stateRoot) dropTablesIfLast() (time.Duration, error) {
 	if s.anyBridge() {
 		return 0, nil
 	}
 	began := time.Now()
-	lk, err := s.lockRoot(unix.LOCK_EX)
-	if err != nil {
-		return time.Since(began), err
-	}
+	lk, err := lockUnless(filepath.Join(s.dir, lockFile), s.anyBridge)
 	waited := time.Since(began)
+	if err != nil || lk == nil {
+		return waited, err
+	}
 	defer lk.unlock()
 	return waited, s.dropTablesLocked()
 }
