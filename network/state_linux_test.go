@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestCorruptBridgeState: a bridge state file or a lease file that does
@@ -186,5 +189,59 @@ func TestOldLayout(t *testing.T) {
 	a := attach(t, Options{Service: "web", Bridge: "shop", StateDir: dir})
 	if m, err := Members(dir, "shop"); err != nil || m["web"] != a.Address {
 		t.Errorf("Members = %v, %v", m, err)
+	}
+}
+
+// TestLockUnless: a deletion's exclusive lock is taken once shared holders are gone, and given up
+// (nil, no error) once the deletion is moot or the lock file is gone, however long shared
+// holders keep holding it (flock lets them in ahead of an exclusive waiter).
+func TestLockUnless(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		holdFor  time.Duration // a shared holder's hold; 0: none
+		mootIn   time.Duration // moot after; 0: never
+		remove   bool          // the lock file goes after 20 ms
+		wantLock bool
+	}{
+		{name: "free", wantLock: true},
+		{name: "shared holder leaves", holdFor: 30 * time.Millisecond, wantLock: true},
+		{name: "moot while held", holdFor: time.Hour, mootIn: 30 * time.Millisecond},
+		{name: "gone while held", holdFor: time.Hour, remove: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "lock")
+			if err := os.WriteFile(path, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.holdFor > 0 {
+				sh, err := lockPath(path, unix.LOCK_SH, false)
+				if err != nil || sh == nil {
+					t.Fatal(sh, err)
+				}
+				timer := time.AfterFunc(tc.holdFor, func() { sh.unlock() })
+				t.Cleanup(func() {
+					if timer.Stop() {
+						sh.unlock()
+					}
+				})
+			}
+			if tc.remove {
+				time.AfterFunc(20*time.Millisecond, func() { os.Remove(path) })
+			}
+			began := time.Now()
+			lk, err := lockUnless(path, func() bool { return tc.mootIn > 0 && time.Since(began) > tc.mootIn })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (lk != nil) != tc.wantLock {
+				t.Errorf("lock taken: %v, want %v", lk != nil, tc.wantLock)
+			}
+			if lk != nil {
+				lk.unlock()
+			}
+			if took := time.Since(began); took > 5*time.Second {
+				t.Errorf("took %s", took)
+			}
+		})
 	}
 }
