@@ -189,7 +189,13 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 	}
 	c.CreateTable(f.inet) // NLM_F_EXCL: of two members at once, one makes them
 	c.AddTable(f.br)
+	// Each set's ID is given here, unique in the batch: the library's own allocator is a
+	// package counter without a lock, which two goroutines' skeletons would race on (two
+	// Attaches in one process: tests).
+	id := uint32(0)
 	for _, s := range f.sets {
+		id++
+		s.ID = id
 		if err := c.AddSet(s, nil); err != nil {
 			return err
 		}
