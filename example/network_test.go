@@ -996,7 +996,8 @@ func (e *netEnv) snapshot(t *testing.T, s *service) seen {
 	s.address(t)
 	name := filepath.Base(filepath.Dir(s.manifest))
 	var v seen
-	files, _ := filepath.Glob(filepath.Join(e.netDir, "bridges", "*.json"))
+	// One directory per bridge: its state (bridge.json) and a file per lease (leases/ADDRESS).
+	files, _ := filepath.Glob(filepath.Join(e.netDir, "bridges", "*", "bridge.json"))
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -1004,22 +1005,30 @@ func (e *netEnv) snapshot(t *testing.T, s *service) seen {
 		}
 		var b struct {
 			Ifname string `json:"ifname"`
-			Leases []struct {
-				Service  string `json:"service"`
-				Netns    string `json:"netns"`
-				HostVeth string `json:"host_veth"`
-			} `json:"leases"`
 		}
 		if err := json.Unmarshal(data, &b); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
-		for _, l := range b.Leases {
+		type lease struct {
+			Service  string `json:"service"`
+			Netns    string `json:"netns"`
+			HostVeth string `json:"host_veth"`
+		}
+		var leases []lease
+		paths, _ := filepath.Glob(filepath.Join(filepath.Dir(f), "leases", "[0-9]*"))
+		for _, p := range paths {
+			var l lease
+			if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &l) == nil {
+				leases = append(leases, l)
+			}
+		}
+		for _, l := range leases {
 			if l.Service != name {
 				continue
 			}
 			v.links = append(v.links, l.HostVeth)
 			v.netns = append(v.netns, l.Netns)
-			if len(b.Leases) == 1 {
+			if len(leases) == 1 {
 				v.links = append(v.links, b.Ifname)
 			}
 		}
@@ -1057,12 +1066,12 @@ func (e *netEnv) requireClean(t *testing.T, v seen) {
 	if e.shared {
 		// Other services may run under the default root: the table must
 		// go only with the last of them.
-		if files, _ := filepath.Glob(filepath.Join(e.netDir, "bridges", "*.json")); len(files) > 0 {
+		if files, _ := filepath.Glob(filepath.Join(e.netDir, "bridges", "*", "bridge.json")); len(files) > 0 {
 			t.Logf("%s: other bridges remain (%v): the table stays", e.netDir, files)
 			return
 		}
 	}
-	for _, d := range []string{"netns", "files", "bridges"} {
+	for _, d := range []string{"netns", "files", "bridges", "subnets"} {
 		if e.shared {
 			break
 		}

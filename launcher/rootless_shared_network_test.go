@@ -158,15 +158,14 @@ if [ -n "$a" ]; then echo "%s $a $(try $a)"; else echo "%s unresolved"; fi
 		}
 		return out
 	}
-	// leases are the services with a lease on bridge.
+	// leases are the services with a lease on bridge: one file each (network/state_linux.go).
 	leases := func(bridge string) []string {
-		var b struct {
-			Leases []struct{ Service string } `json:"leases"`
-		}
-		data, _ := os.ReadFile(filepath.Join(xdg, "net", "bridges", bridge+".json"))
-		json.Unmarshal(data, &b)
+		files, _ := filepath.Glob(filepath.Join(xdg, "net", "bridges", bridge, "leases", "[0-9]*"))
 		var out []string
-		for _, l := range b.Leases {
+		for _, f := range files {
+			var l struct{ Service string }
+			data, _ := os.ReadFile(f)
+			json.Unmarshal(data, &l)
 			out = append(out, l.Service)
 		}
 		return out

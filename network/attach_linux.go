@@ -2,25 +2,19 @@ package network
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/google/nftables"
-
-	"github.com/safe-run/safe-run/internal/proc"
 )
 
 // Attachment is one service connected to its bridge. Close undoes it.
@@ -34,6 +28,8 @@ type Attachment struct {
 
 	root    stateRoot
 	lease   lease
+	held    *heldLease   // the lease file, locked for as long as the lease is this process's
+	bridge  *bridgeState // the bridge as attachLease found or made it (its leases not read)
 	subnet  netip.Prefix // the bridge's; invalid: forwarders dial from the gateway
 	log     *slog.Logger
 	cancel  context.CancelFunc
@@ -76,7 +72,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	for _, r := range opts.Egress.Rules {
 		spec.Rules = append(spec.Rules, storedRule{Prefix: r.Prefix, Host: r.Host, Port: r.Port, Proto: r.Proto})
 	}
-	refresh, err := opts.resolveEgress(&spec) // before the lock: a slow resolver stalls only us
+	refresh, err := opts.resolveEgress(&spec) // before the lease: a slow resolver stalls only us
 	if err != nil {
 		log.Warn("egress hostname lookup failed; retrying", "err", err)
 	}
@@ -85,21 +81,22 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if err := root.init(); err != nil {
 		return nil, err
 	}
-	rc := checkReclaim(root)
-	began := time.Now()
-	lk, err := root.lock()
+	if err := root.oldLayout(); err != nil {
+		return nil, err
+	}
+	// Dead owners' leases, before any lock: each is reclaimed under its own file's lock.
+	reclaiming := time.Now()
+	if err := reclaim(root, log); err != nil {
+		log.Warn("reclaiming dead services' network", "err", err)
+	}
+	reclaimed := time.Now()
+	a, tm, err := root.attachLease(bridge, opts, spec, log)
 	if err != nil {
 		return nil, err
 	}
-	locked := time.Now()
-	a, snap, err := attachLocked(root, lk, rc, bridge, opts, spec, log)
-	lk.unlock()
-	unlocked := time.Now()
-	if err != nil {
-		return nil, err
-	}
-	// The kernel work, outside the lock: other starts and stops on this root go on meanwhile.
-	release, err := a.connect(snap, spec)
+	connecting := time.Now()
+	// The kernel work, with no lock: other starts and stops on this root go on meanwhile.
+	release, err := a.connect(spec)
 	// Nothing here needs the nftables socket closed (see nftConn): its close may wait for the
 	// kernel to free another transaction's deletions.
 	go release()
@@ -107,7 +104,10 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		return nil, errors.Join(err, a.detach(true))
 	}
 	defer func() {
-		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "locked", unlocked.Sub(locked), "connecting", time.Since(unlocked), "lock_wait", locked.Sub(began))
+		// The soak reads lock_wait (issue 19): the root's lock's wait and the bridge's.
+		log.Debug("network attached", "service", opts.Service, "bridge", bridge, "reclaiming", reclaimed.Sub(reclaiming),
+			"root_wait", tm.rootWait, "bridge_wait", tm.bridgeWait, "made_bridge", tm.made,
+			"locked", tm.held, "connecting", time.Since(connecting), "lock_wait", tm.waited)
 	}()
 
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -194,85 +194,12 @@ func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot,
 	return stop, nil
 }
 
-// snapshot is what connect needs of the state as attachLocked left it.
-type snapshot struct {
-	bridge *bridgeState // the attachment's
-}
-
-// attachLocked is the bookkeeping of Attach, under the state lock lk: reclaim dead owners' leases,
-// pick the subnet (for a new bridge), the address and the log group, and write the lease. The
-// lease is on disk before anything it names is made (connect), so a crash from here on leaves a
-// record for the next Attach or Cleanup to undo; and a bridge with a lease is never deleted (the
-// last member deletes its bridge under the lock, only if it still has no lease), so connect may
-// make or join the bridge's interface outside the lock.
-func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, opts Options, spec egressSpec, log *slog.Logger) (*Attachment, snapshot, error) {
-	bridges, err := root.bridgesSince(rc.bridges)
-	if err != nil {
-		return nil, snapshot{}, err
-	}
-	if err := reclaim(root, bridges, log, rc); err != nil {
-		log.Warn("reclaiming dead services' network", "err", err)
-	}
-	pid := os.Getpid()
-	// Unique to this start: a veth of the previous run of the service may still be on its way out
-	// (the kernel destroys a namespace, and the pair, asynchronously once its last user is gone).
-	hostVeth := "sv-" + shortHash(root.dir, bridge, opts.Service, strconv.Itoa(pid), time.Now().String())[:10]
-	b := bridges[bridge]
-	if b == nil {
-		var used []netip.Prefix
-		for _, o := range bridges {
-			used = append(used, o.Subnet)
-		}
-		subnet, err := freeSubnet(used)
-		if err != nil {
-			return nil, snapshot{}, err
-		}
-		b = &bridgeState{Name: bridge, Ifname: root.bridgeIfname(bridge), Subnet: subnet, Gateway: subnet.Addr().Next()}
-		if opts.Bridge == "" {
-			// A bridge of its own has one member for good: a routed pair does what a bridge
-			// would, and a bridge device costs tens of milliseconds to delete.
-			b.Ifname, b.Routed = hostVeth, true
-		}
-		bridges[bridge] = b
-	}
-	for _, l := range b.Leases {
-		if l.Service == opts.Service {
-			return nil, snapshot{}, fmt.Errorf("network: service %s is already on bridge %s (pid %d); stop it first or rename one", opts.Service, bridge, l.PID)
-		}
-	}
-	addr, err := freeAddress(b)
-	if err != nil {
-		return nil, snapshot{}, err
-	}
-	netnsPath, files := Paths(root.dir, opts.Service, bridge)
-	l := lease{
-		Service:  opts.Service,
-		Address:  addr,
-		PID:      pid,
-		Start:    proc.Start(pid),
-		Netns:    netnsPath,
-		HostVeth: hostVeth,
-		LogGroup: freeGroup(bridges),
-		Egress:   spec,
-		DNS:      opts.DNS,
-	}
-	b.Leases = append(b.Leases, l)
-	if err := root.writeBridge(b); err != nil {
-		return nil, snapshot{}, err
-	}
-	a := &Attachment{
-		Netns: l.Netns, Address: addr, Gateway: b.Gateway, Bridge: bridge, Files: files,
-		root: root, lease: l, log: log, cancel: func() {},
-	}
-	return a, snapshot{bridge: b}, nil
-}
-
-// connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
+// connect is the kernel work of Attach, under no lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
 // files. release closes the nftables socket (see nftConn); it is never nil. On an error the
 // caller detaches, which undoes whatever of it was made.
-func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), err error) {
-	b, l, root := snap.bridge, a.lease, a.root
+func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
+	b, l, root := a.bridge, a.lease, a.root
 	release = func() {}
 	// Three independent parts at once: the namespace and its link; the firewall, which names
 	// the interfaces and addresses but needs none of them to exist; the /etc files. Nothing runs
@@ -320,13 +247,14 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 			if prerouting, err = ensureTables(open, root); err != nil {
 				return err
 			}
-			// The kernel refuses the batch while the previous holder of this address still
-			// has its map elements (an element that exists with another verdict): that
-			// holder deletes them just after releasing the state lock, so a moment later
-			// it goes in. One killed in between leaves them for good: after a while, this
-			// start deletes them, as the holder of the address their keys name (the
-			// holder's own deletion, if it only was slow, then leaves them alone:
-			// runOwnOps).
+			// The kernel refuses the batch while a previous holder of this address still
+			// has its map elements (an element that exists with another verdict). A stop
+			// deletes them before it drops its lease, and a reclaim before it drops a dead
+			// owner's, so only a lease lost otherwise (a safe-run from before lease files,
+			// killed between dropping its lease and deleting them; a hand) leaves them:
+			// after a while, this start deletes them, as the holder of the address their
+			// keys name (that holder's own deletion, if it only was slow, then leaves them
+			// alone: runOwnOps).
 			for delay := time.Millisecond; ; delay *= 2 {
 				if delay == 64*time.Millisecond {
 					release, err := runOps(addrElemOps(root.fw(), b, l))
@@ -367,8 +295,8 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 	if err := errors.Join(linkErr, tableErr, filesErr, fwdErr); err != nil {
 		return release, err
 	}
-	// The rule and route are removed only under the lock, with the last bridge: while this
-	// lease is there, no one removes them after this has made them.
+	// The rule and route are removed only with the last bridge, under the root's lock: while
+	// this lease is there, no one removes them after this has made them.
 	if err := ensureTransparent(root, prerouting); err != nil {
 		// Another program's rule or table: published ports still work, from the gateway.
 		a.log.Warn("published ports: the service will see the gateway as its clients' address", "err", err)
@@ -379,11 +307,8 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 	return release, nil
 }
 
-func freeAddress(b *bridgeState) (netip.Addr, error) {
-	taken := map[netip.Addr]bool{b.Gateway: true}
-	for _, l := range b.Leases {
-		taken[l.Address] = true
-	}
+// freeAddress is the first address of b's subnet that is not the gateway, the broadcast or taken.
+func freeAddress(b *bridgeState, taken map[netip.Addr]bool) (netip.Addr, error) {
 	last := netip.PrefixFrom(b.Subnet.Addr(), b.Subnet.Bits())
 	for a := b.Gateway.Next(); last.Contains(a); a = a.Next() {
 		if !taken[a] && last.Contains(a.Next()) { // the last address is the broadcast
@@ -391,25 +316,6 @@ func freeAddress(b *bridgeState) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, fmt.Errorf("network: bridge %s (%s) has no free address left", b.Name, b.Subnet)
-}
-
-// freeGroup picks an NFLOG group no lease of this root uses, at random in a high range so that
-// another state root (or another program) picking groups is unlikely to meet it.
-func freeGroup(bridges map[string]*bridgeState) uint16 {
-	used := map[uint16]bool{}
-	for _, b := range bridges {
-		for _, l := range b.Leases {
-			used[l.LogGroup] = true
-		}
-	}
-	for {
-		var buf [2]byte
-		rand.Read(buf[:])
-		g := 0x8000 | binary.BigEndian.Uint16(buf[:])
-		if !used[g] {
-			return g
-		}
-	}
 }
 
 const forwardSysctl = "/proc/sys/net/ipv4/ip_forward"
@@ -487,88 +393,30 @@ func (a *Attachment) detach(deleteVeth bool) error {
 	return a.detachTimed(deleteVeth, now, now)
 }
 
-// detachTimed drops the lease under the lock (and the bridge, if it was the last member, with its
-// set elements, and the tables with the last bridge), then, outside it, removes the namespace,
-// the files and its firewall objects, in one batch. Its address may be leased again as soon as
-// the lock is released, and the next holder's map elements have the same keys: the kernel refuses
-// the next holder's batch while these exist (it retries: connect), and this batch deletes them
-// together with its own chains, so it applies only while those are there, that is, only to its
-// own elements. A crash after the lease is gone leaves a namespace and files no lease names,
-// which the next reclaim removes, and objects that Cleanup sweeps.
+// detachTimed undoes what the lease names while still holding it: the service's firewall objects
+// (one batch), its namespace and files; then it drops the lease, and, if it was the last, deletes
+// the bridge (and with the last bridge the tables). No lock is taken but by a last member, for the
+// bridge's deletion. The lease goes last, so a crash at any point leaves a lease with a dead owner,
+// which the next reclaim undoes by name; and no later holder of the address meets this one's
+// map elements.
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
-	// Read before the lock; under it, only a file replaced since is read again.
-	prev, _ := a.root.bridges()
-	waiting := time.Now()
-	lk, err := a.root.lock()
-	if err != nil {
-		return err
-	}
-	locked := time.Now()
-	bridges, err := a.root.bridgesSince(prev)
 	f := a.root.fw()
-	tablesGone := false
 	var ops []nftOp
-	if err == nil {
-		b := bridges[a.Bridge]
-		err = dropLease(a.root, bridges, a.Bridge, a.lease)
-		switch {
-		case len(bridges) == 0:
-			ops, tablesGone = tableOps(f), true
-		case b != nil && bridges[a.Bridge] == nil:
-			// The bridge's elements go under the lock: its subnet may be the next bridge's.
-			ops, tablesGone = append(append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...), bridgeElemOps(f, b)...), true
-		}
-		if len(ops) > 0 {
-			release, oerr := runOps(ops)
-			go release() // nothing here waits for the kernel to free what the batch deleted
-			err = errors.Join(err, oerr)
-		}
-		if !tablesGone && b != nil {
-			if a.fwAdded {
-				ops = append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...)
-			} else {
-				ops = memberChainOps(f, a.lease) // its elements were never added
-			}
-		}
+	if a.fwAdded {
+		ops = memberElemOps(f, a.bridge, a.lease)
 	}
-	lk.unlock()
-	unlocked := time.Now()
-	if err != nil {
-		return err
-	}
-	errs := []error{undoLease(a.root, a.lease, deleteVeth)}
-	var serr error
-	if !tablesGone && len(ops) > 0 {
-		var release func()
-		release, serr = runOwnOps(f, a.lease, ops)
-		go release()
-	}
+	ops = append(ops, memberChainOps(f, a.lease)...) // its elements were never added otherwise
+	release, ferr := runOwnOps(f, a.lease, ops)
+	go release() // nothing here waits for the kernel to free what the batch deleted
+	undoing := time.Now()
+	errs := []error{ferr, undoLease(a.root, a.lease, deleteVeth), a.held.drop()}
+	dropped := time.Now()
+	waited, err := a.root.tidy(a.Bridge)
+	errs = append(errs, err)
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
-		"locked", unlocked.Sub(locked), "undoing", time.Since(unlocked),
-		"stopping", stopped.Sub(began), "reading", waiting.Sub(stopped), "lock_wait", locked.Sub(waiting))
-	return errors.Join(append(errs, serr)...)
-}
-
-// dropLease removes lease l from its bridge's state, under the lock; bridges is updated in place.
-// The last member's leaving deletes the bridge (its interface and state file) and, with the last
-// bridge of the root, the client-address routing (ensureTransparent), here under the lock, so
-// that a joiner, whose lease is written under it, never joins a bridge on its way out.
-func dropLease(root stateRoot, bridges map[string]*bridgeState, bridge string, l lease) error {
-	b := bridges[bridge]
-	if b == nil {
-		return nil
-	}
-	b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
-	return errors.Join(saveOrDropBridge(root, bridges, b), dropTransparentIfLast(root, bridges))
-}
-
-// dropTransparentIfLast removes the client-address routing when no bridge is left; the caller
-// holds the lock.
-func dropTransparentIfLast(root stateRoot, bridges map[string]*bridgeState) error {
-	if len(bridges) > 0 {
-		return nil
-	}
-	return removeTransparent(root)
+		"firewall", undoing.Sub(stopped), "undoing", dropped.Sub(undoing), "tidying", time.Since(dropped),
+		"stopping", stopped.Sub(began), "lock_wait", waited)
+	return errors.Join(errs...)
 }
 
 // undoLease removes what one lease made, whatever of it exists. Once the namespace is unmounted
@@ -585,18 +433,6 @@ func undoLease(root stateRoot, l lease, deleteVeth bool) error {
 	return errors.Join(errs...)
 }
 
-func saveOrDropBridge(root stateRoot, bridges map[string]*bridgeState, b *bridgeState) error {
-	if len(b.Leases) > 0 {
-		return root.writeBridge(b)
-	}
-	delete(bridges, b.Name)
-	if b.Routed {
-		// Its interface is its member's veth, which goes as undoLease says.
-		return root.removeBridge(b.Name)
-	}
-	return errors.Join(deleteLink(b.Ifname), root.removeBridge(b.Name))
-}
-
 // updateEgress stores new hostname addresses in the lease and rewrites the service's own chains,
 // and nothing else, in one batch.
 func (a *Attachment) updateEgress(spec egressSpec) error {
@@ -605,28 +441,9 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	if a.closed || slices.EqualFunc(spec.Rules, a.lease.Egress.Rules, func(x, y storedRule) bool { return slices.Equal(x.Resolved, y.Resolved) }) {
 		return nil
 	}
-	lk, err := a.root.lock()
-	if err != nil {
-		return err
-	}
-	err = func() error {
-		defer lk.unlock()
-		bridges, err := a.root.bridges()
-		if err != nil {
-			return err
-		}
-		b := bridges[a.Bridge]
-		if b == nil {
-			return fmt.Errorf("bridge %s has no state file any more", a.Bridge)
-		}
-		for i := range b.Leases {
-			if b.Leases[i].Service == a.lease.Service {
-				b.Leases[i].Egress = spec
-			}
-		}
-		return a.root.writeBridge(b)
-	}()
-	if err != nil {
+	l := a.lease
+	l.Egress = spec
+	if err := a.held.rewrite(l); err != nil {
 		return err
 	}
 	a.lease.Egress = spec
@@ -647,157 +464,4 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 		return fmt.Errorf("nftables: service %s's egress chains in table inet %s: %w", a.lease.Service, a.root.table(), err)
 	}
 	return nil
-}
-
-// Cleanup reclaims what dead owners left under stateDir: their leases, veths, namespaces, files,
-// rules, and bridges with no member left.
-func Cleanup(stateDir string) error {
-	root := stateRoot{filepath.Clean(stateDir)}
-	if _, err := os.Stat(root.dir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err := root.init(); err != nil {
-		return err
-	}
-	lk, err := root.lock()
-	if err != nil {
-		return err
-	}
-	bridges, err := root.bridges()
-	if err != nil {
-		lk.unlock()
-		return err
-	}
-	defer lk.unlock()
-	rerr := errors.Join(reclaim(root, bridges, nil, reclaimCheck{}), dropTransparentIfLast(root, bridges))
-	// With no bridge left, the tables go; else the chains of leases no one holds any more (a
-	// detacher killed after dropping its lease) go, with what jumps to them.
-	f := root.fw()
-	ops := tableOps(f)
-	if len(bridges) > 0 {
-		var err error
-		if ops, err = sweepOps(f, bridges); err != nil {
-			return errors.Join(rerr, err)
-		}
-	}
-	release, err := runOps(ops)
-	release()
-	return errors.Join(rerr, err)
-}
-
-// reclaimCheck is what can be learnt of a reclaim before the lock: whether each lease's owner
-// lives, and which namespaces and files there are, so that the lock is held for none of the
-// /proc reads (a millisecond with 50 members, and many times that on a loaded host: issue 19).
-// A lease or entry that appears after it is looked at under the lock, or left for the next
-// reclaim; a dead owner stays dead, and one found alive that dies meanwhile is reclaimed next
-// time, as it would be had it died a moment later.
-type reclaimCheck struct {
-	bridges map[string]*bridgeState // as read: what the lock's holder reads again only if replaced
-	alive   map[leaseKey]bool       // by lease as read; absent: look under the lock
-	entries map[string][]string     // netnsDir, filesDir -> names; nil: read under the lock
-}
-
-// leaseKey is what tells one lease from another of the same service: its owner.
-type leaseKey struct {
-	service string
-	pid     int
-	start   uint64
-}
-
-func (l lease) key() leaseKey { return leaseKey{l.Service, l.PID, l.Start} }
-
-// checkReclaim reads the state without the lock (writes are atomic renames) and learns what it can.
-func checkReclaim(root stateRoot) reclaimCheck {
-	bridges, err := root.bridges()
-	if err != nil {
-		return reclaimCheck{}
-	}
-	rc := reclaimCheck{bridges: bridges, alive: map[leaseKey]bool{}}
-	for _, b := range bridges {
-		for _, l := range b.Leases {
-			rc.alive[l.key()] = l.alive()
-		}
-	}
-	rc.entries = map[string][]string{}
-	for _, d := range []string{netnsDir, filesDir} {
-		ents, _ := os.ReadDir(filepath.Join(root.dir, d))
-		for _, e := range ents {
-			rc.entries[d] = append(rc.entries[d], e.Name())
-		}
-	}
-	return rc
-}
-
-// reclaim undoes every lease whose owner is dead (or whose pid was reused), drops bridges left
-// without members, and removes netns mounts and files no lease names, and the temporary files of
-// state writes a SIGKILL cut short. rc is what checkReclaim learnt before the lock (zero: look at
-// everything here). The caller holds the lock. Undoing a dead owner's lease stays under the lock, unlike a live owner's
-// Close: the next run of that service may be attaching, and its namespace has the same path.
-func reclaim(root stateRoot, bridges map[string]*bridgeState, log *slog.Logger, rc reclaimCheck) error {
-	var errs []error
-	// atomicfile's temporary files: every writer holds the lock, so whatever is there now was a
-	// killed writer's (the soak found them after safe-runs SIGKILLed mid-write, issue 19).
-	stale, _ := filepath.Glob(filepath.Join(root.dir, bridgesDir, ".tmp-*"))
-	for _, p := range stale {
-		errs = append(errs, os.Remove(p))
-	}
-	keep := map[string]bool{}
-	f := root.fw()
-	var ops []nftOp
-	for _, b := range bridges {
-		before := len(b.Leases)
-		live := b.Leases[:0]
-		for _, l := range b.Leases {
-			alive, checked := rc.alive[l.key()]
-			if !checked {
-				alive = l.alive()
-			}
-			if alive {
-				live = append(live, l)
-				keep[filepath.Base(l.Netns)] = true
-				continue
-			}
-			if log != nil {
-				log.Info("reclaiming network of a dead service", "service", l.Service, "bridge", b.Name, "pid", l.PID)
-			}
-			errs = append(errs, undoLease(root, l, true))
-			// Its chains and elements, by name (the first batch's refusal of whatever is
-			// not there, should it have died before its batch, is handled by runOps).
-			ops = append(append(ops, memberElemOps(f, b, l)...), memberChainOps(f, l)...)
-		}
-		b.Leases = live
-		if len(live) < before || len(live) == 0 {
-			// Every start reclaims: a bridge it leaves as it was is not rewritten.
-			errs = append(errs, saveOrDropBridge(root, bridges, b))
-			if len(live) == 0 {
-				ops = append(ops, bridgeElemOps(f, b)...)
-			}
-		}
-	}
-	if len(ops) > 0 {
-		release, err := runOps(ops)
-		go release()
-		errs = append(errs, err)
-	}
-	for _, d := range []string{netnsDir, filesDir} {
-		names := rc.entries[d]
-		if rc.entries == nil {
-			ents, _ := os.ReadDir(filepath.Join(root.dir, d))
-			for _, e := range ents {
-				names = append(names, e.Name())
-			}
-		}
-		for _, n := range names {
-			if keep[n] {
-				continue
-			}
-			p := filepath.Join(root.dir, d, n)
-			if d == netnsDir {
-				errs = append(errs, removeNetns(p))
-			} else {
-				errs = append(errs, os.RemoveAll(p))
-			}
-		}
-	}
-	return errors.Join(errs...)
 }

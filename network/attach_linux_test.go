@@ -18,6 +18,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/safe-run/safe-run/internal/testenv"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestAttachNamespace(t *testing.T) {
@@ -411,8 +412,8 @@ func killedOwner(t *testing.T, dir string) {
 func TestCleanupDeadOwner(t *testing.T) {
 	dir := stateDir(t)
 	killedOwner(t, dir)
-	// And a state write it was killed in the middle of.
-	if err := os.WriteFile(filepath.Join(dir, bridgesDir, ".tmp-crash.json123"), []byte(`{"name":`), 0o600); err != nil {
+	// And a lease claim it was killed in the middle of.
+	if err := os.WriteFile(filepath.Join(stateRoot{dir}.leasesDir("crash"), ".tmp-123"), []byte(`{"service":`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := Cleanup(dir); err != nil {
@@ -429,8 +430,8 @@ func TestAttachReclaimsDeadOwner(t *testing.T) {
 	if len(ents) != 1 || filepath.Join(dir, netnsDir, ents[0].Name()) != a.Netns {
 		t.Errorf("netns dir holds %v, want only %s", ents, a.Netns)
 	}
-	b, err := stateRoot{dir}.readBridge("crash")
-	if err != nil || len(b.Leases) != 1 || b.Leases[0].PID != os.Getpid() {
+	b, err := stateRoot{dir}.bridges()
+	if err != nil || len(b["crash"].Leases) != 1 || b["crash"].Leases[0].PID != os.Getpid() {
 		t.Errorf("leases after reclaiming: %+v (%v)", b, err)
 	}
 	// The dead owner's chains and map elements went by name (its address is the victim's now).
@@ -457,20 +458,12 @@ func TestAttachReplacesOrphansOfItsAddress(t *testing.T) {
 	assertTableMatchesLeases(t, root, "after the next start and a Cleanup")
 }
 
-// killedStop drops a's lease as its Close would, and stops there: as if killed before deleting
-// its firewall objects.
+// killedStop removes a's lease file and nothing else: what a safe-run from before lease files
+// left when killed between dropping its lease and deleting its firewall objects (a stop now
+// deletes them first), or a lease file lost some other way.
 func killedStop(t *testing.T, root stateRoot, bridge string, a *Attachment) {
 	t.Helper()
-	lk, err := root.lock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bridges, err := root.bridges()
-	if err == nil {
-		err = dropLease(root, bridges, bridge, a.lease)
-	}
-	lk.unlock()
-	if err != nil {
+	if err := os.Remove(root.leaseFile(bridge, a.Address)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -567,4 +560,71 @@ func TestDenialBeforeClose(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAttachWaitsForNoMember: while another start holds the root's and a bridge's locks as a
+// joiner does (shared, between finding the bridge and claiming its lease), a third member
+// attaches to that bridge and a member that is not the last detaches, neither waiting for it;
+// only the last member's deletion of the bridge waits, and gives up once a lease is there
+// (issue 19).
+func TestAttachWaitsForNoMember(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	first := attach(t, Options{Service: "first", Bridge: "app", StateDir: dir})
+	rlk, err := root.lockRoot(unix.LOCK_SH)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, err := root.lockBridge("app", unix.LOCK_SH)
+	if err != nil {
+		rlk.unlock()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var second *Attachment
+	go func() {
+		var err error
+		second, err = Attach(t.Context(), Options{Service: "second", Bridge: "app", StateDir: dir})
+		if err == nil {
+			err = first.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("an attach and a detach waited for another member's shared locks")
+	}
+	if second == nil {
+		blk.unlock()
+		rlk.unlock()
+		return
+	}
+	// The last member's stop waits to delete the bridge while a joiner holds its lock, and
+	// gives up once that joiner has its lease.
+	closed := make(chan error, 1)
+	go func() { closed <- second.Close() }()
+	select {
+	case err := <-closed:
+		t.Errorf("the last member's stop returned (%v) while a joiner held the bridge's lock", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	third := attach(t, Options{Service: "third", Bridge: "app", StateDir: dir})
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Error("the last member's stop did not give up deleting the bridge once a lease was there")
+	}
+	blk.unlock()
+	rlk.unlock()
+	if m, err := Members(dir, "app"); err != nil || len(m) != 1 || m["third"] != third.Address {
+		t.Errorf("Members = %v, %v; want third only", m, err)
+	}
+	waitLinkGone(t, second.lease.HostVeth)
 }

@@ -16,9 +16,9 @@ import (
 )
 
 // ensureBridge makes the bridge interface with the gateway address, or checks the one there, and
-// returns its index. Members call it outside the state lock, at once: every step is one that a
-// second caller finds done (the interface, its MAC, its address, up). The bridge is deleted only
-// under the lock when it has no lease, so it is not going away while a caller holds one.
+// returns its index. Members call it under no lock, at once: every step is one that a second
+// caller finds done (the interface, its MAC, its address, up). The bridge is deleted only under
+// its lock when it has no lease, so it is not going away while a caller holds one.
 func ensureBridge(b *bridgeState) (int, error) {
 	link, err := netlink.LinkByName(b.Ifname)
 	if err != nil {
@@ -30,7 +30,7 @@ func ensureBridge(b *bridgeState) (int, error) {
 		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: b.Ifname, HardwareAddr: memberMAC(b.Gateway)}}
 		switch err := netlink.LinkAdd(br); {
 		case errors.Is(err, unix.EEXIST):
-			// Another member, outside the state lock too, made it first: join it.
+			// Another member made it first: join it.
 			if link, err = netlink.LinkByName(b.Ifname); err != nil {
 				return 0, fmt.Errorf("bridge %s (%s): %w", b.Name, b.Ifname, err)
 			}

@@ -273,7 +273,7 @@ func newTestHost(t *testing.T, prefix string) testHost {
 func assertNothingLeft(t *testing.T, dir string) {
 	t.Helper()
 	root := stateRoot{filepath.Clean(dir)}
-	for _, d := range []string{bridgesDir, netnsDir, filesDir} {
+	for _, d := range []string{bridgesDir, netnsDir, filesDir, subnetsDir} {
 		ents, _ := os.ReadDir(filepath.Join(dir, d))
 		for _, e := range ents {
 			t.Errorf("left behind: %s/%s", d, e.Name())

@@ -1,12 +1,12 @@
 // Package network connects a service to a bridge network as root: its own network namespace made and
 // owned by safe-run (so the container's capabilities never apply to it), a veth pair to a bridge, an
-// address leased under a lock, and safe-run's nftables table, which isolates bridges from each other
+// address leased by a file of its own, and safe-run's nftables table, which isolates bridges from each other
 // and from the host and enforces each service's egress. It sits beside launcher: plan converts the
 // manifest's [network] into Options, launcher joins the namespace at Attachment.Netns.
 //
-// State lives under Options.StateDir: one JSON file per bridge (its subnet and leases), the netns
-// bind mounts, the generated /etc files. The state lock guards the files only; the kernel objects
-// are made after it. The nftables tables hold a fixed skeleton of sets and verdict maps; each
+// State lives under Options.StateDir: a directory per bridge (its subnet, and a file per lease,
+// claimed without a lock), the netns bind mounts, the generated /etc files (state_linux.go). The
+// kernel objects are made after the lease. The nftables tables hold a fixed skeleton of sets and verdict maps; each
 // service adds its own chains and map elements in a batch of its own and deletes them at Close,
 // and reclaim deletes a dead owner's by name (see nft_linux.go).
 package network
@@ -74,7 +74,7 @@ type Files struct{ ResolvConf, Hosts, Hostname string }
 
 // State directory layout, below Options.StateDir.
 const (
-	bridgesDir = "bridges" // one JSON file per bridge: subnet, gateway, leases
+	bridgesDir = "bridges" // one directory per bridge: its state, its leases (state_linux.go)
 	netnsDir   = "netns"   // bind-mounted network namespaces, one per attachment
 	filesDir   = "files"   // generated /etc files per attachment
 )
@@ -98,7 +98,7 @@ func Paths(stateDir, service, bridge string) (netns string, files Files) {
 // it never meets a named one.
 func ownBridge(service string) string { return "_" + service }
 
-// lease is one service's entry in its bridge's state file. Everything Cleanup needs to undo the
+// lease is one service's lease file on its bridge. Everything Cleanup needs to undo the
 // attachment after its owner died is here, written before the object it names is made.
 type lease struct {
 	Service  string     `json:"service"`
@@ -129,7 +129,7 @@ type storedRule struct {
 	Resolved []netip.Addr `json:"resolved,omitempty"`
 }
 
-// bridgeState is one bridge's state file. A service's bridge of its own is no bridge device: its one
+// bridgeState is one bridge's state file, with its leases as read. A service's bridge of its own is no bridge device: its one
 // member is connected by a routed veth pair, whose host end holds the gateway address and is the
 // Ifname the rules match (Routed); a named bridge is a Linux bridge its members' veths are ports of.
 type bridgeState struct {
@@ -138,13 +138,5 @@ type bridgeState struct {
 	Routed  bool         `json:"routed,omitempty"` // Ifname is the one member's host veth, not a bridge
 	Subnet  netip.Prefix `json:"subnet"`
 	Gateway netip.Addr   `json:"gateway"`
-	Leases  []lease      `json:"leases"`
-
-	file fileID // the version of the file it was read from (bridgesSince)
-}
-
-// fileID tells one version of a state file from another.
-type fileID struct {
-	ino, size uint64
-	ctime     int64
+	Leases  []lease      `json:"-"` // read from the bridge's lease files, one per member
 }

@@ -36,15 +36,16 @@ import (
 //	bridge T members:    iifname vmap @ports                       (jump m-VETH: spoof_linux.go)
 //
 // A bridge's elements (@bridges, @intra, @dns, @subnets) are added by each member's batch ("add"
-// of an element that exists with the same data is no error) and deleted under the state lock by
-// its last member, so a joiner, whose lease is written under that lock first, never loses them.
-// A member's stop deletes its map elements and its chains (named after its host veth, unique to
-// each start) in one batch after the lock: its address may be leased again as soon as the lock is
-// released, and the next holder's elements have the same keys, but the kernel refuses that
-// holder's batch while these exist (it retries, see connect), and this one applies only while its
-// own chains are there (see detachTimed and runOwnOps). The tables themselves are made by the first member that finds them missing and deleted, under the
-// state lock, with the last bridge. A dead owner's objects are deleted by reclaim, by name: every
-// name and key derives from its lease.
+// of an element that exists with the same data is no error) and deleted under the bridge's lock
+// by its last member, before its subnet is free, so a joiner, whose lease is claimed under that
+// lock (shared), never loses them. A member's stop deletes its map elements and its chains (named
+// after its host veth, unique to each start) in one batch while it still holds its lease, so the
+// next holder of its address never meets them; a lease lost otherwise leaves elements the kernel
+// refuses the next holder's batch for (it retries, then deletes them, see connect), and a late
+// deletion of them applies only while its own chains are there (runOwnOps). The tables
+// themselves are made by the first member that finds them missing and deleted, under the root's
+// lock, with the last bridge. A dead owner's objects are deleted by reclaim, by name: every name
+// and key derives from its lease.
 const (
 	setBridges = "bridges"     // ifname: the bridges' interfaces (a routed one's: its veth)
 	setIntra   = "intra"       // ifname . ifname: a bridge to itself
@@ -112,9 +113,9 @@ func nftConn() (*nftables.Conn, error) {
 // ensureTables makes the root's tables with their skeleton unless they are there, and says whether
 // the inet table has its prerouting chain (a kernel without nft's socket expression,
 // CONFIG_NFT_SOCKET, refuses it: isolation stays, only the client's address is lost, which
-// ensureTransparent is told). Any member may make them, outside the state lock: the inet table
-// is created exclusively, so of two at once one batch applies and the other finds it made. They
-// are deleted only with the last bridge, under the lock, and the caller holds a lease, so they
+// ensureTransparent is told). Any member may make them, under no lock: the inet table is
+// created exclusively, so of two at once one batch applies and the other finds it made. They are
+// deleted only with the last bridge, under the root's lock, and the caller holds a lease, so they
 // stay once made. open gives a socket, which the caller closes: a new one after each refused
 // batch, whose answers may still be queued on the last.
 func ensureTables(open func() (*nftables.Conn, error), root stateRoot) (prerouting bool, err error) {
@@ -188,7 +189,13 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 	}
 	c.CreateTable(f.inet) // NLM_F_EXCL: of two members at once, one makes them
 	c.AddTable(f.br)
+	// Each set's ID is given here, unique in the batch: the library's own allocator is a
+	// package counter without a lock, which two goroutines' skeletons would race on (two
+	// Attaches in one process: tests).
+	id := uint32(0)
 	for _, s := range f.sets {
+		id++
+		s.ID = id
 		if err := c.AddSet(s, nil); err != nil {
 			return err
 		}
@@ -410,7 +417,7 @@ func runOps(ops []nftOp) (release func(), err error) {
 	return release, nil
 }
 
-// runOwnOps runs a detaching member's deletions outside the state lock (ops: its map elements, or
+// runOwnOps runs a detaching member's deletions (ops: its map elements, or
 // none if its batch never applied, and its chains) as one batch, which applies only while its
 // chains are there, and then only to its own elements (see detachTimed); or, when the kernel
 // refuses it, its port element and chains one by one, if its egress chain is still there (else
@@ -438,9 +445,9 @@ func runOwnOps(f fw, l lease, ops []nftOp) (release func(), err error) {
 }
 
 // sweepOps delete the member chains of the root's tables that no lease in bridges names, with
-// the map elements that jump to them: what a detacher killed between dropping its lease and
-// deleting its chains left. The caller holds the state lock, so every live member's veth is in
-// bridges.
+// the map elements that jump to them: what a lease lost otherwise than by its stop or reclaim
+// left (a safe-run from before lease files, killed between dropping its lease and deleting its
+// chains). The caller holds the root's lock, exclusive, so every claimed lease is in bridges.
 func sweepOps(f fw, bridges map[string]*bridgeState) ([]nftOp, error) {
 	c, err := nftables.New()
 	if err != nil {
@@ -448,7 +455,7 @@ func sweepOps(f fw, bridges map[string]*bridgeState) ([]nftOp, error) {
 	}
 	defer func() { _ = c.CloseLasting() }()
 	// Map elements by key (the library does not decode their verdicts): a member's key is live
-	// while its lease is, as its elements go under the lock with its lease.
+	// while its lease is, as its elements go before its lease does.
 	veths, keys := map[string]bool{}, map[string]bool{}
 	for _, b := range bridges {
 		for _, l := range b.Leases {

@@ -38,9 +38,9 @@ import (
 // 0xff0000 byte, WireGuard's 0xca6c).
 //
 // Both are made by every attach once its table is written (ensureTransparent,
-// after the state lock: a second finds them made) and removed with the last
-// bridge, under the state lock (dropTransparentIfLast, so Cleanup removes
-// them after a crash too): while a lease exists, nothing removes them. The replies are conntrack-established, so the input
+// under no lock: a second finds them made) and removed with the last bridge,
+// under the root's lock (dropTablesLocked, so Cleanup removes them after a
+// crash too): while a lease exists, nothing removes them. The replies are conntrack-established, so the input
 // chain's isolation (from a bridge only DNS to the gateway and established
 // traffic) still holds; nothing is forwarded, so egress does not see them.
 const (

@@ -468,11 +468,24 @@ func leaksNow() []string {
 		for _, e := range files {
 			add("network files %s", filepath.Join(root, "files", e.Name()))
 		}
-		// Leases: a bridge's state file stays only while it has members.
+		// Leases: a bridge's directory stays only while it has members, a subnet's
+		// claim only while its bridge does.
 		bridges, _ := os.ReadDir(filepath.Join(root, "bridges"))
 		for _, e := range bridges {
-			b, _ := os.ReadFile(filepath.Join(root, "bridges", e.Name()))
-			add("bridge state (leases) %s: %s", e.Name(), strings.Join(strings.Fields(string(b)), " "))
+			var leases []string
+			filepath.WalkDir(filepath.Join(root, "bridges", e.Name()), func(p string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					b, _ := os.ReadFile(p)
+					leases = append(leases, d.Name()+": "+strings.Join(strings.Fields(string(b)), " "))
+				}
+				return nil
+			})
+			add("bridge state (leases) %s: %s", e.Name(), strings.Join(leases, "; "))
+		}
+		subnets, _ := os.ReadDir(filepath.Join(root, "subnets"))
+		for _, e := range subnets {
+			owner, _ := os.Readlink(filepath.Join(root, "subnets", e.Name()))
+			add("subnet claim %s -> %s", e.Name(), owner)
 		}
 	}
 	if out, err := exec.Command("ip", "netns", "list").Output(); err == nil && strings.Contains(string(out), env.prefix) {
@@ -509,7 +522,7 @@ func leaksNow() []string {
 	}
 	ents, _ := os.ReadDir(netDir())
 	for _, e := range ents {
-		if !slices.Contains([]string{"lock", "bridges", "netns", "files"}, e.Name()) {
+		if !slices.Contains([]string{"lock", "bridges", "netns", "files", "subnets"}, e.Name()) {
 			add("network state %s", filepath.Join(netDir(), e.Name()))
 		}
 	}

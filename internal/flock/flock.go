@@ -1,5 +1,5 @@
-// Package flock takes the flock(2) locks that every start on a host queues
-// on (ids.json's, the network state's and its nft table's) with the
+// Package flock takes the flock(2) locks that starts on a host may queue
+// on (ids.json's; the network's, exclusive only to make a bridge) with the
 // waiting and holding thread's priority raised, so that a queue of starts
 // moves at the speed of its holders' bookkeeping, not of the CPU they get.
 package flock
