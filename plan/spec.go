@@ -204,14 +204,16 @@ const (
 )
 
 // CPUShares is the CPU weight of a service of cpus, in cgroup v1's
-// cpu.shares (1024 a CPU; CPUWeight on v2): its share
-// of a contended CPU matches its quota, as Kubernetes sets it from a
-// request. At the kernel's default of 1024, a service throttled at 0.5
-// CPUs for half of every period counted, whenever it ran again, as owed
-// the CPU time of a whole task (the fair scheduler's lag, which the quota
-// never lets it spend), so it went first, ahead of host tasks that had
-// waited: each of a request's hops waited behind it (README, Reliability:
+// cpu.shares (1024 a CPU; CPUWeight on v2): its share of a contended CPU
+// matches its quota, as Kubernetes sets it from a request. At the
+// kernel's 1024, a service of 0.5 CPUs weighs as much as a host task
+// entitled to a whole CPU: the fair scheduler advances a running task's
+// virtual time in inverse proportion to its weight, and a task that
+// wakes up preempts it only once it is ahead (EEVDF's eligibility), so a
+// service spending its quota in a burst kept the CPU longer
+// against every woken hop of a request beside it (README, Reliability:
 // the soak's hogs beside a web service).
+//
 // Within the kernel's bounds, 2 to 262144 (kernel/sched/sched.h,
 // MIN_SHARES and MAX_SHARES): runc turns a larger value into a cpu.weight
 // over v2's 10000, which the kernel refuses.
