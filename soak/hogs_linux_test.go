@@ -434,10 +434,9 @@ func attribute(t *testing.T, hogs map[string]*background, bomb, mem, cpu, url, w
 		t.Logf("%s: not %s after 2 s", svc, v)
 	}
 	type variant struct {
-		name       string
-		on         []string
-		fwd, dir   []time.Duration
-		oomsBefore uint64
+		name     string
+		on       []string
+		fwd, dir []time.Duration
 	}
 	vs := []*variant{{name: "none"}, {name: "cpu hog", on: []string{cpu}}, {name: "memory hog", on: []string{mem}}, {name: "fork bomb", on: []string{bomb}}, {name: "all three", on: []string{cpu, mem, bomb}}}
 	n := 5
