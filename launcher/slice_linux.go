@@ -23,10 +23,10 @@ import (
 // all want the CPU, and a woken task with the shorter slice preempts one
 // with a longer slice at once (the kernel's PREEMPT_SHORT). Measured with
 // the soak's hogs beside a web service, in 1 s slices taken in turn
-// (README, Reliability): the web's p99 was 16-20% lower with this slice
-// than with the kernel's, and with plan.CPUShares 7-18% lower than the
-// code before both. A service can set its own (sched_setattr); a kernel
-// before 6.12 ignores it.
+// (README, Reliability): the web's p99 was a median 16% lower with this
+// slice than with the kernel's (10 runs of 10), and with plan.CPUShares
+// 18% lower than the code before both. A service can set its own
+// (sched_setattr); a kernel before 6.12 ignores it.
 const serviceSlice = 200 * time.Microsecond
 
 // shortenSlices sets serviceSlice on every thread of this process. A
