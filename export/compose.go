@@ -46,6 +46,7 @@ type composeService struct {
 	MemswapLimit    string            `json:"memswap_limit,omitempty"`
 	MemReservation  string            `json:"mem_reservation,omitempty"`
 	CPUPeriod       uint64            `json:"cpu_period,omitempty"`
+	CPUShares       uint64            `json:"cpu_shares,omitempty"`
 	CPUQuota        int64             `json:"cpu_quota,omitempty"`
 	Ulimits         map[string]any    `json:"ulimits,omitempty"`
 	NetworkMode     string            `json:"network_mode,omitempty"`
@@ -115,6 +116,8 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	if s.Resources.CPUs > 0 {
 		// safe-run's period, not cpus's 100 ms: see plan.CPUQuota.
 		c.CPUQuota, c.CPUPeriod = plan.CPUQuota(s.Resources.CPUs)
+		// The weight by cpus: see plan.CPUShares.
+		c.CPUShares = plan.CPUShares(s.Resources.CPUs)
 	}
 	u := spec.Process.User
 	c.User = fmt.Sprintf("%d:%d", u.UID, u.GID)

@@ -220,6 +220,8 @@ func resourceFlags(s *manifest.Service, spec *specs.Spec, arg func(...string), n
 		// period): see plan.CPUQuota.
 		quota, period := plan.CPUQuota(r.CPUs)
 		arg("--cpu-period", strconv.FormatUint(period, 10), "--cpu-quota", strconv.FormatInt(quota, 10))
+		// The weight by cpus: see plan.CPUShares.
+		arg("--cpu-shares", strconv.FormatUint(plan.CPUShares(r.CPUs), 10))
 	}
 	for _, rl := range spec.Process.Rlimits {
 		name := strings.ToLower(strings.TrimPrefix(rl.Type, "RLIMIT_"))

@@ -54,7 +54,7 @@ var unsupported = map[string]string{
 	"blkio-weight-device":   "block I/O weights are not in manifest v1",
 	"cgroup-parent":         "safe-run places the service's cgroup under its own",
 	"cgroupns":              "safe-run always gives the service a private cgroup namespace",
-	"cpu-shares":            "CPU shares are not in manifest v1; cpus is a hard limit",
+	"cpu-shares":            "CPU shares are not in manifest v1: safe-run sets them from cpus (cpus x 1024)",
 	"cpuset-cpus":           "CPU pinning is not in manifest v1",
 	"cpuset-mems":           "memory node pinning is not in manifest v1",
 	"cpu-rt-period":         "real-time scheduling is not in manifest v1",

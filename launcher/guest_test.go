@@ -328,7 +328,7 @@ var guestSteps = []struct{ name, sh string }{
 		while ! grep -q '^up$' /tmp/limits.out && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
 		cg=$(find /sys/fs/cgroup -maxdepth 3 -type d -name safe-run-limits | head -n 1)
 		echo "cgroup=$cg"
-		for f in memory.max memory.low memory.swap.max memory.oom.group cpu.max pids.max; do echo "$f=$(cat "$cg/$f")"; done
+		for f in memory.max memory.low memory.swap.max memory.oom.group cpu.max cpu.weight pids.max; do echo "$f=$(cat "$cg/$f")"; done
 		for p in $(cat "$cg/cgroup.procs"); do echo "label=$(cat /proc/$p/attr/current)"; done
 		l=$(safe-run exec limits -- cat /proc/self/attr/current)
 		echo "exec code=$?"
@@ -615,7 +615,7 @@ var guestChecks = []struct {
 		var errs []error
 		for k, v := range map[string]string{
 			"cgroup": "/sys/fs/cgroup/safe-run-limits", "memory.max": "50331648", "memory.low": "25165824",
-			"memory.swap.max": "0", "memory.oom.group": "1", "cpu.max": "1250 5000", "pids.max": "32",
+			"memory.swap.max": "0", "memory.oom.group": "1", "cpu.max": "1250 5000", "cpu.weight": "25", "pids.max": "32",
 			"safe-run exit": "143",
 			// safe-run exec's command runs under the service's profile.
 			"exec code": "0", "exec label": "safe-run-limits (enforce)",

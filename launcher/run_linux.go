@@ -77,6 +77,9 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	holdListenFDs(job) // before any child: the janitor, the container
+	// Before any thread or child that should inherit it: the port
+	// forwarder's, the container's processes.
+	shortenSlices(o.Logger)
 	spec, host := job.Spec, job.Placement
 	opts := runOpts{Options: o, Job: *job}
 	opts.Notes = slices.Clone(job.Notes)

@@ -203,6 +203,30 @@ const (
 	cpuQuotaMin    = 1000   // µs, the kernel's least
 )
 
+// CPUShares is the CPU weight of a service of cpus, in cgroup v1's
+// cpu.shares (1024 a CPU; CPUWeight on v2): its share of a contended CPU
+// matches its quota, as Kubernetes sets it from a request. At the
+// kernel's 1024, a service of 0.5 CPUs weighs as much as a host task
+// entitled to a whole CPU: the fair scheduler advances a running task's
+// virtual time in inverse proportion to its weight, and a task that
+// wakes up preempts it only once it is ahead (EEVDF's eligibility), so a
+// service spending its quota in a burst kept the CPU longer
+// against every woken hop of a request beside it (README, Reliability:
+// the soak's hogs beside a web service).
+//
+// Within the kernel's bounds, 2 to 262144 (kernel/sched/sched.h,
+// MIN_SHARES and MAX_SHARES): runc turns a larger value into a cpu.weight
+// over v2's 10000, which the kernel refuses.
+func CPUShares(cpus float64) uint64 {
+	return min(max(2, uint64(math.Round(cpus*1024))), 1<<18)
+}
+
+// CPUWeight is CPUShares in cgroup v2's cpu.weight: 100 a CPU, from 1 to
+// 10000.
+func CPUWeight(cpus float64) uint64 {
+	return min(max(1, uint64(math.Round(cpus*100))), 10000)
+}
+
 // CPUQuota is the CFS quota and period, in µs, that enforce cpus.
 func CPUQuota(cpus float64) (quota int64, period uint64) {
 	period = cpuPeriodShort
@@ -230,10 +254,21 @@ func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
 	if s.Resources.CPUs > 0 {
 		quota, period := CPUQuota(s.Resources.CPUs)
 		r.CPU = &specs.LinuxCPU{Quota: &quota, Period: &period}
+		if v2 {
+			// runc's conversion of shares to a weight is not
+			// proportional (512 shares: weight 59, not 50).
+			r.Unified = map[string]string{"cpu.weight": strconv.FormatUint(CPUWeight(s.Resources.CPUs), 10)}
+		} else {
+			shares := CPUShares(s.Resources.CPUs)
+			r.CPU.Shares = &shares
+		}
 	}
 	if v2 && r.Memory != nil {
 		// Kill the whole service on OOM, not one random process of it.
-		r.Unified = map[string]string{"memory.oom.group": "1"}
+		if r.Unified == nil {
+			r.Unified = map[string]string{}
+		}
+		r.Unified["memory.oom.group"] = "1"
 	}
 	return r
 }

@@ -447,6 +447,29 @@ owner = "manifest"
 
 // TestCPUQuota: the short period wherever the kernel's least quota (1 ms)
 // allows it, the longer one below 0.2 CPUs, never past docker's 100 ms.
+func TestCPUShares(t *testing.T) {
+	for _, tc := range []struct {
+		cpus           float64
+		shares, weight uint64
+	}{
+		{0.001, 2, 1}, // the kernel's least
+		{0.01, 10, 1}, // manifest.MinCPUs
+		{0.5, 512, 50},
+		{1, 1024, 100},
+		{1.5, 1536, 150},
+		{100, 102400, 10000},
+		{256, 262144, 10000},
+		{1024, 262144, 10000}, // manifest.MaxCPUs: the kernel's most
+	} {
+		if got := plan.CPUShares(tc.cpus); got != tc.shares {
+			t.Errorf("cpus %g: shares %d, want %d", tc.cpus, got, tc.shares)
+		}
+		if got := plan.CPUWeight(tc.cpus); got != tc.weight {
+			t.Errorf("cpus %g: weight %d, want %d", tc.cpus, got, tc.weight)
+		}
+	}
+}
+
 func TestCPUQuota(t *testing.T) {
 	for _, tc := range []struct {
 		cpus   float64

@@ -29,6 +29,7 @@ exec docker run \
   --memory 128M \
   --memory-swap 128M \
   --cpu-period 5000 --cpu-quota 2500 \
+  --cpu-shares 512 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network backend \

@@ -32,6 +32,7 @@ exec docker run \
   --memory-swap 256M \
   --memory-reservation 128M \
   --cpu-period 5000 --cpu-quota 7500 \
+  --cpu-shares 1536 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network none \

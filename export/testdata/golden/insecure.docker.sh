@@ -26,6 +26,7 @@ exec docker run \
   --memory 128M \
   --memory-swap 128M \
   --cpu-period 5000 --cpu-quota 5000 \
+  --cpu-shares 1024 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network host \

@@ -26,6 +26,7 @@ exec docker run \
   --memory 64M \
   --memory-swap 64M \
   --cpu-period 5000 --cpu-quota 1250 \
+  --cpu-shares 256 \
   --ulimit core=0 \
   --ulimit nofile=1024:65536 \
   --network none \
