@@ -317,7 +317,9 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 		// The service's own objects, in a batch of its own: no other start's write is
 		// waited for (issue 19), only the kernel's commit of each batch in turn.
 		tableErr = func() (err error) {
-			if prerouting, err = ensureTables(open, root); err != nil {
+			added, pre, err := ensureTables(open, root, func(c *nftables.Conn) error { return addMember(c, root.fw(), b, l) })
+			if prerouting = pre; err != nil || added {
+				a.fwAdded = added
 				return err
 			}
 			// The kernel refuses the batch while the previous holder of this address still
@@ -347,7 +349,7 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 					return nil
 				}
 				if delay > time.Second {
-					return fmt.Errorf("nftables: service %s's chains in table inet %s: %w", l.Service, root.table(), err)
+					return fmt.Errorf("nftables: service %s's chains in table ip %s: %w", l.Service, root.table(), err)
 				}
 				time.Sleep(delay)
 			}
@@ -637,14 +639,14 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	}
 	defer func() { go func() { _ = c.CloseLasting() }() }() // nothing waits for the kernel to free the old rules
 	f := a.root.fw()
-	eg := &nftables.Chain{Name: egressChain(a.lease), Table: f.inet}
-	host := &nftables.Chain{Name: hostChain(a.lease), Table: f.inet}
+	eg := &nftables.Chain{Name: egressChain(a.lease), Table: f.ip}
+	host := &nftables.Chain{Name: hostChain(a.lease), Table: f.ip}
 	c.FlushChain(eg)
-	egressRules(c, f.inet, eg, a.lease)
+	egressRules(c, f.ip, eg, a.lease)
 	c.FlushChain(host)
-	hostRules(c, f.inet, host, a.lease)
+	hostRules(c, f.ip, host, a.lease)
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: service %s's egress chains in table inet %s: %w", a.lease.Service, a.root.table(), err)
+		return fmt.Errorf("nftables: service %s's egress chains in table ip %s: %w", a.lease.Service, a.root.table(), err)
 	}
 	return nil
 }
@@ -670,10 +672,14 @@ func Cleanup(stateDir string) error {
 	}
 	defer lk.unlock()
 	rerr := errors.Join(reclaim(root, bridges, nil, reclaimCheck{}), dropTransparentIfLast(root, bridges))
-	// With no bridge left, the tables go; else the chains of leases no one holds any more (a
-	// detacher killed after dropping its lease) go, with what jumps to them.
+	// With no bridge left, the tables go (and an older safe-run's inet table: see leftTables);
+	// else the chains of leases no one holds any more (a detacher killed after dropping its
+	// lease) go, with what jumps to them.
 	f := root.fw()
-	ops := tableOps(f)
+	ops := append(tableOps(f), func(c *nftables.Conn) error {
+		c.DelTable(&nftables.Table{Name: f.ip.Name, Family: nftables.TableFamilyINet})
+		return nil
+	})
 	if len(bridges) > 0 {
 		var err error
 		if ops, err = sweepOps(f, bridges); err != nil {

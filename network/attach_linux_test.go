@@ -338,7 +338,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Errorf("Members after a left = %v", m)
 	}
 	c, _ := nftables.New()
-	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyINet); err != nil || tab == nil {
+	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyIPv4); err != nil || tab == nil {
 		t.Errorf("table removed while b runs: %v", err)
 	}
 	if err := b.Close(); err != nil {

@@ -19,9 +19,9 @@ import (
 	"time"
 )
 
-// DefaultStateDir is safe-run's network state root as root. Its nftables table is `inet safe_run`;
-// any other state root (tests) gets a table of its own, named after a hash of the path, so that two
-// roots never rewrite each other's rules.
+// DefaultStateDir is safe-run's network state root as root. Its nftables tables are `ip safe_run`,
+// `ip6 safe_run` and `bridge safe_run`; any other state root (tests) gets tables of its own, named
+// after a hash of the path, so that two roots never rewrite each other's rules.
 const DefaultStateDir = "/run/safe-run/net"
 
 // Port is one published port: HostIP:HostPort on the host forwarded to ContainerPort in the service.
