@@ -632,7 +632,6 @@ func ctState(bits uint32) []expr.Any {
 	}
 }
 
-
 func ipPrefix(offset uint32, p netip.Prefix) []expr.Any {
 	// In the ip table every packet is IPv4: no `meta nfproto` check (nft(8) cannot even list
 	// one there: it aborts on the payload that follows).
