@@ -99,7 +99,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 		return nil, err
 	}
 	// The kernel work, outside the lock: other starts and stops on this root go on meanwhile.
-	release, err := a.connect(snap, spec)
+	release, err := a.connect(snap, spec, opts.NamespaceReady)
 	// Nothing here needs the nftables socket closed (see nftConn): its close may wait for the
 	// kernel to free another transaction's deletions.
 	go release()
@@ -269,9 +269,10 @@ func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, 
 
 // connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
-// files. release closes the nftables socket (see nftConn); it is never nil. On an error the
-// caller detaches, which undoes whatever of it was made.
-func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), err error) {
+// files. ready, if not nil, is called once the namespace and the files exist (see
+// Options.NamespaceReady). release closes the nftables socket (see nftConn); it is never nil. On
+// an error the caller detaches, which undoes whatever of it was made.
+func (a *Attachment) connect(snap snapshot, spec egressSpec, ready func()) (release func(), err error) {
 	b, l, root := snap.bridge, a.lease, a.root
 	release = func() {}
 	// Three independent parts at once: the namespace and its link; the firewall, which names
@@ -281,19 +282,26 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 	var wg sync.WaitGroup
 	var linkErr, tableErr error
 	var prerouting bool
+	// The namespace first: the caller's container set-up waits for it (ready), not for the rest.
+	nsMade := make(chan struct{})
+	nsOK := false
+	signal := sync.OnceFunc(func() { close(nsMade) })
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		defer signal()
 		linkErr = func() error {
+			if err := makeNetns(l.Netns); err != nil {
+				return err
+			}
+			nsOK = true
+			signal()
 			master := 0
 			if !b.Routed {
 				var err error
 				if master, err = ensureBridge(b); err != nil {
 					return err
 				}
-			}
-			if err := makeNetns(l.Netns); err != nil {
-				return err
 			}
 			return connect(b, &l, master)
 		}()
@@ -357,6 +365,10 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec) (release func(), er
 		a.log.Debug("network firewall added", "service", l.Service, "bridge", b.Name, "took", time.Since(began))
 	}()
 	filesErr := writeFiles(a.Files, b, l)
+	<-nsMade
+	if nsOK && filesErr == nil && ready != nil {
+		ready()
+	}
 	var fwdErr error
 	if !spec.All && len(spec.Rules) == 0 {
 		// egress none: peers and DNS only, nothing is routed, so forwarding stays as it is.

@@ -63,6 +63,13 @@ type Options struct {
 	// forwarders accept on them instead of binding. Rootless, on a named bridge, the outer
 	// safe-run binds them in the host's network namespace; this process owns the fds.
 	ListenFDs map[Port]int `json:"-"`
+	// NamespaceReady, if set, is called once during Attach, as soon as the service's namespace is
+	// mounted at its Paths path and its /etc files are written, before its link, firewall,
+	// resolver and ports are made: the caller may start the container's own set-up in the
+	// namespace meanwhile (its processes join it by that path), as long as nothing of the
+	// service runs before Attach has returned without an error. It is not called if Attach fails
+	// first.
+	NamespaceReady func() `json:"-"`
 
 	// resolve looks a HOSTNAME egress entry up; nil: ask the upstreams. Tests set it, since they
 	// may send no query off the machine.
