@@ -71,6 +71,22 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if bridge == "" {
 		bridge = ownBridge(opts.Service)
 	}
+	// The namespace is made first, beside the bookkeeping, and mounted at its path only by
+	// connect: it needs nothing of the state, and it is the slowest of a start's kernel work
+	// that the container waits for (NamespaceReady). Unmounted, it ends with its file, and
+	// with this process should it die first: no lease needs to name it yet.
+	ns := make(chan netnsResult, 1)
+	go func() {
+		f, err := newNetns()
+		ns <- netnsResult{f, err}
+	}()
+	discard := func() {
+		go func() {
+			if r := <-ns; r.ns != nil {
+				r.ns.Close()
+			}
+		}()
+	}
 
 	spec := egressSpec{All: opts.Egress.All}
 	for _, r := range opts.Egress.Rules {
@@ -83,12 +99,14 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 
 	root := stateRoot{filepath.Clean(opts.StateDir)}
 	if err := root.init(); err != nil {
+		discard()
 		return nil, err
 	}
 	rc := checkReclaim(root)
 	began := time.Now()
 	lk, err := root.lock()
 	if err != nil {
+		discard()
 		return nil, err
 	}
 	locked := time.Now()
@@ -96,10 +114,11 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	lk.unlock()
 	unlocked := time.Now()
 	if err != nil {
+		discard()
 		return nil, err
 	}
 	// The kernel work, outside the lock: other starts and stops on this root go on meanwhile.
-	release, err := a.connect(snap, spec, opts.NamespaceReady)
+	release, err := a.connect(snap, spec, ns, opts.NamespaceReady)
 	// Nothing here needs the nftables socket closed (see nftConn): its close may wait for the
 	// kernel to free another transaction's deletions.
 	go release()
@@ -267,12 +286,18 @@ func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, 
 	return a, snapshot{bridge: b}, nil
 }
 
+// netnsResult is a namespace newNetns made, or why not.
+type netnsResult struct {
+	ns  *os.File
+	err error
+}
+
 // connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
 // files. ready, if not nil, is called once the namespace and the files exist (see
 // Options.NamespaceReady). release closes the nftables socket (see nftConn); it is never nil. On
 // an error the caller detaches, which undoes whatever of it was made.
-func (a *Attachment) connect(snap snapshot, spec egressSpec, ready func()) (release func(), err error) {
+func (a *Attachment) connect(snap snapshot, spec egressSpec, ns <-chan netnsResult, ready func()) (release func(), err error) {
 	b, l, root := snap.bridge, a.lease, a.root
 	release = func() {}
 	// Three independent parts at once: the namespace and its link; the firewall, which names
@@ -291,7 +316,13 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec, ready func()) (rele
 		defer wg.Done()
 		defer signal()
 		linkErr = func() error {
-			if err := makeNetns(l.Netns); err != nil {
+			r := <-ns
+			if r.err != nil {
+				return r.err
+			}
+			err := mountNetns(r.ns, l.Netns)
+			r.ns.Close() // mounted, it stays
+			if err != nil {
 				return err
 			}
 			nsOK = true
@@ -502,14 +533,19 @@ func (a *Attachment) detach(deleteVeth bool) error {
 }
 
 // detachTimed drops the lease under the lock (and the bridge, if it was the last member, with its
-// set elements, and the tables with the last bridge), then, outside it, removes the namespace,
-// the files and its firewall objects, in one batch. Its address may be leased again as soon as
-// the lock is released, and the next holder's map elements have the same keys: the kernel refuses
-// the next holder's batch while these exist (it retries: connect), and this batch deletes them
-// together with its own chains, so it applies only while those are there, that is, only to its
-// own elements. A crash after the lease is gone leaves a namespace and files no lease names,
-// which the next reclaim removes, and objects that Cleanup sweeps.
+// set elements, and the tables with the last bridge), then, outside it, removes its firewall
+// objects, in one batch. Its address may be leased again as soon as the lock is released, and the
+// next holder's map elements have the same keys: the kernel refuses the next holder's batch while
+// these exist (it retries: connect), and this batch deletes them together with its own chains,
+// so it applies only while those are there, that is, only to its own elements. The namespace and
+// the files go meanwhile: they are the lease's alone while it exists (no other start of the
+// service joins the bridge: attachLocked), and nothing here needs them. A crash before the lease
+// is gone leaves a dead owner's lease, which the next reclaim undoes (whatever of it is left); a
+// crash after it, a namespace and files no lease names, which the next reclaim removes, and
+// objects that Cleanup sweeps.
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
+	undone := make(chan error, 1)
+	go func() { undone <- undoLease(a.root, a.lease, deleteVeth) }()
 	// Read before the lock; under it, only a file replaced since is read again.
 	prev, _ := a.root.bridges()
 	waiting := time.Now()
@@ -524,19 +560,29 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	var ops []nftOp
 	if err == nil {
 		b := bridges[a.Bridge]
-		err = dropLease(a.root, bridges, a.Bridge, a.lease)
+		bridgeGone := b != nil && !slices.ContainsFunc(b.Leases, func(o lease) bool { return !a.lease.same(o) })
 		switch {
-		case len(bridges) == 0:
+		case len(bridges) == 0 || bridgeGone && len(bridges) == 1:
 			ops, tablesGone = tableOps(f), true
-		case b != nil && bridges[a.Bridge] == nil:
+		case bridgeGone:
 			// The bridge's elements go under the lock: its subnet may be the next bridge's.
 			ops, tablesGone = append(append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...), bridgeElemOps(f, b)...), true
 		}
+		// The batch beside the state's writes (dropLease): the kernel frees what it deleted
+		// after a grace period, which the process's exit waits out (see nftConn), so the
+		// sooner it commits, the less of it is left to wait for.
+		var oerr error
+		var wg sync.WaitGroup
 		if len(ops) > 0 {
-			release, oerr := runOps(ops)
-			go release() // nothing here waits for the kernel to free what the batch deleted
-			err = errors.Join(err, oerr)
+			wg.Go(func() {
+				var release func()
+				release, oerr = runOps(ops)
+				go release() // nothing here waits for the kernel to free what the batch deleted
+			})
 		}
+		err = dropLease(a.root, bridges, a.Bridge, a.lease)
+		wg.Wait()
+		err = errors.Join(err, oerr)
 		if !tablesGone && b != nil {
 			if a.fwAdded {
 				ops = append(memberElemOps(f, b, a.lease), memberChainOps(f, a.lease)...)
@@ -548,9 +594,9 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	lk.unlock()
 	unlocked := time.Now()
 	if err != nil {
-		return err
+		return errors.Join(err, <-undone)
 	}
-	errs := []error{undoLease(a.root, a.lease, deleteVeth)}
+	errs := []error{<-undone}
 	var serr error
 	if !tablesGone && len(ops) > 0 {
 		var release func()
@@ -572,7 +618,7 @@ func dropLease(root stateRoot, bridges map[string]*bridgeState, bridge string, l
 	if b == nil {
 		return nil
 	}
-	b.Leases = slices.DeleteFunc(b.Leases, func(o lease) bool { return o.Service == l.Service && o.Address == l.Address })
+	b.Leases = slices.DeleteFunc(b.Leases, l.same)
 	return errors.Join(saveOrDropBridge(root, bridges, b), dropTransparentIfLast(root, bridges))
 }
 
@@ -723,6 +769,9 @@ type leaseKey struct {
 }
 
 func (l lease) key() leaseKey { return leaseKey{l.Service, l.PID, l.Start} }
+
+// same says whether o is l as a bridge's state holds it (dropLease).
+func (l lease) same(o lease) bool { return o.Service == l.Service && o.Address == l.Address }
 
 // checkReclaim reads the state without the lock (writes are atomic renames) and learns what it can.
 func checkReclaim(root stateRoot) reclaimCheck {
