@@ -38,11 +38,12 @@ type netStart struct {
 // startNetwork starts connecting the service to its bridge: its network
 // namespace, address, firewall rules, resolver and published ports, at
 // the paths the spec names. nil when the job has no network of its own.
-func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
+func startNetwork(ctx context.Context, job *plan.Job, opts runOpts, ns *network.Namespace) *netStart {
 	if job.Network == nil {
 		return nil
 	}
 	o := *job.Network
+	o.Namespace = ns
 	o.Logger = opts.Logger
 	o.Denials = opts.denials
 	n := &netStart{name: job.Name, made: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{})}

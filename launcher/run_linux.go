@@ -87,6 +87,13 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	}
 	holdListenFDs(job) // before any child: the janitor, the container
 	spec, host := job.Spec, job.Placement
+	// A network of its own: its namespace is made from here on, beside
+	// everything else; the container waits for it (netStart.waitNamespace).
+	var netns *network.Namespace
+	if job.Network != nil {
+		netns = network.StartNamespace()
+		defer netns.Discard() // unless Attach took it
+	}
 	opts := runOpts{
 		Options:              o,
 		Name:                 job.Name,
@@ -207,7 +214,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// janitor's start, the private mount namespace, the rootfs view);
 	// locked waits for it where the container first needs it. It starts
 	// after the janitor, which removes what a SIGKILLed safe-run leaves.
-	r.net = startNetwork(ctx, job, opts)
+	r.net = startNetwork(ctx, job, opts, netns)
 	// Before the janitor is dismissed; locked starts it beside the
 	// container's destruction where it can.
 	defer r.net.finish(opts.Logger)

@@ -71,22 +71,14 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if bridge == "" {
 		bridge = ownBridge(opts.Service)
 	}
-	// The namespace is made first, beside the bookkeeping, and mounted at its path only by
-	// connect: it needs nothing of the state, and it is the slowest of a start's kernel work
-	// that the container waits for (NamespaceReady). Unmounted, it ends with its file, and
-	// with this process should it die first: no lease needs to name it yet.
-	ns := make(chan netnsResult, 1)
-	go func() {
-		f, err := newNetns()
-		ns <- netnsResult{f, err}
-	}()
-	discard := func() {
-		go func() {
-			if r := <-ns; r.ns != nil {
-				r.ns.Close()
-			}
-		}()
+	// The namespace is made first (or was, by the caller), beside the bookkeeping, and mounted
+	// at its path only by connect (see Namespace). Unmounted, it ends with its file, and with
+	// this process should it die first: no lease needs to name it yet.
+	ns := opts.Namespace
+	if ns == nil {
+		ns = StartNamespace()
 	}
+	discard := ns.Discard
 
 	spec := egressSpec{All: opts.Egress.All}
 	for _, r := range opts.Egress.Rules {
@@ -286,18 +278,12 @@ func attachLocked(root stateRoot, lk *rootLock, rc reclaimCheck, bridge string, 
 	return a, snapshot{bridge: b}, nil
 }
 
-// netnsResult is a namespace newNetns made, or why not.
-type netnsResult struct {
-	ns  *os.File
-	err error
-}
-
 // connect is the kernel work of Attach, outside the state lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
 // files. ready, if not nil, is called once the namespace and the files exist (see
 // Options.NamespaceReady). release closes the nftables socket (see nftConn); it is never nil. On
 // an error the caller detaches, which undoes whatever of it was made.
-func (a *Attachment) connect(snap snapshot, spec egressSpec, ns <-chan netnsResult, ready func()) (release func(), err error) {
+func (a *Attachment) connect(snap snapshot, spec egressSpec, ns *Namespace, ready func()) (release func(), err error) {
 	b, l, root := snap.bridge, a.lease, a.root
 	release = func() {}
 	// Three independent parts at once: the namespace and its link; the firewall, which names
@@ -316,12 +302,12 @@ func (a *Attachment) connect(snap snapshot, spec egressSpec, ns <-chan netnsResu
 		defer wg.Done()
 		defer signal()
 		linkErr = func() error {
-			r := <-ns
-			if r.err != nil {
-				return r.err
+			f, err := ns.take()
+			if err != nil {
+				return err
 			}
-			err := mountNetns(r.ns, l.Netns)
-			r.ns.Close() // mounted, it stays
+			err = mountNetns(f, l.Netns)
+			f.Close() // mounted, it stays
 			if err != nil {
 				return err
 			}

@@ -92,6 +92,16 @@ func newNetns() (*os.File, error) {
 	return r.ns, r.err
 }
 
+// StartNamespace starts making a network namespace for Options.Namespace, in the background.
+func StartNamespace() *Namespace {
+	n := &Namespace{done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		n.ns, n.err = newNetns()
+	}()
+	return n
+}
+
 // mountNetns bind-mounts the namespace ns on path, which it creates.
 func mountNetns(ns *os.File, path string) error {
 	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o400)
