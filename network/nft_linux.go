@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -236,10 +237,8 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32, left []*nftables.Table, 
 	c.CreateTable(f.ip) // NLM_F_EXCL: of two members at once, one makes them
 	c.AddTable(f.ip6)
 	c.AddTable(f.br)
-	for _, s := range f.sets {
-		if err := c.AddSet(s, nil); err != nil {
-			return err
-		}
+	if err := addSets(c, f); err != nil {
+		return err
 	}
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
@@ -322,6 +321,21 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32, left []*nftables.Table, 
 		}
 	}
 	return c.Flush()
+}
+
+// setIDs guards the nftables library's counter of set IDs (a global that AddSet increments
+// unlocked): two Attaches of one process (the tests') may build a skeleton at once.
+var setIDs sync.Mutex
+
+func addSets(c *nftables.Conn, f fw) error {
+	setIDs.Lock()
+	defer setIDs.Unlock()
+	for _, s := range f.sets {
+		if err := c.AddSet(s, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Names of a member's chains: its host veth's name is unique to its start, so a chain of a lease
