@@ -1085,8 +1085,10 @@ func (e *netEnv) requireClean(t *testing.T, v seen) {
 	if err != nil {
 		t.Fatalf("nft list tables: %v\n%s", err, out)
 	}
-	if strings.Contains(string(out), "table inet "+e.table+"\n") {
-		t.Errorf("nft table inet %s is left with no service running:\n%s", e.table, nftTable(e.table))
+	for _, fam := range []string{"ip", "ip6", "bridge", "inet"} {
+		if strings.Contains(string(out), "table "+fam+" "+e.table+"\n") {
+			t.Errorf("nft table %s %s is left with no service running:\n%s", fam, e.table, nftTable(fam, e.table))
+		}
 	}
 }
 
@@ -1099,8 +1101,8 @@ func readFile(t *testing.T, path string) string {
 	return string(b)
 }
 
-func nftTable(name string) string {
-	out, _ := exec.Command("nft", "list", "table", "inet", name).CombinedOutput()
+func nftTable(family, name string) string {
+	out, _ := exec.Command("nft", "list", "table", family, name).CombinedOutput()
 	return string(out)
 }
 

@@ -46,7 +46,9 @@ type initLink struct {
 	noInit bool          // safe-run-init execs the service (plan.NoInitFlag)
 	// hold, when set, keeps the ruleset from safe-run-init until
 	// release: a recording marks the container's mounts first (see
-	// accessWatch), and safe-run-init starts nothing before its ruleset.
+	// accessWatch), a service with a network of its own waits for its
+	// link and firewall (run.locked), and safe-run-init starts nothing
+	// before its ruleset.
 	hold    chan struct{}
 	release func()
 	// What safe-run-init got, kept for `safe-run exec` (exec_linux.go),
@@ -82,7 +84,7 @@ func newInitLink(spec *specs.Spec, config *configs.Config, opts runOpts) (*initL
 		noInit: spec.Process.Args[1] == plan.NoInitFlag,
 	}
 	l.release = func() {}
-	if opts.accesses != nil {
+	if opts.accesses != nil || opts.Network != nil {
 		l.hold = make(chan struct{})
 		l.release = sync.OnceFunc(func() { close(l.hold) })
 	}

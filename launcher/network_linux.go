@@ -25,6 +25,8 @@ import (
 // methods do nothing for a job with no network of its own (nil).
 type netStart struct {
 	name   string
+	netns  string        // the namespace's path (network.Paths)
+	made   chan struct{} // closed once the namespace and its files exist, or Attach returned
 	done   chan struct{} // closed once Attach returned
 	a      *network.Attachment
 	ns     *os.File // the namespace, opened from the host's mount namespace (see bindHere)
@@ -36,16 +38,27 @@ type netStart struct {
 // startNetwork starts connecting the service to its bridge: its network
 // namespace, address, firewall rules, resolver and published ports, at
 // the paths the spec names. nil when the job has no network of its own.
-func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
+func startNetwork(ctx context.Context, job *plan.Job, opts runOpts, ns *network.Namespace) *netStart {
 	if job.Network == nil {
 		return nil
 	}
 	o := *job.Network
+	o.Namespace = ns
 	o.Logger = opts.Logger
 	o.Denials = opts.denials
-	n := &netStart{name: job.Name, done: make(chan struct{}), closed: make(chan struct{})}
+	n := &netStart{name: job.Name, made: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{})}
+	n.netns, _ = network.Paths(o.StateDir, o.Service, o.Bridge)
+	madeOnce := sync.OnceFunc(func() { close(n.made) })
+	// Called by Attach on this goroutine, in the host's mount namespace (see below).
+	o.NamespaceReady = func() {
+		if f, err := os.Open(n.netns); err == nil {
+			n.ns = f
+		}
+		madeOnce()
+	}
 	go func() {
 		defer close(n.done)
+		defer madeOnce()
 		if job.Placement.Rootless && o.Bridge != "" && len(o.ListenFDs) < len(o.Ports) {
 			// Bound here in the user's shared namespace, the ports would
 			// be N's, out of the host's reach.
@@ -65,7 +78,9 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts) *netStart {
 		if n.a, n.err = network.Attach(ctx, o); n.err != nil {
 			return
 		}
-		n.ns, n.err = os.Open(n.a.Netns)
+		if n.ns == nil {
+			n.ns, n.err = os.Open(n.a.Netns)
+		}
 	}()
 	return n
 }
@@ -104,7 +119,7 @@ func holdListenFDs(job *plan.Job) {
 // host's mounts propagate (shared), and libcontainer, started from this
 // thread, joins the namespace by that path.
 func (n *netStart) bindHere() error {
-	if n == nil || n.a == nil {
+	if n == nil || n.ns == nil {
 		return nil
 	}
 	defer func() {
@@ -112,17 +127,36 @@ func (n *netStart) bindHere() error {
 		n.ns = nil
 	}()
 	var st unix.Statfs_t
-	if err := unix.Statfs(n.a.Netns, &st); err != nil {
+	if err := unix.Statfs(n.netns, &st); err != nil {
 		return fmt.Errorf("the service's network namespace: %w", err)
 	}
 	if st.Type == unix.NSFS_MAGIC {
 		return nil // propagated
 	}
 	src := "/proc/thread-self/fd/" + strconv.Itoa(int(n.ns.Fd()))
-	if err := unix.Mount(src, n.a.Netns, "", unix.MS_BIND, ""); err != nil {
-		return fmt.Errorf("the service's network namespace at %s: %w", n.a.Netns, err)
+	if err := unix.Mount(src, n.netns, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("the service's network namespace at %s: %w", n.netns, err)
 	}
 	return nil
+}
+
+// waitNamespace returns once the service's namespace and its /etc files
+// exist, with the namespace bound in the calling thread's mount namespace
+// (bindHere): what the container's set-up needs of the network. The rest
+// of Attach (link, firewall, resolver, ports) goes on: wait says when it
+// is done, which must come before anything of the service runs.
+func (n *netStart) waitNamespace() error {
+	if n == nil {
+		return nil
+	}
+	<-n.made
+	if n.ns == nil {
+		// Attach failed first, or returned without calling back.
+		if _, err := n.wait(); err != nil {
+			return err
+		}
+	}
+	return n.bindHere()
 }
 
 // wait returns the attachment once Attach is done; nil, nil without a
@@ -135,7 +169,7 @@ func (n *netStart) wait() (*network.Attachment, error) {
 	if n.err != nil {
 		return nil, fmt.Errorf("connecting %s to its network: %w", n.name, n.err)
 	}
-	return n.a, n.bindHere()
+	return n.a, nil
 }
 
 // startClose detaches the service in the background, once Attach is done.

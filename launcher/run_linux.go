@@ -81,6 +81,13 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// forwarder's, the container's processes.
 	shortenSlices(o.Logger)
 	spec, host := job.Spec, job.Placement
+	// A network of its own: its namespace is made from here on, beside
+	// everything else; the container waits for it (netStart.waitNamespace).
+	var netns *network.Namespace
+	if job.Network != nil {
+		netns = network.StartNamespace()
+		defer netns.Discard() // unless Attach took it
+	}
 	opts := runOpts{Options: o, Job: *job}
 	opts.Notes = slices.Clone(job.Notes)
 	// What finishes in the background once the container has exited
@@ -189,7 +196,7 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	// janitor's start, the private mount namespace, the rootfs view);
 	// locked waits for it where the container first needs it. It starts
 	// after the janitor, which removes what a SIGKILLed safe-run leaves.
-	r.net = startNetwork(ctx, job, opts)
+	r.net = startNetwork(ctx, job, opts, netns)
 	// Before the janitor is dismissed; locked starts it beside the
 	// container's destruction where it can.
 	defer r.net.finish(opts.Logger)
@@ -427,14 +434,22 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 			return 0, err
 		}
 	}
-	// The network, attached meanwhile, is first needed here: pinMounts
-	// binds its generated /etc files, and the sysfs shows its namespace.
-	if opts.net, err = r.net.wait(); err != nil {
+	// The network's namespace, made meanwhile, is first needed here:
+	// pinMounts binds its generated /etc files, and the sysfs shows it.
+	if err := r.net.waitNamespace(); err != nil {
 		return 0, err
 	}
-	if opts.net != nil {
-		r.opts.net = opts.net
-		opts.Notes = append(opts.Notes, opts.net.Notes...)
+	// The rest of the network (its link, firewall, resolver and ports)
+	// must be in place before anything of the service runs. Where
+	// safe-run-init holds the service back until it is sent its ruleset
+	// (initLink's hold), that is waited for once the container has
+	// started: the container's own start, most of the time of a start,
+	// goes on meanwhile (issue 16). Else here.
+	held := r.net != nil && r.init != nil && r.init.hold != nil
+	if !held {
+		if err := r.networkAttached(&opts); err != nil {
+			return 0, err
+		}
 	}
 	if err := mountNetnsSysfs(spec, host); err != nil {
 		return 0, err
@@ -536,7 +551,9 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		return 0, err
 	}
 	// The report goes out before the service can write a line of its own.
-	report(opts, spec, host)
+	if !held {
+		report(opts, spec, host)
+	}
 	if err := container.Run(process); err != nil {
 		io.started()
 		return 0, fmt.Errorf("starting %s: %w", opts.Name, err)
@@ -552,6 +569,16 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	pid, err := process.Pid()
 	if err != nil {
 		return 0, err
+	}
+	if held {
+		if err := r.networkAttached(&opts); err != nil {
+			// safe-run-init never got its ruleset: nothing of the
+			// service ran.
+			_ = container.Signal(unix.SIGKILL)
+			_, _ = process.Wait()
+			return 0, err
+		}
+		report(opts, spec, host)
 	}
 	r.init.started(pid, spec, opts)
 	opts.pub.running(pid, state.CgroupPaths, opts)
@@ -580,6 +607,18 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		r.net.startClose(opts.Logger)
 	}
 	return code, err
+}
+
+// networkAttached waits until the service's network is attached (see
+// locked) and adds it to opts, for the report and the status.
+func (r *run) networkAttached(opts *runOpts) error {
+	a, err := r.net.wait()
+	if err != nil || a == nil {
+		return err
+	}
+	opts.net, r.opts.net = a, a
+	opts.Notes = append(opts.Notes, a.Notes...)
+	return nil
 }
 
 // privatePIDs says whether the container has a PID namespace of its own.

@@ -67,6 +67,14 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	if bridge == "" {
 		bridge = ownBridge(opts.Service)
 	}
+	// The namespace is made first (or was, by the caller), beside the bookkeeping, and mounted
+	// at its path only by connect (see Namespace). Unmounted, it ends with its file, and with
+	// this process should it die first: no lease needs to name it yet.
+	ns := opts.Namespace
+	if ns == nil {
+		ns = StartNamespace()
+	}
+	discard := ns.Discard
 
 	spec := egressSpec{All: opts.Egress.All}
 	for _, r := range opts.Egress.Rules {
@@ -79,9 +87,11 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 
 	root := stateRoot{filepath.Clean(opts.StateDir)}
 	if err := root.init(); err != nil {
+		discard()
 		return nil, err
 	}
 	if err := root.oldLayout(); err != nil {
+		discard()
 		return nil, err
 	}
 	// Dead owners' leases, before any lock: each is reclaimed under its own file's lock.
@@ -92,11 +102,12 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	reclaimed := time.Now()
 	a, tm, err := root.attachLease(bridge, opts, spec, log)
 	if err != nil {
+		discard()
 		return nil, err
 	}
 	connecting := time.Now()
 	// The kernel work, with no lock: other starts and stops on this root go on meanwhile.
-	release, err := a.connect(spec)
+	release, err := a.connect(spec, ns, opts.NamespaceReady)
 	// Nothing here needs the nftables socket closed (see nftConn): its close may wait for the
 	// kernel to free another transaction's deletions.
 	go release()
@@ -196,9 +207,10 @@ func (a *Attachment) serveDNS(ctx context.Context, opts Options, root stateRoot,
 
 // connect is the kernel work of Attach, under no lock: the bridge's interface (made by
 // whichever member comes first, or found), the namespace and its veth, the firewall, the /etc
-// files. release closes the nftables socket (see nftConn); it is never nil. On an error the
-// caller detaches, which undoes whatever of it was made.
-func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
+// files. ready, if not nil, is called once the namespace and the files exist (see
+// Options.NamespaceReady). release closes the nftables socket (see nftConn); it is never nil. On
+// an error the caller detaches, which undoes whatever of it was made.
+func (a *Attachment) connect(spec egressSpec, ns *Namespace, ready func()) (release func(), err error) {
 	b, l, root := a.bridge, a.lease, a.root
 	release = func() {}
 	// Three independent parts at once: the namespace and its link; the firewall, which names
@@ -208,19 +220,32 @@ func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
 	var wg sync.WaitGroup
 	var linkErr, tableErr error
 	var prerouting bool
+	// The namespace first: the caller's container set-up waits for it (ready), not for the rest.
+	nsMade := make(chan struct{})
+	nsOK := false
+	signal := sync.OnceFunc(func() { close(nsMade) })
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
+		defer signal()
 		linkErr = func() error {
+			f, err := ns.take()
+			if err != nil {
+				return err
+			}
+			err = mountNetns(f, l.Netns)
+			f.Close() // mounted, it stays
+			if err != nil {
+				return err
+			}
+			nsOK = true
+			signal()
 			master := 0
 			if !b.Routed {
 				var err error
 				if master, err = ensureBridge(b); err != nil {
 					return err
 				}
-			}
-			if err := makeNetns(l.Netns); err != nil {
-				return err
 			}
 			return connect(b, &l, master)
 		}()
@@ -244,7 +269,9 @@ func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
 		// The service's own objects, in a batch of its own: no other start's write is
 		// waited for (issue 19), only the kernel's commit of each batch in turn.
 		tableErr = func() (err error) {
-			if prerouting, err = ensureTables(open, root); err != nil {
+			added, pre, err := ensureTables(open, root, func(c *nftables.Conn) error { return addMember(c, root.fw(), b, l) })
+			if prerouting = pre; err != nil || added {
+				a.fwAdded = added
 				return err
 			}
 			// The kernel refuses the batch while a previous holder of this address still
@@ -275,7 +302,7 @@ func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
 					return nil
 				}
 				if delay > time.Second {
-					return fmt.Errorf("nftables: service %s's chains in table inet %s: %w", l.Service, root.table(), err)
+					return fmt.Errorf("nftables: service %s's chains in table ip %s: %w", l.Service, root.table(), err)
 				}
 				time.Sleep(delay)
 			}
@@ -283,6 +310,10 @@ func (a *Attachment) connect(spec egressSpec) (release func(), err error) {
 		a.log.Debug("network firewall added", "service", l.Service, "bridge", b.Name, "took", time.Since(began))
 	}()
 	filesErr := writeFiles(a.Files, b, l)
+	<-nsMade
+	if nsOK && filesErr == nil && ready != nil {
+		ready()
+	}
 	var fwdErr error
 	if !spec.All && len(spec.Rules) == 0 {
 		// egress none: peers and DNS only, nothing is routed, so forwarding stays as it is.
@@ -406,10 +437,15 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 		ops = memberElemOps(f, a.bridge, a.lease)
 	}
 	ops = append(ops, memberChainOps(f, a.lease)...) // its elements were never added otherwise
+	// The namespace and files go beside the batch: they need nothing of each other, and the
+	// sooner the batch commits, the less of the kernel's grace period is left for the process's
+	// exit to wait out (see nftConn). Both are done before the lease goes.
+	undone := make(chan error, 1)
+	go func() { undone <- undoLease(a.root, a.lease, deleteVeth) }()
 	release, ferr := runOwnOps(f, a.lease, ops)
 	go release() // nothing here waits for the kernel to free what the batch deleted
 	undoing := time.Now()
-	errs := []error{ferr, undoLease(a.root, a.lease, deleteVeth), a.held.drop()}
+	errs := []error{ferr, <-undone, a.held.drop()}
 	dropped := time.Now()
 	waited, err := a.root.tidy(a.Bridge)
 	errs = append(errs, err)
@@ -454,14 +490,14 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	}
 	defer func() { go func() { _ = c.CloseLasting() }() }() // nothing waits for the kernel to free the old rules
 	f := a.root.fw()
-	eg := &nftables.Chain{Name: egressChain(a.lease), Table: f.inet}
-	host := &nftables.Chain{Name: hostChain(a.lease), Table: f.inet}
+	eg := &nftables.Chain{Name: egressChain(a.lease), Table: f.ip}
+	host := &nftables.Chain{Name: hostChain(a.lease), Table: f.ip}
 	c.FlushChain(eg)
-	egressRules(c, f.inet, eg, a.lease)
+	egressRules(c, f.ip, eg, a.lease)
 	c.FlushChain(host)
-	hostRules(c, f.inet, host, a.lease)
+	hostRules(c, f.ip, host, a.lease)
 	if err := c.Flush(); err != nil {
-		return fmt.Errorf("nftables: service %s's egress chains in table inet %s: %w", a.lease.Service, a.root.table(), err)
+		return fmt.Errorf("nftables: service %s's egress chains in table ip %s: %w", a.lease.Service, a.root.table(), err)
 	}
 	return nil
 }

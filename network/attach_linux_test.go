@@ -2,6 +2,7 @@ package network
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -339,7 +340,7 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Errorf("Members after a left = %v", m)
 	}
 	c, _ := nftables.New()
-	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyINet); err != nil || tab == nil {
+	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyIPv4); err != nil || tab == nil {
 		t.Errorf("table removed while b runs: %v", err)
 	}
 	if err := b.Close(); err != nil {
@@ -627,4 +628,41 @@ func TestAttachWaitsForNoMember(t *testing.T) {
 		t.Errorf("Members = %v, %v; want third only", m, err)
 	}
 	waitLinkGone(t, second.lease.HostVeth)
+}
+
+// TestOlderInetTable: an inet table of the root's name is an older safe-run's (its rules would drop
+// this one's members on a bridge they share): a start refuses to go on beside it and says how to
+// remove it, Cleanup removes it once no bridge is left, and a start then works.
+func TestOlderInetTable(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet}
+	c.AddTable(old)
+	c.AddChain(&nftables.Chain{Name: "layout-2", Table: old})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.DelTable(old)
+		_ = c.Flush() // gone already unless the test failed
+	})
+	_, err = Attach(context.Background(), Options{Service: "new", StateDir: dir})
+	want := "nftables table inet " + root.table() + " was written by an older safe-run: stop the services on its bridges, then run `safe-run network-cleanup` on its state directory, which deletes it"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Attach beside an older inet table: %v, want an error with %q", err, want)
+	}
+	if err := Cleanup(dir); err != nil {
+		t.Fatal(err)
+	}
+	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyINet); err == nil && tab != nil {
+		t.Fatalf("Cleanup left the older inet table %s", root.table())
+	}
+	a := attach(t, Options{Service: "new", StateDir: dir})
+	if !a.Address.IsValid() {
+		t.Errorf("Attach after Cleanup: no address")
+	}
 }

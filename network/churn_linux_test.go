@@ -104,7 +104,7 @@ func assertTableMatchesLeases(t *testing.T, root stateRoot, when string) {
 	}
 	live := 0
 	if len(bridges) > 0 {
-		add("inet chains", layoutChain)
+		add("ip chains", layoutChain)
 	}
 	for _, b := range bridges {
 		for set, elems := range bridgeElems(b) {
@@ -114,8 +114,8 @@ func assertTableMatchesLeases(t *testing.T, root stateRoot, when string) {
 		}
 		for _, l := range b.Leases {
 			live++
-			add("inet chains", egressChain(l))
-			add("inet chains", hostChain(l))
+			add("ip chains", egressChain(l))
+			add("ip chains", hostChain(l))
 			add("bridge chains", portChain(l))
 			add("map "+mapForward, fmt.Sprintf("%x -> %s", memberKey(b, l), egressChain(l)))
 			add("map "+mapInput, fmt.Sprintf("%x -> %s", memberKey(b, l), hostChain(l)))
@@ -146,7 +146,7 @@ func assertTableMatchesLeases(t *testing.T, root stateRoot, when string) {
 	for _, m := range []struct {
 		name string
 		fam  string
-	}{{mapForward, "inet"}, {mapInput, "inet"}, {mapPorts, "bridge"}} {
+	}{{mapForward, "ip"}, {mapInput, "ip"}, {mapPorts, "bridge"}} {
 		out, err := exec.Command("nft", "list", "map", m.fam, root.table(), m.name).CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s: nft list map %s: %v\n%s", when, m.name, err, out)
@@ -160,7 +160,7 @@ func assertTableMatchesLeases(t *testing.T, root stateRoot, when string) {
 			got["map "+m.name][fmt.Sprintf("%x -> %s", key, e[3])] = true
 		}
 	}
-	for what, t := range map[string]*nftables.Table{"inet chains": f.inet, "bridge chains": f.br} {
+	for what, t := range map[string]*nftables.Table{"ip chains": f.ip, "bridge chains": f.br} {
 		chains, err := c.ListChainsOfTableFamily(t.Family)
 		if err != nil {
 			panic(err)

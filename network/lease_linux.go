@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/proc"
@@ -500,10 +501,16 @@ func Cleanup(stateDir string) error {
 		return errors.Join(append(errs, err)...)
 	}
 	errs = append(errs, root.sweepNetns(bridges))
-	// With no bridge left, the tables go; else the chains of leases no one holds any more (what
-	// a safe-run from before leases were files left) go, with what jumps to them.
+	// With no bridge left, the tables go, and an older safe-run's inet table (see leftTables);
+	// else the chains of leases no one holds any more (what a safe-run from before leases were
+	// files left) go, with what jumps to them.
 	if len(bridges) == 0 {
-		return errors.Join(append(errs, root.dropTablesLocked())...)
+		release, err := runOps([]nftOp{func(c *nftables.Conn) error {
+			c.DelTable(&nftables.Table{Name: root.table(), Family: nftables.TableFamilyINet})
+			return nil
+		}})
+		release()
+		return errors.Join(append(errs, err, root.dropTablesLocked())...)
 	}
 	ops, err := sweepOps(root.fw(), bridges)
 	if err != nil {

@@ -283,8 +283,11 @@ func assertNothingLeft(t *testing.T, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tab, err := c.ListTableOfFamily(root.table(), nftables.TableFamilyINet); err == nil && tab != nil {
-		t.Errorf("left behind: nft table inet %s", root.table())
+	for fam, name := range map[nftables.TableFamily]string{nftables.TableFamilyIPv4: "ip", nftables.TableFamilyIPv6: "ip6",
+		nftables.TableFamilyBridge: "bridge", nftables.TableFamilyINet: "inet"} {
+		if tab, err := c.ListTableOfFamily(root.table(), fam); err == nil && tab != nil {
+			t.Errorf("left behind: nft table %s %s", name, root.table())
+		}
 	}
 	if rules, routes := ourRouting(t, root); len(rules) > 0 || len(routes) > 0 {
 		t.Errorf("left behind: ip rules %v, routes %v", rules, routes)

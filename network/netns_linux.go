@@ -22,60 +22,95 @@ var netnsSysctls = []struct{ key, value string }{
 	{"net/ipv6/conf/default/disable_ipv6", "1"},
 }
 
-// makeNetns creates a network namespace and bind-mounts it on path (created here). It runs on a
-// locked thread that returns to the host's namespace before it is unlocked. A thread left in the
+// makeNetns creates a network namespace and bind-mounts it on path (created here).
+func makeNetns(path string) error {
+	ns, err := newNetns()
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return mountNetns(ns, path)
+}
+
+// newNetns creates a network namespace with its sysctls set and lo up, and returns it open; it
+// ends when the file is closed, unless mountNetns has bound it somewhere. It runs on a locked
+// thread that returns to the host's namespace before it is unlocked. A thread left in the
 // namespace would hold it, and the veth pair in it, for as long as the thread lives: Go ends a
 // locked thread whose goroutine exits, except the main thread, which it parks for good instead.
-func makeNetns(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o400)
-	if err != nil {
-		return fmt.Errorf("netns file: %w", err)
+func newNetns() (*os.File, error) {
+	type result struct {
+		ns  *os.File
+		err error
 	}
-	f.Close()
-	errc := make(chan error, 1)
+	res := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
 		self := "/proc/self/task/" + strconv.Itoa(unix.Gettid()) + "/ns/net"
 		home, err := os.Open(self)
 		if err != nil {
 			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("netns of this thread: %w", err)
+			res <- result{nil, fmt.Errorf("netns of this thread: %w", err)}
 			return
 		}
 		defer home.Close()
-		err = func() error {
+		ns, err := func() (*os.File, error) {
 			if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-				return fmt.Errorf("unshare netns: %w", err)
-			}
-			if err := unix.Mount(self, path, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind-mounting netns on %s: %w", path, err)
+				return nil, fmt.Errorf("unshare netns: %w", err)
 			}
 			// /proc/sys/net shows the namespace of the thread that opens it.
 			for _, s := range netnsSysctls {
 				if err := os.WriteFile("/proc/sys/"+s.key, []byte(s.value), 0); err != nil {
-					return fmt.Errorf("netns sysctl %s: %w", s.key, err)
+					return nil, fmt.Errorf("netns sysctl %s: %w", s.key, err)
 				}
 			}
 			lo, err := netlink.LinkByName("lo")
 			if err != nil {
-				return fmt.Errorf("netns lo: %w", err)
+				return nil, fmt.Errorf("netns lo: %w", err)
 			}
 			if err := netlink.LinkSetUp(lo); err != nil {
-				return fmt.Errorf("netns lo up: %w", err)
+				return nil, fmt.Errorf("netns lo up: %w", err)
 			}
-			return nil
+			ns, err := os.Open(self)
+			if err != nil {
+				return nil, fmt.Errorf("netns: %w", err)
+			}
+			return ns, nil
 		}()
 		if serr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); serr != nil {
 			// Stays locked: the thread ends (or is parked) with this goroutine rather
 			// than carry the namespace into other code.
-			errc <- errors.Join(err, fmt.Errorf("returning from the new netns: %w", serr))
+			if ns != nil {
+				ns.Close()
+			}
+			res <- result{nil, errors.Join(err, fmt.Errorf("returning from the new netns: %w", serr))}
 			return
 		}
 		runtime.UnlockOSThread()
-		errc <- err
+		res <- result{ns, err}
 	}()
-	if err := <-errc; err != nil {
-		return errors.Join(err, removeNetns(path))
+	r := <-res
+	return r.ns, r.err
+}
+
+// StartNamespace starts making a network namespace for Options.Namespace, in the background.
+func StartNamespace() *Namespace {
+	n := &Namespace{done: make(chan struct{})}
+	go func() {
+		defer close(n.done)
+		n.ns, n.err = newNetns()
+	}()
+	return n
+}
+
+// mountNetns bind-mounts the namespace ns on path, which it creates.
+func mountNetns(ns *os.File, path string) error {
+	f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, 0o400)
+	if err != nil {
+		return fmt.Errorf("netns file: %w", err)
+	}
+	f.Close()
+	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(int(ns.Fd())), path, "", unix.MS_BIND, ""); err != nil {
+		return errors.Join(fmt.Errorf("bind-mounting netns on %s: %w", path, err), removeNetns(path))
 	}
 	return nil
 }

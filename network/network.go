@@ -12,16 +12,19 @@
 package network
 
 import (
+	"errors"
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
+	"sync"
 	"time"
 )
 
-// DefaultStateDir is safe-run's network state root as root. Its nftables table is `inet safe_run`;
-// any other state root (tests) gets a table of its own, named after a hash of the path, so that two
-// roots never rewrite each other's rules.
+// DefaultStateDir is safe-run's network state root as root. Its nftables tables are `ip safe_run`,
+// `ip6 safe_run` and `bridge safe_run`; any other state root (tests) gets tables of its own, named
+// after a hash of the path, so that two roots never rewrite each other's rules.
 const DefaultStateDir = "/run/safe-run/net"
 
 // Port is one published port: HostIP:HostPort on the host forwarded to ContainerPort in the service.
@@ -63,10 +66,60 @@ type Options struct {
 	// forwarders accept on them instead of binding. Rootless, on a named bridge, the outer
 	// safe-run binds them in the host's network namespace; this process owns the fds.
 	ListenFDs map[Port]int `json:"-"`
+	// NamespaceReady, if set, is called once during Attach, as soon as the service's namespace is
+	// mounted at its Paths path and its /etc files are written, before its link, firewall,
+	// resolver and ports are made: the caller may start the container's own set-up in the
+	// namespace meanwhile (its processes join it by that path), as long as nothing of the
+	// service runs before Attach has returned without an error. It is not called if Attach fails
+	// first.
+	NamespaceReady func() `json:"-"`
+	// Namespace, if set, is the service's namespace, made ahead (StartNamespace); Attach takes
+	// it. Else Attach makes one itself.
+	Namespace *Namespace `json:"-"`
 
 	// resolve looks a HOSTNAME egress entry up; nil: ask the upstreams. Tests set it, since they
 	// may send no query off the machine.
 	resolve func(host string) ([]netip.Addr, time.Duration, error)
+}
+
+// Namespace is a network namespace being made ahead of Attach (StartNamespace), for
+// Options.Namespace: the namespace needs nothing of the service's state, and it is the slowest of
+// the kernel work a container waits for (a millisecond or more). Until Attach mounts it at its
+// path, it is open only in this process: it ends with it, or with Discard.
+type Namespace struct {
+	done  chan struct{} // closed once ns or err is set
+	ns    *os.File
+	err   error
+	mu    sync.Mutex
+	taken bool
+}
+
+// take waits for the namespace and hands it over once; the caller closes it.
+func (n *Namespace) take() (*os.File, error) {
+	<-n.done
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.taken {
+		return nil, errors.New("network namespace: taken twice")
+	}
+	n.taken = true
+	return n.ns, n.err
+}
+
+// Discard lets the namespace go unless Attach took it; it does not wait. nil: nothing.
+func (n *Namespace) Discard() {
+	if n == nil {
+		return
+	}
+	go func() {
+		<-n.done
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if !n.taken && n.ns != nil {
+			n.ns.Close()
+		}
+		n.taken = true
+	}()
 }
 
 // Files are the generated /etc files, host paths, bind-mounted read-only into the container.

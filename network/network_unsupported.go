@@ -22,6 +22,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	return nil, errors.ErrUnsupported
 }
 func (a *Attachment) Close() error  { return errors.ErrUnsupported }
+func StartNamespace() *Namespace    { return nil }
 func Cleanup(stateDir string) error { return errors.ErrUnsupported }
 func Members(stateDir, bridge string) (map[string]netip.Addr, error) {
 	return nil, errors.ErrUnsupported

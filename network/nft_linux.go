@@ -22,7 +22,7 @@ import (
 // reading the table, without rule handles and without waiting for another member's write (the
 // kernel runs batches one at a time; a member's is three chains, a dozen rules, a few elements).
 //
-//	inet T  forward:     ct established,related accept
+//	ip T    forward:     ct established,related accept
 //	                     iifname . oifname @intra accept           (members of one bridge)
 //	                     oifname @bridges drop                     (nothing new enters a bridge)
 //	                     iifname . ip saddr vmap @members_fwd      (jump egress-VETH)
@@ -33,9 +33,19 @@ import (
 //	                     iifname @bridges drop
 //	        prerouting:  iifname @bridges socket transparent 1 meta mark set M (transparent_linux.go)
 //	        postrouting: oifname @bridges accept; ip saddr & 255.255.255.0 @subnets masquerade
+//	ip6 T   forward:     iifname @bridges drop; oifname @bridges drop
+//	        input:       iifname @bridges drop
 //	bridge T members:    iifname vmap @ports                       (jump m-VETH: spoof_linux.go)
 //
-// A bridge's elements (@bridges, @intra, @dns, @subnets) are added by each member's batch ("add"
+// The stateful rules are in an ip table, not an inet one (until December 2026 they were): the
+// first rule with a ct expression or masquerade in a network namespace registers conntrack's
+// hooks there and walks the whole conntrack table once per family (nf_ct_netns_get, for the TCP
+// window fix-up), 3.4 ms on the development VM per family, and a lone bridge start pays it (see
+// docs/networking.md, Where a bridge start's time goes). IPv6 is off in every service and on
+// every bridge; the ip6 table drops it on the bridges all the same, with no conntrack: nothing of
+// IPv6 was ever let through (the inet table's drops matched it, and only IPv4 had accepts).
+//
+// A bridge's elements (@bridges in both tables, @intra, @dns, @subnets) are added by each member's batch ("add"
 // of an element that exists with the same data is no error) and deleted under the bridge's lock
 // by its last member, before its subnet is free, so a joiner, whose lease is claimed under that
 // lock (shared), never loses them. A member's stop deletes its map elements and its chains (named
@@ -48,6 +58,7 @@ import (
 // and key derives from its lease.
 const (
 	setBridges = "bridges"     // ifname: the bridges' interfaces (a routed one's: its veth)
+	setIPv6    = "bridges6"    // (ip6 table) ifname: the same, in the table that drops IPv6 (its name there is "bridges")
 	setIntra   = "intra"       // ifname . ifname: a bridge to itself
 	setDNS     = "dns"         // ifname . ipv4_addr . inet_proto . inet_service: a gateway's resolver
 	setSubnets = "subnets"     // ipv4_addr: a bridge's /24, its network address
@@ -65,8 +76,8 @@ const (
 
 // fw is one state root's firewall objects, as a batch names them.
 type fw struct {
-	inet, br *nftables.Table
-	sets     map[string]*nftables.Set
+	ip, ip6, br *nftables.Table
+	sets        map[string]*nftables.Set
 }
 
 func mustConcat(types ...nftables.SetDatatype) nftables.SetDatatype {
@@ -78,18 +89,20 @@ func mustConcat(types ...nftables.SetDatatype) nftables.SetDatatype {
 }
 
 func (s stateRoot) fw() fw {
-	inet := &nftables.Table{Name: s.table(), Family: nftables.TableFamilyINet}
+	ip := &nftables.Table{Name: s.table(), Family: nftables.TableFamilyIPv4}
+	ip6 := &nftables.Table{Name: s.table(), Family: nftables.TableFamilyIPv6}
 	br := &nftables.Table{Name: s.table(), Family: nftables.TableFamilyBridge}
 	ifAddr := mustConcat(nftables.TypeIFName, nftables.TypeIPAddr)
-	return fw{inet: inet, br: br, sets: map[string]*nftables.Set{
+	return fw{ip: ip, ip6: ip6, br: br, sets: map[string]*nftables.Set{
 		// Host byte order, as nft(8) stores an ifname: only so that it lists them right.
-		setBridges: {Table: inet, Name: setBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian},
-		setIntra:   {Table: inet, Name: setIntra, KeyType: mustConcat(nftables.TypeIFName, nftables.TypeIFName), Concatenation: true},
-		setDNS: {Table: inet, Name: setDNS, Concatenation: true,
+		setBridges: {Table: ip, Name: setBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian},
+		setIPv6:    {Table: ip6, Name: setBridges, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian},
+		setIntra:   {Table: ip, Name: setIntra, KeyType: mustConcat(nftables.TypeIFName, nftables.TypeIFName), Concatenation: true},
+		setDNS: {Table: ip, Name: setDNS, Concatenation: true,
 			KeyType: mustConcat(nftables.TypeIFName, nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService)},
-		setSubnets: {Table: inet, Name: setSubnets, KeyType: nftables.TypeIPAddr},
-		mapForward: {Table: inet, Name: mapForward, KeyType: ifAddr, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
-		mapInput:   {Table: inet, Name: mapInput, KeyType: ifAddr, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
+		setSubnets: {Table: ip, Name: setSubnets, KeyType: nftables.TypeIPAddr},
+		mapForward: {Table: ip, Name: mapForward, KeyType: ifAddr, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
+		mapInput:   {Table: ip, Name: mapInput, KeyType: ifAddr, Concatenation: true, IsMap: true, DataType: nftables.TypeVerdict},
 		mapPorts: {Table: br, Name: mapPorts, KeyType: nftables.TypeIFName, KeyByteOrder: binaryutil.NativeEndian,
 			IsMap: true, DataType: nftables.TypeVerdict},
 	}}
@@ -111,83 +124,118 @@ func nftConn() (*nftables.Conn, error) {
 }
 
 // ensureTables makes the root's tables with their skeleton unless they are there, and says whether
-// the inet table has its prerouting chain (a kernel without nft's socket expression,
+// the ip table has its prerouting chain (a kernel without nft's socket expression,
 // CONFIG_NFT_SOCKET, refuses it: isolation stays, only the client's address is lost, which
-// ensureTransparent is told). Any member may make them, under no lock: the inet table is
+// ensureTransparent is told). Any member may make them, under no lock: the ip table is
 // created exclusively, so of two at once one batch applies and the other finds it made. They are
 // deleted only with the last bridge, under the root's lock, and the caller holds a lease, so they
 // stay once made. open gives a socket, which the caller closes: a new one after each refused
 // batch, whose answers may still be queued on the last.
-func ensureTables(open func() (*nftables.Conn, error), root stateRoot) (prerouting bool, err error) {
+//
+// member queues the caller's own objects (addMember). Where the tables are missing (a lone
+// start, every time) they go into the skeleton's batch: one commit and one round trip less than
+// two batches. added says they did; if that batch is refused (another member made the tables
+// first, a kernel without the socket expression), the skeleton is made alone, as before, and the
+// caller adds its objects itself.
+func ensureTables(open func() (*nftables.Conn, error), root stateRoot, member func(*nftables.Conn) error) (added, prerouting bool, err error) {
 	f := root.fw()
 	c, err := open()
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	have, prerouting, err := readTables(c, f)
 	if err != nil || have {
-		return prerouting, err
+		return false, prerouting, err
+	}
+	left, err := leftTables(c, f)
+	if err != nil {
+		return false, false, err
 	}
 	mark, _ := root.transparent()
+	if member != nil {
+		if buildSkeleton(c, f, mark, left, member) == nil {
+			return true, true, nil
+		}
+		if c, err = open(); err != nil {
+			return false, false, err
+		}
+		if have, prerouting, err := readTables(c, f); err != nil || have {
+			return false, prerouting, err
+		}
+	}
 	var errs []error
 	for _, m := range []uint32{mark, 0} {
-		err := buildSkeleton(c, f, m)
+		err := buildSkeleton(c, f, m, left, nil)
 		if err == nil {
-			return m != 0, nil
+			return false, m != 0, nil
 		}
 		errs = append(errs, err)
 		if c, err = open(); err != nil {
-			return false, err
+			return false, false, err
 		}
 		// Another member's batch may have made them meanwhile.
 		if have, prerouting, err := readTables(c, f); err != nil || have {
-			return prerouting, err
+			return false, prerouting, err
 		}
 	}
-	return false, fmt.Errorf("nftables tables inet and bridge %s: %w", root.table(), errors.Join(errs...))
+	return false, false, fmt.Errorf("nftables tables ip, ip6 and bridge %s: %w", root.table(), errors.Join(errs...))
 }
 
-// layoutChain is an empty chain that marks the skeleton's layout: a table without it, but with
-// a forward chain, is one a safe-run from before per-service objects wrote.
-const layoutChain = "layout-2"
+// layoutChain is an empty chain that marks the skeleton's layout (3: the ip and ip6 tables).
+const layoutChain = "layout-3"
 
-// readTables says whether the inet table exists with its skeleton, and with its prerouting chain.
+// readTables says whether the ip table exists with its skeleton, and with its prerouting chain.
 func readTables(c *nftables.Conn, f fw) (have, prerouting bool, err error) {
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	chains, err := c.ListChainsOfTableFamily(f.ip.Family)
 	if err != nil {
 		return false, false, fmt.Errorf("nftables: listing chains: %w", err)
 	}
-	old := false
 	for _, ch := range chains {
-		if ch.Table == nil || ch.Table.Name != f.inet.Name {
+		if ch.Table == nil || ch.Table.Name != f.ip.Name {
 			continue
 		}
 		switch ch.Name {
 		case layoutChain:
 			have = true
-		case "forward":
-			old = true
 		case preroutingChain:
 			prerouting = true
 		}
 	}
-	if old && !have {
-		return false, false, fmt.Errorf("nftables table inet %s was written by an older safe-run (it has no chain %s): stop the services on its bridges, then run `safe-run network-cleanup` on its state directory, which deletes it", f.inet.Name, layoutChain)
-	}
 	return have, prerouting, nil
 }
 
-// buildSkeleton makes both tables in one batch; mark 0 leaves out the prerouting chain. A bridge
-// table without the inet one (left by a safe-run from before per-service objects) is replaced.
-func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
-	if tabs, err := c.ListTablesOfFamily(nftables.TableFamilyBridge); err == nil {
-		for _, t := range tabs {
-			if t.Name == f.br.Name {
-				c.DelTable(f.br)
-			}
+// leftTables finds, where the ip table is missing, the root's ip6 and bridge tables (left by a
+// crash between batches of an older safe-run, or by hand), which the skeleton's batch replaces,
+// and refuses to go on beside an inet table of the root's name: an older safe-run's, whose rules
+// would drop this one's members on a bridge they share.
+func leftTables(c *nftables.Conn, f fw) ([]*nftables.Table, error) {
+	tabs, err := c.ListTables()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: listing tables: %w", err)
+	}
+	var left []*nftables.Table
+	for _, t := range tabs {
+		if t.Name != f.ip.Name {
+			continue
+		}
+		switch t.Family {
+		case nftables.TableFamilyINet:
+			return nil, fmt.Errorf("nftables table inet %s was written by an older safe-run: stop the services on its bridges, then run `safe-run network-cleanup` on its state directory, which deletes it", t.Name)
+		case f.ip6.Family, f.br.Family:
+			left = append(left, t)
 		}
 	}
-	c.CreateTable(f.inet) // NLM_F_EXCL: of two members at once, one makes them
+	return left, nil
+}
+
+// buildSkeleton makes the three tables in one batch, replacing left (see leftTables), with what
+// member queues, if not nil; mark 0 leaves out the prerouting chain.
+func buildSkeleton(c *nftables.Conn, f fw, mark uint32, left []*nftables.Table, member func(*nftables.Conn) error) error {
+	for _, t := range left {
+		c.DelTable(t)
+	}
+	c.CreateTable(f.ip) // NLM_F_EXCL: of two members at once, one makes them
+	c.AddTable(f.ip6)
 	c.AddTable(f.br)
 	// Each set's ID is given here, unique in the batch: the library's own allocator is a
 	// package counter without a lock, which two goroutines' skeletons would race on (two
@@ -202,12 +250,12 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 	}
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	drop := &expr.Verdict{Kind: expr.VerdictDrop}
-	t := f.inet
+	t := f.ip
 	rule := func(ch *nftables.Chain, e ...expr.Any) {
 		c.AddRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: e})
 	}
 	lookup := func(reg uint32, set string) *expr.Lookup {
-		return &expr.Lookup{SourceRegister: reg, SetName: set, SetID: f.sets[set].ID}
+		return &expr.Lookup{SourceRegister: reg, SetName: f.sets[set].Name, SetID: f.sets[set].ID}
 	}
 	vmap := func(reg uint32, set string) *expr.Lookup {
 		l := lookup(reg, set)
@@ -228,7 +276,7 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 	// Nothing new enters a bridge from elsewhere: not from another bridge, not from the LAN
 	// (published ports are sockets on the host, not forwarding).
 	rule(fwd, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setBridges), drop)
-	rule(fwd, cat(nfproto4(), meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapForward))...)
+	rule(fwd, cat(meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapForward))...)
 	// A source address no lease holds is a forgery.
 	rule(fwd, cat(onBridge, drop)...)
 
@@ -238,12 +286,12 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 	in := c.AddChain(&nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
 	rule(in, cat(onBridge, ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)...)
-	rule(in, cat(nfproto4(), meta(expr.MetaKeyIIFNAME, reg32),
+	rule(in, cat(meta(expr.MetaKeyIIFNAME, reg32),
 		&expr.Payload{DestRegister: reg32 + 4, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
 		meta(expr.MetaKeyL4PROTO, reg32+5),
 		&expr.Payload{DestRegister: reg32 + 6, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
 		lookup(reg32, setDNS), accept)...)
-	rule(in, cat(nfproto4(), meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapInput))...)
+	rule(in, cat(meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapInput))...)
 	rule(in, cat(onBridge, drop)...)
 
 	// prerouting: the service's replies to a forwarder that dialled from its client's address go
@@ -258,14 +306,28 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32) error {
 	nat := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource})
 	rule(nat, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setBridges), accept)
-	rule(nat, cat(nfproto4(), saddr(1),
+	rule(nat, cat(saddr(1),
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: []byte{255, 255, 255, 0}, Xor: make([]byte, 4)},
 		lookup(1, setSubnets), &expr.Masq{})...)
+
+	// IPv6: none into a bridge, none out of one, none from one to the host.
+	fwd6 := c.AddChain(&nftables.Chain{Name: "forward", Table: f.ip6, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter})
+	rule(fwd6, meta(expr.MetaKeyIIFNAME, 1), lookup(1, setIPv6), drop)
+	rule(fwd6, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setIPv6), drop)
+	in6 := c.AddChain(&nftables.Chain{Name: "input", Table: f.ip6, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter})
+	rule(in6, meta(expr.MetaKeyIIFNAME, 1), lookup(1, setIPv6), drop)
 
 	c.AddChain(&nftables.Chain{Name: layoutChain, Table: t})
 	members := c.AddChain(&nftables.Chain{Name: "members", Table: f.br, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityFilter})
 	rule(members, meta(expr.MetaKeyIIFNAME, 1), vmap(1, mapPorts))
+	if member != nil {
+		if err := member(c); err != nil {
+			return err
+		}
+	}
 	return c.Flush()
 }
 
@@ -295,6 +357,7 @@ func bridgeElems(b *bridgeState) map[string][]nftables.SetElement {
 	net := b.Subnet.Masked().Addr().As4()
 	return map[string][]nftables.SetElement{
 		setBridges: {{Key: ifKey(b.Ifname)}},
+		setIPv6:    {{Key: ifKey(b.Ifname)}},
 		setIntra:   {{Key: cat4(ifKey(b.Ifname), ifKey(b.Ifname))}},
 		setDNS:     {dns(unix.IPPROTO_UDP), dns(unix.IPPROTO_TCP)},
 		setSubnets: {{Key: net[:]}},
@@ -317,10 +380,10 @@ func addMember(c *nftables.Conn, f fw, b *bridgeState, l lease) error {
 			return err
 		}
 	}
-	eg := c.AddChain(&nftables.Chain{Name: egressChain(l), Table: f.inet})
-	egressRules(c, f.inet, eg, l)
-	host := c.AddChain(&nftables.Chain{Name: hostChain(l), Table: f.inet})
-	hostRules(c, f.inet, host, l)
+	eg := c.AddChain(&nftables.Chain{Name: egressChain(l), Table: f.ip})
+	egressRules(c, f.ip, eg, l)
+	host := c.AddChain(&nftables.Chain{Name: hostChain(l), Table: f.ip})
+	hostRules(c, f.ip, host, l)
 	port := c.AddChain(&nftables.Chain{Name: portChain(l), Table: f.br})
 	spoofRules(c, f.br, port, l)
 	jump := func(ch string) *expr.Verdict { return &expr.Verdict{Kind: expr.VerdictJump, Chain: ch} }
@@ -356,7 +419,7 @@ func memberChainOps(f fw, l lease) []nftOp {
 	del := func(t *nftables.Table, name string) nftOp {
 		return func(c *nftables.Conn) error { c.DelChain(&nftables.Chain{Name: name, Table: t}); return nil }
 	}
-	return []nftOp{del(f.inet, egressChain(l)), del(f.inet, hostChain(l)), del(f.br, portChain(l))}
+	return []nftOp{del(f.ip, egressChain(l)), del(f.ip, hostChain(l)), del(f.br, portChain(l))}
 }
 
 // bridgeElemOps delete a bridge's elements: its last member's leaving.
@@ -368,12 +431,13 @@ func bridgeElemOps(f fw, b *bridgeState) []nftOp {
 	return ops
 }
 
-// tableOps delete both tables: the last bridge's leaving.
+// tableOps delete the tables: the last bridge's leaving.
 func tableOps(f fw) []nftOp {
-	return []nftOp{
-		func(c *nftables.Conn) error { c.DelTable(f.inet); return nil },
-		func(c *nftables.Conn) error { c.DelTable(f.br); return nil },
+	var ops []nftOp
+	for _, t := range []*nftables.Table{f.ip, f.ip6, f.br} {
+		ops = append(ops, func(c *nftables.Conn) error { c.DelTable(t); return nil })
 	}
+	return ops
 }
 
 // runOps applies ops in one batch, or, when the kernel refuses it (an object already gone: an
@@ -437,7 +501,7 @@ func runOwnOps(f fw, l lease, ops []nftOp) (release func(), err error) {
 	if c.Flush() == nil {
 		return release, nil
 	}
-	if ch, err := c.ListChain(f.inet, egressChain(l)); err != nil || ch == nil {
+	if ch, err := c.ListChain(f.ip, egressChain(l)); err != nil || ch == nil {
 		return release, nil
 	}
 	r2, err := runOps(append([]nftOp{delElem(f, mapPorts, ifKey(l.HostVeth))}, memberChainOps(f, l)...))
@@ -485,7 +549,7 @@ func sweepOps(f fw, bridges map[string]*bridgeState) ([]nftOp, error) {
 			}
 		}
 	}
-	for _, t := range []*nftables.Table{f.inet, f.br} {
+	for _, t := range []*nftables.Table{f.ip, f.br} {
 		all, err := c.ListChainsOfTableFamily(t.Family)
 		if err != nil {
 			return nil, fmt.Errorf("nftables: listing chains: %w", err)
@@ -575,15 +639,10 @@ func ctState(bits uint32) []expr.Any {
 	}
 }
 
-func nfproto4() []expr.Any {
-	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
-	}
-}
-
 func ipPrefix(offset uint32, p netip.Prefix) []expr.Any {
-	e := nfproto4()
+	// In the ip table every packet is IPv4: no `meta nfproto` check (nft(8) cannot even list
+	// one there: it aborts on the payload that follows).
+	var e []expr.Any
 	if p.Bits() == 0 {
 		return e
 	}

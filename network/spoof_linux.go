@@ -25,7 +25,7 @@ func memberMAC(a netip.Addr) net.HardwareAddr {
 // address, IPv4 from its own address, and nothing else (IPv6, router advertisements included, is
 // off inside). A member holding NET_RAW can still send any frame; these rules drop it before the
 // bridge floods or delivers it, so neighbours' ARP caches and the peers' view of who sent what
-// stay true. Without br_netfilter the inet table never sees frames between members of one
+// stay true. Without br_netfilter the ip table never sees frames between members of one
 // bridge: this one does.
 func spoofRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease) {
 	rule := func(e ...expr.Any) { c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }

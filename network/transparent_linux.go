@@ -20,7 +20,7 @@ import (
 // service's replies are addressed to the client, not to the host. The host
 // must deliver them to the forwarder instead of routing them on:
 //
-//   - in prerouting of `inet safe_run`, `iifname BRIDGE socket transparent
+//   - in prerouting of `ip safe_run`, `iifname BRIDGE socket transparent
 //     1 meta mark set M`: only packets that belong to a transparent socket
 //     of this host, arriving from one of safe-run's bridges, are marked;
 //   - the policy route `ip rule add priority P fwmark M lookup T` with
@@ -80,14 +80,14 @@ func (s stateRoot) transparentRoute() *netlink.Route {
 }
 
 // ensureTransparent makes the root's rule and route unless they exist;
-// prerouting says whether the inet table has the chain (ensureTables) that marks the
+// prerouting says whether the ip table has the chain (ensureTables) that marks the
 // replies. A rule for M or T that is not ours, or a route in T other than
 // ours, is another program's: it is left alone and reported, and the
 // caller dials from the gateway instead.
 func ensureTransparent(root stateRoot, prerouting bool) error {
 	mark, table := root.transparent()
 	if !prerouting {
-		return fmt.Errorf("the kernel took no nftables rule with `socket transparent` (CONFIG_NFT_SOCKET) in table inet %s", root.table())
+		return fmt.Errorf("the kernel took no nftables rule with `socket transparent` (CONFIG_NFT_SOCKET) in table ip %s", root.table())
 	}
 	rules, err := netlink.RuleList(unix.AF_INET)
 	if err != nil {

@@ -506,10 +506,14 @@ func leaksNow() []string {
 			add("veth %s on %s", l.name, l.master)
 		}
 	}
-	// nftables: the table of this run's state root goes with its last
-	// bridge service.
-	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil && strings.Contains(string(out), ourTable()) {
-		add("nftables table inet %s", ourTable())
+	// nftables: the tables of this run's state root (ip, ip6, bridge) go
+	// with its last bridge service.
+	if out, err := exec.Command("nft", "list", "tables").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[2] == ourTable() {
+				add("nftables table %s %s", f[1], ourTable())
+			}
+		}
 	}
 	// State and lock files: nothing but the network root's skeleton.
 	for _, root := range []string{env.stateDir, filepath.Join(env.dir, "rootless", "xdg", "safe-run")} {

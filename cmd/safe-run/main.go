@@ -59,11 +59,14 @@ func main() {
 	if len(args) == 2 && args[0] == launcher.NetworkCleanupCommand {
 		// The janitor's last step after a safe-run of a bridge service
 		// died: its lease now names a dead owner.
-		err := network.Cleanup(args[1])
+		cleanup := func() error { return network.Cleanup(args[1]) }
+		var err error
 		if os.Getenv(host.RootlessNetEnv) == host.RootlessNetShared {
 			// A killed member of the user's shared network namespace:
 			// it ends with its last member.
-			err = errors.Join(err, rootless.Release(filepath.Dir(args[1])))
+			err = rootless.Release(filepath.Dir(args[1]), cleanup)
+		} else {
+			err = cleanup()
 		}
 		if err != nil {
 			os.Exit(cli.Fail(os.Stderr, err))

@@ -233,7 +233,7 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 			n.shared.closeNS()
 			n.shared.members.Close()
 			n.shared = nil
-			if err := Release(dirs.State); err != nil {
+			if err := Release(dirs.State, nil); err != nil {
 				log.Warn("ending your shared network namespace", "err", err)
 			}
 		}()

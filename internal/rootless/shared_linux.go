@@ -282,6 +282,9 @@ func startKeeper(f host.Facts, dir string, log *slog.Logger) (holder, error) {
 // stopKeeper ends the keeper, which ends pasta and the pause process and
 // reaps them before it exits, and waits until it is gone.
 func stopKeeper(h holder) {
+	if h.Keeper <= 0 && h.Pause <= 0 {
+		return // none recorded (holder.json gone or never written)
+	}
 	kill := func(sig unix.Signal) {
 		if h.Keeper > 0 && proc.Start(h.Keeper) == h.KeeperStart {
 			_ = unix.Kill(h.Keeper, sig)
@@ -304,8 +307,14 @@ func stopKeeper(h holder) {
 // under stateDir (the user's plan.Dirs.State): nothing in them is live
 // once N is gone. A run still a member (or one joining) keeps it; then
 // Release does nothing. The outer safe-run calls it once its inner one
-// has exited, and `safe-run network-cleanup` after a killed one.
-func Release(stateDir string) error {
+// has exited (cleanup nil), and `safe-run network-cleanup` after a killed
+// member, with cleanup the network state's reclaim of its lease, run
+// first: both under the namespace's lock, so that of two killed
+// members' janitors at once, one never recreates the network state the
+// other has just removed (a CI run's "left in XDG_RUNTIME_DIR: net").
+// With no shared namespace (released already, and the network state with
+// it) there is nothing to clean, and cleanup is not run.
+func Release(stateDir string, cleanup func() error) error {
 	dir := sharedDir(stateDir)
 	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -315,22 +324,26 @@ func Release(stateDir string) error {
 		return fmt.Errorf("your shared network namespace: %w", err)
 	}
 	defer unlock()
+	var errs []error
+	if cleanup != nil {
+		errs = append(errs, cleanup())
+	}
 	m, err := os.OpenFile(filepath.Join(dir, "members"), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		return fmt.Errorf("your shared network namespace: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("your shared network namespace: %w", err))...)
 	}
 	defer m.Close()
 	if err := flock(m, unix.LOCK_EX|unix.LOCK_NB); errors.Is(err, unix.EWOULDBLOCK) {
-		return nil // a member runs
+		return errors.Join(errs...) // a member runs
 	} else if err != nil {
-		return fmt.Errorf("your shared network namespace: %w", err)
+		return errors.Join(append(errs, fmt.Errorf("your shared network namespace: %w", err))...)
 	}
 	var h holder
 	if data, err := os.ReadFile(filepath.Join(dir, "holder.json")); err == nil {
 		_ = json.Unmarshal(data, &h)
 	}
 	stopKeeper(h)
-	return errors.Join(os.RemoveAll(plan.NetworkDir(plan.Dirs{State: stateDir})), os.RemoveAll(dir))
+	return errors.Join(append(errs, os.RemoveAll(plan.NetworkDir(plan.Dirs{State: stateDir})), os.RemoveAll(dir))...)
 }
 
 // Keep is the keeper (KeeperCommand): args are pasta's path and the file

@@ -52,7 +52,7 @@ func TestRelease(t *testing.T) {
 	if err := flock(m, unix.LOCK_SH); err != nil {
 		t.Fatal(err)
 	}
-	if err := Release(state); err != nil {
+	if err := Release(state, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !h.alive() {
@@ -64,7 +64,7 @@ func TestRelease(t *testing.T) {
 
 	// The member gone: the keeper, its pause process and the state go.
 	m.Close()
-	if err := Release(state); err != nil {
+	if err := Release(state, nil); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(2 * time.Second); proc.Start(h.Keeper) != 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
@@ -78,8 +78,53 @@ func TestRelease(t *testing.T) {
 		}
 	}
 	// Nothing to release: nothing happens.
-	if err := Release(state); err != nil {
+	if err := Release(state, nil); err != nil {
 		t.Errorf("Release of nothing: %v", err)
+	}
+}
+
+// TestReleaseCleanupUnderLock: network-cleanup's reclaim (cleanup) runs
+// under the namespace's lock, and not at all once the namespace is
+// released, so that of two killed members' janitors at once the second
+// never recreates the network state the first removed.
+func TestReleaseCleanupUnderLock(t *testing.T) {
+	state := t.TempDir()
+	dir, netDir := sharedDir(state), filepath.Join(state, "net")
+	for _, d := range []string{dir, netDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As network.Cleanup: it makes the state's directories if the state is there.
+	cleanup := func() error {
+		if _, err := os.Stat(netDir); err != nil {
+			return nil
+		}
+		return os.MkdirAll(filepath.Join(netDir, "bridges"), 0o700)
+	}
+	unlock, err := lockPath(filepath.Join(dir, "lock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- Release(state, func() error { close(ran); return cleanup() }) }()
+	select {
+	case <-ran:
+		t.Error("cleanup ran while another janitor held the namespace's lock")
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := Release(state, func() error { t.Error("cleanup ran with the namespace released"); return cleanup() }); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{dir, netDir} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("%s is left", p)
+		}
 	}
 }
 
