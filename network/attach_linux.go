@@ -443,11 +443,13 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	undone := make(chan error, 1)
 	go func() { undone <- undoLease(a.root, a.lease, deleteVeth) }()
 	release, ferr := runOwnOps(f, a.lease, ops)
-	go release() // nothing here waits for the kernel to free what the batch deleted
+	cl := &closes{}
+	cl.add(release)
+	defer cl.later()
 	undoing := time.Now()
 	errs := []error{ferr, <-undone, a.held.drop()}
 	dropped := time.Now()
-	waited, err := a.root.tidy(a.Bridge)
+	waited, err := a.root.tidy(a.Bridge, cl)
 	errs = append(errs, err)
 	a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge,
 		"firewall", undoing.Sub(stopped), "undoing", dropped.Sub(undoing), "tidying", time.Since(dropped),

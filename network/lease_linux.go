@@ -68,7 +68,7 @@ func (s stateRoot) attachLease(bridge string, opts Options, spec egressSpec, log
 	rlk.unlock()
 	tm.held = time.Since(locked) - waited
 	if err != nil {
-		_, terr := s.tidy(bridge)
+		_, terr := s.tidy(bridge, nil)
 		return nil, tm, errors.Join(err, terr)
 	}
 	a := &Attachment{
@@ -80,7 +80,7 @@ func (s stateRoot) attachLease(bridge string, opts Options, spec egressSpec, log
 	// one name at once (which the launcher's name lock prevents) both see the other and both
 	// fail, or one does: never both succeed.
 	if err := s.evictService(b, l, log); err != nil {
-		return nil, tm, errors.Join(err, held.drop(), func() error { _, err := s.tidy(bridge); return err }())
+		return nil, tm, errors.Join(err, held.drop(), func() error { _, err := s.tidy(bridge, nil); return err }())
 	}
 	return a, tm, nil
 }
@@ -126,7 +126,7 @@ func (s stateRoot) joinBridge(name string, own bool, hostVeth string, log *slog.
 			// it), or dead and not yet reclaimed, which is done here; the new one is routed
 			// through this start's veth.
 			if err = s.evictAll(b, log); err == nil {
-				_, err = s.deleteBridgeLocked(name)
+				_, err = s.deleteBridgeLocked(name, nil)
 			}
 		}
 		if err == nil {
@@ -301,12 +301,12 @@ func reclaim(root stateRoot, log *slog.Logger) error {
 		}
 		switch {
 		case reclaimed > 0 && reclaimed == len(leases):
-			_, err := root.tidy(name)
+			_, err := root.tidy(name, nil)
 			errs = append(errs, err)
 		case len(leases) == 0:
 			// A last member that died before deleting it, or one that is deleting it, or
 			// (most often) a bridge being made or joined right now: not waited for.
-			errs = append(errs, root.tidyNow(name))
+			errs = append(errs, root.tidyNow(name, nil))
 		}
 	}
 	return errors.Join(errs...)
@@ -316,7 +316,7 @@ func reclaim(root stateRoot, log *slog.Logger) error {
 // it returns how long it waited for the locks. Only then is a lock waited for: the bridge's,
 // exclusive, which excludes a joiner between its finding the bridge and its lease, and the
 // root's, which excludes an attach between its making a bridge and its lease.
-func (s stateRoot) tidy(name string) (time.Duration, error) {
+func (s stateRoot) tidy(name string, cl *closes) (time.Duration, error) {
 	if names, err := s.leaseNames(name); err != nil || len(names) > 0 {
 		return 0, err
 	}
@@ -329,12 +329,12 @@ func (s stateRoot) tidy(name string) (time.Duration, error) {
 	if err != nil || lk == nil {
 		return waited, err // joined meanwhile, or gone: its deleter deletes the tables if need be
 	}
-	gone, err := s.deleteBridgeLocked(name)
+	gone, err := s.deleteBridgeLocked(name, cl)
 	lk.unlock()
 	if err != nil || !gone {
 		return waited, err
 	}
-	w, err := s.dropTablesIfLast()
+	w, err := s.dropTablesIfLast(cl)
 	return waited + w, err
 }
 
@@ -359,17 +359,17 @@ func lockUnless(path string, moot func() bool) (*heldLock, error) {
 
 // tidyNow is tidy if the bridge's lock is free, and nothing otherwise: its holder is making it
 // or joining it (and will have a lease), or deleting it.
-func (s stateRoot) tidyNow(name string) error {
+func (s stateRoot) tidyNow(name string, cl *closes) error {
 	lk, err := lockPath(filepath.Join(s.bridgeDir(name), lockFile), unix.LOCK_EX|unix.LOCK_NB, false)
 	if err != nil || lk == nil {
 		return err
 	}
-	gone, err := s.deleteBridgeLocked(name)
+	gone, err := s.deleteBridgeLocked(name, cl)
 	lk.unlock()
 	if err != nil || !gone {
 		return err
 	}
-	_, err = s.dropTablesIfLast()
+	_, err = s.dropTablesIfLast(cl)
 	return err
 }
 
@@ -377,7 +377,7 @@ func (s stateRoot) tidyNow(name string) error {
 // subnet may be another bridge's), its interface, its state file, then its subnet claim and its
 // directory; gone says whether there was a bridge (a state file). The caller holds its lock,
 // exclusive.
-func (s stateRoot) deleteBridgeLocked(name string) (gone bool, err error) {
+func (s stateRoot) deleteBridgeLocked(name string, cl *closes) (gone bool, err error) {
 	if names, err := s.leaseNames(name); err != nil || len(names) > 0 {
 		return false, err
 	}
@@ -388,7 +388,7 @@ func (s stateRoot) deleteBridgeLocked(name string) (gone bool, err error) {
 	var errs []error
 	if b != nil {
 		release, err := runOps(bridgeElemOps(s.fw(), b))
-		go release()
+		cl.add(release)
 		errs = append(errs, err)
 		if !b.Routed {
 			// A routed one's interface is its member's veth, which goes as undoLease says.
@@ -415,7 +415,7 @@ func (s stateRoot) deleteBridgeLocked(name string) (gone bool, err error) {
 // It takes the root's lock, exclusive, which every attach takes shared from before it finds or
 // makes its bridge until its lease is claimed; it gives up once a bridge is there again
 // (lockUnless: that bridge's last member comes here in its turn).
-func (s stateRoot) dropTablesIfLast() (time.Duration, error) {
+func (s stateRoot) dropTablesIfLast(cl *closes) (time.Duration, error) {
 	if s.anyBridge() {
 		return 0, nil
 	}
@@ -426,7 +426,7 @@ func (s stateRoot) dropTablesIfLast() (time.Duration, error) {
 		return waited, err
 	}
 	defer lk.unlock()
-	return waited, s.dropTablesLocked()
+	return waited, s.dropTablesLocked(cl)
 }
 
 func (s stateRoot) anyBridge() bool {
@@ -441,13 +441,16 @@ func (s stateRoot) anyBridge() bool {
 
 // dropTablesLocked deletes the tables and the routing when no bridge is left; the caller holds
 // the root's lock, exclusive.
-func (s stateRoot) dropTablesLocked() error {
+func (s stateRoot) dropTablesLocked(cl *closes) error {
 	if s.anyBridge() {
 		return nil
 	}
+	// The routing beside the batch.
+	routed := make(chan error, 1)
+	go func() { routed <- removeTransparent(s) }()
 	release, err := runOps(tableOps(s.fw()))
-	release()
-	return errors.Join(err, removeTransparent(s))
+	cl.add(release)
+	return errors.Join(err, <-routed)
 }
 
 // Cleanup reclaims what dead owners left under stateDir: their leases, veths, namespaces, files,
@@ -489,7 +492,7 @@ func Cleanup(stateDir string) error {
 		if leases, _ := root.leaseNames(name); len(leases) == 0 {
 			blk, err := root.lockBridge(name, unix.LOCK_EX)
 			if err == nil {
-				_, err = root.deleteBridgeLocked(name)
+				_, err = root.deleteBridgeLocked(name, nil)
 				blk.unlock()
 			}
 			errs = append(errs, err)
@@ -510,7 +513,7 @@ func Cleanup(stateDir string) error {
 			return nil
 		}})
 		release()
-		return errors.Join(append(errs, err, root.dropTablesLocked())...)
+		return errors.Join(append(errs, err, root.dropTablesLocked(nil))...)
 	}
 	ops, err := sweepOps(root.fw(), bridges)
 	if err != nil {

@@ -481,6 +481,33 @@ func runOps(ops []nftOp) (release func(), err error) {
 	return release, nil
 }
 
+// closes holds the nftables sockets of one teardown's batches, to be closed after its last batch
+// (see nftConn): a socket's close flushes what earlier batches deleted while it holds nf_tables'
+// commit mutex (nft_rcv_nl_event), so a batch committed after another batch's close waits out
+// that grace period (5-8 ms each at a lone bridge service's exit here, three batches in turn:
+// the member's objects, its bridge's elements, the tables). A nil *closes closes each socket at
+// once, in the background.
+type closes struct{ fns []func() }
+
+func (c *closes) add(release func()) {
+	if c == nil {
+		go release()
+		return
+	}
+	c.fns = append(c.fns, release)
+}
+
+// later closes them all in the background: nothing waits for the kernel to free what the
+// batches deleted but the process's exit, beside the rest of its teardown.
+func (c *closes) later() {
+	fns := c.fns
+	go func() {
+		for _, f := range fns {
+			f()
+		}
+	}()
+}
+
 // runOwnOps runs a detaching member's deletions (ops: its map elements, or
 // none if its batch never applied, and its chains) as one batch, which applies only while its
 // chains are there, and then only to its own elements (see detachTimed); or, when the kernel
