@@ -197,7 +197,13 @@ func (s stateRoot) lockBridge(name string, how int) (*heldLock, error) {
 
 // bridgeNames lists the bridges that have a directory.
 func (s stateRoot) bridgeNames() ([]string, error) {
-	ents, err := os.ReadDir(filepath.Join(s.dir, bridgesDir))
+	return listDir(filepath.Join(s.dir, bridgesDir), fs.DirEntry.IsDir)
+}
+
+// listDir lists the entries of dir that keep takes, dot files (temporary ones) left out; none if
+// dir is not there.
+func listDir(dir string, keep func(fs.DirEntry) bool) ([]string, error) {
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -206,7 +212,7 @@ func (s stateRoot) bridgeNames() ([]string, error) {
 	}
 	var out []string
 	for _, e := range ents {
-		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+		if keep(e) && !strings.HasPrefix(e.Name(), ".") {
 			out = append(out, e.Name())
 		}
 	}
@@ -257,20 +263,7 @@ func (s stateRoot) readBridge(name string) (*bridgeState, error) {
 
 // leaseNames lists the addresses leased on bridge name (temporary files left out).
 func (s stateRoot) leaseNames(name string) ([]string, error) {
-	ents, err := os.ReadDir(s.leasesDir(name))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("network state: %w", err)
-	}
-	var out []string
-	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), ".") {
-			out = append(out, e.Name())
-		}
-	}
-	return out, nil
+	return listDir(s.leasesDir(name), func(fs.DirEntry) bool { return true })
 }
 
 // readLeases reads b's leases; a lease that went meanwhile is left out.
