@@ -431,6 +431,13 @@ func (a *Attachment) detach(deleteVeth bool) error {
 // which the next reclaim undoes by name; and no later holder of the address meets this one's
 // map elements.
 func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) error {
+	cl := &closes{}
+	defer cl.later()
+	if done, err := a.detachAlone(deleteVeth, cl); done {
+		a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge, "alone", true,
+			"undoing", time.Since(stopped), "stopping", stopped.Sub(began))
+		return err
+	}
 	f := a.root.fw()
 	var ops []nftOp
 	if a.fwAdded {
@@ -443,9 +450,7 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	undone := make(chan error, 1)
 	go func() { undone <- undoLease(a.root, a.lease, deleteVeth) }()
 	release, ferr := runOwnOps(f, a.lease, ops)
-	cl := &closes{}
 	cl.add(release)
-	defer cl.later()
 	undoing := time.Now()
 	errs := []error{ferr, <-undone, a.held.drop()}
 	dropped := time.Now()

@@ -378,6 +378,16 @@ func (s stateRoot) tidyNow(name string, cl *closes) error {
 // directory; gone says whether there was a bridge (a state file). The caller holds its lock,
 // exclusive.
 func (s stateRoot) deleteBridgeLocked(name string, cl *closes) (gone bool, err error) {
+	return s.deleteBridgeWith(name, func(b *bridgeState) error {
+		release, err := runOps(bridgeElemOps(s.fw(), b))
+		cl.add(release)
+		return err
+	})
+}
+
+// deleteBridgeWith is deleteBridgeLocked with elems deleting the bridge's set elements (nothing to
+// do once the tables are gone: detachAlone).
+func (s stateRoot) deleteBridgeWith(name string, elems func(*bridgeState) error) (gone bool, err error) {
 	if names, err := s.leaseNames(name); err != nil || len(names) > 0 {
 		return false, err
 	}
@@ -387,9 +397,7 @@ func (s stateRoot) deleteBridgeLocked(name string, cl *closes) (gone bool, err e
 	}
 	var errs []error
 	if b != nil {
-		release, err := runOps(bridgeElemOps(s.fw(), b))
-		cl.add(release)
-		errs = append(errs, err)
+		errs = append(errs, elems(b))
 		if !b.Routed {
 			// A routed one's interface is its member's veth, which goes as undoLease says.
 			errs = append(errs, deleteLink(b.Ifname))
@@ -409,6 +417,48 @@ func (s stateRoot) deleteBridgeLocked(name string, cl *closes) (gone bool, err e
 	}
 	_ = os.Remove(s.bridgeDir(name)) // a joiner may have made its lock file in it again
 	return b != nil, errors.Join(errs...)
+}
+
+// detachAlone is the stop of the root's only lease, on its only bridge, if it gets the root's and
+// the bridge's locks at once without waiting (else an attach is on its way, and the caller stops
+// the usual way: done false). Deleting the tables then deletes the member's chains and map
+// elements and the bridge's set elements with them: one nftables transaction instead of three in
+// turn, whose destroy work (an RCU grace period each, and conntrack's hooks unregistered with the
+// tables) the process's exit waits out: 6 ms more at a lone bridge service's exit
+// (docs/networking.md, Where a bridge start's time goes). A crash on the way leaves a dead
+// owner's lease, undone by name as any other (what it names is gone or goes).
+func (a *Attachment) detachAlone(deleteVeth bool, cl *closes) (done bool, err error) {
+	s := a.root
+	alone := func() bool {
+		bridges, _ := s.bridgeNames()
+		leases, _ := s.leaseNames(a.Bridge)
+		return len(bridges) == 1 && bridges[0] == a.Bridge && len(leases) == 1
+	}
+	if !alone() {
+		return false, nil
+	}
+	rlk, err := lockPath(filepath.Join(s.dir, lockFile), unix.LOCK_EX|unix.LOCK_NB, false)
+	if err != nil || rlk == nil {
+		return false, nil
+	}
+	defer rlk.unlock()
+	blk, err := lockPath(filepath.Join(s.bridgeDir(a.Bridge), lockFile), unix.LOCK_EX|unix.LOCK_NB, false)
+	if err != nil || blk == nil {
+		return false, nil
+	}
+	defer blk.unlock()
+	if !alone() {
+		return false, nil
+	}
+	undone := make(chan error, 1)
+	go func() { undone <- undoLease(s, a.lease, deleteVeth) }()
+	routed := make(chan error, 1)
+	go func() { routed <- removeTransparent(s) }()
+	release, ferr := runOps(tableOps(s.fw()))
+	cl.add(release)
+	errs := []error{ferr, <-undone, <-routed, a.held.drop()}
+	_, err = s.deleteBridgeWith(a.Bridge, func(*bridgeState) error { return nil })
+	return true, errors.Join(append(errs, err)...)
 }
 
 // dropTablesIfLast deletes the root's tables and client-address routing if no bridge is left.
