@@ -3,6 +3,7 @@ package network
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -379,12 +380,12 @@ func TestRestartAtOnce(t *testing.T) {
 	}
 }
 
-// killedOwner starts a process that attaches "victim" to bridge "crash" and SIGKILLs it, so that
-// it leaves all it made behind.
-func killedOwner(t *testing.T, dir string) {
+// killedOwner starts a process that attaches "victim" to bridge (one of its own if "") and
+// SIGKILLs it, so that it leaves all it made behind.
+func killedOwner(t *testing.T, dir, bridge string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"="+dir)
+	cmd.Env = append(os.Environ(), childEnv+"="+dir, childBridgeEnv+"="+bridge)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -398,21 +399,28 @@ func killedOwner(t *testing.T, dir string) {
 	if !strings.HasPrefix(line, "attached ") {
 		t.Fatalf("child: %q", line)
 	}
-	if _, err := netlink.LinkByName(stateRoot{dir}.bridgeIfname("crash")); err != nil {
+	if bridge == "" {
+		bridge = ownBridge("victim")
+	}
+	b, err := stateRoot{dir}.readBridge(bridge)
+	if err != nil || b == nil {
+		t.Fatalf("no bridge state to reclaim: %v", err)
+	}
+	if _, err := netlink.LinkByName(b.Ifname); err != nil {
 		t.Fatalf("no leftovers to reclaim (bridge: %v)", err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(dir, netnsDir))
 	if len(ents) != 1 {
 		t.Fatalf("netns dir holds %d entries, want the dead owner's one", len(ents))
 	}
-	if m, _ := Members(dir, "crash"); len(m) != 0 {
+	if m, _ := Members(dir, bridge); len(m) != 0 {
 		t.Errorf("dead owner still listed: %v", m)
 	}
 }
 
 func TestCleanupDeadOwner(t *testing.T) {
 	dir := stateDir(t)
-	killedOwner(t, dir)
+	killedOwner(t, dir, "crash")
 	// And a lease claim it was killed in the middle of.
 	if err := os.WriteFile(filepath.Join(stateRoot{dir}.leasesDir("crash"), ".tmp-123"), []byte(`{"service":`), 0o600); err != nil {
 		t.Fatal(err)
@@ -425,7 +433,7 @@ func TestCleanupDeadOwner(t *testing.T) {
 
 func TestAttachReclaimsDeadOwner(t *testing.T) {
 	dir := stateDir(t)
-	killedOwner(t, dir)
+	killedOwner(t, dir, "crash")
 	a := attach(t, Options{Service: "victim", Bridge: "crash", StateDir: dir})
 	ents, _ := os.ReadDir(filepath.Join(dir, netnsDir))
 	if len(ents) != 1 || filepath.Join(dir, netnsDir, ents[0].Name()) != a.Netns {
@@ -437,6 +445,46 @@ func TestAttachReclaimsDeadOwner(t *testing.T) {
 	}
 	// The dead owner's chains and map elements went by name (its address is the victim's now).
 	assertTableMatchesLeases(t, stateRoot{dir}, "after reclaiming")
+}
+
+// TestOwnBridgeRemadeAfterDeadOwner: a start finds its bridge of its own left by a killed run
+// while another reclaimer (the janitor's network-cleanup) holds the dead owner's lease, so that
+// its own reclaim passes it by; it deletes that bridge, makes its own, and its stop deletes that:
+// nothing is left.
+func TestOwnBridgeRemadeAfterDeadOwner(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	killedOwner(t, dir, "")
+	bridge := ownBridge("victim")
+	names, err := root.leaseNames(bridge)
+	if err != nil || len(names) != 1 {
+		t.Fatalf("the dead owner's leases: %v (%v)", names, err)
+	}
+	h, err := takeLease(filepath.Join(root.leasesDir(bridge), names[0]), false)
+	if err != nil || h == nil {
+		t.Fatalf("taking the dead owner's lease: %v", err)
+	}
+	other := make(chan error, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond) // the start below is waiting for the lease by then
+		b, err := root.readBridge(bridge)
+		if err == nil {
+			err = root.reclaimHeld(b, h, nil)
+		}
+		_, terr := root.tidy(bridge, nil)
+		other <- errors.Join(err, terr)
+	}()
+	a, err := Attach(t.Context(), Options{Service: "victim", StateDir: dir})
+	if err := <-other; err != nil {
+		t.Errorf("the other reclaimer: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, dir)
 }
 
 // TestAttachReplacesOrphansOfItsAddress: a stop killed after dropping its lease leaves map

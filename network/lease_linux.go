@@ -123,11 +123,18 @@ func (s stateRoot) joinBridge(name string, own bool, hostVeth string, log *slog.
 		}
 		if err == nil && b != nil {
 			// A bridge of its own left by a previous run: its member is alive (already on
-			// it), or dead and not yet reclaimed, which is done here; the new one is routed
-			// through this start's veth.
+			// it), or dead and not yet reclaimed, which is done here. Deleting it removes the
+			// lock file held here too, so the new one (routed through this start's veth) is
+			// made under a lock taken anew: made under this one, its stop would find no lock
+			// file to delete it under, and leave it.
 			if err = s.evictAll(b, log); err == nil {
 				_, err = s.deleteBridgeLocked(name, nil)
 			}
+			lk.unlock()
+			if err != nil {
+				return nil, nil, waited, err
+			}
+			continue
 		}
 		if err == nil {
 			b, err = s.makeBridge(name, own, hostVeth)

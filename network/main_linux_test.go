@@ -22,12 +22,16 @@ import (
 	"github.com/safe-run/safe-run/internal/testenv"
 )
 
-// childEnv makes the test binary an owner that attaches and waits to be killed (TestCleanupDeadOwner).
-const childEnv = "SAFE_RUN_NETWORK_TEST_CHILD"
+// childEnv makes the test binary an owner that attaches and waits to be killed (TestCleanupDeadOwner);
+// childBridgeEnv names its bridge ("" for one of its own).
+const (
+	childEnv       = "SAFE_RUN_NETWORK_TEST_CHILD"
+	childBridgeEnv = "SAFE_RUN_NETWORK_TEST_CHILD_BRIDGE"
+)
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(childEnv); dir != "" {
-		a, err := Attach(context.Background(), Options{Service: "victim", Bridge: "crash", StateDir: dir, Egress: Egress{All: true}})
+		a, err := Attach(context.Background(), Options{Service: "victim", Bridge: os.Getenv(childBridgeEnv), StateDir: dir, Egress: Egress{All: true}})
 		if err != nil {
 			fmt.Println("error:", err)
 			os.Exit(1)
