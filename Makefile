@@ -96,14 +96,24 @@ FUZZTIME ?= 20s
 # inputs in a quarter of the time. Crashers are minimized as long.
 FUZZMINIMIZE ?= 5s
 
+# Go's fuzzing coordinator sometimes fails a run that found nothing, with a
+# bare "context deadline exceeded" and no input written, when a worker on a
+# busy machine is mid-call as -fuzztime ends (golang/go#75804; seen in CI
+# once, FuzzUnpack at 0 execs/s in its last second): such a run is taken
+# once more. Anything else, a failing input above all, fails at once.
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
-		pkg=$${t%%:*}; fn=$${t#*:}; echo "fuzz: $$fn in ./$$pkg for $(FUZZTIME)"; \
-		log=$$(mktemp); \
-		if ! $(GO) test -tags '$(TAGS)' ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) >$$log 2>&1; then \
-			cat $$log; rm -f $$log; echo "fuzz: $$fn: CRASHED (the input is under ./$$pkg/testdata/fuzz/$$fn/)"; exit 1; \
-		fi; \
-		echo "fuzz: $$fn: $$(grep -o 'execs: [0-9]*' $$log | tail -1 | cut -d' ' -f2) execs, 0 crashes"; rm -f $$log; \
+		pkg=$${t%%:*}; fn=$${t#*:}; \
+		for try in 1 2; do \
+			echo "fuzz: $$fn in ./$$pkg for $(FUZZTIME)"; log=$$(mktemp); \
+			if $(GO) test -tags '$(TAGS)' ./$$pkg -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) >$$log 2>&1; then \
+				echo "fuzz: $$fn: $$(grep -o 'execs: [0-9]*' $$log | tail -1 | cut -d' ' -f2) execs, 0 crashes"; rm -f $$log; break; \
+			fi; \
+			if [ $$try = 1 ] && grep -qx '    context deadline exceeded' $$log && ! grep -q 'Failing input written to' $$log; then \
+				echo "fuzz: $$fn: the fuzzing engine missed its own deadline, no input failed (golang/go#75804): once more"; rm -f $$log; continue; \
+			fi; \
+			cat $$log; if grep -q 'Failing input written to' $$log; then echo "fuzz: $$fn: CRASHED (the input is under ./$$pkg/testdata/fuzz/$$fn/)"; else echo "fuzz: $$fn: FAILED (above)"; fi; rm -f $$log; exit 1; \
+		done; \
 	done
 
 # FUZZTIME given on the command line wins (make fuzz-long FUZZTIME=20s).
