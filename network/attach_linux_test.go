@@ -487,6 +487,28 @@ func TestOwnBridgeRemadeAfterDeadOwner(t *testing.T) {
 	assertNothingLeft(t, dir)
 }
 
+// TestStaleStateTemporary: a SIGKILL while the first member wrote a bridge's state file leaves its
+// temporary file; the bridge's deletion by its next last member takes it.
+func TestStaleStateTemporary(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	bridge := ownBridge("web")
+	if err := os.MkdirAll(root.bridgeDir(bridge), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(root.bridgeDir(bridge), ".tmp-bridge.json123"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Attach(t.Context(), Options{Service: "web", StateDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertNothingLeft(t, dir)
+}
+
 // TestAttachReplacesOrphansOfItsAddress: a stop killed after dropping its lease leaves map
 // elements with the keys of the next lease of its address, which the kernel will not replace;
 // that next start deletes them and goes in. The rest (its chains, its port's element) is the

@@ -416,8 +416,13 @@ func (s stateRoot) deleteBridgeWith(name string, elems func(*bridgeState) error)
 			errs = append(errs, os.Remove(s.subnetClaim(b.Subnet)))
 		}
 	}
-	// Temporary files of claims: none is being written (a claimer holds the lock shared).
+	// Temporary files of claims, and of the state file: none is being written (a claimer holds
+	// the lock shared, the state file's writer exclusive); one here was left by a SIGKILL.
 	errs = append(errs, os.RemoveAll(s.leasesDir(name)))
+	stale, _ := filepath.Glob(filepath.Join(s.bridgeDir(name), ".tmp-*"))
+	for _, p := range stale {
+		errs = append(errs, os.Remove(p))
+	}
 	// The lock file last: a waiter for it finds it gone, and looks again (lockPath).
 	if err := os.Remove(filepath.Join(s.bridgeDir(name), lockFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		errs = append(errs, err)
