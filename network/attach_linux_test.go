@@ -474,10 +474,17 @@ func TestOwnBridgeRemadeAfterDeadOwner(t *testing.T) {
 		_, terr := root.tidy(bridge, nil)
 		other <- errors.Join(err, terr)
 	}()
-	a, err := Attach(t.Context(), Options{Service: "victim", StateDir: dir})
+	attachCloseLeavesNothing(t, dir, "victim")
 	if err := <-other; err != nil {
 		t.Errorf("the other reclaimer: %v", err)
 	}
+}
+
+// attachCloseLeavesNothing attaches service to a bridge of its own, closes, and finds nothing
+// left under dir for a Cleanup to take.
+func attachCloseLeavesNothing(t *testing.T, dir, service string) {
+	t.Helper()
+	a, err := Attach(t.Context(), Options{Service: service, StateDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,14 +506,7 @@ func TestStaleStateTemporary(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root.bridgeDir(bridge), ".tmp-bridge.json123"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a, err := Attach(t.Context(), Options{Service: "web", StateDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Close(); err != nil {
-		t.Fatal(err)
-	}
-	assertNothingLeft(t, dir)
+	attachCloseLeavesNothing(t, dir, "web")
 }
 
 // TestAttachReplacesOrphansOfItsAddress: a stop killed after dropping its lease leaves map
