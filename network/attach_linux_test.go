@@ -509,6 +509,20 @@ func TestStaleStateTemporary(t *testing.T) {
 	attachCloseLeavesNothing(t, dir, "web")
 }
 
+// TestStaleSubnetClaim: a SIGKILL between a first member's subnet claim and its state file leaves
+// the claim; the next first member of the bridge takes it back, and nothing is left after it.
+func TestStaleSubnetClaim(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	if err := root.init(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(ownBridge("web"), root.subnetClaim(netip.MustParsePrefix("10.89.0.0/24"))); err != nil {
+		t.Fatal(err)
+	}
+	attachCloseLeavesNothing(t, dir, "web")
+}
+
 // TestAttachReplacesOrphansOfItsAddress: a stop killed after dropping its lease leaves map
 // elements with the keys of the next lease of its address, which the kernel will not replace;
 // that next start deletes them and goes in. The rest (its chains, its port's element) is the

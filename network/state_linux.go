@@ -389,14 +389,25 @@ func (s stateRoot) writeBridge(b *bridgeState) error {
 
 // claimSubnet claims a free /24 of the pool for bridge name: the first the host's routes and
 // other bridges leave, made its own by the symlink, which fails if another bridge's start made
-// it first (then the next one is tried).
+// it first (then the next one is tried). The caller holds the bridge's lock, exclusive, and found
+// no state file: a claim naming the bridge was left by a maker killed before it wrote one, and is
+// removed (else its bridge's deletion, which removes the claim its state file names, leaves it).
 func (s stateRoot) claimSubnet(name string) (netip.Prefix, error) {
 	var used []netip.Prefix
 	ents, _ := os.ReadDir(filepath.Join(s.dir, subnetsDir))
 	for _, e := range ents {
-		if a, err := netip.ParseAddr(e.Name()); err == nil {
-			used = append(used, netip.PrefixFrom(a, 24))
+		a, err := netip.ParseAddr(e.Name())
+		if err != nil {
+			continue
 		}
+		p := netip.PrefixFrom(a, 24)
+		if owner, _ := os.Readlink(s.subnetClaim(p)); owner == name {
+			if err := os.Remove(s.subnetClaim(p)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return netip.Prefix{}, fmt.Errorf("network state: %w", err)
+			}
+			continue
+		}
+		used = append(used, p)
 	}
 	for {
 		p, err := freeSubnet(used)
