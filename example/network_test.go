@@ -763,6 +763,11 @@ echo "live address: $ping_ok"`, e.name("live"), e.name("gone"), liveAddr)), 0)
 			if code := s.wait(t, 30*time.Second); code != 125 {
 				t.Fatalf("exit %d, want 125 (safe-run's own failure: the port is taken)\nstderr:\n%s", code, s.stderr())
 			}
+			// The port, at its key, with the fix: not what libcontainer
+			// met once Attach had removed the namespace under it.
+			if want := ": network.ports: publishing 127.0.0.1:" + p + "/tcp: the address is in use by another program (stop it, or choose another host port in [network] ports)"; !strings.Contains(s.stderr(), m+":") || !strings.Contains(s.stderr(), want) {
+				t.Errorf("stderr does not name %s, its line and key, and the fix (%q):\n%s", m, want, s.stderr())
+			}
 			e.requireClean(t, seen{})
 		})
 		for _, after := range []string{"restart", "network.Cleanup"} {

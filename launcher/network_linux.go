@@ -2,6 +2,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/network"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -25,9 +27,10 @@ import (
 // methods do nothing for a job with no network of its own (nil).
 type netStart struct {
 	name   string
-	netns  string        // the namespace's path (network.Paths)
-	made   chan struct{} // closed once the namespace and its files exist, or Attach returned
-	done   chan struct{} // closed once Attach returned
+	svc    *manifest.Service // for an error's key; nil in a job handed over (plan.Job.Service)
+	netns  string            // the namespace's path (network.Paths)
+	made   chan struct{}     // closed once the namespace and its files exist, or Attach returned
+	done   chan struct{}     // closed once Attach returned
 	a      *network.Attachment
 	ns     *os.File // the namespace, opened from the host's mount namespace (see bindHere)
 	err    error
@@ -46,7 +49,7 @@ func startNetwork(ctx context.Context, job *plan.Job, opts runOpts, ns *network.
 	o.Namespace = ns
 	o.Logger = opts.Logger
 	o.Denials = opts.denials
-	n := &netStart{name: job.Name, made: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{})}
+	n := &netStart{name: job.Name, svc: job.Service, made: make(chan struct{}), done: make(chan struct{}), closed: make(chan struct{})}
 	n.netns, _ = network.Paths(o.StateDir, o.Service, o.Bridge)
 	madeOnce := sync.OnceFunc(func() { close(n.made) })
 	// Called by Attach on this goroutine, in the host's mount namespace (see below).
@@ -167,6 +170,9 @@ func (n *netStart) wait() (*network.Attachment, error) {
 	}
 	<-n.done
 	if n.err != nil {
+		if pe := (network.PortError{}); errors.As(n.err, &pe) && n.svc != nil {
+			return nil, n.svc.Errorf("network.ports", "%w", n.err)
+		}
 		return nil, fmt.Errorf("connecting %s to its network: %w", n.name, n.err)
 	}
 	return n.a, nil

@@ -405,6 +405,13 @@ wait`, testHost.addr, testHost.port, loPort)
 		if code := exitCode(err); code != 125 || !strings.Contains(string(out), "network.ports: publishing "+ln.Addr().String()+"/tcp: the address is in use") {
 			t.Errorf("exit %d:\n%s", code, out)
 		}
+		// A network of its own: pasta binds the port, and the start
+		// tries it first.
+		p = h.manifest("rlnb-taken-own", fmt.Sprintf("[process]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\nports = [\"%s:80\"]", ln.Addr()))
+		out, err = h.cmd(context.Background(), p).CombinedOutput()
+		if code := exitCode(err); code != 125 || !strings.Contains(string(out), p+":") || !strings.Contains(string(out), "network.ports: publishing "+ln.Addr().String()+"/tcp: the address is in use") {
+			t.Errorf("a network of its own: exit %d:\n%s", code, out)
+		}
 		p = h.manifest("rlnb-low", "[process]\ncommand = [\"/bin/true\"]\n[network]\nmode = \"bridge\"\nbridge = \"rlnb-one\"\nports = [\"127.0.0.1:1:80\"]")
 		out, err = h.cmd(context.Background(), p).CombinedOutput()
 		if code := exitCode(err); code != 125 || !strings.Contains(string(out), "network.ports: publishing 127.0.0.1:1/tcp: without root a host port below") {

@@ -556,6 +556,12 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	}
 	if err := container.Run(process); err != nil {
 		io.started()
+		// An Attach that failed meanwhile (a published port taken) removed
+		// the namespace and files the container was being set up with:
+		// its error is the cause, libcontainer's only the consequence.
+		if _, nerr := r.net.wait(); nerr != nil {
+			return 0, nerr
+		}
 		return 0, fmt.Errorf("starting %s: %w", opts.Name, err)
 	}
 	io.started()

@@ -129,7 +129,7 @@ func schemaDocs() map[string]schemaDoc {
 
 		"network":         {"network namespace", nil},
 		"network.mode":    {"none (loopback only) | bridge | host (needs [insecure] host_network)", map[string]any{"enum": []string{NetworkNone, NetworkBridge, NetworkHost}}},
-		"network.bridge":  {"bridge mode: the named network to join; services on one bridge reach each other by name. Default: a bridge of the service's own", map[string]any{"pattern": `^[a-z0-9][a-z0-9_.-]{0,30}$`}},
+		"network.bridge":  {"bridge mode: the named network to join; services on one bridge reach each other by name. Default (or \"\"): a bridge of the service's own", map[string]any{"pattern": `^([a-z0-9][a-z0-9_.-]{0,30})?$`}},
 		"network.ports":   {"published ports; need mode = \"bridge\"", nil},
 		"network.ports[]": {"[HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]; no HOST_IP means 127.0.0.1", map[string]any{"pattern": portPattern, "examples": []string{"8080:80", "127.0.0.1:8443:443/tcp"}}},
 		"network.egress":  {"none (default): only peers on the same bridge and DNS | all | a list of \"CIDR[:PORT[/PROTO]]\" and \"HOSTNAME:PORT\"", nil},

@@ -66,15 +66,17 @@ func publishError(name string, err error) error {
 	default:
 		return fmt.Errorf("publishing %s: %w", name, err)
 	}
-	return causeError{msg, err}
+	return PortError{msg, err}
 }
 
-// causeError is a message of its own that errors.Is still sees the cause
-// through (a rootless caller words EACCES differently).
-type causeError struct {
+// PortError is why a published port could not be bound on the host, with
+// the fix: the launcher puts it at its key of the manifest. errors.Is
+// still sees the cause through it (a rootless caller words EACCES
+// differently).
+type PortError struct {
 	msg   string
 	cause error
 }
 
-func (e causeError) Error() string { return e.msg }
-func (e causeError) Unwrap() error { return e.cause }
+func (e PortError) Error() string { return e.msg }
+func (e PortError) Unwrap() error { return e.cause }
