@@ -2,10 +2,10 @@ package rootless
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -53,7 +53,6 @@ func connect(path string, pid int, ports []network.Port, log *slog.Logger) (*pas
 	_, forward := plan.RootlessPorts(ports)
 	args = append(args, forward...)
 	args = append(args, strconv.Itoa(pid))
-	waitPortsFree(ports, portsFreeWait, log)
 	cmd := exec.Command(path, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
@@ -78,47 +77,33 @@ func connect(path string, pid int, ports []network.Port, log *slog.Logger) (*pas
 	return p, nil
 }
 
-// portsFreeWait bounds how long connect waits for a published port to be
-// free before it starts pasta anyway (which then says which port it
-// could not bind).
+// portsFreeWait bounds how long a start waits for a published port that
+// is in use to be free.
 const portsFreeWait = 3 * time.Second
 
-// waitPortsFree waits until every published port can be bound. The pasta
-// of a safe-run that was SIGKILLed gets its SIGKILL (Pdeathsig) as that
-// safe-run dies, but exits, closing the ports, on its own time: a start
-// at once after, as a restart is, found them still bound, and its own
-// pasta failed ("Failed to bind any port"; the soak's SIGKILLed cycles,
-// issue 19). A port held by anything else is still pasta's to report.
-func waitPortsFree(ports []network.Port, wait time.Duration, log *slog.Logger) {
-	// Only a port in use is waited for: one this user may not bind at
-	// all (below net.ipv4.ip_unprivileged_port_start) is pasta's to
-	// refuse.
-	free := func(p network.Port) bool {
-		addr := net.JoinHostPort(p.HostIP.String(), strconv.Itoa(int(p.HostPort)))
-		var err error
-		if p.Proto == "udp" {
-			var c net.PacketConn
-			if c, err = net.ListenPacket("udp4", addr); err == nil {
-				c.Close()
-			}
-		} else {
-			var l net.Listener
-			if l, err = net.Listen("tcp4", addr); err == nil {
-				l.Close()
-			}
-		}
-		return !errors.Is(err, unix.EADDRINUSE)
-	}
+// portsFree returns once every published port can be bound (each is bound
+// and let go, for pasta to bind), or with the first that cannot and why.
+// Only a port in use is waited for, up to wait: the pasta of a safe-run
+// that was SIGKILLed gets its SIGKILL (Pdeathsig) as that safe-run dies,
+// but exits, closing the ports, on its own time, and a start at once
+// after, as a restart is, found them still bound (the soak's SIGKILLed
+// cycles, issue 19).
+func portsFree(ports []network.Port, wait time.Duration) (network.Port, error) {
 	deadline := time.Now().Add(wait)
 	for _, p := range ports {
-		for !free(p) {
-			if time.Now().After(deadline) {
-				log.Debug("a published port is still bound; pasta will say so", "port", p.HostPort, "proto", p.Proto)
-				return
+		for {
+			f, err := network.ListenPort(context.Background(), p)
+			if err == nil {
+				f.Close()
+				break
+			}
+			if !errors.Is(err, unix.EADDRINUSE) || time.Now().After(deadline) {
+				return p, err
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	return network.Port{}, nil
 }
 
 // stop ends pasta, once the inner safe-run is gone.

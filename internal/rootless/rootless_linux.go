@@ -171,10 +171,21 @@ func planNet(f host.Facts, svc *manifest.Service) (innerNet, error) {
 		return innerNet{}, svc.Errorf("network.mode", `"bridge" without root: pasta needs %s: %s (as root: chmod 0666 %s, the kernel's default)`, host.TunDevice, f.TunProblem, host.TunDevice)
 	}
 	var n innerNet
+	if svc.Network.Bridge == "" {
+		n.own = true
+		for _, p := range svc.Network.Published {
+			n.ports = append(n.ports, network.Port(p))
+		}
+		// pasta binds them itself (-t, -u), and exits on one taken, which
+		// the start would see only as no uplink after its timeout: each
+		// is tried first.
+		if p, err := portsFree(n.ports, portsFreeWait); err != nil {
+			return innerNet{}, svc.Errorf("network.ports", "%s", portError(f, p, err))
+		}
+		return n, nil
+	}
 	// The ports first: a port taken fails the start before anything
-	// else is made. For a network of its own pasta binds them itself
-	// (-t, -u), and one taken made it exit, which the start saw only as
-	// no uplink after its timeout: each is tried here, and let go.
+	// else is made.
 	for _, pp := range svc.Network.Published {
 		p := network.Port(pp)
 		file, err := network.ListenPort(context.Background(), p)
@@ -182,16 +193,7 @@ func planNet(f host.Facts, svc *manifest.Service) (innerNet, error) {
 			n.close()
 			return innerNet{}, svc.Errorf("network.ports", "%s", portError(f, p, err))
 		}
-		if svc.Network.Bridge == "" {
-			file.Close()
-			n.ports = append(n.ports, p)
-			continue
-		}
 		n.bound = append(n.bound, portFile{key: plan.RootlessPortKey(p), f: file})
-	}
-	if svc.Network.Bridge == "" {
-		n.own = true
-		return n, nil
 	}
 	n.join = true
 	return n, nil
