@@ -170,7 +170,7 @@ func revokeTun(tun string) error {
 	return os.Chmod(tun, mode)
 }
 
-// UserProcesses are the live processes (not zombies) of uid.
+// UserProcesses are the live processes of uid: not zombies, nor exiting.
 func UserProcesses(uid uint32) []string {
 	var pids []string
 	entries, _ := os.ReadDir("/proc")
@@ -184,6 +184,13 @@ func UserProcesses(uid uint32) []string {
 		}
 		stat, _ := os.ReadFile("/proc/" + e.Name() + "/stat")
 		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
+			continue
+		}
+		// An empty command line is a process on its way out, its memory
+		// already gone (a user's process is never a kernel thread): not
+		// left behind (a CI run counted one of the soak's, which runs as
+		// the same user beside the launcher's tests).
+		if cmd, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err != nil || len(cmd) == 0 {
 			continue
 		}
 		pids = append(pids, e.Name())
