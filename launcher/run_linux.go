@@ -439,6 +439,17 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	if err := r.net.waitNamespace(); err != nil {
 		return 0, err
 	}
+	// From here an Attach that fails (a published port taken) removes the
+	// namespace and files the set-up below uses (pinMounts, libcontainer):
+	// whatever then fails is its consequence, the network's error the
+	// cause.
+	defer func() {
+		if err != nil {
+			if _, nerr := r.net.wait(); nerr != nil {
+				code, err = 0, nerr
+			}
+		}
+	}()
 	// The rest of the network (its link, firewall, resolver and ports)
 	// must be in place before anything of the service runs. Where
 	// safe-run-init holds the service back until it is sent its ruleset
@@ -556,12 +567,6 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	}
 	if err := container.Run(process); err != nil {
 		io.started()
-		// An Attach that failed meanwhile (a published port taken) removed
-		// the namespace and files the container was being set up with:
-		// its error is the cause, libcontainer's only the consequence.
-		if _, nerr := r.net.wait(); nerr != nil {
-			return 0, nerr
-		}
 		return 0, fmt.Errorf("starting %s: %w", opts.Name, err)
 	}
 	io.started()
