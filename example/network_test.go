@@ -301,12 +301,12 @@ probe "$gw" %s & probe "$gw" %s & probe %s %s & probe %s %s & probe %s %s & wait
 			denied       []string
 			landlock     bool // the generated Landlock ruleset too: no denial reaches the table
 		}{
-			{"none", `"none"`, nil, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1, h + ":" + hp1}, []string{a + ":" + p1 + "/tcp"}, false},
+			{"none", `"none"`, nil, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1, h + ":" + hp1}, []string{a + ":" + p1 + "/tcp", h + ":" + hp1 + "/tcp"}, false},
 			// all: anywhere but the host.
-			{"all", `"all"`, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, []string{h + ":" + hp1}, nil, false},
+			{"all", `"all"`, []string{a + ":" + p1, a + ":" + p2, b + ":" + p1}, []string{h + ":" + hp1}, []string{h + ":" + hp1 + "/tcp"}, false},
 			{"list", fmt.Sprintf(`["%s/32:%s/tcp"]`, a, p1), []string{a + ":" + p1}, []string{a + ":" + p2, b + ":" + p1}, []string{a + ":" + p2 + "/tcp", b + ":" + p1 + "/tcp"}, false},
 			// An entry that names a host address opens it, that port only.
-			{"list-host", fmt.Sprintf(`["%s/32:%s/tcp"]`, h, hp1), []string{h + ":" + hp1}, []string{h + ":" + hp2, a + ":" + p1}, nil, false},
+			{"list-host", fmt.Sprintf(`["%s/32:%s/tcp"]`, h, hp1), []string{h + ":" + hp1}, []string{h + ":" + hp2, a + ":" + p1}, []string{h + ":" + hp2 + "/tcp", a + ":" + p1 + "/tcp"}, false},
 			// With Landlock (ABI 4): the other port is refused by the
 			// service's own ruleset, before any packet; another address
 			// on the declared port still only by the table.

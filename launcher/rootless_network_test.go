@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
@@ -208,10 +209,13 @@ try own-loopback 127.0.0.1 %d`, testHost.addr, testHost.port, loPort, loPort)
 	for _, tc := range []struct {
 		egress string
 		want   string
+		// The try of the gateway reaches the table, which reports it: with "all", where Landlock
+		// leaves connect alone (with "none" and a list it refuses the port before any packet).
+		gatewayDenied bool
 	}{
-		{`"none"`, "testhost no\ngateway no\nown-loopback no\n"},
-		{`"all"`, "testhost yes\ngateway no\nown-loopback no\n"},
-		{fmt.Sprintf(`["%s/32:%d"]`, testHost.addr, testHost.port), "testhost yes\ngateway no\nown-loopback no\n"},
+		{`"none"`, "testhost no\ngateway no\nown-loopback no\n", false},
+		{`"all"`, "testhost yes\ngateway no\nown-loopback no\n", true},
+		{fmt.Sprintf(`["%s/32:%d"]`, testHost.addr, testHost.port), "testhost yes\ngateway no\nown-loopback no\n", false},
 	} {
 		t.Run("egress "+tc.egress, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -223,6 +227,10 @@ try own-loopback 127.0.0.1 %d`, testHost.addr, testHost.port, loPort, loPort)
 			out, err := c.Output()
 			if err != nil || string(out) != tc.want {
 				t.Errorf("%v: got\n%swant\n%s%s", err, out, tc.want, stderr.String())
+			}
+			denied := regexp.MustCompile(fmt.Sprintf(`(?m)^rlnet-egress: egress denied [0-9.]+:%d/tcp$`, loPort)).MatchString(stderr.String())
+			if denied != tc.gatewayDenied {
+				t.Errorf("a denial of the gateway's port %d reported: %v, want %v; stderr:\n%s", loPort, denied, tc.gatewayDenied, stderr.String())
 			}
 			nothingLeft(t)
 		})

@@ -136,7 +136,7 @@ func Attach(ctx context.Context, opts Options) (*Attachment, error) {
 	var denials *denialReader
 	var fw *forwarders
 	var denialsErr, portsErr error
-	if opts.Denials != nil && !spec.All {
+	if opts.Denials != nil { // egress "all" too: another bridge and the host stay denied
 		started.Add(1)
 		go func() {
 			defer started.Done()
@@ -500,7 +500,7 @@ func (a *Attachment) updateEgress(spec egressSpec) error {
 	eg := &nftables.Chain{Name: egressChain(a.lease), Table: f.ip}
 	host := &nftables.Chain{Name: hostChain(a.lease), Table: f.ip}
 	c.FlushChain(eg)
-	egressRules(c, f.ip, eg, a.lease)
+	egressRules(c, f, eg, a.lease)
 	c.FlushChain(host)
 	hostRules(c, f.ip, host, a.lease)
 	if err := c.Flush(); err != nil {

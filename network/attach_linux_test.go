@@ -138,11 +138,12 @@ func TestBridgeDNS(t *testing.T) {
 
 func TestIsolation(t *testing.T) {
 	dir := stateDir(t)
-	a := attach(t, Options{Service: "a", Bridge: "app", StateDir: dir})
-	b := attach(t, Options{Service: "b", Bridge: "app", StateDir: dir})
+	var denials syncBuffer
+	a := attach(t, Options{Service: "a", Bridge: "app", StateDir: dir, Denials: &denials})
+	b := attach(t, Options{Service: "b", Bridge: "app", StateDir: dir, Denials: &denials})
 	// c may go anywhere: its egress must still not reach another bridge. It also turns forwarding
 	// on, without which routing alone would keep the bridges apart and prove nothing.
-	c := attach(t, Options{Service: "c", Bridge: "other", StateDir: dir, Egress: Egress{All: true}})
+	c := attach(t, Options{Service: "c", Bridge: "other", StateDir: dir, Egress: Egress{All: true}, Denials: &denials})
 	if a.Gateway != b.Gateway || a.Gateway == c.Gateway {
 		t.Fatalf("gateways: a %s b %s c %s", a.Gateway, b.Gateway, c.Gateway)
 	}
@@ -179,6 +180,25 @@ func TestIsolation(t *testing.T) {
 				t.Errorf("%s %s reached, want blocked", tc.proto, tc.to)
 			}
 		})
+	}
+
+	// Each blocked connection is reported as its sender's denial: to another bridge (whatever
+	// its egress says) and to the host. The one to the namespace's own loopback never left it.
+	for _, want := range []string{
+		fmt.Sprintf("c: egress denied %s/tcp\n", svc),
+		fmt.Sprintf("c: egress denied %s/udp\n", svc),
+		fmt.Sprintf("b: egress denied %s:7001/tcp\n", c.Address),
+		fmt.Sprintf("b: egress denied %s:%d/tcp\n", b.Gateway, loopback.Port()),
+		fmt.Sprintf("b: egress denied %s/tcp\n", onGateway),
+		fmt.Sprintf("b: egress denied %s/udp\n", onGateway),
+		fmt.Sprintf("c: egress denied %s/tcp\n", onGateway),
+	} {
+		if !waitFor(func() bool { return strings.Contains(denials.String(), want) }) {
+			t.Errorf("denials %q lack %q", denials.String(), want)
+		}
+	}
+	if strings.Contains(denials.String(), "a: ") {
+		t.Errorf("denials of a, which sent nothing: %q", denials.String())
 	}
 }
 
@@ -259,6 +279,10 @@ func TestEgress(t *testing.T) {
 		"list: egress denied 198.51.100.202:4444/tcp\n",
 		"list: egress denied 198.51.100.202:8080/udp\n",
 		"host: egress denied 198.51.100.202:8080/tcp\n",
+		// Host addresses no entry of the service's names.
+		fmt.Sprintf("list: egress denied %s/tcp\n", onHost9999),
+		fmt.Sprintf("named: egress denied %s/tcp\n", onHost9999),
+		fmt.Sprintf("none: egress denied %s/tcp\n", onHost),
 	} {
 		if !waitFor(func() bool { return strings.Contains(denials.String(), want) }) {
 			t.Errorf("denials %q lack %q", denials.String(), want)
@@ -520,6 +544,33 @@ func TestStaleSubnetClaim(t *testing.T) {
 	if err := os.Symlink(ownBridge("web"), root.subnetClaim(netip.MustParsePrefix("10.89.0.0/24"))); err != nil {
 		t.Fatal(err)
 	}
+	attachCloseLeavesNothing(t, dir, "web")
+}
+
+// TestOtherLayout: beside the tables of a safe-run whose skeleton has another layout, whose member
+// chains would not stop egress "all" at another bridge under this skeleton (layoutChain), a start
+// refuses with the fix and leaves nothing.
+func TestOtherLayout(t *testing.T) {
+	dir := stateDir(t)
+	root := stateRoot{dir}
+	c, err := nftables.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := c.AddTable(&nftables.Table{Name: root.table(), Family: nftables.TableFamilyIPv4})
+	c.AddChain(&nftables.Chain{Name: "layout-3", Table: old})
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.DelTable(old); _ = c.Flush() })
+	_, err = Attach(t.Context(), Options{Service: "web", StateDir: dir})
+	want := fmt.Sprintf("nftables table ip %s has the layout-3 rules of another version of safe-run, which this one does not mix with its own (%s): stop the services on its bridges (safe-run ps), then start again; if none runs, `safe-run network-cleanup` on its state directory deletes the table", root.table(), layoutChain)
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Attach beside another layout: %v\nwant %s", err, want)
+	}
+	// With no bridge of the root's left, the refused start, its last member, deleted the tables:
+	// the next start goes in.
+	assertNothingLeft(t, dir)
 	attachCloseLeavesNothing(t, dir, "web")
 }
 

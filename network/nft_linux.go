@@ -24,12 +24,15 @@ import (
 //
 //	ip T    forward:     ct established,related accept
 //	                     iifname . oifname @intra accept           (members of one bridge)
+//	                     iifname . ip saddr vmap @members_fwd      (jump egress-VETH, whose first
+//	                                                                rules log and drop what goes
+//	                                                                to another bridge)
 //	                     oifname @bridges drop                     (nothing new enters a bridge)
-//	                     iifname . ip saddr vmap @members_fwd      (jump egress-VETH)
 //	                     iifname @bridges drop                     (a forged source)
 //	        input:       iifname @bridges ct established,related accept
 //	                     iifname . ip daddr . l4proto . th dport @dns accept   (the gateway's DNS)
-//	                     iifname . ip saddr vmap @members_in       (jump host-VETH)
+//	                     iifname . ip saddr vmap @members_in       (jump host-VETH, which logs
+//	                                                                what it does not accept)
 //	                     iifname @bridges drop
 //	        prerouting:  iifname @bridges socket transparent 1 meta mark set M (transparent_linux.go)
 //	        postrouting: oifname @bridges accept; ip saddr & 255.255.255.0 @subnets masquerade
@@ -78,6 +81,11 @@ const (
 type fw struct {
 	ip, ip6, br *nftables.Table
 	sets        map[string]*nftables.Set
+}
+
+// lookup matches register reg against set: by its name, or in the skeleton's own batch by its ID.
+func (f fw) lookup(reg uint32, set string) *expr.Lookup {
+	return &expr.Lookup{SourceRegister: reg, SetName: f.sets[set].Name, SetID: f.sets[set].ID}
 }
 
 func mustConcat(types ...nftables.SetDatatype) nftables.SetDatatype {
@@ -181,8 +189,11 @@ func ensureTables(open func() (*nftables.Conn, error), root stateRoot, member fu
 	return false, false, fmt.Errorf("nftables tables ip, ip6 and bridge %s: %w", root.table(), errors.Join(errs...))
 }
 
-// layoutChain is an empty chain that marks the skeleton's layout (3: the ip and ip6 tables).
-const layoutChain = "layout-3"
+// layoutChain is an empty chain that marks the skeleton's layout (3: the ip and ip6 tables; 4: a
+// member's packets meet its egress chain before the drop of what enters a bridge, so that the
+// chain logs a connection to another bridge; a member chain of layout 3 beside that skeleton
+// would let egress "all" into another bridge, so the layouts never mix: see readTables).
+const layoutChain = "layout-4"
 
 // readTables says whether the ip table exists with its skeleton, and with its prerouting chain.
 func readTables(c *nftables.Conn, f fw) (have, prerouting bool, err error) {
@@ -194,11 +205,14 @@ func readTables(c *nftables.Conn, f fw) (have, prerouting bool, err error) {
 		if ch.Table == nil || ch.Table.Name != f.ip.Name {
 			continue
 		}
-		switch ch.Name {
-		case layoutChain:
+		switch {
+		case ch.Name == layoutChain:
 			have = true
-		case preroutingChain:
+		case ch.Name == preroutingChain:
 			prerouting = true
+		case strings.HasPrefix(ch.Name, "layout-"):
+			return false, false, fmt.Errorf("nftables table ip %s has the %s rules of another version of safe-run, which this one does not mix with its own (%s): stop the services on its bridges (safe-run ps), then start again; if none runs, `safe-run network-cleanup` on its state directory deletes the table",
+				f.ip.Name, ch.Name, layoutChain)
 		}
 	}
 	return have, prerouting, nil
@@ -254,9 +268,7 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32, left []*nftables.Table, 
 	rule := func(ch *nftables.Chain, e ...expr.Any) {
 		c.AddRule(&nftables.Rule{Table: ch.Table, Chain: ch, Exprs: e})
 	}
-	lookup := func(reg uint32, set string) *expr.Lookup {
-		return &expr.Lookup{SourceRegister: reg, SetName: f.sets[set].Name, SetID: f.sets[set].ID}
-	}
+	lookup := f.lookup
 	vmap := func(reg uint32, set string) *expr.Lookup {
 		l := lookup(reg, set)
 		l.DestRegister, l.IsDestRegSet = regV, true
@@ -273,10 +285,12 @@ func buildSkeleton(c *nftables.Conn, f fw, mark uint32, left []*nftables.Table, 
 	rule(fwd, append(ctState(expr.CtStateBitESTABLISHED|expr.CtStateBitRELATED), accept)...)
 	// Members of one bridge reach each other (seen here only with br_netfilter loaded).
 	rule(fwd, meta(expr.MetaKeyIIFNAME, reg32), meta(expr.MetaKeyOIFNAME, reg32+ifLen/4), lookup(reg32, setIntra), accept)
-	// Nothing new enters a bridge from elsewhere: not from another bridge, not from the LAN
-	// (published ports are sockets on the host, not forwarding).
-	rule(fwd, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setBridges), drop)
+	// A member's packets go to its egress chain, which drops (and logs) first what goes to
+	// another bridge (egressRules).
 	rule(fwd, cat(meta(expr.MetaKeyIIFNAME, reg32), saddr(reg32+ifLen/4), vmap(reg32, mapForward))...)
+	// Nothing else new enters a bridge: not from the LAN (published ports are sockets on the
+	// host, not forwarding), not from a forged member.
+	rule(fwd, meta(expr.MetaKeyOIFNAME, 1), lookup(1, setBridges), drop)
 	// A source address no lease holds is a forgery.
 	rule(fwd, cat(onBridge, drop)...)
 
@@ -381,7 +395,7 @@ func addMember(c *nftables.Conn, f fw, b *bridgeState, l lease) error {
 		}
 	}
 	eg := c.AddChain(&nftables.Chain{Name: egressChain(l), Table: f.ip})
-	egressRules(c, f.ip, eg, l)
+	egressRules(c, f, eg, l)
 	host := c.AddChain(&nftables.Chain{Name: hostChain(l), Table: f.ip})
 	hostRules(c, f.ip, host, l)
 	port := c.AddChain(&nftables.Chain{Name: portChain(l), Table: f.br})
@@ -592,7 +606,9 @@ func sweepOps(f fw, bridges map[string]*bridgeState) ([]nftOp, error) {
 
 // hostRules fills a member's chain of host addresses: an egress entry that names a host address
 // opens it (a database on the host's LAN address, say); an entry for every address (0.0.0.0/0)
-// does not: it means "the internet". What it does not accept goes back to input, which drops it.
+// does not: it means "the internet". What it does not accept and is the host's alone (not a
+// broadcast or multicast, which a service's kernel sends unasked) is logged; all it does not
+// accept goes back to input, which drops it.
 func hostRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease) {
 	for _, r := range l.Egress.Rules {
 		if r.Host == "" && r.Prefix.Bits() == 0 {
@@ -602,12 +618,18 @@ func hostRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease)
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(e, &expr.Verdict{Kind: expr.VerdictAccept})})
 		}
 	}
+	toHost := []expr.Any{&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.PACKET_HOST}}}
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(toHost, logDenial(l)...)})
 }
 
-// egressRules fills a service's egress chain: what its egress allows is accepted, the rest is
-// logged to its NFLOG group (rate-limited in the kernel too) and dropped.
-func egressRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l lease) {
-	rule := func(e ...expr.Any) { c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: e}) }
+// egressRules fills a service's egress chain: what goes to another bridge is logged and dropped,
+// whatever its egress says; what its egress allows is accepted; the rest is logged and dropped.
+func egressRules(c *nftables.Conn, f fw, ch *nftables.Chain, l lease) {
+	rule := func(e ...expr.Any) { c.AddRule(&nftables.Rule{Table: f.ip, Chain: ch, Exprs: e}) }
+	drop := &expr.Verdict{Kind: expr.VerdictDrop}
+	toBridge := []expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, f.lookup(1, setBridges)}
+	rule(append(toBridge, logDenial(l)...)...)
+	rule(append(toBridge, drop)...)
 	accept := &expr.Verdict{Kind: expr.VerdictAccept}
 	if l.Egress.All {
 		rule(accept)
@@ -618,9 +640,16 @@ func egressRules(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, l leas
 			rule(append(e, accept)...)
 		}
 	}
-	rule(&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 20},
-		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: l.LogGroup, Snaplen: 64})
-	rule(&expr.Verdict{Kind: expr.VerdictDrop})
+	rule(logDenial(l)...)
+	rule(drop)
+}
+
+// logDenial logs a packet to the member's NFLOG group, which its supervisor reports as
+// `NAME: egress denied ADDR:PORT/PROTO` (nflog_linux.go), rate-limited here too: past the
+// limit the rule does not match, so a rule of its own must drop the packet.
+func logDenial(l lease) []expr.Any {
+	return []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: 10, Unit: expr.LimitTimeSecond, Burst: 20},
+		&expr.Log{Key: 1<<unix.NFTA_LOG_GROUP | 1<<unix.NFTA_LOG_SNAPLEN, Group: l.LogGroup, Snaplen: 64}}
 }
 
 // egressMatches turns one egress entry into the matches of the packets it allows, one per
