@@ -193,6 +193,36 @@ func assertNothingLeft(t *testing.T, name string) {
 	}
 }
 
+// TestWritableRootfs: read_only_rootfs = false runs on a data directory that has never had one
+// (its containers/ is made then), the service's writes land in its own upper layer, never in the
+// image, and the layer goes with the run.
+func TestWritableRootfs(t *testing.T) {
+	setup(t)
+	data := t.TempDir()
+	if err := os.Chmod(data, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	m := manifestFor(t, "writable", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo written > /newfile && cat /newfile\"]\n"+
+		"[security]\nread_only_rootfs = false\n[insecure]\nreason = \"the test\"\nallow = [\"writable_rootfs\"]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, m)
+	c.Env = append(c.Env, "SAFE_RUN_DATA_DIR="+data)
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil || string(out) != "written\n" {
+		t.Fatalf("%v: stdout %q\n%s", err, out, stderr.String())
+	}
+	if _, err := os.Lstat(filepath.Join(env.rootfs, "newfile")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the service's write reached the image: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(data, "containers", "writable")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("its upper layer is left: %v", err)
+	}
+	assertNothingLeft(t, "writable")
+}
+
 func TestConfinementProbe(t *testing.T) {
 	setup(t)
 	p := probe(t, "probe", `user = "1000:1000"`)

@@ -107,6 +107,11 @@ func rootfsView(spec *specs.Spec, host plan.Placement, source, upperDir string, 
 		flags |= unix.MS_RDONLY
 	} else {
 		upper, work := filepath.Join(upperDir, "upper"), filepath.Join(upperDir, "work")
+		// The data directory's containers/ is made by the first writable rootfs; only root reads
+		// the writes of a service there.
+		if err := os.MkdirAll(filepath.Dir(upperDir), 0o700); err != nil {
+			return "", err
+		}
 		for _, d := range []string{upperDir, upper, work} {
 			if err := os.Mkdir(d, 0o711); err != nil {
 				return "", err
