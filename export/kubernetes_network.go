@@ -30,7 +30,7 @@ type (
 	k8sNetworkPolicySpec struct {
 		PodSelector k8sSelector      `json:"podSelector"`
 		PolicyTypes []string         `json:"policyTypes"`
-		Ingress     []k8sIngressRule `json:"ingress"`
+		Ingress     []k8sIngressRule `json:"ingress,omitempty"` // none: no pod may connect
 		Egress      []k8sEgressRule  `json:"egress,omitempty"`
 	}
 	k8sIngressRule struct {
@@ -59,6 +59,10 @@ type (
 // with the same value reach each other, as services on one bridge do.
 const bridgeLabel = "run.safe-run/bridge"
 
+// cniWarning: nothing in the pod enforces a NetworkPolicy; without a
+// plugin that does, the pod reaches and is reached by everything.
+const cniWarning = "NetworkPolicy: enforced only where the cluster's network plugin implements it (Calico, Cilium...); elsewhere the pod reaches, and is reached by, every address"
+
 // k8sProto is a manifest protocol in Kubernetes' spelling.
 func k8sProto(p string) string { return strings.ToUpper(p) }
 
@@ -67,10 +71,23 @@ func k8sProto(p string) string { return strings.ToUpper(p) }
 // are published, and the NetworkPolicy.
 func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string, warn func(string, ...any), note func(...string)) (labels map[string]string, objs []k8sObject) {
 	n := s.Network
-	if n.Mode != manifest.NetworkBridge {
-		return nil, nil
-	}
 	name := dnsName(s.Name, false)
+	switch n.Mode {
+	case manifest.NetworkHost:
+		// A pod on the host's network is not subject to NetworkPolicy.
+		return nil, nil
+	case manifest.NetworkNone:
+		// Mode none: safe-run gives the service loopback only, nothing in
+		// or out. A pod always gets the cluster's network; a policy that
+		// selects it, with both policy types and no rules, denies all its
+		// ingress and egress (loopback inside the pod is not filtered).
+		note("NetworkPolicy: denies all ingress and egress, as network mode none gives the",
+			"service loopback only (which the pod keeps).")
+		warn("%s", cniWarning)
+		objs = append(objs, k8sObject{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy", Metadata: k8sMeta{Name: name, Labels: selector},
+			Spec: k8sNetworkPolicySpec{PodSelector: k8sSelector{MatchLabels: selector}, PolicyTypes: []string{"Ingress", "Egress"}}})
+		return nil, objs
+	}
 	seen := map[string]bool{}
 	var svcPorts []k8sServicePort
 	var ingressPorts []k8sPolicyPort
@@ -139,7 +156,7 @@ func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string
 	if len(n.Resolvers) > 0 {
 		note("dns: the pod uses the cluster's resolver; the manifest's upstreams (" + joinAddrs(n) + ") belong in its configuration.")
 	}
-	note("NetworkPolicy: enforced only where the cluster's network plugin implements it.")
+	warn("%s", cniWarning)
 	objs = append(objs, k8sObject{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy", Metadata: k8sMeta{Name: name, Labels: selector}, Spec: pol})
 	return labels, objs
 }

@@ -178,7 +178,8 @@ func TestKubernetesHardened(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // TestKubernetesNetwork: bridge mode writes the pod's ports, a Service
-// and a NetworkPolicy, each decoding strictly into its k8s.io/api type.
+// and a NetworkPolicy, each decoding strictly into its k8s.io/api type;
+// mode none a NetworkPolicy that denies everything; mode host nothing.
 func TestKubernetesNetwork(t *testing.T) {
 	for _, tc := range []struct {
 		manifest string
@@ -187,7 +188,7 @@ func TestKubernetesNetwork(t *testing.T) {
 	}{
 		{"bridged", 3, 4},      // DNS, peers, two ipBlocks (the host name is a warning)
 		{"bridged-own", 3, -1}, // egress = "all"
-		{"hardened", 1, -1},    // mode none: no network objects
+		{"insecure", 1, -1},    // host network: no policy applies
 	} {
 		t.Run(tc.manifest, func(t *testing.T) {
 			out, err := Kubernetes(prepare(t, tc.manifest), goldenOpts)
@@ -218,6 +219,54 @@ func TestKubernetesNetwork(t *testing.T) {
 				if pod.Labels[k] != v || svc.Spec.Selector[k] != v {
 					t.Errorf("selector %s=%s does not select the pod (%v) or is not the service's (%v)", k, v, pod.Labels, svc.Spec.Selector)
 				}
+			}
+		})
+	}
+}
+
+// TestKubernetesNetworkNone: network mode none (loopback only) becomes a
+// NetworkPolicy selecting the pod with both policy types and no rule:
+// no ingress, no egress, as safe-run gives the service. It was once no
+// policy at all, which left the pod the whole cluster network.
+func TestKubernetesNetworkNone(t *testing.T) {
+	for _, kind := range []string{KindPod, KindDeployment} {
+		t.Run(kind, func(t *testing.T) {
+			out, err := Kubernetes(prepare(t, "hardened"), Options{Dir: "/export", Kind: kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := strings.Split(string(out.Text), "\n---\n")
+			if len(docs) != 2 {
+				t.Fatalf("%d objects, want the workload and a NetworkPolicy:\n%s", len(docs), out.Text)
+			}
+			podLabels := map[string]string{}
+			if kind == KindPod {
+				var pod corev1.Pod
+				decodeStrict(t, []byte(docs[0]), &pod)
+				podLabels = pod.Labels
+			} else {
+				var dep appsv1.Deployment
+				decodeStrict(t, []byte(docs[0]), &dep)
+				podLabels = dep.Spec.Template.Labels
+			}
+			var pol networkingv1.NetworkPolicy
+			decodeStrict(t, []byte(docs[1]), &pol)
+			if want := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}; !slices.Equal(pol.Spec.PolicyTypes, want) {
+				t.Errorf("policyTypes %v, want %v", pol.Spec.PolicyTypes, want)
+			}
+			if pol.Spec.Ingress != nil || pol.Spec.Egress != nil {
+				t.Errorf("rules ingress %v egress %v, want none", pol.Spec.Ingress, pol.Spec.Egress)
+			}
+			if len(pol.Spec.PodSelector.MatchLabels) == 0 {
+				t.Fatal("the policy selects every pod of the namespace")
+			}
+			for k, v := range pol.Spec.PodSelector.MatchLabels {
+				if podLabels[k] != v {
+					t.Errorf("selector %s=%s does not select the pod (%v)", k, v, podLabels)
+				}
+			}
+			if !strings.Contains(docs[0], "# NetworkPolicy: denies all ingress and egress") {
+				t.Errorf("no comment says what the policy does:\n%s", docs[0])
 			}
 		})
 	}
