@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -247,7 +249,7 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	case s.Image.Ref != "":
 		c.Image = s.Image.Ref
 	default:
-		c.Image = "${IMAGE:?set IMAGE to the image ID, see the comment at the top}"
+		c.Image = composeImageVar
 		notes = append([]string{
 			"Image: the manifest names a root filesystem directory, not a registry",
 			"image. Import it and run compose with the ID it prints, which pins it:",
@@ -255,7 +257,8 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		}, notes...)
 	}
 	f.Services[s.Name] = c
-	y, err := toYAML(f)
+	// Every $ literal, but for the one variable the file means to have.
+	y, err := toYAMLEdited(f, func(n *yaml.Node) { escapeDollars(n, composeImageVar) })
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +270,10 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	out.Text = []byte(b.String())
 	return out, nil
 }
+
+// composeImageVar is the image of a service whose manifest names a root
+// filesystem: the ID docker import prints, which compose interpolates.
+const composeImageVar = "${IMAGE:?set IMAGE to the image ID, see the comment at the top}"
 
 // composeSize writes a size in bytes: compose reads "64M" in decimal or
 // binary units depending on the implementation, a byte count never.

@@ -307,12 +307,12 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	}
 	cmd := command(p)
 	if len(s.Process.Command) > 0 {
-		c.Command = cmd
+		c.Command = k8sLiteral(cmd)
 	} else if s.Image.Ref == "" {
-		c.Command = cmd
+		c.Command = k8sLiteral(cmd)
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
-		c.Env = append(c.Env, k8sEnv{Name: k, Value: s.Process.Env[k]})
+		c.Env = append(c.Env, k8sEnv{Name: k, Value: k8sLiteral([]string{s.Process.Env[k]})[0]})
 	}
 
 	// Resources. Requests are what the scheduler reserves: the soft limit
@@ -445,6 +445,17 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// k8sLiteral escapes words for the container's command, args and env
+// values, where the kubelet expands $(VAR) and reads $$ as $: every $
+// doubled is a literal one, as the manifest means it.
+func k8sLiteral(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = strings.ReplaceAll(w, "$", "$$")
+	}
+	return out
+}
 
 func k8sImage(s *manifest.Service) string {
 	if s.Image.Ref != "" {

@@ -271,3 +271,39 @@ func TestKubernetesNetworkNone(t *testing.T) {
 		})
 	}
 }
+
+// TestKubernetesDollar: the kubelet expands $(VAR) in a container's
+// command, args and env values and reads $$ as $; every $ of the
+// manifest is written $$, so the container gets the manifest's words.
+func TestKubernetesDollar(t *testing.T) {
+	path := writeTestManifest(t, `version = 1
+name = "dollar"
+[image]
+rootfs = "$ROOTFS"
+[process]
+command = ["/bin/sh", "-c", "echo $(HOSTNAME) pid=$$ $HOME"]
+env = { PASS = "pa$(word)$$" }
+user = "1000:1000"
+[resources]
+memory = "64M"
+cpus = 0.5
+`)
+	out, err := Kubernetes(prepareFile(t, path), goldenOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	decodeStrict(t, []byte(strings.Split(string(out.Text), "\n---\n")[0]), &pod)
+	c := pod.Spec.Containers[0]
+	// What the kubelet runs: $$ -> $, $(VAR) expanded (here: none is).
+	unescape := func(s string) string { return strings.ReplaceAll(s, "$$", "$") }
+	if got, want := c.Command, []string{"/bin/sh", "-c", "echo $$(HOSTNAME) pid=$$$$ $$HOME"}; !slices.Equal(got, want) {
+		t.Errorf("command %q, want %q", got, want)
+	}
+	if got := unescape(c.Command[2]); got != "echo $(HOSTNAME) pid=$$ $HOME" {
+		t.Errorf("the kubelet runs %q", got)
+	}
+	if len(c.Env) != 1 || unescape(c.Env[0].Value) != "pa$(word)$$" {
+		t.Errorf("env %v, want PASS=pa$$(word)$$$$", c.Env)
+	}
+}
