@@ -142,8 +142,6 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		c.SecurityOpt = append(c.SecurityOpt, "seccomp:"+filepath.Join(opts.Dir, seccomp.Name))
 	case s.Security.Seccomp == "unconfined":
 		c.SecurityOpt = append(c.SecurityOpt, "seccomp:unconfined")
-	default:
-		notes = append(notes, "seccomp: the spec holds no profile, so docker applies its default one.")
 	}
 	if name := appArmorProfile(s); name != "" {
 		c.SecurityOpt = append(c.SecurityOpt, "apparmor:"+name)
@@ -151,14 +149,7 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	} else {
 		c.SecurityOpt = append(c.SecurityOpt, "apparmor:unconfined")
 	}
-	notes = append(notes,
-		"User namespace: safe-run maps the container's root to an unprivileged",
-		"host range; docker does so only when the daemon runs with userns-remap",
-		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
-	)
-	if u.UID == 0 {
-		out.Warnings = append(out.Warnings, rootWarning)
-	}
+	out.Warnings = append(out.Warnings, dockerWarnings(p, "compose", seccomp == nil && s.Security.Seccomp != "unconfined")...)
 	if s.Process.Notify {
 		notes = append(notes, notifyNote)
 	}
@@ -189,9 +180,10 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		c.NetworkMode = ""
 		net := dockerNetwork(s)
 		c.Networks = []string{net}
-		internal, netNotes := dockerNetworkPlan(s)
+		internal, netNotes, netWarnings := dockerNetworkPlan(s)
 		f.Networks = map[string]composeNetwork{net: {Name: net, Internal: internal}}
 		notes = append(notes, netNotes...)
+		out.Warnings = append(out.Warnings, netWarnings...)
 		for _, p := range s.Network.Published {
 			c.Ports = append(c.Ports, composePort{Target: p.ContainerPort, Published: strconv.Itoa(int(p.HostPort)), HostIP: p.HostIP.String(), Protocol: p.Proto})
 		}
@@ -223,19 +215,12 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 				Bind: &composeBind{CreateHostPath: false}})
 		}
 	}
-	if hasBinds(s) {
-		notes = append(notes, "Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.")
-	}
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 		c.Secrets = append(c.Secrets, name)
 		if f.Secrets == nil {
 			f.Secrets = map[string]composeSecret{}
 		}
 		f.Secrets[name] = composeSecret{File: s.Secrets[name].File}
-	}
-	if len(s.Secrets) > 0 {
-		notes = append(notes, "Secrets: compose binds each file read-only at /run/secrets/NAME with the",
-			"file's own owner and mode (safe-run copies it to a tmpfs, 0400, owned by the service's user).")
 	}
 	cmd := command(p)
 	if len(s.Process.Command) > 0 {

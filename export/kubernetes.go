@@ -195,8 +195,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		note("hostUsers: not set, since Kubernetes allows no user namespace with host namespaces.")
 	} else {
 		pod.HostUsers = &no
-		note("hostUsers: false puts the pod in its own user namespace, as safe-run does: it",
-			"needs Kubernetes 1.33 or later (UserNamespacesSupport) and idmap-capable file systems.")
+		warn("hostUsers: false puts the pod in its own user namespace, as safe-run does, from Kubernetes 1.33 (UserNamespacesSupport) with idmap-capable file systems; an API server without the feature drops the field, and the pod's users are then the node's users of the same ids")
 	}
 	switch s.Process.Restart {
 	case "always":
@@ -243,6 +242,11 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	switch s.Security.Seccomp {
 	case "default":
 		sc.SeccompProfile = &k8sProfile{Type: "RuntimeDefault"}
+		if s.Security.SeccompLog {
+			warn("seccomp: RuntimeDefault, the container runtime's own filter, stands in for safe-run's default one (a like allowlist), and it does not log denials as seccomp_log = true asks")
+		} else {
+			note("seccomp: RuntimeDefault, the container runtime's own filter, stands in for safe-run's default one (a like allowlist).")
+		}
 	case "unconfined":
 		sc.SeccompProfile = &k8sProfile{Type: "Unconfined"}
 		warn("Pod Security restricted: seccompProfile: the manifest runs without a seccomp filter ([security] seccomp = \"unconfined\")")
@@ -253,7 +257,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		}
 		if f == nil {
 			sc.SeccompProfile = &k8sProfile{Type: "RuntimeDefault"}
-			note("seccomp: the spec holds no profile, so the pod gets the runtime's default one.")
+			warn("seccomp: the spec holds no profile, so the pod gets the runtime's default one, not the manifest's %q", s.Security.Seccomp)
 			break
 		}
 		out.Files = append(out.Files, *f)
@@ -334,7 +338,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		}
 	}
 	if r.Pids > 0 {
-		note(fmt.Sprintf("pids = %d: Kubernetes sets a pids limit per node (kubelet podPidsLimit), not per pod.", r.Pids))
+		warn("pids = %d: Kubernetes has no pids limit per pod, only the node's (kubelet podPidsLimit, unlimited unless set)", r.Pids)
 	}
 
 	// Mounts.
@@ -346,7 +350,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		case manifest.MountTmpfs:
 			vm.ReadOnly = false
 			pod.Volumes = append(pod.Volumes, k8sVolume{Name: vname, EmptyDir: &k8sEmptyDir{Medium: "Memory", SizeLimit: sizeLimit(m.Size)}})
-			note(fmt.Sprintf("tmpfs %s: an emptyDir in memory; its mode and options (noexec...) are the runtime's.", m.Target))
+			warn("tmpfs %s: an emptyDir in memory, mounted with the kubelet's options: the manifest's mode and options (%s) do not carry over, and programs may run from it", m.Target, strings.Join(tmpfsOptions(p, m), ","))
 		case manifest.MountVolume:
 			// A safe-run volume outlives the container; an emptyDir
 			// would not outlive the pod.
@@ -393,6 +397,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		// the non-root user can use them.
 		sc.FSGroup = &gid
 	}
+	out.Warnings = append(out.Warnings, landlockWarning(s, "Kubernetes")...)
 	netLabels, netObjs := k8sNetwork(s, &c, selector, warn, note)
 	pod.Containers = []k8sContainer{c}
 	podLabels := selector

@@ -103,9 +103,9 @@ func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string
 	if len(svcPorts) > 0 {
 		objs = append(objs, k8sObject{APIVersion: "v1", Kind: "Service", Metadata: k8sMeta{Name: name, Labels: selector},
 			Spec: k8sServiceSpec{Type: "ClusterIP", Selector: selector, Ports: svcPorts}})
-		note("Service: ClusterIP, reachable inside the cluster; what the manifest publishes on",
-			"127.0.0.1 or on one host address, Kubernetes exposes to every pod the policy lets in.",
-			"To reach it from outside, put an Ingress or a LoadBalancer in front.")
+		warn("Service: ClusterIP: what the manifest publishes on 127.0.0.1 or on one host address, Kubernetes exposes to every pod the NetworkPolicy lets in")
+		note("Service: ClusterIP, reachable inside the cluster; to reach it from outside, put an",
+			"Ingress or a LoadBalancer in front.")
 	}
 
 	pol := k8sNetworkPolicySpec{PodSelector: k8sSelector{MatchLabels: selector}, PolicyTypes: []string{"Ingress"}, Ingress: []k8sIngressRule{}}

@@ -52,3 +52,37 @@ func TestExportCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestExportWarnsOnStderr: what an export confines less than safe-run is
+// said in the output and repeated on standard error, as export --help
+// promises: here the egress list docker cannot enforce and Landlock,
+// which no target but systemd carries.
+func TestExportWarnsOnStderr(t *testing.T) {
+	t.Setenv("SAFE_RUN_STATE_DIR", t.TempDir())
+	t.Setenv("SAFE_RUN_DATA_DIR", t.TempDir())
+	for _, tc := range []struct {
+		target string
+		want   []string
+	}{
+		{"docker", []string{"warning: egress: docker cannot limit outbound connections", "warning: Landlock:", "warning: user namespace:", "warning: ports:"}},
+		{"compose", []string{"warning: egress: docker cannot limit outbound connections", "warning: Landlock:", "warning: user namespace:"}},
+		{"kubernetes", []string{"warning: Landlock:", "warning: NetworkPolicy: egress to host names", "warning: Service: ClusterIP"}},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			args := []string{"export", tc.target, "../../export/testdata/bridged.toml", "--dir", t.TempDir()}
+			if code := run(args, nil, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			for _, w := range tc.want {
+				line := "safe-run: export " + tc.target + ": " + w
+				if !strings.Contains(stderr.String(), line) {
+					t.Errorf("stderr lacks %q:\n%s", line, stderr.String())
+				}
+				if !strings.Contains(stdout.String(), "# WARNING: "+strings.TrimPrefix(w, "warning: ")) {
+					t.Errorf("the output lacks the comment %q", w)
+				}
+			}
+		})
+	}
+}
