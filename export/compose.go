@@ -35,7 +35,7 @@ type composeService struct {
 	Entrypoint      []string          `json:"entrypoint,omitempty"`
 	Command         []string          `json:"command,omitempty"`
 	Hostname        string            `json:"hostname,omitempty"`
-	User            string            `json:"user"`
+	User            string            `json:"user,omitempty"` // "": the image's
 	GroupAdd        []string          `json:"group_add,omitempty"`
 	WorkingDir      string            `json:"working_dir,omitempty"`
 	Environment     map[string]string `json:"environment,omitempty"`
@@ -104,7 +104,7 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		Hostname:        spec.Hostname,
 		ReadOnly:        s.Security.ReadOnlyRootfs,
 		CapDrop:         []string{"ALL"},
-		WorkingDir:      spec.Process.Cwd,
+		WorkingDir:      processWorkdir(p),
 		Environment:     s.Process.Env,
 		Labels:          labels(p),
 		Init:            s.Process.Init,
@@ -121,9 +121,8 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		// The weight by cpus: see plan.CPUShares.
 		c.CPUShares = plan.CPUShares(s.Resources.CPUs)
 	}
-	u := spec.Process.User
-	c.User = fmt.Sprintf("%d:%d", u.UID, u.GID)
-	for _, g := range u.AdditionalGids {
+	c.User = processUser(p)
+	for _, g := range spec.Process.User.AdditionalGids {
 		c.GroupAdd = append(c.GroupAdd, strconv.FormatUint(uint64(g), 10))
 	}
 	for _, cp := range s.Security.Capabilities {
@@ -227,12 +226,12 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		// The manifest's command replaces the image's entrypoint and cmd;
 		// an entrypoint set here clears the image's cmd.
 		c.Entrypoint = cmd
-	} else {
-		c.Command = cmd
 	}
+	// Else the image's own entrypoint and cmd, as compose runs them.
 	switch {
 	case s.Image.Ref != "":
 		c.Image = s.Image.Ref
+		notes = append(unknownImageNote(p), notes...)
 	default:
 		c.Image = composeImageVar
 		notes = append([]string{

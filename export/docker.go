@@ -111,12 +111,15 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 	for _, k := range slices.Sorted(maps.Keys(l)) {
 		arg("--label", k+"="+l[k])
 	}
-	u := spec.Process.User
-	arg("--user", fmt.Sprintf("%d:%d", u.UID, u.GID))
-	for _, g := range u.AdditionalGids {
+	if u := processUser(p); u != "" {
+		arg("--user", u)
+	}
+	for _, g := range spec.Process.User.AdditionalGids {
 		arg("--group-add", strconv.FormatUint(uint64(g), 10))
 	}
-	arg("--workdir", spec.Process.Cwd)
+	if w := processWorkdir(p); w != "" {
+		arg("--workdir", w)
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
 		arg("--env", k+"="+s.Process.Env[k])
 	}
@@ -141,6 +144,7 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 		b.WriteString("# " + l + "\n")
 	}
 	image, imageNotes := dockerImage(s, p)
+	imageNotes = append(imageNotes, unknownImageNote(p)...)
 	for _, l := range append(append(warningLines(out), imageNotes...), notes...) {
 		b.WriteString("# " + l + "\n")
 	}
@@ -159,11 +163,12 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 		}
 	}
 	b.WriteString(" \\\n  " + image)
+	// Without a command of the manifest's, the image's own entrypoint
+	// and cmd: docker runs them as they are.
 	if len(s.Process.Command) > 0 {
-		cmd = cmd[1:]
-	}
-	for _, w := range cmd {
-		b.WriteString(" " + shellQuote(w))
+		for _, w := range cmd[1:] {
+			b.WriteString(" " + shellQuote(w))
+		}
 	}
 	b.WriteString("\n")
 	out.Text = []byte(b.String())

@@ -214,7 +214,19 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	sc := &pod.SecurityContext
 	u := spec.Process.User
 	uid, gid := int64(u.UID), int64(u.GID)
-	if uid == 0 {
+	_, _, notNumeric := plan.LookupUser("", s.Process.User)
+	if p.ImageUnknown && (s.Process.User == "" || notNumeric != nil) {
+		// The image's user, which the export could not read: the pod
+		// must not run as root, which the kubelet checks where it runs.
+		sc.RunAsNonRoot = &yes
+		who := "the image's user"
+		if s.Process.User != "" {
+			who = fmt.Sprintf("%q from the image's /etc/passwd", s.Process.User)
+		}
+		note(fmt.Sprintf("user: %s, which the export could not read: runAsNonRoot: true makes", who),
+			"the kubelet refuse the pod where that is root or a name rather than numeric ids",
+			"(set [process] user = \"UID:GID\").")
+	} else if uid == 0 {
 		nonRoot, err := imageUser(p.Image.Rootfs)
 		if err != nil {
 			return nil, err
@@ -229,9 +241,11 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 			warn("Pod Security restricted: runAsNonRoot != true, runAsUser=0 before policy version 1.35: the manifest runs the process as root and the image's /etc/passwd has no non-root user to run it as instead; from 1.35 restricted accepts root in the pod's own user namespace (hostUsers: false), older policy versions refuse it (add a user to the image, or set [process] user)")
 		}
 	}
-	if uid != 0 {
+	switch {
+	case sc.RunAsNonRoot != nil:
+	case uid != 0:
 		sc.RunAsNonRoot, sc.RunAsUser, sc.RunAsGroup = &yes, &uid, &gid
-	} else {
+	default:
 		sc.RunAsUser, sc.RunAsGroup = &uid, &gid
 	}
 	for _, g := range u.AdditionalGids {
@@ -279,7 +293,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	c := k8sContainer{
 		Name:       dnsName(s.Name, false),
 		Image:      k8sImage(s),
-		WorkingDir: spec.Process.Cwd,
+		WorkingDir: processWorkdir(p),
 		Stdin:      s.Process.TTY,
 		TTY:        s.Process.TTY,
 		SecurityContext: k8sSecurityContext{
@@ -435,7 +449,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		y = append(append(y, "---\n"...), more...)
 	}
 	var b strings.Builder
-	lines := header(p, "kubernetes")
+	lines := append(header(p, "kubernetes"), unknownImageNote(p)...)
 	if s.Image.Ref == "" {
 		lines = append(lines, "Image: the manifest names a root filesystem directory, not a registry image:",
 			"push it to your registry and replace the image below with its name@sha256:digest.")

@@ -24,10 +24,9 @@ func landlockWarning(s *manifest.Service, target string) []string {
 // whatever the network: the user namespace, Landlock, binds, secrets,
 // and the security modules.
 func dockerWarnings(p *plan.Job, target string, seccompMissing bool) []string {
-	s := p.Spec
 	svc := p.Service
 	var w []string
-	if s.Process.User.UID == 0 {
+	if runsAsRoot(p) {
 		w = append(w, rootWarning)
 	} else {
 		w = append(w, "user namespace: safe-run runs the container in a user namespace of its own, "+target+" only where the daemon runs with userns-remap (dockerd --userns-remap=default, or \"userns-remap\" in daemon.json); without it the container's users are the host's users of the same ids (`safe-run audit` checks it)")

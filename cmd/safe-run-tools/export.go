@@ -46,8 +46,14 @@ comment, and the weakening is repeated on standard error.`,
 				}
 			}
 			// For another machine: what this host could not enforce
-			// (job.Refused) is none of the export's business.
-			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), g.planOptions())
+			// (job.Refused) is none of the export's business, nor are
+			// its own limits; and nothing is pulled: the image is the
+			// ref where it runs. A unit runs safe-run, which resolves
+			// the image itself.
+			popts := g.planOptions()
+			popts.Elsewhere, popts.Registry = true, nil
+			popts.NoImage = args[0] == "systemd"
+			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), popts)
 			if err != nil {
 				return err
 			}
