@@ -503,21 +503,56 @@ func sizeLimit(s manifest.Size) string {
 	return k8sQuantity(s)
 }
 
-// dnsName turns a safe-run name into a Kubernetes object name: a DNS
-// subdomain when dots are allowed, else a DNS label.
+// dnsName turns a safe-run name into a Kubernetes object name: a DNS-1123
+// subdomain when dots are allowed (Pods, Deployments, NetworkPolicies,
+// ConfigMaps, Secrets, claims), else a DNS-1123 label (containers, label
+// values). Kept to 63 characters either way, as a pod's name is its
+// hostname. Never empty for a validated manifest's names, which start
+// with a letter or digit.
 func dnsName(name string, dots bool) string {
-	b := []byte(strings.ToLower(name))
-	for i, c := range b {
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || (dots && c == '.')
-		if !ok {
-			b[i] = '-'
+	if !dots {
+		return dnsLabel(name)
+	}
+	// Each dot-separated part a label of its own: "a..b" and "a_.b" are
+	// no subdomains.
+	var parts []string
+	for _, l := range strings.Split(name, ".") {
+		if l = dnsLabel(l); l != "" {
+			parts = append(parts, l)
 		}
 	}
-	n := strings.Trim(string(b), "-.")
+	n := strings.Join(parts, ".")
 	if len(n) > 63 {
 		n = strings.TrimRight(n[:63], "-.")
 	}
 	return n
+}
+
+// dnsLabel is [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+func dnsLabel(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	n := strings.Trim(string(b), "-")
+	if len(n) > 63 {
+		n = strings.TrimRight(n[:63], "-")
+	}
+	return n
+}
+
+// serviceName is the name of a Service, a DNS-1035 label: a DNS-1123
+// label that starts with a letter, since the name becomes a DNS name in
+// the cluster. A name starting with a digit gets "svc-" in front; renamed
+// says so.
+func serviceName(name string) (n string, renamed bool) {
+	n = dnsLabel(name)
+	if n != "" && n[0] >= 'a' && n[0] <= 'z' {
+		return n, false
+	}
+	return dnsLabel("svc-" + n), true
 }
 
 // imageUser finds the non-root user a pod may run as instead of root: the

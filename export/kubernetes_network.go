@@ -63,6 +63,18 @@ const bridgeLabel = "run.safe-run/bridge"
 // plugin that does, the pod reaches and is reached by everything.
 const cniWarning = "NetworkPolicy: enforced only where the cluster's network plugin implements it (Calico, Cilium...); elsewhere the pod reaches, and is reached by, every address"
 
+// labelValue makes a bridge name a label value: at most 63 characters of
+// [A-Za-z0-9_.-], alphanumeric at both ends ("br_" is a bridge, not a
+// label value).
+func labelValue(v string) string {
+	const edges = "_.-"
+	v = strings.Trim(v, edges)
+	if len(v) > 63 {
+		v = strings.TrimRight(v[:63], edges)
+	}
+	return v
+}
+
 // k8sProto is a manifest protocol in Kubernetes' spelling.
 func k8sProto(p string) string { return strings.ToUpper(p) }
 
@@ -101,7 +113,12 @@ func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string
 		svcPorts = append(svcPorts, k8sServicePort{Name: fmt.Sprintf("%s-%d", p.Proto, p.HostPort), Port: p.HostPort, TargetPort: p.ContainerPort, Protocol: k8sProto(p.Proto)})
 	}
 	if len(svcPorts) > 0 {
-		objs = append(objs, k8sObject{APIVersion: "v1", Kind: "Service", Metadata: k8sMeta{Name: name, Labels: selector},
+		svcName, renamed := serviceName(s.Name)
+		if renamed {
+			note(fmt.Sprintf("Service: named %s, since a Service's name must start with a letter (DNS-1035):", svcName),
+				fmt.Sprintf("peers reach the service as %s, not %s.", svcName, s.Name))
+		}
+		objs = append(objs, k8sObject{APIVersion: "v1", Kind: "Service", Metadata: k8sMeta{Name: svcName, Labels: selector},
 			Spec: k8sServiceSpec{Type: "ClusterIP", Selector: selector, Ports: svcPorts}})
 		warn("Service: ClusterIP: what the manifest publishes on 127.0.0.1 or on one host address, Kubernetes exposes to every pod the NetworkPolicy lets in")
 		note("Service: ClusterIP, reachable inside the cluster; to reach it from outside, put an",
@@ -111,7 +128,7 @@ func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string
 	pol := k8sNetworkPolicySpec{PodSelector: k8sSelector{MatchLabels: selector}, PolicyTypes: []string{"Ingress"}, Ingress: []k8sIngressRule{}}
 	var peers []k8sPeer
 	if n.Bridge != "" {
-		labels = map[string]string{bridgeLabel: n.Bridge}
+		labels = map[string]string{bridgeLabel: labelValue(n.Bridge)}
 		peers = []k8sPeer{{PodSelector: &k8sSelector{MatchLabels: labels}}}
 		pol.Ingress = append(pol.Ingress, k8sIngressRule{From: peers})
 	}

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/pod-security-admission/api"
 	psa "k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
@@ -305,5 +307,107 @@ cpus = 0.5
 	}
 	if len(c.Env) != 1 || unescape(c.Env[0].Value) != "pa$(word)$$" {
 		t.Errorf("env %v, want PASS=pa$$(word)$$$$", c.Env)
+	}
+}
+
+// TestKubernetesNames: every name the export writes is one the API server
+// accepts: a Service's a DNS-1035 label (a letter first: "1web" was
+// written as it is), containers', volumes' and ports' DNS-1123 labels,
+// other objects' DNS-1123 subdomains, label values valid ones.
+func TestKubernetesNames(t *testing.T) {
+	long := "1" + strings.Repeat("x", 61) + "_"
+	for _, name := range []string{"1web", "9", "a..b_c", "x_y.z-", "web", long} {
+		t.Run(name, func(t *testing.T) {
+			path := writeTestManifest(t, `version = 1
+name = "`+name+`"
+[image]
+rootfs = "$ROOTFS"
+[process]
+command = ["/bin/server"]
+user = "1000:1000"
+[resources]
+memory = "64M"
+cpus = 0.5
+[[mounts]]
+type = "volume"
+source = "`+name+`-Data_"
+target = "/data"
+[[mounts]]
+type = "bind"
+source = "`+filepath.Join(testdata, "config")+`"
+target = "/etc/x..y_"
+[network]
+mode = "bridge"
+bridge = "b_r_"
+ports = ["8080:80", "127.0.0.1:5353:53/udp"]
+[secrets]
+"db_Pass.word" = { file = "`+filepath.Join(testdata, "db-password")+`" }
+`)
+			out, err := Kubernetes(prepareFile(t, path), goldenOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := strings.Split(string(out.Text), "\n---\n")
+			if len(docs) != 3 {
+				t.Fatalf("%d objects, want a Pod, a Service and a NetworkPolicy", len(docs))
+			}
+			var pod corev1.Pod
+			decodeStrict(t, []byte(docs[0]), &pod)
+			var svc corev1.Service
+			decodeStrict(t, []byte(docs[1]), &svc)
+			var pol networkingv1.NetworkPolicy
+			decodeStrict(t, []byte(docs[2]), &pol)
+			check := func(what, value string, errs []string) {
+				t.Helper()
+				if len(errs) > 0 {
+					t.Errorf("%s %q: %s", what, value, strings.Join(errs, "; "))
+				}
+			}
+			subdomain := func(what, v string) { check(what, v, validation.IsDNS1123Subdomain(v)) }
+			label := func(what, v string) { check(what, v, validation.IsDNS1123Label(v)) }
+			labels := func(what string, m map[string]string) {
+				for k, v := range m {
+					check(what+" key", k, validation.IsQualifiedName(k))
+					check(what+" value", v, validation.IsValidLabelValue(v))
+				}
+			}
+			subdomain("Pod", pod.Name)
+			check("Service", svc.Name, validation.IsDNS1035Label(svc.Name))
+			subdomain("NetworkPolicy", pol.Name)
+			labels("pod label", pod.Labels)
+			labels("service label", svc.Labels)
+			labels("selector", svc.Spec.Selector)
+			labels("policy selector", pol.Spec.PodSelector.MatchLabels)
+			for _, r := range pol.Spec.Ingress {
+				for _, p := range r.From {
+					if p.PodSelector != nil {
+						labels("peer selector", p.PodSelector.MatchLabels)
+					}
+				}
+			}
+			for _, c := range pod.Spec.Containers {
+				label("container", c.Name)
+			}
+			for _, p := range svc.Spec.Ports {
+				label("service port", p.Name)
+			}
+			for _, v := range pod.Spec.Volumes {
+				label("volume", v.Name)
+				switch {
+				case v.PersistentVolumeClaim != nil:
+					subdomain("claim", v.PersistentVolumeClaim.ClaimName)
+				case v.ConfigMap != nil:
+					subdomain("ConfigMap", v.ConfigMap.Name)
+				case v.Secret != nil:
+					subdomain("Secret", v.Secret.SecretName)
+					for _, it := range v.Secret.Items {
+						check("secret key", it.Key, validation.IsConfigMapKey(it.Key))
+					}
+				}
+			}
+			if svc.Name != dnsName(name, false) && !strings.Contains(docs[0], "# Service: named "+svc.Name) {
+				t.Errorf("the Service is named %s, and no comment says so", svc.Name)
+			}
+		})
 	}
 }
