@@ -241,7 +241,7 @@ func TestKubernetesNetworkNone(t *testing.T) {
 			if len(docs) != 2 {
 				t.Fatalf("%d objects, want the workload and a NetworkPolicy:\n%s", len(docs), out.Text)
 			}
-			podLabels := map[string]string{}
+			var podLabels map[string]string
 			if kind == KindPod {
 				var pod corev1.Pod
 				decodeStrict(t, []byte(docs[0]), &pod)
