@@ -28,7 +28,12 @@ func exportCommand(g *globals) *cobra.Command {
 
 The seccomp profile, when the export needs one, is written beside it into
 --dir. Where the target confines less than safe-run, the output says so in a
-comment, and the weakening is repeated on standard error.`,
+comment, and the weakening is repeated on standard error.
+
+The export is for another machine: nothing is pulled (an image.ref this host
+has not cached is written as the ref, with the image's own user, working
+directory and command where the manifest names none), and this host's own
+limits do not apply.`,
 		Example: `  safe-run export systemd /etc/safe-run/web.toml > /etc/systemd/system/web.service
   safe-run export docker web.toml --dir /srv/web > /srv/web/run.sh
   safe-run export kubernetes --kind deployment web.toml | kubectl apply -f -`,
