@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -33,7 +35,7 @@ type composeService struct {
 	Entrypoint      []string          `json:"entrypoint,omitempty"`
 	Command         []string          `json:"command,omitempty"`
 	Hostname        string            `json:"hostname,omitempty"`
-	User            string            `json:"user"`
+	User            string            `json:"user,omitempty"` // "": the image's
 	GroupAdd        []string          `json:"group_add,omitempty"`
 	WorkingDir      string            `json:"working_dir,omitempty"`
 	Environment     map[string]string `json:"environment,omitempty"`
@@ -102,7 +104,7 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		Hostname:        spec.Hostname,
 		ReadOnly:        s.Security.ReadOnlyRootfs,
 		CapDrop:         []string{"ALL"},
-		WorkingDir:      spec.Process.Cwd,
+		WorkingDir:      processWorkdir(p),
 		Environment:     s.Process.Env,
 		Labels:          labels(p),
 		Init:            s.Process.Init,
@@ -119,9 +121,8 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		// The weight by cpus: see plan.CPUShares.
 		c.CPUShares = plan.CPUShares(s.Resources.CPUs)
 	}
-	u := spec.Process.User
-	c.User = fmt.Sprintf("%d:%d", u.UID, u.GID)
-	for _, g := range u.AdditionalGids {
+	c.User = processUser(p)
+	for _, g := range spec.Process.User.AdditionalGids {
 		c.GroupAdd = append(c.GroupAdd, strconv.FormatUint(uint64(g), 10))
 	}
 	for _, cp := range s.Security.Capabilities {
@@ -140,8 +141,6 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		c.SecurityOpt = append(c.SecurityOpt, "seccomp:"+filepath.Join(opts.Dir, seccomp.Name))
 	case s.Security.Seccomp == "unconfined":
 		c.SecurityOpt = append(c.SecurityOpt, "seccomp:unconfined")
-	default:
-		notes = append(notes, "seccomp: the spec holds no profile, so docker applies its default one.")
 	}
 	if name := appArmorProfile(s); name != "" {
 		c.SecurityOpt = append(c.SecurityOpt, "apparmor:"+name)
@@ -149,14 +148,7 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	} else {
 		c.SecurityOpt = append(c.SecurityOpt, "apparmor:unconfined")
 	}
-	notes = append(notes,
-		"User namespace: safe-run maps the container's root to an unprivileged",
-		"host range; docker does so only when the daemon runs with userns-remap",
-		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
-	)
-	if u.UID == 0 {
-		out.Warnings = append(out.Warnings, rootWarning)
-	}
+	out.Warnings = append(out.Warnings, dockerWarnings(p, "compose", seccomp == nil && s.Security.Seccomp != "unconfined")...)
 	if s.Process.Notify {
 		notes = append(notes, notifyNote)
 	}
@@ -187,9 +179,10 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		c.NetworkMode = ""
 		net := dockerNetwork(s)
 		c.Networks = []string{net}
-		internal, netNotes := dockerNetworkPlan(s)
+		internal, netNotes, netWarnings := dockerNetworkPlan(s)
 		f.Networks = map[string]composeNetwork{net: {Name: net, Internal: internal}}
 		notes = append(notes, netNotes...)
+		out.Warnings = append(out.Warnings, netWarnings...)
 		for _, p := range s.Network.Published {
 			c.Ports = append(c.Ports, composePort{Target: p.ContainerPort, Published: strconv.Itoa(int(p.HostPort)), HostIP: p.HostIP.String(), Protocol: p.Proto})
 		}
@@ -221,9 +214,6 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 				Bind: &composeBind{CreateHostPath: false}})
 		}
 	}
-	if hasBinds(s) {
-		notes = append(notes, "Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.")
-	}
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 		c.Secrets = append(c.Secrets, name)
 		if f.Secrets == nil {
@@ -231,23 +221,19 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		}
 		f.Secrets[name] = composeSecret{File: s.Secrets[name].File}
 	}
-	if len(s.Secrets) > 0 {
-		notes = append(notes, "Secrets: compose binds each file read-only at /run/secrets/NAME with the",
-			"file's own owner and mode (safe-run copies it to a tmpfs, 0400, owned by the service's user).")
-	}
 	cmd := command(p)
 	if len(s.Process.Command) > 0 {
 		// The manifest's command replaces the image's entrypoint and cmd;
 		// an entrypoint set here clears the image's cmd.
 		c.Entrypoint = cmd
-	} else {
-		c.Command = cmd
 	}
+	// Else the image's own entrypoint and cmd, as compose runs them.
 	switch {
 	case s.Image.Ref != "":
 		c.Image = s.Image.Ref
+		notes = append(unknownImageNote(p), notes...)
 	default:
-		c.Image = "${IMAGE:?set IMAGE to the image ID, see the comment at the top}"
+		c.Image = composeImageVar
 		notes = append([]string{
 			"Image: the manifest names a root filesystem directory, not a registry",
 			"image. Import it and run compose with the ID it prints, which pins it:",
@@ -255,7 +241,8 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		}, notes...)
 	}
 	f.Services[s.Name] = c
-	y, err := toYAML(f)
+	// Every $ literal, but for the one variable the file means to have.
+	y, err := toYAMLEdited(f, func(n *yaml.Node) { escapeDollars(n, composeImageVar) })
 	if err != nil {
 		return nil, err
 	}
@@ -267,6 +254,10 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 	out.Text = []byte(b.String())
 	return out, nil
 }
+
+// composeImageVar is the image of a service whose manifest names a root
+// filesystem: the ID docker import prints, which compose interpolates.
+const composeImageVar = "${IMAGE:?set IMAGE to the image ID, see the comment at the top}"
 
 // composeSize writes a size in bytes: compose reads "64M" in decimal or
 // binary units depending on the implementation, a byte count never.

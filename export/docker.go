@@ -49,8 +49,6 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 		arg("--security-opt", "seccomp="+filepath.Join(opts.Dir, seccomp.Name))
 	case s.Security.Seccomp == "unconfined":
 		arg("--security-opt", "seccomp=unconfined")
-	default:
-		note("seccomp: the spec holds no profile, so docker applies its default one.")
 	}
 	if name := appArmorProfile(s); name != "" {
 		arg("--security-opt", "apparmor="+name)
@@ -58,15 +56,7 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 	} else {
 		arg("--security-opt", "apparmor=unconfined")
 	}
-	note(
-		"User namespace: safe-run maps the container's root to an unprivileged",
-		"host range; docker does so only when the daemon runs with userns-remap",
-		`(dockerd --userns-remap=default, or "userns-remap" in daemon.json).`,
-		"`safe-run audit` checks it.",
-	)
-	if spec.Process.User.UID == 0 {
-		out.Warnings = append(out.Warnings, rootWarning)
-	}
+	out.Warnings = append(out.Warnings, dockerWarnings(p, "docker", seccomp == nil && s.Security.Seccomp != "unconfined")...)
 	if s.Process.Notify {
 		note(notifyNote)
 	}
@@ -82,13 +72,14 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 		for _, a := range s.Network.Resolvers {
 			arg("--dns", a.String())
 		}
-		internal, notes := dockerNetworkPlan(s)
+		internal, notes, warnings := dockerNetworkPlan(s)
 		create := "docker network create " + dockerNetwork(s)
 		if internal {
 			create = "docker network create --internal " + dockerNetwork(s)
 		}
 		note("Network: create it once: " + create)
 		note(notes...)
+		out.Warnings = append(out.Warnings, warnings...)
 	default:
 		arg("--network", "none")
 	}
@@ -113,26 +104,22 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 			arg("--mount", mountOpt("bind", m.Source, m.Target, !m.Writable()))
 		}
 	}
-	if hasBinds(s) {
-		note("Binds: docker mounts them recursively and without nosuid,nodev; safe-run does neither.")
-	}
 	for _, name := range slices.Sorted(maps.Keys(s.Secrets)) {
 		arg("--mount", mountOpt("bind", s.Secrets[name].File, plan.SecretsPath+"/"+name, true))
-	}
-	if len(s.Secrets) > 0 {
-		note("Secrets: bound read-only from their host files, with the files' own owner",
-			"and mode (safe-run copies them to a tmpfs, 0400, owned by the service's user).")
 	}
 	l := labels(p)
 	for _, k := range slices.Sorted(maps.Keys(l)) {
 		arg("--label", k+"="+l[k])
 	}
-	u := spec.Process.User
-	arg("--user", fmt.Sprintf("%d:%d", u.UID, u.GID))
-	for _, g := range u.AdditionalGids {
+	if u := processUser(p); u != "" {
+		arg("--user", u)
+	}
+	for _, g := range spec.Process.User.AdditionalGids {
 		arg("--group-add", strconv.FormatUint(uint64(g), 10))
 	}
-	arg("--workdir", spec.Process.Cwd)
+	if w := processWorkdir(p); w != "" {
+		arg("--workdir", w)
+	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
 		arg("--env", k+"="+s.Process.Env[k])
 	}
@@ -157,6 +144,7 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 		b.WriteString("# " + l + "\n")
 	}
 	image, imageNotes := dockerImage(s, p)
+	imageNotes = append(imageNotes, unknownImageNote(p)...)
 	for _, l := range append(append(warningLines(out), imageNotes...), notes...) {
 		b.WriteString("# " + l + "\n")
 	}
@@ -175,11 +163,12 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 		}
 	}
 	b.WriteString(" \\\n  " + image)
+	// Without a command of the manifest's, the image's own entrypoint
+	// and cmd: docker runs them as they are.
 	if len(s.Process.Command) > 0 {
-		cmd = cmd[1:]
-	}
-	for _, w := range cmd {
-		b.WriteString(" " + shellQuote(w))
+		for _, w := range cmd[1:] {
+			b.WriteString(" " + shellQuote(w))
+		}
 	}
 	b.WriteString("\n")
 	out.Text = []byte(b.String())
@@ -326,23 +315,20 @@ func dockerPort(p manifest.Port) string {
 }
 
 // dockerNetworkPlan says whether the docker network of a bridge-mode
-// service is internal (no way out: egress = "none"), and what docker does
-// not enforce of the manifest's [network].
-func dockerNetworkPlan(s *manifest.Service) (internal bool, notes []string) {
+// service is internal (no way out: egress = "none"), what to know of it,
+// and what of the manifest's [network] docker does not enforce.
+func dockerNetworkPlan(s *manifest.Service) (internal bool, notes, warnings []string) {
 	n := s.Network
 	switch {
 	case n.Egress.None() && len(n.Published) == 0:
-		return true, []string{"Network: internal, as egress = \"none\": the service reaches only its peers."}
+		return true, []string{"Network: internal, as egress = \"none\": the service reaches only its peers."}, nil
 	case n.Egress.None():
-		notes = append(notes, "Egress: docker publishes no port of a container on an internal network, so",
-			"this one is not internal and the container reaches everywhere, where the",
-			"manifest allows it only its peers and DNS: firewall it on the host (DOCKER-USER chain).")
+		warnings = append(warnings, "egress: docker publishes no port of a container on an internal network, so this one is not internal and the container reaches every address, where the manifest allows it only its peers and DNS: firewall it on the host (DOCKER-USER chain)")
 	case len(n.Egress.Rules) > 0:
-		notes = append(notes, "Egress: docker cannot limit outbound connections to "+n.Egress.String()+";",
-			"the container reaches everywhere: firewall it on the host (DOCKER-USER chain).")
+		warnings = append(warnings, "egress: docker cannot limit outbound connections to "+n.Egress.String()+"; the container reaches every address: firewall it on the host (DOCKER-USER chain)")
 	}
 	if len(n.Published) > 0 {
-		notes = append(notes, "Ports: docker's DNAT passes by the host's INPUT firewall; safe-run's forwarders do not.")
+		warnings = append(warnings, "ports: docker's DNAT passes by the host's INPUT firewall; safe-run's forwarders do not")
 	}
-	return false, notes
+	return false, notes, warnings
 }

@@ -131,6 +131,50 @@ func command(p *plan.Job) []string {
 	return plan.ServiceArgs(p.Spec.Process.Args)
 }
 
+// processUser is the user the target runs the process as, for docker's
+// --user: the spec's ids, or where the image was not resolved the
+// manifest's user as written; "" leaves it to the image.
+func processUser(p *plan.Job) string {
+	if p.ImageUnknown {
+		return p.Service.Process.User
+	}
+	u := p.Spec.Process.User
+	return fmt.Sprintf("%d:%d", u.UID, u.GID)
+}
+
+// runsAsRoot reports whether the process is known to run as root.
+func runsAsRoot(p *plan.Job) bool {
+	if !p.ImageUnknown {
+		return p.Spec.Process.User.UID == 0
+	}
+	u := p.Service.Process.User
+	uid, _, _ := strings.Cut(u, ":")
+	return uid == "0" || uid == "root"
+}
+
+// processWorkdir is the working directory the target sets: the spec's,
+// or where the image was not resolved the manifest's; "" leaves it to
+// the image.
+func processWorkdir(p *plan.Job) string {
+	if p.ImageUnknown {
+		return p.Service.Process.Workdir
+	}
+	return p.Spec.Process.Cwd
+}
+
+// unknownImageNote says what an export of an image it could not read
+// leaves to the image.
+func unknownImageNote(p *plan.Job) []string {
+	if !p.ImageUnknown {
+		return nil
+	}
+	return []string{
+		"Image: not in this host's cache, and an export pulls nothing: what the manifest",
+		"leaves to the image (its user, working directory, entrypoint and cmd) is the",
+		"image's own where it runs.",
+	}
+}
+
 // isFile reports whether path is a regular file (a bind of one file rather
 // than a directory).
 func isFile(path string) bool {

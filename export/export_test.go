@@ -48,7 +48,13 @@ func testProfile() *specs.LinuxSeccomp {
 // namespace ranges and cgroups) and testProfile as its seccomp profile.
 func prepare(t testing.TB, name string) *plan.Job {
 	t.Helper()
-	svc, err := manifest.Load(filepath.Join(testdata, name+".toml"))
+	return prepareFile(t, filepath.Join(testdata, name+".toml"))
+}
+
+// prepareFile is prepare for the manifest at path.
+func prepareFile(t testing.TB, path string) *plan.Job {
+	t.Helper()
+	svc, err := manifest.Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}

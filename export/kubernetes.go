@@ -195,8 +195,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		note("hostUsers: not set, since Kubernetes allows no user namespace with host namespaces.")
 	} else {
 		pod.HostUsers = &no
-		note("hostUsers: false puts the pod in its own user namespace, as safe-run does: it",
-			"needs Kubernetes 1.33 or later (UserNamespacesSupport) and idmap-capable file systems.")
+		warn("hostUsers: false puts the pod in its own user namespace, as safe-run does, from Kubernetes 1.33 (UserNamespacesSupport) with idmap-capable file systems; an API server without the feature drops the field, and the pod's users are then the node's users of the same ids")
 	}
 	switch s.Process.Restart {
 	case "always":
@@ -215,7 +214,19 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	sc := &pod.SecurityContext
 	u := spec.Process.User
 	uid, gid := int64(u.UID), int64(u.GID)
-	if uid == 0 {
+	_, _, notNumeric := plan.LookupUser("", s.Process.User)
+	if p.ImageUnknown && (s.Process.User == "" || notNumeric != nil) {
+		// The image's user, which the export could not read: the pod
+		// must not run as root, which the kubelet checks where it runs.
+		sc.RunAsNonRoot = &yes
+		who := "the image's user"
+		if s.Process.User != "" {
+			who = fmt.Sprintf("%q from the image's /etc/passwd", s.Process.User)
+		}
+		note(fmt.Sprintf("user: %s, which the export could not read: runAsNonRoot: true makes", who),
+			"the kubelet refuse the pod where that is root or a name rather than numeric ids",
+			"(set [process] user = \"UID:GID\").")
+	} else if uid == 0 {
 		nonRoot, err := imageUser(p.Image.Rootfs)
 		if err != nil {
 			return nil, err
@@ -230,9 +241,11 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 			warn("Pod Security restricted: runAsNonRoot != true, runAsUser=0 before policy version 1.35: the manifest runs the process as root and the image's /etc/passwd has no non-root user to run it as instead; from 1.35 restricted accepts root in the pod's own user namespace (hostUsers: false), older policy versions refuse it (add a user to the image, or set [process] user)")
 		}
 	}
-	if uid != 0 {
+	switch {
+	case sc.RunAsNonRoot != nil:
+	case uid != 0:
 		sc.RunAsNonRoot, sc.RunAsUser, sc.RunAsGroup = &yes, &uid, &gid
-	} else {
+	default:
 		sc.RunAsUser, sc.RunAsGroup = &uid, &gid
 	}
 	for _, g := range u.AdditionalGids {
@@ -243,6 +256,11 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	switch s.Security.Seccomp {
 	case "default":
 		sc.SeccompProfile = &k8sProfile{Type: "RuntimeDefault"}
+		if s.Security.SeccompLog {
+			warn("seccomp: RuntimeDefault, the container runtime's own filter, stands in for safe-run's default one (a like allowlist), and it does not log denials as seccomp_log = true asks")
+		} else {
+			note("seccomp: RuntimeDefault, the container runtime's own filter, stands in for safe-run's default one (a like allowlist).")
+		}
 	case "unconfined":
 		sc.SeccompProfile = &k8sProfile{Type: "Unconfined"}
 		warn("Pod Security restricted: seccompProfile: the manifest runs without a seccomp filter ([security] seccomp = \"unconfined\")")
@@ -253,7 +271,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		}
 		if f == nil {
 			sc.SeccompProfile = &k8sProfile{Type: "RuntimeDefault"}
-			note("seccomp: the spec holds no profile, so the pod gets the runtime's default one.")
+			warn("seccomp: the spec holds no profile, so the pod gets the runtime's default one, not the manifest's %q", s.Security.Seccomp)
 			break
 		}
 		out.Files = append(out.Files, *f)
@@ -275,7 +293,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	c := k8sContainer{
 		Name:       dnsName(s.Name, false),
 		Image:      k8sImage(s),
-		WorkingDir: spec.Process.Cwd,
+		WorkingDir: processWorkdir(p),
 		Stdin:      s.Process.TTY,
 		TTY:        s.Process.TTY,
 		SecurityContext: k8sSecurityContext{
@@ -307,12 +325,12 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 	}
 	cmd := command(p)
 	if len(s.Process.Command) > 0 {
-		c.Command = cmd
+		c.Command = k8sLiteral(cmd)
 	} else if s.Image.Ref == "" {
-		c.Command = cmd
+		c.Command = k8sLiteral(cmd)
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
-		c.Env = append(c.Env, k8sEnv{Name: k, Value: s.Process.Env[k]})
+		c.Env = append(c.Env, k8sEnv{Name: k, Value: k8sLiteral([]string{s.Process.Env[k]})[0]})
 	}
 
 	// Resources. Requests are what the scheduler reserves: the soft limit
@@ -334,7 +352,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		}
 	}
 	if r.Pids > 0 {
-		note(fmt.Sprintf("pids = %d: Kubernetes sets a pids limit per node (kubelet podPidsLimit), not per pod.", r.Pids))
+		warn("pids = %d: Kubernetes has no pids limit per pod, only the node's (kubelet podPidsLimit, unlimited unless set)", r.Pids)
 	}
 
 	// Mounts.
@@ -346,7 +364,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		case manifest.MountTmpfs:
 			vm.ReadOnly = false
 			pod.Volumes = append(pod.Volumes, k8sVolume{Name: vname, EmptyDir: &k8sEmptyDir{Medium: "Memory", SizeLimit: sizeLimit(m.Size)}})
-			note(fmt.Sprintf("tmpfs %s: an emptyDir in memory; its mode and options (noexec...) are the runtime's.", m.Target))
+			warn("tmpfs %s: an emptyDir in memory, mounted with the kubelet's options: the manifest's mode and options (%s) do not carry over, and programs may run from it", m.Target, strings.Join(tmpfsOptions(p, m), ","))
 		case manifest.MountVolume:
 			// A safe-run volume outlives the container; an emptyDir
 			// would not outlive the pod.
@@ -393,6 +411,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		// the non-root user can use them.
 		sc.FSGroup = &gid
 	}
+	out.Warnings = append(out.Warnings, landlockWarning(s, "Kubernetes")...)
 	netLabels, netObjs := k8sNetwork(s, &c, selector, warn, note)
 	pod.Containers = []k8sContainer{c}
 	podLabels := selector
@@ -430,7 +449,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 		y = append(append(y, "---\n"...), more...)
 	}
 	var b strings.Builder
-	lines := header(p, "kubernetes")
+	lines := append(header(p, "kubernetes"), unknownImageNote(p)...)
 	if s.Image.Ref == "" {
 		lines = append(lines, "Image: the manifest names a root filesystem directory, not a registry image:",
 			"push it to your registry and replace the image below with its name@sha256:digest.")
@@ -445,6 +464,17 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 }
 
 func boolPtr(b bool) *bool { return &b }
+
+// k8sLiteral escapes words for the container's command, args and env
+// values, where the kubelet expands $(VAR) and reads $$ as $: every $
+// doubled is a literal one, as the manifest means it.
+func k8sLiteral(words []string) []string {
+	out := make([]string, len(words))
+	for i, w := range words {
+		out[i] = strings.ReplaceAll(w, "$", "$$")
+	}
+	return out
+}
 
 func k8sImage(s *manifest.Service) string {
 	if s.Image.Ref != "" {
@@ -473,21 +503,56 @@ func sizeLimit(s manifest.Size) string {
 	return k8sQuantity(s)
 }
 
-// dnsName turns a safe-run name into a Kubernetes object name: a DNS
-// subdomain when dots are allowed, else a DNS label.
+// dnsName turns a safe-run name into a Kubernetes object name: a DNS-1123
+// subdomain when dots are allowed (Pods, Deployments, NetworkPolicies,
+// ConfigMaps, Secrets, claims), else a DNS-1123 label (containers, label
+// values). Kept to 63 characters either way, as a pod's name is its
+// hostname. Never empty for a validated manifest's names, which start
+// with a letter or digit.
 func dnsName(name string, dots bool) string {
-	b := []byte(strings.ToLower(name))
-	for i, c := range b {
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || (dots && c == '.')
-		if !ok {
-			b[i] = '-'
+	if !dots {
+		return dnsLabel(name)
+	}
+	// Each dot-separated part a label of its own: "a..b" and "a_.b" are
+	// no subdomains.
+	var parts []string
+	for _, l := range strings.Split(name, ".") {
+		if l = dnsLabel(l); l != "" {
+			parts = append(parts, l)
 		}
 	}
-	n := strings.Trim(string(b), "-.")
+	n := strings.Join(parts, ".")
 	if len(n) > 63 {
 		n = strings.TrimRight(n[:63], "-.")
 	}
 	return n
+}
+
+// dnsLabel is [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters.
+func dnsLabel(name string) string {
+	b := []byte(strings.ToLower(name))
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			b[i] = '-'
+		}
+	}
+	n := strings.Trim(string(b), "-")
+	if len(n) > 63 {
+		n = strings.TrimRight(n[:63], "-")
+	}
+	return n
+}
+
+// serviceName is the name of a Service, a DNS-1035 label: a DNS-1123
+// label that starts with a letter, since the name becomes a DNS name in
+// the cluster. A name starting with a digit gets "svc-" in front; renamed
+// says so.
+func serviceName(name string) (n string, renamed bool) {
+	n = dnsLabel(name)
+	if n != "" && n[0] >= 'a' && n[0] <= 'z' {
+		return n, false
+	}
+	return dnsLabel("svc-" + n), true
 }
 
 // imageUser finds the non-root user a pod may run as instead of root: the

@@ -30,7 +30,7 @@ type (
 	k8sNetworkPolicySpec struct {
 		PodSelector k8sSelector      `json:"podSelector"`
 		PolicyTypes []string         `json:"policyTypes"`
-		Ingress     []k8sIngressRule `json:"ingress"`
+		Ingress     []k8sIngressRule `json:"ingress,omitempty"` // none: no pod may connect
 		Egress      []k8sEgressRule  `json:"egress,omitempty"`
 	}
 	k8sIngressRule struct {
@@ -59,6 +59,22 @@ type (
 // with the same value reach each other, as services on one bridge do.
 const bridgeLabel = "run.safe-run/bridge"
 
+// cniWarning: nothing in the pod enforces a NetworkPolicy; without a
+// plugin that does, the pod reaches and is reached by everything.
+const cniWarning = "NetworkPolicy: enforced only where the cluster's network plugin implements it (Calico, Cilium...); elsewhere the pod reaches, and is reached by, every address"
+
+// labelValue makes a bridge name a label value: at most 63 characters of
+// [A-Za-z0-9_.-], alphanumeric at both ends ("br_" is a bridge, not a
+// label value).
+func labelValue(v string) string {
+	const edges = "_.-"
+	v = strings.Trim(v, edges)
+	if len(v) > 63 {
+		v = strings.TrimRight(v[:63], edges)
+	}
+	return v
+}
+
 // k8sProto is a manifest protocol in Kubernetes' spelling.
 func k8sProto(p string) string { return strings.ToUpper(p) }
 
@@ -67,10 +83,23 @@ func k8sProto(p string) string { return strings.ToUpper(p) }
 // are published, and the NetworkPolicy.
 func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string, warn func(string, ...any), note func(...string)) (labels map[string]string, objs []k8sObject) {
 	n := s.Network
-	if n.Mode != manifest.NetworkBridge {
-		return nil, nil
-	}
 	name := dnsName(s.Name, false)
+	switch n.Mode {
+	case manifest.NetworkHost:
+		// A pod on the host's network is not subject to NetworkPolicy.
+		return nil, nil
+	case manifest.NetworkNone:
+		// Mode none: safe-run gives the service loopback only, nothing in
+		// or out. A pod always gets the cluster's network; a policy that
+		// selects it, with both policy types and no rules, denies all its
+		// ingress and egress (loopback inside the pod is not filtered).
+		note("NetworkPolicy: denies all ingress and egress, as network mode none gives the",
+			"service loopback only (which the pod keeps).")
+		warn("%s", cniWarning)
+		objs = append(objs, k8sObject{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy", Metadata: k8sMeta{Name: name, Labels: selector},
+			Spec: k8sNetworkPolicySpec{PodSelector: k8sSelector{MatchLabels: selector}, PolicyTypes: []string{"Ingress", "Egress"}}})
+		return nil, objs
+	}
 	seen := map[string]bool{}
 	var svcPorts []k8sServicePort
 	var ingressPorts []k8sPolicyPort
@@ -84,17 +113,22 @@ func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string
 		svcPorts = append(svcPorts, k8sServicePort{Name: fmt.Sprintf("%s-%d", p.Proto, p.HostPort), Port: p.HostPort, TargetPort: p.ContainerPort, Protocol: k8sProto(p.Proto)})
 	}
 	if len(svcPorts) > 0 {
-		objs = append(objs, k8sObject{APIVersion: "v1", Kind: "Service", Metadata: k8sMeta{Name: name, Labels: selector},
+		svcName, renamed := serviceName(s.Name)
+		if renamed {
+			note(fmt.Sprintf("Service: named %s, since a Service's name must start with a letter (DNS-1035):", svcName),
+				fmt.Sprintf("peers reach the service as %s, not %s.", svcName, s.Name))
+		}
+		objs = append(objs, k8sObject{APIVersion: "v1", Kind: "Service", Metadata: k8sMeta{Name: svcName, Labels: selector},
 			Spec: k8sServiceSpec{Type: "ClusterIP", Selector: selector, Ports: svcPorts}})
-		note("Service: ClusterIP, reachable inside the cluster; what the manifest publishes on",
-			"127.0.0.1 or on one host address, Kubernetes exposes to every pod the policy lets in.",
-			"To reach it from outside, put an Ingress or a LoadBalancer in front.")
+		warn("Service: ClusterIP: what the manifest publishes on 127.0.0.1 or on one host address, Kubernetes exposes to every pod the NetworkPolicy lets in")
+		note("Service: ClusterIP, reachable inside the cluster; to reach it from outside, put an",
+			"Ingress or a LoadBalancer in front.")
 	}
 
 	pol := k8sNetworkPolicySpec{PodSelector: k8sSelector{MatchLabels: selector}, PolicyTypes: []string{"Ingress"}, Ingress: []k8sIngressRule{}}
 	var peers []k8sPeer
 	if n.Bridge != "" {
-		labels = map[string]string{bridgeLabel: n.Bridge}
+		labels = map[string]string{bridgeLabel: labelValue(n.Bridge)}
 		peers = []k8sPeer{{PodSelector: &k8sSelector{MatchLabels: labels}}}
 		pol.Ingress = append(pol.Ingress, k8sIngressRule{From: peers})
 	}
@@ -139,7 +173,7 @@ func k8sNetwork(s *manifest.Service, c *k8sContainer, selector map[string]string
 	if len(n.Resolvers) > 0 {
 		note("dns: the pod uses the cluster's resolver; the manifest's upstreams (" + joinAddrs(n) + ") belong in its configuration.")
 	}
-	note("NetworkPolicy: enforced only where the cluster's network plugin implements it.")
+	warn("%s", cniWarning)
 	objs = append(objs, k8sObject{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy", Metadata: k8sMeta{Name: name, Labels: selector}, Spec: pol})
 	return labels, objs
 }

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"encoding/json"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/pod-security-admission/api"
 	psa "k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
@@ -178,7 +180,8 @@ func TestKubernetesHardened(t *testing.T) {
 func ptr[T any](v T) *T { return &v }
 
 // TestKubernetesNetwork: bridge mode writes the pod's ports, a Service
-// and a NetworkPolicy, each decoding strictly into its k8s.io/api type.
+// and a NetworkPolicy, each decoding strictly into its k8s.io/api type;
+// mode none a NetworkPolicy that denies everything; mode host nothing.
 func TestKubernetesNetwork(t *testing.T) {
 	for _, tc := range []struct {
 		manifest string
@@ -187,7 +190,7 @@ func TestKubernetesNetwork(t *testing.T) {
 	}{
 		{"bridged", 3, 4},      // DNS, peers, two ipBlocks (the host name is a warning)
 		{"bridged-own", 3, -1}, // egress = "all"
-		{"hardened", 1, -1},    // mode none: no network objects
+		{"insecure", 1, -1},    // host network: no policy applies
 	} {
 		t.Run(tc.manifest, func(t *testing.T) {
 			out, err := Kubernetes(prepare(t, tc.manifest), goldenOpts)
@@ -218,6 +221,192 @@ func TestKubernetesNetwork(t *testing.T) {
 				if pod.Labels[k] != v || svc.Spec.Selector[k] != v {
 					t.Errorf("selector %s=%s does not select the pod (%v) or is not the service's (%v)", k, v, pod.Labels, svc.Spec.Selector)
 				}
+			}
+		})
+	}
+}
+
+// TestKubernetesNetworkNone: network mode none (loopback only) becomes a
+// NetworkPolicy selecting the pod with both policy types and no rule:
+// no ingress, no egress, as safe-run gives the service. It was once no
+// policy at all, which left the pod the whole cluster network.
+func TestKubernetesNetworkNone(t *testing.T) {
+	for _, kind := range []string{KindPod, KindDeployment} {
+		t.Run(kind, func(t *testing.T) {
+			out, err := Kubernetes(prepare(t, "hardened"), Options{Dir: "/export", Kind: kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := strings.Split(string(out.Text), "\n---\n")
+			if len(docs) != 2 {
+				t.Fatalf("%d objects, want the workload and a NetworkPolicy:\n%s", len(docs), out.Text)
+			}
+			var podLabels map[string]string
+			if kind == KindPod {
+				var pod corev1.Pod
+				decodeStrict(t, []byte(docs[0]), &pod)
+				podLabels = pod.Labels
+			} else {
+				var dep appsv1.Deployment
+				decodeStrict(t, []byte(docs[0]), &dep)
+				podLabels = dep.Spec.Template.Labels
+			}
+			var pol networkingv1.NetworkPolicy
+			decodeStrict(t, []byte(docs[1]), &pol)
+			if want := []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}; !slices.Equal(pol.Spec.PolicyTypes, want) {
+				t.Errorf("policyTypes %v, want %v", pol.Spec.PolicyTypes, want)
+			}
+			if pol.Spec.Ingress != nil || pol.Spec.Egress != nil {
+				t.Errorf("rules ingress %v egress %v, want none", pol.Spec.Ingress, pol.Spec.Egress)
+			}
+			if len(pol.Spec.PodSelector.MatchLabels) == 0 {
+				t.Fatal("the policy selects every pod of the namespace")
+			}
+			for k, v := range pol.Spec.PodSelector.MatchLabels {
+				if podLabels[k] != v {
+					t.Errorf("selector %s=%s does not select the pod (%v)", k, v, podLabels)
+				}
+			}
+			if !strings.Contains(docs[0], "# NetworkPolicy: denies all ingress and egress") {
+				t.Errorf("no comment says what the policy does:\n%s", docs[0])
+			}
+		})
+	}
+}
+
+// TestKubernetesDollar: the kubelet expands $(VAR) in a container's
+// command, args and env values and reads $$ as $; every $ of the
+// manifest is written $$, so the container gets the manifest's words.
+func TestKubernetesDollar(t *testing.T) {
+	path := writeTestManifest(t, `version = 1
+name = "dollar"
+[image]
+rootfs = "$ROOTFS"
+[process]
+command = ["/bin/sh", "-c", "echo $(HOSTNAME) pid=$$ $HOME"]
+env = { PASS = "pa$(word)$$" }
+user = "1000:1000"
+[resources]
+memory = "64M"
+cpus = 0.5
+`)
+	out, err := Kubernetes(prepareFile(t, path), goldenOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pod corev1.Pod
+	decodeStrict(t, []byte(strings.Split(string(out.Text), "\n---\n")[0]), &pod)
+	c := pod.Spec.Containers[0]
+	// What the kubelet runs: $$ -> $, $(VAR) expanded (here: none is).
+	unescape := func(s string) string { return strings.ReplaceAll(s, "$$", "$") }
+	if got, want := c.Command, []string{"/bin/sh", "-c", "echo $$(HOSTNAME) pid=$$$$ $$HOME"}; !slices.Equal(got, want) {
+		t.Errorf("command %q, want %q", got, want)
+	}
+	if got := unescape(c.Command[2]); got != "echo $(HOSTNAME) pid=$$ $HOME" {
+		t.Errorf("the kubelet runs %q", got)
+	}
+	if len(c.Env) != 1 || unescape(c.Env[0].Value) != "pa$(word)$$" {
+		t.Errorf("env %v, want PASS=pa$$(word)$$$$", c.Env)
+	}
+}
+
+// TestKubernetesNames: every name the export writes is one the API server
+// accepts: a Service's a DNS-1035 label (a letter first: "1web" was
+// written as it is), containers', volumes' and ports' DNS-1123 labels,
+// other objects' DNS-1123 subdomains, label values valid ones.
+func TestKubernetesNames(t *testing.T) {
+	long := "1" + strings.Repeat("x", 61) + "_"
+	for _, name := range []string{"1web", "9", "a..b_c", "x_y.z-", "web", long} {
+		t.Run(name, func(t *testing.T) {
+			path := writeTestManifest(t, `version = 1
+name = "`+name+`"
+[image]
+rootfs = "$ROOTFS"
+[process]
+command = ["/bin/server"]
+user = "1000:1000"
+[resources]
+memory = "64M"
+cpus = 0.5
+[[mounts]]
+type = "volume"
+source = "`+name+`-Data_"
+target = "/data"
+[[mounts]]
+type = "bind"
+source = "`+filepath.Join(testdata, "config")+`"
+target = "/etc/x..y_"
+[network]
+mode = "bridge"
+bridge = "b_r_"
+ports = ["8080:80", "127.0.0.1:5353:53/udp"]
+[secrets]
+"db_Pass.word" = { file = "`+filepath.Join(testdata, "db-password")+`" }
+`)
+			out, err := Kubernetes(prepareFile(t, path), goldenOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs := strings.Split(string(out.Text), "\n---\n")
+			if len(docs) != 3 {
+				t.Fatalf("%d objects, want a Pod, a Service and a NetworkPolicy", len(docs))
+			}
+			var pod corev1.Pod
+			decodeStrict(t, []byte(docs[0]), &pod)
+			var svc corev1.Service
+			decodeStrict(t, []byte(docs[1]), &svc)
+			var pol networkingv1.NetworkPolicy
+			decodeStrict(t, []byte(docs[2]), &pol)
+			check := func(what, value string, errs []string) {
+				t.Helper()
+				if len(errs) > 0 {
+					t.Errorf("%s %q: %s", what, value, strings.Join(errs, "; "))
+				}
+			}
+			subdomain := func(what, v string) { check(what, v, validation.IsDNS1123Subdomain(v)) }
+			label := func(what, v string) { check(what, v, validation.IsDNS1123Label(v)) }
+			labels := func(what string, m map[string]string) {
+				for k, v := range m {
+					check(what+" key", k, validation.IsQualifiedName(k))
+					check(what+" value", v, validation.IsValidLabelValue(v))
+				}
+			}
+			subdomain("Pod", pod.Name)
+			check("Service", svc.Name, validation.IsDNS1035Label(svc.Name))
+			subdomain("NetworkPolicy", pol.Name)
+			labels("pod label", pod.Labels)
+			labels("service label", svc.Labels)
+			labels("selector", svc.Spec.Selector)
+			labels("policy selector", pol.Spec.PodSelector.MatchLabels)
+			for _, r := range pol.Spec.Ingress {
+				for _, p := range r.From {
+					if p.PodSelector != nil {
+						labels("peer selector", p.PodSelector.MatchLabels)
+					}
+				}
+			}
+			for _, c := range pod.Spec.Containers {
+				label("container", c.Name)
+			}
+			for _, p := range svc.Spec.Ports {
+				label("service port", p.Name)
+			}
+			for _, v := range pod.Spec.Volumes {
+				label("volume", v.Name)
+				switch {
+				case v.PersistentVolumeClaim != nil:
+					subdomain("claim", v.PersistentVolumeClaim.ClaimName)
+				case v.ConfigMap != nil:
+					subdomain("ConfigMap", v.ConfigMap.Name)
+				case v.Secret != nil:
+					subdomain("Secret", v.Secret.SecretName)
+					for _, it := range v.Secret.Items {
+						check("secret key", it.Key, validation.IsConfigMapKey(it.Key))
+					}
+				}
+			}
+			if svc.Name != dnsName(name, false) && !strings.Contains(docs[0], "# Service: named "+svc.Name) {
+				t.Errorf("the Service is named %s, and no comment says so", svc.Name)
 			}
 		})
 	}

@@ -12,7 +12,11 @@ import (
 // toYAML writes v as YAML through its JSON encoding, so that one set of
 // json tags (the field names of the Kubernetes and compose references,
 // with their omitempty) decides the keys and their order.
-func toYAML(v any) ([]byte, error) {
+func toYAML(v any) ([]byte, error) { return toYAMLEdited(v, nil) }
+
+// toYAMLEdited is toYAML with edit applied to the document's nodes
+// before they are written.
+func toYAMLEdited(v any, edit func(*yaml.Node)) ([]byte, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
@@ -22,6 +26,9 @@ func toYAML(v any) ([]byte, error) {
 		return nil, fmt.Errorf("converting JSON to YAML: %w", err)
 	}
 	blockStyle(&doc)
+	if edit != nil {
+		edit(&doc)
+	}
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
@@ -69,5 +76,27 @@ func blockStyle(n *yaml.Node) {
 	}
 	for _, c := range n.Content {
 		blockStyle(c)
+	}
+}
+
+// escapeDollars doubles every $ in the string values of a compose file
+// except keep: compose interpolates ${VAR} and $VAR in every value (not in
+// keys: compose-go's interpolation.recursiveInterpolate), so a command's
+// "$HOME" or a password "pa$word" would otherwise become the variables of
+// whoever runs compose. "$$" is compose's literal $.
+func escapeDollars(n *yaml.Node, keep string) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Value != keep {
+			n.Value = strings.ReplaceAll(n.Value, "$", "$$")
+		}
+	case yaml.MappingNode:
+		for i := 1; i < len(n.Content); i += 2 {
+			escapeDollars(n.Content[i], keep)
+		}
+	default:
+		for _, c := range n.Content {
+			escapeDollars(c, keep)
+		}
 	}
 }

@@ -44,6 +44,17 @@ type Options struct {
 	// Logger receives what goes wrong without failing the plan (the image
 	// cache's clean-ups); nil: discarded.
 	Logger *slog.Logger
+	// Elsewhere plans the job for another machine, as export does: the
+	// image is never pulled (Registry is not used; an image.ref this
+	// host has not cached is planned without its content, see
+	// Job.ImageUnknown), and nothing of this host's own limits is
+	// fitted into the spec (the RLIMIT hard limits safe-run could not
+	// raise here: the spec keeps the manifest's, or safe-run's defaults).
+	Elsewhere bool
+	// NoImage plans without resolving the image at all (Job.ImageUnknown),
+	// for what needs none: a systemd unit runs safe-run, which resolves
+	// the image where the unit runs.
+	NoImage bool
 }
 
 // Build runs every stage before the launcher on the manifest at path: load
@@ -67,7 +78,7 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 			return nil, err
 		}
 	}
-	img, err := image.Resolve(ctx, svc, image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry, Logger: opts.Logger})
+	img, unknown, err := resolveImage(ctx, svc, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -82,9 +93,14 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		Notes:                slices.Clone(img.Notes),
 		Service:              svc,
 		Image:                img,
+		ImageUnknown:         unknown,
+	}
+	if unknown {
+		// Planned from the manifest alone: nothing of the image to run.
+		j.refused = append(j.refused, fmt.Errorf("%w: the image was not resolved (planned for another machine)", host.ErrCannotEnforce))
 	}
 	j.Network = NetworkOptions(svc, opts.Dirs)
-	in := Inputs{Service: svc, Image: img, Network: j.Network}
+	in := Inputs{Service: svc, Image: img, Network: j.Network, ImageUnknown: unknown}
 	if in.Seccomp, err = SeccompProfile(svc, f); err != nil {
 		return nil, err
 	}
@@ -137,13 +153,35 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 	if err := j.landlock(f.LandlockABI); err != nil {
 		return nil, err
 	}
-	j.Notes = append(j.Notes, fitRlimits(j.Spec, f)...)
+	if !opts.Elsewhere {
+		j.Notes = append(j.Notes, fitRlimits(j.Spec, f)...)
+	}
 	if cpus := svc.Resources.CPUs; f.CPUs > 0 && cpus > float64(f.CPUs) {
 		// Docker refuses such a limit; a manifest may be written for a
 		// bigger host, so safe-run only says it.
 		j.Notes = append(j.Notes, fmt.Sprintf("cpus %g is more than this host's %d: the CPU limit never binds here", cpus, f.CPUs))
 	}
 	return j, nil
+}
+
+// resolveImage resolves the service's image as opts say, and reports
+// whether it is unknown: not resolved (NoImage), or an image.ref to be
+// pulled where the job is planned for another machine (Elsewhere).
+func resolveImage(ctx context.Context, svc *manifest.Service, opts Options) (*image.Image, bool, error) {
+	if opts.NoImage {
+		return &image.Image{}, true, nil
+	}
+	iopts := image.Options{Dir: filepath.Join(opts.Dirs.Data, "images"), Progress: opts.Progress, Registry: opts.Registry, Logger: opts.Logger}
+	if opts.Elsewhere {
+		// The cache only: an export must not need the network, nor
+		// pull what runs elsewhere.
+		iopts.Registry = nil
+	}
+	img, err := image.Resolve(ctx, svc, iopts)
+	if opts.Elsewhere && errors.Is(err, image.ErrRegistryNeeded) {
+		return &image.Image{}, true, nil
+	}
+	return img, false, err
 }
 
 // rootlessCgroups checks that the limits can be enforced without root: a

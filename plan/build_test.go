@@ -8,10 +8,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/safe-run/safe-run/export"
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -127,5 +129,61 @@ func TestNoInitLandlock(t *testing.T) {
 				t.Errorf("ServiceArgs = %q", got)
 			}
 		})
+	}
+}
+
+// TestBuildElsewhere: a job planned for another machine (export) pulls
+// nothing, plans an image.ref this host has not cached from the manifest
+// alone, and keeps safe-run's RLIMIT hard limits where this host's own
+// are lower: they are the other machine's business.
+func TestBuildElsewhere(t *testing.T) {
+	low := userOnV1
+	low.RlimitMax = map[string]uint64{"RLIMIT_NOFILE": 20000}
+	dirs := plan.Dirs{State: t.TempDir(), Data: t.TempDir()}
+	nofile := func(j *plan.Job) uint64 {
+		for _, r := range j.Spec.Process.Rlimits {
+			if r.Type == "RLIMIT_NOFILE" {
+				return r.Hard
+			}
+		}
+		return 0
+	}
+	path := writeService(t, "")
+	here, err := plan.Build(t.Context(), path, low, plan.Options{Dirs: dirs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := nofile(here); got != 20000 {
+		t.Fatalf("planned for this host, RLIMIT_NOFILE hard %d, want this host's 20000", got)
+	}
+	there, err := plan.Build(t.Context(), path, low, plan.Options{Dirs: dirs, Elsewhere: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := nofile(there); got != 65536 {
+		t.Errorf("planned elsewhere, RLIMIT_NOFILE hard %d, want safe-run's 65536", got)
+	}
+
+	ref := filepath.Join(t.TempDir(), "ref.toml")
+	text := "version = 1\nname = \"web\"\n[image]\nref = \"127.0.0.1:1/web@sha256:" + strings.Repeat("ab", 32) + "\"\n[process]\nuser = \"app\"\n[resources]\nmemory = \"64M\"\ncpus = 1.0\n"
+	if err := os.WriteFile(ref, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(name.Repository, bool) image.Registry {
+		t.Error("connected to a registry")
+		return nil
+	}
+	for _, opts := range []plan.Options{{Elsewhere: true}, {NoImage: true}} {
+		opts.Dirs, opts.Registry = dirs, connect
+		job, err := plan.Build(t.Context(), ref, low, opts)
+		if err != nil {
+			t.Fatalf("%+v: %v", opts, err)
+		}
+		if !job.ImageUnknown || job.Refused() == nil {
+			t.Errorf("ImageUnknown %v, refused %v: want an unknown image, refused a run", job.ImageUnknown, job.Refused())
+		}
+		if args := plan.ServiceArgs(job.Spec.Process.Args); len(args) != 0 {
+			t.Errorf("args %q, want none (the image's own)", args)
+		}
 	}
 }

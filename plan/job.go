@@ -55,6 +55,13 @@ type Job struct {
 	// the exec (the launcher needs neither).
 	Service *manifest.Service `json:"-"`
 	Image   *image.Image      `json:"-"`
+	// ImageUnknown: the job was planned without the image's content
+	// (Options.NoImage, or an uncached image.ref with Options.Elsewhere):
+	// Image is empty, and the spec's user, working directory and
+	// command are the manifest's alone; where the manifest leaves them to
+	// the image they are placeholders (root, /, none). Such a job is
+	// refused (Refused).
+	ImageUnknown bool `json:"-"`
 
 	// refused are the reasons this host would refuse the run (wrapping
 	// host.ErrCannotEnforce or host.ErrNoSubIDs): Build plans it anyway,

@@ -22,6 +22,10 @@ type Inputs struct {
 	Seccomp  *specs.LinuxSeccomp // nil: unconfined, which policy only lets through when acknowledged
 	AppArmor string              // profile to apply; "" when none applies on this host
 	Network  *network.Options    // bridge mode: the namespace and files network.Attach makes; nil otherwise
+	// ImageUnknown: Image is empty, its content was not resolved (see
+	// Job.ImageUnknown): a user name the image would resolve and a
+	// command it would give are left as placeholders (root, none).
+	ImageUnknown bool
 }
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -32,6 +36,9 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 	s, img := in.Service, in.Image
 	user, err := resolveUser(s, img)
+	if err != nil && in.ImageUnknown {
+		user, err = resolvedUser{home: "/"}, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +53,7 @@ func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 	if len(args) == 0 {
 		args = append(slices.Clone(img.Config.Entrypoint), img.Config.Cmd...)
 	}
-	if len(args) == 0 || args[0] == "" {
+	if (len(args) == 0 || args[0] == "") && !in.ImageUnknown {
 		return nil, s.Errorf("process.command", "missing, and the image names no program in its entrypoint or cmd (set command = [\"/bin/server\"])")
 	}
 	if s.Process.Init {

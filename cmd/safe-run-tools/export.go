@@ -28,7 +28,12 @@ func exportCommand(g *globals) *cobra.Command {
 
 The seccomp profile, when the export needs one, is written beside it into
 --dir. Where the target confines less than safe-run, the output says so in a
-comment, and the weakening is repeated on standard error.`,
+comment, and the weakening is repeated on standard error.
+
+The export is for another machine: nothing is pulled (an image.ref this host
+has not cached is written as the ref, with the image's own user, working
+directory and command where the manifest names none), and this host's own
+limits do not apply.`,
 		Example: `  safe-run export systemd /etc/safe-run/web.toml > /etc/systemd/system/web.service
   safe-run export docker web.toml --dir /srv/web > /srv/web/run.sh
   safe-run export kubernetes --kind deployment web.toml | kubectl apply -f -`,
@@ -46,8 +51,14 @@ comment, and the weakening is repeated on standard error.`,
 				}
 			}
 			// For another machine: what this host could not enforce
-			// (job.Refused) is none of the export's business.
-			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), g.planOptions())
+			// (job.Refused) is none of the export's business, nor are
+			// its own limits; and nothing is pulled: the image is the
+			// ref where it runs. A unit runs safe-run, which resolves
+			// the image itself.
+			popts := g.planOptions()
+			popts.Elsewhere, popts.Registry = true, nil
+			popts.NoImage = args[0] == "systemd"
+			job, err := plan.Build(cmd.Context(), args[1], host.Probe(), popts)
 			if err != nil {
 				return err
 			}
