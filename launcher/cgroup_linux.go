@@ -3,6 +3,7 @@ package launcher
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,26 +58,68 @@ func EnterSupervisorLeaf() error {
 	return nil
 }
 
-// removeCgroup kills whatever still runs in the cgroup at cgroupPath and
-// removes it: the clean-up after a run that did not end cleanly. It
-// reports whether there was a cgroup to remove.
-func removeCgroup(cgroupPath string) (found bool, err error) {
+// ErrNameInUse: a service of the name runs from another state directory, or as another user.
+var ErrNameInUse = errors.New("a service of this name is running")
+
+// claimCgroup takes the cgroup at cgroupPath for this run: it kills whatever a run that did not
+// end cleanly left there and removes it (reporting whether there was one), then makes it again,
+// holding the lock it returns while the service runs. The lock is a flock of the cgroup's
+// directory in one hierarchy, which every run of the name holds, whatever its state directory
+// (SAFE_RUN_STATE_DIR) and so its name lock: a start of a name that runs elsewhere refuses, where
+// it used to take the running service for a dead run's leftovers and kill it.
+func claimCgroup(cgroupPath, name string) (found bool, lock *os.File, err error) {
 	m, err := manager.New(&cgroups.Cgroup{Path: cgroupPath, Resources: &cgroups.Resources{}})
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	if !m.Exists() {
-		return false, nil
+	where := m.Path("pids")
+	if where == "" {
+		where = m.Path("")
 	}
+	if found = m.Exists(); found {
+		held, err := lockCgroup(where, name)
+		if err != nil {
+			return true, nil, err
+		}
+		defer held.Close()
+		if err := removeCgroup(m, where); err != nil {
+			return true, nil, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+		}
+	}
+	// Made here, in this one hierarchy, so that it is locked before libcontainer places the
+	// service in it (its Apply takes a directory that exists).
+	if err := os.Mkdir(where, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return found, nil, fmt.Errorf("creating cgroup %s: %w", where, err)
+	}
+	lock, err = lockCgroup(where, name)
+	return found, lock, err
+}
+
+// lockCgroup locks the cgroup directory dir, or says which service holds it.
+func lockCgroup(dir, name string) (*os.File, error) {
+	f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("opening cgroup %s: %w", dir, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s, whose cgroup %s is in use by another safe-run (started with another SAFE_RUN_STATE_DIR, or by another user; `safe-run ps` where it was started shows it): stop it first, or give this service another name",
+				ErrNameInUse, name, dir)
+		}
+		return nil, fmt.Errorf("locking cgroup %s: %w", dir, err)
+	}
+	return f, nil
+}
+
+// removeCgroup kills whatever still runs in m's cgroup (where: its directory in one hierarchy,
+// for messages) and removes it.
+func removeCgroup(m cgroups.Manager, where string) error {
 	// A frozen task takes its SIGKILL only once thawed: a clean-up
 	// killed while libcontainer's kill had the cgroup frozen, or a
 	// hand, leaves it so.
 	if st, err := m.GetFreezerState(); err == nil && st != cgroups.Thawed && st != cgroups.Undefined {
 		_ = m.Freeze(cgroups.Thawed)
-	}
-	where := m.Path("pids")
-	if where == "" {
-		where = m.Path("")
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
@@ -88,14 +131,14 @@ func removeCgroup(cgroupPath string) (found bool, err error) {
 			_ = unix.Kill(pid, unix.SIGKILL)
 		}
 		if time.Now().After(deadline) {
-			return true, fmt.Errorf("processes %v in cgroup %s survive SIGKILL (a process in uninterruptible sleep, state D in ps, ends when its I/O does; once cgroup.procs there is empty, start again)", pids, where)
+			return fmt.Errorf("processes %v in cgroup %s survive SIGKILL (a process in uninterruptible sleep, state D in ps, ends when its I/O does; once cgroup.procs there is empty, start again)", pids, where)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	if err := m.Destroy(); err != nil {
-		return true, fmt.Errorf("removing cgroup %s: %w (once cgroup.procs there is empty, start again)", where, err)
+		return fmt.Errorf("removing cgroup %s: %w (once cgroup.procs there is empty, start again)", where, err)
 	}
-	return true, nil
+	return nil
 }
 
 // oomKills reads how many processes the kernel's OOM killer took from the

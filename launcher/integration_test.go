@@ -823,6 +823,20 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	if second.code != 125 || !strings.Contains(second.stderr, fmt.Sprintf("twice is already running (safe-run pid %d)", first.Process.Pid)) {
 		t.Errorf("second start: exit %d, stderr:\n%s", second.code, second.stderr)
 	}
+	// From another state directory its name lock is another, but the cgroup is the same: that
+	// start took the running service for a dead run's leftovers and SIGKILLed it.
+	elsewhere := safeRun(t, ctx, m)
+	elsewhere.Env = append(elsewhere.Env, "SAFE_RUN_STATE_DIR="+t.TempDir())
+	var stderr bytes.Buffer
+	elsewhere.Stderr = &stderr
+	err := elsewhere.Run()
+	if want := "a service of this name is running: twice, whose cgroup /sys/fs/cgroup/"; elsewhere.ProcessState.ExitCode() != 125 || !strings.Contains(stderr.String(), want) {
+		t.Errorf("a start from another state directory: %v, stderr:\n%s\nwant %q", err, stderr.String(), want)
+	}
+	// A start that kills waits for the cgroup to be empty: the service would be gone by now.
+	if len(survivors(uniqueSleep(30))) == 0 {
+		t.Fatalf("the first run's service is gone after a start from another state directory")
+	}
 	// SIGKILL safe-run: the container dies with it, and the janitor
 	// removes everything.
 	first.Process.Signal(syscall.SIGKILL)

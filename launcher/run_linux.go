@@ -114,9 +114,14 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	opts.Logger.Debug("name lock taken", "service", opts.Name, "lock_wait", time.Since(began))
 	defer lock.release(opts.Logger)
 	upperDir := filepath.Join(opts.Dirs.Data, "containers", opts.Name)
-	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger); err != nil {
+	cleaned, cgLock, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger)
+	if err != nil {
 		return 0, err
-	} else if cleaned {
+	}
+	// Held while the service runs, closed after its cgroup is gone (deferred before the
+	// teardown's defers, so run after them).
+	defer cgLock.Close()
+	if cleaned {
 		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
 	}
 	if err := preflightCommand(spec); err != nil {
@@ -243,20 +248,18 @@ func loadAppArmor(ctx context.Context, spec *specs.Spec, host plan.Placement, op
 // container, the cgroup frozen) removes the state and keeps the cgroup.
 // libcontainer then refused the start with "container's cgroup is not
 // empty", naming neither the cgroup nor the fix (issue 19).
-func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger) (cleaned bool, err error) {
-	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
-		found, err := removeCgroup(host.CgroupPath)
-		if err != nil {
-			return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger) (cleaned bool, cgLock *os.File, err error) {
+	if !host.CgroupsWaived {
+		// The cgroup first: libcontainer's Destroy does not kill what a
+		// private PID namespace's end left (a process moved in from
+		// outside), and retries each hierarchy's rmdir for about a second,
+		// ten hierarchies on cgroup v1: ten seconds of the start.
+		if cleaned, cgLock, err = claimCgroup(host.CgroupPath, name); err != nil {
+			return false, nil, err
 		}
-		return found, nil
 	}
-	// The cgroup first: libcontainer's Destroy does not kill what a
-	// private PID namespace's end left (a process moved in from
-	// outside), and retries each hierarchy's rmdir for about a second,
-	// ten hierarchies on cgroup v1: ten seconds of the start.
-	if _, err := removeCgroup(host.CgroupPath); err != nil {
-		return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
+		return cleaned, cgLock, nil
 	}
 	if c, err := libcontainer.Load(host.RuntimeDir(), name); err == nil {
 		if err := c.Destroy(); err != nil {
@@ -266,10 +269,11 @@ func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger
 	}
 	for _, d := range []string{host.StateDir, upperDir} {
 		if err := os.RemoveAll(d); err != nil {
-			return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+			cgLock.Close()
+			return false, nil, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
 		}
 	}
-	return true, nil
+	return true, cgLock, nil
 }
 
 // preflightCommand fails early, with docker's exit codes, for a command
