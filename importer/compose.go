@@ -250,7 +250,7 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 			ds, err = strOrList(v, false)
 			flag("--dns", ds...)
 		case "expose":
-			notes = append(notes, Note{Flag: k, Kind: Ignored, Text: ignored["expose"]})
+			flag("--expose", strs(v)...)
 		case "dns_search", "extra_hosts", "group_add", "links", "external_links", "volumes_from", "sysctls", "ulimits", "logging", "healthcheck", "gpus", "device_cgroup_rules", "storage_opt", "oom_kill_disable", "oom_score_adj", "blkio_config":
 			notes = append(notes, Note{Flag: k, Kind: Unsupported, Text: composeUnsupported(k)})
 		case "deploy":

@@ -111,7 +111,6 @@ var unsupported = map[string]string{
 
 // ignored are flags safe-run's behaviour already covers.
 var ignored = map[string]string{
-	"expose":                "docker records --expose as documentation only: the container's ports are reachable on its network anyway, published ones are in ports",
 	"detach":                "safe-run stays in the foreground; run it as a systemd service to keep it in the background",
 	"rm":                    "safe-run always removes what it made when the service ends",
 	"interactive":           "safe-run passes its stdin to the service",
@@ -222,6 +221,7 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 	if err := s.readMounts(get("volume"), get("mount"), get("tmpfs")); err != nil {
 		return nil, err
 	}
+	s.exposeFlags(get("expose"))
 	s.namespaces(last("network"), get("publish"), splitLists(get("dns")), last("pid"), last("ipc"), last("uts"), last("userns"))
 	if err := s.process(last("restart"), last("stop-signal"), last("stop-timeout")); err != nil {
 		return nil, err

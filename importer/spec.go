@@ -65,6 +65,8 @@ type spec struct {
 	stopTimeout  string
 	labels       [][2]string
 	ports        []string
+	published    map[int]bool // container TCP ports of ports, which Landlock lets the service bind
+	expose       []int        // TCP ports of --expose / expose:, for landlock_bind
 	mounts       []mount
 	seccomp      string
 	apparmor     string

@@ -247,6 +247,16 @@ func (s *spec) writeSecurity(w *tomlWriter) {
 	if s.apparmor != "" {
 		w.kv("apparmor", tomlString(s.apparmor), "")
 	}
+	if ports, comment := s.landlockBind(); len(ports) > 0 {
+		q := make([]string, len(ports))
+		for i, p := range ports {
+			q[i] = strconv.Itoa(p)
+		}
+		w.kv("landlock_bind", "["+strings.Join(q, ", ")+"]", comment)
+	} else if len(s.published) == 0 {
+		w.comment("TODO: Landlock lets the service bind (listen on) only the container ports of [network] ports and")
+		w.comment("landlock_bind: if it listens, list its TCP ports, e.g. landlock_bind = [8080]")
+	}
 	w.comment("no_new_privileges and read_only_rootfs keep safe-run's defaults (true)")
 }
 
