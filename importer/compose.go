@@ -37,7 +37,7 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
 		o := opts
-		o.Source = fmt.Sprintf("service %q of %s, read as: docker run %s", name, file, strings.Join(quoteArgs(args), " "))
+		o.Source = fmt.Sprintf("service %q of %s, read as: docker run %s", name, file, Quote(args))
 		r, err := dockerRunWith(args, o, func(s *spec) {
 			s.notes = append(notes, s.notes...)
 			if len(unset) > 0 {
@@ -101,6 +101,10 @@ func readCompose(data []byte, file string, lookup func(string) (string, bool)) (
 	}
 	return &doc, slices.Sorted(maps.Keys(unsetSeen)), nil
 }
+
+// Quote writes arguments as one shell command line, quoted where a
+// shell would split or expand them.
+func Quote(args []string) string { return strings.Join(quoteArgs(args), " ") }
 
 func quoteArgs(args []string) []string {
 	out := make([]string, len(args))

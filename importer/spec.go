@@ -25,7 +25,11 @@ const (
 type Result struct {
 	Name     string // the service name
 	Manifest []byte
-	Notes    []Note
+	// Env says the manifest holds environment values (from --env,
+	// --env-file, compose's environment or env_file), which may be
+	// secrets: its file is for its owner only.
+	Env   bool
+	Notes []Note
 	// Docker is the judgement of the docker command as given, by the same
 	// rules audit applies to a running container.
 	Docker *policy.Report
@@ -58,6 +62,7 @@ type spec struct {
 	entrySet     bool // --entrypoint given, maybe empty
 	cmd          []string
 	env          []envVar
+	envIndex     map[string]int // key -> index in env
 	workdir      string
 	tty          bool
 	restart      string

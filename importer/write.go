@@ -166,10 +166,14 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 	if dir == "" {
 		dir = "/"
 	}
+	if len(text) > MaxInputSize {
+		// manifest.Load would refuse it.
+		return nil, fmt.Errorf("the manifest would be %d bytes, more than the %d a manifest may be: the input is too long to be one service (%d environment variables, %d mounts)", len(text), MaxInputSize, len(s.env), len(s.mounts))
+	}
 	if _, err := manifest.Parse(name+".toml", dir, []byte(text)); err != nil {
 		return nil, cannotImport(err, text)
 	}
-	return &Result{Name: name, Manifest: []byte(text), Notes: orderNotes(s.notes), Docker: docker}, nil
+	return &Result{Name: name, Manifest: []byte(text), Notes: orderNotes(s.notes), Docker: docker, Env: len(s.env) > 0}, nil
 }
 
 func (s *spec) writeProcess(w *tomlWriter) {
@@ -374,11 +378,12 @@ func refWithoutTag(ref string) string {
 	return ref
 }
 
-// wrap breaks a long command line into comment lines at spaces.
+// wrap breaks a long command line into comment lines at spaces, never
+// inside single quotes, so that each line pastes back into a shell.
 func wrap(s string, width int, indent string) string {
 	var lines []string
 	cur := ""
-	for _, word := range strings.Fields(s) {
+	for _, word := range shellFields(s) {
 		if cur != "" && len(cur)+1+len(word) > width {
 			lines = append(lines, cur+" \\")
 			cur = indent + word
@@ -392,6 +397,34 @@ func wrap(s string, width int, indent string) string {
 	}
 	lines = append(lines, cur)
 	return strings.Join(lines, "\n")
+}
+
+// shellFields splits s at spaces outside single quotes.
+func shellFields(s string) []string {
+	var out []string
+	start, quoted := -1, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\'':
+			quoted = !quoted
+			if start < 0 {
+				start = i
+			}
+		case (c == ' ' || c == '\t' || c == '\n') && !quoted:
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+		default:
+			if start < 0 {
+				start = i
+			}
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
 }
 
 var noteOrder = map[string]int{Refused: 0, Insecure: 1, Unsupported: 2, Default: 3, Ignored: 4}
