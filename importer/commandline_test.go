@@ -56,7 +56,7 @@ func TestCommandLine(t *testing.T) {
 
 // TestSourceQuoting: the "Imported from" comment keeps the quoting, so
 // it pastes back as the same command (found by a black-box probe: --save
-// '' lost its argument).
+// ” lost its argument).
 func TestSourceQuoting(t *testing.T) {
 	args := []string{"-m", "64m", "--cpus", "1", "redis", "redis-server", "--save", "", "sh", "-c", "echo hi  there; " + strings.Repeat("x", 100)}
 	r, err := DockerRun(args, Options{Source: "docker run " + Quote(args)})
