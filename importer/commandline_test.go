@@ -99,7 +99,7 @@ func TestEnvResult(t *testing.T) {
 			t.Errorf("%q: Env = %v, want %v", tc.args, r.Env, tc.env)
 		}
 	}
-	rs, err := Compose([]byte("services:\n  a:\n    image: redis\n    environment: [\"TOKEN=${TOKEN}\"]\n"), "c.yml", Options{})
+	rs, err := Compose([]byte("services:\n  a:\n    image: redis\n    environment: [\"TOKEN=${TOKEN}\"]\n"), "c.yml", Options{LookupEnv: func(string) (string, bool) { return "x", true }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,10 +30,24 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	project := composeProject(doc.Name, opts.Dir)
+	// Named volumes carry the project's name, as compose names them:
+	// two projects' "data" never meet.
+	volume := func(n string) string {
+		v := doc.Volumes[n]
+		switch {
+		case v.Name != "":
+			return v.Name
+		case v.External != nil && v.External != false:
+			return n
+		}
+		return project + "_" + n
+	}
 	var out []*Result
+	seen := map[string]string{}
 	for _, name := range names {
 		svc := doc.Services[name]
-		args, notes, secrets, err := composeArgs(name, svc)
+		args, notes, secrets, err := composeArgs(name, svc, volume)
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
@@ -44,17 +59,25 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 				s.note(Default, "${"+strings.Join(unset, "}, ${")+"}", nil, "not set when the compose file was read: compose's defaults (or empty strings) were used; set them in the environment or in the .env file beside the compose file, and import again")
 			}
 			for _, sec := range secrets {
-				f := doc.Secrets[sec].File
+				f := doc.Secrets[sec[0]].File
 				if f == "" {
-					s.note(Unsupported, "secrets: "+sec, nil, "only file secrets carry over to [secrets]")
+					s.note(Unsupported, "secrets: "+sec[0], nil, "only file secrets carry over to [secrets]")
 					continue
 				}
-				s.secrets = append(s.secrets, [2]string{sec, f})
+				if slices.ContainsFunc(s.secrets, func(o [2]string) bool { return o[0] == sec[1] }) {
+					s.note(Unsupported, "secrets: "+sec[0], nil, "secret "+sec[1]+" is given twice: the first is kept")
+					continue
+				}
+				s.secrets = append(s.secrets, [2]string{sec[1], f})
 			}
 		})
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
+		if other, ok := seen[r.Name]; ok {
+			return nil, fmt.Errorf("%s: services %s and %s both become the manifest %s.toml: rename one, or give it a container_name", file, other, name, r.Name)
+		}
+		seen[r.Name] = name
 		out = append(out, r)
 	}
 	return out, nil
@@ -62,7 +85,12 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 
 // composeDoc is what the importer reads of a compose file.
 type composeDoc struct {
+	Name     string                    `yaml:"name"`
 	Services map[string]map[string]any `yaml:"services"`
+	Volumes  map[string]struct {
+		Name     string `yaml:"name"`
+		External any    `yaml:"external"`
+	} `yaml:"volumes"`
 	Secrets  map[string]struct {
 		File string `yaml:"file"`
 	} `yaml:"secrets"`
@@ -118,8 +146,33 @@ func quoteArgs(args []string) []string {
 	return out
 }
 
-// composeArgs translates one compose service into docker run arguments.
-func composeArgs(name string, svc map[string]any) (args []string, notes []Note, secrets []string, err error) {
+// composeProject is the project's name as compose makes it: the name:
+// key, else the compose file's directory, in lower case, letters, digits,
+// '_' and '-' only.
+func composeProject(name, dir string) string {
+	if name == "" {
+		name = path.Base(dir)
+	}
+	n := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '_', r == '-':
+			return r
+		case r >= 'A' && r <= 'Z':
+			return r + 'a' - 'A'
+		}
+		return -1
+	}, name)
+	n = strings.TrimLeft(n, "_-")
+	if n == "" {
+		n = "compose"
+	}
+	return n
+}
+
+// composeArgs translates one compose service into docker run arguments;
+// volume names a named volume as compose does. Its secrets are the names
+// of the compose file's secrets with the name each has in the container.
+func composeArgs(name string, svc map[string]any, volume func(string) string) (args []string, notes []Note, secrets [][2]string, err error) {
 	flag := func(f string, vs ...string) {
 		for _, v := range vs {
 			args = append(args, f, v)
@@ -187,6 +240,9 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 				if m, ok := vol.(map[string]any); ok {
 					parts := []string{"type=" + str(m["type"]), "target=" + str(m["target"])}
 					if src := str(m["source"]); src != "" {
+						if str(m["type"]) == "volume" {
+							src = volume(src)
+						}
 						parts = append(parts, "source="+src)
 					}
 					if b, _ := m["read_only"].(bool); b {
@@ -197,7 +253,11 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 					}
 					flag("--mount", strings.Join(parts, ","))
 				} else {
-					flag("--volume", str(vol))
+					v := str(vol)
+					if src, rest, ok := strings.Cut(v, ":"); ok && src != "" && !isHostPath(src) {
+						v = volume(src) + ":" + rest
+					}
+					flag("--volume", v)
 				}
 			}
 		case "tmpfs":
@@ -230,10 +290,10 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 				notes = append(notes, Note{Flag: "networks: " + strings.Join(nets, ", "), Kind: Unsupported,
 					Text: "a service joins one bridge: " + nets[0] + " is kept; put the services that must talk on one bridge (a service on " + strings.Join(nets[1:], ", ") + " cannot reach this one)"})
 			}
-		case "pid", "ipc", "uts", "userns_mode", "user", "working_dir", "restart", "stop_signal", "mem_limit", "mem_reservation", "cpus", "pids_limit", "hostname", "shm_size", "platform", "runtime", "cgroup_parent", "domainname", "mac_address", "cpu_shares", "cpuset", "memswap_limit", "cgroup":
+		case "pid", "ipc", "uts", "userns_mode", "user", "working_dir", "restart", "stop_signal", "mem_limit", "mem_reservation", "cpus", "pids_limit", "hostname", "shm_size", "platform", "runtime", "cgroup_parent", "domainname", "mac_address", "cpu_shares", "cpuset", "memswap_limit", "cgroup", "cpu_period", "cpu_quota":
 			f := map[string]string{"userns_mode": "userns", "working_dir": "workdir", "mem_limit": "memory", "mem_reservation": "memory-reservation",
 				"pids_limit": "pids-limit", "shm_size": "shm-size", "cgroup_parent": "cgroup-parent", "mac_address": "mac-address",
-				"cpu_shares": "cpu-shares", "cpuset": "cpuset-cpus", "memswap_limit": "memory-swap", "stop_signal": "stop-signal", "cgroup": "cgroupns"}[k]
+				"cpu_shares": "cpu-shares", "cpuset": "cpuset-cpus", "cpu_period": "cpu-period", "cpu_quota": "cpu-quota", "memswap_limit": "memory-swap", "stop_signal": "stop-signal", "cgroup": "cgroupns"}[k]
 			if f == "" {
 				f = k
 			}
@@ -262,9 +322,21 @@ func composeArgs(name string, svc map[string]any) (args []string, notes []Note, 
 		case "secrets":
 			for _, s := range list(v) {
 				if m, ok := s.(map[string]any); ok {
-					secrets = append(secrets, str(m["source"]))
+					// target: a name under /run/secrets, or a path.
+					src, target := str(m["source"]), str(m["target"])
+					if t, ok := strings.CutPrefix(target, "/run/secrets/"); ok {
+						target = t
+					}
+					if target == "" {
+						target = src
+					}
+					if !secretName.MatchString(target) {
+						notes = append(notes, Note{Flag: "secrets: " + src, Kind: Unsupported, Text: "target " + str(m["target"]) + " is not a file under /run/secrets: a manifest's secrets are there; point the service at /run/secrets/" + src})
+						target = src
+					}
+					secrets = append(secrets, [2]string{src, target})
 				} else {
-					secrets = append(secrets, str(s))
+					secrets = append(secrets, [2]string{str(s), str(s)})
 				}
 			}
 		case "depends_on", "profiles", "build", "pull_policy", "scale", "develop", "attach":

@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"net/netip"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,8 +212,8 @@ func (s *spec) security() {
 				s.seccomp = "unconfined"
 				s.allow(manifest.AllowSeccompUnconfined, flag, policy.Lookup("seccomp-unconfined"), "carried over with [insecure] seccomp_unconfined")
 			case strings.HasSuffix(v, ".json"):
-				s.seccomp = v
-				if !strings.HasPrefix(v, "/") {
+				s.seccomp = s.abs(v)
+				if !strings.HasPrefix(s.seccomp, "/") {
 					s.note(Default, flag, nil, "a relative profile path is relative to the manifest's directory: check it")
 				}
 			default:
@@ -341,6 +342,7 @@ func (s *spec) result(opts Options) (*Result, error) {
 		s.c.Name = name
 	}
 	docker := policy.CheckContainer(&s.c, s.c.Image)
+	s.exported(name)
 	if !policy.Pinned(s.c.Image) {
 		s.allow(manifest.AllowUnpinnedImage, s.c.Image, policy.Lookup("unpinned-image"), "carried over with [insecure] unpinned_image: pin the digest safe-run prints on the first pull")
 	}
@@ -371,6 +373,26 @@ func (s *spec) result(opts Options) (*Result, error) {
 		s.note(Default, "--entrypoint \"\"", nil, "the image's entrypoint is dropped: process.command is the command given")
 	}
 	return s.write(name, docker, opts)
+}
+
+// exported reads back what a safe-run export writes for the manifest's
+// own defaults, so that export -> import gives the manifest again.
+func (s *spec) exported(name string) {
+	if s.apparmor == "safe-run-"+name {
+		s.apparmor = ""
+		s.note(Default, "--security-opt apparmor=safe-run-"+name, nil, `safe-run's name for the profile it generates for this service (an export writes it): written as apparmor = "generated"`)
+	}
+	if !s.fromExport {
+		return
+	}
+	if path.Base(s.seccomp) == name+".seccomp.json" {
+		s.note(Default, "--security-opt seccomp="+s.seccomp, nil, `the profile a safe-run export writes from the manifest's: written as seccomp = "default"; if the manifest named a profile of its own, set seccomp to that`)
+		s.seccomp = ""
+	}
+	if s.bridge == name+"-net" {
+		s.bridge = ""
+		s.note(Default, "--network "+name+"-net", nil, "the network a safe-run export makes for a service's own bridge: written as a bridge of its own (no bridge key)")
+	}
 }
 
 // portString writes a port as the manifest does, the protocol only when

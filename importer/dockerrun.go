@@ -160,7 +160,7 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 	if fs.NArg() == 0 {
 		return nil, errors.New("docker run names no image (write: safe-run import -- docker run [flags] IMAGE [COMMAND...])")
 	}
-	s := &spec{}
+	s := &spec{dir: opts.Dir}
 	s.c.Image = fs.Arg(0)
 	s.cmd = fs.Args()[1:]
 	changed := func(name string) bool { return fs.Changed(name) }
@@ -204,13 +204,18 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 			s.entrypoint = []string{e}
 		}
 	}
-	for _, kv := range get("label") {
-		k, v, _ := strings.Cut(kv, "=")
-		s.labels = append(s.labels, [2]string{k, v})
-	}
-	for _, kv := range get("annotation") {
-		k, v, _ := strings.Cut(kv, "=")
-		s.labels = append(s.labels, [2]string{k, v})
+	for _, f := range []string{"label", "annotation"} {
+		for _, kv := range get(f) {
+			k, v, _ := strings.Cut(kv, "=")
+			if strings.HasPrefix(k, manifest.ReservedLabelPrefix) {
+				// An export writes them (the manifest's path and
+				// digest); the manifest may not: safe-run adds its own.
+				s.fromExport = true
+				s.note(Ignored, "--"+f+" "+k, nil, manifest.ReservedLabelPrefix+"* is what safe-run records about a service itself (a safe-run export wrote it): dropped")
+				continue
+			}
+			s.labels = append(s.labels, [2]string{k, v})
+		}
 	}
 	if err := s.readEnv(get("env"), get("env-file"), opts); err != nil {
 		return nil, err

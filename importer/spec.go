@@ -39,7 +39,9 @@ type Result struct {
 type Options struct {
 	// Source is the command or file the manifest says it was made from.
 	Source string
-	// Dir is where relative paths (--env-file, compose files) start.
+	// Dir is where relative paths (--env-file, bind sources, a compose
+	// file's paths) start: they are written absolute, since a manifest
+	// reads its own relative to itself, wherever it is written.
 	Dir string
 	// ReadFile reads an --env-file or compose env_file; nil refuses them.
 	ReadFile func(path string) ([]byte, error)
@@ -82,6 +84,8 @@ type spec struct {
 	ipc, pid     string
 	uts          string
 	secrets      [][2]string // name, file
+	fromExport   bool        // the line carries safe-run's own labels: a safe-run export
+	dir          string      // Options.Dir
 	notes        []Note
 	insecure     []insecureItem
 }
@@ -93,6 +97,7 @@ type envVar struct {
 
 type mount struct {
 	typ, source, target string
+	anonymous           bool // a volume docker names itself: named after the service and target
 	readOnly            bool
 	size                int64
 	mode                string

@@ -134,12 +134,12 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 	s.writeProcess(&w)
 	s.writeSecurity(&w)
 	s.writeResources(&w)
-	s.writeMounts(&w)
+	s.writeMounts(&w, name)
 	s.writeNetwork(&w)
 	if len(s.secrets) > 0 {
 		w.table("secrets")
 		for _, sec := range s.secrets {
-			w.kv(sec[0], "{ file = "+tomlString(sec[1])+" }", "")
+			w.kv(sec[0], "{ file = "+tomlString(s.abs(sec[1]))+" }", "")
 		}
 	}
 	if len(s.labels) > 0 {
@@ -284,7 +284,7 @@ func (s *spec) writeResources(w *tomlWriter) {
 	}
 }
 
-func (s *spec) writeMounts(w *tomlWriter) {
+func (s *spec) writeMounts(w *tomlWriter, name string) {
 	mounts := append([]mount{}, s.mounts...)
 	h := hintFor(s.c.Image)
 	add := func(m mount) {
@@ -302,9 +302,12 @@ func (s *spec) writeMounts(w *tomlWriter) {
 		}
 	}
 	for _, v := range h.volumes {
-		add(mount{typ: manifest.MountVolume, source: volumeName(v), target: v, comment: "the image declares VOLUME " + v + "; docker made an anonymous volume"})
+		add(mount{typ: manifest.MountVolume, anonymous: true, target: v, comment: "the image declares VOLUME " + v + "; docker made an anonymous volume"})
 	}
 	for _, m := range mounts {
+		if m.anonymous {
+			m.source = volumeName(name, m.target)
+		}
 		w.b.WriteString("\n[[mounts]]")
 		if m.comment != "" {
 			w.b.WriteString("  # " + commentText(m.comment))
@@ -405,6 +408,11 @@ func shellFields(s string) []string {
 	start, quoted := -1, false
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; {
+		case c == '\\' && !quoted && i+1 < len(s):
+			if start < 0 {
+				start = i
+			}
+			i++
 		case c == '\'':
 			quoted = !quoted
 			if start < 0 {

@@ -1,0 +1,167 @@
+package importer
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/safe-run/safe-run/manifest"
+)
+
+func load(t *testing.T, r *Result) *manifest.Service {
+	t.Helper()
+	svc, err := manifest.Parse(r.Name+".toml", "/elsewhere", r.Manifest)
+	if err != nil {
+		t.Fatalf("manifest does not load: %v\n%s", err, r.Manifest)
+	}
+	return svc
+}
+
+// TestExportRoundTrip: what safe-run's docker export writes imports back
+// into the manifest's own values (found by a black-box probe: every
+// export was refused for its run.safe-run.* labels, and the secret's
+// bind was dropped).
+func TestExportRoundTrip(t *testing.T) {
+	args := []string{"--name", "web", "--read-only", "--cap-drop", "ALL",
+		"--security-opt", "no-new-privileges", "--security-opt", "seccomp=/out/web.seccomp.json", "--security-opt", "apparmor=safe-run-web",
+		"--memory", "100M", "--cpu-period", "5000", "--cpu-quota", "2500", "--network", "web-net", "--publish", "127.0.0.1:8080:80/tcp",
+		"--mount", "type=bind,source=/etc/safe-run/db,target=/run/secrets/db_password,readonly",
+		"--label", "run.safe-run.manifest=/srv/web.toml", "--label", "run.safe-run.manifest.digest=sha256:00",
+		"--label", "org.example=x", "nginx@sha256:" + strings.Repeat("a", 64)}
+	r, err := DockerRun(args, Options{Dir: "/srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := load(t, r)
+	if svc.Labels["org.example"] != "x" || len(svc.Labels) != 1 {
+		t.Errorf("labels %v, want only org.example", svc.Labels)
+	}
+	if got := svc.Secrets["db_password"].File; got != "/etc/safe-run/db" {
+		t.Errorf("secret db_password from %q, want /etc/safe-run/db", got)
+	}
+	if svc.Security.AppArmor != "generated" || svc.Security.Seccomp != "default" {
+		t.Errorf("apparmor %q, seccomp %q; want generated, default", svc.Security.AppArmor, svc.Security.Seccomp)
+	}
+	if svc.Network.Mode != manifest.NetworkBridge || svc.Network.Bridge != "" {
+		t.Errorf("network %q bridge %q, want a bridge of its own", svc.Network.Mode, svc.Network.Bridge)
+	}
+	if svc.Resources.CPUs != 0.5 {
+		t.Errorf("cpus %g, want 0.5", svc.Resources.CPUs)
+	}
+	if !hasNote(r, "run.safe-run.* is what safe-run records about a service itself") {
+		t.Errorf("no note on the dropped labels: %+v", r.Notes)
+	}
+
+	// compose: cpu_period and cpu_quota as docker's flags; a bind at
+	// /run/secrets/NAME and a secret's target become [secrets].
+	rs, err := Compose([]byte(`services:
+  web:
+    image: nginx
+    mem_limit: 64m
+    cpu_period: 5000
+    cpu_quota: 2500
+    labels: {run.safe-run.manifest: /srv/web.toml}
+    volumes: ["./pw:/run/secrets/pw:ro"]
+    secrets: [{source: db, target: db_password}]
+secrets:
+  db: {file: ./db.txt}
+`), "/srv/app/compose.yml", Options{Dir: "/srv/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc = load(t, rs[0])
+	if svc.Resources.CPUs != 0.5 || strings.Contains(string(rs[0].Manifest), "a guess") {
+		t.Errorf("cpus %g, want 0.5 from cpu_quota/cpu_period:\n%s", svc.Resources.CPUs, rs[0].Manifest)
+	}
+	if svc.Secrets["pw"].File != "/srv/app/pw" || svc.Secrets["db_password"].File != "/srv/app/db.txt" {
+		t.Errorf("secrets %+v, want pw from /srv/app/pw, db_password from /srv/app/db.txt", svc.Secrets)
+	}
+}
+
+// TestVolumeNames: docker's anonymous volumes are named after the
+// service, compose's named volumes after the project, so that two
+// services never share a volume by accident (found by a black-box probe:
+// two redis services both got "data").
+func TestVolumeNames(t *testing.T) {
+	rs, err := Compose([]byte(`name: Shop
+services:
+  cache1: {image: redis, mem_limit: 64m}
+  cache2: {image: redis, mem_limit: 64m, volumes: ["/scratch", "data:/data2", {type: volume, source: logs, target: /logs}, "ext:/ext", "named:/named"]}
+volumes:
+  data: {}
+  logs: {}
+  ext: {external: true}
+  named: {name: fixed}
+`), "compose.yml", Options{Dir: "/srv/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rs {
+		for _, m := range load(t, r).Mounts {
+			if m.Type == manifest.MountVolume {
+				got[r.Name+":"+m.Target] = m.Source
+			}
+		}
+	}
+	want := map[string]string{
+		"cache1:/data": "cache1-data", "cache2:/data": "cache2-data", "cache2:/scratch": "cache2-scratch",
+		"cache2:/data2": "shop_data", "cache2:/logs": "shop_logs", "cache2:/ext": "ext", "cache2:/named": "fixed",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: volume %q, want %q", k, got[k], v)
+		}
+	}
+	// The project is the directory's name without a name: key.
+	rs, err = Compose([]byte("services:\n  a: {image: x, volumes: [\"d:/d\"]}\n"), "compose.yml", Options{Dir: "/srv/My.App"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := load(t, rs[0]).Mounts[0]; m.Source != "myapp_d" {
+		t.Errorf("volume %q, want myapp_d", m.Source)
+	}
+}
+
+// TestRelativePaths: paths relative to where docker ran or to the compose
+// file are written absolute, since the manifest reads its relative paths
+// from wherever it is written (found by a black-box probe: import -o DIR
+// compose pointed a secret at DIR/db_pw.txt).
+func TestRelativePaths(t *testing.T) {
+	rs, err := Compose([]byte(`services:
+  web:
+    image: nginx
+    volumes: ["./html:/usr/share/nginx/html:ro", {type: bind, source: ../conf, target: /etc/app}]
+    security_opt: ["seccomp=prof.json"]
+    secrets: [pw]
+secrets:
+  pw: {file: db_pw.txt}
+`), "/srv/app/compose.yml", Options{Dir: "/srv/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := load(t, rs[0])
+	binds := map[string]string{}
+	for _, m := range svc.Mounts {
+		binds[m.Target] = m.Source
+	}
+	if binds["/usr/share/nginx/html"] != "/srv/app/html" || binds["/etc/app"] != "/srv/conf" {
+		t.Errorf("binds %v, want /srv/app/html and /srv/conf", binds)
+	}
+	if svc.Secrets["pw"].File != "/srv/app/db_pw.txt" {
+		t.Errorf("secret from %q, want /srv/app/db_pw.txt", svc.Secrets["pw"].File)
+	}
+	if svc.Security.Seccomp != "/srv/app/prof.json" {
+		t.Errorf("seccomp %q, want /srv/app/prof.json", svc.Security.Seccomp)
+	}
+}
+
+// TestComposeNameClash: two services that become one manifest name are
+// refused before anything is written (found by a black-box probe: Web
+// and web wrote one file, then blamed an earlier import).
+func TestComposeNameClash(t *testing.T) {
+	_, err := Compose([]byte("services:\n  Web: {image: nginx}\n  web: {image: nginx}\n"), "compose.yml", Options{})
+	want := "compose.yml: services Web and web both become the manifest web.toml: rename one, or give it a container_name"
+	if err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
