@@ -91,7 +91,7 @@ type composeDoc struct {
 		Name     string `yaml:"name"`
 		External any    `yaml:"external"`
 	} `yaml:"volumes"`
-	Secrets  map[string]struct {
+	Secrets map[string]struct {
 		File string `yaml:"file"`
 	} `yaml:"secrets"`
 }
