@@ -11,6 +11,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/interpolation"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/safe-run/safe-run/manifest"
 )
 
 // Compose converts every service of a compose file. Each service is read
@@ -193,6 +195,9 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 	var command []string
 	for _, k := range keys {
 		v := svc[k]
+		if _, isMap := v.(map[string]any); isMap && listKeys[k] {
+			return nil, nil, nil, fmt.Errorf("%s: a list is expected, not a mapping (write e.g. %s: [...])", k, k)
+		}
 		switch k {
 		case "image":
 		case "container_name":
@@ -245,7 +250,11 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 						}
 						parts = append(parts, "source="+src)
 					}
-					if b, _ := m["read_only"].(bool); b {
+					ro, rerr := composeBool(m["read_only"])
+					if rerr != nil {
+						return nil, nil, nil, fmt.Errorf("volumes: %s: read_only: %w", str(m["target"]), rerr)
+					}
+					if ro {
 						parts = append(parts, "readonly")
 					}
 					if t, ok := m["tmpfs"].(map[string]any); ok && t["size"] != nil {
@@ -269,7 +278,8 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 		case "cap_drop":
 			flag("--cap-drop", strs(v)...)
 		case "privileged", "read_only", "tty", "stdin_open", "init":
-			if b, _ := v.(bool); b {
+			var b bool
+			if b, err = composeBool(v); b {
 				args = append(args, "--"+map[string]string{"privileged": "privileged", "read_only": "read-only", "tty": "tty", "stdin_open": "interactive", "init": "init"}[k])
 			}
 		case "network_mode":
@@ -285,6 +295,15 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 			}
 			if len(nets) > 0 {
 				flag("--network", nets[0])
+			}
+			if m, ok := v.(map[string]any); ok {
+				for _, n := range nets {
+					nm, _ := m[n].(map[string]any)
+					if a := strs(nm["aliases"]); len(a) > 0 {
+						notes = append(notes, Note{Flag: "networks: " + n + ": aliases: " + strings.Join(a, ", "), Kind: Unsupported,
+							Text: unsupported["network-alias"] + ": a peer that connects to " + a[0] + " must use " + name + " instead"})
+					}
+				}
 			}
 			if len(nets) > 1 {
 				notes = append(notes, Note{Flag: "networks: " + strings.Join(nets, ", "), Kind: Unsupported,
@@ -318,7 +337,10 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 		case "dns_search", "extra_hosts", "group_add", "links", "external_links", "volumes_from", "sysctls", "ulimits", "logging", "healthcheck", "gpus", "device_cgroup_rules", "storage_opt", "oom_kill_disable", "oom_score_adj", "blkio_config":
 			notes = append(notes, Note{Flag: k, Kind: Unsupported, Text: composeUnsupported(k)})
 		case "deploy":
-			args = append(args, deployArgs(v, &notes)...)
+			var d []string
+			if d, err = deployArgs(v, svc, &notes); err == nil {
+				args = append(args, d...)
+			}
 		case "secrets":
 			for _, s := range list(v) {
 				if m, ok := s.(map[string]any); ok {
@@ -366,16 +388,56 @@ func composeUnsupported(k string) string {
 	return "not in manifest v1"
 }
 
-// deployArgs reads deploy.resources, which compose applies outside swarm too.
-func deployArgs(v any, notes *[]Note) []string {
+// listKeys are the service keys that take a list (a single value is
+// read as a list of one).
+var listKeys = map[string]bool{"ports": true, "volumes": true, "secrets": true, "cap_add": true, "cap_drop": true, "devices": true,
+	"security_opt": true, "expose": true, "tmpfs": true, "dns": true}
+
+// composeBool reads a boolean as compose does: a YAML boolean, or after
+// interpolation the strings true/false, yes/no, y/n, on/off in any case.
+func composeBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return x, nil
+	case string:
+		switch strings.ToLower(strings.TrimSpace(x)) {
+		case "true", "yes", "y", "on":
+			return true, nil
+		case "false", "no", "n", "off", "":
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("%q is not a boolean (use true or false)", str(v))
+}
+
+// deployArgs reads deploy.resources, which compose applies outside swarm
+// too. A limit set both there and as mem_limit or cpus must agree, as
+// compose requires.
+func deployArgs(v any, svc map[string]any, notes *[]Note) ([]string, error) {
 	var args []string
 	m, _ := v.(map[string]any)
 	res, _ := m["resources"].(map[string]any)
 	if lim, ok := res["limits"].(map[string]any); ok {
 		if x := str(lim["memory"]); x != "" {
+			if o := str(svc["mem_limit"]); o != "" {
+				a, err1 := manifest.ParseSize(x)
+				b, err2 := manifest.ParseSize(o)
+				if err1 != nil || err2 != nil || a != b {
+					return nil, fmt.Errorf("resources.limits.memory %s and mem_limit %s differ (compose refuses distinct values too): keep one", x, o)
+				}
+			}
 			args = append(args, "--memory", x)
 		}
 		if x := str(lim["cpus"]); x != "" {
+			if o := str(svc["cpus"]); o != "" {
+				a, err1 := strconv.ParseFloat(x, 64)
+				b, err2 := strconv.ParseFloat(o, 64)
+				if err1 != nil || err2 != nil || a != b {
+					return nil, fmt.Errorf("resources.limits.cpus %s and cpus %s differ (compose refuses distinct values too): keep one", x, o)
+				}
+			}
 			args = append(args, "--cpus", x)
 		}
 		if x := str(lim["pids"]); x != "" {
@@ -393,7 +455,7 @@ func deployArgs(v any, notes *[]Note) []string {
 		}
 	}
 	slices.SortFunc(*notes, func(a, b Note) int { return strings.Compare(a.Flag, b.Flag) })
-	return args
+	return args, nil
 }
 
 func parseComposeDuration(d string) (int, error) {
@@ -435,18 +497,24 @@ func str(v any) string {
 	}
 }
 
+// list reads a compose list; a single value is a list of one (ports: 80),
+// never dropped.
 func list(v any) []any {
-	l, _ := v.([]any)
-	return l
+	switch l := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		return l
+	case map[string]any:
+		return nil
+	}
+	return []any{v}
 }
 
 func strs(v any) []string {
 	var out []string
 	for _, x := range list(v) {
 		out = append(out, str(x))
-	}
-	if s, ok := v.(string); ok {
-		out = append(out, s)
 	}
 	return out
 }

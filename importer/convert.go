@@ -349,6 +349,9 @@ func (s *spec) result(opts Options) (*Result, error) {
 	if s.c.Memory == 0 {
 		s.note(Default, "--memory", policy.Lookup("memory-limit"), `memory = "512M" filled in as a guess: docker run set no limit; measure (docker stats) and adjust`)
 	}
+	if limit := s.memoryLimit(); s.reservation > limit {
+		s.note(Unsupported, "--memory-reservation "+sizeString(s.reservation), nil, "above memory = "+sizeString(limit)+": a soft limit above the hard one limits nothing; not carried over")
+	}
 	if s.c.CPUs == 0 {
 		s.note(Default, "--cpus", policy.Lookup("cpu-limit"), "cpus = 1.0 filled in as a guess: docker run set no limit")
 	}
@@ -373,6 +376,15 @@ func (s *spec) result(opts Options) (*Result, error) {
 		s.note(Default, "--entrypoint \"\"", nil, "the image's entrypoint is dropped: process.command is the command given")
 	}
 	return s.write(name, docker, opts)
+}
+
+// memoryLimit is the manifest's memory: --memory, or the guess written
+// without it.
+func (s *spec) memoryLimit() int64 {
+	if s.c.Memory > 0 {
+		return s.c.Memory
+	}
+	return 512 << 20
 }
 
 // exported reads back what a safe-run export writes for the manifest's

@@ -165,3 +165,62 @@ func TestComposeNameClash(t *testing.T) {
 		t.Errorf("error %v, want %s", err, want)
 	}
 }
+
+// TestComposeValues: compose's values are read as compose reads them,
+// or refused naming the key; none is dropped silently (found by a
+// black-box probe: privileged: "true" and ports: 80 were dropped).
+func TestComposeValues(t *testing.T) {
+	env := map[string]string{"P": "yes"}
+	lookup := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	tests := []struct{ name, svc, want, err string }{
+		{"privileged string", `privileged: "true"`, "", "refused"},
+		{"privileged yes", `privileged: "Yes"`, "", "refused"},
+		{"privileged interpolated", `privileged: ${P}`, "", "refused"},
+		{"read_only on", `read_only: "on"`, "", "!--read-only"},
+		{"init no", `init: "no"`, "", "!--init"},
+		{"tty string", `tty: "true"`, "tty = true", ""},
+		{"bad boolean", `privileged: maybe`, "", `compose.yml: service web: privileged: "maybe" is not a boolean (use true or false)`},
+		{"volume read_only string", `volumes: [{type: volume, source: v, target: /v, read_only: "true"}]`, "read_only = true", ""},
+		{"scalar ports", `ports: "8080:80"`, `ports = ["0.0.0.0:8080:80"]`, ""},
+		{"scalar port", `ports: 80`, "", "--publish 80: "},
+		{"scalar volumes", `volumes: /srv/x:/x`, `source = "/srv/x"`, ""},
+		{"ports mapping", `ports: {a: 80}`, "", "compose.yml: service web: ports: a list is expected, not a mapping (write e.g. ports: [...])"},
+		{"aliases", `networks: {back: {aliases: [redis]}}`, "", "aliases: redis"},
+		{"memory twice", "mem_limit: 1g\n    deploy: {resources: {limits: {memory: 512M}}}", "", "compose.yml: service web: deploy: resources.limits.memory 512M and mem_limit 1g differ (compose refuses distinct values too): keep one"},
+		{"memory twice alike", "mem_limit: 512m\n    deploy: {resources: {limits: {memory: 512M}}}", `memory = "512M"`, ""},
+		{"reservation above", "mem_limit: 64m\n    mem_reservation: 128m", "", "above memory = 64M"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rs, err := Compose([]byte("services:\n  web:\n    image: nginx\n    "+tc.svc+"\n"), "compose.yml", Options{Dir: "/srv", LookupEnv: lookup})
+			if strings.HasPrefix(tc.err, "compose.yml") {
+				if err == nil || err.Error() != tc.err {
+					t.Fatalf("error %v, want %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rs[0]
+			load(t, r)
+			if tc.want != "" && !strings.Contains(string(r.Manifest), tc.want) {
+				t.Errorf("manifest lacks %s:\n%s", tc.want, r.Manifest)
+			}
+			switch {
+			case tc.err == "refused":
+				if r.Notes[0].Kind != Refused || r.Notes[0].Flag != "--privileged" {
+					t.Errorf("--privileged not refused: %+v", r.Notes)
+				}
+			case strings.HasPrefix(tc.err, "!"):
+				if hasNote(r, tc.err[1:]+": ") {
+					t.Errorf("%s not read: %+v", tc.err[1:], r.Notes)
+				}
+			case tc.err != "":
+				if !hasNote(r, tc.err) {
+					t.Errorf("no note with %q: %+v", tc.err, r.Notes)
+				}
+			}
+		})
+	}
+}

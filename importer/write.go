@@ -271,7 +271,7 @@ func (s *spec) writeResources(w *tomlWriter) {
 	} else {
 		w.kv("memory", `"512M"`, "TODO: a guess (docker run set no limit): measure and adjust")
 	}
-	if s.reservation > 0 && (s.c.Memory == 0 && s.reservation <= 512<<20 || s.reservation <= s.c.Memory) {
+	if s.reservation > 0 && s.reservation <= s.memoryLimit() {
 		w.kv("memory_reservation", tomlString(sizeString(s.reservation)), "")
 	}
 	if s.c.CPUs > 0 {
