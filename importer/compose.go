@@ -49,11 +49,12 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 	seen := map[string]string{}
 	for _, name := range names {
 		svc := doc.Services[name]
-		args, notes, secrets, err := composeArgs(name, svc, volume)
+		args, notes, secrets, optional, err := composeArgs(name, svc, volume)
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
 		o := opts
+		o.compose = &composeService{optionalEnv: optional}
 		o.Source = fmt.Sprintf("service %q of %s, read as: docker run %s", name, file, Quote(args))
 		r, err := dockerRunWith(args, o, func(s *spec) {
 			s.notes = append(notes, s.notes...)
@@ -174,7 +175,7 @@ func composeProject(name, dir string) string {
 // composeArgs translates one compose service into docker run arguments;
 // volume names a named volume as compose does. Its secrets are the names
 // of the compose file's secrets with the name each has in the container.
-func composeArgs(name string, svc map[string]any, volume func(string) string) (args []string, notes []Note, secrets [][2]string, err error) {
+func composeArgs(name string, svc map[string]any, volume func(string) string) (args []string, notes []Note, secrets [][2]string, optional map[string]bool, err error) {
 	flag := func(f string, vs ...string) {
 		for _, v := range vs {
 			args = append(args, f, v)
@@ -187,7 +188,7 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 	sort.Strings(keys)
 	image, _ := svc["image"].(string)
 	if image == "" {
-		return nil, nil, nil, fmt.Errorf("no image (a service built from a Dockerfile needs image: to name what safe-run runs)")
+		return nil, nil, nil, nil, fmt.Errorf("no image (a service built from a Dockerfile needs image: to name what safe-run runs)")
 	}
 	if _, ok := svc["container_name"]; !ok {
 		flag("--name", name)
@@ -196,7 +197,7 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 	for _, k := range keys {
 		v := svc[k]
 		if _, isMap := v.(map[string]any); isMap && listKeys[k] {
-			return nil, nil, nil, fmt.Errorf("%s: a list is expected, not a mapping (write e.g. %s: [...])", k, k)
+			return nil, nil, nil, nil, fmt.Errorf("%s: a list is expected, not a mapping (write e.g. %s: [...])", k, k)
 		}
 		switch k {
 		case "image":
@@ -217,9 +218,32 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 		case "environment":
 			flag("--env", mapOrList(v, "=")...)
 		case "env_file":
-			var fs []string
-			fs, err = strOrList(v, false)
-			flag("--env-file", fs...)
+			// A path, or {path, required, format}.
+			for _, e := range list(v) {
+				m, ok := e.(map[string]any)
+				if !ok {
+					flag("--env-file", str(e))
+					continue
+				}
+				p := str(m["path"])
+				if p == "" {
+					return nil, nil, nil, nil, fmt.Errorf("env_file: an entry without path: (write - path: FILE)")
+				}
+				var required bool
+				if required, err = composeBool(m["required"]); err != nil {
+					return nil, nil, nil, nil, fmt.Errorf("env_file: %s: required: %w", p, err)
+				}
+				if m["required"] != nil && !required {
+					if optional == nil {
+						optional = map[string]bool{}
+					}
+					optional[p] = true
+				}
+				if f := str(m["format"]); f != "" {
+					return nil, nil, nil, nil, fmt.Errorf("env_file: %s: format %q is not read by safe-run import (convert the file to KEY=value lines)", p, f)
+				}
+				flag("--env-file", p)
+			}
 		case "labels":
 			flag("--label", mapOrList(v, "=")...)
 		case "ports":
@@ -252,7 +276,7 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 					}
 					ro, rerr := composeBool(m["read_only"])
 					if rerr != nil {
-						return nil, nil, nil, fmt.Errorf("volumes: %s: read_only: %w", str(m["target"]), rerr)
+						return nil, nil, nil, nil, fmt.Errorf("volumes: %s: read_only: %w", str(m["target"]), rerr)
 					}
 					if ro {
 						parts = append(parts, "readonly")
@@ -367,12 +391,12 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 			notes = append(notes, Note{Flag: k, Kind: Unsupported, Text: "compose key " + k + " is not read by safe-run import"})
 		}
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s: %w", k, err)
+			return nil, nil, nil, nil, fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	args = append(args, image)
 	args = append(args, command...)
-	return args, notes, secrets, nil
+	return args, notes, secrets, optional, nil
 }
 
 func composeUnsupported(k string) string {

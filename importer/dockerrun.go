@@ -1,14 +1,19 @@
 package importer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"math"
+	"slices"
 	"path"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/spf13/pflag"
 
 	"github.com/safe-run/safe-run/manifest"
@@ -296,11 +301,29 @@ func (s *spec) readEnv(env, files []string, opts Options) error {
 			p = path.Join(opts.Dir, p)
 		}
 		data, err := opts.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) && opts.compose != nil && opts.compose.optionalEnv[f] {
+			s.note(Ignored, "env_file "+f, nil, "not there, and required: false")
+			continue
+		}
 		if err != nil {
+			if opts.compose != nil {
+				return fmt.Errorf("reading env_file %s: %w", f, err)
+			}
 			return fmt.Errorf("reading --env-file %s: %w", f, err)
 		}
 		if !utf8.Valid(data) {
 			return fmt.Errorf("reading --env-file %s: not UTF-8 text, which a manifest must be (convert it, e.g. with iconv)", f)
+		}
+		if opts.compose != nil {
+			// compose's own syntax: export, quotes, ${VAR}, comments.
+			vars, err := dotenv.ParseWithLookup(bytes.NewReader(data), opts.LookupEnv)
+			if err != nil {
+				return fmt.Errorf("reading env_file %s: %w", f, err)
+			}
+			for _, k := range slices.Sorted(maps.Keys(vars)) {
+				s.addEnv(k+"="+vars[k], "env_file "+f)
+			}
+			continue
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)

@@ -1,6 +1,7 @@
 package importer
 
 import (
+	"io/fs"
 	"strings"
 	"testing"
 
@@ -222,5 +223,37 @@ func TestComposeValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestComposeEnvFile: env_file takes compose's long syntax and compose's
+// file syntax (found by a black-box probe: "- path: x" was read as a
+// file named map[...], export Y="two words" as the key "export Y").
+func TestComposeEnvFile(t *testing.T) {
+	files := map[string]string{"/srv/a.env": "# c\nexport Y=\"two words\"\nZ='single $HOME'\nW=${WHO}\n"}
+	read := func(p string) ([]byte, error) {
+		if f, ok := files[p]; ok {
+			return []byte(f), nil
+		}
+		return nil, fs.ErrNotExist
+	}
+	lookup := func(k string) (string, bool) { return map[string]string{"WHO": "me"}[k], k == "WHO" }
+	rs, err := Compose([]byte("services:\n  web:\n    image: nginx\n    env_file:\n      - path: a.env\n      - path: nope.env\n        required: false\n"), "compose.yml",
+		Options{Dir: "/srv", ReadFile: read, LookupEnv: lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := load(t, rs[0]).Process.Env
+	for k, v := range map[string]string{"Y": "two words", "Z": "single $HOME", "W": "me"} {
+		if env[k] != v {
+			t.Errorf("%s = %q, want %q (env %v)", k, env[k], v, env)
+		}
+	}
+	if !hasNote(rs[0], "env_file nope.env: not there, and required: false") {
+		t.Errorf("no note on the optional file: %+v", rs[0].Notes)
+	}
+	_, err = Compose([]byte("services:\n  web:\n    image: nginx\n    env_file: [{path: nope.env}]\n"), "compose.yml", Options{Dir: "/srv", ReadFile: read})
+	if want := "reading env_file nope.env: file does not exist"; err == nil || !strings.HasSuffix(err.Error(), want) {
+		t.Errorf("error %v, want ...%s", err, want)
 	}
 }

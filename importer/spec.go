@@ -52,6 +52,16 @@ type Options struct {
 	// environment, then the .env file beside it, as compose reads them);
 	// nil: none is set, and only defaults apply.
 	LookupEnv func(name string) (string, bool)
+
+	// compose is set for a compose service: its env files are read as
+	// compose reads them.
+	compose *composeService
+}
+
+// composeService is what a compose service's conversion needs beside
+// docker run's flags.
+type composeService struct {
+	optionalEnv map[string]bool // env_file entries with required: false
 }
 
 // spec is a docker container as the flags describe it: what policy judges,
