@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -417,6 +418,8 @@ func (s *spec) resources(last func(string) string, changed func(string) bool) er
 	return nil
 }
 
+var rtSignal = regexp.MustCompile(`^(SIG)?RTM(IN|AX)[+-][0-9]+$`)
+
 // process reads the restart policy and how to stop the service.
 func (s *spec) process(restart, signal, timeout string) error {
 	switch policyName, _, _ := strings.Cut(restart, ":"); policyName {
@@ -436,10 +439,16 @@ func (s *spec) process(restart, signal, timeout string) error {
 	}
 	if signal != "" {
 		sig, err := manifest.ParseSignal(signal)
-		if err != nil {
+		switch {
+		case err == nil:
+			s.stopSignal = sig.Name
+		case rtSignal.MatchString(strings.ToUpper(signal)):
+			// systemd in a container stops on SIGRTMIN+3; a manifest
+			// names SIGRTMIN and SIGRTMAX only.
+			s.note(Unsupported, "--stop-signal "+signal, nil, "real-time signals other than SIGRTMIN and SIGRTMAX are not in manifest v1: stop_signal stays SIGTERM (systemd as PID 1 ignores it: stop it with safe-run kill -s "+strings.ToUpper(signal)+" NAME first)")
+		default:
 			return fmt.Errorf("--stop-signal: %w", err)
 		}
-		s.stopSignal = sig.Name
 	}
 	if timeout != "" {
 		n, err := strconv.Atoi(timeout)

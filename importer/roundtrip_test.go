@@ -257,3 +257,18 @@ func TestComposeEnvFile(t *testing.T) {
 		t.Errorf("error %v, want ...%s", err, want)
 	}
 }
+
+// TestStopSignalRT: a real-time stop signal (systemd's SIGRTMIN+3) is
+// noted, not a refusal of the whole line (found by a black-box probe).
+func TestStopSignalRT(t *testing.T) {
+	r, err := DockerRun([]string{"--stop-signal", "RTMIN+3", "-m", "64m", "fedora"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasNote(r, "--stop-signal RTMIN+3: real-time signals other than SIGRTMIN and SIGRTMAX are not in manifest v1") {
+		t.Errorf("no note: %+v", r.Notes)
+	}
+	if _, err := DockerRun([]string{"--stop-signal", "SIGFOO", "fedora"}, Options{}); err == nil {
+		t.Error("--stop-signal SIGFOO accepted")
+	}
+}
