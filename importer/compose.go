@@ -74,6 +74,9 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 				s.secrets = append(s.secrets, [2]string{sec[1], f})
 			}
 		})
+		if err != nil && len(unset) > 0 {
+			return nil, fmt.Errorf("%s: service %s: %w\n(not set when the compose file was read, so empty or their defaults: ${%s})", file, name, err, strings.Join(unset, "}, ${"))
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}

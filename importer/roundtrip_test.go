@@ -272,3 +272,13 @@ func TestStopSignalRT(t *testing.T) {
 		t.Error("--stop-signal SIGFOO accepted")
 	}
 }
+
+// TestComposeUnsetInError: a value that does not convert names the
+// variables that were not set (found by a black-box probe: user:
+// ${UID}:${GID} gave `":" is not a user` alone).
+func TestComposeUnsetInError(t *testing.T) {
+	_, err := Compose([]byte("services:\n  web:\n    image: nginx\n    user: ${UID}:${GID}\n"), "compose.yml", Options{LookupEnv: func(string) (string, bool) { return "", false }})
+	if err == nil || !strings.HasSuffix(err.Error(), "(not set when the compose file was read, so empty or their defaults: ${GID}, ${UID})") {
+		t.Errorf("error %v, want the unset variables named", err)
+	}
+}
