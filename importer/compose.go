@@ -48,7 +48,10 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 	var out []*Result
 	seen := map[string]string{}
 	for _, name := range names {
-		svc := doc.Services[name]
+		svc, err := extended(doc.Services, name, nil)
+		if err != nil {
+			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
+		}
 		args, notes, secrets, optional, err := composeArgs(name, svc, volume)
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
@@ -141,6 +144,71 @@ func readCompose(data []byte, file string, lookup func(string) (string, bool)) (
 		return nil, nil, fmt.Errorf("reading %s: %w", file, err)
 	}
 	return &doc, slices.Sorted(maps.Keys(unsetSeen)), nil
+}
+
+// appendedKeys are the lists extends: adds to, as compose merges them;
+// other values of the service replace the base's.
+var appendedKeys = map[string]bool{"ports": true, "expose": true, "dns": true, "dns_search": true, "tmpfs": true, "cap_add": true, "cap_drop": true,
+	"devices": true, "security_opt": true, "volumes": true, "secrets": true, "env_file": true, "external_links": true, "links": true}
+
+// extended is a service with what it extends: (a service of the same
+// file) merged in, as compose merges it: the service's mappings over the
+// base's, lists appended, other values replaced (found by a black-box
+// probe: a service with only extends: had no image).
+func extended(services map[string]map[string]any, name string, chain []string) (map[string]any, error) {
+	svc := services[name]
+	ext, ok := svc["extends"]
+	if !ok {
+		return svc, nil
+	}
+	if slices.Contains(chain, name) {
+		return nil, fmt.Errorf("extends: %s extends itself (%s)", name, strings.Join(append(chain, name), " -> "))
+	}
+	var base string
+	switch e := ext.(type) {
+	case string:
+		base = e
+	case map[string]any:
+		if f := str(e["file"]); f != "" {
+			return nil, fmt.Errorf("extends: file: %s: safe-run import reads extends: of a service in the same file only (copy the service %s in)", f, str(e["service"]))
+		}
+		base = str(e["service"])
+	}
+	if _, ok := services[base]; base == "" || !ok {
+		return nil, fmt.Errorf("extends: %q is not a service of this file", base)
+	}
+	merged, err := extended(services, base, append(chain, name))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for k, v := range merged {
+		out[k] = v
+	}
+	for k, v := range svc {
+		switch bv := out[k].(type) {
+		case map[string]any:
+			if sv, ok := v.(map[string]any); ok {
+				m := map[string]any{}
+				for kk, vv := range bv {
+					m[kk] = vv
+				}
+				for kk, vv := range sv {
+					m[kk] = vv
+				}
+				out[k] = m
+				continue
+			}
+		case []any:
+			if sv, ok := v.([]any); ok && appendedKeys[k] {
+				out[k] = append(append([]any{}, bv...), sv...)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	delete(out, "extends")
+	return out, nil
 }
 
 // maxMappingKeys bounds the keys of one mapping of a compose file: yaml

@@ -297,3 +297,51 @@ func TestComposeMappingLimit(t *testing.T) {
 		t.Errorf("error %v, want %s", err, want)
 	}
 }
+
+// TestComposeExtends: extends: of a service in the same file merges the
+// base in as compose does, so a privileged base is refused like any
+// privileged service (found by a black-box probe).
+func TestComposeExtends(t *testing.T) {
+	rs, err := Compose([]byte(`services:
+  base:
+    image: nginx
+    privileged: true
+    mem_limit: 64m
+    environment: {A: "1", B: "2"}
+    ports: ["8080:80"]
+  web:
+    extends: base
+    environment: {B: "3"}
+    ports: ["8443:443"]
+  deeper:
+    extends: {service: web}
+    mem_limit: 32m
+`), "compose.yml", Options{Dir: "/srv"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Name == "base" {
+			continue
+		}
+		svc := load(t, r)
+		if r.Notes[0].Kind != Refused || r.Notes[0].Flag != "--privileged" {
+			t.Errorf("%s: --privileged not refused: %+v", r.Name, r.Notes)
+		}
+		if svc.Process.Env["A"] != "1" || svc.Process.Env["B"] != "3" || len(svc.Network.Published) != 2 {
+			t.Errorf("%s: env %v, ports %v; want A=1 B=3 and both ports", r.Name, svc.Process.Env, svc.Network.Published)
+		}
+		if want := map[string]int64{"web": 64 << 20, "deeper": 32 << 20}[r.Name]; int64(svc.Resources.Memory) != want {
+			t.Errorf("%s: memory %d, want %d", r.Name, svc.Resources.Memory, want)
+		}
+	}
+	for yml, want := range map[string]string{
+		"services:\n  a: {extends: b, image: x}\n  b: {extends: a}\n": "compose.yml: service a: extends: a extends itself (a -> b -> a)",
+		"services:\n  a: {extends: nope}\n":                           `compose.yml: service a: extends: "nope" is not a service of this file`,
+		"services:\n  a: {extends: {file: o.yml, service: b}}\n":      "compose.yml: service a: extends: file: o.yml: safe-run import reads extends: of a service in the same file only (copy the service b in)",
+	} {
+		if _, err := Compose([]byte(yml), "compose.yml", Options{}); err == nil || err.Error() != want {
+			t.Errorf("error %v, want %s", err, want)
+		}
+	}
+}
