@@ -244,6 +244,10 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 		name := f[0]
 		if why, ok := unsupported[name]; ok && why != "" && changed(name) {
 			for _, v := range get(name) {
+				if same := s.alreadySo(name, v); same != "" {
+					s.note(Ignored, "--"+name+" "+v, nil, same)
+					continue
+				}
 				s.note(Unsupported, "--"+name+" "+v, ruleForFlag(name), why)
 			}
 		}
@@ -264,6 +268,27 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 		extra(s)
 	}
 	return s.result(opts)
+}
+
+// alreadySo says why an option a manifest cannot express is what safe-run
+// does anyway with this value, as a safe-run export writes it; "" when
+// it is not.
+func (s *spec) alreadySo(flag, v string) string {
+	switch flag {
+	case "hostname":
+		if v == serviceName(s.name, s.c.Image) {
+			return "the service's UTS namespace is named after the service already"
+		}
+	case "memory-swap":
+		if n, err := manifest.ParseSize(v); err == nil && int64(n) == s.c.Memory && s.c.Memory > 0 {
+			return "equal to --memory, it adds no swap, and safe-run never adds swap to the memory limit"
+		}
+	case "cpu-shares":
+		if n, err := strconv.ParseFloat(v, 64); err == nil && s.c.CPUs > 0 && n == math.Round(s.c.CPUs*1024) {
+			return "safe-run sets them from cpus (cpus x 1024), as here"
+		}
+	}
+	return ""
 }
 
 type discard struct{}

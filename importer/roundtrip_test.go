@@ -345,3 +345,24 @@ func TestComposeExtends(t *testing.T) {
 		}
 	}
 }
+
+// TestExportNoise: the options a safe-run export writes for what safe-run
+// does anyway read back as such, not as losses.
+func TestExportNoise(t *testing.T) {
+	r, err := DockerRun([]string{"--name", "web", "--hostname", "web", "-m", "100M", "--memory-swap", "100M", "--cpus", "0.25", "--cpu-shares", "256", "nginx"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range r.Notes {
+		if n.Kind == Unsupported {
+			t.Errorf("noted as unsupported: %+v", n)
+		}
+	}
+	r, err = DockerRun([]string{"--name", "web", "--hostname", "other", "-m", "100M", "--memory-swap", "200M", "nginx"}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !hasNote(r, "--hostname other: a manifest has no hostname") || !hasNote(r, "--memory-swap 200M: swap is never added") {
+		t.Errorf("differing values not noted: %+v", r.Notes)
+	}
+}
