@@ -3,6 +3,8 @@ package importer
 import (
 	"fmt"
 	"net/netip"
+	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -64,6 +66,12 @@ func (s *spec) namespaces(network string, publish, dns []string, pid, ipc, uts, 
 			s.note(Default, "--publish "+p, policy.Lookup("publish-all-addresses"), fmt.Sprintf(`written as %q: docker publishes on every address of the host, and so does the manifest, explicitly; write %q for 127.0.0.1 only, safe-run's default`, portString(port), strings.TrimPrefix(portString(port), "0.0.0.0:")))
 		}
 		s.ports = append(s.ports, portString(port))
+		if port.Proto == "tcp" {
+			if s.published == nil {
+				s.published = map[int]bool{}
+			}
+			s.published[int(port.ContainerPort)] = true
+		}
 	}
 	if s.network == manifest.NetworkBridge {
 		s.note(Default, "egress", nil, `egress = "none" filled in: docker let the container connect anywhere; safe-run lets it reach only its bridge's peers and DNS: list what it connects to, e.g. egress = ["10.0.0.0/8:5432/tcp", "api.example.com:443"]`)
@@ -104,6 +112,70 @@ func (s *spec) namespaces(network string, publish, dns []string, pid, ipc, uts, 
 	}
 }
 
+// maxExposeRange bounds the ports one --expose range adds to
+// landlock_bind: a manifest lists each port.
+const maxExposeRange = 64
+
+// exposeFlags reads --expose PORT[-END][/PROTO]: docker records it as
+// documentation only, but Landlock lets a service bind only the ports
+// the manifest names, so the TCP ones go to landlock_bind.
+func (s *spec) exposeFlags(vs []string) {
+	for _, v := range vs {
+		flag := "--expose " + v
+		body, proto, _ := strings.Cut(v, "/")
+		switch strings.ToLower(proto) {
+		case "", "tcp":
+		case "udp", "sctp":
+			s.note(Ignored, flag, nil, "Landlock limits only TCP binds: the service binds "+proto+" ports without landlock_bind")
+			continue
+		default:
+			s.note(Unsupported, flag, nil, "not a port (docker takes PORT[-END][/tcp|udp|sctp])")
+			continue
+		}
+		lo, hi, isRange := strings.Cut(body, "-")
+		if !isRange {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(lo)
+		b, err2 := strconv.Atoi(hi)
+		switch {
+		case err1 != nil || err2 != nil || a < 1 || b > 65535 || a > b:
+			s.note(Unsupported, flag, nil, "not a port (docker takes PORT[-END][/tcp|udp|sctp])")
+			continue
+		case b-a >= maxExposeRange:
+			s.note(Unsupported, flag, nil, fmt.Sprintf("a range of %d ports is not carried over: list the ports the service binds in [security] landlock_bind", b-a+1))
+			continue
+		}
+		for p := a; p <= b; p++ {
+			if !slices.Contains(s.expose, p) {
+				s.expose = append(s.expose, p)
+			}
+		}
+		s.note(Default, flag, nil, "written into [security] landlock_bind: Landlock lets the service bind only the container ports of [network] ports and landlock_bind")
+	}
+}
+
+// landlockBind is what the manifest's landlock_bind lists: the exposed
+// TCP ports, else the ports a known image listens on, without those
+// ports publishes already.
+func (s *spec) landlockBind() (ports []int, comment string) {
+	src := s.expose
+	if len(src) == 0 {
+		if h := hintFor(s.c.Image); len(h.listens) > 0 {
+			src, comment = h.listens, "the ports "+imageBase(s.c.Image)+" listens on (its image EXPOSEs them): Landlock lets it bind only these and the published ones"
+		}
+	}
+	for _, p := range src {
+		if !s.published[p] {
+			ports = append(ports, p)
+		}
+	}
+	if len(ports) == 0 {
+		comment = ""
+	}
+	return ports, comment
+}
+
 // security reads --privileged, capabilities and --security-opt.
 func (s *spec) security() {
 	if s.c.Privileged {
@@ -140,8 +212,8 @@ func (s *spec) security() {
 				s.seccomp = "unconfined"
 				s.allow(manifest.AllowSeccompUnconfined, flag, policy.Lookup("seccomp-unconfined"), "carried over with [insecure] seccomp_unconfined")
 			case strings.HasSuffix(v, ".json"):
-				s.seccomp = v
-				if !strings.HasPrefix(v, "/") {
+				s.seccomp = s.abs(v)
+				if !strings.HasPrefix(s.seccomp, "/") {
 					s.note(Default, flag, nil, "a relative profile path is relative to the manifest's directory: check it")
 				}
 			default:
@@ -201,17 +273,18 @@ type hint struct {
 	caps       []string // capabilities its entrypoint needs when docker's defaults are gone
 	why        string
 	privileged string
+	listens    []int // TCP ports its server listens on (the image's EXPOSE)
 }
 
 var hints = map[string]hint{
-	"nginx":    {tmpfs: []string{"/var/cache/nginx", "/run"}, caps: []string{"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"}, why: "nginx's master creates its cache as root, binds port 80 and switches its workers to user nginx"},
-	"postgres": {tmpfs: []string{"/var/run/postgresql"}, volumes: []string{"/var/lib/postgresql/data"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns the data directory and switches to user postgres (gosu)"},
-	"redis":    {volumes: []string{"/data"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint chowns /data and switches to user redis (gosu)"},
-	"mysql":    {tmpfs: []string{"/var/run/mysqld"}, volumes: []string{"/var/lib/mysql"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mysql (gosu)"},
-	"mariadb":  {tmpfs: []string{"/run/mysqld"}, volumes: []string{"/var/lib/mysql"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mysql (gosu)"},
-	"mongo":    {volumes: []string{"/data/db", "/data/configdb"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mongodb (gosu)"},
-	"grafana":  {volumes: []string{"/var/lib/grafana"}},
-	"rabbitmq": {volumes: []string{"/var/lib/rabbitmq"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint switches to user rabbitmq"},
+	"nginx":    {tmpfs: []string{"/var/cache/nginx", "/run"}, caps: []string{"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"}, why: "nginx's master creates its cache as root, binds port 80 and switches its workers to user nginx", listens: []int{80}},
+	"postgres": {tmpfs: []string{"/var/run/postgresql"}, volumes: []string{"/var/lib/postgresql/data"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns the data directory and switches to user postgres (gosu)", listens: []int{5432}},
+	"redis":    {volumes: []string{"/data"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint chowns /data and switches to user redis (gosu)", listens: []int{6379}},
+	"mysql":    {tmpfs: []string{"/var/run/mysqld"}, volumes: []string{"/var/lib/mysql"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mysql (gosu)", listens: []int{3306, 33060}},
+	"mariadb":  {tmpfs: []string{"/run/mysqld"}, volumes: []string{"/var/lib/mysql"}, caps: []string{"CHOWN", "FOWNER", "DAC_OVERRIDE", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mysql (gosu)", listens: []int{3306}},
+	"mongo":    {volumes: []string{"/data/db", "/data/configdb"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint chowns its data and switches to user mongodb (gosu)", listens: []int{27017}},
+	"grafana":  {volumes: []string{"/var/lib/grafana"}, listens: []int{3000}},
+	"rabbitmq": {volumes: []string{"/var/lib/rabbitmq"}, caps: []string{"CHOWN", "SETUID", "SETGID"}, why: "the entrypoint switches to user rabbitmq", listens: []int{5672}},
 	"cadvisor": {privileged: "read-only binds of /sys, /var/lib/docker and /var/run (it reads cgroup statistics) and device /dev/kmsg for OOM events; none of that needs --privileged"},
 	"dind":     {privileged: "docker-in-docker really is a privileged daemon: run it on a host of its own, not as a service"},
 	"docker":   {privileged: "docker-in-docker really is a privileged daemon: run it on a host of its own, not as a service"},
@@ -269,11 +342,15 @@ func (s *spec) result(opts Options) (*Result, error) {
 		s.c.Name = name
 	}
 	docker := policy.CheckContainer(&s.c, s.c.Image)
+	s.exported(name)
 	if !policy.Pinned(s.c.Image) {
 		s.allow(manifest.AllowUnpinnedImage, s.c.Image, policy.Lookup("unpinned-image"), "carried over with [insecure] unpinned_image: pin the digest safe-run prints on the first pull")
 	}
 	if s.c.Memory == 0 {
 		s.note(Default, "--memory", policy.Lookup("memory-limit"), `memory = "512M" filled in as a guess: docker run set no limit; measure (docker stats) and adjust`)
+	}
+	if limit := s.memoryLimit(); s.reservation > limit {
+		s.note(Unsupported, "--memory-reservation "+sizeString(s.reservation), nil, "above memory = "+sizeString(limit)+": a soft limit above the hard one limits nothing; not carried over")
 	}
 	if s.c.CPUs == 0 {
 		s.note(Default, "--cpus", policy.Lookup("cpu-limit"), "cpus = 1.0 filled in as a guess: docker run set no limit")
@@ -287,6 +364,11 @@ func (s *spec) result(opts Options) (*Result, error) {
 	if s.c.User == "" {
 		s.note(Default, "--user", policy.Lookup("root-user"), "no user: the service runs as the image's user, root unless the image says otherwise (root inside its user namespace only)")
 	}
+	if ports, _ := s.landlockBind(); len(ports) > 0 && len(s.expose) == 0 {
+		s.note(Default, "landlock_bind", nil, fmt.Sprintf("landlock_bind = %v filled in: the ports %s listens on; Landlock lets a service bind only those and the container ports of [network] ports", ports, imageBase(s.c.Image)))
+	} else if len(ports) == 0 && len(s.published) == 0 {
+		s.note(Default, "landlock_bind", nil, "Landlock lets the service bind (listen on) only the container ports of [network] ports and [security] landlock_bind, and it publishes none: if it listens, list its TCP ports there, e.g. landlock_bind = [8080] (bind is refused with EACCES otherwise)")
+	}
 	if len(s.cmd) > 0 && !s.entrySet {
 		s.note(Default, "COMMAND", nil, "docker passes these arguments to the image's ENTRYPOINT; process.command replaces ENTRYPOINT and CMD: if the image has an entrypoint (docker inspect -f '{{json .Config.Entrypoint}}' IMAGE), put it first")
 	}
@@ -294,6 +376,35 @@ func (s *spec) result(opts Options) (*Result, error) {
 		s.note(Default, "--entrypoint \"\"", nil, "the image's entrypoint is dropped: process.command is the command given")
 	}
 	return s.write(name, docker, opts)
+}
+
+// memoryLimit is the manifest's memory: --memory, or the guess written
+// without it.
+func (s *spec) memoryLimit() int64 {
+	if s.c.Memory > 0 {
+		return s.c.Memory
+	}
+	return 512 << 20
+}
+
+// exported reads back what a safe-run export writes for the manifest's
+// own defaults, so that export -> import gives the manifest again.
+func (s *spec) exported(name string) {
+	if s.apparmor == "safe-run-"+name {
+		s.apparmor = ""
+		s.note(Default, "--security-opt apparmor=safe-run-"+name, nil, `safe-run's name for the profile it generates for this service (an export writes it): written as apparmor = "generated"`)
+	}
+	if !s.fromExport {
+		return
+	}
+	if path.Base(s.seccomp) == name+".seccomp.json" {
+		s.note(Default, "--security-opt seccomp="+s.seccomp, nil, `the profile a safe-run export writes from the manifest's: written as seccomp = "default"; if the manifest named a profile of its own, set seccomp to that`)
+		s.seccomp = ""
+	}
+	if s.bridge == name+"-net" {
+		s.bridge = ""
+		s.note(Default, "--network "+name+"-net", nil, "the network a safe-run export makes for a service's own bridge: written as a bridge of its own (no bridge key)")
+	}
 }
 
 // portString writes a port as the manifest does, the protocol only when

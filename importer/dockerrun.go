@@ -1,14 +1,20 @@
 package importer
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"math"
 	"path"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/spf13/pflag"
 
 	"github.com/safe-run/safe-run/manifest"
@@ -111,7 +117,6 @@ var unsupported = map[string]string{
 
 // ignored are flags safe-run's behaviour already covers.
 var ignored = map[string]string{
-	"expose":                "docker records --expose as documentation only: the container's ports are reachable on its network anyway, published ones are in ports",
 	"detach":                "safe-run stays in the foreground; run it as a systemd service to keep it in the background",
 	"rm":                    "safe-run always removes what it made when the service ends",
 	"interactive":           "safe-run passes its stdin to the service",
@@ -161,7 +166,7 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 	if fs.NArg() == 0 {
 		return nil, errors.New("docker run names no image (write: safe-run import -- docker run [flags] IMAGE [COMMAND...])")
 	}
-	s := &spec{}
+	s := &spec{dir: opts.Dir}
 	s.c.Image = fs.Arg(0)
 	s.cmd = fs.Args()[1:]
 	changed := func(name string) bool { return fs.Changed(name) }
@@ -205,13 +210,18 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 			s.entrypoint = []string{e}
 		}
 	}
-	for _, kv := range get("label") {
-		k, v, _ := strings.Cut(kv, "=")
-		s.labels = append(s.labels, [2]string{k, v})
-	}
-	for _, kv := range get("annotation") {
-		k, v, _ := strings.Cut(kv, "=")
-		s.labels = append(s.labels, [2]string{k, v})
+	for _, f := range []string{"label", "annotation"} {
+		for _, kv := range get(f) {
+			k, v, _ := strings.Cut(kv, "=")
+			if strings.HasPrefix(k, manifest.ReservedLabelPrefix) {
+				// An export writes them (the manifest's path and
+				// digest); the manifest may not: safe-run adds its own.
+				s.fromExport = true
+				s.note(Ignored, "--"+f+" "+k, nil, manifest.ReservedLabelPrefix+"* is what safe-run records about a service itself (a safe-run export wrote it): dropped")
+				continue
+			}
+			s.labels = append(s.labels, [2]string{k, v})
+		}
 	}
 	if err := s.readEnv(get("env"), get("env-file"), opts); err != nil {
 		return nil, err
@@ -222,6 +232,7 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 	if err := s.readMounts(get("volume"), get("mount"), get("tmpfs")); err != nil {
 		return nil, err
 	}
+	s.exposeFlags(get("expose"))
 	s.namespaces(last("network"), get("publish"), splitLists(get("dns")), last("pid"), last("ipc"), last("uts"), last("userns"))
 	if err := s.process(last("restart"), last("stop-signal"), last("stop-timeout")); err != nil {
 		return nil, err
@@ -233,6 +244,10 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 		name := f[0]
 		if why, ok := unsupported[name]; ok && why != "" && changed(name) {
 			for _, v := range get(name) {
+				if same := s.alreadySo(name, v); same != "" {
+					s.note(Ignored, "--"+name+" "+v, nil, same)
+					continue
+				}
 				s.note(Unsupported, "--"+name+" "+v, ruleForFlag(name), why)
 			}
 		}
@@ -253,6 +268,27 @@ func dockerRunWith(args []string, opts Options, extra func(*spec)) (*Result, err
 		extra(s)
 	}
 	return s.result(opts)
+}
+
+// alreadySo says why an option a manifest cannot express is what safe-run
+// does anyway with this value, as a safe-run export writes it; "" when
+// it is not.
+func (s *spec) alreadySo(flag, v string) string {
+	switch flag {
+	case "hostname":
+		if v == serviceName(s.name, s.c.Image) {
+			return "the service's UTS namespace is named after the service already"
+		}
+	case "memory-swap":
+		if n, err := manifest.ParseSize(v); err == nil && int64(n) == s.c.Memory && s.c.Memory > 0 {
+			return "equal to --memory, it adds no swap, and safe-run never adds swap to the memory limit"
+		}
+	case "cpu-shares":
+		if n, err := strconv.ParseFloat(v, 64); err == nil && s.c.CPUs > 0 && n == math.Round(s.c.CPUs*1024) {
+			return "safe-run sets them from cpus (cpus x 1024), as here"
+		}
+	}
+	return ""
 }
 
 type discard struct{}
@@ -291,11 +327,29 @@ func (s *spec) readEnv(env, files []string, opts Options) error {
 			p = path.Join(opts.Dir, p)
 		}
 		data, err := opts.ReadFile(p)
+		if errors.Is(err, fs.ErrNotExist) && opts.compose != nil && opts.compose.optionalEnv[f] {
+			s.note(Ignored, "env_file "+f, nil, "not there, and required: false")
+			continue
+		}
 		if err != nil {
+			if opts.compose != nil {
+				return fmt.Errorf("reading env_file %s: %w", f, err)
+			}
 			return fmt.Errorf("reading --env-file %s: %w", f, err)
 		}
 		if !utf8.Valid(data) {
 			return fmt.Errorf("reading --env-file %s: not UTF-8 text, which a manifest must be (convert it, e.g. with iconv)", f)
+		}
+		if opts.compose != nil {
+			// compose's own syntax: export, quotes, ${VAR}, comments.
+			vars, err := dotenv.ParseWithLookup(bytes.NewReader(data), opts.LookupEnv)
+			if err != nil {
+				return fmt.Errorf("reading env_file %s: %w", f, err)
+			}
+			for _, k := range slices.Sorted(maps.Keys(vars)) {
+				s.addEnv(k+"="+vars[k], "env_file "+f)
+			}
+			continue
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			line = strings.TrimSpace(line)
@@ -323,12 +377,16 @@ func (s *spec) addEnv(kv, flag string) {
 		e.comment = "TODO " + r.ID + " " + r.Name + ": move it to [secrets] and read /run/secrets/" + strings.ToLower(k)
 		s.note(Default, flag+" "+k, r, "carried over, but a secret belongs in [secrets]: a file the service reads at /run/secrets/"+strings.ToLower(k))
 	}
-	for i := range s.env {
-		if s.env[i].key == k {
-			s.env[i] = e
-			return
-		}
+	// An index, not a scan: an env file may hold thousands of lines
+	// (found by a black-box probe: 20k took 3.4 s).
+	if i, ok := s.envIndex[k]; ok {
+		s.env[i] = e
+		return
 	}
+	if s.envIndex == nil {
+		s.envIndex = map[string]int{}
+	}
+	s.envIndex[k] = len(s.env)
 	s.env = append(s.env, e)
 	s.c.Env = append(s.c.Env, k+"="+v)
 }
@@ -385,6 +443,8 @@ func (s *spec) resources(last func(string) string, changed func(string) bool) er
 	return nil
 }
 
+var rtSignal = regexp.MustCompile(`^(SIG)?RTM(IN|AX)[+-][0-9]+$`)
+
 // process reads the restart policy and how to stop the service.
 func (s *spec) process(restart, signal, timeout string) error {
 	switch policyName, _, _ := strings.Cut(restart, ":"); policyName {
@@ -404,10 +464,16 @@ func (s *spec) process(restart, signal, timeout string) error {
 	}
 	if signal != "" {
 		sig, err := manifest.ParseSignal(signal)
-		if err != nil {
+		switch {
+		case err == nil:
+			s.stopSignal = sig.Name
+		case rtSignal.MatchString(strings.ToUpper(signal)):
+			// systemd in a container stops on SIGRTMIN+3; a manifest
+			// names SIGRTMIN and SIGRTMAX only.
+			s.note(Unsupported, "--stop-signal "+signal, nil, "real-time signals other than SIGRTMIN and SIGRTMAX are not in manifest v1: stop_signal stays SIGTERM (systemd as PID 1 ignores it: stop it with safe-run kill -s "+strings.ToUpper(signal)+" NAME first)")
+		default:
 			return fmt.Errorf("--stop-signal: %w", err)
 		}
-		s.stopSignal = sig.Name
 	}
 	if timeout != "" {
 		n, err := strconv.Atoi(timeout)

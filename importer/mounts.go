@@ -147,6 +147,16 @@ func (s *spec) tmpfsFlag(v string) error {
 	return s.addMount(m, flag)
 }
 
+// abs makes a relative host path absolute from Options.Dir, as docker
+// reads it from where it runs and compose from the compose file's
+// directory; a manifest would read it from its own.
+func (s *spec) abs(p string) string {
+	if p == "" || path.IsAbs(p) || strings.HasPrefix(p, "~") || strings.HasPrefix(p, "$") || !path.IsAbs(s.dir) {
+		return p
+	}
+	return path.Join(s.dir, p)
+}
+
 func isHostPath(src string) bool {
 	return strings.HasPrefix(src, "/") || strings.HasPrefix(src, ".") || strings.HasPrefix(src, "~") || strings.HasPrefix(src, "$")
 }
@@ -160,6 +170,23 @@ func (s *spec) addMount(m mount, flag string) error {
 	m.target = path.Clean(m.target)
 	if m.typ != manifest.MountTmpfs {
 		s.c.Mounts = append(s.c.Mounts, policy.ContainerMount{Type: m.typ, Source: m.source, Target: m.target, ReadOnly: m.readOnly})
+	}
+	given := m.source
+	if m.typ == manifest.MountBind {
+		m.source = s.abs(m.source)
+	}
+	if name, ok := strings.CutPrefix(m.target, "/run/secrets/"); ok && m.typ == manifest.MountBind && secretName.MatchString(name) && isHostPath(m.source) {
+		// How docker and compose hand a service a secret: safe-run's
+		// [secrets] does it, as a 0400 copy on a tmpfs.
+		for _, sec := range s.secrets {
+			if sec[0] == name {
+				s.note(Unsupported, flag, nil, "secret "+name+" is given twice: the first is kept")
+				return nil
+			}
+		}
+		s.secrets = append(s.secrets, [2]string{name, m.source})
+		s.note(Default, flag, nil, "written as [secrets] "+name+": safe-run copies the file to a tmpfs at /run/secrets/"+name+", 0400, owned by the service's user")
+		return nil
 	}
 	for _, r := range manifest.ReservedTargets() {
 		if m.target == r || strings.HasPrefix(m.target, r+"/") {
@@ -183,6 +210,8 @@ func (s *spec) addMount(m mount, flag string) error {
 			s.note(Default, flag, nil, m.source[:1]+" is not expanded in a manifest: write the absolute path")
 		} else if !path.IsAbs(m.source) {
 			s.note(Default, flag, nil, "a relative source is relative to the manifest's directory, not to where docker ran: check it")
+		} else if given != m.source {
+			s.note(Default, flag, nil, "the relative source is written as the absolute path "+m.source+": a manifest reads relative paths from its own directory")
 		}
 		if why, bad := policy.SensitivePath(m.source); bad && path.IsAbs(m.source) {
 			s.allow(manifest.AllowSensitiveMounts, flag, policy.Lookup("sensitive-mount"), "carried over with [insecure] sensitive_mounts: "+why)
@@ -194,8 +223,8 @@ func (s *spec) addMount(m mount, flag string) error {
 		}
 	case manifest.MountVolume:
 		if m.source == "" {
-			m.source = volumeName(m.target)
-			m.comment = "docker made an anonymous volume here"
+			m.anonymous = true
+			m.comment = "docker made an anonymous volume here: named after the service and the target"
 		} else if !volumeNamePattern.MatchString(m.source) {
 			return fmt.Errorf("%s: %q is not a volume name", flag, m.source)
 		}
@@ -204,11 +233,25 @@ func (s *spec) addMount(m mount, flag string) error {
 	return nil
 }
 
+// secretName is a manifest secret's name (manifest's secretPattern).
+var secretName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
 var volumeNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
-// volumeName names an anonymous volume after its target: /var/lib/data ->
-// var-lib-data.
-func volumeName(target string) string {
+// volumeName names an anonymous volume after the service and its target:
+// web, /var/lib/data -> web-var-lib-data. Two services never share one by
+// accident (found by a black-box probe: two redis services both got
+// "data", and the second could not use it).
+func volumeName(service, target string) string {
+	n := service + "-" + targetName(target)
+	if len(n) > 128 {
+		n = n[:128]
+	}
+	return n
+}
+
+// targetName turns a path into a name: /var/lib/data -> var-lib-data.
+func targetName(target string) string {
 	n := strings.Trim(strings.ReplaceAll(target, "/", "-"), "-")
 	n = strings.Map(func(r rune) rune {
 		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-' {

@@ -25,7 +25,11 @@ const (
 type Result struct {
 	Name     string // the service name
 	Manifest []byte
-	Notes    []Note
+	// Env says the manifest holds environment values (from --env,
+	// --env-file, compose's environment or env_file), which may be
+	// secrets: its file is for its owner only.
+	Env   bool
+	Notes []Note
 	// Docker is the judgement of the docker command as given, by the same
 	// rules audit applies to a running container.
 	Docker *policy.Report
@@ -35,7 +39,9 @@ type Result struct {
 type Options struct {
 	// Source is the command or file the manifest says it was made from.
 	Source string
-	// Dir is where relative paths (--env-file, compose files) start.
+	// Dir is where relative paths (--env-file, bind sources, a compose
+	// file's paths) start: they are written absolute, since a manifest
+	// reads its own relative to itself, wherever it is written.
 	Dir string
 	// ReadFile reads an --env-file or compose env_file; nil refuses them.
 	ReadFile func(path string) ([]byte, error)
@@ -46,6 +52,16 @@ type Options struct {
 	// environment, then the .env file beside it, as compose reads them);
 	// nil: none is set, and only defaults apply.
 	LookupEnv func(name string) (string, bool)
+
+	// compose is set for a compose service: its env files are read as
+	// compose reads them.
+	compose *composeService
+}
+
+// composeService is what a compose service's conversion needs beside
+// docker run's flags.
+type composeService struct {
+	optionalEnv map[string]bool // env_file entries with required: false
 }
 
 // spec is a docker container as the flags describe it: what policy judges,
@@ -58,6 +74,7 @@ type spec struct {
 	entrySet     bool // --entrypoint given, maybe empty
 	cmd          []string
 	env          []envVar
+	envIndex     map[string]int // key -> index in env
 	workdir      string
 	tty          bool
 	restart      string
@@ -65,6 +82,8 @@ type spec struct {
 	stopTimeout  string
 	labels       [][2]string
 	ports        []string
+	published    map[int]bool // container TCP ports of ports, which Landlock lets the service bind
+	expose       []int        // TCP ports of --expose / expose:, for landlock_bind
 	mounts       []mount
 	seccomp      string
 	apparmor     string
@@ -75,6 +94,8 @@ type spec struct {
 	ipc, pid     string
 	uts          string
 	secrets      [][2]string // name, file
+	fromExport   bool        // the line carries safe-run's own labels: a safe-run export
+	dir          string      // Options.Dir
 	notes        []Note
 	insecure     []insecureItem
 }
@@ -86,6 +107,7 @@ type envVar struct {
 
 type mount struct {
 	typ, source, target string
+	anonymous           bool // a volume docker names itself: named after the service and target
 	readOnly            bool
 	size                int64
 	mode                string

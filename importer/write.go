@@ -134,12 +134,12 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 	s.writeProcess(&w)
 	s.writeSecurity(&w)
 	s.writeResources(&w)
-	s.writeMounts(&w)
+	s.writeMounts(&w, name)
 	s.writeNetwork(&w)
 	if len(s.secrets) > 0 {
 		w.table("secrets")
 		for _, sec := range s.secrets {
-			w.kv(sec[0], "{ file = "+tomlString(sec[1])+" }", "")
+			w.kv(sec[0], "{ file = "+tomlString(s.abs(sec[1]))+" }", "")
 		}
 	}
 	if len(s.labels) > 0 {
@@ -166,10 +166,14 @@ func (s *spec) write(name string, docker *policy.Report, opts Options) (*Result,
 	if dir == "" {
 		dir = "/"
 	}
+	if len(text) > MaxInputSize {
+		// manifest.Load would refuse it.
+		return nil, fmt.Errorf("the manifest would be %d bytes, more than the %d a manifest may be: the input is too long to be one service (%d environment variables, %d mounts)", len(text), MaxInputSize, len(s.env), len(s.mounts))
+	}
 	if _, err := manifest.Parse(name+".toml", dir, []byte(text)); err != nil {
 		return nil, cannotImport(err, text)
 	}
-	return &Result{Name: name, Manifest: []byte(text), Notes: orderNotes(s.notes), Docker: docker}, nil
+	return &Result{Name: name, Manifest: []byte(text), Notes: orderNotes(s.notes), Docker: docker, Env: len(s.env) > 0}, nil
 }
 
 func (s *spec) writeProcess(w *tomlWriter) {
@@ -247,6 +251,16 @@ func (s *spec) writeSecurity(w *tomlWriter) {
 	if s.apparmor != "" {
 		w.kv("apparmor", tomlString(s.apparmor), "")
 	}
+	if ports, comment := s.landlockBind(); len(ports) > 0 {
+		q := make([]string, len(ports))
+		for i, p := range ports {
+			q[i] = strconv.Itoa(p)
+		}
+		w.kv("landlock_bind", "["+strings.Join(q, ", ")+"]", comment)
+	} else if len(s.published) == 0 {
+		w.comment("TODO: Landlock lets the service bind (listen on) only the container ports of [network] ports and")
+		w.comment("landlock_bind: if it listens, list its TCP ports, e.g. landlock_bind = [8080]")
+	}
 	w.comment("no_new_privileges and read_only_rootfs keep safe-run's defaults (true)")
 }
 
@@ -257,7 +271,7 @@ func (s *spec) writeResources(w *tomlWriter) {
 	} else {
 		w.kv("memory", `"512M"`, "TODO: a guess (docker run set no limit): measure and adjust")
 	}
-	if s.reservation > 0 && (s.c.Memory == 0 && s.reservation <= 512<<20 || s.reservation <= s.c.Memory) {
+	if s.reservation > 0 && s.reservation <= s.memoryLimit() {
 		w.kv("memory_reservation", tomlString(sizeString(s.reservation)), "")
 	}
 	if s.c.CPUs > 0 {
@@ -270,7 +284,7 @@ func (s *spec) writeResources(w *tomlWriter) {
 	}
 }
 
-func (s *spec) writeMounts(w *tomlWriter) {
+func (s *spec) writeMounts(w *tomlWriter, name string) {
 	mounts := append([]mount{}, s.mounts...)
 	h := hintFor(s.c.Image)
 	add := func(m mount) {
@@ -288,9 +302,12 @@ func (s *spec) writeMounts(w *tomlWriter) {
 		}
 	}
 	for _, v := range h.volumes {
-		add(mount{typ: manifest.MountVolume, source: volumeName(v), target: v, comment: "the image declares VOLUME " + v + "; docker made an anonymous volume"})
+		add(mount{typ: manifest.MountVolume, anonymous: true, target: v, comment: "the image declares VOLUME " + v + "; docker made an anonymous volume"})
 	}
 	for _, m := range mounts {
+		if m.anonymous {
+			m.source = volumeName(name, m.target)
+		}
 		w.b.WriteString("\n[[mounts]]")
 		if m.comment != "" {
 			w.b.WriteString("  # " + commentText(m.comment))
@@ -364,11 +381,12 @@ func refWithoutTag(ref string) string {
 	return ref
 }
 
-// wrap breaks a long command line into comment lines at spaces.
+// wrap breaks a long command line into comment lines at spaces, never
+// inside single quotes, so that each line pastes back into a shell.
 func wrap(s string, width int, indent string) string {
 	var lines []string
 	cur := ""
-	for _, word := range strings.Fields(s) {
+	for _, word := range shellFields(s) {
 		if cur != "" && len(cur)+1+len(word) > width {
 			lines = append(lines, cur+" \\")
 			cur = indent + word
@@ -382,6 +400,39 @@ func wrap(s string, width int, indent string) string {
 	}
 	lines = append(lines, cur)
 	return strings.Join(lines, "\n")
+}
+
+// shellFields splits s at spaces outside single quotes.
+func shellFields(s string) []string {
+	var out []string
+	start, quoted := -1, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && !quoted && i+1 < len(s):
+			if start < 0 {
+				start = i
+			}
+			i++
+		case c == '\'':
+			quoted = !quoted
+			if start < 0 {
+				start = i
+			}
+		case (c == ' ' || c == '\t' || c == '\n') && !quoted:
+			if start >= 0 {
+				out = append(out, s[start:i])
+				start = -1
+			}
+		default:
+			if start < 0 {
+				start = i
+			}
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
 }
 
 var noteOrder = map[string]int{Refused: 0, Insecure: 1, Unsupported: 2, Default: 3, Ignored: 4}

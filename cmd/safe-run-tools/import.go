@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -24,53 +26,49 @@ func importCommand(g *globals) *cobra.Command {
 safe-run manifests with the secure defaults filled in. Every flag that loosens
 them is carried over with its [insecure] item and a TODO reason; --privileged is
 refused, with what the service may really need; flags a manifest cannot express
-are listed. The notes go to stderr, the manifest to stdout or -o.`,
+are listed. The notes go to stderr, the manifest to stdout or -o.
+
+The line may start with sudo, a "$ " prompt, variable assignments, docker by
+any path or podman; it must be one command: a pipe, &&, ; or a second command
+line is refused. A manifest that holds environment values is written 0600.`,
 		Example: `  safe-run import -- docker run -d --name web -p 8080:80 nginx:1.25 > web.toml
   safe-run import -o services/ compose docker-compose.yml
   pbpaste | safe-run import -o web.toml -`,
 		Args: minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cwd, _ := os.Getwd()
-			opts := importer.Options{Dir: cwd, ReadFile: os.ReadFile}
+			opts := importer.Options{Dir: cwd, ReadFile: readInputFile, Output: out}
 			if args[0] == "compose" {
 				if len(args) != 2 {
 					return errors.New("safe-run import compose takes one compose file")
 				}
-				return importCompose(g, args[1], out, opts)
-			}
-			if len(args) == 1 && args[0] == "-" {
-				data, err := io.ReadAll(io.LimitReader(g.stdin, 1<<20))
+				var rs []*importer.Result
+				err := interruptible(cmd.Context(), func() (err error) {
+					rs, err = convertCompose(args[1], opts)
+					return err
+				})
 				if err != nil {
-					return fmt.Errorf("reading the command from stdin: %w", err)
-				}
-				line := strings.TrimSpace(string(data))
-				if args, err = importer.SplitCommand(line); err != nil {
-					return fmt.Errorf("reading the command from stdin: %w", err)
-				}
-			} else if len(args) == 1 && strings.Contains(args[0], " ") {
-				var err error
-				if args, err = importer.SplitCommand(args[0]); err != nil {
 					return err
 				}
+				return writeCompose(g, rs, out)
 			}
-			switch {
-			case len(args) >= 2 && args[0] == "docker" && args[1] == "run":
-				args = args[2:]
-			case len(args) >= 3 && args[0] == "docker" && args[1] == "container" && args[2] == "run":
-				args = args[3:]
-			default:
-				return fmt.Errorf("%q is not a docker run command (write: safe-run import -- docker run [flags] IMAGE)", strings.Join(args, " "))
-			}
-			opts.Source = "docker run " + strings.Join(args, " ")
-			opts.Output = out
-			r, err := importer.DockerRun(args, opts)
+			var r *importer.Result
+			err := interruptible(cmd.Context(), func() error {
+				runArgs, err := commandArgs(g, args)
+				if err != nil {
+					return err
+				}
+				opts.Source = "docker run " + importer.Quote(runArgs)
+				r, err = importer.DockerRun(runArgs, opts)
+				return err
+			})
 			if err != nil {
 				return err
 			}
 			if out == "" {
 				_, err = g.stdout.Write(r.Manifest)
 			} else {
-				err = writeNew(out, r.Manifest)
+				err = writeNew(out, r)
 			}
 			if err != nil {
 				return err
@@ -83,18 +81,81 @@ are listed. The notes go to stderr, the manifest to stdout or -o.`,
 	return cmd
 }
 
-func importCompose(g *globals, file, dir string, opts importer.Options) error {
-	data, err := os.ReadFile(file)
+// commandArgs finds docker run's arguments in what the command line
+// gave: the words after --, one argument holding the whole line, or "-"
+// for the line on stdin.
+func commandArgs(g *globals, args []string) ([]string, error) {
+	switch {
+	case len(args) == 1 && args[0] == "-":
+		data, err := readLimited(g.stdin)
+		if err != nil {
+			return nil, fmt.Errorf("reading the command from stdin: %w", err)
+		}
+		args, err := importer.CommandLine(string(data))
+		if err != nil {
+			return nil, fmt.Errorf("reading the command from stdin: %w", err)
+		}
+		return args, nil
+	case len(args) == 1 && strings.ContainsAny(args[0], " \t\n"):
+		return importer.CommandLine(args[0])
+	}
+	return importer.RunArgs(args)
+}
+
+// interruptible runs an import until it ends or ctx is done (SIGINT,
+// SIGTERM): reading a FIFO or a terminal blocks, and the command line
+// catches those signals for every command, so import must watch for
+// them itself. Nothing is written until the conversion is complete.
+func interruptible(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return errors.New("import interrupted: nothing was written")
+	}
+}
+
+// readLimited reads at most importer.MaxInputSize bytes, and refuses
+// more.
+func readLimited(r io.Reader) ([]byte, error) {
+	data, err := io.ReadAll(io.LimitReader(r, importer.MaxInputSize+1))
 	if err != nil {
-		return fmt.Errorf("reading compose file: %w", err)
+		return nil, err
+	}
+	if len(data) > importer.MaxInputSize {
+		return nil, fmt.Errorf("larger than %d bytes (1 MiB), the most safe-run import reads: a command line, compose file or env file is short text (is it the right input?)", importer.MaxInputSize)
+	}
+	return data, nil
+}
+
+// readInputFile reads a compose or env file, bounded as readLimited.
+func readInputFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readLimited(f)
+}
+
+func convertCompose(file string, opts importer.Options) ([]*importer.Result, error) {
+	data, err := readInputFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("reading compose file %s: %w", file, err)
 	}
 	opts.Dir, _ = filepath.Abs(filepath.Dir(file))
 	// As compose: the environment first, then the .env file beside the
 	// compose file (whose own ${VAR}s see the environment).
 	envFile := filepath.Join(opts.Dir, ".env")
-	dotEnv, err := dotenv.ReadWithLookup(os.LookupEnv, envFile)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("reading %s: %w", envFile, err)
+	dotEnv := map[string]string{}
+	if text, err := readInputFile(envFile); err == nil {
+		if dotEnv, err = dotenv.ParseWithLookup(bytes.NewReader(text), os.LookupEnv); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", envFile, err)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading %s: %w", envFile, err)
 	}
 	opts.LookupEnv = func(name string) (string, bool) {
 		if v, ok := os.LookupEnv(name); ok {
@@ -103,12 +164,14 @@ func importCompose(g *globals, file, dir string, opts importer.Options) error {
 		v, ok := dotEnv[name]
 		return v, ok
 	}
-	rs, err := importer.Compose(data, file, opts)
-	if err != nil {
-		return err
-	}
-	for i, r := range rs {
-		if dir == "" {
+	return importer.Compose(data, file, opts)
+}
+
+// writeCompose writes each service's manifest into dir, or all to
+// stdout; into dir, nothing when one of the files is there already.
+func writeCompose(g *globals, rs []*importer.Result, dir string) error {
+	if dir == "" {
+		for i, r := range rs {
 			if i > 0 {
 				fmt.Fprintln(g.stdout, "\n# ----")
 			}
@@ -116,13 +179,21 @@ func importCompose(g *globals, file, dir string, opts importer.Options) error {
 				return err
 			}
 			printNotes(g, r, "")
-			continue
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
+		return nil
+	}
+	for _, r := range rs {
 		p := filepath.Join(dir, r.Name+".toml")
-		if err := writeNew(p, r.Manifest); err != nil {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("writing manifest %s: it exists (remove it first to import again; nothing was written)", p)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, r := range rs {
+		p := filepath.Join(dir, r.Name+".toml")
+		if err := writeNew(p, r); err != nil {
 			return err
 		}
 		printNotes(g, r, p)
@@ -131,13 +202,19 @@ func importCompose(g *globals, file, dir string, opts importer.Options) error {
 }
 
 // writeNew writes a manifest without replacing one: a reviewed manifest
-// must not be lost to a second import.
-func writeNew(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+// must not be lost to a second import. One that holds environment values
+// is its owner's only (0600): they came from the command line, an env
+// file or a compose file, and may be secrets.
+func writeNew(path string, r *importer.Result) error {
+	perm := os.FileMode(0o644)
+	if r.Env {
+		perm = 0o600
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return fmt.Errorf("writing manifest: %w (remove it first to import again)", err)
 	}
-	if _, err := f.Write(data); err != nil {
+	if _, err := f.Write(r.Manifest); err != nil {
 		f.Close()
 		return fmt.Errorf("writing manifest: %w", err)
 	}
@@ -153,6 +230,13 @@ func printNotes(g *globals, r *importer.Result, path string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "safe-run import: %s -> %s (the docker command scores %d/100 by safe-run's rules)\n", r.Name, where, score)
 	importer.WriteNotes(&b, r)
+	if r.Env {
+		if path != "" {
+			fmt.Fprintf(&b, "%s is written 0600 (its owner's only): it holds environment values, which may be secrets\n", path)
+		} else {
+			b.WriteString("the manifest holds environment values, which may be secrets: keep it readable by its owner only (chmod 600)\n")
+		}
+	}
 	if path == "" {
 		path = r.Name + ".toml"
 	}
