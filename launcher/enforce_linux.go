@@ -54,6 +54,27 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 // (plan.Options.CheckPaths): before the image is pulled or anything
 // recorded.
 func CheckPaths(ctx context.Context, svc *manifest.Service) error {
+	errs := []error{CheckFiles(ctx, svc)}
+	// The rootless inner safe-run in a network namespace of its own sees
+	// only pasta's copy of the host's addresses: the outer one checked
+	// these on the host (internal/rootless.Enter).
+	if len(svc.Network.Published) > 0 && !host.Probe().InnerNet {
+		addrs, err := host.Addresses()
+		if err == nil {
+			err = svc.CheckHostAddresses(addrs)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return manifest.Merge(errs...)
+}
+
+// CheckFiles is CheckPaths on the files the manifest names (its root
+// directory, bind and secret sources) without the host's addresses:
+// safe-run check reports what it refuses, so that a manifest a start
+// refuses never passes check.
+func CheckFiles(ctx context.Context, svc *manifest.Service) error {
 	allow := svc.Allows(manifest.AllowSensitiveMounts)
 	var errs []error
 	if svc.Image.Rootfs != "" {
@@ -68,18 +89,6 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 		}
 		if err := CheckBindSource(m.Source, allow); err != nil {
 			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
-		}
-	}
-	// The rootless inner safe-run in a network namespace of its own sees
-	// only pasta's copy of the host's addresses: the outer one checked
-	// these on the host (internal/rootless.Enter).
-	if len(svc.Network.Published) > 0 && !host.Probe().InnerNet {
-		addrs, err := host.Addresses()
-		if err == nil {
-			err = svc.CheckHostAddresses(addrs)
-		}
-		if err != nil {
-			errs = append(errs, err)
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {

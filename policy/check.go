@@ -71,6 +71,12 @@ func Findings(s *manifest.Service) []Finding {
 			add(ruleDangerousCap, fmt.Sprintf("security.capabilities[%d]", i), "%s is refused: %s", c.Short(), why)
 		}
 	}
+	if dir := s.Image.Rootfs; dir != "" {
+		// image.Resolve checks again with the symlinks resolved.
+		if why, bad := SensitivePath(dir); bad {
+			add(ruleSensitiveMount, "image.rootfs", "%s is refused as a root filesystem: %s; point rootfs at a directory made for the service", dir, why)
+		}
+	}
 	for i, m := range s.Mounts {
 		if m.Type != manifest.MountBind {
 			continue
@@ -200,8 +206,18 @@ func (r *Rule) refusal(msg string) string {
 // engine socket hard-linked elsewhere): the same rule, in the same words,
 // as Enforce's on the manifest's text. what says which source and why.
 func SensitiveMountRefusal(what string) error {
-	return errors.New(ruleSensitiveMount.refusal(what))
+	return &RefusalError{Rule: ruleSensitiveMount, What: what}
 }
+
+// RefusalError is a refusal by a rule, made by a stage after the policy
+// (the launcher's look at what a path really is): check reports it as a
+// finding of its rule.
+type RefusalError struct {
+	Rule *Rule
+	What string // the message, without the rule and fix
+}
+
+func (e *RefusalError) Error() string { return e.Rule.refusal(e.What) }
 
 // Pinned reports whether an image reference names its content by digest:
 // repo@sha256:..., or a bare image ID (sha256:...), which is the digest of

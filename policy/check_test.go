@@ -79,6 +79,10 @@ allow = ["no_resource_limits"]
 			"17 SR005 mounts[0].source: / is refused: the whole host filesystem",
 			"19 SR017 mounts[0].read_only: / is writable from the container",
 		}},
+		{"SR005 host root as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/"`),
+			[]string{"5 SR005 image.rootfs: / is refused as a root filesystem: the whole host filesystem; point rootfs at a directory made for the service"}},
+		{"SR005 /proc as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/proc"`),
+			[]string{"5 SR005 image.rootfs: /proc is refused as a root filesystem: the host's processes and kernel knobs; point rootfs at a directory made for the service"}},
 		{"SR017 writable bind", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"data\"\ntarget = \"/data\"\nread_only = false\n",
 			[]string{"19 SR017 mounts[0].read_only: /srv/web/data is writable from the container"}},
 		{"SR006 host network", base + "\n[network]\nmode = \"host\"\n",
@@ -363,4 +367,33 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestRefuse: what a start's own checks refuse in the files a manifest
+// names becomes a refused finding at its key, of the rule that refused it
+// where one did; a key that has a refused finding already gets no second.
+func TestRefuse(t *testing.T) {
+	s := parse(t, base+"\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc\"\ntarget = \"/e\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"link\"\ntarget = \"/l\"\n")
+	r := Check(s, nil)
+	r.Refuse(s, manifest.Merge(
+		s.Errorf("image.rootfs", "/srv/web/rootfs does not exist (point rootfs at a directory holding the service's root filesystem)"),
+		s.Errorf("mounts[0].source", "%w", SensitiveMountRefusal("/etc is refused: the host's configuration")),
+		s.Errorf("mounts[1].source", "%w", SensitiveMountRefusal("/srv/web/link is refused (through a symlink, it is /etc): the host's configuration")),
+		&manifest.FieldError{File: "/srv/web/p.json", Line: 3, Column: 5, Path: "syscalls[0].action", Msg: `"X" is not a seccomp action`},
+	))
+	want := []string{
+		"0 SR041 security.seccomp: /srv/web/p.json:3:5: syscalls[0].action: \"X\" is not a seccomp action",
+		"5 SR041 image.rootfs: /srv/web/rootfs does not exist (point rootfs at a directory holding the service's root filesystem)",
+		"17 SR005 mounts[0].source: /etc is refused: the host's configuration",
+		"22 SR005 mounts[1].source: /srv/web/link is refused (through a symlink, it is /etc): the host's configuration",
+	}
+	if got := render(r.Findings); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if score, _ := r.Score(); score != 40 {
+		t.Errorf("score %d, want 40 (SR005 and SR041, critical)", score)
+	}
+	if f := (Gate{}).Failures([]*Report{r}); len(f) == 0 {
+		t.Error("a manifest a start refuses passes the gate")
+	}
 }

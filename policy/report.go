@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -41,6 +42,54 @@ func Check(s *manifest.Service, host *Host) *Report {
 		Reason: s.Insecure.Reason, Allow: s.Insecure.Allow}
 	r.sort()
 	return r
+}
+
+// Refuse adds to a manifest's report what a start refuses in the files
+// the manifest names: err is what the start's own checks of them returned
+// (launcher.CheckFiles, plan.SeccompProfile), FieldErrors at their keys.
+// Each becomes a refused finding, of the rule that refused it where one
+// did (a bind source that is /etc through a symlink: SR005), else of
+// SR041; a key that already has a refused finding gets no second one.
+func (r *Report) Refuse(s *manifest.Service, err error) {
+	if err == nil {
+		return
+	}
+	refused := map[string]bool{}
+	for _, f := range r.Findings {
+		if f.Refused() {
+			refused[f.Path] = true
+		}
+	}
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		f := Finding{Rule: ruleUnusablePath, Msg: err.Error()}
+		var fe *manifest.FieldError
+		if errors.As(err, &fe) && fe.File == s.File {
+			f.Path, f.Line, f.Msg = fe.Path, fe.Line, fe.Msg
+		} else if fe != nil {
+			// A problem inside another file (a custom seccomp
+			// profile): its own position, in the message.
+			f.Path, f.Line = "security.seccomp", s.Line("security.seccomp")
+		}
+		var re *RefusalError
+		if errors.As(err, &re) {
+			f.Rule, f.Msg = re.Rule, re.What
+			f.Accepted = re.Rule.Allow != "" && s.Allows(re.Rule.Allow)
+		}
+		if refused[f.Path] && f.Path != "" {
+			return
+		}
+		refused[f.Path] = true
+		r.Findings = append(r.Findings, f)
+	}
+	walk(err)
+	r.sort()
 }
 
 // CheckContainer judges a docker container.

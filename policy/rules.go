@@ -49,6 +49,7 @@ var rules = []*Rule{
 	ruleHostNoAppArmor, ruleHostNoCgroups, ruleHostNoUserns,
 	rulePublishAll, ruleEgressAll, ruleEgressMetadata, ruleHostNoAddress,
 	ruleLandlockOff, ruleHostNoLandlock, ruleHostLandlockPartial,
+	ruleUnusablePath,
 }
 
 var (
@@ -360,6 +361,19 @@ var (
 		Fix:    "run on a newer kernel: TCP rules need Landlock ABI 4 (Linux 6.7), scoping of signals and abstract sockets ABI 6 (Linux 6.12)",
 	}
 )
+
+// ruleUnusablePath is what a start refuses in the files a manifest names
+// rather than in its text: a root directory or profile that is missing, a
+// bind source that leads somewhere sensitive through a symlink. The
+// checks are the start's own (launcher.CheckFiles, plan.SeccompProfile);
+// check reports their refusals under this rule, so that a manifest safe-run
+// would not run never passes check.
+var ruleUnusablePath = &Rule{
+	ID: "SR041", Name: "unusable-path", Severity: Critical, Always: true,
+	Title:  "a file or directory the manifest names cannot be used: safe-run refuses to start",
+	Advice: "every bad input gets one clear error naming what is wrong and how to fix it, before anything runs",
+	Fix:    "correct the path, or create what it names (the message says which)",
+}
 
 // Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
 // or nil.

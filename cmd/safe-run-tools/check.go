@@ -7,6 +7,7 @@ import (
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/cli"
+	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
@@ -51,7 +52,13 @@ controllers for safe-run, no user namespace ranges).`,
 					probed := plan.PolicyHost(host.Probe(), cli.DefaultDirs(), svc)
 					h = &probed
 				}
-				reports = append(reports, policy.Check(svc, h))
+				r := policy.Check(svc, h)
+				// What a start refuses in the files the manifest
+				// names, by the start's own checks: a manifest
+				// safe-run would not run never passes.
+				_, scErr := plan.SeccompProfile(svc, host.Probe())
+				r.Refuse(svc, manifest.Merge(launcher.CheckFiles(cmd.Context(), svc), scErr))
+				reports = append(reports, r)
 			}
 			if len(reports) == 0 {
 				return errors.Join(unreadable...)
