@@ -19,6 +19,9 @@ type Finding struct {
 	Line     int
 	Msg      string
 	Accepted bool // acknowledged in [insecure]
+	// Fix, when set, replaces the rule's: what --privileged grants is
+	// fixed by dropping --privileged, not by the rule's own flag.
+	Fix string
 }
 
 // Refused reports whether the finding stops the service from starting.

@@ -209,8 +209,23 @@ func TestContainerFindings(t *testing.T) {
 		want []string
 	}{
 		{"hardened", func(c *Container) {}, nil},
-		{"SR020 privileged", func(c *Container) { c.Privileged = true; c.CapDrop = nil },
-			[]string{"0 SR020 --privileged: every capability, every host device, no seccomp filter and no AppArmor profile"}},
+		{"SR020 privileged, and what it grants", func(c *Container) { c.Privileged = true; c.CapDrop = nil }, []string{
+			"0 SR020 --privileged: every capability, every host device, no seccomp filter and no AppArmor profile",
+			"0 SR004 --privileged: every capability, BPF, DAC_READ_SEARCH, MAC_ADMIN, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_BOOT, SYS_MODULE, SYS_PTRACE, SYS_RAWIO among them",
+			"0 SR022 --privileged: every device of the host is reachable from the container",
+			"0 SR005 --privileged: /sys and /proc/sys are mounted writable, /proc unmasked: the host's kernel and device configuration",
+			"0 SR012 --privileged: no seccomp filter: every system call is allowed",
+			"0 SR013 --privileged: no AppArmor profile confines the container",
+		}},
+		{"SR010 privileged without no-new-privileges", func(c *Container) { c.Privileged = true; c.CapDrop, c.SecurityOpt = nil, nil }, []string{
+			"0 SR020 --privileged: every capability, every host device, no seccomp filter and no AppArmor profile",
+			"0 SR004 --privileged: every capability, BPF, DAC_READ_SEARCH, MAC_ADMIN, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_BOOT, SYS_MODULE, SYS_PTRACE, SYS_RAWIO among them",
+			"0 SR022 --privileged: every device of the host is reachable from the container",
+			"0 SR005 --privileged: /sys and /proc/sys are mounted writable, /proc unmasked: the host's kernel and device configuration",
+			"0 SR012 --privileged: no seccomp filter: every system call is allowed",
+			"0 SR013 --privileged: no AppArmor profile confines the container",
+			"0 SR010 --security-opt: no no-new-privileges: setuid binaries and file capabilities can raise privileges",
+		}},
 		{"SR004 cap-add", func(c *Container) { c.CapAdd = []string{"net_admin", "CAP_SYS_PTRACE", "CHOWN"} }, []string{
 			"0 SR004 --cap-add: NET_ADMIN: reconfigures interfaces, routes and firewalls",
 			"0 SR004 --cap-add: SYS_PTRACE: traces and injects code into other processes",
@@ -395,5 +410,55 @@ func TestRefuse(t *testing.T) {
 	}
 	if f := (Gate{}).Failures([]*Report{r}); len(f) == 0 {
 		t.Error("a manifest a start refuses passes the gate")
+	}
+}
+
+// TestPrivilegedScoresWorst: --privileged grants everything the lesser
+// flags grant, so it never scores better than any of them, whether the
+// rest of the container is hardened or docker's defaults.
+func TestPrivilegedScoresWorst(t *testing.T) {
+	lesser := []struct {
+		name string
+		edit func(c *Container)
+	}{
+		{"--cap-add SYS_ADMIN", func(c *Container) { c.CapAdd = append(c.CapAdd, "SYS_ADMIN") }},
+		{"--cap-add ALL", func(c *Container) { c.CapAdd = []string{"ALL"} }},
+		{"--pid host", func(c *Container) { c.PidMode = "host" }},
+		{"--device /dev/sda", func(c *Container) { c.Devices = []string{"/dev/sda"} }},
+		{"--security-opt seccomp=unconfined", func(c *Container) { c.SecurityOpt = append(c.SecurityOpt, "seccomp=unconfined") }},
+		{"--security-opt apparmor=unconfined", func(c *Container) { c.SecurityOpt = append(c.SecurityOpt, "apparmor=unconfined") }},
+		{"-v /sys:/sys", func(c *Container) {
+			c.Mounts = []ContainerMount{{Type: "bind", Source: "/sys", Target: "/sys", ReadOnly: true}}
+		}},
+	}
+	bases := map[string]func() *Container{
+		"hardened":        hardened,
+		"docker defaults": func() *Container { return &Container{Name: "d", Image: "busybox"} },
+	}
+	score := func(c *Container) int {
+		s, _ := CheckContainer(c, "").Score()
+		return s
+	}
+	for bname, base := range bases {
+		p := base()
+		p.Privileged = true
+		priv := score(p)
+		for _, l := range lesser {
+			c := base()
+			l.edit(c)
+			if s := score(c); priv > s {
+				t.Errorf("%s: --privileged scores %d, better than %s (%d)", bname, priv, l.name, s)
+			}
+		}
+	}
+	// Hardened otherwise, it scores strictly worse than each.
+	p := hardened()
+	p.Privileged = true
+	for _, l := range lesser {
+		c := hardened()
+		l.edit(c)
+		if priv, s := score(p), score(c); priv >= s {
+			t.Errorf("hardened: --privileged scores %d, not below %s (%d)", priv, l.name, s)
+		}
 	}
 }

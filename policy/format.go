@@ -71,6 +71,9 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 // fix is the finding's fix in the terms of the target: manifest keys, or
 // docker run flags.
 func (r *Report) fix(f Finding) string {
+	if f.Fix != "" {
+		return f.Fix
+	}
 	if r.Kind != KindManifest && f.Rule.FixDocker != "" {
 		return f.Rule.FixDocker
 	}
