@@ -146,7 +146,7 @@ func TestDockerRunErrors(t *testing.T) {
 			`  --security-opt: security.apparmor: "!" is not a profile (use "generated", the name of a loaded profile, or "unconfined" with [insecure])`},
 		{"-w relative -e =x nginx", "the line cannot become a manifest:\n" +
 			`  --workdir: process.workdir: "relative" is relative (use an absolute path inside the container, e.g. "/srv")` + "\n" +
-			`  --env: process.env."": "" is not a valid variable name (no '=' or NUL)`},
+			`  --env: process.env."": "" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {

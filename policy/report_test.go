@@ -177,3 +177,40 @@ func TestSARIFSchema(t *testing.T) {
 		t.Error("no security-severity on the rules: GitHub could not rank the alerts")
 	}
 }
+
+// TestTextEscapesControlCharacters: what a container or manifest says is
+// printed with its control characters escaped, so that an env name with
+// ESC or a bind source with a newline cannot clear the screen or forge a
+// "score 100/100" line (found by a black-box probe of audit and check).
+func TestTextEscapesControlCharacters(t *testing.T) {
+	forged := "container eco-fake (000000000000, x): score 100/100"
+	c := hardened()
+	c.Name = "evil\u202e"
+	c.Env = []string{"\x1b[2J\x1b[HX_PASSWORD\n" + forged + "=v"}
+	c.Mounts = []ContainerMount{{Type: "bind", Source: "/srv/a\n" + forged + "\n", Target: "/a"}}
+	var b bytes.Buffer
+	if err := WriteText(&b, []*Report{CheckContainer(c, "0123456789ab, x\r")}, []string{"evil\x9b: score"}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\r", "\u202e", "\x9b"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output holds %q:\n%s", bad, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "container eco-fake") {
+			t.Errorf("a forged line: %q\n%s", l, out)
+		}
+	}
+	for _, want := range []string{
+		`container evil\u202e (0123456789ab, x\r): score`,
+		`--env: \x1b[2J\x1b[HX_PASSWORD\ncontainer eco-fake (000000000000, x): score 100/100 looks like a secret`,
+		`--volume: /srv/a\ncontainer eco-fake (000000000000, x): score 100/100\n is writable`,
+		`  evil\x9b: score`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/audit"
+	"github.com/safe-run/safe-run/policy"
 )
 
 func auditCommand(g *globals) *cobra.Command {
@@ -38,7 +39,7 @@ reached. Run it as root on the engine's host to see the daemon's listeners.`,
 				return err
 			}
 			for _, n := range res.Notes {
-				fmt.Fprintln(g.stderr, "safe-run audit:", n)
+				fmt.Fprintln(g.stderr, "safe-run audit:", policy.Printable(n))
 			}
 			return writeReports(g, &rf, res.Reports)
 		},

@@ -67,7 +67,7 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	if len(failures) > 0 {
 		if f.format != "text" {
 			for _, l := range failures {
-				fmt.Fprintln(g.stderr, "FAIL:", l)
+				fmt.Fprintln(g.stderr, "FAIL:", policy.Printable(l))
 			}
 		}
 		return exitStatus(exitFindings)
