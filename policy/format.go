@@ -31,6 +31,10 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 		if i > 0 {
 			b.WriteString("\n")
 		}
+		if r.Err != nil {
+			put("", "%s: not judged: %v", r.title(), r.Err)
+			continue
+		}
 		score, ds := r.Score()
 		put("", "%s: score %d/100", r.title(), score)
 		open := r.Open()
@@ -169,7 +173,8 @@ type jsonTarget struct {
 	Kind       string          `json:"kind"`
 	Name       string          `json:"name"`
 	Detail     string          `json:"detail,omitempty"`
-	Score      int             `json:"score"`
+	Error      string          `json:"error,omitempty"` // not judged: why; no score then
+	Score      *int            `json:"score,omitempty"`
 	Findings   []jsonFinding   `json:"findings"`
 	Accepted   *jsonAccepted   `json:"accepted_risks,omitempty"`
 	Deductions []jsonDeduction `json:"deductions"`
@@ -209,8 +214,14 @@ func WriteJSON(w io.Writer, reports []*Report, failures []string) error {
 		out.Failures = []string{}
 	}
 	for _, r := range reports {
+		t := jsonTarget{Kind: r.Kind, Name: r.Name, Detail: r.Detail, Findings: []jsonFinding{}, Deductions: []jsonDeduction{}}
+		if r.Err != nil {
+			t.Error = r.Err.Error()
+			out.Targets = append(out.Targets, t)
+			continue
+		}
 		score, ds := r.Score()
-		t := jsonTarget{Kind: r.Kind, Name: r.Name, Detail: r.Detail, Score: score, Findings: []jsonFinding{}, Deductions: []jsonDeduction{}}
+		t.Score = &score
 		for _, f := range r.Findings {
 			t.Findings = append(t.Findings, jsonFinding{
 				Rule: f.Rule.ID, Name: f.Rule.Name, Severity: f.Rule.Severity.String(), Title: f.Rule.Title,

@@ -22,6 +22,16 @@ type Report struct {
 	// reason given for them.
 	Reason string
 	Allow  []string
+	// Err is why the target could not be judged (a manifest that cannot
+	// be read, an engine that cannot be reached): see Unjudged.
+	Err error
+}
+
+// Unjudged is the report of a target that could not be judged. The JSON
+// and SARIF formats carry it, so that their output stays one valid
+// document that names every target; the gate fails on it.
+func Unjudged(kind, name string, err error) *Report {
+	return &Report{Kind: kind, Name: name, Err: err}
 }
 
 // Target kinds.
@@ -158,6 +168,9 @@ func (d Deduction) String() string {
 // explanation stands for one fix. Accepted risks deduct as much as open
 // ones: an acknowledgement records a decision, it does not remove the risk.
 func (r *Report) Score() (int, []Deduction) {
+	if r.Err != nil {
+		return 0, nil // not judged is not a pass
+	}
 	var ds []Deduction
 	idx := map[*Rule]int{}
 	for _, f := range r.Findings {
@@ -216,6 +229,10 @@ func ParseSeverity(s string) (Severity, error) {
 func (g Gate) Failures(reports []*Report) []string {
 	var out []string
 	for _, r := range reports {
+		if r.Err != nil {
+			out = append(out, fmt.Sprintf("%s: not judged: %v", r.Name, r.Err))
+			continue
+		}
 		score, _ := r.Score()
 		if score < g.MinScore {
 			out = append(out, fmt.Sprintf("%s: score %d is below --min-score %d", r.Name, score, g.MinScore))

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,5 +214,55 @@ func TestTextEscapesControlCharacters(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestUnjudged: a target that could not be judged (an unreadable
+// manifest, an unreachable engine) is in the JSON and SARIF documents,
+// which stay valid, and fails the gate.
+func TestUnjudged(t *testing.T) {
+	rs := append(reports(t)[:1],
+		Unjudged(KindManifest, "bad.toml", errors.New("bad.toml:3: Key 'name' has already been defined\nbad.toml:4: more")),
+		Unjudged(KindDaemon, "unix:///none.sock", errors.New("docker engine unreachable")))
+	fails := Gate{}.Failures(rs)
+	for _, want := range []string{"bad.toml: not judged: bad.toml:3: Key 'name' has already been defined\nbad.toml:4: more", "unix:///none.sock: not judged: docker engine unreachable"} {
+		if !containsString(fails, want) {
+			t.Errorf("failures %q lack %q", fails, want)
+		}
+	}
+	var j bytes.Buffer
+	if err := WriteJSON(&j, rs, fails); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Targets []struct {
+			Name, Error string
+			Score       *int
+		}
+	}
+	if err := json.Unmarshal(j.Bytes(), &doc); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, j.String())
+	}
+	if len(doc.Targets) != 3 || doc.Targets[1].Error == "" || doc.Targets[1].Score != nil || doc.Targets[0].Score == nil {
+		t.Errorf("targets: %+v", doc.Targets)
+	}
+	var s bytes.Buffer
+	if err := WriteSARIF(&s, rs, "v0.0.0-test"); err != nil {
+		t.Fatal(err)
+	}
+	sdoc, err := jsonschema.UnmarshalJSON(bytes.NewReader(s.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sarifSchema(t).Validate(sdoc); err != nil {
+		t.Errorf("SARIF with targets not judged does not validate: %v", err)
+	}
+	for _, want := range []string{`"executionSuccessful": false`, `bad.toml: not judged`, `"fullyQualifiedName": "daemon:unix:///none.sock"`} {
+		if !strings.Contains(s.String(), want) {
+			t.Errorf("SARIF lacks %s:\n%s", want, s.String())
+		}
+	}
+	if score, _ := rs[1].Score(); score != 0 {
+		t.Errorf("a target not judged scores %d", score)
 	}
 }

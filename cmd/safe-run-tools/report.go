@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,6 +51,14 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	if err != nil {
 		return err
 	}
+	if f.format == "text" {
+		// What was not judged is reported on standard error, by
+		// whoever could not judge it.
+		reports = slices.DeleteFunc(slices.Clone(reports), func(r *policy.Report) bool { return r.Err != nil })
+		if len(reports) == 0 {
+			return nil
+		}
+	}
 	failures := gate.Failures(reports)
 	switch f.format {
 	case "text":
@@ -66,7 +75,9 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	}
 	if len(failures) > 0 {
 		if f.format != "text" {
-			for _, l := range failures {
+			// What was not judged has its own error there already.
+			judged := slices.DeleteFunc(slices.Clone(reports), func(r *policy.Report) bool { return r.Err != nil })
+			for _, l := range gate.Failures(judged) {
 				fmt.Fprintln(g.stderr, "FAIL:", policy.Printable(l))
 			}
 		}
