@@ -87,6 +87,8 @@ func Findings(s *manifest.Service) []Finding {
 		at := fmt.Sprintf("mounts[%d]", i)
 		if why, bad := SensitivePath(m.Source); bad {
 			add(ruleSensitiveMount, at+".source", "%s is refused: %s", m.Source, why)
+		} else if HostConfigPath(m.Source) {
+			add(ruleHostConfigBind, at+".source", "%s is the host's configuration, shown to the container", m.Source)
 		}
 		if m.Writable() {
 			add(ruleWritableBind, at+".read_only", "%s is writable from the container", m.Source)

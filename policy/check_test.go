@@ -83,6 +83,12 @@ allow = ["no_resource_limits"]
 			[]string{"5 SR005 image.rootfs: / is refused as a root filesystem: the whole host filesystem; point rootfs at a directory made for the service"}},
 		{"SR005 /proc as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/proc"`),
 			[]string{"5 SR005 image.rootfs: /proc is refused as a root filesystem: the host's processes and kernel knobs; point rootfs at a directory made for the service"}},
+		{"SR005 safe-run's data as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/var/lib/safe-run/volumes/x"`),
+			[]string{"5 SR005 image.rootfs: /var/lib/safe-run/volumes/x is refused as a root filesystem: safe-run's own data: the services' id ranges, volumes and event journals; point rootfs at a directory made for the service"}},
+		{"SR005 SR042 /etc binds", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc/cron.d\"\ntarget = \"/c\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc/nginx\"\ntarget = \"/n\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc/localtime\"\ntarget = \"/etc/localtime\"\n", []string{
+			"17 SR005 mounts[0].source: /etc/cron.d is refused: what the host runs as root on a schedule",
+			"22 SR042 mounts[1].source: /etc/nginx is the host's configuration, shown to the container",
+		}},
 		{"SR017 writable bind", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"data\"\ntarget = \"/data\"\nread_only = false\n",
 			[]string{"19 SR017 mounts[0].read_only: /srv/web/data is writable from the container"}},
 		{"SR006 host network", base + "\n[network]\nmode = \"host\"\n",
@@ -241,6 +247,12 @@ func TestContainerFindings(t *testing.T) {
 		}, []string{
 			"0 SR005 --volume: /var/run/docker.sock is mounted at /var/run/docker.sock: a container engine socket is root on the host",
 			"0 SR017 --volume: /var/run/docker.sock is writable from the container",
+		}},
+		{"SR005 SR042 /etc", func(c *Container) {
+			c.Mounts = []ContainerMount{{Type: "bind", Source: "/etc/passwd", Target: "/etc/passwd", ReadOnly: true}, {Type: "bind", Source: "/etc/hosts", Target: "/etc/hosts", ReadOnly: true}}
+		}, []string{
+			"0 SR005 --volume: /etc/passwd is mounted at /etc/passwd: the host's users (writable, whoever edits it is root)",
+			"0 SR042 --volume: /etc/hosts is mounted at /etc/hosts: the host's configuration, shown to the container",
 		}},
 		{"volume and read-only bind", func(c *Container) {
 			c.Mounts = []ContainerMount{{Type: "volume", Source: "data", Target: "/data"}, {Type: "bind", Source: "/srv/conf", Target: "/etc/app", ReadOnly: true}}

@@ -148,6 +148,8 @@ func ContainerFindings(c *Container) []Finding {
 		}
 		if why, bad := SensitivePath(m.Source); bad {
 			add(ruleSensitiveMount, "--volume", "%s is mounted at %s: %s", m.Source, m.Target, why)
+		} else if HostConfigPath(m.Source) {
+			add(ruleHostConfigBind, "--volume", "%s is mounted at %s: the host's configuration, shown to the container", m.Source, m.Target)
 		}
 		if !m.ReadOnly {
 			add(ruleWritableBind, "--volume", "%s is writable from the container", m.Source)
