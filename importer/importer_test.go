@@ -228,6 +228,13 @@ func TestComposeInterpolation(t *testing.T) {
 		t.Errorf("note on unset variables: %+v, want one for ${MEM}, ${PORT}", note)
 	}
 
+	// An error the unset variables caused names them (found by a
+	// black-box probe: only `":" is not a user`).
+	_, err = Compose([]byte("services:\n  web:\n    image: nginx\n    user: ${XUID}:${XGID}\n    mem_limit: 64m\n    cpus: 0.5\n"), "docker-compose.yml", Options{})
+	if err == nil || !strings.Contains(err.Error(), `":" is not a user`) || !strings.Contains(err.Error(), "(${XGID}, ${XUID} not set when the compose file was read") {
+		t.Errorf("an error caused by unset variables: %v", err)
+	}
+
 	_, err = Compose([]byte("services:\n  web:\n    image: ${IMAGE:?set IMAGE to the image}\n"), "docker-compose.yml", Options{})
 	if err == nil || !strings.Contains(err.Error(), "set IMAGE to the image") {
 		t.Errorf("a required variable that is not set: %v", err)

@@ -7,6 +7,12 @@ import (
 
 func TestSyntaxErrors(t *testing.T) {
 	runErrCases(t, []errCase{
+		// A control character is on its own line, not the one before
+		// (found by a black-box probe: a NUL on line 11 was "line 10").
+		{"NUL starting a line", with("\x00\n"), `web.toml:13: TOML files cannot contain control characters: '0x00' (TOML syntax; see https://toml.io)`},
+		{"NUL alone at the end", with("\x00"), `web.toml:13: TOML files cannot contain control characters: '0x00' (TOML syntax; see https://toml.io)`},
+		{"NUL in a string", edit(`name = "web"`, "name = \"w\x00b\""), `web.toml:2: TOML files cannot contain control characters: '0x00' (TOML syntax; see https://toml.io)`},
+		{"ESC in a comment", with("# a\x1b[2J\n"), `web.toml:13: TOML files cannot contain control characters: '0x1b' (TOML syntax; see https://toml.io)`},
 		{"duplicate key", edit(`name = "web"`, "name = \"web\"\nname = \"db\""), `web.toml:3: Key 'name' has already been defined (TOML syntax; see https://toml.io)`},
 		{"duplicate table", with("\n[resources]\npids = 1\n"), `web.toml:14: Key 'resources' has already been defined (TOML syntax; see https://toml.io)`},
 		{"unterminated string", edit(`name = "web"`, `name = "web`), `web.toml:2: strings cannot contain newlines (TOML syntax; see https://toml.io)`},
@@ -47,7 +53,10 @@ func TestWrongTypes(t *testing.T) {
 	runErrCases(t, []errCase{
 		{"string for number", edit("cpus = 0.5", `cpus = "0.5"`), `web.toml:12: resources.cpus: "0.5" must be a number (without quotes, e.g. 1.5)`},
 		{"string for whole number", with(`pids = "100"` + "\n"), `web.toml:13: resources.pids: "100" must be a whole number (without quotes)`},
-		{"float for whole number", with("pids = 1.5\n"), `web.toml:13: resources.pids: 1.5 must be a whole number (without quotes)`},
+		{"float for whole number", with("pids = 1.5\n"), `web.toml:13: resources.pids: 1.5 is a float: floats are not allowed here (write a whole number)`},
+		// Found by a black-box probe: "10 must be a whole number".
+		{"whole float for whole number", with("pids = 10.0\n"), `web.toml:13: resources.pids: 10.0 is a float: floats are not allowed here (write 10)`},
+		{"exponent float for whole number", with("pids = 1e3\n"), `web.toml:13: resources.pids: 1000.0 is a float: floats are not allowed here (write 1000)`},
 		{"string for version", edit("version = 1", `version = "1"`), `web.toml:1: version: "1" must be a whole number (without quotes)`},
 		{"number for string", edit(`name = "web"`, `name = 7`), `web.toml:2: name: 7 must be a string (put it in double quotes)`},
 		{"table for string", edit(`name = "web"`, `name = { x = 1 }`), `web.toml:2: name: a table must be a string (put it in double quotes)`},
@@ -101,6 +110,8 @@ func TestValueErrors(t *testing.T) {
 		{"duration negative", stop("stop_timeout", `"-1s"`), `web.toml:9: process.stop_timeout: "-1s" is negative (use a positive duration such as 10s)`},
 		{"duration zero", stop("stop_timeout", `"0s"`), `web.toml:9: process.stop_timeout: must be longer than zero (use e.g. "10s")`},
 		{"duration bad", stop("stop_timeout", `"10 seconds"`), `web.toml:9: process.stop_timeout: "10 seconds" is not a duration (use e.g. 10s or 1m30s)`},
+		{"duration too large", stop("stop_timeout", `"9999999h"`), `web.toml:9: process.stop_timeout: "9999999h" is too large (at most 2562047h47m16s)`},
+		{"duration too large in ns", stop("stop_timeout", `"9223372036854775808ns"`), `web.toml:9: process.stop_timeout: "9223372036854775808ns" is too large (at most 2562047h47m16s)`},
 		{"duration inf", stop("stop_timeout", `"inf"`), `web.toml:9: process.stop_timeout: "inf" is not a duration (use e.g. 10s or 1m30s)`},
 		{"capability CAP_X", caps(`"CAP_NET_BIND_SERVICE"`), ""},
 		{"capability lower case", caps(`"net_bind_service"`), ""},
