@@ -71,7 +71,8 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 }
 
 // CheckFiles is CheckPaths on the files the manifest names (its root
-// directory, bind and secret sources) without the host's addresses:
+// directory, OCI layout or archive, bind and secret sources) without the
+// host's addresses:
 // safe-run check reports what it refuses, so that a manifest a start
 // refuses never passes check.
 func CheckFiles(ctx context.Context, svc *manifest.Service) error {
@@ -82,6 +83,10 @@ func CheckFiles(ctx context.Context, svc *manifest.Service) error {
 		if _, err := image.Resolve(ctx, svc, image.Options{}); err != nil {
 			errs = append(errs, err)
 		}
+	} else if err := image.CheckSource(ctx, svc); err != nil {
+		// Only a look at the layout's index or the archive's
+		// identity, as Resolve takes first.
+		errs = append(errs, err)
 	}
 	for i, m := range svc.Mounts {
 		if m.Type != manifest.MountBind {
