@@ -51,13 +51,15 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	if err != nil {
 		return err
 	}
+	// What was not judged is reported on standard error, by whoever
+	// could not judge it; JSON and SARIF carry it too, to stay one
+	// document that names every target.
+	judged := slices.DeleteFunc(slices.Clone(reports), func(r *policy.Report) bool { return r.Err != nil })
 	if f.format == "text" {
-		// What was not judged is reported on standard error, by
-		// whoever could not judge it.
-		reports = slices.DeleteFunc(slices.Clone(reports), func(r *policy.Report) bool { return r.Err != nil })
-		if len(reports) == 0 {
+		if len(judged) == 0 {
 			return nil
 		}
+		reports = judged
 	}
 	failures := gate.Failures(reports)
 	switch f.format {
@@ -75,8 +77,6 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	}
 	if len(failures) > 0 {
 		if f.format != "text" {
-			// What was not judged has its own error there already.
-			judged := slices.DeleteFunc(slices.Clone(reports), func(r *policy.Report) bool { return r.Err != nil })
 			for _, l := range gate.Failures(judged) {
 				fmt.Fprintln(g.stderr, "FAIL:", policy.Printable(l))
 			}
