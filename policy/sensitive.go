@@ -73,11 +73,12 @@ var sensitiveTrees = []struct{ path, why string }{
 }
 
 // hostConfigFine are the files below /etc that services commonly read and
-// that tell nothing about the host nor control it: time zone, CA
-// certificates, and safe-run's own directory (secrets live there).
+// that tell nothing about the host nor control it: time zone and CA
+// certificates. (/etc/safe-run is not among them: it holds every
+// service's manifest and, by the README's example, their secrets.)
 var hostConfigFine = []string{
 	"/etc/localtime", "/etc/timezone", "/etc/ssl/certs", "/etc/ca-certificates",
-	"/etc/pki/ca-trust", "/etc/pki/tls/certs", "/etc/safe-run",
+	"/etc/pki/ca-trust", "/etc/pki/tls/certs",
 }
 
 // HostConfigPath reports whether p is a host configuration file or

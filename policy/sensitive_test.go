@@ -118,7 +118,7 @@ func TestHostConfigPath(t *testing.T) {
 		"/etc/hosts": true, "/etc/nginx/nginx.conf": true, "/etc/app": true, "/etc/os-release": true,
 		"/etc": false, "/etc/passwd": false, "/etc/shadow": false, // refused: SensitivePath
 		"/etc/localtime": false, "/etc/timezone": false, "/etc/ssl/certs/ca-certificates.crt": false,
-		"/etc/safe-run/web": false, "/srv/etc/hosts": false, "/etcetera": false,
+		"/etc/safe-run/secrets": true, "/srv/etc/hosts": false, "/etcetera": false,
 	} {
 		if got := HostConfigPath(p); got != want {
 			t.Errorf("HostConfigPath(%q) = %v, want %v", p, got, want)
