@@ -17,6 +17,9 @@ func resolveImage(context.Context, *manifest.Service, Options) (*Image, error) {
 	return nil, errors.ErrUnsupported
 }
 
+// CheckSource is Linux only.
+func CheckSource(context.Context, *manifest.Service) error { return errors.ErrUnsupported }
+
 func isTerminal(io.Writer) bool { return false }
 
 // Release does nothing where images cannot be resolved.

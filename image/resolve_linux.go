@@ -69,6 +69,30 @@ func resolveImage(ctx context.Context, s *manifest.Service, opts Options) (*Imag
 	return img, nil
 }
 
+// CheckSource refuses what Resolve would refuse of an image.oci or
+// image.archive before anything is unpacked: a layout or archive that is
+// not there, a layout without the tag. It reads only the layout's index
+// or the archive's identity, as Resolve does first. A registry ref is not
+// checked (that needs the network), nor a rootfs (Resolve itself is that
+// cheap). safe-run check calls it, through launcher.CheckFiles, so that a
+// manifest spec and run refuse does not pass check.
+func CheckSource(ctx context.Context, s *manifest.Service) error {
+	if s.Image.OCI == "" && s.Image.Archive == "" {
+		return nil
+	}
+	// A FieldError alone (its cause wrapped): Merge splits a
+	// sourceError into its two halves, which would say it twice.
+	field, src, err := newSource(s, Options{})
+	if err != nil {
+		return s.Errorf(field, "%w", err)
+	}
+	defer src.close()
+	if _, _, err := src.key(ctx); err != nil {
+		return s.Errorf(field, "%w", err)
+	}
+	return nil
+}
+
 // sourceError places an error at the manifest key of the image source and
 // keeps it for errors.Is.
 type sourceError struct {

@@ -78,7 +78,10 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 			}
 		})
 		if err != nil && len(unset) > 0 {
-			return nil, fmt.Errorf("%s: service %s: %w\n(not set when the compose file was read, so empty or their defaults: ${%s})", file, name, err, strings.Join(unset, "}, ${"))
+			// An empty string where a variable was meant makes an
+			// error that cannot say why on its own (":" is not a
+			// user, for ${UID}:${GID}).
+			return nil, fmt.Errorf("%s: service %s: %w\n  (${%s} not set when the compose file was read: compose's defaults or empty strings were used; set them in the environment or in the .env file beside the compose file)", file, name, err, strings.Join(unset, "}, ${"))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)

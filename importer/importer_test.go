@@ -146,7 +146,7 @@ func TestDockerRunErrors(t *testing.T) {
 			`  --security-opt: security.apparmor: "!" is not a profile (use "generated", the name of a loaded profile, or "unconfined" with [insecure])`},
 		{"-w relative -e =x nginx", "the line cannot become a manifest:\n" +
 			`  --workdir: process.workdir: "relative" is relative (use an absolute path inside the container, e.g. "/srv")` + "\n" +
-			`  --env: process.env."": "" is not a valid variable name (no '=' or NUL)`},
+			`  --env: process.env."": "" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.args, func(t *testing.T) {
@@ -226,6 +226,13 @@ func TestComposeInterpolation(t *testing.T) {
 	}
 	if note == nil || note.Flag != "${MEM}, ${PORT}" {
 		t.Errorf("note on unset variables: %+v, want one for ${MEM}, ${PORT}", note)
+	}
+
+	// An error the unset variables caused names them (found by a
+	// black-box probe: only `":" is not a user`).
+	_, err = Compose([]byte("services:\n  web:\n    image: nginx\n    user: ${XUID}:${XGID}\n    mem_limit: 64m\n    cpus: 0.5\n"), "docker-compose.yml", Options{})
+	if err == nil || !strings.Contains(err.Error(), `":" is not a user`) || !strings.Contains(err.Error(), "(${XGID}, ${XUID} not set when the compose file was read") {
+		t.Errorf("an error caused by unset variables: %v", err)
 	}
 
 	_, err = Compose([]byte("services:\n  web:\n    image: ${IMAGE:?set IMAGE to the image}\n"), "docker-compose.yml", Options{})

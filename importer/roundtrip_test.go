@@ -273,16 +273,6 @@ func TestStopSignalRT(t *testing.T) {
 	}
 }
 
-// TestComposeUnsetInError: a value that does not convert names the
-// variables that were not set (found by a black-box probe: user:
-// ${UID}:${GID} gave `":" is not a user` alone).
-func TestComposeUnsetInError(t *testing.T) {
-	_, err := Compose([]byte("services:\n  web:\n    image: nginx\n    user: ${UID}:${GID}\n"), "compose.yml", Options{LookupEnv: func(string) (string, bool) { return "", false }})
-	if err == nil || !strings.HasSuffix(err.Error(), "(not set when the compose file was read, so empty or their defaults: ${GID}, ${UID})") {
-		t.Errorf("error %v, want the unset variables named", err)
-	}
-}
-
 // TestComposeMappingLimit: a mapping too long for yaml's quadratic
 // duplicate check is refused where it is (found by a black-box probe:
 // 20k environment keys took 3.4 s, 300k ten minutes).

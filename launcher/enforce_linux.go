@@ -54,22 +54,7 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 // (plan.Options.CheckPaths): before the image is pulled or anything
 // recorded.
 func CheckPaths(ctx context.Context, svc *manifest.Service) error {
-	allow := svc.Allows(manifest.AllowSensitiveMounts)
-	var errs []error
-	if svc.Image.Rootfs != "" {
-		// Only a stat and the policy's path check: nothing is unpacked.
-		if _, err := image.Resolve(ctx, svc, image.Options{}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	for i, m := range svc.Mounts {
-		if m.Type != manifest.MountBind {
-			continue
-		}
-		if err := CheckBindSource(m.Source, allow); err != nil {
-			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
-		}
-	}
+	errs := []error{CheckFiles(ctx, svc)}
 	// The rootless inner safe-run in a network namespace of its own sees
 	// only pasta's copy of the host's addresses: the outer one checked
 	// these on the host (internal/rootless.Enter).
@@ -80,6 +65,35 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 		}
 		if err != nil {
 			errs = append(errs, err)
+		}
+	}
+	return manifest.Merge(errs...)
+}
+
+// CheckFiles is CheckPaths on the files the manifest names (its root
+// directory, OCI layout or archive, bind and secret sources) without the
+// host's addresses:
+// safe-run check reports what it refuses, so that a manifest a start
+// refuses never passes check.
+func CheckFiles(ctx context.Context, svc *manifest.Service) error {
+	allow := svc.Allows(manifest.AllowSensitiveMounts)
+	var errs []error
+	if svc.Image.Rootfs != "" {
+		// Only a stat and the policy's path check: nothing is unpacked.
+		if _, err := image.Resolve(ctx, svc, image.Options{}); err != nil {
+			errs = append(errs, err)
+		}
+	} else if err := image.CheckSource(ctx, svc); err != nil {
+		// Only a look at the layout's index or the archive's
+		// identity, as Resolve takes first.
+		errs = append(errs, err)
+	}
+	for i, m := range svc.Mounts {
+		if m.Type != manifest.MountBind {
+			continue
+		}
+		if err := CheckBindSource(m.Source, allow); err != nil {
+			errs = append(errs, svc.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(svc.Secrets)) {

@@ -7,6 +7,12 @@ import (
 
 func TestSyntaxErrors(t *testing.T) {
 	runErrCases(t, []errCase{
+		// A control character is on its own line, not the one before
+		// (found by a black-box probe: a NUL on line 11 was "line 10").
+		{"NUL starting a line", with("\x00\n"), `web.toml:13: TOML files cannot contain control characters: '0x00' (TOML syntax; see https://toml.io)`},
+		{"NUL alone at the end", with("\x00"), `web.toml:13: TOML files cannot contain control characters: '0x00' (TOML syntax; see https://toml.io)`},
+		{"NUL in a string", edit(`name = "web"`, "name = \"w\x00b\""), `web.toml:2: TOML files cannot contain control characters: '0x00' (TOML syntax; see https://toml.io)`},
+		{"ESC in a comment", with("# a\x1b[2J\n"), `web.toml:13: TOML files cannot contain control characters: '0x1b' (TOML syntax; see https://toml.io)`},
 		{"duplicate key", edit(`name = "web"`, "name = \"web\"\nname = \"db\""), `web.toml:3: Key 'name' has already been defined (TOML syntax; see https://toml.io)`},
 		{"duplicate table", with("\n[resources]\npids = 1\n"), `web.toml:14: Key 'resources' has already been defined (TOML syntax; see https://toml.io)`},
 		{"unterminated string", edit(`name = "web"`, `name = "web`), `web.toml:2: strings cannot contain newlines (TOML syntax; see https://toml.io)`},
@@ -47,7 +53,10 @@ func TestWrongTypes(t *testing.T) {
 	runErrCases(t, []errCase{
 		{"string for number", edit("cpus = 0.5", `cpus = "0.5"`), `web.toml:12: resources.cpus: "0.5" must be a number (without quotes, e.g. 1.5)`},
 		{"string for whole number", with(`pids = "100"` + "\n"), `web.toml:13: resources.pids: "100" must be a whole number (without quotes)`},
-		{"float for whole number", with("pids = 1.5\n"), `web.toml:13: resources.pids: 1.5 must be a whole number (without quotes)`},
+		{"float for whole number", with("pids = 1.5\n"), `web.toml:13: resources.pids: 1.5 is a float: floats are not allowed here (write a whole number)`},
+		// Found by a black-box probe: "10 must be a whole number".
+		{"whole float for whole number", with("pids = 10.0\n"), `web.toml:13: resources.pids: 10.0 is a float: floats are not allowed here (write 10)`},
+		{"exponent float for whole number", with("pids = 1e3\n"), `web.toml:13: resources.pids: 1000.0 is a float: floats are not allowed here (write 1000)`},
 		{"string for version", edit("version = 1", `version = "1"`), `web.toml:1: version: "1" must be a whole number (without quotes)`},
 		{"number for string", edit(`name = "web"`, `name = 7`), `web.toml:2: name: 7 must be a string (put it in double quotes)`},
 		{"table for string", edit(`name = "web"`, `name = { x = 1 }`), `web.toml:2: name: a table must be a string (put it in double quotes)`},
@@ -101,6 +110,8 @@ func TestValueErrors(t *testing.T) {
 		{"duration negative", stop("stop_timeout", `"-1s"`), `web.toml:9: process.stop_timeout: "-1s" is negative (use a positive duration such as 10s)`},
 		{"duration zero", stop("stop_timeout", `"0s"`), `web.toml:9: process.stop_timeout: must be longer than zero (use e.g. "10s")`},
 		{"duration bad", stop("stop_timeout", `"10 seconds"`), `web.toml:9: process.stop_timeout: "10 seconds" is not a duration (use e.g. 10s or 1m30s)`},
+		{"duration too large", stop("stop_timeout", `"9999999h"`), `web.toml:9: process.stop_timeout: "9999999h" is too large (at most 2562047h47m16s)`},
+		{"duration too large in ns", stop("stop_timeout", `"9223372036854775808ns"`), `web.toml:9: process.stop_timeout: "9223372036854775808ns" is too large (at most 2562047h47m16s)`},
 		{"duration inf", stop("stop_timeout", `"inf"`), `web.toml:9: process.stop_timeout: "inf" is not a duration (use e.g. 10s or 1m30s)`},
 		{"capability CAP_X", caps(`"CAP_NET_BIND_SERVICE"`), ""},
 		{"capability lower case", caps(`"net_bind_service"`), ""},
@@ -159,8 +170,11 @@ func TestValidationErrors(t *testing.T) {
 		{"command empty", edit(`command = ["/bin/web"]`, `command = []`), `web.toml:8: process.command: missing (a rootfs directory has no entrypoint: set command = ["/bin/server", "--flag"])`},
 		{"command empty program", edit(`command = ["/bin/web"]`, `command = ["", "x"]`), `web.toml:8: process.command[0]: the program is empty (name the executable, e.g. "/bin/server")`},
 		{"command NUL", edit(`command = ["/bin/web"]`, `command = ["/bin/web", "a\u0000b"]`), `web.toml:8: process.command[1]: contains a NUL byte (remove it)`},
-		{"env key with =", proc(`env = { "A=B" = "x" }` + "\n"), `web.toml:9: process.env."A=B": "A=B" is not a valid variable name (no '=' or NUL)`},
-		{"env empty key", proc(`env = { "" = "x" }` + "\n"), `web.toml:9: process.env."": "" is not a valid variable name (no '=' or NUL)`},
+		{"env key with =", proc(`env = { "A=B" = "x" }` + "\n"), `web.toml:9: process.env."A=B": "A=B" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
+		{"env key with ESC and newline", proc(`env = { "\u001b[2JX_PASSWORD\nt.toml: score 100/100" = "x" }` + "\n"), `web.toml:9: process.env."\x1b[2JX_PASSWORD\nt.toml: score 100/100": "\x1b[2JX_PASSWORD\nt.toml: score 100/100" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
+		{"env key with DEL", proc(`env = { "A\u007f" = "x" }` + "\n"), `web.toml:9: process.env."A\x7f": "A\x7f" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
+		{"env key with C1 CSI", proc(`env = { "A\u009b2J" = "x" }` + "\n"), `web.toml:9: process.env."A\u009b2J": "A\u009b2J" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
+		{"env empty key", proc(`env = { "" = "x" }` + "\n"), `web.toml:9: process.env."": "" is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)`},
 		{"env NUL value", proc(`env = { A = "x\u0000" }` + "\n"), `web.toml:9: process.env.A: value contains a NUL byte (remove it)`},
 		{"user bad", proc(`user = "a b"` + "\n"), `web.toml:9: process.user: "a b" is not a user (use "uid[:gid]" such as "1000:1000", or a name from the image's /etc/passwd)`},
 		{"user three parts", proc(`user = "1:2:3"` + "\n"), `web.toml:9: process.user: "1:2:3" is not a user (use "uid[:gid]" such as "1000:1000", or a name from the image's /etc/passwd)`},
@@ -234,6 +248,7 @@ func TestValidationErrors(t *testing.T) {
 		// labels
 		{"label empty key", with("\n[labels]\n\"\" = \"x\"\n"), `web.toml:15: labels."": a label has an empty key (name it, e.g. "org.opencontainers.image.source")`},
 		{"label blank key", with("\n[labels]\na = \"1\"\n\" \" = \"x\"\n"), `web.toml:16: labels." ": a label has an empty key (name it, e.g. "org.opencontainers.image.source")`},
+		{"label key with newline", with("\n[labels]\n\"a\\nb\" = \"x\"\n"), `web.toml:15: labels."a\nb": "a\nb" contains a control character (name labels with letters, digits, '.', '-' and '_', e.g. "org.opencontainers.image.source")`},
 		{"label number", with("\n[labels]\nversion = 2\n"), `web.toml:15: labels.version: 2 must be a string (put it in double quotes)`},
 		{"label reserved", with("\n[labels]\n\"run.safe-run.manifest.digest\" = \"sha256:fake\"\n"), `web.toml:15: labels."run.safe-run.manifest.digest": run.safe-run.* is reserved for what safe-run records about the service (choose another key)`},
 		{"insecure item twice", with("\n[insecure]\nreason = \"r\"\nallow = [\"host_network\", \"host_network\"]\n"), `web.toml:16: insecure.allow[1]: "host_network" is listed twice (keep one)`},

@@ -4,8 +4,10 @@ import (
 	"encoding"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -90,6 +92,19 @@ func decodeValue(fe *fieldErrors, path string, data any, v reflect.Value) {
 		v.SetBool(b)
 	case reflect.Int, reflect.Int64:
 		n, ok := data.(int64)
+		if f, isFloat := data.(float64); isFloat {
+			// TOML's 10.0 is a float, which fmt prints as 10.
+			fix := "write a whole number"
+			if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+				fix = fmt.Sprintf("write %d", int64(f))
+			}
+			lit := strconv.FormatFloat(f, 'g', -1, 64)
+			if !strings.ContainsAny(lit, ".eNI") { // not 1e+06, NaN, +Inf
+				lit += ".0"
+			}
+			fe.add(path, "%s is a float: floats are not allowed here (%s)", lit, fix)
+			return
+		}
 		if !ok {
 			fe.add(path, "%s must be a whole number (without quotes)", describe(data))
 			return

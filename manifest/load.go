@@ -85,9 +85,23 @@ func syntaxError(file string, data []byte, err error) error {
 		if st := pe.Position.Start; st >= 0 && st < len(data) && data[st] == '\n' {
 			line = 1 + bytes.Count(data[:st], []byte("\n"))
 		}
+		// It also counts a control character at the start of a line
+		// as on the line before (a NUL on line 11 was "line 10"): the
+		// line is the one the first such byte is on.
+		if strings.Contains(msg, "control character") {
+			if i := bytes.IndexFunc(data, tomlControl); i >= 0 {
+				line = 1 + bytes.Count(data[:i], []byte("\n"))
+			}
+		}
 		return &FieldError{File: file, Line: line, Msg: msg + " (TOML syntax; see https://toml.io)"}
 	}
 	return &FieldError{File: file, Msg: err.Error()}
+}
+
+// tomlControl is a control character TOML allows nowhere: all but tab,
+// and newline and carriage return (which end lines).
+func tomlControl(r rune) bool {
+	return (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f
 }
 
 // Line returns the line of the manifest that sets path (or the nearest

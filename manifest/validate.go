@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/google/go-containerregistry/pkg/name"
 )
@@ -23,7 +24,10 @@ var (
 	secretPattern     = compileLater(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
 	userPattern       = compileLater(`^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$`)
 	profileNamePatten = compileLater(`^[A-Za-z0-9_][A-Za-z0-9_./-]*$`)
-	envKeyPattern     = compileLater(`^[^=\x00]+$`)
+	// No control character either: a name shows up in check's and
+	// audit's reports, and an ESC or a newline in it could forge lines
+	// there (found by a black-box probe).
+	envKeyPattern = compileLater(`^[^=\x00-\x1f\x7f-\x{9f}]+$`)
 )
 
 // MinMemory is the smallest memory limit accepted, as docker's -m: below it
@@ -85,12 +89,17 @@ func validate(s *Service, fe *fieldErrors) {
 		switch {
 		case strings.TrimSpace(k) == "":
 			fe.add(joinKey("labels", k), "a label has an empty key (name it, e.g. \"org.opencontainers.image.source\")")
+		case strings.ContainsFunc(k, isControl):
+			fe.add(joinKey("labels", k), "%q contains a control character (name labels with letters, digits, '.', '-' and '_', e.g. \"org.opencontainers.image.source\")", k)
 		case strings.HasPrefix(k, ReservedLabelPrefix):
 			fe.add(joinKey("labels", k), "%s* is reserved for what safe-run records about the service (choose another key)", ReservedLabelPrefix)
 		}
 	}
 	validateInsecure(s, fe)
 }
+
+// isControl reports a C0 or C1 control character, or DEL.
+func isControl(r rune) bool { return unicode.Is(unicode.Cc, r) }
 
 func (s *Service) abs(p string) string {
 	if filepath.IsAbs(p) {
@@ -217,7 +226,7 @@ func validateProcess(s *Service, fe *fieldErrors) {
 	for _, k := range slices.Sorted(maps.Keys(p.Env)) {
 		v := p.Env[k]
 		if !envKeyPattern().MatchString(k) {
-			fe.add(joinKey("process.env", k), "%q is not a valid variable name (no '=' or NUL)", k)
+			fe.add(joinKey("process.env", k), "%q is not a valid variable name (no '=' and no control character: use letters, digits and '_', e.g. LOG_LEVEL)", k)
 		}
 		if strings.ContainsRune(v, 0) {
 			fe.add(joinKey("process.env", k), "value contains a NUL byte (remove it)")

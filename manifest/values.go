@@ -67,6 +67,11 @@ func (d *Duration) UnmarshalText(text []byte) error {
 		return fmt.Errorf("%q has no unit (use e.g. %ss)", s, s)
 	}
 	v, err := time.ParseDuration(s)
+	if err != nil && durationSyntax().MatchString(s) {
+		// Written as a duration, but more than an int64 of
+		// nanoseconds (about 292 years).
+		return fmt.Errorf("%q is too large (at most %s)", s, time.Duration(math.MaxInt64).Truncate(time.Second))
+	}
 	if err != nil {
 		return fmt.Errorf("%q is not a duration (use e.g. 10s or 1m30s)", s)
 	}
@@ -76,6 +81,9 @@ func (d *Duration) UnmarshalText(text []byte) error {
 	*d = Duration(v)
 	return nil
 }
+
+// durationSyntax is what time.ParseDuration reads, whatever the size.
+var durationSyntax = compileLater(`^[-+]?([0-9]*(\.[0-9]*)?(ns|us|µs|μs|ms|s|m|h))+$`)
 
 // bareNumber reports whether s is digits with at most one '.' and a sign:
 // a duration missing its unit. (strconv.ParseFloat also takes "inf" and

@@ -19,6 +19,9 @@ type Finding struct {
 	Line     int
 	Msg      string
 	Accepted bool // acknowledged in [insecure]
+	// Fix, when set, replaces the rule's: what --privileged grants is
+	// fixed by dropping --privileged, not by the rule's own flag.
+	Fix string
 }
 
 // Refused reports whether the finding stops the service from starting.
@@ -71,6 +74,12 @@ func Findings(s *manifest.Service) []Finding {
 			add(ruleDangerousCap, fmt.Sprintf("security.capabilities[%d]", i), "%s is refused: %s", c.Short(), why)
 		}
 	}
+	if dir := s.Image.Rootfs; dir != "" {
+		// image.Resolve checks again with the symlinks resolved.
+		if why, bad := SensitivePath(dir); bad {
+			add(ruleSensitiveMount, "image.rootfs", "%s is refused as a root filesystem: %s; point rootfs at a directory made for the service", dir, why)
+		}
+	}
 	for i, m := range s.Mounts {
 		if m.Type != manifest.MountBind {
 			continue
@@ -78,6 +87,8 @@ func Findings(s *manifest.Service) []Finding {
 		at := fmt.Sprintf("mounts[%d]", i)
 		if why, bad := SensitivePath(m.Source); bad {
 			add(ruleSensitiveMount, at+".source", "%s is refused: %s", m.Source, why)
+		} else if HostConfigPath(m.Source) {
+			add(ruleHostConfigBind, at+".source", "%s is the host's configuration, shown to the container", m.Source)
 		}
 		if m.Writable() {
 			add(ruleWritableBind, at+".read_only", "%s is writable from the container", m.Source)
@@ -200,8 +211,18 @@ func (r *Rule) refusal(msg string) string {
 // engine socket hard-linked elsewhere): the same rule, in the same words,
 // as Enforce's on the manifest's text. what says which source and why.
 func SensitiveMountRefusal(what string) error {
-	return errors.New(ruleSensitiveMount.refusal(what))
+	return &RefusalError{Rule: ruleSensitiveMount, What: what}
 }
+
+// RefusalError is a refusal by a rule, made by a stage after the policy
+// (the launcher's look at what a path really is): check reports it as a
+// finding of its rule.
+type RefusalError struct {
+	Rule *Rule
+	What string // the message, without the rule and fix
+}
+
+func (e *RefusalError) Error() string { return e.Rule.refusal(e.What) }
 
 // Pinned reports whether an image reference names its content by digest:
 // repo@sha256:..., or a bare image ID (sha256:...), which is the digest of

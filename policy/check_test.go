@@ -79,6 +79,16 @@ allow = ["no_resource_limits"]
 			"17 SR005 mounts[0].source: / is refused: the whole host filesystem",
 			"19 SR017 mounts[0].read_only: / is writable from the container",
 		}},
+		{"SR005 host root as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/"`),
+			[]string{"5 SR005 image.rootfs: / is refused as a root filesystem: the whole host filesystem; point rootfs at a directory made for the service"}},
+		{"SR005 /proc as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/proc"`),
+			[]string{"5 SR005 image.rootfs: /proc is refused as a root filesystem: the host's processes and kernel knobs; point rootfs at a directory made for the service"}},
+		{"SR005 safe-run's data as rootfs", edit(`rootfs = "rootfs"`, `rootfs = "/var/lib/safe-run/volumes/x"`),
+			[]string{"5 SR005 image.rootfs: /var/lib/safe-run/volumes/x is refused as a root filesystem: safe-run's own data: the services' id ranges, volumes and event journals; point rootfs at a directory made for the service"}},
+		{"SR005 SR042 /etc binds", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc/cron.d\"\ntarget = \"/c\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc/nginx\"\ntarget = \"/n\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc/localtime\"\ntarget = \"/etc/localtime\"\n", []string{
+			"17 SR005 mounts[0].source: /etc/cron.d is refused: what the host runs as root on a schedule",
+			"22 SR042 mounts[1].source: /etc/nginx is the host's configuration, shown to the container",
+		}},
 		{"SR017 writable bind", base + "\n[[mounts]]\ntype = \"bind\"\nsource = \"data\"\ntarget = \"/data\"\nread_only = false\n",
 			[]string{"19 SR017 mounts[0].read_only: /srv/web/data is writable from the container"}},
 		{"SR006 host network", base + "\n[network]\nmode = \"host\"\n",
@@ -205,8 +215,23 @@ func TestContainerFindings(t *testing.T) {
 		want []string
 	}{
 		{"hardened", func(c *Container) {}, nil},
-		{"SR020 privileged", func(c *Container) { c.Privileged = true; c.CapDrop = nil },
-			[]string{"0 SR020 --privileged: every capability, every host device, no seccomp filter and no AppArmor profile"}},
+		{"SR020 privileged, and what it grants", func(c *Container) { c.Privileged = true; c.CapDrop = nil }, []string{
+			"0 SR020 --privileged: every capability, every host device, no seccomp filter and no AppArmor profile",
+			"0 SR004 --privileged: every capability, BPF, DAC_READ_SEARCH, MAC_ADMIN, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_BOOT, SYS_MODULE, SYS_PTRACE, SYS_RAWIO among them",
+			"0 SR022 --privileged: every device of the host is reachable from the container",
+			"0 SR005 --privileged: /sys and /proc/sys are mounted writable, /proc unmasked: the host's kernel and device configuration",
+			"0 SR012 --privileged: no seccomp filter: every system call is allowed",
+			"0 SR013 --privileged: no AppArmor profile confines the container",
+		}},
+		{"SR010 privileged without no-new-privileges", func(c *Container) { c.Privileged = true; c.CapDrop, c.SecurityOpt = nil, nil }, []string{
+			"0 SR020 --privileged: every capability, every host device, no seccomp filter and no AppArmor profile",
+			"0 SR004 --privileged: every capability, BPF, DAC_READ_SEARCH, MAC_ADMIN, NET_ADMIN, PERFMON, SYS_ADMIN, SYS_BOOT, SYS_MODULE, SYS_PTRACE, SYS_RAWIO among them",
+			"0 SR022 --privileged: every device of the host is reachable from the container",
+			"0 SR005 --privileged: /sys and /proc/sys are mounted writable, /proc unmasked: the host's kernel and device configuration",
+			"0 SR012 --privileged: no seccomp filter: every system call is allowed",
+			"0 SR013 --privileged: no AppArmor profile confines the container",
+			"0 SR010 --security-opt: no no-new-privileges: setuid binaries and file capabilities can raise privileges",
+		}},
 		{"SR004 cap-add", func(c *Container) { c.CapAdd = []string{"net_admin", "CAP_SYS_PTRACE", "CHOWN"} }, []string{
 			"0 SR004 --cap-add: NET_ADMIN: reconfigures interfaces, routes and firewalls",
 			"0 SR004 --cap-add: SYS_PTRACE: traces and injects code into other processes",
@@ -222,6 +247,12 @@ func TestContainerFindings(t *testing.T) {
 		}, []string{
 			"0 SR005 --volume: /var/run/docker.sock is mounted at /var/run/docker.sock: a container engine socket is root on the host",
 			"0 SR017 --volume: /var/run/docker.sock is writable from the container",
+		}},
+		{"SR005 SR042 /etc", func(c *Container) {
+			c.Mounts = []ContainerMount{{Type: "bind", Source: "/etc/passwd", Target: "/etc/passwd", ReadOnly: true}, {Type: "bind", Source: "/etc/hosts", Target: "/etc/hosts", ReadOnly: true}}
+		}, []string{
+			"0 SR005 --volume: /etc/passwd is mounted at /etc/passwd: the host's users (writable, whoever edits it is root)",
+			"0 SR042 --volume: /etc/hosts is mounted at /etc/hosts: the host's configuration, shown to the container",
 		}},
 		{"volume and read-only bind", func(c *Container) {
 			c.Mounts = []ContainerMount{{Type: "volume", Source: "data", Target: "/data"}, {Type: "bind", Source: "/srv/conf", Target: "/etc/app", ReadOnly: true}}
@@ -363,4 +394,83 @@ func containsString(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// TestRefuse: what a start's own checks refuse in the files a manifest
+// names becomes a refused finding at its key, of the rule that refused it
+// where one did; a key that has a refused finding already gets no second.
+func TestRefuse(t *testing.T) {
+	s := parse(t, base+"\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc\"\ntarget = \"/e\"\n\n[[mounts]]\ntype = \"bind\"\nsource = \"link\"\ntarget = \"/l\"\n")
+	r := Check(s, nil)
+	r.Refuse(s, manifest.Merge(
+		s.Errorf("image.rootfs", "/srv/web/rootfs does not exist (point rootfs at a directory holding the service's root filesystem)"),
+		s.Errorf("mounts[0].source", "%w", SensitiveMountRefusal("/etc is refused: the host's configuration")),
+		s.Errorf("mounts[1].source", "%w", SensitiveMountRefusal("/srv/web/link is refused (through a symlink, it is /etc): the host's configuration")),
+		&manifest.FieldError{File: "/srv/web/p.json", Line: 3, Column: 5, Path: "syscalls[0].action", Msg: `"X" is not a seccomp action`},
+	))
+	want := []string{
+		"0 SR041 security.seccomp: /srv/web/p.json:3:5: syscalls[0].action: \"X\" is not a seccomp action",
+		"5 SR041 image.rootfs: /srv/web/rootfs does not exist (point rootfs at a directory holding the service's root filesystem)",
+		"17 SR005 mounts[0].source: /etc is refused: the host's configuration",
+		"22 SR005 mounts[1].source: /srv/web/link is refused (through a symlink, it is /etc): the host's configuration",
+	}
+	if got := render(r.Findings); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if score, _ := r.Score(); score != 40 {
+		t.Errorf("score %d, want 40 (SR005 and SR041, critical)", score)
+	}
+	if f := (Gate{}).Failures([]*Report{r}); len(f) == 0 {
+		t.Error("a manifest a start refuses passes the gate")
+	}
+}
+
+// TestPrivilegedScoresWorst: --privileged grants everything the lesser
+// flags grant, so it never scores better than any of them, whether the
+// rest of the container is hardened or docker's defaults.
+func TestPrivilegedScoresWorst(t *testing.T) {
+	lesser := []struct {
+		name string
+		edit func(c *Container)
+	}{
+		{"--cap-add SYS_ADMIN", func(c *Container) { c.CapAdd = append(c.CapAdd, "SYS_ADMIN") }},
+		{"--cap-add ALL", func(c *Container) { c.CapAdd = []string{"ALL"} }},
+		{"--pid host", func(c *Container) { c.PidMode = "host" }},
+		{"--device /dev/sda", func(c *Container) { c.Devices = []string{"/dev/sda"} }},
+		{"--security-opt seccomp=unconfined", func(c *Container) { c.SecurityOpt = append(c.SecurityOpt, "seccomp=unconfined") }},
+		{"--security-opt apparmor=unconfined", func(c *Container) { c.SecurityOpt = append(c.SecurityOpt, "apparmor=unconfined") }},
+		{"-v /sys:/sys", func(c *Container) {
+			c.Mounts = []ContainerMount{{Type: "bind", Source: "/sys", Target: "/sys", ReadOnly: true}}
+		}},
+	}
+	bases := map[string]func() *Container{
+		"hardened":        hardened,
+		"docker defaults": func() *Container { return &Container{Name: "d", Image: "busybox"} },
+	}
+	score := func(c *Container) int {
+		s, _ := CheckContainer(c, "").Score()
+		return s
+	}
+	for bname, base := range bases {
+		p := base()
+		p.Privileged = true
+		priv := score(p)
+		for _, l := range lesser {
+			c := base()
+			l.edit(c)
+			if s := score(c); priv > s {
+				t.Errorf("%s: --privileged scores %d, better than %s (%d)", bname, priv, l.name, s)
+			}
+		}
+	}
+	// Hardened otherwise, it scores strictly worse than each.
+	p := hardened()
+	p.Privileged = true
+	for _, l := range lesser {
+		c := hardened()
+		l.edit(c)
+		if priv, s := score(p), score(c); priv >= s {
+			t.Errorf("hardened: --privileged scores %d, not below %s (%d)", priv, l.name, s)
+		}
+	}
 }

@@ -20,7 +20,7 @@ var seedAdvice = []struct {
 	dflt         string // the secure default that covers it, if any
 	nonGoal      string
 }{
-	{"docker-level-security", "do not mount /var/run/docker.sock, /etc, /var/lib/docker into working containers", []string{"SR005"}, "sensitive binds refused after resolving symlinks", ""},
+	{"docker-level-security", "do not mount /var/run/docker.sock, /etc, /var/lib/docker into working containers", []string{"SR005", "SR042"}, "sensitive binds refused after resolving symlinks", ""},
 	{"docker-level-security", "for stateful services use clearly designated volumes", []string{"SR017"}, "binds read-only by default; [[mounts]] type = \"volume\"", ""},
 	{"docker-level-security", "a container is a set of namespaces: PID, NET, MNT, UTS, USER", []string{"SR006", "SR007", "SR008", "SR009", "SR024", "SR030", "SR033"}, "every namespace private, always a user namespace", ""},
 	{"docker-level-security", "never use --pid=host and --network=host in regular services", []string{"SR006", "SR007"}, "network none, private PID namespace", ""},

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/safe-run/safe-run/manifest"
 )
@@ -13,64 +16,109 @@ import (
 // WriteText writes the reports for a person: per target its open findings
 // with their fixes, the risks [insecure] accepts with its reason, and the
 // score with one line per deduction. failures are the gate's verdict.
+// What the targets say (a container's env names and bind sources, a
+// manifest's path) is printed with its control characters escaped: an ESC
+// or a newline in it must not rewrite the terminal or forge a line such as
+// "score 100/100".
 func WriteText(w io.Writer, reports []*Report, failures []string) error {
 	var b strings.Builder
+	put := func(indent, format string, args ...any) {
+		b.WriteString(indent)
+		b.WriteString(Printable(fmt.Sprintf(format, args...)))
+		b.WriteString("\n")
+	}
 	for i, r := range reports {
 		if i > 0 {
 			b.WriteString("\n")
 		}
+		if r.Err != nil {
+			put("", "%s: not judged: %v", r.title(), r.Err)
+			continue
+		}
 		score, ds := r.Score()
-		fmt.Fprintf(&b, "%s: score %d/100\n", r.title(), score)
+		put("", "%s: score %d/100", r.title(), score)
 		open := r.Open()
 		if len(open) == 0 {
-			b.WriteString("  no findings\n")
+			put("  ", "no findings")
 		} else {
-			b.WriteString("  findings:\n")
+			put("  ", "findings:")
 			for _, f := range open {
-				fmt.Fprintf(&b, "    %s\n", f.line(r))
+				put("    ", "%s", f.line(r))
 				fix := r.fix(f)
 				if r.Kind == KindManifest && f.Refused() && f.Rule.Allow != "" {
 					fix += fmt.Sprintf("; or acknowledge it: [insecure] allow = [%q] with a reason", f.Rule.Allow)
 				}
-				fmt.Fprintf(&b, "      fix: %s\n", fix)
+				put("      ", "fix: %s", fix)
 			}
 		}
 		if len(r.Allow) > 0 {
-			fmt.Fprintf(&b, "  accepted risks ([insecure] reason: %q):\n", r.Reason)
+			put("  ", "accepted risks ([insecure] reason: %q):", r.Reason)
 			acc := r.Accepted()
 			for _, item := range r.Allow {
 				n := 0
 				for _, f := range acc {
 					if f.Rule.Allow == item {
-						fmt.Fprintf(&b, "    %s: %s\n", item, f.line(r))
+						put("    ", "%s: %s", item, f.line(r))
 						n++
 					}
 				}
 				if n == 0 {
-					fmt.Fprintf(&b, "    %s: %s\n", item, unusedAllow(item))
+					put("    ", "%s: %s", item, unusedAllow(item))
 				}
 			}
 		}
 		if len(ds) > 0 {
-			b.WriteString("  deductions from 100:\n")
+			put("  ", "deductions from 100:")
 			for _, d := range ds {
-				fmt.Fprintf(&b, "    %s\n", d)
+				put("    ", "%s", d)
 			}
 		}
 	}
 	if len(failures) > 0 {
 		b.WriteString("\nFAIL\n")
 		for _, f := range failures {
-			fmt.Fprintf(&b, "  %s\n", f)
+			put("  ", "%s", f)
 		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+// Printable escapes what a terminal would act on rather than show: C0
+// and C1 control characters, DEL, and the Unicode controls that reorder
+// text (bidi overrides, as in "Trojan Source", CVE-2021-42574). They
+// appear as Go escapes (\x1b, \n, \u202e); everything else is kept.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, unprintable) {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
+			// A byte that is not UTF-8: 0x9b is CSI where a
+			// terminal reads 8-bit controls.
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unprintable(r):
+			q := strconv.QuoteRune(r) // '\x1b', '\n', '\u202e'
+			b.WriteString(q[1 : len(q)-1])
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+func unprintable(r rune) bool {
+	return unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
+}
+
 // fix is the finding's fix in the terms of the target: manifest keys, or
 // docker run flags.
 func (r *Report) fix(f Finding) string {
+	if f.Fix != "" {
+		return f.Fix
+	}
 	if r.Kind != KindManifest && f.Rule.FixDocker != "" {
 		return f.Rule.FixDocker
 	}
@@ -125,7 +173,8 @@ type jsonTarget struct {
 	Kind       string          `json:"kind"`
 	Name       string          `json:"name"`
 	Detail     string          `json:"detail,omitempty"`
-	Score      int             `json:"score"`
+	Error      string          `json:"error,omitempty"` // not judged: why; no score then
+	Score      *int            `json:"score,omitempty"`
 	Findings   []jsonFinding   `json:"findings"`
 	Accepted   *jsonAccepted   `json:"accepted_risks,omitempty"`
 	Deductions []jsonDeduction `json:"deductions"`
@@ -165,8 +214,14 @@ func WriteJSON(w io.Writer, reports []*Report, failures []string) error {
 		out.Failures = []string{}
 	}
 	for _, r := range reports {
+		t := jsonTarget{Kind: r.Kind, Name: r.Name, Detail: r.Detail, Findings: []jsonFinding{}, Deductions: []jsonDeduction{}}
+		if r.Err != nil {
+			t.Error = r.Err.Error()
+			out.Targets = append(out.Targets, t)
+			continue
+		}
 		score, ds := r.Score()
-		t := jsonTarget{Kind: r.Kind, Name: r.Name, Detail: r.Detail, Score: score, Findings: []jsonFinding{}, Deductions: []jsonDeduction{}}
+		t.Score = &score
 		for _, f := range r.Findings {
 			t.Findings = append(t.Findings, jsonFinding{
 				Rule: f.Rule.ID, Name: f.Rule.Name, Severity: f.Rule.Severity.String(), Title: f.Rule.Title,

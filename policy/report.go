@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -21,6 +22,16 @@ type Report struct {
 	// reason given for them.
 	Reason string
 	Allow  []string
+	// Err is why the target could not be judged (a manifest that cannot
+	// be read, an engine that cannot be reached): see Unjudged.
+	Err error
+}
+
+// Unjudged is the report of a target that could not be judged. The JSON
+// and SARIF formats carry it, so that their output stays one valid
+// document that names every target; the gate fails on it.
+func Unjudged(kind, name string, err error) *Report {
+	return &Report{Kind: kind, Name: name, Err: err}
 }
 
 // Target kinds.
@@ -41,6 +52,54 @@ func Check(s *manifest.Service, host *Host) *Report {
 		Reason: s.Insecure.Reason, Allow: s.Insecure.Allow}
 	r.sort()
 	return r
+}
+
+// Refuse adds to a manifest's report what a start refuses in the files
+// the manifest names: err is what the start's own checks of them returned
+// (launcher.CheckFiles, plan.SeccompProfile), FieldErrors at their keys.
+// Each becomes a refused finding, of the rule that refused it where one
+// did (a bind source that is /etc through a symlink: SR005), else of
+// SR041; a key that already has a refused finding gets no second one.
+func (r *Report) Refuse(s *manifest.Service, err error) {
+	if err == nil {
+		return
+	}
+	refused := map[string]bool{}
+	for _, f := range r.Findings {
+		if f.Refused() {
+			refused[f.Path] = true
+		}
+	}
+	var walk func(error)
+	walk = func(err error) {
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+			return
+		}
+		f := Finding{Rule: ruleUnusablePath, Msg: err.Error()}
+		var fe *manifest.FieldError
+		if errors.As(err, &fe) && fe.File == s.File {
+			f.Path, f.Line, f.Msg = fe.Path, fe.Line, fe.Msg
+		} else if fe != nil {
+			// A problem inside another file (a custom seccomp
+			// profile): its own position, in the message.
+			f.Path, f.Line = "security.seccomp", s.Line("security.seccomp")
+		}
+		var re *RefusalError
+		if errors.As(err, &re) {
+			f.Rule, f.Msg = re.Rule, re.What
+			f.Accepted = re.Rule.Allow != "" && s.Allows(re.Rule.Allow)
+		}
+		if refused[f.Path] && f.Path != "" {
+			return
+		}
+		refused[f.Path] = true
+		r.Findings = append(r.Findings, f)
+	}
+	walk(err)
+	r.sort()
 }
 
 // CheckContainer judges a docker container.
@@ -109,6 +168,9 @@ func (d Deduction) String() string {
 // explanation stands for one fix. Accepted risks deduct as much as open
 // ones: an acknowledgement records a decision, it does not remove the risk.
 func (r *Report) Score() (int, []Deduction) {
+	if r.Err != nil {
+		return 0, nil // not judged is not a pass
+	}
 	var ds []Deduction
 	idx := map[*Rule]int{}
 	for _, f := range r.Findings {
@@ -167,6 +229,10 @@ func ParseSeverity(s string) (Severity, error) {
 func (g Gate) Failures(reports []*Report) []string {
 	var out []string
 	for _, r := range reports {
+		if r.Err != nil {
+			out = append(out, fmt.Sprintf("%s: not judged: %v", r.Name, r.Err))
+			continue
+		}
 		score, _ := r.Score()
 		if score < g.MinScore {
 			out = append(out, fmt.Sprintf("%s: score %d is below --min-score %d", r.Name, score, g.MinScore))

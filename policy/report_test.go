@@ -2,6 +2,8 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -175,5 +177,92 @@ func TestSARIFSchema(t *testing.T) {
 	// pointing at it, and a location on every result.
 	if !strings.Contains(b.String(), `"security-severity": "9.5"`) {
 		t.Error("no security-severity on the rules: GitHub could not rank the alerts")
+	}
+}
+
+// TestTextEscapesControlCharacters: what a container or manifest says is
+// printed with its control characters escaped, so that an env name with
+// ESC or a bind source with a newline cannot clear the screen or forge a
+// "score 100/100" line (found by a black-box probe of audit and check).
+func TestTextEscapesControlCharacters(t *testing.T) {
+	forged := "container eco-fake (000000000000, x): score 100/100"
+	c := hardened()
+	c.Name = "evil\u202e"
+	c.Env = []string{"\x1b[2J\x1b[HX_PASSWORD\n" + forged + "=v"}
+	c.Mounts = []ContainerMount{{Type: "bind", Source: "/srv/a\n" + forged + "\n", Target: "/a"}}
+	var b bytes.Buffer
+	if err := WriteText(&b, []*Report{CheckContainer(c, "0123456789ab, x\r")}, []string{"evil\x9b: score"}); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\r", "\u202e", "\x9b"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("output holds %q:\n%s", bad, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "container eco-fake") {
+			t.Errorf("a forged line: %q\n%s", l, out)
+		}
+	}
+	for _, want := range []string{
+		`container evil\u202e (0123456789ab, x\r): score`,
+		`--env: \x1b[2J\x1b[HX_PASSWORD\ncontainer eco-fake (000000000000, x): score 100/100 looks like a secret`,
+		`--volume: /srv/a\ncontainer eco-fake (000000000000, x): score 100/100\n is writable`,
+		`  evil\x9b: score`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestUnjudged: a target that could not be judged (an unreadable
+// manifest, an unreachable engine) is in the JSON and SARIF documents,
+// which stay valid, and fails the gate.
+func TestUnjudged(t *testing.T) {
+	rs := append(reports(t)[:1],
+		Unjudged(KindManifest, "bad.toml", errors.New("bad.toml:3: Key 'name' has already been defined\nbad.toml:4: more")),
+		Unjudged(KindDaemon, "unix:///none.sock", errors.New("docker engine unreachable")))
+	fails := Gate{}.Failures(rs)
+	for _, want := range []string{"bad.toml: not judged: bad.toml:3: Key 'name' has already been defined\nbad.toml:4: more", "unix:///none.sock: not judged: docker engine unreachable"} {
+		if !containsString(fails, want) {
+			t.Errorf("failures %q lack %q", fails, want)
+		}
+	}
+	var j bytes.Buffer
+	if err := WriteJSON(&j, rs, fails); err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Targets []struct {
+			Name, Error string
+			Score       *int
+		}
+	}
+	if err := json.Unmarshal(j.Bytes(), &doc); err != nil {
+		t.Fatalf("JSON: %v\n%s", err, j.String())
+	}
+	if len(doc.Targets) != 3 || doc.Targets[1].Error == "" || doc.Targets[1].Score != nil || doc.Targets[0].Score == nil {
+		t.Errorf("targets: %+v", doc.Targets)
+	}
+	var s bytes.Buffer
+	if err := WriteSARIF(&s, rs, "v0.0.0-test"); err != nil {
+		t.Fatal(err)
+	}
+	sdoc, err := jsonschema.UnmarshalJSON(bytes.NewReader(s.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sarifSchema(t).Validate(sdoc); err != nil {
+		t.Errorf("SARIF with targets not judged does not validate: %v", err)
+	}
+	for _, want := range []string{`"executionSuccessful": false`, `bad.toml: not judged`, `"fullyQualifiedName": "daemon:unix:///none.sock"`} {
+		if !strings.Contains(s.String(), want) {
+			t.Errorf("SARIF lacks %s:\n%s", want, s.String())
+		}
+	}
+	if score, _ := rs[1].Score(); score != 0 {
+		t.Errorf("a target not judged scores %d", score)
 	}
 }

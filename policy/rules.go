@@ -49,6 +49,7 @@ var rules = []*Rule{
 	ruleHostNoAppArmor, ruleHostNoCgroups, ruleHostNoUserns,
 	rulePublishAll, ruleEgressAll, ruleEgressMetadata, ruleHostNoAddress,
 	ruleLandlockOff, ruleHostNoLandlock, ruleHostLandlockPartial,
+	ruleUnusablePath, ruleHostConfigBind,
 }
 
 var (
@@ -360,6 +361,30 @@ var (
 		Fix:    "run on a newer kernel: TCP rules need Landlock ABI 4 (Linux 6.7), scoping of signals and abstract sockets ABI 6 (Linux 6.12)",
 	}
 )
+
+// ruleUnusablePath is what a start refuses in the files a manifest names
+// rather than in its text: a root directory or profile that is missing, a
+// bind source that leads somewhere sensitive through a symlink. The
+// checks are the start's own (launcher.CheckFiles, plan.SeccompProfile);
+// check reports their refusals under this rule, so that a manifest safe-run
+// would not run never passes check.
+var ruleUnusablePath = &Rule{
+	ID: "SR041", Name: "unusable-path", Severity: Critical, Always: true,
+	Title:  "a file or directory the manifest names cannot be used: safe-run refuses to start",
+	Advice: "every bad input gets one clear error naming what is wrong and how to fix it, before anything runs",
+	Fix:    "correct the path, or create what it names (the message says which)",
+}
+
+// ruleHostConfigBind is SR005's advice (never mount /etc) where the file
+// is not one that controls the host: a finding, not a refusal.
+var ruleHostConfigBind = &Rule{
+	ID: "SR042", Name: "host-config-bind", Severity: Medium,
+	Title:     "bind mount of a host configuration file under /etc",
+	Advice:    "never mount /var/run/docker.sock, /etc, /var/lib/docker or / into a container; use designated volumes",
+	CIS:       "5.6",
+	Fix:       "copy what the service needs into a directory of its own (or into the image) and bind that",
+	FixDocker: "copy what the service needs into a directory of its own (or into the image) and bind that read-only",
+}
 
 // Lookup returns the rule with the ID (SR001) or name (memory-limit) key,
 // or nil.

@@ -17,8 +17,23 @@ type sarifLog struct {
 }
 
 type sarifRun struct {
-	Tool    sarifTool     `json:"tool"`
-	Results []sarifResult `json:"results"`
+	Tool        sarifTool         `json:"tool"`
+	Invocations []sarifInvocation `json:"invocations,omitempty"`
+	Results     []sarifResult     `json:"results"`
+}
+
+// sarifInvocation says what was not judged: a target that could not be
+// read or reached is a tool execution notification, and the run did not
+// succeed.
+type sarifInvocation struct {
+	ExecutionSuccessful        bool                `json:"executionSuccessful"`
+	ToolExecutionNotifications []sarifNotification `json:"toolExecutionNotifications"`
+}
+
+type sarifNotification struct {
+	Level     string          `json:"level"`
+	Message   sarifText       `json:"message"`
+	Locations []sarifLocation `json:"locations,omitempty"`
 }
 
 type sarifTool struct {
@@ -123,6 +138,19 @@ func WriteSARIF(w io.Writer, reports []*Report, version string) error {
 		run.Tool.Driver.Rules = append(run.Tool.Driver.Rules, sarifRuleOf(r))
 	}
 	for _, rep := range reports {
+		if rep.Err != nil {
+			if run.Invocations == nil {
+				run.Invocations = []sarifInvocation{{ToolExecutionNotifications: []sarifNotification{}}}
+			}
+			n := sarifNotification{Level: "error", Message: sarifText{Text: fmt.Sprintf("%s: not judged: %v", rep.Name, rep.Err)}}
+			if rep.Kind == KindManifest {
+				n.Locations = []sarifLocation{{PhysicalLocation: &sarifPhysical{ArtifactLocation: sarifArtifact{URI: filepath.ToSlash(rep.Name)}}}}
+			} else {
+				n.Locations = []sarifLocation{{LogicalLocations: []sarifLogical{{Name: rep.Name, FullyQualifiedName: rep.Kind + ":" + rep.Name, Kind: "resource"}}}}
+			}
+			run.Invocations[0].ToolExecutionNotifications = append(run.Invocations[0].ToolExecutionNotifications, n)
+			continue
+		}
 		for _, f := range rep.Findings {
 			res := sarifResult{
 				RuleID: f.Rule.ID, RuleIndex: index[f.Rule], Level: sarifLevel[f.Rule.Severity],

@@ -32,6 +32,73 @@ var sensitiveTrees = []struct{ path, why string }{
 	{"/etc/ssh", "the host's SSH keys"},
 	{"/etc/docker", "docker's daemon configuration and TLS keys"},
 	{"/etc/kubernetes", "cluster credentials"},
+	// safe-run's own: what its start trusts (ids.json decides which
+	// host ids a service's root is), every service's volumes and
+	// events. /run/safe-run is under /run.
+	{"/var/lib/safe-run", "safe-run's own data: the services' id ranges, volumes and event journals"},
+	// The seed's advice is never to mount /etc. Refused here is what in
+	// it controls the host or holds its secrets; the rest is a finding
+	// (HostConfigPath).
+	{"/etc/passwd", "the host's users (writable, whoever edits it is root)"},
+	{"/etc/group", "the host's groups (writable, whoever edits it joins sudo or docker)"},
+	{"/etc/subuid", "the id ranges of user namespaces, safe-run's among them"},
+	{"/etc/subgid", "the id ranges of user namespaces, safe-run's among them"},
+	{"/etc/crontab", "what the host runs as root on a schedule"},
+	{"/etc/anacrontab", "what the host runs as root on a schedule"},
+	{"/etc/cron.d", "what the host runs as root on a schedule"},
+	{"/etc/cron.hourly", "what the host runs as root on a schedule"},
+	{"/etc/cron.daily", "what the host runs as root on a schedule"},
+	{"/etc/cron.weekly", "what the host runs as root on a schedule"},
+	{"/etc/cron.monthly", "what the host runs as root on a schedule"},
+	{"/etc/systemd", "the host's services, started as root"},
+	{"/etc/init.d", "the host's services, started as root"},
+	{"/etc/pam.d", "how users log in to the host"},
+	{"/etc/security", "how users log in to the host"},
+	{"/etc/ld.so.preload", "libraries every program of the host loads"},
+	{"/etc/ld.so.conf", "where every program of the host finds its libraries"},
+	{"/etc/ld.so.conf.d", "where every program of the host finds its libraries"},
+	{"/etc/profile", "what every login shell of the host runs"},
+	{"/etc/profile.d", "what every login shell of the host runs"},
+	{"/etc/environment", "the environment of every login of the host"},
+	{"/etc/sysctl.conf", "the host's kernel settings"},
+	{"/etc/sysctl.d", "the host's kernel settings"},
+	{"/etc/modprobe.d", "which kernel modules the host loads, and how"},
+	{"/etc/modules-load.d", "which kernel modules the host loads, and how"},
+	{"/etc/polkit-1", "who may administer the host"},
+	{"/etc/apt", "where the host's packages come from, and whose signatures it trusts"},
+	{"/etc/ssl/private", "the host's TLS private keys"},
+	{"/etc/letsencrypt", "the host's TLS private keys"},
+	{"/etc/containers", "podman's configuration"},
+	{"/etc/containerd", "containerd's configuration"},
+}
+
+// hostConfigFine are the files below /etc that services commonly read and
+// that tell nothing about the host nor control it: time zone and CA
+// certificates. (/etc/safe-run is not among them: it holds every
+// service's manifest and, by the README's example, their secrets.)
+var hostConfigFine = []string{
+	"/etc/localtime", "/etc/timezone", "/etc/ssl/certs", "/etc/ca-certificates",
+	"/etc/pki/ca-trust", "/etc/pki/tls/certs",
+}
+
+// HostConfigPath reports whether p is a host configuration file or
+// directory below /etc that SensitivePath does not refuse: the seed's
+// advice is never to mount /etc, so check and audit say it, without
+// refusing what a service may need (its own configuration kept there).
+func HostConfigPath(p string) bool {
+	p = filepath.Clean(p)
+	if !strings.HasPrefix(p, "/etc/") {
+		return false
+	}
+	if _, refused := SensitivePath(p); refused {
+		return false
+	}
+	for _, f := range hostConfigFine {
+		if p == f || strings.HasPrefix(p, f+"/") {
+			return false
+		}
+	}
+	return true
 }
 
 // sensitiveDirs may not be bound themselves; paths below them may.
@@ -79,6 +146,11 @@ func SensitivePath(p string) (why string, sensitive bool) {
 		user, sub, _ := strings.Cut(rest, "/")
 		if sub == "" {
 			return "a user's home directory, with their SSH keys and credentials", true
+		}
+		// Rootless safe-run's data ($XDG_DATA_HOME/safe-run), as
+		// /var/lib/safe-run is root's.
+		if d := ".local/share/safe-run"; sub == d || strings.HasPrefix(sub, d+"/") {
+			return user + "'s safe-run data: the services' volumes and event journals", true
 		}
 		for _, h := range homeSecrets {
 			if sub == h || strings.HasPrefix(sub, h+"/") {

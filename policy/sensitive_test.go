@@ -25,6 +25,30 @@ func TestSensitivePath(t *testing.T) {
 		{"/etc/docker/daemon.json", "docker's daemon configuration and TLS keys"},
 		{"/etc/kubernetes/admin.conf", "cluster credentials"},
 		{"/srv/../etc", "the host's configuration"},
+		// What in /etc controls the host or holds its secrets (found by
+		// a black-box probe: /etc/passwd and /etc/cron.d passed).
+		{"/etc/passwd", "the host's users (writable, whoever edits it is root)"},
+		{"/etc/group", "the host's groups (writable, whoever edits it joins sudo or docker)"},
+		{"/etc/cron.d", "what the host runs as root on a schedule"},
+		{"/etc/cron.d/backup", "what the host runs as root on a schedule"},
+		{"/etc/crontab", "what the host runs as root on a schedule"},
+		{"/etc/systemd/system", "the host's services, started as root"},
+		{"/etc/ld.so.preload", "libraries every program of the host loads"},
+		{"/etc/subuid", "the id ranges of user namespaces, safe-run's among them"},
+		{"/etc/ssl/private/web.key", "the host's TLS private keys"},
+		{"/etc/ssl", "it contains /etc/ssl/private (the host's TLS private keys)"},
+		{"/etc/ssl/certs", ""},
+		{"/etc/localtime", ""},
+		{"/etc/safe-run/secrets/db", ""},
+		// safe-run's own data, as its state under /run is (found by a
+		// black-box probe: a container read ids.json and the events).
+		{"/var/lib/safe-run", "safe-run's own data: the services' id ranges, volumes and event journals"},
+		{"/var/lib/safe-run/ids.json", "safe-run's own data: the services' id ranges, volumes and event journals"},
+		{"/var/lib/safe-run/volumes/data", "safe-run's own data: the services' id ranges, volumes and event journals"},
+		{"/var/lib/safe-runner", ""},
+		{"/run/safe-run", state},
+		{"/home/alice/.local/share/safe-run", "alice's safe-run data: the services' volumes and event journals"},
+		{"/home/alice/.local/share/safe-run/volumes/x", "alice's safe-run data: the services' volumes and event journals"},
 		// Kernel interfaces: the whole tree.
 		{"/proc", "the host's processes and kernel knobs"},
 		{"/proc/1", "the host's processes and kernel knobs"},
@@ -82,6 +106,22 @@ func TestSensitivePath(t *testing.T) {
 		why, bad := SensitivePath(tc.path)
 		if bad != (tc.why != "") || why != tc.why {
 			t.Errorf("SensitivePath(%q) = %q, %v; want %q", tc.path, why, bad, tc.why)
+		}
+	}
+}
+
+// TestHostConfigPath: the rest of /etc is a finding (SR042), not a
+// refusal; what services commonly read there (time zone, CA
+// certificates, safe-run's own directory) is neither.
+func TestHostConfigPath(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/etc/hosts": true, "/etc/nginx/nginx.conf": true, "/etc/app": true, "/etc/os-release": true,
+		"/etc": false, "/etc/passwd": false, "/etc/shadow": false, // refused: SensitivePath
+		"/etc/localtime": false, "/etc/timezone": false, "/etc/ssl/certs/ca-certificates.crt": false,
+		"/etc/safe-run/secrets": true, "/srv/etc/hosts": false, "/etcetera": false,
+	} {
+		if got := HostConfigPath(p); got != want {
+			t.Errorf("HostConfigPath(%q) = %v, want %v", p, got, want)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/audit"
+	"github.com/safe-run/safe-run/policy"
 )
 
 func auditCommand(g *globals) *cobra.Command {
@@ -27,18 +28,27 @@ rootless mode and user-namespace remapping.
 
 Output formats and exit status as "safe-run check": 1 when a target scores below
 --min-score or has a finding at --fail-on or worse, 125 when the engine cannot be
-reached. Run it as root on the engine's host to see the daemon's listeners.`,
+reached (with --format json or sarif, the output then is one document naming
+the engine as not judged). Run it as root on the engine's host to see the daemon's listeners.`,
 		Example: `  safe-run audit
   DOCKER_HOST=unix:///run/user/1000/docker.sock safe-run audit --fail-on critical
   safe-run audit --format json | jq '.targets[] | {name, score}'`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			res, err := audit.Audit(cmd.Context(), audit.Options{Host: os.Getenv("DOCKER_HOST"), All: all})
+			host := os.Getenv("DOCKER_HOST")
+			res, err := audit.Audit(cmd.Context(), audit.Options{Host: host, All: all})
 			if err != nil {
+				if rf.format != "text" {
+					// Still one document for the script that reads it.
+					if host == "" {
+						host = audit.DefaultHost
+					}
+					_ = writeReports(g, &rf, []*policy.Report{policy.Unjudged(policy.KindDaemon, host, err)})
+				}
 				return err
 			}
 			for _, n := range res.Notes {
-				fmt.Fprintln(g.stderr, "safe-run audit:", n)
+				fmt.Fprintln(g.stderr, "safe-run audit:", policy.Printable(n))
 			}
 			return writeReports(g, &rf, res.Reports)
 		},

@@ -7,6 +7,7 @@ import (
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/internal/cli"
+	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/policy"
@@ -27,7 +28,9 @@ one line per deduction.
 
 Exit status: 0 when every manifest passes; 1 when one scores below --min-score,
 has an open finding at --fail-on or worse, or has a finding safe-run would refuse
-to run; 125 when a manifest cannot be read.
+to run; 125 when a manifest cannot be read (its error on standard error; with
+--format json or sarif, the output still is one document, which names it as
+not judged).
 
 --host adds what this host cannot enforce (no AppArmor in the kernel, no cgroup
 controllers for safe-run, no user namespace ranges).`,
@@ -44,6 +47,7 @@ controllers for safe-run, no user namespace ranges).`,
 					// The others are still judged: one broken file
 					// in a directory must not hide every report.
 					unreadable = append(unreadable, err)
+					reports = append(reports, policy.Unjudged(policy.KindManifest, path, err))
 					continue
 				}
 				var h *policy.Host
@@ -51,10 +55,13 @@ controllers for safe-run, no user namespace ranges).`,
 					probed := plan.PolicyHost(host.Probe(), cli.DefaultDirs(), svc)
 					h = &probed
 				}
-				reports = append(reports, policy.Check(svc, h))
-			}
-			if len(reports) == 0 {
-				return errors.Join(unreadable...)
+				r := policy.Check(svc, h)
+				// What a start refuses in the files the manifest
+				// names, by the start's own checks: a manifest
+				// safe-run would not run never passes.
+				_, scErr := plan.SeccompProfile(svc, host.Probe())
+				r.Refuse(svc, manifest.Merge(launcher.CheckFiles(cmd.Context(), svc), scErr))
+				reports = append(reports, r)
 			}
 			if err := writeReports(g, &rf, reports); err != nil && len(unreadable) == 0 {
 				return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -50,6 +51,16 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	if err != nil {
 		return err
 	}
+	// What was not judged is reported on standard error, by whoever
+	// could not judge it; JSON and SARIF carry it too, to stay one
+	// document that names every target.
+	judged := slices.DeleteFunc(slices.Clone(reports), func(r *policy.Report) bool { return r.Err != nil })
+	if f.format == "text" {
+		if len(judged) == 0 {
+			return nil
+		}
+		reports = judged
+	}
 	failures := gate.Failures(reports)
 	switch f.format {
 	case "text":
@@ -66,8 +77,8 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	}
 	if len(failures) > 0 {
 		if f.format != "text" {
-			for _, l := range failures {
-				fmt.Fprintln(g.stderr, "FAIL:", l)
+			for _, l := range gate.Failures(judged) {
+				fmt.Fprintln(g.stderr, "FAIL:", policy.Printable(l))
 			}
 		}
 		return exitStatus(exitFindings)
