@@ -255,6 +255,11 @@ func (r *Recording) Profile() (*specs.LinuxSeccomp, error) {
 	for _, n := range runtimeCalls {
 		used[n] = true
 	}
+	// safe-run-init's calls, such as kill for a stop, which a recording
+	// that ended by itself never saw (initcalls.go).
+	for _, n := range InitCalls(r.arch.goarch) {
+		used[n] = true
+	}
 	delete(used, "clone3")
 
 	b := r.base

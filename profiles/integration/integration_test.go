@@ -575,3 +575,79 @@ func BenchmarkSyscallLoop(b *testing.B) {
 			p, ns, 100*(ns/none-1), none, 100*(ns/floor-1), floor)
 	}
 }
+
+// TestInitKeepsItsCalls: safe-run-init runs under the service's filter.
+// A custom profile of read, write and execve only left the init spinning
+// at its exit (exit_group and exit refused); a profile recorded from a
+// run that ended by itself lacked kill, so each stop waited for
+// stop_timeout and ended in SIGKILL (FS probe #2). Every custom profile
+// now gets the init's calls.
+func TestInitKeepsItsCalls(t *testing.T) {
+	setup(t)
+	t.Run("min", func(t *testing.T) {
+		// The service itself fails to start under so little (the
+		// loader's mprotect is refused): the init must report that and
+		// exit.
+		m := service(t, "scinitmin", "min.json", []string{"/bin/true"}, "")
+		min := `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write","execve"],"action":"SCMP_ACT_ALLOW"}]}`
+		if err := os.WriteFile(filepath.Join(filepath.Dir(m), "min.json"), []byte(min), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r := safeRun(t, nil, m)
+		if r.code == 0 || r.code > 127 || time.Since(start) > 20*time.Second || denied("exit(_group)?", "init").MatchString(r.stderr) {
+			t.Errorf("exit %d after %v, want the service's failure at once and no denial of the init's exit\n%s", r.code, time.Since(start), r.stderr)
+		}
+	})
+	t.Run("recorded-stop", func(t *testing.T) {
+		m := service(t, "scinitrec", "default", []string{"/bin/sleep", "1"}, "")
+		dir := filepath.Dir(m)
+		rec := safeRun(t, nil, "profile", "record", m, "-o", filepath.Join(dir, "rec.json"))
+		if rec.code != 0 {
+			t.Fatalf("record: exit %d\n%s", rec.code, rec.stderr)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "rec.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), `"kill"`) || !strings.Contains(string(data), `"wait4"`) {
+			t.Errorf("the recorded profile lacks the init's kill or wait4:\n%s", data)
+		}
+		// A profile recorded before: without kill. It is given back at
+		// load.
+		old := regexp.MustCompile(`\s*"kill",`).ReplaceAll(data, nil)
+		if err := os.WriteFile(filepath.Join(dir, "old.json"), old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m = service(t, "scinitrec", "old.json", []string{"/bin/sleep", "60"}, "")
+		if err := os.WriteFile(m, bytes.Replace(must(os.ReadFile(m)), []byte("[security]"), []byte("stop_timeout = \"10s\"\n\n[security]"), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan result, 1)
+		go func() { done <- safeRun(t, nil, m) }()
+		name := "scinitrec-" + env.suffix
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(safeRun(t, nil, "ps").stdout, name) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not show in ps", name)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // past the start, into the sleep
+		start := time.Now()
+		if s := safeRun(t, nil, "stop", name); s.code != 0 {
+			t.Errorf("stop: exit %d\n%s", s.code, s.stderr)
+		}
+		r := <-done
+		if took := time.Since(start); took > 5*time.Second || r.code != 143 || denied("kill", "init").MatchString(r.stderr) {
+			t.Errorf("stop took %v, exit %d; want well under stop_timeout (10s), 143 (SIGTERM), no denial of kill\n%s", took, r.code, r.stderr)
+		}
+	})
+}
+
+func must(data []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
