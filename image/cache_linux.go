@@ -289,6 +289,29 @@ func (c *cache) tempFile() (*os.File, error) {
 	return os.NewFile(uintptr(fd), c.path("tmp", "(unnamed)")), nil
 }
 
+// space is what statfs says of the cache's file system.
+type space struct {
+	free, size int64 // bytes available to an unprivileged writer; in all
+}
+
+// margin is what a temporary copy leaves free: a tenth of the file
+// system, at most 1 GiB. The image unpacked from the copy needs about as
+// much again, and the host's other writers some too.
+func (s space) margin() int64 { return min(s.size/10, 1<<30) }
+
+// budget is what a temporary copy may take: the free space less the
+// margin. Copying a gzip bomb stops there, well before the disk fills.
+func (s space) budget() int64 { return max(s.free-s.margin(), 0) }
+
+// room is the free space of the file system under tmp/.
+func (c *cache) room() (space, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(c.path("tmp"), &st); err != nil {
+		return space{}, fmt.Errorf("the image cache's file system: %w", err)
+	}
+	return space{free: int64(st.Bavail) * st.Bsize, size: int64(st.Blocks) * st.Bsize}, nil
+}
+
 // writeRef records a ref atomically: written whole, synced, renamed in.
 func (c *cache) writeRef(ref string, r refRecord) error {
 	dir, done, err := c.workDir("ref")
