@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -756,4 +757,71 @@ func TestPruneWhileResolving(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertCacheClean(t, cacheDir)
+}
+
+// TestLayoutBlobChecks: a layout's blob is checked before it is read: a
+// symbolic link (to /etc/shadow in the FS probe #10, opened as root and
+// parsed as a tar), a FIFO, and a blob one byte longer or shorter than
+// its descriptor says (it gave "unexpected EOF", or was read on) are
+// refused by name.
+func TestLayoutBlobChecks(t *testing.T) {
+	img := testImage(t, nil, layerTar(t, file("etc/marker", "v1", 0o644)))
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ls[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := ls[0].Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(blob string) error
+		want string // after the blob's path
+	}{
+		{"symlink", func(blob string) error {
+			data, err := os.ReadFile(blob)
+			if err != nil {
+				return err
+			}
+			other := filepath.Join(filepath.Dir(blob), "elsewhere")
+			if err := os.WriteFile(other, data, 0o644); err != nil {
+				return err
+			}
+			os.Remove(blob)
+			return os.Symlink(other, blob)
+		}, ": the blob is a symbolic link, which a layout's blob may not be (copy the layout with skopeo copy or umoci, which write blobs as files)"},
+		{"fifo", func(blob string) error {
+			os.Remove(blob)
+			return syscall.Mkfifo(blob, 0o644)
+		}, ": the blob is not a regular file (p---------) (copy the layout with skopeo copy or umoci, which write blobs as files)"},
+		{"one byte more", func(blob string) error {
+			f, err := os.OpenFile(blob, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte{0})
+			return err
+		}, fmt.Sprintf(": size mismatch: the blob is %d bytes, its descriptor says %d: the layout is damaged or was changed (copy it again from its source)", size+1, size)},
+		{"one byte less", func(blob string) error { return os.Truncate(blob, size-1) },
+			fmt.Sprintf(": size mismatch: the blob is %d bytes, its descriptor says %d: the layout is damaged or was changed (copy it again from its source)", size-1, size)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLayout(t, filepath.Join(dir, "oci"), img, "v1")
+			blob := filepath.Join(dir, "oci", "blobs", "sha256", d.Hex)
+			if err := tc.edit(blob); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Resolve(t.Context(), service(t, dir, `oci = "oci:v1"`), Options{Dir: t.TempDir()})
+			if err == nil || !strings.HasSuffix(err.Error(), blob+tc.want) {
+				t.Errorf("got %v\nwant ...%s%s", err, blob, tc.want)
+			}
+		})
+	}
 }
