@@ -651,3 +651,34 @@ func must(data []byte, err error) []byte {
 	}
 	return data
 }
+
+// TestLandlockExecOnBind: a program on a read-only bind cannot be run
+// (Landlock grants execute on the image's own files only), and the 126
+// says that it is Landlock and what to do, not just "Permission denied"
+// (FS probe #7). Here rather than in the launcher's tests because the
+// message is safe-run-init's, which these tests build and run.
+func TestLandlockExecOnBind(t *testing.T) {
+	setup(t)
+	bin := filepath.Join(env.dir, "services", "bindbin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(env.rootfs, "bin", "sysprobe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "tool"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := service(t, "scllbind", "default", []string{"/probe/tool", "getpid"}, fmt.Sprintf("\n[[mounts]]\ntype = \"bind\"\nsource = %q\ntarget = \"/probe\"\n", bin))
+	r := safeRun(t, nil, m)
+	const want = `safe-run-init: cannot run /probe/tool: Landlock denied execute: only the image's own files may be run, not those of a bind, volume or secret, nor of a tmpfs without exec (copy the program into the image, or mount a tmpfs with options = ["exec"] and put it there)`
+	if r.code != 126 || !strings.Contains(r.stderr, want) {
+		t.Errorf("exit %d, want 126 and\n%s\n%s", r.code, want, r.stderr)
+	}
+	// A program of the image's own is run as before.
+	m = service(t, "scllbind", "default", []string{"/bin/sysprobe", "getpid"}, fmt.Sprintf("\n[[mounts]]\ntype = \"bind\"\nsource = %q\ntarget = \"/probe\"\n", bin))
+	if r := safeRun(t, nil, m); r.code != 0 || r.stdout != "getpid: ok\n" {
+		t.Errorf("the image's own program: exit %d, stdout %q\n%s", r.code, r.stdout, r.stderr)
+	}
+}
