@@ -510,6 +510,9 @@ func (c *cache) remove(entry string) error {
 	}
 	defer unix.Close(fd)
 	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if who := lockHolders(fd); len(who) > 0 {
+			return fmt.Errorf("%w: %s is used by a running service: %s (stop it first)", ErrInUse, entry[:12], strings.Join(who, "; "))
+		}
 		return fmt.Errorf("%w: %s is used by a running service (stop it first)", ErrInUse, entry[:12])
 	}
 	gone := c.path("tmp", "rm."+entry)
@@ -528,6 +531,46 @@ func (c *cache) remove(entry string) error {
 		}
 	}
 	return errors.Join(append(errs, os.RemoveAll(gone))...)
+}
+
+// lockHolders names the processes that hold a lock on the file fd is
+// open on, as /proc/locks lists them ("safe-run /srv/web/web.toml, pid
+// 1234"): the services a removal would pull the image from under. Those
+// outside this process's PID namespace are not listed, nor named.
+func lockHolders(fd int) []string {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return nil
+	}
+	// The device as /proc/locks writes it (fs/locks.c lock_get_status):
+	// major and minor in hex, the inode in decimal.
+	id := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	var out []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] == "->" || f[5] != id || seen[f[4]] {
+			continue
+		}
+		seen[f[4]] = true
+		cmdline, err := os.ReadFile("/proc/" + f[4] + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		args[0] = filepath.Base(args[0])
+		what := strings.Join(args, " ")
+		if len(what) > 200 {
+			what = what[:200] + "..."
+		}
+		out = append(out, fmt.Sprintf("%s, pid %s", what, f[4]))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Prune removes every cached image no running service uses, and what

@@ -516,8 +516,18 @@ func TestCacheRemovePrune(t *testing.T) {
 		t.Fatalf("list %+v, %v", all, err)
 	}
 	idOne := configID(t, one)
-	if _, err := Remove(cacheDir, idOne[:12]); !errors.Is(err, ErrInUse) || err.Error() != "image in use: "+idOne[:12]+" is used by a running service (stop it first)" {
-		t.Errorf("removing an image in use: %v", err)
+	// The holder is named, as /proc/locks and its command line say:
+	// here the test itself.
+	cmdline, _ := os.ReadFile("/proc/self/cmdline")
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	args[0] = filepath.Base(args[0])
+	what := strings.Join(args, " ")
+	if len(what) > 200 {
+		what = what[:200] + "..."
+	}
+	holder := fmt.Sprintf("%s, pid %d", what, os.Getpid())
+	if _, err := Remove(cacheDir, idOne[:12]); !errors.Is(err, ErrInUse) || err.Error() != "image in use: "+idOne[:12]+" is used by a running service: "+holder+" (stop it first)" {
+		t.Errorf("removing an image in use: %v\nwant the holder: %s", err, holder)
 	}
 	if _, err := Remove(cacheDir, "ffffffffffff"); !errors.Is(err, ErrNotCached) || err.Error() != "no such cached image: ffffffffffff (see safe-run image ls)" {
 		t.Errorf("removing what is not cached: %v", err)
