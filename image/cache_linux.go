@@ -240,6 +240,27 @@ func (c *cache) cleanTmp() (freed int64) {
 	return freed
 }
 
+// Leftovers counts what interrupted pulls left in the cache dir's tmp/
+// (work directories no safe-run holds), and their bytes on disk: image
+// ls shows them, and any start or image prune removes them.
+func Leftovers(dir string) (n int, bytes int64) {
+	c := &cache{dir: dir}
+	names, _ := readDirNames(c.path("tmp"))
+	for _, name := range names {
+		p := c.path("tmp", name)
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) == nil {
+			n++
+			bytes += diskUsage(p)
+		}
+		unix.Close(fd)
+	}
+	return n, bytes
+}
+
 func readDirNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {

@@ -92,6 +92,9 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 	}
 	ref := refName(key, keepSetuid)
 	if img, r, e, err := c.lookup(ref); err == nil {
+		// What a killed pull left goes at any start, not only at the
+		// next pull (a readdir of an empty tmp/ when there is none).
+		c.cleanTmp()
 		img.Notes = reportNotes(r, e, keyNotes, "cached")
 		return img, nil
 	}

@@ -459,6 +459,15 @@ func TestResolveKilled(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "service.toml"), []byte(svc), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Another image, cached before the pull is killed.
+	other := t.TempDir()
+	writeLayout(t, filepath.Join(other, "oci"), configuredImage(t, "other"), "v1")
+	otherSvc := service(t, other, `oci = "oci:v1"`)
+	o, err := Resolve(t.Context(), otherSvc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Release()
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SAFE_RUN_TEST_RESOLVE="+filepath.Join(dir, "service.toml")+":"+cacheDir)
 	if err := cmd.Start(); err != nil {
@@ -482,11 +491,28 @@ func TestResolveKilled(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	<-exited
-	if n := entryCount(t, cacheDir); n != 0 {
-		t.Fatalf("%d entries after a killed pull", n)
+	if n := entryCount(t, cacheDir); n != 1 {
+		t.Fatalf("%d entries after a killed pull, want the other image's only", n)
 	}
 	if left, _ := readDirNames(filepath.Join(cacheDir, "tmp")); len(left) == 0 {
 		t.Fatal("the killed pull left nothing to clean up: the test did not kill it mid-pull")
+	}
+	// image ls counts what it left (FS probe #13: not shown at all)...
+	if n, size := Leftovers(cacheDir); n != 1 || size == 0 {
+		t.Errorf("Leftovers: %d, %d bytes; want the killed pull's work directory", n, size)
+	}
+	// ...and any later start removes it, one of an image already cached
+	// too, not only a pull.
+	o, err = Resolve(t.Context(), otherSvc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Release()
+	if !strings.HasSuffix(o.Notes[0], "(cached)") {
+		t.Errorf("the second start of the other image: %q, want it cached", o.Notes)
+	}
+	if n, _ := Leftovers(cacheDir); n != 0 {
+		t.Errorf("a start of a cached image left %d work directories of the killed pull", n)
 	}
 	stall.Store(false)
 	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir, Registry: pulls(nil)})
