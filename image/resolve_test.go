@@ -861,3 +861,28 @@ func TestLayoutBlobChecks(t *testing.T) {
 		})
 	}
 }
+
+// TestImageStopSignalWarning: an image config's StopSignal that is no
+// signal was ignored without a word (FS probe #13); a real one is not
+// safe-run's to follow, and is not remarked on.
+func TestImageStopSignalWarning(t *testing.T) {
+	for _, tc := range []struct{ sig, want string }{
+		{"SIGFOO", `WARNING: the image's config sets StopSignal "SIGFOO", which is not a signal: ignored (safe-run stops the service with [process] stop_signal, SIGTERM unless set; fix the image's STOPSIGNAL)`},
+		{"SIGQUIT", ""},
+	} {
+		t.Run(tc.sig, func(t *testing.T) {
+			img := testImage(t, func(c *v1.ConfigFile) { c.Config.StopSignal = tc.sig }, layerTar(t, file("etc/marker", "v1", 0o644)))
+			dir := t.TempDir()
+			writeLayout(t, filepath.Join(dir, "oci"), img, "v1")
+			got, err := Resolve(t.Context(), service(t, dir, `oci = "oci:v1"`), Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Release()
+			warned := slices.ContainsFunc(got.Notes, func(n string) bool { return strings.Contains(n, "sets StopSignal") })
+			if tc.want == "" && warned || tc.want != "" && !slices.Contains(got.Notes, tc.want) {
+				t.Errorf("notes %q, want %q", got.Notes, tc.want)
+			}
+		})
+	}
+}

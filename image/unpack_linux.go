@@ -18,9 +18,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
@@ -318,26 +316,6 @@ func (u *unpacker) apply(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("%s: %s: %w", u.layer, shortName(hdr.Name), err)
 		}
 	}
-}
-
-// shortName quotes an entry's name for an error: whole up to 160 bytes,
-// else its start and end around the count of what is left out. A layer
-// may name an entry with 5000 bytes or more, which said in full buries
-// the error it is part of.
-func shortName(name string) string {
-	const most, head, tail = 160, 100, 40
-	if len(name) <= most {
-		return strconv.Quote(name)
-	}
-	// Cut on rune boundaries, so that the quoting shows no broken UTF-8.
-	h, t := head, len(name)-tail
-	for h > 0 && !utf8.RuneStart(name[h]) {
-		h--
-	}
-	for t < len(name) && !utf8.RuneStart(name[t]) {
-		t++
-	}
-	return fmt.Sprintf("%s...(%d bytes)...%s", strconv.Quote(name[:h]), t-h, strconv.Quote(name[t:]))
 }
 
 // entryPath turns a tar name into a path relative to the root; "" is the
