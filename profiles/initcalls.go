@@ -1,6 +1,8 @@
 package profiles
 
 import (
+	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -102,4 +104,38 @@ func allowedOutright(s *specs.LinuxSeccomp, n string) bool {
 		named = true
 	}
 	return named || allows(s.DefaultAction)
+}
+
+// InitCallsNote is the start report's line about a custom profile that
+// did not allow what safe-run-init needs, and now does (withInitCalls):
+// "" for a built-in profile, for unconfined, and for a custom profile
+// that allowed it all. Seccomp's own errors are its business: here they
+// give "".
+func InitCallsNote(opts Options) string {
+	switch opts.Profile {
+	case "", "default", "strict", "unconfined":
+		return ""
+	}
+	t, err := lookupTarget(opts.Arch)
+	if err != nil {
+		return ""
+	}
+	path := opts.Profile
+	if !filepath.IsAbs(path) {
+		path = filepath.Join(opts.Dir, path)
+	}
+	s, err := loadCustom(path, t, opts.Capabilities, opts.Kernel)
+	if err != nil {
+		return ""
+	}
+	var added []string
+	for _, n := range InitCalls(t.goarch) {
+		if n != "clone" && !allowedOutright(s, n) {
+			added = append(added, n)
+		}
+	}
+	if len(added) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("seccomp: %s did not allow %s, which safe-run-init needs (it runs under the service's filter): allowed", opts.Profile, wordList(added))
 }

@@ -58,6 +58,16 @@ func TestInitCallsKept(t *testing.T) {
 		}
 	}
 
+	if got, want := InitCallsNote(Options{Profile: "min.json", Dir: dir, Arch: "amd64"}),
+		"seccomp: min.json did not allow close, exit, exit_group, fcntl, fork, getpid, gettid, kill, rt_sigprocmask, rt_sigreturn, rt_sigtimedwait, setpgid, wait4 or writev, which safe-run-init needs (it runs under the service's filter): allowed"; got != want {
+		t.Errorf("note\n%s\nwant\n%s", got, want)
+	}
+	for _, p := range []string{"default", "strict", "unconfined"} {
+		if got := InitCallsNote(Options{Profile: p, Arch: "amd64"}); got != "" {
+			t.Errorf("%s: note %q, want none", p, got)
+		}
+	}
+
 	// A recording that ended by itself never saw a stop: its profile
 	// still has kill, and every other call of the init.
 	for _, base := range []string{"default", "strict"} {
