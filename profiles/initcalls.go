@@ -17,31 +17,36 @@ import (
 // (read), report why the service did not start (writev: musl's stdio), or
 // exit (exit_group, and exit, which musl's _Exit tries forever after a
 // refused exit_group: a profile without both left the init spinning in
-// the kernel). A custom profile that leaves one out does not confine the
-// service more; it breaks the service's stop or end, so every custom and
-// every recorded profile allows them (InitCalls).
+// the kernel). Where libcontainer loads the filter (rootless, where it
+// notifies), the init applies the Landlock ruleset under it too: it opens
+// each rule's path (open, openat, fstat, newfstatat) and makes the three
+// Landlock calls, which can only narrow what the service may do. A
+// custom profile that leaves one out does not confine the service more;
+// it breaks the service's start, stop or end, so every custom and every
+// recorded profile allows them (InitCalls).
 //
 // Not here: ptrace (the init detaches a service that asked to be traced,
 // which a profile refusing ptrace never lets it ask), ioctl (the init
 // hands a terminal over when there is one; refused, isatty says no and
 // nothing is lost but job control), clone (fork on arm64: initClone).
 var initCalls = []string{
-	"close", "execve", "exit", "exit_group", "fcntl", "getpid", "gettid", "kill",
-	"read", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait", "setpgid",
-	"wait4", "write", "writev",
+	"close", "execve", "exit", "exit_group", "fcntl", "fstat", "getpid", "gettid", "kill",
+	"landlock_add_rule", "landlock_create_ruleset", "landlock_restrict_self",
+	"newfstatat", "openat", "read", "rt_sigprocmask", "rt_sigreturn", "rt_sigtimedwait",
+	"setpgid", "wait4", "write", "writev",
 }
 
 // InitCalls returns the system calls every custom or recorded profile is
 // given for safe-run-init, sorted: they are allowed whatever the profile
-// says. goarch is the process's GOARCH: fork is one of them where the
-// architecture has it (musl forks with it), clone without namespace flags
-// where it has not.
+// says. goarch is the process's GOARCH: fork and open are among them
+// where the architecture has them (musl uses them), clone without
+// namespace flags where it has no fork.
 func InitCalls(goarch string) []string {
 	out := slices.Clone(initCalls)
 	if goarch == "arm64" {
 		out = append(out, "clone")
 	} else {
-		out = append(out, "fork")
+		out = append(out, "fork", "open") // musl's open is open(2) where there is one
 	}
 	slices.Sort(out)
 	return out

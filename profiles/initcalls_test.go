@@ -59,7 +59,7 @@ func TestInitCallsKept(t *testing.T) {
 	}
 
 	if got, want := InitCallsNote(Options{Profile: "min.json", Dir: dir, Arch: "amd64"}),
-		"seccomp: min.json did not allow close, exit, exit_group, fcntl, fork, getpid, gettid, kill, rt_sigprocmask, rt_sigreturn, rt_sigtimedwait, setpgid, wait4 or writev, which safe-run-init needs (it runs under the service's filter): allowed"; got != want {
+		"seccomp: min.json did not allow close, exit, exit_group, fcntl, fork, fstat, getpid, gettid, kill, landlock_add_rule, landlock_create_ruleset, landlock_restrict_self, newfstatat, open, openat, rt_sigprocmask, rt_sigreturn, rt_sigtimedwait, setpgid, wait4 or writev, which safe-run-init needs (it runs under the service's filter): allowed"; got != want {
 		t.Errorf("note\n%s\nwant\n%s", got, want)
 	}
 	for _, p := range []string{"default", "strict", "unconfined"} {
