@@ -184,8 +184,9 @@ static void note_exec_path(const char *path, uint64_t rights)
 	if (!(rights & LL_EXECUTE) || n_exec_paths >= LL_MAX_EXEC_PATHS)
 		return;
 	exec_paths[n_exec_paths] = strdup(path);
-	if (exec_paths[n_exec_paths])
-		n_exec_paths++;
+	/* Out of memory (or brk and mmap refused by a filter libcontainer
+	 * loaded first): the list is incomplete, and says nothing. */
+	n_exec_paths = exec_paths[n_exec_paths] ? n_exec_paths + 1 : LL_MAX_EXEC_PATHS;
 }
 
 /* landlock_denies_exec says whether the ruleset grants no execute on
