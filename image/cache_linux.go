@@ -240,6 +240,27 @@ func (c *cache) cleanTmp() (freed int64) {
 	return freed
 }
 
+// Leftovers counts what interrupted pulls left in the cache dir's tmp/
+// (work directories no safe-run holds), and their bytes on disk: image
+// ls shows them, and any start or image prune removes them.
+func Leftovers(dir string) (n int, bytes int64) {
+	c := &cache{dir: dir}
+	names, _ := readDirNames(c.path("tmp"))
+	for _, name := range names {
+		p := c.path("tmp", name)
+		fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB) == nil {
+			n++
+			bytes += diskUsage(p)
+		}
+		unix.Close(fd)
+	}
+	return n, bytes
+}
+
 func readDirNames(dir string) ([]string, error) {
 	f, err := os.Open(dir)
 	if err != nil {
@@ -287,6 +308,29 @@ func (c *cache) tempFile() (*os.File, error) {
 		return nil, fmt.Errorf("creating a temporary file in the image cache: %w", err)
 	}
 	return os.NewFile(uintptr(fd), c.path("tmp", "(unnamed)")), nil
+}
+
+// space is what statfs says of the cache's file system.
+type space struct {
+	free, size int64 // bytes available to an unprivileged writer; in all
+}
+
+// margin is what a temporary copy leaves free: a tenth of the file
+// system, at most 1 GiB. The image unpacked from the copy needs about as
+// much again, and the host's other writers some too.
+func (s space) margin() int64 { return min(s.size/10, 1<<30) }
+
+// budget is what a temporary copy may take: the free space less the
+// margin. Copying a gzip bomb stops there, well before the disk fills.
+func (s space) budget() int64 { return max(s.free-s.margin(), 0) }
+
+// room is the free space of the file system under tmp/.
+func (c *cache) room() (space, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(c.path("tmp"), &st); err != nil {
+		return space{}, fmt.Errorf("the image cache's file system: %w", err)
+	}
+	return space{free: int64(st.Bavail) * st.Bsize, size: int64(st.Blocks) * st.Bsize}, nil
 }
 
 // writeRef records a ref atomically: written whole, synced, renamed in.
@@ -487,6 +531,9 @@ func (c *cache) remove(entry string) error {
 	}
 	defer unix.Close(fd)
 	if unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) != nil {
+		if who := lockHolders(fd); len(who) > 0 {
+			return fmt.Errorf("%w: %s is used by a running service: %s (stop it first)", ErrInUse, entry[:12], strings.Join(who, "; "))
+		}
 		return fmt.Errorf("%w: %s is used by a running service (stop it first)", ErrInUse, entry[:12])
 	}
 	gone := c.path("tmp", "rm."+entry)
@@ -505,6 +552,46 @@ func (c *cache) remove(entry string) error {
 		}
 	}
 	return errors.Join(append(errs, os.RemoveAll(gone))...)
+}
+
+// lockHolders names the processes that hold a lock on the file fd is
+// open on, as /proc/locks lists them ("safe-run /srv/web/web.toml, pid
+// 1234"): the services a removal would pull the image from under. Those
+// outside this process's PID namespace are not listed, nor named.
+func lockHolders(fd int) []string {
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil {
+		return nil
+	}
+	data, err := os.ReadFile("/proc/locks")
+	if err != nil {
+		return nil
+	}
+	// The device as /proc/locks writes it (fs/locks.c lock_get_status):
+	// major and minor in hex, the inode in decimal.
+	id := fmt.Sprintf("%02x:%02x:%d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	var out []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[1] == "->" || f[5] != id || seen[f[4]] {
+			continue
+		}
+		seen[f[4]] = true
+		cmdline, err := os.ReadFile("/proc/" + f[4] + "/cmdline")
+		if err != nil || len(cmdline) == 0 {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+		args[0] = filepath.Base(args[0])
+		what := strings.Join(args, " ")
+		if len(what) > 200 {
+			what = what[:200] + "..."
+		}
+		out = append(out, fmt.Sprintf("%s, pid %s", what, f[4]))
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Prune removes every cached image no running service uses, and what

@@ -28,6 +28,9 @@ func (i *Image) Release() {}
 // List is Linux only.
 func List(string) ([]Cached, error) { return nil, errors.ErrUnsupported }
 
+// Leftovers is for Linux only.
+func Leftovers(string) (int, int64) { return 0, 0 }
+
 // Remove is Linux only.
 func Remove(string, string) (Cached, error) { return Cached{}, errors.ErrUnsupported }
 

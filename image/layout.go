@@ -24,11 +24,37 @@ func (l layoutStore) manifest(ctx context.Context, d v1.Descriptor) ([]byte, err
 	return readVerified(rc, d.Digest, maxManifestSize)
 }
 
+// blob opens the blob d names, and checks before a byte is read that it
+// is a regular file, not a symbolic link (O_NOFOLLOW: a blob linked to
+// /etc/shadow was opened as root and parsed as a tar), of the size its
+// descriptor gives: a blob cut short, or one longer than said, is a
+// damaged or tampered layout, not a tar to read until it fails.
 func (l layoutStore) blob(_ context.Context, d v1.Descriptor) (io.ReadCloser, error) {
 	if !validDigest(d.Digest) {
 		return nil, fmt.Errorf("%q is not a sha256 digest", d.Digest)
 	}
-	return openRegular(filepath.Join(l.dir, "blobs", d.Digest.Algorithm, d.Digest.Hex))
+	rel := filepath.Join("blobs", d.Digest.Algorithm, d.Digest.Hex)
+	path := filepath.Join(l.dir, rel)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s: the blob is a symbolic link, which a layout's blob may not be (copy the layout with skopeo copy or umoci, which write blobs as files)", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	st, err := f.Stat()
+	switch {
+	case err != nil:
+	case !st.Mode().IsRegular():
+		err = fmt.Errorf("%s: the blob is not a regular file (%s) (copy the layout with skopeo copy or umoci, which write blobs as files)", path, st.Mode().Type())
+	case st.Size() != d.Size:
+		err = fmt.Errorf("%s: size mismatch: the blob is %d bytes, its descriptor says %d: the layout is damaged or was changed (copy it again from its source)", path, st.Size(), d.Size)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // readLayoutIndex reads the index.json of an OCI image layout.

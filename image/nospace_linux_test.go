@@ -1,11 +1,17 @@
 package image
 
 import (
+	"bytes"
+	"compress/gzip"
 	"crypto/rand"
+	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/testenv"
 )
@@ -90,6 +96,43 @@ func TestResolveNoSpace(t *testing.T) {
 	defer got.Release()
 	if data, err := os.ReadFile(filepath.Join(got.Rootfs, "etc/marker")); err != nil || string(data) != "v1" {
 		t.Errorf("etc/marker: %q, %v", data, err)
+	}
+	assertCacheClean(t, cacheDir)
+}
+
+// TestGzipBombStopsBeforeDiskFull: a gzipped archive is decompressed into
+// a temporary file in the cache before it can be read. A bomb (64 MiB of
+// zeros, 64 KiB gzipped) on a cache with 16 MiB must stop at the free
+// space less a margin, naming the archive, the sizes and the fix, and
+// leave no temporary file: it ran on until the copy hit the
+// 34 GiB stream limit, or the disk filled (FS probe #4).
+func TestGzipBombStopsBeforeDiskFull(t *testing.T) {
+	cacheDir := testenv.Tmpfs(t, 16<<20)
+	dir := t.TempDir()
+	var gz bytes.Buffer
+	z, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	zeros := make([]byte, 1<<20)
+	for range 64 {
+		z.Write(zeros)
+	}
+	z.Close()
+	if err := os.WriteFile(filepath.Join(dir, "bomb.tar.gz"), gz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	svc := service(t, dir, `archive = "bomb.tar.gz"`)
+	_, err := Resolve(t.Context(), svc, Options{Dir: cacheDir})
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(filepath.Join(dir, "service.toml")+":4: image.archive: decompressing "+filepath.Join(dir, "bomb.tar.gz")+
+		": image too large: more than ") + `1[0-9]\.[0-9] MiB` + regexp.QuoteMeta(" uncompressed, and the image cache's file system ("+cacheDir+") has ") +
+		`1[0-9]\.[0-9] MiB` + regexp.QuoteMeta(" free, of which 1.6 MiB stays free for the unpacked image and everything else (a decompression bomb? else free space there, e.g. with safe-run image prune, or give the archive uncompressed: gunzip it)") + `$`)
+	if err == nil || !errors.Is(err, ErrTooLarge) || !re.MatchString(err.Error()) {
+		t.Errorf("got %v\nwant %s", err, re)
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(cacheDir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if free := int64(st.Bavail) * st.Bsize; free < 15<<20 {
+		t.Errorf("%d bytes free after the failed start, want the temporary copy gone", free)
 	}
 	assertCacheClean(t, cacheDir)
 }

@@ -116,6 +116,9 @@ func resolveFrom(ctx context.Context, src source, keepSetuid bool, opts Options)
 	}
 	ref := refName(key, keepSetuid)
 	if img, r, e, err := c.lookup(ref); err == nil {
+		// What a killed pull left goes at any start, not only at the
+		// next pull (a readdir of an empty tmp/ when there is none).
+		c.cleanTmp()
 		img.Notes = reportNotes(r, e, keyNotes, "cached")
 		return img, nil
 	}
@@ -383,12 +386,21 @@ func (a *archiveSource) open(ctx context.Context, c *cache) (*found, error) {
 		if a.tmp, err = c.tempFile(); err != nil {
 			return nil, err
 		}
-		n, err := io.Copy(a.tmp, io.LimitReader(z, a.lim.streamLimit()+1))
+		room, err := c.room()
 		if err != nil {
-			return nil, fmt.Errorf("decompressing %s: %w", a.path, err)
+			return nil, err
 		}
-		if n > a.lim.streamLimit() {
+		limit := min(a.lim.streamLimit(), room.budget())
+		n, err := io.Copy(a.tmp, io.LimitReader(z, limit+1))
+		if err != nil {
+			return nil, c.noSpace(fmt.Errorf("decompressing %s: %w", a.path, err))
+		}
+		switch {
+		case n > a.lim.streamLimit():
 			return nil, fmt.Errorf("decompressing %s: %w: more than %s (a decompression bomb?)", a.path, ErrTooLarge, HumanSize(a.lim.streamLimit()))
+		case n > limit:
+			return nil, fmt.Errorf("decompressing %s: %w: more than %s uncompressed, and the image cache's file system (%s) has %s free, of which %s stays free for the unpacked image and everything else (a decompression bomb? else free space there, e.g. with safe-run image prune, or give the archive uncompressed: gunzip it)",
+				a.path, ErrTooLarge, HumanSize(limit), c.dir, HumanSize(room.free), HumanSize(room.margin()))
 		}
 		tarFile = a.tmp
 	}

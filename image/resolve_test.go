@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -458,6 +459,15 @@ func TestResolveKilled(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "service.toml"), []byte(svc), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Another image, cached before the pull is killed.
+	other := t.TempDir()
+	writeLayout(t, filepath.Join(other, "oci"), configuredImage(t, "other"), "v1")
+	otherSvc := service(t, other, `oci = "oci:v1"`)
+	o, err := Resolve(t.Context(), otherSvc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Release()
 	cmd := exec.Command("/proc/self/exe", "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SAFE_RUN_TEST_RESOLVE="+filepath.Join(dir, "service.toml")+":"+cacheDir)
 	if err := cmd.Start(); err != nil {
@@ -481,11 +491,28 @@ func TestResolveKilled(t *testing.T) {
 	}
 	cmd.Process.Kill()
 	<-exited
-	if n := entryCount(t, cacheDir); n != 0 {
-		t.Fatalf("%d entries after a killed pull", n)
+	if n := entryCount(t, cacheDir); n != 1 {
+		t.Fatalf("%d entries after a killed pull, want the other image's only", n)
 	}
 	if left, _ := readDirNames(filepath.Join(cacheDir, "tmp")); len(left) == 0 {
 		t.Fatal("the killed pull left nothing to clean up: the test did not kill it mid-pull")
+	}
+	// image ls counts what it left (FS probe #13: not shown at all)...
+	if n, size := Leftovers(cacheDir); n != 1 || size == 0 {
+		t.Errorf("Leftovers: %d, %d bytes; want the killed pull's work directory", n, size)
+	}
+	// ...and any later start removes it, one of an image already cached
+	// too, not only a pull.
+	o, err = Resolve(t.Context(), otherSvc, Options{Dir: cacheDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Release()
+	if !strings.HasSuffix(o.Notes[0], "(cached)") {
+		t.Errorf("the second start of the other image: %q, want it cached", o.Notes)
+	}
+	if n, _ := Leftovers(cacheDir); n != 0 {
+		t.Errorf("a start of a cached image left %d work directories of the killed pull", n)
 	}
 	stall.Store(false)
 	got, err := Resolve(t.Context(), service(t, dir, `ref = "`+reg.host+`/web@`+d+`"`, "insecure_registry"), Options{Dir: cacheDir, Registry: pulls(nil)})
@@ -515,8 +542,18 @@ func TestCacheRemovePrune(t *testing.T) {
 		t.Fatalf("list %+v, %v", all, err)
 	}
 	idOne := configID(t, one)
-	if _, err := Remove(cacheDir, idOne[:12]); !errors.Is(err, ErrInUse) || err.Error() != "image in use: "+idOne[:12]+" is used by a running service (stop it first)" {
-		t.Errorf("removing an image in use: %v", err)
+	// The holder is named, as /proc/locks and its command line say:
+	// here the test itself.
+	cmdline, _ := os.ReadFile("/proc/self/cmdline")
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	args[0] = filepath.Base(args[0])
+	what := strings.Join(args, " ")
+	if len(what) > 200 {
+		what = what[:200] + "..."
+	}
+	holder := fmt.Sprintf("%s, pid %d", what, os.Getpid())
+	if _, err := Remove(cacheDir, idOne[:12]); !errors.Is(err, ErrInUse) || err.Error() != "image in use: "+idOne[:12]+" is used by a running service: "+holder+" (stop it first)" {
+		t.Errorf("removing an image in use: %v\nwant the holder: %s", err, holder)
 	}
 	if _, err := Remove(cacheDir, "ffffffffffff"); !errors.Is(err, ErrNotCached) || err.Error() != "no such cached image: ffffffffffff (see safe-run image ls)" {
 		t.Errorf("removing what is not cached: %v", err)
@@ -756,4 +793,96 @@ func TestPruneWhileResolving(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertCacheClean(t, cacheDir)
+}
+
+// TestLayoutBlobChecks: a layout's blob is checked before it is read: a
+// symbolic link (to /etc/shadow in the FS probe #10, opened as root and
+// parsed as a tar), a FIFO, and a blob one byte longer or shorter than
+// its descriptor says (it gave "unexpected EOF", or was read on) are
+// refused by name.
+func TestLayoutBlobChecks(t *testing.T) {
+	img := testImage(t, nil, layerTar(t, file("etc/marker", "v1", 0o644)))
+	ls, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := ls[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := ls[0].Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(blob string) error
+		want string // after the blob's path
+	}{
+		{"symlink", func(blob string) error {
+			data, err := os.ReadFile(blob)
+			if err != nil {
+				return err
+			}
+			other := filepath.Join(filepath.Dir(blob), "elsewhere")
+			if err := os.WriteFile(other, data, 0o644); err != nil {
+				return err
+			}
+			os.Remove(blob)
+			return os.Symlink(other, blob)
+		}, ": the blob is a symbolic link, which a layout's blob may not be (copy the layout with skopeo copy or umoci, which write blobs as files)"},
+		{"fifo", func(blob string) error {
+			os.Remove(blob)
+			return syscall.Mkfifo(blob, 0o644)
+		}, ": the blob is not a regular file (p---------) (copy the layout with skopeo copy or umoci, which write blobs as files)"},
+		{"one byte more", func(blob string) error {
+			f, err := os.OpenFile(blob, os.O_WRONLY|os.O_APPEND, 0)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = f.Write([]byte{0})
+			return err
+		}, fmt.Sprintf(": size mismatch: the blob is %d bytes, its descriptor says %d: the layout is damaged or was changed (copy it again from its source)", size+1, size)},
+		{"one byte less", func(blob string) error { return os.Truncate(blob, size-1) },
+			fmt.Sprintf(": size mismatch: the blob is %d bytes, its descriptor says %d: the layout is damaged or was changed (copy it again from its source)", size-1, size)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeLayout(t, filepath.Join(dir, "oci"), img, "v1")
+			blob := filepath.Join(dir, "oci", "blobs", "sha256", d.Hex)
+			if err := tc.edit(blob); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Resolve(t.Context(), service(t, dir, `oci = "oci:v1"`), Options{Dir: t.TempDir()})
+			if err == nil || !strings.HasSuffix(err.Error(), blob+tc.want) {
+				t.Errorf("got %v\nwant ...%s%s", err, blob, tc.want)
+			}
+		})
+	}
+}
+
+// TestImageStopSignalWarning: an image config's StopSignal that is no
+// signal was ignored without a word (FS probe #13); a real one is not
+// safe-run's to follow, and is not remarked on.
+func TestImageStopSignalWarning(t *testing.T) {
+	for _, tc := range []struct{ sig, want string }{
+		{"SIGFOO", `WARNING: the image's config sets StopSignal "SIGFOO", which is not a signal: ignored (safe-run stops the service with [process] stop_signal, SIGTERM unless set; fix the image's STOPSIGNAL)`},
+		{"SIGQUIT", ""},
+	} {
+		t.Run(tc.sig, func(t *testing.T) {
+			img := testImage(t, func(c *v1.ConfigFile) { c.Config.StopSignal = tc.sig }, layerTar(t, file("etc/marker", "v1", 0o644)))
+			dir := t.TempDir()
+			writeLayout(t, filepath.Join(dir, "oci"), img, "v1")
+			got, err := Resolve(t.Context(), service(t, dir, `oci = "oci:v1"`), Options{Dir: t.TempDir()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer got.Release()
+			warned := slices.ContainsFunc(got.Notes, func(n string) bool { return strings.Contains(n, "sets StopSignal") })
+			if tc.want == "" && warned || tc.want != "" && !slices.Contains(got.Notes, tc.want) {
+				t.Errorf("notes %q, want %q", got.Notes, tc.want)
+			}
+		})
+	}
 }

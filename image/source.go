@@ -10,10 +10,14 @@ import (
 	"io"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/safe-run/safe-run/manifest"
 )
 
 // Bounds on what is read whole into memory: manifests, indexes and configs
@@ -214,6 +218,14 @@ func (f *found) setConfig(raw []byte) error {
 	if host := runtime.GOARCH; cfg.Architecture != "" && cfg.Architecture != host {
 		f.notes = append(f.notes, fmt.Sprintf("image is built for %s, this host is %s: it runs only under binfmt emulation", cfg.Architecture, host))
 	}
+	if sig := cfg.Config.StopSignal; sig != "" {
+		// safe-run stops with [process] stop_signal, never the image's;
+		// a StopSignal that is no signal at all says the image is not
+		// what its author thinks, which is worth a line.
+		if _, err := manifest.ParseSignal(sig); err != nil {
+			f.notes = append(f.notes, fmt.Sprintf("WARNING: the image's config sets StopSignal %s, which is not a signal: ignored (safe-run stops the service with [process] stop_signal, SIGTERM unless set; fix the image's STOPSIGNAL)", shortName(sig)))
+		}
+	}
 	f.config = cfg
 	return nil
 }
@@ -225,6 +237,26 @@ func (f *found) imageConfig() Config {
 		Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env,
 		User: c.User, WorkingDir: c.WorkingDir, Labels: c.Labels,
 	}
+}
+
+// shortName quotes an entry's name for an error: whole up to 160 bytes,
+// else its start and end around the count of what is left out. A layer
+// may name an entry with 5000 bytes or more, which said in full buries
+// the error it is part of.
+func shortName(name string) string {
+	const most, head, tail = 160, 100, 40
+	if len(name) <= most {
+		return strconv.Quote(name)
+	}
+	// Cut on rune boundaries, so that the quoting shows no broken UTF-8.
+	h, t := head, len(name)-tail
+	for h > 0 && !utf8.RuneStart(name[h]) {
+		h--
+	}
+	for t < len(name) && !utf8.RuneStart(name[t]) {
+		t++
+	}
+	return fmt.Sprintf("%s...(%d bytes)...%s", strconv.Quote(name[:h]), t-h, strconv.Quote(name[t:]))
 }
 
 // readVerified reads a small blob whole, checking its size bound and its

@@ -18,7 +18,6 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -75,6 +74,7 @@ type unpacker struct {
 	stripped []string // setuid/setgid bits removed
 	xattrs   map[string]bool
 	skipped  []string // entries of types that have no place in a rootfs
+	unmapped []string // owners outside the ids this process can set, given to nobody
 }
 
 func newUnpacker(dir string, keepSetuid bool, lim limits) (*unpacker, error) {
@@ -313,7 +313,7 @@ func (u *unpacker) apply(ctx context.Context, r io.Reader) error {
 			return fmt.Errorf("%s: %w: more than %d files (a tar bomb?)", u.layer, ErrTooLarge, u.lim.entries)
 		}
 		if err := u.entry(tr, hdr); err != nil {
-			return fmt.Errorf("%s: %s: %w", u.layer, strconv.Quote(hdr.Name), err)
+			return fmt.Errorf("%s: %s: %w", u.layer, shortName(hdr.Name), err)
 		}
 	}
 }
@@ -416,7 +416,7 @@ func (u *unpacker) parent(dir string, create bool) (int, error) {
 		if errors.Is(err, unix.ENOTDIR) {
 			return -1, fmt.Errorf("a parent of it is not a directory (%s)", dir)
 		}
-		return -1, fmt.Errorf("resolving %s in the image: %w", dir, err)
+		return -1, fmt.Errorf("resolving %s in the image: %w", shortName(dir), err)
 	}
 	u.forgetParent()
 	u.parentPath, u.parentFD = dir, fd
@@ -563,11 +563,41 @@ func (u *unpacker) mode(p string, hdr *tar.Header, isDir bool) uint32 {
 	return m
 }
 
+// overflowID is the kernel's overflowuid and overflowgid, which an id
+// without a mapping shows as: nobody.
+const overflowID = 65534
+
+// own sets an entry's owner with set. Without root (safe-run in its user
+// namespace, mapped onto the user's subordinate ids), an owner outside
+// the map cannot be set: the kernel says EINVAL. Such an id would show as
+// nobody in the container had root unpacked it (the container's map is
+// 0-65535), so nobody it becomes here too, and the start report says so.
+func (u *unpacker) own(p string, hdr *tar.Header, set func(uid, gid int) error) error {
+	err := set(hdr.Uid, hdr.Gid)
+	if !errors.Is(err, unix.EINVAL) {
+		return err
+	}
+	uid, gid := hdr.Uid, hdr.Gid
+	if set(uid, -1) != nil {
+		uid = overflowID
+	}
+	if set(-1, gid) != nil {
+		gid = overflowID
+	}
+	if err := set(uid, gid); err != nil {
+		return fmt.Errorf("owner %d:%d is outside the ids safe-run can map here, and so is nobody (%d): %w (give the user more subordinate ids, e.g. usermod --add-subuids 100000-165535 --add-subgids 100000-165535 USER, or run as root)", hdr.Uid, hdr.Gid, overflowID, err)
+	}
+	if len(u.unmapped) < 1000 {
+		u.unmapped = append(u.unmapped, fmt.Sprintf("/%s (%d:%d)", p, hdr.Uid, hdr.Gid))
+	}
+	return nil
+}
+
 // attrs sets the owner, mode and extended attributes of the open fd. The
 // owner goes first: chown clears setuid bits.
 func (u *unpacker) attrs(fd int, p string, hdr *tar.Header, isDir bool) error {
 	if u.chown {
-		if err := unix.Fchown(fd, hdr.Uid, hdr.Gid); err != nil {
+		if err := u.own(p, hdr, func(uid, gid int) error { return unix.Fchown(fd, uid, gid) }); err != nil {
 			return err
 		}
 	}
@@ -684,7 +714,9 @@ func (u *unpacker) symlink(pfd int, p, base string, hdr *tar.Header) error {
 		return err
 	}
 	if u.chown {
-		if err := unix.Fchownat(pfd, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := u.own(p, hdr, func(uid, gid int) error {
+			return unix.Fchownat(pfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+		}); err != nil {
 			return err
 		}
 	}
@@ -842,6 +874,9 @@ func (u *unpacker) finish() (unpackStats, error) {
 	}
 	if len(u.skipped) > 0 {
 		s.notes = append(s.notes, fmt.Sprintf("skipped %s of types that have no place in a root filesystem: %s", count(len(u.skipped), "entry", "entries"), listSome(u.skipped)))
+	}
+	if len(u.unmapped) > 0 {
+		s.notes = append(s.notes, fmt.Sprintf("%s owned by ids outside those safe-run can map here (its user namespace: the user's subordinate ids) now belong to nobody (%d), as they appear when root unpacks them: %s", count(len(u.unmapped), "file", "files"), overflowID, listSome(u.unmapped)))
 	}
 	if !u.chown {
 		s.notes = append(s.notes, "image unpacked without its file owners (safe-run is not root): every file belongs to the user who unpacked it")

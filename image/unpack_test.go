@@ -386,6 +386,13 @@ func TestUnpackMalicious(t *testing.T) {
 			}
 		},
 	}, {
+		// FS probe #13: the whole name was in the error.
+		name: "a 5000-byte name, shortened in the error",
+		layers: func(string) [][]entry {
+			return [][]entry{{file(strings.Repeat("a", 4900)+"/"+strings.Repeat("b", 99), "x", 0o644)}}
+		},
+		errText: `: "` + strings.Repeat("a", 100) + `"...(4860 bytes)..."` + strings.Repeat("b", 40) + `": resolving "` + strings.Repeat("a", 100) + `"...(4760 bytes)..."` + strings.Repeat("a", 40) + `" in the image: file name too long`,
+	}, {
 		name: "directory replaced by a file and back",
 		layers: func(string) [][]entry {
 			return [][]entry{{file("x/a", "1", 0o644)}, {file("x", "file", 0o644)}, {dir("x/", 0o700), file("x/b", "2", 0o644)}}

@@ -37,7 +37,12 @@
 //     exec. Rename and link (refer) are granted within each place; across
 //     places the kernel refuses them anyway (EXDEV: each is its own mount).
 //   - Read-only binds, read-only volumes, secrets, /proc and /sys: read
-//     only (from "/").
+//     only (from "/"), never execute: a bind brings the host's data in,
+//     not programs, and a program there runs only once copied into the
+//     image (or onto a tmpfs that says exec). No manifest key loosens
+//     this: a bind of a host directory that others can write would
+//     otherwise run whatever they put there. safe-run-init's exit 126
+//     says it was Landlock that denied execute, and this fix.
 //   - The device nodes the container gets (/dev/null, zero, full, random,
 //     urandom, tty, ptmx, /dev/pts and the spec's devices): read, write,
 //     truncate; device ioctls (ABI 5) only on the terminal, when the

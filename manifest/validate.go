@@ -130,7 +130,16 @@ func validateImage(s *Service, fe *fieldErrors) {
 		s.Image.Rootfs = s.abs(s.Image.Rootfs)
 	case "oci":
 		dir, tag := SplitOCI(s.Image.OCI)
+		i := strings.LastIndexByte(s.Image.OCI, ':')
+		after := s.Image.OCI[i+1:]
 		switch {
+		case i > 0 && strings.HasSuffix(s.Image.OCI[:i], "@sha256"):
+			// "dir@sha256:HEX" was taken for the directory "dir@sha256".
+			fe.add("image.oci", `%q: an OCI layout's image is named by its tag, not by a digest (use oci = "%s:TAG" with a tag of its index.json; to pin by digest, ref = "registry/repo@sha256:...")`, s.Image.OCI, strings.TrimSuffix(s.Image.OCI[:i], "@sha256"))
+		case i > 0 && tag == "" && (strings.HasPrefix(after, ".") || strings.HasPrefix(after, "/")):
+			// "dir:../../x" was taken for a directory, which the
+			// '..' then left: the part after ':' is a tag.
+			fe.add("image.oci", `%q: the part after ':' is a tag, not a path (use oci = "layout-dir:tag"; a directory whose name holds ':' is written without a tag)`, s.Image.OCI)
 		case dir == "":
 			fe.add("image.oci", `%q names no directory (use oci = "layout-dir:tag", the directory relative to this file)`, s.Image.OCI)
 		case strings.HasSuffix(s.Image.OCI, ":") || (tag != "" && !validTag(tag)):

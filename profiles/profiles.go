@@ -57,6 +57,10 @@ func Seccomp(opts Options) (*specs.LinuxSeccomp, error) {
 		if err != nil {
 			return nil, err
 		}
+		// safe-run-init runs under the filter too: a profile without
+		// what it needs would break the service's stop or end, not
+		// confine it more (initcalls.go).
+		s = withInitCalls(s, t)
 	}
 	if opts.Log && !slices.Contains(s.Flags, specs.LinuxSeccompFlagLog) {
 		// runc passes the flag to seccomp(2), and the kernel logs the

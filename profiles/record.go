@@ -46,6 +46,21 @@ var runtimeCalls = []string{
 	"tgkill", "write",
 }
 
+// runcInitCalls are what runc init calls after libcontainer has loaded
+// the filter itself, which it does rootless (where the filter notifies:
+// the descriptor goes through runc) and with init = false and no
+// Landlock: closing its pipes, reopening the exec fifo through a checked
+// /proc handle, closing descriptors, execve; without no_new_privileges,
+// changing user (see strict.go). A recording as root never sees them,
+// as safe-run-init loads the filter there after runc init is gone, so a
+// profile recorded as root failed rootless ("seccomp denied fstatfs ...
+// runc:[2:INIT]"). They are part of every recorded profile.
+var runcInitCalls = []string{
+	"capget", "capset", "chdir", "close", "close_range", "execve", "fcntl",
+	"fstat", "fstatfs", "getcwd", "getdents64", "newfstatat", "openat",
+	"openat2", "prctl", "setgid", "setgroups", "setuid", "statx", "write",
+}
+
 // RecordOptions say how a recording gets its reports.
 type RecordOptions struct {
 	Arch string // GOARCH, as for Options
@@ -253,6 +268,14 @@ func (r *Recording) Profile() (*specs.LinuxSeccomp, error) {
 		return nil, fmt.Errorf("the recording is incomplete, so the profile could deny what the service needs: %w", lost)
 	}
 	for _, n := range runtimeCalls {
+		used[n] = true
+	}
+	// safe-run-init's calls, such as kill for a stop, which a recording
+	// that ended by itself never saw (initcalls.go).
+	for _, n := range InitCalls(r.arch.goarch) {
+		used[n] = true
+	}
+	for _, n := range runcInitCalls {
 		used[n] = true
 	}
 	delete(used, "clone3")

@@ -170,6 +170,56 @@ struct ll_net_port_attr {
 	uint64_t allowed_access, port;
 };
 
+/* The paths the ruleset lets run programs (execute, bit 0): the image's
+ * own entries. A program elsewhere (a bind, a volume, a tmpfs without
+ * exec) cannot be run, and the EACCES says so (exec_failed). */
+#define LL_EXECUTE 1ULL
+#define LL_MAX_EXEC_PATHS 512
+static char *exec_paths[LL_MAX_EXEC_PATHS];
+static unsigned n_exec_paths;
+static int landlock_on;
+
+static void note_exec_path(const char *path, uint64_t rights)
+{
+	if (!(rights & LL_EXECUTE) || n_exec_paths >= LL_MAX_EXEC_PATHS)
+		return;
+	exec_paths[n_exec_paths] = strdup(path);
+	/* Out of memory (or brk and mmap refused by a filter libcontainer
+	 * loaded first): the list is incomplete, and says nothing. */
+	n_exec_paths = exec_paths[n_exec_paths] ? n_exec_paths + 1 : LL_MAX_EXEC_PATHS;
+}
+
+/* landlock_denies_exec says whether the ruleset grants no execute on
+ * path (absolute): no rule on it or on a directory above it. With more
+ * execute rules than were kept, it cannot tell, and says no. */
+static int landlock_denies_exec(const char *path)
+{
+	unsigned i;
+	if (!landlock_on || path[0] != '/' || n_exec_paths >= LL_MAX_EXEC_PATHS)
+		return 0;
+	for (i = 0; i < n_exec_paths; i++) {
+		size_t n = strlen(exec_paths[i]);
+		if (strcmp(exec_paths[i], "/") == 0)
+			return 0;
+		if (strncmp(path, exec_paths[i], n) == 0 && (path[n] == 0 || path[n] == '/'))
+			return 0;
+	}
+	return 1;
+}
+
+/* exec_failed reports why the service could not be executed, and returns
+ * docker run's code for it: 127 not found, 126 not executable. */
+static int exec_failed(const char *cmd, int e)
+{
+	if (e == EACCES && landlock_denies_exec(cmd))
+		fprintf(stderr, "safe-run-init: cannot run %s: Landlock denied execute: only the image's own files may be run, "
+				"not those of a bind, volume or secret, nor of a tmpfs without exec (copy the program into the image, "
+				"or mount a tmpfs with options = [\"exec\"] and put it there)\n", cmd);
+	else
+		fprintf(stderr, "safe-run-init: cannot run %s: %s\n", cmd, strerror(e));
+	return e == ENOENT || e == ENOTDIR ? 127 : 126;
+}
+
 static int landlock_short(void)
 {
 	fprintf(stderr, "safe-run-init: the Landlock ruleset did not arrive whole: not starting the service\n");
@@ -226,6 +276,7 @@ static int load_landlock(int fd)
 		/* A mount of one file takes only the rights of a file. */
 		if (!S_ISDIR(st.st_mode))
 			pb.allowed_access &= LL_FILE_RIGHTS;
+		note_exec_path(path, pb.allowed_access);
 		if (pb.allowed_access != 0 && syscall(SYS_LL_ADD_RULE, rfd, LL_RULE_PATH_BENEATH, &pb, 0) < 0) {
 			fprintf(stderr, "safe-run-init: Landlock: the rule on %s: %s: not starting the service\n", path, strerror(errno));
 			return -1;
@@ -246,6 +297,8 @@ static int load_landlock(int fd)
 		perror("safe-run-init: Landlock: restricting itself");
 		return -1;
 	}
+	/* Execute is handled only when the ruleset handles it (bit 0). */
+	landlock_on = (head.fs & LL_EXECUTE) != 0;
 	close(rfd);
 	return 0;
 }
@@ -290,9 +343,7 @@ static int exec_service(int control, sigset_t *old, char **argv)
 	}
 	sigprocmask(SIG_SETMASK, old, NULL);
 	execvp(argv[0], argv);
-	int e = errno;
-	fprintf(stderr, "safe-run-init: cannot run %s: %s\n", argv[0], strerror(e));
-	return e == ENOENT || e == ENOTDIR ? 127 : 126;
+	return exec_failed(argv[0], errno);
 }
 
 int main(int argc, char **argv)
@@ -355,9 +406,7 @@ int main(int argc, char **argv)
 			tcsetpgrp(STDIN_FILENO, getpid());
 		sigprocmask(SIG_SETMASK, &old, NULL);
 		execvp(argv[first], argv + first);
-		int e = errno;
-		fprintf(stderr, "safe-run-init: cannot run %s: %s\n", argv[first], strerror(e));
-		_exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
+		_exit(exec_failed(argv[first], errno));
 	}
 
 	for (;;) {

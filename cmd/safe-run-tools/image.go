@@ -58,7 +58,15 @@ func imageLsCommand(g *globals) *cobra.Command {
 				fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", c.Name(), strings.Join(digests, ","), image.HumanSize(c.Bytes), c.Files,
 					c.Created.Local().Format("2006-01-02 15:04"), inUse, strings.Join(c.Sources, ", "))
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			// What killed pulls left takes disk space too.
+			if n, size := image.Leftovers(imageDir()); n > 0 {
+				fmt.Fprintf(g.stdout, "and %d unfinished unpack(s), %s, in %s, left by interrupted pulls (safe-run image prune, or any start, removes them)\n",
+					n, image.HumanSize(size), filepath.Join(imageDir(), "tmp"))
+			}
+			return nil
 		},
 	}
 }

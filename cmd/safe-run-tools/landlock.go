@@ -28,6 +28,11 @@ kernel's ABI or the one --abi names. Everything a handled right covers and no
 rule grants is denied.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			// Anything but 1 to MaxABI is a mistake: -1 showed "not in
+			// this kernel", 8 and 99 showed ABI 7 as if asked for.
+			if cmd.Flags().Changed("abi") && (abi < 1 || abi > landlock.MaxABI) {
+				return fmt.Errorf("--abi %d: not a Landlock ABI safe-run knows (use 1 to %d, or leave it out for this kernel's)", abi, landlock.MaxABI)
+			}
 			f := host.Probe()
 			if abi != 0 {
 				f.LandlockABI = abi

@@ -575,3 +575,128 @@ func BenchmarkSyscallLoop(b *testing.B) {
 			p, ns, 100*(ns/none-1), none, 100*(ns/floor-1), floor)
 	}
 }
+
+// TestInitKeepsItsCalls: safe-run-init runs under the service's filter.
+// A custom profile of read, write and execve only left the init spinning
+// at its exit (exit_group and exit refused); a profile recorded from a
+// run that ended by itself lacked kill, so each stop waited for
+// stop_timeout and ended in SIGKILL (FS probe #2). Every custom profile
+// now gets the init's calls.
+func TestInitKeepsItsCalls(t *testing.T) {
+	setup(t)
+	t.Run("min", func(t *testing.T) {
+		// The service itself fails to start under so little (the
+		// loader's mprotect is refused): the init must report that and
+		// exit.
+		m := service(t, "scinitmin", "min.json", []string{"/bin/true"}, "")
+		min := `{"defaultAction":"SCMP_ACT_ERRNO","syscalls":[{"names":["read","write","execve"],"action":"SCMP_ACT_ALLOW"}]}`
+		if err := os.WriteFile(filepath.Join(filepath.Dir(m), "min.json"), []byte(min), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		r := safeRun(t, nil, m)
+		if r.code == 0 || r.code > 127 || time.Since(start) > 20*time.Second || denied("exit(_group)?", "init").MatchString(r.stderr) {
+			t.Errorf("exit %d after %v, want the service's failure at once and no denial of the init's exit\n%s", r.code, time.Since(start), r.stderr)
+		}
+	})
+	t.Run("recorded-stop", func(t *testing.T) {
+		m := service(t, "scinitrec", "default", []string{"/bin/sleep", "1"}, "")
+		dir := filepath.Dir(m)
+		rec := safeRun(t, nil, "profile", "record", m, "-o", filepath.Join(dir, "rec.json"))
+		if rec.code != 0 {
+			t.Fatalf("record: exit %d\n%s", rec.code, rec.stderr)
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "rec.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(data), `"kill"`) || !strings.Contains(string(data), `"wait4"`) {
+			t.Errorf("the recorded profile lacks the init's kill or wait4:\n%s", data)
+		}
+		// A profile recorded before: without kill. It is given back at
+		// load.
+		old := regexp.MustCompile(`\s*"kill",`).ReplaceAll(data, nil)
+		if err := os.WriteFile(filepath.Join(dir, "old.json"), old, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		stopQuickly(t, nil, "scinitrec", old, "")
+		// Recorded as root, run rootless, where libcontainer loads the
+		// filter and runc init runs under it: it failed at runc's
+		// fstatfs, then at the init's Landlock calls.
+		stopQuickly(t, rootlessUser(t), "scinitrecrl", old, rootlessExtra)
+	})
+}
+
+// stopQuickly runs sleep 60 under profile as, stops it, and wants the
+// stop well under its stop_timeout, by SIGTERM.
+func stopQuickly(t *testing.T, as *user.User, name string, profile []byte, extra string) {
+	t.Helper()
+	m := service(t, name, "old.json", []string{"/bin/sleep", "60"}, extra)
+	if err := os.WriteFile(filepath.Join(filepath.Dir(m), "old.json"), profile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(m, bytes.Replace(must(os.ReadFile(m)), []byte("[security]"), []byte("stop_timeout = \"10s\"\n\n[security]"), 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if as != nil {
+		chown(t, filepath.Dir(m), as)
+	}
+	done := make(chan result, 1)
+	go func() { done <- safeRun(t, as, m) }()
+	full := name + "-" + env.suffix
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(safeRun(t, as, "ps").stdout, full) {
+		if time.Now().After(deadline) {
+			r := <-done
+			t.Fatalf("%s did not show in ps: exit %d\n%s", full, r.code, r.stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // past the start, into the sleep
+	start := time.Now()
+	if s := safeRun(t, as, "stop", full); s.code != 0 {
+		t.Errorf("stop: exit %d\n%s", s.code, s.stderr)
+	}
+	r := <-done
+	if took := time.Since(start); took > 5*time.Second || r.code != 143 || strings.Contains(r.stderr, "seccomp denied") {
+		t.Errorf("stop took %v, exit %d; want well under stop_timeout (10s), 143 (SIGTERM), no denial\n%s", took, r.code, r.stderr)
+	}
+}
+
+func must(data []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return data
+}
+
+// TestLandlockExecOnBind: a program on a read-only bind cannot be run
+// (Landlock grants execute on the image's own files only), and the 126
+// says that it is Landlock and what to do, not just "Permission denied"
+// (FS probe #7). Here rather than in the launcher's tests because the
+// message is safe-run-init's, which these tests build and run.
+func TestLandlockExecOnBind(t *testing.T) {
+	setup(t)
+	bin := filepath.Join(env.dir, "services", "bindbin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(env.rootfs, "bin", "sysprobe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "tool"), data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m := service(t, "scllbind", "default", []string{"/probe/tool", "getpid"}, fmt.Sprintf("\n[[mounts]]\ntype = \"bind\"\nsource = %q\ntarget = \"/probe\"\n", bin))
+	r := safeRun(t, nil, m)
+	const want = `safe-run-init: cannot run /probe/tool: Landlock denied execute: only the image's own files may be run, not those of a bind, volume or secret, nor of a tmpfs without exec (copy the program into the image, or mount a tmpfs with options = ["exec"] and put it there)`
+	if r.code != 126 || !strings.Contains(r.stderr, want) {
+		t.Errorf("exit %d, want 126 and\n%s\n%s", r.code, want, r.stderr)
+	}
+	// A program of the image's own is run as before.
+	m = service(t, "scllbind", "default", []string{"/bin/sysprobe", "getpid"}, fmt.Sprintf("\n[[mounts]]\ntype = \"bind\"\nsource = %q\ntarget = \"/probe\"\n", bin))
+	if r := safeRun(t, nil, m); r.code != 0 || r.stdout != "getpid: ok\n" {
+		t.Errorf("the image's own program: exit %d, stdout %q\n%s", r.code, r.stdout, r.stderr)
+	}
+}
