@@ -104,6 +104,9 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 	if in.Seccomp, err = SeccompProfile(svc, f); err != nil {
 		return nil, err
 	}
+	if n := profiles.InitCallsNote(seccompOptions(svc, f)); n != "" {
+		j.Notes = append(j.Notes, n)
+	}
 	if err := j.appArmor(f); err != nil {
 		return nil, err
 	}
@@ -263,25 +266,35 @@ func (j *Job) landlock(abi int) error {
 // SeccompProfile builds the service's filter for this host's architecture
 // and kernel.
 func SeccompProfile(svc *manifest.Service, f host.Facts) (*specs.LinuxSeccomp, error) {
-	caps := make([]string, len(svc.Security.Capabilities))
-	for i, c := range svc.Security.Capabilities {
-		caps[i] = string(c)
-	}
-	sc, err := profiles.Seccomp(profiles.Options{
-		Profile:      svc.Security.Seccomp,
-		Dir:          svc.Dir,
-		Capabilities: caps,
-		Log:          svc.Security.SeccompLog,
-		Arch:         f.Arch,
-		Kernel:       f.Kernel,
-	})
+	opts := seccompOptions(svc, f)
+	sc, err := profiles.Seccomp(opts)
 	if len(manifest.FieldErrors(err)) > 0 {
 		return nil, err // at their places in the profile: one position each
 	}
 	if err != nil {
 		return nil, svc.Errorf("security.seccomp", "%w", err)
 	}
+	// A custom profile that lets an escape through is, for policy, no filter (SR012).
+	if err := policy.SeccompEscapes(svc, profiles.Escapes(sc, opts.Capabilities, f.Arch)); err != nil {
+		return nil, err
+	}
 	return sc, nil
+}
+
+// seccompOptions are the profile options of svc on the host f.
+func seccompOptions(svc *manifest.Service, f host.Facts) profiles.Options {
+	caps := make([]string, len(svc.Security.Capabilities))
+	for i, c := range svc.Security.Capabilities {
+		caps[i] = string(c)
+	}
+	return profiles.Options{
+		Profile:      svc.Security.Seccomp,
+		Dir:          svc.Dir,
+		Capabilities: caps,
+		Log:          svc.Security.SeccompLog,
+		Arch:         f.Arch,
+		Kernel:       f.Kernel,
+	}
 }
 
 // Load loads the manifest at path and enforces the policy on it,

@@ -3,7 +3,9 @@ package plan
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/safe-run/safe-run/host"
@@ -54,6 +56,37 @@ func TestSeccompProfileErrors(t *testing.T) {
 				t.Fatal("no error")
 			}
 			tc.check(t, err)
+		})
+	}
+}
+
+// TestSeccompEscapesRefused: a custom profile that lets an escape through (here: allows
+// everything) is refused as no filter at all (SR012), unless [insecure] acknowledges it; a probe
+// ran `unshare -U` under one with no acknowledgement.
+func TestSeccompEscapesRefused(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "allow.json"), []byte(`{"defaultAction":"SCMP_ACT_ALLOW"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const text = "version = 1\nname = \"e\"\n[image]\nrootfs = \"r\"\n[process]\ncommand = [\"/x\"]\n[security]\nseccomp = \"allow.json\"\n"
+	for _, tc := range []struct {
+		name, extra, want string
+	}{
+		{"refused", "", "allow.json lets through what the default profile refuses as escapes: defaultAction SCMP_ACT_ALLOW, unshare"},
+		{"acknowledged", "[insecure]\nreason = \"the test\"\nallow = [\"seccomp_unconfined\"]\n", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			svc, err := manifest.Parse("e.toml", dir, []byte(text+tc.extra))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = SeccompProfile(svc, host.Probe())
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("acknowledged: %v", err)
+			case tc.want != "" && (err == nil || !strings.HasPrefix(err.Error(), "e.toml:8: security.seccomp: ") || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("got %v, want %q", err, tc.want)
+			}
 		})
 	}
 }
