@@ -270,7 +270,8 @@ func Damaged(dir string, names []string) ([]string, error) {
 	return out, nil
 }
 
-// journalFiles lists the journals to read, rotated ones first.
+// journalFiles lists the journals to read, rotated ones first. A name
+// given is checked before it becomes a path (CheckName).
 func journalFiles(dir string, names []string) ([]string, error) {
 	if len(names) == 0 {
 		m, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
@@ -279,6 +280,14 @@ func journalFiles(dir string, names []string) ([]string, error) {
 		}
 		for _, p := range m {
 			names = append(names, strings.TrimSuffix(filepath.Base(p), ".jsonl"))
+		}
+	} else {
+		var errs []error
+		for _, n := range names {
+			errs = append(errs, CheckName(n))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
 		}
 	}
 	var out []string

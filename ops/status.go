@@ -152,6 +152,10 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 	var out []*Status
 	var errs []error
 	for _, n := range names {
+		if err := CheckName(n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		s, err := ReadStatus(filepath.Join(stateRoot, n))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
@@ -169,3 +173,28 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 
 // ErrNotRunning: no supervisor runs a service of that name.
 var ErrNotRunning = errors.New("no such running service")
+
+// ErrBadName: a name no service can have (manifest's name rule).
+var ErrBadName = errors.New("not a valid service name")
+
+// CheckName refuses a name no manifest can give a service, before it is
+// joined into a path under the state or journal directory: "../../x"
+// would otherwise read /x/status.json and dial its socket. The rule is
+// manifest's (validate.go: name), restated here since ops links only the
+// standard library.
+func CheckName(name string) error {
+	ok := len(name) > 0 && len(name) <= 63
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%q: %w (a name is 1-63 lowercase letters, digits, '_', '.', '-', starting with a letter or digit, as the manifest's name; see safe-run ps)", name, ErrBadName)
+	}
+	return nil
+}

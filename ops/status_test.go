@@ -3,6 +3,8 @@ package ops
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -69,5 +71,50 @@ func TestStatusVersion(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, StatusFile), []byte(`{"version":2,"name":"web"}`), 0o644)
 	if _, err := ReadStatus(dir); err == nil || !strings.Contains(err.Error(), "status of version 2, this safe-run reads version 1") {
 		t.Errorf("error %v", err)
+	}
+}
+
+// A name no service can have is refused before it becomes a path: "../x"
+// would read the status file of x beside the state root (and dial its
+// socket), or the journal of x beside the journal directory.
+func TestNamesChecked(t *testing.T) {
+	base := t.TempDir()
+	root := filepath.Join(base, "state")
+	for _, dir := range []string{root, filepath.Join(base, "evil")} {
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := WriteStatus(filepath.Join(base, "evil"), &Status{Name: "evil", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: proc.Start(os.Getpid())}); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(base, "evil.jsonl"), []byte(`{"time":"2026-01-01T00:00:00Z","service":"evil","kind":"start"}`+"\n"), 0o600)
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"../evil", false}, {"a/b", false}, {"", false}, {"OPS-SLEEP", false}, {".", false}, {"..", false},
+		{"-x", false}, {strings.Repeat("a", 64), false},
+		{"web", true}, {"a.b_c-1", true}, {strings.Repeat("a", 63), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckName(tc.name)
+			if tc.ok != (err == nil) {
+				t.Fatalf("CheckName(%q) = %v", tc.name, err)
+			}
+			if tc.ok {
+				return
+			}
+			want := fmt.Sprintf("%q: not a valid service name (a name is 1-63 lowercase letters, digits, '_', '.', '-', starting with a letter or digit, as the manifest's name; see safe-run ps)", tc.name)
+			if err.Error() != want {
+				t.Errorf("CheckName(%q):\n got %v\nwant %s", tc.name, err, want)
+			}
+			if list, err := Find(root, []string{tc.name}); len(list) != 0 || !errors.Is(err, ErrBadName) {
+				t.Errorf("Find(%q) = %v, %v", tc.name, list, err)
+			}
+			if evs, err := ReadEvents(root, []string{tc.name}, time.Time{}); len(evs) != 0 || !errors.Is(err, ErrBadName) {
+				t.Errorf("ReadEvents(%q) = %v, %v", tc.name, evs, err)
+			}
+		})
 	}
 }
