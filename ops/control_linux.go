@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -97,7 +98,7 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if uid != 0 && uid != s.owner {
-		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", outsideUID(uid), outsideUID(s.owner))})
+		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("%s did not start this service (uid %d did; or be root)", who(uid), outsideUID(s.owner))})
 		_, _ = c.Write(append(data, '\n'))
 		return
 	}
@@ -201,6 +202,18 @@ func outsideUID(uid int) int {
 	return mapID(string(data), uid)
 }
 
+// who names the peer uid as the host knows it. In a rootless
+// supervisor's namespace every host uid it does not map, the host's root
+// included, shows as the overflow uid: that one may be any of them.
+func who(uid int) string {
+	out := outsideUID(uid)
+	data, err := os.ReadFile("/proc/sys/kernel/overflowuid")
+	if err != nil || strings.TrimSpace(string(data)) != strconv.Itoa(uid) || out == uid {
+		return fmt.Sprintf("uid %d", out)
+	}
+	return fmt.Sprintf("uid %d, or a uid this service's user namespace does not map (the host's root among them; all show as uid %d to it),", out, uid)
+}
+
 // mapID maps id through a uid_map's text ("inside outside count" lines).
 func mapID(text string, id int) int {
 	for _, line := range strings.Split(text, "\n") {
@@ -244,6 +257,7 @@ func Send(ctx context.Context, s *Status, req Request) error {
 		return fmt.Errorf("%s: reaching its supervisor: %w", s.Name, err)
 	}
 	defer c.Close()
+	listener := listenerPID(c.(*net.UnixConn))
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	data, err := json.Marshal(req)
@@ -266,6 +280,10 @@ func Send(ctx context.Context, s *Status, req Request) error {
 		return fmt.Errorf("%s: an answer that is not JSON: %w", s.Name, err)
 	}
 	if rep.Error != "" {
+		if rep.Denied && hostRoot() {
+			c.Close()
+			return asRoot(ctx, s, listener, req, rep.Error)
+		}
 		if rep.Denied {
 			return fmt.Errorf("%s: %w: %s", s.Name, ErrNotPermitted, rep.Error)
 		}
@@ -285,19 +303,4 @@ func Send(ctx context.Context, s *Status, req Request) error {
 		return fmt.Errorf("%s: waiting for it to stop: %w", s.Name, ctx.Err())
 	}
 	return nil
-}
-
-// waitExit waits until process pid has exited, or ctx ends.
-func waitExit(ctx context.Context, pid int) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return // gone already (ESRCH), or no pidfd: nothing better to wait on
-	}
-	defer unix.Close(fd)
-	for ctx.Err() == nil {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if n, err := unix.Poll(fds, 100); n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
 }

@@ -237,6 +237,7 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	}
 	c := conn.(*net.UnixConn)
 	defer c.Close()
+	listener := listenerPID(c)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
@@ -280,6 +281,9 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	}
 	if rep.Error != "" {
 		closeFiles(files)
+		if rep.Denied && hostRoot() {
+			return 0, asRoot(ctx, st, listener, req, rep.Error)
+		}
 		if rep.Denied {
 			return 0, fmt.Errorf("%s: %w: %s", name, ErrNotPermitted, rep.Error)
 		}
