@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/internal/cli"
+	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/ops/metrics"
 )
@@ -134,6 +135,16 @@ the service, or root, may. The exit status is the command's.`,
 			}
 			if len(argv) == 0 {
 				return fmt.Errorf("no command (usage: %s)", cmd.UseLine())
+			}
+			if x.User != "" {
+				// The rules of the manifest's process.user: ":1000" must
+				// not run as uid 0, nor "0:0:0" as anything.
+				if p := manifest.UserProblems(x.User); len(p) > 0 {
+					return fmt.Errorf("-u: %s (or leave out -u for the service's own user)", strings.Join(p, "; "))
+				}
+			}
+			if err := ops.CheckName(name); err != nil {
+				return err
 			}
 			x.Args = argv
 			if term := os.Getenv("TERM"); x.TTY && term != "" {
