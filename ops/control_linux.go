@@ -91,7 +91,7 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	line, rest, files, err := readLine(c, maxRequest)
 	defer func() { closeFiles(files) }()
 	if errors.Is(err, errTooLong) {
-		answer(fmt.Errorf("%w (fewer or shorter arguments and variables)", err))
+		answer(fmt.Errorf("%w (exec takes at most 1 MiB of arguments and environment: pass fewer or shorter ones, or a file through stdin)", err))
 	}
 	if err != nil {
 		return
@@ -165,8 +165,10 @@ func (s *Server) forget(e *ExecSession) {
 }
 
 // maxRequest bounds a request line: an exec's arguments and environment
-// fit.
-const maxRequest = 64 << 10
+// fit, as half of what execve(2) takes on a default 8 MiB stack (ARG_MAX
+// 2 MiB). Only the service's user and root may connect (the socket's
+// mode), so it bounds what a caller of theirs makes the supervisor hold.
+const maxRequest = 1 << 20
 
 // Close stops serving, and closes the connections of stop requests and
 // of the execs still running: their clients see the service gone.

@@ -259,7 +259,16 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	if len(theirs) > 0 {
 		oob = unix.UnixRights(int(theirs[0].Fd()), int(theirs[1].Fd()), int(theirs[2].Fd()))
 	}
-	_, _, err = c.WriteMsgUnix(append(data, '\n'), oob, nil)
+	msg := append(data, '\n')
+	n, _, err := c.WriteMsgUnix(msg, oob, nil)
+	var werr error
+	if err == nil && n < len(msg) {
+		// One sendmsg takes what the socket's buffer holds (a few
+		// hundred KiB); the files went with its first byte. A failed
+		// write may be the supervisor's refusal of a request too long,
+		// said before it hung up: the answer is read first.
+		_, werr = c.Write(msg[n:])
+	}
 	// Only the command holds them now: its end closing is the output's.
 	closeFiles(theirs)
 	if err != nil {
@@ -267,6 +276,10 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	}
 
 	line, rest, files, err := readLine(c, maxRequest)
+	if err != nil && werr != nil {
+		closeFiles(files)
+		return 0, fmt.Errorf("%s: %w", name, werr)
+	}
 	if err != nil {
 		closeFiles(files)
 		if ctx.Err() != nil {

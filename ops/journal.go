@@ -65,11 +65,17 @@ type Journal struct {
 	size    int64
 }
 
-// OpenJournal opens (creating) the journal of service in dir.
+// OpenJournal opens (creating) the journal of service in dir. The
+// directory and the journals are their writer's only (0700, 0600): they
+// tell what runs and what it was denied, and a directory or journal of an
+// older safe-run's (0755, 0644) is tightened here.
 func OpenJournal(dir, service string) (*Journal, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the event journal: %w", err)
 	}
+	// Not ours to tighten (EPERM) is no reason to record nothing.
+	_ = ownerOnly(dir, 0o700)
+	_ = ownerOnly(filepath.Join(dir, service+".jsonl.1"), 0o600)
 	j := &Journal{path: filepath.Join(dir, service+".jsonl"), service: service}
 	if err := j.open(); err != nil {
 		return nil, err
@@ -78,14 +84,17 @@ func OpenJournal(dir, service string) (*Journal, error) {
 }
 
 func (j *Journal) open() error {
-	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening the event journal: %w", err)
 	}
 	st, err := f.Stat()
+	if err == nil && st.Mode().Perm()&0o077 != 0 {
+		err = f.Chmod(0o600)
+	}
 	if err != nil {
 		f.Close()
-		return err
+		return fmt.Errorf("opening the event journal: %w", err)
 	}
 	j.f, j.size = f, st.Size()
 	// A journal whose last line was cut short (a crash or a power loss
@@ -99,6 +108,18 @@ func (j *Journal) open() error {
 		}
 	}
 	return nil
+}
+
+// ownerOnly takes group and others' access to path away, as perm says.
+func ownerOnly(path string, perm os.FileMode) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(path, perm)
 }
 
 // Add appends an event of kind now. A journal that cannot be written is

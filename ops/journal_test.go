@@ -208,3 +208,53 @@ func TestWriterKinds(t *testing.T) {
 		t.Errorf("kinds %q, want %q", got, want)
 	}
 }
+
+// TestOwnerOnly: the journals and the status file are their writer's
+// only, and an older safe-run's, readable by all, are tightened by the
+// next start (probe OPS #11: every local user read every journal).
+func TestOwnerOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "events")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	for _, f := range []string{"web.jsonl", "web.jsonl.1"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(dir, f), 0o644)
+	}
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j2, err := OpenJournal(dir, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	state := t.TempDir()
+	if err := WriteStatus(state, &Status{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		dir: 0o700, filepath.Join(dir, "web.jsonl"): 0o600, filepath.Join(dir, "web.jsonl.1"): 0o600,
+		filepath.Join(dir, "db.jsonl"): 0o600, filepath.Join(state, StatusFile): 0o600,
+	} {
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", path, st.Mode().Perm(), err, want)
+		}
+	}
+	// A new dir is made 0700 too.
+	fresh := filepath.Join(t.TempDir(), "events")
+	j3, err := OpenJournal(fresh, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j3.Close()
+	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("new journal dir: %v, %v", st.Mode().Perm(), err)
+	}
+}

@@ -93,14 +93,17 @@ type Limits struct {
 	Pids   int64   `json:"pids,omitempty"`
 }
 
-// WriteStatus replaces the status file in dir with s.
+// WriteStatus replaces the status file in dir with s, readable by its
+// writer only (and root).
 func WriteStatus(dir string, s *Status) error {
 	s.Version = StatusVersion
 	data, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, StatusFile), append(data, '\n'), 0o644)
+	// Owner-only: it names the service's image, manifest, cgroups and
+	// ports, none of another user's business (probe OPS #11).
+	return atomicfile.Write(filepath.Join(dir, StatusFile), append(data, '\n'), 0o600)
 }
 
 // ReadStatus reads the status file of the service whose state directory
