@@ -38,6 +38,9 @@ type Server struct {
 // woken.
 func Serve(dir string, handle func(Request) error) (*Server, error) {
 	path := filepath.Join(dir, ControlFile)
+	if err := CheckSocketPath(path); err != nil {
+		return nil, fmt.Errorf("creating the control socket: %w", err)
+	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("creating the control socket: %w", err)
@@ -250,8 +253,12 @@ func peerUID(c *net.UnixConn) (int, error) {
 // stopped the service and cleaned up.
 func Send(ctx context.Context, s *Status, req Request) error {
 	req.Version = ControlVersion
+	path := filepath.Join(s.StateDir, ControlFile)
+	if err := CheckSocketPath(path); err != nil {
+		return fmt.Errorf("%s: reaching its supervisor: %w", s.Name, err)
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", filepath.Join(s.StateDir, ControlFile))
+	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) {
 			return fmt.Errorf("%s: %w: %w (only who started it, or root, may)", s.Name, ErrNotPermitted, err)

@@ -2,6 +2,7 @@ package ops
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -76,5 +77,27 @@ func TestMapID(t *testing.T) {
 		if got := mapID(tc.text, tc.id); got != tc.out {
 			t.Errorf("mapID(%q, %d) = %d, want %d", tc.text, tc.id, got, tc.out)
 		}
+	}
+}
+
+// TestSocketPathTooLong: a state directory that makes the control
+// socket's path longer than the kernel takes is said so, with the fix,
+// by the supervisor and by its callers, not as a bare "invalid argument"
+// (probe OPS #8).
+func TestSocketPathTooLong(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ControlFile)
+	want := fmt.Sprintf("%s: a socket path too long: %d bytes, more than the 107 a unix socket's path may have (use a shorter state directory, SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR rootless; or a shorter service name)", path, len(path))
+	if _, err := Serve(dir, func(Request) error { return nil }); !errors.Is(err, ErrSocketPath) || err.Error() != "creating the control socket: "+want {
+		t.Errorf("Serve: %v", err)
+	}
+	if err := Send(t.Context(), &Status{Name: "web", StateDir: dir}, Request{Op: OpStop}); !errors.Is(err, ErrSocketPath) || err.Error() != "web: reaching its supervisor: "+want {
+		t.Errorf("Send: %v", err)
+	}
+	if err := CheckSocketPath(strings.Repeat("x", MaxSocketPath)); err != nil {
+		t.Errorf("107 bytes: %v", err)
 	}
 }

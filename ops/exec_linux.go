@@ -227,8 +227,12 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 			return 0, fmt.Errorf("-t: %w (leave out -t, or run from a terminal)", ErrNoTerminal)
 		}
 	}
+	path := filepath.Join(st.StateDir, ControlFile)
+	if err := CheckSocketPath(path); err != nil {
+		return 0, fmt.Errorf("%s: reaching its supervisor: %w", name, err)
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", filepath.Join(st.StateDir, ControlFile))
+	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) {
 			return 0, fmt.Errorf("%s: %w: %w (only who started it, or root, may)", name, ErrNotPermitted, err)
