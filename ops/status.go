@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
@@ -166,12 +167,45 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 		case err != nil:
 			errs = append(errs, err)
 		case s.Dead:
-			errs = append(errs, fmt.Errorf("%s: %w: its supervisor (pid %d) died (see safe-run ps -a)", n, ErrNotRunning, s.SupervisorPID))
+			errs = append(errs, fmt.Errorf("%s: %w: %s", n, ErrNotRunning, crashed(s)))
 		default:
 			out = append(out, s)
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// crashed says what a service whose supervisor died left, and the fix:
+// a start of it cleans up what a run of its name left (the container,
+// its cgroups, mounts and state directory), and only a start can, under
+// the name's lock; the janitor that would have did not run, or died too.
+func crashed(s *Status) string {
+	fix := "start it again, which cleans them up first"
+	if s.Manifest != "" {
+		fix = fmt.Sprintf("start it again (safe-run %s), which cleans them up first", s.Manifest)
+	}
+	procs := ""
+	if n := cgroupProcs(s.Cgroups); n > 0 {
+		procs = fmt.Sprintf(" (with %d process(es) of it still running in them)", n)
+	}
+	return fmt.Sprintf("its supervisor (pid %d) died, and left its container, cgroups%s and state directory %s: %s, then safe-run stop %s if it should not run", s.SupervisorPID, procs, s.StateDir, fix, s.Name)
+}
+
+// cgroupProcs counts the processes in the first of cgroups that lists
+// them; 0 when none can be read.
+func cgroupProcs(cgroups map[string]string) int {
+	for _, k := range []string{"", "pids", "memory", "cpu"} {
+		dir, ok := cgroups[k]
+		if !ok {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		return len(strings.Fields(string(data)))
+	}
+	return 0
 }
 
 // ErrNotRunning: no supervisor runs a service of that name.

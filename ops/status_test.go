@@ -60,7 +60,7 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 		t.Errorf("ps -a table:\n%s", out.String())
 	}
 	if _, err := Find(root, []string{"db", "nope"}); err == nil ||
-		!strings.Contains(err.Error(), "db: no such running service: its supervisor (pid 1073741824) died") ||
+		!strings.Contains(err.Error(), "db: no such running service: its supervisor (pid 1073741824) died, and left its container, cgroups and state directory "+filepath.Join(root, "db")+": start it again, which cleans them up first, then safe-run stop db if it should not run") ||
 		!strings.Contains(err.Error(), "nope: no such running service (see safe-run ps)") {
 		t.Errorf("Find: %v", err)
 	}
@@ -116,5 +116,18 @@ func TestNamesChecked(t *testing.T) {
 				t.Errorf("ReadEvents(%q) = %v, %v", tc.name, evs, err)
 			}
 		})
+	}
+}
+
+// TestCrashedSaysTheFix: stop or kill of a service whose supervisor died
+// says what it left and the command that cleans it up (probe OPS #9: it
+// pointed back to ps -a).
+func TestCrashedSaysTheFix(t *testing.T) {
+	cg := t.TempDir()
+	os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte("12\n34\n"), 0o644)
+	s := &Status{Name: "web", SupervisorPID: 42, Manifest: "/srv/web.toml", StateDir: "/run/safe-run/web", Cgroups: map[string]string{"": cg}}
+	want := "its supervisor (pid 42) died, and left its container, cgroups (with 2 process(es) of it still running in them) and state directory /run/safe-run/web: start it again (safe-run /srv/web.toml), which cleans them up first, then safe-run stop web if it should not run"
+	if got := crashed(s); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
