@@ -248,6 +248,9 @@ func ReadEvents(dir string, names []string, since time.Time) ([]Event, error) {
 	var out []Event
 	for _, f := range files {
 		evs, _, err := readFrom(f, 0, since)
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w (the journals are readable by who started the services, and root)", err)
+		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -295,6 +298,13 @@ func Damaged(dir string, names []string) ([]string, error) {
 // given is checked before it becomes a path (CheckName).
 func journalFiles(dir string, names []string) ([]string, error) {
 	if len(names) == 0 {
+		// Glob says nothing of a directory it may not read: another
+		// user's journals would look like none.
+		if f, err := os.Open(dir); errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w (the journals are readable by who started the services, and root)", err)
+		} else if err == nil {
+			f.Close()
+		}
 		m, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
 		if err != nil {
 			return nil, err
