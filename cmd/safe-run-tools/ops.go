@@ -215,8 +215,11 @@ node_exporter's textfile collector, once or --every DURATION.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dirs := cli.DefaultDirs()
 			reg := metrics.Registry(&metrics.Collector{StateRoot: dirs.State, JournalDir: ops.JournalDir(dirs.Data)})
-			if every < 0 || every > 0 && textfile == "" {
-				return fmt.Errorf("--every %s: use a positive duration, with --textfile", every)
+			if every < 0 {
+				return fmt.Errorf("--every %s: use a positive duration", every)
+			}
+			if every > 0 && textfile == "" {
+				return fmt.Errorf("--every %s: how often to write --textfile DIR, which is missing (add --textfile DIR, or leave out --every)", every)
 			}
 			ctx := cmd.Context()
 			errs := make(chan error, 2)
