@@ -80,7 +80,39 @@ func OpenJournal(dir, service string) (*Journal, error) {
 	if err := j.open(); err != nil {
 		return nil, err
 	}
+	j.endUnrecorded()
 	return j, nil
+}
+
+// endUnrecorded records the end of the previous run when it has none: a
+// supervisor that was SIGKILLed (or a host that went down) wrote no exit,
+// and its journal stopped at ready or stop as if it still ran (probe OPS
+// #10). The start that opens the journal holds the name's lock: no other
+// supervisor of it writes here.
+func (j *Journal) endUnrecorded() {
+	last, ok := j.lastEvent()
+	if !ok || last.Kind == EventExit {
+		return
+	}
+	_ = j.add(Event{Kind: EventExit, Message: fmt.Sprintf("the previous run ended unrecorded after its last event (%s at %s): its safe-run was killed, or the host went down (said at the next start)", last.Kind, last.Time.Format(time.RFC3339))})
+}
+
+// lastEvent reads the journal's last event, from its last 64 KiB.
+func (j *Journal) lastEvent() (Event, bool) {
+	const tail = 64 << 10
+	off := max(j.size-tail, 0)
+	buf := make([]byte, j.size-off)
+	if _, err := j.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return Event{}, false
+	}
+	lines := bytes.Split(bytes.TrimRight(buf, "\n"), []byte{'\n'})
+	for i := len(lines) - 1; i >= 0; i-- {
+		var e Event
+		if json.Unmarshal(lines[i], &e) == nil && e.Kind != "" && !e.Time.IsZero() {
+			return e, true
+		}
+	}
+	return Event{}, false
 }
 
 func (j *Journal) open() error {
