@@ -211,9 +211,14 @@ func outsideUID(uid int) int {
 // supervisor's namespace every host uid it does not map, the host's root
 // included, shows as the overflow uid: that one may be any of them.
 func who(uid int) string {
-	out := outsideUID(uid)
-	data, err := os.ReadFile("/proc/sys/kernel/overflowuid")
-	if err != nil || strings.TrimSpace(string(data)) != strconv.Itoa(uid) || out == uid {
+	m, _ := os.ReadFile("/proc/self/uid_map")
+	o, _ := os.ReadFile("/proc/sys/kernel/overflowuid")
+	return whoIn(string(m), strings.TrimSpace(string(o)), uid)
+}
+
+func whoIn(uidMap, overflow string, uid int) string {
+	out := mapID(uidMap, uid)
+	if overflow != strconv.Itoa(uid) || out == uid {
 		return fmt.Sprintf("uid %d", out)
 	}
 	return fmt.Sprintf("uid %d, or a uid this service's user namespace does not map (the host's root among them; all show as uid %d to it),", out, uid)

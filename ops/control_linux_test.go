@@ -101,3 +101,23 @@ func TestSocketPathTooLong(t *testing.T) {
 		t.Errorf("107 bytes: %v", err)
 	}
 }
+
+// TestWhoIn: a rootless supervisor's refusal of the overflow uid does not
+// name a subordinate uid as who asked: it may be root, or any user the
+// namespace does not map (probe OPS #4).
+func TestWhoIn(t *testing.T) {
+	const rootless = "         0        995          1\n         1     300000      65536\n"
+	for _, tc := range []struct {
+		uidMap string
+		uid    int
+		want   string
+	}{
+		{rootless, 65534, "uid 365533, or a uid this service's user namespace does not map (the host's root among them; all show as uid 65534 to it),"},
+		{rootless, 1000, "uid 300999"},
+		{"         0          0 4294967295\n", 65534, "uid 65534"},
+	} {
+		if got := whoIn(tc.uidMap, "65534", tc.uid); got != tc.want {
+			t.Errorf("whoIn(%d) = %q, want %q", tc.uid, got, tc.want)
+		}
+	}
+}
