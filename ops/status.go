@@ -164,6 +164,9 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			errs = append(errs, fmt.Errorf("%s: %w (see safe-run ps)", n, ErrNotRunning))
+		case errors.Is(err, fs.ErrPermission):
+			// Its status file is its user's only.
+			errs = append(errs, fmt.Errorf("%s: %w: %w (only who started it, or root, may)", n, ErrNotPermitted, err))
 		case err != nil:
 			errs = append(errs, err)
 		case s.Dead:
