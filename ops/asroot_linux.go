@@ -132,9 +132,14 @@ func initAsRoot(s *Status, sup int) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("init pid %d: %w", s.InitPID, err)
 	}
-	_, ppid, err := procUID(s.InitPID)
+	uid, ppid, err := procUID(s.InitPID)
 	if err == nil && ppid != s.SupervisorPID {
 		err = fmt.Errorf("init pid %d is not a child of the supervisor (pid %d) but of pid %d", s.InitPID, s.SupervisorPID, ppid)
+	}
+	if err == nil && !mapsTo(s.SupervisorPID, uid) {
+		// A child that is no uid of the service's namespace (a
+		// setuid program that became root) is no init of the service.
+		err = fmt.Errorf("init pid %d runs as uid %d, which the supervisor's user namespace does not map", s.InitPID, uid)
 	}
 	if err == nil && exited(sup) {
 		err = fmt.Errorf("its supervisor (pid %d) exited", s.SupervisorPID)
@@ -144,6 +149,22 @@ func initAsRoot(s *Status, sup int) (int, error) {
 		return -1, err
 	}
 	return fd, nil
+}
+
+// mapsTo: host uid is one of the user namespace of process pid (its
+// uid_map's outside ranges).
+func mapsTo(pid, uid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/uid_map")
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var in, out, n int
+		if _, err := fmt.Sscan(line, &in, &out, &n); err == nil && uid >= out && uid-out < n {
+			return true
+		}
+	}
+	return false
 }
 
 // exited: the process of pidfd fd has exited.

@@ -25,7 +25,7 @@ const fakeSupervisorEnv = "OPS_TEST_FAKE_SUPERVISOR"
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(fakeSupervisorEnv); dir != "" {
-		os.Exit(fakeSupervisor(dir, os.Getenv("OPS_TEST_STATUS_PID")))
+		os.Exit(fakeSupervisor(dir, os.Getenv("OPS_TEST_STATUS_PID"), os.Getenv("OPS_TEST_STATUS_INIT")))
 	}
 	os.Exit(m.Run())
 }
@@ -33,9 +33,10 @@ func TestMain(m *testing.M) {
 // fakeSupervisor serves the control socket in dir/svc as a rootless
 // supervisor does (from a user namespace where its user is uid 0), with a
 // child for its init, and publishes its status: by default its own pid,
-// or statusPID's (a forged status file). It says on stdout what reaches
+// or statusPID's, and its child's pid as its init's, or statusInit's (a
+// forged status file). It says on stdout what reaches
 // it: "init: ..." when its child ends, "stop" on SIGTERM.
-func fakeSupervisor(dir, statusPID string) int {
+func fakeSupervisor(dir, statusPID, statusInit string) int {
 	init := exec.Command("sleep", "60")
 	if err := init.Start(); err != nil {
 		fmt.Println(err)
@@ -52,6 +53,9 @@ func fakeSupervisor(dir, statusPID string) int {
 	st := &Status{Name: "svc", State: StateRunning, SupervisorPID: os.Getpid(), InitPID: init.Process.Pid, Started: time.Now()}
 	if statusPID != "" {
 		fmt.Sscan(statusPID, &st.SupervisorPID)
+	}
+	if statusInit != "" {
+		fmt.Sscan(statusInit, &st.InitPID)
 	}
 	st.SupervisorStart = proc.Start(st.SupervisorPID)
 	if err := WriteStatus(filepath.Join(dir, "svc"), st); err != nil {
@@ -84,7 +88,7 @@ func TestRootSignalsRootless(t *testing.T) {
 		testenv.Skip(t, "not root of the host's user namespace")
 	}
 	const uid = 54321 // no one's: the supervisor's user, outside
-	start := func(t *testing.T, statusPID string) (string, *bufio.Scanner) {
+	start := func(t *testing.T, statusPID, statusInit string) (string, *bufio.Scanner) {
 		base, err := os.MkdirTemp("", "ops-asroot-")
 		if err != nil {
 			t.Fatal(err)
@@ -107,7 +111,7 @@ func TestRootSignalsRootless(t *testing.T) {
 			t.Fatal(err)
 		}
 		cmd := exec.Command(bin, "-test.run=^$")
-		cmd.Env = append(os.Environ(), fakeSupervisorEnv+"="+base, "OPS_TEST_STATUS_PID="+statusPID)
+		cmd.Env = append(os.Environ(), fakeSupervisorEnv+"="+base, "OPS_TEST_STATUS_PID="+statusPID, "OPS_TEST_STATUS_INIT="+statusInit)
 		cmd.SysProcAttr = &syscall.SysProcAttr{
 			Cloneflags:  unix.CLONE_NEWUSER,
 			UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: uid, Size: 1}},
@@ -130,7 +134,7 @@ func TestRootSignalsRootless(t *testing.T) {
 		return base, lines
 	}
 	t.Run("kill-stop-exec", func(t *testing.T) {
-		base, lines := start(t, "")
+		base, lines := start(t, "", "")
 		if err := Kill(t.Context(), base, []string{"svc"}, unix.SIGUSR2); err != nil {
 			t.Fatal(err)
 		}
@@ -156,7 +160,7 @@ func TestRootSignalsRootless(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { victim.Process.Kill(); victim.Wait() }()
-		base, _ := start(t, fmt.Sprint(victim.Process.Pid))
+		base, _ := start(t, fmt.Sprint(victim.Process.Pid), "")
 		for _, op := range []func() error{
 			func() error { return Kill(t.Context(), base, []string{"svc"}, unix.SIGKILL) },
 			func() error { return Stop(t.Context(), base, []string{"svc"}, 0) },
@@ -168,6 +172,14 @@ func TestRootSignalsRootless(t *testing.T) {
 		}
 		if !proc.Alive(victim.Process.Pid, 0) {
 			t.Error("the process a forged status file names was signalled")
+		}
+		// The real supervisor, naming root's process as its init.
+		base, _ = start(t, "", fmt.Sprint(victim.Process.Pid))
+		if err := Kill(t.Context(), base, []string{"svc"}, unix.SIGKILL); !errors.Is(err, ErrNotPermitted) || !strings.Contains(err.Error(), fmt.Sprintf("init pid %d is not a child of the supervisor", victim.Process.Pid)) {
+			t.Errorf("forged init: %v", err)
+		}
+		if !proc.Alive(victim.Process.Pid, 0) {
+			t.Error("the init a forged status file names was signalled")
 		}
 	})
 }
