@@ -294,8 +294,10 @@ func TestExec(t *testing.T) {
 	if out, err := nobody.CombinedOutput(); exitCode(err) != 125 || !strings.Contains(string(out), "opsexec: not permitted") {
 		t.Errorf("exec by another user: %v\n%s", err, out)
 	}
-	if err := os.Chmod(filepath.Join(env.stateDir, "opsexec", ops.ControlFile), 0o666); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{ops.ControlFile, ops.StatusFile} {
+		if err := os.Chmod(filepath.Join(env.stateDir, "opsexec", f), 0o666); err != nil {
+			t.Fatal(err)
+		}
 	}
 	nobody = safeRun(t, ctx, "exec", "opsexec", "--", "id")
 	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}

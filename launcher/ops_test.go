@@ -261,10 +261,15 @@ func TestStopAndKill(t *testing.T) {
 	if err == nil {
 		t.Errorf("another user stopped the service: %s", out)
 	}
-	t.Logf("as nobody: %s", out)
-	// Past the socket's mode, the supervisor checks who connects.
-	if err := os.Chmod(filepath.Join(env.stateDir, "opsstop", ops.ControlFile), 0o666); err != nil {
-		t.Fatal(err)
+	if !strings.Contains(string(out), "opsstop: not permitted: open "+filepath.Join(env.stateDir, "opsstop", ops.StatusFile)+": permission denied (only who started it, or root, may)") {
+		t.Errorf("stop by another user: %s", out)
+	}
+	// Past the status file's and the socket's modes, the supervisor
+	// checks who connects.
+	for _, f := range []string{ops.ControlFile, ops.StatusFile} {
+		if err := os.Chmod(filepath.Join(env.stateDir, "opsstop", f), 0o666); err != nil {
+			t.Fatal(err)
+		}
 	}
 	nobody = exec.Command(env.bin, "kill", "opsstop")
 	nobody.Env, nobody.SysProcAttr = append(os.Environ(), "SAFE_RUN_STATE_DIR="+env.stateDir), &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
@@ -540,7 +545,7 @@ func TestPSShowsACrash(t *testing.T) {
 	if e, ok := psJSON(t, "-a")["opscrash"]; !ok || !e.Crashed || e.SupervisorPID != s.cmd.Process.Pid {
 		t.Errorf("ps -a: %+v", e)
 	}
-	if r := tools(t, "stop", "opscrash"); r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("opscrash: no such running service: its supervisor (pid %d) died (see safe-run ps -a)", s.cmd.Process.Pid)) {
+	if r := tools(t, "stop", "opscrash"); r.code == 0 || !strings.Contains(r.stderr, fmt.Sprintf("opscrash: no such running service: its supervisor (pid %d) died, and left its container, cgroups and state directory %s: start it again (safe-run ", s.cmd.Process.Pid, filepath.Join(env.stateDir, "opscrash"))) {
 		t.Errorf("stop of a crashed service: exit %d %s", r.code, r.stderr)
 	}
 	syscall.Kill(janitor, syscall.SIGCONT)

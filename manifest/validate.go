@@ -1,6 +1,7 @@
 package manifest
 
 import (
+	"fmt"
 	"maps"
 	"math"
 	"path"
@@ -242,14 +243,8 @@ func validateProcess(s *Service, fe *fieldErrors) {
 		}
 	}
 	if p.User != "" {
-		if !userPattern().MatchString(p.User) {
-			fe.add("process.user", "%q is not a user (use \"uid[:gid]\" such as \"1000:1000\", or a name from the image's /etc/passwd)", p.User)
-		} else {
-			for _, part := range strings.Split(p.User, ":") {
-				if n, err := strconv.ParseUint(part, 10, 64); err == nil && n > 65535 {
-					fe.add("process.user", "%d is outside the container's ids 0-65535 (the user namespace maps 65536 ids)", n)
-				}
-			}
+		for _, msg := range UserProblems(p.User) {
+			fe.add("process.user", "%s", msg)
 		}
 	}
 	if p.Workdir != "" && !path.IsAbs(p.Workdir) {
@@ -476,3 +471,20 @@ func validateInsecure(s *Service, fe *fieldErrors) {
 }
 
 func digits(s string) bool { return s != "" && strings.Trim(s, "0123456789") == "" }
+
+// UserProblems says what is wrong with a user as process.user takes it,
+// "uid[:gid]" or "name[:group]" with ids in the container's 0-65535, one
+// message each; none for a good one. `safe-run exec -u` checks its user
+// with it too: the same rules wherever a user is given.
+func UserProblems(user string) []string {
+	if !userPattern().MatchString(user) {
+		return []string{fmt.Sprintf("%q is not a user (use \"uid[:gid]\" such as \"1000:1000\", or a name from the image's /etc/passwd)", user)}
+	}
+	var out []string
+	for _, part := range strings.Split(user, ":") {
+		if n, err := strconv.ParseUint(part, 10, 64); err == nil && n > 65535 {
+			out = append(out, fmt.Sprintf("%d is outside the container's ids 0-65535 (the user namespace maps 65536 ids)", n))
+		}
+	}
+	return out
+}

@@ -277,6 +277,10 @@ func ShowStats(ctx context.Context, w io.Writer, stateRoot string, o StatsOption
 		}
 		prev[key(s)] = cur
 	}
+	if len(prev) == 0 && !(o.Stream && len(o.Names) == 0) {
+		// Nothing to show: the errors alone, not a table without rows.
+		return errors.Join(errs...)
+	}
 	t := time.NewTicker(o.Interval)
 	defer t.Stop()
 	for {

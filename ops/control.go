@@ -2,6 +2,7 @@ package ops
 
 import (
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -63,3 +64,21 @@ type reply struct {
 
 // ErrNotPermitted: the caller is neither root nor who started the service.
 var ErrNotPermitted = errors.New("not permitted")
+
+// MaxSocketPath is the longest path a unix socket may have: sun_path is
+// 108 bytes, its NUL included (unix(7)).
+const MaxSocketPath = 107
+
+// CheckSocketPath refuses a unix socket's path the kernel would refuse
+// with a bare EINVAL, saying how to make it shorter. Where the state
+// directory is chosen (plan), calling it on the longest socket under it
+// refuses the start up front.
+func CheckSocketPath(path string) error {
+	if len(path) <= MaxSocketPath {
+		return nil
+	}
+	return fmt.Errorf("%s: %w: %d bytes, more than the %d a unix socket's path may have (use a shorter state directory, SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR rootless; or a shorter service name)", path, ErrSocketPath, len(path), MaxSocketPath)
+}
+
+// ErrSocketPath: a unix socket's path too long for the kernel.
+var ErrSocketPath = errors.New("a socket path too long")

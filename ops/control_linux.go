@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ type Server struct {
 // woken.
 func Serve(dir string, handle func(Request) error) (*Server, error) {
 	path := filepath.Join(dir, ControlFile)
+	if err := CheckSocketPath(path); err != nil {
+		return nil, fmt.Errorf("creating the control socket: %w", err)
+	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("creating the control socket: %w", err)
@@ -90,14 +94,14 @@ func (s *Server) serve(c *net.UnixConn, handle func(Request) error) {
 	line, rest, files, err := readLine(c, maxRequest)
 	defer func() { closeFiles(files) }()
 	if errors.Is(err, errTooLong) {
-		answer(fmt.Errorf("%w (fewer or shorter arguments and variables)", err))
+		answer(fmt.Errorf("%w (exec takes at most 1 MiB of arguments and environment: pass fewer or shorter ones, or a file through stdin)", err))
 	}
 	if err != nil {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	if uid != 0 && uid != s.owner {
-		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("uid %d did not start this service (uid %d did; or be root)", outsideUID(uid), outsideUID(s.owner))})
+		data, _ := json.Marshal(reply{Denied: true, Error: fmt.Sprintf("%s did not start this service (uid %d did; or be root)", who(uid), outsideUID(s.owner))})
 		_, _ = c.Write(append(data, '\n'))
 		return
 	}
@@ -164,8 +168,10 @@ func (s *Server) forget(e *ExecSession) {
 }
 
 // maxRequest bounds a request line: an exec's arguments and environment
-// fit.
-const maxRequest = 64 << 10
+// fit, as half of what execve(2) takes on a default 8 MiB stack (ARG_MAX
+// 2 MiB). Only the service's user and root may connect (the socket's
+// mode), so it bounds what a caller of theirs makes the supervisor hold.
+const maxRequest = 1 << 20
 
 // Close stops serving, and closes the connections of stop requests and
 // of the execs still running: their clients see the service gone.
@@ -199,6 +205,23 @@ func outsideUID(uid int) int {
 		return uid
 	}
 	return mapID(string(data), uid)
+}
+
+// who names the peer uid as the host knows it. In a rootless
+// supervisor's namespace every host uid it does not map, the host's root
+// included, shows as the overflow uid: that one may be any of them.
+func who(uid int) string {
+	m, _ := os.ReadFile("/proc/self/uid_map")
+	o, _ := os.ReadFile("/proc/sys/kernel/overflowuid")
+	return whoIn(string(m), strings.TrimSpace(string(o)), uid)
+}
+
+func whoIn(uidMap, overflow string, uid int) string {
+	out := mapID(uidMap, uid)
+	if overflow != strconv.Itoa(uid) || out == uid {
+		return fmt.Sprintf("uid %d", out)
+	}
+	return fmt.Sprintf("uid %d, or a uid this service's user namespace does not map (the host's root among them; all show as uid %d to it),", out, uid)
 }
 
 // mapID maps id through a uid_map's text ("inside outside count" lines).
@@ -235,8 +258,12 @@ func peerUID(c *net.UnixConn) (int, error) {
 // stopped the service and cleaned up.
 func Send(ctx context.Context, s *Status, req Request) error {
 	req.Version = ControlVersion
+	path := filepath.Join(s.StateDir, ControlFile)
+	if err := CheckSocketPath(path); err != nil {
+		return fmt.Errorf("%s: reaching its supervisor: %w", s.Name, err)
+	}
 	var d net.Dialer
-	c, err := d.DialContext(ctx, "unix", filepath.Join(s.StateDir, ControlFile))
+	c, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) {
 			return fmt.Errorf("%s: %w: %w (only who started it, or root, may)", s.Name, ErrNotPermitted, err)
@@ -244,6 +271,7 @@ func Send(ctx context.Context, s *Status, req Request) error {
 		return fmt.Errorf("%s: reaching its supervisor: %w", s.Name, err)
 	}
 	defer c.Close()
+	listener := listenerPID(c.(*net.UnixConn))
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	data, err := json.Marshal(req)
@@ -266,6 +294,10 @@ func Send(ctx context.Context, s *Status, req Request) error {
 		return fmt.Errorf("%s: an answer that is not JSON: %w", s.Name, err)
 	}
 	if rep.Error != "" {
+		if rep.Denied && hostRoot() {
+			c.Close()
+			return asRoot(ctx, s, listener, req, rep.Error)
+		}
 		if rep.Denied {
 			return fmt.Errorf("%s: %w: %s", s.Name, ErrNotPermitted, rep.Error)
 		}
@@ -285,19 +317,4 @@ func Send(ctx context.Context, s *Status, req Request) error {
 		return fmt.Errorf("%s: waiting for it to stop: %w", s.Name, ctx.Err())
 	}
 	return nil
-}
-
-// waitExit waits until process pid has exited, or ctx ends.
-func waitExit(ctx context.Context, pid int) {
-	fd, err := unix.PidfdOpen(pid, 0)
-	if err != nil {
-		return // gone already (ESRCH), or no pidfd: nothing better to wait on
-	}
-	defer unix.Close(fd)
-	for ctx.Err() == nil {
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		if n, err := unix.Poll(fds, 100); n > 0 || err != nil && !errors.Is(err, unix.EINTR) {
-			return
-		}
-	}
 }

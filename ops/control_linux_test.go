@@ -2,6 +2,7 @@ package ops
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -75,6 +76,48 @@ func TestMapID(t *testing.T) {
 	} {
 		if got := mapID(tc.text, tc.id); got != tc.out {
 			t.Errorf("mapID(%q, %d) = %d, want %d", tc.text, tc.id, got, tc.out)
+		}
+	}
+}
+
+// TestSocketPathTooLong: a state directory that makes the control
+// socket's path longer than the kernel takes is said so, with the fix,
+// by the supervisor and by its callers, not as a bare "invalid argument"
+// (probe OPS #8).
+func TestSocketPathTooLong(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), strings.Repeat("d", 100))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, ControlFile)
+	want := fmt.Sprintf("%s: a socket path too long: %d bytes, more than the 107 a unix socket's path may have (use a shorter state directory, SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR rootless; or a shorter service name)", path, len(path))
+	if _, err := Serve(dir, func(Request) error { return nil }); !errors.Is(err, ErrSocketPath) || err.Error() != "creating the control socket: "+want {
+		t.Errorf("Serve: %v", err)
+	}
+	if err := Send(t.Context(), &Status{Name: "web", StateDir: dir}, Request{Op: OpStop}); !errors.Is(err, ErrSocketPath) || err.Error() != "web: reaching its supervisor: "+want {
+		t.Errorf("Send: %v", err)
+	}
+	if err := CheckSocketPath(strings.Repeat("x", MaxSocketPath)); err != nil {
+		t.Errorf("107 bytes: %v", err)
+	}
+}
+
+// TestWhoIn: a rootless supervisor's refusal of the overflow uid does not
+// name a subordinate uid as who asked: it may be root, or any user the
+// namespace does not map (probe OPS #4).
+func TestWhoIn(t *testing.T) {
+	const rootless = "         0        995          1\n         1     300000      65536\n"
+	for _, tc := range []struct {
+		uidMap string
+		uid    int
+		want   string
+	}{
+		{rootless, 65534, "uid 365533, or a uid this service's user namespace does not map (the host's root among them; all show as uid 65534 to it),"},
+		{rootless, 1000, "uid 300999"},
+		{"         0          0 4294967295\n", 65534, "uid 65534"},
+	} {
+		if got := whoIn(tc.uidMap, "65534", tc.uid); got != tc.want {
+			t.Errorf("whoIn(%d) = %q, want %q", tc.uid, got, tc.want)
 		}
 	}
 }

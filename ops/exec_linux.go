@@ -227,8 +227,12 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 			return 0, fmt.Errorf("-t: %w (leave out -t, or run from a terminal)", ErrNoTerminal)
 		}
 	}
+	path := filepath.Join(st.StateDir, ControlFile)
+	if err := CheckSocketPath(path); err != nil {
+		return 0, fmt.Errorf("%s: reaching its supervisor: %w", name, err)
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", filepath.Join(st.StateDir, ControlFile))
+	conn, err := d.DialContext(ctx, "unix", path)
 	if err != nil {
 		if errors.Is(err, unix.EACCES) {
 			return 0, fmt.Errorf("%s: %w: %w (only who started it, or root, may)", name, ErrNotPermitted, err)
@@ -237,6 +241,7 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	}
 	c := conn.(*net.UnixConn)
 	defer c.Close()
+	listener := listenerPID(c)
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 
@@ -258,7 +263,16 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	if len(theirs) > 0 {
 		oob = unix.UnixRights(int(theirs[0].Fd()), int(theirs[1].Fd()), int(theirs[2].Fd()))
 	}
-	_, _, err = c.WriteMsgUnix(append(data, '\n'), oob, nil)
+	msg := append(data, '\n')
+	n, _, err := c.WriteMsgUnix(msg, oob, nil)
+	var werr error
+	if err == nil && n < len(msg) {
+		// One sendmsg takes what the socket's buffer holds (a few
+		// hundred KiB); the files went with its first byte. A failed
+		// write may be the supervisor's refusal of a request too long,
+		// said before it hung up: the answer is read first.
+		_, werr = c.Write(msg[n:])
+	}
 	// Only the command holds them now: its end closing is the output's.
 	closeFiles(theirs)
 	if err != nil {
@@ -266,6 +280,10 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	}
 
 	line, rest, files, err := readLine(c, maxRequest)
+	if err != nil && werr != nil {
+		closeFiles(files)
+		return 0, fmt.Errorf("%s: %w", name, werr)
+	}
 	if err != nil {
 		closeFiles(files)
 		if ctx.Err() != nil {
@@ -280,6 +298,9 @@ func Exec(ctx context.Context, stateRoot, name string, o ExecOptions) (int, erro
 	}
 	if rep.Error != "" {
 		closeFiles(files)
+		if rep.Denied && hostRoot() {
+			return 0, asRoot(ctx, st, listener, req, rep.Error)
+		}
 		if rep.Denied {
 			return 0, fmt.Errorf("%s: %w: %s", name, ErrNotPermitted, rep.Error)
 		}

@@ -125,8 +125,24 @@ func TestExecSession(t *testing.T) {
 	}
 	req.Session.Exited(137) // as the supervisor does once the kill is done
 
-	// A request too long for the socket is said so.
-	if _, err := Exec(t.Context(), root, "web", ExecOptions{ExecRequest: ExecRequest{Args: []string{"sh"}, Env: []string{"A=" + strings.Repeat("x", maxRequest)}}}); err == nil || !strings.Contains(err.Error(), "web: exec: a request too long: more than 65536 bytes") {
+	// Arguments and environment of 600 KiB pass (the cap was 64 KiB,
+	// far below what execve takes: probe OPS #15); a request longer than
+	// 1 MiB is said so.
+	big := make(chan error, 1)
+	go func() {
+		_, err := Exec(t.Context(), root, "web", ExecOptions{ExecRequest: ExecRequest{Args: []string{"sh"}, Env: []string{"A=" + strings.Repeat("x", 600<<10)}}})
+		big <- err
+	}()
+	req = <-sessions
+	if len(req.Exec.Env) != 1 || len(req.Exec.Env[0]) != 2+600<<10 {
+		t.Errorf("a 600 KiB environment: %d variables", len(req.Exec.Env))
+	}
+	req.Session.Fail(errors.New("no sh"))
+	if err := <-big; err == nil || err.Error() != "web: exec: no sh" {
+		t.Errorf("a 600 KiB request: %v", err)
+	}
+	if _, err := Exec(t.Context(), root, "web", ExecOptions{ExecRequest: ExecRequest{Args: []string{"sh"}, Env: []string{"A=" + strings.Repeat("x", maxRequest)}}}); err == nil ||
+		err.Error() != "web: exec: a request too long: more than 1048576 bytes (exec takes at most 1 MiB of arguments and environment: pass fewer or shorter ones, or a file through stdin)" {
 		t.Errorf("a request too long: %v", err)
 	}
 

@@ -65,27 +65,68 @@ type Journal struct {
 	size    int64
 }
 
-// OpenJournal opens (creating) the journal of service in dir.
+// OpenJournal opens (creating) the journal of service in dir. The
+// directory and the journals are their writer's only (0700, 0600): they
+// tell what runs and what it was denied, and a directory or journal of an
+// older safe-run's (0755, 0644) is tightened here.
 func OpenJournal(dir, service string) (*Journal, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating the event journal: %w", err)
 	}
+	// Not ours to tighten (EPERM) is no reason to record nothing.
+	_ = ownerOnly(dir, 0o700)
+	_ = ownerOnly(filepath.Join(dir, service+".jsonl.1"), 0o600)
 	j := &Journal{path: filepath.Join(dir, service+".jsonl"), service: service}
 	if err := j.open(); err != nil {
 		return nil, err
 	}
+	j.endUnrecorded()
 	return j, nil
 }
 
+// endUnrecorded records the end of the previous run when it has none: a
+// supervisor that was SIGKILLed (or a host that went down) wrote no exit,
+// and its journal stopped at ready or stop as if it still ran (probe OPS
+// #10). The start that opens the journal holds the name's lock: no other
+// supervisor of it writes here.
+func (j *Journal) endUnrecorded() {
+	last, ok := j.lastEvent()
+	if !ok || last.Kind == EventExit {
+		return
+	}
+	_ = j.add(Event{Kind: EventExit, Message: fmt.Sprintf("the previous run ended unrecorded after its last event (%s at %s): its safe-run was killed, or the host went down (said at the next start)", last.Kind, last.Time.Format(time.RFC3339))})
+}
+
+// lastEvent reads the journal's last event, from its last 64 KiB.
+func (j *Journal) lastEvent() (Event, bool) {
+	const tail = 64 << 10
+	off := max(j.size-tail, 0)
+	buf := make([]byte, j.size-off)
+	if _, err := j.f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return Event{}, false
+	}
+	lines := bytes.Split(bytes.TrimRight(buf, "\n"), []byte{'\n'})
+	for i := len(lines) - 1; i >= 0; i-- {
+		var e Event
+		if json.Unmarshal(lines[i], &e) == nil && e.Kind != "" && !e.Time.IsZero() {
+			return e, true
+		}
+	}
+	return Event{}, false
+}
+
 func (j *Journal) open() error {
-	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return fmt.Errorf("opening the event journal: %w", err)
 	}
 	st, err := f.Stat()
+	if err == nil && st.Mode().Perm()&0o077 != 0 {
+		err = f.Chmod(0o600)
+	}
 	if err != nil {
 		f.Close()
-		return err
+		return fmt.Errorf("opening the event journal: %w", err)
 	}
 	j.f, j.size = f, st.Size()
 	// A journal whose last line was cut short (a crash or a power loss
@@ -99,6 +140,18 @@ func (j *Journal) open() error {
 		}
 	}
 	return nil
+}
+
+// ownerOnly takes group and others' access to path away, as perm says.
+func ownerOnly(path string, perm os.FileMode) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	return os.Chmod(path, perm)
 }
 
 // Add appends an event of kind now. A journal that cannot be written is
@@ -227,6 +280,9 @@ func ReadEvents(dir string, names []string, since time.Time) ([]Event, error) {
 	var out []Event
 	for _, f := range files {
 		evs, _, err := readFrom(f, 0, since)
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w (the journals are readable by who started the services, and root)", err)
+		}
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
@@ -270,15 +326,31 @@ func Damaged(dir string, names []string) ([]string, error) {
 	return out, nil
 }
 
-// journalFiles lists the journals to read, rotated ones first.
+// journalFiles lists the journals to read, rotated ones first. A name
+// given is checked before it becomes a path (CheckName).
 func journalFiles(dir string, names []string) ([]string, error) {
 	if len(names) == 0 {
+		// Glob says nothing of a directory it may not read: another
+		// user's journals would look like none.
+		if f, err := os.Open(dir); errors.Is(err, fs.ErrPermission) {
+			return nil, fmt.Errorf("%w (the journals are readable by who started the services, and root)", err)
+		} else if err == nil {
+			f.Close()
+		}
 		m, err := filepath.Glob(filepath.Join(dir, "*.jsonl"))
 		if err != nil {
 			return nil, err
 		}
 		for _, p := range m {
 			names = append(names, strings.TrimSuffix(filepath.Base(p), ".jsonl"))
+		}
+	} else {
+		var errs []error
+		for _, n := range names {
+			errs = append(errs, CheckName(n))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
 		}
 	}
 	var out []string

@@ -163,7 +163,8 @@ func TestJournalDamaged(t *testing.T) {
 	j.Add(EventStart, "after the crash", nil)
 	j.Close()
 	evs, err := ReadEvents(dir, nil, time.Time{})
-	if err != nil || len(evs) != 2 || evs[1].Message != "after the crash" {
+	// Between them, the end of the crashed run that the next start said.
+	if err != nil || len(evs) != 3 || evs[1].Kind != EventExit || evs[2].Message != "after the crash" {
 		t.Errorf("ReadEvents: %+v, %v", evs, err)
 	}
 	var out, warn strings.Builder
@@ -172,7 +173,7 @@ func TestJournalDamaged(t *testing.T) {
 	}
 	want := "safe-run: events: " + p + ":2: not an event (damaged or cut short), skipped (the other events are shown; to drop the damaged lines, remove the file once its service is stopped)\n" +
 		"safe-run: events: " + p + ":3: not an event (damaged or cut short), skipped (the other events are shown; to drop the damaged lines, remove the file once its service is stopped)\n"
-	if warn.String() != want || strings.Count(out.String(), "\n") != 2 {
+	if warn.String() != want || strings.Count(out.String(), "\n") != 3 {
 		t.Errorf("events printed:\n%s\nwarned:\n%s\nwant:\n%s", out.String(), warn.String(), want)
 	}
 }
@@ -206,5 +207,96 @@ func TestWriterKinds(t *testing.T) {
 	}
 	if got, want := strings.Join(kinds, " "), "seccomp apparmor apparmor landlock egress"; got != want {
 		t.Errorf("kinds %q, want %q", got, want)
+	}
+}
+
+// TestOwnerOnly: the journals and the status file are their writer's
+// only, and an older safe-run's, readable by all, are tightened by the
+// next start (probe OPS #11: every local user read every journal).
+func TestOwnerOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "events")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(dir, 0o755)
+	for _, f := range []string{"web.jsonl", "web.jsonl.1"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Join(dir, f), 0o644)
+	}
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	j2, err := OpenJournal(dir, "db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	state := t.TempDir()
+	if err := WriteStatus(state, &Status{Name: "web"}); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]os.FileMode{
+		dir: 0o700, filepath.Join(dir, "web.jsonl"): 0o600, filepath.Join(dir, "web.jsonl.1"): 0o600,
+		filepath.Join(dir, "db.jsonl"): 0o600, filepath.Join(state, StatusFile): 0o600,
+	} {
+		st, err := os.Stat(path)
+		if err != nil || st.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, %v; want %v", path, st.Mode().Perm(), err, want)
+		}
+	}
+	// A new dir is made 0700 too.
+	fresh := filepath.Join(t.TempDir(), "events")
+	j3, err := OpenJournal(fresh, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j3.Close()
+	if st, err := os.Stat(fresh); err != nil || st.Mode().Perm() != 0o700 {
+		t.Errorf("new journal dir: %v, %v", st.Mode().Perm(), err)
+	}
+}
+
+// TestEndUnrecorded: a run whose safe-run was killed wrote no exit; the
+// next start records one, so the journal does not end as if it still
+// ran (probe OPS #10). A run that ended, or none, gets nothing.
+func TestEndUnrecorded(t *testing.T) {
+	for _, tc := range []struct {
+		name, journal string
+		exit          bool
+	}{
+		{"killed", `{"time":"2026-12-06T10:00:00Z","service":"web","kind":"start"}` + "\n" + `{"time":"2026-12-06T10:00:01Z","service":"web","kind":"ready"}` + "\n", true},
+		{"ended", `{"time":"2026-12-06T10:00:00Z","service":"web","kind":"start"}` + "\n" + `{"time":"2026-12-06T10:00:02Z","service":"web","kind":"exit","code":0}` + "\n", false},
+		{"new", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tc.journal != "" {
+				os.WriteFile(filepath.Join(dir, "web.jsonl"), []byte(tc.journal), 0o600)
+			}
+			j, err := OpenJournal(dir, "web")
+			if err != nil {
+				t.Fatal(err)
+			}
+			j.Close()
+			evs, err := ReadEvents(dir, []string{"web"}, time.Time{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := strings.Count(tc.journal, "\n")
+			if !tc.exit {
+				if len(evs) != n {
+					t.Errorf("%d events, want %d: %+v", len(evs), n, evs)
+				}
+				return
+			}
+			want := "the previous run ended unrecorded after its last event (ready at 2026-12-06T10:00:01Z): its safe-run was killed, or the host went down (said at the next start)"
+			if len(evs) != n+1 || evs[n].Kind != EventExit || evs[n].Message != want || evs[n].Code != nil {
+				t.Errorf("events %+v", evs)
+			}
+		})
 	}
 }

@@ -198,3 +198,18 @@ func TestShowStatsStream(t *testing.T) {
 		})
 	}
 }
+
+// TestShowStatsNoCgroup: a named service without cgroup limits gets its
+// error alone, not a table without rows before it (probe OPS #12).
+func TestShowStatsNoCgroup(t *testing.T) {
+	state := t.TempDir()
+	os.Mkdir(filepath.Join(state, "bare"), 0o700)
+	if err := WriteStatus(filepath.Join(state, "bare"), &Status{Name: "bare", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: proc.Start(os.Getpid())}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	err := ShowStats(t.Context(), &out, state, StatsOptions{Names: []string{"bare"}, Interval: time.Millisecond})
+	if err == nil || out.String() != "" {
+		t.Errorf("err %v, output %q", err, out.String())
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
@@ -93,14 +94,17 @@ type Limits struct {
 	Pids   int64   `json:"pids,omitempty"`
 }
 
-// WriteStatus replaces the status file in dir with s.
+// WriteStatus replaces the status file in dir with s, readable by its
+// writer only (and root).
 func WriteStatus(dir string, s *Status) error {
 	s.Version = StatusVersion
 	data, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(filepath.Join(dir, StatusFile), append(data, '\n'), 0o644)
+	// Owner-only: it names the service's image, manifest, cgroups and
+	// ports, none of another user's business (probe OPS #11).
+	return atomicfile.Write(filepath.Join(dir, StatusFile), append(data, '\n'), 0o600)
 }
 
 // ReadStatus reads the status file of the service whose state directory
@@ -152,14 +156,21 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 	var out []*Status
 	var errs []error
 	for _, n := range names {
+		if err := CheckName(n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
 		s, err := ReadStatus(filepath.Join(stateRoot, n))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			errs = append(errs, fmt.Errorf("%s: %w (see safe-run ps)", n, ErrNotRunning))
+		case errors.Is(err, fs.ErrPermission):
+			// Its status file is its user's only.
+			errs = append(errs, fmt.Errorf("%s: %w: %w (only who started it, or root, may)", n, ErrNotPermitted, err))
 		case err != nil:
 			errs = append(errs, err)
 		case s.Dead:
-			errs = append(errs, fmt.Errorf("%s: %w: its supervisor (pid %d) died (see safe-run ps -a)", n, ErrNotRunning, s.SupervisorPID))
+			errs = append(errs, fmt.Errorf("%s: %w: %s", n, ErrNotRunning, crashed(s)))
 		default:
 			out = append(out, s)
 		}
@@ -167,5 +178,63 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 	return out, errors.Join(errs...)
 }
 
+// crashed says what a service whose supervisor died left, and the fix:
+// a start of it cleans up what a run of its name left (the container,
+// its cgroups, mounts and state directory), and only a start can, under
+// the name's lock; the janitor that would have did not run, or died too.
+func crashed(s *Status) string {
+	fix := "start it again, which cleans them up first"
+	if s.Manifest != "" {
+		fix = fmt.Sprintf("start it again (safe-run %s), which cleans them up first", s.Manifest)
+	}
+	procs := ""
+	if n := cgroupProcs(s.Cgroups); n > 0 {
+		procs = fmt.Sprintf(" (with %d process(es) of it still running in them)", n)
+	}
+	return fmt.Sprintf("its supervisor (pid %d) died, and left its container, cgroups%s and state directory %s: %s, then safe-run stop %s if it should not run", s.SupervisorPID, procs, s.StateDir, fix, s.Name)
+}
+
+// cgroupProcs counts the processes in the first of cgroups that lists
+// them; 0 when none can be read.
+func cgroupProcs(cgroups map[string]string) int {
+	for _, k := range []string{"", "pids", "memory", "cpu"} {
+		dir, ok := cgroups[k]
+		if !ok {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			continue
+		}
+		return len(strings.Fields(string(data)))
+	}
+	return 0
+}
+
 // ErrNotRunning: no supervisor runs a service of that name.
 var ErrNotRunning = errors.New("no such running service")
+
+// ErrBadName: a name no service can have (manifest's name rule).
+var ErrBadName = errors.New("not a valid service name")
+
+// CheckName refuses a name no manifest can give a service, before it is
+// joined into a path under the state or journal directory: "../../x"
+// would otherwise read /x/status.json and dial its socket. The rule is
+// manifest's (validate.go: name), restated here since ops links only the
+// standard library.
+func CheckName(name string) error {
+	ok := len(name) > 0 && len(name) <= 63
+	for i := 0; ok && i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case i > 0 && (c == '_' || c == '.' || c == '-'):
+		default:
+			ok = false
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%q: %w (a name is 1-63 lowercase letters, digits, '_', '.', '-', starting with a letter or digit, as the manifest's name; see safe-run ps)", name, ErrBadName)
+	}
+	return nil
+}

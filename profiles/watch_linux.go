@@ -49,6 +49,14 @@ type watcher struct {
 	errno  uint
 	ll     *landlockDomains // set with t.Landlock
 
+	// Overruns of the kernel's audit queue or log since lostRecords last
+	// said so, and when that was: a busy host overruns them again and
+	// again, and each service's stderr and journal would fill with
+	// the same line (probe OPS #6).
+	lostMu   sync.Mutex
+	lost     int
+	lostSaid time.Time
+
 	// Closing stopW tells every reader to finish: they poll stopFd, the
 	// read end, for the hang-up.
 	stopR, stopW *os.File
@@ -512,11 +520,29 @@ func wantedTypes() []uint16 {
 // wanted says whether the watcher reads audit records of type typ.
 func wanted(typ uint16) bool { return slices.Contains(wantedTypes(), typ) }
 
+// lostSpacing is the least time between two warnings of lostRecords.
+const lostSpacing = time.Minute
+
+// lostRecords says that the kernel dropped audit records: at once the
+// first time, then at most once a minute, with how many overruns there
+// were since it last said so.
 func (wt *watcher) lostRecords() {
 	if wt.rec != nil {
 		wt.rec.incomplete(errors.New("the kernel dropped audit records before safe-run could read them"))
 	}
-	wt.rep.line("seccomp denials: the kernel dropped audit records before safe-run could read them; some denials are not shown")
+	wt.lostMu.Lock()
+	defer wt.lostMu.Unlock()
+	wt.lost++
+	now := wt.rep.now()
+	if !wt.lostSaid.IsZero() && now.Sub(wt.lostSaid) < lostSpacing {
+		return
+	}
+	if wt.lostSaid.IsZero() {
+		wt.rep.line("seccomp denials: the kernel dropped audit records before safe-run could read them; some denials are not shown (said again at most once a minute)")
+	} else {
+		wt.rep.line("seccomp denials: the kernel dropped audit records %d more time(s) in the last %s; some denials are not shown", wt.lost, now.Sub(wt.lostSaid).Round(time.Second))
+	}
+	wt.lost, wt.lostSaid = 0, now
 }
 
 // auditRecord handles one AUDIT_SECCOMP record if it is the container's.

@@ -13,10 +13,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/spf13/cobra"
@@ -99,6 +101,17 @@ with a reason.`,
 // mistyped subcommand from a manifest.
 func serviceArg(cmd *cobra.Command, args []string) error {
 	if len(args) == 1 {
+		// A word that is no file and does not look like one (no dot,
+		// no slash) was meant as a command: "reading manifest: open
+		// bogus" would send the user looking for a file.
+		a := args[0]
+		if _, err := os.Stat(a); errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(a, "./") {
+			hint := "see safe-run --help for the commands"
+			if s := cmd.SuggestionsFor(a); len(s) > 0 {
+				hint = "did you mean " + s[0] + "?"
+			}
+			return fmt.Errorf("%q is not a command, nor a file (%s; a manifest is a path, such as ./%s.toml)", a, hint, a)
+		}
 		return nil
 	}
 	if len(args) > 1 {

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/internal/cli"
+	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/ops/metrics"
 )
@@ -135,6 +136,16 @@ the service, or root, may. The exit status is the command's.`,
 			if len(argv) == 0 {
 				return fmt.Errorf("no command (usage: %s)", cmd.UseLine())
 			}
+			if x.User != "" {
+				// The rules of the manifest's process.user: ":1000" must
+				// not run as uid 0, nor "0:0:0" as anything.
+				if p := manifest.UserProblems(x.User); len(p) > 0 {
+					return fmt.Errorf("-u: %s (or leave out -u for the service's own user)", strings.Join(p, "; "))
+				}
+			}
+			if err := ops.CheckName(name); err != nil {
+				return err
+			}
 			x.Args = argv
 			if term := os.Getenv("TERM"); x.TTY && term != "" {
 				// The terminal's type, as docker exec -t passes it;
@@ -204,8 +215,11 @@ node_exporter's textfile collector, once or --every DURATION.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			dirs := cli.DefaultDirs()
 			reg := metrics.Registry(&metrics.Collector{StateRoot: dirs.State, JournalDir: ops.JournalDir(dirs.Data)})
-			if every < 0 || every > 0 && textfile == "" {
-				return fmt.Errorf("--every %s: use a positive duration, with --textfile", every)
+			if every < 0 {
+				return fmt.Errorf("--every %s: use a positive duration", every)
+			}
+			if every > 0 && textfile == "" {
+				return fmt.Errorf("--every %s: how often to write --textfile DIR, which is missing (add --textfile DIR, or leave out --every)", every)
 			}
 			ctx := cmd.Context()
 			errs := make(chan error, 2)

@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -25,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
+	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
 	"github.com/safe-run/safe-run/ops"
@@ -234,8 +236,18 @@ func Listen(addr string, anyHost bool) (net.Listener, error) {
 			return nil, fmt.Errorf("--listen %q: name the socket's path (unix:/run/safe-run-metrics.sock)", addr)
 		}
 		l, err := net.Listen("unix", p)
+		if errors.Is(err, unix.EADDRINUSE) && stale(p) {
+			// A metrics command killed before it could remove its
+			// socket left it: nobody listens there any more.
+			if rerr := os.Remove(p); rerr == nil || errors.Is(rerr, fs.ErrNotExist) {
+				l, err = net.Listen("unix", p)
+			}
+		}
+		if errors.Is(err, unix.EADDRINUSE) {
+			return nil, fmt.Errorf("--listen %s: %w (another safe-run metrics serves there, or it is no socket: pick another path)", addr, err)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("--listen %s: %w (remove a stale socket, or pick another path)", addr, err)
+			return nil, fmt.Errorf("--listen %s: %w", addr, err)
 		}
 		if err := os.Chmod(p, 0o660); err != nil {
 			l.Close()
@@ -255,6 +267,21 @@ func Listen(addr string, anyHost bool) (net.Listener, error) {
 		return nil, fmt.Errorf("--listen %s: %w", addr, err)
 	}
 	return l, nil
+}
+
+// stale: path is a unix socket nobody listens on (a connection to it is
+// refused), left by a listener that could not remove it.
+func stale(path string) bool {
+	st, err := os.Lstat(path)
+	if err != nil || st.Mode().Type() != fs.ModeSocket {
+		return false
+	}
+	c, err := net.DialTimeout("unix", path, time.Second)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, unix.ECONNREFUSED)
 }
 
 // loopback: host is a loopback IP address, or localhost. An empty host

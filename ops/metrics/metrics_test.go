@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -288,5 +289,35 @@ func TestListen(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// TestListenStale: a unix socket left by a metrics command that was
+// killed is taken over; one another listener serves, or a file that is
+// no socket, is left alone (probe OPS #13).
+func TestListenStale(t *testing.T) {
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "m.sock")
+	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old.SetUnlinkOnClose(false)
+	old.Close() // as a SIGKILL leaves it
+	l, err := Listen("unix:"+sock, false)
+	if err != nil {
+		t.Fatalf("over a stale socket: %v", err)
+	}
+	defer l.Close()
+	if _, err := Listen("unix:"+sock, false); err == nil || !strings.Contains(err.Error(), "address already in use (another safe-run metrics serves there, or it is no socket: pick another path)") {
+		t.Errorf("over a live socket: %v", err)
+	}
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, []byte("keep"), 0o600)
+	if _, err := Listen("unix:"+file, false); err == nil {
+		t.Error("a file that is no socket was replaced")
+	}
+	if data, _ := os.ReadFile(file); string(data) != "keep" {
+		t.Error("a file that is no socket was removed")
 	}
 }
