@@ -1361,6 +1361,34 @@ target = "/data"`)).CombinedOutput()
 		}
 	})
 
+	t.Run("the inner safe-run killed", func(t *testing.T) {
+		// Dead of SIGKILL, the one signal it cannot forward, it used to leave the outer one
+		// exiting 137 without a word, as if the service had been killed.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c := asUser(ctx, "-q", write("rl-inner", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(33)+"\"]"))
+		out, _ := c.StdoutPipe()
+		var stderr bytes.Buffer
+		c.Stderr = &stderr
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out.Read(make([]byte, 3))
+		inner, err := exec.Command("pgrep", "-P", strconv.Itoa(c.Process.Pid)).Output()
+		if err != nil || len(strings.Fields(string(inner))) != 1 {
+			t.Fatalf("the inner safe-run of %d: %q %v", c.Process.Pid, inner, err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(inner)))
+		syscall.Kill(pid, syscall.SIGKILL)
+		c.Wait()
+		if code, want := c.ProcessState.ExitCode(), "safe-run: safe-run in your user namespace was killed by SIGKILL; its janitor cleans up after it (exit 137)\n"; code != 137 || stderr.String() != want {
+			t.Errorf("exit %d, stderr %q; want 137, %q", code, stderr.String(), want)
+		}
+		if left := survivors(uniqueSleep(33)); len(left) > 0 {
+			t.Errorf("outlived the inner safe-run: %s", left)
+		}
+	})
+
 	t.Run("nothing left", func(t *testing.T) {
 		entries, _ := os.ReadDir(filepath.Join(home, "xdg", "safe-run"))
 		for _, e := range entries {

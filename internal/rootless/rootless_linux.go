@@ -332,6 +332,9 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 		return 0, err
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		// The inner safe-run takes every signal it is sent but SIGKILL (and forwards those to the
+		// service): dead of one, it said nothing, and the exit looked like the service's.
+		fmt.Fprintf(os.Stderr, "safe-run: safe-run in your user namespace was killed by %s; its janitor cleans up after it (exit %d)\n", unix.SignalName(ws.Signal()), 128+int(ws.Signal()))
 		return 128 + int(ws.Signal()), nil
 	}
 	return cmd.ProcessState.ExitCode(), nil
