@@ -503,8 +503,8 @@ seccomp_log = false
 // refusal is the line of a failure that says what was refused.
 func refusal(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for _, l := range lines {
-		for _, w := range []string{"not permitted", "not shown", "OOM-killed"} {
+	for _, w := range []string{"to its network", "not permitted", "not shown", "OOM-killed"} {
+		for _, l := range lines {
 			if strings.Contains(l, w) {
 				return strings.TrimSpace(l)
 			}
@@ -556,4 +556,161 @@ func ociWithOwners(t *testing.T, dir, rootfs string) string {
 		t.Fatalf("mkoci: %v: %s", err, out)
 	}
 	return layout
+}
+
+// TestSystemdUnitBridge is the probe's case under a real systemd: a bridge
+// service with a published port and its denials logged, started through
+// the unit `safe-run export systemd` writes. With the bounding set units
+// had before (a drop-in puts it back), safe-run cannot connect the
+// service to its network; with the unit's own, the service answers and its
+// denial is shown, and systemctl stop ends it cleanly.
+func TestSystemdUnitBridge(t *testing.T) {
+	testenv.RequireTool(t, "systemd-analyze")
+	dir, err := os.MkdirTemp("/var/lib", "safe-run-export-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sd := startSystemd(t, dir)
+	safeRun := buildSafeRun(t, dir)
+	rootfs := filepath.Join(dir, "rootfs")
+	if out, err := exec.Command("cp", "-a", exampleRootfs(t), rootfs).CombinedOutput(); err != nil {
+		t.Fatalf("copying the rootfs: %v: %s", err, out)
+	}
+	www := filepath.Join(dir, "www")
+	if err := os.Mkdir(www, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("unit\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	id := os.Getpid() % 100000
+	name := fmt.Sprintf("safe-run-export-br%d", id)
+	manifestPath := filepath.Join(dir, "service.toml")
+	// unshare is denied by the default seccomp profile, and logged.
+	if err := os.WriteFile(manifestPath, []byte(fmt.Sprintf(`version = 1
+name = %q
+
+[image]
+rootfs = "rootfs"
+
+[process]
+command = ["/bin/sh", "-c", "unshare -U true; exec httpd -f -p 80 -h /www"]
+user = "1000:1000"
+stop_timeout = "2s"
+restart = "no"
+
+[resources]
+memory = "64M"
+cpus = 0.5
+pids = 64
+
+[[mounts]]
+type = "bind"
+source = "www"
+target = "/www"
+
+[network]
+mode = "bridge"
+bridge = "bu%d"
+ports = ["%d:80"]
+`, name, id, port)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(safeRun, "export", "systemd", manifestPath).Output()
+	if err != nil {
+		t.Fatalf("safe-run export systemd: %v", err)
+	}
+	verifyUnit(t, name, out)
+	units := filepath.Join(dir, "units")
+	if err := os.WriteFile(filepath.Join(units, name+".service"), out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(units, name+".service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stderr := filepath.Join(dir, "stderr")
+	// Output to a file, as there is no journal here; a state directory
+	// of the test's own under the unit's RuntimeDirectory, so that its
+	// nftables table and bridge never meet another run's.
+	dropIn := fmt.Sprintf("[Service]\nStandardOutput=file:%s\nStandardError=file:%s\nEnvironment=SAFE_RUN_STATE_DIR=/run/safe-run/test\n", filepath.Join(dir, "stdout"), stderr)
+	start := func(t *testing.T, extra string) {
+		t.Helper()
+		_ = os.Remove(stderr)
+		if err := os.WriteFile(filepath.Join(units, name+".service.d", "test.conf"), []byte(dropIn+extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := sd.systemctl("daemon-reload").CombinedOutput(); err != nil {
+			t.Fatalf("systemctl daemon-reload: %v: %s", err, b)
+		}
+		if b, err := sd.systemctl("start", "--no-block", name).CombinedOutput(); err != nil {
+			t.Fatalf("systemctl start: %v: %s", err, b)
+		}
+	}
+	get := func() (int, string) {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	t.Run("old bounding set", func(t *testing.T) {
+		start(t, "CapabilityBoundingSet=\nCapabilityBoundingSet="+strings.Join(oldBoundingSet, " ")+"\n")
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			props := sd.show(t, name, "ActiveState", "ExecMainStatus")
+			if props["ActiveState"] == "failed" || props["ActiveState"] == "inactive" {
+				errText, _ := os.ReadFile(stderr)
+				if props["ExecMainStatus"] != "125" || !strings.Contains(string(errText), "operation not permitted") {
+					t.Errorf("under the old bounding set: %v\n%s", props, errText)
+				} else {
+					t.Logf("under the old bounding set, as the probe found: %s", refusal(string(errText)))
+				}
+				break
+			}
+			if code, _ := get(); code == http.StatusOK {
+				t.Fatalf("the service answers under the old bounding set: the test checks nothing")
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the unit has not ended after 60s: %v", props)
+			}
+		}
+		_ = sd.systemctl("reset-failed", name).Run()
+	})
+
+	t.Run("exported bounding set", func(t *testing.T) {
+		start(t, "")
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			code, body := get()
+			if code == http.StatusOK && body == "unit\n" {
+				break
+			}
+			if time.Now().After(deadline) {
+				errText, _ := os.ReadFile(stderr)
+				status, _ := sd.systemctl("show", name, "-p", "ActiveState,Result,ExecMainStatus").CombinedOutput()
+				t.Fatalf("no HTTP 200 from 127.0.0.1:%d after 60s (%d %q):\n%s\n%s", port, code, body, status, errText)
+			}
+		}
+		if b, err := sd.systemctl("stop", name).CombinedOutput(); err != nil {
+			t.Fatalf("systemctl stop: %v: %s", err, b)
+		}
+		props := sd.show(t, name, "ActiveState", "Result", "ExecMainStatus")
+		errText, _ := os.ReadFile(stderr)
+		if props["ActiveState"] != "inactive" || props["Result"] != "success" {
+			t.Errorf("after systemctl stop: %v\n%s", props, errText)
+		}
+		// Read from /dev/kmsg here (CAP_SYSLOG): the kernel refuses its
+		// audit socket to a process outside its initial PID namespace
+		// (kernel/audit.c), and this systemd runs in one of the test's.
+		// TestSystemdBoundingSet checks the audit socket itself.
+		if !strings.Contains(string(errText), "seccomp denied unshare") || strings.Contains(string(errText), "not shown") {
+			t.Errorf("the service's denial is not shown:\n%s", errText)
+		}
+	})
 }
