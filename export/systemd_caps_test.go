@@ -408,6 +408,7 @@ target = "/data"
 		manifest: []string{e.manifest(t, "rw", rootfsImage, shell("echo w >/tmp/w && echo wrote")+capsResources+`
 [security]
 read_only_rootfs = false
+seccomp_log = false
 
 [insecure]
 reason = "the test removes what the service wrote"
@@ -438,6 +439,42 @@ seccomp_log = false
 			code, stdout, stderr := r.run(t, m[0])
 			if code != 0 || stdout != "BOUND\n" {
 				return fmt.Sprintf("exit %d:\n%s%s", code, stdout, stderr)
+			}
+			return ""
+		},
+	}, {
+		name: "safe-run SIGKILLed, its janitor cleans up, the next start works",
+		manifest: []string{e.manifest(t, "killed", rootfsImage, shell("exec httpd -f -p 80 -h /www")+capsResources+fmt.Sprintf(`
+[[mounts]]
+type = "bind"
+source = %q
+target = "/www"
+
+[network]
+mode = "bridge"
+bridge = "%s-k"
+ports = ["%d:80"]
+`, www, bridge, port))},
+		oldFails: true,
+		check: func(t *testing.T, r *capsRun, m []string) string {
+			serves := func() bool {
+				resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/", port))
+				if err != nil {
+					return false
+				}
+				resp.Body.Close()
+				return resp.StatusCode == http.StatusOK
+			}
+			s := r.start(t, m[0])
+			if ok, why := s.waitFor(serves); !ok {
+				return "the first start: " + why
+			}
+			// setpriv execs safe-run: the same process.
+			_ = s.cmd.Process.Kill()
+			<-s.done
+			s = r.start(t, m[0])
+			if ok, why := s.waitFor(serves); !ok {
+				return "the start after a SIGKILL: " + why
 			}
 			return ""
 		},
@@ -485,6 +522,9 @@ seccomp_log = false
 			if why != "" {
 				t.Errorf("under the unit's bounding set: %s", why)
 			}
+			if left := e.leftCgroups(); len(left) > 0 {
+				t.Errorf("cgroups left after the services ended: %v", left)
+			}
 			if !sc.oldFails {
 				return
 			}
@@ -500,10 +540,25 @@ seccomp_log = false
 	}
 }
 
+// leftCgroups lists the test's services' cgroups still there after the
+// cleanup had a second to run.
+func (e *capsEnv) leftCgroups() []string {
+	var left []string
+	for range 10 {
+		left, _ = filepath.Glob("/sys/fs/cgroup/*/safe-run-" + e.prefix + "*")
+		v2, _ := filepath.Glob("/sys/fs/cgroup/safe-run-" + e.prefix + "*")
+		if left = append(left, v2...); len(left) == 0 {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return left
+}
+
 // refusal is the line of a failure that says what was refused.
 func refusal(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for _, w := range []string{"to its network", "not permitted", "not shown", "OOM-killed"} {
+	for _, w := range []string{"to its network", "removing state", "not permitted", "not shown", "OOM-killed"} {
 		for _, l := range lines {
 			if strings.Contains(l, w) {
 				return strings.TrimSpace(l)
