@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -264,6 +266,8 @@ func TestSystemdBoundingSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := testenv.FreePort(t)
+	th := newCapsTestHost(t)
+	lanPort := testenv.FreePort(t)
 	rootfsImage := fmt.Sprintf("rootfs = %q", e.rootfs)
 	shell := func(script string) string {
 		return fmt.Sprintf("[process]\ncommand = [\"/bin/sh\", \"-c\", %q]\nuser = \"1000:1000\"\nstop_timeout = \"2s\"\n", script)
@@ -283,7 +287,7 @@ func TestSystemdBoundingSet(t *testing.T) {
 		},
 	}, {
 		name: "bridge with a published port",
-		manifest: []string{e.manifest(t, "web", rootfsImage, shell("exec httpd -f -p 80 -h /www")+capsResources+fmt.Sprintf(`
+		manifest: []string{e.manifest(t, "web", rootfsImage, shell("exec httpd -f -vv -p 80 -h /www")+capsResources+fmt.Sprintf(`
 [[mounts]]
 type = "bind"
 source = %q
@@ -292,8 +296,8 @@ target = "/www"
 [network]
 mode = "bridge"
 bridge = "%s-web"
-ports = ["%d:80"]
-`, www, bridge, port))},
+ports = ["%d:80", "%s:%d:80"]
+`, www, bridge, port, th.hostAddr, lanPort))},
 		oldFails: true,
 		check: func(t *testing.T, r *capsRun, m []string) string {
 			s := r.start(t, m[0])
@@ -310,6 +314,18 @@ ports = ["%d:80"]
 			})
 			if !ok || body != "bounded\n" {
 				return fmt.Sprintf("no HTTP 200 from 127.0.0.1:%d (body %q): %s", port, body, why)
+			}
+			// A client that is not on the host's loopback: the forwarder
+			// dials the service from the client's own address
+			// (IP_TRANSPARENT, which CAP_NET_ADMIN allows without
+			// CAP_NET_RAW), and httpd sees it.
+			url := fmt.Sprintf("http://%s:%d/", th.hostAddr, lanPort)
+			out, err := exec.Command("ip", "netns", "exec", th.name, "curl", "-sS", "--max-time", "10", url).CombinedOutput()
+			if err != nil || string(out) != "bounded\n" {
+				return fmt.Sprintf("GET %s from the test host %s: %v: %s\n%s", url, th.addr, err, out, s.stderr.String())
+			}
+			if ok, why := s.waitFor(func() bool { return strings.Contains(s.stderr.String(), ":"+th.addr.String()+"]:") }); !ok {
+				return fmt.Sprintf("httpd did not see the client's own address %s: %s", th.addr, why)
 			}
 			return ""
 		},
@@ -538,6 +554,66 @@ ports = ["%d:80"]
 			}
 		})
 	}
+}
+
+// capsTestHost is a network namespace of the test's, joined to the host by
+// a veth pair in a /29 of 198.51.100.0/24 (TEST-NET-2, documentation
+// only) that no address of the host is in yet: a client of a published
+// port that is not on the host's loopback.
+type capsTestHost struct {
+	name           string
+	hostAddr, addr netip.Addr
+}
+
+func newCapsTestHost(t *testing.T) *capsTestHost {
+	t.Helper()
+	testenv.RequireTool(t, "ip")
+	testenv.RequireTool(t, "curl")
+	tag := fmt.Sprintf("%06x", rand.Uint32()&0xffffff)
+	h := &capsTestHost{name: "srcaps-" + tag}
+	veth := "tc-" + tag
+	used, err := exec.Command("ip", "-4", "-o", "addr").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Below 198.51.100.192, where network's own tests put theirs.
+	for _, i := range rand.Perm(24) {
+		base := netip.AddrFrom4([4]byte{198, 51, 100, byte(8 * i)})
+		if !addrIn(string(used), netip.PrefixFrom(base, 29)) {
+			h.hostAddr, h.addr = base.Next(), base.Next().Next()
+			break
+		}
+	}
+	if !h.hostAddr.IsValid() {
+		t.Fatal("every /29 of 198.51.100.0/24 is in use on this host")
+	}
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+	}
+	ip("netns", "add", h.name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", h.name).Run() })
+	ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", h.name)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", veth).Run() })
+	ip("addr", "add", h.hostAddr.String()+"/29", "dev", veth)
+	ip("link", "set", veth, "up")
+	ip("-n", h.name, "addr", "add", h.addr.String()+"/29", "dev", "eth0")
+	ip("-n", h.name, "link", "set", "eth0", "up")
+	ip("-n", h.name, "link", "set", "lo", "up")
+	return h
+}
+
+// addrIn says whether `ip -4 -o addr` lists an address in p.
+func addrIn(ipAddr string, p netip.Prefix) bool {
+	for _, f := range strings.Fields(ipAddr) {
+		a, err := netip.ParsePrefix(f)
+		if err == nil && p.Contains(a.Addr()) {
+			return true
+		}
+	}
+	return false
 }
 
 // leftCgroups lists the test's services' cgroups still there after the
