@@ -31,10 +31,13 @@ type boundCaps struct {
 }
 
 // boundingSet is the capability bounding set the unit gives safe-run for
-// s: what safe-run itself uses to run s as root, and nothing else. Each
-// group was measured by running services under setpriv with exactly the
-// unit's set, and the group found missing without it (TestSystemdBoundingSet
-// checks both). The service's own [security] capabilities need no room
+// s: what safe-run itself uses to run s as root, and nothing else. The
+// candidates came from the kernel's cap_capable tracepoint while services
+// ran; each group stayed because a feature broke under setpriv without it.
+// TestSystemdBoundingSet runs each feature under exactly the unit's set
+// (and shows the set units had before failing); CAP_MAC_ADMIN alone is
+// unmeasured, as the test machines have no AppArmor. The service's own
+// [security] capabilities need no room
 // here: its user namespace starts with a full bounding set of its own
 // (kernel/user_namespace.c, set_cred_user_ns), and safe-run, its owner,
 // holds every capability in it, so it also signals and joins the service's

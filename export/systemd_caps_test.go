@@ -118,7 +118,7 @@ func (e *capsEnv) newRun(t *testing.T, caps unitCaps) *capsRun {
 
 // command is safe-run under the unit's capabilities.
 func (r *capsRun) command(manifest string) *exec.Cmd {
-	args := append(r.caps.setprivArgs(), "--", r.e.safeRun, "-q", manifest)
+	args := append(r.caps.setprivArgs(), "--", r.e.safeRun, manifest)
 	cmd := exec.Command("setpriv", args...)
 	cmd.Env = r.env
 	return cmd
@@ -354,6 +354,11 @@ ports = ["%d:80", "%s:%d:80"]
 			code, _, stderr := r.run(t, m[0])
 			if code != 0 || !strings.Contains(stderr, "seccomp denied unshare") || strings.Contains(stderr, "not shown") {
 				return fmt.Sprintf("exit %d, no denial shown:\n%s", code, stderr)
+			}
+			// Landlock's denials are shown where the kernel's audit is
+			// on, which only CAP_AUDIT_CONTROL may ask (AUDIT_GET).
+			if strings.Contains(stderr, "asking the kernel whether its audit is on") {
+				return "safe-run could not ask whether the kernel's audit is on:\n" + stderr
 			}
 			return ""
 		},
@@ -634,7 +639,7 @@ func (e *capsEnv) leftCgroups() []string {
 // refusal is the line of a failure that says what was refused.
 func refusal(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
-	for _, w := range []string{"to its network", "removing state", "not permitted", "not shown", "OOM-killed"} {
+	for _, w := range []string{"to its network", "removing state", "OOM-killed", "not shown", "not permitted"} {
 		for _, l := range lines {
 			if strings.Contains(l, w) {
 				return strings.TrimSpace(l)
