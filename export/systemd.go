@@ -23,18 +23,60 @@ const stopMargin = 5
 // the container's cgroup nests under the unit's, whose limit counts both.
 const supervisorTasks = 64
 
-// supervisorCaps is the capability bounding set safe-run needs as root,
-// measured by starting services with every other capability dropped
-// (export/systemd_test.go): SYS_ADMIN for namespaces, mounts and id-mapped
-// mounts; SETUID and SETGID to write the user namespace's id maps; CHOWN and
-// DAC_OVERRIDE for the state directories and volumes owned by the mapped
-// ids; SYS_CHROOT and SYS_PTRACE to join the container's mount namespace
-// for the mounts libcontainer makes from outside. The container's own
-// capabilities live in its user namespace, which starts with a full set
-// whatever safe-run's bounding set holds, so they need no room here.
-var supervisorCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_SETGID", "CAP_SETUID",
-	"CAP_SYS_ADMIN", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+// boundCaps are capabilities of the unit's bounding set and why safe-run
+// uses them: one line of the unit's comment.
+type boundCaps struct {
+	caps []string
+	why  string
+}
+
+// boundingSet is the capability bounding set the unit gives safe-run for
+// s: what safe-run itself uses to run s as root, and nothing else. The
+// candidates came from the kernel's cap_capable tracepoint while services
+// ran; each group stayed because a feature broke under setpriv without it.
+// TestSystemdBoundingSet runs each feature under exactly the unit's set
+// (and shows the set units had before failing); CAP_MAC_ADMIN alone is
+// unmeasured, as the test machines have no AppArmor. The service's own
+// [security] capabilities need no room
+// here: its user namespace starts with a full bounding set of its own
+// (kernel/user_namespace.c, set_cred_user_ns), and safe-run, its owner,
+// holds every capability in it, so it also signals and joins the service's
+// processes without CAP_KILL (security/commoncap.c, cap_capable). Left out
+// as measured unused: CAP_SYS_RESOURCE (only to raise RLIMIT_NOFILE's hard
+// limit past safe-run's own, which systemd sets to 524288, above the
+// service's 65536), CAP_NET_RAW (CAP_NET_ADMIN covers the IP_TRANSPARENT
+// of the published ports' forwarders, net/ipv4/ip_sockglue.c), CAP_MKNOD
+// (an image's device nodes are dropped, never made).
+func boundingSet(s *manifest.Service) []boundCaps {
+	set := []boundCaps{
+		{[]string{"CAP_SYS_ADMIN"}, "namespaces, mounts, idmapped mounts"},
+		{[]string{"CAP_SETUID", "CAP_SETGID"}, "writing the user namespace's id maps"},
+		{[]string{"CAP_SYS_CHROOT", "CAP_SYS_PTRACE"}, "joining the container's mount namespace to mount into it"},
+		{[]string{"CAP_CHOWN", "CAP_DAC_OVERRIDE"}, "state, volumes and secrets owned by the service's ids; the cgroups"},
+		{[]string{"CAP_SYSLOG"}, "/dev/kmsg, which names the processes the OOM killer took"},
+	}
+	// The watcher reads denials of each of these from the kernel's audit
+	// records (profiles/watch_linux.go): seccomp's where they are logged,
+	// Landlock's and AppArmor's whenever they confine.
+	if s.Security.SeccompLog || s.Security.Landlock != "off" || appArmorProfile(s) != "" {
+		set = append(set, boundCaps{[]string{"CAP_AUDIT_READ", "CAP_AUDIT_CONTROL"},
+			"the service's seccomp, Landlock and AppArmor denials, read from the audit socket, and whether the audit is on"})
+	}
+	if s.Network.Mode == manifest.NetworkBridge {
+		set = append(set, boundCaps{[]string{"CAP_NET_ADMIN", "CAP_NET_BIND_SERVICE"},
+			"the bridge network (links, nftables), its DNS on port 53, host ports below 1024"})
+	}
+	switch {
+	case s.Image.Rootfs == "":
+		set = append(set, boundCaps{[]string{"CAP_FOWNER", "CAP_FSETID"},
+			"unpacking the image: its users' files, setgid bits"})
+	case !s.Security.ReadOnlyRootfs:
+		set = append(set, boundCaps{[]string{"CAP_FOWNER"}, "removing the service's files from the writable rootfs"})
+	}
+	if appArmorProfile(s) != "" && s.Security.AppArmor == "generated" {
+		set = append(set, boundCaps{[]string{"CAP_MAC_ADMIN"}, "loading the generated AppArmor profile"})
+	}
+	return set
 }
 
 // Systemd writes a unit that runs the service through safe-run. The unit
@@ -99,13 +141,18 @@ func Systemd(p *plan.Job, opts Options) (*Output, error) {
 		"directive that installs a seccomp filter (SystemCallFilter, ProtectKernelModules,",
 		"ProtectKernelLogs, ProtectClock...): the container would inherit the filter.",
 	)
-	caps := slices.Clone(supervisorCaps)
-	if appArmorProfile(s) != "" && s.Security.AppArmor == "generated" {
-		// Loading the generated profile into the kernel.
-		caps = append(caps, "CAP_MAC_ADMIN")
-		slices.Sort(caps)
+	comment(
+		"The bounding set holds what safe-run itself uses for this manifest. The",
+		"service's own capabilities need no room here: its user namespace starts",
+		"with a full bounding set of its own.",
+	)
+	var caps []string
+	for _, g := range boundingSet(s) {
+		comment("  " + strings.Join(g.caps, " ") + ": " + g.why)
+		caps = append(caps, g.caps...)
 	}
-	set("CapabilityBoundingSet", strings.Join(caps, " "))
+	slices.Sort(caps)
+	set("CapabilityBoundingSet", strings.Join(slices.Compact(caps), " "))
 	if s.Security.NoNewPrivileges {
 		// Inherited by the container: only when the manifest keeps it too.
 		set("NoNewPrivileges", "yes")
