@@ -3,9 +3,10 @@ package launcher
 import (
 	"errors"
 	"fmt"
-	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -61,38 +62,47 @@ func EnterSupervisorLeaf() error {
 // ErrNameInUse: a service of the name runs from another state directory, or as another user.
 var ErrNameInUse = errors.New("a service of this name is running")
 
-// claimCgroup takes the cgroup at cgroupPath for this run: it kills whatever a run that did not
-// end cleanly left there and removes it (reporting whether there was one), then makes it again,
-// holding the lock it returns while the service runs. The lock is a flock of the cgroup's
-// directory in one hierarchy, which every run of the name holds, whatever its state directory
-// (SAFE_RUN_STATE_DIR) and so its name lock: a start of a name that runs elsewhere refuses, where
-// it used to take the running service for a dead run's leftovers and kill it.
-func claimCgroup(cgroupPath, name string) (found bool, lock *os.File, err error) {
+// cleanCgroup kills whatever a run that did not end cleanly left in the cgroup at cgroupPath
+// and removes it, reporting whether there was one. A cgroup another run holds (holdCgroup) is
+// no leftover: every run of the name holds it, whatever its state directory (SAFE_RUN_STATE_DIR)
+// and so its name lock, and a start of a name that runs elsewhere refuses, where it used to take
+// the running service for a dead run's leftovers and kill it.
+func cleanCgroup(cgroupPath, name string) (found bool, err error) {
 	m, err := manager.New(&cgroups.Cgroup{Path: cgroupPath, Resources: &cgroups.Resources{}})
 	if err != nil {
-		return false, nil, err
+		return false, err
 	}
-	where := m.Path("pids")
-	if where == "" {
-		where = m.Path("")
+	// Any hierarchy's: m.Exists looks at one (devices, on v1), and a hierarchy's rmdir may
+	// have failed where the others' did not.
+	if !slices.ContainsFunc(slices.Collect(maps.Values(m.GetPaths())), func(p string) bool { _, err := os.Stat(p); return err == nil }) {
+		return false, nil
 	}
-	if found = m.Exists(); found {
-		held, err := lockCgroup(where, name)
-		if err != nil {
-			return true, nil, err
-		}
-		defer held.Close()
-		if err := removeCgroup(m, where); err != nil {
-			return true, nil, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
-		}
+	where := lockDir(m)
+	held, err := lockCgroup(where, name)
+	if err != nil {
+		return true, err
 	}
-	// Made here, in this one hierarchy, so that it is locked before libcontainer places the
-	// service in it (its Apply takes a directory that exists).
-	if err := os.Mkdir(where, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
-		return found, nil, fmt.Errorf("creating cgroup %s: %w", where, err)
+	defer held.Close()
+	if err := removeCgroup(m, where); err != nil {
+		return true, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
 	}
-	lock, err = lockCgroup(where, name)
-	return found, lock, err
+	return true, nil
+}
+
+// holdCgroup locks the container's cgroup m for the run, once libcontainer has made it: the
+// caller closes it when the service has ended. Between the making and the lock, a start of the
+// name elsewhere at that very moment could still take it for leftovers: a window of the start's
+// own milliseconds, where before every start elsewhere killed the service.
+func holdCgroup(m cgroups.Manager, name string) (*os.File, error) {
+	return lockCgroup(lockDir(m), name)
+}
+
+// lockDir is the directory of m's cgroup that holds its lock: the pids hierarchy's on cgroup v1.
+func lockDir(m cgroups.Manager) string {
+	if where := m.Path("pids"); where != "" {
+		return where
+	}
+	return m.Path("")
 }
 
 // lockCgroup locks the cgroup directory dir, or says which service holds it.

@@ -114,14 +114,9 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	opts.Logger.Debug("name lock taken", "service", opts.Name, "lock_wait", time.Since(began))
 	defer lock.release(opts.Logger)
 	upperDir := filepath.Join(opts.Dirs.Data, "containers", opts.Name)
-	cleaned, cgLock, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger)
-	if err != nil {
+	if cleaned, err := cleanLeftovers(host, opts.Name, upperDir, opts.Logger); err != nil {
 		return 0, err
-	}
-	// Held while the service runs, closed after its cgroup is gone (deferred before the
-	// teardown's defers, so run after them).
-	defer cgLock.Close()
-	if cleaned {
+	} else if cleaned {
 		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
 	}
 	if err := preflightCommand(spec); err != nil {
@@ -248,18 +243,18 @@ func loadAppArmor(ctx context.Context, spec *specs.Spec, host plan.Placement, op
 // container, the cgroup frozen) removes the state and keeps the cgroup.
 // libcontainer then refused the start with "container's cgroup is not
 // empty", naming neither the cgroup nor the fix (issue 19).
-func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger) (cleaned bool, cgLock *os.File, err error) {
+func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger) (cleaned bool, err error) {
 	if !host.CgroupsWaived {
 		// The cgroup first: libcontainer's Destroy does not kill what a
 		// private PID namespace's end left (a process moved in from
 		// outside), and retries each hierarchy's rmdir for about a second,
 		// ten hierarchies on cgroup v1: ten seconds of the start.
-		if cleaned, cgLock, err = claimCgroup(host.CgroupPath, name); err != nil {
-			return false, nil, err
+		if cleaned, err = cleanCgroup(host.CgroupPath, name); err != nil {
+			return false, err
 		}
 	}
 	if _, err := os.Stat(host.StateDir); errors.Is(err, fs.ErrNotExist) {
-		return cleaned, cgLock, nil
+		return cleaned, nil
 	}
 	if c, err := libcontainer.Load(host.RuntimeDir(), name); err == nil {
 		if err := c.Destroy(); err != nil {
@@ -269,11 +264,10 @@ func cleanLeftovers(host plan.Placement, name, upperDir string, log *slog.Logger
 	}
 	for _, d := range []string{host.StateDir, upperDir} {
 		if err := os.RemoveAll(d); err != nil {
-			cgLock.Close()
-			return false, nil, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
+			return false, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
 		}
 	}
-	return true, cgLock, nil
+	return true, nil
 }
 
 // preflightCommand fails early, with docker's exit codes, for a command
@@ -574,6 +568,15 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 		return 0, fmt.Errorf("starting %s: %w", opts.Name, err)
 	}
 	io.started()
+	if !host.CgroupsWaived {
+		held, err := holdCgroup(r.cg, opts.Name)
+		if err != nil {
+			_ = container.Signal(unix.SIGKILL)
+			_, _ = process.Wait()
+			return 0, err
+		}
+		defer held.Close()
+	}
 	if hostTTY != nil {
 		if err := io.attachTTY(opts.Stdio, hostTTY); err != nil {
 			_ = container.Signal(unix.SIGKILL)
