@@ -14,7 +14,8 @@ import (
 )
 
 // Enforce refuses, before a start records anything, a job this host
-// cannot run (plan.Job.Refused) and a working directory the image lacks;
+// cannot run (plan.Job.Refused), a working directory the image lacks and
+// mounts the runtime would refuse or misplace (plan.CheckMounts);
 // then it allocates and records the service's user namespace range and
 // maps the spec onto it. run and profile record call it, having planned
 // the job with CheckPaths; spec, check and export do neither, so that
@@ -31,7 +32,7 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 	if err := job.Refused(); err != nil {
 		return 0, err
 	}
-	if err := plan.CheckWorkdir(job.Service, job.Image); err != nil {
+	if err := manifest.Merge(plan.CheckWorkdir(job.Service, job.Image), plan.CheckMounts(job.Service, job.Image, job.Placement.VolumeDir)); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {

@@ -53,6 +53,10 @@ func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 		args = append([]string{InitPath, "--"}, args...)
 	}
 	cwd := workdir(s, img)
+	env, err := environment(s, img, user.home)
+	if err != nil {
+		return nil, err
+	}
 
 	spec := &specs.Spec{
 		Version: specs.Version,
@@ -61,7 +65,7 @@ func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 			Terminal:        s.Process.TTY,
 			User:            user.spec,
 			Args:            args,
-			Env:             environment(s, img, user.home),
+			Env:             env,
 			Cwd:             cwd,
 			Capabilities:    capabilities(s.Security.Capabilities, user.spec.UID != 0),
 			Rlimits:         slices.Clone(rlimits), // fitRlimits edits the spec's copy
@@ -104,7 +108,12 @@ type resolvedUser struct {
 	home string
 }
 
-func environment(s *manifest.Service, img *image.Image, home string) []string {
+// environment is the service's: safe-run's defaults, the image's over
+// them, the manifest's over those. An entry of the image's config that
+// the runtime would refuse (no name, no '=', a NUL) is refused here,
+// before the start report: libcontainer's init said only "invalid
+// environment variable", naming neither the image nor the entry.
+func environment(s *manifest.Service, img *image.Image, home string) ([]string, error) {
 	env := []string{defaultPath}
 	if s.Namespaces.UTS != "host" {
 		env = append(env, "HOSTNAME="+s.Name)
@@ -121,13 +130,33 @@ func environment(s *manifest.Service, img *image.Image, home string) []string {
 		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
 		env = append(env, kv)
 	}
+	var bad []string
 	for _, kv := range img.Config.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsRune(kv, 0) {
+			bad = append(bad, strconv.Quote(kv))
+			continue
+		}
 		set(kv)
+	}
+	if len(bad) > 0 {
+		return nil, s.Errorf("image", "%s: its config's Env holds %s, not NAME=VALUE (fix the image's ENV, or rebuild it)", imageName(s), strings.Join(bad, ", "))
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
 		set(k + "=" + s.Process.Env[k])
 	}
-	return env
+	return env, nil
+}
+
+// imageName is the image as the manifest names it.
+func imageName(s *manifest.Service) string {
+	i := s.Image
+	for _, n := range []string{i.Rootfs, i.OCI, i.Archive, i.Ref} {
+		if n != "" {
+			return n
+		}
+	}
+	return "the image"
 }
 
 // capabilities grants exactly the declared set. Inheritable stays empty

@@ -54,6 +54,9 @@ func LookupUser(rootfs, spec string) (specs.User, string, error) {
 		readers[i] = io.LimitReader(f, 16<<20)
 	}
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
+	if errors.Is(err, user.ErrNoGroupEntries) {
+		return specs.User{}, "", fmt.Errorf("%q: %w (use a numeric gid such as \"1000:1000\", or add the group to the image's /etc/group)", spec, err)
+	}
 	if err != nil {
 		return specs.User{}, "", fmt.Errorf("%q: %w (use numeric ids such as \"1000:1000\", or add the user to the image's /etc/passwd)", spec, err)
 	}
