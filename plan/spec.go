@@ -303,9 +303,13 @@ func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
 }
 
 func mounts(s *manifest.Service, net *network.Options, host Placement) []specs.Mount {
+	// /dev is noexec (runc's default is not): the container's root may
+	// write there, and with Landlock off nothing else kept a program
+	// copied there from running. Its devices need no exec; safe-run-init
+	// at /dev/init is a bind of its own, which keeps exec.
 	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "noexec", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
