@@ -3,6 +3,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"maps"
 	"slices"
 	"time"
@@ -32,7 +33,9 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 	if err := job.Refused(); err != nil {
 		return 0, err
 	}
-	if err := manifest.Merge(plan.CheckWorkdir(job.Service, job.Image), plan.CheckMounts(job.Service, job.Image, job.Placement.VolumeDir)); err != nil {
+	// The volumes are judged by the ids Build planned, before a new
+	// service's are recorded: a refused start records nothing.
+	if err := manifest.Merge(plan.CheckWorkdir(job.Service, job.Image), plan.CheckMounts(job.Service, job.Image, job.Placement.VolumeDir), checkVolumes(job)); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -47,6 +50,23 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 	}
 	job.SetIDs(ids)
 	return wait, nil
+}
+
+// checkVolumes refuses, at its line of the manifest, a volume that
+// another service's ids own; ensureVolume checks again on the directory
+// it mounts.
+func checkVolumes(job *plan.Job) error {
+	var errs []error
+	for i, m := range job.Service.Mounts {
+		if m.Type != manifest.MountVolume {
+			continue
+		}
+		dir := filepath.Join(job.Placement.VolumeDir, m.Source)
+		if _, err := volumeOwned(dir, job.Placement.IDs); err != nil {
+			errs = append(errs, job.Service.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
+		}
+	}
+	return manifest.Merge(errs...)
 }
 
 // CheckPaths refuses the root directory, bind and secret sources the

@@ -743,18 +743,28 @@ func ensureVolume(dir string, ids plan.IDMap, uid, gid int) error {
 	if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
+	_, err = volumeOwned(dir, ids)
+	return err
+}
+
+// volumeOwned says whether the volume dir exists, and refuses one that
+// is no directory or belongs to another service's ids.
+func volumeOwned(dir string, ids plan.IDMap) (exists bool, err error) {
 	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("volume %s is not a directory", dir)
+		return true, fmt.Errorf("volume %s is not a directory (remove it, or use another volume name)", dir)
 	}
 	owner := st.Sys().(*syscall.Stat_t).Uid
 	if owner < ids.UID || owner >= ids.UID+ids.Size {
-		return fmt.Errorf("volume %s belongs to uid %d, outside this service's ids %s: a volume belongs to one service (use another volume name)", dir, owner, ids)
+		return true, fmt.Errorf("volume %s belongs to uid %d, outside this service's ids %s: a volume belongs to one service (use another volume name)", dir, owner, ids)
 	}
-	return nil
+	return true, nil
 }
 
 var rlimitTypes = map[string]int{"RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE}
