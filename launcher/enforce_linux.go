@@ -3,8 +3,8 @@ package launcher
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"maps"
+	"path/filepath"
 	"slices"
 	"time"
 
