@@ -11,6 +11,7 @@ import (
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -35,7 +36,7 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 	}
 	// The volumes are judged by the ids Build planned, before a new
 	// service's are recorded: a refused start records nothing.
-	if err := manifest.Merge(plan.CheckWorkdir(job.Service, job.Image), plan.CheckMounts(job.Service, job.Image, job.Placement.VolumeDir), checkVolumes(job)); err != nil {
+	if err := manifest.Merge(checkSocketPaths(job), plan.CheckWorkdir(job.Service, job.Image), plan.CheckMounts(job.Service, job.Image, job.Placement.VolumeDir), checkVolumes(job)); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -109,4 +110,31 @@ func CheckPaths(ctx context.Context, svc *manifest.Service) error {
 		}
 	}
 	return manifest.Merge(errs...)
+}
+
+// maxSocketPath is the longest path a unix socket can be bound at: the
+// kernel's sun_path holds 108 bytes, the last a NUL.
+const maxSocketPath = 107
+
+// checkSocketPaths refuses a state directory and name whose sockets
+// (the control socket, the seccomp agent's, the notify socket) could not
+// be bound: the start failed halfway with "bind: invalid argument", and
+// ps showed it starting with no pid.
+func checkSocketPaths(job *plan.Job) error {
+	h := job.Placement
+	longest := filepath.Join(h.StateDir, ops.ControlFile)
+	paths := []string{h.SeccompAgent()}
+	if job.Service.Process.Notify {
+		paths = append(paths, filepath.Join(h.NotifyHostDir(), notifySocket))
+	}
+	for _, p := range paths {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	if len(longest) <= maxSocketPath {
+		return nil
+	}
+	return job.Service.Errorf("name", "the service's socket %s would be %d bytes long, more than the %d a unix socket's path may have (shorten it by %d: a state directory shorter than %s (SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR without root), or a shorter name)",
+		longest, len(longest), maxSocketPath, len(longest)-maxSocketPath, job.Dirs.State)
 }
