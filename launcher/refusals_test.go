@@ -1,10 +1,13 @@
 package launcher_test
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -92,4 +95,26 @@ target = "/etc"
 		t.Errorf("exit %d, stderr:\n%s\nwant 125 and:\n%s", r.code, r.stderr, want)
 	}
 	assertNothingLeft(t, "targets")
+}
+
+// TestRootlessWithoutRuntimeDir: without root and without
+// XDG_RUNTIME_DIR the state directory would be root's: the start is
+// refused before anything is made, with doctor's fix (it failed at its
+// lock with "permission denied").
+func TestRootlessWithoutRuntimeDir(t *testing.T) {
+	setup(t)
+	h := newRootlessHome(t, "rootless-noxdg")
+	p := h.manifest("rl-noxdg", "[process]\ncommand = [\"/bin/true\"]")
+	c := h.cmd(context.Background(), "-q", p)
+	c.Env = slices.DeleteFunc(c.Env, func(e string) bool { return strings.HasPrefix(e, "XDG_RUNTIME_DIR=") })
+	out, err := c.CombinedOutput()
+	want := fmt.Sprintf("safe-run: XDG_RUNTIME_DIR is not set: without root safe-run keeps its state there, and /run/safe-run is root's (log in through systemd-logind (ssh, a desktop or machinectl shell %s@), which creates /run/user/%d and sets it; or set SAFE_RUN_STATE_DIR to a directory of yours)\n", rootlessUser, h.u.uid)
+	if code := exitCode(err); code != 125 || string(out) != want {
+		t.Errorf("exit %d:\n%s\nwant 125 and:\n%s", code, out, want)
+	}
+	for _, left := range []string{"/run/safe-run/rl-noxdg", "/run/safe-run/rl-noxdg.lock"} {
+		if _, err := os.Lstat(left); err == nil {
+			t.Errorf("left behind: %s", left)
+		}
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,6 +119,9 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 	if !f.MustEnterRootless() {
 		return 0, false, nil
 	}
+	if err := checkStateDir(f, dirs.State); err != nil {
+		return 0, true, err
+	}
 	var n innerNet
 	if path != "" {
 		if svc, err := plan.Load(path); err == nil && svc.Network.Mode == manifest.NetworkBridge {
@@ -129,6 +133,34 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 	defer n.close()
 	code, err = run(f, args, dirs, &n, report, log)
 	return code, true, err
+}
+
+// checkStateDir refuses, before anything is made, a state directory the
+// user can neither create nor write: without XDG_RUNTIME_DIR that is
+// root's, and the start failed at its lock with "permission denied" and
+// no fix. The words are doctor's.
+func checkStateDir(f host.Facts, state string) error {
+	p := state
+	for {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	// Access checks the real ids: the user's, as the inner safe-run's
+	// are on the host.
+	if unix.Access(p, unix.W_OK|unix.X_OK) == nil {
+		return nil
+	}
+	if os.Getenv("XDG_RUNTIME_DIR") == "" && os.Getenv("SAFE_RUN_STATE_DIR") == "" {
+		return fmt.Errorf("XDG_RUNTIME_DIR is not set: without root safe-run keeps its state there, and %s is root's (log in through systemd-logind (ssh, a desktop or machinectl shell %s@), which creates /run/user/%d and sets it; or set SAFE_RUN_STATE_DIR to a directory of yours)",
+			state, f.User, f.UID)
+	}
+	return fmt.Errorf("the state directory %s cannot be made or written by you: %s is not writable (set SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR, to a directory of yours)", state, p)
 }
 
 // innerNet is the network the outer safe-run gives the inner one: none,
