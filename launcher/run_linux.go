@@ -76,6 +76,9 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if e := Stopped(ctx); e != nil {
+		return 0, e
+	}
 	holdListenFDs(job) // before any child: the janitor, the container
 	// Before any thread or child that should inherit it: the port
 	// forwarder's, the container's processes.
@@ -560,6 +563,12 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	// should safe-run die.
 	if err := r.janitor.running(); err != nil {
 		return 0, err
+	}
+	// A SIGINT or SIGTERM so far ends the start here, before the
+	// container's init exists: everything made is undone as after any
+	// failure.
+	if e := Stopped(ctx); e != nil {
+		return 0, e
 	}
 	// The report goes out before the service can write a line of its own.
 	if !held {
