@@ -394,7 +394,7 @@ func TestSpecErrors(t *testing.T) {
 		{"root and an unknown group", base + "user = \"root:nosuchgroup\"\n" + limits, hostFor("e"),
 			`e.toml:7: process.user: "root:nosuchgroup": unable to find group nosuchgroup: no matching entries in group file (use a numeric gid such as "1000:1000", or add the group to the image's /etc/group)`},
 		{"user by name outside the namespace", base + "user = \"big\"\n" + limits, hostFor("e"),
-			`e.toml:7: process.user: "big" resolves to 70000:70000, outside the container's ids 0-65535`},
+			`e.toml:7: process.user: "big" resolves to uid 70000, outside the container's ids 0-65535`},
 		{"rootless with one id", base + "user = \"1000\"\n" + limits, rootless1,
 			`e.toml:7: process.user: 1000:1000 cannot run: only the container's root is mapped, since you have no range in /etc/subuid and /etc/subgid (add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER; or run as user = "0:0")`},
 	} {
@@ -527,6 +527,21 @@ func TestCPUQuota(t *testing.T) {
 		}
 		if quota < 1000 {
 			t.Errorf("cpus %g: quota %d below the kernel's least, 1000", tc.cpus, quota)
+		}
+	}
+}
+
+// TestLookupUserRange: exec -u takes its user straight to LookupUser;
+// an id outside the container's is named alone (a gid never given was
+// shown as ":0").
+func TestLookupUserRange(t *testing.T) {
+	for spec, want := range map[string]string{
+		"65536":   `"65536" resolves to uid 65536, outside the container's ids 0-65535`,
+		"0:65536": `"0:65536" resolves to gid 65536, outside the container's ids 0-65535`,
+		"big":     `"big" resolves to uid 70000, outside the container's ids 0-65535`,
+	} {
+		if _, _, err := plan.LookupUser(testRootfs(t), spec); fmt.Sprint(err) != want {
+			t.Errorf("%s: %v, want %s", spec, err, want)
 		}
 	}
 }
