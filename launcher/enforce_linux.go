@@ -4,17 +4,20 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"time"
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
 	"github.com/safe-run/safe-run/manifest"
+	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/plan"
 )
 
 // Enforce refuses, before a start records anything, a job this host
-// cannot run (plan.Job.Refused) and a working directory the image lacks;
+// cannot run (plan.Job.Refused), a working directory the image lacks and
+// mounts the runtime would refuse or misplace (plan.CheckMounts);
 // then it allocates and records the service's user namespace range and
 // maps the spec onto it. run and profile record call it, having planned
 // the job with CheckPaths; spec, check and export do neither, so that
@@ -31,7 +34,9 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 	if err := job.Refused(); err != nil {
 		return 0, err
 	}
-	if err := plan.CheckWorkdir(job.Service, job.Image); err != nil {
+	// The volumes are judged by the ids Build planned, before a new
+	// service's are recorded: a refused start records nothing.
+	if err := manifest.Merge(checkSocketPaths(job), plan.CheckWorkdir(job.Service, job.Image), plan.CheckMounts(job.Service, job.Image, job.Placement.VolumeDir), checkVolumes(job)); err != nil {
 		return 0, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -46,6 +51,23 @@ func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait 
 	}
 	job.SetIDs(ids)
 	return wait, nil
+}
+
+// checkVolumes refuses, at its line of the manifest, a volume that
+// another service's ids own; ensureVolume checks again on the directory
+// it mounts.
+func checkVolumes(job *plan.Job) error {
+	var errs []error
+	for i, m := range job.Service.Mounts {
+		if m.Type != manifest.MountVolume {
+			continue
+		}
+		dir := filepath.Join(job.Placement.VolumeDir, m.Source)
+		if _, err := volumeOwned(dir, job.Placement.IDs); err != nil {
+			errs = append(errs, job.Service.Errorf(fmt.Sprintf("mounts[%d].source", i), "%w", err))
+		}
+	}
+	return manifest.Merge(errs...)
 }
 
 // CheckPaths refuses the root directory, bind and secret sources the
@@ -102,4 +124,31 @@ func CheckFiles(ctx context.Context, svc *manifest.Service) error {
 		}
 	}
 	return manifest.Merge(errs...)
+}
+
+// maxSocketPath is the longest path a unix socket can be bound at: the
+// kernel's sun_path holds 108 bytes, the last a NUL.
+const maxSocketPath = 107
+
+// checkSocketPaths refuses a state directory and name whose sockets
+// (the control socket, the seccomp agent's, the notify socket) could not
+// be bound: the start failed halfway with "bind: invalid argument", and
+// ps showed it starting with no pid.
+func checkSocketPaths(job *plan.Job) error {
+	h := job.Placement
+	longest := filepath.Join(h.StateDir, ops.ControlFile)
+	paths := []string{h.SeccompAgent()}
+	if job.Service.Process.Notify {
+		paths = append(paths, filepath.Join(h.NotifyHostDir(), notifySocket))
+	}
+	for _, p := range paths {
+		if len(p) > len(longest) {
+			longest = p
+		}
+	}
+	if len(longest) <= maxSocketPath {
+		return nil
+	}
+	return job.Service.Errorf("name", "the service's socket %s would be %d bytes long, more than the %d a unix socket's path may have (shorten it by %d: a state directory shorter than %s (SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR without root), or a shorter name)",
+		longest, len(longest), maxSocketPath, len(longest)-maxSocketPath, job.Dirs.State)
 }

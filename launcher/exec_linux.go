@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode"
 
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"github.com/opencontainers/runc/libcontainer"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -184,6 +185,9 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 		if !path.IsAbs(x.Cwd) {
 			return nil, nil, fmt.Errorf("-w %s: use an absolute path in the container", x.Cwd)
 		}
+		if err := e.checkCwd(x.Cwd); err != nil {
+			return nil, nil, err
+		}
 		sp.Cwd = x.Cwd
 	}
 	env, err := mergeEnv(sp.Env, add)
@@ -233,6 +237,29 @@ func (e *execer) process(x *ops.ExecRequest, files []*os.File) (*libcontainer.Pr
 		closer = r
 	}
 	return p, closer, nil
+}
+
+// checkCwd refuses a working directory the service does not have,
+// looked up in the service's root, through its mounts, as the command
+// would see it: libcontainer said only that the chdir "set in
+// config.json" failed.
+func (e *execer) checkCwd(cwd string) error {
+	st, err := e.container.State()
+	if err != nil {
+		return nil // the runtime's error, then
+	}
+	h, err := pathrs.OpenInRoot("/proc/"+strconv.Itoa(st.InitProcessPid)+"/root", cwd)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOTDIR) {
+		return fmt.Errorf("-w %s: no such directory in the service (name one that exists there)", cwd)
+	}
+	if err != nil {
+		return nil
+	}
+	defer h.Close()
+	if fi, err := h.Stat(); err == nil && !fi.IsDir() {
+		return fmt.Errorf("-w %s: not a directory in the service (name a directory)", cwd)
+	}
+	return nil
 }
 
 // execFeed decides how the command gets the service's seccomp filter and

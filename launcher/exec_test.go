@@ -146,6 +146,7 @@ func TestExec(t *testing.T) {
 		{[]string{"sh", "-c", "echo $HOME"}, 0, "/home/app\n"},
 		{[]string{"-u", "2000:3000", "--", "sh", "-c", "echo $(id -u):$(id -g)"}, 0, "2000:3000\n"},
 		{[]string{"-w", "/tmp", "--", "pwd"}, 0, "/tmp\n"},
+		{[]string{"-w", "/proc/1", "--", "pwd"}, 0, "/proc/1\n"}, // under a mount of the service's
 		{[]string{"-e", "FOO=bar baz", "-e", "PATH=/bin", "--", "sh", "-c", "echo $FOO:$PATH"}, 0, "bar baz:/bin\n"},
 		{[]string{"sh", "-c", "read x; echo \"got $x.\""}, 0, "got .\n"}, // stdin: empty, closed
 	} {
@@ -163,7 +164,8 @@ func TestExec(t *testing.T) {
 		{"-u nosuchuser -- id", `-u "nosuchuser": unable to find user nosuchuser`},
 		{"-w relative -- pwd", "-w relative: use an absolute path in the container"},
 		{"-e NOEQUALS -- true", `-e "NOEQUALS": use KEY=VALUE`},
-		{"-w /nonexistent -- pwd", "opsexec: exec: starting pwd: "},
+		{"-w /nonexistent -- pwd", "-w /nonexistent: no such directory in the service (name one that exists there)"},
+		{"-w /etc/passwd -- pwd", "-w /etc/passwd: not a directory in the service (name a directory)"},
 		{"nosuchservice -- true", "nosuchservice: no such running service"},
 	} {
 		args := strings.Fields(tc.args)

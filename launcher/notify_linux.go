@@ -59,7 +59,7 @@ func (n *notifier) listen(dir string, uid, gid int) error {
 	if err := os.Mkdir(dir, 0o711); err != nil {
 		return err
 	}
-	path := filepath.Join(dir, "notify.sock")
+	path := filepath.Join(dir, notifySocket)
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		return fmt.Errorf("creating the service's notify socket: %w", err)
@@ -130,3 +130,6 @@ func (n *notifier) close() {
 		n.relay.Close()
 	}
 }
+
+// notifySocket is the notify socket's name in plan.Placement.NotifyHostDir.
+const notifySocket = "notify.sock"

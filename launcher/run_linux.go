@@ -76,6 +76,9 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	if e := Stopped(ctx); e != nil {
+		return 0, e
+	}
 	holdListenFDs(job) // before any child: the janitor, the container
 	// Before any thread or child that should inherit it: the port
 	// forwarder's, the container's processes.
@@ -559,6 +562,12 @@ func (r *run) locked(ctx context.Context) (code int, err error) {
 	if err := r.janitor.running(); err != nil {
 		return 0, err
 	}
+	// A SIGINT or SIGTERM so far ends the start here, before the
+	// container's init exists: everything made is undone as after any
+	// failure.
+	if e := Stopped(ctx); e != nil {
+		return 0, e
+	}
 	// The report goes out before the service can write a line of its own.
 	if !held {
 		report(opts, spec, host)
@@ -750,18 +759,28 @@ func ensureVolume(dir string, ids plan.IDMap, uid, gid int) error {
 	if !errors.Is(err, fs.ErrExist) {
 		return err
 	}
+	_, err = volumeOwned(dir, ids)
+	return err
+}
+
+// volumeOwned says whether the volume dir exists, and refuses one that
+// is no directory or belongs to another service's ids.
+func volumeOwned(dir string, ids plan.IDMap) (exists bool, err error) {
 	st, err := os.Lstat(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	if !st.IsDir() {
-		return fmt.Errorf("volume %s is not a directory", dir)
+		return true, fmt.Errorf("volume %s is not a directory (remove it, or use another volume name)", dir)
 	}
 	owner := st.Sys().(*syscall.Stat_t).Uid
 	if owner < ids.UID || owner >= ids.UID+ids.Size {
-		return fmt.Errorf("volume %s belongs to uid %d, outside this service's ids %s: a volume belongs to one service (use another volume name)", dir, owner, ids)
+		return true, fmt.Errorf("volume %s belongs to uid %d, outside this service's ids %s: a volume belongs to one service (use another volume name)", dir, owner, ids)
 	}
-	return nil
+	return true, nil
 }
 
 var rlimitTypes = map[string]int{"RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_NOFILE": unix.RLIMIT_NOFILE}

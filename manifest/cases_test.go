@@ -206,7 +206,8 @@ func TestValidationErrors(t *testing.T) {
 		{"cpus nan", edit("cpus = 0.5", "cpus = nan"), `web.toml:12: resources.cpus: nan is not a number of CPUs (use e.g. 0.5 for half a CPU)`},
 		{"cpus integer", edit("cpus = 0.5", "cpus = 2"), ""},
 		{"pids zero", with("pids = 0\n"), `web.toml:13: resources.pids: 0 allows no process at all (use e.g. 256; the default is 1024)`},
-		{"pids negative", with("pids = -5\n"), `web.toml:13: resources.pids: -5 allows no process at all (use e.g. 256; the default is 1024)`},
+		{"pids negative", with("pids = -5\n"), `web.toml:13: resources.pids: -5 is not a number of processes: there is no unlimited (use e.g. 256; the default is 1024)`},
+		{"pids -1", with("pids = -1\n"), `web.toml:13: resources.pids: -1 is not a number of processes: there is no unlimited (use e.g. 256; the default is 1024)`},
 		{"pids one beside init", with("pids = 1\n"), `web.toml:13: resources.pids: 1 leaves no process for the service beside its init (use at least 2, or set process.init = false)`},
 		// mounts
 		{"mount type missing", mount("target = \"/data\"\n"), `web.toml:14: mounts[0].type: missing (use "tmpfs", "volume" or "bind")`},

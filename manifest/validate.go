@@ -342,6 +342,10 @@ func validateResources(s *Service, fe *fieldErrors) {
 		fe.add("resources.cpus", "%v is more CPUs than any host has (use e.g. 2.0)", r.CPUs)
 	}
 	switch {
+	case r.Pids < 0:
+		// docker's --pids-limit -1 means no limit; here every service
+		// has one.
+		fe.add("resources.pids", "%d is not a number of processes: there is no unlimited (use e.g. 256; the default is 1024)", r.Pids)
 	case r.Pids < 1:
 		fe.add("resources.pids", "%d allows no process at all (use e.g. 256; the default is 1024)", r.Pids)
 	case r.Pids < 2 && s.Process.Init:

@@ -187,3 +187,25 @@ func TestBuildElsewhere(t *testing.T) {
 		}
 	}
 }
+
+// TestBuildNotesCPUsOverHost: a cpus limit above the host's CPU count is
+// planned (the manifest may be written for a bigger host) and said in
+// the start report: it never binds here.
+func TestBuildNotesCPUsOverHost(t *testing.T) {
+	dirs := plan.Dirs{State: t.TempDir(), Data: t.TempDir()}
+	p := writeService(t, "")
+	text, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(strings.Replace(string(text), "cpus = 1.0", "cpus = 64", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	job, err := plan.Build(t.Context(), p, userOnV1, plan.Options{Dirs: dirs})
+	if err != nil {
+		t.Fatalf("Build: %v", err)
+	}
+	if want := "cpus 64 is more than this host's 2: the CPU limit never binds here"; !slices.Contains(job.Notes, want) {
+		t.Errorf("notes %q, want %q", job.Notes, want)
+	}
+}

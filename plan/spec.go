@@ -60,6 +60,10 @@ func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 		args = append([]string{InitPath, "--"}, args...)
 	}
 	cwd := workdir(s, img)
+	env, err := environment(s, img, user.home)
+	if err != nil {
+		return nil, err
+	}
 
 	spec := &specs.Spec{
 		Version: specs.Version,
@@ -68,7 +72,7 @@ func Spec(in Inputs, host Placement) (*specs.Spec, error) {
 			Terminal:        s.Process.TTY,
 			User:            user.spec,
 			Args:            args,
-			Env:             environment(s, img, user.home),
+			Env:             env,
 			Cwd:             cwd,
 			Capabilities:    capabilities(s.Security.Capabilities, user.spec.UID != 0),
 			Rlimits:         slices.Clone(rlimits), // fitRlimits edits the spec's copy
@@ -111,7 +115,12 @@ type resolvedUser struct {
 	home string
 }
 
-func environment(s *manifest.Service, img *image.Image, home string) []string {
+// environment is the service's: safe-run's defaults, the image's over
+// them, the manifest's over those. An entry of the image's config that
+// the runtime would refuse (no name, no '=', a NUL) is refused here,
+// before the start report: libcontainer's init said only "invalid
+// environment variable", naming neither the image nor the entry.
+func environment(s *manifest.Service, img *image.Image, home string) ([]string, error) {
 	env := []string{defaultPath}
 	if s.Namespaces.UTS != "host" {
 		env = append(env, "HOSTNAME="+s.Name)
@@ -128,13 +137,33 @@ func environment(s *manifest.Service, img *image.Image, home string) []string {
 		env = slices.DeleteFunc(env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
 		env = append(env, kv)
 	}
+	var bad []string
 	for _, kv := range img.Config.Env {
+		k, _, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || strings.ContainsRune(kv, 0) {
+			bad = append(bad, strconv.Quote(kv))
+			continue
+		}
 		set(kv)
+	}
+	if len(bad) > 0 {
+		return nil, s.Errorf("image", "%s: its config's Env holds %s, not NAME=VALUE (fix the image's ENV, or rebuild it)", imageName(s), strings.Join(bad, ", "))
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Process.Env)) {
 		set(k + "=" + s.Process.Env[k])
 	}
-	return env
+	return env, nil
+}
+
+// imageName is the image as the manifest names it.
+func imageName(s *manifest.Service) string {
+	i := s.Image
+	for _, n := range []string{i.Rootfs, i.OCI, i.Archive, i.Ref} {
+		if n != "" {
+			return n
+		}
+	}
+	return "the image"
 }
 
 // capabilities grants exactly the declared set. Inheritable stays empty
@@ -281,9 +310,13 @@ func resources(s *manifest.Service, v2 bool) *specs.LinuxResources {
 }
 
 func mounts(s *manifest.Service, net *network.Options, host Placement) []specs.Mount {
+	// /dev is noexec (runc's default is not): the container's root may
+	// write there, and with Landlock off nothing else kept a program
+	// copied there from running. Its devices need no exec; safe-run-init
+	// at /dev/init is a bind of its own, which keeps exec.
 	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
-		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "noexec", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},

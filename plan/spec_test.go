@@ -9,6 +9,7 @@ package plan_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -279,6 +280,11 @@ func TestSpecHardening(t *testing.T) {
 				if m.Destination == "/sys/fs/cgroup" && !slices.Contains(m.Options, "ro") {
 					t.Error("/sys/fs/cgroup is writable (CVE-2022-0492)")
 				}
+				// Writable by the container's root; with Landlock off
+				// nothing else kept a program copied there from running.
+				if (m.Destination == "/dev" || m.Destination == "/dev/shm") && (!slices.Contains(m.Options, "noexec") || !slices.Contains(m.Options, "nosuid")) {
+					t.Errorf("%s: %v, want noexec and nosuid", m.Destination, m.Options)
+				}
 			}
 			if svc.Process.Init != (p.Args[0] == plan.InitPath) {
 				t.Errorf("init %v, args %v", svc.Process.Init, p.Args)
@@ -384,9 +390,11 @@ func TestSpecErrors(t *testing.T) {
 		{"unknown user", base + "user = \"nobody2\"\n" + limits, hostFor("e"),
 			`e.toml:7: process.user: "nobody2": unable to find user nobody2: no matching entries in passwd file (use numeric ids such as "1000:1000", or add the user to the image's /etc/passwd)`},
 		{"unknown group", base + "user = \"app:staff\"\n" + limits, hostFor("e"),
-			`e.toml:7: process.user: "app:staff": unable to find group staff: no matching entries in group file (use numeric ids such as "1000:1000", or add the user to the image's /etc/passwd)`},
+			`e.toml:7: process.user: "app:staff": unable to find group staff: no matching entries in group file (use a numeric gid such as "1000:1000", or add the group to the image's /etc/group)`},
+		{"root and an unknown group", base + "user = \"root:nosuchgroup\"\n" + limits, hostFor("e"),
+			`e.toml:7: process.user: "root:nosuchgroup": unable to find group nosuchgroup: no matching entries in group file (use a numeric gid such as "1000:1000", or add the group to the image's /etc/group)`},
 		{"user by name outside the namespace", base + "user = \"big\"\n" + limits, hostFor("e"),
-			`e.toml:7: process.user: "big" resolves to 70000:70000, outside the container's ids 0-65535`},
+			`e.toml:7: process.user: "big" resolves to uid 70000, outside the container's ids 0-65535`},
 		{"rootless with one id", base + "user = \"1000\"\n" + limits, rootless1,
 			`e.toml:7: process.user: 1000:1000 cannot run: only the container's root is mapped, since you have no range in /etc/subuid and /etc/subgid (add one as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 $USER; or run as user = "0:0")`},
 	} {
@@ -401,6 +409,35 @@ func TestSpecErrors(t *testing.T) {
 			}
 			if len(manifest.FieldErrors(err)) != 1 {
 				t.Errorf("not a FieldError: %#v", err)
+			}
+		})
+	}
+}
+
+// TestSpecImageEnv: an entry of the image's Env the runtime would refuse
+// (libcontainer's init said only "invalid environment variable", after
+// the start report) is refused with the spec, naming the image and the
+// entries.
+func TestSpecImageEnv(t *testing.T) {
+	svc, err := manifest.Parse("i.toml", "/srv/i", []byte("version = 1\nname = \"i\"\n[image]\noci = \"img:v1\"\n[process]\ncommand = [\"/x\"]\n[resources]\nmemory = \"64M\"\ncpus = 1\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"good", []string{"A=1", "B=", "C=x=y", "PATH=/bin"}, ""},
+		{"no name", []string{"A=1", "=x"}, `i.toml:3: image: /srv/i/img:v1: its config's Env holds "=x", not NAME=VALUE (fix the image's ENV, or rebuild it)`},
+		{"no =", []string{"NOEQUALS"}, `i.toml:3: image: /srv/i/img:v1: its config's Env holds "NOEQUALS", not NAME=VALUE (fix the image's ENV, or rebuild it)`},
+		{"a NUL", []string{"A\x00B=1", "C=x\x00"}, `i.toml:3: image: /srv/i/img:v1: its config's Env holds "A\x00B=1", "C=x\x00", not NAME=VALUE (fix the image's ENV, or rebuild it)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := &image.Image{Rootfs: testRootfs(t), Config: image.Config{Env: tc.env}}
+			_, err := plan.Spec(plan.Inputs{Service: svc, Image: img}, hostFor("i"))
+			if got := fmt.Sprint(err); (tc.want == "" && err != nil) || (tc.want != "" && got != tc.want) {
+				t.Errorf("got  %v\nwant %s", err, tc.want)
 			}
 		})
 	}
@@ -490,6 +527,21 @@ func TestCPUQuota(t *testing.T) {
 		}
 		if quota < 1000 {
 			t.Errorf("cpus %g: quota %d below the kernel's least, 1000", tc.cpus, quota)
+		}
+	}
+}
+
+// TestLookupUserRange: exec -u takes its user straight to LookupUser;
+// an id outside the container's is named alone (a gid never given was
+// shown as ":0").
+func TestLookupUserRange(t *testing.T) {
+	for spec, want := range map[string]string{
+		"65536":   `"65536" resolves to uid 65536, outside the container's ids 0-65535`,
+		"0:65536": `"0:65536" resolves to gid 65536, outside the container's ids 0-65535`,
+		"big":     `"big" resolves to uid 70000, outside the container's ids 0-65535`,
+	} {
+		if _, _, err := plan.LookupUser(testRootfs(t), spec); fmt.Sprint(err) != want {
+			t.Errorf("%s: %v, want %s", spec, err, want)
 		}
 	}
 }

@@ -54,11 +54,18 @@ func LookupUser(rootfs, spec string) (specs.User, string, error) {
 		readers[i] = io.LimitReader(f, 16<<20)
 	}
 	u, err := user.GetExecUser(spec, &user.ExecUser{Home: "/"}, readers[0], readers[1])
+	if errors.Is(err, user.ErrNoGroupEntries) {
+		return specs.User{}, "", fmt.Errorf("%q: %w (use a numeric gid such as \"1000:1000\", or add the group to the image's /etc/group)", spec, err)
+	}
 	if err != nil {
 		return specs.User{}, "", fmt.Errorf("%q: %w (use numeric ids such as \"1000:1000\", or add the user to the image's /etc/passwd)", spec, err)
 	}
-	if u.Uid < 0 || u.Gid < 0 || u.Uid > 65535 || u.Gid > 65535 {
-		return specs.User{}, "", fmt.Errorf("%q resolves to %d:%d, outside the container's ids 0-65535", spec, u.Uid, u.Gid)
+	switch {
+	case u.Uid < 0 || u.Uid > 65535:
+		// The gid alone would be the default's, never asked for.
+		return specs.User{}, "", fmt.Errorf("%q resolves to uid %d, outside the container's ids 0-65535", spec, u.Uid)
+	case u.Gid < 0 || u.Gid > 65535:
+		return specs.User{}, "", fmt.Errorf("%q resolves to gid %d, outside the container's ids 0-65535", spec, u.Gid)
 	}
 	out := specs.User{UID: uint32(u.Uid), GID: uint32(u.Gid)}
 	for _, g := range u.Sgids {

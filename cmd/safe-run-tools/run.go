@@ -44,7 +44,7 @@ func runService(ctx context.Context, g *globals, path string) error {
 // the image progress (nil: none).
 func planRun(ctx context.Context, g *globals, path string, report io.Writer) (job *plan.Job, entered bool, err error) {
 	facts := host.Probe()
-	code, entered, err := rootless.Enter(facts, g.args, path, cli.DefaultDirs(), report, g.log())
+	code, entered, err := rootless.Enter(facts, g.args, path, cli.DefaultDirs(), report, g.log(), nil)
 	if entered {
 		if err == nil && code != 0 {
 			err = exitStatus(code)

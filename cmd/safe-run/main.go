@@ -29,14 +29,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sirupsen/logrus"
-	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/host"
 	"github.com/safe-run/safe-run/image"
@@ -53,9 +51,19 @@ func main() {
 	// errors, which it reports itself.
 	logrus.SetOutput(io.Discard)
 	args := os.Args[1:]
+	path, f, start := runArgs(args)
 	if fd, ok := handoff.FD(args); ok {
 		os.Exit(superviseJob(fd))
 	}
+	if start {
+		// First: a signal sent to a starting safe-run before it took
+		// them ended it (SIGTERM, SIGHUP) or was lost (SIGUSR1). From
+		// here on each waits for the service, or stops the start.
+		signals := launcher.SubscribeSignalsNow(earlySignals)
+		rootless.SignalsTaken(signals)
+		os.Exit(runService(args, path, f, signals))
+	}
+	raiseEarlySignals()
 	if len(args) == 2 && args[0] == launcher.NetworkCleanupCommand {
 		// The janitor's last step after a safe-run of a bridge service
 		// died: its lease now names a dead owner.
@@ -75,9 +83,6 @@ func main() {
 	}
 	if len(args) == 3 && args[0] == rootless.KeeperCommand {
 		os.Exit(rootless.Keep(args[1:]))
-	}
-	if path, f, ok := runArgs(args); ok {
-		os.Exit(runService(args, path, f))
 	}
 	os.Exit(execTools(args))
 }
@@ -117,9 +122,12 @@ func runArgs(args []string) (path string, f runFlags, ok bool) {
 	return paths[0], f, true
 }
 
-// runService plans the service at path and runs it in this process.
-func runService(args []string, path string, f runFlags) int {
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+// runService plans the service at path and runs it in this process,
+// signals subscribed to since the start of main: the first SIGINT or
+// SIGTERM before the container exists ends the start, nothing of it
+// left, with 128 + its number.
+func runService(args []string, path string, f runFlags, signals *launcher.Signals) int {
+	ctx, stop := signals.Context(context.Background())
 	defer stop()
 	log := cli.Logger(os.Stderr, f.debug)
 	facts := host.Probe()
@@ -128,14 +136,12 @@ func runService(args []string, path string, f runFlags) int {
 	if !f.quiet {
 		report = os.Stderr
 	}
-	if code, entered, err := rootless.Enter(facts, args, path, dirs, report, log); entered {
+	if code, entered, err := rootless.Enter(facts, args, path, dirs, report, log, signals); entered {
 		if err != nil {
 			return cli.Fail(os.Stderr, err)
 		}
 		return code
 	}
-	// Subscribing takes milliseconds of hand-offs: done while planning.
-	signals := launcher.SubscribeSignals()
 	popts := plan.Options{Dirs: dirs, InitPath: cli.HelperPath("safe-run-init"), JanitorPath: cli.HelperPath("safe-run-janitor"), Progress: report, CheckPaths: launcher.CheckPaths, Logger: log}
 	job, err := plan.Build(ctx, path, facts, popts)
 	if errors.Is(err, image.ErrRegistryNeeded) {
@@ -154,10 +160,20 @@ func runService(args []string, path string, f runFlags) int {
 		wait, err = launcher.EnforceWait(ctx, job, facts)
 		log.Debug("ids allotted", "service", job.Name, "took", time.Since(began), "lock_wait", wait)
 	}
-	if err != nil {
-		return cli.Fail(os.Stderr, err)
+	if err == nil {
+		return supervise(ctx, job, f.quiet, log, signals)
 	}
-	return supervise(ctx, job, f.quiet, log, signals)
+	if e := launcher.Stopped(ctx); e != nil {
+		return stopped(path, e)
+	}
+	return cli.Fail(os.Stderr, err)
+}
+
+// stopped says that a signal ended the start of the service at path
+// before its container existed, and returns the exit status.
+func stopped(path string, e *launcher.StoppedError) int {
+	fmt.Fprintf(os.Stderr, "safe-run: %s: %v\n", path, e)
+	return 128 + int(e.Signal)
 }
 
 // superviseJob runs the service safe-run-tools planned and handed over.
@@ -166,15 +182,20 @@ func superviseJob(fd int) int {
 	if err != nil {
 		return cli.Fail(os.Stderr, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGINT, unix.SIGTERM)
+	signals := launcher.SubscribeSignalsNow(earlySignals)
+	ctx, stop := signals.Context(context.Background())
 	defer stop()
-	return supervise(ctx, h.Job, h.Quiet, cli.Logger(os.Stderr, h.Debug), nil)
+	return supervise(ctx, h.Job, h.Quiet, cli.Logger(os.Stderr, h.Debug), signals)
 }
 
 func supervise(ctx context.Context, job *plan.Job, quiet bool, log *slog.Logger, signals *launcher.Signals) int {
 	opts := cli.RunOptions(launcher.Stdio{In: os.Stdin, Out: os.Stdout, Err: os.Stderr}, quiet, log)
 	opts.Signals = signals
 	code, err := launcher.Run(ctx, job, opts)
+	if e := launcher.Stopped(ctx); err != nil && e != nil {
+		fmt.Fprintf(os.Stderr, "safe-run: %s: %v\n", job.Name, e)
+		return 128 + int(e.Signal)
+	}
 	if err != nil {
 		return cli.Fail(os.Stderr, err)
 	}

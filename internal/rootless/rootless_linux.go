@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -114,9 +115,16 @@ func followParent(f *os.File) {
 // connect); for a named bridge it joins the user's shared namespaces
 // instead, with the published ports bound here (see joinShared). A
 // manifest that does not load is left to the inner safe-run to report.
-func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.Writer, log *slog.Logger) (code int, entered bool, err error) {
+//
+// signals, subscribed to by the caller beforehand, are forwarded to the
+// inner safe-run once it has subscribed to them itself; nil: Enter
+// subscribes.
+func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.Writer, log *slog.Logger, signals *launcher.Signals) (code int, entered bool, err error) {
 	if !f.MustEnterRootless() {
 		return 0, false, nil
+	}
+	if err := checkStateDir(f, dirs.State); err != nil {
+		return 0, true, err
 	}
 	var n innerNet
 	if path != "" {
@@ -127,8 +135,36 @@ func Enter(f host.Facts, args []string, path string, dirs plan.Dirs, report io.W
 		}
 	}
 	defer n.close()
-	code, err = run(f, args, dirs, &n, report, log)
+	code, err = run(f, args, dirs, &n, report, log, signals)
 	return code, true, err
+}
+
+// checkStateDir refuses, before anything is made, a state directory the
+// user can neither create nor write: without XDG_RUNTIME_DIR that is
+// root's, and the start failed at its lock with "permission denied" and
+// no fix. The words are doctor's.
+func checkStateDir(f host.Facts, state string) error {
+	p := state
+	for {
+		if _, err := os.Stat(p); err == nil {
+			break
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			break
+		}
+		p = parent
+	}
+	// Access checks the real ids: the user's, as the inner safe-run's
+	// are on the host.
+	if unix.Access(p, unix.W_OK|unix.X_OK) == nil {
+		return nil
+	}
+	if os.Getenv("XDG_RUNTIME_DIR") == "" && os.Getenv("SAFE_RUN_STATE_DIR") == "" {
+		return fmt.Errorf("XDG_RUNTIME_DIR is not set: without root safe-run keeps its state there, and %s is root's (log in through systemd-logind (ssh, a desktop or machinectl shell %s@), which creates /run/user/%d and sets it; or set SAFE_RUN_STATE_DIR to a directory of yours)",
+			state, f.User, f.UID)
+	}
+	return fmt.Errorf("the state directory %s cannot be made or written by you: %s is not writable (set SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR, to a directory of yours)", state, p)
 }
 
 // innerNet is the network the outer safe-run gives the inner one: none,
@@ -212,7 +248,7 @@ func portError(f host.Facts, p network.Port, err error) string {
 	return err.Error()
 }
 
-func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Writer, log *slog.Logger) (int, error) {
+func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Writer, log *slog.Logger, subscribed *launcher.Signals) (int, error) {
 	if !n.join && report != nil && mapSize(f) == 1 {
 		fmt.Fprintf(report, "safe-run: user %s has no range of %d ids in /etc/subuid and /etc/subgid: only uid 0 of the container is mapped, to your own uid (add a range as root: usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s)\n", f.User, host.IDRangeSize, f.User)
 	}
@@ -275,20 +311,43 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 	default:
 		cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWUSER
 	}
+	// The inner safe-run says when it takes signals: until then one
+	// forwarded could end it (SIGTERM, SIGUSR1 while its runtime
+	// starts) or be lost. Only safe-run's own start says so; for
+	// another caller's inner safe-run the signals go at once.
+	var taken *os.File
+	if subscribed != nil {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		defer w.Close()
+		cmd.Env = append(cmd.Env, signalsFDEnv+"="+strconv.Itoa(lifelineFD+len(cmd.ExtraFiles)))
+		cmd.ExtraFiles = append(cmd.ExtraFiles, w)
+		taken = r
+	}
 	if n.shared == nil {
 		size = mapSize(f)
 		cmd.Env = append(cmd.Env, host.RootlessEnv+"=wait:"+strconv.FormatUint(size, 10))
 	}
 	// Signals for the service go to the inner safe-run, which handles
 	// them as it would as root.
-	subscribed := launcher.SubscribeSignals()
-	defer subscribed.Stop()
+	if subscribed == nil {
+		subscribed = launcher.SubscribeSignals()
+		defer subscribed.Stop()
+	}
 	signals := subscribed.Wait()
 	if err := cmd.Start(); err != nil {
 		syncR.Close()
 		return 0, fmt.Errorf("entering a user namespace: %w (check that user namespaces are enabled: sysctl user.max_user_namespaces)", err)
 	}
 	syncR.Close()
+	if taken != nil {
+		// Only the inner safe-run holds the writing end now: its
+		// byte, or its end, comes through.
+		cmd.ExtraFiles[len(cmd.ExtraFiles)-1].Close()
+	}
 	if n.shared != nil {
 		// The inner safe-run has them now; the membership stays open
 		// here too, until it has exited.
@@ -321,6 +380,9 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 		}
 	}
 	go func() {
+		if taken != nil {
+			_, _ = taken.Read(make([]byte, 1)) // a byte, or EOF: it takes them, or never will
+		}
 		for sig := range signals {
 			if sig != unix.SIGCHLD && sig != unix.SIGURG {
 				_ = cmd.Process.Signal(sig)
@@ -338,6 +400,34 @@ func run(f host.Facts, args []string, dirs plan.Dirs, n *innerNet, report io.Wri
 		return 128 + int(ws.Signal()), nil
 	}
 	return cmd.ProcessState.ExitCode(), nil
+}
+
+// signalsFDEnv names the inner safe-run's end of the pipe on which it
+// says that it takes signals (SignalsTaken).
+const signalsFDEnv = "SAFE_RUN_ROOTLESS_SIGNALS_FD"
+
+// SignalsTaken tells the outer safe-run, in an inner one, once signals
+// is complete, that it may forward signals now: a byte on the pipe it
+// passed. It is called first thing in main; a safe-run that is no inner
+// one's start does nothing. The pipe is never passed on: the
+// descriptor is closed on exec at once.
+func SignalsTaken(signals *launcher.Signals) {
+	v := os.Getenv(signalsFDEnv)
+	if v == "" {
+		return
+	}
+	os.Unsetenv(signalsFDEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd <= lifelineFD {
+		return
+	}
+	syscall.CloseOnExec(fd)
+	f := os.NewFile(uintptr(fd), "rootless signals taken")
+	go func() {
+		signals.Wait()
+		_, _ = f.Write([]byte{1})
+		f.Close()
+	}()
 }
 
 // mapSize is the size of the user namespace a rootless run gets: the
