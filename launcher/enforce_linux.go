@@ -126,10 +126,6 @@ func CheckFiles(ctx context.Context, svc *manifest.Service) error {
 	return manifest.Merge(errs...)
 }
 
-// maxSocketPath is the longest path a unix socket can be bound at: the
-// kernel's sun_path holds 108 bytes, the last a NUL.
-const maxSocketPath = 107
-
 // checkSocketPaths refuses a state directory and name whose sockets
 // (the control socket, the seccomp agent's, the notify socket) could not
 // be bound: the start failed halfway with "bind: invalid argument", and
@@ -146,9 +142,9 @@ func checkSocketPaths(job *plan.Job) error {
 			longest = p
 		}
 	}
-	if len(longest) <= maxSocketPath {
+	if len(longest) <= ops.MaxSocketPath {
 		return nil
 	}
 	return job.Service.Errorf("name", "the service's socket %s would be %d bytes long, more than the %d a unix socket's path may have (shorten it by %d: a state directory shorter than %s (SAFE_RUN_STATE_DIR, or XDG_RUNTIME_DIR without root), or a shorter name)",
-		longest, len(longest), maxSocketPath, len(longest)-maxSocketPath, job.Dirs.State)
+		longest, len(longest), ops.MaxSocketPath, len(longest)-ops.MaxSocketPath, job.Dirs.State)
 }
