@@ -8,10 +8,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/safe-run/safe-run/internal/testenv"
 )
 
 // TestSignalsRightAfterExec: a signal sent to safe-run as soon as its
@@ -45,7 +46,7 @@ func signalsRightAfterExec(t *testing.T, start func() *exec.Cmd, name string) {
 	run := func(sig syscall.Signal, stop bool) (int, string, string) {
 		t.Helper()
 		c := start()
-		var out lockedBuffer
+		var out testenv.Buffer
 		var errOut bytes.Buffer
 		c.Stdout, c.Stderr = &out, &errOut
 		if err := c.Start(); err != nil {
@@ -117,24 +118,6 @@ func signalsRightAfterExec(t *testing.T, start func() *exec.Cmd, name string) {
 			assertNothingLeft(t, name)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe-run writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // waitCaught waits until process pid catches sig: its own code runs.
