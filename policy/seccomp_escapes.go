@@ -27,7 +27,8 @@ func SeccompEscapes(s *manifest.Service, escapes []string) error {
 	if len(escapes) > most {
 		list = fmt.Sprintf("%s and %d more", strings.Join(escapes[:most], ", "), len(escapes)-most)
 	}
-	return s.Errorf("security.seccomp", "%s", r.refusal(fmt.Sprintf(
+	// A RefusalError, so that check files it under SR012, not as an unusable path.
+	return s.Errorf("security.seccomp", "%w", &RefusalError{Rule: r, What: fmt.Sprintf(
 		"the profile %s lets through what the default profile refuses as escapes: %s; it counts as no filter",
-		s.Security.Seccomp, list)))
+		s.Security.Seccomp, list)})
 }

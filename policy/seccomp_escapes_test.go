@@ -3,6 +3,7 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,6 +40,14 @@ func TestSeccompEscapes(t *testing.T) {
 			}
 			if got != tc.want {
 				t.Errorf("got  %s\nwant %s", got, tc.want)
+			}
+			// check files it under its rule, not as an unusable path.
+			if tc.want != "" {
+				r := Check(svc, nil)
+				r.Refuse(svc, SeccompEscapes(svc, tc.escapes))
+				if !slices.ContainsFunc(r.Findings, func(f Finding) bool { return f.Rule.ID == "SR012" && f.Path == "security.seccomp" && !f.Accepted }) {
+					t.Errorf("check's findings %+v, want a refused SR012 at security.seccomp", r.Findings)
+				}
 			}
 		})
 	}
