@@ -52,7 +52,7 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
-		args, notes, secrets, optional, err := composeArgs(name, svc, volume)
+		args, notes, secrets, optional, err := composeArgs(name, svc, volume, project+"_default")
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
@@ -276,7 +276,9 @@ func composeProject(name, dir string) string {
 // composeArgs translates one compose service into docker run arguments;
 // volume names a named volume as compose does. Its secrets are the names
 // of the compose file's secrets with the name each has in the container.
-func composeArgs(name string, svc map[string]any, volume func(string) string) (args []string, notes []Note, secrets [][2]string, optional map[string]bool, err error) {
+// defaultNet is the project's default network, which compose puts a service on when it names
+// none: its services reach each other by name there.
+func composeArgs(name string, svc map[string]any, volume func(string) string, defaultNet string) (args []string, notes []Note, secrets [][2]string, optional map[string]bool, err error) {
 	flag := func(f string, vs ...string) {
 		for _, v := range vs {
 			args = append(args, f, v)
@@ -293,6 +295,11 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 	}
 	if _, ok := svc["container_name"]; !ok {
 		flag("--name", name)
+	}
+	_, hasNets := svc["networks"]
+	_, hasMode := svc["network_mode"]
+	if !hasNets && !hasMode {
+		flag("--network", defaultNet)
 	}
 	var command []string
 	for _, k := range keys {
@@ -419,7 +426,11 @@ func composeArgs(name string, svc map[string]any, volume func(string) string) (a
 				sort.Strings(nets)
 			}
 			if len(nets) > 0 {
-				flag("--network", nets[0])
+				net := nets[0]
+				if net == "default" {
+					net = defaultNet
+				}
+				flag("--network", net)
 			}
 			if m, ok := v.(map[string]any); ok {
 				for _, n := range nets {

@@ -82,6 +82,33 @@ secrets:
 // service, compose's named volumes after the project, so that two
 // services never share a volume by accident (found by a black-box probe:
 // two redis services both got "data").
+// TestComposeDefaultNetwork: services that name no network are on the project's default one, as
+// compose puts them, and reach each other by name there; before, each was written with network
+// none, and a web/api/db file imported into services that could not talk (re-probe).
+func TestComposeDefaultNetwork(t *testing.T) {
+	rs, err := Compose([]byte(`name: shop
+services:
+  api: {image: x, mem_limit: 64m}
+  db: {image: x, mem_limit: 64m, networks: [default]}
+  web: {image: x, mem_limit: 64m, networks: [front]}
+  tool: {image: x, mem_limit: 64m, network_mode: none}
+`), "compose.yml", Options{Dir: "/srv/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range rs {
+		n := load(t, r).Network
+		got[r.Name] = string(n.Mode) + ":" + n.Bridge
+	}
+	want := map[string]string{"api": "bridge:shop_default", "db": "bridge:shop_default", "web": "bridge:front", "tool": "none:"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: network %q, want %q", k, got[k], v)
+		}
+	}
+}
+
 func TestVolumeNames(t *testing.T) {
 	rs, err := Compose([]byte(`name: Shop
 services:
