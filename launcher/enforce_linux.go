@@ -27,9 +27,9 @@ func Enforce(ctx context.Context, job *plan.Job, f host.Facts) error {
 	return err
 }
 
-// EnforceWait is Enforce that also says how long it waited for ids.json's
-// lock (plan.RecordIDs): the one lock a root start shares with every other
-// before its name lock, which --debug logs (issue 19).
+// EnforceWait is Enforce that also says how long it waited for a lock on
+// the ids (plan.RecordIDs), which --debug logs: none, but once after an
+// upgrade, to move ids.json's records (issue 19).
 func EnforceWait(ctx context.Context, job *plan.Job, f host.Facts) (idsLockWait time.Duration, err error) {
 	if err := job.Refused(); err != nil {
 		return 0, err

@@ -61,7 +61,7 @@ func TestBuildOnAnyHost(t *testing.T) {
 			t.Errorf("export %s: %v", target, err)
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dirs.Data, "ids.json")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(dirs.Data, "ids")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Build recorded ids: %v", err)
 	}
 

@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/safe-run/safe-run/host"
-	"github.com/safe-run/safe-run/internal/atomicfile"
 	"github.com/safe-run/safe-run/internal/flock"
 )
 
@@ -39,9 +39,67 @@ func idSlots(ranges []host.SubIDRange, owner, ownerUID string) []uint32 {
 	return slots
 }
 
-// idAllocations is the record of which service owns which slot; it keeps a
-// service's ids stable across restarts, so its volumes stay its own.
-type idAllocations map[string]IDMap
+// The record of which service owns which id range keeps a service's ids
+// stable across restarts, so its volumes stay its own. It lives under the
+// data directory as one file per service, with no lock any two starts
+// share (issue 19: 50 first starts at once queued on ids.json's):
+//
+//	ids/ranges/UID     a range's claim: made by link(2), which fails if
+//	                   another service has the range
+//	ids/services/NAME  the same file, hard-linked: a start's lookup
+//
+// Each holds an idRecord. No start removes a claim or changes one, so a
+// service keeps its range for good. Why no two services share a range,
+// even after a power loss:
+//
+//   - The file is written and synced while it has no name (O_TMPFILE):
+//     a claim is never half-written, and a killed write leaves nothing.
+//   - The claim's name is synced before the record links to it: a record
+//     on disk has its claim on disk.
+//   - A service runs (and owns files in its range) only once its record
+//     is synced. A power loss before may take the record or the claim
+//     back, but then the service never ran; a claim without its record
+//     is taken by its service's next start and by no other's.
+const (
+	idsDir      = "ids"
+	rangesDir   = "ranges"
+	servicesDir = "services"
+	// legacyIDs is the single file ids were recorded in before: a start
+	// moves its records into ids/ (migrateLegacyIDs).
+	legacyIDs = "ids.json"
+)
+
+// idRecord is what a claim holds: the range and the service it is for.
+type idRecord struct {
+	Service string
+	IDMap
+}
+
+// idSpace is what allotting needs: the data directory and IDUser's slots
+// (a slot's uid and gid ranges have the same index).
+type idSpace struct {
+	dataDir            string
+	uidSlots, gidSlots []uint32
+}
+
+func (s idSpace) path(elem ...string) string {
+	return filepath.Join(append([]string{s.dataDir, idsDir}, elem...)...)
+}
+
+func (s idSpace) rangeFile(uid uint32) string {
+	return s.path(rangesDir, strconv.FormatUint(uint64(uid), 10))
+}
+
+// valid says whether m is one of the host's slots: a record from before
+// /etc/subuid or /etc/subgid changed may not be.
+func (s idSpace) valid(m IDMap) bool {
+	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
+		if s.uidSlots[i] == m.UID && s.gidSlots[i] == m.GID {
+			return m.Size == host.IDRangeSize
+		}
+	}
+	return false
+}
 
 // AllocateIDs returns the user namespace of service name, allocating one
 // from IDUser's ranges (in f) and recording it under dataDir when record is
@@ -53,183 +111,353 @@ func AllocateIDs(f host.Facts, dataDir, name string, record bool) (IDMap, error)
 }
 
 // RecordIDs is AllocateIDs with record set that also says how long it
-// waited for ids.json's lock: 0 when the service had its ids, which takes
-// no lock (the soak reads it, issue 19).
+// waited for a lock: only the first start after an upgrade takes one, to
+// move ids.json's records into ids/ (the soak reads it, issue 19).
 func RecordIDs(f host.Facts, dataDir, name string) (IDMap, time.Duration, error) {
 	return allocateIDs(f, dataDir, name, true)
 }
 
 func allocateIDs(f host.Facts, dataDir, name string, record bool) (_ IDMap, lockWait time.Duration, _ error) {
 	if f.IDUserUID == "" {
-		return IDMap{}, lockWait, fmt.Errorf("%w: no user %q (create it once as root: %s)", host.ErrNoSubIDs, host.IDUser, host.SetupHint)
+		return IDMap{}, 0, fmt.Errorf("%w: no user %q (create it once as root: %s)", host.ErrNoSubIDs, host.IDUser, host.SetupHint)
 	}
-	uidSlots, gidSlots := idSlots(f.SubUIDs, host.IDUser, f.IDUserUID), idSlots(f.SubGIDs, host.IDUser, f.IDUserUID)
-	if len(uidSlots) == 0 || len(gidSlots) == 0 {
-		return IDMap{}, lockWait, fmt.Errorf("%w: user %s has no range of %d ids in /etc/subuid and /etc/subgid that no other user shares (add one as root: usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 %s)",
+	s := idSpace{dataDir: dataDir, uidSlots: idSlots(f.SubUIDs, host.IDUser, f.IDUserUID), gidSlots: idSlots(f.SubGIDs, host.IDUser, f.IDUserUID)}
+	if len(s.uidSlots) == 0 || len(s.gidSlots) == 0 {
+		return IDMap{}, 0, fmt.Errorf("%w: user %s has no range of %d ids in /etc/subuid and /etc/subgid that no other user shares (add one as root: usermod --add-subuids 1073741824-1140850687 --add-subgids 1073741824-1140850687 %s)",
 			host.ErrNoSubIDs, host.IDUser, host.IDRangeSize, host.IDUser)
 	}
-	n := min(len(uidSlots), len(gidSlots))
+	// A restart: one read, no lock.
+	if m, ok, err := s.recorded(name, record); ok || err != nil {
+		return m, 0, err
+	}
+	legacy, err := readLegacyIDs(dataDir)
+	if err != nil {
+		return IDMap{}, 0, err
+	}
+	if !record {
+		return s.preview(name, legacy)
+	}
+	if legacy != nil {
+		if lockWait, err = s.migrateLegacyIDs(); err != nil {
+			return IDMap{}, lockWait, err
+		}
+		if m, ok, err := s.recorded(name, record); ok || err != nil {
+			return m, lockWait, err
+		}
+	}
+	m, err := s.claim(name)
+	if err != nil {
+		err = fmt.Errorf("recording the ids of service %s in %s: %w (free space on its file system, or make it writable, and start again)", name, s.path(), err)
+	}
+	return m, lockWait, err
+}
 
-	path := filepath.Join(dataDir, "ids.json")
-	valid := func(m IDMap) bool {
-		for i := range n {
-			if uidSlots[i] == m.UID && gidSlots[i] == m.GID {
-				return true
-			}
-		}
-		return false
+// recorded reads service name's record. ok is false when it has none for
+// this host's slots, and err says why a record cannot be trusted: then no
+// start of the service goes on, and no other start takes its range.
+// With record set, it also makes sure the record is on disk (its
+// allotting start may have been killed before its sync) and that its
+// range is still claimed.
+func (s idSpace) recorded(name string, record bool) (_ IDMap, ok bool, _ error) {
+	path := s.path(servicesDir, name)
+	r, err := readIDRecord(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return IDMap{}, false, nil
 	}
-	// A service that has its ids keeps them: no start removes a record
-	// or changes a valid one, and ids.json is replaced whole by rename,
-	// so one read without the lock shows them. A restart then waits on no other
-	// start's allotment (50 first starts at once queue ~20 ms each behind
-	// its fsync: the soak, issue 19). Anything else takes the lock.
-	if data, err := os.ReadFile(path); err == nil {
-		if allocs, err := readAllocations(data); err == nil {
-			if m, ok := allocs[name]; ok && valid(m) {
-				if record {
-					// Its allotting start may have been killed between its
-					// rename and its sync: this start syncs it before it
-					// runs (on a clean file, a sync costs next to nothing).
-					if err := syncIDsIn(dataDir, path); err != nil {
-						return IDMap{}, lockWait, fmt.Errorf("syncing %s: %w", path, err)
-					}
-				}
-				return m, lockWait, nil
-			}
-		}
+	if err == nil && r.Service != name {
+		err = fmt.Errorf("it names service %q", r.Service)
 	}
-	var lock *os.File   // dataDir, locked, when record is set
-	unlock := func() {} // releases lock's flock
+	if err != nil {
+		return IDMap{}, false, s.damaged(path, name, err)
+	}
+	if !s.valid(r.IDMap) {
+		return IDMap{}, false, nil
+	}
+	claim := s.rangeFile(r.UID)
+	switch c, err := readIDRecord(claim); {
+	case errors.Is(err, fs.ErrNotExist):
+		if !record {
+			break
+		}
+		// Removed by hand: claim the range again. If another service
+		// has claimed it since, reading again says so.
+		if err := os.Link(path, claim); errors.Is(err, fs.ErrExist) {
+			return s.recorded(name, record)
+		} else if err != nil {
+			return IDMap{}, false, fmt.Errorf("claiming the ids of service %s again in %s: %w", name, claim, err)
+		}
+		if err := syncDir(filepath.Dir(claim)); err != nil {
+			return IDMap{}, false, err
+		}
+	case err != nil:
+		return IDMap{}, false, s.damaged(claim, name, err)
+	case c.Service != name:
+		return IDMap{}, false, s.damaged(path, name, fmt.Errorf("services %s and %s have the same uid range (%d): %s names %s", c.Service, name, r.UID, claim, c.Service))
+	}
 	if record {
-		if err := os.MkdirAll(dataDir, 0o711); err != nil {
-			return IDMap{}, lockWait, err
-		}
-		// The directory itself is the lock: ids.json is replaced by
-		// rename, so a lock on it would be on the old file.
-		var err error
-		lock, err = os.Open(dataDir)
-		if err != nil {
-			return IDMap{}, lockWait, err
-		}
-		defer lock.Close()
-		began := time.Now()
-		if unlock, err = flock.Lock(lock, unix.LOCK_EX); err != nil {
-			return IDMap{}, lockWait, fmt.Errorf("locking %s: %w", dataDir, err)
-		}
-		defer unlock()
-		lockWait = time.Since(began)
-		// Only written under this lock: a temporary file here was left
-		// by a safe-run killed while it wrote.
-		stale, _ := filepath.Glob(filepath.Join(dataDir, ".tmp-ids.json*"))
-		for _, f := range stale {
-			os.Remove(f)
+		if err := syncDir(filepath.Dir(path)); err != nil {
+			return IDMap{}, false, fmt.Errorf("syncing %s: %w", filepath.Dir(path), err)
 		}
 	}
-	allocs := idAllocations{}
-	if data, err := os.ReadFile(path); err == nil {
-		if allocs, err = readAllocations(data); err != nil {
-			return IDMap{}, lockWait, fmt.Errorf("reading %s: %w (it records which service owns which ids, and so whose files are whose: restore it from a backup, or rewrite it from the owners of each service's volumes in %s; deleting it would hand services each other's ids)",
-				path, err, filepath.Join(dataDir, "volumes"))
-		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return IDMap{}, lockWait, fmt.Errorf("reading %s: %w", path, err)
+	return r.IDMap, true, nil
+}
+
+// damaged is the error for a record no start can trust, with the fix.
+func (s idSpace) damaged(path, name string, err error) error {
+	return fmt.Errorf("reading %s: %w (it records which ids service %s owns, and so whose files are whose: restore it from a backup, or rewrite it as {\"Service\": %q, \"UID\": U, \"GID\": G, \"Size\": %d} from the owner of the service's volumes in %s (ls -ln); deleting it would give the service new ids, not those that own its files)",
+		path, err, name, name, host.IDRangeSize, filepath.Join(s.dataDir, "volumes"))
+}
+
+// preview is what a start of a service with no record would claim: the
+// first slot no claim (nor ids.json, before its move) holds.
+func (s idSpace) preview(name string, legacy idAllocations) (IDMap, time.Duration, error) {
+	if m, ok := legacy[name]; ok && s.valid(m) {
+		return m, 0, nil
 	}
-	if m, ok := allocs[name]; ok && valid(m) {
-		if record {
-			// As on the path without the lock: synced before it runs.
-			if err := syncIDs(path, lock); err != nil {
-				return IDMap{}, lockWait, fmt.Errorf("syncing %s: %w", path, err)
-			}
+	used, err := s.claimed()
+	if err != nil {
+		return IDMap{}, 0, err
+	}
+	for _, m := range legacy {
+		used[m.UID] = true
+	}
+	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
+		if !used[s.uidSlots[i]] {
+			return IDMap{UID: s.uidSlots[i], GID: s.gidSlots[i], Size: host.IDRangeSize}, 0, nil
 		}
-		return m, lockWait, nil
+	}
+	return IDMap{}, 0, s.full()
+}
+
+func (s idSpace) full() error {
+	return fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)",
+		host.ErrNoSubIDs, min(len(s.uidSlots), len(s.gidSlots)), host.IDUser, host.IDUser)
+}
+
+// claimed lists the uids of the ranges claimed so far.
+func (s idSpace) claimed() (map[uint32]bool, error) {
+	entries, err := os.ReadDir(s.path(rangesDir))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
 	}
 	used := map[uint32]bool{}
-	for other, m := range allocs {
-		if other != name {
-			used[m.UID] = true
+	for _, e := range entries {
+		if uid, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
+			used[uint32(uid)] = true
 		}
 	}
-	for i := range n {
-		if used[uidSlots[i]] {
+	return used, nil
+}
+
+// claim gives service name, which has no valid record, a range: one
+// claimed for it by a start killed before it recorded it (or by another
+// start of the same name right now), else the first free one. Whatever
+// this start is killed after, no other service can take the range it
+// claimed, and the service's next start finds it.
+func (s idSpace) claim(name string) (IDMap, error) {
+	for _, dir := range []string{rangesDir, servicesDir} {
+		if err := os.MkdirAll(s.path(dir), 0o755); err != nil {
+			return IDMap{}, err
+		}
+	}
+	used, err := s.claimed()
+	if err != nil {
+		return IDMap{}, err
+	}
+	for uid := range used {
+		if r, err := readIDRecord(s.rangeFile(uid)); err == nil && r.Service == name && s.valid(r.IDMap) {
+			return r.IDMap, s.record(name, s.rangeFile(uid))
+		}
+	}
+	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
+		if used[s.uidSlots[i]] {
 			continue
 		}
-		m := IDMap{UID: uidSlots[i], GID: gidSlots[i], Size: host.IDRangeSize}
-		if !record {
-			return m, lockWait, nil
+		r := idRecord{Service: name, IDMap: IDMap{UID: s.uidSlots[i], GID: s.gidSlots[i], Size: host.IDRangeSize}}
+		claim := s.rangeFile(r.UID)
+		err := linkNew(s.path(rangesDir), claim, r)
+		if errors.Is(err, fs.ErrExist) {
+			if c, err := readIDRecord(claim); err == nil && c.Service == name && c.IDMap == r.IDMap {
+				return r.IDMap, s.record(name, claim) // another start of name's
+			}
+			continue
 		}
-		allocs[name] = m
-		data, err := json.MarshalIndent(allocs, "", "  ")
 		if err != nil {
-			return IDMap{}, lockWait, err
+			return IDMap{}, err
 		}
-		// Written and renamed under the lock, synced after it (syncIDs): a first start
-		// waited ~20 ms per first start queued before it, for their fsyncs (issue 19).
-		if err := atomicfile.Replace(path, append(data, '\n'), 0o644); err != nil {
-			// atomicfile leaves the old file whole and no temporary one.
-			return IDMap{}, lockWait, fmt.Errorf("recording the ids of service %s in %s: %w (%s is unchanged; free space on its file system, or make it writable, and start again)",
-				name, path, err, path)
-		}
-		unlock()
-		if err := syncIDs(path, lock); err != nil {
-			return IDMap{}, lockWait, fmt.Errorf("recording the ids of service %s in %s: %w (free space on its file system, or make it writable, and start again)", name, path, err)
-		}
-		return m, lockWait, nil
+		return r.IDMap, s.record(name, claim)
 	}
-	return IDMap{}, lockWait, fmt.Errorf("%w: all %d id ranges of user %s are allocated (add a range: usermod --add-subuids START-END --add-subgids START-END %s)", host.ErrNoSubIDs, n, host.IDUser, host.IDUser)
+	return IDMap{}, s.full()
 }
 
-// syncIDs makes ids.json as it is now, and its name in dir, durable: the
-// allotting start calls it after releasing the lock and before the
-// container starts, so that other first starts do not queue behind its
-// fsync. Why no service can then share an id range after a power loss:
-//
-//   - No start removes a record or changes one, so every later ids.json
-//     holds every earlier record: the file synced here holds this
-//     service's, whoever renamed it last.
-//   - A service runs (and owns files in its range) only once its record is
-//     on disk: the file and the directory entry are synced here before
-//     AllocateIDs returns. Before, only the file's data was, and a power
-//     loss could take the rename back after the service had run.
-//   - A power loss between the rename and this sync may take the rename
-//     back: ids.json is then an older file without this record, but the
-//     service never ran, so its range carries no file of it; the next start
-//     allots again. A record another start synced meanwhile is in the file
-//     that start synced, which is later than any it read.
-//   - The directory sync may carry a later start's rename whose file's data
-//     is not yet on disk. On ext4 (data=ordered, auto_da_alloc) a rename
-//     over an existing file commits that file's data with it; where a file
-//     system does not, the file reads back empty or garbled, which
-//     readAllocations refuses with the fix: detected, never read as free.
-func syncIDs(path string, dir *os.File) error {
-	f, err := os.Open(path)
+// record links claim as service name's record and syncs it: a stale
+// record (of another slot) is replaced. The claim is synced first, whoever
+// made it: a record on disk has its claim on disk.
+func (s idSpace) record(name, claim string) error {
+	if err := syncDir(s.path(rangesDir)); err != nil {
+		return err
+	}
+	path := s.path(servicesDir, name)
+	for {
+		err := os.Link(claim, path)
+		if errors.Is(err, fs.ErrExist) {
+			if same, _ := sameFile(claim, path); same {
+				break
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		break
+	}
+	return syncDir(s.path(servicesDir))
+}
+
+// linkNew writes r to an unnamed file in dir, syncs it and links it as
+// path: fs.ErrExist if path exists. Nothing is left if it fails.
+func linkNew(dir, path string, r idRecord) error {
+	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
+	f := os.NewFile(uintptr(fd), path)
+	defer f.Close()
+	if _, err := f.Write(append(data, '\n')); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+}
+
+func readIDRecord(path string) (idRecord, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return idRecord{}, err
+	}
+	var r *idRecord
+	if err := json.Unmarshal(data, &r); err != nil {
+		return idRecord{}, err
+	}
+	if r == nil {
+		return idRecord{}, errors.New("not a record of ids")
+	}
+	if r.Size != host.IDRangeSize {
+		return idRecord{}, fmt.Errorf("it gives %d ids, not %d", r.Size, host.IDRangeSize)
+	}
+	return *r, nil
+}
+
+func sameFile(a, b string) (bool, error) {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false, err
+	}
+	sb, err := os.Stat(b)
+	if err != nil {
+		return false, err
+	}
+	return os.SameFile(sa, sb), nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// idAllocations is ids.json's content: service name to range.
+type idAllocations map[string]IDMap
+
+// readLegacyIDs reads ids.json if it is still there, refusing what no
+// safe-run wrote (see readAllocations).
+func readLegacyIDs(dataDir string) (idAllocations, error) {
+	path := filepath.Join(dataDir, legacyIDs)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	var allocs idAllocations
 	if err == nil {
-		err = dir.Sync()
+		allocs, err = readAllocations(data)
 	}
-	return err
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w (it records which service owns which ids, and so whose files are whose: restore it from a backup, or rewrite it from the owners of each service's volumes in %s; deleting it would hand services each other's ids)",
+			path, err, filepath.Join(dataDir, "volumes"))
+	}
+	return allocs, nil
 }
 
-// syncIDsIn is syncIDs for a caller without the directory open.
-func syncIDsIn(dataDir, path string) error {
-	dir, err := os.Open(dataDir)
+// migrateLegacyIDs moves ids.json's records into ids/, under the data
+// directory's lock (what guarded ids.json), then removes it and the
+// temporary files a killed write of it left. It refuses a record whose
+// range ids/ gives another service.
+func (s idSpace) migrateLegacyIDs() (lockWait time.Duration, _ error) {
+	dir, err := os.Open(s.dataDir)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer dir.Close()
-	return syncIDs(path, dir)
+	began := time.Now()
+	unlock, err := flock.Lock(dir, unix.LOCK_EX)
+	if err != nil {
+		return 0, fmt.Errorf("locking %s: %w", s.dataDir, err)
+	}
+	defer unlock()
+	lockWait = time.Since(began)
+	allocs, err := readLegacyIDs(s.dataDir)
+	if err != nil || allocs == nil {
+		return lockWait, err // or moved by another start
+	}
+	path := filepath.Join(s.dataDir, legacyIDs)
+	for _, dir := range []string{rangesDir, servicesDir} {
+		if err := os.MkdirAll(s.path(dir), 0o755); err != nil {
+			return lockWait, fmt.Errorf("moving %s to %s: %w", path, s.path(), err)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(allocs)) {
+		r := idRecord{Service: name, IDMap: allocs[name]}
+		claim := s.rangeFile(r.UID)
+		err := linkNew(s.path(rangesDir), claim, r)
+		if errors.Is(err, fs.ErrExist) {
+			if c, cerr := readIDRecord(claim); cerr != nil || c != r {
+				return lockWait, fmt.Errorf("moving %s to %s: it gives service %s uid range %d, which %s claims for another (%+v, %v): restore one of them from a backup",
+					path, s.path(), name, r.UID, claim, c, cerr)
+			}
+			err = nil
+		}
+		if err == nil {
+			err = s.record(name, claim)
+		}
+		if err != nil {
+			return lockWait, fmt.Errorf("moving %s to %s: %w (free space on its file system, or make it writable, and start again)", path, s.path(), err)
+		}
+	}
+	stale, _ := filepath.Glob(filepath.Join(s.dataDir, ".tmp-"+legacyIDs+"*"))
+	for _, f := range append(stale, path) {
+		if err := os.Remove(f); err != nil {
+			return lockWait, err
+		}
+	}
+	return lockWait, dir.Sync()
 }
 
-// readAllocations reads ids.json, refusing what AllocateIDs never writes:
-// a file that is not an object of services (null, a list, a truncated
-// or zeroed file), a range of another size, and above all one range
-// recorded for two services, which would share their files.
+// readAllocations reads ids.json, refusing what no safe-run wrote: a file
+// that is not an object of services (null, a list, a truncated or zeroed
+// file), a range of another size, and above all one range recorded for
+// two services, which would share their files.
 func readAllocations(data []byte) (idAllocations, error) {
 	var allocs idAllocations
 	if err := json.Unmarshal(data, &allocs); err != nil {

@@ -32,7 +32,7 @@ var sensitiveTrees = []struct{ path, why string }{
 	{"/etc/ssh", "the host's SSH keys"},
 	{"/etc/docker", "docker's daemon configuration and TLS keys"},
 	{"/etc/kubernetes", "cluster credentials"},
-	// safe-run's own: what its start trusts (ids.json decides which
+	// safe-run's own: what its start trusts (ids/ decides which
 	// host ids a service's root is), every service's volumes and
 	// events. /run/safe-run is under /run.
 	{"/var/lib/safe-run", "safe-run's own data: the services' id ranges, volumes and event journals"},

@@ -41,9 +41,9 @@ func TestSensitivePath(t *testing.T) {
 		{"/etc/localtime", ""},
 		{"/etc/safe-run/secrets/db", ""},
 		// safe-run's own data, as its state under /run is (found by a
-		// black-box probe: a container read ids.json and the events).
+		// black-box probe: a container read the ids and the events).
 		{"/var/lib/safe-run", "safe-run's own data: the services' id ranges, volumes and event journals"},
-		{"/var/lib/safe-run/ids.json", "safe-run's own data: the services' id ranges, volumes and event journals"},
+		{"/var/lib/safe-run/ids/services/web", "safe-run's own data: the services' id ranges, volumes and event journals"},
 		{"/var/lib/safe-run/volumes/data", "safe-run's own data: the services' id ranges, volumes and event journals"},
 		{"/var/lib/safe-runner", ""},
 		{"/run/safe-run", state},

@@ -599,23 +599,50 @@ func ourProcesses() []string {
 	return out
 }
 
-// checkIDs: ids.json holds exactly the names of the services started.
+// checkIDs: the ids' records (ids/services) hold exactly the names of
+// the services started, each its range's claim (ids/ranges), and no
+// other range is claimed.
 func checkIDs(t *testing.T, r runner) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(r.dataRoot(), "ids.json"))
+	dir := filepath.Join(r.dataRoot(), "ids")
+	records, err := os.ReadDir(filepath.Join(dir, "services"))
 	if r.rootless && errors.Is(err, fs.ErrNotExist) {
 		// Rootless, the user's own subordinate ids are the range:
 		// nothing is allotted, nothing recorded.
 		return
 	}
 	if err != nil {
-		t.Errorf("ids.json: %v", err)
+		t.Errorf("ids: %v", err)
 		return
 	}
-	var ids map[string]struct{ UID, GID, Size uint32 }
-	if err := json.Unmarshal(b, &ids); err != nil {
-		t.Errorf("ids.json: %v", err)
-		return
+	ids := map[string]struct{ UID, GID, Size uint32 }{}
+	for _, e := range records {
+		path := filepath.Join(dir, "services", e.Name())
+		var rec struct {
+			Service        string
+			UID, GID, Size uint32
+		}
+		b, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(b, &rec)
+		}
+		if err == nil && rec.Service != e.Name() {
+			err = fmt.Errorf("it names %s", rec.Service)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", path, err)
+			continue
+		}
+		claim := filepath.Join(dir, "ranges", strconv.FormatUint(uint64(rec.UID), 10))
+		fr, errR := os.Stat(path)
+		fc, errC := os.Stat(claim)
+		if errR != nil || errC != nil || !os.SameFile(fr, fc) {
+			t.Errorf("%s is not the claim %s (%v, %v)", path, claim, errR, errC)
+		}
+		ids[e.Name()] = struct{ UID, GID, Size uint32 }{rec.UID, rec.GID, rec.Size}
+	}
+	if claims, _ := os.ReadDir(filepath.Join(dir, "ranges")); len(claims) != len(records) {
+		t.Errorf("%s ids: %d ranges claimed for %d services", r, len(claims), len(records))
 	}
 	env.mu.Lock()
 	want := env.names
@@ -637,7 +664,7 @@ func checkIDs(t *testing.T, r runner) {
 	sort.Strings(missing)
 	sort.Strings(extra)
 	if len(missing)+len(extra) > 0 {
-		t.Errorf("%s ids.json: missing %v, not ours %v", r, missing, extra)
+		t.Errorf("%s ids: missing %v, not ours %v", r, missing, extra)
 	}
 	// No two services on one id range.
 	type rng struct {
@@ -651,7 +678,7 @@ func checkIDs(t *testing.T, r runner) {
 	sort.Slice(rs, func(i, k int) bool { return rs[i].lo < rs[k].lo })
 	for i := 1; i < len(rs); i++ {
 		if rs[i-1].lo+rs[i-1].size > rs[i].lo {
-			t.Errorf("%s ids.json: %s and %s overlap", r, rs[i-1].name, rs[i].name)
+			t.Errorf("%s ids: %s and %s overlap", r, rs[i-1].name, rs[i].name)
 		}
 	}
 }
@@ -677,7 +704,7 @@ func drain(r io.Reader) { go io.Copy(io.Discard, r) }
 
 // TestNothingLeftAtTheEnd runs after every other test of the package (go
 // test runs files in name order, and this file sorts last): nothing of
-// any service is left, and ids.json holds exactly the names started.
+// any service is left, and the ids' records hold exactly the names started.
 func TestNothingLeftAtTheEnd(t *testing.T) {
 	setup(t)
 	left := assertNoLeaks(t, "the soak")
@@ -688,5 +715,5 @@ func TestNothingLeftAtTheEnd(t *testing.T) {
 	env.mu.Lock()
 	names, rl := len(env.names), len(env.rlNames)
 	env.mu.Unlock()
-	record("| at the end: ids.json | %d root + %d rootless names | %d | exactly the services started, no two ranges overlap |", names, rl, left)
+	record("| at the end: ids | %d root + %d rootless names | %d | exactly the services started, no two ranges overlap |", names, rl, left)
 }

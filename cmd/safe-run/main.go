@@ -150,11 +150,10 @@ func runService(args []string, path string, f runFlags, signals *launcher.Signal
 		return execTools(args)
 	}
 	if err == nil {
-		// Enforce allots a new service's ids under ids.json's lock, the
-		// one lock a root start shares with every other before its name
-		// lock: took is that lock's wait, a write, and a sync after the
-		// lock (a recorded service's, a read and a sync, no lock). The
-		// soak reads lock_wait (issue 19).
+		// Enforce claims a new service's ids with no lock (took: a write,
+		// a link and two syncs; a recorded service's, a read and a sync).
+		// lock_wait is the one lock it may take, once after an upgrade,
+		// to move ids.json's records. The soak reads both (issue 19).
 		began := time.Now()
 		var wait time.Duration
 		wait, err = launcher.EnforceWait(ctx, job, facts)

@@ -13,7 +13,7 @@ import (
 // beside it, synced, then renamed over it. The temporary file never
 // outlives a failed Write, and path is then unchanged. Errors name path,
 // not the temporary file, which is gone by the time anyone reads them
-// ("write /var/lib/safe-run/ids.json: no space left on device").
+// ("write /run/safe-run/web/status.json: no space left on device").
 func Write(path string, data []byte, perm os.FileMode) error {
 	return namePath(path, write(path, data, perm, true))
 }

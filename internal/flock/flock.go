@@ -1,6 +1,6 @@
 // Package flock takes the flock(2) locks that starts on a host may queue
-// on (ids.json's; the network's, exclusive only to make a bridge) with the
-// waiting and holding thread's priority raised, so that a queue of starts
+// on (the network's, exclusive only to make a bridge; ids.json's, once,
+// to move its records) with the waiting and holding thread's priority raised, so that a queue of starts
 // moves at the speed of its holders' bookkeeping, not of the CPU they get.
 package flock
 
