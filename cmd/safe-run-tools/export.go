@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -65,6 +66,11 @@ limits do not apply.`,
 			out, err := export.Export(args[0], job, opts)
 			if err != nil {
 				return err
+			}
+			if len(out.Files) > 0 {
+				if st, err := os.Stat(opts.Dir); err != nil || !st.IsDir() {
+					return fmt.Errorf("--dir %s: not a directory, and the export writes %s there (create it: mkdir -p %s; or pass another --dir)", dir, out.Files[0].Name, opts.Dir)
+				}
 			}
 			written, err := out.WriteFiles(opts.Dir)
 			if err != nil {

@@ -151,3 +151,17 @@ func TestExportPullsNothing(t *testing.T) {
 		t.Errorf("the registry got %d requests", n)
 	}
 }
+
+// TestExportDirMissing: an export that writes a file into a --dir that
+// does not exist says so with the fix, before it prints anything.
+func TestExportDirMissing(t *testing.T) {
+	t.Setenv("SAFE_RUN_STATE_DIR", t.TempDir())
+	t.Setenv("SAFE_RUN_DATA_DIR", t.TempDir())
+	dir := filepath.Join(t.TempDir(), "srv", "web")
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"export", "docker", "../../export/testdata/hardened.toml", "--dir", dir}, nil, &stdout, &stderr)
+	want := "safe-run: --dir " + dir + ": not a directory, and the export writes web.seccomp.json there (create it: mkdir -p " + dir + "; or pass another --dir)\n"
+	if code != cli.ExitFailed || stderr.String() != want || stdout.Len() > 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q\nwant exit %d, stderr %q", code, stdout.String(), stderr.String(), cli.ExitFailed, want)
+	}
+}
