@@ -45,17 +45,51 @@ func Compose(data []byte, file string, opts Options) ([]*Result, error) {
 		}
 		return project + "_" + n
 	}
-	var out []*Result
-	seen := map[string]string{}
+	// Each service read as docker run arguments first, so that a volume
+	// two of them share is known before either is converted.
+	type read struct {
+		args     []string
+		notes    []Note
+		secrets  [][2]string
+		optional map[string]bool
+	}
+	reads := map[string]read{}
+	users := map[string][]string{} // named volume: the services that mount it
 	for _, name := range names {
 		svc, err := extended(doc.Services, name, nil)
 		if err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
-		args, notes, secrets, optional, err := composeArgs(name, svc, volume, project+"_default")
-		if err != nil {
+		using := func(n string) string {
+			v := volume(n)
+			if !slices.Contains(users[v], name) {
+				users[v] = append(users[v], name)
+			}
+			return v
+		}
+		var r read
+		if r.args, r.notes, r.secrets, r.optional, err = composeArgs(name, svc, using, project+"_default"); err != nil {
 			return nil, fmt.Errorf("%s: service %s: %w", file, name, err)
 		}
+		reads[name] = r
+	}
+	for _, v := range slices.Sorted(maps.Keys(users)) {
+		us := users[v]
+		if len(us) < 2 {
+			continue
+		}
+		for _, name := range us {
+			r := reads[name]
+			others := slices.DeleteFunc(slices.Clone(us), func(o string) bool { return o == name })
+			r.notes = append(r.notes, Note{Flag: "volumes: " + v, Kind: Unsupported,
+				Text: "also mounted by " + strings.Join(others, ", ") + ": a safe-run volume belongs to the ids of the one service that first starts with it, and the start of any other is refused; give each service a volume of its own, or bind-mount a host directory whose owner and mode let in every service's ids (each service runs on an id range of its own)"})
+			reads[name] = r
+		}
+	}
+	var out []*Result
+	seen := map[string]string{}
+	for _, name := range names {
+		args, notes, secrets, optional := reads[name].args, reads[name].notes, reads[name].secrets, reads[name].optional
 		o := opts
 		o.compose = &composeService{optionalEnv: optional}
 		o.Source = fmt.Sprintf("service %q of %s, read as: docker run %s", name, file, Quote(args))

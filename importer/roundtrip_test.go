@@ -109,6 +109,37 @@ services:
 	}
 }
 
+// TestComposeSharedVolume: a named volume two services mount is noted on
+// both in the import's report: a safe-run volume is one service's, so
+// the second to start would be refused.
+func TestComposeSharedVolume(t *testing.T) {
+	rs, err := Compose([]byte(`name: shop
+services:
+  api: {image: x, mem_limit: 64m, volumes: ["data:/data", "own:/own"]}
+  worker: {image: x, mem_limit: 64m, volumes: [{type: volume, source: data, target: /work}]}
+  web: {image: x, mem_limit: 64m, volumes: ["own2:/own"]}
+volumes: {data: {}, own: {}, own2: {}}
+`), "compose.yml", Options{Dir: "/srv/app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		var shared []string
+		for _, n := range r.Notes {
+			if strings.Contains(n.Text, "also mounted by") {
+				shared = append(shared, n.Flag+": "+n.Text)
+			}
+		}
+		want := map[string]string{"api": "volumes: shop_data: also mounted by worker:", "worker": "volumes: shop_data: also mounted by api:"}[r.Name]
+		switch {
+		case want == "" && len(shared) > 0:
+			t.Errorf("%s: noted %v", r.Name, shared)
+		case want != "" && (len(shared) != 1 || !strings.HasPrefix(shared[0], want)):
+			t.Errorf("%s: notes %v, want one starting %q", r.Name, shared, want)
+		}
+	}
+}
+
 func TestVolumeNames(t *testing.T) {
 	rs, err := Compose([]byte(`name: Shop
 services:
