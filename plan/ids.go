@@ -160,10 +160,13 @@ func allocateIDs(f host.Facts, dataDir, name string, record bool) (_ IDMap, lock
 // range is still claimed.
 func (s idSpace) recorded(name string, record bool) (_ IDMap, ok bool, _ error) {
 	path := s.path(servicesDir, name)
-	r, err := readIDRecord(path)
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return IDMap{}, false, nil
+	} else if err != nil {
+		return IDMap{}, false, fmt.Errorf("reading %s: %w", path, err)
 	}
+	r, err := parseIDRecord(data)
 	if err == nil && r.Service != name {
 		err = fmt.Errorf("it names service %q", r.Service)
 	}
@@ -344,6 +347,12 @@ func readIDRecord(path string) (idRecord, error) {
 	if err != nil {
 		return idRecord{}, err
 	}
+	return parseIDRecord(data)
+}
+
+// parseIDRecord refuses what no start writes: not an object, or a range
+// of another size.
+func parseIDRecord(data []byte) (idRecord, error) {
 	var r *idRecord
 	if err := json.Unmarshal(data, &r); err != nil {
 		return idRecord{}, err
