@@ -133,7 +133,7 @@ func (w *limitWatch) observe(s ops.Sample) []warning {
 		if w.victims != nil {
 			victims = w.victims()
 		}
-		out = append(out, warning{ops.WarnOOMKill, fmt.Sprintf("the kernel OOM-killed %d process(es) of it at its memory limit %s%s, and it goes on; raise resources.memory or find the leak",
+		out = append(out, warning{ops.WarnOOMKill, fmt.Sprintf("the kernel OOM-killed %d process(es) of it at its memory limit %s%s; the service keeps running; raise resources.memory or find the leak",
 			s.OOMKills-w.oomSaid, limit, victimsText(victims))})
 		w.oomSaid = s.OOMKills
 	}

@@ -52,9 +52,9 @@ func TestLimitWatch(t *testing.T) {
 	}
 	oom = []step{
 		{ops.Sample{At: at, MemoryLimit: 32 * mib}, ""},
-		{ops.Sample{At: at.Add(5 * time.Second), OOMKills: 1, MemoryLimit: 32 * mib}, "the kernel OOM-killed 1 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak"},
+		{ops.Sample{At: at.Add(5 * time.Second), OOMKills: 1, MemoryLimit: 32 * mib}, "the kernel OOM-killed 1 process(es) of it at its memory limit 32M; the service keeps running; raise resources.memory or find the leak"},
 		{ops.Sample{At: at.Add(10 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, ""}, // within the minute
-		{ops.Sample{At: at.Add(70 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, "the kernel OOM-killed 2 process(es) of it at its memory limit 32M, and it goes on; raise resources.memory or find the leak"},
+		{ops.Sample{At: at.Add(70 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, "the kernel OOM-killed 2 process(es) of it at its memory limit 32M; the service keeps running; raise resources.memory or find the leak"},
 		{ops.Sample{At: at.Add(140 * time.Second), OOMKills: 3, MemoryLimit: 32 * mib}, ""},
 	}
 	pids = []step{

@@ -222,7 +222,7 @@ func TestWarnings(t *testing.T) {
 	oom.waitLine(t, "survived", 30*time.Second)
 	// Which process, where the kernel's log says (its rate limit may
 	// leave it out): the shell that held the memory.
-	if l := oom.waitLine(t, "warnoom: the kernel OOM-killed", time.Second); !regexp.MustCompile(`^safe-run: warnoom: the kernel OOM-killed [1-3] process\(es\) of it at its memory limit 32M(: [a-z]+ \(host pid \d+\)(, [a-z]+ \(host pid \d+\))*)?, and it goes on; raise resources.memory or find the leak$`).MatchString(l) {
+	if l := oom.waitLine(t, "warnoom: the kernel OOM-killed", time.Second); !regexp.MustCompile(`^safe-run: warnoom: the kernel OOM-killed [1-3] process\(es\) of it at its memory limit 32M(: [a-z]+ \(host pid \d+\)(, [a-z]+ \(host pid \d+\))*)?; the service keeps running; raise resources.memory or find the leak$`).MatchString(l) {
 		t.Errorf("oom warning: %s", l)
 	} else if !strings.Contains(l, "(host pid ") {
 		t.Logf("the kernel's log did not name the OOM-killed process (rate-limited)")
