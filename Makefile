@@ -19,7 +19,7 @@ export CGO_ENABLED := 1
 
 # Debian packages each target needs, installed only when missing.
 BUILD_PKGS := gcc libc6-dev musl-tools libseccomp-dev pkg-config busybox-static uidmap
-TEST_PKGS  := $(BUILD_PKGS) mmdebstrap qemu-system-x86 xz-utils apparmor systemd skopeo umoci docker.io
+TEST_PKGS  := $(BUILD_PKGS) mmdebstrap qemu-system-x86 xz-utils zstd apparmor systemd skopeo umoci docker.io passt curl
 IMAGES_PKGS := mmdebstrap
 BENCH_PKGS := $(BUILD_PKGS) runc crun bubblewrap docker.io hyperfine umoci
 

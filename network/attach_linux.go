@@ -434,8 +434,9 @@ func (a *Attachment) detachTimed(deleteVeth bool, began, stopped time.Time) erro
 	cl := &closes{}
 	defer cl.later()
 	if done, err := a.detachAlone(deleteVeth, cl); done {
+		// Alone, its locks are taken without waiting (LOCK_NB).
 		a.log.Debug("network detached", "service", a.lease.Service, "bridge", a.Bridge, "alone", true,
-			"undoing", time.Since(stopped), "stopping", stopped.Sub(began))
+			"undoing", time.Since(stopped), "stopping", stopped.Sub(began), "lock_wait", time.Duration(0))
 		return err
 	}
 	f := a.root.fw()
