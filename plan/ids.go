@@ -441,9 +441,13 @@ func (s idSpace) migrateLegacyIDs() (lockWait time.Duration, _ error) {
 		claim := s.rangeFile(r.UID)
 		err := linkNew(s.path(rangesDir), claim, r)
 		if errors.Is(err, fs.ErrExist) {
-			if c, cerr := readIDRecord(claim); cerr != nil || c != r {
-				return lockWait, fmt.Errorf("moving %s to %s: it gives service %s uid range %d, which %s claims for another (%+v, %v): restore one of them from a backup",
-					path, s.path(), name, r.UID, claim, c, cerr)
+			c, cerr := readIDRecord(claim)
+			if cerr != nil {
+				return lockWait, fmt.Errorf("moving %s to %s: %w", path, s.path(), s.damaged(claim, name, cerr))
+			}
+			if c != r {
+				return lockWait, fmt.Errorf("moving %s to %s: it gives service %s uid range %d, which %s claims for service %s: restore one of them from a backup",
+					path, s.path(), name, r.UID, claim, c.Service)
 			}
 			err = nil
 		}

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -65,7 +66,7 @@ func TestIDsRecorded(t *testing.T) {
 	if m, err := AllocateIDs(idFacts(), dir, "web", false); err != nil || m != slot(0) {
 		t.Fatalf("AllocateIDs(web) without record = %+v, %v", m, err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "ids")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "ids")); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("AllocateIDs without record wrote: %v", err)
 	}
 	allocate(t, dir, "web", slot(0))
@@ -88,7 +89,7 @@ func TestIDsRecorded(t *testing.T) {
 	if _, err := AllocateIDs(idFacts(), dir, "more", true); err == nil || !strings.Contains(err.Error(), "all 4 id ranges of user safe-run are allocated") {
 		t.Errorf("a fifth service: %v", err)
 	}
-	if _, err := os.Stat(serviceFile(dir, "more")); !os.IsNotExist(err) {
+	if _, err := os.Stat(serviceFile(dir, "more")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a refused service was recorded: %v", err)
 	}
 	noTemporaries(t, dir)
@@ -289,7 +290,7 @@ func TestLegacyIDsMoved(t *testing.T) {
 		t.Fatalf("AllocateIDs(new) beside ids.json: %v", err)
 	}
 	for _, f := range []string{legacy, stale} {
-		if _, err := os.Stat(f); !os.IsNotExist(err) {
+		if _, err := os.Stat(f); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s is still there: %v", f, err)
 		}
 	}
@@ -331,7 +332,7 @@ func TestCorruptLegacyIDs(t *testing.T) {
 			if got, _ := os.ReadFile(path); string(got) != tc.data {
 				t.Errorf("ids.json changed: %q", got)
 			}
-			if _, err := os.Stat(filepath.Join(dir, "ids")); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(dir, "ids")); !errors.Is(err, fs.ErrNotExist) {
 				t.Errorf("ids/ made beside a corrupt ids.json: %v", err)
 			}
 		})
@@ -354,7 +355,7 @@ func TestIDsNoSpace(t *testing.T) {
 		t.Errorf("AllocateIDs on a full disk: %v\nwant %s", err, want)
 	}
 	for _, f := range []string{claim, serviceFile(dir, "db")} {
-		if _, err := os.Stat(f); !os.IsNotExist(err) {
+		if _, err := os.Stat(f); !errors.Is(err, fs.ErrNotExist) {
 			t.Errorf("%s after a full disk: %v", f, err)
 		}
 	}
@@ -387,4 +388,27 @@ func TestIDsReadOnly(t *testing.T) {
 	}
 	allocate(t, dir, "db", slot(1))
 	noTemporaries(t, dir)
+}
+
+// TestLegacyIDsConflict: an ids.json that gives a range another service
+// has already claimed in ids/ (a restored backup) is refused, naming
+// both, and left in place.
+func TestLegacyIDsConflict(t *testing.T) {
+	dir := t.TempDir()
+	allocate(t, dir, "db", slot(0))
+	legacy := filepath.Join(dir, "ids.json")
+	if err := os.WriteFile(legacy, []byte(`{"web": {"UID": 1073741824, "GID": 1073741824, "Size": 65536}}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := AllocateIDs(idFacts(), dir, "new", true)
+	want := "moving " + legacy + " to " + filepath.Join(dir, "ids") + ": it gives service web uid range 1073741824, which " + rangeFile(dir, slot(0)) + " claims for service db: restore one of them from a backup"
+	if err == nil || err.Error() != want {
+		t.Errorf("AllocateIDs beside a conflicting ids.json: %v\nwant %s", err, want)
+	}
+	if _, err := os.Stat(legacy); err != nil {
+		t.Errorf("ids.json: %v", err)
+	}
+	if _, err := os.Stat(serviceFile(dir, "new")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("new was recorded beside a conflicting ids.json: %v", err)
+	}
 }
