@@ -79,10 +79,12 @@ func watchLimits(name string, paths map[string]string, w io.Writer, pub *publish
 			s, err := sampler.Read()
 			if err == nil {
 				for _, warn := range watch.observe(s) {
+					// Recorded first: whoever reads the line finds
+					// the event (safe-run events) and the count.
+					pub.warn(warn.condition, warn.message)
 					if w != nil {
 						fmt.Fprintf(w, "safe-run: %s: %s\n", name, warn.message)
 					}
-					pub.warn(warn.condition, warn.message)
 				}
 			} // else the cgroup goes as the service ends
 			t.Reset(watch.next())
