@@ -41,21 +41,22 @@ func idSlots(ranges []host.SubIDRange, owner, ownerUID string) []uint32 {
 
 // The record of which service owns which id range keeps a service's ids
 // stable across restarts, so its volumes stay its own. It lives under the
-// data directory as one file per service, with no lock any two starts
-// share (issue 19: 50 first starts at once queued on ids.json's):
+// data directory, with no lock any two starts share (issue 19: 50 first
+// starts at once queued on ids.json's):
 //
-//	ids/ranges/UID     a range's claim: made by link(2), which fails if
-//	                   another service has the range
-//	ids/services/NAME  the same file, hard-linked: a start's lookup
+//	ids/ranges/UID     the range's claim: a symbolic link to the name of
+//	                   the service that has it, made by symlink(2), which
+//	                   fails if another service has it
+//	ids/services/NAME  the service's record, an idRecord: a start's lookup
 //
-// Each holds an idRecord. No start removes a claim or changes one, so a
-// service keeps its range for good. Why no two services share a range,
-// even after a power loss:
+// No start removes a claim or changes one, so a service keeps its range
+// for good. Why no two services share a range, even after a power loss:
 //
-//   - The file is written and synced while it has no name (O_TMPFILE):
-//     a claim is never half-written, and a killed write leaves nothing.
-//   - The claim's name is synced before the record links to it: a record
-//     on disk has its claim on disk.
+//   - A claim is made whole or not at all, and costs no write of data: a
+//     start that loses the race for a range tries the next at once.
+//   - The claim is synced before the record is made, and the record is
+//     written and synced while it has no name (O_TMPFILE), then linked:
+//     a record on disk is whole, and has its claim on disk.
 //   - A service runs (and owns files in its range) only once its record
 //     is synced. A power loss before may take the record or the claim
 //     back, but then the service never ran; a claim without its record
@@ -69,7 +70,7 @@ const (
 	legacyIDs = "ids.json"
 )
 
-// idRecord is what a claim holds: the range and the service it is for.
+// idRecord is a service's record: its name and its range.
 type idRecord struct {
 	Service string
 	IDMap
@@ -90,15 +91,21 @@ func (s idSpace) rangeFile(uid uint32) string {
 	return s.path(rangesDir, strconv.FormatUint(uint64(uid), 10))
 }
 
+// slot is the host's slot whose uid range starts at uid.
+func (s idSpace) slot(uid uint32) (IDMap, bool) {
+	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
+		if s.uidSlots[i] == uid {
+			return IDMap{UID: uid, GID: s.gidSlots[i], Size: host.IDRangeSize}, true
+		}
+	}
+	return IDMap{}, false
+}
+
 // valid says whether m is one of the host's slots: a record from before
 // /etc/subuid or /etc/subgid changed may not be.
 func (s idSpace) valid(m IDMap) bool {
-	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
-		if s.uidSlots[i] == m.UID && s.gidSlots[i] == m.GID {
-			return m.Size == host.IDRangeSize
-		}
-	}
-	return false
+	slot, ok := s.slot(m.UID)
+	return ok && slot == m
 }
 
 // AllocateIDs returns the user namespace of service name, allocating one
@@ -177,25 +184,25 @@ func (s idSpace) recorded(name string, record bool) (_ IDMap, ok bool, _ error) 
 		return IDMap{}, false, nil
 	}
 	claim := s.rangeFile(r.UID)
-	switch c, err := readIDRecord(claim); {
+	switch owner, err := os.Readlink(claim); {
 	case errors.Is(err, fs.ErrNotExist):
 		if !record {
 			break
 		}
 		// Removed by hand: claim the range again. If another service
 		// has claimed it since, reading again says so.
-		if err := os.Link(path, claim); errors.Is(err, fs.ErrExist) {
+		if err := os.Symlink(name, claim); errors.Is(err, fs.ErrExist) {
 			return s.recorded(name, record)
 		} else if err != nil {
-			return IDMap{}, false, fmt.Errorf("claiming the ids of service %s again in %s: %w", name, claim, err)
+			return IDMap{}, false, fmt.Errorf("claiming the ids of service %s again: %w", name, err)
 		}
 		if err := syncDir(filepath.Dir(claim)); err != nil {
 			return IDMap{}, false, err
 		}
 	case err != nil:
-		return IDMap{}, false, s.damaged(claim, name, err)
-	case c.Service != name:
-		return IDMap{}, false, s.damaged(path, name, fmt.Errorf("services %s and %s have the same uid range (%d): %s names %s", c.Service, name, r.UID, claim, c.Service))
+		return IDMap{}, false, fmt.Errorf("reading %s: %w (a range's claim is a symbolic link to the name of the service that has it: make it one, ln -sfn %s %s)", claim, err, name, claim)
+	case owner != name:
+		return IDMap{}, false, s.damaged(path, name, fmt.Errorf("services %s and %s have the same uid range (%d): %s names %s", owner, name, r.UID, claim, owner))
 	}
 	if record {
 		if err := syncDir(filepath.Dir(path)); err != nil {
@@ -217,15 +224,15 @@ func (s idSpace) preview(name string, legacy idAllocations) (IDMap, time.Duratio
 	if m, ok := legacy[name]; ok && s.valid(m) {
 		return m, 0, nil
 	}
-	used, err := s.claimed()
+	claims, err := s.claims()
 	if err != nil {
 		return IDMap{}, 0, err
 	}
-	for _, m := range legacy {
-		used[m.UID] = true
+	for owner, m := range legacy {
+		claims[m.UID] = owner
 	}
 	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
-		if !used[s.uidSlots[i]] {
+		if _, taken := claims[s.uidSlots[i]]; !taken {
 			return IDMap{UID: s.uidSlots[i], GID: s.gidSlots[i], Size: host.IDRangeSize}, 0, nil
 		}
 	}
@@ -237,19 +244,21 @@ func (s idSpace) full() error {
 		host.ErrNoSubIDs, min(len(s.uidSlots), len(s.gidSlots)), host.IDUser, host.IDUser)
 }
 
-// claimed lists the uids of the ranges claimed so far.
-func (s idSpace) claimed() (map[uint32]bool, error) {
+// claims lists the ranges claimed so far: their first uid, and the
+// service each names ("" if its claim cannot be read: taken all the same).
+func (s idSpace) claims() (map[uint32]string, error) {
 	entries, err := os.ReadDir(s.path(rangesDir))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	used := map[uint32]bool{}
+	claims := map[uint32]string{}
 	for _, e := range entries {
 		if uid, err := strconv.ParseUint(e.Name(), 10, 32); err == nil {
-			used[uint32(uid)] = true
+			owner, _ := os.Readlink(s.rangeFile(uint32(uid)))
+			claims[uint32(uid)] = owner
 		}
 	}
-	return used, nil
+	return claims, nil
 }
 
 // claim gives service name, which has no valid record, a range: one
@@ -263,71 +272,58 @@ func (s idSpace) claim(name string) (IDMap, error) {
 			return IDMap{}, err
 		}
 	}
-	used, err := s.claimed()
+	claims, err := s.claims()
 	if err != nil {
 		return IDMap{}, err
 	}
-	for uid := range used {
-		if r, err := readIDRecord(s.rangeFile(uid)); err == nil && r.Service == name && s.valid(r.IDMap) {
-			return r.IDMap, s.record(name, s.rangeFile(uid))
+	for uid, owner := range claims {
+		if m, ok := s.slot(uid); ok && owner == name {
+			return m, s.record(name, m, false)
 		}
 	}
 	for i := range min(len(s.uidSlots), len(s.gidSlots)) {
-		if used[s.uidSlots[i]] {
+		if _, taken := claims[s.uidSlots[i]]; taken {
 			continue
 		}
-		r := idRecord{Service: name, IDMap: IDMap{UID: s.uidSlots[i], GID: s.gidSlots[i], Size: host.IDRangeSize}}
-		claim := s.rangeFile(r.UID)
-		err := linkNew(s.path(rangesDir), claim, r)
+		m := IDMap{UID: s.uidSlots[i], GID: s.gidSlots[i], Size: host.IDRangeSize}
+		err := os.Symlink(name, s.rangeFile(m.UID))
 		if errors.Is(err, fs.ErrExist) {
-			if c, err := readIDRecord(claim); err == nil && c.Service == name && c.IDMap == r.IDMap {
-				return r.IDMap, s.record(name, claim) // another start of name's
+			if owner, _ := os.Readlink(s.rangeFile(m.UID)); owner == name {
+				return m, s.record(name, m, false) // another start of name's
 			}
 			continue
 		}
 		if err != nil {
 			return IDMap{}, err
 		}
-		return r.IDMap, s.record(name, claim)
+		return m, s.record(name, m, true)
 	}
 	return IDMap{}, s.full()
 }
 
-// record links claim as service name's record and syncs it: a stale
-// record (of another slot) is replaced. The claim is synced first, whoever
-// made it: a record on disk has its claim on disk.
-func (s idSpace) record(name, claim string) error {
-	if err := syncDir(s.path(rangesDir)); err != nil {
-		return err
+// record writes service name's record of m, whose range it has claimed,
+// and syncs it; the claim is synced first, whoever made it: a record on
+// disk has its claim on disk. A stale record (of another range) is
+// replaced. If the record cannot be written, a claim this start made
+// (made) is taken back: a failed start leaves nothing.
+func (s idSpace) record(name string, m IDMap, made bool) error {
+	err := syncDir(s.path(rangesDir))
+	if err == nil {
+		err = s.writeRecord(name, m)
 	}
-	path := s.path(servicesDir, name)
-	for {
-		err := os.Link(claim, path)
-		if errors.Is(err, fs.ErrExist) {
-			if same, _ := sameFile(claim, path); same {
-				break
-			}
-			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return err
-			}
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		break
+	if err != nil && made {
+		os.Remove(s.rangeFile(m.UID))
 	}
-	return syncDir(s.path(servicesDir))
+	return err
 }
 
-// linkNew writes r to an unnamed file in dir, syncs it and links it as
-// path: fs.ErrExist if path exists. Nothing is left if it fails.
-func linkNew(dir, path string, r idRecord) error {
-	data, err := json.MarshalIndent(r, "", "  ")
+func (s idSpace) writeRecord(name string, m IDMap) error {
+	path := s.path(servicesDir, name)
+	data, err := json.MarshalIndent(idRecord{Service: name, IDMap: m}, "", "  ")
 	if err != nil {
 		return err
 	}
-	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	fd, err := unix.Open(filepath.Dir(path), unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -339,7 +335,23 @@ func linkNew(dir, path string, r idRecord) error {
 	if err := f.Sync(); err != nil {
 		return err
 	}
-	return unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	for {
+		err := unix.Linkat(unix.AT_FDCWD, fmt.Sprintf("/proc/self/fd/%d", fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+		if errors.Is(err, unix.EEXIST) {
+			if r, rerr := readIDRecord(path); rerr == nil && r == (idRecord{name, m}) {
+				break // another start of name's wrote it
+			}
+			if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return &fs.PathError{Op: "link", Path: path, Err: err}
+		}
+		break
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 func readIDRecord(path string) (idRecord, error) {
@@ -364,18 +376,6 @@ func parseIDRecord(data []byte) (idRecord, error) {
 		return idRecord{}, fmt.Errorf("it gives %d ids, not %d", r.Size, host.IDRangeSize)
 	}
 	return *r, nil
-}
-
-func sameFile(a, b string) (bool, error) {
-	sa, err := os.Stat(a)
-	if err != nil {
-		return false, err
-	}
-	sb, err := os.Stat(b)
-	if err != nil {
-		return false, err
-	}
-	return os.SameFile(sa, sb), nil
 }
 
 func syncDir(dir string) error {
@@ -437,22 +437,21 @@ func (s idSpace) migrateLegacyIDs() (lockWait time.Duration, _ error) {
 		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(allocs)) {
-		r := idRecord{Service: name, IDMap: allocs[name]}
-		claim := s.rangeFile(r.UID)
-		err := linkNew(s.path(rangesDir), claim, r)
+		m := allocs[name]
+		if _, err := os.Stat(s.path(servicesDir, name)); err == nil {
+			continue // recorded in ids/ already: that record stands
+		}
+		claim := s.rangeFile(m.UID)
+		err := os.Symlink(name, claim)
 		if errors.Is(err, fs.ErrExist) {
-			c, cerr := readIDRecord(claim)
-			if cerr != nil {
-				return lockWait, fmt.Errorf("moving %s to %s: %w", path, s.path(), s.damaged(claim, name, cerr))
-			}
-			if c != r {
-				return lockWait, fmt.Errorf("moving %s to %s: it gives service %s uid range %d, which %s claims for service %s: restore one of them from a backup",
-					path, s.path(), name, r.UID, claim, c.Service)
+			if owner, _ := os.Readlink(claim); owner != name {
+				return lockWait, fmt.Errorf("moving %s to %s: it gives service %s uid range %d, which %s claims for service %q: restore one of them from a backup",
+					path, s.path(), name, m.UID, claim, owner)
 			}
 			err = nil
 		}
 		if err == nil {
-			err = s.record(name, claim)
+			err = s.record(name, m, false)
 		}
 		if err != nil {
 			return lockWait, fmt.Errorf("moving %s to %s: %w (free space on its file system, or make it writable, and start again)", path, s.path(), err)

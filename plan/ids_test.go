@@ -76,8 +76,8 @@ func TestIDsRecorded(t *testing.T) {
 		t.Errorf("AllocateIDs(cache) without record = %+v, %v; want %+v", m, err, slot(2))
 	}
 	for name, m := range map[string]IDMap{"web": slot(0), "db": slot(1)} {
-		if same, err := sameFile(serviceFile(dir, name), rangeFile(dir, m)); !same {
-			t.Errorf("%s's record is not its range's claim: %v", name, err)
+		if owner, err := os.Readlink(rangeFile(dir, m)); owner != name {
+			t.Errorf("%s's range's claim names %q: %v", name, owner, err)
 		}
 		r, err := readIDRecord(serviceFile(dir, name))
 		if err != nil || r != (idRecord{name, m}) {
@@ -144,13 +144,13 @@ func TestConcurrentFirstStarts(t *testing.T) {
 func TestKilledClaimTaken(t *testing.T) {
 	dir := t.TempDir()
 	allocate(t, dir, "web", slot(0))
-	if err := linkNew(filepath.Join(dir, "ids", "ranges"), rangeFile(dir, slot(1)), idRecord{"db", slot(1)}); err != nil {
+	if err := os.Symlink("db", rangeFile(dir, slot(1))); err != nil {
 		t.Fatal(err)
 	}
 	allocate(t, dir, "cache", slot(2))
 	allocate(t, dir, "db", slot(1))
-	if same, err := sameFile(serviceFile(dir, "db"), rangeFile(dir, slot(1))); !same {
-		t.Errorf("db's record is not its claim: %v", err)
+	if r, err := readIDRecord(serviceFile(dir, "db")); err != nil || r != (idRecord{"db", slot(1)}) {
+		t.Errorf("db's record = %+v, %v", r, err)
 	}
 }
 
@@ -201,11 +201,10 @@ func TestDamagedIDRecord(t *testing.T) {
 			path := serviceFile(dir, "web")
 			data := tc.data
 			if tc.name == "a range another service claims" {
-				// A separate file, not web's, claims web's range.
 				if err := os.Remove(rangeFile(dir, slot(0))); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.WriteFile(rangeFile(dir, slot(0)), []byte(`{"Service": "db", "UID": 1073741824, "GID": 1073741824, "Size": 65536}`), 0o644); err != nil {
+				if err := os.Symlink("db", rangeFile(dir, slot(0))); err != nil {
 					t.Fatal(err)
 				}
 				b, _ := os.ReadFile(path)
@@ -239,8 +238,8 @@ func TestClaimRemovedByHand(t *testing.T) {
 	}
 	allocate(t, dir, "web", slot(0))
 	allocate(t, dir, "db", slot(1))
-	if same, err := sameFile(serviceFile(dir, "web"), rangeFile(dir, slot(0))); !same {
-		t.Errorf("web's claim is not back: %v", err)
+	if owner, err := os.Readlink(rangeFile(dir, slot(0))); owner != "web" {
+		t.Errorf("web's claim is not back: %q, %v", owner, err)
 	}
 }
 
@@ -350,7 +349,7 @@ func TestIDsNoSpace(t *testing.T) {
 
 	_, err := AllocateIDs(idFacts(), dir, "db", true)
 	claim := rangeFile(dir, slot(1))
-	want := "recording the ids of service db in " + filepath.Join(dir, "ids") + ": write " + claim + ": no space left on device (free space on its file system, or make it writable, and start again)"
+	want := "recording the ids of service db in " + filepath.Join(dir, "ids") + ": write " + serviceFile(dir, "db") + ": no space left on device (free space on its file system, or make it writable, and start again)"
 	if err == nil || err.Error() != want {
 		t.Errorf("AllocateIDs on a full disk: %v\nwant %s", err, want)
 	}
@@ -378,7 +377,7 @@ func TestIDsReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := AllocateIDs(idFacts(), dir, "db", true)
-	want := "recording the ids of service db in " + filepath.Join(dir, "ids") + ": open " + rangeFile(dir, slot(1)) + ": read-only file system (free space on its file system, or make it writable, and start again)"
+	want := "recording the ids of service db in " + filepath.Join(dir, "ids") + ": symlink db " + rangeFile(dir, slot(1)) + ": read-only file system (free space on its file system, or make it writable, and start again)"
 	if err == nil || err.Error() != want {
 		t.Errorf("AllocateIDs on a read-only file system: %v\nwant %s", err, want)
 	}
@@ -401,7 +400,7 @@ func TestLegacyIDsConflict(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := AllocateIDs(idFacts(), dir, "new", true)
-	want := "moving " + legacy + " to " + filepath.Join(dir, "ids") + ": it gives service web uid range 1073741824, which " + rangeFile(dir, slot(0)) + " claims for service db: restore one of them from a backup"
+	want := "moving " + legacy + " to " + filepath.Join(dir, "ids") + ": it gives service web uid range 1073741824, which " + rangeFile(dir, slot(0)) + " claims for service \"db\": restore one of them from a backup"
 	if err == nil || err.Error() != want {
 		t.Errorf("AllocateIDs beside a conflicting ids.json: %v\nwant %s", err, want)
 	}
