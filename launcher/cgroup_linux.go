@@ -72,17 +72,24 @@ func cleanCgroup(cgroupPath, name string) (found bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	// Any hierarchy's: m.Exists looks at one (devices, on v1), and a hierarchy's rmdir may
-	// have failed where the others' did not.
-	if !slices.ContainsFunc(slices.Collect(maps.Values(m.GetPaths())), func(p string) bool { _, err := os.Stat(p); return err == nil }) {
+	// Any hierarchy's: m.Exists looks at one (devices, on v1), a hierarchy's rmdir may have
+	// failed where the others' did not, and systemd removes a stopped unit's cgroups in the
+	// hierarchies it manages (pids, memory, cpu), not in the others (freezer, cpuset...).
+	left := slices.DeleteFunc(slices.Sorted(maps.Values(m.GetPaths())), func(p string) bool { _, err := os.Stat(p); return err != nil })
+	if len(left) == 0 {
 		return false, nil
 	}
 	where := lockDir(m)
-	held, err := lockCgroup(where, name)
-	if err != nil {
-		return true, err
+	if _, err := os.Stat(where); err == nil {
+		held, err := lockCgroup(where, name)
+		if err != nil {
+			return true, err
+		}
+		defer held.Close()
+	} else {
+		// No run holds a lock there: every run's processes are in it.
+		where = left[0]
 	}
-	defer held.Close()
 	if err := removeCgroup(m, where); err != nil {
 		return true, fmt.Errorf("cleaning up after a previous run of %s: %w", name, err)
 	}
@@ -133,8 +140,8 @@ func removeCgroup(m cgroups.Manager, where string) error {
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		pids, err := m.GetAllPids()
-		if err != nil || len(pids) == 0 {
+		pids := pidsIn(m)
+		if len(pids) == 0 {
 			break
 		}
 		for _, pid := range pids {
@@ -149,6 +156,19 @@ func removeCgroup(m cgroups.Manager, where string) error {
 		return fmt.Errorf("removing cgroup %s: %w (once cgroup.procs there is empty, start again)", where, err)
 	}
 	return nil
+}
+
+// pidsIn lists the processes in m's cgroup in every hierarchy that still has it: m.GetAllPids
+// reads one (devices, on v1), which a leftover may have lost.
+func pidsIn(m cgroups.Manager) []int {
+	seen := map[int]bool{}
+	for _, p := range m.GetPaths() {
+		pids, _ := cgroups.GetAllPids(p)
+		for _, pid := range pids {
+			seen[pid] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // oomKills reads how many processes the kernel's OOM killer took from the

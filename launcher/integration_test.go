@@ -856,6 +856,45 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	assertNothingLeft(t, "twice")
 }
 
+// TestPartlyRemovedCgroupCleanedUp: safe-run and its janitor SIGKILLed at once (systemd's
+// KillMode=mixed at a unit's stop), then the run's cgroup removed in the hierarchy its lock is in
+// (systemd removes a stopped unit's cgroups in the hierarchies it manages): the next start
+// removes what is left in the others and runs. It failed opening the removed one.
+func TestPartlyRemovedCgroupCleanedUp(t *testing.T) {
+	setup(t)
+	m := manifestFor(t, "partly", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(32)+"\"]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := safeRun(t, ctx, "-q", m)
+	out, _ := c.StdoutPipe()
+	c.Stderr = os.Stderr
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Read(make([]byte, 3)); err != nil {
+		t.Fatal(err)
+	}
+	unix.Kill(janitorOf(t, c.Process.Pid), unix.SIGKILL)
+	c.Process.Signal(syscall.SIGKILL)
+	c.Wait()
+	waitUnlocked("partly")
+	for deadline := time.Now().Add(10 * time.Second); len(survivors(uniqueSleep(32))) > 0 && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	lock := "/sys/fs/cgroup/pids/safe-run-partly"
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err == nil {
+		lock = "/sys/fs/cgroup/safe-run-partly"
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatalf("removing the run's cgroup where its lock is: %v", err)
+	}
+	m = manifestFor(t, "partly", "[process]\ncommand = [\"/bin/echo\", \"again\"]\n")
+	if r := run(t, m, ""); r.code != 0 || r.stdout != "again\n" {
+		t.Errorf("start after a partly removed cgroup: exit %d %s %s", r.code, r.stdout, r.stderr)
+	}
+	assertNothingLeft(t, "partly")
+}
+
 // TestServiceEndsWithSafeRun: a SIGKILLed safe-run takes its service with
 // it even when the janitor cannot act (stopped here; killed with safe-run
 // by a `pkill -9 safe-run`). The janitor, once it goes on, cleans up.
