@@ -37,9 +37,14 @@ const (
 // Thresholds.
 const (
 	throttledShare = 0.25 // of the CFS periods in the window
-	memoryShare    = 0.90 // of the memory limit
-	minPeriods     = 10   // fewer runnable periods in the window say nothing
-	nearShare      = 0.80 // of the memory or pids limit: poll often
+	// The time throttled in the window, as a share of it, under which
+	// throttling says nothing: an idle service's bursts are throttled in
+	// a third of its few busy periods for a few milliseconds in all
+	// (probe: every idle nginx warned of a hot loop).
+	throttledTimeShare = 1.0 / 60
+	memoryShare        = 0.90 // of the memory limit
+	minPeriods         = 10   // fewer runnable periods in the window say nothing
+	nearShare          = 0.80 // of the memory or pids limit: poll often
 )
 
 // warning is one thing to say: its condition (ops.Warn*) and the message.
@@ -108,9 +113,11 @@ func (w *limitWatch) observe(s ops.Sample) []warning {
 	}
 	if first := w.samples[0]; s.At.Sub(first.At) >= w.window-w.window/100 && s.Quota > 0 && s.Period > 0 {
 		periods, throttled := sub(s.Periods, first.Periods), sub(s.Throttled, first.Throttled)
-		if periods >= minPeriods && float64(throttled) > throttledShare*float64(periods) && w.say(ops.WarnCPUThrottled, s.At) {
-			out = append(out, warning{ops.WarnCPUThrottled, fmt.Sprintf("CPU-throttled %.0f%% of the last %s at cpus %g; raise resources.cpus or find the hot loop",
-				100*float64(throttled)/float64(periods), windowText(w.window), float64(s.Quota)/float64(s.Period))})
+		lost := time.Duration(sub(s.ThrottledTime, first.ThrottledTime))
+		if periods >= minPeriods && float64(throttled) > throttledShare*float64(periods) &&
+			float64(lost) >= throttledTimeShare*float64(w.window) && w.say(ops.WarnCPUThrottled, s.At) {
+			out = append(out, warning{ops.WarnCPUThrottled, fmt.Sprintf("CPU-throttled in %.0f%% of its busy periods over the last %s, %s in all, at cpus %g; raise resources.cpus or find the hot loop",
+				100*float64(throttled)/float64(periods), windowText(w.window), lost.Round(100*time.Millisecond), float64(s.Quota)/float64(s.Period))})
 		}
 	}
 	working := s.Memory - min(s.InactiveFile, s.Memory)

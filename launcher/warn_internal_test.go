@@ -15,10 +15,10 @@ func TestLimitWatch(t *testing.T) {
 	const mib = 1 << 20
 	at := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	// hog is a service at cpus 0.5 runnable in 50 periods of each 5 s,
-	// throttled in n of them.
-	hog := func(i int, n uint64) ops.Sample {
+	// throttled in n of them for lost each.
+	hog := func(i int, n uint64, lost time.Duration) ops.Sample {
 		return ops.Sample{At: at.Add(time.Duration(i) * 5 * time.Second), Quota: 50000, Period: 100000,
-			Periods: uint64(i) * 50, Throttled: uint64(i) * n, Memory: 10 * mib, MemoryLimit: 100 * mib}
+			Periods: uint64(i) * 50, Throttled: uint64(i) * n, ThrottledTime: uint64(i) * n * uint64(lost), Memory: 10 * mib, MemoryLimit: 100 * mib}
 	}
 	mem := func(i int, used, inactive uint64) ops.Sample {
 		return ops.Sample{At: at.Add(time.Duration(i) * 5 * time.Second), Memory: used * mib, InactiveFile: inactive * mib, MemoryLimit: 100 * mib}
@@ -27,17 +27,20 @@ func TestLimitWatch(t *testing.T) {
 		s    ops.Sample
 		want string // the warnings' messages, joined by " | "
 	}
-	var throttled, idle, memHigh, cache, oom, pids, pidsV1 []step
+	var throttled, idle, bursts, memHigh, cache, oom, pids, pidsV1 []step
 	for i := 0; i <= 26; i++ {
-		s, want := hog(i, 20), ""
+		s, want := hog(i, 20, 50*time.Millisecond), ""
 		switch i {
-		case 12: // a minute observed: 40% of the periods throttled
-			want = "CPU-throttled 40% of the last minute at cpus 0.5; raise resources.cpus or find the hot loop"
+		case 12: // a minute observed: 40% of the periods throttled, 12 s in all
+			want = "CPU-throttled in 40% of its busy periods over the last minute, 12s in all, at cpus 0.5; raise resources.cpus or find the hot loop"
 		case 24: // a minute later, said again
-			want = "CPU-throttled 40% of the last minute at cpus 0.5; raise resources.cpus or find the hot loop"
+			want = "CPU-throttled in 40% of its busy periods over the last minute, 12s in all, at cpus 0.5; raise resources.cpus or find the hot loop"
 		}
 		throttled = append(throttled, step{s, want})
-		idle = append(idle, step{hog(i, 10), ""}) // 20%: under a quarter
+		idle = append(idle, step{hog(i, 10, 50*time.Millisecond), ""}) // 20%: under a quarter
+		// An idle service's bursts: 40% of its busy periods, 0.7 s in
+		// all, under a second a minute.
+		bursts = append(bursts, step{hog(i, 20, 3*time.Millisecond), ""})
 	}
 	for i := 0; i <= 8; i++ {
 		used, want := uint64(95), ""
@@ -74,6 +77,7 @@ func TestLimitWatch(t *testing.T) {
 	}{
 		{"cpu throttled", throttled},
 		{"cpu throttled under a quarter", idle},
+		{"cpu throttled in bursts, under a second a minute", bursts},
 		{"memory high for 30s", memHigh},
 		{"memory high but cache", cache},
 		{"oom kill", oom},
@@ -108,7 +112,7 @@ func TestLimitWatchBounded(t *testing.T) {
 	at := time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 	sample := func(i int) ops.Sample {
 		return ops.Sample{At: at.Add(time.Duration(i) * warnTick), Quota: 50000, Period: 100000,
-			Periods: uint64(i) * 50, Throttled: uint64(i) * 40, Memory: 99 << 20, MemoryLimit: 100 << 20,
+			Periods: uint64(i) * 50, Throttled: uint64(i) * 40, ThrottledTime: uint64(i) * 40 * uint64(50*time.Millisecond), Memory: 99 << 20, MemoryLimit: 100 << 20,
 			OOMKills: uint64(i), PidsDenied: uint64(i), Pids: 64, PidsLimit: 64}
 	}
 	var before, after runtime.MemStats

@@ -213,7 +213,7 @@ func TestWarnings(t *testing.T) {
 			t.Errorf("%s: warning events %+v", c.s.name, evs)
 		}
 	}
-	if l := cpu.waitLine(t, "warncpu: CPU-throttled ", time.Second); !strings.Contains(l, "% of the last 6s at cpus 0.1; raise resources.cpus or find the hot loop") {
+	if l := cpu.waitLine(t, "warncpu: CPU-throttled ", time.Second); !regexp.MustCompile(`CPU-throttled in \d+% of its busy periods over the last 6s, [0-9.]+m?s in all, at cpus 0.1; raise resources.cpus or find the hot loop$`).MatchString(l) {
 		t.Errorf("cpu warning: %s", l)
 	}
 	if l := mem.waitLine(t, "warnmem: memory at ", time.Second); !regexp.MustCompile(`warnmem: memory at (9[0-9]|100)% of its limit 64M for \d+s; raise resources.memory or find the leak$`).MatchString(l) {
