@@ -1447,3 +1447,19 @@ func exitCode(err error) int {
 	}
 	return 0
 }
+
+// TestTerminalEscapesShownEscaped: a manifest's values reach the terminal
+// escaped, in the start report and in errors alike: a manifest someone
+// else wrote must not retitle, clear or rewrite the operator's terminal.
+func TestTerminalEscapesShownEscaped(t *testing.T) {
+	setup(t)
+	r := run(t, manifestFor(t, "escapes", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"true # \\u001b]0;TITLE\\u0007\"]\n"), "")
+	if r.code != 0 || strings.ContainsAny(r.stderr, "\x1b\x07") || !strings.Contains(r.stderr, `true # \x1b]0;TITLE\a`) {
+		t.Errorf("exit %d, the start report:\n%q", r.code, r.stderr)
+	}
+	r = run(t, manifestFor(t, "escapes", "[process]\ncommand = [\"/bin/true\"]\n[[mounts]]\ntype = \"bind\"\nsource = \"/nonexistent/\\u001b[2J\"\ntarget = \"/x\"\n"), "")
+	if r.code != 125 || strings.Contains(r.stderr, "\x1b") || !strings.Contains(r.stderr, `/nonexistent/\x1b[2J`) {
+		t.Errorf("exit %d, the error:\n%q", r.code, r.stderr)
+	}
+	assertNothingLeft(t, "escapes")
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
+	"github.com/safe-run/safe-run/policy"
 )
 
 // report writes the start report: what is enforced, and what is not.
@@ -20,8 +21,10 @@ func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 	}
 	p := spec.Process
 	args := plan.ServiceArgs(p.Args)
+	// The manifest's command and paths are shown, not acted on: a
+	// terminal escape in them is printed escaped.
 	line := func(format string, a ...any) {
-		fmt.Fprintf(opts.Report, "safe-run: %s: "+format+"\n", append([]any{opts.Name}, a...)...)
+		fmt.Fprintf(opts.Report, "safe-run: %s: %s\n", opts.Name, policy.Printable(fmt.Sprintf(format, a...)))
 	}
 	cmd := strings.Join(args, " ")
 	if len(cmd) > 60 {
