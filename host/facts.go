@@ -83,6 +83,7 @@ type Facts struct {
 	Kernel string // uname -r
 	Arch   string // GOARCH
 	CPUs   int
+	Memory uint64 // bytes of RAM (sysinfo's total); 0 if unknown
 	UID    int    // real uid
 	EUID   int    // effective uid: 0 as root, and as the rootless inner safe-run
 	User   string // name of UID, or UID as a number

@@ -24,6 +24,10 @@ func probe() Facts {
 	f.Kernel = unix.ByteSliceToString(uts.Release[:])
 	f.Arch = runtime.GOARCH
 	f.CPUs = runtime.NumCPU()
+	var si unix.Sysinfo_t
+	if unix.Sysinfo(&si) == nil {
+		f.Memory = uint64(si.Totalram) * uint64(si.Unit)
+	}
 	if v, ok := strings.CutPrefix(os.Getenv(RootlessEnv), "ready:"); ok {
 		v, _, _ = strings.Cut(v, ":") // the lifeline mark, until the inner safe-run clears it
 		n, _ := strconv.ParseUint(v, 10, 32)

@@ -164,6 +164,9 @@ func Build(ctx context.Context, path string, f host.Facts, opts Options) (*Job, 
 		// bigger host, so safe-run only says it.
 		j.Notes = append(j.Notes, fmt.Sprintf("cpus %g is more than this host's %d: the CPU limit never binds here", cpus, f.CPUs))
 	}
+	if mem := svc.Resources.Memory; f.Memory > 0 && uint64(mem) > f.Memory {
+		j.Notes = append(j.Notes, fmt.Sprintf("memory %s is more than this host's %.1fG: the memory limit never binds here, the host's own OOM killer does", mem, float64(f.Memory)/(1<<30)))
+	}
 	return j, nil
 }
 

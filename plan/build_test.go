@@ -188,9 +188,9 @@ func TestBuildElsewhere(t *testing.T) {
 	}
 }
 
-// TestBuildNotesCPUsOverHost: a cpus limit above the host's CPU count is
-// planned (the manifest may be written for a bigger host) and said in
-// the start report: it never binds here.
+// TestBuildNotesCPUsOverHost: a cpus limit above the host's CPU count, or
+// a memory limit above its RAM, is planned (the manifest may be written
+// for a bigger host) and said in the start report: it never binds here.
 func TestBuildNotesCPUsOverHost(t *testing.T) {
 	dirs := plan.Dirs{State: t.TempDir(), Data: t.TempDir()}
 	p := writeService(t, "")
@@ -198,14 +198,19 @@ func TestBuildNotesCPUsOverHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(p, []byte(strings.Replace(string(text), "cpus = 1.0", "cpus = 64", 1)), 0o644); err != nil {
+	if err := os.WriteFile(p, []byte(strings.NewReplacer("cpus = 1.0", "cpus = 64", `memory = "64M"`, `memory = "100T"`).Replace(string(text))), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	job, err := plan.Build(t.Context(), p, userOnV1, plan.Options{Dirs: dirs})
+	f := userOnV1
+	f.Memory = 5 << 29 // 2.5 GiB
+	job, err := plan.Build(t.Context(), p, f, plan.Options{Dirs: dirs})
 	if err != nil {
 		t.Fatalf("Build: %v", err)
 	}
-	if want := "cpus 64 is more than this host's 2: the CPU limit never binds here"; !slices.Contains(job.Notes, want) {
-		t.Errorf("notes %q, want %q", job.Notes, want)
+	for _, want := range []string{"cpus 64 is more than this host's 2: the CPU limit never binds here",
+		"memory 100T is more than this host's 2.5G: the memory limit never binds here, the host's own OOM killer does"} {
+		if !slices.Contains(job.Notes, want) {
+			t.Errorf("notes %q, want %q", job.Notes, want)
+		}
 	}
 }
