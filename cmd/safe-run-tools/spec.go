@@ -2,11 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
 
@@ -20,8 +22,9 @@ and changes nothing: the user namespace range shown is the one the service
 has, or would get.
 
 Where this host would refuse that run (limits without a delegated cgroup,
-AppArmor required and absent, no id range for services), spec still prints
-the spec, says why on standard error, and exits 0.`,
+AppArmor required and absent, no id range for services, a bind source that
+is missing or, through a symlink, a sensitive path), spec still prints the
+spec, says why on standard error, and exits 0.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			popts := g.planOptions()
@@ -32,8 +35,10 @@ the spec, says why on standard error, and exits 0.`,
 			if err != nil {
 				return err
 			}
-			if err := job.Refused(); err != nil {
-				fmt.Fprintf(g.stderr, "safe-run: spec: note: a run of %s would be refused on this host: %v\n", job.Name, err)
+			// What the start checks on the host's files, as it runs.
+			refused := errors.Join(job.Refused(), launcher.CheckPaths(cmd.Context(), job.Service))
+			if refused != nil {
+				fmt.Fprintf(g.stderr, "safe-run: spec: note: a run of %s would be refused on this host: %v\n", job.Name, refused)
 			}
 			enc := json.NewEncoder(g.stdout)
 			enc.SetIndent("", "  ")
