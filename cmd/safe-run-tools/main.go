@@ -100,26 +100,36 @@ with a reason.`,
 // serviceArg takes the root command's one SERVICE.toml, and tells a
 // mistyped subcommand from a manifest.
 func serviceArg(cmd *cobra.Command, args []string) error {
-	if len(args) == 1 {
-		// A word that is no file and does not look like one (no dot,
-		// no slash) was meant as a command: "reading manifest: open
-		// bogus" would send the user looking for a file.
-		a := args[0]
-		if _, err := os.Stat(a); errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(a, "./") {
-			hint := "see safe-run --help for the commands"
-			if s := cmd.SuggestionsFor(a); len(s) > 0 {
-				hint = "did you mean " + s[0] + "?"
-			}
+	if len(args) == 0 {
+		return exactArgs(1)(cmd, args)
+	}
+	// A word that is no file and does not look like one (no dot, no
+	// slash) was meant as a command: "reading manifest: open bogus" or
+	// "too many arguments" would send the user looking for a file.
+	a := args[0]
+	if _, err := os.Stat(a); errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(a, "./") {
+		hint := "see safe-run --help for the commands"
+		if h, ok := dockerVerbs[a]; ok {
+			hint = h
+		} else if s := cmd.SuggestionsFor(a); len(s) > 0 {
+			hint = "did you mean " + s[0] + "?"
+		}
+		if len(args) == 1 {
 			return fmt.Errorf("%q is not a command, nor a file (%s; a manifest is a path, such as ./%s.toml)", a, hint, a)
 		}
-		return nil
-	}
-	if len(args) > 1 {
-		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
-			return fmt.Errorf("unknown command %q (did you mean %s?)", args[0], s[0])
-		}
+		return fmt.Errorf("unknown command %q (%s)", a, hint)
 	}
 	return exactArgs(1)(cmd, args)
+}
+
+// dockerVerbs say what to do instead of the docker commands safe-run has
+// no counterpart of.
+var dockerVerbs = map[string]string{
+	"logs":    "a service's output goes where its safe-run's does: its terminal, or journalctl -u UNIT under systemd; safe-run events NAME lists its starts, stops and warnings",
+	"restart": "safe-run stop NAME, then start it again: safe-run SERVICE.toml (under systemd: systemctl restart UNIT)",
+	"start":   "start a service with safe-run SERVICE.toml",
+	"run":     "start a service with safe-run SERVICE.toml; safe-run import turns a docker run line into one",
+	"rm":      "a stopped service leaves nothing to remove; its volumes are under the data directory's volumes/",
 }
 
 // exactArgs is cobra.ExactArgs with the usage line in the error.
