@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -212,6 +215,19 @@ func Events(ctx context.Context, w io.Writer, dir string, o EventsOptions) error
 				emit(e)
 			}
 		})
+	}
+	// A name with no journal is a typo, or of another data directory:
+	// printing nothing would say it has had no events.
+	var unknown []string
+	for _, n := range o.Names {
+		if _, err := os.Stat(filepath.Join(dir, n+".jsonl")); errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Stat(filepath.Join(dir, n+".jsonl.1")); errors.Is(err, fs.ErrNotExist) {
+				unknown = append(unknown, n)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("no events of %s in %s: no service of that name has run with this data directory (safe-run ps lists the running ones; SAFE_RUN_DATA_DIR moves the directory)", strings.Join(unknown, ", "), dir)
 	}
 	evs, err := ReadEvents(dir, o.Names, o.Since)
 	if err != nil {

@@ -176,6 +176,11 @@ func TestJournalDamaged(t *testing.T) {
 	if warn.String() != want || strings.Count(out.String(), "\n") != 3 {
 		t.Errorf("events printed:\n%s\nwarned:\n%s\nwant:\n%s", out.String(), warn.String(), want)
 	}
+	// A name that never ran is said, not shown as no events.
+	err = Events(context.Background(), &out, dir, EventsOptions{Names: []string{"web", "wbe"}})
+	if want := "no events of wbe in " + dir + ": no service of that name has run with this data directory (safe-run ps lists the running ones; SAFE_RUN_DATA_DIR moves the directory)"; err == nil || err.Error() != want {
+		t.Errorf("events of a name that never ran: %v\nwant %s", err, want)
+	}
 }
 
 // TestWriterKinds: the seccomp watcher's writer also carries the other
