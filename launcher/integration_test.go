@@ -837,6 +837,12 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	if len(survivors(uniqueSleep(30))) == 0 {
 		t.Fatalf("the first run's service is gone after a start from another state directory")
 	}
+	// A stop from another state directory finds no status there, and says where it runs.
+	stop := safeRun(t, ctx, "stop", "twice")
+	stop.Env = append(stop.Env, "SAFE_RUN_STATE_DIR="+t.TempDir())
+	if out, _ := stop.CombinedOutput(); stop.ProcessState.ExitCode() != 125 || !regexp.MustCompile(`twice: no such running service in \S+, but its cgroup /sys/fs/cgroup/\S*safe-run-twice has \d process\(es\): it runs from another state directory \(SAFE_RUN_STATE_DIR\) or as another user; stop it there`).Match(out) {
+		t.Errorf("a stop from another state directory: exit %d, %s", stop.ProcessState.ExitCode(), out)
+	}
 	// SIGKILL safe-run: the container dies with it, and the janitor
 	// removes everything.
 	first.Process.Signal(syscall.SIGKILL)

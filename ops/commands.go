@@ -220,6 +220,9 @@ func Events(ctx context.Context, w io.Writer, dir string, o EventsOptions) error
 	// printing nothing would say it has had no events.
 	var unknown []string
 	for _, n := range o.Names {
+		if err := CheckName(n); err != nil {
+			return err
+		}
 		if _, err := os.Stat(filepath.Join(dir, n+".jsonl")); errors.Is(err, fs.ErrNotExist) {
 			if _, err := os.Stat(filepath.Join(dir, n+".jsonl.1")); errors.Is(err, fs.ErrNotExist) {
 				unknown = append(unknown, n)

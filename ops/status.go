@@ -163,7 +163,7 @@ func Find(stateRoot string, names []string) ([]*Status, error) {
 		s, err := ReadStatus(filepath.Join(stateRoot, n))
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			errs = append(errs, fmt.Errorf("%s: %w (see safe-run ps)", n, ErrNotRunning))
+			errs = append(errs, fmt.Errorf("%s: %w in %s%s (see safe-run ps)", n, ErrNotRunning, stateRoot, runsElsewhere(n)))
 		case errors.Is(err, fs.ErrPermission):
 			// Its status file is its user's only.
 			errs = append(errs, fmt.Errorf("%s: %w: %w (only who started it, or root, may)", n, ErrNotPermitted, err))
@@ -209,6 +209,18 @@ func cgroupProcs(cgroups map[string]string) int {
 		return len(strings.Fields(string(data)))
 	}
 	return 0
+}
+
+// runsElsewhere says where a service of that name runs when the state
+// root has none: a root run's cgroup is at the top of its hierarchy,
+// whatever state directory (SAFE_RUN_STATE_DIR) started it.
+func runsElsewhere(name string) string {
+	for _, dir := range []string{"/sys/fs/cgroup/pids/safe-run-" + name, "/sys/fs/cgroup/safe-run-" + name} {
+		if n := cgroupProcs(map[string]string{"": dir}); n > 0 {
+			return fmt.Sprintf(", but its cgroup %s has %d process(es): it runs from another state directory (SAFE_RUN_STATE_DIR) or as another user; stop it there", dir, n)
+		}
+	}
+	return ""
 }
 
 // ErrNotRunning: no supervisor runs a service of that name.

@@ -61,7 +61,7 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 	}
 	if _, err := Find(root, []string{"db", "nope"}); err == nil ||
 		!strings.Contains(err.Error(), "db: no such running service: its supervisor (pid 1073741824) died, and left its container, cgroups and state directory "+filepath.Join(root, "db")+": start it again, which cleans them up first, then safe-run stop db if it should not run") ||
-		!strings.Contains(err.Error(), "nope: no such running service (see safe-run ps)") {
+		!strings.Contains(err.Error(), "nope: no such running service in "+root+" (see safe-run ps)") {
 		t.Errorf("Find: %v", err)
 	}
 }
