@@ -809,16 +809,7 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	m := manifestFor(t, "twice", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(30)+"\"]\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	first := safeRun(t, ctx, m)
-	out, _ := first.StdoutPipe()
-	first.Stderr = os.Stderr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	buf := make([]byte, 3)
-	if _, err := out.Read(buf); err != nil {
-		t.Fatal(err)
-	}
+	first := startUp(t, ctx, m)
 	second := run(t, m, "")
 	if second.code != 125 || !strings.Contains(second.stderr, fmt.Sprintf("twice is already running (safe-run pid %d)", first.Process.Pid)) {
 		t.Errorf("second start: exit %d, stderr:\n%s", second.code, second.stderr)
@@ -862,15 +853,9 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	assertNothingLeft(t, "twice")
 }
 
-// TestPartlyRemovedCgroupCleanedUp: safe-run and its janitor SIGKILLed at once (systemd's
-// KillMode=mixed at a unit's stop), then the run's cgroup removed in the hierarchy its lock is in
-// (systemd removes a stopped unit's cgroups in the hierarchies it manages): the next start
-// removes what is left in the others and runs. It failed opening the removed one.
-func TestPartlyRemovedCgroupCleanedUp(t *testing.T) {
-	setup(t)
-	m := manifestFor(t, "partly", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(32)+"\"]\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+// startUp starts safe-run -q on manifest m, whose service prints "up", and returns once it has.
+func startUp(t *testing.T, ctx context.Context, m string) *exec.Cmd {
+	t.Helper()
 	c := safeRun(t, ctx, "-q", m)
 	out, _ := c.StdoutPipe()
 	c.Stderr = os.Stderr
@@ -880,6 +865,19 @@ func TestPartlyRemovedCgroupCleanedUp(t *testing.T) {
 	if _, err := out.Read(make([]byte, 3)); err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// TestPartlyRemovedCgroupCleanedUp: safe-run and its janitor SIGKILLed at once (systemd's
+// KillMode=mixed at a unit's stop), then the run's cgroup removed in the hierarchy its lock is in
+// (systemd removes a stopped unit's cgroups in the hierarchies it manages): the next start
+// removes what is left in the others and runs. It failed opening the removed one.
+func TestPartlyRemovedCgroupCleanedUp(t *testing.T) {
+	setup(t)
+	m := manifestFor(t, "partly", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(32)+"\"]\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c := startUp(t, ctx, m)
 	unix.Kill(janitorOf(t, c.Process.Pid), unix.SIGKILL)
 	c.Process.Signal(syscall.SIGKILL)
 	c.Wait()
@@ -909,15 +907,7 @@ func TestServiceEndsWithSafeRun(t *testing.T) {
 	m := manifestFor(t, "lifeline", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(31)+"\"]\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	c := safeRun(t, ctx, "-q", m)
-	out, _ := c.StdoutPipe()
-	c.Stderr = os.Stderr
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := out.Read(make([]byte, 3)); err != nil {
-		t.Fatal(err)
-	}
+	c := startUp(t, ctx, m)
 	janitor := janitorOf(t, c.Process.Pid)
 	unix.Kill(janitor, unix.SIGSTOP)
 	defer unix.Kill(janitor, unix.SIGCONT)
