@@ -221,6 +221,22 @@ type capsScenario struct {
 	check    func(t *testing.T, r *capsRun, manifests []string) string
 }
 
+// httpdOnBridge is the manifest text of a web service's pages (www, bound at /www) and its
+// network: bridge, publishing ports.
+func httpdOnBridge(www, bridge string, ports ...string) string {
+	return fmt.Sprintf(`
+[[mounts]]
+type = "bind"
+source = %q
+target = "/www"
+
+[network]
+mode = "bridge"
+bridge = %q
+ports = ["%s"]
+`, www, bridge, strings.Join(ports, `", "`))
+}
+
 const capsResources = `
 [resources]
 memory = "64M"
@@ -287,17 +303,7 @@ func TestSystemdBoundingSet(t *testing.T) {
 		},
 	}, {
 		name: "bridge with a published port",
-		manifest: []string{e.manifest(t, "web", rootfsImage, shell("exec httpd -f -vv -p 80 -h /www")+capsResources+fmt.Sprintf(`
-[[mounts]]
-type = "bind"
-source = %q
-target = "/www"
-
-[network]
-mode = "bridge"
-bridge = "%s-web"
-ports = ["%d:80", "%s:%d:80"]
-`, www, bridge, port, th.hostAddr, lanPort))},
+		manifest: []string{e.manifest(t, "web", rootfsImage, shell("exec httpd -f -vv -p 80 -h /www")+capsResources+httpdOnBridge(www, bridge+"-web", fmt.Sprint(port, ":80"), fmt.Sprint(th.hostAddr, ":", lanPort, ":80")))},
 		oldFails: true,
 		check: func(t *testing.T, r *capsRun, m []string) string {
 			s := r.start(t, m[0])
@@ -465,17 +471,7 @@ seccomp_log = false
 		},
 	}, {
 		name: "safe-run SIGKILLed, its janitor cleans up, the next start works",
-		manifest: []string{e.manifest(t, "killed", rootfsImage, shell("exec httpd -f -p 80 -h /www")+capsResources+fmt.Sprintf(`
-[[mounts]]
-type = "bind"
-source = %q
-target = "/www"
-
-[network]
-mode = "bridge"
-bridge = "%s-k"
-ports = ["%d:80"]
-`, www, bridge, port))},
+		manifest: []string{e.manifest(t, "killed", rootfsImage, shell("exec httpd -f -p 80 -h /www")+capsResources+httpdOnBridge(www, bridge+"-k", fmt.Sprint(port, ":80")))},
 		oldFails: true,
 		check: func(t *testing.T, r *capsRun, m []string) string {
 			serves := func() bool {
