@@ -302,7 +302,7 @@ func TestSystemdBoundingSet(t *testing.T) {
 			return ""
 		},
 	}, {
-		name: "bridge with a published port",
+		name:     "bridge with a published port",
 		manifest: []string{e.manifest(t, "web", rootfsImage, shell("exec httpd -f -vv -p 80 -h /www")+capsResources+httpdOnBridge(www, bridge+"-web", fmt.Sprint(port, ":80"), fmt.Sprint(th.hostAddr, ":", lanPort, ":80")))},
 		oldFails: true,
 		check: func(t *testing.T, r *capsRun, m []string) string {
@@ -470,7 +470,7 @@ seccomp_log = false
 			return ""
 		},
 	}, {
-		name: "safe-run SIGKILLed, its janitor cleans up, the next start works",
+		name:     "safe-run SIGKILLed, its janitor cleans up, the next start works",
 		manifest: []string{e.manifest(t, "killed", rootfsImage, shell("exec httpd -f -p 80 -h /www")+capsResources+httpdOnBridge(www, bridge+"-k", fmt.Sprint(port, ":80")))},
 		oldFails: true,
 		check: func(t *testing.T, r *capsRun, m []string) string {
