@@ -235,8 +235,9 @@ func TestWarnings(t *testing.T) {
 			t.Errorf("metrics: %s warnings of %s: %g", c.service, c.condition, v)
 		}
 	}
-	if v := metricValue(mfs, "safe_run_oom_kills_total", "warnoom", ""); v != 1 {
-		t.Errorf("metrics: warnoom oom kills %g", v)
+	// The hog, or its whole pipeline (the warning's 1 to 3).
+	if v := metricValue(mfs, "safe_run_oom_kills_total", "warnoom", ""); v < 1 || v > 3 {
+		t.Errorf("metrics: warnoom oom kills %g, want 1-3", v)
 	}
 	if v := metricValue(mfs, "safe_run_pids_denied_total", "warnpids", ""); v < 1 {
 		if _, err := os.Stat(filepath.Join(waitStatus(t, "warnpids", ops.StateRunning).Cgroups["pids"], "pids.events")); err == nil {
