@@ -9,9 +9,9 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
-	"github.com/safe-run/safe-run/policy"
 )
 
 // report writes the start report: what is enforced, and what is not.
@@ -24,7 +24,7 @@ func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 	// The manifest's command and paths are shown, not acted on: a
 	// terminal escape in them is printed escaped.
 	line := func(format string, a ...any) {
-		fmt.Fprintf(opts.Report, "safe-run: %s: %s\n", opts.Name, policy.Printable(fmt.Sprintf(format, a...)))
+		fmt.Fprintf(opts.Report, "safe-run: %s: %s\n", opts.Name, printable.String(fmt.Sprintf(format, a...)))
 	}
 	cmd := strings.Join(args, " ")
 	if len(cmd) > 60 {

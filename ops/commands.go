@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/internal/printable"
 )
 
 // Formats of the commands' output.
@@ -67,7 +69,8 @@ func PS(w io.Writer, stateRoot, format string, all bool) error {
 			if e.Address != "" {
 				ports = e.Address + " " + ports
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, state, e.Uptime, e.InitPID, orDash(img), orDash(e.UserNS), limitsText(e.Limits), orDash(strings.TrimSpace(ports)), orDash(e.Manifest), orDash(e.Unit))
+			// The image and manifest are named by whoever wrote them.
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Name, state, e.Uptime, e.InitPID, orDash(printable.String(img)), orDash(e.UserNS), limitsText(e.Limits), orDash(strings.TrimSpace(ports)), orDash(printable.String(e.Manifest)), orDash(printable.String(e.Unit)))
 		}
 		if ferr := tw.Flush(); ferr != nil {
 			return ferr
@@ -201,7 +204,9 @@ func Events(ctx context.Context, w io.Writer, dir string, o EventsOptions) error
 			if e.Code != nil {
 				msg = fmt.Sprintf("code %d: %s", *e.Code, msg)
 			}
-			_, werr = fmt.Fprintf(w, "%s %s %s %s\n", e.Time.Local().Format(time.RFC3339Nano), e.Service, e.Kind, msg)
+			// A message may quote what the service chose: its
+			// processes' names, the paths it opened.
+			_, werr = fmt.Fprintf(w, "%s %s %s %s\n", e.Time.Local().Format(time.RFC3339Nano), e.Service, e.Kind, printable.String(msg))
 		}
 	case FormatJSON:
 		enc := json.NewEncoder(w)

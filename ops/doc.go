@@ -5,6 +5,7 @@
 // kill, exec, events, stats, and metrics through ops/metrics) read those,
 // and the service's cgroup files and network namespace.
 //
-// It links only the standard library and golang.org/x/sys: the supervisor,
+// It links only the standard library, golang.org/x/sys and
+// internal/printable (no dependency of its own): the supervisor,
 // which stays resident for the service's life, imports it.
 package ops

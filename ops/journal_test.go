@@ -305,3 +305,22 @@ func TestEndUnrecorded(t *testing.T) {
 		})
 	}
 }
+
+// TestEventsTextEscaped: an event's message may quote what the service
+// chose (a process's name): events prints it escaped, never raw.
+func TestEventsTextEscaped(t *testing.T) {
+	dir := t.TempDir()
+	j, err := OpenJournal(dir, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Add(EventSeccomp, "seccomp denied unshare (syscall 272) host pid 42 (\x1b]0;pwned\a)", nil)
+	j.Close()
+	var out strings.Builder
+	if err := Events(context.Background(), &out, dir, EventsOptions{Names: []string{"web"}}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.ContainsAny(out.String(), "\x1b\a") || !strings.Contains(out.String(), `(\x1b]0;pwned\a)`) {
+		t.Errorf("events printed %q", out.String())
+	}
+}

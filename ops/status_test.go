@@ -20,7 +20,7 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 	start := proc.Start(os.Getpid())
 	for _, s := range []Status{
 		{Name: "web", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start + 1, Started: time.Now()},
-		{Name: "live", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: time.Now(), Unit: "live.service"},
+		{Name: "live", State: StateRunning, SupervisorPID: os.Getpid(), SupervisorStart: start, Started: time.Now(), Unit: "live.service", Manifest: "/srv/e\x1b[2J.toml"},
 		{Name: "db", State: StateRunning, SupervisorPID: 1 << 30, Started: time.Now(), Limits: Limits{Memory: 64 << 20, CPUs: 0.5, Pids: 64}},
 	} {
 		dir := filepath.Join(root, s.Name)
@@ -56,7 +56,7 @@ func TestPSListsRunningAndCrashed(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "crashed (supervisor pid 1073741824 died)") || !strings.Contains(out.String(), "mem 64.0MiB,cpus 0.5,pids 64") ||
-		!strings.Contains(out.String(), "  live.service\n") {
+		!strings.Contains(out.String(), "  live.service\n") || !strings.Contains(out.String(), `/srv/e\x1b[2J.toml`) || strings.Contains(out.String(), "\x1b") {
 		t.Errorf("ps -a table:\n%s", out.String())
 	}
 	if _, err := Find(root, []string{"db", "nope"}); err == nil ||

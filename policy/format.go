@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strconv"
 	"strings"
-	"unicode"
-	"unicode/utf8"
 
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/manifest"
 )
 
@@ -24,7 +22,7 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 	var b strings.Builder
 	put := func(indent, format string, args ...any) {
 		b.WriteString(indent)
-		b.WriteString(Printable(fmt.Sprintf(format, args...)))
+		b.WriteString(printable.String(fmt.Sprintf(format, args...)))
 		b.WriteString("\n")
 	}
 	for i, r := range reports {
@@ -82,35 +80,6 @@ func WriteText(w io.Writer, reports []*Report, failures []string) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
-}
-
-// Printable escapes what a terminal would act on rather than show: C0
-// and C1 control characters, DEL, and the Unicode controls that reorder
-// text (bidi overrides, as in "Trojan Source", CVE-2021-42574). They
-// appear as Go escapes (\x1b, \n, \u202e); everything else is kept.
-func Printable(s string) string {
-	if !strings.ContainsFunc(s, unprintable) {
-		return s
-	}
-	var b strings.Builder
-	for i, r := range s {
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			// A byte that is not UTF-8: 0x9b is CSI where a
-			// terminal reads 8-bit controls.
-			fmt.Fprintf(&b, "\\x%02x", s[i])
-		case unprintable(r):
-			q := strconv.QuoteRune(r) // '\x1b', '\n', '\u202e'
-			b.WriteString(q[1 : len(q)-1])
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
-
-func unprintable(r rune) bool {
-	return unicode.Is(unicode.Cc, r) || unicode.Is(unicode.Bidi_Control, r) || r == utf8.RuneError
 }
 
 // fix is the finding's fix in the terms of the target: manifest keys, or

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/audit"
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/policy"
 )
 
@@ -48,7 +49,7 @@ the engine as not judged). Run it as root on the engine's host to see the daemon
 				return err
 			}
 			for _, n := range res.Notes {
-				fmt.Fprintln(g.stderr, "safe-run audit:", policy.Printable(n))
+				fmt.Fprintln(g.stderr, "safe-run audit:", printable.String(n))
 			}
 			return writeReports(g, &rf, res.Reports)
 		},

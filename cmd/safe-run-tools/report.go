@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/policy"
 )
 
@@ -78,7 +79,7 @@ func writeReports(g *globals, f *reportFlags, reports []*policy.Report) error {
 	if len(failures) > 0 {
 		if f.format != "text" {
 			for _, l := range gate.Failures(judged) {
-				fmt.Fprintln(g.stderr, "FAIL:", policy.Printable(l))
+				fmt.Fprintln(g.stderr, "FAIL:", printable.String(l))
 			}
 		}
 		return exitStatus(exitFindings)

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/safe-run/safe-run/host"
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/plan"
 )
@@ -38,7 +39,7 @@ spec, says why on standard error, and exits 0.`,
 			// What the start checks on the host's files, as it runs.
 			refused := errors.Join(job.Refused(), launcher.CheckPaths(cmd.Context(), job.Service))
 			if refused != nil {
-				fmt.Fprintf(g.stderr, "safe-run: spec: note: a run of %s would be refused on this host: %v\n", job.Name, refused)
+				fmt.Fprintf(g.stderr, "safe-run: spec: note: a run of %s would be refused on this host: %s\n", job.Name, printable.Lines(refused.Error()))
 			}
 			enc := json.NewEncoder(g.stdout)
 			enc.SetIndent("", "  ")

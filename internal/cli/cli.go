@@ -11,11 +11,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/launcher"
 	"github.com/safe-run/safe-run/manifest"
-	"github.com/safe-run/safe-run/policy"
 )
 
 // Exit codes of safe-run's own failures, as docker run's.
@@ -30,24 +29,14 @@ const (
 func Fail(w io.Writer, err error) int {
 	if fields := manifest.FieldErrors(err); len(fields) > 0 {
 		for _, f := range fields {
-			fmt.Fprintln(w, printable(f.Error()))
+			fmt.Fprintln(w, printable.Lines(f.Error()))
 		}
 	} else {
-		fmt.Fprintf(w, "safe-run: %s\n", printable(err.Error()))
+		fmt.Fprintf(w, "safe-run: %s\n", printable.Lines(err.Error()))
 	}
 	return ExitCode(err)
 }
 
-// printable escapes, line by line, what a terminal would act on: an
-// error may quote a manifest's values (a path, a command), written by
-// anyone.
-func printable(msg string) string {
-	lines := strings.Split(msg, "\n")
-	for i, l := range lines {
-		lines[i] = policy.Printable(l)
-	}
-	return strings.Join(lines, "\n")
-}
 
 // ExitCode is the exit status for an error of a run.
 func ExitCode(err error) int {
