@@ -247,9 +247,7 @@ func Compose(p *plan.Job, opts Options) (*Output, error) {
 		return nil, err
 	}
 	var b strings.Builder
-	for _, l := range append(append(header(p, "compose"), warningLines(out)...), notes...) {
-		b.WriteString("# " + l + "\n")
-	}
+	writeComments(&b, append(append(header(p, "compose"), warningLines(out)...), notes...)...)
 	b.Write(y)
 	out.Text = []byte(b.String())
 	return out, nil

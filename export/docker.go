@@ -140,14 +140,10 @@ func Docker(p *plan.Job, opts Options) (*Output, error) {
 
 	var b strings.Builder
 	b.WriteString("#!/bin/sh\n")
-	for _, l := range header(p, "docker") {
-		b.WriteString("# " + l + "\n")
-	}
+	writeComments(&b, header(p, "docker")...)
 	image, imageNotes := dockerImage(s, p)
 	imageNotes = append(imageNotes, unknownImageNote(p)...)
-	for _, l := range append(append(warningLines(out), imageNotes...), notes...) {
-		b.WriteString("# " + l + "\n")
-	}
+	writeComments(&b, append(append(warningLines(out), imageNotes...), notes...)...)
 	b.WriteString("set -eu\n")
 	if s.Image.Ref == "" && s.Image.Rootfs != "" {
 		fmt.Fprintf(&b, "IMAGE=${IMAGE:-$(tar -C %s -c . | docker import -)}\n", shellQuote(p.Image.Rootfs))

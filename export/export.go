@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/safe-run/safe-run/internal/atomicfile"
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/manifest"
 	"github.com/safe-run/safe-run/plan"
 	"github.com/safe-run/safe-run/profiles"
@@ -57,6 +58,16 @@ func (out *Output) WriteFiles(dir string) ([]string, error) {
 		written = append(written, path)
 	}
 	return written, nil
+}
+
+// writeComments writes lines as comments, one "# " line each. A line
+// quotes the manifest (its path, its values): its newlines and control
+// characters are escaped, or a newline would end the comment and what
+// follows would run in a script or parse in a unit or YAML file.
+func writeComments(b *strings.Builder, lines ...string) {
+	for _, l := range lines {
+		b.WriteString("# " + printable.String(l) + "\n")
+	}
 }
 
 // ErrTarget is returned for an export target that does not exist.

@@ -292,3 +292,14 @@ func TestSeccompOutputSameForRootless(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteComments: a comment quoting the manifest stays one comment
+// line: a newline in a path would otherwise end it, and what follows
+// would run in the docker script.
+func TestWriteComments(t *testing.T) {
+	var b strings.Builder
+	writeComments(&b, "made from /srv/x\nrm -rf /srv", "\x1b[2J")
+	if want := "# made from /srv/x\\nrm -rf /srv\n# \\x1b[2J\n"; b.String() != want {
+		t.Errorf("writeComments wrote %q, want %q", b.String(), want)
+	}
+}

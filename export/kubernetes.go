@@ -455,9 +455,7 @@ func Kubernetes(p *plan.Job, opts Options) (*Output, error) {
 			"push it to your registry and replace the image below with its name@sha256:digest.")
 	}
 	lines = append(lines, warningLines(out)...)
-	for _, l := range append(lines, notes...) {
-		b.WriteString("# " + l + "\n")
-	}
+	writeComments(&b, append(lines, notes...)...)
 	b.Write(y)
 	out.Text = []byte(b.String())
 	return out, nil

@@ -91,11 +91,7 @@ func Systemd(p *plan.Job, opts Options) (*Output, error) {
 		return nil, fmt.Errorf("the unit needs the absolute path of safe-run, not %q", opts.SafeRun)
 	}
 	var b strings.Builder
-	comment := func(lines ...string) {
-		for _, l := range lines {
-			b.WriteString("# " + l + "\n")
-		}
-	}
+	comment := func(lines ...string) { writeComments(&b, lines...) }
 	set := func(key, value string) { b.WriteString(key + "=" + value + "\n") }
 
 	comment(header(p, "systemd")...)
