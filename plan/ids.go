@@ -159,9 +159,10 @@ func allocateIDs(f host.Facts, dataDir, name string, record bool) (_ IDMap, lock
 	return m, lockWait, err
 }
 
-// recorded reads service name's record. ok is false when it has none for
-// this host's slots, and err says why a record cannot be trusted: then no
-// start of the service goes on, and no other start takes its range.
+// recorded reads service name's record. ok is false when it has none,
+// and err says why a record cannot be trusted or used (a range no longer
+// among the host's): then no start of the service goes on, and no other
+// start takes its range.
 // With record set, it also makes sure the record is on disk (its
 // allotting start may have been killed before its sync) and that its
 // range is still claimed.
@@ -180,10 +181,13 @@ func (s idSpace) recorded(name string, record bool) (_ IDMap, ok bool, _ error) 
 	if err != nil {
 		return IDMap{}, false, s.damaged(path, name, err)
 	}
-	if !s.valid(r.IDMap) {
-		return IDMap{}, false, nil
-	}
 	claim := s.rangeFile(r.UID)
+	if !s.valid(r.IDMap) {
+		// Its files are those ids': giving it others would leave them to
+		// no one it runs as, and silently.
+		return IDMap{}, false, fmt.Errorf("%s records uid range %d and gid range %d for service %s, which are not a range of user %s in /etc/subuid and /etc/subgid that no other user shares (they changed): its files belong to those ids; give the ranges back to %s, or remove %s and %s to give the service new ids (then chown its volumes' files to them)",
+			path, r.UID, r.GID, name, host.IDUser, host.IDUser, path, claim)
+	}
 	switch owner, err := os.Readlink(claim); {
 	case errors.Is(err, fs.ErrNotExist):
 		if !record {
@@ -214,8 +218,8 @@ func (s idSpace) recorded(name string, record bool) (_ IDMap, ok bool, _ error) 
 
 // damaged is the error for a record no start can trust, with the fix.
 func (s idSpace) damaged(path, name string, err error) error {
-	return fmt.Errorf("reading %s: %w (it records which ids service %s owns, and so whose files are whose: restore it from a backup, or rewrite it as {\"Service\": %q, \"UID\": U, \"GID\": G, \"Size\": %d} from the owner of the service's volumes in %s (ls -ln); deleting it would give the service new ids, not those that own its files)",
-		path, err, name, name, host.IDRangeSize, filepath.Join(s.dataDir, "volumes"))
+	return fmt.Errorf("reading %s: %w (it records which ids service %s owns, and so whose files are whose: restore it from a backup, or rewrite it as {\"Service\": %q, \"UID\": U, \"GID\": G, \"Size\": %d} with the range whose claim names the service (ls -l %s), or the owner of its volumes' files in %s (ls -ln); deleting it would give the service new ids, not those that own its files)",
+		path, err, name, name, host.IDRangeSize, s.path(rangesDir), filepath.Join(s.dataDir, "volumes"))
 }
 
 // preview is what a start of a service with no record would claim: the
@@ -261,7 +265,7 @@ func (s idSpace) claims() (map[uint32]string, error) {
 	return claims, nil
 }
 
-// claim gives service name, which has no valid record, a range: one
+// claim gives service name, which has no record, a range: one
 // claimed for it by a start killed before it recorded it (or by another
 // start of the same name right now), else the first free one. Whatever
 // this start is killed after, no other service can take the range it

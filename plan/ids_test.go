@@ -154,28 +154,33 @@ func TestKilledClaimTaken(t *testing.T) {
 	}
 }
 
-// TestStaleRecordReplaced: a record of a range that is no longer among
-// the host's (its /etc/subuid changed) gets a new range.
-func TestStaleRecordReplaced(t *testing.T) {
+// TestStaleRecordRefused: a record of a range that is no longer among
+// the host's (its /etc/subuid changed) is refused with the fix, not
+// replaced: the service's files belong to those ids.
+func TestStaleRecordRefused(t *testing.T) {
 	dir := t.TempDir()
 	allocate(t, dir, "a", slot(0))
 	allocate(t, dir, "b", slot(1))
 	allocate(t, dir, "web", slot(2))
+	record, claim := serviceFile(dir, "web"), rangeFile(dir, slot(2))
+	want := record + " records uid range 1073872896 and gid range 1073872896 for service web, which are not a range of user safe-run in /etc/subuid and /etc/subgid that no other user shares (they changed): its files belong to those ids; give the ranges back to safe-run, or remove " + record + " and " + claim + " to give the service new ids (then chown its volumes' files to them)"
 	// The host now has two ranges: web's third is gone.
-	m, err := AllocateIDs(idFacts(2), dir, "web", false)
-	if err == nil || !strings.Contains(err.Error(), "all 2 id ranges of user safe-run are allocated") {
-		t.Errorf("web on a host without its range: %+v, %v", m, err)
+	for _, rec := range []bool{false, true} {
+		if m, err := AllocateIDs(idFacts(2), dir, "web", rec); err == nil || err.Error() != want {
+			t.Errorf("web on a host without its range (record %v): %+v, %v\nwant %s", rec, m, err, want)
+		}
 	}
 	if m, err := AllocateIDs(idFacts(8), dir, "web", true); err != nil || m != slot(2) {
 		t.Errorf("web on a host with more ranges = %+v, %v; want its own %+v", m, err, slot(2))
 	}
-	r := []host.SubIDRange{{Owner: host.IDUser, Start: 1<<30 + 4*host.IDRangeSize, Count: 2 * host.IDRangeSize}}
-	moved := host.Facts{IDUserUID: "999", SubUIDs: r, SubGIDs: r}
-	if m, err := AllocateIDs(moved, dir, "web", true); err != nil || m != slot(4) {
-		t.Errorf("web on a host whose ranges moved = %+v, %v; want %+v", m, err, slot(4))
+	// The fix: remove both, and the service gets a new range.
+	for _, f := range []string{record, claim} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if m, err := AllocateIDs(moved, dir, "web", true); err != nil || m != slot(4) {
-		t.Errorf("web again = %+v, %v; want %+v", m, err, slot(4))
+	if m, err := AllocateIDs(idFacts(8), dir, "web", true); err != nil || m != slot(2) {
+		t.Errorf("web once its record is removed = %+v, %v; want %+v", m, err, slot(2))
 	}
 }
 
@@ -184,7 +189,7 @@ func TestStaleRecordReplaced(t *testing.T) {
 // is: never replaced by a fresh one, and its range never given to
 // another service.
 func TestDamagedIDRecord(t *testing.T) {
-	const fix = `(it records which ids service web owns, and so whose files are whose: restore it from a backup, or rewrite it as {"Service": "web", "UID": U, "GID": G, "Size": 65536} from the owner of the service's volumes in DIR/volumes (ls -ln); deleting it would give the service new ids, not those that own its files)`
+	const fix = `(it records which ids service web owns, and so whose files are whose: restore it from a backup, or rewrite it as {"Service": "web", "UID": U, "GID": G, "Size": 65536} with the range whose claim names the service (ls -l DIR/ids/ranges), or the owner of its volumes' files in DIR/volumes (ls -ln); deleting it would give the service new ids, not those that own its files)`
 	for _, tc := range []struct{ name, data, want string }{
 		{"truncated", `{"Service": "web", "UID": 1073741824,`, "unexpected end of JSON input"},
 		{"empty", ``, "unexpected end of JSON input"},
