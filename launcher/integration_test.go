@@ -831,7 +831,7 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	// A stop from another state directory finds no status there, and says where it runs.
 	stop := safeRun(t, ctx, "stop", "twice")
 	stop.Env = append(stop.Env, "SAFE_RUN_STATE_DIR="+t.TempDir())
-	if out, _ := stop.CombinedOutput(); stop.ProcessState.ExitCode() != 125 || !regexp.MustCompile(`twice: no such running service in \S+, but its cgroup /sys/fs/cgroup/\S*safe-run-twice has \d process\(es\): it runs from another state directory \(SAFE_RUN_STATE_DIR\) or as another user; stop it there`).Match(out) {
+	if out, _ := stop.CombinedOutput(); stop.ProcessState.ExitCode() != 125 || !regexp.MustCompile(`twice: no such running service in \S+, but its cgroup /sys/fs/cgroup/\S*safe-run-twice has \d process\(es\): it runs from another state directory \(SAFE_RUN_STATE_DIR\) or as another user: run this there`).Match(out) {
 		t.Errorf("a stop from another state directory: exit %d, %s", stop.ProcessState.ExitCode(), out)
 	}
 	// SIGKILL safe-run: the container dies with it, and the janitor

@@ -217,7 +217,7 @@ func cgroupProcs(cgroups map[string]string) int {
 func runsElsewhere(name string) string {
 	for _, dir := range []string{"/sys/fs/cgroup/pids/safe-run-" + name, "/sys/fs/cgroup/safe-run-" + name} {
 		if n := cgroupProcs(map[string]string{"": dir}); n > 0 {
-			return fmt.Sprintf(", but its cgroup %s has %d process(es): it runs from another state directory (SAFE_RUN_STATE_DIR) or as another user; stop it there", dir, n)
+			return fmt.Sprintf(", but its cgroup %s has %d process(es): it runs from another state directory (SAFE_RUN_STATE_DIR) or as another user: run this there", dir, n)
 		}
 	}
 	return ""
