@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/safe-run/safe-run/internal/printable"
 	"github.com/safe-run/safe-run/internal/proc"
 	"github.com/safe-run/safe-run/ops"
 	"github.com/safe-run/safe-run/plan"
@@ -42,7 +43,14 @@ func newPublisher(spec *specs.Spec, host plan.Placement, opts runOpts) *publishe
 	p := &publisher{dir: host.StateDir, log: opts.Logger, requests: make(chan ops.Request, 4), since: monotonic()}
 	j, err := ops.OpenJournal(ops.JournalDir(opts.Dirs.Data), opts.Name)
 	if err != nil {
-		opts.Logger.Warn("events will not be recorded", "err", err)
+		// Said as the supervisor's other warnings are (Ending: even
+		// with -q), with the fix: a rootless user without a home has
+		// no default data directory.
+		if opts.Ending != nil {
+			fmt.Fprintf(opts.Ending, "safe-run: %s: events will not be recorded: %s (set SAFE_RUN_DATA_DIR, or XDG_DATA_HOME, to a directory you can write)\n", opts.Name, printable.String(err.Error()))
+		} else {
+			opts.Logger.Warn("events will not be recorded", "err", err)
+		}
 	}
 	p.journal = j
 	a := spec.Annotations
