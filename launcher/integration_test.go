@@ -853,10 +853,12 @@ func TestSecondStartRefusedAndCrashCleanedUp(t *testing.T) {
 	assertNothingLeft(t, "twice")
 }
 
-// startUp starts safe-run -q on manifest m, whose service prints "up", and returns once it has.
-func startUp(t *testing.T, ctx context.Context, m string) *exec.Cmd {
+// startUp starts safe-run -q on manifest m, whose service prints "up", and returns once it has;
+// env is added to safe-run's environment.
+func startUp(t *testing.T, ctx context.Context, m string, env ...string) *exec.Cmd {
 	t.Helper()
 	c := safeRun(t, ctx, "-q", m)
+	c.Env = append(c.Env, env...)
 	out, _ := c.StdoutPipe()
 	c.Stderr = os.Stderr
 	if err := c.Start(); err != nil {
@@ -1458,4 +1460,32 @@ func TestTerminalEscapesShownEscaped(t *testing.T) {
 		t.Errorf("exit %d, the error:\n%q", r.code, r.stderr)
 	}
 	assertNothingLeft(t, "escapes")
+}
+
+// TestIDRangeSharedAcrossDataDirs: two data directories each allot their first range to a
+// service of their own; the second to start, while the first runs, says that the two share host
+// ids. Each started silently, and one's seccomp denials were reported as the other's.
+func TestIDRangeSharedAcrossDataDirs(t *testing.T) {
+	setup(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var dataDirs []string
+	for range 2 {
+		d := t.TempDir()
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+		dataDirs = append(dataDirs, "SAFE_RUN_DATA_DIR="+d)
+	}
+	first := startUp(t, ctx, manifestFor(t, "rangea", "[process]\ncommand = [\"/bin/sh\", \"-c\", \"echo up; "+uniqueSleep(33)+"\"]\n"), dataDirs[0])
+	second := safeRun(t, ctx, manifestFor(t, "rangeb", "[process]\ncommand = [\"/bin/true\"]\n"))
+	second.Env = append(second.Env, dataDirs[1])
+	out, err := second.CombinedOutput()
+	if err != nil || !regexp.MustCompile(`rangeb: its ids \(0-65535 -> \d+-\d+\) are in use by service rangea, whose ids another data directory allotted: the two share host ids`).Match(out) {
+		t.Errorf("a second data directory's first service: %v\n%s", err, out)
+	}
+	first.Process.Signal(syscall.SIGTERM)
+	first.Wait()
+	assertNothingLeft(t, "rangea")
+	assertNothingLeft(t, "rangeb")
 }

@@ -1,0 +1,50 @@
+package launcher
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/safe-run/safe-run/plan"
+)
+
+// idRangeLocks is where every root run locks its id range for its life,
+// whatever its state and data directories: a data directory allots ranges
+// only among its own services, so two of them can hand one range to two
+// services (the README asks for one per host). The start that finds its
+// range locked says so in its report.
+const idRangeLocks = "/run/safe-run-ids"
+
+// holdIDRange locks ids' range for the run, returning the lock to close
+// when it ends; or, if a running service of another name holds it, that
+// name. Neither if the lock cannot be had at all: the check is advice.
+func holdIDRange(ids plan.IDMap, name string) (held *os.File, other string) {
+	if err := os.MkdirAll(idRangeLocks, 0o700); err != nil {
+		return nil, ""
+	}
+	f, err := os.OpenFile(filepath.Join(idRangeLocks, strconv.FormatUint(uint64(ids.UID), 10)), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, ""
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		data := make([]byte, 64)
+		n, _ := f.ReadAt(data, 0)
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			if holder := strings.TrimSpace(string(data[:n])); holder != name {
+				return nil, holder
+			}
+		}
+		return nil, ""
+	}
+	if f.Truncate(0) != nil {
+		f.Close()
+		return nil, ""
+	}
+	f.WriteAt([]byte(name+"\n"), 0)
+	return f, ""
+}
