@@ -19,14 +19,16 @@ import (
 // range locked says so in its report.
 const idRangeLocks = "/run/safe-run-ids"
 
-// holdIDRange locks ids' range for the run, returning the lock to close
-// when it ends; or, if a running service of another name holds it, that
-// name. Neither if the lock cannot be had at all: the check is advice.
-func holdIDRange(ids plan.IDMap, name string) (held *os.File, other string) {
+// holdIDRange locks ids' range for the run, returning what releases it
+// when the run ends (its file goes too); or, if a running service of
+// another name holds it, that name. Neither if the lock cannot be had at
+// all: the check is advice.
+func holdIDRange(ids plan.IDMap, name string) (release func(), other string) {
 	if err := os.MkdirAll(idRangeLocks, 0o700); err != nil {
 		return nil, ""
 	}
-	f, err := os.OpenFile(filepath.Join(idRangeLocks, strconv.FormatUint(uint64(ids.UID), 10)), os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
+	path := filepath.Join(idRangeLocks, strconv.FormatUint(uint64(ids.UID), 10))
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, ""
 	}
@@ -46,5 +48,5 @@ func holdIDRange(ids plan.IDMap, name string) (held *os.File, other string) {
 		return nil, ""
 	}
 	f.WriteAt([]byte(name+"\n"), 0)
-	return f, ""
+	return func() { os.Remove(path); f.Close() }, ""
 }

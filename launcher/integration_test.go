@@ -1488,4 +1488,11 @@ func TestIDRangeSharedAcrossDataDirs(t *testing.T) {
 	first.Wait()
 	assertNothingLeft(t, "rangea")
 	assertNothingLeft(t, "rangeb")
+	// The lock's file goes with the run that held it.
+	locks, _ := filepath.Glob("/run/safe-run-ids/*")
+	for _, l := range locks {
+		if b, _ := os.ReadFile(l); strings.HasPrefix(string(b), "range") {
+			t.Errorf("range lock left: %s (%s)", l, b)
+		}
+	}
 }

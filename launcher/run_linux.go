@@ -123,9 +123,9 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
 	}
 	if !host.Rootless {
-		held, other := holdIDRange(host.IDs, opts.Name)
-		if held != nil {
-			defer held.Close()
+		release, other := holdIDRange(host.IDs, opts.Name)
+		if release != nil {
+			defer release()
 		} else if other != "" {
 			opts.Notes = append(opts.Notes, fmt.Sprintf("its ids (%s) are in use by service %s, whose ids another data directory allotted: the two share host ids, and each other's seccomp denials; use one data directory per host (SAFE_RUN_DATA_DIR)", host.IDs, other))
 		}
