@@ -26,7 +26,11 @@ func report(opts runOpts, spec *specs.Spec, host plan.Placement) {
 	line := func(format string, a ...any) {
 		fmt.Fprintf(opts.Report, "safe-run: %s: %s\n", opts.Name, printable.String(fmt.Sprintf(format, a...)))
 	}
-	cmd := strings.Join(args, " ")
+	quoted := make([]string, len(args))
+	for i, a := range args {
+		quoted[i] = shellQuote(a)
+	}
+	cmd := strings.Join(quoted, " ")
 	if len(cmd) > 60 {
 		cmd = cmd[:57] + "..."
 	}
@@ -159,4 +163,13 @@ func hasNamespace(spec *specs.Spec, t specs.LinuxNamespaceType) bool {
 		}
 	}
 	return false
+}
+
+// shellQuote quotes an argument as a shell would need it, so that the
+// report's command reads as what runs: nginx -g 'daemon off;'.
+func shellQuote(a string) string {
+	if a != "" && !strings.ContainsAny(a, " \t\n'\"\\$;&|<>(){}*?[]#~`!") {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
