@@ -37,7 +37,6 @@ func Fail(w io.Writer, err error) int {
 	return ExitCode(err)
 }
 
-
 // ExitCode is the exit status for an error of a run.
 func ExitCode(err error) int {
 	switch {
