@@ -43,10 +43,14 @@ func holdIDRange(ids plan.IDMap, name string) (release func(), other string) {
 		}
 		return nil, ""
 	}
+	release = func() { os.Remove(path); f.Close() }
 	if f.Truncate(0) != nil {
-		f.Close()
+		release()
 		return nil, ""
 	}
-	f.WriteAt([]byte(name+"\n"), 0)
-	return func() { os.Remove(path); f.Close() }, ""
+	if _, err := f.WriteAt([]byte(name+"\n"), 0); err != nil {
+		release()
+		return nil, ""
+	}
+	return release, ""
 }
