@@ -19,11 +19,24 @@ import (
 // range locked says so in its report.
 const idRangeLocks = "/run/safe-run-ids"
 
-// holdIDRange locks ids' range for the run, returning what releases it
-// when the run ends (its file goes too); or, if a running service of
-// another name holds it, that name. Neither if the lock cannot be had at
-// all: the check is advice.
-func holdIDRange(ids plan.IDMap, name string) (release func(), other string) {
+// idRangeLock is a run's lock on its id range: its file, and the file
+// open and locked.
+type idRangeLock struct {
+	path string
+	f    *os.File
+}
+
+// release lets the range go when the run ends, its file with it. A
+// SIGKILLed run's file is the janitor's to remove (it is in its list).
+func (l *idRangeLock) release() {
+	os.Remove(l.path)
+	l.f.Close()
+}
+
+// holdIDRange locks ids' range for the run; or, if a running service of
+// another name holds it, returns that name. Neither if the lock cannot be
+// had at all: the check is advice.
+func holdIDRange(ids plan.IDMap, name string) (held *idRangeLock, other string) {
 	if err := os.MkdirAll(idRangeLocks, 0o700); err != nil {
 		return nil, ""
 	}
@@ -43,14 +56,14 @@ func holdIDRange(ids plan.IDMap, name string) (release func(), other string) {
 		}
 		return nil, ""
 	}
-	release = func() { os.Remove(path); f.Close() }
+	held = &idRangeLock{path: path, f: f}
 	if f.Truncate(0) != nil {
-		release()
+		held.release()
 		return nil, ""
 	}
 	if _, err := f.WriteAt([]byte(name+"\n"), 0); err != nil {
-		release()
+		held.release()
 		return nil, ""
 	}
-	return release, ""
+	return held, ""
 }

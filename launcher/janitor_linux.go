@@ -34,13 +34,13 @@ type janitor struct {
 // one's: mounts made here later are not in its way. then is what it runs
 // last after a safe-run that died (see safe-run-janitor.c), nil for
 // nothing.
-func startJanitor(path string, lock *nameLock, removeDirs []string, then []string, ownMounts bool) (*janitor, error) {
+func startJanitor(path string, lock *nameLock, removes []string, then []string, ownMounts bool) (*janitor, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"--lock", lock.path}
-	for _, d := range removeDirs {
+	for _, d := range removes {
 		args = append(args, "--remove", d)
 	}
 	for i, a := range then {

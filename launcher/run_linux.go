@@ -122,10 +122,11 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	} else if cleaned {
 		opts.Notes = append(opts.Notes, "cleaned up what a previous run that died had left")
 	}
+	var rangeLock *idRangeLock
 	if !host.Rootless {
-		release, other := holdIDRange(host.IDs, opts.Name)
-		if release != nil {
-			defer release()
+		var other string
+		if rangeLock, other = holdIDRange(host.IDs, opts.Name); rangeLock != nil {
+			defer rangeLock.release()
 		} else if other != "" {
 			opts.Notes = append(opts.Notes, fmt.Sprintf("its ids (%s) are in use by service %s, whose ids another data directory allotted: the two share host ids, and each other's seccomp denials; use one data directory per host (SAFE_RUN_DATA_DIR)", host.IDs, other))
 		}
@@ -190,7 +191,11 @@ func Run(ctx context.Context, job *plan.Job, o Options) (int, error) {
 	if !host.Rootless || job.Network != nil && job.Network.Bridge != "" {
 		then = networkCleanup(job.Network)
 	}
-	if r.janitor, err = startJanitor(opts.JanitorPath, lock, r.removeDirs(), then, ownMounts); err != nil {
+	removes := r.removeDirs()
+	if rangeLock != nil {
+		removes = append(removes, rangeLock.path)
+	}
+	if r.janitor, err = startJanitor(opts.JanitorPath, lock, removes, then, ownMounts); err != nil {
 		return 0, fmt.Errorf("starting the janitor: %w", err)
 	}
 	if ownMounts {

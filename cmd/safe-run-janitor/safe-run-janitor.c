@@ -16,7 +16,7 @@
  * a Go janitor cost about 5 ms of each start and 2 MiB resident, this one a
  * fraction of a millisecond and a few hundred KiB.
  *
- * Usage: safe-run-janitor --lock PATH [--remove DIR]... [--then PATH [--then-arg ARG]...]
+ * Usage: safe-run-janitor --lock PATH [--remove PATH]... [--then PATH [--then-arg ARG]...]
  */
 #define _GNU_SOURCE
 #include <errno.h>
